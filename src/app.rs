@@ -1,0 +1,131 @@
+//! Application state and the server entry point.
+//!
+//! `main` (or a test) binds a listener, builds [`AppState`] and calls
+//! [`serve`]; nothing here knows about fixed ports.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::assets::Assets;
+use crate::auth::password::Hasher;
+use crate::auth::throttle::LoginThrottle;
+use crate::auth::tokens::{self, JwtKeys};
+use crate::config::{Config, parse_origin};
+use crate::store::{AuditEntry, Store};
+
+pub struct AppInner {
+    pub cfg: Config,
+    pub store: Store,
+    pub hasher: Arc<Hasher>,
+    pub jwt: JwtKeys,
+    pub throttle: LoginThrottle,
+    /// The one-time setup token, present while no user exists.
+    pub setup_token: Mutex<Option<String>>,
+    /// e.g. `http://127.0.0.1:8080`, without a trailing slash.
+    pub public_base: String,
+    /// Origins whose browser requests are accepted (own + cors_origins).
+    pub allowed_origins: Vec<String>,
+    pub assets: &'static Assets,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<AppInner>);
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the state for a server reachable at `bound`. Opens nothing:
+    /// the store is opened by the caller so errors surface before binding.
+    pub fn new(cfg: Config, store: Store, bound: SocketAddr) -> anyhow::Result<AppState> {
+        let jwt = match &cfg.auth.jwt_secret {
+            Some(s) => JwtKeys::from_secret(s.expose().as_bytes()),
+            None => JwtKeys::load_or_create(&cfg.data_dir)?,
+        };
+        let public_base = cfg.public_base(bound);
+        let mut allowed_origins = vec![parse_origin(&public_base).unwrap_or_default()];
+        allowed_origins.extend(cfg.cors_origins.iter().filter_map(|o| parse_origin(o)));
+        let setup_token = if store.user_count()? == 0 {
+            Some(tokens::random_token())
+        } else {
+            None
+        };
+        Ok(AppState(Arc::new(AppInner {
+            throttle: LoginThrottle::new(&cfg.auth),
+            hasher: Hasher::new(),
+            jwt,
+            setup_token: Mutex::new(setup_token),
+            public_base,
+            allowed_origins,
+            assets: Assets::get(),
+            store,
+            cfg,
+        })))
+    }
+
+    /// The setup link to print, while setup is pending.
+    pub fn setup_url(&self) -> Option<String> {
+        self.setup_token
+            .lock()
+            .expect("lock not poisoned")
+            .as_ref()
+            .map(|t| format!("{}/setup?token={t}", self.public_base))
+    }
+
+    /// Stores an audit entry. A failure to audit is logged, not surfaced:
+    /// the action itself already happened.
+    pub async fn audit(&self, e: AuditEntry) {
+        let action = e.action.clone();
+        if let Err(err) = self.store.blocking(move |s| s.append_audit(&e)).await {
+            tracing::error!(%action, error = %err, "failed to write audit entry");
+        }
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` resolves, then drains
+/// in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let maintenance = tokio::spawn(maintenance(state.clone()));
+    let router = crate::http::router(state);
+    let result = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    maintenance.abort();
+    result
+}
+
+/// Periodic housekeeping: expired sessions and limiter state.
+async fn maintenance(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        state.throttle.prune();
+        let idle = state.cfg.auth.session_idle_hours as i64 * 3600;
+        let now = crate::auth::now();
+        match state
+            .store
+            .blocking(move |s| s.prune_sessions(now, idle))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "pruned expired sessions"),
+            Err(e) => tracing::warn!(error = %e, "session pruning failed"),
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! Command line: `confab serve`, user and invite management, config
+//! helpers, healthcheck and version.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use uuid::Uuid;
+
+use crate::config::{Config, DEFAULT_CONFIG, Overrides};
+use crate::store::{Role, Store, StoreError, User, UserStatus};
+
+#[derive(Parser, Debug)]
+#[command(name = "confab", version = crate::VERSION, about = "Self-hosted AI chat appliance in one binary")]
+pub struct Cli {
+    /// Data directory (database, keys, search index). Default ./confab-data.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Config file. Default /etc/confab/confab.toml when it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format: auto (pretty on a terminal, JSON otherwise), pretty, json.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage users (the server must be stopped: the data directory is exclusive).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage invite codes (the server must be stopped).
+    #[command(subcommand)]
+    Invite(InviteCmd),
+    /// Print the commented example configuration.
+    DefaultConfig,
+    /// Validate the configuration and exit.
+    CheckConfig,
+    /// Ask a running server whether it is healthy (exit 0) or not (exit 1).
+    Healthcheck {
+        /// Base URL of the server; default derived from the configured listen address.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Print version information.
+    Version,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8080 or 0.0.0.0:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Public URL people use to reach this server.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Registration mode: open, invite or closed.
+    #[arg(long, value_name = "MODE")]
+    pub registration: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    User,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::User => Role::User,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PasswordInput {
+    /// Read the password from the first line of standard input instead of prompting.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create a user (with --admin, an administrator; this also completes setup).
+    Add {
+        username: String,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        email: Option<String>,
+        #[command(flatten)]
+        password: PasswordInput,
+    },
+    /// List users.
+    List,
+    /// Set a user's password (signs them out everywhere).
+    Passwd {
+        username: String,
+        #[command(flatten)]
+        password: PasswordInput,
+    },
+    /// Disable a user and sign them out.
+    Disable { username: String },
+    /// Enable a disabled user.
+    Enable { username: String },
+    /// Change a user's role.
+    SetRole { username: String, role: RoleArg },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InviteCmd {
+    /// Create an invite code and print its registration link.
+    Create {
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        #[arg(long, default_value_t = 168)]
+        expires_in_hours: u32,
+        #[arg(long, value_enum, default_value = "user")]
+        role: RoleArg,
+    },
+    /// List invites that can still be used.
+    List,
+    /// Revoke an invite code.
+    Revoke { code: String },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("confab: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config(cli: &Cli, serve: Option<&ServeArgs>) -> anyhow::Result<(Config, Vec<String>)> {
+    let flags = Overrides {
+        data_dir: cli.data_dir.clone(),
+        listen: serve.and_then(|s| s.listen.clone()),
+        public_url: serve.and_then(|s| s.public_url.clone()),
+        log_format: cli.log_format.clone(),
+        registration: serve.and_then(|s| s.registration.clone()),
+    };
+    Ok(Config::load(cli.config.as_deref(), &flags)?)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::DefaultConfig => {
+            print!("{DEFAULT_CONFIG}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            println!("confab {}", crate::VERSION);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => {
+            let (cfg, warnings) = load_config(&cli, None)?;
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            let source = crate::config::config_path(cli.config.as_deref())
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "built-in defaults".into());
+            println!(
+                "configuration OK ({source}): listen {}, data dir {}, registration {:?}",
+                cfg.listen,
+                cfg.data_dir.display(),
+                cfg.registration
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck { url } => {
+            let (cfg, _) = load_config(&cli, None)?;
+            let base = url.clone().unwrap_or_else(|| cfg.public_base(cfg.listen));
+            runtime()?.block_on(healthcheck(&base))
+        }
+        Command::Serve(args) => {
+            let (cfg, warnings) = load_config(&cli, Some(args))?;
+            crate::logging::init(cfg.log_format, &cfg.log_level);
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            runtime()?.block_on(serve_main(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User(cmd) => {
+            let (cfg, _) = load_config(&cli, None)?;
+            let store = open_store(&cfg)?;
+            runtime()?.block_on(user_cmd(&store, cmd))
+        }
+        Command::Invite(cmd) => {
+            let (cfg, _) = load_config(&cli, None)?;
+            let store = open_store(&cfg)?;
+            invite_cmd(&store, &cfg, cmd)
+        }
+    }
+}
+
+fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    Store::open(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn healthcheck(base: &str) -> anyhow::Result<ExitCode> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let url = format!("{}/health", base.trim_end_matches('/'));
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => {
+            let v: serde_json::Value = r.json().await.unwrap_or_default();
+            if v["status"] == "ok" {
+                println!("ok: {url} (version {})", v["version"].as_str().unwrap_or("?"));
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("unhealthy: {url} answered {v}");
+        }
+        Ok(r) => println!("unhealthy: {url} answered HTTP {}", r.status()),
+        Err(e) => println!("unreachable: {url}: {e}"),
+    }
+    Ok(ExitCode::from(1))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+async fn serve_main(cfg: Config) -> anyhow::Result<()> {
+    let store = Store::open(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            anyhow::bail!(
+                "cannot listen on {}: permission denied (ports below 1024 need CAP_NET_BIND_SERVICE; the systemd unit grants it)",
+                cfg.listen
+            )
+        }
+        Err(e) => anyhow::bail!("cannot listen on {}: {e}", cfg.listen),
+    };
+    let bound = listener.local_addr()?;
+    let data_dir = cfg.data_dir.clone();
+    let state = crate::app::AppState::new(cfg, store, bound)?;
+    tracing::info!(url = %format!("http://{bound}"), data_dir = %data_dir.display(), version = crate::VERSION, "listening");
+    if let Some(url) = state.setup_url() {
+        tracing::info!(%url, "first-run setup");
+        tracing::info!("no account exists yet: open the setup link above to create the first administrator");
+    }
+    crate::app::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn read_password(input: &PasswordInput) -> anyhow::Result<String> {
+    let pw = if input.password_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        let a = rpassword::prompt_password("Password: ")?;
+        let b = rpassword::prompt_password("Repeat password: ")?;
+        if a != b {
+            anyhow::bail!("the passwords do not match");
+        }
+        a
+    };
+    crate::auth::password::validate("password", &pw).map_err(|m| anyhow::anyhow!(m))?;
+    Ok(pw)
+}
+
+fn find(store: &Store, username: &str) -> anyhow::Result<User> {
+    store
+        .find_user_by_name(username)?
+        .ok_or_else(|| anyhow::anyhow!("no user named {username:?}"))
+}
+
+async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
+    let hasher = crate::auth::password::Hasher::new();
+    let now = crate::auth::now();
+    let cli_audit = |action: &str, target: String| {
+        let e = crate::store::AuditEntry {
+            id: Uuid::now_v7(),
+            at: now,
+            actor: None,
+            actor_name: Some("cli".into()),
+            action: action.into(),
+            target: Some(target),
+            ip: None,
+            user_agent: None,
+            outcome: "ok".into(),
+        };
+        store.append_audit(&e)
+    };
+    match cmd {
+        UserCmd::Add {
+            username,
+            admin,
+            email,
+            password,
+        } => {
+            crate::auth::validate_username(username).map_err(|e| anyhow::anyhow!(e.public_message()))?;
+            if let Some(e) = email {
+                crate::auth::validate_email(e).map_err(|e| anyhow::anyhow!(e.public_message()))?;
+            }
+            let pw = read_password(password)?;
+            let user = User {
+                id: Uuid::now_v7(),
+                username: username.clone(),
+                email: email.clone(),
+                password_hash: hasher.hash(pw).await,
+                role: if *admin { Role::Admin } else { Role::User },
+                status: UserStatus::Active,
+                created_at: now,
+                updated_at: now,
+                quota: None,
+            };
+            match store.create_user(&user, false, None, now) {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => anyhow::bail!("username {username:?} is already taken"),
+                Err(e) => return Err(e.into()),
+            }
+            cli_audit("admin.user.create", user.id.to_string())?;
+            println!("created {} {} ({})", if *admin { "admin" } else { "user" }, username, user.id);
+        }
+        UserCmd::List => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{:<38} {:<24} {:<6} {:<9} created", "id", "username", "role", "status")?;
+            let mut cursor = None;
+            loop {
+                let page = store.list_users(cursor, 500)?;
+                for u in &page {
+                    writeln!(
+                        out,
+                        "{:<38} {:<24} {:<6} {:<9} {}",
+                        u.id,
+                        u.username,
+                        format!("{:?}", u.role).to_lowercase(),
+                        format!("{:?}", u.status).to_lowercase(),
+                        crate::http::rfc3339(u.created_at)
+                    )?;
+                }
+                match page.last() {
+                    Some(u) if page.len() == 500 => cursor = Some(u.id),
+                    _ => break,
+                }
+            }
+        }
+        UserCmd::Passwd { username, password } => {
+            let user = find(store, username)?;
+            let hash = hasher.hash(read_password(password)?).await;
+            store.update_user(user.id, |u, _| {
+                u.password_hash = hash;
+                u.updated_at = now;
+                Ok(())
+            })?;
+            store.delete_sessions_except(user.id, None)?;
+            store.revoke_refresh_families(user.id)?;
+            cli_audit("admin.user.update", user.id.to_string())?;
+            println!("password changed for {username}; their sessions were signed out");
+        }
+        UserCmd::Disable { username } | UserCmd::Enable { username } => {
+            let disable = matches!(cmd, UserCmd::Disable { .. });
+            let user = find(store, username)?;
+            set_user(store, user.id, None, Some(if disable { UserStatus::Disabled } else { UserStatus::Active }))?;
+            if disable {
+                store.delete_sessions_except(user.id, None)?;
+                store.revoke_refresh_families(user.id)?;
+            }
+            cli_audit("admin.user.update", user.id.to_string())?;
+            println!("{username} is now {}", if disable { "disabled" } else { "active" });
+        }
+        UserCmd::SetRole { username, role } => {
+            let user = find(store, username)?;
+            set_user(store, user.id, Some((*role).into()), None)?;
+            cli_audit("admin.user.update", user.id.to_string())?;
+            println!("{username} is now {}", format!("{role:?}").to_lowercase());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn set_user(store: &Store, id: Uuid, role: Option<Role>, status: Option<UserStatus>) -> anyhow::Result<()> {
+    store
+        .update_user(id, |u, all| {
+            if let Some(r) = role {
+                u.role = r;
+            }
+            if let Some(s) = status {
+                u.status = s;
+            }
+            u.updated_at = crate::auth::now();
+            let admins = all
+                .iter()
+                .map(|x| if x.id == u.id { &*u } else { x })
+                .filter(|x| x.role == Role::Admin && x.status == UserStatus::Active)
+                .count();
+            if admins == 0 {
+                return Err(StoreError::Conflict("this change would leave no active administrator".into()));
+            }
+            Ok(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+fn invite_cmd(store: &Store, cfg: &Config, cmd: &InviteCmd) -> anyhow::Result<ExitCode> {
+    let base = cfg.public_base(cfg.listen);
+    match cmd {
+        InviteCmd::Create {
+            uses,
+            expires_in_hours,
+            role,
+        } => {
+            let inv = crate::http::admin::new_invite(Some(*uses), Some(*expires_in_hours), Some((*role).into()), None)
+                .map_err(|e| anyhow::anyhow!(e.public_message()))?;
+            store.put_invite(&inv)?;
+            let v = crate::http::admin::invite_view(&base, &inv);
+            println!("{}", v.url);
+            eprintln!("code {} for {} use(s) as {}, expires {}", v.code, v.uses_left, format!("{:?}", v.role).to_lowercase(), v.expires_at);
+        }
+        InviteCmd::List => {
+            let now = crate::auth::now();
+            println!("{:<24} {:<6} {:<5} expires", "code", "role", "uses");
+            for i in store.list_invites()?.iter().filter(|i| i.uses_left > 0 && i.expires_at > now) {
+                println!(
+                    "{:<24} {:<6} {:<5} {}",
+                    i.code,
+                    format!("{:?}", i.role).to_lowercase(),
+                    i.uses_left,
+                    crate::http::rfc3339(i.expires_at)
+                );
+            }
+        }
+        InviteCmd::Revoke { code } => match store.delete_invite(code, None) {
+            Ok(()) => println!("invite revoked"),
+            Err(StoreError::NotFound) => anyhow::bail!("no invite with code {code:?}"),
+            Err(e) => return Err(e.into()),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,536 @@
+//! Configuration: defaults → TOML file → `CONFAB_*` environment → flags.
+//!
+//! Everything is merged into one TOML table, deserialized once and validated
+//! once at start-up; a bad value stops start-up with one sentence naming the
+//! setting and what is allowed.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The commented example configuration, printed by `confab default-config`
+/// and installed by the packages.
+pub const DEFAULT_CONFIG: &str = include_str!("../packaging/confab.toml");
+
+/// Where the config file is looked for when `--config` is not given.
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/confab/confab.toml";
+
+/// A secret string: never printed by `Debug` or `Display`.
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    Open,
+    Invite,
+    Closed,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the data lives (redb file, keys, search index).
+    pub data_dir: PathBuf,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// The URL users reach the server at; drives cookie `Secure`, the
+    /// accepted `Origin` and the links the server prints.
+    pub public_url: Option<String>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    pub registration: RegistrationMode,
+    /// Origins allowed to call the API from a front end hosted elsewhere.
+    pub cors_origins: Vec<String>,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub session_idle_hours: u64,
+    pub session_absolute_hours: u64,
+    pub access_token_minutes: u64,
+    pub refresh_token_days: u64,
+    /// Login/token/register/setup attempts per client IP per minute.
+    pub login_per_ip_per_minute: u32,
+    pub login_burst: u32,
+    /// Failed logins per account per hour before the account is throttled.
+    pub login_failures_per_account_per_hour: u32,
+    /// Overrides the generated JWT signing key (useful when several
+    /// instances must accept each other's tokens).
+    pub jwt_secret: Option<Secret>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_idle_hours: 24 * 7,
+            session_absolute_hours: 24 * 30,
+            access_token_minutes: 15,
+            refresh_token_days: 30,
+            login_per_ip_per_minute: 10,
+            login_burst: 5,
+            login_failures_per_account_per_hour: 100,
+            jwt_secret: None,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./confab-data"),
+            listen: "127.0.0.1:8080".parse().expect("literal address"),
+            public_url: None,
+            log_format: LogFormat::Auto,
+            log_level: "info".into(),
+            max_body_bytes: 1024 * 1024,
+            registration: RegistrationMode::Invite,
+            cors_origins: Vec::new(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    List,
+}
+
+/// Every environment variable confab reads, with the setting it sets.
+/// Secrets are also accepted as `<NAME>_FILE` holding the value.
+const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
+    ("CONFAB_DATA_DIR", "data_dir", Kind::Str, false),
+    ("CONFAB_LISTEN", "listen", Kind::Str, false),
+    ("CONFAB_PUBLIC_URL", "public_url", Kind::Str, false),
+    ("CONFAB_LOG_FORMAT", "log_format", Kind::Str, false),
+    ("CONFAB_LOG_LEVEL", "log_level", Kind::Str, false),
+    ("CONFAB_MAX_BODY_BYTES", "max_body_bytes", Kind::Int, false),
+    ("CONFAB_REGISTRATION", "registration", Kind::Str, false),
+    ("CONFAB_CORS_ORIGINS", "cors_origins", Kind::List, false),
+    (
+        "CONFAB_SESSION_IDLE_HOURS",
+        "auth.session_idle_hours",
+        Kind::Int,
+        false,
+    ),
+    (
+        "CONFAB_SESSION_ABSOLUTE_HOURS",
+        "auth.session_absolute_hours",
+        Kind::Int,
+        false,
+    ),
+    (
+        "CONFAB_LOGIN_PER_IP_PER_MINUTE",
+        "auth.login_per_ip_per_minute",
+        Kind::Int,
+        false,
+    ),
+    ("CONFAB_LOGIN_BURST", "auth.login_burst", Kind::Int, false),
+    ("CONFAB_JWT_SECRET", "auth.jwt_secret", Kind::Str, true),
+];
+
+/// Variables that are not settings but are read elsewhere.
+const ENV_OTHER: &[&str] = &["CONFAB_CONFIG", "CONFAB_LOG"];
+
+/// Flags given on the command line; `None` means "not given".
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub log_format: Option<String>,
+    pub registration: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for ConfigError {}
+
+fn err(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let last = parts.pop().expect("non-empty path");
+    let mut t = table;
+    for p in parts {
+        t = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .expect("config sections are tables");
+    }
+    t.insert(last.to_string(), value);
+}
+
+fn env_value(name: &str, raw: &str, kind: Kind) -> Result<toml::Value, ConfigError> {
+    Ok(match kind {
+        Kind::Str => toml::Value::String(raw.to_string()),
+        Kind::Int => toml::Value::Integer(raw.trim().parse().map_err(|_| {
+            err(format!(
+                "environment variable {name} must be a whole number, got {raw:?}"
+            ))
+        })?),
+        Kind::List => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
+    })
+}
+
+/// Which file to read: the explicit one (must exist) or the system one when present.
+pub fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    if let Ok(p) = std::env::var("CONFAB_CONFIG")
+        && !p.is_empty()
+    {
+        return Some(PathBuf::from(p));
+    }
+    let sys = Path::new(SYSTEM_CONFIG_PATH);
+    sys.exists().then(|| sys.to_path_buf())
+}
+
+impl Config {
+    /// Load with all layers from the real process environment.
+    pub fn load(explicit: Option<&Path>, flags: &Overrides) -> Result<(Config, Vec<String>), ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(config_path(explicit).as_deref(), &env, flags)
+    }
+
+    /// Load from a given file, environment and flags. Returns the config and
+    /// warnings (unknown `CONFAB_*` variables) to log once logging is up.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        flags: &Overrides,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    err(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| {
+                    err(format!(
+                        "config file {} is not valid TOML: {}",
+                        path.display(),
+                        e.message()
+                    ))
+                })?
+            }
+            None => toml::Table::new(),
+        };
+
+        let mut warnings = Vec::new();
+        for (name, raw) in env {
+            if !name.starts_with("CONFAB_") {
+                continue;
+            }
+            let (lookup, from_file) = match name.strip_suffix("_FILE") {
+                Some(base) if ENV_VARS.iter().any(|v| v.0 == base && v.3) => (base, true),
+                _ => (name.as_str(), false),
+            };
+            let Some(&(_, path, kind, _)) = ENV_VARS.iter().find(|v| v.0 == lookup) else {
+                if !ENV_OTHER.contains(&name.as_str()) {
+                    warnings.push(format!("ignoring unknown environment variable {name}"));
+                }
+                continue;
+            };
+            let value = if from_file {
+                std::fs::read_to_string(raw)
+                    .map_err(|e| err(format!("cannot read {name} file {raw}: {e}")))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string()
+            } else {
+                raw.clone()
+            };
+            set_path(&mut table, path, env_value(name, &value, kind)?);
+        }
+
+        let s = |v: &String| toml::Value::String(v.clone());
+        if let Some(v) = &flags.data_dir {
+            set_path(
+                &mut table,
+                "data_dir",
+                toml::Value::String(v.to_string_lossy().into_owned()),
+            );
+        }
+        if let Some(v) = &flags.listen {
+            set_path(&mut table, "listen", s(v));
+        }
+        if let Some(v) = &flags.public_url {
+            set_path(&mut table, "public_url", s(v));
+        }
+        if let Some(v) = &flags.log_format {
+            set_path(&mut table, "log_format", s(v));
+        }
+        if let Some(v) = &flags.registration {
+            set_path(&mut table, "registration", s(v));
+        }
+
+        let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(
+            |e: serde_path_to_error::Error<toml::de::Error>| {
+                let setting = e.path().to_string();
+                let inner = e.into_inner();
+                let msg = inner.message().trim().to_string();
+                if let Some(rest) = msg.strip_prefix("unknown field ") {
+                    err(format!("unknown setting {rest}"))
+                } else if setting == "listen" {
+                    err(format!(
+                        "invalid value for setting `listen`: {msg}; expected an address like 127.0.0.1:8080 or 0.0.0.0:8080"
+                    ))
+                } else if setting == "." || setting.is_empty() {
+                    err(format!("invalid configuration: {msg}"))
+                } else {
+                    err(format!("invalid value for setting `{setting}`: {msg}"))
+                }
+            },
+        )?;
+        cfg.validate()?;
+        Ok((cfg, warnings))
+    }
+
+    /// Checks that serde cannot express. Each message names the setting and
+    /// what is allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_body_bytes < 1024 || self.max_body_bytes > 1024 * 1024 * 1024 {
+            return Err(err(format!(
+                "max_body_bytes must be between 1024 and 1073741824, got {}",
+                self.max_body_bytes
+            )));
+        }
+        if let Some(url) = &self.public_url {
+            parse_origin(url).ok_or_else(|| {
+                err(format!(
+                    "public_url must be an absolute http:// or https:// URL like https://chat.example.com, got {url:?}"
+                ))
+            })?;
+        }
+        for o in &self.cors_origins {
+            if o == "*" {
+                return Err(err(
+                    "cors_origins may not contain \"*\": list each allowed origin, like https://app.example.com",
+                ));
+            }
+            match parse_origin(o) {
+                Some(origin) if origin == o.trim_end_matches('/') => {}
+                _ => {
+                    return Err(err(format!(
+                        "cors_origins entries must be origins like https://app.example.com (scheme, host and optional port, no path), got {o:?}"
+                    )));
+                }
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level).map_err(|_| {
+            err(format!(
+                "log_level must be one of error, warn, info, debug, trace (or a tracing filter like confab=debug), got {:?}",
+                self.log_level
+            ))
+        })?;
+        let a = &self.auth;
+        if a.session_idle_hours == 0 || a.session_absolute_hours == 0 {
+            return Err(err(
+                "auth.session_idle_hours and auth.session_absolute_hours must be at least 1",
+            ));
+        }
+        if a.session_idle_hours > a.session_absolute_hours {
+            return Err(err(format!(
+                "auth.session_idle_hours ({}) must not exceed auth.session_absolute_hours ({})",
+                a.session_idle_hours, a.session_absolute_hours
+            )));
+        }
+        if a.access_token_minutes == 0 || a.access_token_minutes > 24 * 60 {
+            return Err(err("auth.access_token_minutes must be between 1 and 1440"));
+        }
+        if a.refresh_token_days == 0 || a.refresh_token_days > 365 {
+            return Err(err("auth.refresh_token_days must be between 1 and 365"));
+        }
+        if a.login_per_ip_per_minute == 0 || a.login_burst == 0 {
+            return Err(err(
+                "auth.login_per_ip_per_minute and auth.login_burst must be at least 1",
+            ));
+        }
+        if a.login_failures_per_account_per_hour == 0 {
+            return Err(err(
+                "auth.login_failures_per_account_per_hour must be at least 1",
+            ));
+        }
+        if let Some(s) = &a.jwt_secret
+            && s.expose().len() < 32
+        {
+            return Err(err(
+                "auth.jwt_secret must be at least 32 characters (or leave it unset to use a generated key)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The base URL users reach the server at.
+    pub fn public_base(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => {
+                let host = if bound.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else if bound.is_ipv6() {
+                    format!("[{}]", bound.ip())
+                } else {
+                    bound.ip().to_string()
+                };
+                format!("http://{host}:{}", bound.port())
+            }
+        }
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL, lowercased.
+pub fn parse_origin(url: &str) -> Option<String> {
+    let url = url.trim();
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let host = rest.split(['/', '?', '#']).next()?;
+    if host.is_empty() || host.contains('@') || host.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(format!("{scheme}://{}", host.to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file: Option<&str>, env: &[(&str, &str)], flags: Overrides) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        if let Some(text) = file {
+            std::fs::write(&path, text).unwrap();
+        }
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        Config::load_from(file.map(|_| path.as_path()), &env, &flags)
+            .map(|(c, _)| c)
+            .map_err(|e| e.0)
+    }
+
+    #[test]
+    fn defaults_parse_and_example_is_valid() {
+        let c = load(None, &[], Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.registration, RegistrationMode::Invite);
+        assert_eq!(c.max_body_bytes, 1 << 20);
+        // The shipped example must load as-is.
+        load(Some(DEFAULT_CONFIG), &[], Overrides::default()).unwrap();
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let file = "listen = \"127.0.0.1:9000\"\nregistration = \"open\"\nlog_level = \"warn\"\n";
+        let c = load(
+            Some(file),
+            &[("CONFAB_LISTEN", "127.0.0.1:9001"), ("CONFAB_LOG_LEVEL", "debug")],
+            Overrides {
+                listen: Some("127.0.0.1:9002".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9002, "flag beats env");
+        assert_eq!(c.log_level, "debug", "env beats file");
+        assert_eq!(c.registration, RegistrationMode::Open, "file beats default");
+    }
+
+    #[test]
+    fn secret_from_file_and_hidden_in_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secret");
+        std::fs::write(&p, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let c = load(
+            None,
+            &[("CONFAB_JWT_SECRET_FILE", p.to_str().unwrap())],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.auth.jwt_secret.as_ref().unwrap().expose(),
+            "0123456789abcdef0123456789abcdef"
+        );
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let e = load(Some("registration = \"sometimes\""), &[], Overrides::default()).unwrap_err();
+        assert!(e.contains("registration") || e.contains("sometimes"), "{e}");
+        assert!(e.contains("open"), "{e}");
+        let e = load(Some("max_body_bytes = 10"), &[], Overrides::default()).unwrap_err();
+        assert!(e.contains("max_body_bytes"), "{e}");
+        let e = load(Some("cors_origins = [\"*\"]"), &[], Overrides::default()).unwrap_err();
+        assert!(e.contains("cors_origins"), "{e}");
+        let e = load(Some("listen = \"nowhere\""), &[], Overrides::default()).unwrap_err();
+        assert!(e.contains("listen") || e.contains("address"), "{e}");
+        let e = load(Some("bogus = 1"), &[], Overrides::default()).unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+        let e = load(None, &[("CONFAB_MAX_BODY_BYTES", "lots")], Overrides::default()).unwrap_err();
+        assert!(e.contains("CONFAB_MAX_BODY_BYTES"), "{e}");
+    }
+
+    #[test]
+    fn unknown_env_is_warned() {
+        let (_, w) = Config::load_from(
+            None,
+            &[("CONFAB_LISTN".into(), "x".into())],
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("CONFAB_LISTN"));
+    }
+}

@@ -1,0 +1,190 @@
+//! One error type for the whole HTTP surface. Domain code returns `AppError`;
+//! `IntoResponse` turns it into `{code, message, request_id}` with the matching
+//! status. Internal causes are logged here and never sent to the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+tokio::task_local! {
+    /// The id of the request being served; set by the request-id middleware so
+    /// every error body can carry it without threading it through handlers.
+    pub static REQUEST_ID: String;
+}
+
+/// The request id of the current task, or "-" outside a request.
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(|r| r.clone()).unwrap_or_else(|_| "-".into())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("authentication required")]
+    AuthRequired,
+    #[error("session expired")]
+    SessionExpired,
+    #[error("missing or invalid CSRF token")]
+    CsrfInvalid,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("administrator role required")]
+    AdminRequired,
+    #[error("this account is disabled")]
+    UserInactive,
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("{0}")]
+    InvalidInvite(String),
+    #[error("registration is closed on this server")]
+    RegistrationClosed,
+    #[error("username already taken")]
+    UsernameExists,
+    #[error("{0}")]
+    Validation(String),
+    #[error("request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("conversation not found")]
+    ConversationNotFound,
+    #[error("{0}")]
+    ModelNotFound(String),
+    #[error("{0}")]
+    ProviderUnreachable(String),
+    #[error("{0}")]
+    ProviderTimeout(String),
+    #[error("{0}")]
+    ProviderError(String),
+    #[error("{message}")]
+    QuotaExceeded { message: String, retry_after: Option<u64> },
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: u64 },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `VALIDATION_FAILED`.
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The id of the request, also sent as `x-request-id`.
+    pub request_id: String,
+}
+
+impl AppError {
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        AppError::Internal(e.into())
+    }
+    pub fn validation(msg: impl Into<String>) -> Self {
+        AppError::Validation(msg.into())
+    }
+    pub fn not_found(what: &str) -> Self {
+        AppError::NotFound(format!("{what} not found"))
+    }
+
+    pub fn code(&self) -> &'static str {
+        use AppError::*;
+        match self {
+            AuthRequired => "AUTH_REQUIRED",
+            SessionExpired => "SESSION_EXPIRED",
+            CsrfInvalid => "CSRF_INVALID",
+            Forbidden(_) => "FORBIDDEN",
+            AdminRequired => "ADMIN_REQUIRED",
+            UserInactive => "USER_INACTIVE",
+            InvalidCredentials => "INVALID_CREDENTIALS",
+            InvalidInvite(_) => "INVALID_INVITE",
+            RegistrationClosed => "REGISTRATION_CLOSED",
+            UsernameExists => "USERNAME_EXISTS",
+            Validation(_) => "VALIDATION_FAILED",
+            PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            NotFound(_) => "NOT_FOUND",
+            ConversationNotFound => "CONVERSATION_NOT_FOUND",
+            ModelNotFound(_) => "MODEL_NOT_FOUND",
+            ProviderUnreachable(_) => "PROVIDER_UNREACHABLE",
+            ProviderTimeout(_) => "PROVIDER_TIMEOUT",
+            ProviderError(_) => "PROVIDER_ERROR",
+            QuotaExceeded { .. } => "QUOTA_EXCEEDED",
+            RateLimited { .. } => "RATE_LIMITED",
+            Conflict(_) => "CONFLICT",
+            Internal(_) => "INTERNAL",
+            Unavailable(_) => "UNAVAILABLE",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        use AppError::*;
+        match self {
+            AuthRequired | SessionExpired | InvalidCredentials => StatusCode::UNAUTHORIZED,
+            CsrfInvalid | Forbidden(_) | AdminRequired | UserInactive | InvalidInvite(_)
+            | RegistrationClosed => StatusCode::FORBIDDEN,
+            UsernameExists | Conflict(_) => StatusCode::CONFLICT,
+            Validation(_) => StatusCode::BAD_REQUEST,
+            PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            NotFound(_) | ConversationNotFound | ModelNotFound(_) => StatusCode::NOT_FOUND,
+            ProviderUnreachable(_) | ProviderError(_) => StatusCode::BAD_GATEWAY,
+            ProviderTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            QuotaExceeded { .. } | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The message a client sees: internal causes are replaced by a generic text.
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Internal(_) => {
+                "internal error; the request id identifies it in the server log".into()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.code(),
+            message: self.public_message(),
+            request_id: current_request_id(),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::NotFound => AppError::NotFound("not found".into()),
+            crate::store::StoreError::Conflict(m) => AppError::Conflict(m),
+            other => AppError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let AppError::Internal(cause) = &self {
+            // The cause goes to the log (with the request id), never to the client.
+            tracing::error!(request_id = %current_request_id(), error = %format!("{cause:#}"), "internal error");
+        }
+        let status = self.status();
+        let retry_after = match &self {
+            AppError::RateLimited { retry_after, .. } => Some(*retry_after),
+            AppError::QuotaExceeded { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        let mut resp = (status, axum::Json(self.body())).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&secs.max(1).to_string()).expect("digits"),
+            );
+        }
+        resp
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,360 @@
+//! Admin routes: users, invites and the audit log.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{delete, get, patch};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::{UserView, audit};
+use super::{Json, Query, created, parse_id, rfc3339};
+use crate::app::AppState;
+use crate::auth::{self, Admin, ClientInfo, password, tokens};
+use crate::error::{AppError, AppResult};
+use crate::store::{Invite, Role, StoreError, User, UserStatus};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/users", get(list_users).post(create_user))
+        .route("/admin/users/{id}", patch(update_user))
+        .route("/admin/invites", get(list_invites).post(create_invite))
+        .route("/admin/invites/{code}", delete(revoke_invite))
+        .route("/admin/audit", get(list_audit))
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+pub struct Page {
+    pub cursor: Option<String>,
+    pub limit: Option<usize>,
+}
+
+fn limit(p: &Page) -> AppResult<usize> {
+    match p.limit {
+        None => Ok(50),
+        Some(n) if (1..=200).contains(&n) => Ok(n),
+        Some(_) => Err(AppError::validation("limit must be between 1 and 200")),
+    }
+}
+
+fn cursor(p: &Page) -> AppResult<Option<Uuid>> {
+    p.cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|c| Uuid::parse_str(c).map_err(|_| AppError::validation("cursor is not valid")))
+        .transpose()
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserList {
+    pub items: Vec<UserView>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/admin/users", tag = "admin", params(Page),
+    responses((status = 200, body = UserList), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(page): Query<Page>,
+) -> AppResult<Json<UserList>> {
+    let n = limit(&page)?;
+    let users = state.store.list_users(cursor(&page)?, n + 1)?;
+    let more = users.len() > n;
+    let items: Vec<UserView> = users.iter().take(n).map(UserView::from).collect();
+    let next_cursor = more.then(|| items.last().map(|u| u.id.clone())).flatten();
+    Ok(Json(UserList { items, next_cursor }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateUser {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+/// Lets admins create accounts directly (useful when registration is closed).
+#[utoipa::path(post, path = "/api/admin/users", tag = "admin", request_body = CreateUser,
+    responses((status = 201, body = UserView), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Admin(admin): Admin,
+    Json(req): Json<CreateUser>,
+) -> AppResult<Response> {
+    auth::validate_username(&req.username)?;
+    password::validate("password", &req.password).map_err(AppError::Validation)?;
+    if let Some(e) = &req.email {
+        auth::validate_email(e)?;
+    }
+    if state.store.find_user_by_name(&req.username)?.is_some() {
+        return Err(AppError::UsernameExists);
+    }
+    let now = auth::now();
+    let user = User {
+        id: Uuid::now_v7(),
+        username: req.username,
+        email: req.email,
+        password_hash: state.hasher.hash(req.password).await,
+        role: req.role.unwrap_or(Role::User),
+        status: UserStatus::Active,
+        created_at: now,
+        updated_at: now,
+        quota: None,
+    };
+    let u2 = user.clone();
+    match state.store.blocking(move |s| s.create_user(&u2, false, None, now)).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => return Err(AppError::UsernameExists),
+        Err(e) => return Err(e.into()),
+    }
+    audit(&state, &client, Some(&admin.user), None, "admin.user.create", Some(user.id.to_string()), "ok").await;
+    Ok(created(UserView::from(&user)))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateUser {
+    #[serde(default)]
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub status: Option<UserStatus>,
+    /// Sets a new password and signs the user out everywhere.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+#[utoipa::path(patch, path = "/api/admin/users/{id}", tag = "admin", request_body = UpdateUser,
+    responses((status = 200, body = UserView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn update_user(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    Json(req): Json<UpdateUser>,
+) -> AppResult<Json<UserView>> {
+    let uid = parse_id(&id, "user")?;
+    if let Some(p) = &req.password {
+        password::validate("password", p).map_err(AppError::Validation)?;
+    }
+    let new_hash = match req.password {
+        Some(p) => Some(state.hasher.hash(p).await),
+        None => None,
+    };
+    let sign_out = new_hash.is_some() || req.status == Some(UserStatus::Disabled);
+    let (role, status) = (req.role, req.status);
+    let res = state
+        .store
+        .blocking(move |s| {
+            let user = s.update_user(uid, |u, all| {
+                if let Some(r) = role {
+                    u.role = r;
+                }
+                if let Some(st) = status {
+                    u.status = st;
+                }
+                if let Some(h) = new_hash {
+                    u.password_hash = h;
+                }
+                u.updated_at = auth::now();
+                let admins_left = all
+                    .iter()
+                    .map(|x| if x.id == u.id { &*u } else { x })
+                    .filter(|x| x.role == Role::Admin && x.status == UserStatus::Active)
+                    .count();
+                if admins_left == 0 {
+                    return Err(StoreError::Conflict(
+                        "this change would leave no active administrator".into(),
+                    ));
+                }
+                Ok(())
+            })?;
+            if sign_out {
+                s.delete_sessions_except(uid, None)?;
+                s.revoke_refresh_families(uid)?;
+            }
+            Ok(user)
+        })
+        .await;
+    let outcome = match &res {
+        Ok(_) => "ok",
+        Err(StoreError::NotFound) => "NOT_FOUND",
+        Err(StoreError::Conflict(_)) => "VALIDATION_FAILED",
+        Err(_) => "INTERNAL",
+    };
+    audit(&state, &client, Some(&admin.user), None, "admin.user.update", Some(id), outcome).await;
+    match res {
+        Ok(u) => Ok(Json(UserView::from(&u))),
+        Err(StoreError::NotFound) => Err(AppError::not_found("user")),
+        Err(StoreError::Conflict(m)) => Err(AppError::Validation(m)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateInvite {
+    /// How many accounts the code may create (default 1).
+    #[serde(default)]
+    pub uses: Option<u32>,
+    /// Default 168 (one week).
+    #[serde(default)]
+    pub expires_in_hours: Option<u32>,
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InviteView {
+    pub code: String,
+    /// A registration link carrying the code.
+    pub url: String,
+    pub role: Role,
+    pub uses_left: u32,
+    pub expires_at: String,
+    pub created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InviteList {
+    pub items: Vec<InviteView>,
+    pub next_cursor: Option<String>,
+}
+
+pub fn invite_view(base: &str, i: &Invite) -> InviteView {
+    InviteView {
+        code: i.code.clone(),
+        url: format!("{base}/register?invite={}", i.code),
+        role: i.role,
+        uses_left: i.uses_left,
+        expires_at: rfc3339(i.expires_at),
+        created_at: rfc3339(i.created_at),
+    }
+}
+
+/// Builds a new invite record after validating the inputs (shared with the CLI).
+pub fn new_invite(
+    uses: Option<u32>,
+    hours: Option<u32>,
+    role: Option<Role>,
+    created_by: Option<Uuid>,
+) -> AppResult<Invite> {
+    let uses = uses.unwrap_or(1);
+    if !(1..=10_000).contains(&uses) {
+        return Err(AppError::validation("uses must be between 1 and 10000"));
+    }
+    let hours = hours.unwrap_or(168);
+    if !(1..=24 * 365).contains(&hours) {
+        return Err(AppError::validation("expires_in_hours must be between 1 and 8760"));
+    }
+    let now = auth::now();
+    Ok(Invite {
+        code: tokens::random_code(),
+        created_by,
+        created_at: now,
+        expires_at: now + i64::from(hours) * 3600,
+        uses_left: uses,
+        role: role.unwrap_or(Role::User),
+    })
+}
+
+#[utoipa::path(post, path = "/api/admin/invites", tag = "admin", request_body = CreateInvite,
+    responses((status = 201, body = InviteView)))]
+pub async fn create_invite(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Admin(admin): Admin,
+    Json(req): Json<CreateInvite>,
+) -> AppResult<Response> {
+    let inv = new_invite(req.uses, req.expires_in_hours, req.role, Some(admin.id()))?;
+    let i2 = inv.clone();
+    state.store.blocking(move |s| s.put_invite(&i2)).await?;
+    audit(&state, &client, Some(&admin.user), None, "invite.create", Some(format!("role={:?} uses={}", inv.role, inv.uses_left).to_lowercase()), "ok").await;
+    Ok(created(invite_view(&state.public_base, &inv)))
+}
+
+/// The caller's own invites that can still be used.
+#[utoipa::path(get, path = "/api/admin/invites", tag = "admin", responses((status = 200, body = InviteList)))]
+pub async fn list_invites(State(state): State<AppState>, Admin(admin): Admin) -> AppResult<Json<InviteList>> {
+    let now = auth::now();
+    let items = state
+        .store
+        .list_invites()?
+        .iter()
+        .filter(|i| i.created_by == Some(admin.id()) && i.uses_left > 0 && i.expires_at > now)
+        .map(|i| invite_view(&state.public_base, i))
+        .collect();
+    Ok(Json(InviteList { items, next_cursor: None }))
+}
+
+#[utoipa::path(delete, path = "/api/admin/invites/{code}", tag = "admin",
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn revoke_invite(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Admin(admin): Admin,
+    Path(code): Path<String>,
+) -> AppResult<StatusCode> {
+    let owner = admin.id();
+    let c2 = code.clone();
+    let res = state.store.blocking(move |s| s.delete_invite(&c2, Some(owner))).await;
+    let outcome = if res.is_ok() { "ok" } else { "NOT_FOUND" };
+    audit(&state, &client, Some(&admin.user), None, "invite.revoke", None, outcome).await;
+    match res {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(StoreError::NotFound) => Err(AppError::not_found("invite")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditView {
+    pub id: String,
+    pub at: String,
+    pub actor_id: Option<String>,
+    pub actor: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub outcome: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditList {
+    pub items: Vec<AuditView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Newest first; pass `next_cursor` back as `cursor` for older entries.
+#[utoipa::path(get, path = "/api/admin/audit", tag = "admin", params(Page),
+    responses((status = 200, body = AuditList)))]
+pub async fn list_audit(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(page): Query<Page>,
+) -> AppResult<Json<AuditList>> {
+    let n = limit(&page)?;
+    let entries = state.store.list_audit(cursor(&page)?, n + 1)?;
+    let more = entries.len() > n;
+    let items: Vec<AuditView> = entries
+        .into_iter()
+        .take(n)
+        .map(|e| AuditView {
+            id: e.id.to_string(),
+            at: rfc3339(e.at),
+            actor_id: e.actor.map(|a| a.to_string()),
+            actor: e.actor_name,
+            action: e.action,
+            target: e.target,
+            ip: e.ip,
+            user_agent: e.user_agent,
+            outcome: e.outcome,
+        })
+        .collect();
+    let next_cursor = if more { items.last().map(|e| e.id.clone()) } else { None };
+    Ok(Json(AuditList { items, next_cursor }))
+}

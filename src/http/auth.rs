@@ -1,0 +1,692 @@
+//! Setup, registration, sign-in (cookie sessions and bearer tokens),
+//! sessions and password changes.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{Json, created, parse_id, rfc3339};
+use crate::app::AppState;
+use crate::auth::{self, AuthVia, ClientInfo, CurrentUser, SESSION_COOKIE, password, tokens};
+use crate::config::RegistrationMode;
+use crate::error::{AppError, AppResult};
+use crate::store::{AuditEntry, Role, Session, StoreError, User, UserStatus};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/setup", get(setup_status).post(setup))
+        .route("/server", get(server_info))
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
+        .route("/auth/me", get(me))
+        .route("/auth/sessions", get(list_sessions))
+        .route("/auth/sessions/{id}", delete(revoke_session))
+        .route("/auth/sessions/revoke-others", post(revoke_other_sessions))
+        .route("/auth/password", post(change_password))
+        .route("/auth/token", post(token))
+        .route("/auth/refresh", post(refresh))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub role: Role,
+    pub status: UserStatus,
+    pub created_at: String,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            id: u.id.to_string(),
+            username: u.username.clone(),
+            email: u.email.clone(),
+            role: u.role,
+            status: u.status,
+            created_at: rfc3339(u.created_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    pub user: UserView,
+    /// Send as `X-CSRF-Token` on every unsafe request made with the cookie.
+    pub csrf_token: Option<String>,
+}
+
+/// Writes an audit entry for an auth event.
+pub(crate) async fn audit(
+    state: &AppState,
+    client: &ClientInfo,
+    actor: Option<&User>,
+    actor_name: Option<&str>,
+    action: &str,
+    target: Option<String>,
+    outcome: &str,
+) {
+    state
+        .audit(AuditEntry {
+            id: Uuid::now_v7(),
+            at: auth::now(),
+            actor: actor.map(|u| u.id),
+            actor_name: actor
+                .map(|u| u.username.clone())
+                .or(actor_name.map(|s| s.chars().take(64).collect())),
+            action: action.into(),
+            target,
+            ip: Some(client.ip.to_string()),
+            user_agent: client.user_agent.clone(),
+            outcome: outcome.into(),
+        })
+        .await;
+}
+
+fn throttled(secs: u64) -> AppError {
+    AppError::RateLimited {
+        message: format!("too many sign-in attempts; try again in {secs} s"),
+        retry_after: secs,
+    }
+}
+
+fn session_cookie(state: &AppState, token: &str, max_age_secs: i64) -> HeaderValue {
+    let c = cookie::Cookie::build((SESSION_COOKIE, token.to_string()))
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .path("/")
+        .secure(state.cfg.secure_cookies())
+        .max_age(time::Duration::seconds(max_age_secs))
+        .build();
+    HeaderValue::from_str(&c.to_string()).expect("cookie is a valid header")
+}
+
+/// Creates a browser session and answers with the cookie and `{user, csrf_token}`.
+async fn start_session(
+    state: &AppState,
+    user: &User,
+    client: &ClientInfo,
+    status: StatusCode,
+) -> AppResult<Response> {
+    let now = auth::now();
+    let token = tokens::random_token();
+    let lifetime = state.cfg.auth.session_absolute_hours as i64 * 3600;
+    let session = Session {
+        id: Uuid::now_v7(),
+        user_id: user.id,
+        created_at: now,
+        last_seen: now,
+        expires_at: now + lifetime,
+        ip: Some(client.ip.to_string()),
+        user_agent: client.user_agent.clone(),
+        csrf_secret: tokens::random_token(),
+    };
+    let hash = tokens::hash_token(&token);
+    let s2 = session.clone();
+    state
+        .store
+        .blocking(move |s| s.put_session(&hash, &s2))
+        .await?;
+    let mut resp = (
+        status,
+        axum::Json(LoginResponse {
+            user: user.into(),
+            csrf_token: Some(session.csrf_secret),
+        }),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(state, &token, lifetime));
+    Ok(resp)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SetupStatus {
+    /// True while no account exists and the setup link is valid.
+    pub required: bool,
+}
+
+#[utoipa::path(get, path = "/api/setup", tag = "auth", responses((status = 200, body = SetupStatus)))]
+pub async fn setup_status(State(state): State<AppState>) -> Json<SetupStatus> {
+    Json(SetupStatus {
+        required: state.setup_token.lock().expect("lock").is_some(),
+    })
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SetupRequest {
+    pub token: String,
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// Creates the first admin with the one-time token printed at start-up, and
+/// signs them in. The token stops working once used.
+#[utoipa::path(post, path = "/api/setup", tag = "auth", request_body = SetupRequest,
+    responses((status = 201, body = LoginResponse), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn setup(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(req): Json<SetupRequest>,
+) -> AppResult<Response> {
+    state.throttle.check_ip(client.ip).map_err(throttled)?;
+    let valid = {
+        let t = state.setup_token.lock().expect("lock");
+        t.as_ref()
+            .is_some_and(|t| bool::from(t.as_bytes().ct_eq(req.token.as_bytes())))
+    };
+    if !valid {
+        audit(&state, &client, None, Some(&req.username), "setup", None, "FORBIDDEN").await;
+        return Err(AppError::Forbidden(
+            "the setup token is invalid or setup was already completed".into(),
+        ));
+    }
+    auth::validate_username(&req.username)?;
+    password::validate("password", &req.password).map_err(AppError::Validation)?;
+    if let Some(e) = &req.email {
+        auth::validate_email(e)?;
+    }
+    let now = auth::now();
+    let user = User {
+        id: Uuid::now_v7(),
+        username: req.username.clone(),
+        email: req.email.clone(),
+        password_hash: state.hasher.hash(req.password.clone()).await,
+        role: Role::Admin,
+        status: UserStatus::Active,
+        created_at: now,
+        updated_at: now,
+        quota: None,
+    };
+    let u2 = user.clone();
+    match state
+        .store
+        .blocking(move |s| s.create_user(&u2, true, None, now))
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Err(AppError::Forbidden(
+                "the setup token is invalid or setup was already completed".into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    *state.setup_token.lock().expect("lock") = None;
+    audit(&state, &client, Some(&user), None, "setup", Some(user.id.to_string()), "ok").await;
+    tracing::info!(user_id = %user.id, "setup complete: first admin created");
+    start_session(&state, &user, &client, StatusCode::CREATED).await
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ServerInfo {
+    pub version: &'static str,
+    pub registration: RegistrationMode,
+    pub setup_required: bool,
+}
+
+#[utoipa::path(get, path = "/api/server", tag = "auth", responses((status = 200, body = ServerInfo)))]
+pub async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
+    Json(ServerInfo {
+        version: crate::VERSION,
+        registration: state.cfg.registration,
+        setup_required: state.setup_token.lock().expect("lock").is_some(),
+    })
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    pub username: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    pub password: String,
+    #[serde(default)]
+    pub invite_code: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = UserView), (status = 409, body = crate::error::ErrorBody),
+    (status = 403, description = "INVALID_INVITE or REGISTRATION_CLOSED", body = crate::error::ErrorBody)))]
+pub async fn register(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(req): Json<RegisterRequest>,
+) -> AppResult<Response> {
+    state.throttle.check_ip(client.ip).map_err(throttled)?;
+    let outcome = do_register(&state, req, &client).await;
+    match outcome {
+        Ok((user, invite)) => {
+            audit(
+                &state,
+                &client,
+                Some(&user),
+                None,
+                "register",
+                invite.map(|_| "invite".to_string()),
+                "ok",
+            )
+            .await;
+            Ok(created(UserView::from(&user)))
+        }
+        Err((name, e)) => {
+            audit(&state, &client, None, Some(&name), "register", None, e.code()).await;
+            Err(e)
+        }
+    }
+}
+
+async fn do_register(
+    state: &AppState,
+    req: RegisterRequest,
+    _client: &ClientInfo,
+) -> Result<(User, Option<String>), (String, AppError)> {
+    let name = req.username.clone();
+    let fail = |e: AppError| (name.clone(), e);
+    if state.setup_token.lock().expect("lock").is_some() {
+        return Err(fail(AppError::RegistrationClosed));
+    }
+    let invite_code = req.invite_code.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    match (state.cfg.registration, invite_code) {
+        (RegistrationMode::Closed, _) => return Err(fail(AppError::RegistrationClosed)),
+        (RegistrationMode::Invite, None) => {
+            return Err(fail(AppError::InvalidInvite(
+                "an invite code is required to register on this server".into(),
+            )));
+        }
+        _ => {}
+    }
+    auth::validate_username(&req.username).map_err(fail)?;
+    password::validate("password", &req.password)
+        .map_err(|m| fail(AppError::Validation(m)))?;
+    if let Some(e) = &req.email {
+        auth::validate_email(e).map_err(fail)?;
+    }
+    let now = auth::now();
+    let mut role = Role::User;
+    if let Some(code) = invite_code {
+        let inv = state.store.get_invite(code).map_err(|e| fail(e.into()))?;
+        match inv {
+            Some(inv) if inv.uses_left > 0 && inv.expires_at > now => role = inv.role,
+            _ => {
+                return Err(fail(AppError::InvalidInvite(
+                    "the invite code is invalid, used up or expired".into(),
+                )));
+            }
+        }
+    }
+    // Cheap pre-check so a taken name does not cost an argon2 hash; the
+    // authoritative check is inside the write transaction.
+    if state
+        .store
+        .find_user_by_name(&req.username)
+        .map_err(|e| fail(e.into()))?
+        .is_some()
+    {
+        return Err(fail(AppError::UsernameExists));
+    }
+    let user = User {
+        id: Uuid::now_v7(),
+        username: req.username.clone(),
+        email: req.email.clone(),
+        password_hash: state.hasher.hash(req.password.clone()).await,
+        role,
+        status: UserStatus::Active,
+        created_at: now,
+        updated_at: now,
+        quota: None,
+    };
+    let u2 = user.clone();
+    let code = invite_code.map(str::to_string);
+    let code2 = code.clone();
+    match state
+        .store
+        .blocking(move |s| s.create_user(&u2, false, code2.as_deref(), now))
+        .await
+    {
+        Ok(()) => Ok((user, code)),
+        Err(StoreError::Conflict(_)) => Err(fail(AppError::UsernameExists)),
+        Err(StoreError::NotFound) => Err(fail(AppError::InvalidInvite(
+            "the invite code is invalid, used up or expired".into(),
+        ))),
+        Err(e) => Err(fail(e.into())),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// Checks credentials with throttling and audit; the common part of login
+/// and token.
+async fn check_credentials(
+    state: &AppState,
+    client: &ClientInfo,
+    creds: &Credentials,
+    action: &str,
+) -> AppResult<User> {
+    if let Err(secs) = state.throttle.check_ip(client.ip) {
+        audit(state, client, None, Some(&creds.username), action, None, "RATE_LIMITED").await;
+        return Err(throttled(secs));
+    }
+    if let Err(secs) = state.throttle.check_account(&creds.username) {
+        audit(state, client, None, Some(&creds.username), action, None, "RATE_LIMITED").await;
+        return Err(throttled(secs));
+    }
+    // Oversized inputs cannot match; bound the work before hashing.
+    let plausible = creds.username.len() <= 50 && creds.password.chars().count() <= password::MAX_LEN;
+    let user = if plausible {
+        state.store.find_user_by_name(&creds.username)?
+    } else {
+        None
+    };
+    let ok = state
+        .hasher
+        .verify(
+            creds.password.clone(),
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await;
+    let Some(user) = user.filter(|_| ok) else {
+        state.throttle.record_failure(&creds.username);
+        audit(state, client, None, Some(&creds.username), action, None, "INVALID_CREDENTIALS").await;
+        return Err(AppError::InvalidCredentials);
+    };
+    if user.status != UserStatus::Active {
+        audit(state, client, Some(&user), None, action, None, "USER_INACTIVE").await;
+        return Err(AppError::UserInactive);
+    }
+    Ok(user)
+}
+
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = Credentials,
+    responses((status = 200, description = "Sets the confab_session cookie", body = LoginResponse),
+    (status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+pub async fn login(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(creds): Json<Credentials>,
+) -> AppResult<Response> {
+    let user = check_credentials(&state, &client, &creds, "login").await?;
+    let resp = start_session(&state, &user, &client, StatusCode::OK).await?;
+    audit(&state, &client, Some(&user), None, "login", None, "ok").await;
+    Ok(resp)
+}
+
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", responses((status = 204)))]
+pub async fn logout(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    user: CurrentUser,
+) -> AppResult<Response> {
+    if let Some(sid) = user.session_id() {
+        let uid = user.id();
+        match state.store.blocking(move |s| s.delete_session(uid, sid)).await {
+            Ok(()) | Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    audit(&state, &client, Some(&user.user), None, "logout", None, "ok").await;
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+    Ok(resp)
+}
+
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", responses((status = 200, body = LoginResponse)))]
+pub async fn me(user: CurrentUser) -> Json<LoginResponse> {
+    let csrf_token = match &user.via {
+        AuthVia::Session { csrf, .. } => Some(csrf.clone()),
+        _ => None,
+    };
+    Json(LoginResponse {
+        user: (&user.user).into(),
+        csrf_token,
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: String,
+    pub created_at: String,
+    pub last_seen: String,
+    pub expires_at: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// True for the session making this request.
+    pub current: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    pub items: Vec<SessionView>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/auth/sessions", tag = "auth", responses((status = 200, body = SessionList)))]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> AppResult<Json<SessionList>> {
+    let current = user.session_id();
+    let mut items: Vec<SessionView> = state
+        .store
+        .list_sessions(user.id())?
+        .into_iter()
+        .filter(|s| s.expires_at > auth::now())
+        .map(|s| SessionView {
+            id: s.id.to_string(),
+            created_at: rfc3339(s.created_at),
+            last_seen: rfc3339(s.last_seen),
+            expires_at: rfc3339(s.expires_at),
+            ip: s.ip,
+            user_agent: s.user_agent,
+            current: Some(s.id) == current,
+        })
+        .collect();
+    items.reverse();
+    Ok(Json(SessionList {
+        items,
+        next_cursor: None,
+    }))
+}
+
+#[utoipa::path(delete, path = "/api/auth/sessions/{id}", tag = "auth",
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    let sid = parse_id(&id, "session")?;
+    let uid = user.id();
+    let res = state
+        .store
+        .blocking(move |s| s.delete_session(uid, sid))
+        .await;
+    let outcome = match &res {
+        Ok(()) => "ok",
+        Err(StoreError::NotFound) => "NOT_FOUND",
+        Err(_) => "INTERNAL",
+    };
+    audit(&state, &client, Some(&user.user), None, "session.revoke", Some(id), outcome).await;
+    match res {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(StoreError::NotFound) => Err(AppError::not_found("session")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RevokedCount {
+    pub revoked: usize,
+}
+
+#[utoipa::path(post, path = "/api/auth/sessions/revoke-others", tag = "auth",
+    responses((status = 200, body = RevokedCount)))]
+pub async fn revoke_other_sessions(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    user: CurrentUser,
+) -> AppResult<Json<RevokedCount>> {
+    let uid = user.id();
+    let keep = user.session_id();
+    let n = state
+        .store
+        .blocking(move |s| s.delete_sessions_except(uid, keep))
+        .await?;
+    audit(&state, &client, Some(&user.user), None, "session.revoke_others", Some(n.to_string()), "ok").await;
+    Ok(Json(RevokedCount { revoked: n }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Changes the caller's password and signs out every other session and
+/// every refresh token.
+#[utoipa::path(post, path = "/api/auth/password", tag = "auth", request_body = PasswordChange,
+    responses((status = 204), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    Json(req): Json<PasswordChange>,
+) -> AppResult<StatusCode> {
+    if let Err(secs) = state.throttle.check_account(&user.user.username) {
+        return Err(throttled(secs));
+    }
+    password::validate("new_password", &req.new_password).map_err(AppError::Validation)?;
+    let ok = req.current_password.chars().count() <= password::MAX_LEN
+        && state
+            .hasher
+            .verify(req.current_password.clone(), Some(user.user.password_hash.clone()))
+            .await;
+    if !ok {
+        state.throttle.record_failure(&user.user.username);
+        audit(&state, &client, Some(&user.user), None, "password.change", None, "INVALID_CREDENTIALS").await;
+        return Err(AppError::InvalidCredentials);
+    }
+    let hash = state.hasher.hash(req.new_password.clone()).await;
+    let uid = user.id();
+    let keep = user.session_id();
+    state
+        .store
+        .blocking(move |s| {
+            s.update_user(uid, |u, _| {
+                u.password_hash = hash;
+                u.updated_at = auth::now();
+                Ok(())
+            })?;
+            s.delete_sessions_except(uid, keep)?;
+            s.revoke_refresh_families(uid)
+        })
+        .await?;
+    audit(&state, &client, Some(&user.user), None, "password.change", None, "ok").await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
+async fn issue_tokens(state: &AppState, user_id: Uuid, family: Option<Uuid>) -> AppResult<TokenResponse> {
+    let now = auth::now();
+    let ttl = state.cfg.auth.access_token_minutes as i64 * 60;
+    let refresh = tokens::random_token();
+    if let Some(family_id) = family {
+        let r = crate::store::RefreshToken {
+            user_id,
+            family_id,
+            expires_at: now + state.cfg.auth.refresh_token_days as i64 * 86400,
+            used: false,
+            created_at: now,
+        };
+        let h = tokens::hash_token(&refresh);
+        state.store.blocking(move |s| s.put_refresh(&h, &r)).await?;
+    }
+    Ok(TokenResponse {
+        access_token: state.jwt.issue(user_id, now, ttl),
+        refresh_token: refresh,
+        token_type: "bearer",
+        expires_in: ttl,
+    })
+}
+
+/// For programs: a short-lived JWT access token plus a rotating refresh token.
+#[utoipa::path(post, path = "/api/auth/token", tag = "auth", request_body = Credentials,
+    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn token(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(creds): Json<Credentials>,
+) -> AppResult<Json<TokenResponse>> {
+    let user = check_credentials(&state, &client, &creds, "token").await?;
+    let t = issue_tokens(&state, user.id, Some(Uuid::now_v7())).await?;
+    audit(&state, &client, Some(&user), None, "token", None, "ok").await;
+    Ok(Json(t))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// Spends a refresh token for a new pair. Presenting a spent token revokes
+/// every token descended from the same sign-in.
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(req): Json<RefreshRequest>,
+) -> AppResult<Json<TokenResponse>> {
+    state.throttle.check_ip(client.ip).map_err(throttled)?;
+    let now = auth::now();
+    let old = tokens::hash_token(&req.refresh_token);
+    let new_token = tokens::random_token();
+    let new = tokens::hash_token(&new_token);
+    let exp = now + state.cfg.auth.refresh_token_days as i64 * 86400;
+    let outcome = state
+        .store
+        .blocking(move |s| s.rotate_refresh(&old, &new, now, exp))
+        .await?;
+    match outcome {
+        crate::store::RefreshOutcome::Rotated { user_id } => {
+            let user = state.store.get_user(user_id)?;
+            if user.status != UserStatus::Active {
+                return Err(AppError::UserInactive);
+            }
+            let mut t = issue_tokens(&state, user_id, None).await?;
+            t.refresh_token = new_token;
+            audit(&state, &client, Some(&user), None, "token.refresh", None, "ok").await;
+            Ok(Json(t))
+        }
+        crate::store::RefreshOutcome::Reused { user_id } => {
+            let user = state.store.get_user(user_id).ok();
+            audit(&state, &client, user.as_ref(), None, "token.refresh", Some("reuse: family revoked".into()), "SESSION_EXPIRED").await;
+            tracing::warn!(%user_id, "refresh token reuse detected; token family revoked");
+            Err(AppError::SessionExpired)
+        }
+        crate::store::RefreshOutcome::Invalid => Err(AppError::SessionExpired),
+    }
+}

@@ -1,0 +1,172 @@
+//! Personal API keys (`cfk_…`), usable as `Authorization: Bearer`.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{delete, get};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::audit;
+use super::{Json, created, parse_id, rfc3339};
+use crate::app::AppState;
+use crate::auth::{self, ClientInfo, CurrentUser, SCOPES, tokens};
+use crate::error::{AppError, AppResult};
+use crate::store::{ApiKey, Role, StoreError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/keys", get(list_keys).post(create_key))
+        .route("/keys/{id}", delete(delete_key))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateKey {
+    pub name: String,
+    /// Subset of read, write, admin. Default: read and write.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// RFC 3339; omitted = never expires.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyView {
+    pub id: String,
+    pub name: String,
+    /// The first characters, to tell keys apart.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    pub id: String,
+    pub name: String,
+    /// The key itself. Shown only in this answer; only its hash is stored.
+    pub key: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    pub items: Vec<KeyView>,
+    pub next_cursor: Option<String>,
+}
+
+fn view(k: ApiKey) -> KeyView {
+    KeyView {
+        id: k.id.to_string(),
+        name: k.name,
+        prefix: k.prefix,
+        scopes: k.scopes,
+        expires_at: k.expires_at.map(rfc3339),
+        last_used_at: k.last_used_at.map(rfc3339),
+        created_at: rfc3339(k.created_at),
+    }
+}
+
+#[utoipa::path(post, path = "/api/keys", tag = "keys", request_body = CreateKey,
+    responses((status = 201, body = CreatedKey), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    Json(req): Json<CreateKey>,
+) -> AppResult<Response> {
+    let name = req.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(AppError::validation("name must be 1 to 100 characters"));
+    }
+    let mut scopes = req
+        .scopes
+        .unwrap_or_else(|| vec!["read".into(), "write".into()]);
+    scopes.sort();
+    scopes.dedup();
+    if scopes.is_empty() {
+        return Err(AppError::validation("scopes must name at least one of read, write, admin"));
+    }
+    if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+        return Err(AppError::Validation(format!(
+            "scopes: unknown scope {bad:?}; allowed are read, write, admin"
+        )));
+    }
+    if scopes.iter().any(|s| s == "admin") && user.user.role != Role::Admin {
+        return Err(AppError::validation("scopes: only administrators can create keys with the admin scope"));
+    }
+    let now = auth::now();
+    let expires_at = match req.expires_at.as_deref() {
+        None | Some("") => None,
+        Some(s) => {
+            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| AppError::validation("expires_at must be an RFC 3339 time like 2030-01-01T00:00:00Z"))?
+                .unix_timestamp();
+            if t <= now {
+                return Err(AppError::validation("expires_at must be in the future"));
+            }
+            Some(t)
+        }
+    };
+    let key = tokens::new_api_key();
+    let record = ApiKey {
+        id: Uuid::now_v7(),
+        user_id: user.id(),
+        name,
+        scopes: scopes.clone(),
+        expires_at,
+        last_used_at: None,
+        created_at: now,
+        prefix: key.chars().take(10).collect(),
+    };
+    let hash = tokens::hash_token(&key);
+    let r2 = record.clone();
+    state.store.blocking(move |s| s.put_api_key(&hash, &r2)).await?;
+    audit(&state, &client, Some(&user.user), None, "key.create", Some(record.id.to_string()), "ok").await;
+    Ok(created(CreatedKey {
+        id: record.id.to_string(),
+        name: record.name,
+        key,
+        scopes,
+        expires_at: expires_at.map(rfc3339),
+        created_at: rfc3339(now),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/keys", tag = "keys", responses((status = 200, body = KeyList)))]
+pub async fn list_keys(State(state): State<AppState>, user: CurrentUser) -> AppResult<Json<KeyList>> {
+    let mut items: Vec<KeyView> = state.store.list_api_keys(user.id())?.into_iter().map(view).collect();
+    items.reverse();
+    Ok(Json(KeyList { items, next_cursor: None }))
+}
+
+#[utoipa::path(delete, path = "/api/keys/{id}", tag = "keys",
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn delete_key(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    let kid = parse_id(&id, "API key")?;
+    let uid = user.id();
+    let res = state.store.blocking(move |s| s.delete_api_key(uid, kid)).await;
+    let outcome = match &res {
+        Ok(_) => "ok",
+        Err(StoreError::NotFound) => "NOT_FOUND",
+        Err(_) => "INTERNAL",
+    };
+    audit(&state, &client, Some(&user.user), None, "key.delete", Some(id), outcome).await;
+    match res {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(StoreError::NotFound) => Err(AppError::not_found("API key")),
+        Err(e) => Err(e.into()),
+    }
+}

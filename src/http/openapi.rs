@@ -1,0 +1,33 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use utoipa::OpenApi;
+
+use super::{admin, auth, health, keys};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "confab API", description = "Self-hosted AI chat appliance. Every error body is `{code, message, request_id}`. Browser clients authenticate with the `confab_session` cookie and send `X-CSRF-Token` on unsafe requests; programs use `Authorization: Bearer` with a JWT access token or an API key (`cfk_…`)."),
+    paths(
+        health::health, health::deep,
+        auth::setup_status, auth::setup, auth::server_info, auth::register, auth::login, auth::logout,
+        auth::me, auth::list_sessions, auth::revoke_session, auth::revoke_other_sessions,
+        auth::change_password, auth::token, auth::refresh,
+        keys::create_key, keys::list_keys, keys::delete_key,
+        admin::list_users, admin::create_user, admin::update_user,
+        admin::create_invite, admin::list_invites, admin::revoke_invite, admin::list_audit,
+    ),
+    tags(
+        (name = "auth", description = "Setup, registration, sign-in, sessions and tokens"),
+        (name = "keys", description = "Personal API keys"),
+        (name = "admin", description = "Users, invites and audit log (admins only)"),
+        (name = "health", description = "Liveness and store checks"),
+    )
+)]
+pub struct ApiDoc;
+
+pub async fn openapi_json() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = crate::VERSION.to_string();
+    axum::Json(doc).into_response()
+}

@@ -1,0 +1,18 @@
+//! confab: a self-hosted AI chat appliance in one binary.
+//!
+//! The library holds everything; `main.rs` only parses the command line and
+//! dispatches. Tests use [`app::serve`] with a listener bound to `127.0.0.1:0`.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod assets;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod logging;
+// TEMP pub mod providers;
+pub mod store;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,511 @@
+//! Anthropic's Messages API over SSE. The base URL is the server root
+//! (`https://api.anthropic.com`), without `/v1`.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::sse::SseParser;
+use super::transport::{self, ErrorDetail, Origin};
+use super::{
+    ChatEvent, ChatRequest, ChatStream, EventQueue, ModelInfo, Provider, ProviderError,
+    ProviderKind, ProviderOptions, Role, StreamDecoder, merged_system, normalize_finish_reason,
+};
+
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// The API requires `max_tokens`; this is used when the request has none.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+/// Every current Claude model accepts at least this much context; the models
+/// endpoint does not say.
+const CLAUDE_CONTEXT: u32 = 200_000;
+
+pub struct AnthropicProvider {
+    name: String,
+    base_url: String,
+    api_key: Option<String>,
+    client: reqwest::Client,
+    options: ProviderOptions,
+}
+
+impl std::fmt::Debug for AnthropicProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnthropicProvider")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl AnthropicProvider {
+    /// `base_url` is the server root; a trailing `/v1` is tolerated.
+    pub fn new(
+        name: impl Into<String>,
+        base_url: &str,
+        api_key: Option<String>,
+        client: reqwest::Client,
+    ) -> Self {
+        let base = base_url.trim_end_matches('/');
+        let base = base.strip_suffix("/v1").unwrap_or(base);
+        AnthropicProvider {
+            name: name.into(),
+            base_url: base.to_string(),
+            api_key: api_key.filter(|k| !k.is_empty()),
+            client,
+            options: ProviderOptions::default(),
+        }
+    }
+
+    pub fn with_options(mut self, options: ProviderOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn origin(&self, key: Option<&str>, model: Option<&str>) -> Origin {
+        Origin {
+            provider: self.name.clone(),
+            key: key.map(Into::into),
+            model: model.map(Into::into),
+        }
+    }
+
+    fn headers(&self, rb: reqwest::RequestBuilder, key: Option<&str>) -> reqwest::RequestBuilder {
+        let rb = rb.header("anthropic-version", ANTHROPIC_VERSION);
+        match key {
+            Some(k) => rb.header("x-api-key", k),
+            None => rb,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WireMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    messages: Vec<WireMessage<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    stream: bool,
+}
+
+fn wire_request(req: &ChatRequest) -> WireRequest<'_> {
+    WireRequest {
+        model: &req.model,
+        max_tokens: req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        // The API rejects a "system" role inside messages; those are folded
+        // into the top-level field instead.
+        messages: req
+            .messages
+            .iter()
+            .filter(|m| m.role != Role::System)
+            .map(|m| WireMessage {
+                role: m.role.as_str(),
+                content: &m.content,
+            })
+            .collect(),
+        system: merged_system(req),
+        // Anthropic's range is 0..=1, OpenAI's 0..=2; clamping beats a 400.
+        temperature: req.temperature.map(|t| t.clamp(0.0, 1.0)),
+        stream: true,
+    }
+}
+
+#[derive(Deserialize)]
+struct ModelList {
+    #[serde(default)]
+    data: Vec<WireModel>,
+}
+
+#[derive(Deserialize)]
+struct WireModel {
+    id: String,
+    display_name: Option<String>,
+}
+
+#[async_trait]
+impl Provider for AnthropicProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Anthropic
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
+        let key = self.api_key.as_deref();
+        let origin = self.origin(key, None);
+        let url = format!("{}/v1/models?limit=1000", self.base_url);
+        let resp =
+            transport::send(&origin, &self.options, || self.headers(self.client.get(&url), key))
+                .await?;
+        let list: ModelList = transport::read_json(&origin, resp, self.options.idle_timeout).await?;
+        Ok(list
+            .data
+            .into_iter()
+            .map(|m| ModelInfo {
+                display_name: m
+                    .display_name
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| m.id.clone()),
+                context_window: m.id.starts_with("claude").then_some(CLAUDE_CONTEXT),
+                id: m.id,
+            })
+            .collect())
+    }
+
+    async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
+        let key = req
+            .api_key_override
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .or(self.api_key.as_deref());
+        let origin = self.origin(key, Some(&req.model));
+        let url = format!("{}/v1/messages", self.base_url);
+        let body: bytes::Bytes = serde_json::to_vec(&wire_request(&req))
+            .map_err(|e| ProviderError::Protocol(format!("could not encode the request: {e}")))?
+            .into();
+        let resp = transport::send(&origin, &self.options, || {
+            self.headers(self.client.post(&url), key)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(reqwest::header::ACCEPT, "text/event-stream")
+                .body(body.clone())
+        })
+        .await?;
+        let decoder = AnthropicDecoder::new(origin.clone());
+        Ok(transport::drive(resp, decoder, origin, self.options.idle_timeout))
+    }
+}
+
+/// The HTTP status Anthropic uses for each error type, so a mid-stream error
+/// event is classified exactly like the same error at status time.
+fn status_for_error_type(kind: &str) -> u16 {
+    match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "billing_error" => 402,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "timeout_error" => 504,
+        "overloaded_error" => 529,
+        _ => 500,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireEvent {
+    MessageStart {
+        message: StartMessage,
+    },
+    ContentBlockStart {
+        content_block: Block,
+    },
+    ContentBlockDelta {
+        delta: BlockDelta,
+    },
+    ContentBlockStop,
+    MessageDelta {
+        delta: MessageDeltaBody,
+        usage: Option<WireUsage>,
+    },
+    MessageStop,
+    Ping,
+    Error {
+        error: WireError,
+    },
+    /// New event types may appear at any time (Anthropic's versioning policy).
+    #[serde(other)]
+    Unknown,
+}
+
+#[derive(Deserialize)]
+struct StartMessage {
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct Block {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BlockDelta {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MessageDeltaBody {
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct WireUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl WireUsage {
+    /// Cached prompt tokens are reported apart from `input_tokens` but are
+    /// input all the same, and quotas should see them.
+    fn input(&self) -> Option<u64> {
+        match (
+            self.input_tokens,
+            self.cache_creation_input_tokens,
+            self.cache_read_input_tokens,
+        ) {
+            (None, None, None) => None,
+            (a, b, c) => Some(a.unwrap_or(0) + b.unwrap_or(0) + c.unwrap_or(0)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    message: Option<String>,
+}
+
+/// Decodes Messages API events. Input tokens come with `message_start`,
+/// the cumulative output count with `message_delta`; `Usage` and `Done` are
+/// emitted together at `message_stop`.
+pub(crate) struct AnthropicDecoder {
+    sse: SseParser,
+    origin: Origin,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    stop_reason: Option<String>,
+    done: bool,
+}
+
+impl AnthropicDecoder {
+    pub(crate) fn new(origin: Origin) -> Self {
+        AnthropicDecoder {
+            sse: SseParser::default(),
+            origin,
+            input_tokens: None,
+            output_tokens: None,
+            stop_reason: None,
+            done: false,
+        }
+    }
+
+    fn event(&mut self, data: &str, out: &mut EventQueue) {
+        if self.done || data.trim().is_empty() {
+            return;
+        }
+        let ev: WireEvent = match serde_json::from_str(data) {
+            Ok(ev) => ev,
+            Err(e) => {
+                out.push_back(Err(ProviderError::Protocol(format!(
+                    "provider \"{}\" sent a malformed stream event: {e}",
+                    self.origin.provider
+                ))));
+                return;
+            }
+        };
+        match ev {
+            WireEvent::MessageStart { message } => {
+                if let Some(u) = message.usage {
+                    self.input_tokens = u.input();
+                    self.output_tokens = u.output_tokens;
+                }
+            }
+            WireEvent::ContentBlockStart { content_block } => {
+                if content_block.kind == "text" {
+                    if let Some(t) = content_block.text.filter(|t| !t.is_empty()) {
+                        out.push_back(Ok(ChatEvent::Delta(t)));
+                    }
+                }
+            }
+            WireEvent::ContentBlockDelta { delta } => {
+                // thinking_delta, input_json_delta, signature_delta are not
+                // part of the visible answer.
+                if delta.kind == "text_delta" {
+                    if let Some(t) = delta.text.filter(|t| !t.is_empty()) {
+                        out.push_back(Ok(ChatEvent::Delta(t)));
+                    }
+                }
+            }
+            WireEvent::MessageDelta { delta, usage } => {
+                if let Some(r) = delta.stop_reason {
+                    self.stop_reason = Some(r);
+                }
+                if let Some(u) = usage {
+                    if let Some(input) = u.input() {
+                        self.input_tokens = Some(input);
+                    }
+                    if let Some(o) = u.output_tokens {
+                        self.output_tokens = Some(o);
+                    }
+                }
+            }
+            WireEvent::MessageStop => {
+                if self.input_tokens.is_some() || self.output_tokens.is_some() {
+                    out.push_back(Ok(ChatEvent::Usage {
+                        input_tokens: self.input_tokens.unwrap_or(0),
+                        output_tokens: self.output_tokens.unwrap_or(0),
+                    }));
+                }
+                let reason = self.stop_reason.take().unwrap_or_else(|| "end_turn".into());
+                out.push_back(Ok(ChatEvent::Done {
+                    finish_reason: normalize_finish_reason(&reason),
+                }));
+                self.done = true;
+            }
+            WireEvent::Error { error } => {
+                let kind = error.kind.unwrap_or_default();
+                let status = status_for_error_type(&kind);
+                let detail = ErrorDetail {
+                    message: error.message.unwrap_or_default(),
+                    code: None,
+                    kind: Some(kind),
+                };
+                out.push_back(Err(self.origin.error_from_detail(status, None, detail)));
+            }
+            WireEvent::ContentBlockStop | WireEvent::Ping | WireEvent::Unknown => {}
+        }
+    }
+}
+
+impl StreamDecoder for AnthropicDecoder {
+    fn feed(&mut self, bytes: &[u8], out: &mut EventQueue) {
+        self.sse.push(bytes);
+        while let Some(ev) = self.sse.next_event() {
+            match ev {
+                Ok(ev) => self.event(&ev.data, out),
+                Err(e) => {
+                    out.push_back(Err(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut EventQueue) {
+        while let Some(ev) = self.sse.finish() {
+            match ev {
+                Ok(ev) => self.event(&ev.data, out),
+                Err(e) => {
+                    out.push_back(Err(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::ChatMessage;
+
+    const STREAM: &str = concat!(
+        "event: message_start\n",
+        "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_01\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-test\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":25,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: ping\n",
+        "data: {\"type\": \"ping\"}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Grüß\"}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" 🦀\"}}\n\n",
+        "event: content_block_stop\n",
+        "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: message_delta\n",
+        "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":15}}\n\n",
+        "event: message_stop\n",
+        "data: {\"type\":\"message_stop\"}\n\n",
+    );
+
+    fn origin() -> Origin {
+        Origin {
+            provider: "an".into(),
+            key: None,
+            model: Some("claude-test".into()),
+        }
+    }
+
+    fn decode(chunks: &[&[u8]]) -> (Vec<Result<ChatEvent, ProviderError>>, bool) {
+        let mut d = AnthropicDecoder::new(origin());
+        let mut q = EventQueue::new();
+        for c in chunks {
+            d.feed(c, &mut q);
+        }
+        d.finish(&mut q);
+        (q.into_iter().collect(), d.is_done())
+    }
+
+    #[test]
+    fn byte_by_byte_equals_whole() {
+        let expected = vec![
+            Ok(ChatEvent::Delta("Grüß".into())),
+            Ok(ChatEvent::Delta(" 🦀".into())),
+            Ok(ChatEvent::Usage {
+                input_tokens: 25,
+                output_tokens: 15,
+            }),
+            Ok(ChatEvent::Done {
+                finish_reason: "stop".into(),
+            }),
+        ];
+        assert_eq!(decode(&[STREAM.as_bytes()]), (expected.clone(), true));
+        let chunks: Vec<&[u8]> = STREAM.as_bytes().chunks(1).collect();
+        assert_eq!(decode(&chunks), (expected.clone(), true));
+        let crlf = STREAM.replace('\n', "\r\n");
+        let chunks: Vec<&[u8]> = crlf.as_bytes().chunks(1).collect();
+        assert_eq!(decode(&chunks), (expected, true));
+    }
+
+    #[test]
+    fn overloaded_mid_stream() {
+        let s = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\nevent: error\ndata: {\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\", \"message\": \"Overloaded\"}}\n\n";
+        let (got, done) = decode(&[s.as_bytes()]);
+        assert!(!done);
+        assert_eq!(got[0], Ok(ChatEvent::Delta("Hi".into())));
+        assert_eq!(
+            got[1],
+            Err(ProviderError::Upstream {
+                status: 529,
+                message: "Overloaded".into()
+            })
+        );
+    }
+
+    #[test]
+    fn system_goes_top_level() {
+        let mut req = ChatRequest::new(
+            "claude",
+            vec![ChatMessage::system("extra"), ChatMessage::user("hi")],
+        );
+        req.system = Some("be brief".into());
+        req.temperature = Some(1.7);
+        let v = serde_json::to_value(wire_request(&req)).unwrap();
+        assert_eq!(v["system"], "be brief\n\nextra");
+        assert_eq!(v["messages"].as_array().unwrap().len(), 1);
+        assert_eq!(v["max_tokens"], DEFAULT_MAX_TOKENS);
+        assert_eq!(v["temperature"], 1.0);
+        assert_eq!(v["stream"], true);
+    }
+}

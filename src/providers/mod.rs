@@ -1,0 +1,440 @@
+//! The LLM provider layer: one [`Provider`] trait, three wire implementations
+//! (OpenAI-compatible SSE, Anthropic Messages SSE, Ollama native NDJSON), the
+//! [`registry`] of configured and auto-detected providers, and the one
+//! [`ProviderError`] every upstream failure is folded into.
+//!
+//! Everything above this module sees only [`ChatEvent`]s and [`ProviderError`]s;
+//! no wire format, HTTP status or reqwest type leaks out.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+pub mod anthropic;
+pub mod ollama;
+pub mod openai;
+pub mod registry;
+mod sse;
+mod transport;
+
+pub use anthropic::AnthropicProvider;
+pub use ollama::OllamaProvider;
+pub use openai::OpenAiProvider;
+pub use registry::{
+    LocalProbe, ProviderConfig, ProviderStatus, ProviderSummary, Registry, RegistryError,
+    RegistryModel, build_provider, detect_local, detect_local_with, from_env, from_env_with,
+};
+
+/// How long establishing a TCP (+TLS) connection to a provider may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default longest silence between two received chunks of an answer.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The message of [`ProviderError::Protocol`] when the upstream closed the
+/// stream cleanly but without its terminal event.
+pub const ENDED_EARLY: &str = "stream ended before the answer was complete";
+
+/// The one shared HTTP client for all providers. Only the connect phase is
+/// bounded here: a total request timeout would cut long answers, so silence is
+/// bounded per chunk by [`ProviderOptions::idle_timeout`] instead.
+pub fn default_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("confab/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// Which wire protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Openai,
+    Anthropic,
+    Ollama,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Ollama => "ollama",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ProviderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "openai" => Ok(ProviderKind::Openai),
+            "anthropic" => Ok(ProviderKind::Anthropic),
+            "ollama" => Ok(ProviderKind::Ollama),
+            other => Err(format!(
+                "unknown provider kind \"{other}\" (expected openai, anthropic or ollama)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+    System,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::System => "system",
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role,
+            content: content.into(),
+        }
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new(Role::User, content)
+    }
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new(Role::Assistant, content)
+    }
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new(Role::System, content)
+    }
+}
+
+// Message text must never reach a log, so Debug shows only its size.
+impl fmt::Debug for ChatMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatMessage")
+            .field("role", &self.role)
+            .field("content_chars", &self.content.chars().count())
+            .finish()
+    }
+}
+
+/// One request for a streamed answer. `api_key_override` carries a user's own
+/// key for this request only (bring-your-own-key); it replaces the configured one.
+#[derive(Clone, Default)]
+pub struct ChatRequest {
+    pub model: String,
+    pub system: Option<String>,
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub api_key_override: Option<String>,
+}
+
+impl ChatRequest {
+    pub fn new(model: impl Into<String>, messages: Vec<ChatMessage>) -> Self {
+        ChatRequest {
+            model: model.into(),
+            messages,
+            ..Default::default()
+        }
+    }
+}
+
+// Neither keys nor text may be logged; Debug keeps only the shape.
+impl fmt::Debug for ChatRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatRequest")
+            .field("model", &self.model)
+            .field("system", &self.system.as_ref().map(|_| "…"))
+            .field("messages", &self.messages)
+            .field("max_tokens", &self.max_tokens)
+            .field("temperature", &self.temperature)
+            .field(
+                "api_key_override",
+                &self.api_key_override.as_ref().map(|_| "***"),
+            )
+            .finish()
+    }
+}
+
+/// What a provider's stream yields. A successful stream is any number of
+/// `Delta`s, at most one `Usage`, then exactly one `Done`; a failed one ends
+/// with one `Err` instead of `Done`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChatEvent {
+    Delta(String),
+    Usage {
+        input_tokens: u64,
+        output_tokens: u64,
+    },
+    /// `finish_reason` uses OpenAI's words ("stop", "length", …) for every
+    /// provider so clients see one vocabulary.
+    Done {
+        finish_reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub id: String,
+    pub display_name: String,
+    pub context_window: Option<u32>,
+}
+
+/// Every way talking to a provider can fail, each with one stable [`code`](Self::code).
+/// Messages are written for end users: they name the provider, never its base
+/// URL, key or the conversation text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// Connection refused, DNS failure, connect timeout, TLS failure.
+    #[error("{0}")]
+    Unreachable(String),
+    /// No byte arrived within the idle timeout.
+    #[error("{0}")]
+    Timeout(String),
+    /// HTTP 401/403: the key was refused.
+    #[error("{0}")]
+    KeyRejected(String),
+    /// HTTP 429, with the upstream's Retry-After when it sent one.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: Option<u64>,
+    },
+    #[error("{0}")]
+    ModelNotFound(String),
+    /// Any other upstream error; `message` is the upstream's own (key redacted).
+    #[error("the provider answered HTTP {status}: {message}")]
+    Upstream { status: u16, message: String },
+    /// Malformed stream, or the stream stopped before its terminal event.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl ProviderError {
+    /// The stable code clients see (DESIGN.md "Errors").
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProviderError::Unreachable(_) => "PROVIDER_UNREACHABLE",
+            ProviderError::Timeout(_) => "PROVIDER_TIMEOUT",
+            ProviderError::KeyRejected(_) => "PROVIDER_ERROR",
+            ProviderError::RateLimited { .. } => "RATE_LIMITED",
+            ProviderError::ModelNotFound(_) => "MODEL_NOT_FOUND",
+            ProviderError::Upstream { .. } => "PROVIDER_ERROR",
+            ProviderError::Protocol(_) => "PROVIDER_ERROR",
+        }
+    }
+
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ProviderError::RateLimited {
+                retry_after_secs, ..
+            } => *retry_after_secs,
+            _ => None,
+        }
+    }
+}
+
+/// Retries happen only before the first byte of the response body, so a
+/// retried request can never duplicate text the caller has already seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total attempts including the first; 1 disables retrying.
+    pub attempts: u32,
+    /// Delay before the second attempt; doubled for each further one.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub fn none() -> Self {
+        RetryPolicy {
+            attempts: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Backoff before attempt number `attempt + 1` (attempt counts from 1).
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// Per-provider-instance tuning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderOptions {
+    /// Longest silence allowed while waiting for response headers and between
+    /// two body chunks. Not a bound on the whole answer.
+    pub idle_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for ProviderOptions {
+    fn default() -> Self {
+        ProviderOptions {
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// The stream type every provider returns.
+pub type ChatStream = BoxStream<'static, Result<ChatEvent, ProviderError>>;
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn kind(&self) -> ProviderKind;
+    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError>;
+    /// Starts one answer. Failures before the first body byte (after any
+    /// retries) come back as the outer `Err`; failures after it as the
+    /// stream's last item.
+    async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError>;
+}
+
+/// Events decoded from one read, in order, possibly ending with an error.
+pub(crate) type EventQueue = VecDeque<Result<ChatEvent, ProviderError>>;
+
+/// A provider's incremental wire decoder, driven by [`transport::drive`].
+pub(crate) trait StreamDecoder: Send + 'static {
+    /// Feeds raw bytes exactly as read; any split is allowed.
+    fn feed(&mut self, bytes: &[u8], out: &mut EventQueue);
+    /// The body ended cleanly: decode whatever is still buffered.
+    fn finish(&mut self, out: &mut EventQueue);
+    /// True once the terminal event was decoded (and `Done` queued).
+    fn is_done(&self) -> bool;
+}
+
+/// Maps other providers' stop reasons onto OpenAI's vocabulary.
+pub(crate) fn normalize_finish_reason(reason: &str) -> String {
+    match reason {
+        "end_turn" | "stop_sequence" | "stop" => "stop".into(),
+        "max_tokens" | "length" => "length".into(),
+        "tool_use" => "tool_calls".into(),
+        "refusal" => "content_filter".into(),
+        other => other.into(),
+    }
+}
+
+/// Concatenates the system prompt and any system-role messages, which some
+/// wire formats can only carry as one top-level field.
+pub(crate) fn merged_system(req: &ChatRequest) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    if let Some(s) = req.system.as_deref().filter(|s| !s.is_empty()) {
+        parts.push(s);
+    }
+    for m in &req.messages {
+        if m.role == Role::System && !m.content.is_empty() {
+            parts.push(&m.content);
+        }
+    }
+    if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join("\n\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable() {
+        let cases = [
+            (ProviderError::Unreachable("x".into()), "PROVIDER_UNREACHABLE"),
+            (ProviderError::Timeout("x".into()), "PROVIDER_TIMEOUT"),
+            (ProviderError::KeyRejected("x".into()), "PROVIDER_ERROR"),
+            (
+                ProviderError::RateLimited {
+                    message: "x".into(),
+                    retry_after_secs: Some(7),
+                },
+                "RATE_LIMITED",
+            ),
+            (ProviderError::ModelNotFound("x".into()), "MODEL_NOT_FOUND"),
+            (
+                ProviderError::Upstream {
+                    status: 500,
+                    message: "boom".into(),
+                },
+                "PROVIDER_ERROR",
+            ),
+            (ProviderError::Protocol("x".into()), "PROVIDER_ERROR"),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.code(), code);
+        }
+        let e = ProviderError::Upstream {
+            status: 502,
+            message: "bad".into(),
+        };
+        assert_eq!(e.to_string(), "the provider answered HTTP 502: bad");
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.backoff(1), Duration::from_millis(250));
+        assert_eq!(p.backoff(2), Duration::from_millis(500));
+        assert_eq!(p.backoff(3), Duration::from_secs(1));
+        assert_eq!(p.backoff(30), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn debug_hides_text_and_keys() {
+        let mut req = ChatRequest::new("m", vec![ChatMessage::user("secret words")]);
+        req.system = Some("hidden system".into());
+        req.api_key_override = Some("sk-live-abcdef".into());
+        let s = format!("{req:?}");
+        assert!(!s.contains("secret"), "{s}");
+        assert!(!s.contains("hidden"), "{s}");
+        assert!(!s.contains("sk-live"), "{s}");
+    }
+
+    #[test]
+    fn kind_round_trips() {
+        assert_eq!(
+            serde_json::to_string(&ProviderKind::Anthropic).unwrap(),
+            "\"anthropic\""
+        );
+        assert_eq!("OLLAMA".parse::<ProviderKind>().unwrap(), ProviderKind::Ollama);
+        assert!("gemini".parse::<ProviderKind>().is_err());
+    }
+}

@@ -1,0 +1,453 @@
+//! OpenAI-compatible Chat Completions over SSE: OpenAI itself, LM Studio,
+//! vLLM, llama.cpp server, Ollama's /v1, OpenRouter, Groq and the like.
+//! The base URL includes the `/v1` (or whatever prefix the server uses).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::sse::SseParser;
+use super::transport::{self, Origin};
+use super::{
+    ChatEvent, ChatRequest, ChatStream, EventQueue, ModelInfo, Provider, ProviderError,
+    ProviderKind, ProviderOptions, StreamDecoder, normalize_finish_reason,
+};
+
+pub struct OpenAiProvider {
+    name: String,
+    base_url: String,
+    api_key: Option<String>,
+    client: reqwest::Client,
+    options: ProviderOptions,
+}
+
+impl std::fmt::Debug for OpenAiProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiProvider")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl OpenAiProvider {
+    /// `base_url` up to and including `/v1`, e.g. `https://api.openai.com/v1`.
+    pub fn new(
+        name: impl Into<String>,
+        base_url: &str,
+        api_key: Option<String>,
+        client: reqwest::Client,
+    ) -> Self {
+        OpenAiProvider {
+            name: name.into(),
+            base_url: base_url.trim_end_matches('/').to_string(),
+            api_key: api_key.filter(|k| !k.is_empty()),
+            client,
+            options: ProviderOptions::default(),
+        }
+    }
+
+    pub fn with_options(mut self, options: ProviderOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn origin(&self, key: Option<&str>, model: Option<&str>) -> Origin {
+        Origin {
+            provider: self.name.clone(),
+            key: key.map(Into::into),
+            model: model.map(Into::into),
+        }
+    }
+
+    fn authorize(&self, rb: reqwest::RequestBuilder, key: Option<&str>) -> reqwest::RequestBuilder {
+        match key {
+            Some(k) => rb.bearer_auth(k),
+            None => rb,
+        }
+    }
+
+    /// OpenAI's own API has replaced `max_tokens` (which its reasoning models
+    /// reject) with `max_completion_tokens`; most compatible servers only know
+    /// the old name.
+    fn is_openai_proper(&self) -> bool {
+        self.base_url.contains("://api.openai.com")
+    }
+}
+
+#[derive(Serialize)]
+struct WireMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: Vec<WireMessage<'a>>,
+    stream: bool,
+    stream_options: StreamOptions,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+}
+
+fn wire_request<'a>(req: &'a ChatRequest, openai_proper: bool) -> WireRequest<'a> {
+    let mut messages = Vec::with_capacity(req.messages.len() + 1);
+    if let Some(system) = req.system.as_deref().filter(|s| !s.is_empty()) {
+        messages.push(WireMessage {
+            role: "system",
+            content: system,
+        });
+    }
+    messages.extend(req.messages.iter().map(|m| WireMessage {
+        role: m.role.as_str(),
+        content: &m.content,
+    }));
+    let (max_tokens, max_completion_tokens) = if openai_proper {
+        (None, req.max_tokens)
+    } else {
+        (req.max_tokens, None)
+    };
+    WireRequest {
+        model: &req.model,
+        messages,
+        stream: true,
+        stream_options: StreamOptions {
+            include_usage: true,
+        },
+        max_tokens,
+        max_completion_tokens,
+        temperature: req.temperature,
+    }
+}
+
+#[derive(Deserialize)]
+struct ModelList {
+    #[serde(default)]
+    data: Vec<WireModel>,
+}
+
+#[derive(Deserialize)]
+struct WireModel {
+    id: String,
+    /// OpenRouter's human name.
+    name: Option<String>,
+    /// OpenRouter.
+    context_length: Option<u64>,
+    /// vLLM.
+    max_model_len: Option<u64>,
+}
+
+#[async_trait]
+impl Provider for OpenAiProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Openai
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
+        let key = self.api_key.as_deref();
+        let origin = self.origin(key, None);
+        let url = format!("{}/models", self.base_url);
+        let resp = transport::send(&origin, &self.options, || {
+            self.authorize(self.client.get(&url), key)
+        })
+        .await?;
+        let list: ModelList = transport::read_json(&origin, resp, self.options.idle_timeout).await?;
+        let mut models: Vec<ModelInfo> = list
+            .data
+            .into_iter()
+            .map(|m| ModelInfo {
+                display_name: m.name.filter(|n| !n.is_empty()).unwrap_or_else(|| m.id.clone()),
+                context_window: m
+                    .context_length
+                    .or(m.max_model_len)
+                    .and_then(|n| u32::try_from(n).ok()),
+                id: m.id,
+            })
+            .collect();
+        models.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(models)
+    }
+
+    async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {
+        let key = req
+            .api_key_override
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .or(self.api_key.as_deref());
+        let origin = self.origin(key, Some(&req.model));
+        let url = format!("{}/chat/completions", self.base_url);
+        let body: bytes::Bytes = serde_json::to_vec(&wire_request(&req, self.is_openai_proper()))
+            .map_err(|e| ProviderError::Protocol(format!("could not encode the request: {e}")))?
+            .into();
+        let resp = transport::send(&origin, &self.options, || {
+            self.authorize(self.client.post(&url), key)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(reqwest::header::ACCEPT, "text/event-stream")
+                .body(body.clone())
+        })
+        .await?;
+        let decoder = OpenAiDecoder::new(origin.clone());
+        Ok(transport::drive(resp, decoder, origin, self.options.idle_timeout))
+    }
+}
+
+/// Decodes `data:` events of `chat.completion.chunk` objects. Usage arrives
+/// in its own chunk with empty `choices` after the finish chunk; both are
+/// held back and emitted as `Usage` then `Done` on `[DONE]`, so consumers get
+/// one order whatever the server.
+pub(crate) struct OpenAiDecoder {
+    sse: SseParser,
+    origin: Origin,
+    finish_reason: Option<String>,
+    usage: Option<(u64, u64)>,
+    done: bool,
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    usage: Option<WireUsage>,
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    index: u32,
+    delta: Option<Delta>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+impl OpenAiDecoder {
+    pub(crate) fn new(origin: Origin) -> Self {
+        OpenAiDecoder {
+            sse: SseParser::default(),
+            origin,
+            finish_reason: None,
+            usage: None,
+            done: false,
+        }
+    }
+
+    fn event(&mut self, event: Option<&str>, data: &str, out: &mut EventQueue) {
+        if self.done {
+            return;
+        }
+        let data = data.trim();
+        if data == "[DONE]" {
+            if let Some((input_tokens, output_tokens)) = self.usage {
+                out.push_back(Ok(ChatEvent::Usage {
+                    input_tokens,
+                    output_tokens,
+                }));
+            }
+            let reason = self.finish_reason.take().unwrap_or_else(|| "stop".into());
+            out.push_back(Ok(ChatEvent::Done {
+                finish_reason: normalize_finish_reason(&reason),
+            }));
+            self.done = true;
+            return;
+        }
+        if data.is_empty() {
+            return;
+        }
+        let chunk: Chunk = match serde_json::from_str(data) {
+            Ok(c) => c,
+            Err(e) => {
+                out.push_back(Err(ProviderError::Protocol(format!(
+                    "provider \"{}\" sent a malformed stream event: {e}",
+                    self.origin.provider
+                ))));
+                return;
+            }
+        };
+        // Mid-stream failures (OpenAI, OpenRouter, vLLM) arrive as an
+        // `error` object in place of a chunk, sometimes under `event: error`.
+        if chunk.error.is_some() || event == Some("error") {
+            let value: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
+            let detail = transport::error_detail(&value);
+            let status = detail
+                .code
+                .as_deref()
+                .and_then(|c| c.parse::<u16>().ok())
+                .filter(|s| (400..600).contains(s))
+                .unwrap_or(500);
+            out.push_back(Err(self.origin.error_from_detail(status, None, detail)));
+            return;
+        }
+        for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
+            if let Some(text) = choice.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
+                out.push_back(Ok(ChatEvent::Delta(text)));
+            }
+            if let Some(reason) = choice.finish_reason.filter(|r| !r.is_empty()) {
+                self.finish_reason = Some(reason);
+            }
+        }
+        if let Some(u) = chunk.usage {
+            self.usage = Some((u.prompt_tokens, u.completion_tokens));
+        }
+    }
+}
+
+impl StreamDecoder for OpenAiDecoder {
+    fn feed(&mut self, bytes: &[u8], out: &mut EventQueue) {
+        self.sse.push(bytes);
+        while let Some(ev) = self.sse.next_event() {
+            match ev {
+                Ok(ev) => self.event(ev.event.as_deref(), &ev.data, out),
+                Err(e) => {
+                    out.push_back(Err(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut EventQueue) {
+        while let Some(ev) = self.sse.finish() {
+            match ev {
+                Ok(ev) => self.event(ev.event.as_deref(), &ev.data, out),
+                Err(e) => {
+                    out.push_back(Err(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::{ChatMessage, ENDED_EARLY};
+
+    fn origin() -> Origin {
+        Origin {
+            provider: "oa".into(),
+            key: None,
+            model: Some("gpt-test".into()),
+        }
+    }
+
+    const STREAM: &str = concat!(
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1731456789,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1731456789,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Caf\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1731456789,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"é 🦀\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1731456789,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"length\"}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1731456789,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3,\"total_tokens\":15}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    fn decode(chunks: &[&[u8]], eof: bool) -> Vec<Result<ChatEvent, ProviderError>> {
+        let mut d = OpenAiDecoder::new(origin());
+        let mut q = EventQueue::new();
+        for c in chunks {
+            d.feed(c, &mut q);
+        }
+        if eof {
+            d.finish(&mut q);
+            if !d.is_done() {
+                q.push_back(Err(ProviderError::Protocol(ENDED_EARLY.into())));
+            }
+        }
+        q.into_iter().collect()
+    }
+
+    fn expected() -> Vec<Result<ChatEvent, ProviderError>> {
+        vec![
+            Ok(ChatEvent::Delta("Caf".into())),
+            Ok(ChatEvent::Delta("é 🦀".into())),
+            Ok(ChatEvent::Usage {
+                input_tokens: 12,
+                output_tokens: 3,
+            }),
+            Ok(ChatEvent::Done {
+                finish_reason: "length".into(),
+            }),
+        ]
+    }
+
+    #[test]
+    fn byte_by_byte_equals_whole() {
+        assert_eq!(decode(&[STREAM.as_bytes()], true), expected());
+        let bytes: Vec<&[u8]> = STREAM.as_bytes().chunks(1).collect();
+        assert_eq!(decode(&bytes, true), expected());
+        let crlf = STREAM.replace('\n', "\r\n");
+        let bytes: Vec<&[u8]> = crlf.as_bytes().chunks(1).collect();
+        assert_eq!(decode(&bytes, true), expected());
+    }
+
+    #[test]
+    fn truncated_stream_is_an_error() {
+        let cut = &STREAM[..STREAM.find("data: [DONE]").unwrap()];
+        let got = decode(&[cut.as_bytes()], true);
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            got.last().unwrap(),
+            &Err(ProviderError::Protocol(ENDED_EARLY.into()))
+        );
+    }
+
+    #[test]
+    fn error_event_mid_stream() {
+        let s = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"error\":{\"message\":\"The server had an error while processing your request. Sorry about that!\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n";
+        let got = decode(&[s.as_bytes()], false);
+        assert_eq!(got[0], Ok(ChatEvent::Delta("Hi".into())));
+        assert_eq!(
+            got[1],
+            Err(ProviderError::Upstream {
+                status: 500,
+                message: "The server had an error while processing your request. Sorry about that!"
+                    .into()
+            })
+        );
+    }
+
+    #[test]
+    fn request_shape() {
+        let mut req = ChatRequest::new("m", vec![ChatMessage::user("hi")]);
+        req.system = Some("be brief".into());
+        req.max_tokens = Some(5);
+        let v = serde_json::to_value(wire_request(&req, false)).unwrap();
+        assert_eq!(v["messages"][0]["role"], "system");
+        assert_eq!(v["messages"][1]["content"], "hi");
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["max_tokens"], 5);
+        assert!(v.get("temperature").is_none());
+        let v = serde_json::to_value(wire_request(&req, true)).unwrap();
+        assert_eq!(v["max_completion_tokens"], 5);
+        assert!(v.get("max_tokens").is_none());
+    }
+}

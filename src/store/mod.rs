@@ -1,0 +1,723 @@
+//! The only code that touches redb: table definitions, typed records,
+//! migrations and every read and write the rest of confab needs.
+//!
+//! Values are JSON-encoded structs (`serde(default)` lets old records load
+//! after fields are added); keys are UUIDv7 as `u128` so they sort by time.
+//! Every user-visible write commits with `Durability::Immediate`.
+
+pub mod records;
+
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+    WriteTransaction,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub use records::*;
+
+/// The schema version this binary writes. Migrations in [`migrate`] bring
+/// older files forward; a newer file is refused.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
+const USERS_BY_NAME: TableDefinition<&str, u128> = TableDefinition::new("users_by_name");
+const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+/// (user_id, session_id) → token hash, to list and revoke a user's sessions.
+const SESSIONS_BY_USER: TableDefinition<(u128, u128), &[u8]> =
+    TableDefinition::new("sessions_by_user");
+const REFRESH_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("refresh_tokens");
+/// family_id → {user_id, revoked}; reuse of a spent token revokes the family.
+const REFRESH_FAMILIES: TableDefinition<u128, &[u8]> = TableDefinition::new("refresh_families");
+const API_KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("api_keys");
+/// (user_id, key_id) → key hash.
+const API_KEYS_BY_USER: TableDefinition<(u128, u128), &[u8]> =
+    TableDefinition::new("api_keys_by_user");
+const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites");
+const AUDIT: TableDefinition<u128, &[u8]> = TableDefinition::new("audit");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error(
+        "another confab is using {0} (only one process may open a data directory; stop the running server first)"
+    )]
+    Locked(PathBuf),
+    #[error("the data directory {path} was written by a newer confab (schema {found}, this binary knows {known}); upgrade confab")]
+    TooNew { path: PathBuf, found: u64, known: u64 },
+    #[error("storage error: {0}")]
+    Db(#[from] redb::Error),
+    #[error("corrupt record: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.into()) }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records always serialize")
+}
+fn dec<T: DeserializeOwned>(b: &[u8]) -> StoreResult<T> {
+    Ok(serde_json::from_slice(b)?)
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// Creates the data directory with mode 0700 if it does not exist.
+pub fn ensure_data_dir(dir: &Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (or creates) `<data_dir>/confab.redb` and runs migrations.
+    pub fn open(data_dir: &Path) -> StoreResult<Store> {
+        ensure_data_dir(data_dir)?;
+        let path = data_dir.join("confab.redb");
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::Locked(data_dir.to_path_buf()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let store = Store {
+            db: Arc::new(db),
+            path,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs a closure that uses the store on the blocking pool, so fsyncs
+    /// never stall the async workers.
+    pub async fn blocking<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Store) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let s = self.clone();
+        match tokio::task::spawn_blocking(move || f(&s)).await {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::Io(std::io::Error::other(format!(
+                "store task failed: {e}"
+            )))),
+        }
+    }
+
+    fn write(&self) -> StoreResult<WriteTransaction> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        Ok(tx)
+    }
+
+    fn read(&self) -> StoreResult<ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+
+    fn migrate(&self) -> StoreResult<()> {
+        let tx = self.write()?;
+        let found = {
+            let meta = tx.open_table(META)?;
+            let v = meta.get("schema_version")?.map(|v| dec::<u64>(v.value()));
+            v.transpose()?
+        };
+        match found {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::TooNew {
+                    path: self.path.clone(),
+                    found: v,
+                    known: SCHEMA_VERSION,
+                });
+            }
+            Some(v) if v == SCHEMA_VERSION => {}
+            other => {
+                let from = other.unwrap_or(0);
+                // Forward migrations, one step at a time. Version 0 is an empty
+                // file: creating the tables is the whole migration.
+                for step in from..SCHEMA_VERSION {
+                    tracing::info!(from = step, to = step + 1, "migrating store schema");
+                    if step == 0 {
+                        tx.open_table(USERS)?;
+                        tx.open_table(USERS_BY_NAME)?;
+                        tx.open_table(SESSIONS)?;
+                        tx.open_table(SESSIONS_BY_USER)?;
+                        tx.open_table(REFRESH_TOKENS)?;
+                        tx.open_table(REFRESH_FAMILIES)?;
+                        tx.open_table(API_KEYS)?;
+                        tx.open_table(API_KEYS_BY_USER)?;
+                        tx.open_table(INVITES)?;
+                        tx.open_table(AUDIT)?;
+                    }
+                }
+                let mut meta = tx.open_table(META)?;
+                meta.insert("schema_version", enc(&SCHEMA_VERSION).as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> StoreResult<u64> {
+        let tx = self.read()?;
+        let meta = tx.open_table(META)?;
+        match meta.get("schema_version")? {
+            Some(v) => dec(v.value()),
+            None => Ok(0),
+        }
+    }
+
+    // ---- meta ----------------------------------------------------------
+
+    pub fn meta_get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let tx = self.read()?;
+        let t = tx.open_table(META)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn meta_put(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        let tx = self.write()?;
+        tx.open_table(META)?.insert(key, value)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- users ---------------------------------------------------------
+
+    pub fn user_count(&self) -> StoreResult<u64> {
+        let tx = self.read()?;
+        Ok(tx.open_table(USERS)?.len()?)
+    }
+
+    pub fn get_user(&self, id: Uuid) -> StoreResult<User> {
+        let tx = self.read()?;
+        let t = tx.open_table(USERS)?;
+        let v = t.get(id.as_u128())?.ok_or(StoreError::NotFound)?;
+        dec(v.value())
+    }
+
+    pub fn find_user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
+        let tx = self.read()?;
+        let names = tx.open_table(USERS_BY_NAME)?;
+        let Some(id) = names.get(username.to_lowercase().as_str())?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        let users = tx.open_table(USERS)?;
+        let v = users.get(id)?.ok_or(StoreError::NotFound)?;
+        Ok(Some(dec(v.value())?))
+    }
+
+    /// Inserts a user; the name index is checked inside the same write
+    /// transaction, so of two concurrent registrations exactly one wins.
+    /// With `only_if_empty`, fails with Conflict when any user exists (setup).
+    /// With `invite`, consumes one use of that invite in the same transaction.
+    pub fn create_user(
+        &self,
+        user: &User,
+        only_if_empty: bool,
+        invite: Option<&str>,
+        now: i64,
+    ) -> StoreResult<()> {
+        let tx = self.write()?;
+        {
+            let mut users = tx.open_table(USERS)?;
+            if only_if_empty && users.len()? > 0 {
+                return Err(StoreError::Conflict("setup has already been completed".into()));
+            }
+            let mut names = tx.open_table(USERS_BY_NAME)?;
+            let key = user.username.to_lowercase();
+            if names.get(key.as_str())?.is_some() {
+                return Err(StoreError::Conflict("username already taken".into()));
+            }
+            if let Some(code) = invite {
+                let mut invites = tx.open_table(INVITES)?;
+                let mut inv: Invite = match invites.get(code)? {
+                    Some(v) => dec(v.value())?,
+                    None => return Err(StoreError::NotFound),
+                };
+                if inv.uses_left == 0 || inv.expires_at <= now {
+                    return Err(StoreError::NotFound);
+                }
+                inv.uses_left -= 1;
+                invites.insert(code, enc(&inv).as_slice())?;
+            }
+            names.insert(key.as_str(), user.id.as_u128())?;
+            users.insert(user.id.as_u128(), enc(user).as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn put_user(&self, user: &User) -> StoreResult<()> {
+        let tx = self.write()?;
+        {
+            let mut users = tx.open_table(USERS)?;
+            if users.get(user.id.as_u128())?.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            users.insert(user.id.as_u128(), enc(user).as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Applies `f` to a user inside one write transaction. `f` sees every
+    /// user (to enforce rules such as "keep one active admin").
+    pub fn update_user<F>(&self, id: Uuid, f: F) -> StoreResult<User>
+    where
+        F: FnOnce(&mut User, &[User]) -> StoreResult<()>,
+    {
+        let tx = self.write()?;
+        let updated = {
+            let mut users = tx.open_table(USERS)?;
+            let all: Vec<User> = users
+                .iter()?
+                .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| dec(v.value())))
+                .collect::<StoreResult<_>>()?;
+            let mut user = all
+                .iter()
+                .find(|u| u.id == id)
+                .cloned()
+                .ok_or(StoreError::NotFound)?;
+            f(&mut user, &all)?;
+            users.insert(id.as_u128(), enc(&user).as_slice())?;
+            user
+        };
+        tx.commit()?;
+        Ok(updated)
+    }
+
+    /// Users in creation order, after `cursor` (exclusive), at most `limit`.
+    pub fn list_users(&self, cursor: Option<Uuid>, limit: usize) -> StoreResult<Vec<User>> {
+        let tx = self.read()?;
+        let t = tx.open_table(USERS)?;
+        let start = cursor.map(|c| c.as_u128().saturating_add(1)).unwrap_or(0);
+        let mut out = Vec::new();
+        for r in t.range(start..)? {
+            let (_, v) = r?;
+            out.push(dec(v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- sessions ------------------------------------------------------
+
+    pub fn put_session(&self, token_hash: &[u8], s: &Session) -> StoreResult<()> {
+        let tx = self.write()?;
+        tx.open_table(SESSIONS)?
+            .insert(token_hash, enc(s).as_slice())?;
+        tx.open_table(SESSIONS_BY_USER)?
+            .insert((s.user_id.as_u128(), s.id.as_u128()), token_hash)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn get_session(&self, token_hash: &[u8]) -> StoreResult<Option<Session>> {
+        let tx = self.read()?;
+        let t = tx.open_table(SESSIONS)?;
+        t.get(token_hash)?.map(|v| dec(v.value())).transpose()
+    }
+
+    /// Updates `last_seen` (best effort; not worth an fsync on every request,
+    /// so callers throttle how often they call it).
+    pub fn touch_session(&self, token_hash: &[u8], now: i64) -> StoreResult<()> {
+        let tx = self.write()?;
+        {
+            let mut t = tx.open_table(SESSIONS)?;
+            let s: Option<Session> = t.get(token_hash)?.map(|v| dec(v.value())).transpose()?;
+            if let Some(mut s) = s {
+                s.last_seen = now;
+                t.insert(token_hash, enc(&s).as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn list_sessions(&self, user_id: Uuid) -> StoreResult<Vec<Session>> {
+        let tx = self.read()?;
+        let idx = tx.open_table(SESSIONS_BY_USER)?;
+        let t = tx.open_table(SESSIONS)?;
+        let u = user_id.as_u128();
+        let mut out = Vec::new();
+        for r in idx.range((u, 0)..=(u, u128::MAX))? {
+            let (_, h) = r?;
+            if let Some(v) = t.get(h.value())? {
+                out.push(dec(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes one session of `user_id`; NotFound when it is not theirs.
+    pub fn delete_session(&self, user_id: Uuid, session_id: Uuid) -> StoreResult<()> {
+        let tx = self.write()?;
+        {
+            let mut idx = tx.open_table(SESSIONS_BY_USER)?;
+            let hash = idx
+                .remove((user_id.as_u128(), session_id.as_u128()))?
+                .ok_or(StoreError::NotFound)?
+                .value()
+                .to_vec();
+            tx.open_table(SESSIONS)?.remove(hash.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes every session of a user except `keep`; returns how many.
+    pub fn delete_sessions_except(&self, user_id: Uuid, keep: Option<Uuid>) -> StoreResult<usize> {
+        let tx = self.write()?;
+        let n = {
+            let mut idx = tx.open_table(SESSIONS_BY_USER)?;
+            let mut sessions = tx.open_table(SESSIONS)?;
+            let u = user_id.as_u128();
+            let keys: Vec<(u128, Vec<u8>)> = idx
+                .range((u, 0)..=(u, u128::MAX))?
+                .map(|r| r.map(|(k, v)| (k.value().1, v.value().to_vec())))
+                .collect::<Result<_, _>>()?;
+            let mut n = 0;
+            for (sid, hash) in keys {
+                if Some(sid) == keep.map(|k| k.as_u128()) {
+                    continue;
+                }
+                idx.remove((u, sid))?;
+                sessions.remove(hash.as_slice())?;
+                n += 1;
+            }
+            n
+        };
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Removes sessions past their expiry; returns how many.
+    pub fn prune_sessions(&self, now: i64, idle_secs: i64) -> StoreResult<usize> {
+        let expired: Vec<(Vec<u8>, Session)> = {
+            let tx = self.read()?;
+            let t = tx.open_table(SESSIONS)?;
+            let mut out = Vec::new();
+            for r in t.iter()? {
+                let (k, v) = r?;
+                let s: Session = dec(v.value())?;
+                if s.expires_at <= now || s.last_seen + idle_secs <= now {
+                    out.push((k.value().to_vec(), s));
+                }
+            }
+            out
+        };
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.write()?;
+        {
+            let mut t = tx.open_table(SESSIONS)?;
+            let mut idx = tx.open_table(SESSIONS_BY_USER)?;
+            for (k, s) in &expired {
+                t.remove(k.as_slice())?;
+                idx.remove((s.user_id.as_u128(), s.id.as_u128()))?;
+            }
+        }
+        tx.commit()?;
+        Ok(expired.len())
+    }
+
+    // ---- refresh tokens -------------------------------------------------
+
+    pub fn put_refresh(&self, hash: &[u8], r: &RefreshToken) -> StoreResult<()> {
+        let tx = self.write()?;
+        {
+            let mut fam = tx.open_table(REFRESH_FAMILIES)?;
+            if fam.get(r.family_id.as_u128())?.is_none() {
+                let f = RefreshFamily {
+                    user_id: r.user_id,
+                    revoked: false,
+                };
+                fam.insert(r.family_id.as_u128(), enc(&f).as_slice())?;
+            }
+            tx.open_table(REFRESH_TOKENS)?
+                .insert(hash, enc(r).as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Spends a refresh token and stores its successor in one transaction.
+    /// A token that was already spent revokes its family.
+    pub fn rotate_refresh(
+        &self,
+        old_hash: &[u8],
+        new_hash: &[u8],
+        now: i64,
+        new_expires_at: i64,
+    ) -> StoreResult<RefreshOutcome> {
+        let tx = self.write()?;
+        let outcome = {
+            let mut tokens = tx.open_table(REFRESH_TOKENS)?;
+            let mut fams = tx.open_table(REFRESH_FAMILIES)?;
+            let old: Option<RefreshToken> =
+                tokens.get(old_hash)?.map(|v| dec(v.value())).transpose()?;
+            match old {
+                None => RefreshOutcome::Invalid,
+                Some(mut old) => {
+                    let fam: Option<RefreshFamily> = fams
+                        .get(old.family_id.as_u128())?
+                        .map(|v| dec(v.value()))
+                        .transpose()?;
+                    let revoked = fam.as_ref().is_none_or(|f| f.revoked);
+                    if revoked {
+                        RefreshOutcome::Invalid
+                    } else if old.used {
+                        let f = RefreshFamily {
+                            user_id: old.user_id,
+                            revoked: true,
+                        };
+                        fams.insert(old.family_id.as_u128(), enc(&f).as_slice())?;
+                        RefreshOutcome::Reused {
+                            user_id: old.user_id,
+                        }
+                    } else if old.expires_at <= now {
+                        RefreshOutcome::Invalid
+                    } else {
+                        old.used = true;
+                        tokens.insert(old_hash, enc(&old).as_slice())?;
+                        let new = RefreshToken {
+                            user_id: old.user_id,
+                            family_id: old.family_id,
+                            expires_at: new_expires_at,
+                            used: false,
+                            created_at: now,
+                        };
+                        tokens.insert(new_hash, enc(&new).as_slice())?;
+                        RefreshOutcome::Rotated {
+                            user_id: old.user_id,
+                        }
+                    }
+                }
+            }
+        };
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// Revokes every refresh-token family of a user (password change, disable).
+    pub fn revoke_refresh_families(&self, user_id: Uuid) -> StoreResult<()> {
+        let tx = self.write()?;
+        {
+            let mut fams = tx.open_table(REFRESH_FAMILIES)?;
+            let ids: Vec<u128> = fams
+                .iter()?
+                .filter_map(|r| {
+                    r.ok().and_then(|(k, v)| {
+                        let f: RefreshFamily = dec(v.value()).ok()?;
+                        (f.user_id == user_id && !f.revoked).then_some(k.value())
+                    })
+                })
+                .collect();
+            for id in ids {
+                let f = RefreshFamily {
+                    user_id,
+                    revoked: true,
+                };
+                fams.insert(id, enc(&f).as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- api keys --------------------------------------------------------
+
+    pub fn put_api_key(&self, hash: &[u8], k: &ApiKey) -> StoreResult<()> {
+        let tx = self.write()?;
+        tx.open_table(API_KEYS)?.insert(hash, enc(k).as_slice())?;
+        tx.open_table(API_KEYS_BY_USER)?
+            .insert((k.user_id.as_u128(), k.id.as_u128()), hash)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn get_api_key(&self, hash: &[u8]) -> StoreResult<Option<ApiKey>> {
+        let tx = self.read()?;
+        let t = tx.open_table(API_KEYS)?;
+        t.get(hash)?.map(|v| dec(v.value())).transpose()
+    }
+
+    pub fn touch_api_key(&self, hash: &[u8], now: i64) -> StoreResult<()> {
+        let tx = self.write()?;
+        {
+            let mut t = tx.open_table(API_KEYS)?;
+            let k: Option<ApiKey> = t.get(hash)?.map(|v| dec(v.value())).transpose()?;
+            if let Some(mut k) = k {
+                k.last_used_at = Some(now);
+                t.insert(hash, enc(&k).as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn list_api_keys(&self, user_id: Uuid) -> StoreResult<Vec<ApiKey>> {
+        let tx = self.read()?;
+        let idx = tx.open_table(API_KEYS_BY_USER)?;
+        let t = tx.open_table(API_KEYS)?;
+        let u = user_id.as_u128();
+        let mut out = Vec::new();
+        for r in idx.range((u, 0)..=(u, u128::MAX))? {
+            let (_, h) = r?;
+            if let Some(v) = t.get(h.value())? {
+                out.push(dec(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn delete_api_key(&self, user_id: Uuid, key_id: Uuid) -> StoreResult<ApiKey> {
+        let tx = self.write()?;
+        let key = {
+            let mut idx = tx.open_table(API_KEYS_BY_USER)?;
+            let hash = idx
+                .remove((user_id.as_u128(), key_id.as_u128()))?
+                .ok_or(StoreError::NotFound)?
+                .value()
+                .to_vec();
+            let mut t = tx.open_table(API_KEYS)?;
+            let v = t.remove(hash.as_slice())?.ok_or(StoreError::NotFound)?;
+            dec(v.value())?
+        };
+        tx.commit()?;
+        Ok(key)
+    }
+
+    // ---- invites ---------------------------------------------------------
+
+    pub fn put_invite(&self, inv: &Invite) -> StoreResult<()> {
+        let tx = self.write()?;
+        tx.open_table(INVITES)?
+            .insert(inv.code.as_str(), enc(inv).as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn get_invite(&self, code: &str) -> StoreResult<Option<Invite>> {
+        let tx = self.read()?;
+        let t = tx.open_table(INVITES)?;
+        t.get(code)?.map(|v| dec(v.value())).transpose()
+    }
+
+    pub fn list_invites(&self) -> StoreResult<Vec<Invite>> {
+        let tx = self.read()?;
+        let t = tx.open_table(INVITES)?;
+        let mut out: Vec<Invite> = t
+            .iter()?
+            .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| dec(v.value())))
+            .collect::<StoreResult<_>>()?;
+        out.sort_by_key(|i| std::cmp::Reverse(i.created_at));
+        Ok(out)
+    }
+
+    /// Deletes an invite; with `owner`, only when that user created it.
+    pub fn delete_invite(&self, code: &str, owner: Option<Uuid>) -> StoreResult<()> {
+        let tx = self.write()?;
+        {
+            let mut t = tx.open_table(INVITES)?;
+            let inv: Invite = match t.get(code)? {
+                Some(v) => dec(v.value())?,
+                None => return Err(StoreError::NotFound),
+            };
+            if let Some(o) = owner
+                && inv.created_by != Some(o)
+            {
+                return Err(StoreError::NotFound);
+            }
+            t.remove(code)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- audit -----------------------------------------------------------
+
+    pub fn append_audit(&self, e: &AuditEntry) -> StoreResult<()> {
+        let tx = self.write()?;
+        tx.open_table(AUDIT)?
+            .insert(e.id.as_u128(), enc(e).as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Newest first, strictly older than `before`.
+    pub fn list_audit(&self, before: Option<Uuid>, limit: usize) -> StoreResult<Vec<AuditEntry>> {
+        let tx = self.read()?;
+        let t = tx.open_table(AUDIT)?;
+        let end = before.map(|b| b.as_u128()).unwrap_or(u128::MAX);
+        let mut out = Vec::new();
+        for r in t.range(..end)?.rev() {
+            let (_, v) = r?;
+            out.push(dec(v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A read and a write round trip, for `/health/deep`.
+    pub fn probe(&self, now: i64) -> StoreResult<()> {
+        self.meta_put("health_probe", &enc(&now))?;
+        let back = self.meta_get("health_probe")?.ok_or(StoreError::NotFound)?;
+        if dec::<i64>(&back)? != now {
+            return Err(StoreError::Conflict("health probe read back a different value".into()));
+        }
+        Ok(())
+    }
+}
