@@ -224,7 +224,10 @@ async fn healthcheck(base: &str) -> anyhow::Result<ExitCode> {
         Ok(r) if r.status().is_success() => {
             let v: serde_json::Value = r.json().await.unwrap_or_default();
             if v["status"] == "ok" {
-                println!("ok: {url} (version {})", v["version"].as_str().unwrap_or("?"));
+                println!(
+                    "ok: {url} (version {})",
+                    v["version"].as_str().unwrap_or("?")
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             println!("unhealthy: {url} answered {v}");
@@ -276,7 +279,9 @@ async fn serve_main(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(url = %format!("http://{bound}"), data_dir = %data_dir.display(), version = crate::VERSION, "listening");
     if let Some(url) = state.setup_url() {
         tracing::info!(%url, "first-run setup");
-        tracing::info!("no account exists yet: open the setup link above to create the first administrator");
+        tracing::info!(
+            "no account exists yet: open the setup link above to create the first administrator"
+        );
     }
     crate::app::serve(listener, state, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -330,7 +335,8 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
             email,
             password,
         } => {
-            crate::auth::validate_username(username).map_err(|e| anyhow::anyhow!(e.public_message()))?;
+            crate::auth::validate_username(username)
+                .map_err(|e| anyhow::anyhow!(e.public_message()))?;
             if let Some(e) = email {
                 crate::auth::validate_email(e).map_err(|e| anyhow::anyhow!(e.public_message()))?;
             }
@@ -348,15 +354,26 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
             };
             match store.create_user(&user, false, None, now) {
                 Ok(()) => {}
-                Err(StoreError::Conflict(_)) => anyhow::bail!("username {username:?} is already taken"),
+                Err(StoreError::Conflict(_)) => {
+                    anyhow::bail!("username {username:?} is already taken")
+                }
                 Err(e) => return Err(e.into()),
             }
             cli_audit("admin.user.create", user.id.to_string())?;
-            println!("created {} {} ({})", if *admin { "admin" } else { "user" }, username, user.id);
+            println!(
+                "created {} {} ({})",
+                if *admin { "admin" } else { "user" },
+                username,
+                user.id
+            );
         }
         UserCmd::List => {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{:<38} {:<24} {:<6} {:<9} created", "id", "username", "role", "status")?;
+            writeln!(
+                out,
+                "{:<38} {:<24} {:<6} {:<9} created",
+                "id", "username", "role", "status"
+            )?;
             let mut cursor = None;
             loop {
                 let page = store.list_users(cursor, 500)?;
@@ -393,13 +410,25 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
         UserCmd::Disable { username } | UserCmd::Enable { username } => {
             let disable = matches!(cmd, UserCmd::Disable { .. });
             let user = find(store, username)?;
-            set_user(store, user.id, None, Some(if disable { UserStatus::Disabled } else { UserStatus::Active }))?;
+            set_user(
+                store,
+                user.id,
+                None,
+                Some(if disable {
+                    UserStatus::Disabled
+                } else {
+                    UserStatus::Active
+                }),
+            )?;
             if disable {
                 store.delete_sessions_except(user.id, None)?;
                 store.revoke_refresh_families(user.id)?;
             }
             cli_audit("admin.user.update", user.id.to_string())?;
-            println!("{username} is now {}", if disable { "disabled" } else { "active" });
+            println!(
+                "{username} is now {}",
+                if disable { "disabled" } else { "active" }
+            );
         }
         UserCmd::SetRole { username, role } => {
             let user = find(store, username)?;
@@ -411,7 +440,12 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn set_user(store: &Store, id: Uuid, role: Option<Role>, status: Option<UserStatus>) -> anyhow::Result<()> {
+fn set_user(
+    store: &Store,
+    id: Uuid,
+    role: Option<Role>,
+    status: Option<UserStatus>,
+) -> anyhow::Result<()> {
     store
         .update_user(id, |u, all| {
             if let Some(r) = role {
@@ -427,7 +461,9 @@ fn set_user(store: &Store, id: Uuid, role: Option<Role>, status: Option<UserStat
                 .filter(|x| x.role == Role::Admin && x.status == UserStatus::Active)
                 .count();
             if admins == 0 {
-                return Err(StoreError::Conflict("this change would leave no active administrator".into()));
+                return Err(StoreError::Conflict(
+                    "this change would leave no active administrator".into(),
+                ));
             }
             Ok(())
         })
@@ -443,17 +479,32 @@ fn invite_cmd(store: &Store, cfg: &Config, cmd: &InviteCmd) -> anyhow::Result<Ex
             expires_in_hours,
             role,
         } => {
-            let inv = crate::http::admin::new_invite(Some(*uses), Some(*expires_in_hours), Some((*role).into()), None)
-                .map_err(|e| anyhow::anyhow!(e.public_message()))?;
+            let inv = crate::http::admin::new_invite(
+                Some(*uses),
+                Some(*expires_in_hours),
+                Some((*role).into()),
+                None,
+            )
+            .map_err(|e| anyhow::anyhow!(e.public_message()))?;
             store.put_invite(&inv)?;
             let v = crate::http::admin::invite_view(&base, &inv);
             println!("{}", v.url);
-            eprintln!("code {} for {} use(s) as {}, expires {}", v.code, v.uses_left, format!("{:?}", v.role).to_lowercase(), v.expires_at);
+            eprintln!(
+                "code {} for {} use(s) as {}, expires {}",
+                v.code,
+                v.uses_left,
+                format!("{:?}", v.role).to_lowercase(),
+                v.expires_at
+            );
         }
         InviteCmd::List => {
             let now = crate::auth::now();
             println!("{:<24} {:<6} {:<5} expires", "code", "role", "uses");
-            for i in store.list_invites()?.iter().filter(|i| i.uses_left > 0 && i.expires_at > now) {
+            for i in store
+                .list_invites()?
+                .iter()
+                .filter(|i| i.uses_left > 0 && i.expires_at > now)
+            {
                 println!(
                     "{:<24} {:<6} {:<5} {}",
                     i.code,

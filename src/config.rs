@@ -230,7 +230,10 @@ pub fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
 
 impl Config {
     /// Load with all layers from the real process environment.
-    pub fn load(explicit: Option<&Path>, flags: &Overrides) -> Result<(Config, Vec<String>), ConfigError> {
+    pub fn load(
+        explicit: Option<&Path>,
+        flags: &Overrides,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
         let env: Vec<(String, String)> = std::env::vars().collect();
         Self::load_from(config_path(explicit).as_deref(), &env, flags)
     }
@@ -244,9 +247,8 @@ impl Config {
     ) -> Result<(Config, Vec<String>), ConfigError> {
         let mut table = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    err(format!("cannot read config file {}: {e}", path.display()))
-                })?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err(format!("cannot read config file {}: {e}", path.display())))?;
                 toml::from_str::<toml::Table>(&text).map_err(|e| {
                     err(format!(
                         "config file {} is not valid TOML: {}",
@@ -475,7 +477,10 @@ mod tests {
         let file = "listen = \"127.0.0.1:9000\"\nregistration = \"open\"\nlog_level = \"warn\"\n";
         let c = load(
             Some(file),
-            &[("CONFAB_LISTEN", "127.0.0.1:9001"), ("CONFAB_LOG_LEVEL", "debug")],
+            &[
+                ("CONFAB_LISTEN", "127.0.0.1:9001"),
+                ("CONFAB_LOG_LEVEL", "debug"),
+            ],
             Overrides {
                 listen: Some("127.0.0.1:9002".into()),
                 ..Default::default()
@@ -507,7 +512,12 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let e = load(Some("registration = \"sometimes\""), &[], Overrides::default()).unwrap_err();
+        let e = load(
+            Some("registration = \"sometimes\""),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap_err();
         assert!(e.contains("registration") || e.contains("sometimes"), "{e}");
         assert!(e.contains("open"), "{e}");
         let e = load(Some("max_body_bytes = 10"), &[], Overrides::default()).unwrap_err();
@@ -518,7 +528,12 @@ mod tests {
         assert!(e.contains("listen") || e.contains("address"), "{e}");
         let e = load(Some("bogus = 1"), &[], Overrides::default()).unwrap_err();
         assert!(e.contains("bogus"), "{e}");
-        let e = load(None, &[("CONFAB_MAX_BODY_BYTES", "lots")], Overrides::default()).unwrap_err();
+        let e = load(
+            None,
+            &[("CONFAB_MAX_BODY_BYTES", "lots")],
+            Overrides::default(),
+        )
+        .unwrap_err();
         assert!(e.contains("CONFAB_MAX_BODY_BYTES"), "{e}");
     }
 

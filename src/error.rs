@@ -14,7 +14,9 @@ tokio::task_local! {
 
 /// The request id of the current task, or "-" outside a request.
 pub fn current_request_id() -> String {
-    REQUEST_ID.try_with(|r| r.clone()).unwrap_or_else(|_| "-".into())
+    REQUEST_ID
+        .try_with(|r| r.clone())
+        .unwrap_or_else(|_| "-".into())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +58,10 @@ pub enum AppError {
     #[error("{0}")]
     ProviderError(String),
     #[error("{message}")]
-    QuotaExceeded { message: String, retry_after: Option<u64> },
+    QuotaExceeded {
+        message: String,
+        retry_after: Option<u64>,
+    },
     #[error("{message}")]
     RateLimited { message: String, retry_after: u64 },
     #[error("{0}")]

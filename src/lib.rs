@@ -12,7 +12,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod logging;
-// TEMP pub mod providers;
+pub mod providers;
 pub mod store;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -148,7 +148,12 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<CurrentUser, Ap
                     "this API key lacks the {needed:?} scope"
                 )));
             }
-            let user = active(state.store.get_user(key.user_id).map_err(|_| AppError::AuthRequired)?)?;
+            let user = active(
+                state
+                    .store
+                    .get_user(key.user_id)
+                    .map_err(|_| AppError::AuthRequired)?,
+            )?;
             if key.last_used_at.is_none_or(|t| now - t >= 60) {
                 let store = state.store.clone();
                 tokio::task::spawn_blocking(move || store.touch_api_key(&hash, now));
@@ -163,7 +168,12 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<CurrentUser, Ap
         }
         let claims = state.jwt.verify(&token).ok_or(AppError::SessionExpired)?;
         let id = Uuid::parse_str(&claims.sub).map_err(|_| AppError::AuthRequired)?;
-        let user = active(state.store.get_user(id).map_err(|_| AppError::AuthRequired)?)?;
+        let user = active(
+            state
+                .store
+                .get_user(id)
+                .map_err(|_| AppError::AuthRequired)?,
+        )?;
         return Ok(CurrentUser {
             user,
             via: AuthVia::Jwt,
@@ -193,7 +203,12 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<CurrentUser, Ap
             return Err(AppError::CsrfInvalid);
         }
     }
-    let user = active(state.store.get_user(session.user_id).map_err(|_| AppError::AuthRequired)?)?;
+    let user = active(
+        state
+            .store
+            .get_user(session.user_id)
+            .map_err(|_| AppError::AuthRequired)?,
+    )?;
     // last_seen only needs minute precision; skip the fsync on most requests.
     if now - session.last_seen >= 60 {
         let store = state.store.clone();
@@ -253,6 +268,8 @@ pub fn validate_email(email: &str) -> Result<(), AppError> {
     if ok {
         Ok(())
     } else {
-        Err(AppError::validation("email must be a valid address like name@example.com"))
+        Err(AppError::validation(
+            "email must be a valid address like name@example.com",
+        ))
     }
 }

@@ -26,7 +26,9 @@ fn hash_sync(password: &str) -> String {
 
 fn verify_sync(password: &str, hash: &str) -> bool {
     match PasswordHash::new(hash) {
-        Ok(parsed) => argon().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => argon()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -61,7 +63,11 @@ impl Hasher {
     }
 
     pub async fn hash(&self, password: String) -> String {
-        let _permit = self.permits.acquire().await.expect("semaphore never closed");
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore never closed");
         tokio::task::spawn_blocking(move || hash_sync(&password))
             .await
             .expect("hashing does not panic")
@@ -70,7 +76,11 @@ impl Hasher {
     /// Verifies `password` against `hash`, or against a dummy hash when
     /// `hash` is None (and then always answers false).
     pub async fn verify(&self, password: String, hash: Option<String>) -> bool {
-        let _permit = self.permits.acquire().await.expect("semaphore never closed");
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore never closed");
         let real = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy.clone());
         let ok = tokio::task::spawn_blocking(move || verify_sync(&password, &hash))

@@ -25,8 +25,8 @@ fn nz(n: u32) -> NonZeroU32 {
 
 impl LoginThrottle {
     pub fn new(cfg: &AuthConfig) -> LoginThrottle {
-        let per_ip = Quota::per_minute(nz(cfg.login_per_ip_per_minute))
-            .allow_burst(nz(cfg.login_burst));
+        let per_ip =
+            Quota::per_minute(nz(cfg.login_per_ip_per_minute)).allow_burst(nz(cfg.login_burst));
         let failures = Quota::per_hour(nz(cfg.login_failures_per_account_per_hour));
         LoginThrottle {
             per_ip: RateLimiter::keyed(per_ip),

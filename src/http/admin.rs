@@ -108,12 +108,25 @@ pub async fn create_user(
         quota: None,
     };
     let u2 = user.clone();
-    match state.store.blocking(move |s| s.create_user(&u2, false, None, now)).await {
+    match state
+        .store
+        .blocking(move |s| s.create_user(&u2, false, None, now))
+        .await
+    {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => return Err(AppError::UsernameExists),
         Err(e) => return Err(e.into()),
     }
-    audit(&state, &client, Some(&admin.user), None, "admin.user.create", Some(user.id.to_string()), "ok").await;
+    audit(
+        &state,
+        &client,
+        Some(&admin.user),
+        None,
+        "admin.user.create",
+        Some(user.id.to_string()),
+        "ok",
+    )
+    .await;
     Ok(created(UserView::from(&user)))
 }
 
@@ -186,7 +199,16 @@ pub async fn update_user(
         Err(StoreError::Conflict(_)) => "VALIDATION_FAILED",
         Err(_) => "INTERNAL",
     };
-    audit(&state, &client, Some(&admin.user), None, "admin.user.update", Some(id), outcome).await;
+    audit(
+        &state,
+        &client,
+        Some(&admin.user),
+        None,
+        "admin.user.update",
+        Some(id),
+        outcome,
+    )
+    .await;
     match res {
         Ok(u) => Ok(Json(UserView::from(&u))),
         Err(StoreError::NotFound) => Err(AppError::not_found("user")),
@@ -248,7 +270,9 @@ pub fn new_invite(
     }
     let hours = hours.unwrap_or(168);
     if !(1..=24 * 365).contains(&hours) {
-        return Err(AppError::validation("expires_in_hours must be between 1 and 8760"));
+        return Err(AppError::validation(
+            "expires_in_hours must be between 1 and 8760",
+        ));
     }
     let now = auth::now();
     Ok(Invite {
@@ -272,13 +296,25 @@ pub async fn create_invite(
     let inv = new_invite(req.uses, req.expires_in_hours, req.role, Some(admin.id()))?;
     let i2 = inv.clone();
     state.store.blocking(move |s| s.put_invite(&i2)).await?;
-    audit(&state, &client, Some(&admin.user), None, "invite.create", Some(format!("role={:?} uses={}", inv.role, inv.uses_left).to_lowercase()), "ok").await;
+    audit(
+        &state,
+        &client,
+        Some(&admin.user),
+        None,
+        "invite.create",
+        Some(format!("role={:?} uses={}", inv.role, inv.uses_left).to_lowercase()),
+        "ok",
+    )
+    .await;
     Ok(created(invite_view(&state.public_base, &inv)))
 }
 
 /// The caller's own invites that can still be used.
 #[utoipa::path(get, path = "/api/admin/invites", tag = "admin", responses((status = 200, body = InviteList)))]
-pub async fn list_invites(State(state): State<AppState>, Admin(admin): Admin) -> AppResult<Json<InviteList>> {
+pub async fn list_invites(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+) -> AppResult<Json<InviteList>> {
     let now = auth::now();
     let items = state
         .store
@@ -287,7 +323,10 @@ pub async fn list_invites(State(state): State<AppState>, Admin(admin): Admin) ->
         .filter(|i| i.created_by == Some(admin.id()) && i.uses_left > 0 && i.expires_at > now)
         .map(|i| invite_view(&state.public_base, i))
         .collect();
-    Ok(Json(InviteList { items, next_cursor: None }))
+    Ok(Json(InviteList {
+        items,
+        next_cursor: None,
+    }))
 }
 
 #[utoipa::path(delete, path = "/api/admin/invites/{code}", tag = "admin",
@@ -300,9 +339,21 @@ pub async fn revoke_invite(
 ) -> AppResult<StatusCode> {
     let owner = admin.id();
     let c2 = code.clone();
-    let res = state.store.blocking(move |s| s.delete_invite(&c2, Some(owner))).await;
+    let res = state
+        .store
+        .blocking(move |s| s.delete_invite(&c2, Some(owner)))
+        .await;
     let outcome = if res.is_ok() { "ok" } else { "NOT_FOUND" };
-    audit(&state, &client, Some(&admin.user), None, "invite.revoke", None, outcome).await;
+    audit(
+        &state,
+        &client,
+        Some(&admin.user),
+        None,
+        "invite.revoke",
+        None,
+        outcome,
+    )
+    .await;
     match res {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(StoreError::NotFound) => Err(AppError::not_found("invite")),
@@ -355,6 +406,10 @@ pub async fn list_audit(
             outcome: e.outcome,
         })
         .collect();
-    let next_cursor = if more { items.last().map(|e| e.id.clone()) } else { None };
+    let next_cursor = if more {
+        items.last().map(|e| e.id.clone())
+    } else {
+        None
+    };
     Ok(Json(AuditList { items, next_cursor }))
 }

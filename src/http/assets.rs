@@ -88,9 +88,16 @@ fn respond(asset: &Asset, is_index: bool, headers: &HeaderMap, head: bool) -> Re
         builder = builder.header(header::CONTENT_ENCODING, e);
     }
     builder
-        .header(header::CONTENT_TYPE, HeaderValue::from_str(&asset.content_type).expect("ascii"))
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(&asset.content_type).expect("ascii"),
+        )
         .header(header::CONTENT_LENGTH, body.len())
         .status(StatusCode::OK)
-        .body(if head { Body::empty() } else { Body::from(body) })
+        .body(if head {
+            Body::empty()
+        } else {
+            Body::from(body)
+        })
         .expect("valid response")
 }

@@ -186,7 +186,16 @@ pub async fn setup(
             .is_some_and(|t| bool::from(t.as_bytes().ct_eq(req.token.as_bytes())))
     };
     if !valid {
-        audit(&state, &client, None, Some(&req.username), "setup", None, "FORBIDDEN").await;
+        audit(
+            &state,
+            &client,
+            None,
+            Some(&req.username),
+            "setup",
+            None,
+            "FORBIDDEN",
+        )
+        .await;
         return Err(AppError::Forbidden(
             "the setup token is invalid or setup was already completed".into(),
         ));
@@ -223,7 +232,16 @@ pub async fn setup(
         Err(e) => return Err(e.into()),
     }
     *state.setup_token.lock().expect("lock") = None;
-    audit(&state, &client, Some(&user), None, "setup", Some(user.id.to_string()), "ok").await;
+    audit(
+        &state,
+        &client,
+        Some(&user),
+        None,
+        "setup",
+        Some(user.id.to_string()),
+        "ok",
+    )
+    .await;
     tracing::info!(user_id = %user.id, "setup complete: first admin created");
     start_session(&state, &user, &client, StatusCode::CREATED).await
 }
@@ -279,7 +297,16 @@ pub async fn register(
             Ok(created(UserView::from(&user)))
         }
         Err((name, e)) => {
-            audit(&state, &client, None, Some(&name), "register", None, e.code()).await;
+            audit(
+                &state,
+                &client,
+                None,
+                Some(&name),
+                "register",
+                None,
+                e.code(),
+            )
+            .await;
             Err(e)
         }
     }
@@ -295,7 +322,11 @@ async fn do_register(
     if state.setup_token.lock().expect("lock").is_some() {
         return Err(fail(AppError::RegistrationClosed));
     }
-    let invite_code = req.invite_code.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    let invite_code = req
+        .invite_code
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
     match (state.cfg.registration, invite_code) {
         (RegistrationMode::Closed, _) => return Err(fail(AppError::RegistrationClosed)),
         (RegistrationMode::Invite, None) => {
@@ -306,8 +337,7 @@ async fn do_register(
         _ => {}
     }
     auth::validate_username(&req.username).map_err(fail)?;
-    password::validate("password", &req.password)
-        .map_err(|m| fail(AppError::Validation(m)))?;
+    password::validate("password", &req.password).map_err(|m| fail(AppError::Validation(m)))?;
     if let Some(e) = &req.email {
         auth::validate_email(e).map_err(fail)?;
     }
@@ -377,15 +407,34 @@ async fn check_credentials(
     action: &str,
 ) -> AppResult<User> {
     if let Err(secs) = state.throttle.check_ip(client.ip) {
-        audit(state, client, None, Some(&creds.username), action, None, "RATE_LIMITED").await;
+        audit(
+            state,
+            client,
+            None,
+            Some(&creds.username),
+            action,
+            None,
+            "RATE_LIMITED",
+        )
+        .await;
         return Err(throttled(secs));
     }
     if let Err(secs) = state.throttle.check_account(&creds.username) {
-        audit(state, client, None, Some(&creds.username), action, None, "RATE_LIMITED").await;
+        audit(
+            state,
+            client,
+            None,
+            Some(&creds.username),
+            action,
+            None,
+            "RATE_LIMITED",
+        )
+        .await;
         return Err(throttled(secs));
     }
     // Oversized inputs cannot match; bound the work before hashing.
-    let plausible = creds.username.len() <= 50 && creds.password.chars().count() <= password::MAX_LEN;
+    let plausible =
+        creds.username.len() <= 50 && creds.password.chars().count() <= password::MAX_LEN;
     let user = if plausible {
         state.store.find_user_by_name(&creds.username)?
     } else {
@@ -400,11 +449,29 @@ async fn check_credentials(
         .await;
     let Some(user) = user.filter(|_| ok) else {
         state.throttle.record_failure(&creds.username);
-        audit(state, client, None, Some(&creds.username), action, None, "INVALID_CREDENTIALS").await;
+        audit(
+            state,
+            client,
+            None,
+            Some(&creds.username),
+            action,
+            None,
+            "INVALID_CREDENTIALS",
+        )
+        .await;
         return Err(AppError::InvalidCredentials);
     };
     if user.status != UserStatus::Active {
-        audit(state, client, Some(&user), None, action, None, "USER_INACTIVE").await;
+        audit(
+            state,
+            client,
+            Some(&user),
+            None,
+            action,
+            None,
+            "USER_INACTIVE",
+        )
+        .await;
         return Err(AppError::UserInactive);
     }
     Ok(user)
@@ -432,12 +499,25 @@ pub async fn logout(
 ) -> AppResult<Response> {
     if let Some(sid) = user.session_id() {
         let uid = user.id();
-        match state.store.blocking(move |s| s.delete_session(uid, sid)).await {
+        match state
+            .store
+            .blocking(move |s| s.delete_session(uid, sid))
+            .await
+        {
             Ok(()) | Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    audit(&state, &client, Some(&user.user), None, "logout", None, "ok").await;
+    audit(
+        &state,
+        &client,
+        Some(&user.user),
+        None,
+        "logout",
+        None,
+        "ok",
+    )
+    .await;
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut()
         .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
@@ -521,7 +601,16 @@ pub async fn revoke_session(
         Err(StoreError::NotFound) => "NOT_FOUND",
         Err(_) => "INTERNAL",
     };
-    audit(&state, &client, Some(&user.user), None, "session.revoke", Some(id), outcome).await;
+    audit(
+        &state,
+        &client,
+        Some(&user.user),
+        None,
+        "session.revoke",
+        Some(id),
+        outcome,
+    )
+    .await;
     match res {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(StoreError::NotFound) => Err(AppError::not_found("session")),
@@ -547,7 +636,16 @@ pub async fn revoke_other_sessions(
         .store
         .blocking(move |s| s.delete_sessions_except(uid, keep))
         .await?;
-    audit(&state, &client, Some(&user.user), None, "session.revoke_others", Some(n.to_string()), "ok").await;
+    audit(
+        &state,
+        &client,
+        Some(&user.user),
+        None,
+        "session.revoke_others",
+        Some(n.to_string()),
+        "ok",
+    )
+    .await;
     Ok(Json(RevokedCount { revoked: n }))
 }
 
@@ -574,11 +672,23 @@ pub async fn change_password(
     let ok = req.current_password.chars().count() <= password::MAX_LEN
         && state
             .hasher
-            .verify(req.current_password.clone(), Some(user.user.password_hash.clone()))
+            .verify(
+                req.current_password.clone(),
+                Some(user.user.password_hash.clone()),
+            )
             .await;
     if !ok {
         state.throttle.record_failure(&user.user.username);
-        audit(&state, &client, Some(&user.user), None, "password.change", None, "INVALID_CREDENTIALS").await;
+        audit(
+            &state,
+            &client,
+            Some(&user.user),
+            None,
+            "password.change",
+            None,
+            "INVALID_CREDENTIALS",
+        )
+        .await;
         return Err(AppError::InvalidCredentials);
     }
     let hash = state.hasher.hash(req.new_password.clone()).await;
@@ -596,7 +706,16 @@ pub async fn change_password(
             s.revoke_refresh_families(uid)
         })
         .await?;
-    audit(&state, &client, Some(&user.user), None, "password.change", None, "ok").await;
+    audit(
+        &state,
+        &client,
+        Some(&user.user),
+        None,
+        "password.change",
+        None,
+        "ok",
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -609,7 +728,11 @@ pub struct TokenResponse {
     pub expires_in: i64,
 }
 
-async fn issue_tokens(state: &AppState, user_id: Uuid, family: Option<Uuid>) -> AppResult<TokenResponse> {
+async fn issue_tokens(
+    state: &AppState,
+    user_id: Uuid,
+    family: Option<Uuid>,
+) -> AppResult<TokenResponse> {
     let now = auth::now();
     let ttl = state.cfg.auth.access_token_minutes as i64 * 60;
     let refresh = tokens::random_token();
@@ -678,12 +801,30 @@ pub async fn refresh(
             }
             let mut t = issue_tokens(&state, user_id, None).await?;
             t.refresh_token = new_token;
-            audit(&state, &client, Some(&user), None, "token.refresh", None, "ok").await;
+            audit(
+                &state,
+                &client,
+                Some(&user),
+                None,
+                "token.refresh",
+                None,
+                "ok",
+            )
+            .await;
             Ok(Json(t))
         }
         crate::store::RefreshOutcome::Reused { user_id } => {
             let user = state.store.get_user(user_id).ok();
-            audit(&state, &client, user.as_ref(), None, "token.refresh", Some("reuse: family revoked".into()), "SESSION_EXPIRED").await;
+            audit(
+                &state,
+                &client,
+                user.as_ref(),
+                None,
+                "token.refresh",
+                Some("reuse: family revoked".into()),
+                "SESSION_EXPIRED",
+            )
+            .await;
             tracing::warn!(%user_id, "refresh token reuse detected; token family revoked");
             Err(AppError::SessionExpired)
         }

@@ -92,7 +92,9 @@ pub async fn create_key(
     scopes.sort();
     scopes.dedup();
     if scopes.is_empty() {
-        return Err(AppError::validation("scopes must name at least one of read, write, admin"));
+        return Err(AppError::validation(
+            "scopes must name at least one of read, write, admin",
+        ));
     }
     if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
         return Err(AppError::Validation(format!(
@@ -100,14 +102,20 @@ pub async fn create_key(
         )));
     }
     if scopes.iter().any(|s| s == "admin") && user.user.role != Role::Admin {
-        return Err(AppError::validation("scopes: only administrators can create keys with the admin scope"));
+        return Err(AppError::validation(
+            "scopes: only administrators can create keys with the admin scope",
+        ));
     }
     let now = auth::now();
     let expires_at = match req.expires_at.as_deref() {
         None | Some("") => None,
         Some(s) => {
             let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| AppError::validation("expires_at must be an RFC 3339 time like 2030-01-01T00:00:00Z"))?
+                .map_err(|_| {
+                    AppError::validation(
+                        "expires_at must be an RFC 3339 time like 2030-01-01T00:00:00Z",
+                    )
+                })?
                 .unix_timestamp();
             if t <= now {
                 return Err(AppError::validation("expires_at must be in the future"));
@@ -128,8 +136,20 @@ pub async fn create_key(
     };
     let hash = tokens::hash_token(&key);
     let r2 = record.clone();
-    state.store.blocking(move |s| s.put_api_key(&hash, &r2)).await?;
-    audit(&state, &client, Some(&user.user), None, "key.create", Some(record.id.to_string()), "ok").await;
+    state
+        .store
+        .blocking(move |s| s.put_api_key(&hash, &r2))
+        .await?;
+    audit(
+        &state,
+        &client,
+        Some(&user.user),
+        None,
+        "key.create",
+        Some(record.id.to_string()),
+        "ok",
+    )
+    .await;
     Ok(created(CreatedKey {
         id: record.id.to_string(),
         name: record.name,
@@ -141,10 +161,21 @@ pub async fn create_key(
 }
 
 #[utoipa::path(get, path = "/api/keys", tag = "keys", responses((status = 200, body = KeyList)))]
-pub async fn list_keys(State(state): State<AppState>, user: CurrentUser) -> AppResult<Json<KeyList>> {
-    let mut items: Vec<KeyView> = state.store.list_api_keys(user.id())?.into_iter().map(view).collect();
+pub async fn list_keys(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> AppResult<Json<KeyList>> {
+    let mut items: Vec<KeyView> = state
+        .store
+        .list_api_keys(user.id())?
+        .into_iter()
+        .map(view)
+        .collect();
     items.reverse();
-    Ok(Json(KeyList { items, next_cursor: None }))
+    Ok(Json(KeyList {
+        items,
+        next_cursor: None,
+    }))
 }
 
 #[utoipa::path(delete, path = "/api/keys/{id}", tag = "keys",
@@ -157,13 +188,25 @@ pub async fn delete_key(
 ) -> AppResult<StatusCode> {
     let kid = parse_id(&id, "API key")?;
     let uid = user.id();
-    let res = state.store.blocking(move |s| s.delete_api_key(uid, kid)).await;
+    let res = state
+        .store
+        .blocking(move |s| s.delete_api_key(uid, kid))
+        .await;
     let outcome = match &res {
         Ok(_) => "ok",
         Err(StoreError::NotFound) => "NOT_FOUND",
         Err(_) => "INTERNAL",
     };
-    audit(&state, &client, Some(&user.user), None, "key.delete", Some(id), outcome).await;
+    audit(
+        &state,
+        &client,
+        Some(&user.user),
+        None,
+        "key.delete",
+        Some(id),
+        outcome,
+    )
+    .await;
     match res {
         Ok(_) => Ok(StatusCode::NO_CONTENT),
         Err(StoreError::NotFound) => Err(AppError::not_found("API key")),

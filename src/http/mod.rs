@@ -76,9 +76,11 @@ pub fn router(state: AppState) -> Router {
         );
     }
 
-    app.layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-        AppError::internal(anyhow::anyhow!("handler panicked")).into_response()
-    }))
+    app.layer(CatchPanicLayer::custom(
+        |_: Box<dyn std::any::Any + Send>| {
+            AppError::internal(anyhow::anyhow!("handler panicked")).into_response()
+        },
+    ))
     .layer(middleware::from_fn(security_headers))
     .layer(middleware::from_fn(request_context))
     .with_state(state)
@@ -132,7 +134,10 @@ async fn request_context(mut req: Request, next: Next) -> Response {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -160,20 +165,20 @@ async fn origin_check(
     req: Request,
     next: Next,
 ) -> Response {
-    let unsafe_method = !matches!(
-        *req.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
+    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if unsafe_method && let Some(origin) = req.headers().get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or("").trim_end_matches('/').to_ascii_lowercase();
+        let origin = origin
+            .to_str()
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .to_ascii_lowercase();
         let host = req
             .headers()
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .map(str::to_ascii_lowercase);
-        let same_host = host.is_some_and(|h| {
-            origin == format!("http://{h}") || origin == format!("https://{h}")
-        });
+        let same_host = host
+            .is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"));
         if !same_host && !state.allowed_origins.iter().any(|o| *o == origin) {
             return AppError::CsrfInvalid.into_response();
         }
@@ -258,7 +263,11 @@ where
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
-                Err(AppError::Validation(format!("invalid query: {}", e.body_text().trim_start_matches("Failed to deserialize query string: "))))
+                Err(AppError::Validation(format!(
+                    "invalid query: {}",
+                    e.body_text()
+                        .trim_start_matches("Failed to deserialize query string: ")
+                )))
             }
             Err(e) => Err(AppError::Validation(e.body_text())),
         }

@@ -143,10 +143,12 @@ impl Provider for AnthropicProvider {
         let key = self.api_key.as_deref();
         let origin = self.origin(key, None);
         let url = format!("{}/v1/models?limit=1000", self.base_url);
-        let resp =
-            transport::send(&origin, &self.options, || self.headers(self.client.get(&url), key))
-                .await?;
-        let list: ModelList = transport::read_json(&origin, resp, self.options.idle_timeout).await?;
+        let resp = transport::send(&origin, &self.options, || {
+            self.headers(self.client.get(&url), key)
+        })
+        .await?;
+        let list: ModelList =
+            transport::read_json(&origin, resp, self.options.idle_timeout).await?;
         Ok(list
             .data
             .into_iter()
@@ -180,7 +182,12 @@ impl Provider for AnthropicProvider {
         })
         .await?;
         let decoder = AnthropicDecoder::new(origin.clone());
-        Ok(transport::drive(resp, decoder, origin, self.options.idle_timeout))
+        Ok(transport::drive(
+            resp,
+            decoder,
+            origin,
+            self.options.idle_timeout,
+        ))
     }
 }
 
@@ -328,19 +335,19 @@ impl AnthropicDecoder {
                 }
             }
             WireEvent::ContentBlockStart { content_block } => {
-                if content_block.kind == "text" {
-                    if let Some(t) = content_block.text.filter(|t| !t.is_empty()) {
-                        out.push_back(Ok(ChatEvent::Delta(t)));
-                    }
+                if content_block.kind == "text"
+                    && let Some(t) = content_block.text.filter(|t| !t.is_empty())
+                {
+                    out.push_back(Ok(ChatEvent::Delta(t)));
                 }
             }
             WireEvent::ContentBlockDelta { delta } => {
                 // thinking_delta, input_json_delta, signature_delta are not
                 // part of the visible answer.
-                if delta.kind == "text_delta" {
-                    if let Some(t) = delta.text.filter(|t| !t.is_empty()) {
-                        out.push_back(Ok(ChatEvent::Delta(t)));
-                    }
+                if delta.kind == "text_delta"
+                    && let Some(t) = delta.text.filter(|t| !t.is_empty())
+                {
+                    out.push_back(Ok(ChatEvent::Delta(t)));
                 }
             }
             WireEvent::MessageDelta { delta, usage } => {

@@ -378,7 +378,10 @@ mod tests {
     #[test]
     fn codes_are_stable() {
         let cases = [
-            (ProviderError::Unreachable("x".into()), "PROVIDER_UNREACHABLE"),
+            (
+                ProviderError::Unreachable("x".into()),
+                "PROVIDER_UNREACHABLE",
+            ),
             (ProviderError::Timeout("x".into()), "PROVIDER_TIMEOUT"),
             (ProviderError::KeyRejected("x".into()), "PROVIDER_ERROR"),
             (
@@ -434,7 +437,10 @@ mod tests {
             serde_json::to_string(&ProviderKind::Anthropic).unwrap(),
             "\"anthropic\""
         );
-        assert_eq!("OLLAMA".parse::<ProviderKind>().unwrap(), ProviderKind::Ollama);
+        assert_eq!(
+            "OLLAMA".parse::<ProviderKind>().unwrap(),
+            ProviderKind::Ollama
+        );
         assert!("gemini".parse::<ProviderKind>().is_err());
     }
 }

@@ -110,7 +110,7 @@ fn wire_request(req: &ChatRequest) -> WireRequest<'_> {
         role: m.role.as_str(),
         content: &m.content,
     }));
-    let options = (req.max_tokens.is_some() || req.temperature.is_some()).then(|| WireOptions {
+    let options = (req.max_tokens.is_some() || req.temperature.is_some()).then_some(WireOptions {
         num_predict: req.max_tokens,
         temperature: req.temperature,
     });
@@ -183,7 +183,12 @@ impl Provider for OllamaProvider {
         })
         .await?;
         let decoder = OllamaDecoder::new(origin.clone());
-        Ok(transport::drive(resp, decoder, origin, self.options.idle_timeout))
+        Ok(transport::drive(
+            resp,
+            decoder,
+            origin,
+            self.options.idle_timeout,
+        ))
     }
 }
 
@@ -344,8 +349,7 @@ mod tests {
             got[1],
             Err(ProviderError::Upstream {
                 status: 500,
-                message: "an error was encountered while running the model: unexpected EOF"
-                    .into()
+                message: "an error was encountered while running the model: unexpected EOF".into()
             })
         );
     }

@@ -165,12 +165,16 @@ impl Provider for OpenAiProvider {
             self.authorize(self.client.get(&url), key)
         })
         .await?;
-        let list: ModelList = transport::read_json(&origin, resp, self.options.idle_timeout).await?;
+        let list: ModelList =
+            transport::read_json(&origin, resp, self.options.idle_timeout).await?;
         let mut models: Vec<ModelInfo> = list
             .data
             .into_iter()
             .map(|m| ModelInfo {
-                display_name: m.name.filter(|n| !n.is_empty()).unwrap_or_else(|| m.id.clone()),
+                display_name: m
+                    .name
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| m.id.clone()),
                 context_window: m
                     .context_length
                     .or(m.max_model_len)
@@ -201,7 +205,12 @@ impl Provider for OpenAiProvider {
         })
         .await?;
         let decoder = OpenAiDecoder::new(origin.clone());
-        Ok(transport::drive(resp, decoder, origin, self.options.idle_timeout))
+        Ok(transport::drive(
+            resp,
+            decoder,
+            origin,
+            self.options.idle_timeout,
+        ))
     }
 }
 
@@ -304,7 +313,11 @@ impl OpenAiDecoder {
             return;
         }
         for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
-            if let Some(text) = choice.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
+            if let Some(text) = choice
+                .delta
+                .and_then(|d| d.content)
+                .filter(|t| !t.is_empty())
+            {
                 out.push_back(Ok(ChatEvent::Delta(text)));
             }
             if let Some(reason) = choice.finish_reason.filter(|r| !r.is_empty()) {
@@ -340,6 +353,11 @@ impl StreamDecoder for OpenAiDecoder {
                     return;
                 }
             }
+        }
+        // Some compatible servers close right after the finish chunk without
+        // `[DONE]`; a finish_reason already says the answer is whole.
+        if !self.done && self.finish_reason.is_some() {
+            self.event(None, "[DONE]", out);
         }
     }
 
@@ -411,12 +429,27 @@ mod tests {
 
     #[test]
     fn truncated_stream_is_an_error() {
-        let cut = &STREAM[..STREAM.find("data: [DONE]").unwrap()];
+        let finish_chunk = STREAM.find("\"finish_reason\":\"length\"").unwrap();
+        let cut = &STREAM[..STREAM[..finish_chunk].rfind("data: ").unwrap()];
         let got = decode(&[cut.as_bytes()], true);
         assert_eq!(got.len(), 3);
         assert_eq!(
             got.last().unwrap(),
             &Err(ProviderError::Protocol(ENDED_EARLY.into()))
+        );
+    }
+
+    #[test]
+    fn finish_reason_without_done_marker_completes() {
+        let cut = &STREAM[..STREAM.find("data: [DONE]").unwrap()];
+        let cut = cut.replace("\"length\"", "\"stop\"");
+        let without_usage = &cut[..cut.find("data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1731456789,\"model\":\"gpt-4o-mini\",\"choices\":[]").unwrap()];
+        let got = decode(&[without_usage.as_bytes()], true);
+        assert_eq!(
+            got.last().unwrap(),
+            &Ok(ChatEvent::Done {
+                finish_reason: "stop".into()
+            })
         );
     }
 

@@ -193,7 +193,9 @@ pub struct Registry {
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<String> = self.read().iter().map(|e| e.config.name.clone()).collect();
-        f.debug_struct("Registry").field("providers", &names).finish()
+        f.debug_struct("Registry")
+            .field("providers", &names)
+            .finish()
     }
 }
 
@@ -275,7 +277,10 @@ impl Registry {
             status: ProviderStatus::default(),
             models: Vec::new(),
         };
-        match entries.iter_mut().find(|e| e.config.name == entry.config.name) {
+        match entries
+            .iter_mut()
+            .find(|e| e.config.name == entry.config.name)
+        {
             Some(slot) => *slot = entry,
             None => entries.push(entry),
         }
@@ -484,10 +489,17 @@ pub fn from_env() -> Vec<ProviderConfig> {
 /// [`from_env`] with the variables read through `lookup`, so callers and
 /// tests need not touch the process environment.
 pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Vec<ProviderConfig> {
-    let key = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let key = |name: &str| {
+        lookup(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
     let mut out = Vec::new();
     if let Some(k) = key("OPENAI_API_KEY") {
-        out.push(ProviderConfig::new(ProviderKind::Openai, "openai", OPENAI_DEFAULT_BASE).with_api_key(k));
+        out.push(
+            ProviderConfig::new(ProviderKind::Openai, "openai", OPENAI_DEFAULT_BASE)
+                .with_api_key(k),
+        );
     }
     if let Some(k) = key("ANTHROPIC_API_KEY") {
         out.push(
@@ -527,19 +539,40 @@ pub async fn detect_local(client: &reqwest::Client) -> Vec<ProviderConfig> {
 
 /// Local providers answering at `probe`'s addresses, named "ollama" and
 /// "lmstudio".
-pub async fn detect_local_with(client: &reqwest::Client, probe: &LocalProbe) -> Vec<ProviderConfig> {
+pub async fn detect_local_with(
+    client: &reqwest::Client,
+    probe: &LocalProbe,
+) -> Vec<ProviderConfig> {
     let ollama_base = probe.ollama_base.trim_end_matches('/');
     let lmstudio_base = probe.lmstudio_base.trim_end_matches('/');
     let (ollama, lmstudio) = tokio::join!(
-        probe_json(client, format!("{ollama_base}/api/tags"), "models", probe.timeout),
-        probe_json(client, format!("{lmstudio_base}/models"), "data", probe.timeout),
+        probe_json(
+            client,
+            format!("{ollama_base}/api/tags"),
+            "models",
+            probe.timeout
+        ),
+        probe_json(
+            client,
+            format!("{lmstudio_base}/models"),
+            "data",
+            probe.timeout
+        ),
     );
     let mut out = Vec::new();
     if ollama {
-        out.push(ProviderConfig::new(ProviderKind::Ollama, "ollama", ollama_base));
+        out.push(ProviderConfig::new(
+            ProviderKind::Ollama,
+            "ollama",
+            ollama_base,
+        ));
     }
     if lmstudio {
-        out.push(ProviderConfig::new(ProviderKind::Openai, "lmstudio", lmstudio_base));
+        out.push(ProviderConfig::new(
+            ProviderKind::Openai,
+            "lmstudio",
+            lmstudio_base,
+        ));
     }
     out
 }
@@ -564,7 +597,8 @@ mod tests {
 
     #[test]
     fn debug_and_serialize_hide_the_key() {
-        let c = ProviderConfig::new(ProviderKind::Openai, "x", "http://h/v1").with_api_key("sk-secret-1");
+        let c = ProviderConfig::new(ProviderKind::Openai, "x", "http://h/v1")
+            .with_api_key("sk-secret-1");
         assert!(!format!("{c:?}").contains("sk-secret"));
         assert!(!serde_json::to_string(&c).unwrap().contains("sk-secret"));
     }

@@ -63,7 +63,12 @@ impl Origin {
         ))
     }
 
-    pub fn error_from_body(&self, status: u16, retry_after: Option<u64>, body: &[u8]) -> ProviderError {
+    pub fn error_from_body(
+        &self,
+        status: u16,
+        retry_after: Option<u64>,
+        body: &[u8],
+    ) -> ProviderError {
         self.error_from_detail(status, retry_after, error_detail_bytes(body))
     }
 
@@ -276,13 +281,19 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     {
         return Some(Duration::from_millis(ms.ceil() as u64));
     }
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
     let when =
         time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
-    let secs = (when - time::OffsetDateTime::now_utc()).whole_seconds().max(0);
+    let secs = (when - time::OffsetDateTime::now_utc())
+        .whole_seconds()
+        .max(0);
     Some(Duration::from_secs(secs as u64))
 }
 
@@ -291,7 +302,8 @@ fn ceil_secs(d: Duration) -> u64 {
 }
 
 fn retryable_status(status: u16) -> bool {
-    matches!(status, 408 | 500 | 502 | 503 | 504 | 529) || (status > 505 && status < 600)
+    // 501 and 505 say the request can never work; every other 5xx may pass.
+    matches!(status, 408 | 500 | 502 | 503 | 504) || (506..600).contains(&status)
 }
 
 /// Reads a (small) error body; silence or a broken connection just leaves
@@ -479,7 +491,10 @@ mod tests {
         assert!(!s.contains("1234"), "{s}");
         assert!(s.contains("refused the API key"), "{s}");
         assert_eq!(
-            redact("key sk-proj-SECRETSECRET1234 was bad", Some("sk-proj-SECRETSECRET1234")),
+            redact(
+                "key sk-proj-SECRETSECRET1234 was bad",
+                Some("sk-proj-SECRETSECRET1234")
+            ),
             "key *** was bad"
         );
         assert_eq!(redact("Bearer abc", None), "Bearer abc");
@@ -488,7 +503,9 @@ mod tests {
 
     #[test]
     fn error_shapes() {
-        let d = error_detail_bytes(br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#);
+        let d = error_detail_bytes(
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        );
         assert_eq!(d.message, "Overloaded");
         assert_eq!(d.kind.as_deref(), Some("overloaded_error"));
         let d = error_detail_bytes(br#"{"error":"model \"x\" not found, try pulling it first"}"#);
@@ -506,7 +523,11 @@ mod tests {
     fn statuses_classify() {
         let chat = origin(Some("nope"));
         assert!(matches!(
-            chat.error_from_body(404, None, br#"{"type":"error","error":{"type":"not_found_error","message":"model: nope"}}"#),
+            chat.error_from_body(
+                404,
+                None,
+                br#"{"type":"error","error":{"type":"not_found_error","message":"model: nope"}}"#
+            ),
             ProviderError::ModelNotFound(_)
         ));
         assert!(matches!(
@@ -514,7 +535,11 @@ mod tests {
             ProviderError::Upstream { status: 404, .. }
         ));
         assert!(matches!(
-            chat.error_from_body(400, None, br#"{"error":{"message":"bad","code":"model_not_found"}}"#),
+            chat.error_from_body(
+                400,
+                None,
+                br#"{"error":{"message":"bad","code":"model_not_found"}}"#
+            ),
             ProviderError::ModelNotFound(_)
         ));
         let e = chat.error_from_body(503, None, b"");
@@ -527,7 +552,10 @@ mod tests {
         );
         let e = chat.error_from_body(429, Some(7), b"{}");
         assert_eq!(e.retry_after_secs(), Some(7));
-        assert!(matches!(origin(None).error_from_body(404, None, b"{\"error\":\"model gone\"}"), ProviderError::Upstream { .. }));
+        assert!(matches!(
+            origin(None).error_from_body(404, None, b"{\"error\":\"model gone\"}"),
+            ProviderError::Upstream { .. }
+        ));
     }
 
     #[test]
@@ -538,7 +566,10 @@ mod tests {
         h.insert("retry-after-ms", "250".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
         let mut h = HeaderMap::new();
-        h.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         assert_eq!(ceil_secs(Duration::from_millis(1001)), 2);
     }

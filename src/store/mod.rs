@@ -9,8 +9,7 @@ pub mod records;
 
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition,
-    WriteTransaction,
+    TableDefinition, WriteTransaction,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -51,8 +50,14 @@ pub enum StoreError {
         "another confab is using {0} (only one process may open a data directory; stop the running server first)"
     )]
     Locked(PathBuf),
-    #[error("the data directory {path} was written by a newer confab (schema {found}, this binary knows {known}); upgrade confab")]
-    TooNew { path: PathBuf, found: u64, known: u64 },
+    #[error(
+        "the data directory {path} was written by a newer confab (schema {found}, this binary knows {known}); upgrade confab"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u64,
+        known: u64,
+    },
     #[error("storage error: {0}")]
     Db(#[from] redb::Error),
     #[error("corrupt record: {0}")]
@@ -245,7 +250,10 @@ impl Store {
     pub fn find_user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
         let tx = self.read()?;
         let names = tx.open_table(USERS_BY_NAME)?;
-        let Some(id) = names.get(username.to_lowercase().as_str())?.map(|v| v.value()) else {
+        let Some(id) = names
+            .get(username.to_lowercase().as_str())?
+            .map(|v| v.value())
+        else {
             return Ok(None);
         };
         let users = tx.open_table(USERS)?;
@@ -268,7 +276,9 @@ impl Store {
         {
             let mut users = tx.open_table(USERS)?;
             if only_if_empty && users.len()? > 0 {
-                return Err(StoreError::Conflict("setup has already been completed".into()));
+                return Err(StoreError::Conflict(
+                    "setup has already been completed".into(),
+                ));
             }
             let mut names = tx.open_table(USERS_BY_NAME)?;
             let key = user.username.to_lowercase();
@@ -318,7 +328,10 @@ impl Store {
             let mut users = tx.open_table(USERS)?;
             let all: Vec<User> = users
                 .iter()?
-                .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| dec(v.value())))
+                .map(|r| {
+                    r.map_err(StoreError::from)
+                        .and_then(|(_, v)| dec(v.value()))
+                })
                 .collect::<StoreResult<_>>()?;
             let mut user = all
                 .iter()
@@ -659,7 +672,10 @@ impl Store {
         let t = tx.open_table(INVITES)?;
         let mut out: Vec<Invite> = t
             .iter()?
-            .map(|r| r.map_err(StoreError::from).and_then(|(_, v)| dec(v.value())))
+            .map(|r| {
+                r.map_err(StoreError::from)
+                    .and_then(|(_, v)| dec(v.value()))
+            })
             .collect::<StoreResult<_>>()?;
         out.sort_by_key(|i| std::cmp::Reverse(i.created_at));
         Ok(out)
@@ -716,7 +732,9 @@ impl Store {
         self.meta_put("health_probe", &enc(&now))?;
         let back = self.meta_get("health_probe")?.ok_or(StoreError::NotFound)?;
         if dec::<i64>(&back)? != now {
-            return Err(StoreError::Conflict("health probe read back a different value".into()));
+            return Err(StoreError::Conflict(
+                "health probe read back a different value".into(),
+            ));
         }
         Ok(())
     }

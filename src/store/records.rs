@@ -84,9 +84,13 @@ pub struct RefreshFamily {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
-    Rotated { user_id: Uuid },
+    Rotated {
+        user_id: Uuid,
+    },
     /// A spent token was presented again: the family is now revoked.
-    Reused { user_id: Uuid },
+    Reused {
+        user_id: Uuid,
+    },
     Invalid,
 }
 

@@ -1,0 +1,282 @@
+//! Test harness: the real server on 127.0.0.1:0 with a real redb file in a
+//! temp dir, and a small HTTP client that keeps cookie and CSRF explicit.
+#![allow(dead_code)]
+
+use confab::app::{AppState, serve};
+use confab::config::Config;
+use confab::store::Store;
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const PASSWORD: &str = "correct-horse-battery";
+
+pub struct TestServer {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub state: Option<AppState>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+    pub http: reqwest::Client,
+}
+
+/// A test config: a temp data dir and throttles loose enough for many
+/// logins from 127.0.0.1 (the throttle tests tighten them).
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.data_dir = dir.to_path_buf();
+    cfg.auth.login_per_ip_per_minute = 100_000;
+    cfg.auth.login_burst = 100_000;
+    cfg
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, f).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, f: impl FnOnce(&mut Config)) -> TestServer {
+        let mut cfg = test_config(dir.path());
+        f(&mut cfg);
+        cfg.validate().expect("test config is valid");
+        let store = Store::open(&cfg.data_dir).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = AppState::new(cfg, store, addr).unwrap();
+        let (tx, rx) = oneshot::channel();
+        let handle = tokio::spawn(serve(listener, state.clone(), async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            base: format!("http://{addr}"),
+            dir,
+            state: Some(state),
+            stop: Some(tx),
+            handle: Some(handle),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// Stops the server and releases the data dir (the redb lock), keeping
+    /// the directory for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+        let state = self.state.take().unwrap();
+        // Background touches may briefly hold a store clone.
+        for _ in 0..100 {
+            if std::sync::Arc::strong_count(&state.0) == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        drop(state);
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    pub fn state(&self) -> &AppState {
+        self.state.as_ref().unwrap()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn setup_token(&self) -> String {
+        let url = self.state().setup_url().expect("setup pending");
+        url.split("token=").nth(1).unwrap().to_string()
+    }
+
+    pub async fn req(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Auth<'_>,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut rb = self.http.request(method.clone(), self.url(path));
+        match auth {
+            Auth::None => {}
+            Auth::Session(s) => {
+                rb = rb.header("cookie", format!("confab_session={}", s.cookie));
+                if method != Method::GET {
+                    rb = rb.header("x-csrf-token", &s.csrf);
+                }
+            }
+            Auth::CookieOnly(s) => {
+                rb = rb.header("cookie", format!("confab_session={}", s.cookie));
+            }
+            Auth::Bearer(t) => rb = rb.bearer_auth(t),
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        Resp::from(rb.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, auth: Auth<'_>) -> Resp {
+        self.req(Method::GET, path, auth, None).await
+    }
+    pub async fn post(&self, path: &str, auth: Auth<'_>, body: Value) -> Resp {
+        self.req(Method::POST, path, auth, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, auth: Auth<'_>, body: Value) -> Resp {
+        self.req(Method::PATCH, path, auth, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str, auth: Auth<'_>) -> Resp {
+        self.req(Method::DELETE, path, auth, None).await
+    }
+
+    /// Completes setup: the first admin, signed in.
+    pub async fn setup_admin(&self, username: &str) -> Session {
+        let r = self
+            .post(
+                "/api/setup",
+                Auth::None,
+                json!({"token": self.setup_token(), "username": username, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        Session::from_resp(&r)
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Session {
+        let r = self
+            .post(
+                "/api/auth/login",
+                Auth::None,
+                json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        Session::from_resp(&r)
+    }
+
+    /// Creates a user through the admin API and signs them in.
+    pub async fn user(&self, admin: &Session, username: &str) -> Session {
+        let r = self
+            .post(
+                "/api/admin/users",
+                Auth::Session(admin),
+                json!({"username": username, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        self.login(username, PASSWORD).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub enum Auth<'a> {
+    None,
+    /// Cookie plus CSRF header on unsafe methods.
+    Session(&'a Session),
+    /// Cookie without the CSRF header.
+    CookieOnly(&'a Session),
+    Bearer(&'a str),
+}
+
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+    pub user_id: String,
+    pub set_cookie: String,
+}
+
+impl Session {
+    pub fn from_resp(r: &Resp) -> Session {
+        let set_cookie = r.header("set-cookie").expect("set-cookie").to_string();
+        let cookie = set_cookie
+            .split(';')
+            .next()
+            .unwrap()
+            .strip_prefix("confab_session=")
+            .unwrap()
+            .to_string();
+        Session {
+            cookie,
+            csrf: r.body["csrf_token"].as_str().unwrap().to_string(),
+            user_id: r.body["user"]["id"].as_str().unwrap().to_string(),
+            set_cookie,
+        }
+    }
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    pub async fn from(r: reqwest::Response) -> Resp {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    }
+
+    /// Asserts an error response: status, code, and the error shape with the
+    /// request id echoed in the header.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(self.body["code"], code, "body: {}", self.text);
+        assert!(
+            self.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.text
+        );
+        let rid = self.body["request_id"].as_str().expect("request_id");
+        assert_eq!(Some(rid), self.header("x-request-id"));
+        let obj = self.body.as_object().unwrap();
+        assert_eq!(
+            obj.len(),
+            3,
+            "exactly code, message, request_id: {}",
+            self.text
+        );
+    }
+}

@@ -1,0 +1,844 @@
+//! A fake LLM upstream for tests: one small axum server on `127.0.0.1:0` that
+//! speaks OpenAI Chat Completions SSE (under `/openai/v1`), Anthropic Messages
+//! SSE (under `/anthropic`) and Ollama's native NDJSON (under `/ollama`),
+//! byte for byte in the shapes the real services send.
+//!
+//! Behaviour is scripted per request through the model name: a `+`-separated
+//! list of flags, e.g. `"fake-model"`, `"split-bytes"`, `"claude-x+slow+crlf"`.
+//!
+//! | flag | effect |
+//! | --- | --- |
+//! | `split-bytes` | every byte of the body is its own chunk, flushed separately |
+//! | `utf8-split` | replies [`UTF8_REPLY`] and cuts every multi-byte character across two chunks |
+//! | `slow` | waits [`SLOW_DELAY`] (or the configured delay, if longer) before each token |
+//! | `crlf` | CRLF line endings |
+//! | `comments` | an SSE comment (`: ping`) before every event; blank lines in NDJSON |
+//! | `echo` | replies the last user message instead of the configured text |
+//! | `error-midstream` | [`PARTIAL_TOKENS`] tokens, then the dialect's in-stream error |
+//! | `reset` | [`PARTIAL_TOKENS`] tokens, then the connection is aborted |
+//! | `stall` | [`PARTIAL_TOKENS`] tokens, then silence (connection left open) |
+//! | `stall-headers` | no response at all, not even headers |
+//! | `truncated` | [`PARTIAL_TOKENS`] tokens, then a clean end without the terminal event |
+//! | `garbage` | one token, then an event whose JSON is malformed |
+//! | `429` | 429 with `Retry-After: 7` and the dialect's JSON error body |
+//! | `429-short` | 429 with `Retry-After: 1` and `retry-after-ms: 100` |
+//! | `401` | 401 with the dialect's JSON error body (OpenAI's echoes a masked key) |
+//! | `500` | 500 with the dialect's JSON error body |
+//! | `missing-model` | 404 "model not found" in the dialect's words |
+//!
+//! Anthropic requests without `x-api-key` or `anthropic-version` are refused
+//! as the real API does; any dialect refuses [`REJECTED_KEY`] with 401.
+//!
+//! Usage reported: input tokens = whitespace-separated words of the system
+//! prompt and all messages ([`word_count`]); output tokens = number of reply
+//! tokens ([`tokens`]).
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+pub const DEFAULT_REPLY: &str = "Hello from the fake upstream! This answer arrives token by token.";
+pub const UTF8_REPLY: &str = "Café crème, naïve façade 🦀 — über Straße ✓ 日本語";
+/// Tokens sent before a scripted failure.
+pub const PARTIAL_TOKENS: usize = 2;
+pub const SLOW_DELAY: Duration = Duration::from_millis(100);
+pub const RETRY_AFTER_SECS: u64 = 7;
+/// A key every dialect answers 401 to.
+pub const REJECTED_KEY: &str = "sk-rejected-0123456789abcdef";
+pub const DEFAULT_MODELS: &[&str] = &["fake-model", "fake-model-2"];
+
+pub const OPENAI_500: &str =
+    "The server had an error while processing your request. Sorry about that!";
+pub const OPENAI_503: &str = "The engine is currently overloaded, please try again later";
+pub const OPENAI_MIDSTREAM: &str = OPENAI_500;
+pub const ANTHROPIC_500: &str = "Internal server error";
+pub const ANTHROPIC_MIDSTREAM: &str = "Overloaded";
+pub const ANTHROPIC_401: &str = "invalid x-api-key";
+pub const OLLAMA_500: &str = "llama runner process has terminated: exit status 2";
+pub const OLLAMA_503: &str = "server busy, please try again.  maximum pending requests exceeded";
+pub const OLLAMA_MIDSTREAM: &str =
+    "an error was encountered while running the model: unexpected EOF";
+
+/// Which of the three APIs a request was made to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    OpenAi,
+    Anthropic,
+    Ollama,
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub dialect: Option<Dialect>,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Lowercased names, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON, `Value::Null` when empty or not JSON.
+    pub body: Value,
+}
+
+impl RecordedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn model(&self) -> Option<&str> {
+        self.body.get("model").and_then(Value::as_str)
+    }
+
+    /// True for the streaming chat endpoints (not model listings).
+    pub fn is_chat(&self) -> bool {
+        self.method == "POST"
+    }
+}
+
+struct Shared {
+    reply: Mutex<String>,
+    replies_by_model: Mutex<HashMap<String, String>>,
+    token_delay: Mutex<Duration>,
+    models: Mutex<Vec<String>>,
+    requests: Mutex<Vec<RecordedRequest>>,
+    fail_next: AtomicUsize,
+    counter: AtomicU64,
+}
+
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeUpstream {
+    /// Binds `127.0.0.1:0` and serves on the current runtime.
+    pub async fn start() -> FakeUpstream {
+        let shared = Arc::new(Shared {
+            reply: Mutex::new(DEFAULT_REPLY.to_string()),
+            replies_by_model: Mutex::new(HashMap::new()),
+            token_delay: Mutex::new(Duration::ZERO),
+            models: Mutex::new(DEFAULT_MODELS.iter().map(|s| s.to_string()).collect()),
+            requests: Mutex::new(Vec::new()),
+            fail_next: AtomicUsize::new(0),
+            counter: AtomicU64::new(0),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake upstream");
+        let addr = listener.local_addr().expect("fake upstream address");
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeUpstream { addr, shared, task }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    /// OpenAI-compatible base URL, including `/v1`.
+    pub fn openai_base(&self) -> String {
+        format!("http://{}/openai/v1", self.addr)
+    }
+    /// Anthropic base URL, without `/v1`.
+    pub fn anthropic_base(&self) -> String {
+        format!("http://{}/anthropic", self.addr)
+    }
+    /// Ollama server root.
+    pub fn ollama_base(&self) -> String {
+        format!("http://{}/ollama", self.addr)
+    }
+    pub fn base_for(&self, dialect: Dialect) -> String {
+        match dialect {
+            Dialect::OpenAi => self.openai_base(),
+            Dialect::Anthropic => self.anthropic_base(),
+            Dialect::Ollama => self.ollama_base(),
+        }
+    }
+
+    /// The text every model answers (unless overridden per model or by a flag).
+    pub fn set_reply(&self, text: &str) {
+        *self.shared.reply.lock().unwrap() = text.to_string();
+    }
+    /// The text one exact model name answers.
+    pub fn set_reply_for(&self, model: &str, text: &str) {
+        self.shared
+            .replies_by_model
+            .lock()
+            .unwrap()
+            .insert(model.to_string(), text.to_string());
+    }
+    /// Pause before every token.
+    pub fn set_token_delay(&self, delay: Duration) {
+        *self.shared.token_delay.lock().unwrap() = delay;
+    }
+    /// The ids every models endpoint lists.
+    pub fn set_models(&self, models: &[&str]) {
+        *self.shared.models.lock().unwrap() = models.iter().map(|s| s.to_string()).collect();
+    }
+    /// The next `n` chat requests answer "overloaded" (503; Anthropic 529),
+    /// for testing retries.
+    pub fn fail_next(&self, n: usize) {
+        self.shared.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+    pub fn chat_requests(&self) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.is_chat())
+            .collect()
+    }
+    pub fn last_request(&self) -> Option<RecordedRequest> {
+        self.shared.requests.lock().unwrap().last().cloned()
+    }
+    pub fn clear_requests(&self) {
+        self.shared.requests.lock().unwrap().clear();
+    }
+
+    /// The reply text a request for `model` gets, as [`tokens`] would stream it.
+    pub fn reply_for(&self, model: &str) -> String {
+        reply_text(&self.shared, model, None)
+    }
+}
+
+/// How the fake cuts a reply into streamed tokens: each word keeps its
+/// trailing space, like real tokenizers' leading-space pieces.
+pub fn tokens(text: &str) -> Vec<String> {
+    text.split_inclusive(' ').map(str::to_string).collect()
+}
+
+/// The input token count the fake reports for a request's text.
+pub fn word_count(text: &str) -> u64 {
+    text.split_whitespace().count() as u64
+}
+
+/// The first [`PARTIAL_TOKENS`] tokens of `text`: what arrives before a
+/// scripted failure.
+pub fn partial(text: &str) -> String {
+    tokens(text).into_iter().take(PARTIAL_TOKENS).collect()
+}
+
+fn flags(model: &str) -> Vec<&str> {
+    model.split('+').collect()
+}
+
+fn reply_text(shared: &Shared, model: &str, body: Option<&Value>) -> String {
+    if let Some(r) = shared.replies_by_model.lock().unwrap().get(model) {
+        return r.clone();
+    }
+    let f = flags(model);
+    let last_user = body
+        .and_then(|b| b.get("messages"))
+        .and_then(Value::as_array)
+        .and_then(|m| {
+            m.iter()
+                .rev()
+                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        })
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_str);
+    if f.contains(&"echo")
+        && let Some(last) = last_user
+    {
+        return last.to_string();
+    }
+    if f.contains(&"utf8-split") {
+        return UTF8_REPLY.to_string();
+    }
+    shared.reply.lock().unwrap().clone()
+}
+
+fn input_words(body: &Value) -> u64 {
+    let mut n = body
+        .get("system")
+        .and_then(Value::as_str)
+        .map_or(0, word_count);
+    if let Some(msgs) = body.get("messages").and_then(Value::as_array) {
+        for m in msgs {
+            n += m
+                .get("content")
+                .and_then(Value::as_str)
+                .map_or(0, word_count);
+        }
+    }
+    n
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let dialect = if path.starts_with("/openai/") {
+        Some(Dialect::OpenAi)
+    } else if path.starts_with("/anthropic/") {
+        Some(Dialect::Anthropic)
+    } else if path.starts_with("/ollama") {
+        Some(Dialect::Ollama)
+    } else {
+        None
+    };
+    let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    shared.requests.lock().unwrap().push(RecordedRequest {
+        dialect,
+        method: method.to_string(),
+        path: path.clone(),
+        query: uri.query().map(str::to_string),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: json_body.clone(),
+    });
+
+    let key = presented_key(&headers);
+    match (method.as_str(), path.as_str()) {
+        ("GET", "/openai/v1/models") => {
+            if key.as_deref() == Some(REJECTED_KEY) {
+                return error_response(Dialect::OpenAi, 401, &key, "");
+            }
+            let data: Vec<Value> = shared
+                .models
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|id| json!({"id": id, "object": "model", "created": 1686935002, "owned_by": "fake"}))
+                .collect();
+            json_response(200, &json!({"object": "list", "data": data}))
+        }
+        ("GET", "/anthropic/v1/models") => {
+            if let Some(refusal) = anthropic_auth(&headers, &key) {
+                return refusal;
+            }
+            let models = shared.models.lock().unwrap().clone();
+            let data: Vec<Value> = models
+                .iter()
+                .map(|id| json!({"type": "model", "id": id, "display_name": display_name(id), "created_at": "2025-02-19T00:00:00Z"}))
+                .collect();
+            json_response(
+                200,
+                &json!({"data": data, "has_more": false, "first_id": models.first(), "last_id": models.last()}),
+            )
+        }
+        ("GET", "/ollama/api/tags") => {
+            let data: Vec<Value> = shared
+                .models
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|id| {
+                    json!({"name": id, "model": id, "modified_at": "2024-11-01T10:00:00.000000+01:00",
+                        "size": 2019393189u64, "digest": "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72",
+                        "details": {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
+                            "parameter_size": "3.2B", "quantization_level": "Q4_K_M"}})
+                })
+                .collect();
+            json_response(200, &json!({"models": data}))
+        }
+        ("GET", "/ollama" | "/ollama/") => Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Body::from("Ollama is running"))
+            .unwrap(),
+        ("POST", "/openai/v1/chat/completions") => {
+            chat(&shared, Dialect::OpenAi, &headers, &json_body, key).await
+        }
+        ("POST", "/anthropic/v1/messages") => {
+            chat(&shared, Dialect::Anthropic, &headers, &json_body, key).await
+        }
+        ("POST", "/ollama/api/chat") => {
+            chat(&shared, Dialect::Ollama, &headers, &json_body, key).await
+        }
+        _ => Response::builder()
+            .status(404)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Body::from("404 page not found"))
+            .unwrap(),
+    }
+}
+
+fn display_name(id: &str) -> String {
+    id.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(f) => f.to_uppercase().chain(c).collect(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<String>>()
+        .join(" ")
+}
+
+fn presented_key(headers: &HeaderMap) -> Option<String> {
+    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.to_string());
+    }
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+}
+
+fn anthropic_auth(headers: &HeaderMap, key: &Option<String>) -> Option<Response> {
+    if headers.get("x-api-key").is_none() {
+        return Some(json_response(
+            401,
+            &json!({"type": "error", "error": {"type": "authentication_error", "message": "x-api-key header is required"}}),
+        ));
+    }
+    if key.as_deref() == Some(REJECTED_KEY) {
+        return Some(error_response(Dialect::Anthropic, 401, key, ""));
+    }
+    if headers.get("anthropic-version").is_none() {
+        return Some(json_response(
+            400,
+            &json!({"type": "error", "error": {"type": "invalid_request_error", "message": "anthropic-version: header is required"}}),
+        ));
+    }
+    None
+}
+
+fn json_response(status: u16, body: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// OpenAI shows a masked form of the key it refused; so does the fake, to
+/// prove the client never passes it on.
+fn masked(key: &Option<String>) -> String {
+    match key {
+        Some(k) if k.len() > 9 => format!("{}***{}", &k[..5], &k[k.len() - 4..]),
+        Some(_) => "***".into(),
+        None => "".into(),
+    }
+}
+
+fn error_response(dialect: Dialect, status: u16, key: &Option<String>, model: &str) -> Response {
+    let body = match (dialect, status) {
+        (Dialect::OpenAi, 401) => {
+            json!({"error": {"message": format!("Incorrect API key provided: {}. You can find your API key at https://platform.openai.com/account/api-keys.", masked(key)), "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}})
+        }
+        (Dialect::OpenAi, 404) => {
+            json!({"error": {"message": format!("The model `{model}` does not exist or you do not have access to it."), "type": "invalid_request_error", "param": null, "code": "model_not_found"}})
+        }
+        (Dialect::OpenAi, 429) => {
+            json!({"error": {"message": format!("Rate limit reached for {model} in organization org-fake on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 7s."), "type": "requests", "param": null, "code": "rate_limit_exceeded"}})
+        }
+        (Dialect::OpenAi, 503) => {
+            json!({"error": {"message": OPENAI_503, "type": "server_error", "param": null, "code": null}})
+        }
+        (Dialect::OpenAi, _) => {
+            json!({"error": {"message": OPENAI_500, "type": "server_error", "param": null, "code": null}})
+        }
+        (Dialect::Anthropic, 401) => {
+            json!({"type": "error", "error": {"type": "authentication_error", "message": ANTHROPIC_401}})
+        }
+        (Dialect::Anthropic, 404) => {
+            json!({"type": "error", "error": {"type": "not_found_error", "message": format!("model: {model}")}})
+        }
+        (Dialect::Anthropic, 429) => {
+            json!({"type": "error", "error": {"type": "rate_limit_error", "message": "Number of requests has exceeded your per-minute rate limit. Please try again later."}})
+        }
+        (Dialect::Anthropic, 529) => {
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+        }
+        (Dialect::Anthropic, _) => {
+            json!({"type": "error", "error": {"type": "api_error", "message": ANTHROPIC_500}})
+        }
+        (Dialect::Ollama, 401) => json!({"error": "unauthorized"}),
+        (Dialect::Ollama, 404) => {
+            json!({"error": format!("model \"{model}\" not found, try pulling it first")})
+        }
+        (Dialect::Ollama, 429) => json!({"error": "too many requests, please slow down"}),
+        (Dialect::Ollama, 503) => json!({"error": OLLAMA_503}),
+        (Dialect::Ollama, _) => json!({"error": OLLAMA_500}),
+    };
+    json_response(status, &body)
+}
+
+/// One piece of a scripted body.
+enum Step {
+    Send(Bytes),
+    Pause(Duration),
+    /// Lets the connection flush before the next piece, so the client reads
+    /// pieces separately instead of one coalesced buffer.
+    Flush,
+    /// Aborts the connection mid-body.
+    Fail,
+    /// Never sends anything again.
+    Hang,
+}
+
+struct Script {
+    steps: VecDeque<Step>,
+    crlf: bool,
+    comments: bool,
+    dialect: Dialect,
+    split_bytes: bool,
+    split_utf8: bool,
+}
+
+impl Script {
+    fn event(&mut self, text: String) {
+        let mut text = text;
+        if self.comments {
+            text = match self.dialect {
+                Dialect::Ollama => format!("\n{text}"),
+                _ => format!(": ping\n\n{text}"),
+            };
+        }
+        if self.crlf {
+            text = text.replace('\n', "\r\n");
+        }
+        let bytes = text.into_bytes();
+        if self.split_bytes {
+            for b in bytes {
+                self.steps.push_back(Step::Send(Bytes::from(vec![b])));
+                self.steps.push_back(Step::Flush);
+            }
+        } else if self.split_utf8 {
+            // Cut right after the first byte of every multi-byte character.
+            let mut start = 0;
+            for (i, &b) in bytes.iter().enumerate() {
+                if b >= 0xC0 {
+                    self.steps
+                        .push_back(Step::Send(Bytes::copy_from_slice(&bytes[start..=i])));
+                    self.steps.push_back(Step::Flush);
+                    start = i + 1;
+                }
+            }
+            self.steps
+                .push_back(Step::Send(Bytes::copy_from_slice(&bytes[start..])));
+            self.steps.push_back(Step::Flush);
+        } else {
+            self.steps.push_back(Step::Send(Bytes::from(bytes)));
+        }
+    }
+
+    fn into_body(self) -> Body {
+        let stream = futures::stream::unfold(self.steps, |mut steps| async move {
+            loop {
+                match steps.pop_front()? {
+                    Step::Send(b) => return Some((Ok::<Bytes, std::io::Error>(b), steps)),
+                    Step::Pause(d) => tokio::time::sleep(d).await,
+                    Step::Flush => tokio::task::yield_now().await,
+                    Step::Fail => {
+                        return Some((
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::ConnectionReset,
+                                "scripted connection reset",
+                            )),
+                            steps,
+                        ));
+                    }
+                    Step::Hang => futures::future::pending::<()>().await,
+                }
+            }
+        });
+        Body::from_stream(stream)
+    }
+}
+
+enum Ending {
+    Complete,
+    ErrorEvent,
+    Reset,
+    Stall,
+    Truncated,
+    Garbage,
+}
+
+async fn chat(
+    shared: &Arc<Shared>,
+    dialect: Dialect,
+    headers: &HeaderMap,
+    body: &Value,
+    key: Option<String>,
+) -> Response {
+    if dialect == Dialect::Anthropic {
+        if let Some(refusal) = anthropic_auth(headers, &key) {
+            return refusal;
+        }
+    } else if key.as_deref() == Some(REJECTED_KEY) {
+        return error_response(dialect, 401, &key, "");
+    }
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let f = flags(&model);
+
+    if shared
+        .fail_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        let status = if dialect == Dialect::Anthropic {
+            529
+        } else {
+            503
+        };
+        return error_response(dialect, status, &key, &model);
+    }
+    if f.contains(&"stall-headers") {
+        futures::future::pending::<()>().await;
+    }
+    for status in ["401", "500", "429"] {
+        if f.contains(&status) {
+            let mut resp = error_response(dialect, status.parse().unwrap(), &key, &model);
+            if status == "429" {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+            }
+            return resp;
+        }
+    }
+    if f.contains(&"429-short") {
+        let mut resp = error_response(dialect, 429, &key, &model);
+        resp.headers_mut().insert(header::RETRY_AFTER, 1.into());
+        resp.headers_mut().insert("retry-after-ms", 100.into());
+        return resp;
+    }
+    if f.contains(&"missing-model") {
+        return error_response(dialect, 404, &key, &model);
+    }
+
+    let text = reply_text(shared, &model, Some(body));
+    let toks = tokens(&text);
+    let input = input_words(body);
+    let output = toks.len() as u64;
+    let configured = *shared.token_delay.lock().unwrap();
+    let delay = if f.contains(&"slow") {
+        configured.max(SLOW_DELAY)
+    } else {
+        configured
+    };
+    let ending = if f.contains(&"error-midstream") {
+        Ending::ErrorEvent
+    } else if f.contains(&"reset") {
+        Ending::Reset
+    } else if f.contains(&"stall") {
+        Ending::Stall
+    } else if f.contains(&"truncated") {
+        Ending::Truncated
+    } else if f.contains(&"garbage") {
+        Ending::Garbage
+    } else {
+        Ending::Complete
+    };
+    let n = shared.counter.fetch_add(1, Ordering::SeqCst);
+    let mut script = Script {
+        steps: VecDeque::new(),
+        crlf: f.contains(&"crlf"),
+        comments: f.contains(&"comments"),
+        dialect,
+        split_bytes: f.contains(&"split-bytes"),
+        split_utf8: f.contains(&"utf8-split"),
+    };
+    let sent_tokens = match ending {
+        Ending::Complete => toks.len(),
+        Ending::Garbage => 1.min(toks.len()),
+        _ => PARTIAL_TOKENS.min(toks.len()),
+    };
+    let wire = Wire {
+        dialect,
+        id: n,
+        model: &model,
+    };
+    wire.open(&mut script, input);
+    for t in &toks[..sent_tokens] {
+        if !delay.is_zero() {
+            script.steps.push_back(Step::Pause(delay));
+        }
+        wire.token(&mut script, t);
+    }
+    match ending {
+        Ending::Complete => wire.close(&mut script, input, output),
+        Ending::ErrorEvent => wire.error(&mut script),
+        Ending::Reset => {
+            // Give the tokens time to leave, so the reset cuts a stream the
+            // client has already started reading.
+            script
+                .steps
+                .push_back(Step::Pause(Duration::from_millis(20)));
+            script.steps.push_back(Step::Fail);
+        }
+        Ending::Stall => script.steps.push_back(Step::Hang),
+        Ending::Truncated => {}
+        Ending::Garbage => match dialect {
+            Dialect::Ollama => script.event("{\"model\":\"x\",\"message\":{\"content\":\n".into()),
+            _ => {
+                script.event("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\n\n".into())
+            }
+        },
+    }
+    let (content_type, request_id_header) = match dialect {
+        Dialect::OpenAi => ("text/event-stream; charset=utf-8", "x-request-id"),
+        Dialect::Anthropic => ("text/event-stream; charset=utf-8", "request-id"),
+        Dialect::Ollama => ("application/x-ndjson", "x-request-id"),
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header(request_id_header, format!("req_fake{n:08}"))
+        .body(script.into_body())
+        .unwrap()
+}
+
+/// Writes the events of one dialect in the exact shapes the real service uses.
+struct Wire<'a> {
+    dialect: Dialect,
+    id: u64,
+    model: &'a str,
+}
+
+const CREATED: u64 = 1731456789;
+const CREATED_AT: &str = "2024-11-12T23:33:09.123456Z";
+
+impl Wire<'_> {
+    fn openai_chunk(&self, choices: Value, usage: Value) -> String {
+        let chunk = json!({
+            "id": format!("chatcmpl-fake{:08}", self.id),
+            "object": "chat.completion.chunk",
+            "created": CREATED,
+            "model": self.model,
+            "service_tier": "default",
+            "system_fingerprint": "fp_fake0001",
+            "choices": choices,
+            "usage": usage,
+        });
+        format!("data: {chunk}\n\n")
+    }
+
+    fn anthropic_event(name: &str, data: Value) -> String {
+        format!("event: {name}\ndata: {data}\n\n")
+    }
+
+    fn open(&self, s: &mut Script, input: u64) {
+        match self.dialect {
+            Dialect::OpenAi => s.event(self.openai_chunk(
+                json!([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}]),
+                Value::Null,
+            )),
+            Dialect::Anthropic => {
+                s.event(Self::anthropic_event(
+                    "message_start",
+                    json!({"type": "message_start", "message": {"id": format!("msg_fake{:08}", self.id), "type": "message", "role": "assistant", "content": [], "model": self.model, "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1}}}),
+                ));
+                s.event(Self::anthropic_event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                ));
+                s.event("event: ping\ndata: {\"type\": \"ping\"}\n\n".to_string());
+            }
+            Dialect::Ollama => {}
+        }
+    }
+
+    fn token(&self, s: &mut Script, t: &str) {
+        match self.dialect {
+            Dialect::OpenAi => s.event(self.openai_chunk(
+                json!([{"index": 0, "delta": {"content": t}, "logprobs": null, "finish_reason": null}]),
+                Value::Null,
+            )),
+            Dialect::Anthropic => s.event(Self::anthropic_event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}),
+            )),
+            Dialect::Ollama => s.event(format!(
+                "{}\n",
+                json!({"model": self.model, "created_at": CREATED_AT, "message": {"role": "assistant", "content": t}, "done": false})
+            )),
+        }
+    }
+
+    fn close(&self, s: &mut Script, input: u64, output: u64) {
+        match self.dialect {
+            Dialect::OpenAi => {
+                s.event(self.openai_chunk(
+                    json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}]),
+                    Value::Null,
+                ));
+                s.event(self.openai_chunk(
+                    json!([]),
+                    json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
+                        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}),
+                ));
+                s.event("data: [DONE]\n\n".to_string());
+            }
+            Dialect::Anthropic => {
+                s.event(Self::anthropic_event(
+                    "content_block_stop",
+                    json!({"type": "content_block_stop", "index": 0}),
+                ));
+                s.event(Self::anthropic_event(
+                    "message_delta",
+                    json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": output}}),
+                ));
+                s.event(Self::anthropic_event(
+                    "message_stop",
+                    json!({"type": "message_stop"}),
+                ));
+            }
+            Dialect::Ollama => s.event(format!(
+                "{}\n",
+                json!({"model": self.model, "created_at": CREATED_AT, "message": {"role": "assistant", "content": ""},
+                    "done_reason": "stop", "done": true, "total_duration": 4883583458u64, "load_duration": 1334875,
+                    "prompt_eval_count": input, "prompt_eval_duration": 342546000, "eval_count": output, "eval_duration": 4535599000u64})
+            )),
+        }
+    }
+
+    fn error(&self, s: &mut Script) {
+        match self.dialect {
+            Dialect::OpenAi => s.event(format!(
+                "data: {}\n\n",
+                json!({"error": {"message": OPENAI_MIDSTREAM, "type": "server_error", "param": null, "code": null}})
+            )),
+            Dialect::Anthropic => s.event(format!(
+                "event: error\ndata: {}\n\n",
+                json!({"type": "error", "error": {"type": "overloaded_error", "message": ANTHROPIC_MIDSTREAM}})
+            )),
+            Dialect::Ollama => s.event(format!("{}\n", json!({"error": OLLAMA_MIDSTREAM}))),
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! The cross-cutting HTTP behaviour through the real server: request ids,
+//! the error shape, body limits, security headers, CORS, the asset pipeline,
+//! health checks and the OpenAPI document.
+
+mod common;
+
+use common::{Auth, TestServer};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn request_id_is_accepted_or_generated_and_echoed() {
+    let s = TestServer::start().await;
+    let r = s.http.get(s.url("/health")).send().await.unwrap();
+    let generated = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(generated.len(), 36);
+    let r = s
+        .http
+        .get(s.url("/api/nope"))
+        .header("x-request-id", "client-chosen-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "client-chosen-42");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["request_id"], "client-chosen-42");
+    // Hostile ids are replaced, not echoed.
+    let r = s
+        .http
+        .get(s.url("/health"))
+        .header("x-request-id", "bad id with spaces <script>")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.headers()["x-request-id"], "bad id with spaces <script>");
+}
+
+#[tokio::test]
+async fn health_and_unknown_api_paths() {
+    let s = TestServer::start().await;
+    let r = s.get("/health", Auth::None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, json!({"status": "ok", "version": confab::VERSION}));
+    let r = s.get("/api/does/not/exist", Auth::None).await;
+    r.assert_error(404, "NOT_FOUND");
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let r = s.post("/api/nothing-here", Auth::None, json!({})).await;
+    r.assert_error(404, "NOT_FOUND");
+    // Wrong method on a known API path: still the error shape.
+    let r = s.delete("/api/auth/login", Auth::None).await;
+    assert_eq!(r.status, 405);
+}
+
+#[tokio::test]
+async fn deep_health_checks_the_store_for_loopback() {
+    let s = TestServer::start().await;
+    let r = s.get("/health/deep", Auth::None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["store"]["ok"], true);
+    assert_eq!(
+        r.body["store"]["schema_version"],
+        confab::store::SCHEMA_VERSION
+    );
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_bodies() {
+    let s = TestServer::start_with(|c| c.max_body_bytes = 4096).await;
+    s.setup_admin("admin").await;
+    let post_raw = |body: Vec<u8>, ct: &'static str| {
+        let s = &s;
+        async move {
+            let r = s
+                .http
+                .post(s.url("/api/auth/login"))
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            common::Resp::from(r).await
+        }
+    };
+    let r = post_raw(b"{not json".to_vec(), "application/json").await;
+    r.assert_error(400, "VALIDATION_FAILED");
+    let r = post_raw(
+        br#"{"username": 5, "password": "x"}"#.to_vec(),
+        "application/json",
+    )
+    .await;
+    r.assert_error(400, "VALIDATION_FAILED");
+    assert!(
+        r.body["message"].as_str().unwrap().contains("username"),
+        "{}",
+        r.text
+    );
+    let r = post_raw(br#"{"username": "a"}"#.to_vec(), "application/json").await;
+    r.assert_error(400, "VALIDATION_FAILED");
+    assert!(
+        r.body["message"].as_str().unwrap().contains("password"),
+        "{}",
+        r.text
+    );
+    let r = post_raw(
+        br#"{"username": "a", "password": "b"}"#.to_vec(),
+        "text/plain",
+    )
+    .await;
+    r.assert_error(400, "VALIDATION_FAILED");
+    let r = post_raw(vec![0xff, 0xfe, 0x00], "application/json").await;
+    r.assert_error(400, "VALIDATION_FAILED");
+
+    let big = format!(
+        r#"{{"username": "{}", "password": "x"}}"#,
+        "a".repeat(10_000)
+    );
+    let r = post_raw(big.into_bytes(), "application/json").await;
+    r.assert_error(413, "PAYLOAD_TOO_LARGE");
+    assert!(
+        r.body["message"].as_str().unwrap().contains("4096"),
+        "{}",
+        r.text
+    );
+
+    // A chunked body with no length that grows past the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..100).map(|_| Ok(vec![b' '; 1024])).collect();
+    let r = s
+        .http
+        .post(s.url("/api/auth/login"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    common::Resp::from(r)
+        .await
+        .assert_error(413, "PAYLOAD_TOO_LARGE");
+
+    // The server is still fine, and so is the data.
+    assert_eq!(s.get("/health", Auth::None).await.status, 200);
+    s.login("admin", common::PASSWORD).await;
+}
+
+#[tokio::test]
+async fn garbage_on_the_socket_does_not_take_the_server_down() {
+    let s = TestServer::start().await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    for junk in [
+        &b"\x00\x01\x02GARBAGE\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"username\":",
+    ] {
+        let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        sock.write_all(junk).await.unwrap();
+        let _ = sock.shutdown().await;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sock.read_to_end(&mut buf)).await;
+        let text = String::from_utf8_lossy(&buf);
+        assert!(!text.contains("panicked"), "{text}");
+    }
+    assert_eq!(s.get("/health", Auth::None).await.status, 200);
+}
+
+#[tokio::test]
+async fn security_headers_on_every_response() {
+    let s = TestServer::start().await;
+    for path in ["/health", "/", "/api/nope", "/app.js"] {
+        let r = s.get(path, Auth::None).await;
+        let csp = r.header("content-security-policy").unwrap();
+        let script_src = csp
+            .split(';')
+            .find(|d| d.trim().starts_with("script-src"))
+            .unwrap();
+        assert!(!script_src.contains("unsafe-inline"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        assert!(r.header("referrer-policy").is_some());
+        assert!(r.header("cache-control").is_some(), "{path}");
+    }
+    assert_eq!(
+        s.get("/api/nope", Auth::None).await.header("cache-control"),
+        Some("no-store")
+    );
+}
+
+#[tokio::test]
+async fn assets_etag_compression_and_spa_fallback() {
+    let s = TestServer::start().await;
+    let r = s.http.get(s.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    assert_eq!(r.headers()["vary"], "Accept-Encoding");
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    assert!(etag.starts_with('"') && etag.len() > 10);
+    let index = r.text().await.unwrap();
+    assert!(index.contains("<title>confab</title>"));
+
+    let r = s
+        .http
+        .get(s.url("/"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["etag"], etag.as_str());
+
+    // SPA fallback for client-side routes, not for missing files or /api.
+    let r = s.http.get(s.url("/c/0199-abc")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"], etag.as_str());
+    let r = s.get("/missing.js", Auth::None).await;
+    r.assert_error(404, "NOT_FOUND");
+
+    // Compressed variants chosen by Accept-Encoding; raw client to see bytes.
+    let raw = reqwest::Client::builder()
+        .no_gzip()
+        .no_brotli()
+        .build()
+        .unwrap();
+    let plain = raw.get(s.url("/app.js")).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(
+        plain.headers()["cache-control"],
+        "public, max-age=0, must-revalidate"
+    );
+    let plain_body = plain.bytes().await.unwrap();
+    let idx = raw
+        .get(s.url("/index.html"))
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    let enc = idx
+        .headers()
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap().to_string());
+    let len = idx.bytes().await.unwrap().len();
+    if let Some(enc) = enc {
+        assert_eq!(enc, "br");
+        assert!(len < index.len());
+    }
+    let gz = raw
+        .get(s.url("/index.html"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    if let Some(e) = gz.headers().get("content-encoding") {
+        assert_eq!(e, "gzip");
+    }
+    let no_br = raw
+        .get(s.url("/index.html"))
+        .header("accept-encoding", "br;q=0, identity")
+        .send()
+        .await
+        .unwrap();
+    assert!(no_br.headers().get("content-encoding").is_none());
+    // reqwest with decompression on gets the same bytes back.
+    let decoded = s
+        .http
+        .get(s.url("/app.js"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(decoded, plain_body);
+
+    // HEAD works and has no body.
+    let h = s.http.head(s.url("/")).send().await.unwrap();
+    assert_eq!(h.status(), 200);
+}
+
+#[tokio::test]
+async fn versioned_assets_are_immutable() {
+    assert!(confab::assets::is_versioned("app.0123abcd.js"));
+    let assets = confab::assets::Assets::get();
+    assert!(!assets.is_empty());
+    assert!(!assets.index().immutable);
+}
+
+#[tokio::test]
+async fn cors_is_off_by_default_and_allowlisted_when_configured() {
+    let s = TestServer::start().await;
+    let r = s
+        .http
+        .get(s.url("/health"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    let s =
+        TestServer::start_with(|c| c.cors_origins = vec!["https://app.example.com".into()]).await;
+    let pre = s
+        .http
+        .request(reqwest::Method::OPTIONS, s.url("/api/auth/login"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type, x-csrf-token",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        pre.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(pre.headers()["access-control-allow-credentials"], "true");
+    let other = s
+        .http
+        .get(s.url("/health"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    // The listed origin may also make unsafe requests (origin check passes).
+    let token = s.setup_token();
+    let r = s
+        .http
+        .post(s.url("/api/setup"))
+        .header("origin", "https://app.example.com")
+        .json(&json!({"token": token, "username": "admin", "password": common::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_describes_the_api() {
+    let s = TestServer::start().await;
+    let r = s.get("/api/openapi.json", Auth::None).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = r.body["paths"].as_object().unwrap();
+    for p in [
+        "/api/setup",
+        "/api/auth/login",
+        "/api/auth/register",
+        "/api/auth/token",
+        "/api/auth/refresh",
+        "/api/auth/sessions/{id}",
+        "/api/keys",
+        "/api/admin/users/{id}",
+        "/api/admin/invites",
+        "/api/admin/audit",
+        "/health",
+    ] {
+        assert!(paths.contains_key(p), "missing {p}");
+    }
+    assert!(r.body["components"]["schemas"]["ErrorBody"].is_object());
+}

@@ -1,0 +1,730 @@
+//! Every provider against the fake upstream over real TCP: each scripted
+//! behaviour must give the exact text, usage and error variant/code.
+
+mod common_upstream;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common_upstream::{Dialect, FakeUpstream};
+use confab::providers::{
+    AnthropicProvider, ChatEvent, ChatMessage, ChatRequest, ENDED_EARLY, LocalProbe,
+    OllamaProvider, OpenAiProvider, Provider, ProviderConfig, ProviderError, ProviderKind,
+    ProviderOptions, Registry, RetryPolicy, default_client, detect_local_with, from_env_with,
+};
+use futures::StreamExt;
+
+const IDLE: Duration = Duration::from_millis(300);
+const KEY: &str = "sk-test-configured-key-1234567890";
+const DIALECTS: [Dialect; 3] = [Dialect::OpenAi, Dialect::Anthropic, Dialect::Ollama];
+
+fn options() -> ProviderOptions {
+    ProviderOptions {
+        idle_timeout: IDLE,
+        retry: RetryPolicy {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(40),
+        },
+    }
+}
+
+fn provider(fake: &FakeUpstream, d: Dialect) -> Arc<dyn Provider> {
+    let client = default_client();
+    let key = Some(KEY.to_string());
+    match d {
+        Dialect::OpenAi => Arc::new(
+            OpenAiProvider::new("fake-openai", &fake.openai_base(), key, client)
+                .with_options(options()),
+        ),
+        Dialect::Anthropic => Arc::new(
+            AnthropicProvider::new("fake-anthropic", &fake.anthropic_base(), key, client)
+                .with_options(options()),
+        ),
+        Dialect::Ollama => Arc::new(
+            OllamaProvider::new("fake-ollama", &fake.ollama_base(), key, client)
+                .with_options(options()),
+        ),
+    }
+}
+
+fn request(model: &str) -> ChatRequest {
+    let mut req = ChatRequest::new(
+        model,
+        vec![
+            ChatMessage::user("What is a crab?"),
+            ChatMessage::assistant("A crustacean."),
+            ChatMessage::user("Tell me more, please."),
+        ],
+    );
+    req.system = Some("You are terse.".into());
+    req
+}
+
+/// Words the fake counts as input tokens for [`request`].
+const REQUEST_WORDS: u64 = 3 + 4 + 2 + 4;
+
+#[derive(Debug, Default)]
+struct Outcome {
+    text: String,
+    usage: Option<(u64, u64)>,
+    done: Option<String>,
+    error: Option<ProviderError>,
+    /// The error came from `stream()` itself, before any body byte.
+    early: bool,
+}
+
+async fn run(p: &dyn Provider, req: ChatRequest) -> Outcome {
+    let mut out = Outcome::default();
+    let mut stream = match p.stream(req).await {
+        Ok(s) => s,
+        Err(e) => {
+            out.error = Some(e);
+            out.early = true;
+            return out;
+        }
+    };
+    while let Some(item) = stream.next().await {
+        assert!(
+            out.error.is_none() && out.done.is_none(),
+            "an item after the end: {item:?}"
+        );
+        match item {
+            Ok(ChatEvent::Delta(t)) => {
+                assert!(!t.is_empty(), "empty delta");
+                out.text.push_str(&t);
+            }
+            Ok(ChatEvent::Usage {
+                input_tokens,
+                output_tokens,
+            }) => {
+                assert!(out.usage.is_none(), "two usage events");
+                out.usage = Some((input_tokens, output_tokens));
+            }
+            Ok(ChatEvent::Done { finish_reason }) => out.done = Some(finish_reason),
+            Err(e) => out.error = Some(e),
+        }
+    }
+    out
+}
+
+async fn run_model(fake: &FakeUpstream, d: Dialect, model: &str) -> Outcome {
+    run(provider(fake, d).as_ref(), request(model)).await
+}
+
+fn assert_complete(o: &Outcome, text: &str, d: Dialect) {
+    assert_eq!(o.error, None, "{d:?}");
+    assert_eq!(o.text, text, "{d:?}");
+    let output = common_upstream::tokens(text).len() as u64;
+    assert_eq!(o.usage, Some((REQUEST_WORDS, output)), "{d:?}");
+    assert_eq!(o.done.as_deref(), Some("stop"), "{d:?}");
+}
+
+#[tokio::test]
+async fn complete_answer_every_provider() {
+    let fake = FakeUpstream::start().await;
+    for d in DIALECTS {
+        let o = run_model(&fake, d, "fake-model").await;
+        assert_complete(&o, common_upstream::DEFAULT_REPLY, d);
+    }
+}
+
+#[tokio::test]
+async fn custom_reply_and_token_delay() {
+    let fake = FakeUpstream::start().await;
+    fake.set_reply("Short and sweet.");
+    fake.set_token_delay(Duration::from_millis(20));
+    fake.set_reply_for("special", "Only for special.");
+    for d in DIALECTS {
+        let started = Instant::now();
+        let o = run_model(&fake, d, "fake-model").await;
+        assert_complete(&o, "Short and sweet.", d);
+        assert!(started.elapsed() >= Duration::from_millis(60), "{d:?}");
+        let o = run_model(&fake, d, "special").await;
+        assert_complete(&o, "Only for special.", d);
+        let o = run_model(&fake, d, "fake-model+echo").await;
+        assert_complete(&o, "Tell me more, please.", d);
+    }
+}
+
+#[tokio::test]
+async fn every_byte_its_own_read() {
+    let fake = FakeUpstream::start().await;
+    fake.set_reply("Split me, byte by byte.");
+    for d in DIALECTS {
+        let o = run_model(&fake, d, "split-bytes").await;
+        assert_complete(&o, "Split me, byte by byte.", d);
+    }
+}
+
+#[tokio::test]
+async fn utf8_characters_cut_across_reads() {
+    let fake = FakeUpstream::start().await;
+    for d in DIALECTS {
+        let o = run_model(&fake, d, "utf8-split").await;
+        assert_complete(&o, common_upstream::UTF8_REPLY, d);
+        let o = run_model(&fake, d, "utf8-split+split-bytes+crlf").await;
+        assert_complete(&o, common_upstream::UTF8_REPLY, d);
+    }
+}
+
+#[tokio::test]
+async fn crlf_line_endings_and_comments() {
+    let fake = FakeUpstream::start().await;
+    for d in DIALECTS {
+        for model in ["crlf", "comments", "crlf+comments"] {
+            let o = run_model(&fake, d, model).await;
+            assert_complete(&o, common_upstream::DEFAULT_REPLY, d);
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_tokens_stay_under_the_idle_timeout() {
+    let fake = FakeUpstream::start().await;
+    fake.set_reply("one two three four five");
+    for d in DIALECTS {
+        let started = Instant::now();
+        let o = run_model(&fake, d, "slow").await;
+        // Five tokens at 100 ms each outlast the 300 ms idle timeout in total:
+        // the timeout is per chunk, not per answer.
+        assert!(started.elapsed() > IDLE, "{d:?}");
+        assert_complete(&o, "one two three four five", d);
+    }
+}
+
+#[tokio::test]
+async fn error_mid_stream_keeps_the_partial_text() {
+    let fake = FakeUpstream::start().await;
+    let partial = common_upstream::partial(common_upstream::DEFAULT_REPLY);
+    for (d, status, message) in [
+        (Dialect::OpenAi, 500, common_upstream::OPENAI_MIDSTREAM),
+        (
+            Dialect::Anthropic,
+            529,
+            common_upstream::ANTHROPIC_MIDSTREAM,
+        ),
+        (Dialect::Ollama, 500, common_upstream::OLLAMA_MIDSTREAM),
+    ] {
+        let o = run_model(&fake, d, "error-midstream").await;
+        assert_eq!(o.text, partial, "{d:?}");
+        assert!(!o.early);
+        assert_eq!(o.done, None);
+        let e = o.error.expect("an error");
+        assert_eq!(
+            e,
+            ProviderError::Upstream {
+                status,
+                message: message.into()
+            },
+            "{d:?}"
+        );
+        assert_eq!(e.code(), "PROVIDER_ERROR");
+    }
+}
+
+#[tokio::test]
+async fn rate_limited_carries_retry_after_without_retrying() {
+    let fake = FakeUpstream::start().await;
+    for d in DIALECTS {
+        fake.clear_requests();
+        let o = run_model(&fake, d, "429").await;
+        assert!(o.early);
+        let e = o.error.expect("an error");
+        assert!(
+            matches!(
+                e,
+                ProviderError::RateLimited {
+                    retry_after_secs: Some(7),
+                    ..
+                }
+            ),
+            "{d:?}: {e:?}"
+        );
+        assert_eq!(e.code(), "RATE_LIMITED");
+        assert_eq!(e.retry_after_secs(), Some(7));
+        assert_eq!(
+            fake.chat_requests().len(),
+            1,
+            "{d:?}: a long Retry-After is not waited out"
+        );
+    }
+}
+
+#[tokio::test]
+async fn short_retry_after_is_retried_once() {
+    let fake = FakeUpstream::start().await;
+    for d in DIALECTS {
+        fake.clear_requests();
+        let o = run_model(&fake, d, "429-short").await;
+        let e = o.error.expect("an error");
+        assert_eq!(e.code(), "RATE_LIMITED", "{d:?}");
+        assert_eq!(e.retry_after_secs(), Some(1));
+        assert_eq!(fake.chat_requests().len(), 2, "{d:?}");
+    }
+}
+
+#[tokio::test]
+async fn refused_key_is_not_echoed() {
+    let fake = FakeUpstream::start().await;
+    for d in DIALECTS {
+        fake.clear_requests();
+        let o = run_model(&fake, d, "401").await;
+        assert!(o.early);
+        let e = o.error.expect("an error");
+        assert!(matches!(e, ProviderError::KeyRejected(_)), "{d:?}: {e:?}");
+        assert_eq!(e.code(), "PROVIDER_ERROR");
+        let msg = e.to_string();
+        assert!(msg.contains("refused the API key"), "{msg}");
+        assert!(!msg.contains("sk-te"), "{d:?} leaks the key: {msg}");
+        assert!(!msg.contains("7890"), "{d:?} leaks the key: {msg}");
+        assert_eq!(fake.chat_requests().len(), 1, "{d:?}: 401 is not retried");
+    }
+}
+
+#[tokio::test]
+async fn server_error_is_retried_then_reported_with_its_message() {
+    let fake = FakeUpstream::start().await;
+    for (d, message) in [
+        (Dialect::OpenAi, common_upstream::OPENAI_500),
+        (Dialect::Anthropic, common_upstream::ANTHROPIC_500),
+        (Dialect::Ollama, common_upstream::OLLAMA_500),
+    ] {
+        fake.clear_requests();
+        let o = run_model(&fake, d, "500").await;
+        assert!(o.early);
+        assert_eq!(
+            o.error,
+            Some(ProviderError::Upstream {
+                status: 500,
+                message: message.into()
+            }),
+            "{d:?}"
+        );
+        assert_eq!(fake.chat_requests().len(), 3, "{d:?}: three attempts");
+    }
+}
+
+#[tokio::test]
+async fn overload_before_the_first_byte_is_retried_transparently() {
+    let fake = FakeUpstream::start().await;
+    for d in DIALECTS {
+        fake.clear_requests();
+        fake.fail_next(2);
+        let o = run_model(&fake, d, "fake-model").await;
+        assert_complete(&o, common_upstream::DEFAULT_REPLY, d);
+        assert_eq!(fake.chat_requests().len(), 3, "{d:?}");
+    }
+}
+
+#[tokio::test]
+async fn connection_reset_mid_stream() {
+    let fake = FakeUpstream::start().await;
+    let partial = common_upstream::partial(common_upstream::DEFAULT_REPLY);
+    for d in DIALECTS {
+        fake.clear_requests();
+        let o = run_model(&fake, d, "reset").await;
+        assert_eq!(o.text, partial, "{d:?}");
+        let e = o.error.expect("an error");
+        assert!(matches!(e, ProviderError::Protocol(_)), "{d:?}: {e:?}");
+        assert_eq!(e.code(), "PROVIDER_ERROR");
+        assert_eq!(
+            fake.chat_requests().len(),
+            1,
+            "{d:?}: never retried after the first byte"
+        );
+    }
+}
+
+#[tokio::test]
+async fn stall_hits_the_idle_timeout() {
+    let fake = FakeUpstream::start().await;
+    let partial = common_upstream::partial(common_upstream::DEFAULT_REPLY);
+    for d in DIALECTS {
+        let started = Instant::now();
+        let o = run_model(&fake, d, "stall").await;
+        let took = started.elapsed();
+        assert_eq!(o.text, partial, "{d:?}");
+        let e = o.error.expect("an error");
+        assert!(matches!(e, ProviderError::Timeout(_)), "{d:?}: {e:?}");
+        assert_eq!(e.code(), "PROVIDER_TIMEOUT");
+        assert!(e.to_string().contains("300 ms"), "{e}");
+        assert!(
+            took >= IDLE && took < Duration::from_secs(3),
+            "{d:?}: {took:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_headers_hits_the_idle_timeout() {
+    let fake = FakeUpstream::start().await;
+    for d in DIALECTS {
+        let o = run_model(&fake, d, "stall-headers").await;
+        assert!(o.early, "{d:?}");
+        assert_eq!(o.error.as_ref().map(|e| e.code()), Some("PROVIDER_TIMEOUT"));
+    }
+}
+
+#[tokio::test]
+async fn stream_ending_without_terminal_event() {
+    let fake = FakeUpstream::start().await;
+    let partial = common_upstream::partial(common_upstream::DEFAULT_REPLY);
+    for d in DIALECTS {
+        let o = run_model(&fake, d, "truncated").await;
+        assert_eq!(o.text, partial, "{d:?}");
+        assert_eq!(
+            o.error,
+            Some(ProviderError::Protocol(ENDED_EARLY.into())),
+            "{d:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_event_is_a_protocol_error() {
+    let fake = FakeUpstream::start().await;
+    for d in DIALECTS {
+        let o = run_model(&fake, d, "garbage").await;
+        let e = o.error.expect("an error");
+        assert!(matches!(e, ProviderError::Protocol(_)), "{d:?}: {e:?}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_model() {
+    let fake = FakeUpstream::start().await;
+    for d in DIALECTS {
+        let o = run_model(&fake, d, "missing-model").await;
+        let e = o.error.expect("an error");
+        assert!(matches!(e, ProviderError::ModelNotFound(_)), "{d:?}: {e:?}");
+        assert_eq!(e.code(), "MODEL_NOT_FOUND");
+        assert!(e.to_string().contains("missing-model"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn unreachable_provider() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let client = default_client();
+    let started = Instant::now();
+    let providers: Vec<Arc<dyn Provider>> = vec![
+        Arc::new(
+            OpenAiProvider::new("gone", &format!("http://{addr}/v1"), None, client.clone())
+                .with_options(options()),
+        ),
+        Arc::new(
+            AnthropicProvider::new("gone", &format!("http://{addr}"), None, client.clone())
+                .with_options(options()),
+        ),
+        Arc::new(
+            OllamaProvider::new("gone", &format!("http://{addr}"), None, client)
+                .with_options(options()),
+        ),
+    ];
+    for p in providers {
+        let o = run(p.as_ref(), request("fake-model")).await;
+        let e = o.error.expect("an error");
+        assert!(matches!(e, ProviderError::Unreachable(_)), "{e:?}");
+        assert_eq!(e.code(), "PROVIDER_UNREACHABLE");
+        assert!(e.to_string().contains("connection refused"), "{e}");
+        assert!(
+            !e.to_string().contains("127.0.0.1"),
+            "no address in user text: {e}"
+        );
+        let e = p.models().await.unwrap_err();
+        assert_eq!(e.code(), "PROVIDER_UNREACHABLE");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn wire_details_of_each_request() {
+    let fake = FakeUpstream::start().await;
+    let mut req = request("fake-model");
+    req.max_tokens = Some(256);
+    req.temperature = Some(0.5);
+
+    run(provider(&fake, Dialect::OpenAi).as_ref(), req.clone()).await;
+    let r = fake.last_request().unwrap();
+    assert_eq!(r.path, "/openai/v1/chat/completions");
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert_eq!(r.body["stream"], true);
+    assert_eq!(r.body["stream_options"]["include_usage"], true);
+    assert_eq!(r.body["max_tokens"], 256);
+    assert_eq!(r.body["temperature"], 0.5);
+    assert_eq!(r.body["messages"][0]["role"], "system");
+    assert_eq!(r.body["messages"][0]["content"], "You are terse.");
+    assert_eq!(r.body["messages"].as_array().unwrap().len(), 4);
+
+    run(provider(&fake, Dialect::Anthropic).as_ref(), req.clone()).await;
+    let r = fake.last_request().unwrap();
+    assert_eq!(r.path, "/anthropic/v1/messages");
+    assert_eq!(r.header("x-api-key"), Some(KEY));
+    assert_eq!(r.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(r.header("authorization"), None);
+    assert_eq!(r.body["system"], "You are terse.");
+    assert_eq!(r.body["max_tokens"], 256);
+    assert_eq!(r.body["stream"], true);
+    let msgs = r.body["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 3);
+    assert!(msgs.iter().all(|m| m["role"] != "system"));
+
+    let mut no_max = req.clone();
+    no_max.max_tokens = None;
+    run(provider(&fake, Dialect::Anthropic).as_ref(), no_max).await;
+    assert_eq!(fake.last_request().unwrap().body["max_tokens"], 4096);
+
+    run(provider(&fake, Dialect::Ollama).as_ref(), req).await;
+    let r = fake.last_request().unwrap();
+    assert_eq!(r.path, "/ollama/api/chat");
+    assert_eq!(r.body["stream"], true);
+    assert_eq!(r.body["options"]["num_predict"], 256);
+    assert_eq!(r.body["messages"][0]["role"], "system");
+}
+
+#[tokio::test]
+async fn user_key_replaces_the_configured_one() {
+    let fake = FakeUpstream::start().await;
+    for d in DIALECTS {
+        let mut req = request("fake-model");
+        req.api_key_override = Some("sk-user-own-key-000000000".into());
+        let o = run(provider(&fake, d).as_ref(), req).await;
+        assert_eq!(o.error, None, "{d:?}");
+        let r = fake.last_request().unwrap();
+        let sent = r.header("x-api-key").map(str::to_string).or_else(|| {
+            r.header("authorization")
+                .map(|v| v.trim_start_matches("Bearer ").to_string())
+        });
+        assert_eq!(sent.as_deref(), Some("sk-user-own-key-000000000"), "{d:?}");
+
+        let mut req = request("fake-model");
+        req.api_key_override = Some(common_upstream::REJECTED_KEY.into());
+        let o = run(provider(&fake, d).as_ref(), req).await;
+        let e = o.error.expect("refused");
+        assert_eq!(e.code(), "PROVIDER_ERROR");
+        assert!(!e.to_string().contains("sk-re"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn model_lists() {
+    let fake = FakeUpstream::start().await;
+    fake.set_models(&["claude-fake-1", "alpha"]);
+    for (d, display) in [
+        (Dialect::OpenAi, "claude-fake-1"),
+        (Dialect::Anthropic, "Claude Fake 1"),
+        (Dialect::Ollama, "claude-fake-1"),
+    ] {
+        let models = provider(&fake, d).models().await.unwrap();
+        let ids: Vec<&str> = models.iter().map(|m| m.id.as_str()).collect();
+        assert!(
+            ids.contains(&"alpha") && ids.contains(&"claude-fake-1"),
+            "{d:?}: {ids:?}"
+        );
+        let claude = models.iter().find(|m| m.id == "claude-fake-1").unwrap();
+        assert_eq!(claude.display_name, display, "{d:?}");
+    }
+    let r = fake.last_request().unwrap();
+    assert_eq!(r.path, "/ollama/api/tags");
+    let anthropic = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/anthropic/v1/models")
+        .unwrap();
+    assert_eq!(anthropic.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(anthropic.header("x-api-key"), Some(KEY));
+}
+
+#[tokio::test]
+async fn provider_kinds() {
+    let fake = FakeUpstream::start().await;
+    assert_eq!(
+        provider(&fake, Dialect::OpenAi).kind(),
+        ProviderKind::Openai
+    );
+    assert_eq!(
+        provider(&fake, Dialect::Anthropic).kind(),
+        ProviderKind::Anthropic
+    );
+    assert_eq!(
+        provider(&fake, Dialect::Ollama).kind(),
+        ProviderKind::Ollama
+    );
+}
+
+#[tokio::test]
+async fn registry_merges_models_and_resolves() {
+    let fake = FakeUpstream::start().await;
+    fake.set_models(&["fake-model", "fake-model-2"]);
+    let registry = Registry::new(default_client(), options());
+    registry
+        .add(
+            ProviderConfig::new(ProviderKind::Anthropic, "claude", fake.anthropic_base())
+                .with_api_key(KEY),
+        )
+        .unwrap();
+    registry
+        .add(
+            ProviderConfig::new(ProviderKind::Ollama, "local", fake.ollama_base())
+                .with_models(vec!["fake-model-2".into(), "not-listed".into()]),
+        )
+        .unwrap();
+    let dup = ProviderConfig::new(ProviderKind::Ollama, "local", fake.ollama_base());
+    assert!(registry.add(dup).is_err());
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_addr = gone.local_addr().unwrap();
+    drop(gone);
+    registry
+        .add(ProviderConfig::new(
+            ProviderKind::Openai,
+            "down",
+            format!("http://{gone_addr}/v1"),
+        ))
+        .unwrap();
+
+    assert!(
+        registry.models().iter().all(|m| m.provider == "local"),
+        "only the allowlist before refresh"
+    );
+    registry.refresh().await;
+
+    let models = registry.models();
+    let pairs: Vec<(&str, &str)> = models
+        .iter()
+        .map(|m| (m.provider.as_str(), m.id.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("claude", "fake-model"),
+            ("claude", "fake-model-2"),
+            ("local", "fake-model-2"),
+            ("local", "not-listed"),
+        ]
+    );
+    assert_eq!(models[0].display_name, "Fake Model");
+
+    let (name, p) = registry.resolve_model("fake-model-2").unwrap();
+    assert_eq!(name, "claude");
+    assert_eq!(p.kind(), ProviderKind::Anthropic);
+    let (name, _) = registry.resolve_model("not-listed").unwrap();
+    assert_eq!(name, "local");
+    assert!(registry.resolve_model("fake-model-3").is_none());
+    assert!(
+        registry.resolve_model_in("local", "fake-model").is_none(),
+        "allowlist"
+    );
+    assert!(registry.resolve_model_in("local", "fake-model-2").is_some());
+
+    let list = registry.list();
+    let claude = list.iter().find(|p| p.name == "claude").unwrap();
+    assert!(claude.status.reachable && claude.status.last_error.is_none());
+    assert!(claude.status.checked_at.is_some());
+    assert!(claude.has_api_key);
+    let down = list.iter().find(|p| p.name == "down").unwrap();
+    assert!(!down.status.reachable);
+    assert_eq!(down.status.last_error_code, Some("PROVIDER_UNREACHABLE"));
+    assert!(
+        down.status
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("cannot reach")
+    );
+    let json = serde_json::to_string(&list).unwrap();
+    assert!(!json.contains(KEY), "no key in the listing");
+
+    // A stream through what the registry resolved.
+    let o = run(p.as_ref(), request("fake-model-2")).await;
+    assert_complete(&o, common_upstream::DEFAULT_REPLY, Dialect::Anthropic);
+
+    registry.set_enabled("claude", false).unwrap();
+    assert!(registry.get("claude").is_none());
+    assert_eq!(registry.resolve_model("fake-model-2").unwrap().0, "local");
+    assert!(registry.remove("local"));
+    assert!(registry.resolve_model("fake-model-2").is_none());
+}
+
+#[tokio::test]
+async fn local_detection_and_environment() {
+    let fake = FakeUpstream::start().await;
+    let client = default_client();
+    let probe = LocalProbe {
+        ollama_base: fake.ollama_base(),
+        lmstudio_base: fake.openai_base(),
+        timeout: Duration::from_millis(500),
+    };
+    let found = detect_local_with(&client, &probe).await;
+    let names: Vec<(&str, ProviderKind)> =
+        found.iter().map(|c| (c.name.as_str(), c.kind)).collect();
+    assert_eq!(
+        names,
+        [
+            ("ollama", ProviderKind::Ollama),
+            ("lmstudio", ProviderKind::Openai)
+        ]
+    );
+    assert_eq!(found[0].base_url, fake.ollama_base());
+    assert_eq!(found[1].base_url, fake.openai_base());
+
+    // Nothing listening, and something that is not Ollama: neither is found.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_addr = gone.local_addr().unwrap();
+    drop(gone);
+    let probe = LocalProbe {
+        ollama_base: format!("{}/nothing-here", fake.base_url()),
+        lmstudio_base: format!("http://{gone_addr}/v1"),
+        timeout: Duration::from_millis(500),
+    };
+    assert!(detect_local_with(&client, &probe).await.is_empty());
+
+    let env = from_env_with(|k| match k {
+        "OPENAI_API_KEY" => Some("sk-env-openai".into()),
+        "ANTHROPIC_API_KEY" => Some("sk-ant-env".into()),
+        _ => None,
+    });
+    assert_eq!(env.len(), 2);
+    assert_eq!(
+        (env[0].kind, env[0].base_url.as_str()),
+        (ProviderKind::Openai, "https://api.openai.com/v1")
+    );
+    assert_eq!(
+        (env[1].kind, env[1].base_url.as_str()),
+        (ProviderKind::Anthropic, "https://api.anthropic.com")
+    );
+
+    let registry = Registry::new(client, options());
+    registry
+        .add(ProviderConfig::new(
+            ProviderKind::Ollama,
+            "ollama",
+            fake.ollama_base(),
+        ))
+        .unwrap();
+    let added = registry.add_missing(found);
+    assert_eq!(added, ["lmstudio"], "a configured name is not replaced");
+    assert!(!format!("{:?}", env[0]).contains("sk-env"));
+}
+
+#[tokio::test]
+async fn many_concurrent_streams() {
+    let fake = FakeUpstream::start().await;
+    fake.set_token_delay(Duration::from_millis(5));
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let p = provider(&fake, DIALECTS[i % 3]);
+        tasks.push(tokio::spawn(async move {
+            run(p.as_ref(), request("fake-model")).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let o = t.await.unwrap();
+        assert_complete(&o, common_upstream::DEFAULT_REPLY, DIALECTS[i % 3]);
+    }
+}
