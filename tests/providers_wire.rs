@@ -728,3 +728,29 @@ async fn many_concurrent_streams() {
         assert_complete(&o, common_upstream::DEFAULT_REPLY, DIALECTS[i % 3]);
     }
 }
+
+#[tokio::test]
+async fn refresh_loop_picks_up_local_servers() {
+    let fake = FakeUpstream::start().await;
+    let registry = Arc::new(Registry::new(default_client(), options()));
+    let probe = LocalProbe {
+        ollama_base: fake.ollama_base(),
+        lmstudio_base: fake.openai_base(),
+        timeout: Duration::from_millis(500),
+    };
+    let task = registry.spawn_refresh_loop(Duration::from_secs(3600), Some(probe));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ready =
+            registry.list().len() == 2 && registry.list().iter().all(|p| p.status.reachable);
+        if ready {
+            break;
+        }
+        assert!(Instant::now() < deadline, "local providers never appeared");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (name, _) = registry.resolve_model("fake-model").unwrap();
+    assert_eq!(name, "ollama");
+    assert_eq!(registry.models().len(), 4);
+    task.abort();
+}

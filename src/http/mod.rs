@@ -179,7 +179,7 @@ async fn origin_check(
             .map(str::to_ascii_lowercase);
         let same_host = host
             .is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"));
-        if !same_host && !state.allowed_origins.iter().any(|o| *o == origin) {
+        if !same_host && !state.allowed_origins.contains(&origin) {
             return AppError::CsrfInvalid.into_response();
         }
     }

@@ -444,8 +444,14 @@ impl Registry {
         }
     }
 
-    /// Refreshes every `every` until the registry is dropped elsewhere.
-    pub fn spawn_refresh_loop(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+    /// Refreshes at once and then every `every`, until the registry is dropped
+    /// elsewhere. With `probe`, local servers started after confab are picked
+    /// up too (one that goes away stays listed, as unreachable).
+    pub fn spawn_refresh_loop(
+        self: &Arc<Self>,
+        every: Duration,
+        probe: Option<LocalProbe>,
+    ) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -455,6 +461,12 @@ impl Registry {
                 let Some(registry) = weak.upgrade() else {
                     return;
                 };
+                if let Some(probe) = &probe {
+                    let found = detect_local_with(registry.client(), probe).await;
+                    for name in registry.add_missing(found) {
+                        tracing::info!(provider = %name, "local provider detected");
+                    }
+                }
                 registry.refresh().await;
             }
         })

@@ -26,8 +26,10 @@ pub struct TestServer {
 /// A test config: a temp data dir and throttles loose enough for many
 /// logins from 127.0.0.1 (the throttle tests tighten them).
 pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut cfg = Config::default();
-    cfg.data_dir = dir.to_path_buf();
+    let mut cfg = Config {
+        data_dir: dir.to_path_buf(),
+        ..Default::default()
+    };
     cfg.auth.login_per_ip_per_minute = 100_000;
     cfg.auth.login_burst = 100_000;
     cfg
