@@ -31,6 +31,10 @@ pub struct AppInner {
     /// Origins whose browser requests are accepted (own + cors_origins).
     pub allowed_origins: Vec<String>,
     pub assets: &'static Assets,
+    /// Every LLM provider the server can route to.
+    pub providers: Arc<crate::providers::registry::Registry>,
+    /// Running and recently finished generations.
+    pub generations: Arc<crate::chat::generation::Manager>,
 }
 
 #[derive(Clone)]
@@ -54,12 +58,24 @@ impl AppState {
         let public_base = cfg.public_base(bound);
         let mut allowed_origins = vec![parse_origin(&public_base).unwrap_or_default()];
         allowed_origins.extend(cfg.cors_origins.iter().filter_map(|o| parse_origin(o)));
+        let recovered = store.recover_streaming()?;
+        if recovered > 0 {
+            tracing::warn!(
+                count = recovered,
+                "answers cut off by a crash were marked interrupted"
+            );
+        }
         let setup_token = if store.user_count()? == 0 {
             Some(tokens::random_token())
         } else {
             None
         };
+        // Config `[[providers]]` first, then the environment, then what admins
+        // stored; local servers are detected by the refresh loop in `serve`.
+        let providers = crate::http::providers::build_registry(&cfg, &store)?;
         Ok(AppState(Arc::new(AppInner {
+            providers,
+            generations: crate::chat::generation::Manager::new(),
             throttle: LoginThrottle::new(&cfg.auth),
             hasher: Hasher::new(),
             jwt,
@@ -99,6 +115,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let maintenance = tokio::spawn(maintenance(state.clone()));
+    // Model lists and reachability at once, then every minute (and local
+    // Ollama / LM Studio found when detection is on).
+    let provider_refresh = state.providers.spawn_refresh_loop(
+        crate::http::providers::REFRESH_EVERY,
+        state
+            .cfg
+            .detect_local_providers
+            .then(crate::providers::LocalProbe::default),
+    );
+    let state_for_shutdown = state.clone();
     let router = crate::http::router(state);
     let result = axum::serve(
         listener,
@@ -106,7 +132,13 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await;
+    // Answers still running are stopped and stored as interrupted.
+    state_for_shutdown
+        .generations
+        .shutdown(Duration::from_secs(5))
+        .await;
     maintenance.abort();
+    provider_refresh.abort();
     result
 }
 

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+use crate::providers::{ProviderConfig, ProviderKind};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -65,7 +67,159 @@ pub struct Config {
     pub registration: RegistrationMode,
     /// Origins allowed to call the API from a front end hosted elsewhere.
     pub cors_origins: Vec<String>,
+    /// Whether a request may carry the user's own provider key in
+    /// `X-Provider-Key` (used for that request only, never stored).
+    pub allow_user_keys: bool,
+    /// The model new conversations use when the client names none.
+    pub default_model: Option<String>,
+    /// Longest silence (seconds) allowed from a provider before an answer
+    /// fails with PROVIDER_TIMEOUT.
+    pub provider_idle_timeout_secs: u64,
+    /// Look for Ollama (127.0.0.1:11434) and LM Studio (127.0.0.1:1234) at
+    /// start-up and periodically.
+    pub detect_local_providers: bool,
     pub auth: AuthConfig,
+    /// `[[providers]]` entries.
+    pub providers: Vec<ProviderEntry>,
+}
+
+/// One `[[providers]]` entry. After [`Config::load_from`], a key given as
+/// `api_key_file` has been read into `api_key`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderEntry {
+    pub kind: ProviderKind,
+    pub name: String,
+    pub base_url: String,
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// Allowlist: when set, only these models are offered.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl ProviderEntry {
+    pub fn new(kind: ProviderKind, name: impl Into<String>, base_url: impl Into<String>) -> Self {
+        ProviderEntry {
+            kind,
+            name: name.into(),
+            base_url: base_url.into(),
+            api_key: None,
+            api_key_file: None,
+            models: None,
+            enabled: true,
+        }
+    }
+
+    /// Reads `api_key_file` into `api_key` (unless a key is already there).
+    /// The error names the setting and the file.
+    pub fn load_key_file(&mut self, index: usize) -> Result<(), ConfigError> {
+        let Some(path) = &self.api_key_file else {
+            return Ok(());
+        };
+        if self.api_key.is_some() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            err(format!(
+                "cannot read providers[{index}].api_key_file {} (provider \"{}\"): {e}",
+                path.display(),
+                self.name
+            ))
+        })?;
+        let key = text.trim();
+        if key.is_empty() {
+            return Err(err(format!(
+                "providers[{index}].api_key_file {} (provider \"{}\") is empty",
+                path.display(),
+                self.name
+            )));
+        }
+        self.api_key = Some(Secret(key.to_string()));
+        Ok(())
+    }
+
+    /// The registry's view of this entry, reading `api_key_file` if that
+    /// has not happened yet.
+    pub fn to_provider_config(&self, index: usize) -> Result<ProviderConfig, ConfigError> {
+        let mut e = self.clone();
+        e.load_key_file(index)?;
+        Ok(ProviderConfig {
+            kind: e.kind,
+            name: e.name,
+            base_url: e.base_url.trim_end_matches('/').to_string(),
+            api_key: e
+                .api_key
+                .map(|s| s.0.trim().to_string())
+                .filter(|k| !k.is_empty()),
+            models: e.models,
+            enabled: e.enabled,
+        })
+    }
+}
+
+/// Provider names: 1 to 50 of `A-Z a-z 0-9 _ . -` (they appear in URLs,
+/// logs and the model picker).
+pub fn validate_provider_name(name: &str) -> Result<(), String> {
+    let ok = (1..=50).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "provider name {name:?} must be 1 to 50 characters of letters, digits, '_', '.' and '-'"
+        ))
+    }
+}
+
+/// A provider base URL: absolute http(s) with a host and no user:password.
+pub fn validate_provider_url(url: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "base_url must be an absolute http:// or https:// URL like http://127.0.0.1:8000/v1, got {url:?}"
+        )
+    };
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|_| bad())?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(
+            "base_url must not contain a user name or password; give the key as api_key".into(),
+        );
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("base_url must not contain a query (?…) or fragment (#…)".into());
+    }
+    Ok(())
+}
+
+/// An allowlist: 1 to 1000 distinct model ids of 1 to 200 characters.
+pub fn validate_model_list(models: &[String]) -> Result<(), String> {
+    if models.is_empty() || models.len() > 1000 {
+        return Err("models must list between 1 and 1000 model ids".into());
+    }
+    for (i, m) in models.iter().enumerate() {
+        if m.trim().is_empty() || m.len() > 200 || m.chars().any(char::is_control) {
+            return Err(format!(
+                "models[{i}] must be a model id of 1 to 200 printable characters"
+            ));
+        }
+        if models[..i].contains(m) {
+            return Err(format!("models lists {m:?} twice"));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -111,7 +265,12 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             registration: RegistrationMode::Invite,
             cors_origins: Vec::new(),
+            allow_user_keys: false,
+            default_model: None,
+            provider_idle_timeout_secs: 60,
+            detect_local_providers: true,
             auth: AuthConfig::default(),
+            providers: Vec::new(),
         }
     }
 }
@@ -120,6 +279,7 @@ impl Default for Config {
 enum Kind {
     Str,
     Int,
+    Bool,
     List,
 }
 
@@ -134,6 +294,20 @@ const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
     ("CONFAB_MAX_BODY_BYTES", "max_body_bytes", Kind::Int, false),
     ("CONFAB_REGISTRATION", "registration", Kind::Str, false),
     ("CONFAB_CORS_ORIGINS", "cors_origins", Kind::List, false),
+    ("CONFAB_ALLOW_USER_KEYS", "allow_user_keys", Kind::Bool, false),
+    ("CONFAB_DEFAULT_MODEL", "default_model", Kind::Str, false),
+    (
+        "CONFAB_PROVIDER_IDLE_TIMEOUT_SECS",
+        "provider_idle_timeout_secs",
+        Kind::Int,
+        false,
+    ),
+    (
+        "CONFAB_DETECT_LOCAL_PROVIDERS",
+        "detect_local_providers",
+        Kind::Bool,
+        false,
+    ),
     (
         "CONFAB_SESSION_IDLE_HOURS",
         "auth.session_idle_hours",
@@ -204,6 +378,15 @@ fn env_value(name: &str, raw: &str, kind: Kind) -> Result<toml::Value, ConfigErr
                 "environment variable {name} must be a whole number, got {raw:?}"
             ))
         })?),
+        Kind::Bool => toml::Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => {
+                return Err(err(format!(
+                    "environment variable {name} must be true or false, got {raw:?}"
+                )));
+            }
+        }),
         Kind::List => toml::Value::Array(
             raw.split(',')
                 .map(str::trim)
@@ -325,6 +508,16 @@ impl Config {
                 }
             },
         )?;
+        let mut cfg = cfg;
+        for (i, p) in cfg.providers.iter_mut().enumerate() {
+            if p.api_key.is_some() && p.api_key_file.is_some() {
+                return Err(err(format!(
+                    "providers[{i}] (provider \"{}\") sets both api_key and api_key_file; keep one",
+                    p.name
+                )));
+            }
+            p.load_key_file(i)?;
+        }
         cfg.validate()?;
         Ok((cfg, warnings))
     }
@@ -400,6 +593,44 @@ impl Config {
             return Err(err(
                 "auth.jwt_secret must be at least 32 characters (or leave it unset to use a generated key)",
             ));
+        }
+        if self.provider_idle_timeout_secs == 0 || self.provider_idle_timeout_secs > 3600 {
+            return Err(err(format!(
+                "provider_idle_timeout_secs must be between 1 and 3600, got {}",
+                self.provider_idle_timeout_secs
+            )));
+        }
+        if let Some(m) = &self.default_model
+            && (m.trim().is_empty() || m.len() > 200)
+        {
+            return Err(err(
+                "default_model must be a model id of 1 to 200 characters (or leave it unset)",
+            ));
+        }
+        for (i, p) in self.providers.iter().enumerate() {
+            validate_provider_name(&p.name).map_err(|m| err(format!("providers[{i}].name: {m}")))?;
+            if self.providers[..i].iter().any(|q| q.name == p.name) {
+                return Err(err(format!(
+                    "providers[{i}].name: the name \"{}\" is used by more than one [[providers]] entry; names must be unique",
+                    p.name
+                )));
+            }
+            validate_provider_url(&p.base_url).map_err(|m| {
+                err(format!("providers[{i}].{m} (provider \"{}\")", p.name))
+            })?;
+            if let Some(models) = &p.models {
+                validate_model_list(models).map_err(|m| {
+                    err(format!("providers[{i}].{m} (provider \"{}\")", p.name))
+                })?;
+            }
+            if let Some(k) = &p.api_key
+                && (k.expose().trim().is_empty() || k.expose().chars().any(char::is_control))
+            {
+                return Err(err(format!(
+                    "providers[{i}].api_key (provider \"{}\") must be a non-empty key without control characters",
+                    p.name
+                )));
+            }
         }
         Ok(())
     }
@@ -535,6 +766,127 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("CONFAB_MAX_BODY_BYTES"), "{e}");
+    }
+
+    #[test]
+    fn provider_settings_and_entries() {
+        let c = load(None, &[], Overrides::default()).unwrap();
+        assert!(!c.allow_user_keys);
+        assert!(c.detect_local_providers);
+        assert_eq!(c.provider_idle_timeout_secs, 60);
+        assert!(c.default_model.is_none() && c.providers.is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("vllm.key");
+        std::fs::write(&key, "sk-from-file-123\n").unwrap();
+        let file = format!(
+            "default_model = \"qwen2.5-7b\"\nallow_user_keys = true\n\
+             [[providers]]\nkind = \"openai\"\nname = \"local-vllm\"\n\
+             base_url = \"http://127.0.0.1:8000/v1\"\napi_key_file = {:?}\nmodels = [\"qwen2.5-7b\"]\n\
+             [[providers]]\nkind = \"ollama\"\nname = \"box\"\nbase_url = \"http://10.0.0.2:11434/\"\nenabled = false\n",
+            key.to_str().unwrap()
+        );
+        let c = load(
+            Some(&file),
+            &[
+                ("CONFAB_DETECT_LOCAL_PROVIDERS", "false"),
+                ("CONFAB_PROVIDER_IDLE_TIMEOUT_SECS", "5"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.allow_user_keys && !c.detect_local_providers);
+        assert_eq!(c.provider_idle_timeout_secs, 5);
+        assert_eq!(c.default_model.as_deref(), Some("qwen2.5-7b"));
+        assert_eq!(c.providers.len(), 2);
+        let p = c.providers[0].to_provider_config(0).unwrap();
+        assert_eq!(p.api_key.as_deref(), Some("sk-from-file-123"));
+        assert_eq!(p.models.as_deref(), Some(&["qwen2.5-7b".to_string()][..]));
+        assert!(!format!("{c:?}").contains("sk-from-file"));
+        let o = c.providers[1].to_provider_config(1).unwrap();
+        assert_eq!(o.base_url, "http://10.0.0.2:11434");
+        assert!(!o.enabled && o.api_key.is_none());
+
+        let e = load(
+            None,
+            &[("CONFAB_ALLOW_USER_KEYS", "maybe")],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("CONFAB_ALLOW_USER_KEYS"), "{e}");
+        let c = load(
+            None,
+            &[("CONFAB_ALLOW_USER_KEYS", "yes"), ("CONFAB_DEFAULT_MODEL", "m")],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.allow_user_keys);
+        assert_eq!(c.default_model.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn bad_provider_entries_name_the_setting() {
+        let entry = |body: &str| format!("[[providers]]\n{body}\n");
+        let e = load(
+            Some(&entry(
+                "kind = \"openai\"\nname = \"x\"\nbase_url = \"http://h/v1\"\napi_key_file = \"/nonexistent/confab/key\"",
+            )),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("api_key_file"), "{e}");
+        assert!(e.contains("/nonexistent/confab/key"), "{e}");
+        let e = load(
+            Some(&entry(
+                "kind = \"gemini\"\nname = \"x\"\nbase_url = \"http://h/v1\"",
+            )),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("kind") && e.contains("openai"), "{e}");
+        let e = load(
+            Some(&entry(
+                "kind = \"openai\"\nname = \"x\"\nbase_url = \"127.0.0.1:8000\"",
+            )),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("providers[0].base_url"), "{e}");
+        let two = format!(
+            "{}{}",
+            entry("kind = \"openai\"\nname = \"x\"\nbase_url = \"http://h/v1\""),
+            entry("kind = \"ollama\"\nname = \"x\"\nbase_url = \"http://h\"")
+        );
+        let e = load(Some(&two), &[], Overrides::default()).unwrap_err();
+        assert!(e.contains("providers[1].name") && e.contains("unique"), "{e}");
+        let e = load(
+            Some(&entry(
+                "kind = \"openai\"\nname = \"has space\"\nbase_url = \"http://h/v1\"",
+            )),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("providers[0].name"), "{e}");
+        let e = load(
+            Some(&entry(
+                "kind = \"openai\"\nname = \"x\"\nbase_url = \"http://h/v1\"\napi_key = \"k\"\napi_key_file = \"/k\"",
+            )),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("api_key_file") && e.contains("both"), "{e}");
+        let e = load(
+            Some("provider_idle_timeout_secs = 0"),
+            &[],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("provider_idle_timeout_secs"), "{e}");
     }
 
     #[test]

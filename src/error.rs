@@ -169,6 +169,29 @@ impl From<crate::store::StoreError> for AppError {
     }
 }
 
+/// One stable code per provider failure (DESIGN.md "Errors"); the message is
+/// the provider error's own, which names the provider but never its URL or key.
+impl From<crate::providers::ProviderError> for AppError {
+    fn from(e: crate::providers::ProviderError) -> Self {
+        use crate::providers::ProviderError as P;
+        let message = e.to_string();
+        match e {
+            P::Unreachable(_) => AppError::ProviderUnreachable(message),
+            P::Timeout(_) => AppError::ProviderTimeout(message),
+            P::KeyRejected(_) | P::Upstream { .. } | P::Protocol(_) => {
+                AppError::ProviderError(message)
+            }
+            P::RateLimited {
+                retry_after_secs, ..
+            } => AppError::RateLimited {
+                message,
+                retry_after: retry_after_secs.unwrap_or(1).max(1),
+            },
+            P::ModelNotFound(_) => AppError::ModelNotFound(message),
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         if let AppError::Internal(cause) = &self {
@@ -193,3 +216,46 @@ impl IntoResponse for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::ProviderError as P;
+
+    #[test]
+    fn provider_errors_map_to_stable_codes() {
+        let cases = [
+            (P::Unreachable("x".into()), "PROVIDER_UNREACHABLE", 502),
+            (P::Timeout("x".into()), "PROVIDER_TIMEOUT", 504),
+            (P::KeyRejected("x".into()), "PROVIDER_ERROR", 502),
+            (
+                P::Upstream {
+                    status: 500,
+                    message: "boom".into(),
+                },
+                "PROVIDER_ERROR",
+                502,
+            ),
+            (P::Protocol("x".into()), "PROVIDER_ERROR", 502),
+            (P::ModelNotFound("x".into()), "MODEL_NOT_FOUND", 404),
+        ];
+        for (pe, code, status) in cases {
+            let code_before = pe.code();
+            let e = AppError::from(pe);
+            assert_eq!(e.code(), code);
+            assert_eq!(e.code(), code_before, "same code as the provider layer");
+            assert_eq!(e.status().as_u16(), status);
+        }
+        let e = AppError::from(P::RateLimited {
+            message: "slow down".into(),
+            retry_after_secs: Some(7),
+        });
+        assert!(matches!(e, AppError::RateLimited { retry_after: 7, .. }));
+        assert_eq!(e.public_message(), "slow down");
+        let e = AppError::from(P::RateLimited {
+            message: "slow down".into(),
+            retry_after_secs: None,
+        });
+        assert!(matches!(e, AppError::RateLimited { retry_after: 1, .. }));
+    }
+}

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod assets;
 pub mod auth;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod error;

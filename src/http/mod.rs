@@ -6,9 +6,12 @@
 pub mod admin;
 pub mod assets;
 pub mod auth;
+pub mod chat;
+pub mod conversations;
 pub mod health;
 pub mod keys;
 pub mod openapi;
+pub mod providers;
 
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -36,6 +39,9 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::routes())
         .merge(keys::routes())
         .merge(admin::routes())
+        .merge(providers::routes())
+        .merge(conversations::routes())
+        .merge(chat::routes())
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(api_not_found);
 
@@ -166,24 +172,30 @@ async fn origin_check(
     next: Next,
 ) -> Response {
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if unsafe_method && let Some(origin) = req.headers().get(header::ORIGIN) {
-        let origin = origin
-            .to_str()
-            .unwrap_or("")
-            .trim_end_matches('/')
-            .to_ascii_lowercase();
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_ascii_lowercase);
-        let same_host = host
-            .is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"));
-        if !same_host && !state.allowed_origins.contains(&origin) {
-            return AppError::CsrfInvalid.into_response();
-        }
+    if unsafe_method && !origin_allowed(&state, req.headers()) {
+        return AppError::CsrfInvalid.into_response();
     }
     next.run(req).await
+}
+
+/// True when the request has no `Origin` or comes from this server (by its
+/// public URL or the Host it was reached at) or a configured CORS origin.
+pub fn origin_allowed(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let origin = origin
+        .to_str()
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_ascii_lowercase();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    let same_host =
+        host.is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"));
+    same_host || state.allowed_origins.contains(&origin)
 }
 
 /// `axum::Json`, with rejections in the one error shape: malformed JSON and

@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use super::{admin, auth, health, keys};
+use super::{admin, auth, health, keys, providers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,12 +15,15 @@ use super::{admin, auth, health, keys};
         keys::create_key, keys::list_keys, keys::delete_key,
         admin::list_users, admin::create_user, admin::update_user,
         admin::create_invite, admin::list_invites, admin::revoke_invite, admin::list_audit,
+        providers::list_models, providers::list_providers,
+        providers::admin_list, providers::admin_create, providers::admin_update, providers::admin_delete,
     ),
     tags(
         (name = "auth", description = "Setup, registration, sign-in, sessions and tokens"),
         (name = "keys", description = "Personal API keys"),
         (name = "admin", description = "Users, invites and audit log (admins only)"),
         (name = "health", description = "Liveness and store checks"),
+        (name = "providers", description = "Models, provider health, and provider management (the /api/admin routes are for admins only)"),
     )
 )]
 pub struct ApiDoc;

@@ -18,6 +18,7 @@ pub mod anthropic;
 pub mod ollama;
 pub mod openai;
 pub mod registry;
+pub mod secrets;
 mod sse;
 mod transport;
 

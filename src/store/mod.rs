@@ -5,6 +5,8 @@
 //! after fields are added); keys are UUIDv7 as `u128` so they sort by time.
 //! Every user-visible write commits with `Durability::Immediate`.
 
+pub mod chat;
+pub mod provider_records;
 pub mod records;
 
 use redb::{
@@ -21,7 +23,7 @@ pub use records::*;
 
 /// The schema version this binary writes. Migrations in [`migrate`] bring
 /// older files forward; a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
@@ -39,6 +41,17 @@ const API_KEYS_BY_USER: TableDefinition<(u128, u128), &[u8]> =
     TableDefinition::new("api_keys_by_user");
 const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites");
 const AUDIT: TableDefinition<u128, &[u8]> = TableDefinition::new("audit");
+/// Providers added by admins at runtime: name → record (key encrypted).
+const PROVIDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("providers");
+const CONVERSATIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("conversations");
+/// (user_id, updated_at_ms, conversation_id) → (), newest-first listing.
+const CONVERSATIONS_BY_USER: TableDefinition<(u128, u64, u128), ()> =
+    TableDefinition::new("conversations_by_user");
+/// (conversation_id, message_id) → message.
+const MESSAGES: TableDefinition<(u128, u128), &[u8]> = TableDefinition::new("messages");
+/// Assistant messages still being written: (conversation_id, message_id).
+/// Whatever is left here at start-up was cut off by a crash.
+const STREAMING: TableDefinition<(u128, u128), ()> = TableDefinition::new("streaming_messages");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -97,6 +110,23 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// A handle that does not keep the database open (for background tasks
+/// that must end with the server).
+#[derive(Clone)]
+pub struct WeakStore {
+    db: std::sync::Weak<Database>,
+    path: PathBuf,
+}
+
+impl WeakStore {
+    pub fn upgrade(&self) -> Option<Store> {
+        Some(Store {
+            db: self.db.upgrade()?,
+            path: self.path.clone(),
+        })
+    }
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.path).finish()
@@ -138,6 +168,13 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn downgrade(&self) -> WeakStore {
+        WeakStore {
+            db: Arc::downgrade(&self.db),
+            path: self.path.clone(),
+        }
     }
 
     /// Runs a closure that uses the store on the blocking pool, so fsyncs
@@ -199,6 +236,13 @@ impl Store {
                         tx.open_table(API_KEYS_BY_USER)?;
                         tx.open_table(INVITES)?;
                         tx.open_table(AUDIT)?;
+                    }
+                    if step == 1 {
+                        tx.open_table(PROVIDERS)?;
+                        tx.open_table(CONVERSATIONS)?;
+                        tx.open_table(CONVERSATIONS_BY_USER)?;
+                        tx.open_table(MESSAGES)?;
+                        tx.open_table(STREAMING)?;
                     }
                 }
                 let mut meta = tx.open_table(META)?;

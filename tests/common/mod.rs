@@ -32,6 +32,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     };
     cfg.auth.login_per_ip_per_minute = 100_000;
     cfg.auth.login_burst = 100_000;
+    cfg.detect_local_providers = false;
     cfg
 }
 
@@ -281,4 +282,83 @@ impl Resp {
             self.text
         );
     }
+}
+
+/// One server-sent event as received.
+#[derive(Debug, Clone)]
+pub struct Sse {
+    pub id: Option<u64>,
+    pub event: String,
+    pub data: Value,
+}
+
+/// Reads server-sent events from a streaming response, one at a time.
+pub struct SseReader {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl SseReader {
+    pub fn new(resp: reqwest::Response) -> SseReader {
+        SseReader {
+            resp,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next event (comments skipped), or None at the end of the stream.
+    pub async fn next(&mut self) -> Option<Sse> {
+        loop {
+            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buf.drain(..pos + 2).collect();
+                let text = String::from_utf8(block).expect("SSE is UTF-8");
+                let mut ev = Sse {
+                    id: None,
+                    event: "message".into(),
+                    data: Value::Null,
+                };
+                let mut data = String::new();
+                let mut any = false;
+                for line in text.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        ev.id = v.trim().parse().ok();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        ev.event = v.trim().to_string();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                        any = true;
+                    }
+                }
+                if !any {
+                    continue; // a comment / keep-alive
+                }
+                ev.data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                return Some(ev);
+            }
+            match self.resp.chunk().await {
+                Ok(Some(c)) => self.buf.extend_from_slice(&c),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Every remaining event.
+    pub async fn collect(mut self) -> Vec<Sse> {
+        let mut out = Vec::new();
+        while let Some(e) = self.next().await {
+            out.push(e);
+        }
+        out
+    }
+}
+
+/// The text of the `delta` events, concatenated.
+pub fn text_of(events: &[Sse]) -> String {
+    events
+        .iter()
+        .filter(|e| e.event == "delta")
+        .map(|e| e.data["text"].as_str().unwrap())
+        .collect()
 }

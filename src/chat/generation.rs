@@ -1,0 +1,433 @@
+//! Generations: answers that run in their own task, independent of the
+//! connection that asked for them.
+//!
+//! Each generation keeps its event log in memory (numbered from 1, so
+//! `Last-Event-ID: n` resumes at n+1) and wakes followers through a watch
+//! channel. Text is persisted by one flusher for all running answers, in a
+//! single transaction every [`FLUSH_EVERY`], so a crash loses at most that
+//! much and many concurrent answers cost one fsync per tick, not one each.
+
+use futures::{Stream, StreamExt};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::providers::{ChatEvent, ChatRequest, Provider, ProviderError};
+use crate::store::Store;
+use crate::store::chat::{Message, MessageError, MessageStatus, Usage};
+
+pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Finished generations stay replayable this long for late reconnects.
+pub const KEEP_FINISHED: Duration = Duration::from_secs(600);
+
+/// One SSE event: `id`, `event` name and the JSON `data` already encoded.
+#[derive(Debug, Clone)]
+pub struct GenEvent {
+    pub id: u64,
+    pub event: &'static str,
+    pub data: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Complete,
+    Stopped,
+    Failed,
+}
+
+struct GenState {
+    events: Vec<Arc<GenEvent>>,
+    content: String,
+    /// Text changed since the last flush.
+    dirty: bool,
+    finished: Option<(Outcome, Instant)>,
+}
+
+pub struct Generation {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    state: Mutex<GenState>,
+    notify: watch::Sender<u64>,
+    cancel: CancellationToken,
+}
+
+impl Generation {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GenState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, event: &'static str, data: serde_json::Value) {
+        let mut st = self.lock();
+        let id = st.events.len() as u64 + 1;
+        st.events.push(Arc::new(GenEvent {
+            id,
+            event,
+            data: data.to_string(),
+        }));
+        drop(st);
+        self.notify.send_replace(id);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.lock().finished.is_some()
+    }
+
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.lock().finished.map(|f| f.0)
+    }
+
+    /// Asks the generation to stop; the partial answer is kept.
+    pub fn stop(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Events with id > `after`, then live ones until the generation ends.
+    pub fn events(self: &Arc<Self>, after: u64) -> impl Stream<Item = Arc<GenEvent>> + Send + 'static {
+        let rx = self.notify.subscribe();
+        futures::stream::unfold(
+            (self.clone(), after, rx),
+            |(g, next, mut rx)| async move {
+                loop {
+                    {
+                        let st = g.lock();
+                        if let Some(e) = st.events.get(next as usize) {
+                            let e = e.clone();
+                            drop(st);
+                            return Some((e, (g, next + 1, rx)));
+                        }
+                        if st.finished.is_some() {
+                            return None;
+                        }
+                    }
+                    if rx.changed().await.is_err() {
+                        return None;
+                    }
+                }
+            },
+        )
+    }
+
+    /// Waits until the generation has ended.
+    pub async fn wait(self: &Arc<Self>) -> Outcome {
+        let mut s = Box::pin(self.events(self.lock().events.len() as u64));
+        while s.next().await.is_some() {}
+        self.outcome().unwrap_or(Outcome::Failed)
+    }
+}
+
+/// Everything needed to run one answer.
+pub struct Job {
+    pub user_id: Uuid,
+    pub provider_name: String,
+    pub provider: Arc<dyn Provider>,
+    pub request: ChatRequest,
+    /// The assistant message as inserted (status streaming, empty).
+    pub message: Message,
+    pub meta: serde_json::Value,
+    pub request_id: String,
+}
+
+/// Called once an answer has been stored in its final state.
+pub type OnFinish = Box<dyn FnOnce(Message, Outcome) + Send>;
+
+pub struct Manager {
+    gens: Mutex<HashMap<Uuid, Arc<Generation>>>,
+    by_message: Mutex<HashMap<Uuid, Uuid>>,
+    flusher_started: std::sync::atomic::AtomicBool,
+}
+
+impl Manager {
+    pub fn new() -> Arc<Manager> {
+        Arc::new(Manager {
+            gens: Mutex::new(HashMap::new()),
+            by_message: Mutex::new(HashMap::new()),
+            flusher_started: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn gens(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<Generation>>> {
+        self.gens.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A generation of `user_id`; another user's id is None (a 404).
+    pub fn get(&self, user_id: Uuid, id: Uuid) -> Option<Arc<Generation>> {
+        self.gens().get(&id).filter(|g| g.user_id == user_id).cloned()
+    }
+
+    /// The running generation writing `message_id`, if any.
+    pub fn for_message(&self, message_id: Uuid) -> Option<Arc<Generation>> {
+        let id = *self
+            .by_message
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&message_id)?;
+        self.gens().get(&id).filter(|g| !g.is_finished()).cloned()
+    }
+
+    /// How many answers are streaming right now.
+    pub fn running(&self) -> usize {
+        self.gens().values().filter(|g| !g.is_finished()).count()
+    }
+
+    /// Stops every running generation of a conversation (before deleting it).
+    pub fn stop_conversation(&self, conversation_id: Uuid) {
+        for g in self.gens().values() {
+            if g.conversation_id == conversation_id {
+                g.stop();
+            }
+        }
+    }
+
+    /// Stops every running generation and waits (bounded) until each has
+    /// stored its partial answer.
+    pub async fn shutdown(&self, grace: Duration) {
+        let running: Vec<Arc<Generation>> = self
+            .gens()
+            .values()
+            .filter(|g| !g.is_finished())
+            .cloned()
+            .collect();
+        for g in &running {
+            g.stop();
+        }
+        let _ = tokio::time::timeout(grace, futures::future::join_all(running.iter().map(|g| g.wait()))).await;
+    }
+
+    fn ensure_flusher(self: &Arc<Self>, store: &Store) {
+        if self
+            .flusher_started
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        // Holds only weak references, so it ends with the server and never
+        // keeps the database open.
+        let weak: Weak<Manager> = Arc::downgrade(self);
+        let store_weak = store.downgrade();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FLUSH_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let (Some(mgr), Some(store)) = (weak.upgrade(), store_weak.upgrade()) else {
+                    return;
+                };
+                mgr.flush(&store).await;
+                mgr.evict_old();
+            }
+        });
+    }
+
+    async fn flush(&self, store: &Store) {
+        let parts: Vec<(Uuid, Uuid, String)> = self
+            .gens()
+            .values()
+            .filter_map(|g| {
+                let mut st = g.lock();
+                if st.dirty && st.finished.is_none() {
+                    st.dirty = false;
+                    Some((g.conversation_id, g.message_id, st.content.clone()))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if parts.is_empty() {
+            return;
+        }
+        if let Err(e) = store.blocking(move |s| s.flush_partials(&parts)).await {
+            tracing::error!(error = %e, "failed to persist streamed text");
+        }
+    }
+
+    fn evict_old(&self) {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        self.gens().retain(|_, g| {
+            let keep = g
+                .lock()
+                .finished
+                .is_none_or(|(_, at)| now.duration_since(at) < KEEP_FINISHED);
+            if !keep {
+                gone.push(g.message_id);
+            }
+            keep
+        });
+        if !gone.is_empty() {
+            let mut bm = self.by_message.lock().unwrap_or_else(|e| e.into_inner());
+            for m in gone {
+                bm.remove(&m);
+            }
+        }
+    }
+
+    /// Registers and starts a generation. The `meta` event is recorded
+    /// before this returns, so every follower sees it first.
+    pub fn start(self: &Arc<Self>, store: &Store, job: Job, on_finish: OnFinish) -> Arc<Generation> {
+        self.ensure_flusher(store);
+        let id = Uuid::now_v7();
+        let (tx, _) = watch::channel(0);
+        let g = Arc::new(Generation {
+            id,
+            user_id: job.user_id,
+            conversation_id: job.message.conversation_id,
+            message_id: job.message.id,
+            state: Mutex::new(GenState {
+                events: Vec::new(),
+                content: String::new(),
+                dirty: false,
+                finished: None,
+            }),
+            notify: tx,
+            cancel: CancellationToken::new(),
+        });
+        let mut meta = job.meta.clone();
+        meta["generation_id"] = json!(id.to_string());
+        g.push("meta", meta);
+        self.gens().insert(id, g.clone());
+        self.by_message
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.message.id, id);
+        let store = store.clone();
+        tokio::spawn(run(g.clone(), store, job, on_finish));
+        g
+    }
+}
+
+/// Why a stream ended.
+enum End {
+    Done(String),
+    Failed(ProviderError),
+    Stopped,
+}
+
+async fn run(g: Arc<Generation>, store: Store, job: Job, on_finish: OnFinish) {
+    let started = Instant::now();
+    let mut usage: Option<(u64, u64)> = None;
+    let input_estimate: u64 = job
+        .request
+        .messages
+        .iter()
+        .map(|m| super::estimate_tokens(&m.content) + 4)
+        .sum::<u64>()
+        + job.request.system.as_deref().map(super::estimate_tokens).unwrap_or(0);
+
+    let end = tokio::select! {
+        biased;
+        _ = g.cancel.cancelled() => End::Stopped,
+        r = job.provider.stream(job.request.clone()) => match r {
+            Err(e) => End::Failed(e),
+            Ok(mut stream) => loop {
+                tokio::select! {
+                    biased;
+                    _ = g.cancel.cancelled() => break End::Stopped,
+                    item = stream.next() => match item {
+                        Some(Ok(ChatEvent::Delta(text))) => {
+                            if text.is_empty() { continue; }
+                            {
+                                let mut st = g.lock();
+                                st.content.push_str(&text);
+                                st.dirty = true;
+                            }
+                            g.push("delta", json!({"text": text}));
+                        }
+                        Some(Ok(ChatEvent::Usage { input_tokens, output_tokens })) => {
+                            usage = Some((input_tokens, output_tokens));
+                        }
+                        Some(Ok(ChatEvent::Done { finish_reason })) => break End::Done(finish_reason),
+                        Some(Err(e)) => break End::Failed(e),
+                        None => break End::Failed(ProviderError::Protocol(
+                            crate::providers::ENDED_EARLY.into(),
+                        )),
+                    }
+                }
+            },
+        },
+    };
+
+    let content = g.lock().content.clone();
+    let usage = match usage {
+        Some((i, o)) => Usage {
+            input_tokens: i,
+            output_tokens: o,
+            estimated: false,
+        },
+        None => Usage {
+            input_tokens: input_estimate,
+            output_tokens: super::estimate_tokens(&content),
+            estimated: true,
+        },
+    };
+    let mut msg = job.message.clone();
+    msg.content = content;
+    msg.usage = Some(usage);
+    msg.duration_ms = Some(started.elapsed().as_millis() as u64);
+    let (outcome, last_event, last_data) = match &end {
+        End::Done(reason) => {
+            msg.status = MessageStatus::Complete;
+            msg.finish_reason = Some(reason.clone());
+            (Outcome::Complete, "done", json!({"finish_reason": reason}))
+        }
+        End::Stopped => {
+            msg.status = MessageStatus::Interrupted;
+            msg.finish_reason = Some("stopped".into());
+            (Outcome::Stopped, "done", json!({"finish_reason": "stopped"}))
+        }
+        End::Failed(e) => {
+            msg.status = MessageStatus::Error;
+            msg.finish_reason = Some("error".into());
+            msg.error = Some(MessageError {
+                code: e.code().into(),
+                message: e.to_string(),
+            });
+            tracing::warn!(
+                generation_id = %g.id,
+                provider = %job.provider_name,
+                code = e.code(),
+                "generation failed"
+            );
+            let mut data = json!({"code": e.code(), "message": e.to_string(), "request_id": job.request_id});
+            if let Some(s) = e.retry_after_secs() {
+                data["retry_after"] = json!(s);
+            }
+            (Outcome::Failed, "error", data)
+        }
+    };
+
+    // Store first, then announce: a client that sees `done` and reloads
+    // must find the final message.
+    let m2 = msg.clone();
+    if let Err(e) = store.blocking(move |s| s.finish_message(&m2)).await {
+        tracing::error!(generation_id = %g.id, error = %e, "failed to store the finished answer");
+    }
+    g.push(
+        "usage",
+        json!({"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens, "estimated": usage.estimated}),
+    );
+    {
+        let mut st = g.lock();
+        st.dirty = false;
+    }
+    // The final event and the finished flag change together, so followers
+    // never stop before reading the last event.
+    {
+        let mut st = g.lock();
+        let id = st.events.len() as u64 + 1;
+        st.events.push(Arc::new(GenEvent {
+            id,
+            event: last_event,
+            data: last_data.to_string(),
+        }));
+        st.finished = Some((outcome, Instant::now()));
+        drop(st);
+        g.notify.send_replace(id);
+    }
+    on_finish(msg, outcome);
+}

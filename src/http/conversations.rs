@@ -1,0 +1,490 @@
+//! Conversations: list, create, read (with the shown thread), update,
+//! delete, paged messages and the whole message tree.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{Json, Query, created, parse_id, rfc3339};
+use crate::app::AppState;
+use crate::auth::CurrentUser;
+use crate::chat;
+use crate::error::{AppError, AppResult};
+use crate::store::StoreError;
+use crate::store::chat::{
+    Conversation, ConversationCursor, ConversationFilter, Message, MessageError, MessageRole,
+    MessageStatus, Usage, now_ms,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/conversations", get(list).post(create))
+        .route(
+            "/conversations/{id}",
+            get(read).patch(update).delete(remove),
+        )
+        .route("/conversations/{id}/messages", get(messages))
+        .route("/conversations/{id}/tree", get(tree))
+}
+
+pub const MAX_TITLE: usize = 200;
+pub const MAX_SYSTEM_PROMPT: usize = 20_000;
+
+#[derive(Serialize, ToSchema)]
+pub struct ConversationView {
+    pub id: String,
+    pub title: String,
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub pinned: bool,
+    pub archived: bool,
+    pub current_leaf: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Conversation> for ConversationView {
+    fn from(c: &Conversation) -> Self {
+        ConversationView {
+            id: c.id.to_string(),
+            title: c.title.clone(),
+            model: c.model.clone(),
+            system_prompt: c.system_prompt.clone(),
+            pinned: c.pinned,
+            archived: c.archived,
+            current_leaf: c.current_leaf.map(|l| l.to_string()),
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339((c.updated_at_ms / 1000) as i64),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UsageView {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub estimated: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageView {
+    pub id: String,
+    pub conversation_id: String,
+    pub parent_id: Option<String>,
+    pub role: MessageRole,
+    pub content: String,
+    pub status: MessageStatus,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub usage: Option<UsageView>,
+    pub created_at: String,
+    pub duration_ms: Option<u64>,
+    pub finish_reason: Option<String>,
+    pub error: Option<MessageError>,
+    /// Ids of the messages with the same parent (this one included), oldest
+    /// first: the branch arrows `‹ 2/3 ›`. Only in thread views.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sibling_ids: Option<Vec<String>>,
+    /// While the answer is streaming: the generation to follow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation_id: Option<String>,
+}
+
+pub fn usage_view(u: &Usage) -> UsageView {
+    UsageView {
+        input_tokens: u.input_tokens,
+        output_tokens: u.output_tokens,
+        estimated: u.estimated,
+    }
+}
+
+pub fn message_view(state: &AppState, m: &Message, all: Option<&[Message]>) -> MessageView {
+    MessageView {
+        id: m.id.to_string(),
+        conversation_id: m.conversation_id.to_string(),
+        parent_id: m.parent_id.map(|p| p.to_string()),
+        role: m.role,
+        content: m.content.clone(),
+        status: m.status,
+        model: m.model.clone(),
+        provider: m.provider.clone(),
+        usage: m.usage.as_ref().map(usage_view),
+        created_at: rfc3339(m.created_at),
+        duration_ms: m.duration_ms,
+        finish_reason: m.finish_reason.clone(),
+        error: m.error.clone(),
+        sibling_ids: all.map(|a| chat::siblings(a, m).iter().map(Uuid::to_string).collect()),
+        generation_id: (m.status == MessageStatus::Streaming)
+            .then(|| state.generations.for_message(m.id).map(|g| g.id.to_string()))
+            .flatten(),
+    }
+}
+
+/// For PATCH fields where `null` (clear) differs from absent (keep).
+fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+    /// true: only archived conversations; default: only unarchived.
+    pub archived: Option<bool>,
+    pub pinned: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConversationList {
+    pub items: Vec<ConversationView>,
+    pub next_cursor: Option<String>,
+}
+
+fn page_limit(limit: Option<usize>, default: usize) -> AppResult<usize> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=200).contains(&n) => Ok(n),
+        Some(_) => Err(AppError::validation("limit must be between 1 and 200")),
+    }
+}
+
+/// Newest first (by last activity), `next_cursor` for the next page.
+#[utoipa::path(get, path = "/api/conversations", tag = "conversations", params(ListQuery),
+    responses((status = 200, body = ConversationList)))]
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<ListQuery>,
+) -> AppResult<Json<ConversationList>> {
+    let limit = page_limit(q.limit, 50)?;
+    let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) => Some(
+            ConversationCursor::decode(c)
+                .ok_or_else(|| AppError::validation("cursor is not valid"))?,
+        ),
+        None => None,
+    };
+    let filter = ConversationFilter {
+        archived: q.archived,
+        pinned: q.pinned,
+    };
+    let mut convs = state
+        .store
+        .list_conversations(user.id(), cursor, filter, limit + 1)?;
+    let more = convs.len() > limit;
+    convs.truncate(limit);
+    let next_cursor = more
+        .then(|| {
+            convs.last().map(|c| {
+                ConversationCursor {
+                    updated_at_ms: c.updated_at_ms,
+                    id: c.id,
+                }
+                .encode()
+            })
+        })
+        .flatten();
+    Ok(Json(ConversationList {
+        items: convs.iter().map(ConversationView::from).collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateConversation {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+}
+
+pub fn validate_title(t: &str) -> AppResult<String> {
+    let t = t.trim();
+    if t.is_empty() || t.chars().count() > MAX_TITLE {
+        return Err(AppError::Validation(format!(
+            "title must be 1 to {MAX_TITLE} characters"
+        )));
+    }
+    Ok(t.to_string())
+}
+
+pub fn validate_system_prompt(p: &str) -> AppResult<()> {
+    if p.chars().count() > MAX_SYSTEM_PROMPT {
+        return Err(AppError::Validation(format!(
+            "system_prompt must be at most {MAX_SYSTEM_PROMPT} characters"
+        )));
+    }
+    Ok(())
+}
+
+pub fn validate_model(m: &str) -> AppResult<()> {
+    if m.is_empty() || m.len() > 200 {
+        return Err(AppError::validation("model must be 1 to 200 characters"));
+    }
+    Ok(())
+}
+
+/// Creates an empty conversation for `user_id`.
+pub fn new_conversation(
+    user_id: Uuid,
+    title: Option<String>,
+    model: Option<String>,
+    system_prompt: Option<String>,
+) -> Conversation {
+    let now = crate::auth::now();
+    Conversation {
+        id: Uuid::now_v7(),
+        user_id,
+        title_auto: title.is_none(),
+        title: title.unwrap_or_else(|| chat::DEFAULT_TITLE.to_string()),
+        model,
+        provider: None,
+        system_prompt: system_prompt.filter(|s| !s.trim().is_empty()),
+        created_at: now,
+        updated_at_ms: now_ms(),
+        pinned: false,
+        archived: false,
+        current_leaf: None,
+    }
+}
+
+#[utoipa::path(post, path = "/api/conversations", tag = "conversations", request_body = CreateConversation,
+    responses((status = 201, body = ConversationView), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Json(req): Json<CreateConversation>,
+) -> AppResult<Response> {
+    let title = req.title.as_deref().map(validate_title).transpose()?;
+    if let Some(p) = &req.system_prompt {
+        validate_system_prompt(p)?;
+    }
+    if let Some(m) = &req.model {
+        validate_model(m)?;
+    }
+    let c = new_conversation(user.id(), title, req.model, req.system_prompt);
+    let c2 = c.clone();
+    state
+        .store
+        .blocking(move |s| s.create_conversation(&c2))
+        .await?;
+    Ok(created(ConversationView::from(&c)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConversationDetail {
+    #[serde(flatten)]
+    pub conversation: ConversationView,
+    /// The thread currently shown: root to `current_leaf`, oldest first.
+    pub messages: Vec<MessageView>,
+}
+
+fn not_found(e: StoreError) -> AppError {
+    match e {
+        StoreError::NotFound => AppError::ConversationNotFound,
+        other => other.into(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/conversations/{id}", tag = "conversations",
+    responses((status = 200, body = ConversationDetail), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn read(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> AppResult<Json<ConversationDetail>> {
+    let cid = Uuid::parse_str(&id).map_err(|_| AppError::ConversationNotFound)?;
+    let c = state.store.get_conversation(user.id(), cid).map_err(not_found)?;
+    let all = state.store.list_messages(user.id(), cid).map_err(not_found)?;
+    let thread = chat::thread_to(&all, c.current_leaf);
+    Ok(Json(ConversationDetail {
+        conversation: (&c).into(),
+        messages: thread
+            .iter()
+            .map(|m| message_view(&state, m, Some(&all)))
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateConversation {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub model: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub system_prompt: Option<Option<String>>,
+    #[serde(default)]
+    pub pinned: Option<bool>,
+    #[serde(default)]
+    pub archived: Option<bool>,
+    /// A message of this conversation; the shown thread becomes the newest
+    /// path through it down to a leaf (switching branches).
+    #[serde(default)]
+    pub current_leaf: Option<String>,
+}
+
+#[utoipa::path(patch, path = "/api/conversations/{id}", tag = "conversations", request_body = UpdateConversation,
+    responses((status = 200, body = ConversationView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    Json(req): Json<UpdateConversation>,
+) -> AppResult<Json<ConversationView>> {
+    let cid = Uuid::parse_str(&id).map_err(|_| AppError::ConversationNotFound)?;
+    let title = req.title.as_deref().map(validate_title).transpose()?;
+    if let Some(Some(p)) = &req.system_prompt {
+        validate_system_prompt(p)?;
+    }
+    if let Some(Some(m)) = &req.model {
+        validate_model(m)?;
+    }
+    let leaf = req
+        .current_leaf
+        .as_deref()
+        .map(|l| Uuid::parse_str(l).map_err(|_| AppError::validation("current_leaf is not a message of this conversation")))
+        .transpose()?;
+    // Only content changes move a conversation up the list; pinning or
+    // switching branches do not.
+    let touch = title.is_some() || req.model.is_some() || req.system_prompt.is_some();
+    let uid = user.id();
+    let res = state
+        .store
+        .blocking(move |s| {
+            s.update_conversation(uid, cid, touch, |c, msgs| {
+                if let Some(t) = title {
+                    c.title = t;
+                    c.title_auto = false;
+                }
+                if let Some(m) = req.model {
+                    c.model = m;
+                }
+                if let Some(p) = req.system_prompt {
+                    c.system_prompt = p.filter(|s| !s.trim().is_empty());
+                }
+                if let Some(p) = req.pinned {
+                    c.pinned = p;
+                }
+                if let Some(a) = req.archived {
+                    c.archived = a;
+                }
+                if let Some(l) = leaf {
+                    if !msgs.iter().any(|m| m.id == l) {
+                        return Err(StoreError::Conflict(
+                            "current_leaf is not a message of this conversation".into(),
+                        ));
+                    }
+                    c.current_leaf = Some(chat::deepest_leaf(msgs, l));
+                }
+                Ok(())
+            })
+        })
+        .await;
+    match res {
+        Ok(c) => Ok(Json((&c).into())),
+        Err(StoreError::Conflict(m)) => Err(AppError::Validation(m)),
+        Err(e) => Err(not_found(e)),
+    }
+}
+
+#[utoipa::path(delete, path = "/api/conversations/{id}", tag = "conversations",
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn remove(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    let cid = Uuid::parse_str(&id).map_err(|_| AppError::ConversationNotFound)?;
+    // Check ownership before touching running answers.
+    state.store.get_conversation(user.id(), cid).map_err(not_found)?;
+    state.generations.stop_conversation(cid);
+    let uid = user.id();
+    state
+        .store
+        .blocking(move |s| s.delete_conversation(uid, cid))
+        .await
+        .map_err(not_found)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct MessagesQuery {
+    pub limit: Option<usize>,
+    /// A message id: return messages of the thread before it.
+    pub before: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessagePage {
+    pub messages: Vec<MessageView>,
+    pub has_more: bool,
+}
+
+/// The shown thread, newest `limit` messages before `before`, oldest first.
+#[utoipa::path(get, path = "/api/conversations/{id}/messages", tag = "conversations", params(MessagesQuery),
+    responses((status = 200, body = MessagePage), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn messages(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    Query(q): Query<MessagesQuery>,
+) -> AppResult<Json<MessagePage>> {
+    let cid = Uuid::parse_str(&id).map_err(|_| AppError::ConversationNotFound)?;
+    let limit = page_limit(q.limit, 50)?;
+    let c = state.store.get_conversation(user.id(), cid).map_err(not_found)?;
+    let all = state.store.list_messages(user.id(), cid).map_err(not_found)?;
+    let thread = chat::thread_to(&all, c.current_leaf);
+    let end = match q.before.as_deref().filter(|b| !b.is_empty()) {
+        Some(b) => {
+            let bid = parse_id(b, "message")?;
+            thread
+                .iter()
+                .position(|m| m.id == bid)
+                .ok_or_else(|| AppError::validation("before is not a message of the shown thread"))?
+        }
+        None => thread.len(),
+    };
+    let start = end.saturating_sub(limit);
+    Ok(Json(MessagePage {
+        messages: thread[start..end]
+            .iter()
+            .map(|m| message_view(&state, m, Some(&all)))
+            .collect(),
+        has_more: start > 0,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Tree {
+    pub current_leaf: Option<String>,
+    /// Every message, oldest first, each with its parent_id.
+    pub items: Vec<MessageView>,
+}
+
+#[utoipa::path(get, path = "/api/conversations/{id}/tree", tag = "conversations",
+    responses((status = 200, body = Tree), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn tree(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> AppResult<Json<Tree>> {
+    let cid = Uuid::parse_str(&id).map_err(|_| AppError::ConversationNotFound)?;
+    let c = state.store.get_conversation(user.id(), cid).map_err(not_found)?;
+    let all = state.store.list_messages(user.id(), cid).map_err(not_found)?;
+    Ok(Json(Tree {
+        current_leaf: c.current_leaf.map(|l| l.to_string()),
+        items: all.iter().map(|m| message_view(&state, m, Some(&all))).collect(),
+    }))
+}

@@ -1,0 +1,432 @@
+//! Conversations and their message trees. Every call takes the owner's
+//! user id: a conversation of another user is `NotFound`, never visible.
+
+use redb::{ReadableTable, ReadableTableMetadata};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    CONVERSATIONS, CONVERSATIONS_BY_USER, MESSAGES, STREAMING, Store, StoreError, StoreResult, dec,
+    enc,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub title: String,
+    /// True while the title is the placeholder or was made by confab; a
+    /// title the user typed is never replaced.
+    #[serde(default)]
+    pub title_auto: bool,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    pub created_at: i64,
+    /// Milliseconds, so the newest-first index orders edits within a second.
+    pub updated_at_ms: u64,
+    #[serde(default)]
+    pub pinned: bool,
+    #[serde(default)]
+    pub archived: bool,
+    #[serde(default)]
+    pub current_leaf: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageRole {
+    User,
+    Assistant,
+    System,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Complete,
+    Streaming,
+    Interrupted,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// True when confab estimated the counts (the provider sent none).
+    pub estimated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MessageError {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Message {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    #[serde(default)]
+    pub parent_id: Option<Uuid>,
+    pub role: MessageRole,
+    pub content: String,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub provider: Option<String>,
+    pub status: MessageStatus,
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    pub created_at: i64,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    #[serde(default)]
+    pub error: Option<MessageError>,
+}
+
+impl std::fmt::Debug for Message {
+    // Message text never goes to logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .field("status", &self.status)
+            .field("content_chars", &self.content.chars().count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a listing page starts: strictly older than this (updated_at, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversationCursor {
+    pub updated_at_ms: u64,
+    pub id: Uuid,
+}
+
+impl ConversationCursor {
+    pub fn encode(&self) -> String {
+        format!("{}_{}", self.updated_at_ms, self.id.simple())
+    }
+    pub fn decode(s: &str) -> Option<Self> {
+        let (a, b) = s.split_once('_')?;
+        Some(ConversationCursor {
+            updated_at_ms: a.parse().ok()?,
+            id: Uuid::parse_str(b).ok()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConversationFilter {
+    /// None: not archived only; Some(true): archived only; Some(false): same as None.
+    pub archived: Option<bool>,
+    pub pinned: Option<bool>,
+}
+
+type WriteTx = redb::WriteTransaction;
+
+fn load_conv(tx: &WriteTx, user_id: Uuid, id: Uuid) -> StoreResult<Conversation> {
+    let t = tx.open_table(CONVERSATIONS)?;
+    let c: Conversation = match t.get(id.as_u128())? {
+        Some(v) => dec(v.value())?,
+        None => return Err(StoreError::NotFound),
+    };
+    if c.user_id != user_id {
+        return Err(StoreError::NotFound);
+    }
+    Ok(c)
+}
+
+/// Writes a conversation and moves its index entry if `updated_at` changed.
+fn save_conv(tx: &WriteTx, old_updated: Option<u64>, c: &Conversation) -> StoreResult<()> {
+    let mut idx = tx.open_table(CONVERSATIONS_BY_USER)?;
+    if let Some(old) = old_updated {
+        idx.remove((c.user_id.as_u128(), old, c.id.as_u128()))?;
+    }
+    idx.insert((c.user_id.as_u128(), c.updated_at_ms, c.id.as_u128()), ())?;
+    tx.open_table(CONVERSATIONS)?
+        .insert(c.id.as_u128(), enc(c).as_slice())?;
+    Ok(())
+}
+
+pub fn now_ms() -> u64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64
+}
+
+impl Store {
+    pub fn create_conversation(&self, c: &Conversation) -> StoreResult<()> {
+        let tx = self.write()?;
+        save_conv(&tx, None, c)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn get_conversation(&self, user_id: Uuid, id: Uuid) -> StoreResult<Conversation> {
+        let tx = self.read()?;
+        let t = tx.open_table(CONVERSATIONS)?;
+        let c: Conversation = match t.get(id.as_u128())? {
+            Some(v) => dec(v.value())?,
+            None => return Err(StoreError::NotFound),
+        };
+        if c.user_id != user_id {
+            return Err(StoreError::NotFound);
+        }
+        Ok(c)
+    }
+
+    /// Newest first (by last update), starting after `cursor`.
+    pub fn list_conversations(
+        &self,
+        user_id: Uuid,
+        cursor: Option<ConversationCursor>,
+        filter: ConversationFilter,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>> {
+        let tx = self.read()?;
+        let idx = tx.open_table(CONVERSATIONS_BY_USER)?;
+        let convs = tx.open_table(CONVERSATIONS)?;
+        let u = user_id.as_u128();
+        let end = match cursor {
+            Some(c) => (u, c.updated_at_ms, c.id.as_u128()),
+            None => (u, u64::MAX, u128::MAX),
+        };
+        let want_archived = filter.archived.unwrap_or(false);
+        let mut out = Vec::new();
+        for r in idx.range((u, 0, 0)..end)?.rev() {
+            let (k, _) = r?;
+            let (_, _, cid) = k.value();
+            let Some(v) = convs.get(cid)? else { continue };
+            let c: Conversation = dec(v.value())?;
+            if c.archived != want_archived {
+                continue;
+            }
+            if filter.pinned.is_some_and(|p| p != c.pinned) {
+                continue;
+            }
+            out.push(c);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Changes a conversation with `f`; bumps `updated_at` when `touch`.
+    pub fn update_conversation<F>(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+        touch: bool,
+        f: F,
+    ) -> StoreResult<Conversation>
+    where
+        F: FnOnce(&mut Conversation, &[Message]) -> StoreResult<()>,
+    {
+        let tx = self.write()?;
+        let c = {
+            let mut c = load_conv(&tx, user_id, id)?;
+            let old = c.updated_at_ms;
+            let msgs = messages_in(&tx.open_table(MESSAGES)?, id)?;
+            f(&mut c, &msgs)?;
+            if touch {
+                c.updated_at_ms = now_ms().max(old + 1);
+            }
+            save_conv(&tx, Some(old), &c)?;
+            c
+        };
+        tx.commit()?;
+        Ok(c)
+    }
+
+    /// Deletes a conversation and all of its messages.
+    pub fn delete_conversation(&self, user_id: Uuid, id: Uuid) -> StoreResult<usize> {
+        let tx = self.write()?;
+        let n = {
+            let c = load_conv(&tx, user_id, id)?;
+            tx.open_table(CONVERSATIONS_BY_USER)?.remove((
+                c.user_id.as_u128(),
+                c.updated_at_ms,
+                c.id.as_u128(),
+            ))?;
+            tx.open_table(CONVERSATIONS)?.remove(id.as_u128())?;
+            let k = id.as_u128();
+            let mut msgs = tx.open_table(MESSAGES)?;
+            let before = msgs.len()?;
+            msgs.retain_in((k, 0)..=(k, u128::MAX), |_, _| false)?;
+            let n = (before - msgs.len()?) as usize;
+            tx.open_table(STREAMING)?
+                .retain_in((k, 0)..=(k, u128::MAX), |_, _| false)?;
+            n
+        };
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Adds one turn in one transaction: the user's message (absent when
+    /// regenerating), the assistant message being streamed, and the
+    /// conversation now showing it. Checks ownership and that the parent
+    /// belongs to the conversation.
+    pub fn insert_turn(
+        &self,
+        user_id: Uuid,
+        user_msg: Option<&Message>,
+        assistant: &Message,
+    ) -> StoreResult<Conversation> {
+        let conv_id = assistant.conversation_id;
+        let tx = self.write()?;
+        let c = {
+            let mut c = load_conv(&tx, user_id, conv_id)?;
+            let mut msgs = tx.open_table(MESSAGES)?;
+            for m in user_msg.iter().copied().chain(std::iter::once(assistant)) {
+                if let Some(p) = m.parent_id
+                    && msgs.get((conv_id.as_u128(), p.as_u128()))?.is_none()
+                    && user_msg.is_none_or(|u| u.id != p)
+                {
+                    return Err(StoreError::NotFound);
+                }
+                msgs.insert((conv_id.as_u128(), m.id.as_u128()), enc(m).as_slice())?;
+            }
+            tx.open_table(STREAMING)?
+                .insert((conv_id.as_u128(), assistant.id.as_u128()), ())?;
+            let old = c.updated_at_ms;
+            c.current_leaf = Some(assistant.id);
+            c.updated_at_ms = now_ms().max(old + 1);
+            save_conv(&tx, Some(old), &c)?;
+            c
+        };
+        tx.commit()?;
+        Ok(c)
+    }
+
+    /// Inserts complete messages as they are (import). Ownership checked.
+    pub fn insert_messages(&self, user_id: Uuid, conv_id: Uuid, list: &[Message]) -> StoreResult<()> {
+        let tx = self.write()?;
+        {
+            load_conv(&tx, user_id, conv_id)?;
+            let mut msgs = tx.open_table(MESSAGES)?;
+            for m in list {
+                msgs.insert((conv_id.as_u128(), m.id.as_u128()), enc(m).as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn get_message(&self, user_id: Uuid, conv_id: Uuid, id: Uuid) -> StoreResult<Message> {
+        self.get_conversation(user_id, conv_id)?;
+        let tx = self.read()?;
+        let t = tx.open_table(MESSAGES)?;
+        match t.get((conv_id.as_u128(), id.as_u128()))? {
+            Some(v) => dec(v.value()),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    /// Every message of a conversation, oldest first (ids are time-ordered).
+    pub fn list_messages(&self, user_id: Uuid, conv_id: Uuid) -> StoreResult<Vec<Message>> {
+        self.get_conversation(user_id, conv_id)?;
+        let tx = self.read()?;
+        messages_in(&tx.open_table(MESSAGES)?, conv_id)
+    }
+
+    /// Saves the text streamed so far for many messages in one transaction
+    /// (one fsync however many answers are running). A message that was
+    /// already finished is left alone.
+    pub fn flush_partials(&self, parts: &[(Uuid, Uuid, String)]) -> StoreResult<()> {
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let tx = self.write()?;
+        {
+            let mut msgs = tx.open_table(MESSAGES)?;
+            for (conv, id, content) in parts {
+                let key = (conv.as_u128(), id.as_u128());
+                let m: Option<Message> = msgs.get(key)?.map(|v| dec(v.value())).transpose()?;
+                if let Some(mut m) = m
+                    && m.status == MessageStatus::Streaming
+                {
+                    m.content.clone_from(content);
+                    msgs.insert(key, enc(&m).as_slice())?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores the final state of a streamed message and bumps the conversation.
+    pub fn finish_message(&self, m: &Message) -> StoreResult<()> {
+        let tx = self.write()?;
+        {
+            let key = (m.conversation_id.as_u128(), m.id.as_u128());
+            let mut msgs = tx.open_table(MESSAGES)?;
+            if msgs.get(key)?.is_none() {
+                // The conversation was deleted while the answer streamed.
+                return Ok(());
+            }
+            msgs.insert(key, enc(m).as_slice())?;
+            tx.open_table(STREAMING)?.remove(key)?;
+            let convs = tx.open_table(CONVERSATIONS)?;
+            let c: Option<Conversation> = convs
+                .get(m.conversation_id.as_u128())?
+                .map(|v| dec(v.value()))
+                .transpose()?;
+            drop(convs);
+            if let Some(mut c) = c {
+                let old = c.updated_at_ms;
+                c.updated_at_ms = now_ms().max(old + 1);
+                save_conv(&tx, Some(old), &c)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks every message left `streaming` by a crash as `interrupted`,
+    /// keeping the text that was flushed. Returns how many.
+    pub fn recover_streaming(&self) -> StoreResult<usize> {
+        let tx = self.write()?;
+        let n = {
+            let mut streaming = tx.open_table(STREAMING)?;
+            let keys: Vec<(u128, u128)> = streaming
+                .iter()?
+                .map(|r| r.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            let mut msgs = tx.open_table(MESSAGES)?;
+            for k in &keys {
+                let m: Option<Message> = msgs.get(*k)?.map(|v| dec(v.value())).transpose()?;
+                if let Some(mut m) = m
+                    && m.status == MessageStatus::Streaming
+                {
+                    m.status = MessageStatus::Interrupted;
+                    m.finish_reason = Some("server_restart".into());
+                    msgs.insert(*k, enc(&m).as_slice())?;
+                }
+                streaming.remove(*k)?;
+            }
+            keys.len()
+        };
+        tx.commit()?;
+        Ok(n)
+    }
+}
+
+fn messages_in<T: ReadableTable<(u128, u128), &'static [u8]>>(
+    t: &T,
+    conv_id: Uuid,
+) -> StoreResult<Vec<Message>> {
+    let k = conv_id.as_u128();
+    let mut out = Vec::new();
+    for r in t.range((k, 0)..=(k, u128::MAX))? {
+        let (_, v) = r?;
+        out.push(dec(v.value())?);
+    }
+    Ok(out)
+}
