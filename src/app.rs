@@ -124,7 +124,19 @@ pub async fn serve(
             .detect_local_providers
             .then(crate::providers::LocalProbe::default),
     );
-    let state_for_shutdown = state.clone();
+    // On the signal, running answers get the grace period to finish and are
+    // then stopped and stored as interrupted; only then do their streams
+    // end, so the HTTP drain below cannot wait on them forever.
+    let gens = state.generations.clone();
+    let grace = Duration::from_secs(state.cfg.shutdown_grace_secs);
+    let shutdown = async move {
+        shutdown.await;
+        let running = gens.running();
+        if running > 0 {
+            tracing::info!(running, grace_secs = grace.as_secs(), "waiting for running answers");
+        }
+        gens.shutdown(grace).await;
+    };
     let router = crate::http::router(state);
     let result = axum::serve(
         listener,
@@ -132,11 +144,6 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await;
-    // Answers still running are stopped and stored as interrupted.
-    state_for_shutdown
-        .generations
-        .shutdown(Duration::from_secs(5))
-        .await;
     maintenance.abort();
     provider_refresh.abort();
     result

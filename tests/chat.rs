@@ -787,7 +787,7 @@ async fn websocket_carries_the_same_events_and_stop() {
 
 #[tokio::test]
 async fn graceful_shutdown_stores_running_answers_as_interrupted() {
-    let e = env().await;
+    let e = env_with(|c| c.shutdown_grace_secs = 0).await;
     let r = open_stream(&e.s, &e.admin, json!({"content": "go", "model": "oa+slow"})).await;
     let mut reader = SseReader::new(r);
     let meta = reader.next().await.unwrap().data;

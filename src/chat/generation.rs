@@ -184,8 +184,8 @@ impl Manager {
         }
     }
 
-    /// Stops every running generation and waits (bounded) until each has
-    /// stored its partial answer.
+    /// Lets running generations finish for up to `grace`, then stops the
+    /// rest and waits (bounded) until each has stored its partial answer.
     pub async fn shutdown(&self, grace: Duration) {
         let running: Vec<Arc<Generation>> = self
             .gens()
@@ -193,10 +193,17 @@ impl Manager {
             .filter(|g| !g.is_finished())
             .cloned()
             .collect();
+        if running.is_empty() {
+            return;
+        }
+        let all = || futures::future::join_all(running.iter().map(|g| g.wait()));
+        if tokio::time::timeout(grace, all()).await.is_ok() {
+            return;
+        }
         for g in &running {
             g.stop();
         }
-        let _ = tokio::time::timeout(grace, futures::future::join_all(running.iter().map(|g| g.wait()))).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), all()).await;
     }
 
     fn ensure_flusher(self: &Arc<Self>, store: &Store) {
