@@ -1,6 +1,128 @@
-// Placeholder until the browser app lands: shows whether the server is up.
-const status = document.getElementById("status");
-fetch("/health")
-  .then((r) => r.json())
-  .then((h) => { status.textContent = `Server ${h.status}, version ${h.version}.`; })
-  .catch(() => { status.textContent = "Server unreachable."; });
+// confab's browser app: boot, session, routing, theme and global shortcuts.
+// Plain ES modules, no build step (see assets/vendor/manifest.json for the
+// pinned third-party files).
+
+import { html, render, useState, useEffect, useCallback } from './js/lib.js';
+import { get, setCsrf, setUnauthorizedHandler, ApiError } from './js/api.js';
+import { currentRoute, navigate, onRouteChange, safeNext } from './js/router.js';
+import { AppContext, applyTheme, watchSystemTheme } from './js/state.js';
+import { DialogHost, Toasts, Spinner, ErrorBanner, Logo } from './js/ui.js';
+import { SetupScreen, LoginScreen, RegisterScreen } from './js/auth.js';
+import { ChatScreen } from './js/chat.js';
+import { SettingsScreen } from './js/settings.js';
+import { AdminScreen } from './js/admin.js';
+import { preloadLibs } from './js/markdown.js';
+
+function App() {
+  const [route, setRoute] = useState(currentRoute());
+  const [server, setServer] = useState(null);
+  const [me, setMe] = useState(undefined); // undefined: not known yet; null: signed out
+  const [bootError, setBootError] = useState(null);
+
+  useEffect(() => onRouteChange(setRoute), []);
+  useEffect(() => watchSystemTheme(), []);
+
+  const boot = useCallback(async () => {
+    setBootError(null);
+    try {
+      const s = await get('/server');
+      setServer(s);
+      if (s.setup_required) {
+        setMe(null);
+        return;
+      }
+      try {
+        const m = await get('/auth/me', null, { authRedirect: false });
+        setCsrf(m.csrf_token);
+        setMe(m.user);
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 401) setMe(null);
+        else throw e;
+      }
+    } catch (e) {
+      setBootError(e);
+    }
+  }, []);
+
+  useEffect(() => {
+    boot();
+    preloadLibs();
+  }, [boot]);
+
+  // A 401 anywhere: sign in, then come back here.
+  useEffect(() => {
+    setUnauthorizedHandler(() => {
+      setMe(null);
+      setCsrf(null);
+      const r = currentRoute();
+      if (['login', 'register', 'setup'].includes(r.name)) return;
+      navigate('/login?next=' + encodeURIComponent(location.pathname + location.search), { replace: true });
+    });
+  }, []);
+
+  const signedIn = useCallback((loginAnswer, next) => {
+    setCsrf(loginAnswer.csrf_token);
+    setMe(loginAnswer.user);
+    setServer((s) => (s ? { ...s, setup_required: false } : s));
+    navigate(safeNext(next), { replace: true });
+  }, []);
+
+  // Route guards.
+  useEffect(() => {
+    if (me === undefined || !server) return;
+    const needsUser = ['chat', 'settings', 'admin', 'notfound'].includes(route.name);
+    if (server.setup_required && route.name !== 'setup') {
+      navigate('/setup' + (route.name === 'setup' ? location.search : ''), { replace: true });
+    } else if (!me && needsUser) {
+      const here = location.pathname + location.search;
+      navigate(here === '/' ? '/login' : '/login?next=' + encodeURIComponent(here), { replace: true });
+    } else if (me && ['login', 'register', 'setup'].includes(route.name)) {
+      navigate(safeNext(route.query.get('next')), { replace: true });
+    } else if (me && route.name === 'admin' && me.role !== 'admin') {
+      navigate('/', { replace: true });
+    }
+  }, [me, server, route]);
+
+  useEffect(() => {
+    if (route.name !== 'chat') document.title = titleFor(route);
+  }, [route]);
+
+  if (bootError) {
+    return html`<div class="auth-page"><div class="auth-card">
+      <div class="auth-brand"><${Logo} /><span>confab</span></div>
+      <${ErrorBanner} error=${bootError} onRetry=${boot} />
+    </div></div>`;
+  }
+  if (me === undefined || !server) {
+    return html`<div class="boot"><${Spinner} label="Loading confab" /></div>`;
+  }
+
+  const ctx = { me, setMe, server, route, signedIn };
+  let screen = null;
+  if (route.name === 'setup') screen = html`<${SetupScreen} />`;
+  else if (server.setup_required) screen = html`<${SetupScreen} />`;
+  else if (route.name === 'login' && !me) screen = html`<${LoginScreen} />`;
+  else if (route.name === 'register' && !me) screen = html`<${RegisterScreen} />`;
+  else if (me && route.name === 'chat') screen = html`<${ChatScreen} key="chat" />`;
+  else if (me && route.name === 'settings') screen = html`<${SettingsScreen} />`;
+  else if (me && route.name === 'admin' && me.role === 'admin') screen = html`<${AdminScreen} />`;
+  else if (me && route.name === 'notfound') {
+    screen = html`<div class="auth-page"><div class="auth-card">
+      <h1>Page not found</h1><p class="muted">There is nothing at ${location.pathname}.</p>
+      <a class="btn primary" href="/">Back to chat</a></div></div>`;
+  } else screen = html`<div class="boot"><${Spinner} /></div>`;
+
+  return html`<${AppContext.Provider} value=${ctx}>
+    ${screen}
+    <${DialogHost} />
+    <${Toasts} />
+  <//>`;
+}
+
+function titleFor(route) {
+  const names = { login: 'Sign in', register: 'Create account', setup: 'Set up', settings: 'Settings', admin: 'Admin' };
+  return names[route.name] ? `${names[route.name]} · confab` : 'confab';
+}
+
+applyTheme();
+render(html`<${App} />`, document.getElementById('app'));

@@ -32,7 +32,11 @@ const ME_WARMUP: usize = 200;
 const ME_BASELINE: usize = 2_000;
 const LOGIN_SEQUENTIAL: usize = 20;
 const LOGIN_TOTAL: usize = 200;
-const ME_UNDER_LOAD: usize = 1_000;
+/// The loaded `me` series runs until this many logins completed during it
+/// (two full rounds of the 50 in flight), bounded by the two caps below.
+const LOAD_WINDOW_LOGINS: usize = 2 * CONCURRENCY;
+const ME_UNDER_LOAD_MAX: usize = 200_000;
+const LOAD_WINDOW_MAX: Duration = Duration::from_secs(60);
 /// Per-worker cap on logins during the mixed phase; the stop flag normally
 /// ends it long before.
 const LOAD_MAX_ROUNDS: usize = 500;
@@ -337,7 +341,17 @@ async fn in_process(base: &str, token: &str) -> anyhow::Result<()> {
     }
     let done_before = done.load(Ordering::Relaxed);
     let t = Instant::now();
-    let loaded = me_series(&me_client, &me_url, &me_cookie, ME_UNDER_LOAD).await;
+    let loaded = async {
+        let mut out = Vec::new();
+        while out.len() < ME_UNDER_LOAD_MAX
+            && done.load(Ordering::Relaxed) - done_before < LOAD_WINDOW_LOGINS
+            && t.elapsed() < LOAD_WINDOW_MAX
+        {
+            out.push(me(&me_client, &me_url, &me_cookie).await?);
+        }
+        anyhow::Ok(out)
+    }
+    .await;
     let window = t.elapsed();
     let done_during = done.load(Ordering::Relaxed) - done_before;
     stop.store(true, Ordering::Relaxed);
@@ -369,7 +383,10 @@ async fn in_process(base: &str, token: &str) -> anyhow::Result<()> {
     row(
         "under login load",
         &loaded,
-        &format!("   ({done_during} logins completed meanwhile, {mixed_rate:.1}/s)"),
+        &format!(
+            "   over {:.2} s, {done_during} logins completed meanwhile ({mixed_rate:.1}/s)",
+            window.as_secs_f64()
+        ),
     );
     row("baseline repeated afterwards", &after, "");
     println!(

@@ -133,7 +133,11 @@ pub async fn serve(
         shutdown.await;
         let running = gens.running();
         if running > 0 {
-            tracing::info!(running, grace_secs = grace.as_secs(), "waiting for running answers");
+            tracing::info!(
+                running,
+                grace_secs = grace.as_secs(),
+                "waiting for running answers"
+            );
         }
         gens.shutdown(grace).await;
     };
@@ -159,11 +163,11 @@ async fn maintenance(state: AppState) {
         let now = crate::auth::now();
         match state
             .store
-            .blocking(move |s| s.prune_sessions(now, idle))
+            .blocking(move |s| Ok(s.prune_sessions(now, idle)? + s.prune_tokens(now)?))
             .await
         {
             Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "pruned expired sessions"),
+            Ok(n) => tracing::info!(removed = n, "pruned expired sessions, tokens and invites"),
             Err(e) => tracing::warn!(error = %e, "session pruning failed"),
         }
     }

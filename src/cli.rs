@@ -177,10 +177,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "built-in defaults".into());
             println!(
-                "configuration OK ({source}): listen {}, data dir {}, registration {:?}",
+                "configuration OK ({source}): listen {}, data dir {}, registration {}",
                 cfg.listen,
                 cfg.data_dir.display(),
-                cfg.registration
+                format!("{:?}", cfg.registration).to_lowercase()
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -340,6 +340,11 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
             if let Some(e) = email {
                 crate::auth::validate_email(e).map_err(|e| anyhow::anyhow!(e.public_message()))?;
             }
+            if !*admin && store.user_count()? == 0 {
+                anyhow::bail!(
+                    "the first account must be an administrator: add --admin (or use the setup link the server prints)"
+                );
+            }
             let pw = read_password(password)?;
             let user = User {
                 id: Uuid::now_v7(),
@@ -471,6 +476,21 @@ fn set_user(
     Ok(())
 }
 
+fn cli_invite_audit(store: &Store, action: &str) -> anyhow::Result<()> {
+    store.append_audit(&crate::store::AuditEntry {
+        id: Uuid::now_v7(),
+        at: crate::auth::now(),
+        actor: None,
+        actor_name: Some("cli".into()),
+        action: action.into(),
+        target: None,
+        ip: None,
+        user_agent: None,
+        outcome: "ok".into(),
+    })?;
+    Ok(())
+}
+
 fn invite_cmd(store: &Store, cfg: &Config, cmd: &InviteCmd) -> anyhow::Result<ExitCode> {
     let base = cfg.public_base(cfg.listen);
     match cmd {
@@ -487,6 +507,7 @@ fn invite_cmd(store: &Store, cfg: &Config, cmd: &InviteCmd) -> anyhow::Result<Ex
             )
             .map_err(|e| anyhow::anyhow!(e.public_message()))?;
             store.put_invite(&inv)?;
+            cli_invite_audit(store, "invite.create")?;
             let v = crate::http::admin::invite_view(&base, &inv);
             println!("{}", v.url);
             eprintln!(
@@ -515,7 +536,10 @@ fn invite_cmd(store: &Store, cfg: &Config, cmd: &InviteCmd) -> anyhow::Result<Ex
             }
         }
         InviteCmd::Revoke { code } => match store.delete_invite(code, None) {
-            Ok(()) => println!("invite revoked"),
+            Ok(()) => {
+                cli_invite_audit(store, "invite.revoke")?;
+                println!("invite revoked")
+            }
             Err(StoreError::NotFound) => anyhow::bail!("no invite with code {code:?}"),
             Err(e) => return Err(e.into()),
         },

@@ -298,7 +298,12 @@ const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
     ("CONFAB_MAX_BODY_BYTES", "max_body_bytes", Kind::Int, false),
     ("CONFAB_REGISTRATION", "registration", Kind::Str, false),
     ("CONFAB_CORS_ORIGINS", "cors_origins", Kind::List, false),
-    ("CONFAB_ALLOW_USER_KEYS", "allow_user_keys", Kind::Bool, false),
+    (
+        "CONFAB_ALLOW_USER_KEYS",
+        "allow_user_keys",
+        Kind::Bool,
+        false,
+    ),
     ("CONFAB_DEFAULT_MODEL", "default_model", Kind::Str, false),
     (
         "CONFAB_PROVIDER_IDLE_TIMEOUT_SECS",
@@ -612,20 +617,19 @@ impl Config {
             ));
         }
         for (i, p) in self.providers.iter().enumerate() {
-            validate_provider_name(&p.name).map_err(|m| err(format!("providers[{i}].name: {m}")))?;
+            validate_provider_name(&p.name)
+                .map_err(|m| err(format!("providers[{i}].name: {m}")))?;
             if self.providers[..i].iter().any(|q| q.name == p.name) {
                 return Err(err(format!(
                     "providers[{i}].name: the name \"{}\" is used by more than one [[providers]] entry; names must be unique",
                     p.name
                 )));
             }
-            validate_provider_url(&p.base_url).map_err(|m| {
-                err(format!("providers[{i}].{m} (provider \"{}\")", p.name))
-            })?;
+            validate_provider_url(&p.base_url)
+                .map_err(|m| err(format!("providers[{i}].{m} (provider \"{}\")", p.name)))?;
             if let Some(models) = &p.models {
-                validate_model_list(models).map_err(|m| {
-                    err(format!("providers[{i}].{m} (provider \"{}\")", p.name))
-                })?;
+                validate_model_list(models)
+                    .map_err(|m| err(format!("providers[{i}].{m} (provider \"{}\")", p.name)))?;
             }
             if let Some(k) = &p.api_key
                 && (k.expose().trim().is_empty() || k.expose().chars().any(char::is_control))
@@ -820,7 +824,10 @@ mod tests {
         assert!(e.contains("CONFAB_ALLOW_USER_KEYS"), "{e}");
         let c = load(
             None,
-            &[("CONFAB_ALLOW_USER_KEYS", "yes"), ("CONFAB_DEFAULT_MODEL", "m")],
+            &[
+                ("CONFAB_ALLOW_USER_KEYS", "yes"),
+                ("CONFAB_DEFAULT_MODEL", "m"),
+            ],
             Overrides::default(),
         )
         .unwrap();
@@ -865,7 +872,10 @@ mod tests {
             entry("kind = \"ollama\"\nname = \"x\"\nbase_url = \"http://h\"")
         );
         let e = load(Some(&two), &[], Overrides::default()).unwrap_err();
-        assert!(e.contains("providers[1].name") && e.contains("unique"), "{e}");
+        assert!(
+            e.contains("providers[1].name") && e.contains("unique"),
+            "{e}"
+        );
         let e = load(
             Some(&entry(
                 "kind = \"openai\"\nname = \"has space\"\nbase_url = \"http://h/v1\"",

@@ -66,6 +66,8 @@ pub enum AppError {
     RateLimited { message: String, retry_after: u64 },
     #[error("{0}")]
     Conflict(String),
+    #[error("this method is not allowed on this path")]
+    MethodNotAllowed,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
     #[error("service unavailable: {0}")]
@@ -117,6 +119,7 @@ impl AppError {
             QuotaExceeded { .. } => "QUOTA_EXCEEDED",
             RateLimited { .. } => "RATE_LIMITED",
             Conflict(_) => "CONFLICT",
+            MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Internal(_) => "INTERNAL",
             Unavailable(_) => "UNAVAILABLE",
         }
@@ -135,6 +138,7 @@ impl AppError {
             ProviderUnreachable(_) | ProviderError(_) => StatusCode::BAD_GATEWAY,
             ProviderTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             QuotaExceeded { .. } | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -306,6 +306,12 @@ fn cli_user_and_invite_management() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
+    let (code, _, err) = run(
+        &["user", "add", "root", "--password-stdin"],
+        "first-password\n",
+    );
+    assert_eq!(code, Some(2), "the first account must be an admin");
+    assert!(err.contains("--admin"), "{err}");
     let (code, out, err) = run(
         &["user", "add", "root", "--admin", "--password-stdin"],
         "first-password\n",

@@ -68,8 +68,13 @@ async fn env_with(f: impl FnOnce(&mut confab::config::Config)) -> Env {
         "oa",
         up.openai_base(),
         Arc::new(
-            OpenAiProvider::new("oa", &up.openai_base(), Some("sk-test-key-0000".into()), client.clone())
-                .with_options(opts.clone()),
+            OpenAiProvider::new(
+                "oa",
+                &up.openai_base(),
+                Some("sk-test-key-0000".into()),
+                client.clone(),
+            )
+            .with_options(opts.clone()),
         ),
     );
     add(
@@ -77,8 +82,13 @@ async fn env_with(f: impl FnOnce(&mut confab::config::Config)) -> Env {
         "an",
         up.anthropic_base(),
         Arc::new(
-            AnthropicProvider::new("an", &up.anthropic_base(), Some("sk-test-key-0000".into()), client.clone())
-                .with_options(opts.clone()),
+            AnthropicProvider::new(
+                "an",
+                &up.anthropic_base(),
+                Some("sk-test-key-0000".into()),
+                client.clone(),
+            )
+            .with_options(opts.clone()),
         ),
     );
     add(
@@ -86,7 +96,8 @@ async fn env_with(f: impl FnOnce(&mut confab::config::Config)) -> Env {
         "ol",
         up.ollama_base(),
         Arc::new(
-            OllamaProvider::new("ol", &up.ollama_base(), None, client.clone()).with_options(opts.clone()),
+            OllamaProvider::new("ol", &up.ollama_base(), None, client.clone())
+                .with_options(opts.clone()),
         ),
     );
     Env { s, up, admin }
@@ -129,10 +140,20 @@ fn check_shape(events: &[common::Sse]) {
 async fn answers_stream_from_each_provider_and_are_stored() {
     let e = env().await;
     for p in ["oa", "an", "ol"] {
-        let events = chat(&e.s, &e.admin, json!({"content": "hello there", "model": p})).await;
+        let events = chat(
+            &e.s,
+            &e.admin,
+            json!({"content": "hello there", "model": p}),
+        )
+        .await;
         check_shape(&events);
         let meta = &events[0].data;
-        for k in ["conversation_id", "user_message_id", "assistant_message_id", "generation_id"] {
+        for k in [
+            "conversation_id",
+            "user_message_id",
+            "assistant_message_id",
+            "generation_id",
+        ] {
             assert_eq!(meta[k].as_str().unwrap().len(), 36, "{k}");
         }
         assert_eq!(meta["model"], p);
@@ -143,7 +164,12 @@ async fn answers_stream_from_each_provider_and_are_stored() {
         assert_eq!(events.last().unwrap().data["finish_reason"], "stop");
 
         let cid = meta["conversation_id"].as_str().unwrap();
-        let conv = e.s.get(&format!("/api/conversations/{cid}"), Auth::Session(&e.admin)).await;
+        let conv =
+            e.s.get(
+                &format!("/api/conversations/{cid}"),
+                Auth::Session(&e.admin),
+            )
+            .await;
         assert_eq!(conv.status, 200, "{}", conv.text);
         let msgs = conv.body["messages"].as_array().unwrap();
         assert_eq!(msgs.len(), 2);
@@ -157,16 +183,24 @@ async fn answers_stream_from_each_provider_and_are_stored() {
         assert_eq!(msgs[1]["parent_id"], msgs[0]["id"]);
         assert!(msgs[1]["duration_ms"].is_number());
         assert_eq!(msgs[1]["usage"]["output_tokens"], usage["output_tokens"]);
-        assert_eq!(conv.body["model"], p, "sending with a model sets the conversation's model");
+        assert_eq!(
+            conv.body["model"], p,
+            "sending with a model sets the conversation's model"
+        );
 
         // A title is made in the background, by the model.
         let mut title = String::new();
         for _ in 0..100 {
-            title = e.s.get(&format!("/api/conversations/{cid}"), Auth::Session(&e.admin)).await.body
-                ["title"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            title =
+                e.s.get(
+                    &format!("/api/conversations/{cid}"),
+                    Auth::Session(&e.admin),
+                )
+                .await
+                .body["title"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
             if title != "New chat" {
                 break;
             }
@@ -176,9 +210,8 @@ async fn answers_stream_from_each_provider_and_are_stored() {
         assert!(title.chars().count() <= 81);
     }
     // Anthropic got the system prompt top-level, with its headers.
-    let c = e
-        .s
-        .post(
+    let c =
+        e.s.post(
             "/api/conversations",
             Auth::Session(&e.admin),
             json!({"model": "an", "system_prompt": "Answer like a pirate."}),
@@ -222,7 +255,12 @@ async fn every_provider_and_behaviour_ends_in_one_stable_code() {
             };
             assert_eq!(last.event, want_event, "{model}: {last:?}");
             let cid = events[0].data["conversation_id"].as_str().unwrap();
-            let conv = e.s.get(&format!("/api/conversations/{cid}"), Auth::Session(&e.admin)).await;
+            let conv =
+                e.s.get(
+                    &format!("/api/conversations/{cid}"),
+                    Auth::Session(&e.admin),
+                )
+                .await;
             let stored = &conv.body["messages"][1];
             match want_code {
                 None => {
@@ -235,7 +273,10 @@ async fn every_provider_and_behaviour_ends_in_one_stable_code() {
                     assert!(!last.data["message"].as_str().unwrap().is_empty());
                     assert!(last.data["request_id"].is_string());
                     assert!(
-                        !last.data["message"].as_str().unwrap().contains("sk-test-key"),
+                        !last.data["message"]
+                            .as_str()
+                            .unwrap()
+                            .contains("sk-test-key"),
                         "never the key"
                     );
                     if *b == "429" {
@@ -253,21 +294,33 @@ async fn every_provider_and_behaviour_ends_in_one_stable_code() {
     let dead = ProviderConfig::new(ProviderKind::Openai, "dead", "http://127.0.0.1:9/v1")
         .with_models(vec!["dead-model".into()]);
     e.s.state().providers.add(dead).unwrap();
-    let events = chat(&e.s, &e.admin, json!({"content": "x", "model": "dead-model"})).await;
+    let events = chat(
+        &e.s,
+        &e.admin,
+        json!({"content": "x", "model": "dead-model"}),
+    )
+    .await;
     assert_eq!(events.last().unwrap().data["code"], "PROVIDER_UNREACHABLE");
 }
 
 #[tokio::test]
 async fn unknown_model_and_bad_requests_are_clear_errors() {
     let e = env().await;
-    let r = e
-        .s
-        .post("/api/chat/stream", Auth::Session(&e.admin), json!({"content": "x", "model": "nope"}))
+    let r =
+        e.s.post(
+            "/api/chat/stream",
+            Auth::Session(&e.admin),
+            json!({"content": "x", "model": "nope"}),
+        )
         .await;
     r.assert_error(404, "MODEL_NOT_FOUND");
-    e.s.post("/api/chat/stream", Auth::Session(&e.admin), json!({"content": "  ", "model": "oa"}))
-        .await
-        .assert_error(400, "VALIDATION_FAILED");
+    e.s.post(
+        "/api/chat/stream",
+        Auth::Session(&e.admin),
+        json!({"content": "  ", "model": "oa"}),
+    )
+    .await
+    .assert_error(400, "VALIDATION_FAILED");
     e.s.post(
         "/api/chat/stream",
         Auth::Session(&e.admin),
@@ -278,12 +331,21 @@ async fn unknown_model_and_bad_requests_are_clear_errors() {
     e.s.post("/api/chat/stream", Auth::None, json!({"content": "x"}))
         .await
         .assert_error(401, "AUTH_REQUIRED");
-    e.s.post("/api/chat/stream", Auth::CookieOnly(&e.admin), json!({"content": "x"}))
-        .await
-        .assert_error(403, "CSRF_INVALID");
+    e.s.post(
+        "/api/chat/stream",
+        Auth::CookieOnly(&e.admin),
+        json!({"content": "x"}),
+    )
+    .await
+    .assert_error(403, "CSRF_INVALID");
     // A failed request stored nothing.
     let list = e.s.get("/api/conversations", Auth::Session(&e.admin)).await;
-    assert_eq!(list.body["items"].as_array().unwrap().len(), 0, "{}", list.text);
+    assert_eq!(
+        list.body["items"].as_array().unwrap().len(),
+        0,
+        "{}",
+        list.text
+    );
 }
 
 #[tokio::test]
@@ -301,18 +363,21 @@ async fn resume_after_a_dropped_client_yields_exactly_the_same_text() {
     let last_id = seen.last().unwrap().id.unwrap();
     drop(reader); // the connection drops mid-answer
 
-    let r = e
-        .s
-        .http
-        .get(e.s.url(&format!("/api/generations/{gid}/events")))
-        .header("cookie", format!("confab_session={}", e.admin.cookie))
-        .header("last-event-id", last_id.to_string())
-        .send()
-        .await
-        .unwrap();
+    let r =
+        e.s.http
+            .get(e.s.url(&format!("/api/generations/{gid}/events")))
+            .header("cookie", format!("confab_session={}", e.admin.cookie))
+            .header("last-event-id", last_id.to_string())
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status(), 200);
     let rest = SseReader::new(r).collect().await;
-    assert_eq!(rest[0].id, Some(last_id + 1), "resumes right after the last seen id");
+    assert_eq!(
+        rest[0].id,
+        Some(last_id + 1),
+        "resumes right after the last seen id"
+    );
     let mut all = vec![meta.clone()];
     all.extend(seen);
     all.extend(rest);
@@ -320,14 +385,13 @@ async fn resume_after_a_dropped_client_yields_exactly_the_same_text() {
     assert_eq!(text_of(&all), e.up.reply_for(model));
 
     // A full replay from the start is identical, even after the end.
-    let r = e
-        .s
-        .http
-        .get(e.s.url(&format!("/api/generations/{gid}/events")))
-        .header("cookie", format!("confab_session={}", e.admin.cookie))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        e.s.http
+            .get(e.s.url(&format!("/api/generations/{gid}/events")))
+            .header("cookie", format!("confab_session={}", e.admin.cookie))
+            .send()
+            .await
+            .unwrap();
     let replay = SseReader::new(r).collect().await;
     assert_eq!(replay.len(), all.len());
     assert_eq!(text_of(&replay), e.up.reply_for(model));
@@ -343,10 +407,9 @@ async fn stop_keeps_the_partial_answer() {
     let cid = meta.data["conversation_id"].as_str().unwrap().to_string();
     let first = reader.next().await.unwrap();
     assert_eq!(first.event, "delta");
-    let r = e
-        .s
-        .delete(&format!("/api/generations/{gid}"), Auth::Session(&e.admin))
-        .await;
+    let r =
+        e.s.delete(&format!("/api/generations/{gid}"), Auth::Session(&e.admin))
+            .await;
     assert_eq!(r.status, 204);
     let mut events = vec![meta.clone(), first];
     while let Some(ev) = reader.next().await {
@@ -357,7 +420,12 @@ async fn stop_keeps_the_partial_answer() {
     assert_eq!(events.last().unwrap().data["finish_reason"], "stopped");
     let partial = text_of(&events);
     assert!(!partial.is_empty() && partial.len() < e.up.reply_for("ol+slow").len());
-    let conv = e.s.get(&format!("/api/conversations/{cid}"), Auth::Session(&e.admin)).await;
+    let conv =
+        e.s.get(
+            &format!("/api/conversations/{cid}"),
+            Auth::Session(&e.admin),
+        )
+        .await;
     let m = &conv.body["messages"][1];
     assert_eq!(m["status"], "interrupted");
     assert_eq!(m["content"], partial.as_str());
@@ -367,19 +435,43 @@ async fn stop_keeps_the_partial_answer() {
 #[tokio::test]
 async fn branches_regenerate_edit_and_switch() {
     let e = env().await;
-    let ev = chat(&e.s, &e.admin, json!({"content": "first question", "model": "oa"})).await;
+    let ev = chat(
+        &e.s,
+        &e.admin,
+        json!({"content": "first question", "model": "oa"}),
+    )
+    .await;
     let cid = ev[0].data["conversation_id"].as_str().unwrap().to_string();
     let u1 = ev[0].data["user_message_id"].as_str().unwrap().to_string();
-    let a1 = ev[0].data["assistant_message_id"].as_str().unwrap().to_string();
-    let ev2 = chat(&e.s, &e.admin, json!({"conversation_id": cid, "content": "second question"})).await;
+    let a1 = ev[0].data["assistant_message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ev2 = chat(
+        &e.s,
+        &e.admin,
+        json!({"conversation_id": cid, "content": "second question"}),
+    )
+    .await;
     let u2 = ev2[0].data["user_message_id"].as_str().unwrap().to_string();
     assert_eq!(ev2[0].data["parent_id"], u2.as_str());
-    let a2 = ev2[0].data["assistant_message_id"].as_str().unwrap().to_string();
+    let a2 = ev2[0].data["assistant_message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Regenerate the second answer: a sibling under u2.
-    let ev3 = chat(&e.s, &e.admin, json!({"conversation_id": cid, "regenerate_of": a2})).await;
+    let ev3 = chat(
+        &e.s,
+        &e.admin,
+        json!({"conversation_id": cid, "regenerate_of": a2}),
+    )
+    .await;
     assert!(ev3[0].data["user_message_id"].is_null());
-    let a2b = ev3[0].data["assistant_message_id"].as_str().unwrap().to_string();
+    let a2b = ev3[0].data["assistant_message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(ev3[0].data["parent_id"], u2.as_str());
 
     // Edit the second question: a sibling of u2 under a1.
@@ -399,18 +491,26 @@ async fn branches_regenerate_edit_and_switch() {
     .await;
     let u1b = ev5[0].data["user_message_id"].as_str().unwrap().to_string();
 
-    let tree = e.s.get(&format!("/api/conversations/{cid}/tree"), Auth::Session(&e.admin)).await;
+    let tree =
+        e.s.get(
+            &format!("/api/conversations/{cid}/tree"),
+            Auth::Session(&e.admin),
+        )
+        .await;
     let items = tree.body["items"].as_array().unwrap();
     assert_eq!(items.len(), 9);
-    let parent = |id: &str| {
-        items.iter().find(|m| m["id"] == id).unwrap()["parent_id"].clone()
-    };
+    let parent = |id: &str| items.iter().find(|m| m["id"] == id).unwrap()["parent_id"].clone();
     assert_eq!(parent(&a2b), json!(u2));
     assert_eq!(parent(&u2b), json!(a1));
     assert_eq!(parent(&u1b), Value::Null);
 
     // The shown thread is the newest branch.
-    let conv = e.s.get(&format!("/api/conversations/{cid}"), Auth::Session(&e.admin)).await;
+    let conv =
+        e.s.get(
+            &format!("/api/conversations/{cid}"),
+            Auth::Session(&e.admin),
+        )
+        .await;
     let thread: Vec<&str> = conv.body["messages"]
         .as_array()
         .unwrap()
@@ -419,19 +519,29 @@ async fn branches_regenerate_edit_and_switch() {
         .collect();
     assert_eq!(thread.len(), 2);
     assert_eq!(thread[0], "first, edited");
-    assert_eq!(conv.body["messages"][0]["sibling_ids"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        conv.body["messages"][0]["sibling_ids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 
     // Switch back to the first root: the newest path below it is shown.
-    let r = e
-        .s
-        .patch(
+    let r =
+        e.s.patch(
             &format!("/api/conversations/{cid}"),
             Auth::Session(&e.admin),
             json!({"current_leaf": u1}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let conv = e.s.get(&format!("/api/conversations/{cid}"), Auth::Session(&e.admin)).await;
+    let conv =
+        e.s.get(
+            &format!("/api/conversations/{cid}"),
+            Auth::Session(&e.admin),
+        )
+        .await;
     let ids: Vec<&str> = conv.body["messages"]
         .as_array()
         .unwrap()
@@ -447,9 +557,11 @@ async fn branches_regenerate_edit_and_switch() {
         json!({"current_leaf": a2b}),
     )
     .await;
-    let page = e
-        .s
-        .get(&format!("/api/conversations/{cid}/messages?limit=2"), Auth::Session(&e.admin))
+    let page =
+        e.s.get(
+            &format!("/api/conversations/{cid}/messages?limit=2"),
+            Auth::Session(&e.admin),
+        )
         .await;
     let msgs = page.body["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 2);
@@ -457,9 +569,8 @@ async fn branches_regenerate_edit_and_switch() {
     assert_eq!(msgs[0]["id"], u2.as_str());
     assert_eq!(msgs[1]["id"], a2b.as_str());
     assert_eq!(msgs[1]["sibling_ids"].as_array().unwrap().len(), 2);
-    let older = e
-        .s
-        .get(
+    let older =
+        e.s.get(
             &format!("/api/conversations/{cid}/messages?limit=5&before={u2}"),
             Auth::Session(&e.admin),
         )
@@ -480,23 +591,35 @@ async fn conversations_crud_paging_and_filters() {
     let e = env().await;
     let mut ids = Vec::new();
     for i in 0..7 {
-        let r = e
-            .s
-            .post("/api/conversations", Auth::Session(&e.admin), json!({"title": format!("chat {i}")}))
+        let r =
+            e.s.post(
+                "/api/conversations",
+                Auth::Session(&e.admin),
+                json!({"title": format!("chat {i}")}),
+            )
             .await;
         assert_eq!(r.status, 201);
         assert_eq!(r.body["title"], format!("chat {i}"));
         ids.push(r.body["id"].as_str().unwrap().to_string());
     }
-    let p1 = e.s.get("/api/conversations?limit=3", Auth::Session(&e.admin)).await;
-    let titles: Vec<&str> = p1.body["items"].as_array().unwrap().iter().map(|c| c["title"].as_str().unwrap()).collect();
+    let p1 =
+        e.s.get("/api/conversations?limit=3", Auth::Session(&e.admin))
+            .await;
+    let titles: Vec<&str> = p1.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["title"].as_str().unwrap())
+        .collect();
     assert_eq!(titles, ["chat 6", "chat 5", "chat 4"], "newest first");
     let mut seen = titles.len();
     let mut cursor = p1.body["next_cursor"].as_str().unwrap().to_string();
     loop {
-        let p = e
-            .s
-            .get(&format!("/api/conversations?limit=3&cursor={cursor}"), Auth::Session(&e.admin))
+        let p =
+            e.s.get(
+                &format!("/api/conversations?limit=3&cursor={cursor}"),
+                Auth::Session(&e.admin),
+            )
             .await;
         seen += p.body["items"].as_array().unwrap().len();
         match p.body["next_cursor"].as_str() {
@@ -510,53 +633,109 @@ async fn conversations_crud_paging_and_filters() {
         .assert_error(400, "VALIDATION_FAILED");
 
     // Rename moves it to the top; pin and archive filter.
-    let r = e
-        .s
-        .patch(&format!("/api/conversations/{}", ids[0]), Auth::Session(&e.admin), json!({"title": "renamed", "pinned": true}))
+    let r =
+        e.s.patch(
+            &format!("/api/conversations/{}", ids[0]),
+            Auth::Session(&e.admin),
+            json!({"title": "renamed", "pinned": true}),
+        )
         .await;
     assert_eq!(r.body["title"], "renamed");
     assert_eq!(r.body["pinned"], true);
-    let top = e.s.get("/api/conversations?limit=1", Auth::Session(&e.admin)).await;
+    let top =
+        e.s.get("/api/conversations?limit=1", Auth::Session(&e.admin))
+            .await;
     assert_eq!(top.body["items"][0]["title"], "renamed");
-    let pinned = e.s.get("/api/conversations?pinned=true", Auth::Session(&e.admin)).await;
+    let pinned =
+        e.s.get("/api/conversations?pinned=true", Auth::Session(&e.admin))
+            .await;
     assert_eq!(pinned.body["items"].as_array().unwrap().len(), 1);
-    e.s.patch(&format!("/api/conversations/{}", ids[1]), Auth::Session(&e.admin), json!({"archived": true}))
-        .await;
+    e.s.patch(
+        &format!("/api/conversations/{}", ids[1]),
+        Auth::Session(&e.admin),
+        json!({"archived": true}),
+    )
+    .await;
     let active = e.s.get("/api/conversations", Auth::Session(&e.admin)).await;
     assert_eq!(active.body["items"].as_array().unwrap().len(), 6);
-    let archived = e.s.get("/api/conversations?archived=true", Auth::Session(&e.admin)).await;
+    let archived =
+        e.s.get("/api/conversations?archived=true", Auth::Session(&e.admin))
+            .await;
     assert_eq!(archived.body["items"][0]["id"], ids[1].as_str());
-    e.s.patch(&format!("/api/conversations/{}", ids[2]), Auth::Session(&e.admin), json!({"title": ""}))
-        .await
-        .assert_error(400, "VALIDATION_FAILED");
-    e.s.patch(&format!("/api/conversations/{}", ids[2]), Auth::Session(&e.admin), json!({"system_prompt": "be terse", "model": "oa"}))
+    e.s.patch(
+        &format!("/api/conversations/{}", ids[2]),
+        Auth::Session(&e.admin),
+        json!({"title": ""}),
+    )
+    .await
+    .assert_error(400, "VALIDATION_FAILED");
+    e.s.patch(
+        &format!("/api/conversations/{}", ids[2]),
+        Auth::Session(&e.admin),
+        json!({"system_prompt": "be terse", "model": "oa"}),
+    )
+    .await;
+    let c =
+        e.s.get(
+            &format!("/api/conversations/{}", ids[2]),
+            Auth::Session(&e.admin),
+        )
         .await;
-    let c = e.s.get(&format!("/api/conversations/{}", ids[2]), Auth::Session(&e.admin)).await;
     assert_eq!(c.body["system_prompt"], "be terse");
-    e.s.patch(&format!("/api/conversations/{}", ids[2]), Auth::Session(&e.admin), json!({"system_prompt": null}))
+    e.s.patch(
+        &format!("/api/conversations/{}", ids[2]),
+        Auth::Session(&e.admin),
+        json!({"system_prompt": null}),
+    )
+    .await;
+    let c =
+        e.s.get(
+            &format!("/api/conversations/{}", ids[2]),
+            Auth::Session(&e.admin),
+        )
         .await;
-    let c = e.s.get(&format!("/api/conversations/{}", ids[2]), Auth::Session(&e.admin)).await;
     assert!(c.body["system_prompt"].is_null());
     assert_eq!(c.body["model"], "oa", "absent fields are kept");
 
     // Delete removes the conversation and its messages.
-    let ev = chat(&e.s, &e.admin, json!({"conversation_id": ids[3], "content": "hi", "model": "oa"})).await;
+    let ev = chat(
+        &e.s,
+        &e.admin,
+        json!({"conversation_id": ids[3], "content": "hi", "model": "oa"}),
+    )
+    .await;
     assert_eq!(ev.last().unwrap().event, "done");
-    let r = e.s.delete(&format!("/api/conversations/{}", ids[3]), Auth::Session(&e.admin)).await;
+    let r =
+        e.s.delete(
+            &format!("/api/conversations/{}", ids[3]),
+            Auth::Session(&e.admin),
+        )
+        .await;
     assert_eq!(r.status, 204);
-    e.s.get(&format!("/api/conversations/{}", ids[3]), Auth::Session(&e.admin))
-        .await
-        .assert_error(404, "CONVERSATION_NOT_FOUND");
-    e.s.get(&format!("/api/conversations/{}/tree", ids[3]), Auth::Session(&e.admin))
-        .await
-        .assert_error(404, "CONVERSATION_NOT_FOUND");
+    e.s.get(
+        &format!("/api/conversations/{}", ids[3]),
+        Auth::Session(&e.admin),
+    )
+    .await
+    .assert_error(404, "CONVERSATION_NOT_FOUND");
+    e.s.get(
+        &format!("/api/conversations/{}/tree", ids[3]),
+        Auth::Session(&e.admin),
+    )
+    .await
+    .assert_error(404, "CONVERSATION_NOT_FOUND");
 }
 
 #[tokio::test]
 async fn another_users_ids_are_all_404() {
     let e = env().await;
     let bob = e.s.user(&e.admin, "bob").await;
-    let r = open_stream(&e.s, &e.admin, json!({"content": "secret plans", "model": "oa+slow"})).await;
+    let r = open_stream(
+        &e.s,
+        &e.admin,
+        json!({"content": "secret plans", "model": "oa+slow"}),
+    )
+    .await;
     let mut reader = SseReader::new(r);
     let meta = reader.next().await.unwrap().data;
     let cid = meta["conversation_id"].as_str().unwrap();
@@ -568,17 +747,26 @@ async fn another_users_ids_are_all_404() {
         format!("/api/conversations/{cid}/messages"),
         format!("/api/conversations/{cid}/tree"),
     ] {
-        e.s.get(&path, Auth::Session(&bob)).await.assert_error(404, "CONVERSATION_NOT_FOUND");
+        e.s.get(&path, Auth::Session(&bob))
+            .await
+            .assert_error(404, "CONVERSATION_NOT_FOUND");
     }
-    e.s.get(&format!("/api/generations/{gid}/events"), Auth::Session(&bob))
-        .await
-        .assert_error(404, "NOT_FOUND");
+    e.s.get(
+        &format!("/api/generations/{gid}/events"),
+        Auth::Session(&bob),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
     e.s.delete(&format!("/api/generations/{gid}"), Auth::Session(&bob))
         .await
         .assert_error(404, "NOT_FOUND");
-    e.s.patch(&format!("/api/conversations/{cid}"), Auth::Session(&bob), json!({"title": "mine"}))
-        .await
-        .assert_error(404, "CONVERSATION_NOT_FOUND");
+    e.s.patch(
+        &format!("/api/conversations/{cid}"),
+        Auth::Session(&bob),
+        json!({"title": "mine"}),
+    )
+    .await
+    .assert_error(404, "CONVERSATION_NOT_FOUND");
     e.s.delete(&format!("/api/conversations/{cid}"), Auth::Session(&bob))
         .await
         .assert_error(404, "CONVERSATION_NOT_FOUND");
@@ -597,7 +785,9 @@ async fn another_users_ids_are_all_404() {
     .await
     .assert_error(404, "CONVERSATION_NOT_FOUND");
     assert_eq!(
-        e.s.get("/api/conversations", Auth::Session(&bob)).await.body["items"]
+        e.s.get("/api/conversations", Auth::Session(&bob))
+            .await
+            .body["items"]
             .as_array()
             .unwrap()
             .len(),
@@ -617,23 +807,32 @@ async fn another_users_ids_are_all_404() {
 #[tokio::test]
 async fn plain_json_message_endpoint() {
     let e = env().await;
-    let r = e
-        .s
-        .post("/api/chat/message", Auth::Session(&e.admin), json!({"content": "hi", "model": "an", "stream": false}))
+    let r =
+        e.s.post(
+            "/api/chat/message",
+            Auth::Session(&e.admin),
+            json!({"content": "hi", "model": "an", "stream": false}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["role"], "assistant");
     assert_eq!(r.body["status"], "complete");
     assert_eq!(r.body["content"], e.up.reply_for("an"));
     assert!(r.body["usage"]["input_tokens"].as_u64().unwrap() > 0);
-    let r = e
-        .s
-        .post("/api/chat/message", Auth::Session(&e.admin), json!({"content": "hi", "model": "an+429"}))
+    let r =
+        e.s.post(
+            "/api/chat/message",
+            Auth::Session(&e.admin),
+            json!({"content": "hi", "model": "an+429"}),
+        )
         .await;
     r.assert_error(429, "RATE_LIMITED");
-    let r = e
-        .s
-        .post("/api/chat/message", Auth::Session(&e.admin), json!({"content": "hi", "model": "oa+stall"}))
+    let r =
+        e.s.post(
+            "/api/chat/message",
+            Auth::Session(&e.admin),
+            json!({"content": "hi", "model": "oa+stall"}),
+        )
         .await;
     r.assert_error(504, "PROVIDER_TIMEOUT");
 }
@@ -666,10 +865,17 @@ async fn two_hundred_concurrent_streams_all_complete() {
         check_shape(&events);
         assert_eq!(events.last().unwrap().event, "done");
         assert_eq!(text_of(&events), e.up.reply_for(model));
-        convs.insert(events[0].data["conversation_id"].as_str().unwrap().to_string());
+        convs.insert(
+            events[0].data["conversation_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     assert_eq!(convs.len(), 200);
-    let all = e.s.get("/api/conversations?limit=200", Auth::Session(&e.admin)).await;
+    let all =
+        e.s.get("/api/conversations?limit=200", Auth::Session(&e.admin))
+            .await;
     assert_eq!(all.body["items"].as_array().unwrap().len(), 200);
 }
 
@@ -680,9 +886,19 @@ async fn long_threads_are_trimmed_oldest_first() {
     let ev = chat(&e.s, &e.admin, json!({"content": long, "model": "oa"})).await;
     let cid = ev[0].data["conversation_id"].as_str().unwrap().to_string();
     assert_eq!(ev[0].data["trimmed_messages"], 0);
-    chat(&e.s, &e.admin, json!({"conversation_id": cid, "content": long})).await;
+    chat(
+        &e.s,
+        &e.admin,
+        json!({"conversation_id": cid, "content": long}),
+    )
+    .await;
     e.up.clear_requests();
-    let ev = chat(&e.s, &e.admin, json!({"conversation_id": cid, "content": "short question"})).await;
+    let ev = chat(
+        &e.s,
+        &e.admin,
+        json!({"conversation_id": cid, "content": "short question"}),
+    )
+    .await;
     assert_eq!(ev[0].data["context_trimmed"], true);
     assert!(ev[0].data["trimmed_messages"].as_u64().unwrap() >= 1);
     let sent = e.up.chat_requests().into_iter().next().unwrap();
@@ -694,36 +910,37 @@ async fn long_threads_are_trimmed_oldest_first() {
 #[tokio::test]
 async fn bring_your_own_key_only_when_allowed() {
     let e = env().await;
-    let r = e
-        .s
-        .http
-        .post(e.s.url("/api/chat/stream"))
-        .header("cookie", format!("confab_session={}", e.admin.cookie))
-        .header("x-csrf-token", &e.admin.csrf)
-        .header("x-provider-key", "sk-user-own-key-123")
-        .json(&json!({"content": "hi", "model": "oa"}))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        e.s.http
+            .post(e.s.url("/api/chat/stream"))
+            .header("cookie", format!("confab_session={}", e.admin.cookie))
+            .header("x-csrf-token", &e.admin.csrf)
+            .header("x-provider-key", "sk-user-own-key-123")
+            .json(&json!({"content": "hi", "model": "oa"}))
+            .send()
+            .await
+            .unwrap();
     common::Resp::from(r).await.assert_error(403, "FORBIDDEN");
 
     let e = env_with(|c| c.allow_user_keys = true).await;
     e.up.clear_requests();
-    let r = e
-        .s
-        .http
-        .post(e.s.url("/api/chat/stream"))
-        .header("cookie", format!("confab_session={}", e.admin.cookie))
-        .header("x-csrf-token", &e.admin.csrf)
-        .header("x-provider-key", "sk-user-own-key-123")
-        .json(&json!({"content": "hi", "model": "oa"}))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        e.s.http
+            .post(e.s.url("/api/chat/stream"))
+            .header("cookie", format!("confab_session={}", e.admin.cookie))
+            .header("x-csrf-token", &e.admin.csrf)
+            .header("x-provider-key", "sk-user-own-key-123")
+            .json(&json!({"content": "hi", "model": "oa"}))
+            .send()
+            .await
+            .unwrap();
     let events = SseReader::new(r).collect().await;
     assert_eq!(events.last().unwrap().event, "done");
     let req = e.up.chat_requests().into_iter().next().unwrap();
-    assert_eq!(req.header("authorization"), Some("Bearer sk-user-own-key-123"));
+    assert_eq!(
+        req.header("authorization"),
+        Some("Bearer sk-user-own-key-123")
+    );
 }
 
 #[tokio::test]
@@ -733,12 +950,20 @@ async fn websocket_carries_the_same_events_and_stop() {
     let e = env().await;
     let url = e.s.base.replace("http://", "ws://") + "/api/chat/ws";
     let mut req = url.clone().into_client_request().unwrap();
-    req.headers_mut()
-        .insert("cookie", format!("confab_session={}", e.admin.cookie).parse().unwrap());
+    req.headers_mut().insert(
+        "cookie",
+        format!("confab_session={}", e.admin.cookie)
+            .parse()
+            .unwrap(),
+    );
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws.send(Message::Text(json!({"type": "chat", "content": "hi", "model": "an"}).to_string().into()))
-        .await
-        .unwrap();
+    ws.send(Message::Text(
+        json!({"type": "chat", "content": "hi", "model": "an"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
     let mut frames = Vec::new();
     while let Some(Ok(Message::Text(t))) = ws.next().await {
         let v: Value = serde_json::from_str(&t).unwrap();
@@ -758,16 +983,24 @@ async fn websocket_carries_the_same_events_and_stop() {
     assert_eq!(text, e.up.reply_for("an"));
 
     // Stop over the socket.
-    ws.send(Message::Text(json!({"type": "chat", "content": "hi", "model": "oa+slow"}).to_string().into()))
-        .await
-        .unwrap();
+    ws.send(Message::Text(
+        json!({"type": "chat", "content": "hi", "model": "oa+slow"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
     let mut stopped = false;
     while let Some(Ok(Message::Text(t))) = ws.next().await {
         let v: Value = serde_json::from_str(&t).unwrap();
         if v["event"] == "delta" && !stopped {
-            ws.send(Message::Text(json!({"type": "stop", "generation_id": v["generation_id"]}).to_string().into()))
-                .await
-                .unwrap();
+            ws.send(Message::Text(
+                json!({"type": "stop", "generation_id": v["generation_id"]})
+                    .to_string()
+                    .into(),
+            ))
+            .await
+            .unwrap();
             stopped = true;
         }
         if v["event"] == "done" {
@@ -779,9 +1012,14 @@ async fn websocket_carries_the_same_events_and_stop() {
 
     // Cross-site pages cannot open the socket with the cookie.
     let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "cookie",
+        format!("confab_session={}", e.admin.cookie)
+            .parse()
+            .unwrap(),
+    );
     req.headers_mut()
-        .insert("cookie", format!("confab_session={}", e.admin.cookie).parse().unwrap());
-    req.headers_mut().insert("origin", "https://evil.example".parse().unwrap());
+        .insert("origin", "https://evil.example".parse().unwrap());
     assert!(tokio_tungstenite::connect_async(req).await.is_err());
 }
 
@@ -796,7 +1034,9 @@ async fn graceful_shutdown_stores_running_answers_as_interrupted() {
     let admin = e.admin.clone();
     let dir = e.s.stop().await;
     let s = TestServer::start_in(dir, |_| {}).await;
-    let conv = s.get(&format!("/api/conversations/{cid}"), Auth::Session(&admin)).await;
+    let conv = s
+        .get(&format!("/api/conversations/{cid}"), Auth::Session(&admin))
+        .await;
     let m = &conv.body["messages"][1];
     assert_eq!(m["status"], "interrupted", "{}", conv.text);
     assert!(!m["content"].as_str().unwrap().is_empty());

@@ -52,7 +52,9 @@ async fn health_and_unknown_api_paths() {
     r.assert_error(404, "NOT_FOUND");
     // Wrong method on a known API path: still the error shape.
     let r = s.delete("/api/auth/login", Auth::None).await;
-    assert_eq!(r.status, 405);
+    r.assert_error(405, "METHOD_NOT_ALLOWED");
+    let r = s.post("/health", Auth::None, json!({})).await;
+    r.assert_error(405, "METHOD_NOT_ALLOWED");
 }
 
 #[tokio::test]

@@ -122,7 +122,9 @@ async fn create(s: &TestServer, admin: &Session, body: Value) -> Resp {
 }
 
 async fn audit_actions(s: &TestServer, admin: &Session) -> Resp {
-    let r = s.get("/api/admin/audit?limit=200", Auth::Session(admin)).await;
+    let r = s
+        .get("/api/admin/audit?limit=200", Auth::Session(admin))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     r
 }
@@ -451,7 +453,10 @@ async fn patch_disable_and_delete() {
     let p = wait_checked(&s, &user, "fake").await;
     assert_eq!(p["reachable"], false, "{p}");
     assert!(
-        !p["last_error"].as_str().unwrap().contains(&dead.to_string()),
+        !p["last_error"]
+            .as_str()
+            .unwrap()
+            .contains(&dead.to_string()),
         "{p}"
     );
 
@@ -658,8 +663,11 @@ async fn config_providers_are_read_only_but_can_be_disabled() {
 
     let r = audit_actions(&s, &admin).await;
     seen.add(&r);
-    assert!(items(&r).iter().any(|e| e["action"] == "admin.provider.delete"
-        && e["outcome"] == "VALIDATION_FAILED"));
+    assert!(
+        items(&r)
+            .iter()
+            .any(|e| e["action"] == "admin.provider.delete" && e["outcome"] == "VALIDATION_FAILED")
+    );
     seen.assert_no(CONFIG_KEY);
 }
 
@@ -791,7 +799,10 @@ async fn bad_api_key_file_fails_naming_the_setting() {
         .err()
         .expect("start-up must fail");
     let msg = format!("{e:#}");
-    assert!(msg.contains("api_key_file") && msg.contains("no-such.key"), "{msg}");
+    assert!(
+        msg.contains("api_key_file") && msg.contains("no-such.key"),
+        "{msg}"
+    );
 
     // Through the real binary: exit 2 with one line naming it.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_confab"))

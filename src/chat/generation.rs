@@ -88,29 +88,29 @@ impl Generation {
     }
 
     /// Events with id > `after`, then live ones until the generation ends.
-    pub fn events(self: &Arc<Self>, after: u64) -> impl Stream<Item = Arc<GenEvent>> + Send + 'static {
+    pub fn events(
+        self: &Arc<Self>,
+        after: u64,
+    ) -> impl Stream<Item = Arc<GenEvent>> + Send + 'static {
         let rx = self.notify.subscribe();
-        futures::stream::unfold(
-            (self.clone(), after, rx),
-            |(g, next, mut rx)| async move {
-                loop {
-                    {
-                        let st = g.lock();
-                        if let Some(e) = st.events.get(next as usize) {
-                            let e = e.clone();
-                            drop(st);
-                            return Some((e, (g, next + 1, rx)));
-                        }
-                        if st.finished.is_some() {
-                            return None;
-                        }
+        futures::stream::unfold((self.clone(), after, rx), |(g, next, mut rx)| async move {
+            loop {
+                {
+                    let st = g.lock();
+                    if let Some(e) = st.events.get(next as usize) {
+                        let e = e.clone();
+                        drop(st);
+                        return Some((e, (g, next + 1, rx)));
                     }
-                    if rx.changed().await.is_err() {
+                    if st.finished.is_some() {
                         return None;
                     }
                 }
-            },
-        )
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
     }
 
     /// Waits until the generation has ended.
@@ -157,7 +157,10 @@ impl Manager {
 
     /// A generation of `user_id`; another user's id is None (a 404).
     pub fn get(&self, user_id: Uuid, id: Uuid) -> Option<Arc<Generation>> {
-        self.gens().get(&id).filter(|g| g.user_id == user_id).cloned()
+        self.gens()
+            .get(&id)
+            .filter(|g| g.user_id == user_id)
+            .cloned()
     }
 
     /// The running generation writing `message_id`, if any.
@@ -276,7 +279,12 @@ impl Manager {
 
     /// Registers and starts a generation. The `meta` event is recorded
     /// before this returns, so every follower sees it first.
-    pub fn start(self: &Arc<Self>, store: &Store, job: Job, on_finish: OnFinish) -> Arc<Generation> {
+    pub fn start(
+        self: &Arc<Self>,
+        store: &Store,
+        job: Job,
+        on_finish: OnFinish,
+    ) -> Arc<Generation> {
         self.ensure_flusher(store);
         let id = Uuid::now_v7();
         let (tx, _) = watch::channel(0);
@@ -324,7 +332,12 @@ async fn run(g: Arc<Generation>, store: Store, job: Job, on_finish: OnFinish) {
         .iter()
         .map(|m| super::estimate_tokens(&m.content) + 4)
         .sum::<u64>()
-        + job.request.system.as_deref().map(super::estimate_tokens).unwrap_or(0);
+        + job
+            .request
+            .system
+            .as_deref()
+            .map(super::estimate_tokens)
+            .unwrap_or(0);
 
     let end = tokio::select! {
         biased;
@@ -385,7 +398,11 @@ async fn run(g: Arc<Generation>, store: Store, job: Job, on_finish: OnFinish) {
         End::Stopped => {
             msg.status = MessageStatus::Interrupted;
             msg.finish_reason = Some("stopped".into());
-            (Outcome::Stopped, "done", json!({"finish_reason": "stopped"}))
+            (
+                Outcome::Stopped,
+                "done",
+                json!({"finish_reason": "stopped"}),
+            )
         }
         End::Failed(e) => {
             msg.status = MessageStatus::Error;
@@ -400,7 +417,8 @@ async fn run(g: Arc<Generation>, store: Store, job: Job, on_finish: OnFinish) {
                 code = e.code(),
                 "generation failed"
             );
-            let mut data = json!({"code": e.code(), "message": e.to_string(), "request_id": job.request_id});
+            let mut data =
+                json!({"code": e.code(), "message": e.to_string(), "request_id": job.request_id});
             if let Some(s) = e.retry_after_secs() {
                 data["retry_after"] = json!(s);
             }

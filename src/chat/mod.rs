@@ -131,7 +131,13 @@ pub fn fallback_title(first_user_message: &str) -> String {
     let words: Vec<&str> = first_user_message.split_whitespace().take(8).collect();
     let mut t = words.join(" ");
     if t.chars().count() > 60 {
-        t = t.chars().take(60).collect::<String>().trim_end().to_string() + "…";
+        t = t
+            .chars()
+            .take(60)
+            .collect::<String>()
+            .trim_end()
+            .to_string()
+            + "…";
     }
     if t.is_empty() {
         DEFAULT_TITLE.to_string()
@@ -195,10 +201,16 @@ mod tests {
             msg(7, Some(5), Assistant, "a2''"),
         ];
         let t = thread_to(&m, Some(Uuid::from_u128(4)));
-        assert_eq!(t.iter().map(|x| x.content.as_str()).collect::<Vec<_>>(), ["q1", "a1", "q2", "a2"]);
+        assert_eq!(
+            t.iter().map(|x| x.content.as_str()).collect::<Vec<_>>(),
+            ["q1", "a1", "q2", "a2"]
+        );
         assert_eq!(deepest_leaf(&m, Uuid::from_u128(5)), Uuid::from_u128(7));
         assert_eq!(deepest_leaf(&m, Uuid::from_u128(1)), Uuid::from_u128(7));
-        assert_eq!(siblings(&m, &m[2]), vec![Uuid::from_u128(3), Uuid::from_u128(5)]);
+        assert_eq!(
+            siblings(&m, &m[2]),
+            vec![Uuid::from_u128(3), Uuid::from_u128(5)]
+        );
         assert_eq!(siblings(&m, &m[5]).len(), 2);
     }
 
@@ -228,10 +240,16 @@ mod tests {
 
     #[test]
     fn titles() {
-        assert_eq!(clean_title("\"Rust ownership basics.\"\n"), Some("Rust ownership basics".into()));
+        assert_eq!(
+            clean_title("\"Rust ownership basics.\"\n"),
+            Some("Rust ownership basics".into())
+        );
         assert_eq!(clean_title("Title: Tokio tips"), Some("Tokio tips".into()));
         assert_eq!(clean_title("   \n  "), None);
-        assert_eq!(fallback_title("how do I   write a bench in rust quickly please now"), "how do I write a bench in rust quickly");
+        assert_eq!(
+            fallback_title("how do I   write a bench in rust quickly please now"),
+            "how do I write a bench in rust quickly"
+        );
         assert_eq!(fallback_title(""), DEFAULT_TITLE);
     }
 }

@@ -309,7 +309,7 @@ pub async fn create_invite(
     Ok(created(invite_view(&state.public_base, &inv)))
 }
 
-/// The caller's own invites that can still be used.
+/// The caller's own invites (and the command line's) that can still be used.
 #[utoipa::path(get, path = "/api/admin/invites", tag = "admin", responses((status = 200, body = InviteList)))]
 pub async fn list_invites(
     State(state): State<AppState>,
@@ -320,7 +320,12 @@ pub async fn list_invites(
         .store
         .list_invites()?
         .iter()
-        .filter(|i| i.created_by == Some(admin.id()) && i.uses_left > 0 && i.expires_at > now)
+        .filter(|i| {
+            // CLI-made invites have no owner and are shared by all admins.
+            (i.created_by == Some(admin.id()) || i.created_by.is_none())
+                && i.uses_left > 0
+                && i.expires_at > now
+        })
         .map(|i| invite_view(&state.public_base, i))
         .collect();
     Ok(Json(InviteList {

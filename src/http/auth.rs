@@ -251,6 +251,8 @@ pub struct ServerInfo {
     pub version: &'static str,
     pub registration: RegistrationMode,
     pub setup_required: bool,
+    /// Whether users may send their own provider key (`X-Provider-Key`).
+    pub allow_user_keys: bool,
 }
 
 #[utoipa::path(get, path = "/api/server", tag = "auth", responses((status = 200, body = ServerInfo)))]
@@ -259,6 +261,7 @@ pub async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
         version: crate::VERSION,
         registration: state.cfg.registration,
         setup_required: state.setup_token.lock().expect("lock").is_some(),
+        allow_user_keys: state.cfg.allow_user_keys,
     })
 }
 
@@ -564,7 +567,11 @@ pub async fn list_sessions(
         .store
         .list_sessions(user.id())?
         .into_iter()
-        .filter(|s| s.expires_at > auth::now())
+        .filter(|s| {
+            let now = auth::now();
+            let idle = state.cfg.auth.session_idle_hours as i64 * 3600;
+            s.expires_at > now && s.last_seen + idle > now
+        })
         .map(|s| SessionView {
             id: s.id.to_string(),
             created_at: rfc3339(s.created_at),

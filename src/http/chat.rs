@@ -104,10 +104,13 @@ pub async fn start(
     let (conv, is_new) = match body.conversation_id.as_deref().filter(|s| !s.is_empty()) {
         Some(id) => {
             let cid = Uuid::parse_str(id).map_err(|_| AppError::ConversationNotFound)?;
-            let c = state.store.get_conversation(uid, cid).map_err(|e| match e {
-                StoreError::NotFound => AppError::ConversationNotFound,
-                o => o.into(),
-            })?;
+            let c = state
+                .store
+                .get_conversation(uid, cid)
+                .map_err(|e| match e {
+                    StoreError::NotFound => AppError::ConversationNotFound,
+                    o => o.into(),
+                })?;
             (c, false)
         }
         None => {
@@ -497,7 +500,9 @@ pub async fn stop(
 #[serde(tag = "type", rename_all = "snake_case")]
 enum WsIn {
     Chat(Box<ChatBodyWs>),
-    Stop { generation_id: String },
+    Stop {
+        generation_id: String,
+    },
     Resume {
         generation_id: String,
         #[serde(default)]
@@ -553,7 +558,8 @@ async fn ws_session(socket: WebSocket, state: AppState, user: CurrentUser, reque
             while let Some(e) = s.next().await {
                 let data: serde_json::Value =
                     serde_json::from_str(&e.data).unwrap_or(serde_json::Value::Null);
-                let frame = json!({"generation_id": gid, "id": e.id, "event": e.event, "data": data});
+                let frame =
+                    json!({"generation_id": gid, "id": e.id, "event": e.event, "data": data});
                 if tx.send(frame.to_string()).await.is_err() {
                     break;
                 }
@@ -577,7 +583,10 @@ async fn ws_session(socket: WebSocket, state: AppState, user: CurrentUser, reque
             Ok(WsIn::Chat(b)) => {
                 let b = *b;
                 match crate::error::REQUEST_ID
-                    .scope(request_id.clone(), start(&state, &user, b.body, b.provider_key))
+                    .scope(
+                        request_id.clone(),
+                        start(&state, &user, b.body, b.provider_key),
+                    )
                     .await
                 {
                     Ok(g) => forward(g, 0, tx.clone()),

@@ -120,7 +120,12 @@ pub fn message_view(state: &AppState, m: &Message, all: Option<&[Message]>) -> M
         error: m.error.clone(),
         sibling_ids: all.map(|a| chat::siblings(a, m).iter().map(Uuid::to_string).collect()),
         generation_id: (m.status == MessageStatus::Streaming)
-            .then(|| state.generations.for_message(m.id).map(|g| g.id.to_string()))
+            .then(|| {
+                state
+                    .generations
+                    .for_message(m.id)
+                    .map(|g| g.id.to_string())
+            })
             .flatten(),
     }
 }
@@ -303,8 +308,14 @@ pub async fn read(
     Path(id): Path<String>,
 ) -> AppResult<Json<ConversationDetail>> {
     let cid = Uuid::parse_str(&id).map_err(|_| AppError::ConversationNotFound)?;
-    let c = state.store.get_conversation(user.id(), cid).map_err(not_found)?;
-    let all = state.store.list_messages(user.id(), cid).map_err(not_found)?;
+    let c = state
+        .store
+        .get_conversation(user.id(), cid)
+        .map_err(not_found)?;
+    let all = state
+        .store
+        .list_messages(user.id(), cid)
+        .map_err(not_found)?;
     let thread = chat::thread_to(&all, c.current_leaf);
     Ok(Json(ConversationDetail {
         conversation: (&c).into(),
@@ -354,7 +365,11 @@ pub async fn update(
     let leaf = req
         .current_leaf
         .as_deref()
-        .map(|l| Uuid::parse_str(l).map_err(|_| AppError::validation("current_leaf is not a message of this conversation")))
+        .map(|l| {
+            Uuid::parse_str(l).map_err(|_| {
+                AppError::validation("current_leaf is not a message of this conversation")
+            })
+        })
         .transpose()?;
     // Only content changes move a conversation up the list; pinning or
     // switching branches do not.
@@ -408,7 +423,10 @@ pub async fn remove(
 ) -> AppResult<StatusCode> {
     let cid = Uuid::parse_str(&id).map_err(|_| AppError::ConversationNotFound)?;
     // Check ownership before touching running answers.
-    state.store.get_conversation(user.id(), cid).map_err(not_found)?;
+    state
+        .store
+        .get_conversation(user.id(), cid)
+        .map_err(not_found)?;
     state.generations.stop_conversation(cid);
     let uid = user.id();
     state
@@ -443,16 +461,21 @@ pub async fn messages(
 ) -> AppResult<Json<MessagePage>> {
     let cid = Uuid::parse_str(&id).map_err(|_| AppError::ConversationNotFound)?;
     let limit = page_limit(q.limit, 50)?;
-    let c = state.store.get_conversation(user.id(), cid).map_err(not_found)?;
-    let all = state.store.list_messages(user.id(), cid).map_err(not_found)?;
+    let c = state
+        .store
+        .get_conversation(user.id(), cid)
+        .map_err(not_found)?;
+    let all = state
+        .store
+        .list_messages(user.id(), cid)
+        .map_err(not_found)?;
     let thread = chat::thread_to(&all, c.current_leaf);
     let end = match q.before.as_deref().filter(|b| !b.is_empty()) {
         Some(b) => {
             let bid = parse_id(b, "message")?;
-            thread
-                .iter()
-                .position(|m| m.id == bid)
-                .ok_or_else(|| AppError::validation("before is not a message of the shown thread"))?
+            thread.iter().position(|m| m.id == bid).ok_or_else(|| {
+                AppError::validation("before is not a message of the shown thread")
+            })?
         }
         None => thread.len(),
     };
@@ -481,10 +504,19 @@ pub async fn tree(
     Path(id): Path<String>,
 ) -> AppResult<Json<Tree>> {
     let cid = Uuid::parse_str(&id).map_err(|_| AppError::ConversationNotFound)?;
-    let c = state.store.get_conversation(user.id(), cid).map_err(not_found)?;
-    let all = state.store.list_messages(user.id(), cid).map_err(not_found)?;
+    let c = state
+        .store
+        .get_conversation(user.id(), cid)
+        .map_err(not_found)?;
+    let all = state
+        .store
+        .list_messages(user.id(), cid)
+        .map_err(not_found)?;
     Ok(Json(Tree {
         current_leaf: c.current_leaf.map(|l| l.to_string()),
-        items: all.iter().map(|m| message_view(&state, m, Some(&all))).collect(),
+        items: all
+            .iter()
+            .map(|m| message_view(&state, m, Some(&all)))
+            .collect(),
     }))
 }

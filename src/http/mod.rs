@@ -8,6 +8,7 @@ pub mod assets;
 pub mod auth;
 pub mod chat;
 pub mod conversations;
+pub mod export;
 pub mod health;
 pub mod keys;
 pub mod openapi;
@@ -41,14 +42,17 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(providers::routes())
         .merge(conversations::routes())
+        .merge(export::routes())
         .merge(chat::routes())
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
-        .fallback(api_not_found);
+        .fallback(api_not_found)
+        .method_not_allowed_fallback(method_not_allowed);
 
     let mut app = Router::new()
         .nest("/api", api)
         .merge(health::routes())
         .fallback(assets::serve_asset)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
         .layer(axum::Extension(BodyLimit(state.cfg.max_body_bytes)))
         .layer(middleware::from_fn_with_state(state.clone(), origin_check));
@@ -90,6 +94,10 @@ pub fn router(state: AppState) -> Router {
     .layer(middleware::from_fn(security_headers))
     .layer(middleware::from_fn(request_context))
     .with_state(state)
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed
 }
 
 async fn api_not_found() -> AppError {

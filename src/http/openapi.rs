@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use super::{admin, auth, health, keys, providers};
+use super::{admin, auth, chat, conversations, export, health, keys, providers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,12 +17,18 @@ use super::{admin, auth, health, keys, providers};
         admin::create_invite, admin::list_invites, admin::revoke_invite, admin::list_audit,
         providers::list_models, providers::list_providers,
         providers::admin_list, providers::admin_create, providers::admin_update, providers::admin_delete,
+        conversations::list, conversations::create, conversations::read, conversations::update,
+        conversations::remove, conversations::messages, conversations::tree,
+        chat::stream, chat::message, chat::events, chat::stop, chat::ws,
+        export::export_conversation, export::export_all, export::import,
     ),
     tags(
         (name = "auth", description = "Setup, registration, sign-in, sessions and tokens"),
         (name = "keys", description = "Personal API keys"),
         (name = "admin", description = "Users, invites and audit log (admins only)"),
         (name = "health", description = "Liveness and store checks"),
+        (name = "conversations", description = "Conversations and their message trees"),
+        (name = "chat", description = "Streaming answers. `POST /api/chat/stream` answers `text/event-stream`: `meta` first (conversation_id, user_message_id, assistant_message_id, generation_id, model, provider, parent_id, context_trimmed, trimmed_messages), then `delta {text}` events, then `usage {input_tokens, output_tokens, estimated}`, then `done {finish_reason}` or `error {code, message, request_id}`. Every event has an integer `id:` counting from 1 within the generation; `GET /api/generations/{id}/events` with `Last-Event-ID: n` replays from n+1 and continues live. A `: keep-alive` comment is sent every 15 s."),
         (name = "providers", description = "Models, provider health, and provider management (the /api/admin routes are for admins only)"),
     )
 )]

@@ -494,9 +494,15 @@ fn outcome_of<T>(r: &AppResult<T>) -> &'static str {
 /// What may not be changed through the API, and where to change it instead.
 fn managed_elsewhere(name: &str, source: ProviderSource, action: &str) -> AppError {
     let place = match source {
-        ProviderSource::Config => "is defined in the server's config file ([[providers]]); change it there and restart",
-        ProviderSource::Env => "comes from the server's environment (OPENAI_API_KEY / ANTHROPIC_API_KEY); change it there and restart",
-        ProviderSource::Detected => "was found automatically on this machine (it is found again while it runs)",
+        ProviderSource::Config => {
+            "is defined in the server's config file ([[providers]]); change it there and restart"
+        }
+        ProviderSource::Env => {
+            "comes from the server's environment (OPENAI_API_KEY / ANTHROPIC_API_KEY); change it there and restart"
+        }
+        ProviderSource::Detected => {
+            "was found automatically on this machine (it is found again while it runs)"
+        }
         ProviderSource::Admin => "was added by an admin",
     };
     AppError::Validation(format!(
@@ -556,7 +562,9 @@ async fn create(state: &AppState, req: CreateProvider) -> AppResult<AdminProvide
         models: models.clone(),
         enabled: req.enabled.unwrap_or(true),
     };
-    config.validate().map_err(|e| AppError::Validation(e.to_string()))?;
+    config
+        .validate()
+        .map_err(|e| AppError::Validation(e.to_string()))?;
     let data_dir = state.cfg.data_dir.clone();
     let mut rec = StoredProvider {
         name: name.clone(),
@@ -702,7 +710,9 @@ async fn update(state: &AppState, name: &str, req: UpdateProvider) -> AppResult<
         models: rec.models.clone(),
         enabled: rec.enabled,
     };
-    config.validate().map_err(|e| AppError::Validation(e.to_string()))?;
+    config
+        .validate()
+        .map_err(|e| AppError::Validation(e.to_string()))?;
     let data_dir = state.cfg.data_dir.clone();
     state
         .store

@@ -183,10 +183,11 @@ mod tests {
     fn a_different_key_cannot_open() {
         let d1 = tempfile::tempdir().unwrap();
         let d2 = tempfile::tempdir().unwrap();
-        let sealed = SecretBox::load_or_create(d1.path())
-            .unwrap()
-            .seal("p", "k");
+        let sealed = SecretBox::load_or_create(d1.path()).unwrap().seal("p", "k");
         let other = SecretBox::load_or_create(d2.path()).unwrap();
-        assert!(matches!(other.open("p", &sealed), Err(SecretError::Decrypt)));
+        assert!(matches!(
+            other.open("p", &sealed),
+            Err(SecretError::Decrypt)
+        ));
     }
 }

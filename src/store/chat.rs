@@ -306,7 +306,12 @@ impl Store {
     }
 
     /// Inserts complete messages as they are (import). Ownership checked.
-    pub fn insert_messages(&self, user_id: Uuid, conv_id: Uuid, list: &[Message]) -> StoreResult<()> {
+    pub fn insert_messages(
+        &self,
+        user_id: Uuid,
+        conv_id: Uuid,
+        list: &[Message],
+    ) -> StoreResult<()> {
         let tx = self.write()?;
         {
             load_conv(&tx, user_id, conv_id)?;
@@ -415,6 +420,58 @@ impl Store {
         };
         tx.commit()?;
         Ok(n)
+    }
+
+    /// Ids of every conversation of a user (archived too), newest first:
+    /// what a full export walks, one conversation at a time. Reads only the
+    /// index, so it stays small however long the conversations are.
+    pub fn conversation_ids(&self, user_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        let tx = self.read()?;
+        let idx = tx.open_table(CONVERSATIONS_BY_USER)?;
+        let u = user_id.as_u128();
+        let mut out = Vec::new();
+        for r in idx.range((u, 0, 0)..=(u, u64::MAX, u128::MAX))?.rev() {
+            let (k, _) = r?;
+            out.push(Uuid::from_u128(k.value().2));
+        }
+        Ok(out)
+    }
+
+    /// A conversation and all of its messages (oldest first) from one
+    /// snapshot, so `current_leaf` always names a message of the list.
+    pub fn conversation_with_messages(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<(Conversation, Vec<Message>)> {
+        let tx = self.read()?;
+        let c: Conversation = match tx.open_table(CONVERSATIONS)?.get(id.as_u128())? {
+            Some(v) => dec(v.value())?,
+            None => return Err(StoreError::NotFound),
+        };
+        if c.user_id != user_id {
+            return Err(StoreError::NotFound);
+        }
+        let msgs = messages_in(&tx.open_table(MESSAGES)?, id)?;
+        Ok((c, msgs))
+    }
+
+    /// Import: creates new conversations with all of their messages in one
+    /// write transaction, so a failure leaves nothing half-written. The
+    /// records must be new (fresh ids) and already validated.
+    pub fn import_conversations(&self, list: &[(Conversation, Vec<Message>)]) -> StoreResult<()> {
+        let tx = self.write()?;
+        {
+            let mut msgs = tx.open_table(MESSAGES)?;
+            for (c, ms) in list {
+                save_conv(&tx, None, c)?;
+                for m in ms {
+                    msgs.insert((c.id.as_u128(), m.id.as_u128()), enc(m).as_slice())?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 

@@ -158,6 +158,11 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
         let store = Store {
             db: Arc::new(db),
             path,
@@ -528,6 +533,32 @@ impl Store {
         Ok(expired.len())
     }
 
+    /// Removes expired refresh tokens and used-up or expired invites.
+    pub fn prune_tokens(&self, now: i64) -> StoreResult<usize> {
+        let tx = self.write()?;
+        let mut n = 0;
+        {
+            let mut t = tx.open_table(REFRESH_TOKENS)?;
+            let before = t.len()?;
+            t.retain(|_, v| {
+                dec::<RefreshToken>(v)
+                    .map(|r| r.expires_at > now)
+                    .unwrap_or(true)
+            })?;
+            n += (before - t.len()?) as usize;
+            let mut i = tx.open_table(INVITES)?;
+            let before = i.len()?;
+            i.retain(|_, v| {
+                dec::<Invite>(v)
+                    .map(|x| x.uses_left > 0 && x.expires_at > now)
+                    .unwrap_or(true)
+            })?;
+            n += (before - i.len()?) as usize;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
     // ---- refresh tokens -------------------------------------------------
 
     pub fn put_refresh(&self, hash: &[u8], r: &RefreshToken) -> StoreResult<()> {
@@ -735,7 +766,7 @@ impl Store {
                 None => return Err(StoreError::NotFound),
             };
             if let Some(o) = owner
-                && inv.created_by != Some(o)
+                && inv.created_by.is_some_and(|c| c != o)
             {
                 return Err(StoreError::NotFound);
             }

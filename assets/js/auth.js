@@ -1,0 +1,172 @@
+// Setup (first admin), sign in, create account.
+
+import { html, useState, useEffect, useRef } from './lib.js';
+import { post, get, ApiError } from './api.js';
+import { useApp } from './state.js';
+import { ErrorBanner, Logo, Spinner } from './ui.js';
+
+function AuthCard({ title, subtitle, children, footer }) {
+  const h = useRef(null);
+  useEffect(() => {
+    const first = h.current?.parentElement?.querySelector('input:not([type=hidden]):not([readonly])');
+    first?.focus();
+  }, []);
+  return html`<main class="auth-page">
+    <div class="auth-card">
+      <div class="auth-brand"><${Logo} size=${36} /><span>confab</span></div>
+      <h1 ref=${h}>${title}</h1>
+      ${subtitle && html`<p class="muted">${subtitle}</p>`}
+      ${children}
+      ${footer && html`<div class="auth-footer">${footer}</div>`}
+    </div>
+  </main>`;
+}
+
+function Field({ label, hint, ...props }) {
+  return html`<label class="field">
+    <span>${label}</span>
+    <input ...${props} />
+    ${hint && html`<small class="muted">${hint}</small>`}
+  </label>`;
+}
+
+function useForm(initial) {
+  const [v, setV] = useState(initial);
+  const bind = (k) => ({ value: v[k], onInput: (e) => setV((s) => ({ ...s, [k]: e.target.value })) });
+  return [v, bind, setV];
+}
+
+export function SetupScreen() {
+  const { route, signedIn, server } = useApp();
+  const token = route.query.get('token') || '';
+  const [v, bind] = useForm({ username: '', email: '', password: '', confirm: '' });
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+
+  if (server && !server.setup_required) {
+    return html`<${AuthCard} title="Already set up" subtitle="This server has its administrator.">
+      <a class="btn primary wide" href="/login">Sign in</a>
+    <//>`;
+  }
+  if (!token) {
+    return html`<${AuthCard} title="Welcome to confab"
+        subtitle="Open the setup link that the server printed in its log when it started (it ends in /setup?token=…) to create the first administrator account." />`;
+  }
+  const submit = async (e) => {
+    e.preventDefault();
+    if (v.password !== v.confirm) {
+      setError({ code: 'VALIDATION_FAILED', message: 'The two passwords differ.' });
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      const body = { token, username: v.username.trim(), password: v.password };
+      if (v.email.trim()) body.email = v.email.trim();
+      const ans = await post('/setup', body, { authRedirect: false });
+      signedIn(ans, '/');
+    } catch (err) {
+      setError(err);
+      setBusy(false);
+    }
+  };
+  return html`<${AuthCard} title="Create the administrator" subtitle="The first account runs this server: it adds providers, invites people and manages users.">
+    <form class="stack" onSubmit=${submit}>
+      <${ErrorBanner} error=${error} compact />
+      <${Field} label="Username" name="username" autocomplete="username" required minlength="3" maxlength="50"
+        pattern="[A-Za-z0-9_]+" hint="3–50 letters, digits or _" ...${bind('username')} />
+      <${Field} label="Email (optional)" name="email" type="email" autocomplete="email" ...${bind('email')} />
+      <${Field} label="Password" name="password" type="password" autocomplete="new-password" required minlength="8" maxlength="128"
+        hint="At least 8 characters" ...${bind('password')} />
+      <${Field} label="Repeat password" name="confirm" type="password" autocomplete="new-password" required minlength="8" ...${bind('confirm')} />
+      <button class="btn primary wide" type="submit" disabled=${busy}>${busy ? html`<${Spinner} />` : 'Create account and sign in'}</button>
+    </form>
+  <//>`;
+}
+
+export function LoginScreen() {
+  const { route, signedIn, server } = useApp();
+  const [v, bind] = useForm({ username: route.query.get('username') || '', password: '' });
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const next = route.query.get('next') || '/';
+  const submit = async (e) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const ans = await post('/auth/login', { username: v.username.trim(), password: v.password }, { authRedirect: false });
+      signedIn(ans, next);
+    } catch (err) {
+      setError(err);
+      setBusy(false);
+    }
+  };
+  const canRegister = server?.registration && server.registration !== 'closed';
+  return html`<${AuthCard} title="Sign in"
+      footer=${canRegister && html`<span>No account yet? <a href=${'/register' + (next !== '/' ? '?next=' + encodeURIComponent(next) : '')}>Create one</a></span>`}>
+    <form class="stack" onSubmit=${submit}>
+      <${ErrorBanner} error=${error} compact />
+      <${Field} label="Username" name="username" autocomplete="username" required ...${bind('username')} />
+      <${Field} label="Password" name="password" type="password" autocomplete="current-password" required ...${bind('password')} />
+      <button class="btn primary wide" type="submit" disabled=${busy}>${busy ? html`<${Spinner} />` : 'Sign in'}</button>
+    </form>
+  <//>`;
+}
+
+export function RegisterScreen() {
+  const { route, signedIn, server } = useApp();
+  const [v, bind] = useForm({ username: '', email: '', password: '', invite: route.query.get('invite') || '' });
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const mode = server?.registration || 'closed';
+  const inviteFromLink = !!route.query.get('invite');
+  const showInvite = mode === 'invite' || inviteFromLink;
+
+  if (mode === 'closed') {
+    return html`<${AuthCard} title="Registration is closed"
+        subtitle="Ask an administrator of this server for an account."
+        footer=${html`<a href="/login">Back to sign in</a>`} />`;
+  }
+  const submit = async (e) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const body = { username: v.username.trim(), password: v.password };
+      if (v.email.trim()) body.email = v.email.trim();
+      if (v.invite.trim()) body.invite_code = v.invite.trim();
+      await post('/auth/register', body, { authRedirect: false });
+      const ans = await post('/auth/login', { username: body.username, password: body.password }, { authRedirect: false });
+      signedIn(ans, route.query.get('next') || '/');
+    } catch (err) {
+      setError(err);
+      setBusy(false);
+    }
+  };
+  return html`<${AuthCard} title="Create your account"
+      subtitle=${mode === 'invite' ? 'This server is invite-only: you need the code from your invitation link.' : null}
+      footer=${html`<span>Already have an account? <a href="/login">Sign in</a></span>`}>
+    <form class="stack" onSubmit=${submit}>
+      <${ErrorBanner} error=${error} compact />
+      ${showInvite && html`<${Field} label="Invite code" name="invite_code" autocomplete="off" required=${mode === 'invite'} ...${bind('invite')} />`}
+      <${Field} label="Username" name="username" autocomplete="username" required minlength="3" maxlength="50"
+        pattern="[A-Za-z0-9_]+" hint="3–50 letters, digits or _" ...${bind('username')} />
+      <${Field} label="Email (optional)" name="email" type="email" autocomplete="email" ...${bind('email')} />
+      <${Field} label="Password" name="password" type="password" autocomplete="new-password" required minlength="8" maxlength="128"
+        hint="At least 8 characters" ...${bind('password')} />
+      <button class="btn primary wide" type="submit" disabled=${busy}>${busy ? html`<${Spinner} />` : 'Create account'}</button>
+    </form>
+  <//>`;
+}
+
+export async function logout(setMe) {
+  try {
+    await post('/auth/logout', {}, { authRedirect: false });
+  } catch (e) {
+    if (!(e instanceof ApiError)) throw e;
+  }
+  setMe(null);
+}
+
+export { get };

@@ -1,0 +1,242 @@
+// Shared pieces: icons, dialogs (native <dialog>, so focus is trapped and
+// restored), toasts, the error banner, copy to clipboard, formatting.
+
+import { html, useState, useEffect, useRef } from './lib.js';
+
+// ---- icons (inline SVG, decorative: the control carries the label) -----------
+
+const paths = {
+  plus: 'M12 5v14M5 12h14',
+  menu: 'M4 6h16M4 12h16M4 18h16',
+  close: 'M6 6l12 12M18 6L6 18',
+  send: 'M5 12h14M13 6l6 6-6 6',
+  stop: 'M7 7h10v10H7z',
+  copy: 'M9 9h10v10H9zM5 15V5h10',
+  check: 'M5 13l4 4L19 7',
+  refresh: 'M20 11a8 8 0 1 0-2.3 5.7M20 5v6h-6',
+  edit: 'M4 20h4L19 9l-4-4L4 16v4zM14 6l4 4',
+  more: 'M5 12h.01M12 12h.01M19 12h.01',
+  search: 'M11 18a7 7 0 1 1 0-14 7 7 0 0 1 0 14zM20 20l-4-4',
+  settings: 'M12 15a3 3 0 1 0 0-6 3 3 0 0 0 0 6zM19.4 15a1.7 1.7 0 0 0 .3 1.8l.1.1a2 2 0 1 1-2.8 2.8l-.1-.1a1.7 1.7 0 0 0-1.8-.3 1.7 1.7 0 0 0-1 1.5V21a2 2 0 1 1-4 0v-.1a1.7 1.7 0 0 0-1.1-1.5 1.7 1.7 0 0 0-1.8.3l-.1.1a2 2 0 1 1-2.8-2.8l.1-.1a1.7 1.7 0 0 0 .3-1.8 1.7 1.7 0 0 0-1.5-1H3a2 2 0 1 1 0-4h.1a1.7 1.7 0 0 0 1.5-1.1 1.7 1.7 0 0 0-.3-1.8l-.1-.1a2 2 0 1 1 2.8-2.8l.1.1a1.7 1.7 0 0 0 1.8.3H9a1.7 1.7 0 0 0 1-1.5V3a2 2 0 1 1 4 0v.1a1.7 1.7 0 0 0 1 1.5 1.7 1.7 0 0 0 1.8-.3l.1-.1a2 2 0 1 1 2.8 2.8l-.1.1a1.7 1.7 0 0 0-.3 1.8V9a1.7 1.7 0 0 0 1.5 1H21a2 2 0 1 1 0 4h-.1a1.7 1.7 0 0 0-1.5 1z',
+  shield: 'M12 3l8 3v6c0 5-3.5 8-8 9-4.5-1-8-4-8-9V6l8-3z',
+  logout: 'M15 4h4v16h-4M10 8l-4 4 4 4M6 12h11',
+  pin: 'M9 4h6l-1 6 3 3H7l3-3-1-6zM12 13v7',
+  archive: 'M4 5h16v4H4zM6 9v10h12V9M10 13h4',
+  trash: 'M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3',
+  left: 'M15 6l-6 6 6 6',
+  right: 'M9 6l6 6-6 6',
+  sun: 'M12 17a5 5 0 1 0 0-10 5 5 0 0 0 0 10zM12 1v2M12 21v2M4.2 4.2l1.4 1.4M18.4 18.4l1.4 1.4M1 12h2M21 12h2M4.2 19.8l1.4-1.4M18.4 5.6l1.4-1.4',
+  moon: 'M21 12.8A9 9 0 1 1 11.2 3a7 7 0 0 0 9.8 9.8z',
+  sliders: 'M4 6h10M18 6h2M4 12h4M12 12h8M4 18h12M20 18h0M14 4v4M8 10v4M16 16v4',
+  chevronDown: 'M6 9l6 6 6-6',
+  arrowDown: 'M12 5v14M6 13l6 6 6-6',
+  link: 'M10 14a4 4 0 0 0 5.7 0l3-3a4 4 0 0 0-5.7-5.7l-1 1M14 10a4 4 0 0 0-5.7 0l-3 3a4 4 0 0 0 5.7 5.7l1-1',
+  alert: 'M12 9v4M12 17h.01M10.3 3.9L1.8 18a2 2 0 0 0 1.7 3h17a2 2 0 0 0 1.7-3L13.7 3.9a2 2 0 0 0-3.4 0z',
+};
+
+export function Icon({ name, size = 18, class: cls = '' }) {
+  return html`<svg class=${'icon ' + cls} width=${size} height=${size} viewBox="0 0 24 24" fill="none"
+    stroke="currentColor" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round"
+    aria-hidden="true" focusable="false"><path d=${paths[name] || ''} /></svg>`;
+}
+
+export function Logo({ size = 28 }) {
+  return html`<svg class="logo" width=${size} height=${size} viewBox="0 0 64 64" aria-hidden="true" focusable="false">
+    <rect width="64" height="64" rx="16" fill="var(--accent)" />
+    <path d="M18 22a6 6 0 0 1 6-6h16a6 6 0 0 1 6 6v12a6 6 0 0 1-6 6H30l-8 7v-7h0a4 4 0 0 1-4-4z" fill="#fff" />
+    <circle cx="26" cy="28" r="2.6" fill="var(--accent)" /><circle cx="32" cy="28" r="2.6" fill="var(--accent)" /><circle cx="38" cy="28" r="2.6" fill="var(--accent)" />
+  </svg>`;
+}
+
+// ---- clipboard -------------------------------------------------------------------
+
+export async function copyText(text) {
+  try {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return true;
+    }
+  } catch {
+    /* fall back below */
+  }
+  const ta = document.createElement('textarea');
+  ta.value = text;
+  ta.setAttribute('readonly', '');
+  ta.style.position = 'fixed';
+  ta.style.opacity = '0';
+  document.body.append(ta);
+  ta.select();
+  let ok = false;
+  try {
+    ok = document.execCommand('copy');
+  } catch {
+    ok = false;
+  }
+  ta.remove();
+  return ok;
+}
+
+// ---- toasts ------------------------------------------------------------------------
+
+const toastListeners = new Set();
+let toastSeq = 0;
+export function toast(text, kind = 'info') {
+  const t = { id: ++toastSeq, text, kind };
+  for (const fn of toastListeners) fn(t);
+}
+
+export function Toasts() {
+  const [items, setItems] = useState([]);
+  useEffect(() => {
+    const fn = (t) => {
+      setItems((xs) => [...xs, t]);
+      setTimeout(() => setItems((xs) => xs.filter((x) => x.id !== t.id)), 2600);
+    };
+    toastListeners.add(fn);
+    return () => toastListeners.delete(fn);
+  }, []);
+  return html`<div class="toasts" role="status" aria-live="polite">
+    ${items.map((t) => html`<div key=${t.id} class=${'toast ' + t.kind}>${t.text}</div>`)}
+  </div>`;
+}
+
+// ---- dialogs -----------------------------------------------------------------------
+
+let openDialog = null;
+
+/**
+ * Shows a modal and resolves with the result:
+ *   confirmDialog({title, body, confirm: 'Delete', danger: true}) → true | false
+ *   promptDialog({title, label, value, multiline}) → string | null
+ */
+export function confirmDialog(opts) {
+  return new Promise((resolve) => openDialog?.({ kind: 'confirm', ...opts, resolve }));
+}
+export function promptDialog(opts) {
+  return new Promise((resolve) => openDialog?.({ kind: 'prompt', ...opts, resolve }));
+}
+
+export function DialogHost() {
+  const [d, setD] = useState(null);
+  const ref = useRef(null);
+  const inputRef = useRef(null);
+  const [value, setValue] = useState('');
+  const returnFocus = useRef(null);
+
+  useEffect(() => {
+    openDialog = (opts) => {
+      returnFocus.current = document.activeElement;
+      setValue(opts.value ?? '');
+      setD(opts);
+    };
+    return () => { openDialog = null; };
+  }, []);
+
+  useEffect(() => {
+    const el = ref.current;
+    if (!d || !el) return;
+    if (!el.open) el.showModal();
+    requestAnimationFrame(() => {
+      if (inputRef.current) {
+        inputRef.current.focus();
+        inputRef.current.select?.();
+      } else el.querySelector('[data-autofocus]')?.focus();
+    });
+  }, [d]);
+
+  const finish = (result) => {
+    const cur = d;
+    ref.current?.open && ref.current.close();
+    setD(null);
+    cur?.resolve(result);
+    const back = returnFocus.current;
+    if (back && back.isConnected) requestAnimationFrame(() => back.focus());
+  };
+
+  if (!d) return html`<dialog ref=${ref} class="dialog" aria-label="Dialog"></dialog>`;
+  const cancelValue = d.kind === 'prompt' ? null : false;
+  const submit = (e) => {
+    e.preventDefault();
+    finish(d.kind === 'prompt' ? value : true);
+  };
+  const titleId = 'dlg-title';
+  return html`<dialog ref=${ref} class="dialog" aria-labelledby=${titleId}
+      onCancel=${(e) => { e.preventDefault(); finish(cancelValue); }}
+      onClick=${(e) => { if (e.target === ref.current) finish(cancelValue); }}>
+    <form class="dialog-body" onSubmit=${submit}>
+      <h2 id=${titleId}>${d.title}</h2>
+      ${d.body && html`<p class="muted">${d.body}</p>`}
+      ${d.kind === 'prompt' && (d.multiline
+        ? html`<label class="field"><span>${d.label}</span><textarea ref=${inputRef} rows="8" value=${value}
+            placeholder=${d.placeholder || ''} onInput=${(e) => setValue(e.target.value)}></textarea></label>`
+        : html`<label class="field"><span>${d.label}</span><input ref=${inputRef} type=${d.type || 'text'} value=${value}
+            required=${!!d.required} minlength=${d.minlength} maxlength=${d.maxlength} autocomplete=${d.autocomplete || 'off'}
+            onInput=${(e) => setValue(e.target.value)} /></label>`)}
+      <div class="dialog-actions">
+        <button type="button" class="btn" onClick=${() => finish(cancelValue)}>${d.cancel || 'Cancel'}</button>
+        <button type="submit" class=${'btn ' + (d.danger ? 'danger' : 'primary')} data-autofocus>${d.confirm || 'OK'}</button>
+      </div>
+    </form>
+  </dialog>`;
+}
+
+// ---- errors ------------------------------------------------------------------------
+
+/** A clear error: code, message, request id, and retry when it can be retried. */
+export function ErrorBanner({ error, onRetry, onDismiss, compact = false }) {
+  if (!error) return null;
+  return html`<div class=${'banner error' + (compact ? ' compact' : '')} role="alert">
+    <${Icon} name="alert" />
+    <div class="banner-text">
+      <strong class="code">${error.code || 'ERROR'}</strong>
+      <span>${error.message || 'Something went wrong.'}</span>
+      ${error.request_id && html`<span class="muted small">request ${error.request_id}</span>`}
+    </div>
+    <div class="banner-actions">
+      ${onRetry && html`<button type="button" class="btn small" onClick=${onRetry}>Retry</button>`}
+      ${onDismiss && html`<button type="button" class="icon-btn" aria-label="Dismiss error" onClick=${onDismiss}><${Icon} name="close" size=${16} /></button>`}
+    </div>
+  </div>`;
+}
+
+// ---- formatting ----------------------------------------------------------------------
+
+const rtf = typeof Intl !== 'undefined' && Intl.RelativeTimeFormat ? new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' }) : null;
+
+export function timeAgo(iso) {
+  if (!iso) return '—';
+  const t = new Date(iso).getTime();
+  if (!Number.isFinite(t)) return '—';
+  const s = Math.round((t - Date.now()) / 1000);
+  const a = Math.abs(s);
+  if (!rtf) return new Date(iso).toLocaleString();
+  if (a < 45) return rtf.format(Math.round(s), 'second');
+  if (a < 2700) return rtf.format(Math.round(s / 60), 'minute');
+  if (a < 64800) return rtf.format(Math.round(s / 3600), 'hour');
+  if (a < 30 * 86400) return rtf.format(Math.round(s / 86400), 'day');
+  return new Date(iso).toLocaleDateString();
+}
+
+export function dateTime(iso) {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  return Number.isFinite(d.getTime()) ? d.toLocaleString() : '—';
+}
+
+export function Spinner({ label = 'Loading' }) {
+  return html`<span class="spinner" role="status" aria-label=${label}></span>`;
+}
+
+/** A button that copies `text` and says so. */
+export function CopyButton({ text, label = 'Copy', class: cls = 'btn small', children }) {
+  const [done, setDone] = useState(false);
+  return html`<button type="button" class=${cls} aria-label=${label}
+      onClick=${async () => {
+        const ok = await copyText(typeof text === 'function' ? text() : text);
+        setDone(ok);
+        toast(ok ? 'Copied to clipboard' : 'Copy failed', ok ? 'info' : 'error');
+        setTimeout(() => setDone(false), 1500);
+      }}>
+    <${Icon} name=${done ? 'check' : 'copy'} size=${16} />${children}
+  </button>`;
+}
