@@ -1,0 +1,786 @@
+// The chat screen: sidebar of conversations (pinned on top, paged as you
+// scroll, search, rename / pin / archive / delete), the thread, streaming
+// answers with stop / regenerate / edit / branches, model picker and
+// per-conversation system prompt.
+
+import { html, useState, useEffect, useRef, useCallback, useMemo, useLayoutEffect } from './lib.js';
+import { get, post, patch, del, ApiError, providerKey, searchConversations } from './api.js';
+import { navigate } from './router.js';
+import { useApp } from './state.js';
+import { GenerationStream } from './stream.js';
+import { Icon, Logo, ErrorBanner, confirmDialog, promptDialog, Spinner, toast } from './ui.js';
+import { Thread, Composer } from './thread.js';
+import { logout } from './auth.js';
+import { setCsrf } from './api.js';
+
+const PAGE_SIZE = 50;
+const MODEL_KEY = 'confab.model';
+let localSeq = 0;
+
+function storedModel() {
+  try { return localStorage.getItem(MODEL_KEY) || ''; } catch { return ''; }
+}
+function rememberModel(m) {
+  try { if (m) localStorage.setItem(MODEL_KEY, m); } catch { /* ignore */ }
+}
+
+// ---- sidebar -------------------------------------------------------------------
+
+function useConversations() {
+  const [pinned, setPinned] = useState([]);
+  const [recent, setRecent] = useState([]);
+  const [cursor, setCursor] = useState(null);
+  const [hasMore, setHasMore] = useState(true);
+  const [loading, setLoading] = useState(false);
+  const [error, setError] = useState(null);
+  const [archived, setArchived] = useState(false);
+  const loadingRef = useRef(false);
+  const gen = useRef(0);
+
+  const loadFirst = useCallback(async (arch = archived) => {
+    const g = ++gen.current;
+    loadingRef.current = true;
+    setLoading(true);
+    setError(null);
+    try {
+      const [p, r] = await Promise.all([
+        arch ? Promise.resolve({ items: [] }) : get('/conversations', { pinned: true, limit: 200 }),
+        get('/conversations', arch ? { archived: true, limit: PAGE_SIZE } : { pinned: false, limit: PAGE_SIZE }),
+      ]);
+      if (g !== gen.current) return;
+      setPinned(p.items);
+      setRecent(r.items);
+      setCursor(r.next_cursor);
+      setHasMore(!!r.next_cursor);
+    } catch (e) {
+      if (g === gen.current) setError(e);
+    } finally {
+      if (g === gen.current) {
+        loadingRef.current = false;
+        setLoading(false);
+      }
+    }
+  }, [archived]);
+
+  const loadMore = useCallback(async () => {
+    if (loadingRef.current || !cursor) return;
+    const g = gen.current;
+    loadingRef.current = true;
+    setLoading(true);
+    try {
+      const r = await get('/conversations', archived ? { archived: true, limit: PAGE_SIZE, cursor } : { pinned: false, limit: PAGE_SIZE, cursor });
+      if (g !== gen.current) return;
+      setRecent((xs) => {
+        const seen = new Set(xs.map((x) => x.id));
+        return [...xs, ...r.items.filter((x) => !seen.has(x.id))];
+      });
+      setCursor(r.next_cursor);
+      setHasMore(!!r.next_cursor);
+    } catch (e) {
+      setError(e);
+    } finally {
+      loadingRef.current = false;
+      setLoading(false);
+    }
+  }, [cursor, archived]);
+
+  /** Re-reads the first page and merges it (titles change after the first answer). */
+  const refreshTop = useCallback(async () => {
+    if (archived) return;
+    try {
+      const [p, r] = await Promise.all([
+        get('/conversations', { pinned: true, limit: 200 }),
+        get('/conversations', { pinned: false, limit: PAGE_SIZE }),
+      ]);
+      setPinned(p.items);
+      setRecent((xs) => {
+        const top = new Set(r.items.map((x) => x.id));
+        const oldest = r.items.length ? r.items[r.items.length - 1].updated_at : null;
+        const rest = xs.filter((x) => !top.has(x.id) && (!oldest || x.updated_at <= oldest));
+        return [...r.items, ...rest];
+      });
+    } catch {
+      /* the next refresh will do */
+    }
+  }, [archived]);
+
+  useEffect(() => { loadFirst(archived); }, [archived]); // eslint-disable-line
+
+  const upsert = useCallback((c) => {
+    if (c.archived !== archived) {
+      setPinned((xs) => xs.filter((x) => x.id !== c.id));
+      setRecent((xs) => xs.filter((x) => x.id !== c.id));
+      return;
+    }
+    if (c.pinned && !archived) {
+      setRecent((xs) => xs.filter((x) => x.id !== c.id));
+      setPinned((xs) => (xs.some((x) => x.id === c.id) ? xs.map((x) => (x.id === c.id ? { ...x, ...c } : x)) : [c, ...xs]));
+    } else {
+      setPinned((xs) => xs.filter((x) => x.id !== c.id));
+      setRecent((xs) => (xs.some((x) => x.id === c.id)
+        ? xs.map((x) => (x.id === c.id ? { ...x, ...c } : x))
+        : [c, ...xs].sort((a, b) => (a.updated_at < b.updated_at ? 1 : -1))));
+    }
+  }, [archived]);
+
+  const remove = useCallback((id) => {
+    setPinned((xs) => xs.filter((x) => x.id !== id));
+    setRecent((xs) => xs.filter((x) => x.id !== id));
+  }, []);
+
+  return { pinned, recent, hasMore, loading, error, loadFirst, loadMore, refreshTop, upsert, remove, archived, setArchived };
+}
+
+function ConversationMenu({ conv, onRename, onAction, onClose, anchorRef }) {
+  const ref = useRef(null);
+  useEffect(() => {
+    ref.current?.querySelector('button')?.focus();
+    const outside = (e) => { if (!ref.current?.contains(e.target) && !anchorRef.current?.contains(e.target)) onClose(false); };
+    document.addEventListener('pointerdown', outside);
+    return () => document.removeEventListener('pointerdown', outside);
+  }, []); // eslint-disable-line
+  const keys = (e) => {
+    const items = [...ref.current.querySelectorAll('button')];
+    const i = items.indexOf(document.activeElement);
+    if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); onClose(true); }
+    else if (e.key === 'ArrowDown') { e.preventDefault(); items[(i + 1) % items.length].focus(); }
+    else if (e.key === 'ArrowUp') { e.preventDefault(); items[(i - 1 + items.length) % items.length].focus(); }
+    else if (e.key === 'Tab') onClose(false);
+  };
+  const item = (icon, label, fn, cls = '') => html`<button type="button" role="menuitem" class=${'menu-item ' + cls}
+    onClick=${() => { onClose(false); fn(); }}><${Icon} name=${icon} size=${16} />${label}</button>`;
+  return html`<div class="menu" role="menu" ref=${ref} aria-label=${'Actions for ' + conv.title} onKeyDown=${keys}>
+    ${item('edit', 'Rename', onRename)}
+    ${!conv.archived && item('pin', conv.pinned ? 'Unpin' : 'Pin', () => onAction('pin'))}
+    ${item('archive', conv.archived ? 'Unarchive' : 'Archive', () => onAction('archive'))}
+    ${item('trash', 'Delete', () => onAction('delete'), 'danger')}
+  </div>`;
+}
+
+function ConversationItem({ conv, active, onAction }) {
+  const [menu, setMenu] = useState(false);
+  const [renaming, setRenaming] = useState(false);
+  const btnRef = useRef(null);
+  const inputRef = useRef(null);
+  useEffect(() => {
+    if (renaming) {
+      inputRef.current?.focus();
+      inputRef.current?.select();
+    }
+  }, [renaming]);
+  const finishRename = async (save) => {
+    const v = inputRef.current?.value.trim();
+    setRenaming(false);
+    if (save && v && v !== conv.title) await onAction(conv, 'rename', v);
+    requestAnimationFrame(() => btnRef.current?.focus());
+  };
+  return html`<li class=${'conv' + (active ? ' active' : '') + (menu ? ' menu-open' : '')}>
+    ${renaming
+      ? html`<input ref=${inputRef} class="conv-rename" aria-label="New title" defaultValue=${conv.title} maxlength="200"
+          onKeyDown=${(e) => {
+            if (e.key === 'Enter') { e.preventDefault(); finishRename(true); }
+            if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); finishRename(false); }
+          }}
+          onBlur=${() => renaming && finishRename(true)} />`
+      : html`<a href=${'/c/' + conv.id} class="conv-link" aria-current=${active ? 'page' : undefined} title=${conv.title}>
+          ${conv.pinned && html`<${Icon} name="pin" size=${14} class="pin-icon" />`}<span class="conv-title">${conv.title}</span></a>`}
+    ${!renaming && html`<button type="button" ref=${btnRef} class="icon-btn tiny conv-more" aria-label=${'More actions for ' + conv.title}
+        aria-haspopup="menu" aria-expanded=${menu ? 'true' : 'false'} onClick=${() => setMenu((m) => !m)}>
+      <${Icon} name="more" size=${16} /></button>`}
+    ${menu && html`<${ConversationMenu} conv=${conv} anchorRef=${btnRef}
+      onRename=${() => setRenaming(true)}
+      onAction=${(a) => onAction(conv, a)}
+      onClose=${(refocus) => { setMenu(false); if (refocus) btnRef.current?.focus(); }} />`}
+  </li>`;
+}
+
+function Sidebar({ list, activeId, onNewChat, onAction, searchRef, open, onClose }) {
+  const { me, setMe } = useApp();
+  const [q, setQ] = useState('');
+  const endRef = useRef(null);
+  const scrollRef = useRef(null);
+
+  useEffect(() => {
+    const el = endRef.current;
+    if (!el || !list.hasMore) return undefined;
+    const io = new IntersectionObserver((es) => { if (es.some((e) => e.isIntersecting)) list.loadMore(); },
+      { root: scrollRef.current, rootMargin: '0px 0px 300px 0px' });
+    io.observe(el);
+    return () => io.disconnect();
+  }, [list.hasMore, list.loadMore, list.recent.length]);
+
+  // While searching, keep fetching pages so the filter sees everything.
+  useEffect(() => {
+    if (q.trim() && list.hasMore && !list.loading) list.loadMore();
+  }, [q, list.hasMore, list.loading, list.loadMore]);
+
+  const searching = !!q.trim();
+  const results = searching ? searchConversations(q, [...list.pinned, ...list.recent]) : null;
+
+  const section = (title, items) => items.length > 0 && html`<section class="conv-section" aria-label=${title}>
+    <h2 class="conv-heading">${title}</h2>
+    <ul class="conv-list">${items.map((c) => html`<${ConversationItem} key=${c.id} conv=${c} active=${c.id === activeId} onAction=${onAction} />`)}</ul>
+  </section>`;
+
+  return html`<aside class=${'sidebar' + (open ? ' open' : '')} aria-label="Conversations">
+    <div class="sidebar-top">
+      <a href="/" class="brand" aria-label="confab home"><${Logo} size=${26} /><span>confab</span></a>
+      <button type="button" class="icon-btn drawer-close" aria-label="Close sidebar" onClick=${onClose}><${Icon} name="close" /></button>
+    </div>
+    <button type="button" class="btn new-chat" onClick=${onNewChat}><${Icon} name="plus" size=${16} />New chat<kbd class="kbd">Ctrl Shift O</kbd></button>
+    <div class="search-box" role="search">
+      <${Icon} name="search" size=${16} />
+      <input ref=${searchRef} type="search" placeholder="Search chats" aria-label="Search conversations" value=${q}
+        onInput=${(e) => setQ(e.target.value)}
+        onKeyDown=${(e) => { if (e.key === 'Escape' && q) { e.preventDefault(); e.stopPropagation(); setQ(''); } }} />
+      <kbd class="kbd">Ctrl K</kbd>
+    </div>
+    <nav class="sidebar-scroll" ref=${scrollRef} aria-label="Conversation list">
+      ${list.error && html`<${ErrorBanner} error=${list.error} compact onRetry=${() => list.loadFirst()} />`}
+      ${searching
+        ? html`${section('Results', results)}${results.length === 0 && !list.loading && html`<p class="muted small pad">No conversation title matches “${q}”.</p>`}`
+        : html`
+          ${section('Pinned', list.pinned)}
+          ${section(list.archived ? 'Archived' : 'Recent', list.recent)}
+          ${!list.loading && !list.pinned.length && !list.recent.length && html`<p class="muted small pad">${list.archived ? 'Nothing archived.' : 'No conversations yet.'}</p>`}`}
+      <div ref=${endRef} class="list-end">${list.loading && html`<${Spinner} label="Loading conversations" />`}</div>
+    </nav>
+    <div class="sidebar-foot">
+      <button type="button" class="link-btn small" onClick=${() => list.setArchived(!list.archived)}>
+        <${Icon} name="archive" size=${14} />${list.archived ? 'Back to chats' : 'Archived chats'}</button>
+      <div class="user-row">
+        <span class="avatar" aria-hidden="true">${(me.username || '?').slice(0, 1).toUpperCase()}</span>
+        <span class="user-name">${me.username}</span>
+        ${me.role === 'admin' && html`<a class="icon-btn" href="/admin" aria-label="Admin" title="Admin"><${Icon} name="shield" /></a>`}
+        <a class="icon-btn" href="/settings" aria-label="Settings" title="Settings"><${Icon} name="settings" /></a>
+        <button type="button" class="icon-btn" aria-label="Sign out" title="Sign out"
+          onClick=${async () => { await logout(setMe); setCsrf(null); navigate('/login', { replace: true }); }}><${Icon} name="logout" /></button>
+      </div>
+    </div>
+  </aside>`;
+}
+
+// ---- the screen ------------------------------------------------------------------
+
+export function ChatScreen() {
+  const { route } = useApp();
+  const convId = route.params.id || null;
+  const list = useConversations();
+
+  const [models, setModels] = useState({ items: [], default_model: null });
+  const [conv, setConv] = useState(null);
+  const [messages, setMessages] = useState([]);
+  const [loadingConv, setLoadingConv] = useState(false);
+  const [convError, setConvError] = useState(null);
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const [liveStatus, setLiveStatus] = useState('live');
+  const [editingId, setEditingId] = useState(null);
+  const [draftModel, setDraftModel] = useState('');
+  const [draftSystem, setDraftSystem] = useState('');
+  const [drawer, setDrawer] = useState(false);
+  const [atBottom, setAtBottom] = useState(true);
+
+  const streamRef = useRef(null);
+  const genRef = useRef(null); // {gid, assistantId}
+  const ownNav = useRef(null);
+  const inputRef = useRef(null);
+  const searchRef = useRef(null);
+  const scrollRef = useRef(null);
+  const stick = useRef(true);
+  const convRef = useRef(null);
+  convRef.current = conv;
+
+  // Models, once.
+  useEffect(() => {
+    get('/models').then(setModels).catch(() => {});
+  }, []);
+
+  const modelIds = models.items.map((m) => m.id);
+  const pick = (m) => (m && (modelIds.length === 0 || modelIds.includes(m)) ? m : '');
+  const model = pick(conv?.model) || pick(draftModel) || pick(storedModel()) || models.default_model || modelIds[0] || '';
+
+  // ---- loading a conversation ----
+  const closeStream = () => {
+    streamRef.current?.close();
+    streamRef.current = null;
+    genRef.current = null;
+    setBusy(false);
+  };
+
+  const loadConversation = useCallback(async (id, { quiet = false } = {}) => {
+    if (!quiet) setLoadingConv(true);
+    try {
+      const c = await get('/conversations/' + encodeURIComponent(id));
+      if (convRef.current && convRef.current.id !== id && quiet) return null;
+      const { messages: msgs, ...meta } = c;
+      setConv(meta);
+      setMessages(msgs);
+      setConvError(null);
+      return c;
+    } catch (e) {
+      if (!quiet) {
+        setConv(null);
+        setMessages([]);
+        setConvError(e);
+      }
+      return null;
+    } finally {
+      if (!quiet) setLoadingConv(false);
+    }
+  }, []);
+
+  useEffect(() => {
+    setEditingId(null);
+    setError(null);
+    if (convId && ownNav.current === convId) {
+      ownNav.current = null;
+      return;
+    }
+    closeStream();
+    stick.current = true;
+    if (!convId) {
+      setConv(null);
+      setMessages([]);
+      setConvError(null);
+      setDraftSystem('');
+      requestAnimationFrame(() => inputRef.current?.focus());
+      return;
+    }
+    (async () => {
+      const c = await loadConversation(convId);
+      if (!c) return;
+      const last = c.messages[c.messages.length - 1];
+      if (last && last.status === 'streaming' && last.generation_id) resume(last);
+      requestAnimationFrame(() => inputRef.current?.focus());
+    })();
+  }, [convId]); // eslint-disable-line
+
+  useEffect(() => () => closeStream(), []); // eslint-disable-line
+
+  useEffect(() => {
+    document.title = conv?.title ? `${conv.title} · confab` : convId ? 'confab' : 'New chat · confab';
+  }, [conv?.title, convId]);
+
+  // ---- scrolling ----
+  const onScroll = () => {
+    const el = scrollRef.current;
+    if (!el) return;
+    const bottom = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+    stick.current = bottom;
+    if (bottom !== atBottom) setAtBottom(bottom);
+  };
+  const stickToBottom = useCallback(() => {
+    const el = scrollRef.current;
+    if (el && stick.current) el.scrollTop = el.scrollHeight;
+  }, []);
+  const scrollToBottom = () => {
+    stick.current = true;
+    const el = scrollRef.current;
+    if (el) el.scrollTo({ top: el.scrollHeight, behavior: 'smooth' });
+  };
+
+  // ---- streaming ----
+  const pending = useRef('');
+  const frame = useRef(0);
+  const liveId = useRef(null);
+  const replaceOnFirst = useRef(false);
+
+  const updateLive = (fn) => {
+    const id = liveId.current;
+    setMessages((ms) => ms.map((m) => (m.id === id ? fn(m) : m)));
+  };
+  const flush = () => {
+    frame.current = 0;
+    const add = pending.current;
+    if (!add && !replaceOnFirst.current) return;
+    pending.current = '';
+    const replace = replaceOnFirst.current;
+    replaceOnFirst.current = false;
+    updateLive((m) => ({ ...m, content: (replace ? '' : m.content) + add }));
+  };
+
+  const finishStream = async (cid) => {
+    if (frame.current) cancelAnimationFrame(frame.current);
+    flush();
+    streamRef.current = null;
+    genRef.current = null;
+    setBusy(false);
+    setLiveStatus('live');
+    if (cid && (!convRef.current || convRef.current.id === cid)) await loadConversation(cid, { quiet: true });
+    list.refreshTop();
+    setTimeout(() => list.refreshTop().then(() => cid && refreshTitle(cid)), 1500);
+    setTimeout(() => cid && refreshTitle(cid), 5000);
+  };
+
+  const refreshTitle = async (cid) => {
+    if (!convRef.current || convRef.current.id !== cid) return;
+    try {
+      const c = await get('/conversations/' + cid, null);
+      if (convRef.current && convRef.current.id === cid) setConv((old) => (old ? { ...old, title: c.title } : old));
+      list.upsert({ ...c, messages: undefined });
+    } catch { /* ignore */ }
+  };
+
+  function handlers(ctx) {
+    return {
+      meta(d) {
+        genRef.current = { gid: d.generation_id, assistantId: d.assistant_message_id };
+        ctx.cid = d.conversation_id;
+        if (ctx.tempAssistant) {
+          const ids = { [ctx.tempAssistant]: d.assistant_message_id };
+          if (ctx.tempUser && d.user_message_id) ids[ctx.tempUser] = d.user_message_id;
+          setMessages((ms) => ms.map((m) => (ids[m.id] ? { ...m, id: ids[m.id], key: m.key || m.id, local: false, model: d.model || m.model } : m)));
+          liveId.current = d.assistant_message_id;
+          ctx.tempAssistant = null;
+        }
+        if (!convRef.current || convRef.current.id !== d.conversation_id) {
+          const now = new Date().toISOString();
+          const c = { id: d.conversation_id, title: 'New chat', model: d.model, system_prompt: null, pinned: false, archived: false, created_at: now, updated_at: now };
+          setConv(c);
+          convRef.current = c;
+          list.upsert(c);
+          ownNav.current = d.conversation_id;
+          navigate('/c/' + d.conversation_id);
+        }
+      },
+      delta(t) {
+        pending.current += t;
+        if (!frame.current) frame.current = requestAnimationFrame(flush);
+      },
+      usage(u) {
+        updateLive((m) => ({ ...m, usage: u }));
+      },
+      done(d) {
+        flush();
+        updateLive((m) => ({ ...m, status: d.finish_reason === 'stopped' ? 'interrupted' : 'complete', finish_reason: d.finish_reason }));
+        finishStream(ctx.cid);
+      },
+      error(e) {
+        flush();
+        updateLive((m) => ({ ...m, status: 'error', error: { code: e.code, message: e.message } }));
+        setError({ ...e, retry: 'regenerate' });
+        finishStream(ctx.cid);
+      },
+      status(s) { setLiveStatus(s); },
+      gone() { finishStream(ctx.cid); },
+      lost(err) {
+        setError(err);
+        finishStream(ctx.cid);
+      },
+    };
+  }
+
+  const resume = (msg) => {
+    closeStream();
+    liveId.current = msg.id;
+    pending.current = '';
+    replaceOnFirst.current = true;
+    const ctx = { cid: msg.conversation_id };
+    const s = new GenerationStream(handlers(ctx));
+    streamRef.current = s;
+    genRef.current = { gid: msg.generation_id, assistantId: msg.id };
+    setBusy(true);
+    setLiveStatus('live');
+    s.resume(msg.generation_id, 0);
+  };
+
+  /** Starts an answer. `base`: the messages kept before the new ones. */
+  const start = async ({ body, base, userMsg, retryText }) => {
+    closeStream();
+    setError(null);
+    setEditingId(null);
+    const tempA = 'local-a-' + ++localSeq;
+    const tempU = userMsg ? 'local-u-' + localSeq : null;
+    const assistant = { id: tempA, key: tempA, role: 'assistant', content: '', status: 'streaming', model: body.model || model, local: true, parent_id: userMsg ? tempU : userMsg?.parent_id };
+    const added = [];
+    if (userMsg) added.push({ ...userMsg, id: tempU, key: tempU, role: 'user', status: 'complete', local: true });
+    added.push(assistant);
+    const before = messages;
+    setMessages([...base, ...added]);
+    liveId.current = tempA;
+    pending.current = '';
+    replaceOnFirst.current = false;
+    stick.current = true;
+    setBusy(true);
+    setLiveStatus('live');
+    const ctx = { cid: body.conversation_id || null, tempAssistant: tempA, tempUser: tempU };
+    const s = new GenerationStream(handlers(ctx));
+    streamRef.current = s;
+    const headers = {};
+    const key = providerKey();
+    if (key) headers['X-Provider-Key'] = key;
+    try {
+      await s.start(body, headers);
+    } catch (e) {
+      if (streamRef.current !== s) return;
+      streamRef.current = null;
+      setBusy(false);
+      setMessages(before);
+      if (retryText != null) inputRef.current?.confabSetText?.(retryText);
+      setError({ code: e.code, message: e.message, request_id: e.request_id, retry: () => start({ body, base, userMsg, retryText: null }) });
+      if (ctx.cid && ctx.cid !== convRef.current?.id) return;
+      if (body.conversation_id) loadConversation(body.conversation_id, { quiet: true });
+    }
+  };
+
+  const send = async (text) => {
+    const body = { content: text, model: model || undefined };
+    rememberModel(model);
+    if (conv) body.conversation_id = conv.id;
+    else if (draftSystem.trim()) {
+      // A new chat with a system prompt: create it first.
+      try {
+        const c = await post('/conversations', { system_prompt: draftSystem, model: model || undefined });
+        setConv(c);
+        convRef.current = c;
+        list.upsert(c);
+        ownNav.current = c.id;
+        navigate('/c/' + c.id);
+        body.conversation_id = c.id;
+      } catch (e) {
+        setError(e);
+        inputRef.current?.confabSetText?.(text);
+        return;
+      }
+    }
+    const last = messages[messages.length - 1];
+    await start({ body, base: messages, userMsg: { content: text, parent_id: last?.id ?? null }, retryText: text });
+  };
+
+  const regenerate = (msg) => {
+    const c = convRef.current;
+    if (!c || busy) return;
+    const i = messages.findIndex((m) => m.id === msg.id);
+    if (i < 0) return;
+    const base = messages.slice(0, i);
+    const siblings = msg.sibling_ids || [msg.id];
+    start({
+      body: { conversation_id: c.id, regenerate_of: msg.id, model: model || undefined },
+      base,
+      userMsg: null,
+    }).then(() => {});
+    // Show the coming version number right away.
+    setMessages((ms) => ms.map((m) => (m.local && m.role === 'assistant' ? { ...m, sibling_ids: [...siblings, m.id] } : m)));
+  };
+
+  const saveEdit = (msg, text) => {
+    const c = convRef.current;
+    if (!c || busy) return;
+    const i = messages.findIndex((m) => m.id === msg.id);
+    if (i < 0) return;
+    const siblings = msg.sibling_ids || [msg.id];
+    start({
+      body: { conversation_id: c.id, parent_id: msg.parent_id ?? null, content: text, model: model || undefined },
+      base: messages.slice(0, i),
+      userMsg: { content: text, parent_id: msg.parent_id ?? null },
+    });
+    setMessages((ms) => ms.map((m) => (m.local && m.role === 'user' ? { ...m, sibling_ids: [...siblings, m.id] } : m)));
+  };
+
+  const switchBranch = async (msg, siblingId) => {
+    const c = convRef.current;
+    if (!c || !siblingId || busy) return;
+    try {
+      await patch('/conversations/' + c.id, { current_leaf: siblingId });
+      await loadConversation(c.id, { quiet: true });
+    } catch (e) {
+      setError(e);
+    }
+  };
+
+  const stop = async () => {
+    const g = genRef.current;
+    if (!g?.gid) return;
+    try {
+      await del('/generations/' + encodeURIComponent(g.gid));
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 404) setError(e);
+      else finishStream(convRef.current?.id);
+    }
+    inputRef.current?.focus();
+  };
+
+  // Stable action callbacks for memoized messages.
+  const live = useRef({});
+  live.current = { regenerate, saveEdit, switchBranch, startEdit: (m) => setEditingId(m.id), cancelEdit: () => setEditingId(null) };
+  const actions = useMemo(() => ({
+    regenerate: (m) => live.current.regenerate(m),
+    saveEdit: (m, t) => live.current.saveEdit(m, t),
+    switchBranch: (m, s) => live.current.switchBranch(m, s),
+    startEdit: (m) => live.current.startEdit(m),
+    cancelEdit: () => live.current.cancelEdit(),
+  }), []);
+
+  // ---- sidebar actions ----
+  const newChat = () => {
+    setDrawer(false);
+    if (convId) navigate('/');
+    else {
+      closeStream();
+      setConv(null);
+      setMessages([]);
+      setError(null);
+    }
+    requestAnimationFrame(() => inputRef.current?.focus());
+  };
+
+  const onConvAction = async (c, action, value) => {
+    try {
+      if (action === 'rename') {
+        const u = await patch('/conversations/' + c.id, { title: value });
+        list.upsert(u);
+        if (conv?.id === c.id) setConv((o) => ({ ...o, title: u.title }));
+      } else if (action === 'pin') {
+        const u = await patch('/conversations/' + c.id, { pinned: !c.pinned });
+        list.upsert(u);
+        toast(u.pinned ? 'Pinned' : 'Unpinned');
+      } else if (action === 'archive') {
+        const u = await patch('/conversations/' + c.id, { archived: !c.archived });
+        list.upsert(u);
+        toast(u.archived ? 'Archived' : 'Restored from the archive');
+        if (u.archived && conv?.id === c.id) navigate('/');
+      } else if (action === 'delete') {
+        const ok = await confirmDialog({
+          title: 'Delete this conversation?',
+          body: `“${c.title}” and all its messages will be deleted. This cannot be undone.`,
+          confirm: 'Delete',
+          danger: true,
+        });
+        if (!ok) return;
+        await del('/conversations/' + c.id);
+        list.remove(c.id);
+        toast('Conversation deleted');
+        if (conv?.id === c.id) navigate('/');
+      }
+    } catch (e) {
+      setError(e);
+    }
+  };
+
+  const changeModel = async (m) => {
+    rememberModel(m);
+    if (!conv) {
+      setDraftModel(m);
+      return;
+    }
+    setConv((c) => ({ ...c, model: m }));
+    try {
+      const u = await patch('/conversations/' + conv.id, { model: m });
+      setConv((c) => ({ ...c, ...u }));
+    } catch (e) {
+      setError(e);
+    }
+  };
+
+  const editSystemPrompt = async () => {
+    const current = conv ? conv.system_prompt || '' : draftSystem;
+    const v = await promptDialog({
+      title: 'System prompt',
+      body: 'Instructions the model follows throughout this conversation.',
+      label: 'System prompt',
+      value: current,
+      multiline: true,
+      placeholder: 'You are a helpful assistant…',
+      confirm: 'Save',
+    });
+    if (v === null) return;
+    if (!conv) {
+      setDraftSystem(v);
+      return;
+    }
+    try {
+      const u = await patch('/conversations/' + conv.id, { system_prompt: v.trim() ? v : null });
+      setConv((c) => ({ ...c, ...u }));
+      toast('System prompt saved');
+    } catch (e) {
+      setError(e);
+    }
+  };
+
+  // ---- keyboard ----
+  useEffect(() => {
+    const onKey = (e) => {
+      const mod = e.ctrlKey || e.metaKey;
+      if (mod && !e.shiftKey && e.key.toLowerCase() === 'k') {
+        e.preventDefault();
+        setDrawer(true);
+        requestAnimationFrame(() => searchRef.current?.focus());
+      } else if (mod && e.shiftKey && e.key.toLowerCase() === 'o') {
+        e.preventDefault();
+        newChat();
+      } else if (e.key === 'Escape' && !e.defaultPrevented) {
+        if (document.querySelector('dialog[open]')) return;
+        if (genRef.current) {
+          e.preventDefault();
+          stop();
+        } else if (drawer) setDrawer(false);
+      }
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  });
+
+  useEffect(() => { setDrawer(false); }, [convId]);
+
+  // ---- render ----
+  const retryError = () => {
+    const r = error?.retry;
+    setError(null);
+    if (typeof r === 'function') r();
+    else if (r === 'regenerate') {
+      const last = [...messages].reverse().find((m) => m.role === 'assistant');
+      if (last) regenerate(last);
+    } else if (convId) loadConversation(convId);
+  };
+
+  const empty = !convId && messages.length === 0;
+  const systemSet = !!(conv ? conv.system_prompt : draftSystem.trim());
+
+  return html`<div class=${'chat-layout' + (drawer ? ' drawer-open' : '')}>
+    <${Sidebar} list=${list} activeId=${convId} onNewChat=${newChat} onAction=${onConvAction}
+      searchRef=${searchRef} open=${drawer} onClose=${() => setDrawer(false)} />
+    ${drawer && html`<div class="backdrop" aria-hidden="true" onClick=${() => setDrawer(false)}></div>`}
+    <main class="chat-main">
+      <header class="chat-header">
+        <button type="button" class="icon-btn menu-btn" aria-label="Open sidebar" onClick=${() => setDrawer(true)}><${Icon} name="menu" /></button>
+        <h1 class="chat-title" title=${conv?.title || ''}>${conv?.title || (convId ? '' : 'New chat')}</h1>
+        <div class="header-tools">
+          <label class="model-picker">
+            <span class="sr-only">Model</span>
+            <select aria-label="Model" value=${model} disabled=${busy || models.items.length === 0}
+                onChange=${(e) => changeModel(e.target.value)}>
+              ${models.items.length === 0 && html`<option value="">No models available</option>`}
+              ${models.items.map((m) => html`<option value=${m.id}>${m.display_name && m.display_name !== m.id ? `${m.display_name} (${m.id})` : m.id}</option>`)}
+            </select>
+            <${Icon} name="chevronDown" size=${14} />
+          </label>
+          <button type="button" class=${'icon-btn' + (systemSet ? ' on' : '')} aria-label="System prompt" title="System prompt"
+            aria-pressed=${systemSet ? 'true' : 'false'} onClick=${editSystemPrompt}><${Icon} name="sliders" /></button>
+          <button type="button" class="icon-btn" aria-label="New chat" title="New chat (Ctrl+Shift+O)" onClick=${newChat}><${Icon} name="plus" /></button>
+        </div>
+      </header>
+      <div class="chat-scroll" ref=${scrollRef} onScroll=${onScroll}>
+        ${convError
+          ? html`<div class="center-pad"><${ErrorBanner} error=${convError} onRetry=${() => loadConversation(convId)} /></div>`
+          : loadingConv && messages.length === 0
+            ? html`<div class="center-pad"><${Spinner} label="Loading conversation" /></div>`
+            : empty
+              ? html`<div class="welcome">
+                  <${Logo} size=${48} />
+                  <h2>How can I help you today?</h2>
+                  ${models.items.length === 0 && html`<p class="muted">No model is available yet. An administrator can add a provider in Admin → Providers.</p>`}
+                </div>`
+              : html`<${Thread} key=${convId || 'new'} messages=${messages} busy=${busy} liveStatus=${liveStatus}
+                  editingId=${editingId} actions=${actions} scrollRef=${scrollRef} stickToBottom=${stickToBottom} />`}
+      </div>
+      <div class="chat-bottom">
+        ${!atBottom && !empty && html`<button type="button" class="scroll-down icon-btn" aria-label="Scroll to the newest message" onClick=${scrollToBottom}><${Icon} name="arrowDown" /></button>`}
+        ${error && html`<${ErrorBanner} error=${error} onDismiss=${() => setError(null)}
+            onRetry=${error.retry || convId ? retryError : null} />`}
+        <${Composer} inputRef=${inputRef} onSend=${send} onStop=${stop} busy=${busy}
+          disabled=${!!convError} />
+      </div>
+    </main>
+  </div>`;
+}

@@ -1,0 +1,212 @@
+// Settings: theme, own provider key (kept in this browser only), sessions,
+// API keys, password.
+
+import { html, useState, useEffect, useCallback } from './lib.js';
+import { get, post, del, providerKey, setProviderKey } from './api.js';
+import { useApp, getTheme, setTheme } from './state.js';
+import { ErrorBanner, Spinner, confirmDialog, toast, timeAgo, dateTime, CopyButton, Icon } from './ui.js';
+
+export function PageShell({ title, nav, children, back = '/' }) {
+  return html`<div class="page">
+    <header class="page-header">
+      <a href=${back} class="btn ghost small"><${Icon} name="left" size=${16} />Back to chat</a>
+      <h1>${title}</h1>
+    </header>
+    <div class="page-body">
+      ${nav && html`<nav class="page-nav" aria-label=${title + ' sections'}>${nav}</nav>`}
+      <div class="page-content">${children}</div>
+    </div>
+  </div>`;
+}
+
+export function Card({ title, id, description, children, actions }) {
+  return html`<section class="card" aria-labelledby=${id + '-h'} id=${id}>
+    <div class="card-head">
+      <div><h2 id=${id + '-h'}>${title}</h2>${description && html`<p class="muted small">${description}</p>`}</div>
+      ${actions && html`<div class="card-actions">${actions}</div>`}
+    </div>
+    ${children}
+  </section>`;
+}
+
+/** Load-and-reload helper for a list endpoint. */
+export function useList(path, query) {
+  const [data, setData] = useState(null);
+  const [error, setError] = useState(null);
+  const load = useCallback(async () => {
+    setError(null);
+    try {
+      setData(await get(path, query));
+    } catch (e) {
+      setError(e);
+    }
+  }, [path, JSON.stringify(query || {})]); // eslint-disable-line
+  useEffect(() => { load(); }, [load]);
+  return { data, error, load, setData };
+}
+
+function ThemeCard() {
+  const [t, setT] = useState(getTheme());
+  const choose = (v) => { setTheme(v); setT(v); };
+  return html`<${Card} id="appearance" title="Appearance" description="Saved in this browser.">
+    <fieldset class="segmented" role="radiogroup" aria-label="Theme">
+      ${[['light', 'Light', 'sun'], ['dark', 'Dark', 'moon'], ['system', 'System', 'settings']].map(([v, label, icon]) => html`
+        <label class=${'seg' + (t === v ? ' on' : '')}>
+          <input type="radio" name="theme" value=${v} checked=${t === v} onChange=${() => choose(v)} />
+          <${Icon} name=${icon} size=${16} />${label}
+        </label>`)}
+    </fieldset>
+  <//>`;
+}
+
+function ProviderKeyCard() {
+  const [k, setK] = useState(providerKey());
+  const [shown, setShown] = useState(false);
+  const saved = providerKey();
+  return html`<${Card} id="provider-key" title="Your own provider key"
+      description="Sent with your chat requests as X-Provider-Key and used instead of the server's key. It is kept only in this browser, never stored on the server.">
+    <form class="row-form" onSubmit=${(e) => { e.preventDefault(); setProviderKey(k.trim()); toast(k.trim() ? 'Key saved in this browser' : 'Key removed'); setK(k.trim()); }}>
+      <label class="field grow"><span>API key</span>
+        <input type=${shown ? 'text' : 'password'} value=${k} autocomplete="off" spellcheck="false" placeholder="sk-…"
+          onInput=${(e) => setK(e.target.value)} /></label>
+      <button type="button" class="btn" onClick=${() => setShown((s) => !s)} aria-pressed=${shown ? 'true' : 'false'}>${shown ? 'Hide' : 'Show'}</button>
+      <button type="submit" class="btn primary">Save</button>
+      ${saved && html`<button type="button" class="btn danger-outline" onClick=${() => { setProviderKey(''); setK(''); toast('Key removed'); }}>Remove</button>`}
+    </form>
+  <//>`;
+}
+
+function SessionsCard() {
+  const { data, error, load } = useList('/auth/sessions');
+  const revoke = async (s) => {
+    if (!await confirmDialog({ title: 'Sign out this session?', body: `${s.user_agent || 'Unknown browser'} · ${s.ip || ''}`, confirm: 'Sign out', danger: true })) return;
+    try { await del('/auth/sessions/' + s.id); toast('Session signed out'); load(); } catch (e) { toast(e.message, 'error'); }
+  };
+  const others = async () => {
+    if (!await confirmDialog({ title: 'Sign out all other sessions?', confirm: 'Sign out others', danger: true })) return;
+    try { const r = await post('/auth/sessions/revoke-others', {}); toast(`${r.revoked} session(s) signed out`); load(); } catch (e) { toast(e.message, 'error'); }
+  };
+  return html`<${Card} id="sessions" title="Active sessions" description="Browsers signed in to your account."
+      actions=${data && data.items.length > 1 && html`<button type="button" class="btn small" onClick=${others}>Sign out other sessions</button>`}>
+    <${ErrorBanner} error=${error} onRetry=${load} compact />
+    ${!data && !error && html`<${Spinner} />`}
+    ${data && html`<ul class="rows">
+      ${data.items.map((s) => html`<li class="row" key=${s.id}>
+        <div class="row-main">
+          <strong>${shortAgent(s.user_agent)}</strong>${s.current && html`<span class="badge ok">This browser</span>`}
+          <div class="muted small">${s.ip || 'unknown address'} · last active ${timeAgo(s.last_seen)} · signed in ${dateTime(s.created_at)}</div>
+        </div>
+        ${!s.current && html`<button type="button" class="btn small danger-outline" aria-label=${'Sign out session from ' + (s.ip || 'unknown')} onClick=${() => revoke(s)}>Sign out</button>`}
+      </li>`)}
+    </ul>`}
+  <//>`;
+}
+
+function shortAgent(ua) {
+  if (!ua) return 'Unknown browser';
+  const b = /(Firefox|Edg|Chrome|Chromium|Safari)\/[\d.]+/.exec(ua);
+  const os = /(Windows|Mac OS X|Android|iPhone|Linux)/.exec(ua);
+  return b ? `${b[1] === 'Edg' ? 'Edge' : b[1]}${os ? ' on ' + os[1].replace('Mac OS X', 'macOS') : ''}` : ua.slice(0, 60);
+}
+
+function ApiKeysCard() {
+  const { me } = useApp();
+  const { data, error, load } = useList('/keys');
+  const [name, setName] = useState('');
+  const [scopes, setScopes] = useState({ read: true, write: true, admin: false });
+  const [created, setCreated] = useState(null);
+  const [formError, setFormError] = useState(null);
+  const create = async (e) => {
+    e.preventDefault();
+    setFormError(null);
+    const sc = Object.entries(scopes).filter(([, on]) => on).map(([s]) => s);
+    try {
+      const k = await post('/keys', { name: name.trim(), scopes: sc });
+      setCreated(k);
+      setName('');
+      load();
+    } catch (err) {
+      setFormError(err);
+    }
+  };
+  const remove = async (k) => {
+    if (!await confirmDialog({ title: `Delete the key “${k.name}”?`, body: 'Programs using it stop working at once.', confirm: 'Delete key', danger: true })) return;
+    try { await del('/keys/' + k.id); toast('Key deleted'); load(); } catch (err) { toast(err.message, 'error'); }
+  };
+  return html`<${Card} id="api-keys" title="API keys" description="For programs and editors that speak the OpenAI API (Authorization: Bearer cfk_…).">
+    ${created && html`<div class="banner success" role="status">
+      <div class="banner-text"><strong>Key “${created.name}” created.</strong> Copy it now: it is shown only once.
+        <code class="secret" data-testid="new-api-key">${created.key}</code></div>
+      <div class="banner-actions"><${CopyButton} text=${created.key} label="Copy API key">Copy<//>
+        <button type="button" class="icon-btn" aria-label="Hide the new key" onClick=${() => setCreated(null)}><${Icon} name="close" size=${16} /></button></div>
+    </div>`}
+    <form class="row-form" onSubmit=${create}>
+      <label class="field grow"><span>Name</span><input value=${name} required maxlength="100" placeholder="e.g. my editor"
+        onInput=${(e) => setName(e.target.value)} /></label>
+      <fieldset class="checks"><legend class="sr-only">Scopes</legend>
+        ${['read', 'write', ...(me.role === 'admin' ? ['admin'] : [])].map((s) => html`<label class="check">
+          <input type="checkbox" checked=${scopes[s]} onChange=${(e) => setScopes((x) => ({ ...x, [s]: e.target.checked }))} />${s}</label>`)}
+      </fieldset>
+      <button type="submit" class="btn primary">Create key</button>
+    </form>
+    <${ErrorBanner} error=${formError || error} compact />
+    ${data && (data.items.length === 0
+      ? html`<p class="muted small">No API keys yet.</p>`
+      : html`<ul class="rows">${data.items.map((k) => html`<li class="row" key=${k.id}>
+          <div class="row-main"><strong>${k.name}</strong> <code class="muted">${k.prefix}…</code>
+            <div class="muted small">${k.scopes.join(', ')} · created ${timeAgo(k.created_at)} · ${k.last_used_at ? 'used ' + timeAgo(k.last_used_at) : 'never used'}${k.expires_at ? ' · expires ' + dateTime(k.expires_at) : ''}</div></div>
+          <button type="button" class="btn small danger-outline" aria-label=${'Delete key ' + k.name} onClick=${() => remove(k)}>Delete</button>
+        </li>`)}</ul>`)}
+  <//>`;
+}
+
+function PasswordCard() {
+  const [v, setV] = useState({ current: '', next: '', confirm: '' });
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const bind = (k) => ({ value: v[k], onInput: (e) => setV((s) => ({ ...s, [k]: e.target.value })) });
+  const submit = async (e) => {
+    e.preventDefault();
+    setError(null);
+    if (v.next !== v.confirm) { setError({ code: 'VALIDATION_FAILED', message: 'The new passwords differ.' }); return; }
+    setBusy(true);
+    try {
+      await post('/auth/password', { current_password: v.current, new_password: v.next }, { authRedirect: false });
+      setV({ current: '', next: '', confirm: '' });
+      toast('Password changed. Other sessions were signed out.');
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return html`<${Card} id="password" title="Password" description="Changing it signs out your other sessions.">
+    <form class="stack narrow" onSubmit=${submit}>
+      <${ErrorBanner} error=${error} compact />
+      <input type="text" autocomplete="username" hidden readonly value="" aria-hidden="true" tabindex="-1" />
+      <label class="field"><span>Current password</span><input type="password" autocomplete="current-password" required ...${bind('current')} /></label>
+      <label class="field"><span>New password</span><input type="password" autocomplete="new-password" required minlength="8" maxlength="128" ...${bind('next')} /></label>
+      <label class="field"><span>Repeat new password</span><input type="password" autocomplete="new-password" required minlength="8" ...${bind('confirm')} /></label>
+      <div><button type="submit" class="btn primary" disabled=${busy}>Change password</button></div>
+    </form>
+  <//>`;
+}
+
+export function SettingsScreen() {
+  const { server, me } = useApp();
+  const nav = html`
+    <a href="#appearance">Appearance</a>
+    ${server.allow_user_keys && html`<a href="#provider-key">Provider key</a>`}
+    <a href="#sessions">Sessions</a>
+    <a href="#api-keys">API keys</a>
+    <a href="#password">Password</a>
+    ${me.role === 'admin' && html`<a href="/admin">Admin →</a>`}`;
+  return html`<${PageShell} title="Settings" nav=${nav}>
+    <p class="muted">Signed in as <strong>${me.username}</strong>${me.email ? ` (${me.email})` : ''} · ${me.role}</p>
+    <${ThemeCard} />
+    ${server.allow_user_keys && html`<${ProviderKeyCard} />`}
+    <${SessionsCard} />
+    <${ApiKeysCard} />
+    <${PasswordCard} />
+  <//>`;
+}
