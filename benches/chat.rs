@@ -21,7 +21,7 @@
 mod common_upstream;
 
 use std::future::Future;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -79,9 +79,18 @@ const RSS_GOAL_MB: f64 = 300.0;
 /// File descriptors wanted: (b) needs two per stream in the bench process
 /// (client side + the fake upstream's side) and two in the server.
 const NOFILE_WANTED: u64 = 65_536;
+/// Streams served by the minimal SSE servers of the transport check.
+const TRANSPORT_STREAMS: usize = 200;
+
+/// Set in the environment of the child process that serves the fake
+/// upstream for (b).
+const UPSTREAM_ROLE_ENV: &str = "CHAT_BENCH_FAKE_UPSTREAM";
 
 fn main() -> anyhow::Result<()> {
     let nofile = raise_nofile(NOFILE_WANTED);
+    if std::env::var_os(UPSTREAM_ROLE_ENV).is_some() {
+        return upstream_child();
+    }
     let upstream_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -105,9 +114,11 @@ fn main() -> anyhow::Result<()> {
     );
     println!();
 
-    latency(&upstream_rt, &client_rt)?;
+    transport(&upstream_rt, &client_rt)?;
     println!();
-    memory(&upstream_rt, &client_rt, nofile)?;
+    latency(&upstream_rt, &client_rt, nofile)?;
+    println!();
+    memory(&client_rt, nofile)?;
     upstream_rt.shutdown_background();
     client_rt.shutdown_background();
     Ok(())
@@ -436,6 +447,8 @@ struct Run {
     /// From the first start to the last end.
     wall: Duration,
     max_in_flight: usize,
+    /// Starts skipped because too many streams were in flight.
+    shed: usize,
     start_lag: Option<Stats>,
 }
 
@@ -465,7 +478,10 @@ impl Run {
         match self.target_rate {
             None => self.errors == 0,
             Some(r) => {
-                self.errors == 0 && self.started_rate() >= 0.95 * r && self.done_rate() >= 0.9 * r
+                self.errors == 0
+                    && self.shed == 0
+                    && self.started_rate() >= 0.95 * r
+                    && self.done_rate() >= 0.9 * r
             }
         }
     }
@@ -484,6 +500,7 @@ async fn sequential(t: &Target, n: usize) -> Run {
         launch_wall: Duration::ZERO,
         wall: Duration::ZERO,
         max_in_flight: 1,
+        shed: 0,
         start_lag: None,
     };
     for _ in 0..n {
@@ -507,8 +524,9 @@ async fn sequential(t: &Target, n: usize) -> Run {
 
 /// Starts a new stream every 1/`rate` s for `secs`, whatever the earlier
 /// ones are doing (open loop), then waits for all of them (bounded by
-/// [`STREAM_TIMEOUT`] each).
-async fn open_loop(t: &Target, rate: f64, secs: f64) -> Run {
+/// [`STREAM_TIMEOUT`] each). A start is skipped (shed) while `cap` streams
+/// are in flight: each costs up to four descriptors in this process.
+async fn open_loop(t: &Target, rate: f64, secs: f64, cap: usize) -> Run {
     let n = (rate * secs).round() as usize;
     let period = Duration::from_secs_f64(1.0 / rate);
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -517,6 +535,7 @@ async fn open_loop(t: &Target, rate: f64, secs: f64) -> Run {
     let mut set = JoinSet::new();
     let t0 = Instant::now();
     let mut last_start = t0;
+    let mut shed = 0;
     for i in 0..n {
         let due = t0 + period.mul_f64(i as f64);
         if Instant::now() < due {
@@ -524,6 +543,10 @@ async fn open_loop(t: &Target, rate: f64, secs: f64) -> Run {
         }
         last_start = Instant::now();
         lags.push(last_start.saturating_duration_since(due));
+        if in_flight.load(Ordering::Relaxed) >= cap {
+            shed += 1;
+            continue;
+        }
         let now_in_flight = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         max_in_flight = max_in_flight.max(now_in_flight);
         let fut = t.stream();
@@ -545,6 +568,7 @@ async fn open_loop(t: &Target, rate: f64, secs: f64) -> Run {
         launch_wall: last_start.duration_since(t0),
         wall: Duration::ZERO,
         max_in_flight,
+        shed,
         start_lag: Stats::of(lags),
     };
     let mut last_end = t0;
@@ -677,7 +701,11 @@ fn fsync_probe(dir: &Path) -> anyhow::Result<Option<Stats>> {
 fn latency(
     upstream_rt: &tokio::runtime::Runtime,
     client_rt: &tokio::runtime::Runtime,
+    nofile: u64,
 ) -> anyhow::Result<()> {
+    // Client, confab's two sides and the fake upstream: four descriptors
+    // per stream in flight, plus idle pooled connections.
+    let cap = (nofile.saturating_sub(2_000) / 5) as usize;
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("bench-server")
@@ -771,7 +799,7 @@ fn latency(
         // Warm-up: connection pools, caches, the allocator.
         for t in &targets {
             sequential(t, WARMUP_SEQUENTIAL).await;
-            open_loop(t, WARMUP_RATE, WARMUP_SECS).await;
+            open_loop(t, WARMUP_RATE, WARMUP_SECS, cap).await;
             quiesce(t, &up).await;
         }
 
@@ -783,11 +811,12 @@ fn latency(
         report(
             &format!("one stream at a time, {SEQUENTIAL} streams"),
             &runs,
+            true,
         );
         for &rate in RATES {
             let mut runs = Vec::new();
             for t in &targets {
-                runs.push(open_loop(t, rate, LOAD_SECS).await);
+                runs.push(open_loop(t, rate, LOAD_SECS, cap).await);
                 quiesce(t, &up).await;
             }
             report(
@@ -796,6 +825,7 @@ fn latency(
                     1e3 / rate
                 ),
                 &runs,
+                true,
             );
         }
         anyhow::Ok(())
@@ -811,10 +841,128 @@ fn latency(
     Ok(())
 }
 
-fn report(title: &str, runs: &[Run]) {
+/// One OpenAI-style stream from the minimal SSE server: the role chunk at
+/// once, then [`REPLY`] a word at a time after [`TOKEN_DELAY`] each, then
+/// `[DONE]` — the fake upstream's timing without anything else.
+async fn bare_sse() -> axum::response::Response {
+    let words: Vec<String> = REPLY.split_inclusive(' ').map(str::to_string).collect();
+    let stream = futures::stream::unfold(0usize, move |i| {
+        let words = words.clone();
+        async move {
+            let text = if i == 0 {
+                "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n".to_string()
+            } else if i <= words.len() {
+                tokio::time::sleep(TOKEN_DELAY).await;
+                let chunk = json!({"choices": [{"index": 0, "delta": {"content": words[i - 1]}}]});
+                format!("data: {chunk}\n\n")
+            } else if i == words.len() + 1 {
+                "data: [DONE]\n\n".to_string()
+            } else {
+                return None;
+            };
+            Some((Ok::<_, std::io::Error>(Bytes::from(text)), i + 1))
+        }
+    });
+    axum::response::Response::builder()
+        .header(CONTENT_TYPE, "text/event-stream")
+        .body(axum::body::Body::from_stream(stream))
+        .expect("static response parts")
+}
+
+/// A minimal SSE server on the current runtime; returns its URL.
+async fn bare_server(nodelay: bool) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    use axum::serve::ListenerExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(bare_sse));
+    let task = if nodelay {
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        })
+    } else {
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        })
+    };
+    Ok((format!("http://{addr}/v1/chat/completions"), task))
+}
+
+/// (a0) What the transport alone does to these timings: the same stream
+/// shape from a minimal server with and without TCP_NODELAY on its
+/// accepted sockets, and from the fake upstream.
+fn transport(
+    upstream_rt: &tokio::runtime::Runtime,
+    client_rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    let up = upstream_rt.block_on(async { FakeUpstream::start().await });
+    up.set_reply(REPLY);
+    up.set_token_delay(TOKEN_DELAY);
+    let (on_url, on_task) = upstream_rt.block_on(bare_server(true))?;
+    let (off_url, off_task) = upstream_rt.block_on(bare_server(false))?;
+    let body = Bytes::from(
+        json!({"model": MODEL, "messages": [{"role": "user", "content": PROMPT}],
+            "stream": true, "stream_options": {"include_usage": true}})
+        .to_string(),
+    );
+    let c = client()?;
+    let target = |label: &'static str, url: String| Target {
+        label,
+        client: c.clone(),
+        url,
+        auth: format!("Bearer {UPSTREAM_KEY}"),
+        body: body.clone(),
+        classify: openai_item,
+        state: None,
+    };
+    let targets = [
+        target("bare, NODELAY on", on_url),
+        target("bare, NODELAY off", off_url),
+        target(
+            "fake upstream",
+            format!("{}/chat/completions", up.openai_base()),
+        ),
+    ];
+    let runs = client_rt.block_on(async {
+        let mut runs = Vec::new();
+        for t in &targets {
+            sequential(t, WARMUP_SEQUENTIAL).await;
+            runs.push(sequential(t, TRANSPORT_STREAMS).await);
+        }
+        runs
+    });
+    println!(
+        "(a0) Transport check, in ms: the same {REPLY_TOKENS}-token stream ({} ms before each token) from a",
+        ms(TOKEN_DELAY)
+    );
+    println!(
+        "     minimal axum SSE server with TCP_NODELAY on / off on its accepted sockets, and from the fake"
+    );
+    println!(
+        "     upstream used below; one stream at a time over a kept-alive connection. With NODELAY off, Nagle"
+    );
+    println!(
+        "     holds each small write until the previous one is ACKed, and the client delays its ACKs (~40 ms)."
+    );
+    report(
+        &format!("one stream at a time, {TRANSPORT_STREAMS} streams"),
+        &runs,
+        false,
+    );
+    on_task.abort();
+    off_task.abort();
+    drop(up);
+    Ok(())
+}
+
+/// Prints a run table; later rows are compared with the first, against
+/// the added-latency goal when `goal`.
+fn report(title: &str, runs: &[Run], goal: bool) {
     println!("  {title}");
     println!(
-        "    {:<15} {:>7} {:>4} {:>9} {:>8} {:>7} {:>6} | {:>8} {:>8} {:>8} {:>8} | {:>7} {:>7} {:>7} {:>7}",
+        "    {:<18} {:>7} {:>4} {:>9} {:>8} {:>7} {:>6} | {:>8} {:>8} {:>8} {:>8} | {:>7} {:>7} {:>7} {:>7}",
         "path",
         "streams",
         "err",
@@ -834,7 +982,7 @@ fn report(title: &str, runs: &[Run]) {
     for r in runs {
         let (Some(t), Some(g)) = (r.ttft(), r.gaps()) else {
             println!(
-                "    {:<15} no complete stream ({} errors: {})",
+                "    {:<18} no complete stream ({} errors: {})",
                 r.label,
                 r.errors,
                 r.first_error.as_deref().unwrap_or("?")
@@ -846,7 +994,7 @@ fn report(title: &str, runs: &[Run]) {
             None => "-".into(),
         };
         println!(
-            "    {:<15} {:>7} {:>4} {:>9} {:>8.1} {:>7} {:>6} | {:>8.3} {:>8.3} {:>8.3} {:>8.3} | {:>7.3} {:>7.3} {:>7.3} {:>7.3}",
+            "    {:<18} {:>7} {:>4} {:>9} {:>8.1} {:>7} {:>6} | {:>8.3} {:>8.3} {:>8.3} {:>8.3} | {:>7.3} {:>7.3} {:>7.3} {:>7.3}",
             r.label,
             t.n,
             r.errors,
@@ -865,6 +1013,12 @@ fn report(title: &str, runs: &[Run]) {
         );
         if let Some(e) = &r.first_error {
             println!("      first error: {e}");
+        }
+        if r.shed > 0 {
+            println!(
+                "      ({} starts skipped: {} streams were already in flight, the most the open-files limit allows)",
+                r.shed, r.max_in_flight
+            );
         }
         if let Some(l) = r.start_lag
             && ms(l.p99) > 1.0
@@ -893,8 +1047,17 @@ fn report(title: &str, runs: &[Run]) {
                 "NOT met"
             }
         };
+        let goal_note = if goal {
+            format!(
+                " | goal p99 added <= {ADDED_P99_GOAL_MS} ms: TTFT {}, gaps {}",
+                verdict(tp99),
+                verdict(gp99)
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "    added by {:<15} TTFT p50 {:+.3} p99 {:+.3} (x{:.2} at p99) | gaps p50 {:+.3} p99 {:+.3} (x{:.2} at p99) | goal p99 added <= {ADDED_P99_GOAL_MS} ms: TTFT {}, gaps {}",
+            "    added by {:<18} TTFT p50 {:+.3} p99 {:+.3} (x{:.2} at p99) | gaps p50 {:+.3} p99 {:+.3} (x{:.2} at p99){goal_note}",
             r.label,
             add(t.p50, bt.p50),
             tp99,
@@ -902,8 +1065,6 @@ fn report(title: &str, runs: &[Run]) {
             add(g.p50, bg.p50),
             gp99,
             ms(g.p99) / ms(bg.p99),
-            verdict(tp99),
-            verdict(gp99)
         );
     }
     println!();
@@ -1092,14 +1253,37 @@ async fn hold_stream(
     }
 }
 
+/// Descriptors a process has open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// The soft open-files limit of a process.
+fn fd_limit(pid: u32) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// One reading of (b).
+struct Held {
+    streams: usize,
+    mem: Mem,
+    /// Descriptors the server had open.
+    fds: usize,
+    /// From the first stream's start until all of them were open.
+    took: Duration,
+}
+
 /// Opens streams up to each step, reading the server's memory at each.
+/// `base_fds` is what the server has open with no stream.
 async fn hold_streams(
     base: &str,
     key: &str,
-    up: &FakeUpstream,
     pid: u32,
+    base_fds: usize,
     steps: &[usize],
-) -> anyhow::Result<Vec<(usize, Mem, Duration)>> {
+) -> anyhow::Result<Vec<Held>> {
     let addr: SocketAddr = base
         .trim_start_matches("http://")
         .parse()
@@ -1157,71 +1341,118 @@ async fn hold_streams(
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        // Each stream also holds its upstream connection once the request
-        // reached the fake upstream (meta is sent before that).
+        // meta is sent before the upstream is asked: wait (bounded) until
+        // the server also holds an upstream connection per stream.
         let waited = Instant::now();
-        while up.chat_requests().len() < step {
-            ensure!(
-                waited.elapsed() < Duration::from_secs(120),
-                "the upstream saw only {} of {step} requests",
-                up.chat_requests().len()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        while open_fds(pid) < base_fds + 2 * step && waited.elapsed() < Duration::from_secs(120) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let took = t0.elapsed();
         tokio::time::sleep(SETTLE).await;
         failed(&failures)?;
-        out.push((step, mem(pid)?, took));
+        out.push(Held {
+            streams: step,
+            mem: mem(pid)?,
+            fds: open_fds(pid),
+            took,
+        });
     }
     // The streams end when the caller kills the server; drop ends the rest.
     set.abort_all();
     Ok(out)
 }
 
-fn memory(
-    upstream_rt: &tokio::runtime::Runtime,
-    client_rt: &tokio::runtime::Runtime,
-    nofile: u64,
-) -> anyhow::Result<()> {
-    // Two descriptors per stream in this process and in the server, plus slack.
-    let fit = (nofile.saturating_sub(1_000) / 2) as usize;
-    let steps: Vec<usize> = HOLD_STEPS.iter().copied().filter(|&s| s <= fit).collect();
-
-    let up = upstream_rt.block_on(async { FakeUpstream::start().await });
+/// The role of the child process that serves the slow fake upstream for
+/// (b): keeping its descriptors out of this process, whose open-files
+/// limit may not be raisable. Prints the OpenAI base URL, then serves until
+/// its stdin closes.
+fn upstream_child() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("fake-upstream")
+        .build()?;
+    let up = rt.block_on(async { FakeUpstream::start().await });
     up.set_reply(&long_reply(HOLD_REPLY_WORDS));
     up.set_token_delay(HOLD_TOKEN_DELAY);
+    println!("{}", up.openai_base());
+    std::io::stdout().flush()?;
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    drop(up);
+    rt.shutdown_background();
+    Ok(())
+}
+
+/// Starts [`upstream_child`]; returns it and its OpenAI base URL.
+fn spawn_upstream() -> anyhow::Result<(KillOnDrop, String)> {
+    let exe = std::env::current_exe()?;
+    let mut child = KillOnDrop(
+        Command::new(&exe)
+            .env(UPSTREAM_ROLE_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("spawning {}", exe.display()))?,
+    );
+    let stdout = child.0.stdout.take().context("stdout is piped")?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .context("the fake upstream process did not start within 30 s")?;
+    let base = line.trim().to_string();
+    ensure!(
+        base.starts_with("http://"),
+        "the fake upstream process printed {line:?}"
+    );
+    Ok((child, base))
+}
+
+fn memory(client_rt: &tokio::runtime::Runtime, nofile: u64) -> anyhow::Result<()> {
+    let (upstream, upstream_base) = spawn_upstream()?;
     let tmp = tempfile::tempdir()?;
-    let (child, base, setup_url) = spawn_server(tmp.path(), &up.openai_base())?;
+    let (child, base, setup_url) = spawn_server(tmp.path(), &upstream_base)?;
     let pid = child.0.id();
     let token = setup_token(&setup_url)?;
-    let limit = std::fs::read_to_string(format!("/proc/{pid}/limits"))
-        .ok()
-        .and_then(|l| {
-            l.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .map(|l| l.split_whitespace().nth(3).unwrap_or("?").to_string())
-        })
-        .unwrap_or_else(|| "?".into());
+    let server_limit = fd_limit(pid).unwrap_or(nofile);
 
     let result = client_rt.block_on(async {
         let c = client()?;
         let key = setup_and_key(&c, &base, &token).await?;
         wait_for_model(&c, &base, &key).await?;
+        drop(c);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle = mem(pid)?;
-        let held = hold_streams(&base, &key, &up, pid, &steps).await;
-        anyhow::Ok((idle, held))
+        let base_fds = open_fds(pid);
+        // Two descriptors per stream in the server (client side, upstream
+        // side) and one here; keep some slack.
+        let server_fit = (server_limit as usize).saturating_sub(base_fds + 100) / 2;
+        let client_fit = (nofile as usize).saturating_sub(500);
+        let fit = server_fit.min(client_fit) / 100 * 100;
+        let mut steps: Vec<usize> = HOLD_STEPS.iter().copied().filter(|&s| s <= fit).collect();
+        let largest = HOLD_STEPS.iter().copied().max().unwrap_or(0);
+        if fit < largest && steps.last().is_none_or(|&l| l < fit) {
+            steps.push(fit);
+        }
+        let held = hold_streams(&base, &key, pid, base_fds, &steps).await;
+        anyhow::Ok((idle, base_fds, fit, held))
     });
     drop(child);
-    drop(up);
-    let (idle, held) = result?;
+    drop(upstream);
+    let (idle, base_fds, fit, held) = result?;
 
     println!(
         "(b) Resident memory of the confab binary holding open streams, MB = 10^6 bytes ({})",
         env!("CARGO_BIN_EXE_confab")
     );
     println!(
-        "    the real binary ({}) spawned with --config: one [[providers]] entry at the fake upstream, open files limit {limit}",
+        "    the real binary ({}) spawned with --config: one [[providers]] entry at the fake upstream;",
         if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -1232,22 +1463,20 @@ fn memory(
         "    each stream: POST /api/chat/stream (API key) starting a new conversation, on its own HTTP/1.1 connection,"
     );
     println!(
-        "    counted once its meta event arrived and the fake upstream holds its request; the upstream pauses {} s",
+        "    counted once its meta event arrived and the server holds its upstream connection; the upstream pauses {} s",
         HOLD_TOKEN_DELAY.as_secs()
     );
     println!(
-        "    before each token, so no stream ends. The fake upstream and the clients live in the bench process: not counted."
+        "    before each token, so no stream ends. Clients (this process) and the fake upstream (a child process) not counted."
     );
-    if steps.len() < HOLD_STEPS.len() {
-        println!(
-            "    (the open files limit {nofile} allows only {fit} streams: larger steps skipped)"
-        );
-    }
     println!(
-        "    {:<22} {:>8} {:>7} {:>6} {:>8} {:>8}",
-        "open streams", "VmRSS", "anon", "file", "VmHWM", "threads"
+        "    server open-files limit {server_limit} ({base_fds} in use when idle, 2 per stream): at most {fit} streams fit"
     );
-    mem_row("0 (set up, idle)", idle, "");
+    println!(
+        "    {:<22} {:>8} {:>7} {:>6} {:>8} {:>8} {:>8}",
+        "open streams", "VmRSS", "anon", "file", "VmHWM", "threads", "fds"
+    );
+    mem_row("0 (set up, idle)", idle, &format!(" {base_fds:>8}"));
     let held = match held {
         Ok(h) => h,
         Err(e) => {
@@ -1255,39 +1484,60 @@ fn memory(
             return Ok(());
         }
     };
-    let mut prev: Option<(usize, Mem)> = None;
-    for &(n, m, took) in &held {
-        let per = (m.rss - idle.rss) * 1e6 / n as f64;
+    let mut prev: Option<&Held> = None;
+    for h in &held {
+        let per = (h.mem.rss - idle.rss) * 1e3 / h.streams as f64;
         let marginal = prev
-            .map(|(pn, pm)| {
+            .map(|p| {
                 format!(
-                    ", marginal {:.1} KB/stream",
-                    (m.rss - pm.rss) * 1e3 / (n - pn) as f64
+                    ", marginal {:.1}",
+                    (h.mem.rss - p.mem.rss) * 1e3 / (h.streams - p.streams) as f64
                 )
             })
             .unwrap_or_default();
         mem_row(
-            &format!("{n}"),
-            m,
+            &format!("{}", h.streams),
+            h.mem,
             &format!(
-                "   ({:.1} KB/stream over idle{marginal}; all open {:.1} s after the first)",
-                per / 1e3,
-                took.as_secs_f64()
+                " {:>8}   ({per:.1} KB/stream over idle{marginal}; all open {:.1} s after the first)",
+                h.fds,
+                h.took.as_secs_f64()
             ),
         );
-        prev = Some((n, m));
+        prev = Some(h);
     }
-    if let Some(&(n, m, _)) = held.last() {
-        let verdict = if m.rss <= RSS_GOAL_MB && n >= 10_000 {
-            "met"
-        } else if n < 10_000 {
-            "not measured at 10,000"
-        } else {
-            "NOT met"
-        };
+    let goal_streams = HOLD_STEPS.iter().copied().max().unwrap_or(0);
+    let Some(last) = held.last() else {
+        return Ok(());
+    };
+    if last.streams >= goal_streams {
         println!(
-            "    goal <= {RSS_GOAL_MB} MB at 10,000 streams: {verdict} ({:.1} MB at {n}; peak VmHWM {:.1} MB)",
-            m.rss, m.hwm
+            "    goal <= {RSS_GOAL_MB} MB at {goal_streams} streams: {} ({:.1} MB; peak VmHWM {:.1} MB)",
+            if last.mem.rss <= RSS_GOAL_MB {
+                "met"
+            } else {
+                "NOT met"
+            },
+            last.mem.rss,
+            last.mem.hwm
+        );
+    } else {
+        // Extrapolate with the per-stream cost between the last two readings.
+        let per_stream_mb = match held.len() {
+            n if n >= 2 => {
+                let p = &held[n - 2];
+                (last.mem.rss - p.mem.rss) / (last.streams - p.streams) as f64
+            }
+            _ => (last.mem.rss - idle.rss) / last.streams as f64,
+        };
+        let est = last.mem.rss + per_stream_mb * (goal_streams - last.streams) as f64;
+        println!(
+            "    {goal_streams} streams do not fit under this machine's open-files limit; extrapolated from {} with the",
+            last.streams
+        );
+        println!(
+            "    marginal cost: {est:.1} MB at {goal_streams} -> goal <= {RSS_GOAL_MB} MB: {} (estimate)",
+            if est <= RSS_GOAL_MB { "met" } else { "NOT met" }
         );
     }
     Ok(())

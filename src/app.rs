@@ -35,6 +35,8 @@ pub struct AppInner {
     pub providers: Arc<crate::providers::registry::Registry>,
     /// Running and recently finished generations.
     pub generations: Arc<crate::chat::generation::Manager>,
+    /// The full-text index of every user's history.
+    pub search: Arc<crate::search::Search>,
 }
 
 #[derive(Clone)]
@@ -73,7 +75,10 @@ impl AppState {
         // Config `[[providers]]` first, then the environment, then what admins
         // stored; local servers are detected by the refresh loop in `serve`.
         let providers = crate::http::providers::build_registry(&cfg, &store)?;
+        let search = crate::search::Search::open(&cfg.data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot open the search index: {e}"))?;
         Ok(AppState(Arc::new(AppInner {
+            search,
             providers,
             generations: crate::chat::generation::Manager::new(),
             throttle: LoginThrottle::new(&cfg.auth),
@@ -141,6 +146,8 @@ pub async fn serve(
         }
         gens.shutdown(grace).await;
     };
+    let indexer = tokio::spawn(state.search.clone().run_indexer(state.store.downgrade()));
+    let search = state.search.clone();
     let router = crate::http::router(state);
     let result = axum::serve(
         listener,
@@ -149,6 +156,11 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     maintenance.abort();
+    indexer.abort();
+    // Release the index writer (and its lock) so the data dir can be reopened.
+    tokio::task::spawn_blocking(move || search.shutdown())
+        .await
+        .ok();
     provider_refresh.abort();
     result
 }

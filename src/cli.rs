@@ -36,6 +36,8 @@ pub enum Command {
     /// Manage invite codes (the server must be stopped).
     #[command(subcommand)]
     Invite(InviteCmd),
+    /// Rebuild the search index from the database (the server must be stopped).
+    Reindex,
     /// Print the commented example configuration.
     DefaultConfig,
     /// Validate the configuration and exit.
@@ -202,6 +204,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (cfg, _) = load_config(&cli, None)?;
             let store = open_store(&cfg)?;
             runtime()?.block_on(user_cmd(&store, cmd))
+        }
+        Command::Reindex => {
+            let (cfg, _) = load_config(&cli, None)?;
+            let store = open_store(&cfg)?;
+            reindex(&store, &cfg)
         }
         Command::Invite(cmd) => {
             let (cfg, _) = load_config(&cli, None)?;
@@ -474,6 +481,30 @@ fn set_user(
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
+}
+
+fn reindex(store: &Store, cfg: &Config) -> anyhow::Result<ExitCode> {
+    let search = crate::search::Search::open(&cfg.data_dir)?;
+    let total = store.message_count()?;
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} indexing [{bar:40}] {pos}/{len} messages ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let started = std::time::Instant::now();
+    let n = search.rebuild(store, |done, _| bar.set_position(done))?;
+    bar.finish_and_clear();
+    search.shutdown();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "indexed {n} messages in {secs:.1} s ({:.0} messages/s); index size {:.1} MB",
+        n as f64 / secs.max(1e-9),
+        search.disk_bytes() as f64 / 1e6
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cli_invite_audit(store: &Store, action: &str) -> anyhow::Result<()> {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod logging;
 pub mod providers;
+pub mod search;
 pub mod store;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -124,12 +124,13 @@ async fn branched(e: &Env, who: &Session, title: &str) -> String {
     cid
 }
 
+/// (role, content, status, index of the parent) per message, in order, and
+/// the index of the current leaf.
+type Shape = (Vec<(String, String, String, Option<usize>)>, Option<usize>);
+
 /// The tree as (role, content, status, index of the parent) in order, and
 /// the index of the current leaf: comparable across different ids.
-fn shape(
-    messages: &[Value],
-    current_leaf: &Value,
-) -> (Vec<(String, String, String, Option<usize>)>, Option<usize>) {
+fn shape(messages: &[Value], current_leaf: &Value) -> Shape {
     let pos: HashMap<&str, usize> = messages
         .iter()
         .enumerate()

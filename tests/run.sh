@@ -5,7 +5,7 @@
 #      playwright-core (npm ci in tests/e2e)
 #   2. cargo fmt --check
 #   3. cargo clippy --all-targets -D warnings
-#   4. Rust tests (cargo nextest if installed, else cargo test --all-targets)
+#   4. Rust tests (cargo nextest if installed, else cargo test), benches excluded
 #   5. browser tests: build target/debug/confab once, then node --test tests/e2e/*.test.mjs
 #
 # Fails fast on the first failing stage. Works from any directory.
@@ -99,19 +99,38 @@ echo "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo '?')"
 echo "node: $(node --version), npm: $(npm --version 2>/dev/null)"
 
 E2E="$ROOT/tests/e2e"
-# Reinstall when node_modules is missing or does not match the lockfile.
-want_pw="$(node -e 'const l=require(process.argv[1]);console.log(l.packages["node_modules/playwright-core"]?.version??"")' "$E2E/package-lock.json" 2>/dev/null || true)"
-have_pw="$(node -e 'console.log(require(process.argv[1]).version)' "$E2E/node_modules/playwright-core/package.json" 2>/dev/null || true)"
-if [[ -z "$have_pw" || "$have_pw" != "$want_pw" ]]; then
-  echo "npm: installing playwright-core ${want_pw:-?} into tests/e2e/node_modules"
-  if [[ -f "$E2E/package-lock.json" ]]; then
-    (cd "$E2E" && npm ci --no-audit --no-fund --loglevel=error)
-  else
-    (cd "$E2E" && npm install --no-audit --no-fund --loglevel=error)
-  fi
+# Reinstall when node_modules is missing or does not match the lockfile: npm records
+# what it installed in node_modules/.package-lock.json; compare every locked package.
+e2e_deps_current() {
+  node - "$E2E" <<'JS'
+const fs = require('fs'), path = require('path');
+const dir = process.argv[2];
+const read = (f) => { try { return JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')); } catch { return null; } };
+const want = read('package-lock.json'), have = read('node_modules/.package-lock.json');
+if (!want || !have) process.exit(1);
+const strip = (l) => Object.entries(l.packages || {}).filter(([k]) => k !== '')
+  .map(([k, v]) => `${k}@${v.version} ${v.integrity || ''}`).sort().join('\n');
+const ok = strip(want) === strip(have) &&
+  Object.keys(want.packages || {}).every((k) => k === '' || fs.existsSync(path.join(dir, k, 'package.json')));
+process.exit(ok ? 0 : 1);
+JS
+}
+if [[ ! -f "$E2E/package-lock.json" ]]; then
+  echo "npm: no package-lock.json, running npm install in tests/e2e"
+  (cd "$E2E" && npm install --no-audit --no-fund --loglevel=error)
+elif ! e2e_deps_current; then
+  echo "npm: installing tests/e2e dependencies from package-lock.json (npm ci)"
+  (cd "$E2E" && npm ci --no-audit --no-fund --loglevel=error)
 else
-  echo "npm: playwright-core $have_pw already installed"
+  echo "npm: tests/e2e/node_modules matches package-lock.json"
 fi
+node -e 'for (const p of Object.keys(require(process.argv[1]).packages)) if (p) console.log("  " + p.replace("node_modules/", "") + "@" + require(process.argv[1]).packages[p].version)' "$E2E/package-lock.json"
+
+# ---------------------------------------------------------------------------
+stage "vendored browser libraries (scripts/vendor.sh --check)"
+# sha256 of every file under assets/vendor/ against manifest.json and against
+# the pinned versions' npm tarballs.
+scripts/vendor.sh --check
 
 # ---------------------------------------------------------------------------
 stage "cargo fmt --check"
@@ -122,17 +141,26 @@ stage "cargo clippy"
 cargo clippy --all-targets -- -D warnings
 
 # ---------------------------------------------------------------------------
+# Every test target except the benches: benches/ are `harness = false` programs
+# that would run in full (minutes) under `--all-targets`, and cargo-nextest cannot
+# list them (it fails with "creating test list failed"). clippy above still
+# compiles them. There are no doctests (nextest would not run them anyway).
+# --no-fail-fast: report every failing test, the stage still fails.
+RUST_TEST_TARGETS=(--lib --bins --tests)
 if [[ "${CONFAB_TEST_RUNNER:-}" != "cargo" ]] && cargo nextest --version >/dev/null 2>&1; then
   stage "rust tests (cargo nextest)"
-  cargo nextest run --all-targets
+  cargo nextest run --no-fail-fast "${RUST_TEST_TARGETS[@]}"
 else
   stage "rust tests (cargo test)"
-  cargo test --all-targets
+  cargo test --no-fail-fast "${RUST_TEST_TARGETS[@]}"
 fi
 
 # ---------------------------------------------------------------------------
 stage "browser tests (chromium)"
-cargo build --bin confab
+# assets/ is embedded by include_dir, which cargo does not watch: make sure a
+# changed asset is in the binary under test.
+touch src/assets.rs
+cargo build --bin confab --example fake_upstream
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 export CONFAB_BIN="$TARGET_DIR/debug/confab"

@@ -22,12 +22,13 @@ function AuthCard({ title, subtitle, children, footer }) {
   </main>`;
 }
 
-function Field({ label, hint, ...props }) {
-  return html`<label class="field">
-    <span>${label}</span>
-    <input ...${props} />
-    ${hint && html`<small class="muted">${hint}</small>`}
-  </label>`;
+function Field({ label, hint, name, ...props }) {
+  const id = 'f-' + name;
+  return html`<div class="field">
+    <label for=${id}>${label}</label>
+    <input id=${id} name=${name} aria-describedby=${hint ? id + '-hint' : undefined} ...${props} />
+    ${hint && html`<small id=${id + '-hint'} class="muted">${hint}</small>`}
+  </div>`;
 }
 
 function useForm(initial) {

@@ -14,7 +14,7 @@ export function PageShell({ title, nav, children, back = '/' }) {
     </header>
     <div class="page-body">
       ${nav && html`<nav class="page-nav" aria-label=${title + ' sections'}>${nav}</nav>`}
-      <div class="page-content">${children}</div>
+      <main class="page-content">${children}</main>
     </div>
   </div>`;
 }

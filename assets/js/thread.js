@@ -177,8 +177,19 @@ export function Thread({ messages, busy, liveStatus, editingId, actions, scrollR
 
   useLayoutEffect(() => { stickToBottom?.(); });
 
+  // Messages settle after layout (content-visibility, fonts, KaTeX): stay
+  // at the bottom while the reader is there.
+  const rootRef = useRef(null);
+  useEffect(() => {
+    const el = rootRef.current;
+    if (!el || !stickToBottom || typeof ResizeObserver === 'undefined') return undefined;
+    const ro = new ResizeObserver(() => stickToBottom());
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, [stickToBottom]);
+
   const lastId = messages.length ? messages[messages.length - 1].id : null;
-  return html`<div class="thread" onClick=${onClick}>
+  return html`<div class="thread" ref=${rootRef} onClick=${onClick}>
     ${start > 0 && html`<div ref=${topRef} class="thread-more" aria-hidden="true">Loading earlier messages…</div>`}
     ${visible.map((m) => html`<${MessageItem} key=${m.key || m.id} msg=${m} v=${v} busy=${busy}
       editing=${editingId === m.id} isLast=${m.id === lastId} liveStatus=${m.status === 'streaming' ? liveStatus : null}

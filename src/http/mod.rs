@@ -13,6 +13,7 @@ pub mod health;
 pub mod keys;
 pub mod openapi;
 pub mod providers;
+pub mod search;
 
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .merge(conversations::routes())
         .merge(export::routes())
         .merge(chat::routes())
+        .merge(search::routes())
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed);

@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use super::{admin, auth, chat, conversations, export, health, keys, providers};
+use super::{admin, auth, chat, conversations, export, health, keys, providers, search};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,7 @@ use super::{admin, auth, chat, conversations, export, health, keys, providers};
         conversations::list, conversations::create, conversations::read, conversations::update,
         conversations::remove, conversations::messages, conversations::tree,
         chat::stream, chat::message, chat::events, chat::stop, chat::ws,
+        search::search,
         export::export_conversation, export::export_all, export::import,
     ),
     tags(
@@ -27,6 +28,7 @@ use super::{admin, auth, chat, conversations, export, health, keys, providers};
         (name = "keys", description = "Personal API keys"),
         (name = "admin", description = "Users, invites and audit log (admins only)"),
         (name = "health", description = "Liveness and store checks"),
+        (name = "search", description = "Full-text search over the caller's own messages and conversation titles"),
         (name = "conversations", description = "Conversations and their message trees"),
         (name = "chat", description = "Streaming answers. `POST /api/chat/stream` answers `text/event-stream`: `meta` first (conversation_id, user_message_id, assistant_message_id, generation_id, model, provider, parent_id, context_trimmed, trimmed_messages), then `delta {text}` events, then `usage {input_tokens, output_tokens, estimated}`, then `done {finish_reason}` or `error {code, message, request_id}`. Every event has an integer `id:` counting from 1 within the generation; `GET /api/generations/{id}/events` with `Last-Event-ID: n` replays from n+1 and continues live. A `: keep-alive` comment is sent every 15 s."),
         (name = "providers", description = "Models, provider health, and provider management (the /api/admin routes are for admins only)"),

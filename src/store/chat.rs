@@ -5,6 +5,7 @@ use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::search_outbox::{OutboxOp, push as outbox};
 use super::{
     CONVERSATIONS, CONVERSATIONS_BY_USER, MESSAGES, STREAMING, Store, StoreError, StoreResult, dec,
     enc,
@@ -164,6 +165,12 @@ impl Store {
     pub fn create_conversation(&self, c: &Conversation) -> StoreResult<()> {
         let tx = self.write()?;
         save_conv(&tx, None, c)?;
+        outbox(
+            &tx,
+            &[OutboxOp::Title {
+                conversation_id: c.id,
+            }],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -233,8 +240,17 @@ impl Store {
         let c = {
             let mut c = load_conv(&tx, user_id, id)?;
             let old = c.updated_at_ms;
+            let old_title = c.title.clone();
             let msgs = messages_in(&tx.open_table(MESSAGES)?, id)?;
             f(&mut c, &msgs)?;
+            if c.title != old_title {
+                outbox(
+                    &tx,
+                    &[OutboxOp::Title {
+                        conversation_id: id,
+                    }],
+                )?;
+            }
             if touch {
                 c.updated_at_ms = now_ms().max(old + 1);
             }
@@ -263,6 +279,12 @@ impl Store {
             let n = (before - msgs.len()?) as usize;
             tx.open_table(STREAMING)?
                 .retain_in((k, 0)..=(k, u128::MAX), |_, _| false)?;
+            outbox(
+                &tx,
+                &[OutboxOp::DeleteConversation {
+                    conversation_id: id,
+                }],
+            )?;
             n
         };
         tx.commit()?;
@@ -295,6 +317,15 @@ impl Store {
             }
             tx.open_table(STREAMING)?
                 .insert((conv_id.as_u128(), assistant.id.as_u128()), ())?;
+            if let Some(u) = user_msg {
+                outbox(
+                    &tx,
+                    &[OutboxOp::Message {
+                        conversation_id: conv_id,
+                        message_id: u.id,
+                    }],
+                )?;
+            }
             let old = c.updated_at_ms;
             c.current_leaf = Some(assistant.id);
             c.updated_at_ms = now_ms().max(old + 1);
@@ -319,6 +350,15 @@ impl Store {
             for m in list {
                 msgs.insert((conv_id.as_u128(), m.id.as_u128()), enc(m).as_slice())?;
             }
+            drop(msgs);
+            let ops: Vec<OutboxOp> = list
+                .iter()
+                .map(|m| OutboxOp::Message {
+                    conversation_id: conv_id,
+                    message_id: m.id,
+                })
+                .collect();
+            outbox(&tx, &ops)?;
         }
         tx.commit()?;
         Ok(())
@@ -378,6 +418,13 @@ impl Store {
             }
             msgs.insert(key, enc(m).as_slice())?;
             tx.open_table(STREAMING)?.remove(key)?;
+            outbox(
+                &tx,
+                &[OutboxOp::Message {
+                    conversation_id: m.conversation_id,
+                    message_id: m.id,
+                }],
+            )?;
             let convs = tx.open_table(CONVERSATIONS)?;
             let c: Option<Conversation> = convs
                 .get(m.conversation_id.as_u128())?
@@ -416,6 +463,16 @@ impl Store {
                 }
                 streaming.remove(*k)?;
             }
+            drop(streaming);
+            drop(msgs);
+            let ops: Vec<OutboxOp> = keys
+                .iter()
+                .map(|(c, m)| OutboxOp::Message {
+                    conversation_id: Uuid::from_u128(*c),
+                    message_id: Uuid::from_u128(*m),
+                })
+                .collect();
+            outbox(&tx, &ops)?;
             keys.len()
         };
         tx.commit()?;
@@ -463,12 +520,22 @@ impl Store {
         let tx = self.write()?;
         {
             let mut msgs = tx.open_table(MESSAGES)?;
+            let mut ops = Vec::new();
             for (c, ms) in list {
                 save_conv(&tx, None, c)?;
+                ops.push(OutboxOp::Title {
+                    conversation_id: c.id,
+                });
                 for m in ms {
                     msgs.insert((c.id.as_u128(), m.id.as_u128()), enc(m).as_slice())?;
+                    ops.push(OutboxOp::Message {
+                        conversation_id: c.id,
+                        message_id: m.id,
+                    });
                 }
             }
+            drop(msgs);
+            outbox(&tx, &ops)?;
         }
         tx.commit()?;
         Ok(())

@@ -8,6 +8,7 @@
 pub mod chat;
 pub mod provider_records;
 pub mod records;
+pub mod search_outbox;
 
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -23,7 +24,7 @@ pub use records::*;
 
 /// The schema version this binary writes. Migrations in [`migrate`] bring
 /// older files forward; a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
@@ -52,6 +53,9 @@ const MESSAGES: TableDefinition<(u128, u128), &[u8]> = TableDefinition::new("mes
 /// Assistant messages still being written: (conversation_id, message_id).
 /// Whatever is left here at start-up was cut off by a crash.
 const STREAMING: TableDefinition<(u128, u128), ()> = TableDefinition::new("streaming_messages");
+/// seq → what changed, written in the same transaction as the change; the
+/// search indexer drains it (see `search_outbox.rs`).
+const SEARCH_OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("search_outbox");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -241,6 +245,9 @@ impl Store {
                         tx.open_table(API_KEYS_BY_USER)?;
                         tx.open_table(INVITES)?;
                         tx.open_table(AUDIT)?;
+                    }
+                    if step == 2 {
+                        tx.open_table(SEARCH_OUTBOX)?;
                     }
                     if step == 1 {
                         tx.open_table(PROVIDERS)?;

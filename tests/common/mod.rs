@@ -50,7 +50,19 @@ impl TestServer {
         let mut cfg = test_config(dir.path());
         f(&mut cfg);
         cfg.validate().expect("test config is valid");
-        let store = Store::open(&cfg.data_dir).unwrap();
+        // A previous server in this process may still be letting go of the
+        // data dir (background tasks finishing); wait for it briefly.
+        let mut tries = 0;
+        let store = loop {
+            match Store::open(&cfg.data_dir) {
+                Ok(s) => break s,
+                Err(confab::store::StoreError::Locked(_)) if tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("cannot open the store: {e}"),
+            }
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = AppState::new(cfg, store, addr).unwrap();

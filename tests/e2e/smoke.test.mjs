@@ -35,6 +35,15 @@ async function open(t, path) {
   return { page, watch, response, responses };
 }
 
+/** app.js ran: it replaced index.html's boot spinner inside #app. */
+async function assertAppMounted(page) {
+  await page
+    .waitForFunction(() => document.querySelector('#app') && !document.querySelector('#app .boot'), null, { timeout: 10_000 })
+    .catch(async () => {
+      assert.fail(`app.js did not mount into #app; #app is: ${await page.locator('#app').innerHTML().catch(() => '(missing)')}`);
+    });
+}
+
 function assertCleanPage(watch) {
   assert.deepEqual(watch.problems(), [], 'page had console errors, CSP violations or failed requests');
 }
@@ -70,22 +79,55 @@ test('/ renders the app shell under a strict CSP without errors', T, async (t) =
     assert.ok(!src.includes("'unsafe-inline'"), `script-src allows 'unsafe-inline': ${cspHeader}`);
   }
 
-  assert.equal(await page.title(), 'confab');
+  // The served document is titled "confab"; the app may then refine it ("Set up · confab").
+  assert.match(await response.text(), /<title>confab<\/title>/);
+  assert.match(await page.title(), /\bconfab$/);
+  await assertAppMounted(page);
 
   const appJs = responses.find((r) => new URL(r.url()).pathname === '/app.js');
   assert.ok(appJs, 'the page loaded /app.js');
   assert.equal(appJs.status(), 200);
   assert.match(appJs.headers()['content-type'] ?? '', /javascript/);
 
+  // The app links its favicon and manifest, and both are served.
+  const links = await page.evaluate(() => ({
+    icon: document.querySelector('link[rel=icon]')?.getAttribute('href'),
+    manifest: document.querySelector('link[rel=manifest]')?.getAttribute('href'),
+  }));
+  assert.equal(links.icon, '/favicon.svg');
+  assert.equal(links.manifest, '/manifest.webmanifest');
+  const icon = await fetch(server.url + '/favicon.svg');
+  assert.match(icon.headers.get('content-type') ?? '', /image\/svg\+xml/);
+  const manifest = await (await fetch(server.url + '/manifest.webmanifest')).json();
+  assert.equal(manifest.name, 'confab');
+  // A fresh server shows the setup screen.
+  await page.getByRole('heading', { name: 'Welcome to confab' }).waitFor();
+
   assertCleanPage(watch);
   await screenshot(page, 'smoke');
+});
+
+test('vendored libraries are served immutable, as JavaScript modules', T, async () => {
+  const manifest = await (await fetch(`${server.url}/vendor/manifest.json`)).json();
+  for (const pkg of manifest.packages) {
+    const js = pkg.files.find((f) => /\.(m?js)$/.test(f.path));
+    if (!js) continue;
+    const res = await fetch(`${server.url}/vendor/${js.path}`);
+    assert.equal(res.status, 200, js.path);
+    assert.match(res.headers.get('content-type') ?? '', /javascript/, js.path);
+    assert.match(res.headers.get('cache-control') ?? '', /immutable/, js.path);
+  }
+  const index = await fetch(`${server.url}/`);
+  assert.equal(index.headers.get('cache-control'), 'no-cache');
 });
 
 test('an unknown non-API path like /c/123 falls back to the same page', T, async (t) => {
   const { page, watch, response } = await open(t, '/c/123');
   assert.equal(response.status(), 200);
   assert.match(response.headers()['content-type'] ?? '', /^text\/html/);
-  assert.equal(await page.title(), 'confab');
+  assert.match(await response.text(), /<title>confab<\/title>/);
+  assert.match(await page.title(), /\bconfab$/);
+  await assertAppMounted(page);
   assertCleanPage(watch);
 
   const [root, deep] = await Promise.all(

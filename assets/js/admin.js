@@ -1,0 +1,276 @@
+// Admin: users, invites, providers, usage (placeholder for the governance
+// feature's charts), audit log.
+
+import { html, useState, useEffect, useCallback } from './lib.js';
+import { get, post, patch, del } from './api.js';
+import { useApp } from './state.js';
+import { PageShell, Card, useList } from './settings.js';
+import { ErrorBanner, Spinner, confirmDialog, promptDialog, toast, timeAgo, dateTime, CopyButton, Icon } from './ui.js';
+
+const SECTIONS = [
+  ['users', 'Users'],
+  ['invites', 'Invites'],
+  ['providers', 'Providers'],
+  ['usage', 'Usage'],
+  ['audit', 'Audit log'],
+];
+
+/** A paged list: items accumulate, "Load more" follows next_cursor. */
+function usePaged(path, limit = 50) {
+  const [items, setItems] = useState(null);
+  const [cursor, setCursor] = useState(null);
+  const [error, setError] = useState(null);
+  const [loading, setLoading] = useState(false);
+  const load = useCallback(async (from = null) => {
+    setLoading(true);
+    setError(null);
+    try {
+      const r = await get(path, { limit, cursor: from || undefined });
+      setItems((xs) => (from && xs ? [...xs, ...r.items] : r.items));
+      setCursor(r.next_cursor);
+    } catch (e) {
+      setError(e);
+    } finally {
+      setLoading(false);
+    }
+  }, [path, limit]);
+  useEffect(() => { load(); }, [load]);
+  return { items, setItems, cursor, error, loading, reload: () => load(), more: () => load(cursor) };
+}
+
+function MoreButton({ list, label = 'Load more' }) {
+  if (!list.cursor) return null;
+  return html`<div class="more-row"><button type="button" class="btn" disabled=${list.loading} onClick=${list.more}>${list.loading ? html`<${Spinner} />` : label}</button></div>`;
+}
+
+function Users() {
+  const { me } = useApp();
+  const list = usePaged('/admin/users');
+  const [form, setForm] = useState({ username: '', password: '', role: 'user' });
+  const [formError, setFormError] = useState(null);
+  const replace = (u) => list.setItems((xs) => xs.map((x) => (x.id === u.id ? u : x)));
+  const update = async (u, body, done) => {
+    try { replace(await patch('/admin/users/' + u.id, body)); if (done) toast(done); } catch (e) { toast(`${e.code}: ${e.message}`, 'error'); }
+  };
+  const resetPassword = async (u) => {
+    const pw = await promptDialog({ title: `New password for ${u.username}`, body: 'They will be signed out everywhere.', label: 'New password', type: 'password', required: true, minlength: 8, maxlength: 128, autocomplete: 'new-password', confirm: 'Set password' });
+    if (pw) update(u, { password: pw }, 'Password set');
+  };
+  const toggle = async (u) => {
+    const disabling = u.status === 'active';
+    if (disabling && !await confirmDialog({ title: `Disable ${u.username}?`, body: 'They are signed out and cannot sign in until enabled again.', confirm: 'Disable', danger: true })) return;
+    update(u, { status: disabling ? 'disabled' : 'active' }, disabling ? 'User disabled' : 'User enabled');
+  };
+  const create = async (e) => {
+    e.preventDefault();
+    setFormError(null);
+    try {
+      const u = await post('/admin/users', { username: form.username.trim(), password: form.password, role: form.role });
+      list.setItems((xs) => [...(xs || []), u]);
+      setForm({ username: '', password: '', role: 'user' });
+      toast('User created');
+    } catch (err) {
+      setFormError(err);
+    }
+  };
+  return html`<${Card} id="users" title="Users" description="Everyone with an account on this server.">
+    <${ErrorBanner} error=${list.error} onRetry=${list.reload} compact />
+    ${!list.items && !list.error && html`<${Spinner} />`}
+    ${list.items && html`<div class="table-wrap"><table class="table">
+      <thead><tr><th scope="col">User</th><th scope="col">Role</th><th scope="col">Status</th><th scope="col">Created</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
+      <tbody>${list.items.map((u) => html`<tr key=${u.id}>
+        <td><strong>${u.username}</strong>${u.id === me.id && html` <span class="badge">you</span>`}<div class="muted small">${u.email || ''}</div></td>
+        <td><select aria-label=${'Role of ' + u.username} value=${u.role} onChange=${(e) => update(u, { role: e.target.value }, 'Role changed')}>
+          <option value="user">user</option><option value="admin">admin</option></select></td>
+        <td><span class=${'badge ' + (u.status === 'active' ? 'ok' : 'bad')}>${u.status}</span></td>
+        <td class="muted small">${dateTime(u.created_at)}</td>
+        <td class="actions">
+          <button type="button" class="btn small" onClick=${() => resetPassword(u)} aria-label=${'Reset password of ' + u.username}>Reset password</button>
+          <button type="button" class=${'btn small ' + (u.status === 'active' ? 'danger-outline' : '')} onClick=${() => toggle(u)}
+            aria-label=${(u.status === 'active' ? 'Disable ' : 'Enable ') + u.username}>${u.status === 'active' ? 'Disable' : 'Enable'}</button>
+        </td></tr>`)}</tbody></table></div>
+      <${MoreButton} list=${list} />`}
+    <h3 class="sub">Add a user</h3>
+    <form class="row-form" onSubmit=${create}>
+      <label class="field"><span>Username</span><input required minlength="3" maxlength="50" pattern="[A-Za-z0-9_]+" value=${form.username} autocomplete="off"
+        onInput=${(e) => setForm((f) => ({ ...f, username: e.target.value }))} /></label>
+      <label class="field"><span>Password</span><input type="password" required minlength="8" maxlength="128" value=${form.password} autocomplete="new-password"
+        onInput=${(e) => setForm((f) => ({ ...f, password: e.target.value }))} /></label>
+      <label class="field"><span>Role</span><select value=${form.role} onChange=${(e) => setForm((f) => ({ ...f, role: e.target.value }))}>
+        <option value="user">user</option><option value="admin">admin</option></select></label>
+      <button type="submit" class="btn primary">Add user</button>
+    </form>
+    <${ErrorBanner} error=${formError} compact />
+  <//>`;
+}
+
+function Invites() {
+  const { data, error, load } = useList('/admin/invites');
+  const [form, setForm] = useState({ uses: 1, hours: 168, role: 'user' });
+  const [created, setCreated] = useState(null);
+  const [formError, setFormError] = useState(null);
+  const create = async (e) => {
+    e.preventDefault();
+    setFormError(null);
+    try {
+      const inv = await post('/admin/invites', { uses: Number(form.uses), expires_in_hours: Number(form.hours), role: form.role });
+      setCreated(inv);
+      load();
+    } catch (err) {
+      setFormError(err);
+    }
+  };
+  const revoke = async (inv) => {
+    if (!await confirmDialog({ title: 'Revoke this invite?', body: 'The link stops working.', confirm: 'Revoke', danger: true })) return;
+    try { await del('/admin/invites/' + encodeURIComponent(inv.code)); toast('Invite revoked'); load(); } catch (err) { toast(err.message, 'error'); }
+  };
+  return html`<${Card} id="invites" title="Invites" description="Links that let someone create an account (needed when registration is invite-only).">
+    <form class="row-form" onSubmit=${create}>
+      <label class="field"><span>Uses</span><input type="number" min="1" max="10000" value=${form.uses} onInput=${(e) => setForm((f) => ({ ...f, uses: e.target.value }))} /></label>
+      <label class="field"><span>Valid for (hours)</span><input type="number" min="1" max="8760" value=${form.hours} onInput=${(e) => setForm((f) => ({ ...f, hours: e.target.value }))} /></label>
+      <label class="field"><span>Role</span><select value=${form.role} onChange=${(e) => setForm((f) => ({ ...f, role: e.target.value }))}>
+        <option value="user">user</option><option value="admin">admin</option></select></label>
+      <button type="submit" class="btn primary">Create invite</button>
+    </form>
+    <${ErrorBanner} error=${formError || error} compact onRetry=${error ? load : null} />
+    ${created && html`<div class="banner success" role="status"><div class="banner-text"><strong>Invite created.</strong> Send this link:
+        <code class="secret" data-testid="invite-url">${created.url}</code></div>
+      <div class="banner-actions"><${CopyButton} text=${created.url} label="Copy invite link">Copy link<//></div></div>`}
+    ${data && (data.items.length === 0 ? html`<p class="muted small">No open invites.</p>` : html`<ul class="rows">${data.items.map((inv) => html`<li class="row" key=${inv.code}>
+      <div class="row-main"><code>${inv.code}</code> <span class="badge">${inv.role}</span>
+        <div class="muted small">${inv.uses_left} use(s) left · expires ${dateTime(inv.expires_at)}</div></div>
+      <${CopyButton} text=${inv.url} label=${'Copy link for invite ' + inv.code}>Link<//>
+      <button type="button" class="btn small danger-outline" aria-label=${'Revoke invite ' + inv.code} onClick=${() => revoke(inv)}>Revoke</button>
+    </li>`)}</ul>`)}
+  <//>`;
+}
+
+function ProviderForm({ initial, onDone, onCancel }) {
+  const editing = !!initial;
+  const [f, setF] = useState(initial
+    ? { kind: initial.kind, name: initial.name, base_url: initial.base_url, api_key: '', models: (initial.models || []).join(', ') }
+    : { kind: 'openai', name: '', base_url: '', api_key: '', models: '' });
+  const [error, setError] = useState(null);
+  const bind = (k) => ({ value: f[k], onInput: (e) => setF((s) => ({ ...s, [k]: e.target.value })) });
+  const submit = async (e) => {
+    e.preventDefault();
+    setError(null);
+    const models = f.models.split(/[,\n]/).map((s) => s.trim()).filter(Boolean);
+    try {
+      if (editing) {
+        const body = { base_url: f.base_url.trim(), models: models.length ? models : null };
+        if (f.api_key) body.api_key = f.api_key;
+        await patch('/admin/providers/' + encodeURIComponent(initial.name), body);
+      } else {
+        const body = { kind: f.kind, name: f.name.trim(), base_url: f.base_url.trim() };
+        if (f.api_key) body.api_key = f.api_key;
+        if (models.length) body.models = models;
+        await post('/admin/providers', body);
+      }
+      onDone();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  const hint = { openai: 'Up to and including /v1, e.g. http://127.0.0.1:8000/v1', anthropic: 'Without /v1, e.g. https://api.anthropic.com', ollama: 'The server root, e.g. http://127.0.0.1:11434' }[f.kind];
+  return html`<form class="provider-form stack" onSubmit=${submit}>
+    <h3 class="sub">${editing ? `Edit ${initial.name}` : 'Add a provider'}</h3>
+    <div class="grid2">
+      <label class="field"><span>Kind</span><select value=${f.kind} disabled=${editing} onChange=${(e) => setF((s) => ({ ...s, kind: e.target.value }))}>
+        <option value="openai">OpenAI-compatible</option><option value="anthropic">Anthropic</option><option value="ollama">Ollama</option></select></label>
+      <label class="field"><span>Name</span><input required maxlength="50" pattern="[A-Za-z0-9_.\\-]+" disabled=${editing} ...${bind('name')} /></label>
+    </div>
+    <label class="field"><span>Base URL</span><input type="url" required ...${bind('base_url')} /><small class="muted">${hint}</small></label>
+    <label class="field"><span>API key ${editing && initial.has_api_key ? '(leave empty to keep the current one)' : '(optional for local servers)'}</span>
+      <input type="password" autocomplete="off" ...${bind('api_key')} /></label>
+    <label class="field"><span>Models (optional allowlist, comma-separated)</span><input ...${bind('models')} placeholder="all models the provider lists" /></label>
+    <${ErrorBanner} error=${error} compact />
+    <div class="dialog-actions">
+      ${onCancel && html`<button type="button" class="btn" onClick=${onCancel}>Cancel</button>`}
+      <button type="submit" class="btn primary">${editing ? 'Save' : 'Add provider'}</button>
+    </div>
+  </form>`;
+}
+
+function Providers() {
+  const { data, error, load } = useList('/admin/providers');
+  const [editing, setEditing] = useState(null);
+  const [adding, setAdding] = useState(false);
+  useEffect(() => {
+    // Reachability is re-checked in the background; keep the view fresh.
+    const t = setInterval(load, 15000);
+    return () => clearInterval(t);
+  }, [load]);
+  const setEnabled = async (p, enabled) => {
+    try { await patch('/admin/providers/' + encodeURIComponent(p.name), { enabled }); toast(enabled ? 'Provider enabled' : 'Provider disabled'); load(); } catch (e) { toast(`${e.code}: ${e.message}`, 'error'); }
+  };
+  const remove = async (p) => {
+    if (!await confirmDialog({ title: `Delete provider ${p.name}?`, body: 'Its models disappear from the model picker.', confirm: 'Delete', danger: true })) return;
+    try { await del('/admin/providers/' + encodeURIComponent(p.name)); toast('Provider deleted'); load(); } catch (e) { toast(`${e.code}: ${e.message}`, 'error'); }
+  };
+  return html`<${Card} id="providers" title="Providers" description="Where answers come from. Providers from the config file or the environment can only be enabled or disabled here."
+      actions=${html`<button type="button" class="btn small" onClick=${load}><${Icon} name="refresh" size=${14} />Refresh</button>
+        <button type="button" class="btn small primary" onClick=${() => { setAdding(true); setEditing(null); }}><${Icon} name="plus" size=${14} />Add provider</button>`}>
+    <${ErrorBanner} error=${error} onRetry=${load} compact />
+    ${adding && html`<${ProviderForm} onCancel=${() => setAdding(false)} onDone=${() => { setAdding(false); toast('Provider added'); load(); }} />`}
+    ${!data && !error && html`<${Spinner} />`}
+    ${data && (data.items.length === 0 ? html`<p class="muted">No providers yet. Add one so people can chat.</p>` : html`<ul class="rows">${data.items.map((p) => html`<li class="row provider" key=${p.name}>
+      <div class="row-main">
+        <strong>${p.name}</strong> <span class="badge">${p.kind}</span> <span class="badge subtle">${p.source}</span>
+        ${!p.enabled ? html`<span class="badge bad">disabled</span>`
+          : p.status.reachable ? html`<span class="badge ok">reachable</span>`
+            : html`<span class="badge warn" title=${p.status.last_error || ''}>${p.status.checked_at ? 'unreachable' : 'not checked yet'}</span>`}
+        <div class="muted small"><code>${p.base_url}</code> · ${p.models_count} model(s)${p.models ? ' (allowlist)' : ''} · key ${p.has_api_key ? 'set' : 'none'}${p.status.checked_at ? ' · checked ' + timeAgo(p.status.checked_at) : ''}</div>
+        ${p.status.last_error && html`<div class="small error-text">${p.status.last_error_code ? p.status.last_error_code + ': ' : ''}${p.status.last_error}</div>`}
+        ${editing === p.name && html`<${ProviderForm} initial=${p} onCancel=${() => setEditing(null)} onDone=${() => { setEditing(null); toast('Provider saved'); load(); }} />`}
+      </div>
+      <div class="row-actions">
+        ${p.source === 'admin' && html`<button type="button" class="btn small" aria-label=${'Edit provider ' + p.name} onClick=${() => { setEditing(p.name); setAdding(false); }}>Edit</button>`}
+        <button type="button" class="btn small" aria-label=${(p.enabled ? 'Disable provider ' : 'Enable provider ') + p.name} onClick=${() => setEnabled(p, !p.enabled)}>${p.enabled ? 'Disable' : 'Enable'}</button>
+        ${p.source === 'admin' && html`<button type="button" class="btn small danger-outline" aria-label=${'Delete provider ' + p.name} onClick=${() => remove(p)}>Delete</button>`}
+      </div>
+    </li>`)}</ul>`)}
+  <//>`;
+}
+
+function Usage() {
+  return html`<${Card} id="usage" title="Usage" description="Messages, tokens and cost per user and per day.">
+    <div class="placeholder" role="note" data-testid="usage-placeholder">
+      <div class="placeholder-chart" aria-hidden="true">${[40, 65, 30, 80, 55, 90, 70].map((h) => html`<span style=${`height:${h}%`}></span>`)}</div>
+      <p><strong>Usage charts arrive with the governance feature.</strong></p>
+      <p class="muted small">Quotas and usage accounting are not part of this version yet; this section will chart them.</p>
+    </div>
+  <//>`;
+}
+
+function Audit() {
+  const list = usePaged('/admin/audit', 50);
+  return html`<${Card} id="audit" title="Audit log" description="Every sign-in and admin action, newest first."
+      actions=${html`<button type="button" class="btn small" onClick=${list.reload}><${Icon} name="refresh" size=${14} />Refresh</button>`}>
+    <${ErrorBanner} error=${list.error} onRetry=${list.reload} compact />
+    ${!list.items && !list.error && html`<${Spinner} />`}
+    ${list.items && html`<div class="table-wrap"><table class="table audit">
+      <thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">Action</th><th scope="col">Target</th><th scope="col">Outcome</th><th scope="col">From</th></tr></thead>
+      <tbody>${list.items.map((a) => html`<tr key=${a.id}>
+        <td class="small nowrap" title=${dateTime(a.at)}>${timeAgo(a.at)}</td>
+        <td>${a.actor || '—'}</td>
+        <td><code>${a.action}</code></td>
+        <td class="small break">${a.target || ''}</td>
+        <td><span class=${'badge ' + (a.outcome === 'ok' ? 'ok' : 'bad')}>${a.outcome}</span></td>
+        <td class="small muted break">${a.ip || ''}</td>
+      </tr>`)}</tbody></table></div>
+      <${MoreButton} list=${list} label="Older entries" />`}
+  <//>`;
+}
+
+export function AdminScreen() {
+  const { route } = useApp();
+  const section = SECTIONS.some(([k]) => k === route.params.section) ? route.params.section : 'users';
+  const nav = SECTIONS.map(([k, label]) => html`<a href=${'/admin/' + k} aria-current=${k === section ? 'page' : undefined}>${label}</a>`);
+  const body = { users: Users, invites: Invites, providers: Providers, usage: Usage, audit: Audit }[section];
+  return html`<${PageShell} title="Admin" nav=${html`${nav}<a href="/settings">Settings →</a>`}>
+    <${body} />
+  <//>`;
+}
+
+export { get };

@@ -1,0 +1,172 @@
+//! `GET /api/search`: full-text search over the caller's own history.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{Json, Query, rfc3339};
+use crate::app::AppState;
+use crate::auth::CurrentUser;
+use crate::error::{AppError, AppResult};
+use crate::search::snippet::{self, Snippet};
+use crate::search::{SearchError, SearchRequest, tokenizer};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/search", get(search))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct SearchQuery {
+    /// Words (all must match), "exact phrases", prefix*, -exclusion.
+    pub q: Option<String>,
+    pub conversation_id: Option<String>,
+    /// user | assistant | title
+    pub role: Option<String>,
+    /// RFC 3339; only hits created after this time.
+    pub after: Option<String>,
+    /// RFC 3339; only hits created before this time.
+    pub before: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchHit {
+    pub conversation_id: String,
+    pub conversation_title: String,
+    /// Null for a match on the conversation's title.
+    pub message_id: Option<String>,
+    /// user | assistant | title
+    pub role: String,
+    pub created_at: String,
+    pub snippet: Snippet,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchResults {
+    pub hits: Vec<SearchHit>,
+    pub next_cursor: Option<String>,
+    /// True while the index is being rebuilt: some history is not yet searchable.
+    pub partial: bool,
+}
+
+fn time_param(name: &str, v: Option<&str>) -> AppResult<Option<i64>> {
+    match v.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map(|t| Some(t.unix_timestamp()))
+            .map_err(|_| {
+                AppError::Validation(format!(
+                    "{name} must be an RFC 3339 time like 2026-01-31T00:00:00Z"
+                ))
+            }),
+    }
+}
+
+/// Hits are the caller's own messages and conversation titles, newest
+/// first, with plain-text snippets and UTF-16 highlight ranges.
+#[utoipa::path(get, path = "/api/search", tag = "search", params(SearchQuery),
+    responses((status = 200, body = SearchResults), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn search(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(p): Query<SearchQuery>,
+) -> AppResult<Json<SearchResults>> {
+    let q = p.q.unwrap_or_default();
+    let limit = match p.limit {
+        None => 20,
+        Some(n) if (1..=100).contains(&n) => n,
+        Some(_) => return Err(AppError::validation("limit must be between 1 and 100")),
+    };
+    let offset = match p.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => 0,
+        Some(c) => c
+            .parse::<usize>()
+            .ok()
+            .filter(|o| *o <= 10_000)
+            .ok_or_else(|| AppError::validation("cursor is not valid"))?,
+    };
+    let conversation_id = p
+        .conversation_id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|c| {
+            Uuid::parse_str(c)
+                .map_err(|_| AppError::validation("conversation_id is not a valid id"))
+        })
+        .transpose()?;
+    let role = match p.role.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(r @ ("user" | "assistant" | "title")) => Some(r.to_string()),
+        Some(_) => {
+            return Err(AppError::validation(
+                "role must be one of user, assistant, title",
+            ));
+        }
+    };
+    let req = SearchRequest {
+        user_id: user.id(),
+        q,
+        conversation_id,
+        role,
+        after: time_param("after", p.after.as_deref())?,
+        before: time_param("before", p.before.as_deref())?,
+        limit,
+        offset,
+    };
+    let search = state.search.clone();
+    let store = state.store.clone();
+    let uid = user.id();
+    let partial = search.is_partial();
+    let (hits, has_more) =
+        tokio::task::spawn_blocking(move || -> AppResult<(Vec<SearchHit>, bool)> {
+            let res = search.search(&req).map_err(|e| match e {
+                SearchError::BadQuery(m) => AppError::Validation(format!("q: {m}")),
+                other => AppError::internal(other),
+            })?;
+            let mut analyzer = tokenizer::analyzer();
+            let mut titles: HashMap<Uuid, Option<String>> = HashMap::new();
+            let mut out = Vec::new();
+            for h in res.hits {
+                // redb is the truth: a hit whose source is gone (the index lags
+                // a deletion by up to a moment) or not owned is dropped.
+                let title = titles
+                    .entry(h.conversation_id)
+                    .or_insert_with(|| {
+                        store
+                            .get_conversation(uid, h.conversation_id)
+                            .ok()
+                            .map(|c| c.title)
+                    })
+                    .clone();
+                let Some(title) = title else { continue };
+                let text = match h.message_id {
+                    Some(mid) => match store.get_message(uid, h.conversation_id, mid) {
+                        Ok(m) => m.content,
+                        Err(_) => continue,
+                    },
+                    None => title.clone(),
+                };
+                out.push(SearchHit {
+                    conversation_id: h.conversation_id.to_string(),
+                    conversation_title: title,
+                    message_id: h.message_id.map(|m| m.to_string()),
+                    role: h.role,
+                    created_at: rfc3339(h.created_at),
+                    snippet: snippet::make(&mut analyzer, &text, &res.terms, &res.prefixes),
+                });
+            }
+            Ok((out, res.has_more))
+        })
+        .await
+        .map_err(AppError::internal)??;
+    Ok(Json(SearchResults {
+        hits,
+        next_cursor: has_more.then(|| (offset + limit).to_string()),
+        partial,
+    }))
+}
