@@ -2,68 +2,13 @@
 //! stored `interrupted` with the text received up to about a second before
 //! the kill.
 
+mod common;
 mod common_upstream;
 
+use common::proc::{fake_provider_config, start};
 use common_upstream::FakeUpstream;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_confab");
-
-struct Server {
-    child: Child,
-    url: String,
-    setup: Option<String>,
-}
-
-fn start(data: &Path, config: &Path) -> Server {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CONFAB_") {
-            cmd.env_remove(k);
-        }
-    }
-    let mut child = cmd
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--config")
-        .arg(config)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                let msg = v["fields"]["message"].as_str().unwrap_or("").to_string();
-                if msg == "listening" || msg == "first-run setup" {
-                    let _ = tx.send((msg, v["fields"]["url"].as_str().unwrap().to_string()));
-                }
-            }
-        }
-    });
-    let (m, url) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    assert_eq!(m, "listening");
-    let setup = rx
-        .recv_timeout(Duration::from_millis(500))
-        .ok()
-        .map(|(_, u)| u);
-    Server { child, url, setup }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_answer_keeps_the_text_up_to_a_second_before() {
@@ -76,14 +21,7 @@ async fn kill_9_mid_answer_keeps_the_text_up_to_a_second_before() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config = dir.path().join("confab.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "detect_local_providers = false\n[auth]\nlogin_per_ip_per_minute = 10000\nlogin_burst = 10000\n\n[[providers]]\nkind = \"openai\"\nname = \"fake\"\nbase_url = \"{}\"\napi_key = \"sk-test\"\nmodels = [\"fake-model\"]\n",
-            up.openai_base()
-        ),
-    )
-    .unwrap();
+    fake_provider_config(&config, &up.openai_base());
 
     let srv = start(&data, &config);
     let token = srv

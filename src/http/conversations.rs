@@ -289,8 +289,18 @@ pub async fn create(
 pub struct ConversationDetail {
     #[serde(flatten)]
     pub conversation: ConversationView,
-    /// The thread currently shown: root to `current_leaf`, oldest first.
+    /// The thread currently shown: root to `current_leaf`, oldest first
+    /// (with `?limit=N`, only its newest N messages).
     pub messages: Vec<MessageView>,
+    /// True when `limit` left older messages out; page back with
+    /// `/api/conversations/{id}/messages?before=<first id>`.
+    pub has_more: bool,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ReadQuery {
+    /// Only the newest N messages of the shown thread (1–1000).
+    pub limit: Option<usize>,
 }
 
 fn not_found(e: StoreError) -> AppError {
@@ -300,14 +310,20 @@ fn not_found(e: StoreError) -> AppError {
     }
 }
 
-#[utoipa::path(get, path = "/api/conversations/{id}", tag = "conversations",
+#[utoipa::path(get, path = "/api/conversations/{id}", tag = "conversations", params(ReadQuery),
     responses((status = 200, body = ConversationDetail), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn read(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
+    Query(q): Query<ReadQuery>,
 ) -> AppResult<Json<ConversationDetail>> {
     let cid = Uuid::parse_str(&id).map_err(|_| AppError::ConversationNotFound)?;
+    let limit = match q.limit {
+        None => usize::MAX,
+        Some(n) if (1..=1000).contains(&n) => n,
+        Some(_) => return Err(AppError::validation("limit must be between 1 and 1000")),
+    };
     let c = state
         .store
         .get_conversation(user.id(), cid)
@@ -317,12 +333,14 @@ pub async fn read(
         .list_messages(user.id(), cid)
         .map_err(not_found)?;
     let thread = chat::thread_to(&all, c.current_leaf);
+    let start = thread.len().saturating_sub(limit);
     Ok(Json(ConversationDetail {
         conversation: (&c).into(),
-        messages: thread
+        messages: thread[start..]
             .iter()
             .map(|m| message_view(&state, m, Some(&all)))
             .collect(),
+        has_more: start > 0,
     }))
 }
 

@@ -2,6 +2,8 @@
 //! temp dir, and a small HTTP client that keeps cookie and CSRF explicit.
 #![allow(dead_code)]
 
+pub mod proc;
+
 use confab::app::{AppState, serve};
 use confab::config::Config;
 use confab::store::Store;
