@@ -28,9 +28,14 @@ const BEHAVIOURS: &[&str] = &[
 ];
 
 /// Model ids per provider: `<prefix>` and `<prefix>+<behaviour>`.
-fn models(prefix: &str) -> Vec<String> {
+fn models_for(prefix: &str) -> Vec<String> {
     let mut m = vec![prefix.to_string()];
-    m.extend(BEHAVIOURS.iter().map(|b| format!("{prefix}+{b}")));
+    m.extend(
+        BEHAVIOURS
+            .iter()
+            .filter(|b| **b != "stall")
+            .map(|b| format!("{prefix}+{b}")),
+    );
     m
 }
 
@@ -51,55 +56,56 @@ async fn env_with(f: impl FnOnce(&mut confab::config::Config)) -> Env {
     let up = FakeUpstream::start().await;
     let s = TestServer::start_with(f).await;
     let admin = s.setup_admin("admin").await;
-    let opts = ProviderOptions {
+    // A generous idle timeout for everything, so a loaded 2-core machine
+    // never turns a slow token into a timeout; the `+stall` models go to
+    // twin providers with a short one, so the stall tests stay quick.
+    let relaxed = ProviderOptions {
+        idle_timeout: Duration::from_secs(15),
+        retry: RetryPolicy::none(),
+    };
+    let short = ProviderOptions {
         idle_timeout: Duration::from_millis(700),
         retry: RetryPolicy::none(),
     };
     let client = confab::providers::default_client();
     let reg = &s.state().providers;
-    let add = |kind: ProviderKind, name: &str, base: String, p: Arc<dyn Provider>| {
-        let cfg = ProviderConfig::new(kind, name, base)
-            .with_api_key("sk-test-key-0000")
-            .with_models(models(name));
-        reg.add_with(cfg, p).unwrap();
-    };
-    add(
-        ProviderKind::Openai,
-        "oa",
-        up.openai_base(),
-        Arc::new(
-            OpenAiProvider::new(
-                "oa",
-                &up.openai_base(),
-                Some("sk-test-key-0000".into()),
-                client.clone(),
-            )
-            .with_options(opts.clone()),
-        ),
-    );
-    add(
-        ProviderKind::Anthropic,
-        "an",
-        up.anthropic_base(),
-        Arc::new(
-            AnthropicProvider::new(
-                "an",
-                &up.anthropic_base(),
-                Some("sk-test-key-0000".into()),
-                client.clone(),
-            )
-            .with_options(opts.clone()),
-        ),
-    );
-    add(
-        ProviderKind::Ollama,
-        "ol",
-        up.ollama_base(),
-        Arc::new(
-            OllamaProvider::new("ol", &up.ollama_base(), None, client.clone())
-                .with_options(opts.clone()),
-        ),
-    );
+    for (name, models, opts) in [("", None, &relaxed), ("-stall", Some("stall"), &short)] {
+        for (kind, p) in [
+            (ProviderKind::Openai, "oa"),
+            (ProviderKind::Anthropic, "an"),
+            (ProviderKind::Ollama, "ol"),
+        ] {
+            let pname = format!("{p}{name}");
+            let base = match kind {
+                ProviderKind::Openai => up.openai_base(),
+                ProviderKind::Anthropic => up.anthropic_base(),
+                ProviderKind::Ollama => up.ollama_base(),
+            };
+            let key = (kind != ProviderKind::Ollama).then(|| "sk-test-key-0000".to_string());
+            let provider: Arc<dyn Provider> = match kind {
+                ProviderKind::Openai => Arc::new(
+                    OpenAiProvider::new(&pname, &base, key, client.clone())
+                        .with_options(opts.clone()),
+                ),
+                ProviderKind::Anthropic => Arc::new(
+                    AnthropicProvider::new(&pname, &base, key, client.clone())
+                        .with_options(opts.clone()),
+                ),
+                ProviderKind::Ollama => Arc::new(
+                    OllamaProvider::new(&pname, &base, key, client.clone())
+                        .with_options(opts.clone()),
+                ),
+            };
+            let allow: Vec<String> = match models {
+                Some(b) => vec![format!("{p}+{b}")],
+                None => models_for(p),
+            };
+            let cfg = ProviderConfig::new(kind, pname, base)
+                .with_api_key("sk-test-key-0000")
+                .with_models(allow);
+            reg.add_with(cfg, provider).unwrap();
+        }
+    }
     Env { s, up, admin }
 }
 
@@ -569,6 +575,21 @@ async fn branches_regenerate_edit_and_switch() {
     assert_eq!(msgs[0]["id"], u2.as_str());
     assert_eq!(msgs[1]["id"], a2b.as_str());
     assert_eq!(msgs[1]["sibling_ids"].as_array().unwrap().len(), 2);
+    let newest =
+        e.s.get(
+            &format!("/api/conversations/{cid}?limit=1"),
+            Auth::Session(&e.admin),
+        )
+        .await;
+    assert_eq!(newest.body["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(newest.body["messages"][0]["id"], a2b.as_str());
+    assert_eq!(newest.body["has_more"], true);
+    e.s.get(
+        &format!("/api/conversations/{cid}?limit=0"),
+        Auth::Session(&e.admin),
+    )
+    .await
+    .assert_error(400, "VALIDATION_FAILED");
     let older =
         e.s.get(
             &format!("/api/conversations/{cid}/messages?limit=5&before={u2}"),
