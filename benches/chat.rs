@@ -112,6 +112,10 @@ fn main() -> anyhow::Result<()> {
     println!(
         "client, confab and the fake upstream all share these {cores} cores: every figure includes their contention"
     );
+    println!(
+        "load average (1, 5, 15 min) at start: {} (anything else running on the machine skews every figure)",
+        loadavg()
+    );
     println!();
 
     transport(&upstream_rt, &client_rt)?;
@@ -119,9 +123,19 @@ fn main() -> anyhow::Result<()> {
     latency(&upstream_rt, &client_rt, nofile)?;
     println!();
     memory(&client_rt, nofile)?;
+    println!();
+    println!("load average (1, 5, 15 min) at end: {}", loadavg());
     upstream_rt.shutdown_background();
     client_rt.shutdown_background();
     Ok(())
+}
+
+/// The machine's 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "?".to_string(),
+        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
 }
 
 /// Raises this process's open-files limit (Linux: `rlim_t` is `u64`) (children inherit it); returns
@@ -172,6 +186,7 @@ fn client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(4096)
+        .pool_idle_timeout(Duration::from_secs(5))
         .build()?)
 }
 
@@ -525,7 +540,8 @@ async fn sequential(t: &Target, n: usize) -> Run {
 /// Starts a new stream every 1/`rate` s for `secs`, whatever the earlier
 /// ones are doing (open loop), then waits for all of them (bounded by
 /// [`STREAM_TIMEOUT`] each). A start is skipped (shed) while `cap` streams
-/// are in flight: each costs up to four descriptors in this process.
+/// are in flight: each costs up to four descriptors in this process, whose
+/// open-files limit may not be raisable.
 async fn open_loop(t: &Target, rate: f64, secs: f64, cap: usize) -> Run {
     let n = (rate * secs).round() as usize;
     let period = Duration::from_secs_f64(1.0 / rate);
@@ -704,8 +720,9 @@ fn latency(
     nofile: u64,
 ) -> anyhow::Result<()> {
     // Client, confab's two sides and the fake upstream: four descriptors
-    // per stream in flight, plus idle pooled connections.
-    let cap = (nofile.saturating_sub(2_000) / 5) as usize;
+    // per stream in flight, and as many again for connections an earlier
+    // run left idle in confab's upstream pool (kept 90 s) and the client's.
+    let cap = (nofile.saturating_sub(2_000) / 9) as usize;
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("bench-server")

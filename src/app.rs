@@ -37,6 +37,13 @@ pub struct AppInner {
     pub generations: Arc<crate::chat::generation::Manager>,
     /// The full-text index of every user's history.
     pub search: Arc<crate::search::Search>,
+    /// Rate limits, quotas, usage accounting and metrics.
+    pub limits: Arc<crate::limits::Limits>,
+    /// The configuration in force now: `cfg` as reloaded by SIGHUP (see
+    /// `ops::reload`); read live settings through [`AppState::settings`].
+    pub live: crate::ops::reload::LiveConfig,
+    /// HTTPS: the certificate served and its upkeep; `None` for plain HTTP.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 #[derive(Clone)]
@@ -77,7 +84,11 @@ impl AppState {
         let providers = crate::http::providers::build_registry(&cfg, &store)?;
         let search = crate::search::Search::open(&cfg.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot open the search index: {e}"))?;
+        let tls = crate::tls::Tls::from_config(&cfg, &store)?;
         Ok(AppState(Arc::new(AppInner {
+            tls,
+            limits: Arc::new(crate::limits::Limits::new(&cfg)),
+            live: crate::ops::reload::LiveConfig::new(cfg.clone()),
             search,
             providers,
             generations: crate::chat::generation::Manager::new(),
@@ -91,6 +102,12 @@ impl AppState {
             store,
             cfg,
         })))
+    }
+
+    /// The configuration in force now (changes on SIGHUP for the settings
+    /// in `ops::reload::LIVE_SETTINGS`, e.g. `registration`).
+    pub fn settings(&self) -> Arc<Config> {
+        self.live.get()
     }
 
     /// The setup link to print, while setup is pending.
@@ -119,6 +136,36 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Streamed deltas are small writes: without TCP_NODELAY, Nagle holds
+    // each one until the previous is ACKed and delayed ACKs add ~40 ms
+    // (measured in benches/chat.rs).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
+    serve_on(listener, state, shutdown, None).await
+}
+
+/// Like [`serve`], over TLS: `tls::serve` binds, starts the certificate
+/// upkeep and calls this. Responses carry HSTS while a CA-issued
+/// certificate is in use.
+pub async fn serve_tls(
+    listener: crate::tls::TlsListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let over_tls = crate::http::OverTls(listener.tls().clone());
+    serve_on(listener, state, shutdown, Some(over_tls)).await
+}
+
+async fn serve_on<L>(
+    listener: L,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    over_tls: Option<crate::http::OverTls>,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
     let maintenance = tokio::spawn(maintenance(state.clone()));
     // Model lists and reachability at once, then every minute (and local
     // Ollama / LM Studio found when detection is on).
@@ -132,8 +179,15 @@ pub async fn serve(
     // On the signal, running answers get the grace period to finish and are
     // then stopped and stored as interrupted; only then do their streams
     // end, so the HTTP drain below cannot wait on them forever.
+    // On the signal the listener closes at once (no new connections) while
+    // running answers get the grace period in the background; their streams
+    // end when they finish or are stopped and stored as interrupted, which is
+    // what lets the HTTP drain below complete. Answers whose client has gone
+    // hold no connection, so the drain task is awaited after the server.
     let gens = state.generations.clone();
     let grace = Duration::from_secs(state.cfg.shutdown_grace_secs);
+    let drain: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>> = Arc::default();
+    let drain_slot = drain.clone();
     let shutdown = async move {
         shutdown.await;
         let running = gens.running();
@@ -144,17 +198,27 @@ pub async fn serve(
                 "waiting for running answers"
             );
         }
-        gens.shutdown(grace).await;
+        let task = tokio::spawn(async move { gens.shutdown(grace).await });
+        *drain_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
     };
     let indexer = tokio::spawn(state.search.clone().run_indexer(state.store.downgrade()));
     let search = state.search.clone();
-    let router = crate::http::router(state);
+    let mut router = crate::http::router(state);
+    if let Some(t) = over_tls {
+        router = router.layer(axum::Extension(t));
+    }
+    // `tap_io` is what gives any listener's connections ConnectInfo<SocketAddr>.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |_: &mut L::Io| {});
     let result = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;
+    let pending = drain.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(task) = pending {
+        let _ = task.await;
+    }
     maintenance.abort();
     indexer.abort();
     // Release the index writer (and its lock) so the data dir can be reopened.
@@ -171,6 +235,7 @@ async fn maintenance(state: AppState) {
     loop {
         tick.tick().await;
         state.throttle.prune();
+        state.limits.prune();
         let idle = state.cfg.auth.session_idle_hours as i64 * 3600;
         let now = crate::auth::now();
         match state

@@ -26,6 +26,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up; boxing the serve flags buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server.
@@ -48,8 +50,35 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Back up the database and key files to FILE: directly from a stopped
+    /// data directory, or through the running server (needs an admin API key).
+    Backup {
+        /// The backup file to create (must not exist). Default
+        /// ./confab-backup-<time>.redb.
+        file: Option<PathBuf>,
+        /// URL of the running server; default derived from the configured
+        /// listen address.
+        #[arg(long)]
+        url: Option<String>,
+        /// An API key with the admin scope, used when the server is running.
+        #[arg(long, env = "CONFAB_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+    },
+    /// Restore a backup into the data directory (the server must be stopped);
+    /// the current database and keys are kept aside as *.pre-restore-<time>.
+    Restore {
+        file: PathBuf,
+        /// Skip rebuilding the search index now (the server rebuilds it at
+        /// its next start, in the background).
+        #[arg(long)]
+        no_reindex: bool,
+    },
     /// Print version information.
-    Version,
+    Version {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -63,6 +92,11 @@ pub struct ServeArgs {
     /// Registration mode: open, invite or closed.
     #[arg(long, value_name = "MODE")]
     pub registration: Option<String>,
+    /// Also serve /metrics (only) on this address, e.g. 127.0.0.1:9100.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsFlags,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -143,15 +177,20 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn load_config(cli: &Cli, serve: Option<&ServeArgs>) -> anyhow::Result<(Config, Vec<String>)> {
-    let flags = Overrides {
+fn overrides(cli: &Cli, serve: Option<&ServeArgs>) -> Overrides {
+    Overrides {
         data_dir: cli.data_dir.clone(),
         listen: serve.and_then(|s| s.listen.clone()),
         public_url: serve.and_then(|s| s.public_url.clone()),
         log_format: cli.log_format.clone(),
         registration: serve.and_then(|s| s.registration.clone()),
-    };
-    Ok(Config::load(cli.config.as_deref(), &flags)?)
+        metrics_listen: serve.and_then(|s| s.metrics_listen.clone()),
+        tls: serve.map(|s| s.tls.clone()).unwrap_or_default(),
+    }
+}
+
+fn load_config(cli: &Cli, serve: Option<&ServeArgs>) -> anyhow::Result<(Config, Vec<String>)> {
+    Ok(Config::load(cli.config.as_deref(), &overrides(cli, serve))?)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -166,9 +205,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{DEFAULT_CONFIG}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Version => {
-            println!("confab {}", crate::VERSION);
+        Command::Version { json } => {
+            if *json {
+                println!("{}", crate::ops::version::json());
+            } else {
+                print!("{}", crate::ops::version::long());
+            }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup { file, url, api_key } => {
+            let (cfg, _) = load_config(&cli, None)?;
+            let base = url.clone().unwrap_or_else(|| cfg.public_base(cfg.listen));
+            let dest = file
+                .clone()
+                .unwrap_or_else(|| crate::ops::backup::default_file_name().into());
+            runtime()?.block_on(backup(&cfg, &dest, &base, api_key.as_deref()))
+        }
+        Command::Restore { file, no_reindex } => {
+            let (cfg, _) = load_config(&cli, None)?;
+            restore(&cfg, file, !*no_reindex)
         }
         Command::CheckConfig => {
             let (cfg, warnings) = load_config(&cli, None)?;
@@ -188,7 +243,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Healthcheck { url } => {
             let (cfg, _) = load_config(&cli, None)?;
-            let base = url.clone().unwrap_or_else(|| cfg.public_base(cfg.listen));
+            let base = url.clone().unwrap_or_else(|| {
+                crate::tls::local_base(&cfg).unwrap_or_else(|| cfg.public_base(cfg.listen))
+            });
             runtime()?.block_on(healthcheck(&base))
         }
         Command::Serve(args) => {
@@ -197,7 +254,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for w in warnings {
                 tracing::warn!("{w}");
             }
-            runtime()?.block_on(serve_main(cfg))?;
+            // SIGHUP re-reads every layer with the same file and flags.
+            let (path, flags) = (cli.config.clone(), overrides(&cli, Some(args)));
+            let reload = move || Config::load(path.as_deref(), &flags).map(|(c, _)| c);
+            runtime()?.block_on(serve_main(cfg, reload))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::User(cmd) => {
@@ -225,6 +285,9 @@ fn open_store(cfg: &Config) -> anyhow::Result<Store> {
 async fn healthcheck(base: &str) -> anyhow::Result<ExitCode> {
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
+        // A liveness check of this machine's server: its certificate is
+        // for the public name (or still self-signed), not for 127.0.0.1.
+        .danger_accept_invalid_certs(crate::tls::is_local_https(base))
         .build()?;
     let url = format!("{}/health", base.trim_end_matches('/'));
     match client.get(&url).send().await {
@@ -266,33 +329,91 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown requested; finishing in-flight requests");
+    crate::ops::systemd::stopping("stopping: finishing running answers");
 }
 
-async fn serve_main(cfg: Config) -> anyhow::Result<()> {
+async fn serve_main(
+    cfg: Config,
+    reload: impl Fn() -> Result<Config, crate::config::ConfigError> + Send + 'static,
+) -> anyhow::Result<()> {
     let store = Store::open(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
-        Ok(l) => l,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            anyhow::bail!(
-                "cannot listen on {}: permission denied (ports below 1024 need CAP_NET_BIND_SERVICE; the systemd unit grants it)",
-                cfg.listen
-            )
-        }
-        Err(e) => anyhow::bail!("cannot listen on {}: {e}", cfg.listen),
-    };
-    let bound = listener.local_addr()?;
+    // `listen`, or with TLS the https (and plain-http) addresses.
+    let listeners = crate::tls::bind_listeners(&cfg).await?;
+    let (bound, url) = (listeners.local_addr()?, listeners.url());
     let data_dir = cfg.data_dir.clone();
     let state = crate::app::AppState::new(cfg, store, bound)?;
-    tracing::info!(url = %format!("http://{bound}"), data_dir = %data_dir.display(), version = crate::VERSION, "listening");
+    tracing::info!(url = %url, data_dir = %data_dir.display(), version = crate::VERSION, "listening");
     if let Some(url) = state.setup_url() {
         tracing::info!(%url, "first-run setup");
         tracing::info!(
             "no account exists yet: open the setup link above to create the first administrator"
         );
     }
-    crate::app::serve(listener, state, shutdown_signal()).await?;
+    if let Some(addr) = state.cfg.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on metrics_listen {addr}: {e}"))?;
+        tracing::info!(%addr, "serving /metrics on its own listener");
+        tokio::spawn(crate::http::metrics::serve_metrics(l, state.clone()));
+    }
+    let _reload = crate::ops::reload::spawn_sighup(state.live.clone(), reload);
+    let _watchdog = crate::ops::systemd::spawn_watchdog();
+    crate::ops::systemd::ready(&format!("listening on {url}"));
+    crate::tls::serve(listeners, state, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn backup(
+    cfg: &Config,
+    dest: &std::path::Path,
+    server_url: &str,
+    api_key: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let (h, via) =
+        crate::ops::backup::backup_command(&cfg.data_dir, dest, server_url, api_key).await?;
+    let size = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "backup written to {} ({}): {} records, {:.1} MB, schema {}, taken {} in {:.1} s",
+        dest.display(),
+        match via {
+            crate::ops::backup::BackupVia::RunningServer => "from the running server",
+            crate::ops::backup::BackupVia::StoppedDataDir => "from the stopped data directory",
+        },
+        h.rows(),
+        size as f64 / 1e6,
+        h.schema_version,
+        h.created_at,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore(cfg: &Config, file: &std::path::Path, reindex_now: bool) -> anyhow::Result<ExitCode> {
+    let report = crate::ops::backup::restore_command(&cfg.data_dir, file)?;
+    let h = &report.header;
+    println!(
+        "restored {} records (schema {}, taken {} by confab {}) into {}",
+        h.rows(),
+        h.schema_version,
+        h.created_at,
+        h.confab_version,
+        cfg.data_dir.display()
+    );
+    for p in &report.set_aside {
+        println!("kept the previous {}", p.display());
+    }
+    // Migrations run now, so a backup from an older confab is checked here
+    // rather than at the next start.
+    let store = open_store(cfg)?;
+    if reindex_now {
+        reindex(&store, cfg)?;
+        crate::ops::backup::match_owner(&cfg.data_dir, &[cfg.data_dir.join("index")])?;
+    } else {
+        println!("the search index will be rebuilt when the server starts");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_password(input: &PasswordInput) -> anyhow::Result<String> {

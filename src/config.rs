@@ -84,6 +84,81 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[[providers]]` entries.
     pub providers: Vec<ProviderEntry>,
+    /// Reverse proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// A bearer token that lets a scraper read `/metrics`.
+    pub metrics_token: Option<Secret>,
+    /// A second listener serving only `/metrics`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `[limits]`: request rate limits and concurrent answers.
+    pub limits: LimitsConfig,
+    /// `[quota]`: the server's default daily quota.
+    pub quota: QuotaConfig,
+    /// `[[prices]]`: cost per million tokens, per model.
+    pub prices: Vec<Price>,
+    /// `[tls]`: HTTPS with certificate files or automatic ACME certificates.
+    pub tls: TlsConfig,
+}
+
+/// `[limits]`: keyed rate limits (GCRA: a bucket of `*_burst` requests that
+/// refills at `*_per_minute`) and the cap on answers running at once.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// False turns the request rate limits off (quotas still apply).
+    pub enabled: bool,
+    /// Unauthenticated API requests per client IP.
+    pub anon_per_minute: u32,
+    pub anon_burst: u32,
+    /// API requests per signed-in user.
+    pub api_per_minute: u32,
+    pub api_burst: u32,
+    /// New answers (chat requests) per user.
+    pub chat_per_minute: u32,
+    pub chat_burst: u32,
+    /// Answers one user may have running at once.
+    pub max_concurrent_generations: u32,
+    /// Keys a limiter tracks before stale ones are pruned early.
+    pub max_tracked_keys: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            enabled: true,
+            anon_per_minute: 120,
+            anon_burst: 60,
+            api_per_minute: 1200,
+            api_burst: 300,
+            chat_per_minute: 30,
+            chat_burst: 10,
+            max_concurrent_generations: 4,
+            max_tracked_keys: 100_000,
+        }
+    }
+}
+
+/// `[quota]`: daily limits per user (UTC days); unset = unlimited. Admins
+/// override them per user.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaConfig {
+    pub messages_per_day: Option<u64>,
+    /// Input + output tokens.
+    pub tokens_per_day: Option<u64>,
+}
+
+/// One `[[prices]]` entry: what a million tokens of `model` cost.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Only for this provider name; unset = any provider.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// The model id; a trailing `*` matches every id with that prefix.
+    pub model: String,
+    pub input_per_million: f64,
+    pub output_per_million: f64,
 }
 
 /// One `[[providers]]` entry. After [`Config::load_from`], a key given as
@@ -275,7 +350,192 @@ impl Default for Config {
             shutdown_grace_secs: 20,
             auth: AuthConfig::default(),
             providers: Vec::new(),
+            trusted_proxies: Vec::new(),
+            metrics_token: None,
+            metrics_listen: None,
+            limits: LimitsConfig::default(),
+            quota: QuotaConfig::default(),
+            prices: Vec::new(),
+            tls: TlsConfig::default(),
         }
+    }
+}
+
+/// `[tls]`: certificate files (`cert` + `key`), or automatic certificates
+/// for `domains` from an ACME CA, or neither (plain HTTP on `listen`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// Seconds between checks of `cert`/`key` for changes; 0 = only on SIGHUP.
+    pub reload_check_secs: u64,
+    /// Names to get a certificate for automatically.
+    pub domains: Vec<String>,
+    pub acme_email: Option<String>,
+    /// Default: Let's Encrypt production (staging with `acme_staging`).
+    pub acme_directory: Option<String>,
+    pub acme_staging: bool,
+    /// An extra CA (PEM) to trust for the ACME server (tests, private CAs).
+    pub acme_ca_root: Option<PathBuf>,
+    /// HTTPS address; default `[::]:443` for ACME, `listen` for files.
+    pub https_listen: Option<SocketAddr>,
+    /// Plain-HTTP address (HTTP-01 and the redirect), or "off"; default
+    /// `[::]:80` for ACME, off for files.
+    pub http_listen: Option<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            reload_check_secs: 10,
+            domains: Vec::new(),
+            acme_email: None,
+            acme_directory: None,
+            acme_staging: false,
+            acme_ca_root: None,
+            https_listen: None,
+            http_listen: None,
+        }
+    }
+}
+
+/// `tls.http_listen`, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpListen {
+    /// Not set: the mode's default.
+    Default,
+    Off,
+    At(SocketAddr),
+}
+
+impl TlsConfig {
+    pub fn mode(&self) -> crate::tls::TlsMode {
+        if !self.domains.is_empty() {
+            crate::tls::TlsMode::Acme
+        } else if self.cert.is_some() || self.key.is_some() {
+            crate::tls::TlsMode::Files
+        } else {
+            crate::tls::TlsMode::Off
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.mode() != crate::tls::TlsMode::Off
+    }
+
+    pub fn acme_directory_url(&self) -> String {
+        match &self.acme_directory {
+            Some(d) => d.trim().to_string(),
+            None if self.acme_staging => crate::tls::acme::LETS_ENCRYPT_STAGING.into(),
+            None => crate::tls::acme::LETS_ENCRYPT.into(),
+        }
+    }
+
+    pub fn http_listen(&self) -> HttpListen {
+        match self.http_listen.as_deref().map(str::trim) {
+            None => HttpListen::Default,
+            Some("off") | Some("") => HttpListen::Off,
+            Some(a) => a.parse().map(HttpListen::At).unwrap_or(HttpListen::Off),
+        }
+    }
+
+    /// Each message names the setting, its flag and what to change.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cert.is_some() != self.key.is_some() {
+            return Err(err(
+                "tls.cert and tls.key (--tls-cert, --tls-key) must be given together: the certificate chain and its private key",
+            ));
+        }
+        if self.cert.is_some() && !self.domains.is_empty() {
+            return Err(err(
+                "choose either certificate files (tls.cert/tls.key, --tls-cert/--tls-key) or automatic certificates (tls.domains, --domain), not both",
+            ));
+        }
+        for (i, d) in self.domains.iter().enumerate() {
+            crate::tls::validate_domain(d)
+                .map_err(|m| err(format!("tls.domains (--domain) {d:?}: {m}")))?;
+            let norm = d.trim_end_matches('.').to_ascii_lowercase();
+            if self.domains[..i]
+                .iter()
+                .any(|o| o.trim_end_matches('.').eq_ignore_ascii_case(&norm))
+            {
+                return Err(err(format!("tls.domains (--domain) lists {d:?} twice")));
+            }
+        }
+        if self.domains.len() > 100 {
+            return Err(err("tls.domains (--domain) may list at most 100 names"));
+        }
+        let acme_set = self.acme_email.is_some()
+            || self.acme_directory.is_some()
+            || self.acme_staging
+            || self.acme_ca_root.is_some();
+        if acme_set && self.domains.is_empty() {
+            return Err(err(
+                "ACME settings (acme_email, acme_directory, acme_staging, acme_ca_root) are set but tls.domains is empty: add the name to get a certificate for with --domain chat.example.com",
+            ));
+        }
+        if let Some(e) = &self.acme_email {
+            crate::tls::validate_email(e)
+                .map_err(|m| err(format!("tls.acme_email (--acme-email) {e:?}: {m}")))?;
+        }
+        if self.acme_staging && self.acme_directory.is_some() {
+            return Err(err(
+                "set either tls.acme_staging (--acme-staging) or tls.acme_directory (--acme-directory), not both",
+            ));
+        }
+        if let Some(d) = &self.acme_directory
+            && !d.trim().starts_with("https://")
+        {
+            return Err(err(format!(
+                "tls.acme_directory (--acme-directory) must be an https:// ACME directory URL like {}, got {d:?}",
+                crate::tls::acme::LETS_ENCRYPT
+            )));
+        }
+        if let Some(p) = &self.acme_ca_root
+            && !p.is_file()
+        {
+            return Err(err(format!(
+                "tls.acme_ca_root (--acme-ca-root) {} is not a readable file",
+                p.display()
+            )));
+        }
+        for (name, p) in [
+            ("tls.cert (--tls-cert)", &self.cert),
+            ("tls.key (--tls-key)", &self.key),
+        ] {
+            if let Some(p) = p
+                && !p.is_file()
+            {
+                return Err(err(format!(
+                    "{name} {} does not exist or is not a file",
+                    p.display()
+                )));
+            }
+        }
+        if let Some(h) = &self.http_listen {
+            let h = h.trim();
+            if !h.is_empty() && h != "off" && h.parse::<SocketAddr>().is_err() {
+                return Err(err(format!(
+                    "tls.http_listen (--http-listen) must be an address like 0.0.0.0:80 or \"off\", got {h:?}"
+                )));
+            }
+        }
+        if !self.enabled() && (self.https_listen.is_some() || self.http_listen.is_some()) {
+            return Err(err(
+                "tls.https_listen/tls.http_listen (--https-listen/--http-listen) are set but TLS is off: add --domain NAME for automatic certificates or --tls-cert/--tls-key",
+            ));
+        }
+        if self.reload_check_secs > 86_400 {
+            return Err(err(
+                "tls.reload_check_secs must be between 0 (only on SIGHUP) and 86400",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -318,6 +578,12 @@ const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
         false,
     ),
     (
+        "CONFAB_SHUTDOWN_GRACE_SECS",
+        "shutdown_grace_secs",
+        Kind::Int,
+        false,
+    ),
+    (
         "CONFAB_SESSION_IDLE_HOURS",
         "auth.session_idle_hours",
         Kind::Int,
@@ -337,10 +603,64 @@ const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
     ),
     ("CONFAB_LOGIN_BURST", "auth.login_burst", Kind::Int, false),
     ("CONFAB_JWT_SECRET", "auth.jwt_secret", Kind::Str, true),
+    (
+        "CONFAB_TRUSTED_PROXIES",
+        "trusted_proxies",
+        Kind::List,
+        false,
+    ),
+    ("CONFAB_METRICS_TOKEN", "metrics_token", Kind::Str, true),
+    ("CONFAB_METRICS_LISTEN", "metrics_listen", Kind::Str, false),
+    ("CONFAB_RATE_LIMITS", "limits.enabled", Kind::Bool, false),
+    (
+        "CONFAB_LIMITS_API_PER_MINUTE",
+        "limits.api_per_minute",
+        Kind::Int,
+        false,
+    ),
+    (
+        "CONFAB_LIMITS_CHAT_PER_MINUTE",
+        "limits.chat_per_minute",
+        Kind::Int,
+        false,
+    ),
+    (
+        "CONFAB_LIMITS_MAX_CONCURRENT_GENERATIONS",
+        "limits.max_concurrent_generations",
+        Kind::Int,
+        false,
+    ),
+    (
+        "CONFAB_QUOTA_MESSAGES_PER_DAY",
+        "quota.messages_per_day",
+        Kind::Int,
+        false,
+    ),
+    (
+        "CONFAB_QUOTA_TOKENS_PER_DAY",
+        "quota.tokens_per_day",
+        Kind::Int,
+        false,
+    ),
+    ("CONFAB_TLS_CERT", "tls.cert", Kind::Str, false),
+    ("CONFAB_TLS_KEY", "tls.key", Kind::Str, false),
+    ("CONFAB_DOMAIN", "tls.domains", Kind::List, false),
+    ("CONFAB_DOMAINS", "tls.domains", Kind::List, false),
+    ("CONFAB_ACME_EMAIL", "tls.acme_email", Kind::Str, false),
+    (
+        "CONFAB_ACME_DIRECTORY",
+        "tls.acme_directory",
+        Kind::Str,
+        false,
+    ),
+    ("CONFAB_ACME_STAGING", "tls.acme_staging", Kind::Bool, false),
+    ("CONFAB_ACME_CA_ROOT", "tls.acme_ca_root", Kind::Str, false),
+    ("CONFAB_HTTPS_LISTEN", "tls.https_listen", Kind::Str, false),
+    ("CONFAB_HTTP_LISTEN", "tls.http_listen", Kind::Str, false),
 ];
 
 /// Variables that are not settings but are read elsewhere.
-const ENV_OTHER: &[&str] = &["CONFAB_CONFIG", "CONFAB_LOG"];
+const ENV_OTHER: &[&str] = &["CONFAB_CONFIG", "CONFAB_LOG", "CONFAB_API_KEY"];
 
 /// Flags given on the command line; `None` means "not given".
 #[derive(Debug, Default, Clone)]
@@ -350,6 +670,9 @@ pub struct Overrides {
     pub public_url: Option<String>,
     pub log_format: Option<String>,
     pub registration: Option<String>,
+    pub metrics_listen: Option<String>,
+    /// `serve --domain/--tls-cert/...`.
+    pub tls: crate::tls::TlsFlags,
 }
 
 #[derive(Debug)]
@@ -498,6 +821,12 @@ impl Config {
         if let Some(v) = &flags.registration {
             set_path(&mut table, "registration", s(v));
         }
+        if let Some(v) = &flags.metrics_listen {
+            set_path(&mut table, "metrics_listen", s(v));
+        }
+        flags
+            .tls
+            .apply(&mut |path, v| set_path(&mut table, path, v));
 
         let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(
             |e: serde_path_to_error::Error<toml::de::Error>| {
@@ -534,6 +863,13 @@ impl Config {
     /// Checks that serde cannot express. Each message names the setting and
     /// what is allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.tls.validate()?;
+        if self.shutdown_grace_secs > 3600 {
+            return Err(err(format!(
+                "shutdown_grace_secs must be between 0 and 3600, got {}",
+                self.shutdown_grace_secs
+            )));
+        }
         if self.max_body_bytes < 1024 || self.max_body_bytes > 1024 * 1024 * 1024 {
             return Err(err(format!(
                 "max_body_bytes must be between 1024 and 1073741824, got {}",
@@ -616,6 +952,7 @@ impl Config {
                 "default_model must be a model id of 1 to 200 characters (or leave it unset)",
             ));
         }
+        self.validate_governance()?;
         for (i, p) in self.providers.iter().enumerate() {
             validate_provider_name(&p.name)
                 .map_err(|m| err(format!("providers[{i}].name: {m}")))?;
@@ -643,10 +980,96 @@ impl Config {
         Ok(())
     }
 
-    /// The base URL users reach the server at.
+    /// `[limits]`, `[quota]`, `[[prices]]`, `trusted_proxies` and the
+    /// metrics settings.
+    fn validate_governance(&self) -> Result<(), ConfigError> {
+        for (i, p) in self.trusted_proxies.iter().enumerate() {
+            crate::limits::ip::parse_net(p).ok_or_else(|| {
+                err(format!(
+                    "trusted_proxies[{i}] must be an IP address or CIDR like 10.0.0.0/8 or ::1, got {p:?}"
+                ))
+            })?;
+        }
+        if let Some(t) = &self.metrics_token
+            && (t.expose().len() < 16 || t.expose().chars().any(|c| c.is_whitespace()))
+        {
+            return Err(err(
+                "metrics_token must be at least 16 characters without spaces (or leave it unset)",
+            ));
+        }
+        let l = &self.limits;
+        for (name, v) in [
+            ("anon_per_minute", l.anon_per_minute),
+            ("anon_burst", l.anon_burst),
+            ("api_per_minute", l.api_per_minute),
+            ("api_burst", l.api_burst),
+            ("chat_per_minute", l.chat_per_minute),
+            ("chat_burst", l.chat_burst),
+            ("max_concurrent_generations", l.max_concurrent_generations),
+        ] {
+            if v == 0 {
+                return Err(err(format!(
+                    "limits.{name} must be at least 1 (set limits.enabled = false to turn rate limits off)"
+                )));
+            }
+        }
+        if l.max_tracked_keys < 1000 {
+            return Err(err(format!(
+                "limits.max_tracked_keys must be at least 1000, got {}",
+                l.max_tracked_keys
+            )));
+        }
+        for (i, p) in self.prices.iter().enumerate() {
+            if p.model.trim().is_empty() || p.model.len() > 200 {
+                return Err(err(format!(
+                    "prices[{i}].model must be a model id of 1 to 200 characters (a trailing * matches a prefix)"
+                )));
+            }
+            for (name, v) in [
+                ("input_per_million", p.input_per_million),
+                ("output_per_million", p.output_per_million),
+            ] {
+                if !v.is_finite() || !(0.0..=1_000_000.0).contains(&v) {
+                    return Err(err(format!(
+                        "prices[{i}].{name} (model {:?}) must be a number between 0 and 1000000, got {v}",
+                        p.model
+                    )));
+                }
+            }
+            if self.prices[..i]
+                .iter()
+                .any(|q| q.model == p.model && q.provider == p.provider)
+            {
+                return Err(err(format!(
+                    "prices[{i}]: model {:?} is priced twice; keep one entry",
+                    p.model
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The base URL users reach the server at (`bound`: the app listener).
+    /// Without `public_url`: `https://<first domain>` with ACME, else the
+    /// bound address (https with certificate files).
     pub fn public_base(&self, bound: SocketAddr) -> String {
         match &self.public_url {
             Some(u) => u.trim_end_matches('/').to_string(),
+            None if !self.tls.domains.is_empty() => {
+                let port = match self.tls.https_listen.map(|a| a.port()) {
+                    Some(0) => bound.port(),
+                    Some(p) => p,
+                    None => 443,
+                };
+                let host = self.tls.domains[0]
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase();
+                if port == 443 {
+                    format!("https://{host}")
+                } else {
+                    format!("https://{host}:{port}")
+                }
+            }
             None => {
                 let host = if bound.ip().is_unspecified() {
                     "127.0.0.1".to_string()
@@ -655,15 +1078,19 @@ impl Config {
                 } else {
                     bound.ip().to_string()
                 };
-                format!("http://{host}:{}", bound.port())
+                let scheme = if self.tls.enabled() { "https" } else { "http" };
+                format!("{scheme}://{host}:{}", bound.port())
             }
         }
     }
 
+    /// Under TLS, or behind a proxy that terminates it (public_url https).
     pub fn secure_cookies(&self) -> bool {
-        self.public_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://"))
+        self.tls.enabled()
+            || self
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
     }
 }
 
@@ -901,6 +1328,51 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("provider_idle_timeout_secs"), "{e}");
+    }
+
+    #[test]
+    fn governance_settings_and_errors() {
+        let c = load(None, &[], Overrides::default()).unwrap();
+        assert!(c.limits.enabled && c.trusted_proxies.is_empty());
+        assert_eq!(c.quota.messages_per_day, None);
+        let file = "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n\
+             [limits]\napi_per_minute = 60\n[quota]\nmessages_per_day = 5\n\
+             [[prices]]\nmodel = \"gpt-4o*\"\ninput_per_million = 2.5\noutput_per_million = 10\n";
+        let c = load(
+            Some(file),
+            &[
+                ("CONFAB_QUOTA_TOKENS_PER_DAY", "1000"),
+                ("CONFAB_METRICS_TOKEN", "0123456789abcdef-token"),
+                ("CONFAB_TRUSTED_PROXIES", "127.0.0.1, 192.168.0.0/16"),
+            ],
+            Overrides {
+                metrics_listen: Some("127.0.0.1:9100".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.limits.api_per_minute, 60);
+        assert_eq!(c.quota.messages_per_day, Some(5));
+        assert_eq!(c.quota.tokens_per_day, Some(1000));
+        assert_eq!(c.trusted_proxies.len(), 2, "env replaces the file's list");
+        assert_eq!(c.prices[0].output_per_million, 10.0);
+        assert_eq!(c.metrics_listen.unwrap().port(), 9100);
+        assert!(!format!("{c:?}").contains("0123456789abcdef-token"));
+        for (text, setting) in [
+            ("trusted_proxies = [\"10.0.0/8x\"]", "trusted_proxies[0]"),
+            ("metrics_token = \"short\"", "metrics_token"),
+            ("[limits]\nchat_burst = 0", "limits.chat_burst"),
+            ("[limits]\nmax_tracked_keys = 5", "limits.max_tracked_keys"),
+            ("[quota]\nmessages_per_day = -1", "quota.messages_per_day"),
+            (
+                "[[prices]]\nmodel = \"m\"\ninput_per_million = -1\noutput_per_million = 1",
+                "prices[0].input_per_million",
+            ),
+            ("[limits]\nbogus = 1", "bogus"),
+        ] {
+            let e = load(Some(text), &[], Overrides::default()).unwrap_err();
+            assert!(e.contains(setting), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -12,9 +12,12 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod logging;
+pub mod ops;
 pub mod providers;
 pub mod search;
 pub mod store;
+pub mod tls;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -3,10 +3,12 @@
 #
 #   1. install what the tests need if it is missing: pebble + chromium (apt-get),
 #      playwright-core (npm ci in tests/e2e)
-#   2. cargo fmt --check
-#   3. cargo clippy --all-targets -D warnings
-#   4. Rust tests (cargo nextest if installed, else cargo test), benches excluded
-#   5. browser tests: build target/debug/confab once, then node --test tests/e2e/*.test.mjs
+#   2. scripts/vendor.sh --check (vendored browser libraries)
+#   3. cargo fmt --check
+#   4. cargo clippy --all-targets -D warnings
+#   5. Rust tests (cargo nextest if installed, else cargo test), benches excluded
+#   6. browser tests: build target/debug/confab once, then node --test tests/e2e/*.test.mjs
+#      (their "N passed, N failed" line is printed as the last line of the output)
 #
 # Fails fast on the first failing stage. Works from any directory.
 # Environment knobs:
@@ -32,7 +34,7 @@ fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 end_stage() {
   if [[ -n "$STAGE" ]]; then
     local took=$((SECONDS - STAGE_START))
-    TIMINGS+=("$(printf '  %-28s %s' "$STAGE" "$(fmt_secs "$took")")")
+    TIMINGS+=("$(printf '  %-56s %s' "$STAGE" "$(fmt_secs "$took")")")
     echo "--- $STAGE: ok in $(fmt_secs "$took")"
     STAGE=""
   fi

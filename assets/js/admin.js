@@ -1,10 +1,10 @@
-// Admin: users, invites, providers, usage (placeholder for the governance
-// feature's charts), audit log.
+// Admin: users, invites, providers, usage (charts in usage.js), audit log.
 
 import { html, useState, useEffect, useCallback } from './lib.js';
 import { get, post, patch, del } from './api.js';
 import { useApp } from './state.js';
 import { PageShell, Card, useList } from './settings.js';
+import { AdminUsage, QuotaCell, AuditFilters } from './usage.js';
 import { ErrorBanner, Spinner, confirmDialog, promptDialog, toast, timeAgo, dateTime, CopyButton, Icon } from './ui.js';
 
 const SECTIONS = [
@@ -16,7 +16,7 @@ const SECTIONS = [
 ];
 
 /** A paged list: items accumulate, "Load more" follows next_cursor. */
-function usePaged(path, limit = 50) {
+function usePaged(path, limit = 50, filters = null) {
   const [items, setItems] = useState(null);
   const [cursor, setCursor] = useState(null);
   const [error, setError] = useState(null);
@@ -25,7 +25,7 @@ function usePaged(path, limit = 50) {
     setLoading(true);
     setError(null);
     try {
-      const r = await get(path, { limit, cursor: from || undefined });
+      const r = await get(path, { ...filters, limit, cursor: from || undefined });
       setItems((xs) => (from && xs ? [...xs, ...r.items] : r.items));
       setCursor(r.next_cursor);
     } catch (e) {
@@ -33,7 +33,7 @@ function usePaged(path, limit = 50) {
     } finally {
       setLoading(false);
     }
-  }, [path, limit]);
+  }, [path, limit, JSON.stringify(filters)]); // eslint-disable-line
   useEffect(() => { load(); }, [load]);
   return { items, setItems, cursor, error, loading, reload: () => load(), more: () => load(cursor) };
 }
@@ -77,12 +77,13 @@ function Users() {
     <${ErrorBanner} error=${list.error} onRetry=${list.reload} compact />
     ${!list.items && !list.error && html`<${Spinner} />`}
     ${list.items && html`<div class="table-wrap"><table class="table">
-      <thead><tr><th scope="col">User</th><th scope="col">Role</th><th scope="col">Status</th><th scope="col">Created</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
+      <thead><tr><th scope="col">User</th><th scope="col">Role</th><th scope="col">Status</th><th scope="col">Daily quota</th><th scope="col">Created</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${list.items.map((u) => html`<tr key=${u.id}>
         <td><strong>${u.username}</strong>${u.id === me.id && html` <span class="badge">you</span>`}<div class="muted small">${u.email || ''}</div></td>
         <td><select aria-label=${'Role of ' + u.username} value=${u.role} onChange=${(e) => update(u, { role: e.target.value }, 'Role changed')}>
           <option value="user">user</option><option value="admin">admin</option></select></td>
         <td><span class=${'badge ' + (u.status === 'active' ? 'ok' : 'bad')}>${u.status}</span></td>
+        <td><${QuotaCell} user=${u} onSaved=${replace} /></td>
         <td class="muted small">${dateTime(u.created_at)}</td>
         <td class="actions">
           <button type="button" class="btn small" onClick=${() => resetPassword(u)} aria-label=${'Reset password of ' + u.username}>Reset password</button>
@@ -233,20 +234,12 @@ function Providers() {
   <//>`;
 }
 
-function Usage() {
-  return html`<${Card} id="usage" title="Usage" description="Messages, tokens and cost per user and per day.">
-    <div class="placeholder" role="note" data-testid="usage-placeholder">
-      <div class="placeholder-chart" aria-hidden="true">${[40, 65, 30, 80, 55, 90, 70].map((h) => html`<span style=${`height:${h}%`}></span>`)}</div>
-      <p><strong>Usage charts arrive with the governance feature.</strong></p>
-      <p class="muted small">Quotas and usage accounting are not part of this version yet; this section will chart them.</p>
-    </div>
-  <//>`;
-}
-
 function Audit() {
-  const list = usePaged('/admin/audit', 50);
+  const [filters, setFilters] = useState({});
+  const list = usePaged('/admin/audit', 50, filters);
   return html`<${Card} id="audit" title="Audit log" description="Every sign-in and admin action, newest first."
       actions=${html`<button type="button" class="btn small" onClick=${list.reload}><${Icon} name="refresh" size=${14} />Refresh</button>`}>
+    <${AuditFilters} value=${filters} onChange=${setFilters} />
     <${ErrorBanner} error=${list.error} onRetry=${list.reload} compact />
     ${!list.items && !list.error && html`<${Spinner} />`}
     ${list.items && html`<div class="table-wrap"><table class="table audit">
@@ -267,7 +260,7 @@ export function AdminScreen() {
   const { route } = useApp();
   const section = SECTIONS.some(([k]) => k === route.params.section) ? route.params.section : 'users';
   const nav = SECTIONS.map(([k, label]) => html`<a href=${'/admin/' + k} aria-current=${k === section ? 'page' : undefined}>${label}</a>`);
-  const body = { users: Users, invites: Invites, providers: Providers, usage: Usage, audit: Audit }[section];
+  const body = { users: Users, invites: Invites, providers: Providers, usage: AdminUsage, audit: Audit }[section];
   return html`<${PageShell} title="Admin" nav=${html`${nav}<a href="/settings">Settings →</a>`}>
     <${body} />
   <//>`;

@@ -119,16 +119,19 @@ export function setProviderKey(k) {
   }
 }
 
-// ---- conversation search: the seam for full-text search ---------------------
+// ---- search ---------------------------------------------------------------------
+
+/** The instant title filter over conversations the sidebar has loaded. */
+export function filterByTitle(q, loaded) {
+  const needle = q.trim().toLocaleLowerCase();
+  if (!needle) return [];
+  return loaded.filter((c) => (c.title || '').toLocaleLowerCase().includes(needle));
+}
 
 /**
- * Conversations matching `q`. For now a title filter over what the sidebar
- * has loaded (plus the server's next pages while they last); when the search
- * API lands, this becomes a call to GET /api/search and returns hits with
- * snippets. Callers only rely on {id, title, snippet?}.
+ * Full-text search: GET /api/search. Resolves with {hits, next_cursor, partial};
+ * a malformed query rejects with ApiError 400 VALIDATION_FAILED.
  */
-export function searchConversations(q, loaded) {
-  const needle = q.trim().toLocaleLowerCase();
-  if (!needle) return loaded;
-  return loaded.filter((c) => (c.title || '').toLocaleLowerCase().includes(needle));
+export function searchMessages(q, { limit = 20, cursor, conversationId, role, signal } = {}) {
+  return get('/search', { q, limit, cursor, conversation_id: conversationId, role }, { signal });
 }

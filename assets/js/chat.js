@@ -1,19 +1,26 @@
 // The chat screen: sidebar of conversations (pinned on top, paged as you
-// scroll, search, rename / pin / archive / delete), the thread, streaming
-// answers with stop / regenerate / edit / branches, model picker and
-// per-conversation system prompt.
+// scroll, search with full-text results, rename / pin / archive / delete),
+// the thread (the newest 50 messages of the shown branch, older pages as the
+// reader scrolls up; a search hit is revealed by paging back or switching
+// branch), streaming answers with stop / regenerate / edit / branches, model
+// picker and per-conversation system prompt.
 
 import { html, useState, useEffect, useRef, useCallback, useMemo, useLayoutEffect } from './lib.js';
-import { get, post, patch, del, ApiError, providerKey, searchConversations } from './api.js';
+import { get, post, patch, del, ApiError, providerKey } from './api.js';
 import { navigate } from './router.js';
 import { useApp } from './state.js';
 import { GenerationStream } from './stream.js';
 import { Icon, Logo, ErrorBanner, confirmDialog, promptDialog, Spinner, toast } from './ui.js';
-import { Thread, Composer } from './thread.js';
+import { Thread, Composer, paintWithin } from './thread.js';
+import { SearchResults, useMessageSearch, searchOptions, optionId } from './search.js';
 import { logout } from './auth.js';
 import { setCsrf } from './api.js';
 
 const PAGE_SIZE = 50;
+const THREAD_PAGE = 50; // newest messages fetched when a conversation opens
+const OLDER_PAGE = 100; // older messages fetched each time the reader nears the top
+const HUNT_PAGE = 200; // pages fetched while looking for a search hit's message
+const SEARCH_LIST_ID = 'search-results';
 const MODEL_KEY = 'confab.model';
 let localSeq = 0;
 
@@ -194,28 +201,58 @@ function ConversationItem({ conv, active, onAction }) {
   </li>`;
 }
 
-function Sidebar({ list, activeId, onNewChat, onAction, searchRef, open, onClose }) {
+function Sidebar({ list, activeId, onNewChat, onAction, searchRef, open, onClose, onOpenHit }) {
   const { me, setMe } = useApp();
   const [q, setQ] = useState('');
+  const [activeKey, setActiveKey] = useState(null);
+  const [chosenKey, setChosenKey] = useState(null);
   const endRef = useRef(null);
   const scrollRef = useRef(null);
+  const search = useMessageSearch(q);
+  const searching = !!q.trim();
 
   useEffect(() => {
     const el = endRef.current;
-    if (!el || !list.hasMore) return undefined;
+    if (!el || !list.hasMore || searching) return undefined;
     const io = new IntersectionObserver((es) => { if (es.some((e) => e.isIntersecting)) list.loadMore(); },
       { root: scrollRef.current, rootMargin: '0px 0px 300px 0px' });
     io.observe(el);
     return () => io.disconnect();
-  }, [list.hasMore, list.loadMore, list.recent.length]);
+  }, [list.hasMore, list.loadMore, list.recent.length, searching]);
 
-  // While searching, keep fetching pages so the filter sees everything.
-  useEffect(() => {
-    if (q.trim() && list.hasMore && !list.loading) list.loadMore();
-  }, [q, list.hasMore, list.loading, list.loadMore]);
+  const loaded = useMemo(() => [...list.pinned, ...list.recent], [list.pinned, list.recent]);
+  const options = searching ? searchOptions(q, loaded, search) : [];
+  const activeIndex = activeKey ? options.findIndex((o) => o.key === activeKey) : -1;
+  useEffect(() => { setActiveKey(null); }, [q]);
 
-  const searching = !!q.trim();
-  const results = searching ? searchConversations(q, [...list.pinned, ...list.recent]) : null;
+  const choose = (target, key) => {
+    setChosenKey(key);
+    setActiveKey(key);
+    onOpenHit(target);
+  };
+
+  const onSearchKey = (e) => {
+    if (e.key === 'Escape') {
+      if (!q) return;
+      e.preventDefault();
+      e.stopPropagation();
+      setQ('');
+    } else if (!searching) {
+      /* nothing to walk */
+    } else if (e.key === 'ArrowDown') {
+      e.preventDefault();
+      if (!options.length) return;
+      if (activeIndex === options.length - 1 && search.nextCursor) search.loadMore();
+      setActiveKey(options[Math.min(activeIndex + 1, options.length - 1)].key);
+    } else if (e.key === 'ArrowUp') {
+      e.preventDefault();
+      setActiveKey(activeIndex <= 0 ? null : options[activeIndex - 1].key);
+    } else if (e.key === 'Enter' && !e.isComposing) {
+      e.preventDefault();
+      const o = options[Math.max(0, activeIndex)];
+      if (o) choose(o.target, o.key);
+    }
+  };
 
   const section = (title, items) => items.length > 0 && html`<section class="conv-section" aria-label=${title}>
     <h2 class="conv-heading">${title}</h2>
@@ -230,20 +267,27 @@ function Sidebar({ list, activeId, onNewChat, onAction, searchRef, open, onClose
     <button type="button" class="btn new-chat" onClick=${onNewChat}><${Icon} name="plus" size=${16} />New chat<kbd class="kbd">Ctrl Shift O</kbd></button>
     <div class="search-box" role="search">
       <${Icon} name="search" size=${16} />
-      <input ref=${searchRef} type="search" placeholder="Search chats" aria-label="Search conversations" value=${q}
-        onInput=${(e) => setQ(e.target.value)}
-        onKeyDown=${(e) => { if (e.key === 'Escape' && q) { e.preventDefault(); e.stopPropagation(); setQ(''); } }} />
-      <kbd class="kbd">Ctrl K</kbd>
+      <input ref=${searchRef} type="search" placeholder="Search chats" aria-label="Search conversations"
+        role="combobox" aria-autocomplete="list" aria-expanded=${searching ? 'true' : 'false'}
+        aria-controls=${searching ? SEARCH_LIST_ID : undefined}
+        aria-activedescendant=${activeIndex >= 0 ? optionId(SEARCH_LIST_ID, activeKey) : undefined}
+        autocomplete="off" spellcheck="false" enterkeyhint="search" value=${q}
+        onInput=${(e) => setQ(e.target.value)} onKeyDown=${onSearchKey} />
+      ${q
+        ? html`<button type="button" class="icon-btn tiny search-clear" aria-label="Clear search"
+            onClick=${() => { setQ(''); searchRef.current?.focus(); }}><${Icon} name="close" size=${14} /></button>`
+        : html`<kbd class="kbd">Ctrl K</kbd>`}
     </div>
-    <nav class="sidebar-scroll" ref=${scrollRef} aria-label="Conversation list">
+    <nav class="sidebar-scroll" ref=${scrollRef} aria-label=${searching ? 'Search results' : 'Conversation list'}>
       ${list.error && html`<${ErrorBanner} error=${list.error} compact onRetry=${() => list.loadFirst()} />`}
       ${searching
-        ? html`${section('Results', results)}${results.length === 0 && !list.loading && html`<p class="muted small pad">No conversation title matches “${q}”.</p>`}`
+        ? html`<${SearchResults} q=${q} conversations=${loaded} search=${search} onOpen=${choose}
+            activeKey=${activeIndex >= 0 ? activeKey : null} setActiveKey=${setActiveKey} chosenKey=${chosenKey} listId=${SEARCH_LIST_ID} />`
         : html`
           ${section('Pinned', list.pinned)}
           ${section(list.archived ? 'Archived' : 'Recent', list.recent)}
-          ${!list.loading && !list.pinned.length && !list.recent.length && html`<p class="muted small pad">${list.archived ? 'Nothing archived.' : 'No conversations yet.'}</p>`}`}
-      <div ref=${endRef} class="list-end">${list.loading && html`<${Spinner} label="Loading conversations" />`}</div>
+          ${!list.loading && !list.pinned.length && !list.recent.length && html`<p class="muted small pad">${list.archived ? 'Nothing archived.' : 'No conversations yet.'}</p>`}
+          <div ref=${endRef} class="list-end">${list.loading && html`<${Spinner} label="Loading conversations" />`}</div>`}
     </nav>
     <div class="sidebar-foot">
       <button type="button" class="link-btn small" onClick=${() => list.setArchived(!list.archived)}>
@@ -270,6 +314,9 @@ export function ChatScreen() {
   const [models, setModels] = useState({ items: [], default_model: null });
   const [conv, setConv] = useState(null);
   const [messages, setMessages] = useState([]);
+  const [hasMore, setHasMore] = useState(false); // older messages of the shown thread not loaded yet
+  const [olderState, setOlderState] = useState(null); // null | 'loading' | 'error'
+  const [reveal, setReveal] = useState(null); // {id}: scroll to this message once it is rendered
   const [loadingConv, setLoadingConv] = useState(false);
   const [convError, setConvError] = useState(null);
   const [error, setError] = useState(null);
@@ -290,6 +337,33 @@ export function ChatScreen() {
   const stick = useRef(true);
   const convRef = useRef(null);
   convRef.current = conv;
+  const messagesRef = useRef(messages);
+  messagesRef.current = messages;
+  const hasMoreRef = useRef(hasMore);
+  hasMoreRef.current = hasMore;
+  const olderBusy = useRef(false);
+  const anchorRef = useRef(null);
+  const pendingReveal = useRef(null); // {cid, mid}: reveal once that conversation has loaded
+  const revealSeq = useRef(0);
+
+  // The answer being streamed: its text lives here, not in `messages`, so a
+  // delta re-renders that one message (thread.js LiveBody), not the thread.
+  const live = useMemo(() => {
+    const subs = new Set();
+    return {
+      key: null,
+      text: '',
+      onPaint: null,
+      set(t) {
+        this.text = t;
+        for (const fn of subs) fn(t);
+      },
+      subscribe(fn) {
+        subs.add(fn);
+        return () => subs.delete(fn);
+      },
+    };
+  }, []);
 
   // Models, once.
   useEffect(() => {
@@ -305,23 +379,40 @@ export function ChatScreen() {
     streamRef.current?.close();
     streamRef.current = null;
     genRef.current = null;
+    live.key = null;
     setBusy(false);
   };
 
+  /**
+   * Loads the newest THREAD_PAGE messages of the shown thread. `quiet`: a
+   * refresh of what is shown (after an answer, a branch switch), which keeps
+   * the older messages already loaded when the new window continues them.
+   */
   const loadConversation = useCallback(async (id, { quiet = false } = {}) => {
     if (!quiet) setLoadingConv(true);
     try {
-      const c = await get('/conversations/' + encodeURIComponent(id));
+      const c = await get('/conversations/' + encodeURIComponent(id), { limit: THREAD_PAGE });
       if (convRef.current && convRef.current.id !== id && quiet) return null;
-      const { messages: msgs, ...meta } = c;
+      const { messages: msgs, has_more: more, ...meta } = c;
       setConv(meta);
-      setMessages(msgs);
+      convRef.current = meta;
+      const old = messagesRef.current;
+      const at = quiet && msgs.length ? old.findIndex((m) => m.id === msgs[0].id) : -1;
+      if (at > 0) {
+        // Same path above the new window: keep what the reader paged in.
+        setMessages([...old.slice(0, at), ...msgs]);
+      } else {
+        setMessages(msgs);
+        setHasMore(!!more);
+        setOlderState(null);
+      }
       setConvError(null);
       return c;
     } catch (e) {
       if (!quiet) {
         setConv(null);
         setMessages([]);
+        setHasMore(false);
         setConvError(e);
       }
       return null;
@@ -329,6 +420,192 @@ export function ChatScreen() {
       if (!quiet) setLoadingConv(false);
     }
   }, []);
+
+  /** The first message (from the top) at least partly in view, to keep in place while prepending. */
+  const captureAnchor = () => {
+    const root = scrollRef.current;
+    if (!root) return;
+    const top = root.getBoundingClientRect().top;
+    // Chunks first: touching the messages of a skipped chunk would lay it out.
+    for (const chunk of root.querySelectorAll('.chunk')) {
+      if (chunk.getBoundingClientRect().bottom <= top) continue;
+      for (const el of chunk.querySelectorAll('.msg')) {
+        const r = el.getBoundingClientRect();
+        if (r.bottom > top) {
+          anchorRef.current = { id: el.dataset.id, top: r.top };
+          return;
+        }
+      }
+    }
+  };
+
+  // Older messages prepended: put the anchor back where it was.
+  useLayoutEffect(() => {
+    const a = anchorRef.current;
+    const root = scrollRef.current;
+    anchorRef.current = null;
+    if (!a || !root) return;
+    const el = root.querySelector(`.msg[data-id="${CSS.escape(a.id)}"]`);
+    if (!el) return;
+    const diff = el.getBoundingClientRect().top - a.top;
+    if (Math.abs(diff) >= 1) root.scrollTop += diff;
+  }, [messages]);
+
+  /** Fetches the OLDER_PAGE messages before the first loaded one. */
+  const loadOlder = useCallback(async () => {
+    const c = convRef.current;
+    const ms = messagesRef.current;
+    if (olderBusy.current || !c || !hasMoreRef.current || !ms.length || ms[0].local) return;
+    const first = ms[0].id;
+    olderBusy.current = true;
+    setOlderState('loading');
+    try {
+      const r = await get(`/conversations/${encodeURIComponent(c.id)}/messages`, { before: first, limit: OLDER_PAGE });
+      if (convRef.current?.id !== c.id || messagesRef.current[0]?.id !== first) {
+        setOlderState(null);
+        return;
+      }
+      captureAnchor();
+      setMessages((cur) => [...r.messages, ...cur]);
+      setHasMore(!!r.has_more);
+      setOlderState(null);
+    } catch (e) {
+      if (convRef.current?.id !== c.id) return;
+      if (e instanceof ApiError && e.status === 400) {
+        // The shown branch changed elsewhere: start again from its newest messages.
+        setOlderState(null);
+        loadConversation(c.id, { quiet: true });
+      } else setOlderState('error');
+    } finally {
+      olderBusy.current = false;
+    }
+  }, [loadConversation]);
+
+  /**
+   * Shows message `mid` of conversation `cid` (loaded, the current one):
+   * pages back until it is loaded; if the shown branch does not hold it,
+   * switches to the newest path through it first. Then scrolls to it.
+   */
+  const revealMessage = async (cid, mid, start = null) => {
+    const token = ++revealSeq.current;
+    const stale = () => token !== revealSeq.current || convRef.current?.id !== cid;
+    // Page back from `msgs` until `mid` is among them or the thread is exhausted.
+    const hunt = async (msgs, more) => {
+      let older = [];
+      const has = () => older.some((m) => m.id === mid) || msgs.some((m) => m.id === mid);
+      while (!has() && more) {
+        const first = older[0] || msgs[0];
+        if (!first || first.local) break;
+        const r = await get(`/conversations/${encodeURIComponent(cid)}/messages`, { before: first.id, limit: HUNT_PAGE });
+        if (stale()) return null;
+        older = [...r.messages, ...older];
+        more = !!r.has_more;
+      }
+      return { older, more, found: has() };
+    };
+    olderBusy.current = true;
+    try {
+      const msgs = start ? start.msgs : messagesRef.current;
+      const first = msgs[0]?.id;
+      let h = await hunt(msgs, start ? start.more : hasMoreRef.current);
+      if (!h) return;
+      if (h.found) {
+        if (h.older.length) {
+          setMessages((cur) => (cur[0]?.id === first ? [...h.older, ...cur] : cur));
+          setHasMore(h.more);
+        }
+      } else {
+        // Not on the shown branch: show the newest path through it.
+        if (genRef.current) {
+          toast('That message is on another branch: stop the answer first.', 'error');
+          return;
+        }
+        try {
+          await patch('/conversations/' + encodeURIComponent(cid), { current_leaf: mid });
+        } catch (e) {
+          if (!(e instanceof ApiError) || e.status !== 400) throw e;
+          if (!stale()) toast('That message is no longer in this conversation.', 'error');
+          return;
+        }
+        const c = await get('/conversations/' + encodeURIComponent(cid), { limit: THREAD_PAGE });
+        if (stale()) return;
+        const { messages: fresh, has_more: more, ...meta } = c;
+        h = await hunt(fresh, !!more);
+        if (!h) return;
+        setConv(meta);
+        convRef.current = meta;
+        setMessages([...h.older, ...fresh]);
+        setHasMore(h.more);
+        setOlderState(null);
+        if (!h.found) {
+          toast('That message is no longer in this conversation.', 'error');
+          return;
+        }
+      }
+      setReveal({ id: mid, n: token });
+    } catch (e) {
+      if (!stale()) setError(e);
+    } finally {
+      if (token === revealSeq.current) olderBusy.current = false;
+    }
+  };
+
+  // Scroll to the revealed message once it is in the DOM, and flash it.
+  useLayoutEffect(() => {
+    if (!reveal) return;
+    const root = scrollRef.current;
+    const el = root?.querySelector(`.msg[data-id="${CSS.escape(reveal.id)}"]`);
+    if (!el) return;
+    setReveal(null);
+    showMessage(root, el);
+  }, [reveal, messages]);
+
+  const showMessage = (root, el) => {
+    stick.current = false;
+    const chunk = el.closest('.chunk');
+    if (chunk) {
+      chunk.classList.add('pinned');
+      paintWithin(chunk);
+    }
+    const place = () => {
+      const tall = el.getBoundingClientRect().height > root.clientHeight * 0.7;
+      el.scrollIntoView({ block: tall ? 'start' : 'center', behavior: 'instant' });
+    };
+    place();
+    el.classList.remove('flash');
+    void el.offsetWidth; // restart the animation
+    el.classList.add('flash');
+    el.setAttribute('tabindex', '-1');
+    el.focus({ preventScroll: true });
+    // Boxes above may settle to their real sizes over the next frames.
+    let n = 0;
+    const check = () => {
+      if (!el.isConnected) return;
+      const r = el.getBoundingClientRect();
+      const v = root.getBoundingClientRect();
+      if (r.bottom < v.top + 8 || r.top > v.bottom - 8) place();
+      if (++n < 4) requestAnimationFrame(check);
+    };
+    requestAnimationFrame(check);
+    setTimeout(() => {
+      el.classList.remove('flash');
+      chunk?.classList.remove('pinned');
+    }, 2600);
+  };
+
+  /** A search result was chosen: {conversation_id, message_id|null}. */
+  const openHit = (target) => {
+    setDrawer(false);
+    const cid = target.conversation_id;
+    const mid = target.message_id;
+    if (cid === convId && convRef.current?.id === cid && !loadingConv) {
+      if (mid) revealMessage(cid, mid);
+      else scrollToBottom();
+      return;
+    }
+    pendingReveal.current = mid ? { cid, mid } : null;
+    navigate('/c/' + cid);
+  };
 
   useEffect(() => {
     setEditingId(null);
@@ -342,17 +619,24 @@ export function ChatScreen() {
     if (!convId) {
       setConv(null);
       setMessages([]);
+      setHasMore(false);
       setConvError(null);
       setDraftSystem('');
       requestAnimationFrame(() => inputRef.current?.focus());
       return;
     }
+    revealSeq.current++;
+    olderBusy.current = false;
+    anchorRef.current = null;
+    const p = pendingReveal.current;
+    pendingReveal.current = null;
     (async () => {
       const c = await loadConversation(convId);
       if (!c) return;
       const last = c.messages[c.messages.length - 1];
       if (last && last.status === 'streaming' && last.generation_id) resume(last);
-      requestAnimationFrame(() => inputRef.current?.focus());
+      if (p && p.cid === convId) revealMessage(p.cid, p.mid, { msgs: c.messages, more: !!c.has_more });
+      else requestAnimationFrame(() => inputRef.current?.focus());
     })();
   }, [convId]); // eslint-disable-line
 
@@ -397,12 +681,23 @@ export function ChatScreen() {
     pending.current = '';
     const replace = replaceOnFirst.current;
     replaceOnFirst.current = false;
-    updateLive((m) => ({ ...m, content: (replace ? '' : m.content) + add }));
+    live.set((replace ? '' : live.text) + add);
   };
+  /** Writes the streamed text into the message (once, at the end). */
+  const commitLive = (extra = {}) => {
+    const text = live.text;
+    updateLive((m) => ({ ...m, content: text, ...extra }));
+  };
+  live.onPaint = stickToBottom;
 
   const finishStream = async (cid) => {
     if (frame.current) cancelAnimationFrame(frame.current);
     flush();
+    if (live.key) {
+      const text = live.text;
+      updateLive((m) => (m.content === text ? m : { ...m, content: text }));
+      live.key = null;
+    }
     streamRef.current = null;
     genRef.current = null;
     setBusy(false);
@@ -416,9 +711,9 @@ export function ChatScreen() {
   const refreshTitle = async (cid) => {
     if (!convRef.current || convRef.current.id !== cid) return;
     try {
-      const c = await get('/conversations/' + cid, null);
+      const { messages: _m, has_more: _h, ...c } = await get('/conversations/' + cid, { limit: 1 });
       if (convRef.current && convRef.current.id === cid) setConv((old) => (old ? { ...old, title: c.title } : old));
-      list.upsert({ ...c, messages: undefined });
+      list.upsert(c);
     } catch { /* ignore */ }
   };
 
@@ -453,12 +748,12 @@ export function ChatScreen() {
       },
       done(d) {
         flush();
-        updateLive((m) => ({ ...m, status: d.finish_reason === 'stopped' ? 'interrupted' : 'complete', finish_reason: d.finish_reason }));
+        commitLive({ status: d.finish_reason === 'stopped' ? 'interrupted' : 'complete', finish_reason: d.finish_reason });
         finishStream(ctx.cid);
       },
       error(e) {
         flush();
-        updateLive((m) => ({ ...m, status: 'error', error: { code: e.code, message: e.message } }));
+        commitLive({ status: 'error', error: { code: e.code, message: e.message } });
         setError({ ...e, retry: 'regenerate' });
         finishStream(ctx.cid);
       },
@@ -474,6 +769,8 @@ export function ChatScreen() {
   const resume = (msg) => {
     closeStream();
     liveId.current = msg.id;
+    live.key = msg.key || msg.id;
+    live.text = msg.content || '';
     pending.current = '';
     replaceOnFirst.current = true;
     const ctx = { cid: msg.conversation_id };
@@ -497,6 +794,8 @@ export function ChatScreen() {
     if (userMsg) added.push({ ...userMsg, id: tempU, key: tempU, role: 'user', status: 'complete', local: true });
     added.push(assistant);
     const before = messages;
+    live.key = tempA;
+    live.text = '';
     setMessages([...base, ...added]);
     liveId.current = tempA;
     pending.current = '';
@@ -515,6 +814,7 @@ export function ChatScreen() {
     } catch (e) {
       if (streamRef.current !== s) return;
       streamRef.current = null;
+      live.key = null;
       setBusy(false);
       setMessages(before);
       if (retryText != null) inputRef.current?.confabSetText?.(retryText);
@@ -602,14 +902,14 @@ export function ChatScreen() {
   };
 
   // Stable action callbacks for memoized messages.
-  const live = useRef({});
-  live.current = { regenerate, saveEdit, switchBranch, startEdit: (m) => setEditingId(m.id), cancelEdit: () => setEditingId(null) };
+  const actionsRef = useRef({});
+  actionsRef.current = { regenerate, saveEdit, switchBranch, startEdit: (m) => setEditingId(m.id), cancelEdit: () => setEditingId(null) };
   const actions = useMemo(() => ({
-    regenerate: (m) => live.current.regenerate(m),
-    saveEdit: (m, t) => live.current.saveEdit(m, t),
-    switchBranch: (m, s) => live.current.switchBranch(m, s),
-    startEdit: (m) => live.current.startEdit(m),
-    cancelEdit: () => live.current.cancelEdit(),
+    regenerate: (m) => actionsRef.current.regenerate(m),
+    saveEdit: (m, t) => actionsRef.current.saveEdit(m, t),
+    switchBranch: (m, s) => actionsRef.current.switchBranch(m, s),
+    startEdit: (m) => actionsRef.current.startEdit(m),
+    cancelEdit: () => actionsRef.current.cancelEdit(),
   }), []);
 
   // ---- sidebar actions ----
@@ -620,6 +920,7 @@ export function ChatScreen() {
       closeStream();
       setConv(null);
       setMessages([]);
+      setHasMore(false);
       setError(null);
     }
     requestAnimationFrame(() => inputRef.current?.focus());
@@ -705,7 +1006,10 @@ export function ChatScreen() {
       if (mod && !e.shiftKey && e.key.toLowerCase() === 'k') {
         e.preventDefault();
         setDrawer(true);
-        requestAnimationFrame(() => searchRef.current?.focus());
+        requestAnimationFrame(() => {
+          searchRef.current?.focus();
+          searchRef.current?.select();
+        });
       } else if (mod && e.shiftKey && e.key.toLowerCase() === 'o') {
         e.preventDefault();
         newChat();
@@ -739,7 +1043,7 @@ export function ChatScreen() {
 
   return html`<div class=${'chat-layout' + (drawer ? ' drawer-open' : '')}>
     <${Sidebar} list=${list} activeId=${convId} onNewChat=${newChat} onAction=${onConvAction}
-      searchRef=${searchRef} open=${drawer} onClose=${() => setDrawer(false)} />
+      searchRef=${searchRef} open=${drawer} onClose=${() => setDrawer(false)} onOpenHit=${openHit} />
     ${drawer && html`<div class="backdrop" aria-hidden="true" onClick=${() => setDrawer(false)}></div>`}
     <main class="chat-main">
       <header class="chat-header">
@@ -771,7 +1075,8 @@ export function ChatScreen() {
                   <h2>How can I help you today?</h2>
                   ${models.items.length === 0 && html`<p class="muted">No model is available yet. An administrator can add a provider in Admin → Providers.</p>`}
                 </div>`
-              : html`<${Thread} key=${convId || 'new'} messages=${messages} busy=${busy} liveStatus=${liveStatus}
+              : html`<${Thread} key=${convId || 'new'} messages=${messages} hasMore=${hasMore} olderState=${olderState}
+                  onLoadOlder=${loadOlder} busy=${busy} liveStatus=${liveStatus} live=${live}
                   editingId=${editingId} actions=${actions} scrollRef=${scrollRef} stickToBottom=${stickToBottom} />`}
       </div>
       <div class="chat-bottom">

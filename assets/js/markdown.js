@@ -248,6 +248,24 @@ export function renderMarkdown(text) {
   return out;
 }
 
+// Per message id as well: a thread re-mounting its messages (paging, branch
+// switches, a chunk coming back) finds each one's HTML by id without
+// re-hashing its text. An entry is only used while the text is unchanged.
+const BY_ID_MAX = 4000;
+const byId = new Map();
+
+/** Sanitized HTML for message `id` whose markdown is `text` (cached per id). */
+export function renderMarkdownFor(id, text) {
+  if (!id) return renderMarkdown(text);
+  const hit = byId.get(id);
+  if (hit && hit.text === text && hit.v === libsVersion) return hit.html;
+  const out = renderMarkdown(text);
+  byId.delete(id);
+  byId.set(id, { text, v: libsVersion, html: out });
+  if (byId.size > BY_ID_MAX) byId.delete(byId.keys().next().value);
+  return out;
+}
+
 /** For streaming text: not cached (each frame differs), same pipeline. */
 export function renderMarkdownUncached(text) {
   try {

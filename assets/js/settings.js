@@ -5,6 +5,7 @@ import { html, useState, useEffect, useCallback } from './lib.js';
 import { get, post, del, providerKey, setProviderKey } from './api.js';
 import { useApp, getTheme, setTheme } from './state.js';
 import { ErrorBanner, Spinner, confirmDialog, toast, timeAgo, dateTime, CopyButton, Icon } from './ui.js';
+import { UsageCard } from './usage.js';
 
 export function PageShell({ title, nav, children, back = '/' }) {
   return html`<div class="page">
@@ -197,6 +198,7 @@ export function SettingsScreen() {
   const nav = html`
     <a href="#appearance">Appearance</a>
     ${server.allow_user_keys && html`<a href="#provider-key">Provider key</a>`}
+    <a href="#usage">Usage</a>
     <a href="#sessions">Sessions</a>
     <a href="#api-keys">API keys</a>
     <a href="#password">Password</a>
@@ -205,6 +207,7 @@ export function SettingsScreen() {
     <p class="muted">Signed in as <strong>${me.username}</strong>${me.email ? ` (${me.email})` : ''} · ${me.role}</p>
     <${ThemeCard} />
     ${server.allow_user_keys && html`<${ProviderKeyCard} />`}
+    <${UsageCard} />
     <${SessionsCard} />
     <${ApiKeysCard} />
     <${PasswordCard} />

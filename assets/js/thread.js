@@ -1,26 +1,75 @@
-// The message thread: incremental rendering (the newest messages first, more
-// as the reader scrolls up), cached markdown, per-message actions, branch
-// arrows, and the composer.
+// The message thread: the loaded window of the shown branch (older pages are
+// fetched as the reader scrolls up), rendered in content-visibility chunks,
+// markdown cached per message, the streaming answer re-rendered on its own;
+// per-message actions, branch arrows, and the composer.
 
-import { html, Component, useState, useEffect, useLayoutEffect, useRef, useCallback } from './lib.js';
-import { renderMarkdown, renderMarkdownUncached, decorateCodeBlocks, onLibsChange, libsVersion } from './markdown.js';
+import { html, Component, useState, useEffect, useLayoutEffect, useRef, useCallback, useMemo } from './lib.js';
+import { renderMarkdownFor, renderMarkdownUncached, decorateCodeBlocks, onLibsChange, libsVersion } from './markdown.js';
 import { Icon, copyText, toast, CopyButton } from './ui.js';
 
-const PAGE = 40;
+// ---- lazy markdown ------------------------------------------------------------------
+//
+// Older messages arrive a page at a time above what the reader is looking at.
+// Their markdown is not rendered at once (that would stall a frame for a
+// whole page): each shows its text as plain text first, and a queue renders
+// them a few milliseconds per frame, nearest to the reader first.
+
+const pending = [];
+let painting = false;
+const BUDGET_MS = 8;
+
+function schedulePaints() {
+  if (painting || !pending.length) return;
+  painting = true;
+  requestAnimationFrame(() => {
+    painting = false;
+    const t0 = performance.now();
+    // Queued in document order above the reader: the last is the nearest.
+    while (pending.length && performance.now() - t0 < BUDGET_MS) pending.pop().paint();
+    schedulePaints();
+  });
+}
+
+/** Renders now the queued markdown inside `root` (before scrolling to something there). */
+export function paintWithin(root) {
+  for (let i = pending.length - 1; i >= 0; i--) {
+    const md = pending[i];
+    if (md.base && root.contains(md.base)) {
+      pending.splice(i, 1);
+      md.paint();
+    }
+  }
+}
 
 /** Sanitized markdown, written straight into the DOM (Preact never diffs inside). */
 export class Markdown extends Component {
   shouldComponentUpdate(next) {
     return next.text !== this.props.text || next.streaming !== this.props.streaming || next.v !== this.props.v;
   }
-  componentDidMount() { this.paint(); }
+  componentDidMount() {
+    if (this.props.lazy && !this.props.streaming) {
+      // Plain text until its turn comes: the right words and roughly the right height.
+      this.base.classList.add('md-plain');
+      this.base.textContent = this.props.text;
+      pending.push(this);
+      schedulePaints();
+    } else this.paint();
+  }
   componentDidUpdate() { this.paint(); }
+  componentWillUnmount() {
+    const i = pending.indexOf(this);
+    if (i >= 0) pending.splice(i, 1);
+  }
   paint() {
     const el = this.base;
     if (!el) return;
-    const { text, streaming } = this.props;
-    el.innerHTML = streaming ? renderMarkdownUncached(text) : renderMarkdown(text);
+    const i = pending.indexOf(this);
+    if (i >= 0) pending.splice(i, 1);
+    const { text, streaming, id } = this.props;
+    el.classList.remove('md-plain');
+    el.innerHTML = streaming ? renderMarkdownUncached(text) : renderMarkdownFor(id, text);
     decorateCodeBlocks(el);
+    this.props.onPaint?.();
   }
   render() {
     return html`<div class="md"></div>`;
@@ -77,12 +126,27 @@ function UserEditor({ msg, onCancel, onSave }) {
   </form>`;
 }
 
+/**
+ * The answer being streamed: re-rendered on each delta by itself (the store
+ * `live` holds its text), so the rest of the thread is left alone.
+ */
+function LiveBody({ live, v }) {
+  const [text, setText] = useState(live.text);
+  useEffect(() => {
+    setText(live.text);
+    return live.subscribe(setText);
+  }, [live]);
+  if (!text) return html`<div class="typing" role="status" aria-label="Thinking"><span></span><span></span><span></span></div>`;
+  return html`<${Markdown} text=${text} streaming=${true} v=${v} onPaint=${live.onPaint} />`;
+}
+
 class MessageItem extends Component {
   shouldComponentUpdate(n) {
     const p = this.props;
-    return n.msg !== p.msg || n.busy !== p.busy || n.editing !== p.editing || n.v !== p.v || n.isLast !== p.isLast || n.liveStatus !== p.liveStatus;
+    return n.msg !== p.msg || n.busy !== p.busy || n.editing !== p.editing || n.v !== p.v || n.isLast !== p.isLast
+      || n.liveStatus !== p.liveStatus || n.live !== p.live;
   }
-  render({ msg, busy, editing, v, isLast, liveStatus, actions }) {
+  render({ msg, busy, editing, v, isLast, liveStatus, live, lazy, actions }) {
     const isUser = msg.role === 'user';
     const streaming = msg.status === 'streaming';
     const copy = () => copyText(msg.content).then((ok) => toast(ok ? 'Copied to clipboard' : 'Copy failed', ok ? 'info' : 'error'));
@@ -91,7 +155,7 @@ class MessageItem extends Component {
         ${editing
           ? html`<${UserEditor} msg=${msg} onCancel=${actions.cancelEdit} onSave=${actions.saveEdit} />`
           : html`<div class="bubble">${msg.content}</div>`}
-        ${!editing && html`<div class="msg-tools">
+        ${!editing && html`<div class=${'msg-tools' + ((msg.sibling_ids || []).length > 1 ? ' has-branches' : '')}>
           <${BranchNav} msg=${msg} onSwitch=${actions.switchBranch} disabled=${busy} />
           <button type="button" class="icon-btn tiny" aria-label="Copy message" onClick=${copy}><${Icon} name="copy" size=${15} /></button>
           <button type="button" class="icon-btn tiny" aria-label="Edit message" disabled=${busy || msg.local}
@@ -102,9 +166,11 @@ class MessageItem extends Component {
     const err = msg.status === 'error' ? (msg.error || { code: 'PROVIDER_ERROR', message: 'The answer failed.' }) : null;
     return html`<article class=${'msg assistant' + (streaming ? ' streaming' : '')} data-id=${msg.id} data-role="assistant"
         data-status=${msg.status} aria-label="Answer" aria-busy=${streaming ? 'true' : 'false'}>
-      ${msg.content
-        ? html`<${Markdown} text=${msg.content} streaming=${streaming} v=${v} />`
-        : streaming ? html`<div class="typing" aria-label="Thinking"><span></span><span></span><span></span></div>` : null}
+      ${live
+        ? html`<${LiveBody} live=${live} v=${v} />`
+        : msg.content
+          ? html`<${Markdown} id=${msg.local ? null : msg.id} text=${msg.content} streaming=${streaming} v=${v} lazy=${lazy} />`
+          : streaming ? html`<div class="typing" role="status" aria-label="Thinking"><span></span><span></span><span></span></div>` : null}
       ${err && html`<div class="msg-error" role="alert">
         <${Icon} name="alert" size=${16} />
         <span><strong class="code">${err.code}</strong> ${err.message}</span>
@@ -127,42 +193,101 @@ class MessageItem extends Component {
   }
 }
 
-/**
- * The thread. Renders the newest PAGE messages, PAGE more each time the top
- * comes into view, keeping what the reader looks at in place.
- */
-export function Thread({ messages, busy, liveStatus, editingId, actions, scrollRef, stickToBottom }) {
-  const v = useLibsVersion();
-  const [shown, setShown] = useState(PAGE);
-  const topRef = useRef(null);
-  const anchor = useRef(null);
-  const start = Math.max(0, messages.length - shown);
-  const visible = messages.slice(start);
+// ---- the thread -------------------------------------------------------------------
+//
+// Messages are grouped in chunks of CHUNK consecutive messages, each a
+// `content-visibility: auto` box: the browser skips style, layout and paint
+// for chunks far from the viewport, and tracks ~CHUNK times fewer boxes than
+// one per message would (each such box costs an intersection check every
+// frame). A message keeps its chunk as older pages are prepended and new
+// messages appended (chunks are numbered by a sequence that is stable under
+// both), so paging never re-mounts what is already shown; a chunk whose
+// messages did not change is not re-rendered at all.
 
-  // Grow upwards when the sentinel at the top is seen.
+const CHUNK = 16;
+
+/** Rough height of a message before the browser has laid it out (the chunk's intrinsic size). */
+function estimate(m) {
+  const text = m.content || '';
+  let lines = 0;
+  for (const para of text.split('\n')) lines += Math.max(1, Math.ceil(para.length / 85));
+  return (m.role === 'user' ? 56 : 50) + Math.min(lines, 400) * 22;
+}
+
+const keyOf = (m) => m.key || m.id;
+
+function useChunks(messages) {
+  const seqs = useRef(new Map());
+  return useMemo(() => {
+    const seq = seqs.current;
+    // Anchor on the first message already numbered; number the rest from it.
+    const a = messages.findIndex((m) => seq.has(keyOf(m)));
+    const base = a < 0 ? 0 : seq.get(keyOf(messages[a])) - a;
+    if (a < 0 || seq.size > messages.length * 2 + 64) seq.clear();
+    const chunks = [];
+    let cur = null;
+    messages.forEach((m, i) => {
+      seq.set(keyOf(m), base + i);
+      const n = Math.floor((base + i) / CHUNK);
+      if (!cur || cur.n !== n) {
+        cur = { n, items: [], height: 0 };
+        chunks.push(cur);
+      }
+      cur.items.push(m);
+      cur.height += estimate(m);
+    });
+    return chunks;
+  }, [messages]);
+}
+
+class Chunk extends Component {
+  shouldComponentUpdate(n) {
+    const p = this.props;
+    if (n.v !== p.v || n.busy !== p.busy || n.editingId !== p.editingId || n.lastId !== p.lastId
+      || n.liveStatus !== p.liveStatus || n.liveKey !== p.liveKey || n.items.length !== p.items.length) return true;
+    for (let i = 0; i < n.items.length; i++) if (n.items[i] !== p.items[i]) return true;
+    return false;
+  }
+  render({ items, height, v, busy, editingId, lastId, liveStatus, liveKey, live, lazy, actions }) {
+    const hasLive = items.some((m) => m.status === 'streaming');
+    return html`<div class=${'chunk' + (hasLive ? ' live' : '')} style=${{ containIntrinsicSize: `auto ${height}px` }}>
+      ${items.map((m) => html`<${MessageItem} key=${keyOf(m)} msg=${m} v=${v} busy=${busy}
+        editing=${editingId === m.id} isLast=${m.id === lastId}
+        liveStatus=${m.status === 'streaming' ? liveStatus : null}
+        live=${m.status === 'streaming' && liveKey === keyOf(m) ? live : null}
+        lazy=${lazy} actions=${actions} />`)}
+    </div>`;
+  }
+}
+
+/**
+ * The thread: every loaded message, in chunks. When `hasMore`, a sentinel at
+ * the top asks for older messages (`onLoadOlder`) as it comes near; the
+ * caller keeps the reader's place when they are prepended.
+ */
+export function Thread({ messages, hasMore, olderState, onLoadOlder, busy, liveStatus, live, editingId, actions, scrollRef, stickToBottom }) {
+  const v = useLibsVersion();
+  const chunks = useChunks(messages);
+  // Chunks numbered below the first one shown came later, with older pages:
+  // their markdown is rendered lazily (see paintWithin).
+  const eagerFrom = useRef(null);
+  if (eagerFrom.current === null && chunks.length) eagerFrom.current = chunks[0].n;
+  const topRef = useRef(null);
+  const firstKey = messages.length ? keyOf(messages[0]) : null;
+  const loading = olderState === 'loading';
+
+  // Ask for older messages when the sentinel at the top comes near. A new
+  // observer after each page: one that stays intersecting never fires again.
   useEffect(() => {
     const el = topRef.current;
     const root = scrollRef.current;
-    if (!el || !root || start === 0) return undefined;
+    if (!el || !root || !hasMore || loading || olderState === 'error') return undefined;
     const io = new IntersectionObserver((entries) => {
-      if (!entries.some((e) => e.isIntersecting)) return;
-      const first = root.querySelector('.msg');
-      anchor.current = first ? { el: first, top: first.getBoundingClientRect().top } : null;
-      setShown((s) => s + PAGE);
-    }, { root, rootMargin: '600px 0px 0px 0px' });
+      if (entries.some((e) => e.isIntersecting)) onLoadOlder();
+    }, { root, rootMargin: '1200px 0px 0px 0px' });
     io.observe(el);
     return () => io.disconnect();
-  }, [start, scrollRef]);
-
-  useLayoutEffect(() => {
-    const a = anchor.current;
-    const root = scrollRef.current;
-    if (!a || !root) return;
-    anchor.current = null;
-    if (!a.el.isConnected) return;
-    const diff = a.el.getBoundingClientRect().top - a.top;
-    if (diff) root.scrollTop += diff;
-  }, [shown, scrollRef]);
+  }, [hasMore, loading, olderState, firstKey, scrollRef, onLoadOlder]);
 
   // Code block copy buttons (inside sanitized HTML, so delegated).
   const onClick = useCallback((e) => {
@@ -189,11 +314,17 @@ export function Thread({ messages, busy, liveStatus, editingId, actions, scrollR
   }, [stickToBottom]);
 
   const lastId = messages.length ? messages[messages.length - 1].id : null;
+  const liveKey = live?.key ?? null;
   return html`<div class="thread" ref=${rootRef} onClick=${onClick}>
-    ${start > 0 && html`<div ref=${topRef} class="thread-more" aria-hidden="true">Loading earlier messages…</div>`}
-    ${visible.map((m) => html`<${MessageItem} key=${m.key || m.id} msg=${m} v=${v} busy=${busy}
-      editing=${editingId === m.id} isLast=${m.id === lastId} liveStatus=${m.status === 'streaming' ? liveStatus : null}
-      actions=${actions} />`)}
+    ${hasMore && html`<div ref=${topRef} class="thread-more">
+      ${olderState === 'error'
+        ? html`<span>Earlier messages could not be loaded.</span>
+            <button type="button" class="btn small" onClick=${onLoadOlder}>Retry</button>`
+        : html`<span class="spinner" aria-hidden="true"></span><span>Loading earlier messages…</span>`}
+    </div>`}
+    ${chunks.map((c) => html`<${Chunk} key=${c.n} items=${c.items} height=${c.height} v=${v} busy=${busy}
+      editingId=${editingId} lastId=${lastId} liveStatus=${liveStatus} liveKey=${liveKey} live=${live}
+      lazy=${c.n < eagerFrom.current} actions=${actions} />`)}
   </div>`;
 }
 

@@ -79,11 +79,15 @@ pub struct ClientInfo {
 impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        // Resolved through the trusted proxies by the tracking layer.
+        let ip = match parts.extensions.get::<crate::limits::ClientIp>() {
+            Some(c) => c.0,
+            None => parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+                .unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        };
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -136,7 +140,13 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<CurrentUser, Ap
             if key.expires_at.is_some_and(|e| e <= now) {
                 return Err(AppError::SessionExpired);
             }
-            let needed = if parts.uri.path().starts_with("/api/admin") {
+            // Inside the nested /api router the URI has lost its prefix;
+            // the original one still has it.
+            let path = parts
+                .extensions
+                .get::<axum::extract::OriginalUri>()
+                .map_or(parts.uri.path(), |u| u.0.path());
+            let needed = if path.starts_with("/api/admin") {
                 "admin"
             } else if is_safe(&parts.method) {
                 "read"

@@ -1,10 +1,10 @@
-//! Sign-in throttling with governor: a keyed limiter per client IP for the
-//! credential routes, and a per-account limiter that counts failed logins.
+//! Sign-in throttling with governor: a per-account limiter that counts
+//! failed logins. The per-IP limit of the credential routes is the auth
+//! limiter of `limits::rate`, applied by the rate-limit layer.
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use crate::config::AuthConfig;
 
 pub struct LoginThrottle {
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
     failures: DefaultKeyedRateLimiter<String>,
     /// Accounts whose failure budget ran out, and until when.
     locked: Mutex<HashMap<String, Instant>>,
@@ -25,22 +24,12 @@ fn nz(n: u32) -> NonZeroU32 {
 
 impl LoginThrottle {
     pub fn new(cfg: &AuthConfig) -> LoginThrottle {
-        let per_ip =
-            Quota::per_minute(nz(cfg.login_per_ip_per_minute)).allow_burst(nz(cfg.login_burst));
         let failures = Quota::per_hour(nz(cfg.login_failures_per_account_per_hour));
         LoginThrottle {
-            per_ip: RateLimiter::keyed(per_ip),
             failures: RateLimiter::keyed(failures),
             locked: Mutex::new(HashMap::new()),
             clock: DefaultClock::default(),
         }
-    }
-
-    /// One attempt from `ip`; Err carries the seconds to wait.
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), u64> {
-        self.per_ip
-            .check_key(&ip)
-            .map_err(|n| secs(n.wait_time_from(self.clock.now())))
     }
 
     /// Whether the account may try now; Err carries the seconds to wait.
@@ -73,7 +62,6 @@ impl LoginThrottle {
     /// Drops state for keys that are back to a full budget, so memory stays
     /// bounded under attempts from many addresses or usernames.
     pub fn prune(&self) {
-        self.per_ip.retain_recent();
         self.failures.retain_recent();
         let now = Instant::now();
         self.locked
@@ -90,24 +78,6 @@ fn secs(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ip_limiter_allows_burst_then_refuses() {
-        let cfg = AuthConfig {
-            login_per_ip_per_minute: 10,
-            login_burst: 5,
-            ..AuthConfig::default()
-        };
-        let t = LoginThrottle::new(&cfg);
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        for _ in 0..5 {
-            t.check_ip(ip).unwrap();
-        }
-        let wait = t.check_ip(ip).unwrap_err();
-        assert!((1..=6).contains(&wait), "{wait}");
-        // Another address is unaffected.
-        t.check_ip("192.0.2.2".parse().unwrap()).unwrap();
-    }
 
     #[test]
     fn account_locks_after_failures() {

@@ -23,6 +23,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/invites", get(list_invites).post(create_invite))
         .route("/admin/invites/{code}", delete(revoke_invite))
         .route("/admin/audit", get(list_audit))
+        .route("/admin/backup", get(backup))
 }
 
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
@@ -49,7 +50,7 @@ fn cursor(p: &Page) -> AppResult<Option<Uuid>> {
 
 #[derive(Serialize, ToSchema)]
 pub struct UserList {
-    pub items: Vec<UserView>,
+    pub items: Vec<super::usage::AdminUserView>,
     pub next_cursor: Option<String>,
 }
 
@@ -63,8 +64,14 @@ pub async fn list_users(
     let n = limit(&page)?;
     let users = state.store.list_users(cursor(&page)?, n + 1)?;
     let more = users.len() > n;
-    let items: Vec<UserView> = users.iter().take(n).map(UserView::from).collect();
-    let next_cursor = more.then(|| items.last().map(|u| u.id.clone())).flatten();
+    let items: Vec<_> = users
+        .iter()
+        .take(n)
+        .map(|u| super::usage::admin_user_view(&state, u))
+        .collect();
+    let next_cursor = more
+        .then(|| items.last().map(|u| u.user.id.clone()))
+        .flatten();
     Ok(Json(UserList { items, next_cursor }))
 }
 
@@ -139,17 +146,21 @@ pub struct UpdateUser {
     /// Sets a new password and signs the user out everywhere.
     #[serde(default)]
     pub password: Option<String>,
+    /// Daily limits for this user; null = the server default (`[quota]`).
+    #[serde(default, deserialize_with = "super::usage::present_quota")]
+    #[schema(value_type = Option<super::usage::QuotaInput>)]
+    pub quota: Option<Option<super::usage::QuotaInput>>,
 }
 
 #[utoipa::path(patch, path = "/api/admin/users/{id}", tag = "admin", request_body = UpdateUser,
-    responses((status = 200, body = UserView), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = super::usage::AdminUserView), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn update_user(
     State(state): State<AppState>,
     client: ClientInfo,
     Admin(admin): Admin,
     Path(id): Path<String>,
     Json(req): Json<UpdateUser>,
-) -> AppResult<Json<UserView>> {
+) -> AppResult<Json<super::usage::AdminUserView>> {
     let uid = parse_id(&id, "user")?;
     if let Some(p) = &req.password {
         password::validate("password", p).map_err(AppError::Validation)?;
@@ -160,6 +171,10 @@ pub async fn update_user(
     };
     let sign_out = new_hash.is_some() || req.status == Some(UserStatus::Disabled);
     let (role, status) = (req.role, req.status);
+    let quota = req.quota.map(super::usage::quota_override).transpose()?;
+    let quota_note = quota
+        .as_ref()
+        .map(|q| format!("{id}: {}", super::usage::describe_quota(q.as_ref())));
     let res = state
         .store
         .blocking(move |s| {
@@ -172,6 +187,9 @@ pub async fn update_user(
                 }
                 if let Some(h) = new_hash {
                     u.password_hash = h;
+                }
+                if let Some(q) = quota {
+                    u.quota = q;
                 }
                 u.updated_at = auth::now();
                 let admins_left = all
@@ -209,8 +227,20 @@ pub async fn update_user(
         outcome,
     )
     .await;
+    if let Some(note) = quota_note {
+        audit(
+            &state,
+            &client,
+            Some(&admin.user),
+            None,
+            "admin.user.quota",
+            Some(note),
+            outcome,
+        )
+        .await;
+    }
     match res {
-        Ok(u) => Ok(Json(UserView::from(&u))),
+        Ok(u) => Ok(Json(super::usage::admin_user_view(&state, &u))),
         Err(StoreError::NotFound) => Err(AppError::not_found("user")),
         Err(StoreError::Conflict(m)) => Err(AppError::Validation(m)),
         Err(e) => Err(e.into()),
@@ -386,15 +416,28 @@ pub struct AuditList {
 }
 
 /// Newest first; pass `next_cursor` back as `cursor` for older entries.
-#[utoipa::path(get, path = "/api/admin/audit", tag = "admin", params(Page),
+/// Filters: `actor` (username or id), `action` (exact, or a prefix ending
+/// in `.` or `*`), `from` / `to` (dates or RFC 3339 times).
+#[utoipa::path(get, path = "/api/admin/audit", tag = "admin", params(super::usage::AuditQuery),
     responses((status = 200, body = AuditList)))]
 pub async fn list_audit(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(page): Query<Page>,
+    Query(q): Query<super::usage::AuditQuery>,
 ) -> AppResult<Json<AuditList>> {
+    let page = Page {
+        cursor: q.cursor.clone(),
+        limit: q.limit,
+    };
     let n = limit(&page)?;
-    let entries = state.store.list_audit(cursor(&page)?, n + 1)?;
+    let filter = q.filter()?;
+    let (entries, resume) = if filter.is_empty() {
+        (state.store.list_audit(cursor(&page)?, n + 1)?, None)
+    } else {
+        state
+            .store
+            .list_audit_filtered(cursor(&page)?, n + 1, &filter)?
+    };
     let more = entries.len() > n;
     let items: Vec<AuditView> = entries
         .into_iter()
@@ -414,7 +457,80 @@ pub async fn list_audit(
     let next_cursor = if more {
         items.last().map(|e| e.id.clone())
     } else {
-        None
+        // A filtered scan that stopped early continues from where it stopped.
+        resume.map(|r| r.to_string())
     };
     Ok(Json(AuditList { items, next_cursor }))
+}
+
+/// A consistent backup of the whole store (one read transaction, taken
+/// while the server keeps serving) plus the data directory's key files, as
+/// a redb file. Restore it with `confab restore FILE` on a stopped server.
+/// One backup runs at a time (409 while another is being taken).
+#[utoipa::path(get, path = "/api/admin/backup", tag = "admin",
+    responses(
+        (status = 200, description = "The backup file (`application/octet-stream`; `X-Confab-Schema-Version` and `X-Confab-Backup-Records` describe it)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn backup(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Admin(admin): Admin,
+) -> AppResult<Response> {
+    use crate::ops::backup::{SnapshotError, default_file_name, snapshot};
+    use axum::http::header;
+    let data_dir = state.cfg.data_dir.clone();
+    let store = state.store.clone();
+    let taken = tokio::task::spawn_blocking(move || snapshot(&store, &data_dir))
+        .await
+        .map_err(|e| AppError::internal(anyhow::anyhow!("backup task failed: {e}")))?;
+    let snap = match taken {
+        Ok(s) => s,
+        Err(SnapshotError::Busy) => {
+            return Err(AppError::Conflict(SnapshotError::Busy.to_string()));
+        }
+        Err(SnapshotError::Backup(e)) => {
+            audit(
+                &state,
+                &client,
+                Some(&admin.user),
+                None,
+                "admin.backup",
+                None,
+                "error",
+            )
+            .await;
+            return Err(AppError::internal(anyhow::anyhow!(e)));
+        }
+    };
+    audit(
+        &state,
+        &client,
+        Some(&admin.user),
+        None,
+        "admin.backup",
+        None,
+        "ok",
+    )
+    .await;
+    tracing::info!(
+        records = snap.header.rows(),
+        bytes = snap.len,
+        "backup taken for download"
+    );
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(
+        tokio::fs::File::from_std(snap.file),
+    ));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, snap.len)
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{}\"", default_file_name()),
+        )
+        .header("x-confab-schema-version", snap.header.schema_version)
+        .header("x-confab-backup-records", snap.header.rows())
+        .body(body)
+        .map_err(|e| AppError::internal(anyhow::anyhow!(e)))
 }

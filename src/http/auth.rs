@@ -179,7 +179,6 @@ pub async fn setup(
     client: ClientInfo,
     Json(req): Json<SetupRequest>,
 ) -> AppResult<Response> {
-    state.throttle.check_ip(client.ip).map_err(throttled)?;
     let valid = {
         let t = state.setup_token.lock().expect("lock");
         t.as_ref()
@@ -259,9 +258,9 @@ pub struct ServerInfo {
 pub async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
     Json(ServerInfo {
         version: crate::VERSION,
-        registration: state.cfg.registration,
+        registration: state.settings().registration,
         setup_required: state.setup_token.lock().expect("lock").is_some(),
-        allow_user_keys: state.cfg.allow_user_keys,
+        allow_user_keys: state.settings().allow_user_keys,
     })
 }
 
@@ -283,7 +282,6 @@ pub async fn register(
     client: ClientInfo,
     Json(req): Json<RegisterRequest>,
 ) -> AppResult<Response> {
-    state.throttle.check_ip(client.ip).map_err(throttled)?;
     let outcome = do_register(&state, req, &client).await;
     match outcome {
         Ok((user, invite)) => {
@@ -330,7 +328,7 @@ async fn do_register(
         .as_deref()
         .map(str::trim)
         .filter(|c| !c.is_empty());
-    match (state.cfg.registration, invite_code) {
+    match (state.settings().registration, invite_code) {
         (RegistrationMode::Closed, _) => return Err(fail(AppError::RegistrationClosed)),
         (RegistrationMode::Invite, None) => {
             return Err(fail(AppError::InvalidInvite(
@@ -409,19 +407,8 @@ async fn check_credentials(
     creds: &Credentials,
     action: &str,
 ) -> AppResult<User> {
-    if let Err(secs) = state.throttle.check_ip(client.ip) {
-        audit(
-            state,
-            client,
-            None,
-            Some(&creds.username),
-            action,
-            None,
-            "RATE_LIMITED",
-        )
-        .await;
-        return Err(throttled(secs));
-    }
+    // The per-IP limit of the credential routes is applied (once) by the
+    // rate-limit layer, `limits::layer::rate_limit`.
     if let Err(secs) = state.throttle.check_account(&creds.username) {
         audit(
             state,
@@ -790,7 +777,6 @@ pub async fn refresh(
     client: ClientInfo,
     Json(req): Json<RefreshRequest>,
 ) -> AppResult<Json<TokenResponse>> {
-    state.throttle.check_ip(client.ip).map_err(throttled)?;
     let now = auth::now();
     let old = tokens::hash_token(&req.refresh_token);
     let new_token = tokens::random_token();

@@ -74,7 +74,7 @@ pub async fn start(
     body: ChatBody,
     user_key: Option<String>,
 ) -> AppResult<Arc<Generation>> {
-    if user_key.is_some() && !state.cfg.allow_user_keys {
+    if user_key.is_some() && !state.settings().allow_user_keys {
         return Err(AppError::Forbidden(
             "this server does not accept users' own provider keys".into(),
         ));
@@ -98,6 +98,14 @@ pub async fn start(
     if let Some(m) = &body.model {
         validate_model(m)?;
     }
+    // Governance, before any work: the chat rate limit, the cap on running
+    // answers and the daily quota. The reservation is settled with the real
+    // usage when the answer ends (released unused if this request fails).
+    let started = std::time::Instant::now();
+    let reservation = state
+        .limits
+        .admit(&state.store, user, chat::estimate_tokens(&body.content))
+        .await?;
     let uid = user.id();
 
     // The conversation: existing (owned) or new.
@@ -171,7 +179,7 @@ pub async fn start(
         .model
         .clone()
         .or_else(|| conv.model.clone())
-        .or_else(|| state.cfg.default_model.clone())
+        .or_else(|| state.settings().default_model.clone())
         .or_else(|| state.providers.models().first().map(|m| m.id.clone()))
         .ok_or_else(|| {
             AppError::ModelNotFound(
@@ -222,17 +230,8 @@ pub async fn start(
     state
         .store
         .blocking(move |s| {
-            if let Some(c) = &new_conv {
-                s.create_conversation(c)?;
-            }
-            if let Some(m) = remember_model {
-                // Sending with a model makes it the conversation's model.
-                s.update_conversation(uid, am.conversation_id, false, |c, _| {
-                    c.model = Some(m);
-                    Ok(())
-                })?;
-            }
-            s.insert_turn(uid, um.as_ref(), &am)
+            // Sending with a model makes it the conversation's model.
+            s.start_turn(uid, new_conv.as_ref(), remember_model, um.as_ref(), &am)
         })
         .await
         .map_err(|e| match e {
@@ -272,11 +271,13 @@ pub async fn start(
         &state.store,
         job,
         Box::new(move |msg, outcome| {
+            st.limits.finish(&st.store, reservation, &msg, outcome);
             if outcome == Outcome::Complete {
                 tokio::spawn(make_title(st, uid, msg));
             }
         }),
     );
+    state.limits.watch_first_token(&g, started);
     Ok(g)
 }
 
@@ -302,8 +303,10 @@ async fn make_title(state: AppState, user_id: Uuid, answer: Message) {
     let model = answer.model.clone().unwrap_or_default();
     let excerpt: String = first_user.chars().take(1000).collect();
     let answer_excerpt: String = answer.content.chars().take(500).collect();
+    // What the title request used, charged to the user like an answer's tokens.
+    let mut used: Option<(String, u64, u64, String)> = None;
     let ask = async {
-        let (_, provider) = state.providers.resolve_model(&model)?;
+        let (provider_name, provider) = state.providers.resolve_model(&model)?;
         let req = ChatRequest {
             model: model.clone(),
             system: Some("You write short, specific titles for conversations. Reply with the title only: at most six words, no quotes, no final period.".into()),
@@ -314,18 +317,41 @@ async fn make_title(state: AppState, user_id: Uuid, answer: Message) {
             temperature: Some(0.2),
             api_key_override: None,
         };
+        let prompt_tokens = req
+            .messages
+            .iter()
+            .map(|m| chat::estimate_tokens(&m.content))
+            .sum::<u64>()
+            + req.system.as_deref().map_or(0, chat::estimate_tokens);
         let mut s = provider.stream(req).await.ok()?;
         let mut text = String::new();
+        let mut reported = None;
+        let mut failed = false;
         while let Some(ev) = s.next().await {
             match ev {
                 Ok(crate::providers::ChatEvent::Delta(t)) => text.push_str(&t),
+                Ok(crate::providers::ChatEvent::Usage {
+                    input_tokens,
+                    output_tokens,
+                }) => {
+                    reported = Some((input_tokens, output_tokens));
+                }
                 Ok(crate::providers::ChatEvent::Done { .. }) => break,
-                Ok(_) => {}
-                Err(_) => return None,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
             }
             if text.len() > 400 {
                 break;
             }
+        }
+        if reported.is_some() || !text.is_empty() {
+            let (i, o) = reported.unwrap_or((prompt_tokens, chat::estimate_tokens(&text)));
+            used = Some((provider_name, i, o, model.clone()));
+        }
+        if failed {
+            return None;
         }
         chat::clean_title(&text)
     };
@@ -334,6 +360,12 @@ async fn make_title(state: AppState, user_id: Uuid, answer: Message) {
         .ok()
         .flatten()
         .unwrap_or(fallback);
+    if let Some((provider, i, o, model)) = used {
+        state
+            .limits
+            .charge_title(&state.store, user_id, &provider, &model, i, o)
+            .await;
+    }
     let _ = state
         .store
         .blocking(move |s| {
@@ -534,6 +566,15 @@ pub async fn ws(
     // refuse cross-site pages here (cross-site WebSocket hijacking).
     if !super::origin_allowed(&state, &headers) {
         return Err(AppError::CsrfInvalid);
+    }
+    // The upgrade is a GET, which a read-only API key may make; starting and
+    // stopping answers over the socket are writes.
+    if let crate::auth::AuthVia::ApiKey { scopes, .. } = &user.via
+        && !scopes.iter().any(|s| s == "write")
+    {
+        return Err(AppError::Forbidden(
+            "this API key lacks the \"write\" scope needed for chat".into(),
+        ));
     }
     let request_id = current_request_id();
     Ok(upgrade

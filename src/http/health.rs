@@ -44,6 +44,10 @@ pub struct DeepHealth {
     pub status: &'static str,
     pub version: &'static str,
     pub store: StoreHealth,
+    /// The HTTPS certificate: days left and the last renewal error (absent
+    /// when TLS is off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsHealth>,
 }
 
 /// Writes and reads back a probe record. Only for admins and loopback
@@ -78,5 +82,6 @@ pub async fn deep(
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             schema_version: state.store.schema_version()?,
         },
+        tls: state.tls.as_ref().map(|t| t.health()),
     }))
 }

@@ -11,9 +11,12 @@ pub mod conversations;
 pub mod export;
 pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod openapi;
 pub mod providers;
 pub mod search;
+pub mod tls;
+pub mod usage;
 
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -46,6 +49,8 @@ pub fn router(state: AppState) -> Router {
         .merge(export::routes())
         .merge(chat::routes())
         .merge(search::routes())
+        .merge(usage::routes())
+        .merge(tls::routes())
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -53,11 +58,16 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .nest("/api", api)
         .merge(health::routes())
+        .merge(metrics::routes())
         .fallback(assets::serve_asset)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
         .layer(axum::Extension(BodyLimit(state.cfg.max_body_bytes)))
-        .layer(middleware::from_fn_with_state(state.clone(), origin_check));
+        .layer(middleware::from_fn_with_state(state.clone(), origin_check))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::layer::rate_limit,
+        ));
 
     if !state.cfg.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = state
@@ -95,6 +105,10 @@ pub fn router(state: AppState) -> Router {
     ))
     .layer(middleware::from_fn(security_headers))
     .layer(middleware::from_fn(request_context))
+    .layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::limits::layer::track,
+    ))
     .with_state(state)
 }
 
@@ -148,8 +162,20 @@ async fn request_context(mut req: Request, next: Next) -> Response {
 
 /// One place for the headers every response carries.
 async fn security_headers(req: Request, next: Next) -> Response {
+    let hsts = req
+        .extensions()
+        .get::<OverTls>()
+        .is_some_and(|t| t.0.hsts());
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
+    if hsts {
+        // One year; no includeSubDomains: other names under the domain
+        // may not serve https.
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
@@ -172,6 +198,11 @@ async fn security_headers(req: Request, next: Next) -> Response {
     }
     resp
 }
+
+/// Marks requests that arrived over TLS (added by `app::serve_tls`); HSTS
+/// is sent on their responses while a CA-issued certificate is in use.
+#[derive(Clone)]
+pub struct OverTls(pub std::sync::Arc<crate::tls::Tls>);
 
 /// Browsers always send `Origin` on cross-site unsafe requests; refuse those
 /// that do not come from this server or a configured CORS origin. This backs

@@ -2,7 +2,9 @@
 
 use utoipa::OpenApi;
 
-use super::{admin, auth, chat, conversations, export, health, keys, providers, search};
+use super::{
+    admin, auth, chat, conversations, export, health, keys, providers, search, tls, usage,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,12 +17,15 @@ use super::{admin, auth, chat, conversations, export, health, keys, providers, s
         keys::create_key, keys::list_keys, keys::delete_key,
         admin::list_users, admin::create_user, admin::update_user,
         admin::create_invite, admin::list_invites, admin::revoke_invite, admin::list_audit,
+        admin::backup,
+        tls::status,
         providers::list_models, providers::list_providers,
         providers::admin_list, providers::admin_create, providers::admin_update, providers::admin_delete,
         conversations::list, conversations::create, conversations::read, conversations::update,
         conversations::remove, conversations::messages, conversations::tree,
         chat::stream, chat::message, chat::events, chat::stop, chat::ws,
         search::search,
+        usage::own_usage, usage::admin_usage,
         export::export_conversation, export::export_all, export::import,
     ),
     tags(
@@ -31,6 +36,7 @@ use super::{admin, auth, chat, conversations, export, health, keys, providers, s
         (name = "search", description = "Full-text search over the caller's own messages and conversation titles"),
         (name = "conversations", description = "Conversations and their message trees"),
         (name = "chat", description = "Streaming answers. `POST /api/chat/stream` answers `text/event-stream`: `meta` first (conversation_id, user_message_id, assistant_message_id, generation_id, model, provider, parent_id, context_trimmed, trimmed_messages), then `delta {text}` events, then `usage {input_tokens, output_tokens, estimated}`, then `done {finish_reason}` or `error {code, message, request_id}`. Every event has an integer `id:` counting from 1 within the generation; `GET /api/generations/{id}/events` with `Last-Event-ID: n` replays from n+1 and continues live. A `: keep-alive` comment is sent every 15 s."),
+        (name = "usage", description = "Usage and cost per day and model, today's remaining quota (`/api/usage`), and reports across users (`/api/admin/usage`, admins only). Both answer CSV for `?format=csv` or `Accept: text/csv`. A chat request over a daily quota answers 429 QUOTA_EXCEEDED with `Retry-After` (seconds to the next UTC midnight); over a rate limit, 429 RATE_LIMITED with `Retry-After` and `RateLimit-Limit/Remaining/Reset`, which every `/api` response carries."),
         (name = "providers", description = "Models, provider health, and provider management (the /api/admin routes are for admins only)"),
     )
 )]

@@ -225,14 +225,14 @@ pub async fn list_models(
         })
         .collect();
     let default_model = state
-        .cfg
+        .settings()
         .default_model
         .clone()
         .or_else(|| items.first().map(|m| m.id.clone()));
     Ok(Json(ModelList {
         items,
         default_model,
-        allow_user_keys: state.cfg.allow_user_keys,
+        allow_user_keys: state.settings().allow_user_keys,
         next_cursor: None,
     }))
 }

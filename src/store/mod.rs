@@ -5,10 +5,14 @@
 //! after fields are added); keys are UUIDv7 as `u128` so they sort by time.
 //! Every user-visible write commits with `Durability::Immediate`.
 
+pub mod acme;
+pub mod audit_query;
+pub mod backup;
 pub mod chat;
 pub mod provider_records;
 pub mod records;
 pub mod search_outbox;
+pub mod usage;
 
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -24,7 +28,7 @@ pub use records::*;
 
 /// The schema version this binary writes. Migrations in [`migrate`] bring
 /// older files forward; a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 5;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
@@ -56,6 +60,44 @@ const STREAMING: TableDefinition<(u128, u128), ()> = TableDefinition::new("strea
 /// seq → what changed, written in the same transaction as the change; the
 /// search indexer drains it (see `search_outbox.rs`).
 const SEARCH_OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("search_outbox");
+/// (user_id, yyyymmdd, provider, model) → usage counts (see `usage.rs`).
+const USAGE_DAILY: TableDefinition<(u128, u32, &str, &str), &[u8]> =
+    TableDefinition::new("usage_daily");
+/// (yyyymmdd, user_id, provider, model) → the same counts, for reports
+/// across users.
+const USAGE_BY_DAY: TableDefinition<(u32, u128, &str, &str), &[u8]> =
+    TableDefinition::new("usage_by_day");
+/// ACME account, certificates and their keys (see `acme.rs`).
+const ACME: TableDefinition<&str, &[u8]> = TableDefinition::new("acme");
+
+/// Calls `$visit!(TABLE)` for every table above. A new table MUST be added
+/// here: backups copy exactly these (redb cannot copy a table without its
+/// types), and refuse to run when the file holds a table missing here.
+macro_rules! for_each_table {
+    ($visit:ident) => {
+        $visit!(META);
+        $visit!(USERS);
+        $visit!(USERS_BY_NAME);
+        $visit!(SESSIONS);
+        $visit!(SESSIONS_BY_USER);
+        $visit!(REFRESH_TOKENS);
+        $visit!(REFRESH_FAMILIES);
+        $visit!(API_KEYS);
+        $visit!(API_KEYS_BY_USER);
+        $visit!(INVITES);
+        $visit!(AUDIT);
+        $visit!(PROVIDERS);
+        $visit!(CONVERSATIONS);
+        $visit!(CONVERSATIONS_BY_USER);
+        $visit!(MESSAGES);
+        $visit!(STREAMING);
+        $visit!(SEARCH_OUTBOX);
+        $visit!(USAGE_DAILY);
+        $visit!(USAGE_BY_DAY);
+        $visit!(ACME);
+    };
+}
+use for_each_table;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -106,6 +148,32 @@ fn enc<T: Serialize>(v: &T) -> Vec<u8> {
 }
 fn dec<T: DeserializeOwned>(b: &[u8]) -> StoreResult<T> {
     Ok(serde_json::from_slice(b)?)
+}
+
+/// A write transaction whose commit latency goes to the metrics
+/// (`confab_store_commit_duration_seconds`); otherwise a `WriteTransaction`.
+pub(crate) struct Tx(WriteTransaction);
+
+impl std::ops::Deref for Tx {
+    type Target = WriteTransaction;
+    fn deref(&self) -> &WriteTransaction {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut WriteTransaction {
+        &mut self.0
+    }
+}
+
+impl Tx {
+    pub(crate) fn commit(self) -> Result<(), redb::CommitError> {
+        let started = std::time::Instant::now();
+        let r = self.0.commit();
+        crate::limits::metrics::observe_store_commit(started.elapsed());
+        r
+    }
 }
 
 #[derive(Clone)]
@@ -202,10 +270,10 @@ impl Store {
         }
     }
 
-    fn write(&self) -> StoreResult<WriteTransaction> {
+    fn write(&self) -> StoreResult<Tx> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Immediate)?;
-        Ok(tx)
+        Ok(Tx(tx))
     }
 
     fn read(&self) -> StoreResult<ReadTransaction> {
@@ -248,6 +316,13 @@ impl Store {
                     }
                     if step == 2 {
                         tx.open_table(SEARCH_OUTBOX)?;
+                    }
+                    if step == 3 {
+                        tx.open_table(USAGE_DAILY)?;
+                        tx.open_table(USAGE_BY_DAY)?;
+                    }
+                    if step == 4 {
+                        tx.open_table(ACME)?;
                     }
                     if step == 1 {
                         tx.open_table(PROVIDERS)?;

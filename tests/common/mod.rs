@@ -34,6 +34,15 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     };
     cfg.auth.login_per_ip_per_minute = 100_000;
     cfg.auth.login_burst = 100_000;
+    // Rate limits out of the way (tests/limits.rs tightens them).
+    for (rate, burst) in [
+        (&mut cfg.limits.anon_per_minute, &mut cfg.limits.anon_burst),
+        (&mut cfg.limits.api_per_minute, &mut cfg.limits.api_burst),
+        (&mut cfg.limits.chat_per_minute, &mut cfg.limits.chat_burst),
+    ] {
+        (*rate, *burst) = (1_000_000, 1_000_000);
+    }
+    cfg.limits.max_concurrent_generations = 10_000;
     cfg.detect_local_providers = false;
     cfg
 }

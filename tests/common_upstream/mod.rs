@@ -149,6 +149,11 @@ impl FakeUpstream {
         let addr = listener.local_addr().expect("fake upstream address");
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let task = tokio::spawn(async move {
+            // Like real providers: small SSE writes go out at once.
+            let listener =
+                axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                    let _ = tcp.set_nodelay(true);
+                });
             let _ = axum::serve(listener, app).await;
         });
         FakeUpstream { addr, shared, task }

@@ -1,6 +1,7 @@
 // Looks and accessibility: screenshots of the chat at 360 px and on a
 // desktop, in both themes (target/e2e/), the drawer on a phone, and axe-core
-// with no serious or critical violations on chat, settings and admin.
+// with no serious or critical violations on chat (also with search results,
+// an active result and an invalid query showing), settings and admin.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -122,7 +123,7 @@ test('settings and admin screenshots', { timeout: 60_000 }, async (t) => {
     await screenshot(page, `admin-${section}`);
   }
   await page.goto(`${app.url}/admin/usage`);
-  await page.getByTestId('usage-placeholder').waitFor();
+  await page.getByTestId('admin-usage').waitFor();
   assert.deepEqual(unexpectedProblems(watch), []);
 });
 
@@ -136,20 +137,32 @@ test('axe-core: no serious or critical violations on chat, settings and admin', 
     t.after(() => context.close());
     const page = await context.newPage();
     await signIn(page, app.url);
+    // Search states: typed into the sidebar's search box on the chat page.
+    const searchFor = (q, ready, keys = []) => async () => {
+      const box = page.getByRole('combobox', { name: 'Search conversations' });
+      await box.fill(q);
+      await page.locator(ready).first().waitFor({ timeout: 10_000 });
+      for (const k of keys) await page.keyboard.press(k);
+    };
     const pages = [
       ['chat', `/c/${convId}`, '.msg.assistant .katex'],
+      // (null path: the same page, with axe already injected)
+      ['chat with search results', null, '.msg.assistant .katex', searchFor('confab', '.sr-hit', ['ArrowDown', 'ArrowDown'])],
+      ['chat with an invalid search', null, '.msg.assistant .katex', searchFor('"unclosed', '[data-testid=search-invalid]')],
+      ['chat with no search results', null, '.msg.assistant .katex', searchFor('xyzzy-nothing', '.sr-empty')],
       ['settings', '/settings', '.row'],
       ['admin users', '/admin/users', 'table'],
       ['admin invites', '/admin/invites', '.row'],
       ['admin providers', '/admin/providers', '.row'],
-      ['admin usage', '/admin/usage', '.placeholder'],
+      ['admin usage', '/admin/usage', '[data-testid=admin-usage] svg'],
       ['admin audit', '/admin/audit', 'table'],
     ];
-    for (const [name, path, ready] of pages) {
-      await page.goto(app.url + path);
+    for (const [name, path, ready, act] of pages) {
+      if (path) await page.goto(app.url + path);
       await page.locator(ready).first().waitFor();
+      if (act) await act();
       await page.waitForTimeout(200);
-      await page.addScriptTag({ path: AXE_PATH });
+      if (path) await page.addScriptTag({ path: AXE_PATH });
       const r = await page.evaluate(async () => {
         // eslint-disable-next-line no-undef
         const res = await axe.run(document, { resultTypes: ['violations'] });

@@ -247,9 +247,9 @@ test('keyboard: Ctrl+K focuses search, Ctrl+Shift+O starts a new chat', T, async
   await page.waitForURL(/\/c\//);
 
   await page.keyboard.press('Control+k');
-  await assertFocused(page, page.getByRole('searchbox', { name: 'Search conversations' }), 'Ctrl+K focuses search');
+  await assertFocused(page, page.getByRole('combobox', { name: 'Search conversations' }), 'Ctrl+K focuses search');
   await page.keyboard.type('zzz-no-such-title');
-  await page.locator('.sidebar', { hasText: 'No conversation title matches' }).waitFor();
+  await page.locator('.sidebar .sr-empty', { hasText: 'No results for “zzz-no-such-title”' }).waitFor();
   await page.keyboard.press('Escape');
   await page.keyboard.press('Control+Shift+O');
   await page.waitForURL((u) => u.pathname === '/');

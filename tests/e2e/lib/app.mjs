@@ -1,10 +1,11 @@
 // A confab server wired to the fake upstream, plus helpers the browser tests
 // share: the admin account, signing in a browser context, API calls from node.
 
-import { mkdtemp, writeFile, rm } from 'node:fs/promises';
+import { mkdtemp, writeFile, rm, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startServer } from './server.mjs';
+import { startServer, REPO_ROOT } from './server.mjs';
 import { startUpstream } from './upstream.mjs';
 
 export const ADMIN = { username: 'admin', password: 'correct horse battery' };
@@ -111,5 +112,26 @@ export function unexpectedProblems(watch, allow = []) {
 export async function newContext(browser, options = {}) {
   const context = await browser.newContext(options);
   context.setDefaultTimeout(15_000);
+  if (process.env.CONFAB_E2E_ASSETS_FROM_DISK) await serveAssetsFromDisk(context);
   return context;
+}
+
+/**
+ * Development aid (CONFAB_E2E_ASSETS_FROM_DISK=1): answer the app's own .js/.css
+ * requests from assets/ on disk instead of the copy embedded in the binary, so
+ * front-end changes can be tried without rebuilding. The server's response
+ * headers (CSP, content type) are kept; only the body is replaced. tests/run.sh
+ * never sets it: the suite always tests what the binary embeds.
+ */
+async function serveAssetsFromDisk(context) {
+  const root = path.join(REPO_ROOT, 'assets');
+  await context.route(/^http:\/\/127\.0\.0\.1:\d+\/(?!api\/)[^?#]*\.(?:js|mjs|css)(?:[?#].*)?$/, async (route) => {
+    const file = path.join(root, decodeURIComponent(new URL(route.request().url()).pathname));
+    if (!file.startsWith(root + path.sep) || !existsSync(file)) return route.continue();
+    const res = await route.fetch();
+    const headers = { ...res.headers() };
+    for (const h of ['content-encoding', 'content-length', 'etag', 'cache-control', 'vary']) delete headers[h];
+    headers['content-type'] = file.endsWith('.css') ? 'text/css; charset=utf-8' : 'text/javascript; charset=utf-8';
+    return route.fulfill({ status: 200, headers: { ...headers, 'cache-control': 'no-store' }, body: await readFile(file) });
+  });
 }

@@ -1,0 +1,194 @@
+//! The HTTP layers: [`track`] (client address, request metrics, open SSE
+//! streams, failed sign-ins) around everything, and [`rate_limit`] on the
+//! API.
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use std::cell::Cell;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use super::ClientIp;
+use super::ip::limiter_key;
+use super::metrics::{HttpLabels, RouteLabels};
+use super::rate::{Class, Decision};
+use crate::app::AppState;
+use crate::auth::{CurrentUser, SESSION_COOKIE};
+use crate::error::AppError;
+
+tokio::task_local! {
+    /// A more specific limiter's decision (the chat limiter, set inside the
+    /// handler), reported in the headers instead of the API limiter's.
+    static DECISION: Cell<Option<Decision>>;
+}
+
+/// Lets the response report `d` in its `RateLimit-*` headers.
+pub fn note_decision(d: Decision) {
+    let _ = DECISION.try_with(|c| c.set(Some(d)));
+}
+
+/// The route template for metrics: the matched path with `{id}` written
+/// `:id` (braces inside label values trip up simple exposition parsers),
+/// or a fixed label for what no route matched (so labels stay bounded).
+fn route_label(req: &Request) -> String {
+    match req.extensions().get::<MatchedPath>() {
+        Some(p) => p.as_str().replace('{', ":").replace('}', ""),
+        None if req.uri().path().starts_with("/api/") => "/api/(unmatched)".into(),
+        None => "(static)".into(),
+    }
+}
+
+/// Resolves the client address (trusted proxies) and records the request.
+pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let ip = state.limits.proxies.client_ip(peer, req.headers());
+    req.extensions_mut().insert(ClientIp(ip));
+    let method = req.method().clone();
+    let route = route_label(&req);
+    let resp = next.run(req).await;
+    let m = &state.limits.metrics;
+    let status = resp.status();
+    m.http_requests
+        .get_or_create(&HttpLabels {
+            method: method.to_string(),
+            route: route.clone(),
+            status: status.as_u16().to_string(),
+        })
+        .inc();
+    m.http_duration
+        .get_or_create(&RouteLabels {
+            method: method.to_string(),
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    if status == StatusCode::UNAUTHORIZED
+        && method == Method::POST
+        && matches!(route.as_str(), "/api/auth/login" | "/api/auth/token")
+    {
+        m.login_failures.inc();
+    }
+    let sse = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !sse {
+        return resp;
+    }
+    // Count the stream as open until its body is dropped.
+    let gauge = m.sse_streams.clone();
+    gauge.inc();
+    let guard = DecOnDrop(gauge);
+    let (parts, body) = resp.into_parts();
+    let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
+        let _keep = &guard;
+        chunk
+    }));
+    Response::from_parts(parts, body)
+}
+
+struct DecOnDrop(prometheus_client::metrics::gauge::Gauge);
+impl Drop for DecOnDrop {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Credential routes, limited per IP by the stricter auth limiter.
+fn is_auth_route(method: &Method, route: &str) -> bool {
+    method == Method::POST
+        && matches!(
+            route,
+            "/api/auth/login"
+                | "/api/auth/register"
+                | "/api/auth/token"
+                | "/api/auth/refresh"
+                | "/api/setup"
+        )
+}
+
+fn has_credentials(req: &Request) -> bool {
+    req.headers().contains_key(header::AUTHORIZATION)
+        || req
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.contains(SESSION_COOKIE)))
+}
+
+/// Every `/api` request counts against one limiter: the auth limiter (per
+/// IP) on the credential routes, the per-user limiter when the caller is
+/// signed in, else the per-IP limiter for anonymous requests. Responses
+/// carry `RateLimit-Limit/Remaining/Reset`; a refusal is 429 RATE_LIMITED
+/// with `Retry-After`.
+pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limits = &state.limits;
+    if !req.uri().path().starts_with("/api/") {
+        return next.run(req).await;
+    }
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let auth_route = is_auth_route(req.method(), &route);
+    // Sign-in throttling stays on even with `limits.enabled = false`.
+    if !limits.rate.enabled && !auth_route {
+        return next.run(req).await;
+    }
+    let ip = req
+        .extensions()
+        .get::<ClientIp>()
+        .map(|c| c.0)
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let (class, decision, req) = if auth_route {
+        (Class::Auth, limits.rate.auth.check(&limiter_key(ip)), req)
+    } else {
+        // Authenticate once here; the handler reuses the result.
+        let user = if has_credentials(&req) {
+            let (mut parts, body) = req.into_parts();
+            let u = CurrentUser::from_request_parts(&mut parts, &state)
+                .await
+                .ok();
+            (u, Request::from_parts(parts, body))
+        } else {
+            (None, req)
+        };
+        match user {
+            (Some(u), req) => (Class::Api, limits.rate.api.check(&u.id()), req),
+            (None, req) => (Class::Anon, limits.rate.anon.check(&limiter_key(ip)), req),
+        }
+    };
+    if !decision.allowed {
+        limits.metrics.rate_limited(class.label());
+        let what = match class {
+            Class::Auth => "too many sign-in attempts from this address",
+            Class::Anon => "too many requests from this address",
+            _ => "too many requests",
+        };
+        let mut resp = AppError::RateLimited {
+            message: format!("{what}; try again in {} s", decision.reset_secs),
+            retry_after: decision.reset_secs,
+        }
+        .into_response();
+        decision.apply(resp.headers_mut());
+        return resp;
+    }
+    let (mut resp, inner) = DECISION
+        .scope(Cell::new(None), async {
+            let resp = next.run(req).await;
+            (resp, DECISION.with(|c| c.get()))
+        })
+        .await;
+    inner.unwrap_or(decision).apply(resp.headers_mut());
+    resp
+}

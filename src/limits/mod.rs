@@ -1,0 +1,252 @@
+//! Governance: request rate limits (governor), the client address behind
+//! trusted proxies, daily quotas with in-flight reservations, usage and
+//! cost accounting, and the metrics registry.
+//!
+//! [`Limits`] is the one handle the rest of the server holds
+//! (`AppState::limits`). The HTTP layers live in [`layer`]; chat calls
+//! [`Limits::admit`] before an answer starts and [`Limits::finish`] once it
+//! has been stored.
+
+pub mod ip;
+pub mod layer;
+pub mod metrics;
+pub mod quota;
+pub mod rate;
+pub mod usage;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use uuid::Uuid;
+
+use crate::auth::CurrentUser;
+use crate::chat::generation::{Generation, Outcome};
+use crate::config::Config;
+use crate::error::AppError;
+use crate::store::Store;
+use crate::store::chat::Message;
+use quota::{Effective, Quotas, Refusal, Reservation};
+use rate::{Class, Decision, RateLimits};
+use usage::Prices;
+
+/// The client address of a request, resolved once per request by
+/// [`layer::track`] (through the trusted proxies).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+pub struct Limits {
+    pub rate: RateLimits,
+    pub proxies: ip::TrustedProxies,
+    pub quotas: Arc<Quotas>,
+    pub prices: Prices,
+    pub metrics: metrics::Metrics,
+    quota_default: crate::config::QuotaConfig,
+    max_running: u32,
+}
+
+impl Limits {
+    pub fn new(cfg: &Config) -> Limits {
+        Limits {
+            rate: RateLimits::new(&cfg.limits, &cfg.auth),
+            proxies: ip::TrustedProxies::new(&cfg.trusted_proxies),
+            quotas: Quotas::new(),
+            prices: Prices::new(&cfg.prices),
+            metrics: metrics::Metrics::new(),
+            quota_default: cfg.quota.clone(),
+            max_running: cfg.limits.max_concurrent_generations.max(1),
+        }
+    }
+
+    /// The daily limits that apply to `user`.
+    pub fn quota_of(&self, user: &crate::store::User) -> Effective {
+        Effective::resolve(user.quota.as_ref(), &self.quota_default)
+    }
+
+    /// Admits one new answer of `user`: the per-user chat rate limit, the
+    /// cap on running answers and the daily quota (reserving one message
+    /// and `estimate` tokens). The reservation is settled by [`Self::finish`].
+    pub async fn admit(
+        &self,
+        store: &Store,
+        user: &CurrentUser,
+        estimate: u64,
+    ) -> Result<Reservation, AppError> {
+        if self.rate.enabled {
+            let d = self.rate.chat.check(&user.id());
+            layer::note_decision(d);
+            if !d.allowed {
+                self.metrics.rate_limited(Class::Chat.label());
+                return Err(AppError::RateLimited {
+                    message: format!(
+                        "too many new answers; you may start {} in a burst, try again in {} s",
+                        d.limit, d.reset_secs
+                    ),
+                    retry_after: d.reset_secs,
+                });
+            }
+        }
+        let quota = self.quota_of(&user.user);
+        let outcome = self
+            .quotas
+            .reserve(store, user.id(), quota, self.max_running, estimate)
+            .await?;
+        match outcome {
+            Ok(r) => Ok(r),
+            Err(Refusal::Concurrency { limit }) => {
+                self.metrics.rate_limited(Class::Concurrency.label());
+                layer::note_decision(Decision {
+                    allowed: false,
+                    limit,
+                    remaining: 0,
+                    reset_secs: 1,
+                });
+                Err(AppError::RateLimited {
+                    message: format!(
+                        "you already have {limit} answers running; wait for one to finish"
+                    ),
+                    retry_after: 1,
+                })
+            }
+            Err(Refusal::Messages { limit, used }) => {
+                self.metrics.quota_rejected("messages");
+                Err(quota_exceeded(format!(
+                    "daily message quota used up ({used} of {limit} messages today, counting answers still running)"
+                )))
+            }
+            Err(Refusal::Tokens { limit, used }) => {
+                self.metrics.quota_rejected("tokens");
+                Err(quota_exceeded(format!(
+                    "daily token quota used up ({used} of {limit} tokens today)"
+                )))
+            }
+        }
+    }
+
+    /// What an ended answer is charged: one message and its tokens when it
+    /// consumed any (it completed, produced text, or the provider reported
+    /// usage); nothing when it failed before the provider did any work.
+    pub fn charge_for(&self, msg: &Message, outcome: Outcome) -> Option<usage::Charge> {
+        let u = msg.usage.unwrap_or_default();
+        let consumed = outcome == Outcome::Complete || !msg.content.is_empty() || !u.estimated;
+        consumed.then(|| {
+            self.prices.charge(
+                msg.provider.as_deref().unwrap_or(""),
+                msg.model.as_deref().unwrap_or(""),
+                1,
+                u.input_tokens,
+                u.output_tokens,
+            )
+        })
+    }
+
+    /// Settles an answer's reservation with what it used (in the
+    /// background: called from the generation's finish hook).
+    pub fn finish(
+        self: &Arc<Self>,
+        store: &Store,
+        reservation: Reservation,
+        msg: &Message,
+        outcome: Outcome,
+    ) {
+        let charge = self.charge_for(msg, outcome);
+        let provider = msg.provider.clone().unwrap_or_default();
+        let model = msg.model.clone().unwrap_or_default();
+        let m = &self.metrics;
+        let outcome_label = match outcome {
+            Outcome::Complete => "complete",
+            Outcome::Stopped => "stopped",
+            Outcome::Failed => "failed",
+        };
+        m.generations
+            .get_or_create(&metrics::GenLabels {
+                provider: provider.clone(),
+                model: model.clone(),
+                outcome: outcome_label.into(),
+            })
+            .inc();
+        if let Some(err) = &msg.error {
+            m.provider_errors
+                .get_or_create(&metrics::ErrorLabels {
+                    provider: provider.clone(),
+                    code: err.code.clone(),
+                })
+                .inc();
+        }
+        if let Some(c) = &charge {
+            m.tokens(&provider, &model, "answer", c.input_tokens, c.output_tokens);
+        }
+        let store = store.clone();
+        let user = reservation.user();
+        tokio::spawn(async move {
+            if let Err(e) = reservation.settle(&store, charge).await {
+                tracing::error!(%user, error = %e, "failed to record usage");
+            }
+        });
+    }
+
+    /// Charges the tokens of a title request (no message, no reservation).
+    pub async fn charge_title(
+        &self,
+        store: &Store,
+        user: Uuid,
+        provider: &str,
+        model: &str,
+        input: u64,
+        output: u64,
+    ) {
+        let c = self.prices.charge(provider, model, 0, input, output);
+        if c.is_empty() {
+            return;
+        }
+        self.metrics.tokens(provider, model, "title", input, output);
+        if let Err(e) = self.quotas.charge(store, user, c).await {
+            tracing::error!(%user, error = %e, "failed to record title usage");
+        }
+    }
+
+    /// Records the time to the first streamed text of `g`, measured from
+    /// `started` (when the request arrived).
+    pub fn watch_first_token(self: &Arc<Self>, g: &Arc<Generation>, started: Instant) {
+        use futures::StreamExt;
+        let me = self.clone();
+        let events = g.events(0);
+        tokio::spawn(async move {
+            let mut events = Box::pin(events);
+            let mut provider = String::new();
+            while let Some(e) = events.next().await {
+                match e.event {
+                    "meta" => {
+                        provider = serde_json::from_str::<serde_json::Value>(&e.data)
+                            .ok()
+                            .and_then(|v| v["provider"].as_str().map(str::to_string))
+                            .unwrap_or_default();
+                    }
+                    "delta" => {
+                        me.metrics
+                            .first_token
+                            .get_or_create(&metrics::ProviderLabels { provider })
+                            .observe(started.elapsed().as_secs_f64());
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    /// Drops limiter keys and quota slots nobody uses any more.
+    pub fn prune(&self) {
+        self.rate.prune();
+        self.quotas.prune();
+    }
+}
+
+fn quota_exceeded(what: String) -> AppError {
+    AppError::QuotaExceeded {
+        message: format!(
+            "{what}; it resets at {} (UTC midnight)",
+            usage::rfc3339(usage::next_reset())
+        ),
+        retry_after: Some(usage::secs_until_reset()),
+    }
+}

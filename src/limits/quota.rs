@@ -1,0 +1,283 @@
+//! Daily quotas with in-flight reservations.
+//!
+//! Before an answer starts, [`Quotas::reserve`] counts the user's usage of
+//! today plus every answer still running, and admits the new one only if
+//! one more message (and its estimated input) fits. The reservation is
+//! settled with the exact usage once the answer ends. So concurrent
+//! requests can never be admitted past the message limit, and can pass the
+//! token limit only by what the answers already running still produce.
+//!
+//! Each user has one async lock: the store write of a charge and the
+//! in-memory totals change under it together, so the totals always equal
+//! what `usage_daily` holds, even across midnight.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+use super::usage::{self, Charge};
+use crate::store::{QuotaOverride, Store, StoreResult};
+
+/// The limits that apply to one user today (None = unlimited).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Effective {
+    pub messages_per_day: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+}
+
+impl Effective {
+    /// The user's override where set, else the server default.
+    pub fn resolve(user: Option<&QuotaOverride>, default: &crate::config::QuotaConfig) -> Self {
+        Effective {
+            messages_per_day: user
+                .and_then(|q| q.messages_per_day)
+                .or(default.messages_per_day),
+            tokens_per_day: user
+                .and_then(|q| q.tokens_per_day)
+                .or(default.tokens_per_day),
+        }
+    }
+}
+
+/// Why an answer may not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Messages { limit: u64, used: u64 },
+    Tokens { limit: u64, used: u64 },
+    Concurrency { limit: u32 },
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct DayTotals {
+    day: u32,
+    messages: u64,
+    tokens: u64,
+}
+
+#[derive(Debug, Default)]
+struct UserState {
+    running: u32,
+    reserved_tokens: u64,
+    today: Option<DayTotals>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<UserState>>;
+
+#[derive(Default)]
+pub struct Quotas {
+    users: Mutex<HashMap<Uuid, Slot>>,
+}
+
+/// What a user has used today and has running.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Today {
+    pub messages: u64,
+    pub tokens: u64,
+    pub running: u32,
+}
+
+impl Quotas {
+    pub fn new() -> Arc<Quotas> {
+        Arc::new(Quotas::default())
+    }
+
+    fn slot(&self, user: Uuid) -> Slot {
+        self.users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(user)
+            .or_default()
+            .clone()
+    }
+
+    fn ensure_today(st: &mut UserState, store: &Store, user: Uuid, day: u32) -> StoreResult<()> {
+        if st.today.is_none_or(|t| t.day != day) {
+            let c = store.usage_user_day(user, day)?;
+            st.today = Some(DayTotals {
+                day,
+                messages: c.messages,
+                tokens: c.input_tokens + c.output_tokens,
+            });
+        }
+        Ok(())
+    }
+
+    /// Admits one answer of `user`, reserving one message and
+    /// `estimate` tokens until it is settled.
+    pub async fn reserve(
+        self: &Arc<Self>,
+        store: &Store,
+        user: Uuid,
+        quota: Effective,
+        max_running: u32,
+        estimate: u64,
+    ) -> Result<Result<Reservation, Refusal>, crate::store::StoreError> {
+        let slot = self.slot(user);
+        let mut st = slot.lock().await;
+        if st.running >= max_running {
+            return Ok(Err(Refusal::Concurrency { limit: max_running }));
+        }
+        let day = usage::today();
+        Self::ensure_today(&mut st, store, user, day)?;
+        let t = st.today.unwrap_or_default();
+        if let Some(limit) = quota.messages_per_day {
+            let used = t.messages + u64::from(st.running);
+            if used + 1 > limit {
+                return Ok(Err(Refusal::Messages {
+                    limit,
+                    used: t.messages,
+                }));
+            }
+        }
+        if let Some(limit) = quota.tokens_per_day {
+            let used = t.tokens + st.reserved_tokens;
+            if used + estimate.max(1) > limit {
+                return Ok(Err(Refusal::Tokens {
+                    limit,
+                    used: t.tokens,
+                }));
+            }
+        }
+        st.running += 1;
+        st.reserved_tokens += estimate;
+        Ok(Ok(Reservation {
+            quotas: self.clone(),
+            user,
+            estimate,
+            done: false,
+        }))
+    }
+
+    /// Writes `charge` to the store and today's totals, under the user's
+    /// lock; with `release`, also ends that reservation.
+    async fn apply(
+        &self,
+        store: &Store,
+        user: Uuid,
+        charge: Option<Charge>,
+        release: Option<u64>,
+    ) -> StoreResult<()> {
+        let slot = self.slot(user);
+        let mut st = slot.lock().await;
+        let mut result = Ok(());
+        if let Some(c) = charge.filter(|c| !c.is_empty()) {
+            let day = usage::today();
+            let c2 = c.clone();
+            result = store
+                .blocking(move |s| s.charge_usage(user, day, &c2))
+                .await;
+            if result.is_ok() {
+                match &mut st.today {
+                    Some(t) if t.day == day => {
+                        t.messages += c.messages;
+                        t.tokens += c.input_tokens + c.output_tokens;
+                    }
+                    // Another day: reloaded from the store on next use.
+                    _ => st.today = None,
+                }
+            }
+        }
+        if let Some(estimate) = release {
+            st.running = st.running.saturating_sub(1);
+            st.reserved_tokens = st.reserved_tokens.saturating_sub(estimate);
+        }
+        result
+    }
+
+    /// Charges usage that had no reservation (title generation).
+    pub async fn charge(&self, store: &Store, user: Uuid, charge: Charge) -> StoreResult<()> {
+        self.apply(store, user, Some(charge), None).await
+    }
+
+    /// Today's usage of `user` (read from the store when not cached).
+    pub async fn today(&self, store: &Store, user: Uuid) -> StoreResult<Today> {
+        let slot = self.slot(user);
+        let mut st = slot.lock().await;
+        Self::ensure_today(&mut st, store, user, usage::today())?;
+        let t = st.today.unwrap_or_default();
+        Ok(Today {
+            messages: t.messages,
+            tokens: t.tokens,
+            running: st.running,
+        })
+    }
+
+    /// Answers running, over all users.
+    pub fn running(&self) -> u64 {
+        let slots: Vec<Slot> = self
+            .users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        slots
+            .iter()
+            .filter_map(|s| s.try_lock().ok().map(|st| u64::from(st.running)))
+            .sum()
+    }
+
+    /// Forgets users with nothing running (their totals reload on demand).
+    pub fn prune(&self) {
+        self.users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, slot| {
+                Arc::strong_count(slot) > 1 || slot.try_lock().map_or(true, |st| st.running > 0)
+            });
+    }
+
+    pub fn tracked_users(&self) -> usize {
+        self.users.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// One admitted answer. Settle it with the real usage; dropped unsettled
+/// (the request failed before the answer started), it is released with
+/// nothing charged.
+pub struct Reservation {
+    quotas: Arc<Quotas>,
+    user: Uuid,
+    estimate: u64,
+    done: bool,
+}
+
+impl Reservation {
+    pub fn user(&self) -> Uuid {
+        self.user
+    }
+
+    /// Charges what the answer used and ends the reservation.
+    pub async fn settle(mut self, store: &Store, charge: Option<Charge>) -> StoreResult<()> {
+        self.done = true;
+        self.quotas
+            .apply(store, self.user, charge, Some(self.estimate))
+            .await
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let slot = self.quotas.slot(self.user);
+        let estimate = self.estimate;
+        // Usually uncontended; otherwise release from a task.
+        let released = match slot.try_lock() {
+            Ok(mut st) => {
+                st.running = st.running.saturating_sub(1);
+                st.reserved_tokens = st.reserved_tokens.saturating_sub(estimate);
+                true
+            }
+            Err(_) => false,
+        };
+        if !released && let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let mut st = slot.lock().await;
+                st.running = st.running.saturating_sub(1);
+                st.reserved_tokens = st.reserved_tokens.saturating_sub(estimate);
+            });
+        }
+    }
+}

@@ -1,0 +1,535 @@
+//! Usage accounting: what an answer costs, UTC days, and the reports
+//! behind `GET /api/usage` and `GET /api/admin/usage` (JSON and CSV).
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use time::{Date, Duration as TimeDuration, Month, OffsetDateTime};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::config::Price;
+use crate::store::usage::{UsageCounts, UsageRow};
+
+/// The longest range one report covers.
+pub const MAX_DAYS: i64 = 366;
+
+/// One charge to a user's usage: an answer (`messages` = 1) or a title.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Charge {
+    pub provider: String,
+    pub model: String,
+    pub messages: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Billionths of the price table's currency unit.
+    pub cost_nanos: u64,
+}
+
+impl Charge {
+    pub fn is_empty(&self) -> bool {
+        self.messages == 0 && self.input_tokens == 0 && self.output_tokens == 0
+    }
+
+    pub fn counts(&self) -> UsageCounts {
+        UsageCounts {
+            messages: self.messages,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost_nanos: self.cost_nanos,
+        }
+    }
+}
+
+/// The `[[prices]]` table.
+#[derive(Debug, Clone, Default)]
+pub struct Prices(Vec<Price>);
+
+impl Prices {
+    pub fn new(p: &[Price]) -> Prices {
+        Prices(p.to_vec())
+    }
+
+    /// The entry for `model` from `provider`: exact ids before prefixes
+    /// (`gpt-4o*`), entries naming the provider before those that do not.
+    pub fn find(&self, provider: &str, model: &str) -> Option<&Price> {
+        let matches = |p: &&Price| {
+            p.provider.as_deref().is_none_or(|x| x == provider)
+                && match p.model.strip_suffix('*') {
+                    Some(prefix) => model.starts_with(prefix),
+                    None => p.model == model,
+                }
+        };
+        let rank = |p: &Price| {
+            (
+                p.model.ends_with('*'),
+                p.provider.is_none(),
+                std::cmp::Reverse(p.model.len()),
+            )
+        };
+        self.0.iter().filter(matches).min_by_key(|p| rank(p))
+    }
+
+    /// Cost in billionths: price per million tokens × tokens × 1000.
+    pub fn cost_nanos(&self, provider: &str, model: &str, input: u64, output: u64) -> u64 {
+        self.find(provider, model).map_or(0, |p| {
+            let c = (input as f64 * p.input_per_million + output as f64 * p.output_per_million)
+                * 1000.0;
+            c.round().max(0.0) as u64
+        })
+    }
+
+    pub fn charge(
+        &self,
+        provider: &str,
+        model: &str,
+        messages: u64,
+        input: u64,
+        output: u64,
+    ) -> Charge {
+        Charge {
+            provider: provider.to_string(),
+            model: model.to_string(),
+            messages,
+            input_tokens: input,
+            output_tokens: output,
+            cost_nanos: self.cost_nanos(provider, model, input, output),
+        }
+    }
+}
+
+pub fn day_number(d: Date) -> u32 {
+    d.year() as u32 * 10_000 + u32::from(u8::from(d.month())) * 100 + u32::from(d.day())
+}
+
+pub fn date_of(day: u32) -> Option<Date> {
+    let month = Month::try_from((day / 100 % 100) as u8).ok()?;
+    Date::from_calendar_date((day / 10_000) as i32, month, (day % 100) as u8).ok()
+}
+
+/// Today (UTC) as yyyymmdd.
+pub fn today() -> u32 {
+    day_number(OffsetDateTime::now_utc().date())
+}
+
+/// The next UTC midnight, when daily quotas reset.
+pub fn next_reset() -> OffsetDateTime {
+    let tomorrow = OffsetDateTime::now_utc().date() + TimeDuration::days(1);
+    tomorrow.midnight().assume_utc()
+}
+
+/// Whole seconds until the next reset (at least 1).
+pub fn secs_until_reset() -> u64 {
+    let d = next_reset() - OffsetDateTime::now_utc();
+    (d.whole_seconds() + i64::from(d.subsec_nanoseconds() > 0)).max(1) as u64
+}
+
+pub fn iso(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// `from`/`to` (YYYY-MM-DD, inclusive): default the last 30 days.
+pub fn parse_range(from: Option<&str>, to: Option<&str>) -> Result<(Date, Date), String> {
+    let parse = |name: &str, s: &str| {
+        let fmt = time::macros::format_description!("[year]-[month]-[day]");
+        Date::parse(s.trim(), &fmt)
+            .map_err(|_| format!("{name} must be a date like 2025-01-31, got {s:?}"))
+    };
+    let to = match to.filter(|s| !s.is_empty()) {
+        Some(s) => parse("to", s)?,
+        None => OffsetDateTime::now_utc().date(),
+    };
+    let from = match from.filter(|s| !s.is_empty()) {
+        Some(s) => parse("from", s)?,
+        None => to - TimeDuration::days(29),
+    };
+    if from > to {
+        return Err("from must not be after to".into());
+    }
+    if (to - from).whole_days() >= MAX_DAYS {
+        return Err(format!("a report covers at most {MAX_DAYS} days"));
+    }
+    Ok((from, to))
+}
+
+/// Counts as the API shows them.
+#[derive(Debug, Clone, Copy, Default, Serialize, ToSchema, PartialEq)]
+pub struct Totals {
+    pub messages: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// input + output.
+    pub tokens: u64,
+    /// In the currency of the `[[prices]]` table; 0 for unpriced models.
+    pub cost: f64,
+    /// The exact sum behind `cost`, in billionths.
+    #[serde(skip)]
+    pub cost_nanos: u64,
+}
+
+impl Totals {
+    fn add(&mut self, c: &UsageCounts) {
+        self.messages += c.messages;
+        self.input_tokens += c.input_tokens;
+        self.output_tokens += c.output_tokens;
+        self.tokens += c.input_tokens + c.output_tokens;
+        self.cost_nanos += c.cost_nanos;
+        self.cost = self.cost_nanos as f64 / 1e9;
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelUsage {
+    pub provider: String,
+    pub model: String,
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DayUsage {
+    /// YYYY-MM-DD (UTC).
+    pub date: String,
+    #[serde(flatten)]
+    pub totals: Totals,
+    /// The same day by provider and model.
+    pub models: Vec<ModelUsage>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserUsage {
+    pub user_id: String,
+    pub username: Option<String>,
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+/// Today's limits and what is left of them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QuotaStatus {
+    /// None: unlimited.
+    pub messages_per_day: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+    pub messages_used: u64,
+    pub tokens_used: u64,
+    pub messages_remaining: Option<u64>,
+    pub tokens_remaining: Option<u64>,
+    /// Answers running now (each holds one message of the quota).
+    pub running: u32,
+    /// Next UTC midnight.
+    pub resets_at: String,
+}
+
+impl QuotaStatus {
+    pub fn new(q: super::quota::Effective, t: super::quota::Today) -> QuotaStatus {
+        let held = t.messages + u64::from(t.running);
+        QuotaStatus {
+            messages_per_day: q.messages_per_day,
+            tokens_per_day: q.tokens_per_day,
+            messages_used: t.messages,
+            tokens_used: t.tokens,
+            messages_remaining: q.messages_per_day.map(|m| m.saturating_sub(held)),
+            tokens_remaining: q.tokens_per_day.map(|m| m.saturating_sub(t.tokens)),
+            running: t.running,
+            resets_at: rfc3339(next_reset()),
+        }
+    }
+}
+
+/// `GET /api/usage`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserReport {
+    pub from: String,
+    pub to: String,
+    pub totals: Totals,
+    /// Every day of the range, oldest first (days without use are zeros).
+    pub days: Vec<DayUsage>,
+    /// Most tokens first.
+    pub models: Vec<ModelUsage>,
+    pub quota: QuotaStatus,
+}
+
+/// `GET /api/admin/usage`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AdminReport {
+    pub from: String,
+    pub to: String,
+    /// user | model | day
+    pub group_by: String,
+    pub totals: Totals,
+    /// group_by=day: every day of the range, with its models.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub days: Option<Vec<DayUsage>>,
+    /// group_by=model: most tokens first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<ModelUsage>>,
+    /// group_by=user: most tokens first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<UserUsage>>,
+}
+
+fn total_of(rows: &[UsageRow]) -> Totals {
+    let mut t = Totals::default();
+    for r in rows {
+        t.add(&r.counts);
+    }
+    t
+}
+
+fn by_model(rows: &[UsageRow]) -> Vec<ModelUsage> {
+    let mut m: BTreeMap<(String, String), Totals> = BTreeMap::new();
+    for r in rows {
+        m.entry((r.provider.clone(), r.model.clone()))
+            .or_default()
+            .add(&r.counts);
+    }
+    let mut v: Vec<ModelUsage> = m
+        .into_iter()
+        .map(|((provider, model), totals)| ModelUsage {
+            provider,
+            model,
+            totals,
+        })
+        .collect();
+    v.sort_by_key(|x| std::cmp::Reverse(x.totals.tokens));
+    v
+}
+
+fn by_day(rows: &[UsageRow], from: Date, to: Date) -> Vec<DayUsage> {
+    let mut out = Vec::new();
+    let mut d = from;
+    while d <= to {
+        let n = day_number(d);
+        let day_rows: Vec<UsageRow> = rows.iter().filter(|r| r.day == n).cloned().collect();
+        out.push(DayUsage {
+            date: iso(d),
+            totals: total_of(&day_rows),
+            models: by_model(&day_rows),
+        });
+        d += TimeDuration::days(1);
+    }
+    out
+}
+
+pub fn user_report(rows: &[UsageRow], from: Date, to: Date, quota: QuotaStatus) -> UserReport {
+    UserReport {
+        from: iso(from),
+        to: iso(to),
+        totals: total_of(rows),
+        days: by_day(rows, from, to),
+        models: by_model(rows),
+        quota,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    User,
+    Model,
+    Day,
+}
+
+impl GroupBy {
+    pub fn parse(s: Option<&str>) -> Result<GroupBy, String> {
+        match s.unwrap_or("day") {
+            "user" => Ok(GroupBy::User),
+            "model" => Ok(GroupBy::Model),
+            "day" | "" => Ok(GroupBy::Day),
+            other => Err(format!(
+                "group_by must be user, model or day, got {other:?}"
+            )),
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            GroupBy::User => "user",
+            GroupBy::Model => "model",
+            GroupBy::Day => "day",
+        }
+    }
+}
+
+pub fn admin_report(
+    rows: &[UsageRow],
+    from: Date,
+    to: Date,
+    group: GroupBy,
+    username: impl Fn(Uuid) -> Option<String>,
+) -> AdminReport {
+    let mut r = AdminReport {
+        from: iso(from),
+        to: iso(to),
+        group_by: group.name().into(),
+        totals: total_of(rows),
+        days: None,
+        models: None,
+        users: None,
+    };
+    match group {
+        GroupBy::Day => r.days = Some(by_day(rows, from, to)),
+        GroupBy::Model => r.models = Some(by_model(rows)),
+        GroupBy::User => {
+            let mut m: BTreeMap<Uuid, Totals> = BTreeMap::new();
+            for row in rows {
+                m.entry(row.user_id).or_default().add(&row.counts);
+            }
+            let mut v: Vec<UserUsage> = m
+                .into_iter()
+                .map(|(id, totals)| UserUsage {
+                    user_id: id.to_string(),
+                    username: username(id),
+                    totals,
+                })
+                .collect();
+            v.sort_by_key(|x| std::cmp::Reverse(x.totals.tokens));
+            r.users = Some(v);
+        }
+    }
+    r
+}
+
+/// A CSV field: quoted when it holds a comma, quote or line break; a
+/// leading `= + - @` is neutralized so spreadsheets do not run it.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+fn csv_totals(t: &Totals) -> String {
+    format!(
+        "{},{},{},{},{:.9}",
+        t.messages, t.input_tokens, t.output_tokens, t.tokens, t.cost
+    )
+}
+
+const CSV_COUNTS: &str = "messages,input_tokens,output_tokens,tokens,cost";
+
+/// One line per day, provider and model (days without use are left out).
+pub fn user_csv(r: &UserReport) -> String {
+    let mut out = format!("date,provider,model,{CSV_COUNTS}\n");
+    for d in &r.days {
+        for m in &d.models {
+            out.push_str(&format!(
+                "{},{},{},{}\n",
+                d.date,
+                csv_field(&m.provider),
+                csv_field(&m.model),
+                csv_totals(&m.totals)
+            ));
+        }
+    }
+    out
+}
+
+pub fn admin_csv(r: &AdminReport) -> String {
+    let mut out = String::new();
+    if let Some(days) = &r.days {
+        out.push_str(&format!("date,provider,model,{CSV_COUNTS}\n"));
+        for d in days {
+            for m in &d.models {
+                out.push_str(&format!(
+                    "{},{},{},{}\n",
+                    d.date,
+                    csv_field(&m.provider),
+                    csv_field(&m.model),
+                    csv_totals(&m.totals)
+                ));
+            }
+        }
+    }
+    if let Some(models) = &r.models {
+        out.push_str(&format!("provider,model,{CSV_COUNTS}\n"));
+        for m in models {
+            out.push_str(&format!(
+                "{},{},{}\n",
+                csv_field(&m.provider),
+                csv_field(&m.model),
+                csv_totals(&m.totals)
+            ));
+        }
+    }
+    if let Some(users) = &r.users {
+        out.push_str(&format!("user_id,username,{CSV_COUNTS}\n"));
+        for u in users {
+            out.push_str(&format!(
+                "{},{},{}\n",
+                u.user_id,
+                csv_field(u.username.as_deref().unwrap_or("")),
+                csv_totals(&u.totals)
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn price(provider: Option<&str>, model: &str, i: f64, o: f64) -> Price {
+        Price {
+            provider: provider.map(str::to_string),
+            model: model.into(),
+            input_per_million: i,
+            output_per_million: o,
+        }
+    }
+
+    #[test]
+    fn prices_match_exact_then_prefix() {
+        let p = Prices::new(&[
+            price(None, "gpt-4o*", 2.5, 10.0),
+            price(None, "gpt-4o-mini", 0.15, 0.6),
+            price(Some("groq"), "gpt-4o-mini", 0.0, 0.0),
+        ]);
+        // 1M input at 0.15 + 1M output at 0.6 = 0.75 = 750,000,000 nanos.
+        assert_eq!(
+            p.cost_nanos("openai", "gpt-4o-mini", 1_000_000, 1_000_000),
+            750_000_000
+        );
+        assert_eq!(p.cost_nanos("groq", "gpt-4o-mini", 1_000_000, 1_000_000), 0);
+        assert_eq!(p.cost_nanos("openai", "gpt-4o-2024", 1000, 0), 2_500_000);
+        assert_eq!(p.cost_nanos("openai", "llama", 1000, 1000), 0);
+        // 12 tokens at 0.15 per million: 1800 nanos, not rounded away.
+        assert_eq!(p.cost_nanos("x", "gpt-4o-mini", 12, 0), 1800);
+    }
+
+    #[test]
+    fn days_and_ranges() {
+        let d = date_of(20240229).unwrap();
+        assert_eq!(day_number(d), 20240229);
+        assert_eq!(iso(d), "2024-02-29");
+        assert!(date_of(20230229).is_none());
+        let (f, t) = parse_range(Some("2024-01-01"), Some("2024-01-31")).unwrap();
+        assert_eq!((t - f).whole_days(), 30);
+        let (f, t) = parse_range(None, None).unwrap();
+        assert_eq!((t - f).whole_days(), 29);
+        assert!(parse_range(Some("2024-02-01"), Some("2024-01-01")).is_err());
+        assert!(parse_range(Some("2020-01-01"), Some("2024-01-01")).is_err());
+        assert!(
+            parse_range(Some("yesterday"), None)
+                .unwrap_err()
+                .contains("from")
+        );
+        assert!(secs_until_reset() <= 86_400);
+    }
+
+    #[test]
+    fn csv_is_safe() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("=cmd()"), "'=cmd()");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+}

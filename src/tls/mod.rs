@@ -1,0 +1,952 @@
+//! HTTPS, terminated by confab itself: the rustls configuration (ring,
+//! TLS 1.2 and 1.3, ALPN h2 and http/1.1), the certificate resolver
+//! ([`resolver`]), certificate files reloaded live ([`files`]), automatic
+//! certificates from an ACME CA ([`acme`]), the plain-HTTP listener that
+//! answers HTTP-01 and redirects to https ([`redirect`]) and the TLS accept
+//! loop ([`listener`]).
+//!
+//! The rest of confab sees [`TlsFlags`] (command line), [`bind_listeners`]
+//! and [`serve`] (`cli.rs`), [`Tls`] in `AppState` (status for
+//! `/health/deep`, `GET /api/admin/tls` and the HSTS decision).
+
+pub mod acme;
+pub mod certs;
+mod files;
+mod listener;
+mod redirect;
+mod resolver;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
+
+pub use certs::{CertInfo, CertSource};
+pub use listener::TlsListener;
+
+use crate::app::AppState;
+use crate::config::{Config, HttpListen};
+use crate::store::Store;
+use crate::store::acme::AcmeCertRecord;
+
+/// The TLS command-line flags of `confab serve`.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct TlsFlags {
+    /// Get a certificate for this domain automatically (ACME); repeat for
+    /// more names. Turns on HTTPS on port 443 with a redirect on port 80.
+    #[arg(long = "domain", value_name = "NAME")]
+    pub domains: Vec<String>,
+    /// Contact e-mail for the ACME account (optional).
+    #[arg(long, value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+    /// ACME directory URL. Default: Let's Encrypt production.
+    #[arg(long, value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// Use Let's Encrypt's staging CA (untrusted certificates, generous limits).
+    #[arg(long)]
+    pub acme_staging: bool,
+    /// Also trust this CA (PEM) when talking to the ACME server, e.g. Pebble's.
+    #[arg(long, value_name = "FILE")]
+    pub acme_ca_root: Option<PathBuf>,
+    /// Certificate chain (PEM) to serve HTTPS with; reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// HTTPS address. Default [::]:443 with --domain, else --listen.
+    #[arg(long, value_name = "ADDR")]
+    pub https_listen: Option<String>,
+    /// Plain-HTTP address for ACME HTTP-01 and the redirect to https, or
+    /// "off". Default [::]:80 with --domain, else off.
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<String>,
+}
+
+impl TlsFlags {
+    /// Puts the flags that were given into the config table (`tls.*`).
+    pub fn apply(&self, set: &mut dyn FnMut(&str, toml::Value)) {
+        let s = |v: &str| toml::Value::String(v.to_string());
+        let p = |v: &PathBuf| toml::Value::String(v.to_string_lossy().into_owned());
+        if !self.domains.is_empty() {
+            let list = self
+                .domains
+                .iter()
+                .flat_map(|d| d.split(','))
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(s)
+                .collect();
+            set("tls.domains", toml::Value::Array(list));
+        }
+        if let Some(v) = &self.acme_email {
+            set("tls.acme_email", s(v));
+        }
+        if let Some(v) = &self.acme_directory {
+            set("tls.acme_directory", s(v));
+        }
+        if self.acme_staging {
+            set("tls.acme_staging", toml::Value::Boolean(true));
+        }
+        if let Some(v) = &self.acme_ca_root {
+            set("tls.acme_ca_root", p(v));
+        }
+        if let Some(v) = &self.tls_cert {
+            set("tls.cert", p(v));
+        }
+        if let Some(v) = &self.tls_key {
+            set("tls.key", p(v));
+        }
+        if let Some(v) = &self.https_listen {
+            set("tls.https_listen", s(v));
+        }
+        if let Some(v) = &self.http_listen {
+            set("tls.http_listen", s(v));
+        }
+    }
+}
+
+/// A name a public CA can issue for by HTTP-01 or TLS-ALPN-01: letters,
+/// digits and hyphens in dot-separated labels, no wildcard, no IP address.
+pub fn validate_domain(d: &str) -> Result<(), String> {
+    let d = d.trim_end_matches('.');
+    if d.starts_with("*.") {
+        return Err(
+            "wildcard names need the DNS-01 challenge, which confab does not do; list each name"
+                .into(),
+        );
+    }
+    if d.parse::<std::net::IpAddr>().is_ok() {
+        return Err("is an IP address; certificates are issued for DNS names".into());
+    }
+    if d.contains("://") || d.contains('/') || d.contains(':') {
+        return Err("must be a bare name like chat.example.com (no scheme, port or path)".into());
+    }
+    let labels: Vec<&str> = d.split('.').collect();
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.len())
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err("is not a valid DNS name like chat.example.com".into())
+    }
+}
+
+/// An address a CA accepts as the account contact.
+pub fn validate_email(e: &str) -> Result<(), String> {
+    let e = e.trim();
+    let Some((local, domain)) = e.split_once('@') else {
+        return Err("must be an e-mail address like you@your-domain.com".into());
+    };
+    if local.is_empty()
+        || domain.contains('@')
+        || e.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+        || e.starts_with("mailto:")
+        || validate_domain(domain).is_err()
+    {
+        return Err(
+            "must be one e-mail address like you@your-domain.com (no mailto:, no list)".into(),
+        );
+    }
+    let domain = domain.to_ascii_lowercase();
+    if ["example.com", "example.org", "example.net"]
+        .iter()
+        .any(|x| domain == *x || domain.ends_with(&format!(".{x}")))
+    {
+        return Err(format!(
+            "{domain} is a reserved example domain that CAs reject; use your real address or leave it unset"
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Plain HTTP (behind a proxy, or on a private network).
+    Off,
+    /// Certificate files (`tls.cert`, `tls.key`).
+    Files,
+    /// Automatic certificates for `tls.domains`.
+    Acme,
+}
+
+/// A problem the operator should know about.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TlsProblem {
+    /// RFC 3339.
+    pub at: String,
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+    /// When confab tries again (RFC 3339), for ACME.
+    pub retry_at: Option<String>,
+}
+
+/// `GET /api/admin/tls`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TlsStatus {
+    pub mode: TlsMode,
+    /// ACME: the names the certificate is for.
+    pub domains: Vec<String>,
+    pub acme_directory: Option<String>,
+    /// The certificate being served.
+    pub certificate: Option<CertInfo>,
+    /// An ACME order is in progress.
+    pub issuing: bool,
+    /// The challenge type that got the current certificate.
+    pub challenge: Option<String>,
+    /// When the certificate will be renewed (RFC 3339).
+    pub renew_at: Option<String>,
+    /// The last time a certificate was obtained or reloaded (RFC 3339).
+    pub last_renewal_at: Option<String>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// The latest failure since the last success.
+    pub last_error: Option<TlsProblem>,
+}
+
+impl TlsStatus {
+    pub fn off() -> TlsStatus {
+        TlsStatus {
+            mode: TlsMode::Off,
+            domains: Vec::new(),
+            acme_directory: None,
+            certificate: None,
+            issuing: false,
+            challenge: None,
+            renew_at: None,
+            last_renewal_at: None,
+            consecutive_failures: 0,
+            last_error: None,
+        }
+    }
+}
+
+/// The certificate part of `/health/deep`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TlsHealth {
+    pub mode: TlsMode,
+    pub source: Option<CertSource>,
+    /// RFC 3339.
+    pub not_after: Option<String>,
+    pub days_left: Option<i64>,
+    pub issuing: bool,
+    /// The last renewal or reload error since the last success.
+    pub last_error: Option<String>,
+}
+
+enum Mode {
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+        every: Duration,
+    },
+    Acme(acme::AcmeSettings),
+}
+
+struct State {
+    cert: CertInfo,
+    acme_cert: Option<AcmeCertRecord>,
+    issuing: bool,
+    challenge: Option<String>,
+    renew_at: Option<i64>,
+    last_renewal_at: Option<i64>,
+    failures: u32,
+    last_error: Option<TlsProblem>,
+}
+
+/// The TLS side of a running server: what is served and how it is kept fresh.
+pub struct Tls {
+    mode: Mode,
+    resolver: Arc<resolver::Resolver>,
+    config: Arc<rustls::ServerConfig>,
+    state: Mutex<State>,
+    /// HTTP-01: token → key authorization.
+    http01: Mutex<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("mode", &self.mode()).finish()
+    }
+}
+
+impl Tls {
+    /// Loads what to serve: the certificate files, or the stored ACME
+    /// certificate for the configured domains (a self-signed stand-in when
+    /// there is none yet). `None` when TLS is off. Touches no network.
+    pub fn from_config(cfg: &Config, store: &Store) -> anyhow::Result<Option<Arc<Tls>>> {
+        match cfg.tls.mode() {
+            TlsMode::Off => Ok(None),
+            TlsMode::Files => {
+                let (cert, key) = (
+                    cfg.tls.cert.clone().expect("validated"),
+                    cfg.tls.key.clone().expect("validated"),
+                );
+                let loaded = files::load(&cert, &key).map_err(|e| anyhow::anyhow!(e))?;
+                tracing::info!(
+                    names = ?loaded.info.names,
+                    issuer = %loaded.info.issuer,
+                    not_after = %loaded.info.not_after,
+                    days_left = loaded.info.days_left,
+                    "serving HTTPS with the certificate from {}",
+                    cert.display()
+                );
+                warn_if_expiring(&loaded.info);
+                let every = Duration::from_secs(cfg.tls.reload_check_secs);
+                Ok(Some(Tls::build(
+                    Mode::Files { cert, key, every },
+                    loaded,
+                    None,
+                )?))
+            }
+            TlsMode::Acme => {
+                let s = acme::AcmeSettings::from_config(cfg);
+                let stored = store.get_acme_cert(&s.directory, &s.domains)?;
+                let usable = stored.and_then(|rec| {
+                    match certs::from_pem(
+                        rec.chain_pem.as_bytes(),
+                        rec.key_pem.as_bytes(),
+                        CertSource::Acme,
+                        "stored certificate",
+                        "stored key",
+                    ) {
+                        Ok(l) => Some((rec, l)),
+                        Err(e) => {
+                            tracing::error!(error = %e, "the stored certificate cannot be used; requesting a new one");
+                            None
+                        }
+                    }
+                });
+                let (loaded, rec) = match usable {
+                    Some((rec, loaded)) => {
+                        tracing::info!(
+                            domains = ?s.domains,
+                            not_after = %loaded.info.not_after,
+                            days_left = loaded.info.days_left,
+                            "using the stored certificate"
+                        );
+                        if loaded.info.days_left < 0 {
+                            tracing::error!(domains = ?s.domains, "the stored certificate has expired; renewing now");
+                        }
+                        (loaded, Some(rec))
+                    }
+                    None => {
+                        let loaded = certs::self_signed(&s.domains).map_err(|e| {
+                            anyhow::anyhow!("cannot generate a self-signed certificate: {e}")
+                        })?;
+                        tracing::warn!(
+                            domains = ?s.domains,
+                            "no certificate for these domains yet: serving a self-signed certificate \
+                             until the first one is issued (browsers warn until then)"
+                        );
+                        (loaded, None)
+                    }
+                };
+                Ok(Some(Tls::build(Mode::Acme(s), loaded, rec)?))
+            }
+        }
+    }
+
+    fn build(
+        mode: Mode,
+        loaded: certs::Loaded,
+        acme_cert: Option<AcmeCertRecord>,
+    ) -> anyhow::Result<Arc<Tls>> {
+        let resolver = Arc::new(resolver::Resolver::new(loaded.key));
+        let mut config = rustls::ServerConfig::builder_with_provider(certs::provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        if matches!(mode, Mode::Acme(_)) {
+            config.alpn_protocols.push(resolver::ACME_TLS_ALPN.to_vec());
+        }
+        let now = crate::auth::now();
+        let challenge = acme_cert.as_ref().and_then(|c| c.challenge.clone());
+        let last_renewal_at = acme_cert
+            .as_ref()
+            .map(|c| c.issued_at)
+            .or_else(|| matches!(mode, Mode::Files { .. }).then_some(now));
+        Ok(Arc::new(Tls {
+            mode,
+            resolver,
+            config: Arc::new(config),
+            state: Mutex::new(State {
+                cert: loaded.info,
+                acme_cert,
+                issuing: false,
+                challenge,
+                renew_at: None,
+                last_renewal_at,
+                failures: 0,
+                last_error: None,
+            }),
+            http01: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn mode(&self) -> TlsMode {
+        match self.mode {
+            Mode::Files { .. } => TlsMode::Files,
+            Mode::Acme(_) => TlsMode::Acme,
+        }
+    }
+
+    /// The rustls configuration; certificates swapped in later are served
+    /// from the next handshake on.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.config.clone()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("tls state lock")
+    }
+
+    /// True while a CA-issued certificate is served: only then do https
+    /// responses carry HSTS (a browser told to insist on https must be able
+    /// to get it).
+    pub fn hsts(&self) -> bool {
+        let s = self.state();
+        s.cert.trusted && s.cert.not_after_ts > crate::auth::now()
+    }
+
+    /// The certificate served now.
+    pub fn certificate(&self) -> CertInfo {
+        self.state().cert.refreshed(crate::auth::now())
+    }
+
+    pub fn status(&self) -> TlsStatus {
+        let s = self.state();
+        let (domains, directory) = match &self.mode {
+            Mode::Acme(a) => (a.domains.clone(), Some(a.directory.clone())),
+            Mode::Files { .. } => (Vec::new(), None),
+        };
+        TlsStatus {
+            mode: self.mode(),
+            domains,
+            acme_directory: directory,
+            certificate: Some(s.cert.refreshed(crate::auth::now())),
+            issuing: s.issuing,
+            challenge: s.challenge.clone(),
+            renew_at: s.renew_at.map(crate::http::rfc3339),
+            last_renewal_at: s.last_renewal_at.map(crate::http::rfc3339),
+            consecutive_failures: s.failures,
+            last_error: s.last_error.clone(),
+        }
+    }
+
+    pub fn health(&self) -> TlsHealth {
+        let s = self.state();
+        let cert = s.cert.refreshed(crate::auth::now());
+        TlsHealth {
+            mode: self.mode(),
+            source: Some(cert.source),
+            not_after: Some(cert.not_after),
+            days_left: Some(cert.days_left),
+            issuing: s.issuing,
+            last_error: s.last_error.as_ref().map(|p| match &p.hint {
+                Some(h) => format!("{} ({h})", p.message),
+                None => p.message.clone(),
+            }),
+        }
+    }
+
+    /// Serves `loaded` from the next handshake on and records it.
+    fn install(&self, loaded: certs::Loaded, acme: Option<AcmeCertRecord>) {
+        self.resolver.swap(loaded.key);
+        let mut s = self.state();
+        s.cert = loaded.info;
+        if let Some(rec) = acme {
+            s.challenge = rec.challenge.clone();
+            s.acme_cert = Some(rec);
+        }
+        s.last_renewal_at = Some(crate::auth::now());
+        s.failures = 0;
+        s.last_error = None;
+    }
+
+    fn record_error(&self, message: String, hint: Option<String>, retry_at: Option<i64>) {
+        let mut s = self.state();
+        s.failures += 1;
+        s.last_error = Some(TlsProblem {
+            at: crate::http::rfc3339(crate::auth::now()),
+            message,
+            hint,
+            retry_at: retry_at.map(crate::http::rfc3339),
+        });
+    }
+
+    fn acme_cert(&self) -> Option<AcmeCertRecord> {
+        self.state().acme_cert.clone()
+    }
+
+    fn set_issuing(&self, on: bool) {
+        self.state().issuing = on;
+    }
+
+    fn set_renew_at(&self, at: Option<i64>) {
+        self.state().renew_at = at;
+    }
+
+    /// The HTTP-01 answer for `token`, while an order waits for it.
+    pub fn http01_answer(&self, token: &str) -> Option<String> {
+        self.http01.lock().expect("http01 lock").get(token).cloned()
+    }
+
+    fn set_http01(&self, token: String, answer: String) {
+        self.http01
+            .lock()
+            .expect("http01 lock")
+            .insert(token, answer);
+    }
+
+    fn clear_challenges(&self) {
+        self.http01.lock().expect("http01 lock").clear();
+        self.resolver.clear_alpn_challenges();
+    }
+
+    /// Where the plain-HTTP listener sends a request that asked for `host`:
+    /// one of our domains (the first when it asked for something else) in
+    /// ACME mode; the host it asked for with certificate files.
+    fn redirect_host(&self, host: Option<&str>) -> Option<String> {
+        let host = host.map(str::to_ascii_lowercase);
+        match &self.mode {
+            Mode::Acme(a) => Some(
+                host.filter(|h| a.domains.contains(h))
+                    .unwrap_or_else(|| a.domains[0].clone()),
+            ),
+            Mode::Files { .. } => host,
+        }
+    }
+
+    /// Keeps the certificate fresh until `cancel`: watches the files, or
+    /// obtains and renews the ACME certificate.
+    async fn run(
+        self: Arc<Self>,
+        live: tokio::sync::watch::Receiver<Arc<Config>>,
+        store: crate::store::WeakStore,
+        cancel: CancellationToken,
+    ) {
+        match &self.mode {
+            Mode::Files { cert, key, every } => {
+                let (cert, key, every) = (cert.clone(), key.clone(), *every);
+                files::watch(self.clone(), cert, key, every, live, cancel).await
+            }
+            Mode::Acme(s) => {
+                let s = s.clone();
+                acme::run(self.clone(), s, store, cancel).await
+            }
+        }
+    }
+}
+
+fn warn_if_expiring(info: &CertInfo) {
+    if info.days_left < 0 {
+        tracing::error!(not_after = %info.not_after, "the TLS certificate has expired");
+    } else if info.days_left < 14 {
+        tracing::warn!(
+            not_after = %info.not_after,
+            days_left = info.days_left,
+            "the TLS certificate expires soon; replace the files (confab reloads them by itself)"
+        );
+    }
+}
+
+/// The bound sockets of a server.
+pub struct Listeners {
+    /// Serves the app: plain HTTP, or HTTPS when TLS is on.
+    pub app: TcpListener,
+    /// TLS on: the HTTP-01 responder and redirect.
+    pub http: Option<TcpListener>,
+    pub https: bool,
+}
+
+impl Listeners {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.app.local_addr()
+    }
+
+    /// `http(s)://addr` of the app listener, for the log.
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        match self.app.local_addr() {
+            Ok(a) => format!("{scheme}://{a}"),
+            Err(_) => format!("{scheme}://?"),
+        }
+    }
+}
+
+/// Binds what the configuration asks for: `listen` when TLS is off;
+/// otherwise the HTTPS address (`tls.https_listen`; default `[::]:443` for
+/// ACME, `listen` for certificate files) and the plain-HTTP one
+/// (`tls.http_listen`; default `[::]:80` for ACME, none for files). Errors
+/// say what to do, e.g. for a low port without CAP_NET_BIND_SERVICE.
+pub async fn bind_listeners(cfg: &Config) -> anyhow::Result<Listeners> {
+    let mode = cfg.tls.mode();
+    if mode == TlsMode::Off {
+        return Ok(Listeners {
+            app: bind(cfg.listen, "listen (--listen)").await?,
+            http: None,
+            https: false,
+        });
+    }
+    const HTTPS: &str = "tls.https_listen (--https-listen)";
+    const HTTP: &str = "tls.http_listen (--http-listen)";
+    let app = match cfg.tls.https_listen {
+        Some(a) => bind(a, HTTPS).await?,
+        None if mode == TlsMode::Files => bind(cfg.listen, "listen (--listen)").await?,
+        None => bind_any(443, HTTPS).await?,
+    };
+    let http = match cfg.tls.http_listen() {
+        HttpListen::Off => None,
+        HttpListen::At(a) => Some(bind(a, HTTP).await?),
+        HttpListen::Default if mode == TlsMode::Acme => Some(bind_any(80, HTTP).await?),
+        HttpListen::Default => None,
+    };
+    Ok(Listeners {
+        app,
+        http,
+        https: true,
+    })
+}
+
+async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!(bind_error(addr, setting, &e)))
+}
+
+/// All addresses, IPv6 and IPv4 (a dual-stack socket), or IPv4 alone on a
+/// host without IPv6. Certificate authorities validate over IPv6 when the
+/// name has an AAAA record, so listening on IPv4 alone is a classic trap.
+async fn bind_any(port: u16, setting: &str) -> anyhow::Result<TcpListener> {
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+    match TcpListener::bind(v6).await {
+        Ok(l) => Ok(l),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::AddrInUse
+            ) =>
+        {
+            Err(anyhow::anyhow!(bind_error(v6, setting, &e)))
+        }
+        Err(_) => bind(SocketAddr::from(([0, 0, 0, 0], port)), setting).await,
+    }
+}
+
+/// One sentence naming the address, the setting and the way out.
+pub fn bind_error(addr: SocketAddr, setting: &str, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => format!(
+            "cannot listen on {addr} ({setting}): permission denied. Ports below 1024 need the \
+             CAP_NET_BIND_SERVICE capability: run confab through its systemd unit (confab.service \
+             grants it with AmbientCapabilities=CAP_NET_BIND_SERVICE), or grant it to the binary \
+             once with `sudo setcap cap_net_bind_service=+ep $(command -v confab)`, or choose a \
+             port above 1023"
+        ),
+        std::io::ErrorKind::AddrInUse => format!(
+            "cannot listen on {addr} ({setting}): the port is already in use by another program \
+             (another web server such as nginx, Apache or Caddy, or a second confab); stop it \
+             (`sudo ss -ltnp 'sport = :{}'` shows which) or choose another address",
+            addr.port()
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "cannot listen on {addr} ({setting}): this machine has no such address; use one of \
+             its addresses, or 0.0.0.0 / [::] for all"
+        ),
+        _ => format!("cannot listen on {addr} ({setting}): {e}"),
+    }
+}
+
+/// Serves the app on `listeners` until `shutdown`: plain HTTP through
+/// [`crate::app::serve`], or HTTPS through [`crate::app::serve_tls`] with
+/// the certificate upkeep (file watch or ACME) and the plain-HTTP listener
+/// running beside it.
+pub async fn serve(
+    listeners: Listeners,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let Some(tls) = state.tls.clone() else {
+        return crate::app::serve(listeners.app, state, shutdown).await;
+    };
+    let cancel = CancellationToken::new();
+    let https_port = listeners.app.local_addr()?.port();
+    let mut tasks = vec![tokio::spawn(tls.clone().run(
+        state.live.subscribe(),
+        state.store.downgrade(),
+        cancel.child_token(),
+    ))];
+    if let Some(http) = listeners.http {
+        tracing::info!(
+            addr = %http.local_addr()?,
+            "plain HTTP answers ACME challenges and redirects to https"
+        );
+        tasks.push(tokio::spawn(redirect::serve(
+            http,
+            tls.clone(),
+            https_port,
+            cancel.child_token(),
+        )));
+    }
+    let listener = TlsListener::new(listeners.app, tls)?;
+    let stop = cancel.clone();
+    let result = crate::app::serve_tls(listener, state, async move {
+        shutdown.await;
+        stop.cancel();
+    })
+    .await;
+    cancel.cancel();
+    for t in tasks {
+        t.abort();
+        let _ = t.await;
+    }
+    result
+}
+
+/// With TLS on, where `confab healthcheck` finds this machine's server:
+/// `https://127.0.0.1:<https port>` (the address itself when bound to one).
+pub fn local_base(cfg: &Config) -> Option<String> {
+    let mode = cfg.tls.mode();
+    if mode == TlsMode::Off {
+        return None;
+    }
+    let addr = match (cfg.tls.https_listen, mode) {
+        (Some(a), _) => a,
+        (None, TlsMode::Files) => cfg.listen,
+        (None, _) => SocketAddr::from(([127, 0, 0, 1], 443)),
+    };
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    Some(format!("https://{host}:{}", addr.port()))
+}
+
+/// An https URL to a loopback address (certificate names cannot match it).
+pub fn is_local_https(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(h) => h.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Overrides};
+
+    fn load(env: &[(&str, &str)], flags: TlsFlags) -> Result<Config, String> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let o = Overrides {
+            tls: flags,
+            ..Default::default()
+        };
+        Config::load_from(None, &env, &o)
+            .map(|(c, _)| c)
+            .map_err(|e| e.0)
+    }
+
+    #[test]
+    fn acme_settings_from_flags_and_env() {
+        let c = load(
+            &[("CONFAB_ACME_EMAIL", "ops@chat.example.net.au")],
+            TlsFlags {
+                domains: vec!["Chat.Example.com".into(), "www.example.com".into()],
+                acme_staging: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.tls.mode(), TlsMode::Acme);
+        assert_eq!(c.tls.acme_directory_url(), acme::LETS_ENCRYPT_STAGING);
+        assert!(c.secure_cookies());
+        assert_eq!(
+            c.public_base("127.0.0.1:8080".parse().unwrap()),
+            "https://chat.example.com",
+            "public_url follows the first domain, port 443"
+        );
+        assert_eq!(c.tls.http_listen(), HttpListen::Default);
+        let s = acme::AcmeSettings::from_config(&c);
+        assert_eq!(s.domains, vec!["chat.example.com", "www.example.com"]);
+        assert!(s.http01);
+        assert_eq!(local_base(&c).unwrap(), "https://127.0.0.1:443");
+
+        let c = load(
+            &[
+                ("CONFAB_DOMAINS", "a.example.com,b.example.com"),
+                ("CONFAB_HTTP_LISTEN", "off"),
+            ],
+            TlsFlags {
+                https_listen: Some("127.0.0.1:8443".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.tls.domains.len(), 2);
+        assert_eq!(c.tls.http_listen(), HttpListen::Off);
+        assert!(!acme::AcmeSettings::from_config(&c).http01);
+        assert_eq!(
+            c.public_base("127.0.0.1:8443".parse().unwrap()),
+            "https://a.example.com:8443"
+        );
+        assert_eq!(c.tls.acme_directory_url(), acme::LETS_ENCRYPT);
+    }
+
+    #[test]
+    fn usual_mistakes_are_refused_with_what_to_do() {
+        let domain = |d: &str| TlsFlags {
+            domains: vec![d.into()],
+            ..Default::default()
+        };
+        for (flags, env, want) in [
+            (domain("*.example.com"), vec![], "wildcard"),
+            (domain("203.0.113.7"), vec![], "IP address"),
+            (domain("https://chat.example.com"), vec![], "bare name"),
+            (domain("localhost"), vec![], "valid DNS name"),
+            (
+                domain("chat.example.com"),
+                vec![("CONFAB_ACME_EMAIL", "me@example.com")],
+                "reserved example domain",
+            ),
+            (
+                domain("chat.example.com"),
+                vec![("CONFAB_ACME_EMAIL", "not an email")],
+                "tls.acme_email",
+            ),
+            (
+                TlsFlags {
+                    acme_email: Some("me@real.dev".into()),
+                    ..Default::default()
+                },
+                vec![],
+                "--domain",
+            ),
+            (
+                TlsFlags {
+                    tls_cert: Some("/nonexistent/cert.pem".into()),
+                    ..Default::default()
+                },
+                vec![],
+                "given together",
+            ),
+            (
+                TlsFlags {
+                    tls_cert: Some("/nonexistent/cert.pem".into()),
+                    tls_key: Some("/nonexistent/key.pem".into()),
+                    ..Default::default()
+                },
+                vec![],
+                "/nonexistent/cert.pem",
+            ),
+            (
+                TlsFlags {
+                    domains: vec!["a.example.com".into()],
+                    tls_cert: Some("/c".into()),
+                    tls_key: Some("/k".into()),
+                    ..Default::default()
+                },
+                vec![],
+                "not both",
+            ),
+            (
+                TlsFlags {
+                    domains: vec!["a.example.com".into()],
+                    acme_staging: true,
+                    acme_directory: Some("https://ca.example/dir".into()),
+                    ..Default::default()
+                },
+                vec![],
+                "not both",
+            ),
+            (
+                TlsFlags {
+                    domains: vec!["a.example.com".into()],
+                    acme_directory: Some("http://ca.example/dir".into()),
+                    ..Default::default()
+                },
+                vec![],
+                "https://",
+            ),
+            (
+                TlsFlags {
+                    https_listen: Some("0.0.0.0:443".into()),
+                    ..Default::default()
+                },
+                vec![],
+                "TLS is off",
+            ),
+            (
+                TlsFlags {
+                    domains: vec!["a.example.com".into()],
+                    http_listen: Some("port80".into()),
+                    ..Default::default()
+                },
+                vec![],
+                "tls.http_listen",
+            ),
+        ] {
+            let e = load(&env, flags).unwrap_err();
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+    }
+
+    #[test]
+    fn bind_errors_say_what_to_do() {
+        let e = |k| {
+            bind_error(
+                "0.0.0.0:80".parse().unwrap(),
+                "tls.http_listen (--http-listen)",
+                &std::io::Error::from(k),
+            )
+        };
+        let m = e(std::io::ErrorKind::PermissionDenied);
+        assert!(
+            m.contains("CAP_NET_BIND_SERVICE")
+                && m.contains("confab.service")
+                && m.contains("setcap"),
+            "{m}"
+        );
+        let m = e(std::io::ErrorKind::AddrInUse);
+        assert!(m.contains("already in use") && m.contains("nginx"), "{m}");
+    }
+
+    #[test]
+    fn local_https_detection() {
+        assert!(is_local_https("https://127.0.0.1:8443"));
+        assert!(is_local_https("https://[::1]:443/"));
+        assert!(is_local_https("https://localhost"));
+        assert!(!is_local_https("https://chat.example.com"));
+        assert!(!is_local_https("http://127.0.0.1:8080"));
+    }
+}
