@@ -171,6 +171,8 @@ async fn query_syntax_filters_and_paging() {
     )
     .await;
     until_hits(&s, &admin, "fox", 2).await;
+    // The index lags writes a little; wait for the last message too.
+    until_hits(&s, &admin, "my_var_name", 1).await;
 
     assert_eq!(
         find(&s, &admin, "quick fox").await["hits"]
