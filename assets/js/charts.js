@@ -15,8 +15,7 @@ export function formatNumber(n) {
   if (n == null) return '—';
   if (n >= 1e9) return (n / 1e9).toFixed(n >= 1e10 ? 0 : 1) + 'B';
   if (n >= 1e6) return (n / 1e6).toFixed(n >= 1e7 ? 0 : 1) + 'M';
-  if (n >= 1e4) return (n / 1e3).toFixed(0) + 'k';
-  return String(n);
+  return n.toLocaleString('en');
 }
 
 export function formatCost(c) {

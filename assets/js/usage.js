@@ -184,7 +184,7 @@ export function AuditFilters({ value, onChange }) {
   return html`<form class="row-form" onSubmit=${submit} aria-label="Filter the audit log">
     <label class="field"><span>Actor</span><input ...${bind('actor')} placeholder="username" autocomplete="off" /></label>
     <label class="field"><span>Action</span><input ...${bind('action')} placeholder="e.g. login or admin." list="audit-actions" autocomplete="off" /></label>
-    <datalist id="audit-actions">${['login', 'logout', 'setup', 'register', 'token', 'admin.', 'admin.user.quota', 'admin.user.update', 'provider.', 'invite.'].map((a) => html`<option value=${a} />`)}</datalist>
+    <datalist id="audit-actions">${['login', 'logout', 'setup', 'register', 'token', 'admin.', 'admin.user.quota', 'admin.user.update', 'admin.provider.', 'invite.'].map((a) => html`<option value=${a} />`)}</datalist>
     <label class="field"><span>From</span><input type="date" ...${bind('from')} /></label>
     <label class="field"><span>To</span><input type="date" ...${bind('to')} /></label>
     <button type="submit" class="btn small primary">Filter</button>

@@ -57,6 +57,9 @@ pub async fn watch(
 ) {
     let mut last = fingerprint(&[&cert, &key]);
     let mut live_open = true;
+    // Files cannot renew themselves: remind once a day when they expire soon.
+    let day = Duration::from_secs(86_400);
+    let mut daily = tokio::time::interval_at(tokio::time::Instant::now() + day, day);
     let mut tick = (!every.is_zero()).then(|| {
         let mut t = tokio::time::interval(every);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -83,6 +86,10 @@ pub async fn watch(
                 }
                 "configuration reload (SIGHUP)"
             }
+            _ = daily.tick() => {
+                super::warn_if_expiring(&tls.certificate());
+                continue;
+            }
             _ = next_tick(&mut tick) => {
                 let now = fingerprint(&[&cert, &key]);
                 if now == last {
@@ -107,6 +114,7 @@ pub async fn watch(
                     days_left = l.info.days_left,
                     "reloaded the TLS certificate"
                 );
+                super::warn_if_expiring(&l.info);
                 tls.install(l, None);
             }
             Err(e) => {

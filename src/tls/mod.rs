@@ -551,13 +551,47 @@ impl Tls {
             }
             Mode::Acme(s) => {
                 let s = s.clone();
-                acme::run(self.clone(), s, store, cancel).await
+                tokio::join!(
+                    acme::run(self.clone(), s.clone(), store, cancel.clone()),
+                    acme_restart_notice(s, live, cancel)
+                );
             }
         }
     }
 }
 
-fn warn_if_expiring(info: &CertInfo) {
+/// A configuration reload (SIGHUP) cannot change the domains or the CA of
+/// a running server; say so instead of pretending.
+async fn acme_restart_notice(
+    s: acme::AcmeSettings,
+    mut live: tokio::sync::watch::Receiver<Arc<Config>>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = live.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let cfg = live.borrow_and_update().clone();
+                let new = acme::AcmeSettings::from_config(&cfg);
+                if cfg.tls.mode() != TlsMode::Acme
+                    || new.domains != s.domains
+                    || new.email != s.email
+                    || new.directory != s.directory
+                {
+                    tracing::warn!(
+                        "the reloaded configuration changes the TLS domains, e-mail or CA; \
+                         that takes effect after a restart"
+                    );
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn warn_if_expiring(info: &CertInfo) {
     if info.days_left < 0 {
         tracing::error!(not_after = %info.not_after, "the TLS certificate has expired");
     } else if info.days_left < 14 {
