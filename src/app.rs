@@ -74,6 +74,11 @@ impl AppState {
                 "answers cut off by a crash were marked interrupted"
             );
         }
+        // Limits, quotas and prices change only in the config file: record
+        // the settings in the audit log whenever they differ from last time.
+        if let Err(e) = crate::limits::audit::record_if_changed(&store, &cfg) {
+            tracing::error!(error = %e, "cannot record the governance settings in the audit log");
+        }
         let setup_token = if store.user_count()? == 0 {
             Some(tokens::random_token())
         } else {

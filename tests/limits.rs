@@ -387,3 +387,54 @@ async fn limiter_memory_stays_bounded_under_many_addresses() {
         "keys with spent tokens survive a prune"
     );
 }
+
+#[tokio::test]
+async fn config_changes_of_limits_are_audited_at_start_up() {
+    let entries = |r: &Resp| -> Vec<Value> { r.body["items"].as_array().unwrap().clone() };
+    let s = TestServer::start_with(|c| c.quota.messages_per_day = Some(50)).await;
+    let admin = s.setup_admin("admin").await;
+    let q = "/api/admin/audit?action=config.limits";
+    let r = s.get(q, Auth::Session(&admin)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let first = entries(&r);
+    assert_eq!(first.len(), 1, "{}", r.text);
+    assert_eq!(first[0]["actor"], "config");
+    let target = first[0]["target"].as_str().unwrap();
+    assert!(target.starts_with("in force | rate limits on;"), "{target}");
+    assert!(target.contains("quota messages/day 50 tokens/day unlimited"));
+
+    // The same settings again: nothing new.
+    let dir = s.stop().await;
+    let s = TestServer::start_in(dir, |c| c.quota.messages_per_day = Some(50)).await;
+    let admin = s.login("admin", common::PASSWORD).await;
+    assert_eq!(entries(&s.get(q, Auth::Session(&admin)).await).len(), 1);
+
+    // Changed limits, quota and prices: one entry naming what changed.
+    let dir = s.stop().await;
+    let s = TestServer::start_in(dir, |c| {
+        c.quota.messages_per_day = Some(20);
+        c.limits.api_per_minute = 77;
+        c.prices = vec![confab::config::Price {
+            provider: None,
+            model: "gpt-4o*".into(),
+            input_per_million: 2.5,
+            output_per_million: 10.0,
+        }];
+    })
+    .await;
+    let admin = s.login("admin", common::PASSWORD).await;
+    let now = entries(&s.get(q, Auth::Session(&admin)).await);
+    assert_eq!(now.len(), 2);
+    let target = now[0]["target"].as_str().unwrap();
+    assert!(
+        target.starts_with("changed: api, quota, prices | "),
+        "{target}"
+    );
+    assert!(target.contains("api 77/min burst"), "{target}");
+    assert!(target.contains("prices gpt-4o*=2.5/10"), "{target}");
+    // The actor filter finds them as well.
+    let by_actor = s
+        .get("/api/admin/audit?actor=config", Auth::Session(&admin))
+        .await;
+    assert_eq!(entries(&by_actor).len(), 2, "{}", by_actor.text);
+}

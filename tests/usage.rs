@@ -69,25 +69,43 @@ fn secs_to_midnight() -> i64 {
 #[tokio::test]
 async fn message_quota_is_exact_under_fifty_concurrent_requests() {
     let (s, _up, admin) = server(|c| c.quota.messages_per_day = Some(10)).await;
+    // Conversations with titles of their own: no title requests, so the
+    // tokens charged are exactly the answers'.
+    let mut convs = Vec::new();
+    for i in 0..50 {
+        let c = s
+            .post(
+                "/api/conversations",
+                Auth::Session(&admin),
+                json!({"title": format!("c{i}")}),
+            )
+            .await;
+        convs.push(c.body["id"].as_str().unwrap().to_string());
+    }
     let s = Arc::new(s);
     let mut tasks = Vec::new();
-    for i in 0..50 {
+    for (i, cid) in convs.into_iter().enumerate() {
         let (s, admin) = (s.clone(), admin.clone());
         tasks.push(tokio::spawn(async move {
             chat(
                 &s,
                 &admin,
-                json!({"content": format!("question {i}"), "model": "oa+slow"}),
+                json!({"conversation_id": cid, "content": format!("question {i}"), "model": "oa+slow"}),
             )
             .await
         }));
     }
     let mut ok = 0;
+    let mut tokens = 0;
     let mut refused = Vec::new();
     for t in tasks {
         let r = t.await.unwrap();
         match r.status.as_u16() {
-            200 => ok += 1,
+            200 => {
+                ok += 1;
+                tokens += r.body["usage"]["input_tokens"].as_u64().unwrap()
+                    + r.body["usage"]["output_tokens"].as_u64().unwrap();
+            }
             429 => refused.push(r),
             other => panic!("unexpected {other}: {}", r.text),
         }
@@ -115,6 +133,9 @@ async fn message_quota_is_exact_under_fifty_concurrent_requests() {
     assert_eq!(u["quota"]["messages_remaining"], 0);
     assert_eq!(u["quota"]["running"], 0);
     assert_eq!(u["totals"]["messages"], 10);
+    // Charged exactly the admitted answers' tokens.
+    assert_eq!(u["totals"]["tokens"], tokens);
+    assert_eq!(u["quota"]["tokens_used"], tokens);
     assert!(
         u["quota"]["resets_at"]
             .as_str()
@@ -586,4 +607,92 @@ async fn usage_survives_a_restart() {
     let u = s.get("/api/usage", Auth::Session(&admin)).await;
     assert_eq!(u.body["quota"]["messages_used"], 1, "{}", u.text);
     assert_eq!(u.body["quota"]["messages_remaining"], 1);
+}
+
+#[tokio::test]
+async fn token_quota_under_fifty_concurrent_requests_overshoots_only_by_running_answers() {
+    // Each request reserves its estimated input (40 characters: 10 tokens)
+    // until it is settled, so with 55 tokens a day at most 5 can be running
+    // at once, however many arrive together; what they produce beyond the
+    // estimate is the only way past the limit.
+    const LIMIT: u64 = 55;
+    let content = "abc ".repeat(10);
+    let est = confab::chat::estimate_tokens(&content);
+    assert_eq!(est, 10);
+    let (s, up, admin) = server(|c| c.quota.tokens_per_day = Some(LIMIT)).await;
+    // Slow enough that every request arrives while the first are running.
+    up.set_token_delay(Duration::from_millis(300));
+    let mut convs = Vec::new();
+    for i in 0..50 {
+        let c = s
+            .post(
+                "/api/conversations",
+                Auth::Session(&admin),
+                json!({"title": format!("c{i}")}),
+            )
+            .await;
+        convs.push(c.body["id"].as_str().unwrap().to_string());
+    }
+    let s = Arc::new(s);
+    let mut tasks = Vec::new();
+    for cid in &convs {
+        let (s, admin, cid, content) = (s.clone(), admin.clone(), cid.clone(), content.clone());
+        tasks.push(tokio::spawn(async move {
+            chat(
+                &s,
+                &admin,
+                json!({"conversation_id": cid, "content": content, "model": "oa"}),
+            )
+            .await
+        }));
+    }
+    let mut answered = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status.as_u16() {
+            200 => answered.push(r),
+            429 => {
+                r.assert_error(429, "QUOTA_EXCEEDED");
+                let msg = r.body["message"].as_str().unwrap();
+                assert!(msg.contains("token") && msg.contains("resets at"), "{msg}");
+            }
+            other => panic!("unexpected {other}: {}", r.text),
+        }
+    }
+    let n = answered.len() as u64;
+    assert_eq!(n, LIMIT / est, "reservations never exceed the limit");
+    // Charged exactly what the answers used.
+    let per_answer: Vec<u64> = answered
+        .iter()
+        .map(|r| {
+            r.body["usage"]["input_tokens"].as_u64().unwrap()
+                + r.body["usage"]["output_tokens"].as_u64().unwrap()
+        })
+        .collect();
+    let used: u64 = per_answer.iter().sum();
+    let u = usage_until(&s, &admin, |u| {
+        u["quota"]["running"] == 0
+            && u["quota"]["tokens_used"] == used
+            && u["totals"]["tokens"] == used
+    })
+    .await;
+    assert_eq!(u["totals"]["tokens"], used);
+    assert_eq!(u["totals"]["messages"], n);
+    // The overshoot is at most what the running answers used beyond
+    // their reservations.
+    let beyond: u64 = per_answer.iter().map(|t| t.saturating_sub(est)).sum();
+    assert!(
+        used <= LIMIT + beyond,
+        "used {used}, limit {LIMIT}, beyond {beyond}"
+    );
+    // Nothing more fits now that they have been charged.
+    assert!(used + est > LIMIT);
+    chat(
+        &s,
+        &admin,
+        json!({"conversation_id": convs[0], "content": content, "model": "oa"}),
+    )
+    .await
+    .assert_error(429, "QUOTA_EXCEEDED");
+    assert_eq!(u["quota"]["tokens_remaining"], LIMIT.saturating_sub(used));
 }

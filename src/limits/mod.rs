@@ -7,6 +7,7 @@
 //! [`Limits::admit`] before an answer starts and [`Limits::finish`] once it
 //! has been stored.
 
+pub mod audit;
 pub mod ip;
 pub mod layer;
 pub mod metrics;
