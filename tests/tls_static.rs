@@ -443,3 +443,67 @@ fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// TLS is rustls with the ring provider, nothing else: no OpenSSL or
+/// native-tls crate (nor aws-lc, the other rustls provider) in the lock file
+/// (every platform, dev-dependencies included), and none in what
+/// `cargo tree -e normal` says the binary is built from.
+#[test]
+fn no_openssl_anywhere_in_the_dependencies() {
+    const BANNED: [&str; 8] = [
+        "openssl",
+        "openssl-sys",
+        "openssl-src",
+        "native-tls",
+        "tokio-native-tls",
+        "hyper-tls",
+        "aws-lc-rs",
+        "aws-lc-sys",
+    ];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
+    let locked: Vec<&str> = lock
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .filter_map(|l| l.strip_suffix('"'))
+        .collect();
+    assert!(locked.contains(&"rustls") && locked.contains(&"ring"));
+    for b in BANNED {
+        assert!(!locked.contains(&b), "{b} is in Cargo.lock");
+    }
+
+    let out = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args([
+            "tree",
+            "--offline",
+            "--locked",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let crates: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for want in ["confab", "rustls", "tokio-rustls", "ring", "instant-acme"] {
+        assert!(crates.contains(want), "{want} missing from:\n{text}");
+    }
+    for b in BANNED {
+        assert!(
+            !crates.contains(b),
+            "{b} in `cargo tree -e normal`:\n{text}"
+        );
+    }
+}

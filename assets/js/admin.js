@@ -1,4 +1,5 @@
-// Admin: users, invites, providers, usage (charts in usage.js), audit log.
+// Admin: users, invites, providers, usage (charts in usage.js), audit log,
+// HTTPS certificate status.
 
 import { html, useState, useEffect, useCallback } from './lib.js';
 import { get, post, patch, del } from './api.js';
@@ -13,6 +14,7 @@ const SECTIONS = [
   ['providers', 'Providers'],
   ['usage', 'Usage'],
   ['audit', 'Audit log'],
+  ['tls', 'HTTPS'],
 ];
 
 /** A paged list: items accumulate, "Load more" follows next_cursor. */
@@ -256,11 +258,65 @@ function Audit() {
   <//>`;
 }
 
+const CERT_SOURCE = { acme: 'issued by the CA (automatic)', files: 'certificate files', self_signed: 'self-signed stand-in' };
+
+function daysBadge(c) {
+  const d = c.days_left;
+  const cls = d < 0 ? 'bad' : d < 20 ? 'warn' : 'ok';
+  const text = d < 0 ? 'expired' : d === 1 ? '1 day left' : `${d} days left`;
+  return html`<span class=${'badge ' + cls} data-testid="tls-days-left">${text}</span>`;
+}
+
+/** GET /api/admin/tls: the certificate served, its renewal and the last problem. */
+function Tls() {
+  const { data: t, error, load } = useList('/admin/tls');
+  useEffect(() => {
+    // Issuance and renewal happen in the background; keep the view fresh.
+    const i = setInterval(load, 15000);
+    return () => clearInterval(i);
+  }, [load]);
+  const c = t && t.certificate;
+  const row = (label, value) => html`<tr><th scope="row">${label}</th><td>${value}</td></tr>`;
+  return html`<${Card} id="tls" title="HTTPS" description="The certificate this server presents and how it is kept fresh."
+      actions=${html`<button type="button" class="btn small" onClick=${load}><${Icon} name="refresh" size=${14} />Refresh</button>`}>
+    <${ErrorBanner} error=${error} onRetry=${load} compact />
+    ${!t && !error && html`<${Spinner} />`}
+    ${t && html`<div data-testid="tls-status" data-mode=${t.mode}>
+      ${t.mode === 'off' && html`<p>HTTPS is off: this server speaks plain HTTP (behind a proxy that terminates TLS, or on a private network).
+        Start it with <code>--domain</code> for automatic certificates, or with <code>--tls-cert</code> and <code>--tls-key</code>.</p>`}
+      ${t.last_error && html`<div class="banner error" role="alert" data-testid="tls-error">
+        <${Icon} name="alert" />
+        <div class="banner-text">
+          <strong>${t.mode === 'acme' ? 'Could not obtain a certificate' : 'Could not reload the certificate'}${t.consecutive_failures > 1 ? ` (${t.consecutive_failures} attempts)` : ''}:</strong>
+          <span>${t.last_error.message}</span>
+          ${t.last_error.hint && html`<span><strong>What to do:</strong> ${t.last_error.hint}</span>`}
+          <span class="muted small">${timeAgo(t.last_error.at)}${t.last_error.retry_at ? ' · next attempt ' + timeAgo(t.last_error.retry_at) : ''}</span>
+        </div>
+      </div>`}
+      ${c && c.source === 'self_signed' && html`<p class="small"><span class="badge warn">self-signed</span>
+        Browsers warn about this server until the first certificate arrives${t.issuing ? ' (being requested now)' : ''}.</p>`}
+      ${t.mode !== 'off' && html`<div class="table-wrap"><table class="table">
+        <tbody>
+          ${row('Mode', t.mode === 'acme' ? 'automatic certificates (ACME)' : 'certificate files')}
+          ${t.mode === 'acme' && row('Domains', t.domains.join(', '))}
+          ${c && row('Certificate', html`${CERT_SOURCE[c.source] || c.source}${c.names.length ? html` for <code>${c.names.join(', ')}</code>` : ''}`)}
+          ${c && row('Issuer', c.issuer)}
+          ${c && row('Valid until', html`${dateTime(c.not_after)} ${daysBadge(c)}`)}
+          ${c && row('Serial', html`<code class="break">${c.serial}</code>`)}
+          ${t.mode === 'acme' && row('Certificate authority', html`<code class="break">${t.acme_directory}</code>`)}
+          ${t.mode === 'acme' && row('Challenge', t.challenge || '—')}
+          ${t.mode === 'acme' && row('Renewal', t.issuing ? 'in progress' : t.renew_at ? `due ${dateTime(t.renew_at)} (${timeAgo(t.renew_at)})` : '—')}
+          ${row(t.mode === 'acme' ? 'Last issued' : 'Last loaded', t.last_renewal_at ? `${dateTime(t.last_renewal_at)} (${timeAgo(t.last_renewal_at)})` : '—')}
+        </tbody></table></div>`}
+    </div>`}
+  <//>`;
+}
+
 export function AdminScreen() {
   const { route } = useApp();
   const section = SECTIONS.some(([k]) => k === route.params.section) ? route.params.section : 'users';
   const nav = SECTIONS.map(([k, label]) => html`<a href=${'/admin/' + k} aria-current=${k === section ? 'page' : undefined}>${label}</a>`);
-  const body = { users: Users, invites: Invites, providers: Providers, usage: AdminUsage, audit: Audit }[section];
+  const body = { users: Users, invites: Invites, providers: Providers, usage: AdminUsage, audit: Audit, tls: Tls }[section];
   return html`<${PageShell} title="Admin" nav=${html`${nav}<a href="/settings">Settings →</a>`}>
     <${body} />
   <//>`;

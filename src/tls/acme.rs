@@ -249,17 +249,7 @@ pub async fn run(tls: Arc<Tls>, s: AcmeSettings, store: WeakStore, cancel: Cance
                     let dir = s.directory.clone();
                     let _ = st.blocking(move |s| s.delete_acme_account(&dir)).await;
                 }
-                let base = if f.transient {
-                    TRANSIENT_BACKOFF
-                } else {
-                    BACKOFF
-                };
-                let mut delay = base
-                    .saturating_mul(1u32 << (failures - 1).min(16))
-                    .min(MAX_BACKOFF);
-                if let Some(at) = f.retry_at {
-                    delay = delay.max(Duration::from_secs((at - now).max(0) as u64));
-                }
+                let delay = retry_delay(failures, f.transient, f.retry_at, crate::auth::now());
                 let retry_at = crate::auth::now() + delay.as_secs() as i64;
                 tracing::error!(
                     domains = ?s.domains,
@@ -278,6 +268,24 @@ pub async fn run(tls: Arc<Tls>, s: AcmeSettings, store: WeakStore, cancel: Cance
         }
         drop(st);
     }
+}
+
+/// How long to wait after the `failures`-th failure in a row: 5 minutes
+/// (30 s for trouble that is probably over soon), doubling with every
+/// further failure up to a day; never before the time the CA named.
+fn retry_delay(failures: u32, transient: bool, ca_retry_at: Option<i64>, now: i64) -> Duration {
+    let base = if transient {
+        TRANSIENT_BACKOFF
+    } else {
+        BACKOFF
+    };
+    let mut delay = base
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF);
+    if let Some(at) = ca_retry_at {
+        delay = delay.max(Duration::from_secs((at - now).max(0) as u64));
+    }
+    delay
 }
 
 /// When a third of the lifetime is left.
@@ -989,6 +997,36 @@ mod tests {
             Stage::Account,
         );
         assert!(f.reset_account);
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_up_to_a_day() {
+        let mins = |n: u32, transient| retry_delay(n, transient, None, 0).as_secs() / 60;
+        assert_eq!(
+            (1..=10).map(|n| mins(n, false)).collect::<Vec<_>>(),
+            [5, 10, 20, 40, 80, 160, 320, 640, 1280, 1440]
+        );
+        assert_eq!(retry_delay(1, true, None, 0), Duration::from_secs(30));
+        assert_eq!(retry_delay(2, true, None, 0), Duration::from_secs(60));
+        assert_eq!(retry_delay(12, true, None, 0).as_secs(), 30 << 11);
+        for n in [13, 17, 100, u32::MAX] {
+            assert_eq!(retry_delay(n, false, None, 0), MAX_BACKOFF, "{n}");
+            assert_eq!(retry_delay(n, true, None, 0), MAX_BACKOFF, "{n}");
+        }
+        // A rate limit's "retry after" wins when it is later...
+        assert_eq!(
+            retry_delay(1, false, Some(1_000 + 3 * 3600), 1_000),
+            Duration::from_secs(3 * 3600)
+        );
+        // ...and the backoff when it is earlier or past.
+        assert_eq!(
+            retry_delay(3, false, Some(1_000 + 60), 1_000),
+            Duration::from_secs(20 * 60)
+        );
+        assert_eq!(
+            retry_delay(1, false, Some(0), 1_000),
+            Duration::from_secs(5 * 60)
+        );
     }
 
     #[test]
