@@ -139,6 +139,18 @@ async fn auth_routes_have_their_own_stricter_limit() {
     r.assert_error(429, "RATE_LIMITED");
     assert_eq!(header_u64(&r, "retry-after"), 1);
     assert_eq!(header_u64(&r, "ratelimit-limit"), 3);
+    // Registration and token refresh share the same per-IP budget.
+    for path in ["/api/auth/register", "/api/auth/refresh"] {
+        let r = s
+            .post(
+                path,
+                Auth::None,
+                json!({"username": "mallory", "password": common::PASSWORD, "refresh_token": "x"}),
+            )
+            .await;
+        r.assert_error(429, "RATE_LIMITED");
+        assert_eq!(header_u64(&r, "ratelimit-limit"), 3, "{path}");
+    }
     // Counted once, by one limiter: anonymous reads are unaffected, and so
     // is the signed-in admin.
     assert_eq!(s.get("/api/server", Auth::None).await.status, 200);
