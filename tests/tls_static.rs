@@ -389,29 +389,10 @@ fn low_port_without_the_capability_names_cap_net_bind_service() {
     for p in [tmp.path(), &files.cert, &files.key] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
-    let root = is_root();
-    let mut cmd = if root {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-            env!("CARGO_BIN_EXE_confab"),
-        ]);
-        c
-    } else {
-        Command::new(env!("CARGO_BIN_EXE_confab"))
-    };
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CONFAB_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = cmd
+    let data = tmp.path().join("data");
+    let out = unprivileged_confab()
         .arg("--data-dir")
-        .arg(tmp.path().join("data"))
+        .arg(&data)
         .args([
             "serve",
             "--https-listen",
@@ -430,6 +411,67 @@ fn low_port_without_the_capability_names_cap_net_bind_service() {
         "{err}"
     );
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+
+    // With --domain and no addresses, the defaults are port 443 for HTTPS
+    // and port 80 for the plain-HTTP listener (bound before anything talks
+    // to a CA, so the directory is never contacted).
+    if start > 443 {
+        let acme = |extra: &[&str]| {
+            let out = unprivileged_confab()
+                .arg("--data-dir")
+                .arg(&data)
+                .args([
+                    "serve",
+                    "--domain",
+                    "chat.confab.test",
+                    "--acme-directory",
+                    "https://127.0.0.1:9/dir",
+                ])
+                .args(extra)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert_eq!(out.status.code(), Some(2), "{err}");
+            assert!(err.contains("CAP_NET_BIND_SERVICE"), "{err}");
+            err
+        };
+        let err = acme(&[]);
+        assert!(
+            err.contains(":443 (tls.https_listen (--https-listen))"),
+            "{err}"
+        );
+        let err = acme(&["--https-listen", "127.0.0.1:0"]);
+        assert!(
+            err.contains(":80 (tls.http_listen (--http-listen))"),
+            "{err}"
+        );
+    }
+}
+
+/// The binary as a user without CAP_NET_BIND_SERVICE: itself when not
+/// root, else run as `nobody` with every capability dropped.
+fn unprivileged_confab() -> Command {
+    let mut cmd = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            env!("CARGO_BIN_EXE_confab"),
+        ]);
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_confab"))
+    };
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CONFAB_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("CONFAB_DETECT_LOCAL_PROVIDERS", "false");
+    cmd
 }
 
 /// Whether this process runs as root (from /proc, no unsafe code).
