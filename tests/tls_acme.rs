@@ -539,5 +539,11 @@ async fn http01_issuance_with_pebble_defaults_and_restart_reuses_the_certificate
     assert!(!log.contains("self-signed"), "{log}");
     assert!(!log.contains("requesting a certificate"), "{log}");
     assert_eq!(pebble.orders(), orders, "no new order:\n{}", pebble.log());
+    assert_eq!(
+        pebble.accounts(),
+        1,
+        "the stored ACME account is reused:\n{}",
+        pebble.log()
+    );
     srv.term();
 }

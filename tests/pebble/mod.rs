@@ -430,6 +430,11 @@ impl Pebble {
         self.log().matches("Added order").count()
     }
 
+    /// ACME accounts created so far.
+    pub fn accounts(&self) -> usize {
+        self.log().matches("accounts in memory").count()
+    }
+
     /// Certificates issued so far.
     pub fn issued(&self) -> usize {
         self.log().matches("Issued certificate serial").count()
