@@ -696,3 +696,77 @@ async fn token_quota_under_fifty_concurrent_requests_overshoots_only_by_running_
     .assert_error(429, "QUOTA_EXCEEDED");
     assert_eq!(u["quota"]["tokens_remaining"], LIMIT.saturating_sub(used));
 }
+
+#[tokio::test]
+async fn provider_changes_are_in_the_audit_log_and_the_filters_find_them() {
+    let up = FakeUpstream::start().await;
+    let s = TestServer::start().await;
+    let admin = s.setup_admin("admin").await;
+    let r = s
+        .post(
+            "/api/admin/providers",
+            Auth::Session(&admin),
+            json!({"kind": "openai", "name": "audited", "base_url": up.openai_base(), "api_key": "sk-test-key-0000"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = s
+        .patch(
+            "/api/admin/providers/audited",
+            Auth::Session(&admin),
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = s
+        .delete("/api/admin/providers/audited", Auth::Session(&admin))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    // A refused change is recorded with its outcome.
+    s.delete("/api/admin/providers/audited", Auth::Session(&admin))
+        .await
+        .assert_error(404, "NOT_FOUND");
+
+    let today = time::OffsetDateTime::now_utc().date();
+    let r = s
+        .get(
+            &format!(
+                "/api/admin/audit?action=admin.provider.*&actor=admin&from={today}&to={today}"
+            ),
+            Auth::Session(&admin),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got: Vec<(String, String, String)> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["target"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("admin.provider.delete", "audited", "NOT_FOUND"),
+        ("admin.provider.delete", "audited", "ok"),
+        ("admin.provider.update", "audited fields=enabled", "ok"),
+        ("admin.provider.create", "audited kind=openai", "ok"),
+    ];
+    assert_eq!(got.len(), want.len(), "{}", r.text);
+    for ((a, t, o), (wa, wt, wo)) in got.iter().zip(want) {
+        assert_eq!((a.as_str(), o.as_str()), (wa, wo), "{}", r.text);
+        assert!(t.starts_with(wt), "{t} vs {wt}");
+    }
+    assert!(!r.text.contains("sk-test-key-0000"), "no key in the log");
+    // Another actor, or another day: none of them.
+    let r = s
+        .get(
+            "/api/admin/audit?action=admin.provider.*&actor=bob",
+            Auth::Session(&admin),
+        )
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 0, "{}", r.text);
+}
