@@ -17,7 +17,8 @@
 //!    a fresh data directory and once on the 1M-message one; isolated writes
 //!    on the idle server are the baseline.
 //!
-//! Run with `cargo bench --bench search`. On small (2-core) machines lone
+//! Run with `cargo bench --bench search` (`CONFAB_BENCH_MESSAGES=50000` and
+//! `CONFAB_BENCH_LAG_SECS=5` for a quick try). On small (2-core) machines lone
 //! absolute times are noise, so figures are medians and percentiles next to
 //! a baseline taken in the same process. Every loop is bounded.
 
@@ -35,6 +36,8 @@ use uuid::Uuid;
 
 const SEED: u64 = 0x5eed_c0f4_b5ea_2c11;
 const USERS: usize = 1_000;
+/// The full run; `CONFAB_BENCH_MESSAGES=50000` (say) gives a quick try,
+/// with the heavy user scaled to a tenth of the total.
 const TOTAL_MESSAGES: usize = 1_000_000;
 const HEAVY_MESSAGES: usize = 100_000;
 const LIGHT_MESSAGES: usize = 1_000;
@@ -64,6 +67,7 @@ const ANALYZER_SAMPLE_EVERY: u64 = 10;
 const COUNT_LIMIT: usize = 200_000;
 
 const LAG_RATE: f64 = 500.0;
+/// How long the write load runs; `CONFAB_BENCH_LAG_SECS` overrides it.
 const LAG_SECS: f64 = 20.0;
 /// Every n-th message of the load is a lag sample.
 const LAG_SAMPLE_EVERY: usize = 5;
@@ -83,6 +87,32 @@ const GOAL_QUERY_P99_MS: f64 = 10.0;
 const GOAL_LAG_MS: f64 = 1_000.0;
 
 // ---------------------------------------------------------------- helpers
+
+fn env_num<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// Messages in the data set (`CONFAB_BENCH_MESSAGES`, at least 10,000).
+fn total_messages() -> usize {
+    env_num::<usize>("CONFAB_BENCH_MESSAGES")
+        .unwrap_or(TOTAL_MESSAGES)
+        .max(10_000)
+}
+
+/// The heavy user's share: 100,000 of 1,000,000, a tenth of a smaller run.
+fn heavy_messages() -> usize {
+    HEAVY_MESSAGES.min(total_messages() / 10)
+}
+
+fn light_messages() -> usize {
+    LIGHT_MESSAGES.min(total_messages() / 100)
+}
+
+fn lag_secs() -> f64 {
+    env_num::<f64>("CONFAB_BENCH_LAG_SECS")
+        .unwrap_or(LAG_SECS)
+        .clamp(1.0, 600.0)
+}
 
 /// xorshift64*: small, fast, deterministic.
 struct Rng(u64);
@@ -485,11 +515,12 @@ fn generate(store: &Store, corpus: &Corpus, rng: &mut Rng) -> anyhow::Result<Gen
     let users: Vec<Uuid> = (0..USERS).map(|_| v4(rng)).collect();
     // User 0 is the heavy one, user 1 the light one; the rest share the
     // remainder evenly.
-    let rest = TOTAL_MESSAGES - HEAVY_MESSAGES - LIGHT_MESSAGES;
+    let (total, heavy, light) = (total_messages(), heavy_messages(), light_messages());
+    let rest = total - heavy - light;
     let others = USERS - 2;
     let quota = |u: usize| match u {
-        0 => HEAVY_MESSAGES,
-        1 => LIGHT_MESSAGES,
+        0 => heavy,
+        1 => light,
         _ => rest / others + usize::from(u - 2 < rest % others),
     };
     let mut g = Generated {
@@ -499,7 +530,7 @@ fn generate(store: &Store, corpus: &Corpus, rng: &mut Rng) -> anyhow::Result<Gen
         conversations: 0,
         text_bytes: 0,
         title_bytes: 0,
-        lengths: Vec::with_capacity(TOTAL_MESSAGES),
+        lengths: Vec::with_capacity(total),
         elapsed: Duration::ZERO,
         text_gen: Duration::ZERO,
     };
@@ -867,7 +898,7 @@ fn lag_run(data_dir: &Path, run: &str, corpus: &Corpus, rng: &mut Rng) -> anyhow
     // The load: message i is due at i / LAG_RATE; whatever is due goes
     // into one transaction (redb commits one at a time, each with an
     // fsync, so this is how a server under this load commits too).
-    let total = (LAG_RATE * LAG_SECS) as usize;
+    let total = (LAG_RATE * lag_secs()) as usize;
     let (tx, rx) = mpsc::channel::<Sample>();
     let (writer, prober) = std::thread::scope(|s| {
         let store = &store;
@@ -879,7 +910,7 @@ fn lag_run(data_dir: &Path, run: &str, corpus: &Corpus, rng: &mut Rng) -> anyhow
                 let mut transactions = 0usize;
                 let mut commit_ms = Vec::new();
                 let mut max_behind = 0f64;
-                let hard_stop = Duration::from_secs_f64(LAG_SECS * 4.0);
+                let hard_stop = Duration::from_secs_f64(lag_secs() * 4.0);
                 while next < total && t0.elapsed() < hard_stop {
                     let now = t0.elapsed().as_secs_f64();
                     let due = ((now * LAG_RATE) as usize + 1).min(total);
@@ -924,7 +955,8 @@ fn lag_run(data_dir: &Path, run: &str, corpus: &Corpus, rng: &mut Rng) -> anyhow
             let mut writer_done = false;
             let mut last_docs = u64::MAX;
             let mut last_check = Instant::now();
-            let hard_stop = Instant::now() + Duration::from_secs_f64(LAG_SECS * 4.0) + LAG_GIVE_UP;
+            let hard_stop =
+                Instant::now() + Duration::from_secs_f64(lag_secs() * 4.0) + LAG_GIVE_UP;
             while Instant::now() < hard_stop {
                 let mut fresh = false;
                 loop {
@@ -1027,8 +1059,11 @@ fn main() -> anyhow::Result<()> {
     let raw = g.text_bytes + g.title_bytes;
     println!("1. Data set");
     println!(
-        "   {} messages in {} conversations of {USERS} users (heavy user {HEAVY_MESSAGES}, light user {LIGHT_MESSAGES})",
-        g.messages, g.conversations
+        "   {} messages in {} conversations of {USERS} users (heavy user {}, light user {})",
+        g.messages,
+        g.conversations,
+        heavy_messages(),
+        light_messages()
     );
     println!(
         "   message length (chars): mean {:.0}, p10 {:.0}, p50 {:.0}, p90 {:.0}, p99 {:.0}, min {:.0}, max {:.0}",
@@ -1183,8 +1218,8 @@ fn main() -> anyhow::Result<()> {
     println!(
         "   {:<36} {:^32} | {:^32}",
         "",
-        format!("user with {LIGHT_MESSAGES} messages"),
-        format!("user with {HEAVY_MESSAGES} messages")
+        format!("user with {} messages", light_messages()),
+        format!("user with {} messages", heavy_messages())
     );
     let rows = query_rows(&corpus);
     let mut results = Vec::new();
@@ -1228,21 +1263,23 @@ fn main() -> anyhow::Result<()> {
 
     // 4. Lag.
     println!(
-        "4. Index lag at {LAG_RATE:.0} messages/s for {LAG_SECS:.0} s through the store of the in-process server; every {LAG_SAMPLE_EVERY}th message sampled; load average {}",
+        "4. Index lag at {LAG_RATE:.0} messages/s for {:.0} s through the store of the in-process server; every {LAG_SAMPLE_EVERY}th message sampled; load average {}",
+        lag_secs(),
         load()
     );
     let fresh = tempfile::tempdir()?;
     let lag_fresh = lag_run(fresh.path(), "f", &corpus, &mut rng)?;
     drop(fresh);
     let lag_big = lag_run(big.path(), "b", &corpus, &mut rng)?;
+    let big_name = format!("{}-message data dir", g.messages);
     for (name, l) in [
         ("fresh data dir", &lag_fresh),
-        ("1M-message data dir", &lag_big),
+        (big_name.as_str(), &lag_big),
     ] {
         let idle = sorted(l.idle.clone());
         let lags = sorted(l.lags.clone());
         let commits = sorted(l.commit_ms.clone());
-        let total = LAG_RATE * LAG_SECS;
+        let total = LAG_RATE * lag_secs();
         println!(
             "   {name} ({} documents before): wrote {total:.0} messages in {:.1} s = {:.0}/s, {} transactions ({:.1} messages each), commit p50 {:.1} ms p99 {:.1} ms, at most {:.0} ms behind schedule",
             l.docs_before,
@@ -1290,7 +1327,9 @@ fn main() -> anyhow::Result<()> {
         "index size / raw text",
         format!("{:.2}x", index_bytes as f64 / raw as f64)
     );
-    for (who, pick) in [("1k-message user", 0usize), ("100k-message user", 1usize)] {
+    let who_light = format!("{}-message user", light_messages());
+    let who_heavy = format!("{}-message user", heavy_messages());
+    for (who, pick) in [(&who_light, 0usize), (&who_heavy, 1usize)] {
         for kind in ["1 word", "3 words", "phrase", "prefix", "identifier"] {
             let p99 = results
                 .iter()
@@ -1308,10 +1347,11 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "   {:<58} {:>14}",
-        "query p50 baseline: cheapest row, 1k-message user",
+        format!("query p50 baseline: cheapest row, {who_light}"),
         format!("{cheapest:.3} ms")
     );
-    for (name, l) in [("fresh", &lag_fresh), ("1M", &lag_big)] {
+    let big_short = format!("{}-message", g.messages);
+    for (name, l) in [("fresh", &lag_fresh), (big_short.as_str(), &lag_big)] {
         let lags = sorted(l.lags.clone());
         let p99 = pct(&lags, 0.99);
         let max = pct(&lags, 1.0);

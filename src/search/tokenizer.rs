@@ -25,17 +25,20 @@ pub fn analyzer() -> TextAnalyzer {
 
 #[derive(Clone, Default)]
 pub struct CodeTokenizer {
+    /// Reused between texts: only the first `len` are the current text's,
+    /// the rest keep their allocations for the next one.
     tokens: Vec<Token>,
 }
 
 pub struct CodeTokenStream<'a> {
     tokens: &'a mut Vec<Token>,
+    len: usize,
     next: usize,
 }
 
 impl TokenStream for CodeTokenStream<'_> {
     fn advance(&mut self) -> bool {
-        if self.next < self.tokens.len() {
+        if self.next < self.len {
             self.next += 1;
             true
         } else {
@@ -53,10 +56,11 @@ impl TokenStream for CodeTokenStream<'_> {
 impl Tokenizer for CodeTokenizer {
     type TokenStream<'a> = CodeTokenStream<'a>;
     fn token_stream<'a>(&'a mut self, text: &'a str) -> CodeTokenStream<'a> {
-        self.tokens.clear();
-        tokenize(text, &mut self.tokens);
+        let mut len = 0;
+        tokenize_reusing(text, &mut self.tokens, &mut len);
         CodeTokenStream {
             tokens: &mut self.tokens,
+            len,
             next: 0,
         }
     }
@@ -70,14 +74,43 @@ fn is_joiner(c: char) -> bool {
     matches!(c, '.' | '/' | ':' | '-' | '\\')
 }
 
-fn push(out: &mut Vec<Token>, text: &str, from: usize, to: usize, position: usize) {
-    out.push(Token {
-        offset_from: from,
-        offset_to: to,
-        position,
-        text: text[from..to].to_string(),
-        position_length: 1,
-    });
+/// Writes a token at `out[*len]`, reusing that slot's string if there is one.
+fn push(
+    out: &mut Vec<Token>,
+    len: &mut usize,
+    text: &str,
+    from: usize,
+    to: usize,
+    position: usize,
+) {
+    if let Some(t) = out.get_mut(*len) {
+        t.offset_from = from;
+        t.offset_to = to;
+        t.position = position;
+        t.position_length = 1;
+        t.text.clear();
+        t.text.push_str(&text[from..to]);
+    } else {
+        out.push(Token {
+            offset_from: from,
+            offset_to: to,
+            position,
+            text: text[from..to].to_string(),
+            position_length: 1,
+        });
+    }
+    *len += 1;
+}
+
+/// A word that is a single token as it stands, the common case: ASCII
+/// letters with at most a leading capital (`word`, `Word`), or digits.
+/// [`parts`] would return it whole.
+fn is_plain(word: &str) -> bool {
+    match word.as_bytes().split_first() {
+        Some((f, rest)) if f.is_ascii_alphabetic() => rest.iter().all(u8::is_ascii_lowercase),
+        Some((f, rest)) if f.is_ascii_digit() => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
 }
 
 /// Splits an identifier into parts: at non-alphanumerics and camelCase
@@ -114,7 +147,15 @@ fn parts(word: &str, base: usize, out: &mut Vec<(usize, usize)>) {
     }
 }
 
+/// Appends the tokens of `text` to `out`.
 pub fn tokenize(text: &str, out: &mut Vec<Token>) {
+    let mut len = out.len();
+    tokenize_reusing(text, out, &mut len);
+}
+
+/// Writes the tokens of `text` from `out[*len]` on, reusing the slots
+/// already there; `*len` ends past the last one.
+fn tokenize_reusing(text: &str, out: &mut Vec<Token>, len: &mut usize) {
     let mut position = 0;
     let mut iter = text.char_indices().peekable();
     let mut pieces = Vec::new();
@@ -153,15 +194,20 @@ pub fn tokenize(text: &str, out: &mut Vec<Token>) {
             }
         }
         let word = &text[start..end];
+        if is_plain(word) {
+            push(out, len, text, start, end, position);
+            position += 1;
+            continue;
+        }
         pieces.clear();
         parts(word, start, &mut pieces);
         if pieces.len() > 1 {
-            push(out, text, start, end, position);
+            push(out, len, text, start, end, position);
             for &(a, b) in &pieces {
-                push(out, text, a, b, position);
+                push(out, len, text, a, b, position);
             }
         } else if let Some(&(a, b)) = pieces.first() {
-            push(out, text, a, b, position);
+            push(out, len, text, a, b, position);
         }
         position += 1;
     }
@@ -215,6 +261,53 @@ mod tests {
         assert_eq!(texts[1], "start");
         assert_eq!(texts[2], "path");
         assert!(texts.iter().any(|t| t.starts_with("x::")), "{texts:?}");
+    }
+
+    #[test]
+    fn plain_words_are_what_parts_would_give() {
+        for w in [
+            "word",
+            "Word",
+            "a",
+            "I",
+            "42",
+            "x1",
+            "HTTP",
+            "wOrd",
+            "snake_case",
+            "é",
+        ] {
+            let mut p = Vec::new();
+            parts(w, 0, &mut p);
+            if is_plain(w) {
+                assert_eq!(p, vec![(0, w.len())], "{w}");
+            }
+        }
+        assert!(is_plain("Word") && is_plain("42") && !is_plain("HTTP") && !is_plain("x1"));
+    }
+
+    #[test]
+    fn reused_tokens_do_not_leak_between_texts() {
+        let mut a = analyzer();
+        let long: Vec<String> = {
+            let mut s = a.token_stream("parseHttpRequest running fast");
+            let mut v = Vec::new();
+            while s.advance() {
+                v.push(s.token().text.clone());
+            }
+            v
+        };
+        assert!(long.len() >= 5);
+        let mut s = a.token_stream("dog");
+        let mut v = Vec::new();
+        while s.advance() {
+            v.push((
+                s.token().text.clone(),
+                s.token().offset_from,
+                s.token().offset_to,
+            ));
+        }
+        assert_eq!(v, vec![("dog".to_string(), 0, 3)]);
     }
 
     #[test]
