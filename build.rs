@@ -15,12 +15,22 @@ fn main() {
         .filter(|c| !c.is_empty())
         .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
         .unwrap_or_else(|| "unknown".into());
+    // Only files that exist: cargo treats a missing one as changed, which
+    // would rerun this script, and so rebuild the crate, on every build
+    // (a repository without packed-refs, or a branch only in packed-refs).
+    // A ref that moves into or out of packed-refs deletes or creates a
+    // watched file, which reruns the script and updates the list.
     if let Some(git_dir) = git(&["rev-parse", "--git-dir"]) {
-        println!("cargo:rerun-if-changed={git_dir}/HEAD");
+        let mut watch = vec![format!("{git_dir}/HEAD")];
         if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={git_dir}/{head_ref}");
+            watch.push(format!("{git_dir}/{head_ref}"));
         }
-        println!("cargo:rerun-if-changed={git_dir}/packed-refs");
+        watch.push(format!("{git_dir}/packed-refs"));
+        for path in watch {
+            if std::path::Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+            }
+        }
     }
     println!("cargo:rustc-env=CONFAB_GIT_COMMIT={commit}");
 

@@ -26,7 +26,11 @@ TARGET=x86_64-unknown-linux-gnu
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target/static}"
 # With an explicit --target, RUSTFLAGS apply to the target only, not to
 # build scripts and proc-macros (which cannot be static).
-export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
+# getrandom 0.3/0.4 find glibc's getrandom() with dlsym, which finds nothing
+# in a static executable, and then fall back to reading /dev/urandom: the
+# binary would need /dev. The cfg makes them call getrandom() directly
+# (the syscall, Linux >= 3.17), so it runs in an empty chroot.
+export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\""
 
 started=$SECONDS
 cargo build --locked --profile "$PROFILE" --target "$TARGET" --bin confab >&2
@@ -34,7 +38,9 @@ took=$((SECONDS - started))
 
 BIN="$CARGO_TARGET_DIR/$TARGET/$PROFILE/confab"
 [[ -x "$BIN" ]] || { echo "no binary at $BIN" >&2; exit 1; }
-if ! file "$BIN" | grep -q "statically linked"; then
+# `file` says "statically linked", or "static-pie linked" for the static
+# position-independent executable rustc makes for this target.
+if ! file "$BIN" | grep -qE "statically linked|static-pie linked"; then
   echo "$BIN is not statically linked:" >&2
   file "$BIN" >&2
   exit 1

@@ -359,3 +359,38 @@ pub fn tempdir() -> tempfile::TempDir {
     std::fs::create_dir_all(&base).unwrap();
     tempfile::tempdir_in(base).unwrap()
 }
+
+/// The static binary the release script makes, built with the cheaper
+/// `static-test` profile (`scripts/build-release.sh --profile static-test`)
+/// into `<target>/static`, a target directory of its own so the
+/// `+crt-static` RUSTFLAGS never invalidate the normal build cache.
+/// tests/run.sh builds it before the tests, so here it is only a freshness
+/// check; run alone, the first test to get here builds it (minutes).
+pub fn static_binary() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .expect("CARGO_TARGET_TMPDIR is <target>/tmp");
+        let out = Command::new("bash")
+            .arg(root.join("scripts/build-release.sh"))
+            .args(["--profile", "static-test"])
+            .env("CARGO_TARGET_DIR", target.join("static"))
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("runs scripts/build-release.sh");
+        assert!(
+            out.status.success(),
+            "scripts/build-release.sh --profile static-test failed: {:?}",
+            out.status
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let bin = PathBuf::from(stdout.lines().last().expect("the binary's path").trim());
+        assert!(bin.is_file(), "no binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}
