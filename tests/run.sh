@@ -2,12 +2,16 @@
 # The whole test suite, as CI runs it (.ci/run calls this and nothing else).
 #
 #   1. install what the tests need if it is missing: pebble + chromium (apt-get),
-#      playwright-core (npm ci in tests/e2e)
+#      playwright-core (npm ci in tests/e2e); for the distribution tests
+#      (tests/ops_static.rs, ops_systemd.rs, ops_packages.rs) file, rpm and
+#      systemd-analyze (apt-get), cargo-deb and cargo-generate-rpm (cargo install)
 #   2. scripts/vendor.sh --check (vendored browser libraries)
 #   3. cargo fmt --check
 #   4. cargo clippy --all-targets -D warnings
-#   5. Rust tests (cargo nextest if installed, else cargo test), benches excluded
-#   6. browser tests: build target/debug/confab once, then node --test tests/e2e/*.test.mjs
+#   5. the static test binary (scripts/build-release.sh --profile static-test, in
+#      target/static so the debug build cache is untouched)
+#   6. Rust tests (cargo nextest if installed, else cargo test), benches excluded
+#   7. browser tests: build target/debug/confab once, then node --test tests/e2e/*.test.mjs
 #      (their "N passed, N failed" line is printed as the last line of the output)
 #
 # Fails fast on the first failing stage. Works from any directory.
@@ -89,13 +93,16 @@ command -v pebble >/dev/null 2>&1 || [[ -x /usr/bin/pebble ]] || apt_needed+=(pe
 [[ -x /usr/bin/chromium ]] || apt_needed+=(chromium)
 command -v node >/dev/null 2>&1 || apt_needed+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_needed+=(npm)
+command -v file >/dev/null 2>&1 || apt_needed+=(file)
+command -v rpm >/dev/null 2>&1 || apt_needed+=(rpm)
+command -v systemd-analyze >/dev/null 2>&1 || apt_needed+=(systemd)
 if ((${#apt_needed[@]})); then
   echo "apt-get: installing ${apt_needed[*]}"
   # DPkg::Lock::Timeout waits for another apt/dpkg run instead of failing on its lock.
   as_root apt-get -o DPkg::Lock::Timeout=900 update -q
   as_root apt-get -o DPkg::Lock::Timeout=900 install -y -q "${apt_needed[@]}"
 else
-  echo "apt-get: pebble and chromium already installed"
+  echo "apt-get: pebble, chromium, file, rpm and systemd-analyze already installed"
 fi
 echo "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo '?')"
 echo "node: $(node --version), npm: $(npm --version 2>/dev/null)"
@@ -128,6 +135,11 @@ else
 fi
 node -e 'for (const p of Object.keys(require(process.argv[1]).packages)) if (p) console.log("  " + p.replace("node_modules/", "") + "@" + require(process.argv[1]).packages[p].version)' "$E2E/package-lock.json"
 
+# cargo-deb and cargo-generate-rpm at the versions scripts/build-packages.sh pins
+# (cargo install --locked, only when missing: a few minutes on a fresh machine).
+scripts/build-packages.sh --install-tools
+echo "$(cargo deb --version), $(cargo generate-rpm --version)"
+
 # ---------------------------------------------------------------------------
 stage "vendored browser libraries (scripts/vendor.sh --check)"
 # sha256 of every file under assets/vendor/ against manifest.json and against
@@ -141,6 +153,16 @@ cargo fmt --all -- --check
 # ---------------------------------------------------------------------------
 stage "cargo clippy"
 cargo clippy --all-targets -- -D warnings
+
+# ---------------------------------------------------------------------------
+stage "static test binary (scripts/build-release.sh --profile static-test)"
+# tests/ops_static.rs and ops_packages.rs use it (they build it themselves when
+# run alone; built here, before the tests run in parallel, it is only checked
+# there). Its own target directory: the +crt-static RUSTFLAGS would otherwise
+# invalidate the debug build.
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+CARGO_TARGET_DIR="$TARGET_DIR/static" scripts/build-release.sh --profile static-test
 
 # ---------------------------------------------------------------------------
 # Every test target except the benches: benches/ are `harness = false` programs

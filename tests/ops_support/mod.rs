@@ -20,12 +20,21 @@ pub fn confab() -> Command {
 
 pub fn confab_at(bin: &Path) -> Command {
     let mut c = Command::new(bin);
+    without_confab_env(&mut c);
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Removes `CONFAB_*` (nextest puts build.rs's `CONFAB_GIT_COMMIT` & co. in
+/// the test's environment: a nested cargo build would see them as changed
+/// and rebuild), `NOTIFY_SOCKET` and `WATCHDOG_*` from a command's
+/// environment.
+pub fn without_confab_env(c: &mut Command) -> &mut Command {
     for (k, _) in std::env::vars() {
         if k.starts_with("CONFAB_") || k == "NOTIFY_SOCKET" || k.starts_with("WATCHDOG_") {
             c.env_remove(k);
         }
     }
-    c.stdin(Stdio::null());
     c
 }
 
@@ -373,7 +382,7 @@ pub fn static_binary() -> PathBuf {
         let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .parent()
             .expect("CARGO_TARGET_TMPDIR is <target>/tmp");
-        let out = Command::new("bash")
+        let out = without_confab_env(&mut Command::new("bash"))
             .arg(root.join("scripts/build-release.sh"))
             .args(["--profile", "static-test"])
             .env("CARGO_TARGET_DIR", target.join("static"))
