@@ -9,11 +9,8 @@ mod common_upstream;
 use common::{Auth, Resp, Session, TestServer};
 use common_upstream::FakeUpstream;
 use confab::config::Config;
-use confab::providers::registry::ProviderConfig;
-use confab::providers::{OpenAiProvider, ProviderKind, ProviderOptions, RetryPolicy};
 use serde_json::{Value, json};
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// 600 per minute: one request back every 100 ms.
@@ -42,21 +39,7 @@ async fn chat_server(f: impl FnOnce(&mut Config)) -> (TestServer, FakeUpstream, 
     let up = FakeUpstream::start().await;
     let s = TestServer::start_with(f).await;
     let admin = s.setup_admin("admin").await;
-    let models: Vec<String> = ["oa", "oa+slow"].iter().map(|m| m.to_string()).collect();
-    let cfg = ProviderConfig::new(ProviderKind::Openai, "oa", up.openai_base())
-        .with_api_key("sk-test-key-0000")
-        .with_models(models);
-    let p = OpenAiProvider::new(
-        "oa",
-        &up.openai_base(),
-        Some("sk-test-key-0000".into()),
-        confab::providers::default_client(),
-    )
-    .with_options(ProviderOptions {
-        idle_timeout: Duration::from_secs(5),
-        retry: RetryPolicy::none(),
-    });
-    s.state().providers.add_with(cfg, Arc::new(p)).unwrap();
+    up.register_openai(s.state(), &["oa", "oa+slow"]);
     (s, up, admin)
 }
 

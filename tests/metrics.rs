@@ -7,11 +7,8 @@ mod common_upstream;
 use common::{Auth, Resp, Session, TestServer};
 use common_upstream::FakeUpstream;
 use confab::config::{Config, Secret};
-use confab::providers::registry::ProviderConfig;
-use confab::providers::{OpenAiProvider, ProviderKind, ProviderOptions, RetryPolicy};
 use prometheus_parse::{Scrape, Value as PValue};
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Duration;
 
 const TOKEN: &str = "scrape-token-0123456789";
@@ -20,21 +17,7 @@ async fn server(f: impl FnOnce(&mut Config)) -> (TestServer, FakeUpstream, Sessi
     let up = FakeUpstream::start().await;
     let s = TestServer::start_with(f).await;
     let admin = s.setup_admin("admin").await;
-    let models = ["oa", "oa+500", "oa+slow"].map(String::from).to_vec();
-    let cfg = ProviderConfig::new(ProviderKind::Openai, "oa", up.openai_base())
-        .with_api_key("sk-test-key-0000")
-        .with_models(models);
-    let p = OpenAiProvider::new(
-        "oa",
-        &up.openai_base(),
-        Some("sk-test-key-0000".into()),
-        confab::providers::default_client(),
-    )
-    .with_options(ProviderOptions {
-        idle_timeout: Duration::from_secs(5),
-        retry: RetryPolicy::none(),
-    });
-    s.state().providers.add_with(cfg, Arc::new(p)).unwrap();
+    up.register_openai(s.state(), &["oa", "oa+500", "oa+slow"]);
     (s, up, admin)
 }
 

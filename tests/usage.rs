@@ -9,8 +9,6 @@ mod common_upstream;
 use common::{Auth, Resp, Session, TestServer};
 use common_upstream::FakeUpstream;
 use confab::config::{Config, Price};
-use confab::providers::registry::ProviderConfig;
-use confab::providers::{OpenAiProvider, ProviderKind, ProviderOptions, RetryPolicy};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,20 +19,7 @@ async fn server(f: impl FnOnce(&mut Config)) -> (TestServer, FakeUpstream, Sessi
     let up = FakeUpstream::start().await;
     let s = TestServer::start_with(f).await;
     let admin = s.setup_admin("admin").await;
-    let cfg = ProviderConfig::new(ProviderKind::Openai, "oa", up.openai_base())
-        .with_api_key("sk-test-key-0000")
-        .with_models(MODELS.iter().map(|m| m.to_string()).collect());
-    let p = OpenAiProvider::new(
-        "oa",
-        &up.openai_base(),
-        Some("sk-test-key-0000".into()),
-        confab::providers::default_client(),
-    )
-    .with_options(ProviderOptions {
-        idle_timeout: Duration::from_secs(5),
-        retry: RetryPolicy::none(),
-    });
-    s.state().providers.add_with(cfg, Arc::new(p)).unwrap();
+    up.register_openai(s.state(), MODELS);
     (s, up, admin)
 }
 

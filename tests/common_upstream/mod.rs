@@ -166,6 +166,30 @@ impl FakeUpstream {
     pub fn openai_base(&self) -> String {
         format!("http://{}/openai/v1", self.addr)
     }
+    /// Registers this upstream with a running server as the OpenAI-compatible
+    /// provider `oa` offering `models`: a 5 s idle timeout and no retries, so
+    /// scripted failures reach the client as they are.
+    pub fn register_openai(&self, state: &confab::app::AppState, models: &[&str]) {
+        use confab::providers::registry::ProviderConfig;
+        use confab::providers::{OpenAiProvider, ProviderKind, ProviderOptions, RetryPolicy};
+        let cfg = ProviderConfig::new(ProviderKind::Openai, "oa", self.openai_base())
+            .with_api_key("sk-test-key-0000")
+            .with_models(models.iter().map(|m| m.to_string()).collect());
+        let p = OpenAiProvider::new(
+            "oa",
+            &self.openai_base(),
+            Some("sk-test-key-0000".into()),
+            confab::providers::default_client(),
+        )
+        .with_options(ProviderOptions {
+            idle_timeout: std::time::Duration::from_secs(5),
+            retry: RetryPolicy::none(),
+        });
+        state
+            .providers
+            .add_with(cfg, std::sync::Arc::new(p))
+            .unwrap();
+    }
     /// Anthropic base URL, without `/v1`.
     pub fn anthropic_base(&self) -> String {
         format!("http://{}/anthropic", self.addr)
