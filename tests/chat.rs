@@ -404,6 +404,69 @@ async fn resume_after_a_dropped_client_yields_exactly_the_same_text() {
 }
 
 #[tokio::test]
+async fn opening_a_streaming_answer_gives_its_live_text_and_where_to_follow_from() {
+    let e = env().await;
+    let model = "oa+slow";
+    let r = open_stream(&e.s, &e.admin, json!({"content": "go", "model": model})).await;
+    let mut reader = SseReader::new(r);
+    let meta = reader.next().await.unwrap();
+    let gid = meta.data["generation_id"].as_str().unwrap().to_string();
+    let cid = meta.data["conversation_id"].as_str().unwrap().to_string();
+    let mut seen = vec![meta.clone()];
+    for _ in 0..3 {
+        seen.push(reader.next().await.unwrap());
+    }
+    // Read well before the first 500 ms flush: the stored text is behind,
+    // the view is not.
+    let conv =
+        e.s.get(
+            &format!("/api/conversations/{cid}"),
+            Auth::Session(&e.admin),
+        )
+        .await;
+    let m = &conv.body["messages"][1];
+    assert_eq!(m["status"], "streaming");
+    assert_eq!(m["generation_id"], gid.as_str());
+    let upto = m["generation_event_id"]
+        .as_u64()
+        .expect("generation_event_id");
+    let content = m["content"].as_str().unwrap().to_string();
+    assert!(
+        upto >= 4,
+        "the view reaches at least the events already read: {upto}"
+    );
+    drop(reader);
+
+    // Following from that id appends exactly the rest.
+    let r =
+        e.s.http
+            .get(e.s.url(&format!("/api/generations/{gid}/events")))
+            .header("cookie", format!("confab_session={}", e.admin.cookie))
+            .header("last-event-id", upto.to_string())
+            .send()
+            .await
+            .unwrap();
+    let rest = SseReader::new(r).collect().await;
+    assert_eq!(rest[0].id, Some(upto + 1));
+    assert_eq!(rest.last().unwrap().event, "done");
+    assert_eq!(
+        format!("{content}{}", text_of(&rest)),
+        e.up.reply_for(model),
+        "the live text plus what follows is the answer, nothing twice"
+    );
+    // Once stored, the message carries neither mark.
+    let conv =
+        e.s.get(
+            &format!("/api/conversations/{cid}"),
+            Auth::Session(&e.admin),
+        )
+        .await;
+    let m = &conv.body["messages"][1];
+    assert_eq!(m["status"], "complete");
+    assert!(m.get("generation_id").is_none() && m.get("generation_event_id").is_none());
+}
+
+#[tokio::test]
 async fn stop_keeps_the_partial_answer() {
     let e = env().await;
     let r = open_stream(&e.s, &e.admin, json!({"content": "go", "model": "ol+slow"})).await;

@@ -42,6 +42,8 @@ pub enum Outcome {
 struct GenState {
     events: Vec<Arc<GenEvent>>,
     content: String,
+    /// Id of the last `delta` event folded into `content` (0: none yet).
+    text_event: u64,
     /// Text changed since the last flush.
     dirty: bool,
     finished: Option<(Outcome, Instant)>,
@@ -72,6 +74,31 @@ impl Generation {
         }));
         drop(st);
         self.notify.send_replace(id);
+    }
+
+    /// Appends streamed text and its `delta` event in one step, so a
+    /// [`snapshot`](Self::snapshot) never sees one without the other.
+    fn push_delta(&self, text: &str) {
+        let mut st = self.lock();
+        st.content.push_str(text);
+        st.dirty = true;
+        let id = st.events.len() as u64 + 1;
+        st.events.push(Arc::new(GenEvent {
+            id,
+            event: "delta",
+            data: json!({ "text": text }).to_string(),
+        }));
+        st.text_event = id;
+        drop(st);
+        self.notify.send_replace(id);
+    }
+
+    /// The text streamed so far and the id of the last event it includes:
+    /// a reader that shows this text and follows from that id sees every
+    /// later event exactly once.
+    pub fn snapshot(&self) -> (String, u64) {
+        let st = self.lock();
+        (st.content.clone(), st.text_event)
     }
 
     pub fn is_finished(&self) -> bool {
@@ -296,6 +323,7 @@ impl Manager {
             state: Mutex::new(GenState {
                 events: Vec::new(),
                 content: String::new(),
+                text_event: 0,
                 dirty: false,
                 finished: None,
             }),
@@ -351,12 +379,7 @@ async fn run(g: Arc<Generation>, store: Store, job: Job, on_finish: OnFinish) {
                     item = stream.next() => match item {
                         Some(Ok(ChatEvent::Delta(text))) => {
                             if text.is_empty() { continue; }
-                            {
-                                let mut st = g.lock();
-                                st.content.push_str(&text);
-                                st.dirty = true;
-                            }
-                            g.push("delta", json!({"text": text}));
+                            g.push_delta(&text);
                         }
                         Some(Ok(ChatEvent::Usage { input_tokens, output_tokens })) => {
                             usage = Some((input_tokens, output_tokens));

@@ -93,6 +93,10 @@ pub struct MessageView {
     /// While the answer is streaming: the generation to follow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation_id: Option<String>,
+    /// With `generation_id`: the id of the last event `content` includes.
+    /// Following with `Last-Event-ID` set to it continues the text exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation_event_id: Option<u64>,
 }
 
 pub fn usage_view(u: &Usage) -> UsageView {
@@ -104,12 +108,24 @@ pub fn usage_view(u: &Usage) -> UsageView {
 }
 
 pub fn message_view(state: &AppState, m: &Message, all: Option<&[Message]>) -> MessageView {
+    // A streaming answer's stored text lags the live one by up to one flush;
+    // show the live text and say which event it reaches.
+    let live = (m.status == MessageStatus::Streaming)
+        .then(|| state.generations.for_message(m.id))
+        .flatten();
+    let (content, generation_event_id) = match &live {
+        Some(g) => {
+            let (text, id) = g.snapshot();
+            (text, Some(id))
+        }
+        None => (m.content.clone(), None),
+    };
     MessageView {
         id: m.id.to_string(),
         conversation_id: m.conversation_id.to_string(),
         parent_id: m.parent_id.map(|p| p.to_string()),
         role: m.role,
-        content: m.content.clone(),
+        content,
         status: m.status,
         model: m.model.clone(),
         provider: m.provider.clone(),
@@ -119,14 +135,8 @@ pub fn message_view(state: &AppState, m: &Message, all: Option<&[Message]>) -> M
         finish_reason: m.finish_reason.clone(),
         error: m.error.clone(),
         sibling_ids: all.map(|a| chat::siblings(a, m).iter().map(Uuid::to_string).collect()),
-        generation_id: (m.status == MessageStatus::Streaming)
-            .then(|| {
-                state
-                    .generations
-                    .for_message(m.id)
-                    .map(|g| g.id.to_string())
-            })
-            .flatten(),
+        generation_id: live.map(|g| g.id.to_string()),
+        generation_event_id,
     }
 }
 

@@ -115,6 +115,7 @@ test('reloading mid-answer shows the answer continuing', T, async (t) => {
   await page.waitForURL(/\/c\//);
   const before = (await page.locator('.msg.assistant').last().locator('.md').textContent()).length;
 
+  const resumes = eventsRequests(page);
   await page.reload();
   // Still streaming after the reload, and growing.
   const first = await page.waitForFunction(() => {
@@ -125,5 +126,8 @@ test('reloading mid-answer shows the answer continuing', T, async (t) => {
   await page.getByRole('button', { name: 'Stop generating' }).waitFor();
   const text = await finalAnswer(page);
   assert.equal(text, LONG, 'the continued answer is exact');
+  // The page showed the live text the server gave it and followed from the
+  // event that text reaches, instead of replaying the answer from the start.
+  assert.ok(resumes.length >= 1 && Number(resumes[0]) > 1, `followed from the text's last event (sent: ${resumes.join(', ')})`);
   assert.deepEqual(unexpectedProblems(watch), []);
 });
