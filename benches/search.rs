@@ -108,10 +108,12 @@ fn light_messages() -> usize {
     LIGHT_MESSAGES.min(total_messages() / 100)
 }
 
+/// `CONFAB_BENCH_LAG_SECS=0` skips the lag part.
 fn lag_secs() -> f64 {
-    env_num::<f64>("CONFAB_BENCH_LAG_SECS")
-        .unwrap_or(LAG_SECS)
-        .clamp(1.0, 600.0)
+    match env_num::<f64>("CONFAB_BENCH_LAG_SECS").unwrap_or(LAG_SECS) {
+        s if s <= 0.0 => 0.0,
+        s => s.clamp(1.0, 600.0),
+    }
 }
 
 /// xorshift64*: small, fast, deterministic.
@@ -1267,15 +1269,23 @@ fn main() -> anyhow::Result<()> {
         lag_secs(),
         load()
     );
-    let fresh = tempfile::tempdir()?;
-    let lag_fresh = lag_run(fresh.path(), "f", &corpus, &mut rng)?;
-    drop(fresh);
-    let lag_big = lag_run(big.path(), "b", &corpus, &mut rng)?;
-    let big_name = format!("{}-message data dir", g.messages);
-    for (name, l) in [
-        ("fresh data dir", &lag_fresh),
-        (big_name.as_str(), &lag_big),
-    ] {
+    let mut lag = Vec::new();
+    if lag_secs() > 0.0 {
+        let fresh = tempfile::tempdir()?;
+        lag.push((
+            "fresh".to_string(),
+            lag_run(fresh.path(), "f", &corpus, &mut rng)?,
+        ));
+        drop(fresh);
+        lag.push((
+            format!("{}-message", g.messages),
+            lag_run(big.path(), "b", &corpus, &mut rng)?,
+        ));
+    } else {
+        println!("   skipped (CONFAB_BENCH_LAG_SECS=0)");
+    }
+    for (name, l) in &lag {
+        let name = format!("{name} data dir");
         let idle = sorted(l.idle.clone());
         let lags = sorted(l.lags.clone());
         let commits = sorted(l.commit_ms.clone());
@@ -1350,8 +1360,7 @@ fn main() -> anyhow::Result<()> {
         format!("query p50 baseline: cheapest row, {who_light}"),
         format!("{cheapest:.3} ms")
     );
-    let big_short = format!("{}-message", g.messages);
-    for (name, l) in [("fresh", &lag_fresh), (big_short.as_str(), &lag_big)] {
+    for (name, l) in &lag {
         let lags = sorted(l.lags.clone());
         let p99 = pct(&lags, 0.99);
         let max = pct(&lags, 1.0);

@@ -8,6 +8,8 @@
 //! never match; hits are ordered newest first (not by index-wide scores,
 //! which would leak other users' statistics).
 
+pub mod collect;
+pub mod prefix;
 pub mod query;
 pub mod snippet;
 pub mod tokenizer;
@@ -19,15 +21,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery};
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
-    TextOptions, Value,
+    FAST, Field, INDEXED, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions,
 };
-use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term, doc,
-};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 use uuid::Uuid;
 
 use crate::store::Store;
@@ -35,7 +33,7 @@ use crate::store::chat::{Conversation, Message, MessageRole};
 use crate::store::search_outbox::Resolved;
 
 /// Bump when the schema or the analyzer changes: the index is rebuilt.
-pub const INDEX_VERSION: u32 = 2;
+pub const INDEX_VERSION: u32 = 3;
 const VERSION_FILE: &str = "confab-index-version";
 const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 /// How often the indexer looks at the outbox when idle.
@@ -56,17 +54,26 @@ pub enum SearchError {
 
 #[derive(Clone, Copy)]
 struct Fields {
-    doc_id: Field,
-    kind: Field,
-    message_id: Field,
-    conversation_id: Field,
-    user_id: Field,
+    /// Unique per document, for replacing and deleting it: `m` + message
+    /// id, or `t` + conversation id for a title.
+    key: Field,
+    conversation: Field,
+    /// The isolation filter: every query requires the caller's id here.
+    user: Field,
+    /// user | assistant | system | title
     role: Field,
-    created_at: Field,
-    /// Newest-first order: the id's millisecond time and sequence bits.
+    /// Newest-first order and the time filter: see [`sort_key`].
     sort: Field,
+    /// The hit's ids, read from fast fields (nothing is in a doc store).
+    message_hi: Field,
+    message_lo: Field,
+    conversation_hi: Field,
+    conversation_lo: Field,
+    role_code: Field,
     text: Field,
 }
+
+const SORT: &str = "sort";
 
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
@@ -75,15 +82,19 @@ fn schema() -> (Schema, Fields) {
             .set_tokenizer(tokenizer::NAME)
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
+    // Ids are indexed as their 16 bytes, not as 36-character strings; the
+    // time is a fast field only (an indexed one added a term per second).
     let f = Fields {
-        doc_id: b.add_text_field("doc_id", STRING),
-        kind: b.add_text_field("kind", STRING | STORED),
-        message_id: b.add_text_field("message_id", STRING | STORED),
-        conversation_id: b.add_text_field("conversation_id", STRING | STORED),
-        user_id: b.add_text_field("user_id", STRING),
-        role: b.add_text_field("role", STRING | STORED),
-        created_at: b.add_i64_field("created_at", INDEXED | STORED),
-        sort: b.add_i64_field("sort", FAST),
+        key: b.add_bytes_field("key", INDEXED),
+        conversation: b.add_bytes_field("conversation", INDEXED),
+        user: b.add_bytes_field("user", INDEXED),
+        role: b.add_text_field("role", STRING),
+        sort: b.add_i64_field(SORT, FAST),
+        message_hi: b.add_u64_field("message_hi", FAST),
+        message_lo: b.add_u64_field("message_lo", FAST),
+        conversation_hi: b.add_u64_field("conversation_hi", FAST),
+        conversation_lo: b.add_u64_field("conversation_lo", FAST),
+        role_code: b.add_u64_field("role_code", FAST),
         // The text itself is not stored: snippets are cut from redb's copy,
         // which keeps the index about the size of its postings.
         text: b.add_text_field("text", text_opts),
@@ -91,11 +102,17 @@ fn schema() -> (Schema, Fields) {
     (b.build(), f)
 }
 
-/// A UUIDv7's millisecond timestamp and 12 sequence bits: sorts documents
-/// in creation order even within one second.
-fn sort_key(id: Uuid) -> i64 {
+/// Bits of [`sort_key`] below the second.
+const SORT_SUBSECOND_BITS: u32 = 22;
+
+/// `created_at` (seconds) above 22 bits that order documents of the same
+/// second by their UUIDv7: its millisecond within the second and its 12
+/// sequence bits. `sort >> 22` is `created_at` again.
+fn sort_key(created_at: i64, id: Uuid) -> i64 {
     let u = id.as_u128();
-    (((u >> 80) << 12) | ((u >> 64) & 0xfff)) as i64
+    let ms_in_second = ((u >> 80) as u64 % 1000) as i64;
+    let seq = ((u >> 64) & 0xfff) as i64;
+    (created_at << SORT_SUBSECOND_BITS) | (ms_in_second << 12) | seq
 }
 
 fn role_str(r: MessageRole) -> &'static str {
@@ -104,6 +121,19 @@ fn role_str(r: MessageRole) -> &'static str {
         MessageRole::Assistant => "assistant",
         MessageRole::System => "system",
     }
+}
+
+const ROLES: [&str; 4] = ["user", "assistant", "system", "title"];
+
+fn role_code(role: &str) -> u64 {
+    ROLES.iter().position(|r| *r == role).unwrap_or(0) as u64
+}
+
+fn key(kind: u8, id: Uuid) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = kind;
+    k[1..].copy_from_slice(id.as_bytes());
+    k
 }
 
 /// What a caller asks for.
@@ -148,6 +178,7 @@ pub struct Search {
     /// The newest outbox seq applied, and when the indexer last caught up.
     applied: AtomicU64,
     stop: AtomicBool,
+    maxima: collect::BlockMaxima,
 }
 
 impl std::fmt::Debug for Search {
@@ -200,6 +231,7 @@ impl Search {
             writer: Mutex::new(None),
             applied: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            maxima: collect::BlockMaxima::default(),
         });
         Ok(search)
     }
@@ -229,17 +261,22 @@ impl Search {
     }
 
     fn message_doc(f: &Fields, user_id: Uuid, m: &Message) -> TantivyDocument {
-        doc!(
-            f.doc_id => format!("m:{}", m.id),
-            f.kind => "message",
-            f.message_id => m.id.to_string(),
-            f.conversation_id => m.conversation_id.to_string(),
-            f.user_id => user_id.to_string(),
-            f.role => role_str(m.role),
-            f.created_at => m.created_at,
-            f.sort => sort_key(m.id),
-            f.text => m.content.as_str(),
-        )
+        let role = role_str(m.role);
+        let mut d = TantivyDocument::new();
+        d.add_bytes(f.key, &key(b'm', m.id));
+        d.add_bytes(f.conversation, m.conversation_id.as_bytes());
+        d.add_bytes(f.user, user_id.as_bytes());
+        d.add_text(f.role, role);
+        d.add_i64(f.sort, sort_key(m.created_at, m.id));
+        let (mh, ml) = m.id.as_u64_pair();
+        let (ch, cl) = m.conversation_id.as_u64_pair();
+        d.add_u64(f.message_hi, mh);
+        d.add_u64(f.message_lo, ml);
+        d.add_u64(f.conversation_hi, ch);
+        d.add_u64(f.conversation_lo, cl);
+        d.add_u64(f.role_code, role_code(role));
+        d.add_text(f.text, &m.content);
+        d
     }
 
     fn title_doc(f: &Fields, c: &Conversation) -> Option<TantivyDocument> {
@@ -247,16 +284,20 @@ impl Search {
         if c.title_auto && c.title == crate::chat::DEFAULT_TITLE {
             return None;
         }
-        Some(doc!(
-            f.doc_id => format!("t:{}", c.id),
-            f.kind => "title",
-            f.conversation_id => c.id.to_string(),
-            f.user_id => c.user_id.to_string(),
-            f.role => "title",
-            f.created_at => c.created_at,
-            f.sort => sort_key(c.id),
-            f.text => c.title.as_str(),
-        ))
+        let mut d = TantivyDocument::new();
+        d.add_bytes(f.key, &key(b't', c.id));
+        d.add_bytes(f.conversation, c.id.as_bytes());
+        d.add_bytes(f.user, c.user_id.as_bytes());
+        d.add_text(f.role, "title");
+        d.add_i64(f.sort, sort_key(c.created_at, c.id));
+        let (ch, cl) = c.id.as_u64_pair();
+        d.add_u64(f.message_hi, 0);
+        d.add_u64(f.message_lo, 0);
+        d.add_u64(f.conversation_hi, ch);
+        d.add_u64(f.conversation_lo, cl);
+        d.add_u64(f.role_code, role_code("title"));
+        d.add_text(f.text, &c.title);
+        Some(d)
     }
 
     /// Applies pending outbox ops until the outbox is empty. Returns how
@@ -272,40 +313,34 @@ impl Search {
                 for (_, op) in &batch {
                     match op {
                         Resolved::Message(im) => {
-                            w.delete_term(Term::from_field_text(
-                                f.doc_id,
-                                &format!("m:{}", im.message.id),
-                            ));
+                            w.delete_term(Term::from_field_bytes(f.key, &key(b'm', im.message.id)));
                             if !im.message.content.is_empty() {
                                 w.add_document(Self::message_doc(f, im.user_id, &im.message))?;
                             }
                         }
                         Resolved::MessageGone { message_id } => {
-                            w.delete_term(Term::from_field_text(
-                                f.doc_id,
-                                &format!("m:{message_id}"),
-                            ));
+                            w.delete_term(Term::from_field_bytes(f.key, &key(b'm', *message_id)));
                         }
                         Resolved::Title(c) => {
-                            w.delete_term(Term::from_field_text(f.doc_id, &format!("t:{}", c.id)));
+                            w.delete_term(Term::from_field_bytes(f.key, &key(b't', c.id)));
                             if let Some(d) = Self::title_doc(f, c) {
                                 w.add_document(d)?;
                             }
                         }
                         Resolved::TitleGone { conversation_id } => {
-                            w.delete_term(Term::from_field_text(
-                                f.doc_id,
-                                &format!("t:{conversation_id}"),
+                            w.delete_term(Term::from_field_bytes(
+                                f.key,
+                                &key(b't', *conversation_id),
                             ));
                         }
                         Resolved::DeleteConversation { conversation_id } => {
-                            w.delete_term(Term::from_field_text(
-                                f.conversation_id,
-                                &conversation_id.to_string(),
+                            w.delete_term(Term::from_field_bytes(
+                                f.conversation,
+                                conversation_id.as_bytes(),
                             ));
                         }
                         Resolved::DeleteUser { user_id } => {
-                            w.delete_term(Term::from_field_text(f.user_id, &user_id.to_string()));
+                            w.delete_term(Term::from_field_bytes(f.user, user_id.as_bytes()));
                         }
                     }
                 }
@@ -479,12 +514,7 @@ impl Search {
             query::Clause::Prefix(p) => {
                 let p = p.to_lowercase();
                 prefixes.push(p.clone());
-                let mut upper = p.clone();
-                upper.push(char::MAX);
-                Some(Box::new(RangeQuery::new(
-                    Bound::Included(Term::from_field_text(f, &p)),
-                    Bound::Excluded(Term::from_field_text(f, &upper)),
-                )))
+                Some(Box::new(prefix::PrefixQuery::new(f, p)))
             }
         }
     }
@@ -499,7 +529,7 @@ impl Search {
         clauses.push((
             Occur::Must,
             Box::new(TermQuery::new(
-                Term::from_field_text(self.f.user_id, &req.user_id.to_string()),
+                Term::from_field_bytes(self.f.user, req.user_id.as_bytes()),
                 IndexRecordOption::Basic,
             )),
         ));
@@ -526,7 +556,7 @@ impl Search {
             clauses.push((
                 Occur::Must,
                 Box::new(TermQuery::new(
-                    Term::from_field_text(self.f.conversation_id, &cid.to_string()),
+                    Term::from_field_bytes(self.f.conversation, cid.as_bytes()),
                     IndexRecordOption::Basic,
                 )),
             ));
@@ -541,46 +571,51 @@ impl Search {
             ));
         }
         if req.after.is_some() || req.before.is_some() {
+            // created_at > after and created_at < before, in sort-key units.
             let lo = req
                 .after
-                .map(|a| Bound::Excluded(Term::from_field_i64(self.f.created_at, a)))
+                .map(|a| {
+                    Bound::Included(Term::from_field_i64(
+                        self.f.sort,
+                        a.saturating_add(1).saturating_mul(1 << SORT_SUBSECOND_BITS),
+                    ))
+                })
                 .unwrap_or(Bound::Unbounded);
             let hi = req
                 .before
-                .map(|b| Bound::Excluded(Term::from_field_i64(self.f.created_at, b)))
+                .map(|b| {
+                    Bound::Excluded(Term::from_field_i64(
+                        self.f.sort,
+                        b.saturating_mul(1 << SORT_SUBSECOND_BITS),
+                    ))
+                })
                 .unwrap_or(Bound::Unbounded);
             clauses.push((Occur::Must, Box::new(RangeQuery::new(lo, hi))));
         }
         let q = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
-        let top: Vec<(i64, DocAddress)> = searcher.search(
-            &q,
-            &TopDocs::with_limit(req.limit + 1)
-                .and_offset(req.offset)
-                .order_by_fast_field::<i64>("sort", Order::Desc),
-        )?;
-        let has_more = top.len() > req.limit;
+        let want = req.offset + req.limit + 1;
+        let top = collect::newest_first(&searcher, &q, SORT, want, &self.maxima)?;
+        let has_more = top.len() > req.offset + req.limit;
         let mut hits = Vec::new();
-        for (_, addr) in top.into_iter().take(req.limit) {
-            let d: TantivyDocument = searcher.doc(addr)?;
-            let created_at = d
-                .get_first(self.f.created_at)
-                .and_then(|v| v.as_i64())
-                .unwrap_or(0);
-            let get = |field: Field| {
-                d.get_first(field)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string()
+        for (sort, addr) in top.into_iter().skip(req.offset).take(req.limit) {
+            let seg = searcher.segment_reader(addr.segment_ord);
+            let ff = seg.fast_fields();
+            let get = |name: &str| -> Result<u64, SearchError> {
+                Ok(ff.u64(name)?.first(addr.doc_id).unwrap_or(0))
             };
-            let Ok(conversation_id) = Uuid::parse_str(&get(self.f.conversation_id)) else {
-                continue;
-            };
+            let conversation_id =
+                Uuid::from_u64_pair(get("conversation_hi")?, get("conversation_lo")?);
+            let message = Uuid::from_u64_pair(get("message_hi")?, get("message_lo")?);
+            let role = ROLES
+                .get(get("role_code")? as usize)
+                .copied()
+                .unwrap_or("user");
             hits.push(RawHit {
                 conversation_id,
-                message_id: Uuid::parse_str(&get(self.f.message_id)).ok(),
-                role: get(self.f.role),
-                created_at,
+                message_id: (role != "title").then_some(message),
+                role: role.to_string(),
+                created_at: sort >> SORT_SUBSECOND_BITS,
             });
         }
         Ok(SearchResult {

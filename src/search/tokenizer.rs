@@ -5,29 +5,93 @@
 //! `parseHttpRequest`, `src/main.rs` and `std::io::Read` each become one
 //! token. Such an identifier is emitted whole *and* as its parts (split at
 //! separators and camelCase humps) at the same position, so both
-//! `parseHttpRequest` and `http` find it. Lower-casing and English stemming
-//! follow as filters (see [`analyzer`]).
+//! `parseHttpRequest` and `http` find it. Every token is then lower-cased
+//! and stemmed (English), and tokens of 80 bytes or more are dropped.
+//!
+//! All of that happens in the one token stream, not in a chain of tantivy
+//! filters, and stems come from a per-tokenizer cache: chat text is
+//! Zipf-distributed, so nearly every word has been stemmed before, and the
+//! Snowball stemmer was a quarter of the CPU of a reindex.
 
-use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, Stemmer, TextAnalyzer, Token, TokenStream, Tokenizer,
-};
+use std::borrow::Cow;
+
+use rust_stemmers::{Algorithm, Stemmer};
+use rustc_hash::FxHashMap;
+use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, Tokenizer};
 
 pub const NAME: &str = "confab";
+/// Tokens this long (bytes) or longer are not indexed: base64, hashes.
+const MAX_TOKEN_LEN: usize = 80;
+/// The stem cache starts afresh past this many words (a few MB at most).
+const STEM_CACHE_MAX: usize = 100_000;
 
 /// The analyzer used for indexing, queries and snippets alike.
 pub fn analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(CodeTokenizer::default())
-        .filter(RemoveLongFilter::limit(80))
-        .filter(LowerCaser)
-        .filter(Stemmer::new(Language::English))
-        .build()
+    TextAnalyzer::from(CodeTokenizer::default())
 }
 
-#[derive(Clone, Default)]
+/// Lower-cased word → its stem.
+struct StemCache {
+    stemmer: Stemmer,
+    stems: FxHashMap<Box<str>, Box<str>>,
+}
+
+impl Default for StemCache {
+    fn default() -> Self {
+        StemCache {
+            stemmer: Stemmer::create(Algorithm::English),
+            stems: FxHashMap::default(),
+        }
+    }
+}
+
+impl StemCache {
+    /// Lower-cases and stems `text` in place.
+    fn apply(&mut self, text: &mut String, scratch: &mut String) {
+        if text.is_ascii() {
+            text.make_ascii_lowercase();
+        } else {
+            scratch.clear();
+            scratch.extend(text.chars().flat_map(char::to_lowercase));
+            std::mem::swap(text, scratch);
+        }
+        if let Some(stem) = self.stems.get(text.as_str()) {
+            if **stem != **text {
+                text.clear();
+                text.push_str(stem);
+            }
+            return;
+        }
+        let stem: Box<str> = match self.stemmer.stem(text) {
+            Cow::Borrowed(s) => s.into(),
+            Cow::Owned(s) => s.into(),
+        };
+        if self.stems.len() >= STEM_CACHE_MAX {
+            self.stems.clear();
+        }
+        self.stems.insert(text.as_str().into(), stem.clone());
+        if *stem != **text {
+            text.clear();
+            text.push_str(&stem);
+        }
+    }
+}
+
+#[derive(Default)]
 pub struct CodeTokenizer {
     /// Reused between texts: only the first `len` are the current text's,
     /// the rest keep their allocations for the next one.
     tokens: Vec<Token>,
+    stems: StemCache,
+    scratch: String,
+}
+
+/// A copy starts with an empty cache (tantivy clones the analyzer for each
+/// indexing thread and segment; the cache refills within a few messages).
+impl Clone for CodeTokenizer {
+    fn clone(&self) -> Self {
+        CodeTokenizer::default()
+    }
 }
 
 pub struct CodeTokenStream<'a> {
@@ -58,6 +122,9 @@ impl Tokenizer for CodeTokenizer {
     fn token_stream<'a>(&'a mut self, text: &'a str) -> CodeTokenStream<'a> {
         let mut len = 0;
         tokenize_reusing(text, &mut self.tokens, &mut len);
+        for t in &mut self.tokens[..len] {
+            self.stems.apply(&mut t.text, &mut self.scratch);
+        }
         CodeTokenStream {
             tokens: &mut self.tokens,
             len,
@@ -83,6 +150,9 @@ fn push(
     to: usize,
     position: usize,
 ) {
+    if to - from >= MAX_TOKEN_LEN {
+        return;
+    }
     if let Some(t) = out.get_mut(*len) {
         t.offset_from = from;
         t.offset_to = to;
@@ -145,12 +215,6 @@ fn parts(word: &str, base: usize, out: &mut Vec<(usize, usize)>) {
     if let Some(s) = start {
         out.push((base + s, base + word.len()));
     }
-}
-
-/// Appends the tokens of `text` to `out`.
-pub fn tokenize(text: &str, out: &mut Vec<Token>) {
-    let mut len = out.len();
-    tokenize_reusing(text, out, &mut len);
 }
 
 /// Writes the tokens of `text` from `out[*len]` on, reusing the slots
