@@ -35,7 +35,29 @@ use crate::store::search_outbox::Resolved;
 /// Bump when the schema or the analyzer changes: the index is rebuilt.
 pub const INDEX_VERSION: u32 = 3;
 const VERSION_FILE: &str = "confab-index-version";
-const WRITER_MEMORY: usize = 64 * 1024 * 1024;
+/// Indexing buffers, all threads together. Only a rebuild fills them (the
+/// outbox is committed every [`BATCH`] operations): bigger buffers mean
+/// fewer, larger segments and so fewer merges while rebuilding.
+const WRITER_MEMORY_MAX: usize = 256 * 1024 * 1024;
+const WRITER_MEMORY_MIN: usize = 64 * 1024 * 1024;
+
+/// [`WRITER_MEMORY_MAX`], or a quarter of the memory the system has free if
+/// that is less (but not under [`WRITER_MEMORY_MIN`]).
+fn writer_memory() -> usize {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<usize>().ok())
+        })
+        .map(|kb| kb.saturating_mul(1024));
+    match available {
+        Some(a) => (a / 4).clamp(WRITER_MEMORY_MIN, WRITER_MEMORY_MAX),
+        None => WRITER_MEMORY_MIN,
+    }
+}
 /// How often the indexer looks at the outbox when idle.
 pub const POLL_EVERY: Duration = Duration::from_millis(200);
 const BATCH: usize = 2000;
@@ -255,7 +277,10 @@ impl Search {
                 .map(|n| n.get())
                 .unwrap_or(2)
                 .clamp(1, 4);
-            *guard = Some(self.index.writer_with_num_threads(threads, WRITER_MEMORY)?);
+            *guard = Some(
+                self.index
+                    .writer_with_num_threads(threads, writer_memory())?,
+            );
         }
         f(guard.as_mut().expect("writer just set"), &self.f)
     }

@@ -186,18 +186,16 @@ fn is_plain(word: &str) -> bool {
 /// Splits an identifier into parts: at non-alphanumerics and camelCase
 /// humps (`parseHTTPRequest` → parse, HTTP, Request). Byte ranges.
 fn parts(word: &str, base: usize, out: &mut Vec<(usize, usize)>) {
-    let chars: Vec<(usize, char)> = word.char_indices().collect();
     let mut start: Option<usize> = None;
-    for (i, &(off, c)) in chars.iter().enumerate() {
+    let mut prev = '\0';
+    let mut it = word.char_indices().peekable();
+    while let Some((off, c)) = it.next() {
         if !c.is_alphanumeric() {
             if let Some(s) = start.take() {
                 out.push((base + s, base + off));
             }
-            continue;
-        }
-        if let Some(s) = start {
-            let prev = chars[i - 1].1;
-            let next = chars.get(i + 1).map(|x| x.1);
+        } else if let Some(s) = start {
+            let next = it.peek().map(|x| x.1);
             let hump = (prev.is_lowercase() && c.is_uppercase())
                 || (prev.is_uppercase()
                     && c.is_uppercase()
@@ -211,52 +209,75 @@ fn parts(word: &str, base: usize, out: &mut Vec<(usize, usize)>) {
         } else {
             start = Some(off);
         }
+        prev = c;
     }
     if let Some(s) = start {
         out.push((base + s, base + word.len()));
     }
 }
 
+/// ASCII bytes that are word characters (letters, digits, `_`).
+const fn ascii_word_table() -> [bool; 128] {
+    let mut t = [false; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'_';
+        b += 1;
+    }
+    t
+}
+static ASCII_WORD: [bool; 128] = ascii_word_table();
+
+/// Is there a word character at byte `i` (and how long is it)?
+#[inline]
+fn word_at(text: &str, i: usize) -> Option<usize> {
+    let b = *text.as_bytes().get(i)?;
+    if b < 0x80 {
+        return ASCII_WORD[b as usize].then_some(1);
+    }
+    let c = text[i..].chars().next()?;
+    is_word(c).then(|| c.len_utf8())
+}
+
 /// Writes the tokens of `text` from `out[*len]` on, reusing the slots
-/// already there; `*len` ends past the last one.
+/// already there; `*len` ends past the last one. Works on bytes (ASCII is
+/// looked up in a table; other characters are decoded one by one).
 fn tokenize_reusing(text: &str, out: &mut Vec<Token>, len: &mut usize) {
+    let bytes = text.as_bytes();
+    let n = bytes.len();
     let mut position = 0;
-    let mut iter = text.char_indices().peekable();
     let mut pieces = Vec::new();
-    while let Some((start, c)) = iter.next() {
-        if !is_word(c) {
-            continue;
-        }
-        let mut end = start + c.len_utf8();
-        while let Some(&(i, c)) = iter.peek() {
-            if is_word(c) {
-                end = i + c.len_utf8();
-                iter.next();
-            } else if is_joiner(c) {
-                // Join across one or two joiners (`.`, `::`) only when a
-                // word character follows them.
-                let mut look = iter.clone();
-                let mut n = 0;
-                while let Some(&(_, j)) = look.peek() {
-                    if is_joiner(j) && n < 2 {
-                        look.next();
-                        n += 1;
-                    } else {
-                        break;
-                    }
-                }
-                match look.peek() {
-                    Some(&(_, w)) if is_word(w) => {
-                        for _ in 0..n {
-                            iter.next();
-                        }
-                    }
-                    _ => break,
-                }
-            } else {
-                break;
+    let mut i = 0;
+    while i < n {
+        let Some(w) = word_at(text, i) else {
+            // Skip one character (a whole UTF-8 sequence).
+            i += 1;
+            while i < n && (bytes[i] & 0xC0) == 0x80 {
+                i += 1;
             }
+            continue;
+        };
+        let start = i;
+        i += w;
+        loop {
+            if let Some(w) = word_at(text, i) {
+                i += w;
+                continue;
+            }
+            // Join across one or two joiners (`.`, `::`) only when a word
+            // character follows them.
+            let mut j = i;
+            while j < n && j - i < 2 && is_joiner(bytes[j] as char) {
+                j += 1;
+            }
+            if j > i && word_at(text, j).is_some() {
+                i = j;
+                continue;
+            }
+            break;
         }
+        let end = i;
         let word = &text[start..end];
         if is_plain(word) {
             push(out, len, text, start, end, position);
@@ -280,6 +301,99 @@ fn tokenize_reusing(text: &str, out: &mut Vec<Token>, len: &mut usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Splits an identifier into parts: at non-alphanumerics and camelCase
+    /// humps (`parseHTTPRequest` → parse, HTTP, Request). Byte ranges.
+    fn parts_reference(word: &str, base: usize, out: &mut Vec<(usize, usize)>) {
+        let chars: Vec<(usize, char)> = word.char_indices().collect();
+        let mut start: Option<usize> = None;
+        for (i, &(off, c)) in chars.iter().enumerate() {
+            if !c.is_alphanumeric() {
+                if let Some(s) = start.take() {
+                    out.push((base + s, base + off));
+                }
+                continue;
+            }
+            if let Some(s) = start {
+                let prev = chars[i - 1].1;
+                let next = chars.get(i + 1).map(|x| x.1);
+                let hump = (prev.is_lowercase() && c.is_uppercase())
+                    || (prev.is_uppercase()
+                        && c.is_uppercase()
+                        && next.is_some_and(char::is_lowercase))
+                    || (prev.is_alphabetic() && c.is_numeric())
+                    || (prev.is_numeric() && c.is_alphabetic());
+                if hump {
+                    out.push((base + s, base + off));
+                    start = Some(off);
+                }
+            } else {
+                start = Some(off);
+            }
+        }
+        if let Some(s) = start {
+            out.push((base + s, base + word.len()));
+        }
+    }
+
+    /// The char-by-char tokenizer the byte one replaced, as the oracle.
+    fn tokenize_reference(text: &str, out: &mut Vec<Token>, len: &mut usize) {
+        let mut position = 0;
+        let mut iter = text.char_indices().peekable();
+        let mut pieces = Vec::new();
+        while let Some((start, c)) = iter.next() {
+            if !is_word(c) {
+                continue;
+            }
+            let mut end = start + c.len_utf8();
+            while let Some(&(i, c)) = iter.peek() {
+                if is_word(c) {
+                    end = i + c.len_utf8();
+                    iter.next();
+                } else if is_joiner(c) {
+                    // Join across one or two joiners (`.`, `::`) only when a
+                    // word character follows them.
+                    let mut look = iter.clone();
+                    let mut n = 0;
+                    while let Some(&(_, j)) = look.peek() {
+                        if is_joiner(j) && n < 2 {
+                            look.next();
+                            n += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                    match look.peek() {
+                        Some(&(_, w)) if is_word(w) => {
+                            for _ in 0..n {
+                                iter.next();
+                            }
+                        }
+                        _ => break,
+                    }
+                } else {
+                    break;
+                }
+            }
+            let word = &text[start..end];
+            if is_plain(word) {
+                push(out, len, text, start, end, position);
+                position += 1;
+                continue;
+            }
+            pieces.clear();
+            parts(word, start, &mut pieces);
+            if pieces.len() > 1 {
+                push(out, len, text, start, end, position);
+                for &(a, b) in &pieces {
+                    push(out, len, text, a, b, position);
+                }
+            } else if let Some(&(a, b)) = pieces.first() {
+                push(out, len, text, a, b, position);
+            }
+            position += 1;
+        }
+    }
 
     fn toks(text: &str) -> Vec<(String, usize)> {
         let mut a = analyzer();
@@ -378,5 +492,46 @@ mod tests {
     fn unicode_text() {
         let t = toks("Crème brûlée — 日本語 テキスト");
         assert!(t.len() >= 3);
+    }
+
+    #[test]
+    fn byte_tokenizer_matches_the_char_tokenizer() {
+        let alphabet: Vec<char> = "aZ_9 .:/-\\,!(é日ß\u{1F600}\u{300}Xx1 \n\t::..--//".chars().collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let fixed = [
+            "parseHttpRequest src/main.rs std::io::Read a..b a...b x:::y end. -start path/ é-é",
+            "snake_case_name HTTPServer2Go v1.2.3 ../x ::y z:: __init__ 日本語テキスト",
+        ];
+        let mut cases: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
+        for _ in 0..3000 {
+            let len = (next() % 40) as usize;
+            cases.push(
+                (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect(),
+            );
+        }
+        for text in &cases {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let (mut la, mut lb) = (0, 0);
+            tokenize_reusing(text, &mut a, &mut la);
+            tokenize_reference(text, &mut b, &mut lb);
+            let view = |v: &[Token]| {
+                v.iter()
+                    .map(|t| (t.text.clone(), t.offset_from, t.offset_to, t.position))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(view(&a[..la]), view(&b[..lb]), "{text:?}");
+            let (mut pa, mut pb) = (Vec::new(), Vec::new());
+            parts(text, 3, &mut pa);
+            parts_reference(text, 3, &mut pb);
+            assert_eq!(pa, pb, "{text:?}");
+        }
     }
 }
