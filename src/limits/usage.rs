@@ -392,86 +392,98 @@ pub fn admin_report(
     r
 }
 
-/// A CSV field: quoted when it holds a comma, quote or line break; a
-/// leading `= + - @` is neutralized so spreadsheets do not run it.
-fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
+/// A spreadsheet would run a field that starts with `= + - @` as a formula:
+/// such a field gets a leading `'`. (Quoting is the csv writer's job.)
+fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}").into()
     } else {
-        s.to_string()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
+        s.into()
     }
 }
 
-fn csv_totals(t: &Totals) -> String {
-    format!(
-        "{},{},{},{},{:.9}",
-        t.messages, t.input_tokens, t.output_tokens, t.tokens, t.cost
-    )
-}
+const CSV_COUNTS: [&str; 5] = [
+    "messages",
+    "input_tokens",
+    "output_tokens",
+    "tokens",
+    "cost",
+];
 
-const CSV_COUNTS: &str = "messages,input_tokens,output_tokens,tokens,cost";
+/// Rows of several shapes (the admin export puts one table after another).
+struct Csv(csv::Writer<Vec<u8>>);
+
+impl Csv {
+    fn new() -> Csv {
+        Csv(csv::WriterBuilder::new()
+            .flexible(true)
+            .from_writer(Vec::new()))
+    }
+
+    fn header(&mut self, leading: &[&str]) {
+        let row: Vec<&str> = leading.iter().chain(CSV_COUNTS.iter()).copied().collect();
+        // Writing to a Vec cannot fail.
+        let _ = self.0.write_record(&row);
+    }
+
+    fn row(&mut self, leading: &[&str], t: &Totals) {
+        let counts = [
+            t.messages.to_string(),
+            t.input_tokens.to_string(),
+            t.output_tokens.to_string(),
+            t.tokens.to_string(),
+            format!("{:.9}", t.cost),
+        ];
+        let row: Vec<std::borrow::Cow<'_, str>> = leading
+            .iter()
+            .map(|f| csv_field(f))
+            .chain(counts.iter().map(|c| c.as_str().into()))
+            .collect();
+        let _ = self.0.write_record(row.iter().map(|f| f.as_bytes()));
+    }
+
+    fn finish(self) -> String {
+        let bytes = self.0.into_inner().unwrap_or_default();
+        String::from_utf8(bytes).unwrap_or_default()
+    }
+}
 
 /// One line per day, provider and model (days without use are left out).
 pub fn user_csv(r: &UserReport) -> String {
-    let mut out = format!("date,provider,model,{CSV_COUNTS}\n");
+    let mut out = Csv::new();
+    out.header(&["date", "provider", "model"]);
     for d in &r.days {
         for m in &d.models {
-            out.push_str(&format!(
-                "{},{},{},{}\n",
-                d.date,
-                csv_field(&m.provider),
-                csv_field(&m.model),
-                csv_totals(&m.totals)
-            ));
+            out.row(&[&d.date, &m.provider, &m.model], &m.totals);
         }
     }
-    out
+    out.finish()
 }
 
 pub fn admin_csv(r: &AdminReport) -> String {
-    let mut out = String::new();
+    let mut out = Csv::new();
     if let Some(days) = &r.days {
-        out.push_str(&format!("date,provider,model,{CSV_COUNTS}\n"));
+        out.header(&["date", "provider", "model"]);
         for d in days {
             for m in &d.models {
-                out.push_str(&format!(
-                    "{},{},{},{}\n",
-                    d.date,
-                    csv_field(&m.provider),
-                    csv_field(&m.model),
-                    csv_totals(&m.totals)
-                ));
+                out.row(&[&d.date, &m.provider, &m.model], &m.totals);
             }
         }
     }
     if let Some(models) = &r.models {
-        out.push_str(&format!("provider,model,{CSV_COUNTS}\n"));
+        out.header(&["provider", "model"]);
         for m in models {
-            out.push_str(&format!(
-                "{},{},{}\n",
-                csv_field(&m.provider),
-                csv_field(&m.model),
-                csv_totals(&m.totals)
-            ));
+            out.row(&[&m.provider, &m.model], &m.totals);
         }
     }
     if let Some(users) = &r.users {
-        out.push_str(&format!("user_id,username,{CSV_COUNTS}\n"));
+        out.header(&["user_id", "username"]);
         for u in users {
-            out.push_str(&format!(
-                "{},{},{}\n",
-                u.user_id,
-                csv_field(u.username.as_deref().unwrap_or("")),
-                csv_totals(&u.totals)
-            ));
+            let id = u.user_id.to_string();
+            out.row(&[&id, u.username.as_deref().unwrap_or("")], &u.totals);
         }
     }
-    out
+    out.finish()
 }
 
 #[cfg(test)]
@@ -528,8 +540,23 @@ mod tests {
 
     #[test]
     fn csv_is_safe() {
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("=cmd()"), "'=cmd()");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        let t = Totals {
+            messages: 1,
+            input_tokens: 2,
+            output_tokens: 3,
+            tokens: 5,
+            cost: 0.5,
+            ..Default::default()
+        };
+        let mut c = Csv::new();
+        c.header(&["provider", "model"]);
+        c.row(&["a,b", "=cmd()"], &t);
+        c.row(&["say \"hi\"", "line\nbreak"], &t);
+        assert_eq!(
+            c.finish(),
+            "provider,model,messages,input_tokens,output_tokens,tokens,cost\n\
+             \"a,b\",'=cmd(),1,2,3,5,0.500000000\n\
+             \"say \"\"hi\"\"\",\"line\nbreak\",1,2,3,5,0.500000000\n"
+        );
     }
 }

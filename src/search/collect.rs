@@ -78,11 +78,18 @@ impl BlockMaxima {
 
 /// The `k` matches of `query` with the largest `sort_field` values, largest
 /// first (ties: lower segment, then lower doc first).
+///
+/// `candidates`: how many documents at most can match (the doc count of the
+/// query's most selective required term, e.g. the user filter). It sizes the
+/// first batch, so that a user with few documents spread over a big index
+/// starts with enough blocks to fill a page instead of doubling up to them
+/// one scorer at a time. It affects speed only, never the result.
 pub fn newest_first(
     searcher: &Searcher,
     query: &dyn Query,
     sort_field: &str,
     k: usize,
+    candidates: u64,
     maxima: &BlockMaxima,
 ) -> tantivy::Result<Vec<(i64, DocAddress)>> {
     if k == 0 {
@@ -115,7 +122,7 @@ pub fn newest_first(
             .flatten()
     };
     let mut i = 0;
-    let mut batch = 1;
+    let mut batch = first_batch(k, candidates, searcher);
     let mut chunk: Vec<(u32, u32, i64)> = Vec::new();
     while i < blocks.len() {
         if floor(&heap).is_some_and(|f| f >= blocks[i].0) {
@@ -179,6 +186,22 @@ pub fn newest_first(
     Ok(out)
 }
 
+/// Blocks for the first batch: enough that the candidates they hold, if
+/// spread evenly, fill `k` hits; a power of two from 1 to 64.
+fn first_batch(k: usize, candidates: u64, searcher: &Searcher) -> usize {
+    let docs: u64 = searcher
+        .segment_readers()
+        .iter()
+        .map(|r| u64::from(r.max_doc()))
+        .sum();
+    if docs == 0 || candidates == 0 {
+        return 1;
+    }
+    let per_block = candidates as f64 * f64::from(BLOCK) / docs as f64;
+    let blocks = (k as f64 / per_block).ceil().clamp(1.0, 64.0) as usize;
+    blocks.next_power_of_two().min(64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,7 +260,9 @@ mod tests {
             ];
             for q in &queries {
                 for k in [1, 2, 21, 500, 40_000] {
-                    let got = newest_first(&searcher, q.as_ref(), "sort", k, &maxima).unwrap();
+                    let candidates = if k == 1 { 0 } else { n as u64 / 3 };
+                    let got = newest_first(&searcher, q.as_ref(), "sort", k, candidates, &maxima)
+                        .unwrap();
                     let want: Vec<(i64, DocAddress)> = searcher
                         .search(
                             q.as_ref(),

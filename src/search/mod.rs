@@ -620,22 +620,35 @@ impl Search {
         let q = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
         let want = req.offset + req.limit + 1;
-        let top = collect::newest_first(&searcher, &q, SORT, want, &self.maxima)?;
+        let user_docs =
+            searcher.doc_freq(&Term::from_field_bytes(self.f.user, req.user_id.as_bytes()))?;
+        let top = collect::newest_first(&searcher, &q, SORT, want, user_docs, &self.maxima)?;
         let has_more = top.len() > req.offset + req.limit;
         let mut hits = Vec::new();
+        // The id columns of each segment, opened once (opening one parses
+        // its header: per hit, that was most of a query's time).
+        type Cols = [Arc<dyn tantivy::columnar::ColumnValues<u64>>; 5];
+        let mut columns: Vec<Option<Cols>> = vec![None; searcher.segment_readers().len()];
         for (sort, addr) in top.into_iter().skip(req.offset).take(req.limit) {
-            let seg = searcher.segment_reader(addr.segment_ord);
-            let ff = seg.fast_fields();
-            let get = |name: &str| -> Result<u64, SearchError> {
-                Ok(ff.u64(name)?.first(addr.doc_id).unwrap_or(0))
-            };
-            let conversation_id =
-                Uuid::from_u64_pair(get("conversation_hi")?, get("conversation_lo")?);
-            let message = Uuid::from_u64_pair(get("message_hi")?, get("message_lo")?);
-            let role = ROLES
-                .get(get("role_code")? as usize)
-                .copied()
-                .unwrap_or("user");
+            let seg = addr.segment_ord as usize;
+            if columns[seg].is_none() {
+                let ff = searcher.segment_reader(addr.segment_ord).fast_fields();
+                let col = |name: &str| -> Result<_, SearchError> {
+                    Ok(ff.u64(name)?.first_or_default_col(0))
+                };
+                columns[seg] = Some([
+                    col("conversation_hi")?,
+                    col("conversation_lo")?,
+                    col("message_hi")?,
+                    col("message_lo")?,
+                    col("role_code")?,
+                ]);
+            }
+            let Some(c) = &columns[seg] else { continue };
+            let get = |i: usize| c[i].get_val(addr.doc_id);
+            let conversation_id = Uuid::from_u64_pair(get(0), get(1));
+            let message = Uuid::from_u64_pair(get(2), get(3));
+            let role = ROLES.get(get(4) as usize).copied().unwrap_or("user");
             hits.push(RawHit {
                 conversation_id,
                 message_id: (role != "title").then_some(message),

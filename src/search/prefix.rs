@@ -2,15 +2,20 @@
 //!
 //! tantivy's own range query unions the postings of every matching term of
 //! the whole segment into a bitset before anything else runs, so a short
-//! prefix costs the same for every user (all users' matches are visited
-//! first) and again for every window of the newest-first search
-//! ([`super::collect`]). This query instead expands the prefix per segment
-//! and unions the terms' postings lazily, one window of [`WINDOW`] documents
-//! at a time, starting wherever the rest of the query asks (`seek`): the
-//! work follows the documents the user filter and the other words let
-//! through. A prefix with very many terms in a segment (more than
-//! [`LAZY_TERMS`]) is cheaper as one bitset over the segment, built once per
-//! query and shared by every window.
+//! prefix costs every user the postings of all users (`th*` is `the`, `that`,
+//! `this` and a thousand rarer words), and the newest-first search
+//! ([`super::collect`]) would pay it again for every batch. Here the prefix
+//! is expanded per segment and split by document frequency:
+//!
+//! - the few **frequent** terms (in at least 1/[`FREQUENT_FRACTION`] of the
+//!   segment's documents) stay postings, most frequent first, and are
+//!   unioned lazily: a seek (another clause, such as the user filter, drives)
+//!   moves them to the target and stops at the first that holds it; an
+//!   advance (the union drives) fills a bitset window of [`WINDOW`]
+//!   documents;
+//! - the many **rare** ones are folded into one bitset for the segment, built
+//!   once per query (their postings are short by definition) and shared by
+//!   every batch.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,10 +26,10 @@ use tantivy::query::{EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, DocSet, Score, SegmentReader, TERMINATED};
 
-/// Documents per lazily filled window (64 words of 64 bits).
+/// Documents per window when the union drives (64 words of 64 bits).
 const WINDOW: u32 = 4096;
-/// Above this many terms in a segment, one bitset for the whole segment.
-const LAZY_TERMS: usize = 256;
+/// A term in at least 1/this of a segment's documents is "frequent".
+const FREQUENT_FRACTION: u32 = 256;
 
 #[derive(Clone, Debug)]
 pub struct PrefixQuery {
@@ -43,7 +48,7 @@ impl Query for PrefixQuery {
         Ok(Box::new(PrefixWeight {
             field: self.field,
             prefix: self.prefix.clone(),
-            dense: Mutex::new(HashMap::new()),
+            rare: Mutex::new(HashMap::new()),
         }))
     }
 }
@@ -51,8 +56,9 @@ impl Query for PrefixQuery {
 struct PrefixWeight {
     field: Field,
     prefix: String,
-    /// Whole-segment bitsets of prefixes with many terms, per segment.
-    dense: Mutex<HashMap<SegmentId, Arc<Vec<u64>>>>,
+    /// Per segment: the rare terms' documents as a bitset (None: no rare
+    /// term), built by the first scorer of this query for the segment.
+    rare: Mutex<HashMap<SegmentId, Option<Arc<Vec<u64>>>>>,
 }
 
 /// The smallest string greater than every string that starts with `p`
@@ -68,57 +74,65 @@ fn upper_bound(p: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-impl PrefixWeight {
-    fn postings(&self, reader: &SegmentReader) -> tantivy::Result<Vec<SegmentPostings>> {
+impl Weight for PrefixWeight {
+    fn scorer(&self, reader: &SegmentReader, _boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let max_doc = reader.max_doc();
         let inv = reader.inverted_index(self.field)?;
-        let dict = inv.terms();
         let p = self.prefix.as_bytes();
-        let mut range = dict.range().ge(p);
+        let mut range = inv.terms().range().ge(p);
         if let Some(u) = upper_bound(p) {
             range = range.lt(u);
         }
         let mut stream = range.into_stream()?;
-        let mut out = Vec::new();
-        while let Some((_, info)) = stream.next() {
-            let postings = inv.read_postings_from_terminfo(info, IndexRecordOption::Basic)?;
-            if postings.doc() != TERMINATED {
-                out.push(postings);
-            }
-        }
-        Ok(out)
-    }
-}
-
-impl Weight for PrefixWeight {
-    fn scorer(&self, reader: &SegmentReader, _boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        let max_doc = reader.max_doc();
         let cached = self
-            .dense
+            .rare
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&reader.segment_id())
             .cloned();
-        if let Some(bits) = cached {
-            return Ok(Box::new(DenseDocSet::new(bits, max_doc)));
-        }
-        let postings = self.postings(reader)?;
-        if postings.len() <= LAZY_TERMS {
-            return Ok(Box::new(LazyUnion::new(postings)));
-        }
-        let mut bits = vec![0u64; (max_doc as usize).div_ceil(64)];
-        for mut p in postings {
-            let mut d = p.doc();
-            while d != TERMINATED {
-                bits[(d / 64) as usize] |= 1 << (d % 64);
-                d = p.advance();
+        let mut rare_bits = match &cached {
+            Some(_) => None,
+            None => Some(vec![0u64; (max_doc as usize).div_ceil(64)]),
+        };
+        let mut any_rare = false;
+        let mut frequent: Vec<SegmentPostings> = Vec::new();
+        while let Some((_, info)) = stream.next() {
+            if info.doc_freq.saturating_mul(FREQUENT_FRACTION) >= max_doc {
+                let postings = inv.read_postings_from_terminfo(info, IndexRecordOption::Basic)?;
+                if postings.doc() != TERMINATED {
+                    frequent.push(postings);
+                }
+            } else if let Some(bits) = &mut rare_bits {
+                let mut postings =
+                    inv.read_postings_from_terminfo(info, IndexRecordOption::Basic)?;
+                let mut d = postings.doc();
+                while d != TERMINATED {
+                    bits[(d / 64) as usize] |= 1 << (d % 64);
+                    any_rare = true;
+                    d = postings.advance();
+                }
             }
         }
-        let bits = Arc::new(bits);
-        self.dense
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(reader.segment_id(), bits.clone());
-        Ok(Box::new(DenseDocSet::new(bits, max_doc)))
+        let rare = match cached {
+            Some(r) => r,
+            None => {
+                let r = rare_bits.filter(|_| any_rare).map(Arc::new);
+                self.rare
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(reader.segment_id(), r.clone());
+                r
+            }
+        };
+        frequent.sort_by_key(|p| std::cmp::Reverse(p.size_hint()));
+        let mut members: Vec<Member> = frequent
+            .into_iter()
+            .map(|p| Member::Postings(Box::new(p)))
+            .collect();
+        if let Some(bits) = rare {
+            members.push(Member::Bits(DenseDocSet::new(bits, max_doc)));
+        }
+        Ok(Box::new(LazyUnion::new(members)))
     }
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
@@ -133,58 +147,128 @@ impl Weight for PrefixWeight {
     }
 }
 
-/// Union of term postings, materialised one window at a time.
+/// One member of the union.
+enum Member {
+    Postings(Box<SegmentPostings>),
+    Bits(DenseDocSet),
+}
+
+impl Member {
+    fn doc(&self) -> DocId {
+        match self {
+            Member::Postings(p) => p.doc(),
+            Member::Bits(b) => b.doc(),
+        }
+    }
+    fn seek(&mut self, target: DocId) -> DocId {
+        match self {
+            Member::Postings(p) => p.seek(target),
+            Member::Bits(b) => b.seek(target),
+        }
+    }
+    fn advance(&mut self) -> DocId {
+        match self {
+            Member::Postings(p) => p.advance(),
+            Member::Bits(b) => b.advance(),
+        }
+    }
+    fn size_hint(&self) -> u32 {
+        match self {
+            Member::Postings(p) => p.size_hint(),
+            Member::Bits(b) => b.size_hint(),
+        }
+    }
+}
+
+/// Union of the members. Seeking moves members to the target, most
+/// frequent first, and stops at the first that holds it (the others catch
+/// up on a later call); advancing fills a bitset window of [`WINDOW`]
+/// documents from every member.
 struct LazyUnion {
-    postings: Vec<SegmentPostings>,
-    /// First doc of the current window.
+    members: Vec<Member>,
+    /// First doc of the current window, when `windowed`.
     start: DocId,
+    windowed: bool,
     bits: [u64; (WINDOW / 64) as usize],
     doc: DocId,
     size_hint: u32,
 }
 
 impl LazyUnion {
-    fn new(postings: Vec<SegmentPostings>) -> LazyUnion {
-        let size_hint = postings
+    fn new(members: Vec<Member>) -> LazyUnion {
+        let size_hint = members
             .iter()
-            .map(|p| p.size_hint())
+            .map(Member::size_hint)
             .fold(0u32, u32::saturating_add);
         let mut u = LazyUnion {
-            postings,
+            members,
             start: 0,
+            windowed: false,
             bits: [0; (WINDOW / 64) as usize],
             doc: 0,
             size_hint,
         };
-        u.fill_from(0);
+        u.point(0);
         u
+    }
+
+    /// Lands on the first document at or after `target` that a member
+    /// holds. Members found exactly at `target` end the search early; the
+    /// rest may stay behind `target`.
+    fn point(&mut self, target: DocId) {
+        self.windowed = false;
+        let mut min = TERMINATED;
+        let mut i = 0;
+        while i < self.members.len() {
+            let m = &mut self.members[i];
+            let d = if m.doc() < target {
+                m.seek(target)
+            } else {
+                m.doc()
+            };
+            if d == TERMINATED {
+                self.members.swap_remove(i);
+                continue;
+            }
+            if d == target {
+                self.doc = target;
+                return;
+            }
+            min = min.min(d);
+            i += 1;
+        }
+        self.doc = min;
     }
 
     /// Fills the window that starts at the first match at or after `target`
     /// and moves to that match.
     fn fill_from(&mut self, target: DocId) {
-        self.postings.retain_mut(|p| {
-            if p.doc() < target {
-                p.seek(target);
-            }
-            p.doc() != TERMINATED
-        });
-        let Some(first) = self.postings.iter().map(|p| p.doc()).min() else {
-            self.doc = TERMINATED;
+        self.point(target);
+        if self.doc == TERMINATED {
             return;
-        };
+        }
+        let first = self.doc;
         self.start = first;
+        self.windowed = true;
         let end = first.saturating_add(WINDOW);
         self.bits = [0; (WINDOW / 64) as usize];
-        for p in &mut self.postings {
-            let mut d = p.doc();
+        for m in &mut self.members {
+            let mut d = if m.doc() < first {
+                m.seek(first)
+            } else {
+                m.doc()
+            };
             while d < end {
                 let i = d - first;
                 self.bits[(i / 64) as usize] |= 1 << (i % 64);
-                d = p.advance();
+                d = m.advance();
             }
         }
-        self.doc = first;
+        self.members.retain(|m| m.doc() != TERMINATED);
+    }
+
+    fn window_end(&self) -> DocId {
+        self.start.saturating_add(WINDOW)
     }
 
     /// The first set bit at or after window offset `from`, if any.
@@ -213,21 +297,36 @@ impl DocSet for LazyUnion {
             return TERMINATED;
         }
         let target = self.doc + 1;
-        self.seek(target)
+        if self.windowed {
+            if target < self.window_end()
+                && let Some(d) = self.next_in_window(target - self.start)
+            {
+                self.doc = d;
+                return d;
+            }
+            // Every term is at or past the window's end already.
+            self.fill_from(self.window_end());
+        } else {
+            self.fill_from(target);
+        }
+        self.doc
     }
 
     fn seek(&mut self, target: DocId) -> DocId {
         if self.doc == TERMINATED || target <= self.doc {
             return self.doc;
         }
-        if target < self.start.saturating_add(WINDOW)
-            && let Some(d) = self.next_in_window(target - self.start)
-        {
-            self.doc = d;
-            return d;
+        if self.windowed {
+            if target < self.window_end()
+                && let Some(d) = self.next_in_window(target - self.start)
+            {
+                self.doc = d;
+                return d;
+            }
+            self.point(target.max(self.window_end()));
+        } else {
+            self.point(target);
         }
-        // Past this window: the postings are all at or after its end.
-        self.fill_from(target.max(self.start.saturating_add(WINDOW)));
         self.doc
     }
 
@@ -392,6 +491,63 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Seeks and advances interleaved (window and point modes alternate).
+    #[test]
+    fn mixed_seek_and_advance() {
+        let mut b = Schema::builder();
+        let f = b.add_text_field("w", STRING);
+        let index = Index::create_in_ram(b.build());
+        let mut w = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        let mut words = Vec::new();
+        for i in 0..30_000u32 {
+            let word = format!("p{}", (i * 7919) % 50);
+            let mut d = TantivyDocument::new();
+            d.add_text(f, if i % 3 == 0 { word.as_str() } else { "other" });
+            w.add_document(d).unwrap();
+            words.push(if i % 3 == 0 { word } else { "other".into() });
+        }
+        w.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let seg = searcher.segment_reader(0);
+        let want: Vec<DocId> = (0..30_000u32)
+            .filter(|&i| words[i as usize].starts_with('p'))
+            .collect();
+        let q = PrefixQuery::new(f, "p".into());
+        let weight = q
+            .weight(EnableScoring::disabled_from_searcher(&searcher))
+            .unwrap();
+        let mut s = weight.scorer(seg, 1.0).unwrap();
+        let mut x: u64 = 3;
+        let mut got = vec![s.doc()];
+        while s.doc() != TERMINATED {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let d = if x.is_multiple_of(2) {
+                s.advance()
+            } else {
+                let t = s.doc() + 1 + (x % 9000) as u32;
+                let d = s.seek(t);
+                assert_eq!(
+                    d,
+                    want.iter().copied().find(|&w| w >= t).unwrap_or(TERMINATED)
+                );
+                // what was skipped is not compared below
+                got.retain(|&g| g < t);
+                d
+            };
+            if d != TERMINATED {
+                got.push(d);
+            }
+        }
+        for g in &got {
+            assert!(want.binary_search(g).is_ok(), "{g}");
+        }
+        let mut sorted = got.clone();
+        sorted.dedup();
+        assert_eq!(sorted, got, "no doc twice, in order");
     }
 
     #[test]

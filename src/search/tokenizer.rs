@@ -496,7 +496,9 @@ mod tests {
 
     #[test]
     fn byte_tokenizer_matches_the_char_tokenizer() {
-        let alphabet: Vec<char> = "aZ_9 .:/-\\,!(é日ß\u{1F600}\u{300}Xx1 \n\t::..--//".chars().collect();
+        let alphabet: Vec<char> = "aZ_9 .:/-\\,!(é日ß\u{1F600}\u{300}Xx1 \n\t::..--//"
+            .chars()
+            .collect();
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = || {
             x ^= x << 13;
