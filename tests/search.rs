@@ -256,6 +256,39 @@ async fn query_syntax_filters_and_paging() {
         )
         .await;
     assert_eq!(b.body["hits"].as_array().unwrap().len(), 2);
+    // Both bounds are exclusive, to the second: a message written at t is
+    // found with after=t-1 and before=t+1, not with after=t or before=t.
+    let newest = &b.body["hits"][0];
+    let mid = newest["message_id"].clone();
+    let t = time::OffsetDateTime::parse(
+        newest["created_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let at = |d: time::OffsetDateTime| {
+        d.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let second = time::Duration::seconds(1);
+    for (param, when, found) in [
+        ("after", t - second, true),
+        ("after", t, false),
+        ("before", t, false),
+        ("before", t + second, true),
+    ] {
+        let b = s
+            .get(
+                &format!("/api/search?q=fox&{param}={}", url_escape(&at(when))),
+                Auth::Session(&admin),
+            )
+            .await;
+        let hit = b.body["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["message_id"] == mid);
+        assert_eq!(hit, found, "{param}={}: {}", at(when), b.body);
+    }
     // Paging, newest first.
     let p1 = s
         .get("/api/search?q=fox&limit=1", Auth::Session(&admin))

@@ -123,6 +123,9 @@ test('admin usage charts, quota editing and audit filters', { timeout: 90_000 },
   const filters = page.getByRole('form', { name: 'Filter the audit log' });
   await filters.getByLabel('Action').fill('admin.user.quota');
   await filters.getByRole('button', { name: 'Filter' }).click();
+  // The unfiltered table (which also holds this entry) stays until the
+  // filtered page arrives: wait for the filtered one, not for the cell.
+  await page.waitForFunction(() => document.querySelectorAll('table.audit tbody tr').length === 1, null, { timeout: 10_000 });
   await page.getByRole('cell', { name: /messages_per_day=5/ }).waitFor();
   assert.equal(await page.locator('table.audit tbody tr').count(), 1);
   await filters.getByRole('button', { name: 'Clear' }).click();
