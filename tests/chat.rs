@@ -132,6 +132,31 @@ async fn chat(s: &TestServer, who: &Session, body: Value) -> Vec<common::Sse> {
     SseReader::new(r).collect().await
 }
 
+/// The events of generation `gid` after `last_event_id` (all with None).
+async fn follow(e: &Env, gid: &str, last_event_id: Option<u64>) -> Vec<common::Sse> {
+    let mut rb =
+        e.s.http
+            .get(e.s.url(&format!("/api/generations/{gid}/events")))
+            .header("cookie", format!("confab_session={}", e.admin.cookie));
+    if let Some(id) = last_event_id {
+        rb = rb.header("last-event-id", id.to_string());
+    }
+    let r = rb.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    SseReader::new(r).collect().await
+}
+
+/// The admin's view of message `i` of conversation `cid`.
+async fn message_view(e: &Env, cid: &str, i: usize) -> Value {
+    let conv =
+        e.s.get(
+            &format!("/api/conversations/{cid}"),
+            Auth::Session(&e.admin),
+        )
+        .await;
+    conv.body["messages"][i].clone()
+}
+
 fn check_shape(events: &[common::Sse]) {
     assert_eq!(events[0].event, "meta", "meta comes first");
     for (i, e) in events.iter().enumerate() {
@@ -369,16 +394,7 @@ async fn resume_after_a_dropped_client_yields_exactly_the_same_text() {
     let last_id = seen.last().unwrap().id.unwrap();
     drop(reader); // the connection drops mid-answer
 
-    let r =
-        e.s.http
-            .get(e.s.url(&format!("/api/generations/{gid}/events")))
-            .header("cookie", format!("confab_session={}", e.admin.cookie))
-            .header("last-event-id", last_id.to_string())
-            .send()
-            .await
-            .unwrap();
-    assert_eq!(r.status(), 200);
-    let rest = SseReader::new(r).collect().await;
+    let rest = follow(&e, &gid, Some(last_id)).await;
     assert_eq!(
         rest[0].id,
         Some(last_id + 1),
@@ -391,14 +407,7 @@ async fn resume_after_a_dropped_client_yields_exactly_the_same_text() {
     assert_eq!(text_of(&all), e.up.reply_for(model));
 
     // A full replay from the start is identical, even after the end.
-    let r =
-        e.s.http
-            .get(e.s.url(&format!("/api/generations/{gid}/events")))
-            .header("cookie", format!("confab_session={}", e.admin.cookie))
-            .send()
-            .await
-            .unwrap();
-    let replay = SseReader::new(r).collect().await;
+    let replay = follow(&e, &gid, None).await;
     assert_eq!(replay.len(), all.len());
     assert_eq!(text_of(&replay), e.up.reply_for(model));
 }
@@ -418,13 +427,7 @@ async fn opening_a_streaming_answer_gives_its_live_text_and_where_to_follow_from
     }
     // Read well before the first 500 ms flush: the stored text is behind,
     // the view is not.
-    let conv =
-        e.s.get(
-            &format!("/api/conversations/{cid}"),
-            Auth::Session(&e.admin),
-        )
-        .await;
-    let m = &conv.body["messages"][1];
+    let m = message_view(&e, &cid, 1).await;
     assert_eq!(m["status"], "streaming");
     assert_eq!(m["generation_id"], gid.as_str());
     let upto = m["generation_event_id"]
@@ -438,15 +441,7 @@ async fn opening_a_streaming_answer_gives_its_live_text_and_where_to_follow_from
     drop(reader);
 
     // Following from that id appends exactly the rest.
-    let r =
-        e.s.http
-            .get(e.s.url(&format!("/api/generations/{gid}/events")))
-            .header("cookie", format!("confab_session={}", e.admin.cookie))
-            .header("last-event-id", upto.to_string())
-            .send()
-            .await
-            .unwrap();
-    let rest = SseReader::new(r).collect().await;
+    let rest = follow(&e, &gid, Some(upto)).await;
     assert_eq!(rest[0].id, Some(upto + 1));
     assert_eq!(rest.last().unwrap().event, "done");
     assert_eq!(
@@ -455,13 +450,7 @@ async fn opening_a_streaming_answer_gives_its_live_text_and_where_to_follow_from
         "the live text plus what follows is the answer, nothing twice"
     );
     // Once stored, the message carries neither mark.
-    let conv =
-        e.s.get(
-            &format!("/api/conversations/{cid}"),
-            Auth::Session(&e.admin),
-        )
-        .await;
-    let m = &conv.body["messages"][1];
+    let m = message_view(&e, &cid, 1).await;
     assert_eq!(m["status"], "complete");
     assert!(m.get("generation_id").is_none() && m.get("generation_event_id").is_none());
 }
@@ -489,13 +478,7 @@ async fn stop_keeps_the_partial_answer() {
     assert_eq!(events.last().unwrap().data["finish_reason"], "stopped");
     let partial = text_of(&events);
     assert!(!partial.is_empty() && partial.len() < e.up.reply_for("ol+slow").len());
-    let conv =
-        e.s.get(
-            &format!("/api/conversations/{cid}"),
-            Auth::Session(&e.admin),
-        )
-        .await;
-    let m = &conv.body["messages"][1];
+    let m = message_view(&e, &cid, 1).await;
     assert_eq!(m["status"], "interrupted");
     assert_eq!(m["content"], partial.as_str());
     assert_eq!(m["finish_reason"], "stopped");
