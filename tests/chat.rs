@@ -132,6 +132,23 @@ async fn chat(s: &TestServer, who: &Session, body: Value) -> Vec<common::Sse> {
     SseReader::new(r).collect().await
 }
 
+/// Starts an answer from `model` and reads its `meta` and `n` more events;
+/// the reader stays open on the rest.
+async fn start_and_read(
+    e: &Env,
+    model: &str,
+    n: usize,
+) -> (SseReader, common::Sse, Vec<common::Sse>) {
+    let r = open_stream(&e.s, &e.admin, json!({"content": "go", "model": model})).await;
+    let mut reader = SseReader::new(r);
+    let meta = reader.next().await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        seen.push(reader.next().await.unwrap());
+    }
+    (reader, meta, seen)
+}
+
 /// The events of generation `gid` after `last_event_id` (all with None).
 async fn follow(e: &Env, gid: &str, last_event_id: Option<u64>) -> Vec<common::Sse> {
     let mut rb =
@@ -383,14 +400,8 @@ async fn unknown_model_and_bad_requests_are_clear_errors() {
 async fn resume_after_a_dropped_client_yields_exactly_the_same_text() {
     let e = env().await;
     let model = "oa+slow";
-    let r = open_stream(&e.s, &e.admin, json!({"content": "go", "model": model})).await;
-    let mut reader = SseReader::new(r);
-    let meta = reader.next().await.unwrap();
+    let (reader, meta, seen) = start_and_read(&e, model, 3).await;
     let gid = meta.data["generation_id"].as_str().unwrap().to_string();
-    let mut seen = Vec::new();
-    for _ in 0..3 {
-        seen.push(reader.next().await.unwrap());
-    }
     let last_id = seen.last().unwrap().id.unwrap();
     drop(reader); // the connection drops mid-answer
 
@@ -416,15 +427,9 @@ async fn resume_after_a_dropped_client_yields_exactly_the_same_text() {
 async fn opening_a_streaming_answer_gives_its_live_text_and_where_to_follow_from() {
     let e = env().await;
     let model = "oa+slow";
-    let r = open_stream(&e.s, &e.admin, json!({"content": "go", "model": model})).await;
-    let mut reader = SseReader::new(r);
-    let meta = reader.next().await.unwrap();
+    let (reader, meta, _) = start_and_read(&e, model, 3).await;
     let gid = meta.data["generation_id"].as_str().unwrap().to_string();
     let cid = meta.data["conversation_id"].as_str().unwrap().to_string();
-    let mut seen = vec![meta.clone()];
-    for _ in 0..3 {
-        seen.push(reader.next().await.unwrap());
-    }
     // Read well before the first 500 ms flush: the stored text is behind,
     // the view is not.
     let m = message_view(&e, &cid, 1).await;
