@@ -277,24 +277,36 @@ fn tokenize_reusing(text: &str, out: &mut Vec<Token>, len: &mut usize) {
             }
             break;
         }
-        let end = i;
-        let word = &text[start..end];
-        if is_plain(word) {
-            push(out, len, text, start, end, position);
-            position += 1;
-            continue;
-        }
-        pieces.clear();
-        parts(word, start, &mut pieces);
-        if pieces.len() > 1 {
-            push(out, len, text, start, end, position);
-            for &(a, b) in &pieces {
-                push(out, len, text, a, b, position);
-            }
-        } else if let Some(&(a, b)) = pieces.first() {
+        emit_word(text, start, i, position, out, len, &mut pieces);
+        position += 1;
+    }
+}
+
+/// Writes the tokens of the word `text[start..end]` at `position`: the word
+/// itself if it is plain, else the whole identifier and its parts.
+fn emit_word(
+    text: &str,
+    start: usize,
+    end: usize,
+    position: usize,
+    out: &mut Vec<Token>,
+    len: &mut usize,
+    pieces: &mut Vec<(usize, usize)>,
+) {
+    let word = &text[start..end];
+    if is_plain(word) {
+        push(out, len, text, start, end, position);
+        return;
+    }
+    pieces.clear();
+    parts(word, start, pieces);
+    if pieces.len() > 1 {
+        push(out, len, text, start, end, position);
+        for &(a, b) in pieces.iter() {
             push(out, len, text, a, b, position);
         }
-        position += 1;
+    } else if let Some(&(a, b)) = pieces.first() {
+        push(out, len, text, a, b, position);
     }
 }
 
@@ -375,22 +387,7 @@ mod tests {
                     break;
                 }
             }
-            let word = &text[start..end];
-            if is_plain(word) {
-                push(out, len, text, start, end, position);
-                position += 1;
-                continue;
-            }
-            pieces.clear();
-            parts(word, start, &mut pieces);
-            if pieces.len() > 1 {
-                push(out, len, text, start, end, position);
-                for &(a, b) in &pieces {
-                    push(out, len, text, a, b, position);
-                }
-            } else if let Some(&(a, b)) = pieces.first() {
-                push(out, len, text, a, b, position);
-            }
+            emit_word(text, start, end, position, out, len, &mut pieces);
             position += 1;
         }
     }
