@@ -183,6 +183,15 @@ fn is_plain(word: &str) -> bool {
     }
 }
 
+/// A part of an identifier starts at `c` (after `prev`, before `next`):
+/// `aB`, the `R` of `HTTPRequest`, `a1`, `1a`.
+fn is_hump(prev: char, c: char, next: Option<char>) -> bool {
+    (prev.is_lowercase() && c.is_uppercase())
+        || (prev.is_uppercase() && c.is_uppercase() && next.is_some_and(char::is_lowercase))
+        || (prev.is_alphabetic() && c.is_numeric())
+        || (prev.is_numeric() && c.is_alphabetic())
+}
+
 /// Splits an identifier into parts: at non-alphanumerics and camelCase
 /// humps (`parseHTTPRequest` → parse, HTTP, Request). Byte ranges.
 fn parts(word: &str, base: usize, out: &mut Vec<(usize, usize)>) {
@@ -196,13 +205,7 @@ fn parts(word: &str, base: usize, out: &mut Vec<(usize, usize)>) {
             }
         } else if let Some(s) = start {
             let next = it.peek().map(|x| x.1);
-            let hump = (prev.is_lowercase() && c.is_uppercase())
-                || (prev.is_uppercase()
-                    && c.is_uppercase()
-                    && next.is_some_and(char::is_lowercase))
-                || (prev.is_alphabetic() && c.is_numeric())
-                || (prev.is_numeric() && c.is_alphabetic());
-            if hump {
+            if is_hump(prev, c, next) {
                 out.push((base + s, base + off));
                 start = Some(off);
             }
@@ -329,13 +332,7 @@ mod tests {
             if let Some(s) = start {
                 let prev = chars[i - 1].1;
                 let next = chars.get(i + 1).map(|x| x.1);
-                let hump = (prev.is_lowercase() && c.is_uppercase())
-                    || (prev.is_uppercase()
-                        && c.is_uppercase()
-                        && next.is_some_and(char::is_lowercase))
-                    || (prev.is_alphabetic() && c.is_numeric())
-                    || (prev.is_numeric() && c.is_alphabetic());
-                if hump {
+                if is_hump(prev, c, next) {
                     out.push((base + s, base + off));
                     start = Some(off);
                 }
