@@ -10,8 +10,10 @@
 //! once per segment ([`BlockMaxima`]); blocks are visited in order of that
 //! maximum, in batches that double in size, and the search stops as soon as
 //! the k-th best hit is at least as new as the newest document any unvisited
-//! block could hold. The answer is exactly what a full scan gives, whatever
-//! the order of the documents; the order only decides how early it stops.
+//! block could hold. The sort values returned are exactly what a full scan
+//! gives, whatever the order of the documents (among documents with equal
+//! sort keys, a different one may fill the last place); the order only
+//! decides how early it stops.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
