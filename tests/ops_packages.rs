@@ -15,7 +15,6 @@
 mod ops_support;
 
 use ops_support::{Client, PASSWORD, confab_at, run, start_with, static_binary, tempdir};
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -359,15 +358,7 @@ async fn packages_build_inspect_install_remove_and_purge() {
     // The service user can read it (0640 root:confab).
     let out = ok(as_confab().arg("check-config"));
     assert!(out.contains(want), "{out}");
-    let mut add = as_confab();
-    add.args(["user", "add", "admin", "--admin", "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = add.spawn().unwrap();
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
+    ops_support::add_admin(as_confab(), "admin");
     let db = format!("{STATE}/confab.redb");
     assert_eq!(owner(&db), ("confab".into(), "confab".into()));
     assert_eq!(mode(&db), 0o600);

@@ -17,9 +17,7 @@ use common_upstream::FakeUpstream;
 use ops_support::{Client, PASSWORD, confab, run, start, tempdir, write_config};
 use redb::{Database, ReadableDatabase, TableDefinition, TableHandle};
 use serde_json::Value;
-use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -251,17 +249,9 @@ async fn the_oldest_schema_migrates_one_step_at_a_time() {
 
 /// Creates an admin with the CLI (which creates the directory if needed).
 fn add_admin(data: &Path, name: &str) {
-    let mut add = confab();
-    add.arg("--data-dir")
-        .arg(data)
-        .args(["user", "add", name, "--admin", "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = add.spawn().unwrap();
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let mut cmd = confab();
+    cmd.arg("--data-dir").arg(data);
+    ops_support::add_admin(cmd, name);
 }
 
 fn set_schema_version(db: &Path, version: u64) {

@@ -6,32 +6,8 @@ mod common_upstream;
 
 use common::{Auth, Session, SseReader, TestServer};
 use common_upstream::FakeUpstream;
-use confab::providers::registry::ProviderConfig;
-use confab::providers::{OpenAiProvider, ProviderKind, ProviderOptions, RetryPolicy};
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-async fn with_provider(s: &TestServer, up: &FakeUpstream) {
-    let p = OpenAiProvider::new(
-        "fake",
-        &up.openai_base(),
-        Some("sk-x".into()),
-        confab::providers::default_client(),
-    )
-    .with_options(ProviderOptions {
-        idle_timeout: Duration::from_secs(5),
-        retry: RetryPolicy::none(),
-    });
-    s.state()
-        .providers
-        .add_with(
-            ProviderConfig::new(ProviderKind::Openai, "fake", up.openai_base())
-                .with_models(vec!["fake-model".into()]),
-            Arc::new(p),
-        )
-        .unwrap();
-}
 
 /// Sends one message and waits for the answer; returns the meta data.
 async fn say(s: &TestServer, who: &Session, conv: Option<&str>, text: &str) -> Value {
@@ -100,7 +76,7 @@ fn ids(b: &Value) -> Vec<String> {
 async fn written_messages_become_searchable_quickly_with_snippets() {
     let up = FakeUpstream::start().await;
     let s = TestServer::start().await;
-    with_provider(&s, &up).await;
+    up.register_openai(s.state(), &["fake-model"]);
     let admin = s.setup_admin("admin").await;
     let meta = say(
         &s,
@@ -152,7 +128,7 @@ async fn written_messages_become_searchable_quickly_with_snippets() {
 async fn query_syntax_filters_and_paging() {
     let up = FakeUpstream::start().await;
     let s = TestServer::start().await;
-    with_provider(&s, &up).await;
+    up.register_openai(s.state(), &["fake-model"]);
     let admin = s.setup_admin("admin").await;
     let m1 = say(
         &s,
@@ -361,7 +337,7 @@ async fn bad_queries_are_400_never_500() {
 async fn titles_follow_renames_and_deletes_remove_everything() {
     let up = FakeUpstream::start().await;
     let s = TestServer::start().await;
-    with_provider(&s, &up).await;
+    up.register_openai(s.state(), &["fake-model"]);
     let admin = s.setup_admin("admin").await;
     let meta = say(&s, &admin, None, "zymurgy questions").await;
     let cid = meta["conversation_id"].as_str().unwrap().to_string();
@@ -412,7 +388,7 @@ async fn titles_follow_renames_and_deletes_remove_everything() {
 async fn users_never_see_each_others_words() {
     let up = FakeUpstream::start().await;
     let s = TestServer::start().await;
-    with_provider(&s, &up).await;
+    up.register_openai(s.state(), &["fake-model"]);
     let admin = s.setup_admin("admin").await;
     let bob = s.user(&admin, "bob").await;
     let alice = s.user(&admin, "alice").await;
@@ -458,7 +434,7 @@ async fn users_never_see_each_others_words() {
 async fn rebuild_gives_the_same_results_as_incremental_indexing() {
     let up = FakeUpstream::start().await;
     let s = TestServer::start().await;
-    with_provider(&s, &up).await;
+    up.register_openai(s.state(), &["fake-model"]);
     let admin = s.setup_admin("admin").await;
     let mut conv: Option<String> = None;
     for i in 0..12 {

@@ -54,6 +54,21 @@ pub fn run(cmd: &mut Command, want: i32) -> (String, String) {
     (o, e)
 }
 
+/// Runs `cmd user add NAME --admin --password-stdin` with [`PASSWORD`] on
+/// stdin and asserts it succeeds (`cmd`: the binary with its data or config
+/// options, and whatever user it runs as).
+pub fn add_admin(mut cmd: Command, name: &str) {
+    use std::io::Write;
+    cmd.args(["user", "add", name, "--admin", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
 /// A config with one OpenAI-compatible provider at `base` offering
 /// `fake-model`, local detection off, loose sign-in throttling, request
 /// rate limits off (not what these tests are about) and `extra` (top-level
