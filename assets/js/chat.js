@@ -668,25 +668,17 @@ export function ChatScreen() {
   const pending = useRef('');
   const frame = useRef(0);
   const liveId = useRef(null);
-  const replaceOnFirst = useRef(false);
 
   const updateLive = (fn) => {
     const id = liveId.current;
     setMessages((ms) => ms.map((m) => (m.id === id ? fn(m) : m)));
   };
-  // After a reload the page shows the stored text of the answer and replays
-  // the generation from its first event. The replay arrives over several
-  // frames; it replaces the stored text only once it has caught up with it
-  // (or the answer ended), so the visible answer never shrinks.
-  const flush = (force = false) => {
+  const flush = () => {
     frame.current = 0;
     const add = pending.current;
-    if (!add && !replaceOnFirst.current) return;
-    const replace = replaceOnFirst.current;
-    if (replace && !force && add.length < live.text.length) return;
+    if (!add) return;
     pending.current = '';
-    replaceOnFirst.current = false;
-    live.set((replace ? '' : live.text) + add);
+    live.set(live.text + add);
   };
   /** Writes the streamed text into the message (once, at the end). */
   const commitLive = (extra = {}) => {
@@ -697,7 +689,7 @@ export function ChatScreen() {
 
   const finishStream = async (cid) => {
     if (frame.current) cancelAnimationFrame(frame.current);
-    flush(true);
+    flush();
     if (live.key) {
       const text = live.text;
       updateLive((m) => (m.content === text ? m : { ...m, content: text }));
@@ -746,18 +738,18 @@ export function ChatScreen() {
       },
       delta(t) {
         pending.current += t;
-        if (!frame.current) frame.current = requestAnimationFrame(() => flush());
+        if (!frame.current) frame.current = requestAnimationFrame(flush);
       },
       usage(u) {
         updateLive((m) => ({ ...m, usage: u }));
       },
       done(d) {
-        flush(true);
+        flush();
         commitLive({ status: d.finish_reason === 'stopped' ? 'interrupted' : 'complete', finish_reason: d.finish_reason });
         finishStream(ctx.cid);
       },
       error(e) {
-        flush(true);
+        flush();
         commitLive({ status: 'error', error: { code: e.code, message: e.message } });
         setError({ ...e, retry: 'regenerate' });
         finishStream(ctx.cid);
@@ -775,12 +767,11 @@ export function ChatScreen() {
     closeStream();
     liveId.current = msg.id;
     live.key = msg.key || msg.id;
-    live.text = msg.content || '';
-    pending.current = '';
-    // The server says which event its text reaches: follow from there. An
-    // answer without that mark is replayed from the start instead.
+    // The server sends the live text and the last event it includes: show
+    // the one and follow from the other (nothing is replayed twice).
     const from = Number.isFinite(msg.generation_event_id) ? msg.generation_event_id : 0;
-    replaceOnFirst.current = from === 0;
+    live.text = from ? msg.content || '' : '';
+    pending.current = '';
     const ctx = { cid: msg.conversation_id };
     const s = new GenerationStream(handlers(ctx));
     streamRef.current = s;
@@ -807,7 +798,6 @@ export function ChatScreen() {
     setMessages([...base, ...added]);
     liveId.current = tempA;
     pending.current = '';
-    replaceOnFirst.current = false;
     stick.current = true;
     setBusy(true);
     setLiveStatus('live');

@@ -49,6 +49,19 @@ struct GenState {
     finished: Option<(Outcome, Instant)>,
 }
 
+impl GenState {
+    /// Adds the next event to the log; returns its id.
+    fn append(&mut self, event: &'static str, data: serde_json::Value) -> u64 {
+        let id = self.events.len() as u64 + 1;
+        self.events.push(Arc::new(GenEvent {
+            id,
+            event,
+            data: data.to_string(),
+        }));
+        id
+    }
+}
+
 pub struct Generation {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -65,14 +78,7 @@ impl Generation {
     }
 
     fn push(&self, event: &'static str, data: serde_json::Value) {
-        let mut st = self.lock();
-        let id = st.events.len() as u64 + 1;
-        st.events.push(Arc::new(GenEvent {
-            id,
-            event,
-            data: data.to_string(),
-        }));
-        drop(st);
+        let id = self.lock().append(event, data);
         self.notify.send_replace(id);
     }
 
@@ -82,12 +88,7 @@ impl Generation {
         let mut st = self.lock();
         st.content.push_str(text);
         st.dirty = true;
-        let id = st.events.len() as u64 + 1;
-        st.events.push(Arc::new(GenEvent {
-            id,
-            event: "delta",
-            data: json!({ "text": text }).to_string(),
-        }));
+        let id = st.append("delta", json!({ "text": text }));
         st.text_event = id;
         drop(st);
         self.notify.send_replace(id);
