@@ -78,7 +78,12 @@ export class Markdown extends Component {
 
 function useLibsVersion() {
   const [v, setV] = useState(libsVersion);
-  useEffect(() => onLibsChange(setV), []);
+  useEffect(() => {
+    // A library may have arrived between this render and the effect (a cached
+    // KaTeX loads that fast): take the version as it is now, then follow it.
+    setV(libsVersion);
+    return onLibsChange(setV);
+  }, []);
   return v;
 }
 
