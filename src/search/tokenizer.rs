@@ -460,8 +460,8 @@ mod tests {
 
     /// The cache answers exactly what lower-casing and the stemmer do: on a
     /// miss, on a hit, for one word in several cases, for stems that are not
-    /// a prefix of their word, for words too long to cache, for non-ASCII
-    /// words, and after it starts afresh.
+    /// a prefix of their word, for long words, for non-ASCII words, and after
+    /// it starts afresh.
     #[test]
     fn stem_cache_gives_the_stemmers_stems() {
         let stemmer = Stemmer::create(Algorithm::English);
