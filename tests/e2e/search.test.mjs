@@ -327,7 +327,11 @@ test('typing is debounced and superseded queries are aborted; partial and error 
     await route.continue().catch(() => {});
   });
   await searchBox(page).fill('zebra');
-  await page.waitForTimeout(500);
+  // Change the query only once the zebra request is out (not after a fixed
+  // wait, which a stalled machine can outlast before the 250 ms debounce).
+  for (const t0 = Date.now(); !sent.includes('zebra'); await new Promise((r) => setTimeout(r, 20))) {
+    assert.ok(Date.now() - t0 < 10_000, 'the zebra request was sent');
+  }
   await searchBox(page).fill('capybara');
   await hits(page).filter({ hasText: 'first version' }).waitFor();
   await page.waitForTimeout(1500);
