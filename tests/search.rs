@@ -484,6 +484,15 @@ async fn rebuild_gives_the_same_results_as_incremental_indexing() {
         let n = search.rebuild(&store, |_, _| {}).unwrap();
         assert!(n >= 24);
         search.shutdown();
+        // Once shut down it never takes the index lock again, and the lock
+        // it held is free for the next opener.
+        assert!(matches!(
+            search.rebuild(&store, |_, _| {}),
+            Err(confab::search::SearchError::Stopped)
+        ));
+        let next = confab::search::Search::open(dir.path()).unwrap();
+        assert_eq!(next.rebuild(&store, |_, _| {}).unwrap(), n);
+        next.shutdown();
     }
     let s = TestServer::start_in(dir, |_| {}).await;
     for (q, want) in queries.iter().zip(&before) {

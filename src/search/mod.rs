@@ -72,6 +72,9 @@ pub enum SearchError {
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// [`Search::shutdown`] has run: no writer (and no index lock) again.
+    #[error("the search index is shut down")]
+    Stopped,
 }
 
 #[derive(Clone, Copy)]
@@ -273,6 +276,11 @@ impl Search {
     ) -> Result<T, SearchError> {
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
+            // A drain already under way when shutdown ran must not take the
+            // index lock again after it was released.
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(SearchError::Stopped);
+            }
             let threads = std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
@@ -456,6 +464,7 @@ impl Search {
             .await;
             match res {
                 Ok(Ok(())) => {}
+                Ok(Err(SearchError::Stopped)) => return,
                 Ok(Err(e)) => tracing::error!(error = %e, "search indexing failed; will retry"),
                 Err(e) => tracing::error!(error = %e, "search indexer task failed; will retry"),
             }

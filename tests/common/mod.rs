@@ -18,11 +18,12 @@ pub const PASSWORD: &str = "correct-horse-battery";
 
 pub struct TestServer {
     pub base: String,
-    pub dir: tempfile::TempDir,
     pub state: Option<AppState>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
     pub http: reqwest::Client,
+    /// Last, so it is removed after everything that uses it is dropped.
+    pub dir: tempfile::TempDir,
 }
 
 /// A test config: a temp data dir and throttles loose enough for many
@@ -216,6 +217,11 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
+        }
+        // Release the index before the temp dir goes: an indexer commit racing
+        // its removal would leave an empty `<tmp>/index` behind.
+        if let Some(state) = &self.state {
+            state.search.shutdown();
         }
     }
 }
