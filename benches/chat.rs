@@ -10,7 +10,8 @@
 //! (b) Resident memory of the real `confab` binary holding 10,000 open
 //!     streams against an upstream that answers very slowly.
 //!
-//! Run with `cargo bench --bench chat`. On small (2-core) machines lone
+//! Run with `cargo bench --bench chat` (`CONFAB_BENCH_PARTS=transport,latency,memory`
+//! picks parts; all by default). On small (2-core) machines lone
 //! absolute times are noise, so every figure is a percentile and every
 //! confab figure is set against the direct path measured in the same process.
 //! Client, server and fake upstream each get their own tokio runtime but
@@ -49,6 +50,8 @@ const REPLY_TOKENS: usize = 10;
 /// The fake upstream's pause before each token in (a).
 const TOKEN_DELAY: Duration = Duration::from_millis(2);
 const PROMPT: &str = "Say something short.";
+/// `limits.max_concurrent_generations` for the bench's one user.
+const UNCAPPED: u32 = 1_000_000;
 
 const WARMUP_SEQUENTIAL: usize = 30;
 const WARMUP_RATE: f64 = 200.0;
@@ -118,12 +121,21 @@ fn main() -> anyhow::Result<()> {
     );
     println!();
 
-    transport(&upstream_rt, &client_rt)?;
-    println!();
-    latency(&upstream_rt, &client_rt, nofile)?;
-    println!();
-    memory(&client_rt, nofile)?;
-    println!();
+    // `CONFAB_BENCH_PARTS=latency` (say) runs only the named parts.
+    let parts = std::env::var("CONFAB_BENCH_PARTS").unwrap_or_default();
+    let part = |name: &str| parts.is_empty() || parts.split(',').any(|p| p.trim() == name);
+    if part("transport") {
+        transport(&upstream_rt, &client_rt)?;
+        println!();
+    }
+    if part("latency") {
+        latency(&upstream_rt, &client_rt, nofile)?;
+        println!();
+    }
+    if part("memory") {
+        memory(&client_rt, nofile)?;
+        println!();
+    }
     println!("load average (1, 5, 15 min) at end: {}", loadavg());
     upstream_rt.shutdown_background();
     client_rt.shutdown_background();
@@ -656,6 +668,10 @@ async fn start_server(
     };
     cfg.auth.login_per_ip_per_minute = 1_000_000;
     cfg.auth.login_burst = 1_000_000;
+    // One bench user starts thousands of answers: no rate limit, no cap on
+    // running answers (the governance defaults would refuse all but a few).
+    cfg.limits.enabled = false;
+    cfg.limits.max_concurrent_generations = UNCAPPED;
     let mut entry = confab::config::ProviderEntry::new(
         confab::providers::ProviderKind::Openai,
         "fake",
@@ -1164,6 +1180,10 @@ fn spawn_server(dir: &Path, upstream_base: &str) -> anyhow::Result<(KillOnDrop, 
              [auth]\n\
              login_per_ip_per_minute = 1000000\n\
              login_burst = 1000000\n\
+             \n\
+             [limits]\n\
+             enabled = false\n\
+             max_concurrent_generations = {UNCAPPED}\n\
              \n\
              [[providers]]\n\
              kind = \"openai\"\n\
