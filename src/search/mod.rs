@@ -58,7 +58,22 @@ fn writer_memory() -> usize {
         None => WRITER_MEMORY_MIN,
     }
 }
-/// How often the indexer looks at the outbox when idle.
+/// The incremental writer's budget: one thread, small segments.
+const INCREMENTAL_MEMORY: usize = 32 * 1024 * 1024;
+
+/// What the open index writer was made for. A rebuild wants every core and
+/// big buffers; the indexer's small batches want one thread, so that a
+/// commit makes one segment, not one per thread (each new segment has a
+/// fixed cost in tantivy: a 4 MB term table to fill, and later a merge).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum WriterUse {
+    Incremental,
+    Rebuild,
+}
+
+/// How often the indexer looks at the outbox. Under a steady write load it
+/// commits once per look (while a backlog lasts, once per full batch), not
+/// once per message: the index lags by at most about this much.
 pub const POLL_EVERY: Duration = Duration::from_millis(200);
 const BATCH: usize = 2000;
 
@@ -199,7 +214,7 @@ pub struct Search {
     dir: PathBuf,
     /// True until a needed rebuild has finished: results may be incomplete.
     rebuilding: AtomicBool,
-    writer: Mutex<Option<IndexWriter>>,
+    writer: Mutex<Option<(WriterUse, IndexWriter)>>,
     /// The newest outbox seq applied, and when the indexer last caught up.
     applied: AtomicU64,
     stop: AtomicBool,
@@ -272,25 +287,39 @@ impl Search {
 
     fn with_writer<T>(
         &self,
+        purpose: WriterUse,
         f: impl FnOnce(&mut IndexWriter, &Fields) -> Result<T, SearchError>,
     ) -> Result<T, SearchError> {
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.as_ref().is_some_and(|(p, _)| *p != purpose)
+            && let Some((_, old)) = guard.take()
+        {
+            // One writer at a time holds the index lock.
+            old.wait_merging_threads()?;
+        }
         if guard.is_none() {
             // A drain already under way when shutdown ran must not take the
             // index lock again after it was released.
             if self.stop.load(Ordering::SeqCst) {
                 return Err(SearchError::Stopped);
             }
-            let threads = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .clamp(1, 4);
-            *guard = Some(
-                self.index
-                    .writer_with_num_threads(threads, writer_memory())?,
-            );
+            let writer = match purpose {
+                WriterUse::Incremental => self
+                    .index
+                    .writer_with_num_threads(1, INCREMENTAL_MEMORY)?,
+                WriterUse::Rebuild => {
+                    let threads = std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(2)
+                        .clamp(1, 4);
+                    self.index
+                        .writer_with_num_threads(threads, writer_memory())?
+                }
+            };
+            *guard = Some((purpose, writer));
         }
-        f(guard.as_mut().expect("writer just set"), &self.f)
+        let (_, writer) = guard.as_mut().expect("writer just set");
+        f(writer, &self.f)
     }
 
     fn message_doc(f: &Fields, user_id: Uuid, m: &Message) -> TantivyDocument {
@@ -333,8 +362,9 @@ impl Search {
         Some(d)
     }
 
-    /// Applies pending outbox ops until the outbox is empty. Returns how
-    /// many ops were applied.
+    /// Applies pending outbox ops, one commit per batch: full batches while
+    /// a backlog lasts, then what is left. Ops that arrive meanwhile wait
+    /// for the next call. Returns how many ops were applied.
     pub fn drain(&self, store: &Store) -> Result<usize, SearchError> {
         let mut total = 0;
         loop {
@@ -342,7 +372,7 @@ impl Search {
             let Some(&(last, _)) = batch.last() else {
                 return Ok(total);
             };
-            self.with_writer(|w, f| {
+            self.with_writer(WriterUse::Incremental, |w, f| {
                 for (_, op) in &batch {
                     match op {
                         Resolved::Message(im) => {
@@ -386,6 +416,11 @@ impl Search {
             store.outbox_ack(last)?;
             self.applied.store(last, Ordering::SeqCst);
             total += batch.len();
+            // Caught up: what arrives meanwhile waits for the next look
+            // rather than making a commit (and a segment) of a few ops.
+            if batch.len() < BATCH {
+                return Ok(total);
+            }
         }
     }
 
@@ -399,7 +434,7 @@ impl Search {
         let total = store.message_count()?;
         let mut done = 0u64;
         let err: std::cell::RefCell<Option<SearchError>> = std::cell::RefCell::new(None);
-        let covered = self.with_writer(|w, f| {
+        let covered = self.with_writer(WriterUse::Rebuild, |w, f| {
             w.delete_all_documents()?;
             let w: &IndexWriter = w;
             let covered = store.for_each_searchable(
@@ -427,7 +462,7 @@ impl Search {
             }
             Ok(covered)
         })?;
-        self.with_writer(|w, _| {
+        self.with_writer(WriterUse::Rebuild, |w, _| {
             w.commit()?;
             Ok(())
         })?;
@@ -476,7 +511,7 @@ impl Search {
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(writer) = w.take()
+        if let Some((_, writer)) = w.take()
             && let Err(e) = writer.wait_merging_threads()
         {
             tracing::warn!(error = %e, "search index merge did not finish");
