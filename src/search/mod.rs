@@ -304,9 +304,9 @@ impl Search {
                 return Err(SearchError::Stopped);
             }
             let writer = match purpose {
-                WriterUse::Incremental => self
-                    .index
-                    .writer_with_num_threads(1, INCREMENTAL_MEMORY)?,
+                WriterUse::Incremental => {
+                    self.index.writer_with_num_threads(1, INCREMENTAL_MEMORY)?
+                }
                 WriterUse::Rebuild => {
                     let threads = std::thread::available_parallelism()
                         .map(|n| n.get())
