@@ -745,6 +745,101 @@ async fn api_keys_shown_once_scoped_and_owned() {
         .assert_error(404, "NOT_FOUND");
 }
 
+/// Issue 13 item 1: a credential creates keys with at most its own scopes and
+/// expiry. A session or a JWT access token (both a password sign-in) counts as
+/// every scope of the user's role with no expiry; an API key as its scopes
+/// and its `expires_at`.
+#[tokio::test]
+async fn keys_cannot_mint_stronger_keys() {
+    let s = TestServer::start().await;
+    let admin = s.setup_admin("admin").await;
+    let rfc = |t: i64| {
+        time::OffsetDateTime::from_unix_timestamp(t)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+
+    // An admin's read+write key cannot add the admin scope.
+    let rw = new_key(&s, Auth::Session(&admin), json!({"scopes": ["read", "write"]})).await;
+    assert_eq!(rw.status, 201, "{}", rw.text);
+    let rw = rw.body["key"].as_str().unwrap().to_string();
+    for scopes in [json!(["admin"]), json!(["read", "write", "admin"])] {
+        new_key(&s, Auth::Bearer(&rw), json!({ "scopes": scopes }))
+            .await
+            .assert_error(403, "FORBIDDEN");
+    }
+    // …so the backup (which once carried the JWT signing key) stays out of reach.
+    s.get("/api/admin/backup", Auth::Bearer(&rw))
+        .await
+        .assert_error(403, "FORBIDDEN");
+    // A subset is fine.
+    let r = new_key(&s, Auth::Bearer(&rw), json!({"scopes": ["read"]})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // A write-only key cannot create a read+write key; omitted scopes are
+    // the default limited to what the creating key has.
+    let w = new_key(&s, Auth::Session(&admin), json!({"scopes": ["write"]})).await;
+    let w = w.body["key"].as_str().unwrap().to_string();
+    new_key(&s, Auth::Bearer(&w), json!({"scopes": ["read", "write"]}))
+        .await
+        .assert_error(403, "FORBIDDEN");
+    let r = new_key(&s, Auth::Bearer(&w), json!({})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["scopes"], json!(["write"]));
+
+    // A key that expires cannot create one that outlives it: a later
+    // expiry is refused, an omitted one is capped at the creator's.
+    let exp = now + 3600;
+    let short = new_key(&s, Auth::Session(&admin), json!({"expires_at": rfc(exp)})).await;
+    assert_eq!(short.status, 201, "{}", short.text);
+    let short = short.body["key"].as_str().unwrap().to_string();
+    new_key(&s, Auth::Bearer(&short), json!({"expires_at": rfc(exp + 1)}))
+        .await
+        .assert_error(403, "FORBIDDEN");
+    let r = new_key(&s, Auth::Bearer(&short), json!({})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["expires_at"], rfc(exp));
+    let r = new_key(&s, Auth::Bearer(&short), json!({"expires_at": rfc(exp - 60)})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["expires_at"], rfc(exp - 60));
+    // An admin key may create admin keys (a subset of its own scopes).
+    let a = new_key(
+        &s,
+        Auth::Session(&admin),
+        json!({"scopes": ["read", "write", "admin"]}),
+    )
+    .await;
+    let a = a.body["key"].as_str().unwrap().to_string();
+    let r = new_key(&s, Auth::Bearer(&a), json!({"scopes": ["admin", "write"]})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // A JWT access token counts like the session it was signed in for:
+    // every scope of the role, no expiry.
+    let t = s
+        .post(
+            "/api/auth/token",
+            Auth::None,
+            json!({"username": "admin", "password": PASSWORD}),
+        )
+        .await;
+    let jwt = t.body["access_token"].as_str().unwrap().to_string();
+    let r = new_key(&s, Auth::Bearer(&jwt), json!({"scopes": ["read", "write", "admin"]})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r.body["expires_at"].is_null());
+    // A user's session still cannot ask for admin.
+    let bob = s.user(&admin, "bob").await;
+    new_key(&s, Auth::Session(&bob), json!({"scopes": ["admin"]}))
+        .await
+        .assert_error(400, "VALIDATION_FAILED");
+}
+
+async fn new_key(s: &TestServer, auth: Auth<'_>, mut body: Value) -> common::Resp {
+    body["name"] = json!("k");
+    s.post("/api/keys", auth, body).await
+}
+
 #[tokio::test]
 async fn invites_admin_only_and_owned() {
     let s = TestServer::start().await;

@@ -2,6 +2,7 @@
 //! tokens and API keys, resolved by the [`CurrentUser`] and [`Admin`]
 //! extractors that every protected handler takes.
 
+pub mod grant;
 pub mod keyfile;
 pub mod password;
 pub mod throttle;
@@ -34,7 +35,11 @@ pub fn now() -> i64 {
 pub enum AuthVia {
     Session { session_id: Uuid, csrf: String },
     Jwt,
-    ApiKey { key_id: Uuid, scopes: Vec<String> },
+    ApiKey {
+        key_id: Uuid,
+        scopes: Vec<String>,
+        expires_at: Option<i64>,
+    },
 }
 
 /// The signed-in, active user making this request. Handlers that take it
@@ -173,6 +178,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<CurrentUser, Ap
                 via: AuthVia::ApiKey {
                     key_id: key.id,
                     scopes: key.scopes,
+                    expires_at: key.expires_at,
                 },
             });
         }

@@ -12,9 +12,10 @@ use uuid::Uuid;
 use super::auth::audit;
 use super::{Json, created, parse_id, rfc3339};
 use crate::app::AppState;
-use crate::auth::{self, ClientInfo, CurrentUser, SCOPES, tokens};
+use crate::auth::grant::Grant;
+use crate::auth::{self, ClientInfo, CurrentUser, tokens};
 use crate::error::{AppError, AppResult};
-use crate::store::{ApiKey, Role, StoreError};
+use crate::store::{ApiKey, StoreError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -25,10 +26,13 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize, ToSchema)]
 pub struct CreateKey {
     pub name: String,
-    /// Subset of read, write, admin. Default: read and write.
+    /// Subset of read, write, admin, and of the scopes of the API key making
+    /// the request. Default: read and write (those of them the key has).
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
-    /// RFC 3339; omitted = never expires.
+    /// RFC 3339, not later than the expiry of the API key making the request.
+    /// Omitted: never expires, or, when created with an expiring API key,
+    /// expires with that key.
     #[serde(default)]
     pub expires_at: Option<String>,
 }
@@ -75,7 +79,8 @@ fn view(k: ApiKey) -> KeyView {
 }
 
 #[utoipa::path(post, path = "/api/keys", tag = "keys", request_body = CreateKey,
-    responses((status = 201, body = CreatedKey), (status = 400, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = CreatedKey), (status = 400, body = crate::error::ErrorBody),
+    (status = 403, description = "FORBIDDEN: more scopes or a later expiry than the API key making the request", body = crate::error::ErrorBody)))]
 pub async fn create_key(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -86,43 +91,21 @@ pub async fn create_key(
     if name.is_empty() || name.chars().count() > 100 {
         return Err(AppError::validation("name must be 1 to 100 characters"));
     }
-    let mut scopes = req
-        .scopes
-        .unwrap_or_else(|| vec!["read".into(), "write".into()]);
-    scopes.sort();
-    scopes.dedup();
-    if scopes.is_empty() {
-        return Err(AppError::validation(
-            "scopes must name at least one of read, write, admin",
-        ));
-    }
-    if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
-        return Err(AppError::Validation(format!(
-            "scopes: unknown scope {bad:?}; allowed are read, write, admin"
-        )));
-    }
-    if scopes.iter().any(|s| s == "admin") && user.user.role != Role::Admin {
-        return Err(AppError::validation(
-            "scopes: only administrators can create keys with the admin scope",
-        ));
-    }
     let now = auth::now();
     let expires_at = match req.expires_at.as_deref() {
         None | Some("") => None,
-        Some(s) => {
-            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        Some(s) => Some(
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
                 .map_err(|_| {
                     AppError::validation(
                         "expires_at must be an RFC 3339 time like 2030-01-01T00:00:00Z",
                     )
                 })?
-                .unix_timestamp();
-            if t <= now {
-                return Err(AppError::validation("expires_at must be in the future"));
-            }
-            Some(t)
-        }
+                .unix_timestamp(),
+        ),
     };
+    let (scopes, expires_at) =
+        Grant::of(&user).new_key(user.user.role, req.scopes, expires_at, now)?;
     let key = tokens::new_api_key();
     let record = ApiKey {
         id: Uuid::now_v7(),
