@@ -404,6 +404,9 @@ fn restore(cfg: &Config, file: &std::path::Path, reindex_now: bool) -> anyhow::R
     for p in &report.set_aside {
         println!("kept the previous {}", p.display());
     }
+    println!(
+        "made a new JWT signing key (backups never hold one): access tokens issued before the restore no longer work; sessions, refresh tokens and API keys do"
+    );
     // Migrations run now, so a backup from an older confab is checked here
     // rather than at the next start.
     let store = open_store(cfg)?;

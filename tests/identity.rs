@@ -762,7 +762,12 @@ async fn keys_cannot_mint_stronger_keys() {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
 
     // An admin's read+write key cannot add the admin scope.
-    let rw = new_key(&s, Auth::Session(&admin), json!({"scopes": ["read", "write"]})).await;
+    let rw = new_key(
+        &s,
+        Auth::Session(&admin),
+        json!({"scopes": ["read", "write"]}),
+    )
+    .await;
     assert_eq!(rw.status, 201, "{}", rw.text);
     let rw = rw.body["key"].as_str().unwrap().to_string();
     for scopes in [json!(["admin"]), json!(["read", "write", "admin"])] {
@@ -795,13 +800,22 @@ async fn keys_cannot_mint_stronger_keys() {
     let short = new_key(&s, Auth::Session(&admin), json!({"expires_at": rfc(exp)})).await;
     assert_eq!(short.status, 201, "{}", short.text);
     let short = short.body["key"].as_str().unwrap().to_string();
-    new_key(&s, Auth::Bearer(&short), json!({"expires_at": rfc(exp + 1)}))
-        .await
-        .assert_error(403, "FORBIDDEN");
+    new_key(
+        &s,
+        Auth::Bearer(&short),
+        json!({"expires_at": rfc(exp + 1)}),
+    )
+    .await
+    .assert_error(403, "FORBIDDEN");
     let r = new_key(&s, Auth::Bearer(&short), json!({})).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["expires_at"], rfc(exp));
-    let r = new_key(&s, Auth::Bearer(&short), json!({"expires_at": rfc(exp - 60)})).await;
+    let r = new_key(
+        &s,
+        Auth::Bearer(&short),
+        json!({"expires_at": rfc(exp - 60)}),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["expires_at"], rfc(exp - 60));
     // An admin key may create admin keys (a subset of its own scopes).
@@ -825,7 +839,12 @@ async fn keys_cannot_mint_stronger_keys() {
         )
         .await;
     let jwt = t.body["access_token"].as_str().unwrap().to_string();
-    let r = new_key(&s, Auth::Bearer(&jwt), json!({"scopes": ["read", "write", "admin"]})).await;
+    let r = new_key(
+        &s,
+        Auth::Bearer(&jwt),
+        json!({"scopes": ["read", "write", "admin"]}),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert!(r.body["expires_at"].is_null());
     // A user's session still cannot ask for admin.

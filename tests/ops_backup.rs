@@ -24,6 +24,20 @@ async fn backup_while_serving_then_restore_elsewhere() {
     let admin = Client::setup(&srv, "admin").await;
     let key = admin.api_key(&["admin"]).await;
     let read_key = admin.api_key(&["read"]).await;
+    // A JWT access token signed with this server's jwt.key.
+    let jwt = reqwest::Client::new()
+        .post(format!("{}/api/auth/token", srv.url))
+        .json(&json!({"username": "admin", "password": ops_support::PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let jwt_key = std::fs::read(data.join("jwt.key")).unwrap();
 
     // A provider added at runtime: its key is stored encrypted with
     // provider.key, which the backup must carry along.
@@ -143,7 +157,18 @@ async fn backup_while_serving_then_restore_elsewhere() {
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(r.bytes().await.unwrap().len() as u64, len);
+    let downloaded = r.bytes().await.unwrap();
+    assert_eq!(downloaded.len() as u64, len);
+    // The JWT signing key is not in a backup: whoever holds a copy must not
+    // be able to sign access tokens for the live server (issue 13).
+    for file in [&downloaded[..], &std::fs::read(&backup).unwrap()[..]] {
+        assert!(
+            !file.windows(jwt_key.len()).any(|w| w == jwt_key),
+            "the backup carries the JWT signing key"
+        );
+    }
+    let header = confab::store::backup::read_header(&backup).unwrap();
+    assert_eq!(header.files, vec!["provider.key".to_string()]);
     // No temporary file is left in the data directory.
     let leftovers: Vec<_> = std::fs::read_dir(&data)
         .unwrap()
@@ -180,6 +205,17 @@ async fn backup_while_serving_then_restore_elsewhere() {
     let again = admin.at(&srv2.url);
     let (s, _) = again.get("/api/auth/me").await;
     assert_eq!(s, 200, "sessions are part of the backup");
+    // The restored server signs with a key of its own: access tokens from
+    // before the restore are refused (programs renew them with their
+    // refresh token, which the backup kept).
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/auth/me", srv2.url))
+        .bearer_auth(&jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_ne!(std::fs::read(data2.join("jwt.key")).unwrap(), jwt_key);
     for conv in &acked_before {
         let (s, v) = again.get(&format!("/api/conversations/{conv}")).await;
         assert_eq!(s, 200, "a conversation acknowledged before the backup: {v}");
@@ -363,7 +399,11 @@ async fn stopped_backup_restore_keeps_old_files_and_refuses_bad_input() {
         "{kept:?}"
     );
     assert!(kept.iter().any(|n| n.starts_with("jwt.key.")), "{kept:?}");
-    assert_eq!(std::fs::read(data.join("jwt.key")).unwrap(), jwt_before);
+    // A restore gives the server a new JWT signing key (the backup has
+    // none): access tokens issued before it stop working.
+    let jwt_after = std::fs::read(data.join("jwt.key")).unwrap();
+    assert_ne!(jwt_after, jwt_before);
+    assert_eq!(jwt_after.len(), jwt_before.len());
 
     let srv = start(&data, &config);
     let c = admin.at(&srv.url);

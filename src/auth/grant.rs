@@ -142,7 +142,10 @@ mod tests {
                 .code(),
             "FORBIDDEN"
         );
-        assert_eq!(w.new_key(Role::User, None, Some(50), 0).unwrap().1, Some(50));
+        assert_eq!(
+            w.new_key(Role::User, None, Some(50), 0).unwrap().1,
+            Some(50)
+        );
         assert_eq!(
             w.new_key(Role::User, None, Some(50), 60)
                 .unwrap_err()

@@ -33,7 +33,10 @@ pub fn now() -> i64 {
 /// How the caller proved who they are.
 #[derive(Debug, Clone)]
 pub enum AuthVia {
-    Session { session_id: Uuid, csrf: String },
+    Session {
+        session_id: Uuid,
+        csrf: String,
+    },
     Jwt,
     ApiKey {
         key_id: Uuid,

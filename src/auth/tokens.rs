@@ -43,6 +43,12 @@ pub struct Claims {
     pub jti: String,
 }
 
+/// The JWT signing key in the data directory. Deliberately not part of
+/// backups (see `ops::backup`): a restore makes a new one.
+pub const JWT_KEY_FILE: &str = "jwt.key";
+
+pub const JWT_KEY_LEN: usize = 32;
+
 pub struct JwtKeys {
     enc: EncodingKey,
     dec: DecodingKey,
@@ -56,9 +62,11 @@ impl JwtKeys {
         }
     }
 
-    /// Loads `<data>/jwt.key`, creating it (0600) with 256 random bits on first start.
+    /// Loads `<data>/jwt.key`, creating it (0600) with 256 random bits on
+    /// first start (and after a restore).
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<JwtKeys> {
-        let bytes = crate::auth::keyfile::load_or_create(&data_dir.join("jwt.key"), 32)?;
+        let bytes =
+            crate::auth::keyfile::load_or_create(&data_dir.join(JWT_KEY_FILE), JWT_KEY_LEN)?;
         Ok(Self::from_secret(&bytes))
     }
 

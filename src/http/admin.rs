@@ -464,8 +464,8 @@ pub async fn list_audit(
 }
 
 /// A consistent backup of the whole store (one read transaction, taken
-/// while the server keeps serving) plus the data directory's key files, as
-/// a redb file. Restore it with `confab restore FILE` on a stopped server.
+/// while the server keeps serving) plus `provider.key` (never the JWT
+/// signing key: see `ops::backup`), as a redb file. Restore it with `confab restore FILE` on a stopped server.
 /// One backup runs at a time (409 while another is being taken).
 #[utoipa::path(get, path = "/api/admin/backup", tag = "admin",
     responses(

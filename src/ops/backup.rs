@@ -10,25 +10,40 @@
 //! `store::backup`), so it is consistent while writes go on.
 //!
 //! A backup holds the database and the key files of the data directory
-//! (`jwt.key`, `provider.key`: without the latter, stored provider API keys
-//! could not be decrypted). The search index is not included: it is
-//! rebuilt from the database after a restore.
+//! (`provider.key`: without it, stored provider API keys could not be
+//! decrypted). The JWT signing key (`jwt.key`) is left out on purpose: it
+//! protects no stored data, and a copy of it would let whoever holds the
+//! backup sign access tokens for any user of the live server. A restore
+//! sets the data directory's key aside and makes a new one, so access
+//! tokens issued before the restore stop working (sessions, refresh tokens
+//! and API keys are in the database and keep working). The search index is
+//! not included either: it is rebuilt from the database after a restore.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::auth::tokens::{JWT_KEY_FILE, JWT_KEY_LEN};
 use crate::store::backup::{
     BackupError, BackupHeader, BackupSource, lock_for_restore, prepare_restore, read_header,
 };
 use crate::store::{Store, StoreError};
 
-/// The data-directory files a backup carries: every top-level `*.key`.
+/// Key files that never go into a backup, nor come back from one (older
+/// backups did carry `jwt.key`).
+const NOT_BACKED_UP: &[&str] = &[JWT_KEY_FILE];
+
+/// The data-directory files a backup carries: every top-level `*.key`
+/// except the JWT signing key.
 pub fn key_files(data_dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(data_dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().to_string();
-        if name.ends_with(".key") && !name.starts_with('.') && entry.file_type()?.is_file() {
+        if name.ends_with(".key")
+            && !name.starts_with('.')
+            && !NOT_BACKED_UP.contains(&name.as_str())
+            && entry.file_type()?.is_file()
+        {
             out.push((name, std::fs::read(entry.path())?));
         }
     }
@@ -248,7 +263,12 @@ pub fn restore_command(data_dir: &Path, backup: &Path) -> anyhow::Result<Restore
     }
     std::fs::rename(&prepared.staged, &live)?;
     drop(lock);
-    for (name, content) in &prepared.files {
+    let restored: Vec<&(String, Vec<u8>)> = prepared
+        .files
+        .iter()
+        .filter(|(n, _)| !NOT_BACKED_UP.contains(&n.as_str()))
+        .collect();
+    for (name, content) in &restored {
         let path = data_dir.join(name);
         if path.exists() {
             std::fs::rename(&path, aside(name))?;
@@ -265,13 +285,21 @@ pub fn restore_command(data_dir: &Path, backup: &Path) -> anyhow::Result<Restore
         f.write_all(content)?;
         f.sync_all()?;
     }
+    // A new JWT signing key: the old one may be what the restore is
+    // recovering from, and tokens it signed belong to the replaced state.
+    let jwt = data_dir.join(JWT_KEY_FILE);
+    if jwt.exists() {
+        std::fs::rename(&jwt, aside(JWT_KEY_FILE))?;
+        set_aside.push(aside(JWT_KEY_FILE));
+    }
+    crate::auth::keyfile::load_or_create(&jwt, JWT_KEY_LEN)?;
     let index = data_dir.join("index");
     if index.exists() {
         std::fs::remove_dir_all(&index)?;
     }
     std::fs::File::open(data_dir)?.sync_all()?;
-    let mut owned = vec![live];
-    owned.extend(prepared.files.iter().map(|(n, _)| data_dir.join(n)));
+    let mut owned = vec![live, jwt];
+    owned.extend(restored.iter().map(|(n, _)| data_dir.join(n)));
     match_owner(data_dir, &owned)?;
     Ok(RestoreReport {
         header: prepared.header,
