@@ -374,3 +374,91 @@ async fn openapi_document_describes_the_api() {
     }
     assert!(r.body["components"]["schemas"]["ErrorBody"].is_object());
 }
+
+/// serde's derive maps a JSON array onto a struct by position, and skipping an
+/// unknown field does not check its UTF-8: the extractor refuses both, once,
+/// for every endpoint (issue 13, item 7).
+#[tokio::test]
+async fn request_bodies_must_be_json_objects_in_valid_utf8() {
+    let s = TestServer::start().await;
+    let admin = s.setup_admin("admin").await;
+    let user = s.user(&admin, "bob").await;
+    let raw = |method: reqwest::Method, path: &str, session: &common::Session, body: Vec<u8>| {
+        let rb = s
+            .http
+            .request(method.clone(), s.url(path))
+            .header("content-type", "application/json")
+            .header("cookie", format!("confab_session={}", session.cookie))
+            .header("x-csrf-token", &session.csrf)
+            .body(body);
+        async move { common::Resp::from(rb.send().await.unwrap()).await }
+    };
+    let login_raw = |body: Vec<u8>| {
+        let rb = s
+            .http
+            .post(s.url("/api/auth/login"))
+            .header("content-type", "application/json")
+            .body(body);
+        async move { common::Resp::from(rb.send().await.unwrap()).await }
+    };
+
+    // Login with [username, password] does not sign in.
+    let r = login_raw(json!(["admin", common::PASSWORD]).to_string().into_bytes()).await;
+    r.assert_error(400, "VALIDATION_FAILED");
+    assert!(r.header("set-cookie").is_none());
+    assert!(
+        r.body["message"].as_str().unwrap().contains("object"),
+        "{}",
+        r.text
+    );
+    // ["admin"] does not make bob an admin.
+    let path = format!("/api/admin/users/{}", user.user_id);
+    let r = raw(
+        reqwest::Method::PATCH,
+        &path,
+        &admin,
+        b"[\"admin\"]".to_vec(),
+    )
+    .await;
+    r.assert_error(400, "VALIDATION_FAILED");
+    let me = s.get("/api/auth/me", Auth::Session(&user)).await;
+    assert_eq!(me.body["user"]["role"], "user", "{}", me.text);
+    // Nor any other non-object top level, on any endpoint.
+    for body in ["null", "1", "\"x\"", "true", "[]", " \n [{}]"] {
+        let r = login_raw(body.as_bytes().to_vec()).await;
+        r.assert_error(400, "VALIDATION_FAILED");
+        let r = raw(
+            reqwest::Method::POST,
+            "/api/conversations",
+            &user,
+            body.as_bytes().to_vec(),
+        )
+        .await;
+        r.assert_error(400, "VALIDATION_FAILED");
+    }
+
+    // Invalid UTF-8 inside a field the server ignores is still refused.
+    let mut body = format!(
+        r#"{{"username": "admin", "password": "{}", "extra": ""#,
+        common::PASSWORD
+    )
+    .into_bytes();
+    body.extend_from_slice(&[0xff, 0xfe, b'x']);
+    body.extend_from_slice(b"\"}");
+    let r = login_raw(body).await;
+    r.assert_error(400, "VALIDATION_FAILED");
+    assert!(r.header("set-cookie").is_none());
+    assert!(
+        r.body["message"].as_str().unwrap().contains("UTF-8"),
+        "{}",
+        r.text
+    );
+    // An object in valid UTF-8 still works, unknown fields and all.
+    let r = login_raw(
+        json!({"username": "admin", "password": common::PASSWORD, "extra": "é"})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
