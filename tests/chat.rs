@@ -1013,6 +1013,65 @@ async fn bring_your_own_key_only_when_allowed() {
         req.header("authorization"),
         Some("Bearer sk-user-own-key-123")
     );
+    let cid = events[0].data["conversation_id"].as_str().unwrap();
+    wait_for_title(&e, cid).await;
+    // The title request went with the user's key too: the server's key never
+    // carries a bring-your-own-key user's message (issue 13, item 7).
+    let sent = e.up.chat_requests();
+    assert_eq!(sent.len(), 2, "the answer and the title");
+    for r in &sent {
+        assert_eq!(
+            r.header("authorization"),
+            Some("Bearer sk-user-own-key-123"),
+            "{}",
+            r.body
+        );
+    }
+
+    // The same with Anthropic's header.
+    e.up.clear_requests();
+    let r =
+        e.s.http
+            .post(e.s.url("/api/chat/stream"))
+            .header("cookie", format!("confab_session={}", e.admin.cookie))
+            .header("x-csrf-token", &e.admin.csrf)
+            .header("x-provider-key", "sk-ant-user-own-456")
+            .json(&json!({"content": "hello", "model": "an"}))
+            .send()
+            .await
+            .unwrap();
+    let events = SseReader::new(r).collect().await;
+    assert_eq!(events.last().unwrap().event, "done");
+    wait_for_title(&e, events[0].data["conversation_id"].as_str().unwrap()).await;
+    let sent = e.up.chat_requests();
+    assert_eq!(sent.len(), 2, "the answer and the title");
+    for r in &sent {
+        assert_eq!(r.header("x-api-key"), Some("sk-ant-user-own-456"));
+    }
+    // No request at all carried the server's key with a user's words.
+    for r in e.up.requests() {
+        for (_, v) in &r.headers {
+            assert!(!v.contains("sk-test-key-0000"), "{} {}", r.path, r.body);
+        }
+    }
+}
+
+/// Waits until the background titling has named the conversation.
+async fn wait_for_title(e: &Env, cid: &str) -> String {
+    for _ in 0..200 {
+        let r =
+            e.s.get(
+                &format!("/api/conversations/{cid}"),
+                Auth::Session(&e.admin),
+            )
+            .await;
+        let title = r.body["title"].as_str().unwrap().to_string();
+        if title != "New chat" {
+            return title;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("conversation {cid} was never titled");
 }
 
 #[tokio::test]

@@ -374,3 +374,218 @@ async fn openapi_document_describes_the_api() {
     }
     assert!(r.body["components"]["schemas"]["ErrorBody"].is_object());
 }
+
+/// serde's derive maps a JSON array onto a struct by position, and skipping an
+/// unknown field does not check its UTF-8: the extractor refuses both, once,
+/// for every endpoint (issue 13, item 7).
+#[tokio::test]
+async fn request_bodies_must_be_json_objects_in_valid_utf8() {
+    let s = TestServer::start().await;
+    let admin = s.setup_admin("admin").await;
+    let user = s.user(&admin, "bob").await;
+    let raw = |method: reqwest::Method, path: &str, session: &common::Session, body: Vec<u8>| {
+        let rb = s
+            .http
+            .request(method.clone(), s.url(path))
+            .header("content-type", "application/json")
+            .header("cookie", format!("confab_session={}", session.cookie))
+            .header("x-csrf-token", &session.csrf)
+            .body(body);
+        async move { common::Resp::from(rb.send().await.unwrap()).await }
+    };
+    let login_raw = |body: Vec<u8>| {
+        let rb = s
+            .http
+            .post(s.url("/api/auth/login"))
+            .header("content-type", "application/json")
+            .body(body);
+        async move { common::Resp::from(rb.send().await.unwrap()).await }
+    };
+
+    // Login with [username, password] does not sign in.
+    let r = login_raw(json!(["admin", common::PASSWORD]).to_string().into_bytes()).await;
+    r.assert_error(400, "VALIDATION_FAILED");
+    assert!(r.header("set-cookie").is_none());
+    assert!(
+        r.body["message"].as_str().unwrap().contains("object"),
+        "{}",
+        r.text
+    );
+    // ["admin"] does not make bob an admin.
+    let path = format!("/api/admin/users/{}", user.user_id);
+    let r = raw(
+        reqwest::Method::PATCH,
+        &path,
+        &admin,
+        b"[\"admin\"]".to_vec(),
+    )
+    .await;
+    r.assert_error(400, "VALIDATION_FAILED");
+    let me = s.get("/api/auth/me", Auth::Session(&user)).await;
+    assert_eq!(me.body["user"]["role"], "user", "{}", me.text);
+    // Nor any other non-object top level, on any endpoint.
+    for body in ["null", "1", "\"x\"", "true", "[]", " \n [{}]"] {
+        let r = login_raw(body.as_bytes().to_vec()).await;
+        r.assert_error(400, "VALIDATION_FAILED");
+        let r = raw(
+            reqwest::Method::POST,
+            "/api/conversations",
+            &user,
+            body.as_bytes().to_vec(),
+        )
+        .await;
+        r.assert_error(400, "VALIDATION_FAILED");
+    }
+
+    // Invalid UTF-8 inside a field the server ignores is still refused.
+    let mut body = format!(
+        r#"{{"username": "admin", "password": "{}", "extra": ""#,
+        common::PASSWORD
+    )
+    .into_bytes();
+    body.extend_from_slice(&[0xff, 0xfe, b'x']);
+    body.extend_from_slice(b"\"}");
+    let r = login_raw(body).await;
+    r.assert_error(400, "VALIDATION_FAILED");
+    assert!(r.header("set-cookie").is_none());
+    assert!(
+        r.body["message"].as_str().unwrap().contains("UTF-8"),
+        "{}",
+        r.text
+    );
+    // An object in valid UTF-8 still works, unknown fields and all.
+    let r = login_raw(
+        json!({"username": "admin", "password": common::PASSWORD, "extra": "é"})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// Every `$ref` in `v`, as JSON pointers into the document.
+fn refs_in(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("$ref", serde_json::Value::String(r)) => out.push(r.clone()),
+                    _ => refs_in(x, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| refs_in(x, out)),
+        _ => {}
+    }
+}
+
+/// The served document holds together (no `$ref` to a missing component),
+/// says how to authenticate, and every operation lists the statuses the
+/// cross-cutting layers answer with (issue 13, item 8). tests/schemathesis.sh
+/// checks the rest against the live server.
+#[tokio::test]
+async fn openapi_document_is_valid_and_complete() {
+    let s = TestServer::start().await;
+    let doc = s.get("/api/openapi.json", Auth::None).await.body;
+
+    let mut refs = Vec::new();
+    refs_in(&doc, &mut refs);
+    assert!(!refs.is_empty());
+    for r in &refs {
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("external $ref {r}"));
+        assert!(doc.pointer(pointer).is_some(), "dangling $ref {r}");
+    }
+
+    let schemes = doc["components"]["securitySchemes"]
+        .as_object()
+        .expect("securitySchemes");
+    assert_eq!(schemes["session"]["type"], "apiKey");
+    assert_eq!(schemes["session"]["in"], "cookie");
+    assert_eq!(schemes["session"]["name"], "confab_session");
+    assert_eq!(schemes["csrf"]["in"], "header");
+    assert_eq!(schemes["csrf"]["name"], "X-CSRF-Token");
+    for name in ["accessToken", "apiKey"] {
+        assert_eq!(schemes[name]["type"], "http", "{name}");
+        assert_eq!(schemes[name]["scheme"], "bearer", "{name}");
+    }
+
+    let public = [
+        ("get", "/health"),
+        ("get", "/health/deep"),
+        ("get", "/api/setup"),
+        ("post", "/api/setup"),
+        ("get", "/api/server"),
+        ("post", "/api/auth/register"),
+        ("post", "/api/auth/login"),
+        ("post", "/api/auth/token"),
+        ("post", "/api/auth/refresh"),
+    ];
+    let mut ops = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            ops += 1;
+            let what = format!("{} {path}", method.to_uppercase());
+            let responses = op["responses"].as_object().unwrap();
+            let has = |code: &str| responses.contains_key(code);
+            let security = op["security"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{what}: no security"));
+            let is_public = public.contains(&(method.as_str(), path.as_str()));
+            if is_public {
+                // Public, or a credential optional (`{}` among the choices).
+                assert!(
+                    security.is_empty() || security.contains(&json!({})),
+                    "{what} is public"
+                );
+            } else {
+                assert!(!security.is_empty(), "{what} needs a credential");
+                assert!(has("401") && has("403"), "{what}: 401/403");
+                let key_scope = security
+                    .iter()
+                    .find_map(|r| r.get("apiKey"))
+                    .unwrap_or_else(|| panic!("{what}: API keys"));
+                let needed = if path.starts_with("/api/admin") {
+                    "admin"
+                } else if method == "get" {
+                    "read"
+                } else {
+                    "write"
+                };
+                assert_eq!(key_scope, &json!([needed]), "{what}");
+            }
+            assert!(has("500"), "{what}: 500");
+            if path.starts_with("/api/") {
+                assert!(has("429"), "{what}: 429");
+            }
+            if method != "get" {
+                assert!(has("403"), "{what}: 403 CSRF_INVALID");
+            }
+            if op.get("requestBody").is_some() {
+                assert!(has("400") && has("413"), "{what}: 400/413");
+            }
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            if params.iter().any(|p| p["in"] == "path") {
+                assert!(has("404"), "{what}: 404");
+            }
+            if params.iter().any(|p| p["in"] == "query") {
+                assert!(has("400"), "{what}: 400");
+            }
+            for (code, r) in responses {
+                if code.starts_with('4') || code.starts_with('5') {
+                    let r = match r.get("$ref").and_then(|x| x.as_str()) {
+                        Some(p) => doc.pointer(p.trim_start_matches('#')).unwrap(),
+                        None => r,
+                    };
+                    assert_eq!(
+                        r["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{what} {code}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(ops >= 50, "{ops} operations");
+}

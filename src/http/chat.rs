@@ -255,7 +255,13 @@ pub async fn start(
         messages: ctx.messages,
         max_tokens: None,
         temperature: None,
-        api_key_override: user_key,
+        api_key_override: user_key.clone(),
+    };
+    // The title goes to the provider that answered, with the credential that
+    // answered: a user's own key, or the server's when they brought none.
+    let title_with = TitleCredential {
+        provider: provider_name.clone(),
+        user_key,
     };
     let job = Job {
         user_id: uid,
@@ -273,7 +279,7 @@ pub async fn start(
         Box::new(move |msg, outcome| {
             st.limits.finish(&st.store, reservation, &msg, outcome);
             if outcome == Outcome::Complete {
-                tokio::spawn(make_title(st, uid, msg));
+                tokio::spawn(make_title(st, uid, msg, title_with));
             }
         }),
     );
@@ -281,9 +287,17 @@ pub async fn start(
     Ok(g)
 }
 
+/// Who answered, so the title request is made the same way.
+struct TitleCredential {
+    provider: String,
+    user_key: Option<String>,
+}
+
 /// After the first complete answer, names the conversation with the same
-/// model (in the background), falling back to the first words.
-async fn make_title(state: AppState, user_id: Uuid, answer: Message) {
+/// model (in the background), falling back to the first words. It uses the
+/// answer's provider and credential: a bring-your-own-key user's words never
+/// travel with the server's key, and their key never goes to another provider.
+async fn make_title(state: AppState, user_id: Uuid, answer: Message, with: TitleCredential) {
     let cid = answer.conversation_id;
     let Ok(conv) = state.store.get_conversation(user_id, cid) else {
         return;
@@ -307,6 +321,10 @@ async fn make_title(state: AppState, user_id: Uuid, answer: Message) {
     let mut used: Option<(String, u64, u64, String)> = None;
     let ask = async {
         let (provider_name, provider) = state.providers.resolve_model(&model)?;
+        if provider_name != with.provider {
+            // The model moved to another provider since the answer.
+            return None;
+        }
         let req = ChatRequest {
             model: model.clone(),
             system: Some("You write short, specific titles for conversations. Reply with the title only: at most six words, no quotes, no final period.".into()),
@@ -315,7 +333,7 @@ async fn make_title(state: AppState, user_id: Uuid, answer: Message) {
             ))],
             max_tokens: Some(24),
             temperature: Some(0.2),
-            api_key_override: None,
+            api_key_override: with.user_key,
         };
         let prompt_tokens = req
             .messages

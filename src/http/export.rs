@@ -137,6 +137,7 @@ pub enum ExportFormat {
 pub struct ExportQuery {
     /// `json` (default: the whole tree, for import) or `markdown` (the
     /// thread currently shown, for reading).
+    #[param(inline)]
     pub format: Option<ExportFormat>,
 }
 

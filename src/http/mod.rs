@@ -242,6 +242,12 @@ pub fn origin_allowed(state: &AppState, headers: &axum::http::HeaderMap) -> bool
 /// `axum::Json`, with rejections in the one error shape: malformed JSON and
 /// wrong types are 400 VALIDATION_FAILED naming the field; an oversized body
 /// is 413 PAYLOAD_TOO_LARGE.
+///
+/// Every request body is an object: a top-level array, string, number or
+/// `null` is refused before serde sees it, because serde's derive would map
+/// an array onto a struct by position (`["admin"]` setting a role). The
+/// whole body must be valid UTF-8, including the fields the target type
+/// ignores (serde skips those without checking them).
 pub struct Json<T>(pub T);
 
 impl<T, S> FromRequest<S> for Json<T>
@@ -256,10 +262,63 @@ where
             .get::<BodyLimit>()
             .map(|b| b.0)
             .unwrap_or(0);
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(AppError::validation(
+                "request body must be JSON with Content-Type: application/json",
+            ));
+        }
+        let bytes = match bytes::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(AppError::PayloadTooLarge(limit));
+            }
+            Err(rej) => return Err(AppError::Validation(rej.body_text())),
+        };
+        check_json_object(&bytes)?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Json(v)),
             Err(rej) => Err(json_rejection(rej, limit)),
         }
+    }
+}
+
+/// `application/json` or any `application/*+json`, parameters allowed (what
+/// `axum::Json` accepts).
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let Some(sub) = essence.strip_prefix("application/") else {
+        return false;
+    };
+    sub == "json" || (sub.ends_with("+json") && !sub.contains('/'))
+}
+
+/// The checks serde cannot make for us: valid UTF-8 everywhere, and an
+/// object at the top level. An empty body is left to the parser, whose
+/// message says so.
+fn check_json_object(body: &[u8]) -> Result<(), AppError> {
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(AppError::Validation(format!(
+            "request body is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        )));
+    }
+    match body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        None | Some(b'{') => Ok(()),
+        Some(_) => Err(AppError::validation("request body must be a JSON object")),
     }
 }
 

@@ -1,6 +1,20 @@
-//! The OpenAPI document, generated from the handlers' annotations.
+//! The OpenAPI document, served at `/api/openapi.json`: generated from the
+//! handlers' annotations, then completed here with what every operation
+//! shares: the security schemes and each operation's `security`, and the
+//! error statuses the cross-cutting layers answer (body and query
+//! validation, authentication, CSRF and origin checks, body limit, rate
+//! limits, internal errors). Handlers annotate only what is theirs (their
+//! success, their 404/409/…); tests/http_surface.rs checks the result and
+//! tests/schemathesis.sh holds it against the live server.
 
-use utoipa::OpenApi;
+use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{
+    Components, ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder, Type,
+};
+use utoipa::{Modify, OpenApi};
 
 use super::{
     admin, auth, chat, conversations, export, health, keys, providers, search, tls, usage,
@@ -8,6 +22,7 @@ use super::{
 
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&Completion),
     info(title = "confab API", description = "Self-hosted AI chat appliance. Every error body is `{code, message, request_id}`. Browser clients authenticate with the `confab_session` cookie and send `X-CSRF-Token` on unsafe requests; programs use `Authorization: Bearer` with a JWT access token or an API key (`cfk_…`)."),
     paths(
         health::health, health::deep,
@@ -47,4 +62,240 @@ pub async fn openapi_json() -> axum::response::Response {
     let mut doc = ApiDoc::openapi();
     doc.info.version = crate::VERSION.to_string();
     axum::Json(doc).into_response()
+}
+
+/// Operations that take no credential. `/health/deep` takes one optionally
+/// (an admin's, from off the host); the rest are sign-in and setup.
+const PUBLIC: &[(HttpMethod, &str)] = &[
+    (HttpMethod::Get, "/health"),
+    (HttpMethod::Get, "/health/deep"),
+    (HttpMethod::Get, "/api/setup"),
+    (HttpMethod::Post, "/api/setup"),
+    (HttpMethod::Get, "/api/server"),
+    (HttpMethod::Post, "/api/auth/register"),
+    (HttpMethod::Post, "/api/auth/login"),
+    (HttpMethod::Post, "/api/auth/token"),
+    (HttpMethod::Post, "/api/auth/refresh"),
+];
+
+/// Credential optional: anyone on the loopback interface, admins elsewhere.
+const OPTIONAL_AUTH: &[(HttpMethod, &str)] = &[(HttpMethod::Get, "/health/deep")];
+
+/// The shared error responses, by status: the name of the component and
+/// what it means wherever it is used.
+const ERRORS: &[(&str, &str, &str)] = &[
+    (
+        "400",
+        "BadRequest",
+        "`VALIDATION_FAILED`: a query parameter or the body is not valid. A body must be one JSON object, in UTF-8, sent with `Content-Type: application/json`; the message names the field.",
+    ),
+    (
+        "401",
+        "Unauthorized",
+        "`AUTH_REQUIRED`: no credential, or one the server does not know; `SESSION_EXPIRED`: the session, access token or API key has expired.",
+    ),
+    (
+        "403",
+        "Forbidden",
+        "`CSRF_INVALID`: an unsafe request with a cookie session but without its `X-CSRF-Token`, or from a foreign `Origin`; `FORBIDDEN`: the API key lacks the scope; `USER_INACTIVE`: the account is disabled; `ADMIN_REQUIRED`: an admin-only operation.",
+    ),
+    (
+        "404",
+        "NotFound",
+        "`NOT_FOUND` (or a more specific `…_NOT_FOUND`): no such resource, or it belongs to someone else.",
+    ),
+    (
+        "413",
+        "PayloadTooLarge",
+        "`PAYLOAD_TOO_LARGE`: the body is larger than `max_body_bytes`.",
+    ),
+    (
+        "429",
+        "TooManyRequests",
+        "`RATE_LIMITED`: too many requests (or sign-in attempts) for now; `Retry-After` says how many seconds to wait, and `RateLimit-*` describe the limit.",
+    ),
+    (
+        "500",
+        "InternalError",
+        "`INTERNAL`: an unexpected failure; the request id identifies it in the server log.",
+    ),
+];
+
+/// Completes the generated document (see the module doc).
+struct Completion;
+
+impl Modify for Completion {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Components::new);
+        add_security_schemes(components);
+        for (_, name, description) in ERRORS {
+            let mut r = ResponseBuilder::new().description(*description).content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            );
+            if *name == "TooManyRequests" {
+                r = r.header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer))
+                        .description(Some("Seconds to wait before trying again"))
+                        .build(),
+                );
+            }
+            components
+                .responses
+                .insert((*name).to_string(), RefOr::T(r.build()));
+        }
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let ops = [
+                (HttpMethod::Get, &mut item.get),
+                (HttpMethod::Post, &mut item.post),
+                (HttpMethod::Put, &mut item.put),
+                (HttpMethod::Patch, &mut item.patch),
+                (HttpMethod::Delete, &mut item.delete),
+            ];
+            for (method, op) in ops {
+                if let Some(op) = op {
+                    complete_operation(path, method, op);
+                }
+            }
+        }
+    }
+}
+
+fn add_security_schemes(c: &mut Components) {
+    c.add_security_scheme(
+        "session",
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            crate::auth::SESSION_COOKIE,
+            "The browser session, set by `POST /api/auth/login` (and setup and registration). Unsafe requests (POST, PATCH, PUT, DELETE) also need `csrf`.",
+        ))),
+    );
+    c.add_security_scheme(
+        "csrf",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "X-CSRF-Token",
+            "The session's CSRF token (`csrf_token` in the login response and in `GET /api/auth/me`), required with the session cookie on unsafe requests.",
+        ))),
+    );
+    c.add_security_scheme(
+        "accessToken",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .description(Some(
+                    "A JWT access token from `POST /api/auth/token` (renewed with `POST /api/auth/refresh`); it acts with the user's role.",
+                ))
+                .build(),
+        ),
+    );
+    c.add_security_scheme(
+        "apiKey",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("cfk_…")
+                .description(Some(
+                    "A personal API key from `POST /api/keys`. Its scopes limit it: `read` for GET, `write` for other methods, `admin` for `/api/admin/…` (and the user must be an admin). An operation's `security` names the scope it needs.",
+                ))
+                .build(),
+        ),
+    );
+}
+
+fn is_unsafe(method: &HttpMethod) -> bool {
+    !matches!(
+        method,
+        HttpMethod::Get | HttpMethod::Head | HttpMethod::Options
+    )
+}
+
+/// The API key scope an operation needs (the rule in `auth::authenticate`).
+fn scope_needed(path: &str, method: &HttpMethod) -> &'static str {
+    if path.starts_with("/api/admin") {
+        "admin"
+    } else if is_unsafe(method) {
+        "write"
+    } else {
+        "read"
+    }
+}
+
+fn complete_operation(path: &str, method: HttpMethod, op: &mut Operation) {
+    let public = PUBLIC.iter().any(|(m, p)| *m == method && *p == path);
+    let optional = OPTIONAL_AUTH
+        .iter()
+        .any(|(m, p)| *m == method && *p == path);
+    let mut credentials = vec![
+        if is_unsafe(&method) {
+            SecurityRequirement::new("session", Vec::<String>::new())
+                .add("csrf", Vec::<String>::new())
+        } else {
+            SecurityRequirement::new("session", Vec::<String>::new())
+        },
+        SecurityRequirement::new("accessToken", Vec::<String>::new()),
+        SecurityRequirement::new("apiKey", [scope_needed(path, &method)]),
+    ];
+    op.security = Some(if optional {
+        credentials.insert(0, SecurityRequirement::default());
+        credentials
+    } else if public {
+        Vec::new()
+    } else {
+        credentials
+    });
+
+    let params = op.parameters.as_deref().unwrap_or_default();
+    let has_path_param = params
+        .iter()
+        .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Path));
+    let has_query = params
+        .iter()
+        .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query));
+    let has_body = op.request_body.is_some();
+
+    let mut add = |code: &str| {
+        let (_, name, description) = ERRORS
+            .iter()
+            .find(|(c, ..)| *c == code)
+            .expect("a shared error response");
+        match op.responses.responses.get_mut(code) {
+            None => {
+                op.responses
+                    .responses
+                    .insert(code.to_string(), RefOr::Ref(Ref::from_response_name(*name)));
+            }
+            // The handler documents its own cause; the shared ones are added.
+            Some(RefOr::T(r)) if !r.description.contains(description) => {
+                if r.description.is_empty() {
+                    r.description = (*description).to_string();
+                } else {
+                    r.description = format!("{} Also {description}", r.description);
+                }
+            }
+            Some(_) => {}
+        }
+    };
+    if has_body || has_query {
+        add("400");
+    }
+    if !public {
+        add("401");
+    }
+    if !public || is_unsafe(&method) {
+        add("403");
+    }
+    if has_path_param {
+        add("404");
+    }
+    if has_body {
+        add("413");
+    }
+    if path.starts_with("/api/") {
+        add("429");
+    }
+    add("500");
 }
