@@ -533,15 +533,33 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
         UserCmd::Passwd { username, password } => {
             let user = find(store, username)?;
             let hash = hasher.hash(read_password(password)?).await;
-            store.update_user(user.id, |u, _| {
-                u.password_hash = hash;
-                u.updated_at = now;
-                Ok(())
-            })?;
-            store.delete_sessions_except(user.id, None)?;
-            store.revoke_refresh_families(user.id)?;
-            cli_audit("admin.user.update", user.id.to_string())?;
-            println!("password changed for {username}; their sessions were signed out");
+            // Like a reset through the admin API: sessions, refresh tokens
+            // and API keys all end.
+            let (_, revoked) = store.update_user_and_sign_out(
+                user.id,
+                |u, _| {
+                    u.password_hash = hash;
+                    u.updated_at = now;
+                    Ok(())
+                },
+                crate::store::SignOut {
+                    keep_session: None,
+                    api_keys: true,
+                },
+            )?;
+            cli_audit(
+                "admin.user.update",
+                format!(
+                    "{}: {}",
+                    user.id,
+                    crate::http::auth::revoked_note(&revoked)
+                ),
+            )?;
+            println!(
+                "password changed for {username}; signed out {} and revoked {}",
+                count(revoked.sessions, "session"),
+                count(revoked.api_keys, "API key")
+            );
         }
         UserCmd::Disable { username } | UserCmd::Enable { username } => {
             let disable = matches!(cmd, UserCmd::Disable { .. });
@@ -574,6 +592,11 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "1 session", "2 sessions".
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 fn set_user(

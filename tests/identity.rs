@@ -532,7 +532,8 @@ async fn password_change_revokes_other_sessions() {
             json!({"current_password": PASSWORD, "new_password": "a-new-password"}),
         )
         .await;
-    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["revoked"]["sessions"], 1, "{}", r.text);
     assert_eq!(
         s.get("/api/auth/me", Auth::Session(&admin)).await.status,
         200
@@ -556,6 +557,129 @@ async fn password_change_revokes_other_sessions() {
     .await
     .assert_error(401, "INVALID_CREDENTIALS");
     s.login("admin", "a-new-password").await;
+}
+
+/// Issue 13 item 3: a password change or reset also revokes the user's API
+/// keys (a reset usually means the account may be compromised), and the
+/// answer says how many sessions and keys it ended. Over the admin API, the
+/// user's own change and `confab user passwd`.
+#[tokio::test]
+async fn password_changes_and_resets_revoke_api_keys() {
+    let s = TestServer::start().await;
+    let admin = s.setup_admin("admin").await;
+    let bob = s.user(&admin, "bob").await;
+    let bob_id = bob.user_id.clone();
+    let make_key = |who: common::Session| {
+        let s = &s;
+        async move {
+            let r = s
+                .post("/api/keys", Auth::Session(&who), json!({"name": "script"}))
+                .await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            r.body["key"].as_str().unwrap().to_string()
+        }
+    };
+    let works = |key: String| {
+        let s = &s;
+        async move {
+            let r = s
+                .post("/api/conversations", Auth::Bearer(&key), json!({}))
+                .await;
+            r.status.as_u16()
+        }
+    };
+
+    // An admin reset.
+    let k1 = make_key(bob.clone()).await;
+    let k2 = make_key(bob.clone()).await;
+    assert_eq!(works(k1.clone()).await, 201);
+    let r = s
+        .patch(
+            &format!("/api/admin/users/{bob_id}"),
+            Auth::Session(&admin),
+            json!({"password": "bobs-new-password"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["username"], "bob", "still the user view: {}", r.text);
+    assert_eq!(r.body["revoked"], json!({"sessions": 1, "api_keys": 2}));
+    for k in [&k1, &k2] {
+        s.post("/api/conversations", Auth::Bearer(k), json!({}))
+            .await
+            .assert_error(401, "AUTH_REQUIRED");
+    }
+    assert!(
+        s.get("/api/keys", Auth::Session(&s.login("bob", "bobs-new-password").await))
+            .await
+            .body["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Other changes revoke nothing and say so.
+    let r = s
+        .patch(
+            &format!("/api/admin/users/{bob_id}"),
+            Auth::Session(&admin),
+            json!({"role": "user"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["revoked"].is_null(), "{}", r.text);
+
+    // The user's own change: other sessions and every key, the current
+    // session stays.
+    let bob = s.login("bob", "bobs-new-password").await;
+    let k3 = make_key(bob.clone()).await;
+    let r = s
+        .post(
+            "/api/auth/password",
+            Auth::Session(&bob),
+            json!({"current_password": "bobs-new-password", "new_password": "bobs-third-password"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["revoked"], json!({"sessions": 1, "api_keys": 1}));
+    assert_eq!(works(k3.clone()).await, 401);
+    assert_eq!(s.get("/api/auth/me", Auth::Session(&bob)).await.status, 200);
+    // The audit log says what was ended.
+    let audit = s.get("/api/admin/audit", Auth::Session(&admin)).await;
+    assert!(
+        audit.body["items"].as_array().unwrap().iter().any(|e| e["action"]
+            == "password.change"
+            && e["target"] == "revoked 1 sessions, 1 API keys"),
+        "{}",
+        audit.text
+    );
+
+    // `confab user passwd` (server stopped).
+    let k4 = make_key(bob.clone()).await;
+    let dir = s.stop().await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["user", "passwd", "bob", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "bobs-fourth-password").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("signed out 1 session") && stdout.contains("revoked 1 API key"),
+        "{stdout}"
+    );
+    let s = TestServer::start_in(dir, |_| {}).await;
+    s.post("/api/conversations", Auth::Bearer(&k4), json!({}))
+        .await
+        .assert_error(401, "AUTH_REQUIRED");
+    s.login("bob", "bobs-fourth-password").await;
 }
 
 #[tokio::test]

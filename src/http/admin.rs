@@ -143,7 +143,8 @@ pub struct UpdateUser {
     pub role: Option<Role>,
     #[serde(default)]
     pub status: Option<UserStatus>,
-    /// Sets a new password and signs the user out everywhere.
+    /// Sets a new password and signs the user out everywhere: sessions,
+    /// refresh tokens and API keys.
     #[serde(default)]
     pub password: Option<String>,
     /// Daily limits for this user; null = the server default (`[quota]`).
@@ -152,15 +153,25 @@ pub struct UpdateUser {
     pub quota: Option<Option<super::usage::QuotaInput>>,
 }
 
+/// The user after an update, and what the update signed out.
+#[derive(Serialize, ToSchema)]
+pub struct UpdatedUser {
+    #[serde(flatten)]
+    pub user: super::usage::AdminUserView,
+    /// Set when a new password (sessions, refresh tokens and API keys) or
+    /// disabling (sessions and refresh tokens) signed the user out; else null.
+    pub revoked: Option<crate::store::Revoked>,
+}
+
 #[utoipa::path(patch, path = "/api/admin/users/{id}", tag = "admin", request_body = UpdateUser,
-    responses((status = 200, body = super::usage::AdminUserView), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = UpdatedUser), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn update_user(
     State(state): State<AppState>,
     client: ClientInfo,
     Admin(admin): Admin,
     Path(id): Path<String>,
     Json(req): Json<UpdateUser>,
-) -> AppResult<Json<super::usage::AdminUserView>> {
+) -> AppResult<Json<UpdatedUser>> {
     let uid = parse_id(&id, "user")?;
     if let Some(p) = &req.password {
         password::validate("password", p).map_err(AppError::Validation)?;
@@ -169,7 +180,15 @@ pub async fn update_user(
         Some(p) => Some(state.hasher.hash(p).await),
         None => None,
     };
-    let sign_out = new_hash.is_some() || req.status == Some(UserStatus::Disabled);
+    // A reset may mean the account was compromised: API keys go too. A
+    // disabled user's keys already stop working (and come back with the
+    // account).
+    let sign_out = (new_hash.is_some() || req.status == Some(UserStatus::Disabled)).then_some(
+        crate::store::SignOut {
+            keep_session: None,
+            api_keys: new_hash.is_some(),
+        },
+    );
     let (role, status) = (req.role, req.status);
     let quota = req.quota.map(super::usage::quota_override).transpose()?;
     let quota_note = quota
@@ -178,7 +197,7 @@ pub async fn update_user(
     let res = state
         .store
         .blocking(move |s| {
-            let user = s.update_user(uid, |u, all| {
+            let update = |u: &mut crate::store::User, all: &[crate::store::User]| {
                 if let Some(r) = role {
                     u.role = r;
                 }
@@ -203,12 +222,13 @@ pub async fn update_user(
                     ));
                 }
                 Ok(())
-            })?;
-            if sign_out {
-                s.delete_sessions_except(uid, None)?;
-                s.revoke_refresh_families(uid)?;
+            };
+            match sign_out {
+                Some(end) => s
+                    .update_user_and_sign_out(uid, update, end)
+                    .map(|(u, r)| (u, Some(r))),
+                None => s.update_user(uid, update).map(|u| (u, None)),
             }
-            Ok(user)
         })
         .await;
     let outcome = match &res {
@@ -217,13 +237,17 @@ pub async fn update_user(
         Err(StoreError::Conflict(_)) => "VALIDATION_FAILED",
         Err(_) => "INTERNAL",
     };
+    let target = match &res {
+        Ok((_, Some(r))) => format!("{id}: {}", super::auth::revoked_note(r)),
+        _ => id,
+    };
     audit(
         &state,
         &client,
         Some(&admin.user),
         None,
         "admin.user.update",
-        Some(id),
+        Some(target),
         outcome,
     )
     .await;
@@ -240,7 +264,10 @@ pub async fn update_user(
         .await;
     }
     match res {
-        Ok(u) => Ok(Json(super::usage::admin_user_view(&state, &u))),
+        Ok((u, revoked)) => Ok(Json(UpdatedUser {
+            user: super::usage::admin_user_view(&state, &u),
+            revoked,
+        })),
         Err(StoreError::NotFound) => Err(AppError::not_found("user")),
         Err(StoreError::Conflict(m)) => Err(AppError::Validation(m)),
         Err(e) => Err(e.into()),

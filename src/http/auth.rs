@@ -649,16 +649,23 @@ pub struct PasswordChange {
     pub new_password: String,
 }
 
-/// Changes the caller's password and signs out every other session and
-/// every refresh token.
+#[derive(Serialize, ToSchema)]
+pub struct PasswordChanged {
+    /// What the change ended: the caller's other sessions and every API key.
+    pub revoked: crate::store::Revoked,
+}
+
+/// Changes the caller's password and signs out every other session, every
+/// refresh token and every API key of the caller (issue 13: a password
+/// change often means the account may have been compromised).
 #[utoipa::path(post, path = "/api/auth/password", tag = "auth", request_body = PasswordChange,
-    responses((status = 204), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = PasswordChanged), (status = 401, body = crate::error::ErrorBody)))]
 pub async fn change_password(
     State(state): State<AppState>,
     client: ClientInfo,
     user: CurrentUser,
     Json(req): Json<PasswordChange>,
-) -> AppResult<StatusCode> {
+) -> AppResult<Json<PasswordChanged>> {
     if let Err(secs) = state.throttle.check_account(&user.user.username) {
         return Err(throttled(secs));
     }
@@ -687,17 +694,22 @@ pub async fn change_password(
     }
     let hash = state.hasher.hash(req.new_password.clone()).await;
     let uid = user.id();
-    let keep = user.session_id();
-    state
+    let end = crate::store::SignOut {
+        keep_session: user.session_id(),
+        api_keys: true,
+    };
+    let (_, revoked) = state
         .store
         .blocking(move |s| {
-            s.update_user(uid, |u, _| {
-                u.password_hash = hash;
-                u.updated_at = auth::now();
-                Ok(())
-            })?;
-            s.delete_sessions_except(uid, keep)?;
-            s.revoke_refresh_families(uid)
+            s.update_user_and_sign_out(
+                uid,
+                |u, _| {
+                    u.password_hash = hash;
+                    u.updated_at = auth::now();
+                    Ok(())
+                },
+                end,
+            )
         })
         .await?;
     audit(
@@ -706,11 +718,16 @@ pub async fn change_password(
         Some(&user.user),
         None,
         "password.change",
-        None,
+        Some(revoked_note(&revoked)),
         "ok",
     )
     .await;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(PasswordChanged { revoked }))
+}
+
+/// The audit target of a sign-out.
+pub(crate) fn revoked_note(r: &crate::store::Revoked) -> String {
+    format!("revoked {} sessions, {} API keys", r.sessions, r.api_keys)
 }
 
 #[derive(Serialize, ToSchema)]

@@ -632,26 +632,36 @@ impl Store {
         F: FnOnce(&mut User, &[User]) -> StoreResult<()>,
     {
         let tx = self.write()?;
-        let updated = {
-            let mut users = tx.open_table(USERS)?;
-            let all: Vec<User> = users
-                .iter()?
-                .map(|r| {
-                    r.map_err(StoreError::from)
-                        .and_then(|(_, v)| dec(v.value()))
-                })
-                .collect::<StoreResult<_>>()?;
-            let mut user = all
-                .iter()
-                .find(|u| u.id == id)
-                .cloned()
-                .ok_or(StoreError::NotFound)?;
-            f(&mut user, &all)?;
-            users.insert(id.as_u128(), enc(&user).as_slice())?;
-            user
-        };
+        let updated = update_user_in(&tx, id, f)?;
         tx.commit()?;
         Ok(updated)
+    }
+
+    /// [`Self::update_user`], then ends the user's sign-ins as `end` says,
+    /// in the same transaction: a new password and the end of the old
+    /// credentials happen together or not at all.
+    pub fn update_user_and_sign_out<F>(
+        &self,
+        id: Uuid,
+        f: F,
+        end: SignOut,
+    ) -> StoreResult<(User, Revoked)>
+    where
+        F: FnOnce(&mut User, &[User]) -> StoreResult<()>,
+    {
+        let tx = self.write()?;
+        let updated = update_user_in(&tx, id, f)?;
+        let revoked = Revoked {
+            sessions: delete_sessions_in(&tx, id, end.keep_session)?,
+            api_keys: if end.api_keys {
+                delete_api_keys_in(&tx, id)?
+            } else {
+                0
+            },
+        };
+        revoke_families_in(&tx, id)?;
+        tx.commit()?;
+        Ok((updated, revoked))
     }
 
     /// Users in creation order, after `cursor` (exclusive), at most `limit`.
@@ -738,25 +748,7 @@ impl Store {
     /// Deletes every session of a user except `keep`; returns how many.
     pub fn delete_sessions_except(&self, user_id: Uuid, keep: Option<Uuid>) -> StoreResult<usize> {
         let tx = self.write()?;
-        let n = {
-            let mut idx = tx.open_table(SESSIONS_BY_USER)?;
-            let mut sessions = tx.open_table(SESSIONS)?;
-            let u = user_id.as_u128();
-            let keys: Vec<(u128, Vec<u8>)> = idx
-                .range((u, 0)..=(u, u128::MAX))?
-                .map(|r| r.map(|(k, v)| (k.value().1, v.value().to_vec())))
-                .collect::<Result<_, _>>()?;
-            let mut n = 0;
-            for (sid, hash) in keys {
-                if Some(sid) == keep.map(|k| k.as_u128()) {
-                    continue;
-                }
-                idx.remove((u, sid))?;
-                sessions.remove(hash.as_slice())?;
-                n += 1;
-            }
-            n
-        };
+        let n = delete_sessions_in(&tx, user_id, keep)?;
         tx.commit()?;
         Ok(n)
     }
@@ -899,25 +891,7 @@ impl Store {
     /// Revokes every refresh-token family of a user (password change, disable).
     pub fn revoke_refresh_families(&self, user_id: Uuid) -> StoreResult<()> {
         let tx = self.write()?;
-        {
-            let mut fams = tx.open_table(REFRESH_FAMILIES)?;
-            let ids: Vec<u128> = fams
-                .iter()?
-                .filter_map(|r| {
-                    r.ok().and_then(|(k, v)| {
-                        let f: RefreshFamily = dec(v.value()).ok()?;
-                        (f.user_id == user_id && !f.revoked).then_some(k.value())
-                    })
-                })
-                .collect();
-            for id in ids {
-                let f = RefreshFamily {
-                    user_id,
-                    revoked: true,
-                };
-                fams.insert(id, enc(&f).as_slice())?;
-            }
-        }
+        revoke_families_in(&tx, user_id)?;
         tx.commit()?;
         Ok(())
     }
@@ -1072,6 +1046,101 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// How [`Store::update_user_and_sign_out`] ends a user's sign-ins: every
+/// session but `keep_session` and every refresh-token family always; every
+/// API key too with `api_keys` (a password change or reset: the account may
+/// have been compromised).
+#[derive(Debug, Clone, Copy)]
+pub struct SignOut {
+    pub keep_session: Option<Uuid>,
+    pub api_keys: bool,
+}
+
+/// What a sign-out ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Revoked {
+    pub sessions: usize,
+    pub api_keys: usize,
+}
+
+fn update_user_in<F>(tx: &WriteTransaction, id: Uuid, f: F) -> StoreResult<User>
+where
+    F: FnOnce(&mut User, &[User]) -> StoreResult<()>,
+{
+    let mut users = tx.open_table(USERS)?;
+    let all: Vec<User> = users
+        .iter()?
+        .map(|r| {
+            r.map_err(StoreError::from)
+                .and_then(|(_, v)| dec(v.value()))
+        })
+        .collect::<StoreResult<_>>()?;
+    let mut user = all
+        .iter()
+        .find(|u| u.id == id)
+        .cloned()
+        .ok_or(StoreError::NotFound)?;
+    f(&mut user, &all)?;
+    users.insert(id.as_u128(), enc(&user).as_slice())?;
+    Ok(user)
+}
+
+fn delete_sessions_in(tx: &WriteTransaction, user_id: Uuid, keep: Option<Uuid>) -> StoreResult<usize> {
+    let mut idx = tx.open_table(SESSIONS_BY_USER)?;
+    let mut sessions = tx.open_table(SESSIONS)?;
+    let u = user_id.as_u128();
+    let keys: Vec<(u128, Vec<u8>)> = idx
+        .range((u, 0)..=(u, u128::MAX))?
+        .map(|r| r.map(|(k, v)| (k.value().1, v.value().to_vec())))
+        .collect::<Result<_, _>>()?;
+    let mut n = 0;
+    for (sid, hash) in keys {
+        if Some(sid) == keep.map(|k| k.as_u128()) {
+            continue;
+        }
+        idx.remove((u, sid))?;
+        sessions.remove(hash.as_slice())?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn revoke_families_in(tx: &WriteTransaction, user_id: Uuid) -> StoreResult<()> {
+    let mut fams = tx.open_table(REFRESH_FAMILIES)?;
+    let ids: Vec<u128> = fams
+        .iter()?
+        .filter_map(|r| {
+            r.ok().and_then(|(k, v)| {
+                let f: RefreshFamily = dec(v.value()).ok()?;
+                (f.user_id == user_id && !f.revoked).then_some(k.value())
+            })
+        })
+        .collect();
+    for id in ids {
+        let f = RefreshFamily {
+            user_id,
+            revoked: true,
+        };
+        fams.insert(id, enc(&f).as_slice())?;
+    }
+    Ok(())
+}
+
+fn delete_api_keys_in(tx: &WriteTransaction, user_id: Uuid) -> StoreResult<usize> {
+    let mut idx = tx.open_table(API_KEYS_BY_USER)?;
+    let mut keys = tx.open_table(API_KEYS)?;
+    let u = user_id.as_u128();
+    let found: Vec<(u128, Vec<u8>)> = idx
+        .range((u, 0)..=(u, u128::MAX))?
+        .map(|r| r.map(|(k, v)| (k.value().1, v.value().to_vec())))
+        .collect::<Result<_, _>>()?;
+    for (kid, hash) in &found {
+        idx.remove((u, *kid))?;
+        keys.remove(hash.as_slice())?;
+    }
+    Ok(found.len())
 }
 
 #[cfg(test)]
