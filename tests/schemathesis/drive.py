@@ -206,8 +206,11 @@ def main():
         shown = [("Authorization: Bearer cfk_…" if c.startswith("Authorization:") else c) for c in cmd]
         log("running " + " ".join(shlex.quote(c) for c in shown))
         started = time.monotonic()
-        rc = subprocess.call(cmd, env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false",
-                                       "NO_COLOR": "1"})
+        # In the temp dir: schemathesis keeps a .schemathesis/ cache in its
+        # working directory, which must not land in the repository.
+        rc = subprocess.call(cmd, cwd=work,
+                             env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false",
+                                  "NO_COLOR": "1"})
         log(f"schemathesis finished in {time.monotonic() - started:.0f} s with exit code {rc} (seed {seed})")
     finally:
         server.stop()
