@@ -27,6 +27,8 @@ fi
 echo "schemathesis stage: $("$VENV/bin/schemathesis" --version 2>&1 | head -1), openapi-spec-validator $("$VENV/bin/pip" show openapi-spec-validator 2>/dev/null | sed -n 's/^Version: //p')"
 
 export CONFAB_BIN="${CONFAB_BIN:-$TARGET_DIR/debug/confab}"
+# The JUnit report of the last run stays in <target>/schemathesis/report/.
+export CONFAB_SCHEMATHESIS_REPORT_DIR="${CONFAB_SCHEMATHESIS_REPORT_DIR:-$TARGET_DIR/schemathesis}"
 if [[ ! -x "$CONFAB_BIN" ]]; then
   cargo build --bin confab
 fi
