@@ -11,7 +11,10 @@
 #   5. the static test binary (scripts/build-release.sh --profile static-test, in
 #      target/static so the debug build cache is untouched)
 #   6. Rust tests (cargo nextest if installed, else cargo test), benches excluded
-#   7. browser tests: build target/debug/confab once, then node --test tests/e2e/*.test.mjs
+#   7. build target/debug/confab (and the fake upstream) once, for the two stages below
+#   8. API conformance: tests/schemathesis.sh (schemathesis against the live debug
+#      binary and its OpenAPI document; pinned venv under target/schemathesis/)
+#   9. browser tests: node --test tests/e2e/*.test.mjs
 #      (their "N passed, N failed" line is printed as the last line of the output)
 #
 # Fails fast on the first failing stage. Works from any directory.
@@ -19,6 +22,7 @@
 #   CONFAB_TEST_RUNNER=cargo   use `cargo test` even when cargo-nextest is installed
 #   CONFAB_E2E_DEBUG=1         echo the servers' logs during browser tests
 #   CONFAB_E2E_TIMEOUT=900     seconds before the browser stage is killed
+#   CONFAB_SCHEMATHESIS_*      the API conformance budget (tests/schemathesis/drive.py)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -96,13 +100,16 @@ command -v npm >/dev/null 2>&1 || apt_needed+=(npm)
 command -v file >/dev/null 2>&1 || apt_needed+=(file)
 command -v rpm >/dev/null 2>&1 || apt_needed+=(rpm)
 command -v systemd-analyze >/dev/null 2>&1 || apt_needed+=(systemd)
+# The schemathesis stage makes a venv (python3 -m venv needs ensurepip).
+command -v python3 >/dev/null 2>&1 || apt_needed+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_needed+=(python3-venv)
 if ((${#apt_needed[@]})); then
   echo "apt-get: installing ${apt_needed[*]}"
   # DPkg::Lock::Timeout waits for another apt/dpkg run instead of failing on its lock.
   as_root apt-get -o DPkg::Lock::Timeout=900 update -q
   as_root apt-get -o DPkg::Lock::Timeout=900 install -y -q "${apt_needed[@]}"
 else
-  echo "apt-get: pebble, chromium, file, rpm and systemd-analyze already installed"
+  echo "apt-get: pebble, chromium, file, rpm, systemd-analyze and python3-venv already installed"
 fi
 echo "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo '?')"
 echo "node: $(node --version), npm: $(npm --version 2>/dev/null)"
@@ -180,7 +187,7 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-stage "browser tests (chromium)"
+stage "debug binary for the live-server stages (cargo build)"
 # assets/ is embedded by include_dir, which cargo does not watch: make sure a
 # changed asset is in the binary under test.
 touch src/assets.rs
@@ -189,6 +196,15 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 export CONFAB_BIN="$TARGET_DIR/debug/confab"
 [[ -x "$CONFAB_BIN" ]] || { echo "no binary at $CONFAB_BIN after cargo build" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------
+stage "API conformance (tests/schemathesis.sh)"
+# Fails on any 5xx, undocumented status, wrong content type or response that
+# does not match its schema; bounded by CONFAB_SCHEMATHESIS_MAX_TIME.
+tests/schemathesis.sh
+
+# ---------------------------------------------------------------------------
+stage "browser tests (chromium)"
 mkdir -p "$TARGET_DIR/e2e"
 
 shopt -s nullglob

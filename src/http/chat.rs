@@ -2,7 +2,7 @@
 //! it with `Last-Event-ID`, and stop it.
 
 use axum::Router;
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message as WsMessage, WebSocket};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -435,8 +435,11 @@ fn sse_response(g: &Arc<Generation>, after: u64) -> Response {
 /// id), `delta`s, `usage`, then `done` or `error`. Each event has an
 /// integer `id:`; a comment line every 15 s keeps the stream open.
 #[utoipa::path(post, path = "/api/chat/stream", tag = "chat", request_body = ChatBody,
-    responses((status = 200, description = "text/event-stream of meta, delta, usage, done | error events"),
-    (status = 404, description = "CONVERSATION_NOT_FOUND or MODEL_NOT_FOUND", body = crate::error::ErrorBody)))]
+    params(("X-Provider-Key" = Option<String>, Header, description = "The caller's own provider key, when the server allows it")),
+    responses((status = 200, description = "meta, delta, usage, then done or error events", content_type = "text/event-stream", body = String),
+    (status = 403, description = "`FORBIDDEN`: `X-Provider-Key` on a server that does not allow users' keys", body = crate::error::ErrorBody),
+    (status = 404, description = "`CONVERSATION_NOT_FOUND`, `MODEL_NOT_FOUND`, or `NOT_FOUND` for `parent_id` / `regenerate_of`", body = crate::error::ErrorBody),
+    (status = 429, description = "`QUOTA_EXCEEDED` (daily quota, `Retry-After` to midnight UTC) or `RATE_LIMITED` (chat rate or the cap on running answers)", body = crate::error::ErrorBody)))]
 pub async fn stream(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -449,7 +452,13 @@ pub async fn stream(
 
 /// Starts an answer and returns the finished assistant message as JSON.
 #[utoipa::path(post, path = "/api/chat/message", tag = "chat", request_body = ChatBody,
-    responses((status = 200, body = MessageView), (status = 502, body = crate::error::ErrorBody)))]
+    params(("X-Provider-Key" = Option<String>, Header, description = "The caller's own provider key, when the server allows it")),
+    responses((status = 200, body = MessageView),
+    (status = 403, description = "`FORBIDDEN`: `X-Provider-Key` on a server that does not allow users' keys", body = crate::error::ErrorBody),
+    (status = 404, description = "`CONVERSATION_NOT_FOUND`, `MODEL_NOT_FOUND`, or `NOT_FOUND` for `parent_id` / `regenerate_of`", body = crate::error::ErrorBody),
+    (status = 429, description = "`QUOTA_EXCEEDED`, or `RATE_LIMITED` (here or at the provider)", body = crate::error::ErrorBody),
+    (status = 502, description = "`PROVIDER_UNREACHABLE` or `PROVIDER_ERROR`", body = crate::error::ErrorBody),
+    (status = 504, description = "`PROVIDER_TIMEOUT`", body = crate::error::ErrorBody)))]
 pub async fn message(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -510,7 +519,11 @@ fn last_event_id(headers: &HeaderMap, query: Option<&str>) -> AppResult<u64> {
 /// Replays the events after `Last-Event-ID` (header, or `?last_event_id=`)
 /// and continues live until the answer ends.
 #[utoipa::path(get, path = "/api/generations/{id}/events", tag = "chat",
-    responses((status = 200, description = "text/event-stream"), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = String, Path, description = "Generation id"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Replay from the event after this one"),
+        ("last_event_id" = Option<u64>, Query, description = "The same, for clients that cannot set headers")),
+    responses((status = 200, description = "The generation's events", content_type = "text/event-stream", body = String),
+    (status = 404, body = crate::error::ErrorBody)))]
 pub async fn events(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -573,12 +586,14 @@ struct ChatBodyWs {
 /// Send `{"type":"chat", …body}`, `{"type":"stop","generation_id"}` or
 /// `{"type":"resume","generation_id","last_event_id"}`.
 #[utoipa::path(get, path = "/api/chat/ws", tag = "chat",
-    responses((status = 101, description = "WebSocket carrying the chat events as JSON frames")))]
+    responses((status = 101, description = "WebSocket carrying the chat events as JSON frames"),
+    (status = 400, description = "`VALIDATION_FAILED`: not a WebSocket upgrade request", body = crate::error::ErrorBody),
+    (status = 403, description = "`CSRF_INVALID`: a foreign `Origin`; `FORBIDDEN`: an API key without the `write` scope", body = crate::error::ErrorBody)))]
 pub async fn ws(
     State(state): State<AppState>,
     user: CurrentUser,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    super::WsUpgrade(upgrade): super::WsUpgrade,
 ) -> AppResult<Response> {
     // A WebSocket upgrade is a GET, so the CSRF middleware does not see it;
     // refuse cross-site pages here (cross-site WebSocket hijacking).

@@ -359,6 +359,30 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// `WebSocketUpgrade` with its rejections in the one error shape: a request
+/// that is not an upgrade (a plain GET, a missing header) is 400
+/// VALIDATION_FAILED instead of axum's plain-text answer.
+pub struct WsUpgrade(pub axum::extract::ws::WebSocketUpgrade);
+
+impl<S: Send + Sync> FromRequestParts<S> for WsUpgrade {
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, AppError> {
+        match axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, state).await {
+            Ok(u) => Ok(WsUpgrade(u)),
+            Err(rej) if rej.status() == StatusCode::METHOD_NOT_ALLOWED => {
+                Err(AppError::MethodNotAllowed)
+            }
+            Err(rej) => Err(AppError::Validation(format!(
+                "this endpoint needs a WebSocket upgrade: {}",
+                rej.body_text()
+            ))),
+        }
+    }
+}
+
 /// `axum::extract::Query` with rejections as 400 VALIDATION_FAILED.
 pub struct Query<T>(pub T);
 

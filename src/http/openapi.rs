@@ -213,14 +213,17 @@ fn is_unsafe(method: &HttpMethod) -> bool {
     )
 }
 
-/// The API key scope an operation needs (the rule in `auth::authenticate`).
-fn scope_needed(path: &str, method: &HttpMethod) -> &'static str {
+/// The API key scopes an operation needs: the rule in `auth::authenticate`,
+/// and the WebSocket, a GET whose frames start answers, also needs `write`.
+fn scopes_needed(path: &str, method: &HttpMethod) -> Vec<&'static str> {
     if path.starts_with("/api/admin") {
-        "admin"
+        vec!["admin"]
+    } else if path == "/api/chat/ws" {
+        vec!["read", "write"]
     } else if is_unsafe(method) {
-        "write"
+        vec!["write"]
     } else {
-        "read"
+        vec!["read"]
     }
 }
 
@@ -237,7 +240,7 @@ fn complete_operation(path: &str, method: HttpMethod, op: &mut Operation) {
             SecurityRequirement::new("session", Vec::<String>::new())
         },
         SecurityRequirement::new("accessToken", Vec::<String>::new()),
-        SecurityRequirement::new("apiKey", [scope_needed(path, &method)]),
+        SecurityRequirement::new("apiKey", scopes_needed(path, &method)),
     ];
     op.security = Some(if optional {
         credentials.insert(0, SecurityRequirement::default());
@@ -252,9 +255,12 @@ fn complete_operation(path: &str, method: HttpMethod, op: &mut Operation) {
     let has_path_param = params
         .iter()
         .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Path));
-    let has_query = params
-        .iter()
-        .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query));
+    let has_query_or_header = params.iter().any(|p| {
+        matches!(
+            p.parameter_in,
+            utoipa::openapi::path::ParameterIn::Query | utoipa::openapi::path::ParameterIn::Header
+        )
+    });
     let has_body = op.request_body.is_some();
 
     let mut add = |code: &str| {
@@ -279,7 +285,7 @@ fn complete_operation(path: &str, method: HttpMethod, op: &mut Operation) {
             Some(_) => {}
         }
     };
-    if has_body || has_query {
+    if has_body || has_query_or_header {
         add("400");
     }
     if !public {
