@@ -549,11 +549,7 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
             )?;
             cli_audit(
                 "admin.user.update",
-                format!(
-                    "{}: {}",
-                    user.id,
-                    crate::http::auth::revoked_note(&revoked)
-                ),
+                format!("{}: {}", user.id, crate::http::auth::revoked_note(&revoked)),
             )?;
             println!(
                 "password changed for {username}; signed out {} and revoked {}",

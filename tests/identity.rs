@@ -609,9 +609,12 @@ async fn password_changes_and_resets_revoke_api_keys() {
             .assert_error(401, "AUTH_REQUIRED");
     }
     assert!(
-        s.get("/api/keys", Auth::Session(&s.login("bob", "bobs-new-password").await))
-            .await
-            .body["items"]
+        s.get(
+            "/api/keys",
+            Auth::Session(&s.login("bob", "bobs-new-password").await)
+        )
+        .await
+        .body["items"]
             .as_array()
             .unwrap()
             .is_empty()
@@ -645,9 +648,12 @@ async fn password_changes_and_resets_revoke_api_keys() {
     // The audit log says what was ended.
     let audit = s.get("/api/admin/audit", Auth::Session(&admin)).await;
     assert!(
-        audit.body["items"].as_array().unwrap().iter().any(|e| e["action"]
-            == "password.change"
-            && e["target"] == "revoked 1 sessions, 1 API keys"),
+        audit.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "password.change"
+                && e["target"] == "revoked 1 sessions, 1 API keys"),
         "{}",
         audit.text
     );
@@ -670,7 +676,11 @@ async fn password_changes_and_resets_revoke_api_keys() {
     }
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         stdout.contains("signed out 1 session") && stdout.contains("revoked 1 API key"),
         "{stdout}"

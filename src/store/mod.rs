@@ -1087,7 +1087,11 @@ where
     Ok(user)
 }
 
-fn delete_sessions_in(tx: &WriteTransaction, user_id: Uuid, keep: Option<Uuid>) -> StoreResult<usize> {
+fn delete_sessions_in(
+    tx: &WriteTransaction,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+) -> StoreResult<usize> {
     let mut idx = tx.open_table(SESSIONS_BY_USER)?;
     let mut sessions = tx.open_table(SESSIONS)?;
     let u = user_id.as_u128();
