@@ -1172,3 +1172,196 @@ async fn graceful_shutdown_stores_running_answers_as_interrupted() {
     assert_eq!(m["status"], "interrupted", "{}", conv.text);
     assert!(!m["content"].as_str().unwrap().is_empty());
 }
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the chat WebSocket with a session cookie or a bearer credential.
+async fn open_ws(s: &TestServer, auth: Auth<'_>) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = s.base.replace("http://", "ws://") + "/api/chat/ws";
+    let mut req = url.into_client_request().unwrap();
+    let (name, value) = match auth {
+        Auth::Session(who) | Auth::CookieOnly(who) => {
+            ("cookie", format!("confab_session={}", who.cookie))
+        }
+        Auth::Bearer(t) => ("authorization", format!("Bearer {t}")),
+        Auth::None => panic!("the socket needs a credential"),
+    };
+    req.headers_mut().insert(name, value.parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+async fn ws_send(ws: &mut Ws, frame: Value) {
+    use futures::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        frame.to_string().into(),
+    ))
+    .await
+    .unwrap();
+}
+
+/// The next frame: `Ok(json)` for a text frame, `Err(close code)` when the
+/// server closes the socket (0 when it ends without a close frame).
+async fn ws_next(ws: &mut Ws) -> Result<Value, u16> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("a frame within 20 s");
+        match msg {
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t).unwrap()),
+            Some(Ok(Message::Close(f))) => return Err(f.map_or(0, |f| u16::from(f.code))),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Err(0),
+        }
+    }
+}
+
+/// Sends a chat frame and reads to its `done`; returns the generation id.
+async fn ws_chat_done(ws: &mut Ws) -> String {
+    ws_send(ws, json!({"type": "chat", "content": "hi", "model": "an"})).await;
+    loop {
+        let v = ws_next(ws).await.expect("frames, not a close");
+        assert_ne!(v["event"], "error", "{v}");
+        if v["event"] == "done" {
+            return v["generation_id"].as_str().unwrap().to_string();
+        }
+    }
+}
+
+/// Sends a chat frame on a socket whose credential is dead: an error frame
+/// with `code`, then a close with 1008 (policy violation).
+async fn ws_refused_and_closed(ws: &mut Ws, code: &str) {
+    ws_send(
+        ws,
+        json!({"type": "chat", "content": "still there?", "model": "an"}),
+    )
+    .await;
+    let v = ws_next(ws).await.expect("an error frame first");
+    assert_eq!(v["event"], "error", "{v}");
+    assert_eq!(v["data"]["code"], code, "{v}");
+    assert!(v["data"]["request_id"].is_string(), "{v}");
+    assert_eq!(ws_next(ws).await, Err(1008));
+}
+
+/// Issue 13 item 2: a socket opened before a logout, a disabled account or a
+/// password reset stops acting at its next frame instead of generating on.
+#[tokio::test]
+async fn websocket_frames_recheck_the_credential() {
+    let e = env().await;
+    let s = &e.s;
+    let conversations = |who: common::Session| async move {
+        s.get("/api/conversations", Auth::Session(&who)).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+
+    // Logged out: that session's socket is refused and closed.
+    let bob = s.user(&e.admin, "bob").await;
+    let mut ws = open_ws(s, Auth::Session(&bob)).await;
+    ws_chat_done(&mut ws).await;
+    let r = s
+        .post("/api/auth/logout", Auth::Session(&bob), json!({}))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    ws_refused_and_closed(&mut ws, "AUTH_REQUIRED").await;
+    assert_eq!(
+        conversations(s.login("bob", common::PASSWORD).await).await,
+        1,
+        "nothing was started after the logout"
+    );
+
+    // Disabled: an API key's socket is refused and closed.
+    let carol = s.user(&e.admin, "carol").await;
+    let key = s
+        .post("/api/keys", Auth::Session(&carol), json!({"name": "ws"}))
+        .await
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut ws = open_ws(s, Auth::Bearer(&key)).await;
+    ws_chat_done(&mut ws).await;
+    let r = s
+        .patch(
+            &format!("/api/admin/users/{}", carol.user_id),
+            Auth::Session(&e.admin),
+            json!({"status": "disabled"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    ws_refused_and_closed(&mut ws, "USER_INACTIVE").await;
+
+    // Password reset: both the session's and the key's sockets die.
+    let dave = s.user(&e.admin, "dave").await;
+    let key = s
+        .post("/api/keys", Auth::Session(&dave), json!({"name": "ws"}))
+        .await
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut by_session = open_ws(s, Auth::Session(&dave)).await;
+    let mut by_key = open_ws(s, Auth::Bearer(&key)).await;
+    let gid = ws_chat_done(&mut by_session).await;
+    let r = s
+        .patch(
+            &format!("/api/admin/users/{}", dave.user_id),
+            Auth::Session(&e.admin),
+            json!({"password": "daves-new-password"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    ws_refused_and_closed(&mut by_session, "AUTH_REQUIRED").await;
+    // Resume (a read) is refused too.
+    ws_send(
+        &mut by_key,
+        json!({"type": "resume", "generation_id": gid, "last_event_id": 0}),
+    )
+    .await;
+    let v = ws_next(&mut by_key).await.unwrap();
+    assert_eq!(v["data"]["code"], "AUTH_REQUIRED", "{v}");
+    assert_eq!(ws_next(&mut by_key).await, Err(1008));
+}
+
+/// Issue 13 item 2: frames count against the per-user API limit like HTTP
+/// requests (500 resume frames once replayed 46,500 events unchecked).
+#[tokio::test]
+async fn websocket_frames_count_against_the_api_limit() {
+    let e = env_with(|c| {
+        c.limits.api_per_minute = 1;
+        c.limits.api_burst = 6;
+    })
+    .await;
+    let s = &e.s;
+    let bob = s.user(&e.admin, "bob").await;
+    // The upgrade and the chat frame: two of bob's six.
+    let mut ws = open_ws(s, Auth::Session(&bob)).await;
+    let gid = ws_chat_done(&mut ws).await;
+    for _ in 0..10 {
+        ws_send(
+            &mut ws,
+            json!({"type": "resume", "generation_id": gid, "last_event_id": 0}),
+        )
+        .await;
+    }
+    let (mut replays, mut limited) = (0, 0);
+    while replays + limited < 10 {
+        let v = ws_next(&mut ws).await.expect("still open");
+        if v["event"] == "done" {
+            replays += 1;
+        } else if v["event"] == "error" {
+            assert_eq!(v["data"]["code"], "RATE_LIMITED", "{v}");
+            assert!(v["data"]["retry_after"].as_u64().unwrap() >= 1, "{v}");
+            limited += 1;
+        }
+    }
+    assert_eq!((replays, limited), (4, 6));
+    // The HTTP API shares the same budget.
+    s.get("/api/conversations", Auth::Session(&bob))
+        .await
+        .assert_error(429, "RATE_LIMITED");
+}

@@ -55,7 +55,7 @@ function Users() {
     try { replace(await patch('/admin/users/' + u.id, body)); if (done) toast(done); } catch (e) { toast(`${e.code}: ${e.message}`, 'error'); }
   };
   const resetPassword = async (u) => {
-    const pw = await promptDialog({ title: `New password for ${u.username}`, body: 'They will be signed out everywhere.', label: 'New password', type: 'password', required: true, minlength: 8, maxlength: 128, autocomplete: 'new-password', confirm: 'Set password' });
+    const pw = await promptDialog({ title: `New password for ${u.username}`, body: 'They will be signed out everywhere and their API keys deleted.', label: 'New password', type: 'password', required: true, minlength: 8, maxlength: 128, autocomplete: 'new-password', confirm: 'Set password' });
     if (pw) update(u, { password: pw }, 'Password set');
   };
   const toggle = async (u) => {

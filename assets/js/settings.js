@@ -172,16 +172,17 @@ function PasswordCard() {
     if (v.next !== v.confirm) { setError({ code: 'VALIDATION_FAILED', message: 'The new passwords differ.' }); return; }
     setBusy(true);
     try {
-      await post('/auth/password', { current_password: v.current, new_password: v.next }, { authRedirect: false });
+      const r = await post('/auth/password', { current_password: v.current, new_password: v.next }, { authRedirect: false });
       setV({ current: '', next: '', confirm: '' });
-      toast('Password changed. Other sessions were signed out.');
+      const keys = r?.revoked?.api_keys || 0;
+      toast(`Password changed. Other sessions were signed out${keys ? ` and ${keys} API key${keys === 1 ? ' was' : 's were'} deleted` : ''}.`);
     } catch (err) {
       setError(err);
     } finally {
       setBusy(false);
     }
   };
-  return html`<${Card} id="password" title="Password" description="Changing it signs out your other sessions.">
+  return html`<${Card} id="password" title="Password" description="Changing it signs out your other sessions and deletes your API keys.">
     <form class="stack narrow" onSubmit=${submit}>
       <${ErrorBanner} error=${error} compact />
       <input type="text" autocomplete="username" hidden readonly value="" aria-hidden="true" tabindex="-1" />

@@ -136,31 +136,69 @@ fn active(user: User) -> Result<User, AppError> {
     }
 }
 
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<CurrentUser, AppError> {
+/// What a caller presented: the session cookie's or API key's hash, or a
+/// JWT. A WebSocket keeps it to check again on every frame that acts
+/// ([`recheck`]), so a socket does not outlive a logout, a disabled account
+/// or a password reset.
+#[derive(Clone)]
+pub enum Credential {
+    Session(Vec<u8>),
+    Jwt(String),
+    ApiKey(Vec<u8>),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a token or its hash.
+        f.write_str(match self {
+            Credential::Session(_) => "Credential::Session(***)",
+            Credential::Jwt(_) => "Credential::Jwt(***)",
+            Credential::ApiKey(_) => "Credential::ApiKey(***)",
+        })
+    }
+}
+
+impl Credential {
+    /// `Authorization: Bearer` wins over the cookie.
+    fn from_parts(parts: &Parts) -> Option<Credential> {
+        if let Some(token) = bearer(parts) {
+            return Some(if token.starts_with(tokens::API_KEY_PREFIX) {
+                Credential::ApiKey(tokens::hash_token(&token))
+            } else {
+                Credential::Jwt(token)
+            });
+        }
+        cookie_value(parts, SESSION_COOKIE).map(|t| Credential::Session(tokens::hash_token(&t)))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Credential {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        Credential::from_parts(parts).ok_or(AppError::AuthRequired)
+    }
+}
+
+/// Checks `cred` as a request needing the API-key scope `needed` is
+/// checked (CSRF aside: the caller checks that). A WebSocket calls it again
+/// on every frame that acts (it passed the origin check at its upgrade):
+/// the session or key must still exist and not have expired, the JWT must
+/// not have expired, and the user must still be active.
+pub async fn verify(
+    state: &AppState,
+    cred: &Credential,
+    needed: &str,
+) -> Result<CurrentUser, AppError> {
     let now = now();
-    if let Some(token) = bearer(parts) {
-        if token.starts_with(tokens::API_KEY_PREFIX) {
-            let hash = tokens::hash_token(&token);
+    match cred {
+        Credential::ApiKey(hash) => {
             let key = state
                 .store
-                .get_api_key(&hash)?
+                .get_api_key(hash)?
                 .ok_or(AppError::AuthRequired)?;
             if key.expires_at.is_some_and(|e| e <= now) {
                 return Err(AppError::SessionExpired);
             }
-            // Inside the nested /api router the URI has lost its prefix;
-            // the original one still has it.
-            let path = parts
-                .extensions
-                .get::<axum::extract::OriginalUri>()
-                .map_or(parts.uri.path(), |u| u.0.path());
-            let needed = if path.starts_with("/api/admin") {
-                "admin"
-            } else if is_safe(&parts.method) {
-                "read"
-            } else {
-                "write"
-            };
             if !key.scopes.iter().any(|s| s == needed) {
                 return Err(AppError::Forbidden(format!(
                     "this API key lacks the {needed:?} scope"
@@ -174,72 +212,96 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<CurrentUser, Ap
             )?;
             if key.last_used_at.is_none_or(|t| now - t >= 60) {
                 let store = state.store.clone();
+                let hash = hash.clone();
                 tokio::task::spawn_blocking(move || store.touch_api_key(&hash, now));
             }
-            return Ok(CurrentUser {
+            Ok(CurrentUser {
                 user,
                 via: AuthVia::ApiKey {
                     key_id: key.id,
                     scopes: key.scopes,
                     expires_at: key.expires_at,
                 },
-            });
+            })
         }
-        let claims = state.jwt.verify(&token).ok_or(AppError::SessionExpired)?;
-        let id = Uuid::parse_str(&claims.sub).map_err(|_| AppError::AuthRequired)?;
-        let user = active(
-            state
+        Credential::Jwt(token) => {
+            let claims = state.jwt.verify(token).ok_or(AppError::SessionExpired)?;
+            let id = Uuid::parse_str(&claims.sub).map_err(|_| AppError::AuthRequired)?;
+            let user = active(
+                state
+                    .store
+                    .get_user(id)
+                    .map_err(|_| AppError::AuthRequired)?,
+            )?;
+            Ok(CurrentUser {
+                user,
+                via: AuthVia::Jwt,
+            })
+        }
+        Credential::Session(hash) => {
+            let session = state
                 .store
-                .get_user(id)
-                .map_err(|_| AppError::AuthRequired)?,
-        )?;
-        return Ok(CurrentUser {
-            user,
-            via: AuthVia::Jwt,
-        });
+                .get_session(hash)?
+                .ok_or(AppError::AuthRequired)?;
+            let idle = state.cfg.auth.session_idle_hours as i64 * 3600;
+            if session.expires_at <= now || session.last_seen + idle <= now {
+                let store = state.store.clone();
+                let (uid, sid) = (session.user_id, session.id);
+                tokio::task::spawn_blocking(move || store.delete_session(uid, sid));
+                return Err(AppError::SessionExpired);
+            }
+            let user = active(
+                state
+                    .store
+                    .get_user(session.user_id)
+                    .map_err(|_| AppError::AuthRequired)?,
+            )?;
+            // last_seen only needs minute precision; skip the fsync on most requests.
+            if now - session.last_seen >= 60 {
+                let store = state.store.clone();
+                let hash = hash.clone();
+                tokio::task::spawn_blocking(move || store.touch_session(&hash, now));
+            }
+            Ok(CurrentUser {
+                user,
+                via: AuthVia::Session {
+                    session_id: session.id,
+                    csrf: session.csrf_secret,
+                },
+            })
+        }
     }
+}
 
-    let token = cookie_value(parts, SESSION_COOKIE).ok_or(AppError::AuthRequired)?;
-    let hash = tokens::hash_token(&token);
-    let session = state
-        .store
-        .get_session(&hash)?
-        .ok_or(AppError::AuthRequired)?;
-    let idle = state.cfg.auth.session_idle_hours as i64 * 3600;
-    if session.expires_at <= now || session.last_seen + idle <= now {
-        let store = state.store.clone();
-        let (uid, sid) = (session.user_id, session.id);
-        tokio::task::spawn_blocking(move || store.delete_session(uid, sid));
-        return Err(AppError::SessionExpired);
-    }
-    if !is_safe(&parts.method) {
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<CurrentUser, AppError> {
+    let cred = Credential::from_parts(parts).ok_or(AppError::AuthRequired)?;
+    // Inside the nested /api router the URI has lost its prefix; the
+    // original one still has it.
+    let path = parts
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .map_or(parts.uri.path(), |u| u.0.path());
+    let needed = if path.starts_with("/api/admin") {
+        "admin"
+    } else if is_safe(&parts.method) {
+        "read"
+    } else {
+        "write"
+    };
+    let user = verify(state, &cred, needed).await?;
+    if let AuthVia::Session { csrf, .. } = &user.via
+        && !is_safe(&parts.method)
+    {
         let sent = parts
             .headers
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if !bool::from(sent.as_bytes().ct_eq(session.csrf_secret.as_bytes())) {
+        if !bool::from(sent.as_bytes().ct_eq(csrf.as_bytes())) {
             return Err(AppError::CsrfInvalid);
         }
     }
-    let user = active(
-        state
-            .store
-            .get_user(session.user_id)
-            .map_err(|_| AppError::AuthRequired)?,
-    )?;
-    // last_seen only needs minute precision; skip the fsync on most requests.
-    if now - session.last_seen >= 60 {
-        let store = state.store.clone();
-        tokio::task::spawn_blocking(move || store.touch_session(&hash, now));
-    }
-    Ok(CurrentUser {
-        user,
-        via: AuthVia::Session {
-            session_id: session.id,
-            csrf: session.csrf_secret,
-        },
-    })
+    Ok(user)
 }
 
 impl FromRequestParts<AppState> for CurrentUser {

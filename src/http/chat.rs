@@ -2,7 +2,7 @@
 //! it with `Last-Event-ID`, and stop it.
 
 use axum::Router;
-use axum::extract::ws::{Message as WsMessage, WebSocket};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, close_code};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -584,7 +584,11 @@ struct ChatBodyWs {
 
 /// The same events as JSON frames `{generation_id, id, event, data}`.
 /// Send `{"type":"chat", …body}`, `{"type":"stop","generation_id"}` or
-/// `{"type":"resume","generation_id","last_event_id"}`.
+/// `{"type":"resume","generation_id","last_event_id"}`. Every frame counts
+/// against the per-user API rate limit, and the credential is checked again
+/// on every frame that acts: once it is no longer valid (logged out,
+/// expired, account disabled, password reset), the socket answers with an
+/// error frame and closes with code 1008.
 #[utoipa::path(get, path = "/api/chat/ws", tag = "chat",
     responses((status = 101, description = "WebSocket carrying the chat events as JSON frames"),
     (status = 400, description = "`VALIDATION_FAILED`: not a WebSocket upgrade request", body = crate::error::ErrorBody),
@@ -592,6 +596,7 @@ struct ChatBodyWs {
 pub async fn ws(
     State(state): State<AppState>,
     user: CurrentUser,
+    cred: crate::auth::Credential,
     headers: HeaderMap,
     super::WsUpgrade(upgrade): super::WsUpgrade,
 ) -> AppResult<Response> {
@@ -612,20 +617,47 @@ pub async fn ws(
     let request_id = current_request_id();
     Ok(upgrade
         .max_message_size(state.cfg.max_body_bytes)
-        .on_upgrade(move |socket| ws_session(socket, state, user, request_id)))
+        .on_upgrade(move |socket| ws_session(socket, state, user, cred, request_id)))
 }
 
-async fn ws_session(socket: WebSocket, state: AppState, user: CurrentUser, request_id: String) {
+/// Admits one frame: it counts against the per-user API limit, and a frame
+/// that acts (`needed` is the API-key scope the same HTTP request would
+/// need) checks the credential again, so the caller acts as the user is
+/// now (role, quota) or not at all. `Err((error, close))`: `close` when the
+/// credential is no longer valid.
+async fn admit_frame(
+    state: &AppState,
+    user: &CurrentUser,
+    cred: &crate::auth::Credential,
+    needed: Option<&str>,
+) -> Result<CurrentUser, (AppError, bool)> {
+    state.limits.check_api(user.id()).map_err(|e| (e, false))?;
+    match needed {
+        None => Ok(user.clone()),
+        Some(scope) => crate::auth::verify(state, cred, scope)
+            .await
+            .map_err(|e| (e, true)),
+    }
+}
+
+async fn ws_session(
+    socket: WebSocket,
+    state: AppState,
+    user: CurrentUser,
+    cred: crate::auth::Credential,
+    request_id: String,
+) {
     let (mut sink, mut source) = socket.split();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(256);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<WsMessage>(256);
     let writer = tokio::spawn(async move {
-        while let Some(text) = rx.recv().await {
-            if sink.send(WsMessage::Text(text.into())).await.is_err() {
+        while let Some(msg) = rx.recv().await {
+            let last = matches!(msg, WsMessage::Close(_));
+            if sink.send(msg).await.is_err() || last {
                 break;
             }
         }
     });
-    let forward = |g: Arc<Generation>, after: u64, tx: tokio::sync::mpsc::Sender<String>| {
+    let forward = |g: Arc<Generation>, after: u64, tx: tokio::sync::mpsc::Sender<WsMessage>| {
         tokio::spawn(async move {
             let gid = g.id.to_string();
             let mut s = Box::pin(g.events(after));
@@ -634,16 +666,26 @@ async fn ws_session(socket: WebSocket, state: AppState, user: CurrentUser, reque
                     serde_json::from_str(&e.data).unwrap_or(serde_json::Value::Null);
                 let frame =
                     json!({"generation_id": gid, "id": e.id, "event": e.event, "data": data});
-                if tx.send(frame.to_string()).await.is_err() {
+                if tx
+                    .send(WsMessage::Text(frame.to_string().into()))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
         });
     };
-    let send_error = |tx: &tokio::sync::mpsc::Sender<String>, e: AppError| {
+    let error_frame = |e: &AppError| {
         let b = e.body();
-        let frame = json!({"event": "error", "data": {"code": b.code, "message": b.message, "request_id": request_id}});
-        let _ = tx.try_send(frame.to_string());
+        let mut data = json!({"code": b.code, "message": b.message, "request_id": request_id});
+        if let AppError::RateLimited { retry_after, .. } = e {
+            data["retry_after"] = json!(retry_after);
+        }
+        WsMessage::Text(json!({"event": "error", "data": data}).to_string().into())
+    };
+    let send_error = |tx: &tokio::sync::mpsc::Sender<WsMessage>, e: AppError| {
+        let _ = tx.try_send(error_frame(&e));
     };
     while let Some(Ok(msg)) = source.next().await {
         let text = match msg {
@@ -652,6 +694,32 @@ async fn ws_session(socket: WebSocket, state: AppState, user: CurrentUser, reque
             _ => continue,
         };
         let parsed: Result<WsIn, _> = serde_json::from_str(&text);
+        let needed = match &parsed {
+            Err(_) => None,
+            Ok(WsIn::Resume { .. }) => Some("read"),
+            Ok(WsIn::Chat(_) | WsIn::Stop { .. }) => Some("write"),
+        };
+        let user = match admit_frame(&state, &user, &cred, needed).await {
+            Ok(u) => u,
+            Err((e, false)) => {
+                send_error(&tx, e);
+                continue;
+            }
+            Err((e, true)) => {
+                // The error frame, then a close frame with the code as reason.
+                // Answers already running go on and are stored, as an SSE
+                // stream's would; nothing new starts.
+                let code = e.code();
+                let _ = tx.send(error_frame(&e)).await;
+                let _ = tx
+                    .send(WsMessage::Close(Some(CloseFrame {
+                        code: close_code::POLICY,
+                        reason: code.into(),
+                    })))
+                    .await;
+                break;
+            }
+        };
         match parsed {
             Err(e) => send_error(&tx, AppError::Validation(format!("invalid frame: {e}"))),
             Ok(WsIn::Chat(b)) => {

@@ -63,6 +63,26 @@ impl Limits {
         Effective::resolve(user.quota.as_ref(), &self.quota_default)
     }
 
+    /// Counts one request of `user` against the per-user API limit, for
+    /// what arrives outside the HTTP layer (WebSocket frames).
+    pub fn check_api(&self, user: Uuid) -> Result<(), AppError> {
+        if !self.rate.enabled {
+            return Ok(());
+        }
+        let d = self.rate.api.check(&user);
+        if d.allowed {
+            return Ok(());
+        }
+        self.metrics.rate_limited(Class::Api.label());
+        Err(AppError::RateLimited {
+            message: format!(
+                "too many requests; you may make {} in a burst, try again in {} s",
+                d.limit, d.reset_secs
+            ),
+            retry_after: d.reset_secs,
+        })
+    }
+
     /// Admits one new answer of `user`: the per-user chat rate limit, the
     /// cap on running answers and the daily quota (reserving one message
     /// and `estimate` tokens). The reservation is settled by [`Self::finish`].
