@@ -78,6 +78,9 @@ pub struct Config {
     /// Look for Ollama (127.0.0.1:11434) and LM Studio (127.0.0.1:1234) at
     /// start-up and periodically.
     pub detect_local_providers: bool,
+    /// Follow a provider's redirect to another host (never with the API
+    /// key). Off: such a redirect fails the request.
+    pub provider_cross_origin_redirects: bool,
     /// On SIGTERM, how long running answers may finish before they are
     /// stopped and stored as interrupted.
     pub shutdown_grace_secs: u64,
@@ -440,6 +443,7 @@ impl Default for Config {
             default_model: None,
             provider_idle_timeout_secs: 60,
             detect_local_providers: true,
+            provider_cross_origin_redirects: false,
             shutdown_grace_secs: 20,
             auth: AuthConfig::default(),
             providers: Vec::new(),
