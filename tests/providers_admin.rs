@@ -869,5 +869,9 @@ async fn provider_base_url_is_validated_for_length_credentials_and_fragments() {
     )
     .unwrap();
     let e = Config::load_from(Some(&path), &[], &Overrides::default()).unwrap_err();
-    assert!(e.0.contains("providers[0].base_url") && e.0.contains("2048"), "{:.200}", e.0);
+    assert!(
+        e.0.contains("providers[0].base_url") && e.0.contains("2048"),
+        "{:.200}",
+        e.0
+    );
 }
