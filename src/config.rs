@@ -1487,6 +1487,39 @@ mod tests {
     }
 
     #[test]
+    fn http_settings_and_errors() {
+        let c = load(None, &[], Overrides::default()).unwrap();
+        assert_eq!(c.http.header_timeout_secs, 10);
+        assert_eq!(c.http.keep_alive_secs, 60);
+        assert!(!c.provider_cross_origin_redirects);
+        let c = load(
+            Some("provider_cross_origin_redirects = true\n[http]\nbody_timeout_secs = 5\n"),
+            &[("CONFAB_HTTP_MAX_CONNECTIONS_PER_IP", "8")],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.provider_cross_origin_redirects);
+        assert_eq!(c.http.body_timeout_secs, 5);
+        assert_eq!(c.http.max_connections_per_ip, 8);
+        for (text, setting) in [
+            (
+                "[http]\nheader_timeout_secs = 0",
+                "http.header_timeout_secs",
+            ),
+            ("[http]\nkeep_alive_secs = 99999", "http.keep_alive_secs"),
+            ("[http]\nmax_connections = 0", "http.max_connections"),
+            (
+                "[http]\nmax_connections = 10\nmax_connections_per_ip = 11",
+                "http.max_connections_per_ip",
+            ),
+            ("[http]\nbogus = 1", "bogus"),
+        ] {
+            let e = load(Some(text), &[], Overrides::default()).unwrap_err();
+            assert!(e.contains(setting), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn unknown_env_is_warned() {
         let (_, w) = Config::load_from(
             None,
