@@ -672,6 +672,9 @@ async fn start_server(
     // running answers (the governance defaults would refuse all but a few).
     cfg.limits.enabled = false;
     cfg.limits.max_concurrent_generations = UNCAPPED;
+    // Thousands of streams from one loopback address: no connection cap.
+    cfg.http.max_connections = 1_000_000;
+    cfg.http.max_connections_per_ip = 1_000_000;
     let mut entry = confab::config::ProviderEntry::new(
         confab::providers::ProviderKind::Openai,
         "fake",

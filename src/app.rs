@@ -141,13 +141,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Streamed deltas are small writes: without TCP_NODELAY, Nagle holds
-    // each one until the previous is ACKed and delayed ACKs add ~40 ms
-    // (measured in benches/chat.rs).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    });
-    serve_on(listener, state, shutdown, None).await
+    let accept = crate::server::TcpAccept::new(listener, crate::server::ConnCap::new(&state.cfg));
+    serve_on(accept, state, shutdown, None).await
 }
 
 /// Like [`serve`], over TLS: `tls::serve` binds, starts the certificate
@@ -162,15 +157,12 @@ pub async fn serve_tls(
     serve_on(listener, state, shutdown, Some(over_tls)).await
 }
 
-async fn serve_on<L>(
-    listener: L,
+async fn serve_on<A: crate::server::Accept>(
+    accept: A,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
     over_tls: Option<crate::http::OverTls>,
-) -> std::io::Result<()>
-where
-    L: axum::serve::Listener<Addr = SocketAddr>,
-{
+) -> std::io::Result<()> {
     let maintenance = tokio::spawn(maintenance(state.clone()));
     // Model lists and reachability at once, then every minute (and local
     // Ollama / LM Studio found when detection is on).
@@ -208,18 +200,13 @@ where
     };
     let indexer = tokio::spawn(state.search.clone().run_indexer(state.store.downgrade()));
     let search = state.search.clone();
+    // Connection caps and the header/body/idle deadlines: `server`.
+    let timeouts = crate::server::Timeouts::from_config(&state.cfg.http);
     let mut router = crate::http::router(state);
     if let Some(t) = over_tls {
         router = router.layer(axum::Extension(t));
     }
-    // `tap_io` is what gives any listener's connections ConnectInfo<SocketAddr>.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |_: &mut L::Io| {});
-    let result = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    crate::server::run(accept, router, timeouts, shutdown).await;
     let pending = drain.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(task) = pending {
         let _ = task.await;
@@ -231,7 +218,7 @@ where
         .await
         .ok();
     provider_refresh.abort();
-    result
+    Ok(())
 }
 
 /// Periodic housekeeping: expired sessions and limiter state.

@@ -78,6 +78,9 @@ pub struct Config {
     /// Look for Ollama (127.0.0.1:11434) and LM Studio (127.0.0.1:1234) at
     /// start-up and periodically.
     pub detect_local_providers: bool,
+    /// Follow a provider's redirect to another host (never with the API
+    /// key). Off: such a redirect fails the request.
+    pub provider_cross_origin_redirects: bool,
     /// On SIGTERM, how long running answers may finish before they are
     /// stopped and stored as interrupted.
     pub shutdown_grace_secs: u64,
@@ -98,6 +101,88 @@ pub struct Config {
     pub prices: Vec<Price>,
     /// `[tls]`: HTTPS with certificate files or automatic ACME certificates.
     pub tls: TlsConfig,
+    /// `[http]`: connection timeouts and caps.
+    pub http: HttpConfig,
+}
+
+/// `[http]`: how long a client may take to send a request, how long an
+/// unused connection stays open, and how many connections may be open.
+/// Responses are never timed: answers stream for as long as they run, and
+/// open answer streams (SSE) and WebSockets are not idle connections.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A new connection must deliver its first complete request head within
+    /// this time (covers slow headers and connections that send nothing).
+    pub header_timeout_secs: u64,
+    /// Longest silence between two chunks of a request body.
+    pub body_timeout_secs: u64,
+    /// After the first `body_timeout_secs`, a request body must keep
+    /// arriving at this average rate (bytes per second); 0 = no minimum.
+    pub body_min_bytes_per_sec: u64,
+    /// A connection with no request in progress is closed after this long.
+    pub keep_alive_secs: u64,
+    /// HTTPS: time allowed for the TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+    /// Connections open at once; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// Connections open at once from one client address (addresses in
+    /// `trusted_proxies` count only towards `max_connections`).
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            body_min_bytes_per_sec: 1024,
+            keep_alive_secs: 60,
+            tls_handshake_timeout_secs: 10,
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+        }
+    }
+}
+
+impl HttpConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (name, v, max) in [
+            ("header_timeout_secs", self.header_timeout_secs, 300),
+            ("body_timeout_secs", self.body_timeout_secs, 3600),
+            ("keep_alive_secs", self.keep_alive_secs, 3600),
+            (
+                "tls_handshake_timeout_secs",
+                self.tls_handshake_timeout_secs,
+                300,
+            ),
+        ] {
+            if v == 0 || v > max {
+                return Err(err(format!(
+                    "http.{name} must be between 1 and {max} seconds, got {v}"
+                )));
+            }
+        }
+        if self.body_min_bytes_per_sec > 1 << 30 {
+            return Err(err(format!(
+                "http.body_min_bytes_per_sec must be between 0 (no minimum) and 1073741824, got {}",
+                self.body_min_bytes_per_sec
+            )));
+        }
+        if self.max_connections == 0 || self.max_connections > 1_000_000 {
+            return Err(err(format!(
+                "http.max_connections must be between 1 and 1000000, got {}",
+                self.max_connections
+            )));
+        }
+        if self.max_connections_per_ip == 0 || self.max_connections_per_ip > self.max_connections {
+            return Err(err(format!(
+                "http.max_connections_per_ip must be between 1 and http.max_connections ({}), got {}",
+                self.max_connections, self.max_connections_per_ip
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// `[limits]`: keyed rate limits (GCRA: a bucket of `*_burst` requests that
@@ -260,8 +345,19 @@ pub fn validate_provider_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// A provider base URL: absolute http(s) with a host and no user:password.
+/// Longest accepted provider `base_url`: real ones are well under 200
+/// characters; the cap keeps stored records, logs and admin screens sane.
+pub const MAX_PROVIDER_URL_LEN: usize = 2048;
+
+/// A provider base URL: absolute http(s) with a host, at most
+/// [`MAX_PROVIDER_URL_LEN`] characters, no user:password, query or fragment.
 pub fn validate_provider_url(url: &str) -> Result<(), String> {
+    if url.len() > MAX_PROVIDER_URL_LEN {
+        return Err(format!(
+            "base_url must be at most {MAX_PROVIDER_URL_LEN} characters, got {}",
+            url.len()
+        ));
+    }
     let bad = || {
         format!(
             "base_url must be an absolute http:// or https:// URL like http://127.0.0.1:8000/v1, got {url:?}"
@@ -347,6 +443,7 @@ impl Default for Config {
             default_model: None,
             provider_idle_timeout_secs: 60,
             detect_local_providers: true,
+            provider_cross_origin_redirects: false,
             shutdown_grace_secs: 20,
             auth: AuthConfig::default(),
             providers: Vec::new(),
@@ -357,6 +454,7 @@ impl Default for Config {
             quota: QuotaConfig::default(),
             prices: Vec::new(),
             tls: TlsConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -642,6 +740,18 @@ const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
         Kind::Int,
         false,
     ),
+    (
+        "CONFAB_HTTP_MAX_CONNECTIONS",
+        "http.max_connections",
+        Kind::Int,
+        false,
+    ),
+    (
+        "CONFAB_HTTP_MAX_CONNECTIONS_PER_IP",
+        "http.max_connections_per_ip",
+        Kind::Int,
+        false,
+    ),
     ("CONFAB_TLS_CERT", "tls.cert", Kind::Str, false),
     ("CONFAB_TLS_KEY", "tls.key", Kind::Str, false),
     ("CONFAB_DOMAIN", "tls.domains", Kind::List, false),
@@ -864,6 +974,7 @@ impl Config {
     /// what is allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.tls.validate()?;
+        self.http.validate()?;
         if self.shutdown_grace_secs > 3600 {
             return Err(err(format!(
                 "shutdown_grace_secs must be between 0 and 3600, got {}",
@@ -1369,6 +1480,39 @@ mod tests {
                 "prices[0].input_per_million",
             ),
             ("[limits]\nbogus = 1", "bogus"),
+        ] {
+            let e = load(Some(text), &[], Overrides::default()).unwrap_err();
+            assert!(e.contains(setting), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn http_settings_and_errors() {
+        let c = load(None, &[], Overrides::default()).unwrap();
+        assert_eq!(c.http.header_timeout_secs, 10);
+        assert_eq!(c.http.keep_alive_secs, 60);
+        assert!(!c.provider_cross_origin_redirects);
+        let c = load(
+            Some("provider_cross_origin_redirects = true\n[http]\nbody_timeout_secs = 5\n"),
+            &[("CONFAB_HTTP_MAX_CONNECTIONS_PER_IP", "8")],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.provider_cross_origin_redirects);
+        assert_eq!(c.http.body_timeout_secs, 5);
+        assert_eq!(c.http.max_connections_per_ip, 8);
+        for (text, setting) in [
+            (
+                "[http]\nheader_timeout_secs = 0",
+                "http.header_timeout_secs",
+            ),
+            ("[http]\nkeep_alive_secs = 99999", "http.keep_alive_secs"),
+            ("[http]\nmax_connections = 0", "http.max_connections"),
+            (
+                "[http]\nmax_connections = 10\nmax_connections_per_ip = 11",
+                "http.max_connections_per_ip",
+            ),
+            ("[http]\nbogus = 1", "bogus"),
         ] {
             let e = load(Some(text), &[], Overrides::default()).unwrap_err();
             assert!(e.contains(setting), "{text}: {e}");

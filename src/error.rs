@@ -182,7 +182,7 @@ impl From<crate::providers::ProviderError> for AppError {
         match e {
             P::Unreachable(_) => AppError::ProviderUnreachable(message),
             P::Timeout(_) => AppError::ProviderTimeout(message),
-            P::KeyRejected(_) | P::Upstream { .. } | P::Protocol(_) => {
+            P::KeyRejected(_) | P::Upstream { .. } | P::Protocol(_) | P::Redirected(_) => {
                 AppError::ProviderError(message)
             }
             P::RateLimited {

@@ -17,6 +17,7 @@ pub mod logging;
 pub mod ops;
 pub mod providers;
 pub mod search;
+pub mod server;
 pub mod store;
 pub mod tls;
 

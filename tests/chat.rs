@@ -62,10 +62,12 @@ async fn env_with(f: impl FnOnce(&mut confab::config::Config)) -> Env {
     let relaxed = ProviderOptions {
         idle_timeout: Duration::from_secs(15),
         retry: RetryPolicy::none(),
+        ..Default::default()
     };
     let short = ProviderOptions {
         idle_timeout: Duration::from_millis(700),
         retry: RetryPolicy::none(),
+        ..Default::default()
     };
     let client = confab::providers::default_client();
     let reg = &s.state().providers;

@@ -27,6 +27,7 @@ async fn env() -> Env {
     let opts = ProviderOptions {
         idle_timeout: Duration::from_millis(2000),
         retry: RetryPolicy::none(),
+        ..Default::default()
     };
     let client = confab::providers::default_client();
     let cfg = ProviderConfig::new(ProviderKind::Openai, "oa", up.openai_base())

@@ -3,10 +3,14 @@
 //! health checks and the OpenAPI document.
 
 mod common;
+mod common_upstream;
 
-use common::{Auth, TestServer};
+use common::{Auth, SseReader, TestServer};
+use common_upstream::FakeUpstream;
 use serde_json::json;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn request_id_is_accepted_or_generated_and_echoed() {
@@ -373,6 +377,264 @@ async fn openapi_document_describes_the_api() {
         assert!(paths.contains_key(p), "missing {p}");
     }
     assert!(r.body["components"]["schemas"]["ErrorBody"].is_object());
+}
+
+/// Reads until the server closes the connection (EOF or reset), for at most
+/// `limit`; returns what was read and when it closed, `None` if it stayed open.
+async fn read_until_closed(sock: &mut TcpStream, limit: Duration) -> (Vec<u8>, Option<Duration>) {
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, sock.read(&mut buf)).await {
+            Err(_) => return (got, None),
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, Some(started.elapsed())),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Like [`read_until_closed`], while writing `trickle` one piece every
+/// 200 ms (a client that keeps sending, too slowly).
+async fn trickle_until_closed(
+    mut sock: TcpStream,
+    head: Vec<u8>,
+    trickle: &'static [u8],
+    limit: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    let started = Instant::now();
+    sock.write_all(&head).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            r = sock.read(&mut buf) => match r {
+                Ok(0) | Err(_) => return (got, Some(started.elapsed())),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            },
+            _ = tick.tick() => {
+                if started.elapsed() > limit {
+                    return (got, None);
+                }
+                // A write may fail once the server has closed: the read says so.
+                let _ = sock.write_all(trickle).await;
+            }
+        }
+    }
+}
+
+/// The done-when of issue 13 item 5: a few hundred slow and idle
+/// connections are all closed by the header, body and idle deadlines, while
+/// an answer stream (with pauses longer than every deadline) and a
+/// WebSocket opened before them keep working.
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed_while_streams_live_on() {
+    let s = TestServer::start_with(|c| {
+        c.http.header_timeout_secs = 1;
+        c.http.body_timeout_secs = 1;
+        c.http.keep_alive_secs = 1;
+        c.http.max_connections_per_ip = 5_000;
+    })
+    .await;
+    let admin = s.setup_admin("admin").await;
+    let up = FakeUpstream::start().await;
+    up.register_openai(s.state(), &["m1"]);
+    up.set_reply("one two three four five");
+    // Each token comes after 1.5 s: longer than any of the deadlines above.
+    up.set_token_delay(Duration::from_millis(1500));
+    let resp = s
+        .http
+        .post(s.url("/api/chat/stream"))
+        .header("cookie", format!("confab_session={}", admin.cookie))
+        .header("x-csrf-token", &admin.csrf)
+        .json(&json!({"content": "go", "model": "m1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut sse = SseReader::new(resp);
+    assert_eq!(sse.next().await.unwrap().event, "meta");
+
+    // A WebSocket, opened now and left silent while the floods run.
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let mut req = (s.base.replace("http://", "ws://") + "/api/chat/ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "cookie",
+        format!("confab_session={}", admin.cookie).parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+
+    let addr = s.base.trim_start_matches("http://").to_string();
+    const EACH: usize = 75;
+    let limit = Duration::from_secs(20);
+    let mut tasks = Vec::new();
+    for i in 0..EACH * 4 {
+        let addr = addr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut sock = TcpStream::connect(&addr).await.unwrap();
+            let kind = i % 4;
+            let (got, closed) = match kind {
+                // Slow headers: a head that never ends, one line at a time.
+                0 => {
+                    trickle_until_closed(
+                        sock,
+                        b"GET /health HTTP/1.1\r\nHost: x\r\n".to_vec(),
+                        b"X-Slow: 1\r\n",
+                        limit,
+                    )
+                    .await
+                }
+                // Slow body: the head, part of the body, then a trickle.
+                1 => {
+                    trickle_until_closed(
+                        sock,
+                        b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"username\":".to_vec(),
+                        b" ",
+                        limit,
+                    )
+                    .await
+                }
+                // Connected, sends nothing.
+                2 => read_until_closed(&mut sock, limit).await,
+                // One request, then idle on a kept-alive connection.
+                _ => {
+                    sock.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                        .await
+                        .unwrap();
+                    read_until_closed(&mut sock, limit).await
+                }
+            };
+            (kind, got, closed)
+        }));
+    }
+    for t in tasks {
+        let (kind, got, closed) = t.await.unwrap();
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            closed.is_some(),
+            "connection kind {kind} still open: {text}"
+        );
+        if kind == 3 {
+            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        }
+    }
+
+    // Every flood connection is gone; the answer stream goes on to its end.
+    let rest = sse.collect().await;
+    assert_eq!(rest.last().unwrap().event, "done", "{rest:?}");
+    assert_eq!(common::text_of(&rest), up.reply_for("m1"));
+
+    // The WebSocket, silent all along, still answers.
+    up.set_token_delay(Duration::ZERO);
+    ws.send(Message::Text(
+        json!({"type": "chat", "content": "hi", "model": "m1"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let mut last = serde_json::Value::Null;
+    while let Some(Ok(Message::Text(t))) = ws.next().await {
+        last = serde_json::from_str(&t).unwrap();
+        if last["event"] == "done" || last["event"] == "error" {
+            break;
+        }
+    }
+    assert_eq!(last["event"], "done", "{last}");
+}
+
+/// Opens a connection and asks for /health; true if the server answered.
+async fn served(addr: &str, keep: &mut Vec<TcpStream>) -> bool {
+    let mut sock = TcpStream::connect(addr).await.unwrap();
+    sock.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 12];
+    let ok = matches!(
+        tokio::time::timeout(Duration::from_secs(5), sock.read_exact(&mut buf)).await,
+        Ok(Ok(_)) if &buf == b"HTTP/1.1 200"
+    );
+    keep.push(sock);
+    ok
+}
+
+#[tokio::test]
+async fn connections_are_capped_per_address_and_in_total() {
+    // Per address: the fourth connection from 127.0.0.1 is closed at once.
+    let s = TestServer::start_with(|c| c.http.max_connections_per_ip = 3).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        assert!(served(&addr, &mut open).await);
+    }
+    let started = Instant::now();
+    assert!(!served(&addr, &mut open).await, "over the per-address cap");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "closed promptly"
+    );
+    // A closed connection gives its place back.
+    open.clear();
+    let mut again = Vec::new();
+    let mut ok = false;
+    for _ in 0..100 {
+        if served(&addr, &mut again).await {
+            ok = true;
+            break;
+        }
+        again.clear();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "a place is free again once a connection closed");
+    drop(s);
+
+    // A trusted proxy carries many clients: only the total cap applies.
+    let s = TestServer::start_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+        c.http.max_connections_per_ip = 2;
+        c.http.max_connections = 4;
+    })
+    .await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        assert!(served(&addr, &mut open).await);
+    }
+    assert!(!served(&addr, &mut open).await, "over the total cap");
+}
+
+#[tokio::test]
+async fn an_over_limit_content_length_is_refused_before_the_body() {
+    // The body deadline is long: the answer must not wait for it.
+    let s = TestServer::start_with(|c| {
+        c.max_body_bytes = 4096;
+        c.http.body_timeout_secs = 60;
+    })
+    .await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut sock = TcpStream::connect(&addr).await.unwrap();
+    sock.write_all(
+        b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 999999999\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (got, closed) = read_until_closed(&mut sock, Duration::from_secs(10)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(
+        closed.is_some_and(|d| d < Duration::from_secs(5)),
+        "answered and closed at once ({closed:?}): {text}"
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["code"], "PAYLOAD_TOO_LARGE");
+    assert!(body["message"].as_str().unwrap().contains("4096"), "{body}");
+    assert!(body["request_id"].as_str().is_some_and(|r| !r.is_empty()));
 }
 
 /// serde's derive maps a JSON array onto a struct by position, and skipping an

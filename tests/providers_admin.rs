@@ -816,3 +816,62 @@ async fn bad_api_key_file_fails_naming_the_setting() {
     assert!(err.contains("api_key_file"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// Issue 13 item 7: base_url must be a sane absolute http(s) URL, on create
+/// and on update, and for config-file providers.
+#[tokio::test]
+async fn provider_base_url_is_validated_for_length_credentials_and_fragments() {
+    let s = TestServer::start().await;
+    let (admin, _) = admin_and_user(&s).await;
+    let long = format!("http://127.0.0.1:9/{}", "a".repeat(100_000));
+    let at_limit = format!("http://127.0.0.1:9/{}", "a".repeat(2048 - 19));
+    assert_eq!(at_limit.len(), 2048);
+    for (url, says) in [
+        (long.as_str(), "2048"),
+        ("http://user:pw@127.0.0.1:9/v1", "user name or password"),
+        ("http://127.0.0.1:9/v1#frag", "fragment"),
+        ("ftp://127.0.0.1/v1", "http"),
+        ("/v1", "http"),
+    ] {
+        let r = create(
+            &s,
+            &admin,
+            json!({"kind": "openai", "name": "bad", "base_url": url}),
+        )
+        .await;
+        r.assert_error(400, "VALIDATION_FAILED");
+        let msg = r.body["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{url:.40}: {msg}");
+        assert!(msg.len() < 500, "the message does not echo a huge URL");
+    }
+    let r = create(
+        &s,
+        &admin,
+        json!({"kind": "openai", "name": "ok", "base_url": at_limit}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = s
+        .patch(
+            "/api/admin/providers/ok",
+            Auth::Session(&admin),
+            json!({"base_url": long}),
+        )
+        .await;
+    r.assert_error(400, "VALIDATION_FAILED");
+
+    // The same rule for the config file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!("[[providers]]\nkind = \"openai\"\nname = \"x\"\nbase_url = \"{long}\"\n"),
+    )
+    .unwrap();
+    let e = Config::load_from(Some(&path), &[], &Overrides::default()).unwrap_err();
+    assert!(
+        e.0.contains("providers[0].base_url") && e.0.contains("2048"),
+        "{:.200}",
+        e.0
+    );
+}

@@ -28,6 +28,7 @@ fn options() -> ProviderOptions {
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(40),
         },
+        ..Default::default()
     }
 }
 
@@ -763,4 +764,204 @@ async fn refresh_loop_picks_up_local_servers() {
     assert_eq!(name, "ollama");
     assert_eq!(registry.models().len(), 4);
     task.abort();
+}
+
+/// Issue 13 item 6: a provider that redirects to another host. `hop` is an
+/// upstream that answers every request with `status` to the same path on
+/// `elsewhere` (except `/to-self/…`, redirected within its own origin to
+/// `/here/…`, which it answers itself); both record what they receive.
+mod redirects {
+    use super::*;
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::IntoResponse;
+    use std::sync::Mutex;
+
+    const SECRET_TEXT: &str = "my confidential conversation 7f3a";
+
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<(String, HeaderMap, String)>>>);
+
+    impl Seen {
+        fn all(&self) -> Vec<(String, HeaderMap, String)> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    /// Starts a recording server; with `redirect_to`, it redirects instead
+    /// of answering (but for the same-origin paths above).
+    async fn start(redirect_to: Option<(String, u16)>) -> (String, Seen) {
+        let seen = Seen::default();
+        let rec = seen.clone();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let rec = rec.clone();
+            let redirect_to = redirect_to.clone();
+            async move {
+                let path = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default();
+                if let Some(rest) = path.strip_prefix("/to-self") {
+                    let loc = format!("/here{rest}");
+                    return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, loc)])
+                        .into_response();
+                }
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, 1 << 20)
+                    .await
+                    .unwrap_or_default();
+                rec.0.lock().unwrap().push((
+                    path.clone(),
+                    parts.headers,
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+                match (&redirect_to, path.starts_with("/here")) {
+                    (Some((target, status)), false) => (
+                        StatusCode::from_u16(*status).unwrap(),
+                        [(header::LOCATION, format!("{target}{path}"))],
+                    )
+                        .into_response(),
+                    _ => axum::Json(serde_json::json!({
+                        "object": "list",
+                        "data": [{"id": "m", "object": "model"}],
+                        "models": [{"name": "m", "model": "m"}],
+                    }))
+                    .into_response(),
+                }
+            }
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(l, app).await;
+        });
+        (base, seen)
+    }
+
+    fn kind(d: Dialect) -> ProviderKind {
+        match d {
+            Dialect::OpenAi => ProviderKind::Openai,
+            Dialect::Anthropic => ProviderKind::Anthropic,
+            Dialect::Ollama => ProviderKind::Ollama,
+        }
+    }
+
+    fn base(root: &str, d: Dialect) -> String {
+        match d {
+            Dialect::OpenAi => format!("{root}/v1"),
+            _ => root.to_string(),
+        }
+    }
+
+    fn opts(cross_origin: bool) -> ProviderOptions {
+        ProviderOptions {
+            retry: RetryPolicy::none(),
+            cross_origin_redirects: cross_origin,
+            ..options()
+        }
+    }
+
+    fn carries_credentials(h: &HeaderMap) -> bool {
+        ["authorization", "x-api-key", "api-key", "cookie"]
+            .iter()
+            .any(|n| h.contains_key(*n))
+            || h.values()
+                .any(|v| String::from_utf8_lossy(v.as_bytes()).contains(KEY))
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_another_host_is_not_followed_with_the_key_or_the_conversation() {
+        for status in [307, 302] {
+            let (elsewhere, other_host_saw) = start(None).await;
+            let (hop, hop_saw) = start(Some((elsewhere, status))).await;
+            for d in DIALECTS {
+                let config = ProviderConfig::new(kind(d), format!("p-{d:?}"), base(&hop, d))
+                    .with_api_key(KEY);
+                let p = confab::providers::build_provider(&config, default_client(), opts(false));
+                // A chat.
+                let req = ChatRequest::new("m", vec![ChatMessage::user(SECRET_TEXT)]);
+                let err = match p.stream(req).await {
+                    Err(e) => e,
+                    Ok(s) => {
+                        let events: Vec<_> = s.collect().await;
+                        events
+                            .into_iter()
+                            .find_map(Result::err)
+                            .expect("the chat fails")
+                    }
+                };
+                assert!(
+                    matches!(err, ProviderError::Redirected(_)),
+                    "{d:?} {status}: {err:?}"
+                );
+                assert_eq!(err.code(), "PROVIDER_ERROR");
+                assert!(err.to_string().contains("another host"), "{err}");
+                assert!(
+                    !err.to_string().contains("127.0.0.1"),
+                    "no host for users: {err}"
+                );
+
+                // The background model refresh, through the registry.
+                let reg = Registry::new(default_client(), opts(false));
+                reg.add(config.clone()).unwrap();
+                reg.refresh().await;
+                let st = reg.status(&config.name).unwrap();
+                assert_eq!(st.last_error_code, Some("PROVIDER_ERROR"), "{st:?}");
+                assert!(
+                    st.last_error
+                        .as_deref()
+                        .is_some_and(|m| m.contains("another host")),
+                    "{d:?}: {st:?}"
+                );
+            }
+            // The redirecting host got the key (it is the configured one)…
+            assert!(hop_saw.all().iter().any(|(_, h, _)| carries_credentials(h)));
+            // …the other host never saw anything at all.
+            assert!(
+                other_host_saw.all().is_empty(),
+                "{status}: {:?}",
+                other_host_saw.all()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn when_allowed_a_cross_host_redirect_is_followed_without_credentials() {
+        let (elsewhere, other_host_saw) = start(None).await;
+        let (hop, _) = start(Some((elsewhere, 307))).await;
+        for d in DIALECTS {
+            let config =
+                ProviderConfig::new(kind(d), format!("p-{d:?}"), base(&hop, d)).with_api_key(KEY);
+            let p = confab::providers::build_provider(&config, default_client(), opts(true));
+            let _ = p.models().await;
+            let req = ChatRequest::new("m", vec![ChatMessage::user(SECRET_TEXT)]);
+            if let Ok(s) = p.stream(req).await {
+                let _: Vec<_> = s.collect().await;
+            }
+        }
+        let saw = other_host_saw.all();
+        // Models and chat for each of the three kinds reached the other host
+        // (the admin allowed it), and never with a credential.
+        assert!(saw.len() >= 6, "{saw:?}");
+        for (path, headers, _) in &saw {
+            assert!(!carries_credentials(headers), "{path}: {headers:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_redirect_within_the_origin_is_still_followed_with_the_key() {
+        let (root, saw) = start(None).await;
+        let config =
+            ProviderConfig::new(ProviderKind::Openai, "same", format!("{root}/to-self/v1"))
+                .with_api_key(KEY);
+        let p = confab::providers::build_provider(&config, default_client(), opts(false));
+        let models = p.models().await.expect("followed within the origin");
+        assert_eq!(models[0].id, "m");
+        let seen = saw.all();
+        assert_eq!(seen[0].0, "/here/v1/models");
+        assert_eq!(
+            seen[0].1.get("authorization").unwrap(),
+            &format!("Bearer {KEY}")
+        );
+    }
 }

@@ -101,6 +101,11 @@ pub async fn serve_metrics(listener: TcpListener, state: AppState) -> std::io::R
     let app = Router::new()
         .route("/metrics", get(handler))
         .fallback(|| async { not_found() })
-        .with_state(state);
-    axum::serve(listener, app).await
+        .with_state(state.clone());
+    // The same deadlines as the app; its own cap, so a flood here cannot
+    // take the app's connections (nor the other way round).
+    let accept = crate::server::TcpAccept::new(listener, crate::server::ConnCap::new(&state.cfg));
+    let timeouts = crate::server::Timeouts::from_config(&state.cfg.http);
+    crate::server::run(accept, app, timeouts, std::future::pending()).await;
+    Ok(())
 }

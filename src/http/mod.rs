@@ -103,6 +103,10 @@ pub fn router(state: AppState) -> Router {
             AppError::internal(anyhow::anyhow!("handler panicked")).into_response()
         },
     ))
+    .layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::server::refuse_oversized_body,
+    ))
     .layer(middleware::from_fn(security_headers))
     .layer(middleware::from_fn(request_context))
     .layer(middleware::from_fn_with_state(

@@ -68,6 +68,7 @@ pub fn routes() -> Router<AppState> {
 pub fn build_registry(cfg: &Config, store: &Store) -> anyhow::Result<Arc<Registry>> {
     let options = ProviderOptions {
         idle_timeout: Duration::from_secs(cfg.provider_idle_timeout_secs),
+        cross_origin_redirects: cfg.provider_cross_origin_redirects,
         ..Default::default()
     };
     let registry = Arc::new(Registry::new(default_client(), options));

@@ -165,6 +165,8 @@ async fn download(server_url: &str, api_key: &str, dest: &Path) -> anyhow::Resul
     let url = format!("{}/api/admin/backup", server_url.trim_end_matches('/'));
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(10))
+        // The admin key must not follow a redirect to another origin.
+        .redirect(crate::providers::same_origin_redirects())
         .build()?;
     let mut resp = client
         .get(&url)

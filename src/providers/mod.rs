@@ -42,14 +42,51 @@ pub const ENDED_EARLY: &str = "stream ended before the answer was complete";
 /// The one shared HTTP client for all providers. Only the connect phase is
 /// bounded here: a total request timeout would cut long answers, so silence is
 /// bounded per chunk by [`ProviderOptions::idle_timeout`] instead.
+///
+/// Redirects are followed only within one origin (scheme, host and port):
+/// a provider's key must never travel to another host, and reqwest's own
+/// redirect handling keeps custom key headers (Anthropic's `x-api-key`)
+/// and keeps `Authorization` on an https→http hop. A redirect to another
+/// origin comes back to `transport::send`, which refuses it or, when an
+/// admin allows it, follows it without any credential.
 pub fn default_client() -> reqwest::Client {
     reqwest::Client::builder()
+        .redirect(same_origin_redirects())
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))
         .user_agent(concat!("confab/", env!("CARGO_PKG_VERSION")))
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// Longest chain of redirects one provider request follows.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// A redirect policy that follows hops within the origin that answered and
+/// stops (handing back the 3xx response) at a hop to another origin.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error("too many redirects");
+        }
+        let same = attempt
+            .previous()
+            .last()
+            .is_some_and(|prev| same_origin(prev, attempt.url()));
+        if same {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// Same scheme, host and port (an https→http hop is another origin).
+pub fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// Which wire protocol a provider speaks.
@@ -234,6 +271,10 @@ pub enum ProviderError {
     /// Malformed stream, or the stream stopped before its terminal event.
     #[error("{0}")]
     Protocol(String),
+    /// The provider redirected to another origin and following is not
+    /// allowed (`provider_cross_origin_redirects`).
+    #[error("{0}")]
+    Redirected(String),
 }
 
 impl ProviderError {
@@ -247,6 +288,7 @@ impl ProviderError {
             ProviderError::ModelNotFound(_) => "MODEL_NOT_FOUND",
             ProviderError::Upstream { .. } => "PROVIDER_ERROR",
             ProviderError::Protocol(_) => "PROVIDER_ERROR",
+            ProviderError::Redirected(_) => "PROVIDER_ERROR",
         }
     }
 
@@ -305,6 +347,10 @@ pub struct ProviderOptions {
     /// two body chunks. Not a bound on the whole answer.
     pub idle_timeout: Duration,
     pub retry: RetryPolicy,
+    /// Follow a redirect to another origin (scheme, host, port), without
+    /// the API key or any other credential. Off: such a redirect fails the
+    /// request. Redirects within the origin are always followed.
+    pub cross_origin_redirects: bool,
 }
 
 impl Default for ProviderOptions {
@@ -312,6 +358,7 @@ impl Default for ProviderOptions {
         ProviderOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             retry: RetryPolicy::default(),
+            cross_origin_redirects: false,
         }
     }
 }

@@ -346,6 +346,16 @@ pub(crate) async fn send(
                 )));
             }
             Ok(Err(e)) => origin.unreachable(&e),
+            Ok(Ok(resp)) if is_redirect(resp.status()) => {
+                match cross_origin(origin, options, &build, resp).await? {
+                    resp if resp.status().is_success() => return Ok(resp),
+                    resp => {
+                        let status = resp.status().as_u16();
+                        let body = read_error_body(resp, options.idle_timeout).await;
+                        return Err(origin.error_from_body(status, None, &body));
+                    }
+                }
+            }
             Ok(Ok(resp)) if resp.status().is_success() => return Ok(resp),
             Ok(Ok(resp)) => {
                 let status = resp.status().as_u16();
@@ -377,6 +387,90 @@ pub(crate) async fn send(
         tokio::time::sleep(delay).await;
         attempt += 1;
     }
+}
+
+fn is_redirect(status: reqwest::StatusCode) -> bool {
+    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// Headers that carry a credential, by any provider's convention.
+const CREDENTIAL_HEADERS: [&str; 6] = [
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "proxy-authorization",
+    "cookie",
+    "x-goog-api-key",
+];
+
+/// A redirect the client stopped at because it leads to another origin
+/// (the client follows same-origin ones itself, see `default_client`).
+/// Refused unless `options.cross_origin_redirects`; then followed hop by hop
+/// with every credential header removed, so the key never leaves the
+/// configured origin. The target host is logged for admins, never put in
+/// the error users see.
+async fn cross_origin(
+    origin: &Origin,
+    options: &ProviderOptions,
+    build: &impl Fn() -> reqwest::RequestBuilder,
+    mut resp: reqwest::Response,
+) -> Result<reqwest::Response, ProviderError> {
+    let p = &origin.provider;
+    let mut hops = 0;
+    let mut method_get = false;
+    while is_redirect(resp.status()) {
+        let status = resp.status().as_u16();
+        let from = resp.url().clone();
+        let target = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| from.join(l).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https"));
+        let Some(target) = target else {
+            tracing::warn!(provider = %p, status, "provider answered a redirect without a usable Location");
+            return Err(ProviderError::Protocol(format!(
+                "provider \"{p}\" answered a redirect (HTTP {status}) without a usable location"
+            )));
+        };
+        let to_host = target.host_str().unwrap_or_default().to_string();
+        if !options.cross_origin_redirects {
+            tracing::warn!(provider = %p, status, to_host, "provider redirected to another host; not followed (provider_cross_origin_redirects is off)");
+            return Err(ProviderError::Redirected(format!(
+                "provider \"{p}\" redirected to another host, which confab does not follow; an admin can check the provider's base_url"
+            )));
+        }
+        hops += 1;
+        if hops > super::MAX_REDIRECTS {
+            return Err(ProviderError::Protocol(format!(
+                "provider \"{p}\" redirected too many times"
+            )));
+        }
+        tracing::info!(provider = %p, status, to_host, "following a provider redirect to another host, without credentials");
+        let (client, req) = build().build_split();
+        let mut req = req.map_err(|_| {
+            ProviderError::Protocol(format!("could not build a request for provider \"{p}\""))
+        })?;
+        for h in CREDENTIAL_HEADERS {
+            req.headers_mut().remove(h);
+        }
+        // As browsers do: 303, and 301/302 after a POST, continue as GET.
+        method_get |=
+            status == 303 || (matches!(status, 301 | 302) && req.method() == reqwest::Method::POST);
+        if method_get {
+            *req.method_mut() = reqwest::Method::GET;
+            *req.body_mut() = None;
+            req.headers_mut().remove(reqwest::header::CONTENT_TYPE);
+            req.headers_mut().remove(reqwest::header::CONTENT_LENGTH);
+        }
+        *req.url_mut() = target;
+        resp = match tokio::time::timeout(options.idle_timeout, client.execute(req)).await {
+            Err(_) => return Err(origin.timeout(options.idle_timeout)),
+            Ok(Err(e)) => return Err(origin.unreachable(&e)),
+            Ok(Ok(r)) => r,
+        };
+    }
+    Ok(resp)
 }
 
 /// Reads a whole (JSON) success body, bounded by the idle timeout per chunk.

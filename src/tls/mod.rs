@@ -724,6 +724,9 @@ pub async fn serve(
     };
     let cancel = CancellationToken::new();
     let https_port = listeners.app.local_addr()?.port();
+    // One cap for both ports: a flood on :80 counts against :443 too.
+    let cap = crate::server::ConnCap::new(&state.cfg);
+    let timeouts = crate::server::Timeouts::from_config(&state.cfg.http);
     let mut tasks = vec![tokio::spawn(tls.clone().run(
         state.live.subscribe(),
         state.store.downgrade(),
@@ -735,13 +738,15 @@ pub async fn serve(
             "plain HTTP answers ACME challenges and redirects to https"
         );
         tasks.push(tokio::spawn(redirect::serve(
-            http,
+            crate::server::TcpAccept::new(http, cap.clone()),
+            timeouts,
             tls.clone(),
             https_port,
             cancel.child_token(),
         )));
     }
-    let listener = TlsListener::new(listeners.app, tls)?;
+    let handshake = Duration::from_secs(state.cfg.http.tls_handshake_timeout_secs);
+    let listener = TlsListener::new(listeners.app, tls, cap, handshake)?;
     let stop = cancel.clone();
     let result = crate::app::serve_tls(listener, state, async move {
         shutdown.await;

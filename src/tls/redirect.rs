@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use crate::server::{TcpAccept, Timeouts};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Tls;
@@ -19,9 +19,11 @@ struct Redirect {
     https_port: u16,
 }
 
-/// Serves until `cancel` fires.
+/// Serves until `cancel` fires, under the same connection cap and
+/// deadlines as the HTTPS listener.
 pub async fn serve(
-    listener: TcpListener,
+    accept: TcpAccept,
+    timeouts: Timeouts,
     tls: Arc<Tls>,
     https_port: u16,
     cancel: CancellationToken,
@@ -30,12 +32,7 @@ pub async fn serve(
         .route("/.well-known/acme-challenge/{token}", get(challenge))
         .fallback(redirect)
         .with_state(Redirect { tls, https_port });
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
-    {
-        tracing::error!(error = %e, "the http listener failed");
-    }
+    crate::server::run(accept, app, timeouts, cancel.cancelled_owned()).await;
 }
 
 async fn challenge(State(r): State<Redirect>, Path(token): Path<String>) -> Response {

@@ -184,6 +184,7 @@ impl FakeUpstream {
         .with_options(ProviderOptions {
             idle_timeout: std::time::Duration::from_secs(5),
             retry: RetryPolicy::none(),
+            ..Default::default()
         });
         state
             .providers
