@@ -684,8 +684,14 @@ async fn ws_session(
         }
         WsMessage::Text(json!({"event": "error", "data": data}).to_string().into())
     };
+    // Awaited, not `try_send`: a refused frame always gets its error frame;
+    // while the client reads too slowly to empty the queue, the loop stops
+    // reading its frames (back-pressure) instead of dropping the answer.
     let send_error = |tx: &tokio::sync::mpsc::Sender<WsMessage>, e: AppError| {
-        let _ = tx.try_send(error_frame(&e));
+        let (tx, frame) = (tx.clone(), error_frame(&e));
+        async move {
+            let _ = tx.send(frame).await;
+        }
     };
     while let Some(Ok(msg)) = source.next().await {
         let text = match msg {
@@ -702,7 +708,7 @@ async fn ws_session(
         let user = match admit_frame(&state, &user, &cred, needed).await {
             Ok(u) => u,
             Err((e, false)) => {
-                send_error(&tx, e);
+                send_error(&tx, e).await;
                 continue;
             }
             Err((e, true)) => {
@@ -721,7 +727,7 @@ async fn ws_session(
             }
         };
         match parsed {
-            Err(e) => send_error(&tx, AppError::Validation(format!("invalid frame: {e}"))),
+            Err(e) => send_error(&tx, AppError::Validation(format!("invalid frame: {e}"))).await,
             Ok(WsIn::Chat(b)) => {
                 let b = *b;
                 match crate::error::REQUEST_ID
@@ -732,7 +738,7 @@ async fn ws_session(
                     .await
                 {
                     Ok(g) => forward(g, 0, tx.clone()),
-                    Err(e) => send_error(&tx, e),
+                    Err(e) => send_error(&tx, e).await,
                 }
             }
             Ok(WsIn::Stop { generation_id }) => {
@@ -741,7 +747,7 @@ async fn ws_session(
                     .and_then(|id| state.generations.get(user.id(), id))
                 {
                     Some(g) => g.stop(),
-                    None => send_error(&tx, AppError::not_found("generation")),
+                    None => send_error(&tx, AppError::not_found("generation")).await,
                 }
             }
             Ok(WsIn::Resume {
@@ -752,7 +758,7 @@ async fn ws_session(
                 .and_then(|id| state.generations.get(user.id(), id))
             {
                 Some(g) => forward(g, last_event_id, tx.clone()),
-                None => send_error(&tx, AppError::not_found("generation")),
+                None => send_error(&tx, AppError::not_found("generation")).await,
             },
         }
     }
