@@ -247,7 +247,9 @@ pub async fn setup(
     )
     .await;
     tracing::info!(user_id = %user.id, "setup complete: first admin created");
-    start_session(&state, &user, &client, StatusCode::CREATED).await
+    let mut resp = start_session(&state, &user, &client, StatusCode::CREATED).await?;
+    remember_device(&state, &mut resp, user.id, None);
+    Ok(resp)
 }
 
 #[derive(Serialize, ToSchema)]
