@@ -1262,7 +1262,11 @@ async fn usernames_are_nfkc_and_case_folded() {
     assert_eq!(r.body["username"], "Kelvin");
     let id = r.body["id"].clone();
     // Every spelling of the same name is taken.
-    for name in ["kelvin", "KELVIN", "\u{FF4B}\u{FF45}\u{FF4C}\u{FF56}\u{FF49}\u{FF4E}"] {
+    for name in [
+        "kelvin",
+        "KELVIN",
+        "\u{FF4B}\u{FF45}\u{FF4C}\u{FF56}\u{FF49}\u{FF4E}",
+    ] {
         register(name).await.assert_error(409, "USERNAME_EXISTS");
     }
     // And every spelling signs in to the one account.
@@ -1315,7 +1319,10 @@ async fn wrong_current_password_says_so() {
     r.assert_error(403, "WRONG_PASSWORD");
     assert_eq!(r.body["message"], "The current password is not correct.");
     // The session is untouched.
-    assert_eq!(s.get("/api/auth/me", Auth::Session(&admin)).await.status, 200);
+    assert_eq!(
+        s.get("/api/auth/me", Auth::Session(&admin)).await.status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -1390,7 +1397,11 @@ async fn data_dir_and_key_file_permissions() {
     confab::auth::tokens::JwtKeys::load_or_create(&dir).unwrap();
     confab::auth::device::DeviceKeys::load_or_create(&dir).unwrap();
     for key in ["jwt.key", "device.key"] {
-        let mode = std::fs::metadata(dir.join(key)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(dir.join(key))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{key}");
     }
 }

@@ -96,7 +96,9 @@ impl Gate<'_> {
             first.get_or_insert(d);
         }
         let delay = match &self.pair {
-            Some(p) => self.throttle.delay_after(self.throttle.per_source.failures(p)),
+            Some(p) => self
+                .throttle
+                .delay_after(self.throttle.per_source.failures(p)),
             None => Duration::ZERO,
         };
         (delay, first.expect("a gate charges at least one budget"))

@@ -79,12 +79,12 @@ mod tests {
     #[test]
     fn other_scripts_and_bad_lengths_are_refused() {
         for bad in [
-            "j\u{F6}rg",      // ö
-            "\u{430}dmin",    // Cyrillic а
-            "ad min",         // space
-            "ab",             // too short
-            "a\u{301}bc",     // a + combining acute composes to á
-            &"a".repeat(51),  // too long
+            "j\u{F6}rg",     // ö
+            "\u{430}dmin",   // Cyrillic а
+            "ad min",        // space
+            "ab",            // too short
+            "a\u{301}bc",    // a + combining acute composes to á
+            &"a".repeat(51), // too long
             &"\u{FF41}".repeat(51),
         ] {
             assert!(normalize(bad).is_none(), "{bad:?}");

@@ -18,9 +18,9 @@ use crate::auth::throttle::Source;
 use crate::auth::{
     self, AuthVia, ClientInfo, CurrentUser, SESSION_COOKIE, password, tokens, username,
 };
-use crate::limits::layer::note_decision;
 use crate::config::RegistrationMode;
 use crate::error::{AppError, AppResult};
+use crate::limits::layer::note_decision;
 use crate::store::{AuditEntry, Role, Session, StoreError, User, UserStatus};
 
 pub fn routes() -> Router<AppState> {
@@ -427,8 +427,7 @@ async fn check_credentials(
     let now = auth::now();
     let device = user.as_ref().and_then(|u| {
         let t = &state.throttle;
-        t.devices
-            .from_headers(headers, u.id, now, t.device_max_age)
+        t.devices.from_headers(headers, u.id, now, t.device_max_age)
     });
     let source = match device {
         Some(d) => Source::Known(d),

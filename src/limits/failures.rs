@@ -52,11 +52,7 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
 
     /// `burst` failures at once, refilling at `per_minute`.
     pub fn per_minute(per_minute: u32, burst: u32, max_keys: usize) -> Self {
-        Self::new(
-            burst,
-            Duration::from_secs(60) / per_minute.max(1),
-            max_keys,
-        )
+        Self::new(burst, Duration::from_secs(60) / per_minute.max(1), max_keys)
     }
 
     /// `per_hour` failures per hour, all of them at once if need be.
@@ -129,7 +125,9 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
     pub fn failures(&self, key: &K) -> u32 {
         let now = Instant::now();
         self.lock().get(key).map_or(0, |b| {
-            let n = Self::debt(b, now).as_nanos().div_ceil(self.period.as_nanos());
+            let n = Self::debt(b, now)
+                .as_nanos()
+                .div_ceil(self.period.as_nanos());
             u32::try_from(n).unwrap_or(u32::MAX)
         })
     }

@@ -125,11 +125,10 @@ fn has_credentials(req: &Request) -> bool {
             .any(|v| v.to_str().is_ok_and(|s| s.contains(SESSION_COOKIE)))
 }
 
-/// Every `/api` request counts against one request limiter: the per-user
-/// limiter when the caller is signed in, else the per-IP limiter for
-/// anonymous requests. The credential routes are anonymous requests whose
-/// failures also count against the sign-in failure budget (see
-/// [`credential_route`]). Responses carry `RateLimit-Limit/Remaining/Reset`;
+/// Every `/api` request counts against one limiter: the per-IP sign-in
+/// failure budget on the credential routes (see [`credential_route`]), the
+/// per-user limiter when the caller is signed in, else the per-IP limiter
+/// for anonymous requests. Responses carry `RateLimit-Limit/Remaining/Reset`;
 /// a refusal is 429 RATE_LIMITED with `Retry-After`.
 pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limits = &state.limits;
@@ -212,10 +211,9 @@ async fn run_noting(req: Request, next: Next) -> Response {
     resp
 }
 
-/// The credential routes. Each request is an anonymous request (the
-/// per-address request limit, when request limits are on), and each
-/// *failed* answer is charged to the per-address failure budget, which
-/// stays on even with `limits.enabled = false`: successes are free, so a
+/// The credential routes. Each *failed* answer is charged to the
+/// per-address failure budget (their only limiter), which stays on even
+/// with `limits.enabled = false`: successes are free, so a
 /// household behind one address registering and signing in is never
 /// refused, while guessing is. Sign-in (`login`, `token`) settles that
 /// budget in the handler (`auth::throttle`), because a device that has
@@ -230,12 +228,6 @@ async fn credential_route(
 ) -> Response {
     let limits = &state.limits;
     let key = limiter_key(ip);
-    if limits.rate.enabled {
-        let d = limits.rate.anon.check(&key);
-        if !d.allowed {
-            return refuse(state, Class::Anon, d);
-        }
-    }
     if matches!(route, "/api/auth/login" | "/api/auth/token") {
         return run_noting(req, next).await;
     }
