@@ -1161,6 +1161,36 @@ async fn attackers_cannot_lock_the_owner_out() {
     login_from(&s, "203.0.113.10", Some(&device), PASSWORD)
         .await
         .assert_error(429, "RATE_LIMITED");
+
+    // The audit log names each budget once, on the failure that spent it;
+    // the refusals after it cost no write.
+    let audit = s
+        .get(
+            "/api/admin/audit?action=login&limit=200",
+            Auth::Session(&admin),
+        )
+        .await;
+    let items = audit.body["items"].as_array().unwrap();
+    let throttled: Vec<(&str, &str)> = items
+        .iter()
+        .filter_map(|i| Some((i["target"].as_str()?, i["ip"].as_str()?)))
+        .filter(|(t, _)| t.starts_with("throttled: "))
+        .collect();
+    for expected in [
+        ("throttled: account from this address", "198.51.100.1"),
+        ("throttled: account, unknown sources", "198.51.100.3"),
+        ("throttled: device", "203.0.113.10"),
+    ] {
+        assert!(
+            throttled.contains(&expected),
+            "{expected:?} in {throttled:?}"
+        );
+    }
+    assert!(
+        items.iter().all(|i| i["outcome"] != "RATE_LIMITED"),
+        "{}",
+        audit.text
+    );
 }
 
 #[tokio::test]

@@ -55,6 +55,18 @@ pub enum Source {
     Unknown(IpAddr),
 }
 
+/// A charged failure.
+pub struct Failed {
+    /// How long to hold the answer back.
+    pub delay: Duration,
+    /// What to report in the `RateLimit-*` headers.
+    pub decision: Decision,
+    /// The budget this failure spent to the last (the audit log records
+    /// that, once, rather than every refusal that follows: refusals cost
+    /// no write, so they cannot be turned into a flood of fsyncs).
+    pub spent: Option<&'static str>,
+}
+
 /// An admitted sign-in attempt, holding room for a failure in each budget
 /// it is charged to; settle it with [`Gate::fail`] or [`Gate::succeed`].
 pub struct Gate<'a> {
@@ -71,6 +83,16 @@ enum Charge<'a> {
 }
 
 impl Charge<'_> {
+    /// What this budget limits, as the audit log names it.
+    fn what(&self) -> &'static str {
+        match self {
+            Charge::Ip(_) => "address",
+            Charge::Account(_) => "account, unknown sources",
+            Charge::Pair(_) => "account from this address",
+            Charge::Device(_) => "device",
+        }
+    }
+
     fn settle(self, failed: bool) -> Decision {
         macro_rules! go {
             ($a:expr) => {
@@ -87,12 +109,16 @@ impl Charge<'_> {
 }
 
 impl Gate<'_> {
-    /// Charges the failure everywhere; returns how long to hold the answer
-    /// back and the decision to report in the `RateLimit-*` headers.
-    pub fn fail(self) -> (Duration, Decision) {
+    /// Charges the failure everywhere.
+    pub fn fail(self) -> Failed {
         let mut first = None;
+        let mut spent = None;
         for c in self.attempts {
+            let what = c.what();
             let d = c.settle(true);
+            if d.remaining == 0 {
+                spent.get_or_insert(what);
+            }
             first.get_or_insert(d);
         }
         let delay = match &self.pair {
@@ -101,7 +127,11 @@ impl Gate<'_> {
                 .delay_after(self.throttle.per_source.failures(p)),
             None => Duration::ZERO,
         };
-        (delay, first.expect("a gate charges at least one budget"))
+        Failed {
+            delay,
+            decision: first.expect("a gate charges at least one budget"),
+            spent,
+        }
     }
 
     /// Hands every reservation back; returns the decision for the headers.
@@ -226,9 +256,10 @@ mod tests {
         });
         let a = Source::Unknown(IpAddr::from([192, 0, 2, 1]));
         let b = Source::Unknown(IpAddr::from([192, 0, 2, 2]));
-        for _ in 0..3 {
-            let _ = t.begin(&ip, "alice", a).unwrap().fail();
-        }
+        let spent: Vec<_> = (0..3)
+            .map(|_| t.begin(&ip, "alice", a).unwrap().fail().spent)
+            .collect();
+        assert_eq!(spent, [None, None, Some("account from this address")]);
         let refused = t.begin(&ip, "alice", a).err().unwrap();
         assert!(refused.reset_secs > 60, "{refused:?}");
         assert!(t.begin(&ip, "bob", a).is_ok(), "other accounts are open");

@@ -440,18 +440,10 @@ async fn check_credentials(
     {
         Ok(g) => g,
         Err(d) => {
+            // Counted in metrics, not audited: the failure that spent the
+            // budget was (below), and a refusal must not cost a write.
             note_decision(d);
             state.limits.metrics.rate_limited("auth");
-            audit(
-                state,
-                client,
-                None,
-                Some(&creds.username),
-                action,
-                None,
-                "RATE_LIMITED",
-            )
-            .await;
             return Err(throttled(d.reset_secs));
         }
     };
@@ -463,20 +455,20 @@ async fn check_credentials(
         )
         .await;
     let Some(user) = user.filter(|_| ok) else {
-        let (delay, d) = gate.fail();
-        note_decision(d);
+        let failed = gate.fail();
+        note_decision(failed.decision);
         audit(
             state,
             client,
             None,
             Some(&creds.username),
             action,
-            None,
+            failed.spent.map(|what| format!("throttled: {what}")),
             "INVALID_CREDENTIALS",
         )
         .await;
         // Slow guessing down before refusing it outright.
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(failed.delay).await;
         return Err(AppError::InvalidCredentials);
     };
     note_decision(gate.succeed());
