@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::rate::Decision;
@@ -33,6 +34,9 @@ pub struct FailureLimiter<K: Hash + Eq + Clone> {
     burst: u32,
     period: Duration,
     max_keys: usize,
+    /// New keys seen while over `max_keys`; every 1024th prunes, so a flood
+    /// of new keys neither grows the map freely nor costs a scan each.
+    over_cap: AtomicU64,
 }
 
 fn ceil_secs(d: Duration) -> u64 {
@@ -47,6 +51,7 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
             burst: burst.max(1),
             period: period.max(Duration::from_nanos(1)),
             max_keys,
+            over_cap: AtomicU64::new(0),
         }
     }
 
@@ -92,7 +97,10 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
     pub fn begin(&self, key: &K) -> Result<Attempt<'_, K>, Decision> {
         let now = Instant::now();
         let mut map = self.lock();
-        if map.len() >= self.max_keys && !map.contains_key(key) {
+        if map.len() >= self.max_keys
+            && !map.contains_key(key)
+            && self.over_cap.fetch_add(1, Ordering::Relaxed) % 1024 == 0
+        {
             map.retain(|_, b| b.pending > 0 || b.empty_at > now);
         }
         let b = map.entry(key.clone()).or_insert(Bucket {
