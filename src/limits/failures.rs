@@ -99,7 +99,10 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
         let mut map = self.lock();
         if map.len() >= self.max_keys
             && !map.contains_key(key)
-            && self.over_cap.fetch_add(1, Ordering::Relaxed) % 1024 == 0
+            && self
+                .over_cap
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(1024)
         {
             map.retain(|_, b| b.pending > 0 || b.empty_at > now);
         }
