@@ -97,7 +97,7 @@ impl AppState {
             search,
             providers,
             generations: crate::chat::generation::Manager::new(),
-            throttle: LoginThrottle::new(&cfg.auth),
+            throttle: LoginThrottle::new(&cfg)?,
             hasher: Hasher::new(),
             jwt,
             setup_token: Mutex::new(setup_token),

@@ -466,7 +466,7 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
             email,
             password,
         } => {
-            crate::auth::validate_username(username)
+            let username = &crate::auth::validate_username(username)
                 .map_err(|e| anyhow::anyhow!(e.public_message()))?;
             if let Some(e) = email {
                 crate::auth::validate_email(e).map_err(|e| anyhow::anyhow!(e.public_message()))?;

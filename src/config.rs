@@ -403,11 +403,25 @@ pub struct AuthConfig {
     pub session_absolute_hours: u64,
     pub access_token_minutes: u64,
     pub refresh_token_days: u64,
-    /// Login/token/register/setup attempts per client IP per minute.
+    /// Failed login/token/register/refresh/setup attempts per client IP:
+    /// a burst of `login_burst`, refilling at this rate. Successes are free.
     pub login_per_ip_per_minute: u32,
     pub login_burst: u32,
-    /// Failed logins per account per hour before the account is throttled.
+    /// Failed sign-ins per account per hour from sources that are not a
+    /// known device of the account (all of them together), before such
+    /// sources are refused; known devices keep signing in.
     pub login_failures_per_account_per_hour: u32,
+    /// Failed sign-ins per account per hour from one client address.
+    pub login_failures_per_source_per_hour: u32,
+    /// Failed sign-ins per hour from one known device (a device cookie),
+    /// and wrong current passwords per user per hour on password change.
+    pub login_failures_per_device_per_hour: u32,
+    /// The first delay of the answer to a failed sign-in from an unknown
+    /// source, once that address has failed 3 times on the account; it
+    /// doubles with each further failure (at most 30 s). 0 turns it off.
+    pub login_failure_delay_ms: u64,
+    /// How long a device cookie keeps a browser a known device.
+    pub device_cookie_days: u64,
     /// Overrides the generated JWT signing key (useful when several
     /// instances must accept each other's tokens).
     pub jwt_secret: Option<Secret>,
@@ -423,6 +437,10 @@ impl Default for AuthConfig {
             login_per_ip_per_minute: 10,
             login_burst: 5,
             login_failures_per_account_per_hour: 100,
+            login_failures_per_source_per_hour: 10,
+            login_failures_per_device_per_hour: 10,
+            login_failure_delay_ms: 500,
+            device_cookie_days: 365,
             jwt_secret: None,
         }
     }
@@ -1038,10 +1056,29 @@ impl Config {
                 "auth.login_per_ip_per_minute and auth.login_burst must be at least 1",
             ));
         }
-        if a.login_failures_per_account_per_hour == 0 {
-            return Err(err(
-                "auth.login_failures_per_account_per_hour must be at least 1",
-            ));
+        for (name, n) in [
+            (
+                "login_failures_per_account_per_hour",
+                a.login_failures_per_account_per_hour,
+            ),
+            (
+                "login_failures_per_source_per_hour",
+                a.login_failures_per_source_per_hour,
+            ),
+            (
+                "login_failures_per_device_per_hour",
+                a.login_failures_per_device_per_hour,
+            ),
+        ] {
+            if n == 0 {
+                return Err(err(format!("auth.{name} must be at least 1")));
+            }
+        }
+        if a.login_failure_delay_ms > 30_000 {
+            return Err(err("auth.login_failure_delay_ms must be at most 30000"));
+        }
+        if a.device_cookie_days == 0 || a.device_cookie_days > 3650 {
+            return Err(err("auth.device_cookie_days must be between 1 and 3650"));
         }
         if let Some(s) = &a.jwt_secret
             && s.expose().len() < 32

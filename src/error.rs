@@ -35,6 +35,9 @@ pub enum AppError {
     UserInactive,
     #[error("invalid username or password")]
     InvalidCredentials,
+    /// A signed-in user's current password, asked again, did not match.
+    #[error("The current password is not correct.")]
+    WrongPassword,
     #[error("{0}")]
     InvalidInvite(String),
     #[error("registration is closed on this server")]
@@ -105,6 +108,7 @@ impl AppError {
             AdminRequired => "ADMIN_REQUIRED",
             UserInactive => "USER_INACTIVE",
             InvalidCredentials => "INVALID_CREDENTIALS",
+            WrongPassword => "WRONG_PASSWORD",
             InvalidInvite(_) => "INVALID_INVITE",
             RegistrationClosed => "REGISTRATION_CLOSED",
             UsernameExists => "USERNAME_EXISTS",
@@ -130,7 +134,7 @@ impl AppError {
         match self {
             AuthRequired | SessionExpired | InvalidCredentials => StatusCode::UNAUTHORIZED,
             CsrfInvalid | Forbidden(_) | AdminRequired | UserInactive | InvalidInvite(_)
-            | RegistrationClosed => StatusCode::FORBIDDEN,
+            | RegistrationClosed | WrongPassword => StatusCode::FORBIDDEN,
             UsernameExists | Conflict(_) => StatusCode::CONFLICT,
             Validation(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Auth, PASSWORD, TestServer};
+use common::{Auth, PASSWORD, Resp, TestServer};
 use confab::config::RegistrationMode;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -517,7 +517,7 @@ async fn password_change_revokes_other_sessions() {
         json!({"current_password": "wrong-one", "new_password": "a-new-password"}),
     )
     .await
-    .assert_error(401, "INVALID_CREDENTIALS");
+    .assert_error(403, "WRONG_PASSWORD");
     s.post(
         "/api/auth/password",
         Auth::Session(&admin),
@@ -1257,17 +1257,9 @@ async fn login_throttling_per_ip_and_per_account() {
         c.auth.login_burst = 5;
     })
     .await;
-    let token = s.setup_token();
-    // setup counts as one attempt from this IP.
-    let r = s
-        .post(
-            "/api/setup",
-            Auth::None,
-            json!({"token": token, "username": "admin", "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(r.status, 201);
-    for _ in 0..4 {
+    // A successful setup costs nothing (it used to spend one of the five).
+    s.setup_admin("admin").await;
+    for _ in 0..5 {
         let r = s
             .post(
                 "/api/auth/login",
@@ -1301,7 +1293,8 @@ async fn login_throttling_per_ip_and_per_account() {
         )
         .await;
     }
-    // Even the right password is refused while the account is throttled.
+    // Even the right password is refused from a source that is not a known
+    // device of the account while the account is throttled.
     let r = a
         .post(
             "/api/auth/login",
@@ -1312,6 +1305,302 @@ async fn login_throttling_per_ip_and_per_account() {
     r.assert_error(429, "RATE_LIMITED");
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!(retry > 60, "{retry}");
+}
+
+/// Signs in from `ip` (through the trusted proxy at 127.0.0.1), sending
+/// `cookie` if given.
+async fn login_from(s: &TestServer, ip: &str, cookie: Option<&str>, password: &str) -> Resp {
+    let mut rb = s
+        .http
+        .post(s.url("/api/auth/login"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"username": "owner", "password": password}));
+    if let Some(c) = cookie {
+        rb = rb.header("cookie", c);
+    }
+    Resp::from(rb.send().await.unwrap()).await
+}
+
+/// The `name=value` of the device cookie a sign-in answer sets.
+fn device_cookie(r: &Resp) -> String {
+    let set = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("confab_device_"))
+        .expect("a device cookie");
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("SameSite=Strict"), "{set}");
+    assert!(set.contains("Path=/api/auth"), "{set}");
+    assert!(!set.contains("Secure"), "plain http: {set}");
+    let days: i64 = set
+        .split("Max-Age=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(days >= 300 * 86400, "long-lived: {set}");
+    set.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn attackers_cannot_lock_the_owner_out() {
+    let s = TestServer::start_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+        c.auth.login_failures_per_source_per_hour = 3;
+        c.auth.login_failures_per_account_per_hour = 6;
+        c.auth.login_failure_delay_ms = 0;
+    })
+    .await;
+    let admin = s.setup_admin("admin").await;
+    s.user(&admin, "owner").await;
+    // The owner signs in once from home: that browser is a known device.
+    let home = login_from(&s, "203.0.113.10", None, PASSWORD).await;
+    assert_eq!(home.status, 200, "{}", home.text);
+    let device = device_cookie(&home);
+
+    // One address guessing runs out of its own budget for this account
+    // (before: it spent the account's, and the owner got 429)...
+    for _ in 0..3 {
+        login_from(&s, "198.51.100.1", None, "guess-guess")
+            .await
+            .assert_error(401, "INVALID_CREDENTIALS");
+    }
+    login_from(&s, "198.51.100.1", None, PASSWORD)
+        .await
+        .assert_error(429, "RATE_LIMITED");
+    // ...and the owner signs in from a new address with no device cookie.
+    let r = login_from(&s, "192.0.2.50", None, PASSWORD).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Guesses spread over many addresses spend the budget for unknown
+    // sources of the account: those are refused, right password or not.
+    for ip in ["198.51.100.2", "198.51.100.3", "198.51.100.3"] {
+        login_from(&s, ip, None, "guess-guess")
+            .await
+            .assert_error(401, "INVALID_CREDENTIALS");
+    }
+    login_from(&s, "192.0.2.99", None, PASSWORD)
+        .await
+        .assert_error(429, "RATE_LIMITED");
+    // A forged or foreign device cookie does not help...
+    let forged = format!("{}x", device);
+    login_from(&s, "192.0.2.99", Some(&forged), PASSWORD)
+        .await
+        .assert_error(429, "RATE_LIMITED");
+    // ...but the owner's known device still signs in, from any address,
+    // even one the attacker shares.
+    for ip in ["203.0.113.10", "198.51.100.1"] {
+        let r = login_from(&s, ip, Some(&device), PASSWORD).await;
+        assert_eq!(r.status, 200, "{ip}: {}", r.text);
+        assert_eq!(r.body["user"]["username"], "owner");
+    }
+    // A known device has a failure budget of its own (10 per hour by
+    // default): a stolen device cookie buys only that.
+    for _ in 0..10 {
+        login_from(&s, "203.0.113.10", Some(&device), "guess-guess")
+            .await
+            .assert_error(401, "INVALID_CREDENTIALS");
+    }
+    login_from(&s, "203.0.113.10", Some(&device), PASSWORD)
+        .await
+        .assert_error(429, "RATE_LIMITED");
+
+    // The audit log names each budget once, on the failure that spent it;
+    // the refusals after it cost no write.
+    let audit = s
+        .get(
+            "/api/admin/audit?action=login&limit=200",
+            Auth::Session(&admin),
+        )
+        .await;
+    let items = audit.body["items"].as_array().unwrap();
+    let throttled: Vec<(&str, &str)> = items
+        .iter()
+        .filter_map(|i| Some((i["target"].as_str()?, i["ip"].as_str()?)))
+        .filter(|(t, _)| t.starts_with("throttled: "))
+        .collect();
+    for expected in [
+        ("throttled: account from this address", "198.51.100.1"),
+        ("throttled: account, unknown sources", "198.51.100.3"),
+        ("throttled: device", "203.0.113.10"),
+    ] {
+        assert!(
+            throttled.contains(&expected),
+            "{expected:?} in {throttled:?}"
+        );
+    }
+    assert!(
+        items.iter().all(|i| i["outcome"] != "RATE_LIMITED"),
+        "{}",
+        audit.text
+    );
+}
+
+#[tokio::test]
+async fn failed_sign_ins_slow_down_before_they_are_refused() {
+    let s = TestServer::start_with(|c| c.auth.login_failure_delay_ms = 300).await;
+    s.setup_admin("admin").await;
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        s.post(
+            "/api/auth/login",
+            Auth::None,
+            json!({"username": "admin", "password": "wrong-password"}),
+        )
+        .await
+        .assert_error(401, "INVALID_CREDENTIALS");
+        took.push(t.elapsed().as_millis());
+    }
+    // Three failures answer at once; the fourth waits 300 ms, the fifth 600.
+    assert!(took[3] >= 300, "{took:?}");
+    assert!(took[4] >= 600, "{took:?}");
+    // The right password is not held back.
+    let t = Instant::now();
+    s.login("admin", PASSWORD).await;
+    assert!(t.elapsed().as_millis() < 600, "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn per_address_budget_counts_failures_not_successes() {
+    let s = TestServer::start_with(|c| {
+        c.registration = RegistrationMode::Open;
+        c.auth.login_per_ip_per_minute = 1;
+        c.auth.login_burst = 2;
+    })
+    .await;
+    // A household behind one address: setup, then each member registers
+    // and signs in (two requests each). None of it is a failure.
+    s.setup_admin("admin").await;
+    for name in ["anna", "ben", "cleo"] {
+        let r = s
+            .post(
+                "/api/auth/register",
+                Auth::None,
+                json!({"username": name, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        s.login(name, PASSWORD).await;
+    }
+    // Two failures of any kind (a typo, a taken name) spend the burst...
+    s.post(
+        "/api/auth/login",
+        Auth::None,
+        json!({"username": "anna", "password": "wrong-password"}),
+    )
+    .await
+    .assert_error(401, "INVALID_CREDENTIALS");
+    let r = s
+        .post(
+            "/api/auth/register",
+            Auth::None,
+            json!({"username": "anna", "password": PASSWORD}),
+        )
+        .await;
+    r.assert_error(409, "USERNAME_EXISTS");
+    assert_eq!(r.header("ratelimit-remaining"), Some("0"));
+    // ...and then this address is refused, on every credential route.
+    for path in ["/api/auth/login", "/api/auth/register", "/api/auth/token"] {
+        let r = s
+            .post(
+                path,
+                Auth::None,
+                json!({"username": "dora", "password": PASSWORD}),
+            )
+            .await;
+        r.assert_error(429, "RATE_LIMITED");
+        assert!(r.header("retry-after").is_some(), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn usernames_are_nfkc_and_case_folded() {
+    let s = TestServer::start_with(|c| c.registration = RegistrationMode::Open).await;
+    let admin = s.setup_admin("admin").await;
+    let register = |name: &'static str| {
+        let s = &s;
+        async move {
+            s.post(
+                "/api/auth/register",
+                Auth::None,
+                json!({"username": name, "password": PASSWORD}),
+            )
+            .await
+        }
+    };
+    // The Kelvin sign (U+212A) is a compatibility form of K: stored as K.
+    let r = register("\u{212A}elvin").await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["username"], "Kelvin");
+    let id = r.body["id"].clone();
+    // Every spelling of the same name is taken.
+    for name in [
+        "kelvin",
+        "KELVIN",
+        "\u{FF4B}\u{FF45}\u{FF4C}\u{FF56}\u{FF49}\u{FF4E}",
+    ] {
+        register(name).await.assert_error(409, "USERNAME_EXISTS");
+    }
+    // And every spelling signs in to the one account.
+    for name in ["kelvin", "KELVIN", "\u{212A}ELVIN", "\u{FF2B}elvin"] {
+        let r = s
+            .post(
+                "/api/auth/login",
+                Auth::None,
+                json!({"username": name, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{name:?}: {}", r.text);
+        assert_eq!(r.body["user"]["id"], id, "{name:?}");
+    }
+    // Admin-created accounts are normalised the same way.
+    let r = s
+        .post(
+            "/api/admin/users",
+            Auth::Session(&admin),
+            json!({"username": "\u{FF22}\u{FF2F}\u{FF22}", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["username"], "BOB");
+    register("bob").await.assert_error(409, "USERNAME_EXISTS");
+    s.post(
+        "/api/admin/users",
+        Auth::Session(&admin),
+        json!({"username": "Bob", "password": PASSWORD}),
+    )
+    .await
+    .assert_error(409, "USERNAME_EXISTS");
+    // Letters of other scripts (look-alikes included) are not allowed.
+    for name in ["j\u{F6}rg", "\u{430}dmin", "\u{3084}\u{307E}\u{3060}"] {
+        register(name).await.assert_error(400, "VALIDATION_FAILED");
+    }
+}
+
+#[tokio::test]
+async fn wrong_current_password_says_so() {
+    let s = TestServer::start().await;
+    let admin = s.setup_admin("admin").await;
+    let r = s
+        .post(
+            "/api/auth/password",
+            Auth::Session(&admin),
+            json!({"current_password": "not-my-password", "new_password": "a-new-password"}),
+        )
+        .await;
+    r.assert_error(403, "WRONG_PASSWORD");
+    assert_eq!(r.body["message"], "The current password is not correct.");
+    // The session is untouched.
+    assert_eq!(
+        s.get("/api/auth/me", Auth::Session(&admin)).await.status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -1384,12 +1673,15 @@ async fn data_dir_and_key_file_permissions() {
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
     confab::auth::tokens::JwtKeys::load_or_create(&dir).unwrap();
-    let mode = std::fs::metadata(dir.join("jwt.key"))
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(mode, 0o600);
+    confab::auth::device::DeviceKeys::load_or_create(&dir).unwrap();
+    for key in ["jwt.key", "device.key"] {
+        let mode = std::fs::metadata(dir.join(key))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
 }
 
 #[tokio::test]

@@ -2,11 +2,13 @@
 //! tokens and API keys, resolved by the [`CurrentUser`] and [`Admin`]
 //! extractors that every protected handler takes.
 
+pub mod device;
 pub mod grant;
 pub mod keyfile;
 pub mod password;
 pub mod throttle;
 pub mod tokens;
+pub mod username;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -327,17 +329,9 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// Usernames: 3–50 of `[A-Za-z0-9_]`.
-pub fn validate_username(name: &str) -> Result<(), AppError> {
-    let ok = (3..=50).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(AppError::validation(
-            "username must be 3 to 50 characters of letters, digits and underscore",
-        ))
-    }
+/// Checks a new username and returns the form to store (see [`username`]).
+pub fn validate_username(name: &str) -> Result<String, AppError> {
+    username::validate(name)
 }
 
 pub fn validate_email(email: &str) -> Result<(), AppError> {

@@ -94,18 +94,18 @@ pub async fn create_user(
     Admin(admin): Admin,
     Json(req): Json<CreateUser>,
 ) -> AppResult<Response> {
-    auth::validate_username(&req.username)?;
+    let username = auth::validate_username(&req.username)?;
     password::validate("password", &req.password).map_err(AppError::Validation)?;
     if let Some(e) = &req.email {
         auth::validate_email(e)?;
     }
-    if state.store.find_user_by_name(&req.username)?.is_some() {
+    if state.store.find_user_by_name(&username)?.is_some() {
         return Err(AppError::UsernameExists);
     }
     let now = auth::now();
     let user = User {
         id: Uuid::now_v7(),
-        username: req.username,
+        username,
         email: req.email,
         password_hash: state.hasher.hash(req.password).await,
         role: req.role.unwrap_or(Role::User),

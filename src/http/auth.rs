@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
@@ -13,9 +13,14 @@ use uuid::Uuid;
 
 use super::{Json, created, parse_id, rfc3339};
 use crate::app::AppState;
-use crate::auth::{self, AuthVia, ClientInfo, CurrentUser, SESSION_COOKIE, password, tokens};
+use crate::auth::device::{self, DeviceId};
+use crate::auth::throttle::Source;
+use crate::auth::{
+    self, AuthVia, ClientInfo, CurrentUser, SESSION_COOKIE, password, tokens, username,
+};
 use crate::config::RegistrationMode;
 use crate::error::{AppError, AppResult};
+use crate::limits::layer::note_decision;
 use crate::store::{AuditEntry, Role, Session, StoreError, User, UserStatus};
 
 pub fn routes() -> Router<AppState> {
@@ -199,7 +204,7 @@ pub async fn setup(
             "the setup token is invalid or setup was already completed".into(),
         ));
     }
-    auth::validate_username(&req.username)?;
+    let username = auth::validate_username(&req.username)?;
     password::validate("password", &req.password).map_err(AppError::Validation)?;
     if let Some(e) = &req.email {
         auth::validate_email(e)?;
@@ -207,7 +212,7 @@ pub async fn setup(
     let now = auth::now();
     let user = User {
         id: Uuid::now_v7(),
-        username: req.username.clone(),
+        username,
         email: req.email.clone(),
         password_hash: state.hasher.hash(req.password.clone()).await,
         role: Role::Admin,
@@ -242,7 +247,9 @@ pub async fn setup(
     )
     .await;
     tracing::info!(user_id = %user.id, "setup complete: first admin created");
-    start_session(&state, &user, &client, StatusCode::CREATED).await
+    let mut resp = start_session(&state, &user, &client, StatusCode::CREATED).await?;
+    remember_device(&state, &mut resp, user.id, None);
+    Ok(resp)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -337,7 +344,7 @@ async fn do_register(
         }
         _ => {}
     }
-    auth::validate_username(&req.username).map_err(fail)?;
+    let username = auth::validate_username(&req.username).map_err(fail)?;
     password::validate("password", &req.password).map_err(|m| fail(AppError::Validation(m)))?;
     if let Some(e) = &req.email {
         auth::validate_email(e).map_err(fail)?;
@@ -359,7 +366,7 @@ async fn do_register(
     // authoritative check is inside the write transaction.
     if state
         .store
-        .find_user_by_name(&req.username)
+        .find_user_by_name(&username)
         .map_err(|e| fail(e.into()))?
         .is_some()
     {
@@ -367,7 +374,7 @@ async fn do_register(
     }
     let user = User {
         id: Uuid::now_v7(),
-        username: req.username.clone(),
+        username,
         email: req.email.clone(),
         password_hash: state.hasher.hash(req.password.clone()).await,
         role,
@@ -400,35 +407,45 @@ pub struct Credentials {
 }
 
 /// Checks credentials with throttling and audit; the common part of login
-/// and token.
+/// and token. Returns the user and, when the request came from a known
+/// device of theirs, that device (see `auth::throttle` for the budgets).
 async fn check_credentials(
     state: &AppState,
     client: &ClientInfo,
+    headers: &HeaderMap,
     creds: &Credentials,
     action: &str,
-) -> AppResult<User> {
-    // The per-IP limit of the credential routes is applied (once) by the
-    // rate-limit layer, `limits::layer::rate_limit`.
-    if let Err(secs) = state.throttle.check_account(&creds.username) {
-        audit(
-            state,
-            client,
-            None,
-            Some(&creds.username),
-            action,
-            None,
-            "RATE_LIMITED",
-        )
-        .await;
-        return Err(throttled(secs));
-    }
+) -> AppResult<(User, Option<DeviceId>)> {
     // Oversized inputs cannot match; bound the work before hashing.
-    let plausible =
-        creds.username.len() <= 50 && creds.password.chars().count() <= password::MAX_LEN;
+    let plausible = creds.username.chars().count() <= username::MAX_LEN
+        && creds.password.chars().count() <= password::MAX_LEN;
     let user = if plausible {
         state.store.find_user_by_name(&creds.username)?
     } else {
         None
+    };
+    let now = auth::now();
+    let device = user.as_ref().and_then(|u| {
+        let t = &state.throttle;
+        t.devices.from_headers(headers, u.id, now, t.device_max_age)
+    });
+    let source = match device {
+        Some(d) => Source::Known(d),
+        None => Source::Unknown(client.ip),
+    };
+    let account = username::key(&creds.username);
+    let gate = match state
+        .throttle
+        .begin(&state.limits.rate.auth, &account, source)
+    {
+        Ok(g) => g,
+        Err(d) => {
+            // Counted in metrics, not audited: the failure that spent the
+            // budget was (below), and a refusal must not cost a write.
+            note_decision(d);
+            state.limits.metrics.rate_limited("auth");
+            return Err(throttled(d.reset_secs));
+        }
     };
     let ok = state
         .hasher
@@ -438,19 +455,23 @@ async fn check_credentials(
         )
         .await;
     let Some(user) = user.filter(|_| ok) else {
-        state.throttle.record_failure(&creds.username);
+        let failed = gate.fail();
+        note_decision(failed.decision);
         audit(
             state,
             client,
             None,
             Some(&creds.username),
             action,
-            None,
+            failed.spent.map(|what| format!("throttled: {what}")),
             "INVALID_CREDENTIALS",
         )
         .await;
+        // Slow guessing down before refusing it outright.
+        tokio::time::sleep(failed.delay).await;
         return Err(AppError::InvalidCredentials);
     };
+    note_decision(gate.succeed());
     if user.status != UserStatus::Active {
         audit(
             state,
@@ -464,19 +485,39 @@ async fn check_credentials(
         .await;
         return Err(AppError::UserInactive);
     }
-    Ok(user)
+    Ok((user, device))
+}
+
+/// Makes (or keeps) this browser a known device of `user`: a fresh cookie,
+/// with the device id it had if it had one.
+fn remember_device(state: &AppState, resp: &mut Response, user: Uuid, device: Option<DeviceId>) {
+    let device = device.unwrap_or_else(device::new_device_id);
+    let value = state.throttle.devices.issue(user, &device, auth::now());
+    let c = cookie::Cookie::build((device::cookie_name(user), value))
+        .http_only(true)
+        .same_site(cookie::SameSite::Strict)
+        .path(device::COOKIE_PATH)
+        .secure(state.cfg.secure_cookies())
+        .max_age(time::Duration::seconds(state.throttle.device_max_age))
+        .build();
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&c.to_string()).expect("cookie is a valid header"),
+    );
 }
 
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = Credentials,
-    responses((status = 200, description = "Sets the confab_session cookie", body = LoginResponse),
+    responses((status = 200, description = "Sets the confab_session cookie, and the confab_device_<user id> cookie that makes this browser a known device of the account", body = LoginResponse),
     (status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     client: ClientInfo,
+    headers: HeaderMap,
     Json(creds): Json<Credentials>,
 ) -> AppResult<Response> {
-    let user = check_credentials(&state, &client, &creds, "login").await?;
-    let resp = start_session(&state, &user, &client, StatusCode::OK).await?;
+    let (user, device) = check_credentials(&state, &client, &headers, &creds, "login").await?;
+    let mut resp = start_session(&state, &user, &client, StatusCode::OK).await?;
+    remember_device(&state, &mut resp, user.id, device);
     audit(&state, &client, Some(&user), None, "login", None, "ok").await;
     Ok(resp)
 }
@@ -659,16 +700,19 @@ pub struct PasswordChanged {
 /// refresh token and every API key of the caller (issue 13: a password
 /// change often means the account may have been compromised).
 #[utoipa::path(post, path = "/api/auth/password", tag = "auth", request_body = PasswordChange,
-    responses((status = 200, body = PasswordChanged), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = PasswordChanged), (status = 401, body = crate::error::ErrorBody),
+    (status = 403, description = "WRONG_PASSWORD: the current password is not correct", body = crate::error::ErrorBody),
+    (status = 429, body = crate::error::ErrorBody)))]
 pub async fn change_password(
     State(state): State<AppState>,
     client: ClientInfo,
     user: CurrentUser,
     Json(req): Json<PasswordChange>,
 ) -> AppResult<Json<PasswordChanged>> {
-    if let Err(secs) = state.throttle.check_account(&user.user.username) {
-        return Err(throttled(secs));
-    }
+    let attempt = state
+        .throttle
+        .begin_password_check(user.id())
+        .map_err(|d| throttled(d.reset_secs))?;
     password::validate("new_password", &req.new_password).map_err(AppError::Validation)?;
     let ok = req.current_password.chars().count() <= password::MAX_LEN
         && state
@@ -679,7 +723,7 @@ pub async fn change_password(
             )
             .await;
     if !ok {
-        state.throttle.record_failure(&user.user.username);
+        attempt.fail();
         audit(
             &state,
             &client,
@@ -687,11 +731,12 @@ pub async fn change_password(
             None,
             "password.change",
             None,
-            "INVALID_CREDENTIALS",
+            "WRONG_PASSWORD",
         )
         .await;
-        return Err(AppError::InvalidCredentials);
+        return Err(AppError::WrongPassword);
     }
+    attempt.succeed();
     let hash = state.hasher.hash(req.new_password.clone()).await;
     let uid = user.id();
     let end = crate::store::SignOut {
@@ -768,16 +813,20 @@ async fn issue_tokens(
 
 /// For programs: a short-lived JWT access token plus a rotating refresh token.
 #[utoipa::path(post, path = "/api/auth/token", tag = "auth", request_body = Credentials,
-    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "Also sets the device cookie, as login does", body = TokenResponse),
+    (status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn token(
     State(state): State<AppState>,
     client: ClientInfo,
+    headers: HeaderMap,
     Json(creds): Json<Credentials>,
-) -> AppResult<Json<TokenResponse>> {
-    let user = check_credentials(&state, &client, &creds, "token").await?;
+) -> AppResult<Response> {
+    let (user, device) = check_credentials(&state, &client, &headers, &creds, "token").await?;
     let t = issue_tokens(&state, user.id, Some(Uuid::now_v7())).await?;
     audit(&state, &client, Some(&user), None, "token", None, "ok").await;
-    Ok(Json(t))
+    let mut resp = axum::Json(t).into_response();
+    remember_device(&state, &mut resp, user.id, device);
+    Ok(resp)
 }
 
 #[derive(Deserialize, ToSchema)]

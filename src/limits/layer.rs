@@ -125,11 +125,11 @@ fn has_credentials(req: &Request) -> bool {
             .any(|v| v.to_str().is_ok_and(|s| s.contains(SESSION_COOKIE)))
 }
 
-/// Every `/api` request counts against one limiter: the auth limiter (per
-/// IP) on the credential routes, the per-user limiter when the caller is
-/// signed in, else the per-IP limiter for anonymous requests. Responses
-/// carry `RateLimit-Limit/Remaining/Reset`; a refusal is 429 RATE_LIMITED
-/// with `Retry-After`.
+/// Every `/api` request counts against one limiter: the per-IP sign-in
+/// failure budget on the credential routes (see [`credential_route`]), the
+/// per-user limiter when the caller is signed in, else the per-IP limiter
+/// for anonymous requests. Responses carry `RateLimit-Limit/Remaining/Reset`;
+/// a refusal is 429 RATE_LIMITED with `Retry-After`.
 pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limits = &state.limits;
     if !req.uri().path().starts_with("/api/") {
@@ -150,38 +150,25 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         .get::<ClientIp>()
         .map(|c| c.0)
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let (class, decision, req) = if auth_route {
-        (Class::Auth, limits.rate.auth.check(&limiter_key(ip)), req)
+    if auth_route {
+        return credential_route(&state, ip, &route, req, next).await;
+    }
+    // Authenticate once here; the handler reuses the result.
+    let user = if has_credentials(&req) {
+        let (mut parts, body) = req.into_parts();
+        let u = CurrentUser::from_request_parts(&mut parts, &state)
+            .await
+            .ok();
+        (u, Request::from_parts(parts, body))
     } else {
-        // Authenticate once here; the handler reuses the result.
-        let user = if has_credentials(&req) {
-            let (mut parts, body) = req.into_parts();
-            let u = CurrentUser::from_request_parts(&mut parts, &state)
-                .await
-                .ok();
-            (u, Request::from_parts(parts, body))
-        } else {
-            (None, req)
-        };
-        match user {
-            (Some(u), req) => (Class::Api, limits.rate.api.check(&u.id()), req),
-            (None, req) => (Class::Anon, limits.rate.anon.check(&limiter_key(ip)), req),
-        }
+        (None, req)
+    };
+    let (class, decision, req) = match user {
+        (Some(u), req) => (Class::Api, limits.rate.api.check(&u.id()), req),
+        (None, req) => (Class::Anon, limits.rate.anon.check(&limiter_key(ip)), req),
     };
     if !decision.allowed {
-        limits.metrics.rate_limited(class.label());
-        let what = match class {
-            Class::Auth => "too many sign-in attempts from this address",
-            Class::Anon => "too many requests from this address",
-            _ => "too many requests",
-        };
-        let mut resp = AppError::RateLimited {
-            message: format!("{what}; try again in {} s", decision.reset_secs),
-            retry_after: decision.reset_secs,
-        }
-        .into_response();
-        decision.apply(resp.headers_mut());
-        return resp;
+        return refuse(&state, class, decision);
     }
     let (mut resp, inner) = DECISION
         .scope(Cell::new(None), async {
@@ -190,5 +177,70 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         })
         .await;
     inner.unwrap_or(decision).apply(resp.headers_mut());
+    resp
+}
+
+/// A 429 for `class`, with the limiter's headers.
+fn refuse(state: &AppState, class: Class, decision: Decision) -> Response {
+    state.limits.metrics.rate_limited(class.label());
+    let what = match class {
+        Class::Auth => "too many failed sign-in attempts from this address",
+        Class::Anon => "too many requests from this address",
+        _ => "too many requests",
+    };
+    let mut resp = AppError::RateLimited {
+        message: format!("{what}; try again in {} s", decision.reset_secs),
+        retry_after: decision.reset_secs,
+    }
+    .into_response();
+    decision.apply(resp.headers_mut());
+    resp
+}
+
+/// Runs `req`, reporting in the headers the decision a handler noted.
+async fn run_noting(req: Request, next: Next) -> Response {
+    let (mut resp, inner) = DECISION
+        .scope(Cell::new(None), async {
+            let resp = next.run(req).await;
+            (resp, DECISION.with(|c| c.get()))
+        })
+        .await;
+    if let Some(d) = inner {
+        d.apply(resp.headers_mut());
+    }
+    resp
+}
+
+/// The credential routes. Each *failed* answer is charged to the
+/// per-address failure budget (their only limiter), which stays on even
+/// with `limits.enabled = false`: successes are free, so a
+/// household behind one address registering and signing in is never
+/// refused, while guessing is. Sign-in (`login`, `token`) settles that
+/// budget in the handler (`auth::throttle`), because a device that has
+/// signed in to the account before is exempt from it and only the handler
+/// knows which account is meant.
+async fn credential_route(
+    state: &AppState,
+    ip: IpAddr,
+    route: &str,
+    req: Request,
+    next: Next,
+) -> Response {
+    let limits = &state.limits;
+    let key = limiter_key(ip);
+    if matches!(route, "/api/auth/login" | "/api/auth/token") {
+        return run_noting(req, next).await;
+    }
+    let attempt = match limits.rate.auth.begin(&key) {
+        Ok(a) => a,
+        Err(d) => return refuse(state, Class::Auth, d),
+    };
+    let mut resp = next.run(req).await;
+    let d = if resp.status().is_client_error() {
+        attempt.fail()
+    } else {
+        attempt.succeed()
+    };
+    d.apply(resp.headers_mut());
     resp
 }

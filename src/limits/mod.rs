@@ -8,6 +8,7 @@
 //! has been stored.
 
 pub mod audit;
+pub mod failures;
 pub mod ip;
 pub mod layer;
 pub mod metrics;

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
 
+use super::failures::FailureLimiter;
 use crate::config::{AuthConfig, LimitsConfig};
 
 /// How often (in checks) a limiter looks at its size between the periodic
@@ -139,7 +140,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
 pub enum Class {
     /// Unauthenticated API requests, per client IP.
     Anon,
-    /// Sign-in, registration, token, refresh and setup, per client IP.
+    /// Failed sign-ins, registrations, refreshes and setups, per client IP.
     Auth,
     /// Signed-in API requests, per user.
     Api,
@@ -165,7 +166,9 @@ impl Class {
 pub struct RateLimits {
     pub enabled: bool,
     pub anon: Limiter<IpAddr>,
-    pub auth: Limiter<IpAddr>,
+    /// Failed sign-ins, registrations, setups and refreshes per client
+    /// address (successes are free); see `auth::throttle`.
+    pub auth: FailureLimiter<IpAddr>,
     pub api: Limiter<Uuid>,
     pub chat: Limiter<Uuid>,
 }
@@ -177,7 +180,7 @@ impl RateLimits {
         RateLimits {
             enabled: l.enabled,
             anon: Limiter::per_minute(l.anon_per_minute, l.anon_burst, max),
-            auth: Limiter::per_minute(a.login_per_ip_per_minute, a.login_burst, max),
+            auth: FailureLimiter::per_minute(a.login_per_ip_per_minute, a.login_burst, max),
             api: Limiter::per_minute(l.api_per_minute, l.api_burst, max),
             chat: Limiter::per_minute(l.chat_per_minute, l.chat_burst, max),
         }

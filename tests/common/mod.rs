@@ -35,6 +35,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     };
     cfg.auth.login_per_ip_per_minute = 100_000;
     cfg.auth.login_burst = 100_000;
+    // Failed sign-ins answer at once (the delay test turns it back on).
+    cfg.auth.login_failure_delay_ms = 0;
     // Rate limits out of the way (tests/limits.rs tightens them).
     for (rate, burst) in [
         (&mut cfg.limits.anon_per_minute, &mut cfg.limits.anon_burst),
