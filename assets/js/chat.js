@@ -906,7 +906,10 @@ export function ChatScreen() {
       // the text (app.js, `sending`); it comes back here after signing in.
       if (e instanceof ApiError && e.status === 401) return;
       if (retryText != null) inputRef.current?.confabSetText?.(retryText);
-      setError({ code: e.code, message: e.message, request_id: e.request_id, retry: () => start({ body, base, userMsg, retryText: null }) });
+      setError({
+        code: e.code, message: e.message, request_id: e.request_id, status: e.status, retry_after: e.retry_after,
+        retry: () => start({ body, base, userMsg, retryText: null }),
+      });
       if (ctx.cid && ctx.cid !== convRef.current?.id) return;
       if (body.conversation_id) loadConversation(body.conversation_id, { quiet: true });
     }

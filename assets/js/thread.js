@@ -72,17 +72,18 @@ export class Markdown extends Component {
       el.innerHTML = out; // sanitized (markdown.js)
       decorateCodeBlocks(el);
     } else {
-      // Update in place: what did not change stays the same DOM, so a
-      // selection in it survives the next token; while the reader selects
-      // inside what would change, wait (selectionchange catches up).
+      // Update in place: what did not change stays the same DOM and a text
+      // that grew is appended to, so a selection survives the next token.
+      // While streaming, a node holding the selection is never replaced:
+      // the paint waits (selectionchange catches up once it moves away).
       const next = document.createElement('template');
       next.innerHTML = out; // sanitized (markdown.js)
       decorateCodeBlocks(next.content);
-      if (streaming && selectionInside(el)) {
+      const keep = streaming ? selectionTouches : () => false;
+      if (!morph(el, next.content, keep)) {
         deferPaint(this);
         return;
       }
-      morph(el, next.content);
     }
     this.props.onPaint?.();
   }
@@ -92,7 +93,7 @@ export class Markdown extends Component {
 }
 
 /** Whether the reader has a (non-empty) selection touching `el`. */
-function selectionInside(el) {
+function selectionTouches(el) {
   const sel = document.getSelection();
   if (!sel || sel.isCollapsed || !sel.rangeCount) return false;
   return sel.getRangeAt(0).intersectsNode(el);
@@ -102,7 +103,7 @@ const deferred = new Set();
 function onSelectionChange() {
   for (const md of [...deferred]) {
     if (!md.base?.isConnected) deferred.delete(md);
-    else if (!selectionInside(md.base)) {
+    else if (!selectionTouches(md.base)) {
       deferred.delete(md);
       md.paint();
     }
@@ -118,9 +119,10 @@ function deferPaint(md) {
  * Makes the children of `into` look like those of `from` (a fragment of
  * sanitized nodes, consumed), touching only what differs: equal nodes are
  * kept, a text node that grew is appended to, same-tag elements are
- * updated inside.
+ * updated inside. Stops (false) before replacing a node for which
+ * `keep(node)` holds; a later call finishes the job.
  */
-function morph(into, from) {
+function morph(into, from, keep) {
   const have = [...into.childNodes];
   const want = [...from.childNodes];
   for (let i = 0; i < want.length; i++) {
@@ -131,16 +133,21 @@ function morph(into, from) {
       break;
     }
     if (o.isEqualNode(n)) continue;
-    if (o.nodeType === 3 && n.nodeType === 3) {
-      if (n.data.startsWith(o.data)) o.appendData(n.data.slice(o.data.length));
-      else o.data = n.data;
+    if (o.nodeType === 3 && n.nodeType === 3 && n.data.startsWith(o.data)) {
+      o.appendData(n.data.slice(o.data.length));
     } else if (o.nodeType === 1 && n.nodeType === 1 && o.tagName === n.tagName && sameAttributes(o, n)) {
-      morph(o, n);
+      if (!morph(o, n, keep)) return false;
+    } else if (keep(o)) {
+      return false;
     } else {
       o.replaceWith(n);
     }
   }
-  for (let j = have.length - 1; j >= want.length; j--) have[j].remove();
+  for (let j = have.length - 1; j >= want.length; j--) {
+    if (keep(have[j])) return false;
+    have[j].remove();
+  }
+  return true;
 }
 
 function sameAttributes(a, b) {
