@@ -2,12 +2,14 @@
 // the API's stable codes), plain-text titles, and the sidebar's date groups.
 // No imports, so the rules can be checked without a browser.
 
-/** Local time of day `secs` from now ("9:00 AM", or "Mon 9:00 AM" when not today). */
+/** Local time `secs` from now: "9:00 AM", "9:00 AM tomorrow" or "9:00 AM on Monday". */
 export function localTimeIn(secs, now = new Date()) {
   const at = new Date(now.getTime() + secs * 1000);
   const time = at.toLocaleTimeString(undefined, { hour: 'numeric', minute: '2-digit' });
   if (at.toDateString() === now.toDateString()) return time;
-  return `${at.toLocaleDateString(undefined, { weekday: 'short' })} ${time}`;
+  const tomorrow = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1);
+  if (at.toDateString() === tomorrow.toDateString()) return `${time} tomorrow`;
+  return `${time} on ${at.toLocaleDateString(undefined, { weekday: 'long' })}`;
 }
 
 function sentence(s) {
