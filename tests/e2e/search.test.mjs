@@ -389,7 +389,8 @@ test('keyboard: Ctrl+K, arrows and Enter open a hit; Escape clears', T, async (t
   await hits(page).first().waitFor();
   await page.keyboard.press('Escape');
   assert.equal(await box.inputValue(), '');
-  await page.locator('section[aria-label="Recent"]').waitFor();
+  // The conversation list is back (grouped by date: Today, Yesterday, …).
+  await page.locator('nav[aria-label="Conversation list"] .conv-section').first().waitFor();
   assert.deepEqual(unexpectedProblems(watch), []);
 });
 
