@@ -384,7 +384,10 @@ async fn a_chat_whose_first_answer_failed_is_named_and_renamed_when_one_succeeds
     )
     .await;
     assert_eq!(events.last().unwrap().event, "error");
-    let cid = events[0].data["conversation_id"].as_str().unwrap().to_string();
+    let cid = events[0].data["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Named from the question, not "New chat" for good.
     let title = title_when(&e, &cid, |t| t != "New chat").await;
     assert_eq!(title, "Plan a weekend in Lisbon with kids");
@@ -397,7 +400,10 @@ async fn a_chat_whose_first_answer_failed_is_named_and_renamed_when_one_succeeds
     .await;
     assert_eq!(events.last().unwrap().event, "done");
     let title = title_when(&e, &cid, |t| t != "Plan a weekend in Lisbon with kids").await;
-    assert_ne!(title, "Plan a weekend in Lisbon with kids", "the model titled it");
+    assert_ne!(
+        title, "Plan a weekend in Lisbon with kids",
+        "the model titled it"
+    );
     assert_ne!(title, "New chat");
 }
 
