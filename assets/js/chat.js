@@ -680,6 +680,7 @@ export function ChatScreen() {
   useEffect(() => {
     setEditingId(null);
     setError(null);
+    setNotice(null);
     if (convId && ownNav.current === convId) {
       ownNav.current = null;
       return;
