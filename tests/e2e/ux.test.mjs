@@ -331,6 +331,7 @@ test('item 12: dropdowns, task lists, long messages, archived chats, toasts, gro
   await page.getByTestId('archived-note').getByText('This chat is archived').waitFor();
   const bubble = page.locator('.msg.user .bubble');
   assert.ok((await bubble.boundingBox()).height < 500, 'a 400-line message is folded');
+  await screenshot(page, 'ux-archived-folded-1280-light');
   await bubble.getByRole('button', { name: 'Show more' }).click();
   assert.ok((await bubble.boundingBox()).height > 2000, 'and unfolds');
   await bubble.getByRole('button', { name: 'Show less' }).waitFor();
