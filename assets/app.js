@@ -2,10 +2,10 @@
 // Plain ES modules, no build step (see assets/vendor/manifest.json for the
 // pinned third-party files).
 
-import { html, render, useState, useEffect, useCallback } from './js/lib.js';
+import { html, render, useState, useEffect, useCallback, useRef } from './js/lib.js';
 import { get, setCsrf, setUnauthorizedHandler, ApiError } from './js/api.js';
 import { currentRoute, navigate, onRouteChange, safeNext } from './js/router.js';
-import { AppContext, applyTheme, watchSystemTheme } from './js/state.js';
+import { AppContext, applyTheme, watchSystemTheme, saveDraft, hasDraft, sending } from './js/state.js';
 import { DialogHost, Toasts, Spinner, ErrorBanner, Logo } from './js/ui.js';
 import { SetupScreen, LoginScreen, RegisterScreen } from './js/auth.js';
 import { ChatScreen } from './js/chat.js';
@@ -49,9 +49,13 @@ function App() {
     preloadLibs();
   }, [boot]);
 
-  // A 401 anywhere: sign in, then come back here.
+  // A 401 anywhere: sign in, then come back here (with what was being typed).
+  const meRef = useRef(me);
+  meRef.current = me;
   useEffect(() => {
     setUnauthorizedHandler(() => {
+      const typed = sending.text || document.getElementById('message-box')?.value;
+      if (typed && !hasDraft()) saveDraft(typed, location.pathname, meRef.current?.id);
       setMe(null);
       setCsrf(null);
       const r = currentRoute();

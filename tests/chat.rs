@@ -353,6 +353,62 @@ async fn every_provider_and_behaviour_ends_in_one_stable_code() {
     assert_eq!(events.last().unwrap().data["code"], "PROVIDER_UNREACHABLE");
 }
 
+/// Polls the conversation's title until `done(title)` (the titles are
+/// written in the background after an answer ends).
+async fn title_when(e: &Env, cid: &str, done: impl Fn(&str) -> bool) -> String {
+    let mut title = String::new();
+    for _ in 0..200 {
+        title =
+            e.s.get(
+                &format!("/api/conversations/{cid}"),
+                Auth::Session(&e.admin),
+            )
+            .await
+            .body["title"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        if done(&title) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    title
+}
+
+#[tokio::test]
+async fn a_chat_whose_first_answer_failed_is_named_and_renamed_when_one_succeeds() {
+    let e = env().await;
+    let events = chat(
+        &e.s,
+        &e.admin,
+        json!({"content": "Plan a weekend in Lisbon with kids", "model": "oa+500"}),
+    )
+    .await;
+    assert_eq!(events.last().unwrap().event, "error");
+    let cid = events[0].data["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Named from the question, not "New chat" for good.
+    let title = title_when(&e, &cid, |t| t != "New chat").await;
+    assert_eq!(title, "Plan a weekend in Lisbon with kids");
+    // The first answer that completes names it with the model, as usual.
+    let events = chat(
+        &e.s,
+        &e.admin,
+        json!({"conversation_id": cid, "content": "again please", "model": "oa"}),
+    )
+    .await;
+    assert_eq!(events.last().unwrap().event, "done");
+    let title = title_when(&e, &cid, |t| t != "Plan a weekend in Lisbon with kids").await;
+    assert_ne!(
+        title, "Plan a weekend in Lisbon with kids",
+        "the model titled it"
+    );
+    assert_ne!(title, "New chat");
+}
+
 #[tokio::test]
 async fn unknown_model_and_bad_requests_are_clear_errors() {
     let e = env().await;

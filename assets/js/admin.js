@@ -6,7 +6,7 @@ import { get, post, patch, del } from './api.js';
 import { useApp } from './state.js';
 import { PageShell, Card, useList } from './settings.js';
 import { AdminUsage, QuotaCell, AuditFilters } from './usage.js';
-import { ErrorBanner, Spinner, confirmDialog, promptDialog, toast, timeAgo, dateTime, CopyButton, Icon } from './ui.js';
+import { describeError, ErrorBanner, Spinner, confirmDialog, promptDialog, toast, timeAgo, dateTime, CopyButton, Icon } from './ui.js';
 
 const SECTIONS = [
   ['users', 'Users'],
@@ -52,7 +52,7 @@ function Users() {
   const [formError, setFormError] = useState(null);
   const replace = (u) => list.setItems((xs) => xs.map((x) => (x.id === u.id ? u : x)));
   const update = async (u, body, done) => {
-    try { replace(await patch('/admin/users/' + u.id, body)); if (done) toast(done); } catch (e) { toast(`${e.code}: ${e.message}`, 'error'); }
+    try { replace(await patch('/admin/users/' + u.id, body)); if (done) toast(done); } catch (e) { toast(describeError(e).text, 'error'); }
   };
   const resetPassword = async (u) => {
     const pw = await promptDialog({ title: `New password for ${u.username}`, body: 'They will be signed out everywhere and their API keys deleted.', label: 'New password', type: 'password', required: true, minlength: 8, maxlength: 128, autocomplete: 'new-password', confirm: 'Set password' });
@@ -125,7 +125,7 @@ function Invites() {
   };
   const revoke = async (inv) => {
     if (!await confirmDialog({ title: 'Revoke this invite?', body: 'The link stops working.', confirm: 'Revoke', danger: true })) return;
-    try { await del('/admin/invites/' + encodeURIComponent(inv.code)); toast('Invite revoked'); load(); } catch (err) { toast(err.message, 'error'); }
+    try { await del('/admin/invites/' + encodeURIComponent(inv.code)); toast('Invite revoked'); load(); } catch (err) { toast(describeError(err).text, 'error'); }
   };
   return html`<${Card} id="invites" title="Invites" description="Links that let someone create an account (needed when registration is invite-only).">
     <form class="row-form" onSubmit=${create}>
@@ -205,11 +205,11 @@ function Providers() {
     return () => clearInterval(t);
   }, [load]);
   const setEnabled = async (p, enabled) => {
-    try { await patch('/admin/providers/' + encodeURIComponent(p.name), { enabled }); toast(enabled ? 'Provider enabled' : 'Provider disabled'); load(); } catch (e) { toast(`${e.code}: ${e.message}`, 'error'); }
+    try { await patch('/admin/providers/' + encodeURIComponent(p.name), { enabled }); toast(enabled ? 'Provider enabled' : 'Provider disabled'); load(); } catch (e) { toast(describeError(e).text, 'error'); }
   };
   const remove = async (p) => {
     if (!await confirmDialog({ title: `Delete provider ${p.name}?`, body: 'Its models disappear from the model picker.', confirm: 'Delete', danger: true })) return;
-    try { await del('/admin/providers/' + encodeURIComponent(p.name)); toast('Provider deleted'); load(); } catch (e) { toast(`${e.code}: ${e.message}`, 'error'); }
+    try { await del('/admin/providers/' + encodeURIComponent(p.name)); toast('Provider deleted'); load(); } catch (e) { toast(describeError(e).text, 'error'); }
   };
   return html`<${Card} id="providers" title="Providers" description="Where answers come from. Providers from the config file or the environment can only be enabled or disabled here."
       actions=${html`<button type="button" class="btn small" onClick=${load}><${Icon} name="refresh" size=${14} />Refresh</button>
@@ -252,7 +252,7 @@ function Audit() {
         <td><code>${a.action}</code></td>
         <td class="small break">${a.target || ''}</td>
         <td><span class=${'badge ' + (a.outcome === 'ok' ? 'ok' : 'bad')}>${a.outcome}</span></td>
-        <td class="small muted break">${a.ip || ''}</td>
+        <td class="small muted nowrap">${a.ip || ''}</td>
       </tr>`)}</tbody></table></div>
       <${MoreButton} list=${list} label="Older entries" />`}
   <//>`;

@@ -2,7 +2,7 @@
 
 import { html, useState, useEffect, useRef } from './lib.js';
 import { post, get, ApiError } from './api.js';
-import { useApp } from './state.js';
+import { useApp, hasDraft } from './state.js';
 import { ErrorBanner, Logo, Spinner } from './ui.js';
 
 function AuthCard({ title, subtitle, children, footer }) {
@@ -31,6 +31,12 @@ function Field({ label, hint, name, ...props }) {
   </div>`;
 }
 
+/** One checkbox that shows (or hides again) every password field of its form. */
+function ShowPasswords({ shown, setShown }) {
+  return html`<label class="check show-password">
+    <input type="checkbox" checked=${shown} onChange=${(e) => setShown(e.target.checked)} />Show password</label>`;
+}
+
 function useForm(initial) {
   const [v, setV] = useState(initial);
   const bind = (k) => ({ value: v[k], onInput: (e) => setV((s) => ({ ...s, [k]: e.target.value })) });
@@ -43,6 +49,8 @@ export function SetupScreen() {
   const [v, bind] = useForm({ username: '', email: '', password: '', confirm: '' });
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
+  const [shown, setShown] = useState(false);
+  const pwType = shown ? 'text' : 'password';
 
   if (server && !server.setup_required) {
     return html`<${AuthCard} title="Already set up" subtitle="This server has its administrator.">
@@ -56,7 +64,7 @@ export function SetupScreen() {
   const submit = async (e) => {
     e.preventDefault();
     if (v.password !== v.confirm) {
-      setError({ code: 'VALIDATION_FAILED', message: 'The two passwords differ.' });
+      setError({ code: 'VALIDATION_FAILED', message: 'The two passwords differ.', local: true });
       return;
     }
     setBusy(true);
@@ -77,9 +85,10 @@ export function SetupScreen() {
       <${Field} label="Username" name="username" autocomplete="username" required minlength="3" maxlength="50"
         pattern="[A-Za-z0-9_]+" hint="3–50 letters, digits or _" ...${bind('username')} />
       <${Field} label="Email (optional)" name="email" type="email" autocomplete="email" ...${bind('email')} />
-      <${Field} label="Password" name="password" type="password" autocomplete="new-password" required minlength="8" maxlength="128"
+      <${Field} label="Password" name="password" type=${pwType} autocomplete="new-password" required minlength="8" maxlength="128"
         hint="At least 8 characters" ...${bind('password')} />
-      <${Field} label="Repeat password" name="confirm" type="password" autocomplete="new-password" required minlength="8" ...${bind('confirm')} />
+      <${Field} label="Repeat password" name="confirm" type=${pwType} autocomplete="new-password" required minlength="8" ...${bind('confirm')} />
+      <${ShowPasswords} shown=${shown} setShown=${setShown} />
       <button class="btn primary wide" type="submit" disabled=${busy}>${busy ? html`<${Spinner} />` : 'Create account and sign in'}</button>
     </form>
   <//>`;
@@ -90,6 +99,8 @@ export function LoginScreen() {
   const [v, bind] = useForm({ username: route.query.get('username') || '', password: '' });
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
+  const [shown, setShown] = useState(false);
+  const [kept] = useState(hasDraft);
   const next = route.query.get('next') || '/';
   const submit = async (e) => {
     e.preventDefault();
@@ -107,9 +118,13 @@ export function LoginScreen() {
   return html`<${AuthCard} title="Sign in"
       footer=${canRegister && html`<span>No account yet? <a href=${'/register' + (next !== '/' ? '?next=' + encodeURIComponent(next) : '')}>Create one</a></span>`}>
     <form class="stack" onSubmit=${submit}>
+      ${kept && html`<div class="banner note" role="status" data-testid="session-ended">
+        <div class="banner-text">Your session has ended, so your message was not sent. Sign in again: the message you wrote is kept and comes back in the message box.</div>
+      </div>`}
       <${ErrorBanner} error=${error} compact />
       <${Field} label="Username" name="username" autocomplete="username" required ...${bind('username')} />
-      <${Field} label="Password" name="password" type="password" autocomplete="current-password" required ...${bind('password')} />
+      <${Field} label="Password" name="password" type=${shown ? 'text' : 'password'} autocomplete="current-password" required ...${bind('password')} />
+      <${ShowPasswords} shown=${shown} setShown=${setShown} />
       <button class="btn primary wide" type="submit" disabled=${busy}>${busy ? html`<${Spinner} />` : 'Sign in'}</button>
     </form>
   <//>`;
@@ -117,9 +132,11 @@ export function LoginScreen() {
 
 export function RegisterScreen() {
   const { route, signedIn, server } = useApp();
-  const [v, bind] = useForm({ username: '', email: '', password: '', invite: route.query.get('invite') || '' });
+  const [v, bind] = useForm({ username: '', email: '', password: '', confirm: '', invite: route.query.get('invite') || '' });
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
+  const [shown, setShown] = useState(false);
+  const pwType = shown ? 'text' : 'password';
   const mode = server?.registration || 'closed';
   const inviteFromLink = !!route.query.get('invite');
   const showInvite = mode === 'invite' || inviteFromLink;
@@ -131,6 +148,10 @@ export function RegisterScreen() {
   }
   const submit = async (e) => {
     e.preventDefault();
+    if (v.password !== v.confirm) {
+      setError({ code: 'VALIDATION_FAILED', message: 'The two passwords differ.', local: true });
+      return;
+    }
     setBusy(true);
     setError(null);
     try {
@@ -154,8 +175,10 @@ export function RegisterScreen() {
       <${Field} label="Username" name="username" autocomplete="username" required minlength="3" maxlength="50"
         pattern="[A-Za-z0-9_]+" hint="3–50 letters, digits or _" ...${bind('username')} />
       <${Field} label="Email (optional)" name="email" type="email" autocomplete="email" ...${bind('email')} />
-      <${Field} label="Password" name="password" type="password" autocomplete="new-password" required minlength="8" maxlength="128"
+      <${Field} label="Password" name="password" type=${pwType} autocomplete="new-password" required minlength="8" maxlength="128"
         hint="At least 8 characters" ...${bind('password')} />
+      <${Field} label="Repeat password" name="confirm" type=${pwType} autocomplete="new-password" required minlength="8" ...${bind('confirm')} />
+      <${ShowPasswords} shown=${shown} setShown=${setShown} />
       <button class="btn primary wide" type="submit" disabled=${busy}>${busy ? html`<${Spinner} />` : 'Create account'}</button>
     </form>
   <//>`;

@@ -10,7 +10,9 @@ import { get, post, patch, del, ApiError, providerKey } from './api.js';
 import { navigate } from './router.js';
 import { useApp } from './state.js';
 import { GenerationStream } from './stream.js';
-import { Icon, Logo, ErrorBanner, confirmDialog, promptDialog, Spinner, toast } from './ui.js';
+import { Icon, Logo, ErrorBanner, confirmDialog, promptDialog, Spinner, toast, plainTitle } from './ui.js';
+import { groupByDate } from './words.js';
+import { takeDraft, sending } from './state.js';
 import { Thread, Composer, paintWithin } from './thread.js';
 import { SearchResults, useMessageSearch, searchOptions, optionId } from './search.js';
 import { logout } from './auth.js';
@@ -156,7 +158,7 @@ function ConversationMenu({ conv, onRename, onAction, onClose, anchorRef }) {
   };
   const item = (icon, label, fn, cls = '') => html`<button type="button" role="menuitem" class=${'menu-item ' + cls}
     onClick=${() => { onClose(false); fn(); }}><${Icon} name=${icon} size=${16} />${label}</button>`;
-  return html`<div class="menu" role="menu" ref=${ref} aria-label=${'Actions for ' + conv.title} onKeyDown=${keys}>
+  return html`<div class="menu" role="menu" ref=${ref} aria-label=${'Actions for ' + plainTitle(conv.title)} onKeyDown=${keys}>
     ${item('edit', 'Rename', onRename)}
     ${!conv.archived && item('pin', conv.pinned ? 'Unpin' : 'Pin', () => onAction('pin'))}
     ${item('archive', conv.archived ? 'Unarchive' : 'Archive', () => onAction('archive'))}
@@ -189,9 +191,9 @@ function ConversationItem({ conv, active, onAction }) {
             if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); finishRename(false); }
           }}
           onBlur=${() => renaming && finishRename(true)} />`
-      : html`<a href=${'/c/' + conv.id} class="conv-link" aria-current=${active ? 'page' : undefined} title=${conv.title}>
-          ${conv.pinned && html`<${Icon} name="pin" size=${14} class="pin-icon" />`}<span class="conv-title">${conv.title}</span></a>`}
-    ${!renaming && html`<button type="button" ref=${btnRef} class="icon-btn tiny conv-more" aria-label=${'More actions for ' + conv.title}
+      : html`<a href=${'/c/' + conv.id} class="conv-link" aria-current=${active ? 'page' : undefined} title=${plainTitle(conv.title)}>
+          ${conv.pinned && html`<${Icon} name="pin" size=${14} class="pin-icon" />`}<span class="conv-title">${plainTitle(conv.title)}</span></a>`}
+    ${!renaming && html`<button type="button" ref=${btnRef} class="icon-btn tiny conv-more" aria-label=${'More actions for ' + plainTitle(conv.title)}
         aria-haspopup="menu" aria-expanded=${menu ? 'true' : 'false'} onClick=${() => setMenu((m) => !m)}>
       <${Icon} name="more" size=${16} /></button>`}
     ${menu && html`<${ConversationMenu} conv=${conv} anchorRef=${btnRef}
@@ -201,7 +203,7 @@ function ConversationItem({ conv, active, onAction }) {
   </li>`;
 }
 
-function Sidebar({ list, activeId, onNewChat, onAction, searchRef, open, onClose, onOpenHit }) {
+function Sidebar({ list, activeId, onNewChat, onAction, searchRef, open, onClose, onOpenHit, onLeave }) {
   const { me, setMe } = useApp();
   const [q, setQ] = useState('');
   const [activeKey, setActiveKey] = useState(null);
@@ -233,10 +235,18 @@ function Sidebar({ list, activeId, onNewChat, onAction, searchRef, open, onClose
 
   const onSearchKey = (e) => {
     if (e.key === 'Escape') {
-      if (!q) return;
-      e.preventDefault();
-      e.stopPropagation();
-      setQ('');
+      // The topmost thing only: the query first, then (on a phone) the
+      // drawer; on a desktop, leave the box for the message box. Never the
+      // running answer.
+      if (q) {
+        e.preventDefault();
+        e.stopPropagation();
+        setQ('');
+      } else if (!drawerShown()) {
+        e.preventDefault();
+        e.stopPropagation();
+        onLeave();
+      }
     } else if (!searching) {
       /* nothing to walk */
     } else if (e.key === 'ArrowDown') {
@@ -254,7 +264,8 @@ function Sidebar({ list, activeId, onNewChat, onAction, searchRef, open, onClose
     }
   };
 
-  const section = (title, items) => items.length > 0 && html`<section class="conv-section" aria-label=${title}>
+  const drawerShown = () => open && isPhone();
+  const section = (title, items) => items.length > 0 && html`<section key=${title} class="conv-section" aria-label=${title}>
     <h2 class="conv-heading">${title}</h2>
     <ul class="conv-list">${items.map((c) => html`<${ConversationItem} key=${c.id} conv=${c} active=${c.id === activeId} onAction=${onAction} />`)}</ul>
   </section>`;
@@ -285,7 +296,7 @@ function Sidebar({ list, activeId, onNewChat, onAction, searchRef, open, onClose
             activeKey=${activeIndex >= 0 ? activeKey : null} setActiveKey=${setActiveKey} chosenKey=${chosenKey} listId=${SEARCH_LIST_ID} />`
         : html`
           ${section('Pinned', list.pinned)}
-          ${section(list.archived ? 'Archived' : 'Recent', list.recent)}
+          ${list.archived ? section('Archived', list.recent) : groupByDate(list.recent).map((g) => section(g.title, g.items))}
           ${!list.loading && !list.pinned.length && !list.recent.length && html`<p class="muted small pad">${list.archived ? 'Nothing archived.' : 'No conversations yet.'}</p>`}
           <div ref=${endRef} class="list-end">${list.loading && html`<${Spinner} label="Loading conversations" />`}</div>`}
     </nav>
@@ -306,8 +317,50 @@ function Sidebar({ list, activeId, onNewChat, onAction, searchRef, open, onClose
 
 // ---- the screen ------------------------------------------------------------------
 
+/** The sidebar is a drawer over the chat (app.css, max-width: 820px). */
+const isPhone = () => window.matchMedia('(max-width: 820px)').matches;
+
+/** The title in the header: a button that turns into a field to rename it. */
+function HeaderTitle({ conv, fallback, onRename }) {
+  const [editing, setEditing] = useState(false);
+  const inputRef = useRef(null);
+  const btnRef = useRef(null);
+  useEffect(() => {
+    if (editing) {
+      inputRef.current?.focus();
+      inputRef.current?.select();
+    }
+  }, [editing]);
+  useEffect(() => { setEditing(false); }, [conv?.id]);
+  const title = conv ? plainTitle(conv.title) : fallback;
+  if (!conv) return html`<h1 class="chat-title">${fallback}</h1>`;
+  const finish = async (save) => {
+    const v = inputRef.current?.value.trim();
+    setEditing(false);
+    requestAnimationFrame(() => btnRef.current?.focus());
+    if (save && v && v !== conv.title) await onRename(v);
+  };
+  return html`<h1 class="chat-title">
+    ${editing
+      ? html`<input ref=${inputRef} class="title-input" aria-label="Conversation title" defaultValue=${conv.title} maxlength="200"
+          onKeyDown=${(e) => {
+            if (e.key === 'Enter') { e.preventDefault(); finish(true); }
+            if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); finish(false); }
+          }}
+          onBlur=${() => finish(true)} />`
+      : html`<button type="button" ref=${btnRef} class="title-btn" title="Rename" aria-label=${'Rename conversation: ' + title}
+          onClick=${() => setEditing(true)}><span class="title-text">${title}</span><${Icon} name="edit" size=${14} /></button>`}
+  </h1>`;
+}
+
+/** Marks the models of providers the last health check could not reach. */
+function modelLabel(m, down) {
+  const name = m.display_name && m.display_name !== m.id ? `${m.display_name} (${m.id})` : m.id;
+  return down.has(m.provider) ? `${name} (unreachable)` : name;
+}
+
 export function ChatScreen() {
-  const { route } = useApp();
+  const { route, me } = useApp();
   const convId = route.params.id || null;
   const list = useConversations();
 
@@ -327,6 +380,8 @@ export function ChatScreen() {
   const [draftSystem, setDraftSystem] = useState('');
   const [drawer, setDrawer] = useState(false);
   const [atBottom, setAtBottom] = useState(true);
+  const [announce, setAnnounce] = useState('');
+  const [notice, setNotice] = useState(null);
 
   const streamRef = useRef(null);
   const genRef = useRef(null); // {gid, assistantId}
@@ -365,10 +420,20 @@ export function ChatScreen() {
     };
   }, []);
 
-  // Models, once.
+  // Models, once; the providers' health now and then (a check runs every
+  // minute on the server), to mark the models of unreachable ones.
+  const [down, setDown] = useState(() => new Set());
+  const loadHealth = useCallback(() => {
+    get('/providers').then((r) => {
+      setDown(new Set(r.items.filter((p) => p.enabled && !p.reachable && p.last_error).map((p) => p.name)));
+    }).catch(() => {});
+  }, []);
   useEffect(() => {
     get('/models').then(setModels).catch(() => {});
-  }, []);
+    loadHealth();
+    const t = setInterval(loadHealth, 60000);
+    return () => clearInterval(t);
+  }, [loadHealth]);
 
   const modelIds = models.items.map((m) => m.id);
   const pick = (m) => (m && (modelIds.length === 0 || modelIds.includes(m)) ? m : '');
@@ -393,10 +458,15 @@ export function ChatScreen() {
     try {
       const c = await get('/conversations/' + encodeURIComponent(id), { limit: THREAD_PAGE });
       if (convRef.current && convRef.current.id !== id && quiet) return null;
-      const { messages: msgs, has_more: more, ...meta } = c;
+      const { messages: fetched, has_more: more, ...meta } = c;
       setConv(meta);
       convRef.current = meta;
       const old = messagesRef.current;
+      // Messages shown before keep their render key (a streamed one was keyed
+      // by its local id): a new key would re-mount it, and the thread would
+      // lose its scroll position for a frame and land at the top.
+      const keys = new Map(old.filter((m) => m.key && m.key !== m.id).map((m) => [m.id, m.key]));
+      const msgs = keys.size ? fetched.map((m) => (keys.has(m.id) ? { ...m, key: keys.get(m.id) } : m)) : fetched;
       const at = quiet && msgs.length ? old.findIndex((m) => m.id === msgs[0].id) : -1;
       if (at > 0) {
         // Same path above the new window: keep what the reader paged in.
@@ -610,6 +680,7 @@ export function ChatScreen() {
   useEffect(() => {
     setEditingId(null);
     setError(null);
+    setNotice(null);
     if (convId && ownNav.current === convId) {
       ownNav.current = null;
       return;
@@ -642,8 +713,19 @@ export function ChatScreen() {
 
   useEffect(() => () => closeStream(), []); // eslint-disable-line
 
+  // A message typed when the session ended comes back after signing in.
   useEffect(() => {
-    document.title = conv?.title ? `${conv.title} · confab` : convId ? 'confab' : 'New chat · confab';
+    const d = takeDraft(location.pathname, me?.id);
+    if (!d) return;
+    requestAnimationFrame(() => {
+      inputRef.current?.confabSetText?.(d);
+      inputRef.current?.focus();
+    });
+    setNotice('Your message was not sent because your session had ended. It is back in the message box: send it again.');
+  }, [convId]);
+
+  useEffect(() => {
+    document.title = conv?.title ? `${plainTitle(conv.title)} · confab` : convId ? 'confab' : 'New chat · confab';
   }, [conv?.title, convId]);
 
   // ---- scrolling ----
@@ -717,6 +799,7 @@ export function ChatScreen() {
   function handlers(ctx) {
     return {
       meta(d) {
+        sending.text = null;
         genRef.current = { gid: d.generation_id, assistantId: d.assistant_message_id };
         ctx.cid = d.conversation_id;
         if (ctx.tempAssistant) {
@@ -745,13 +828,15 @@ export function ChatScreen() {
       },
       done(d) {
         flush();
+        setAnnounce(d.finish_reason === 'stopped' ? 'Answer stopped.' : 'Answer finished.');
         commitLive({ status: d.finish_reason === 'stopped' ? 'interrupted' : 'complete', finish_reason: d.finish_reason });
         finishStream(ctx.cid);
       },
       error(e) {
         flush();
-        commitLive({ status: 'error', error: { code: e.code, message: e.message } });
-        setError({ ...e, retry: 'regenerate' });
+        // Shown in the answer itself (with Retry when it can help), not twice.
+        commitLive({ status: 'error', error: { code: e.code, message: e.message, request_id: e.request_id } });
+        setAnnounce('The answer failed.');
         finishStream(ctx.cid);
       },
       status(s) { setLiveStatus(s); },
@@ -801,22 +886,31 @@ export function ChatScreen() {
     stick.current = true;
     setBusy(true);
     setLiveStatus('live');
+    setAnnounce('');
     const ctx = { cid: body.conversation_id || null, tempAssistant: tempA, tempUser: tempU };
     const s = new GenerationStream(handlers(ctx));
     streamRef.current = s;
     const headers = {};
     const key = providerKey();
     if (key) headers['X-Provider-Key'] = key;
+    sending.text = retryText ?? null;
     try {
       await s.start(body, headers);
     } catch (e) {
+      sending.text = null;
       if (streamRef.current !== s) return;
       streamRef.current = null;
       live.key = null;
       setBusy(false);
       setMessages(before);
+      // The session ended: the app has gone to the sign-in page and kept
+      // the text (app.js, `sending`); it comes back here after signing in.
+      if (e instanceof ApiError && e.status === 401) return;
       if (retryText != null) inputRef.current?.confabSetText?.(retryText);
-      setError({ code: e.code, message: e.message, request_id: e.request_id, retry: () => start({ body, base, userMsg, retryText: null }) });
+      setError({
+        code: e.code, message: e.message, request_id: e.request_id, status: e.status, retry_after: e.retry_after,
+        retry: () => start({ body, base, userMsg, retryText: null }),
+      });
       if (ctx.cid && ctx.cid !== convRef.current?.id) return;
       if (body.conversation_id) loadConversation(body.conversation_id, { quiet: true });
     }
@@ -937,12 +1031,13 @@ export function ChatScreen() {
       } else if (action === 'archive') {
         const u = await patch('/conversations/' + c.id, { archived: !c.archived });
         list.upsert(u);
+        if (conv?.id === c.id) setConv((o) => ({ ...o, archived: u.archived }));
         toast(u.archived ? 'Archived' : 'Restored from the archive');
         if (u.archived && conv?.id === c.id) navigate('/');
       } else if (action === 'delete') {
         const ok = await confirmDialog({
           title: 'Delete this conversation?',
-          body: `“${c.title}” and all its messages will be deleted. This cannot be undone.`,
+          body: `“${plainTitle(c.title)}” and all its messages will be deleted. This cannot be undone.`,
           confirm: 'Delete',
           danger: true,
         });
@@ -1012,11 +1107,20 @@ export function ChatScreen() {
         e.preventDefault();
         newChat();
       } else if (e.key === 'Escape' && !e.defaultPrevented) {
+        // The topmost thing only: a dialog handles its own; then the drawer;
+        // only when nothing is open does Escape stop the running answer.
         if (document.querySelector('dialog[open]')) return;
+        if (drawer && isPhone()) {
+          e.preventDefault();
+          setDrawer(false);
+          requestAnimationFrame(() => inputRef.current?.focus());
+          return;
+        }
+        if (drawer) setDrawer(false);
         if (genRef.current) {
           e.preventDefault();
           stop();
-        } else if (drawer) setDrawer(false);
+        }
       }
     };
     window.addEventListener('keydown', onKey);
@@ -1039,21 +1143,25 @@ export function ChatScreen() {
   const empty = !convId && messages.length === 0;
   const systemSet = !!(conv ? conv.system_prompt : draftSystem.trim());
 
+  const modelDown = !!model && down.has(models.items.find((m) => m.id === model)?.provider);
   return html`<div class=${'chat-layout' + (drawer ? ' drawer-open' : '')}>
+    <a class="skip-link" href="#message-box" onClick=${(e) => { e.preventDefault(); inputRef.current?.focus(); }}>Skip to the message box</a>
     <${Sidebar} list=${list} activeId=${convId} onNewChat=${newChat} onAction=${onConvAction}
-      searchRef=${searchRef} open=${drawer} onClose=${() => setDrawer(false)} onOpenHit=${openHit} />
+      searchRef=${searchRef} open=${drawer} onClose=${() => setDrawer(false)} onOpenHit=${openHit}
+      onLeave=${() => inputRef.current?.focus()} />
     ${drawer && html`<div class="backdrop" aria-hidden="true" onClick=${() => setDrawer(false)}></div>`}
     <main class="chat-main">
       <header class="chat-header">
         <button type="button" class="icon-btn menu-btn" aria-label="Open sidebar" onClick=${() => setDrawer(true)}><${Icon} name="menu" /></button>
-        <h1 class="chat-title" title=${conv?.title || ''}>${conv?.title || (convId ? '' : 'New chat')}</h1>
+        <${HeaderTitle} conv=${conv} fallback=${convId ? '' : 'New chat'} onRename=${(v) => onConvAction(conv, 'rename', v)} />
+        ${conv?.archived && html`<span class="badge warn archived-badge">Archived</span>`}
         <div class="header-tools">
           <label class="model-picker">
             <span class="sr-only">Model</span>
-            <select aria-label="Model" value=${model} disabled=${busy || models.items.length === 0}
+            <select aria-label="Model" value=${model} onFocus=${loadHealth} disabled=${busy || models.items.length === 0}
                 onChange=${(e) => changeModel(e.target.value)}>
               ${models.items.length === 0 && html`<option value="">No models available</option>`}
-              ${models.items.map((m) => html`<option value=${m.id}>${m.display_name && m.display_name !== m.id ? `${m.display_name} (${m.id})` : m.id}</option>`)}
+              ${models.items.map((m) => html`<option value=${m.id}>${modelLabel(m, down)}</option>`)}
             </select>
             <${Icon} name="chevronDown" size=${14} />
           </label>
@@ -1079,10 +1187,22 @@ export function ChatScreen() {
       </div>
       <div class="chat-bottom">
         ${!atBottom && !empty && html`<button type="button" class="scroll-down icon-btn" aria-label="Scroll to the newest message" onClick=${scrollToBottom}><${Icon} name="arrowDown" /></button>`}
+        ${conv?.archived && html`<div class="banner note" role="note" data-testid="archived-note">
+          <${Icon} name="archive" /><div class="banner-text">This chat is archived: it is hidden from the list of chats.</div>
+          <div class="banner-actions"><button type="button" class="btn small" onClick=${() => onConvAction(conv, 'archive')}>Unarchive</button></div>
+        </div>`}
+        ${modelDown && html`<div class="banner note warn" role="note" data-testid="model-down">
+          <${Icon} name="alert" /><div class="banner-text">The provider of ${model} could not be reached at its last check, so answers may fail. Pick another model if they do.</div>
+        </div>`}
+        ${notice && html`<div class="banner note" role="status">
+          <${Icon} name="alert" /><div class="banner-text">${notice}</div>
+          <div class="banner-actions"><button type="button" class="icon-btn" aria-label="Dismiss" onClick=${() => setNotice(null)}><${Icon} name="close" size=${16} /></button></div>
+        </div>`}
         ${error && html`<${ErrorBanner} error=${error} onDismiss=${() => setError(null)}
             onRetry=${error.retry || convId ? retryError : null} />`}
         <${Composer} inputRef=${inputRef} onSend=${send} onStop=${stop} busy=${busy}
           disabled=${!!convError} />
+        <div class="sr-only" role="status" aria-live="polite" data-testid="announcer">${announce}</div>
       </div>
     </main>
   </div>`;

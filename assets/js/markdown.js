@@ -207,7 +207,12 @@ DOMPurify.addHook('afterSanitizeAttributes', (node) => {
     }
   }
   if (node.nodeName === 'INPUT' && node.getAttribute('type') !== 'checkbox') node.remove();
-  if (node.nodeName === 'INPUT') node.setAttribute('disabled', '');
+  if (node.nodeName === 'INPUT') {
+    node.setAttribute('disabled', '');
+    // A task-list box: say what it marks (screen readers otherwise read "checkbox").
+    const task = (node.parentElement?.textContent || '').trim().slice(0, 120);
+    node.setAttribute('aria-label', `${node.hasAttribute('checked') ? 'Done' : 'To do'}${task ? ': ' + task : ''}`);
+  }
 });
 
 const PURIFY = {

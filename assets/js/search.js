@@ -9,7 +9,7 @@
 
 import { html, useState, useEffect, useRef, useCallback, useMemo } from './lib.js';
 import { searchMessages, filterByTitle, ApiError } from './api.js';
-import { Icon, Spinner, ErrorBanner, timeAgo, dateTime } from './ui.js';
+import { Icon, Spinner, ErrorBanner, timeAgo, dateTime, plainTitle } from './ui.js';
 
 export const MIN_CHARS = 2;
 const DEBOUNCE_MS = 250;
@@ -202,14 +202,14 @@ export function SearchResults({ q, conversations, search, onOpen, activeKey, set
         <div class="conv-heading" aria-hidden="true">Chats</div>
         ${shownTitles.map((c) => option('c:' + c.id, { conversation_id: c.id, message_id: null }, html`
           <${Icon} name=${c.pinned ? 'pin' : 'chat'} size=${15} class="sr-icon" />
-          <span class="sr-title"><${Highlighted} text=${c.title} ranges=${titleRanges(c.title, query)} /></span>`, 'sr-chat'))}
+          <span class="sr-title"><${Highlighted} text=${plainTitle(c.title)} ranges=${titleRanges(plainTitle(c.title), query)} /></span>`, 'sr-chat'))}
       </div>`}
       ${(hits.length > 0 || (query.length >= MIN_CHARS && !nothing)) && html`<div role="group" aria-label="Messages" class="sr-group">
         <div class="conv-heading sr-heading" aria-hidden="true">Messages
           ${searching && html`<${Spinner} label="Searching messages" />`}</div>
         ${hits.map((h) => option(hitKey(h), h, html`
           <div class="sr-top">
-            <span class="sr-title">${h.conversation_title || 'Untitled'}</span>
+            <span class="sr-title">${plainTitle(h.conversation_title) || 'Untitled'}</span>
             <time class="sr-date" datetime=${h.created_at} title=${dateTime(h.created_at)}><span aria-hidden="true">${shortAgo(h.created_at)}</span><span class="sr-only">${timeAgo(h.created_at)}</span></time>
           </div>
           <div class="sr-snippet"><span class=${'sr-role ' + h.role}>${ROLE_LABEL[h.role] || h.role}</span>

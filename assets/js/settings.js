@@ -4,7 +4,7 @@
 import { html, useState, useEffect, useCallback } from './lib.js';
 import { get, post, del, providerKey, setProviderKey } from './api.js';
 import { useApp, getTheme, setTheme } from './state.js';
-import { ErrorBanner, Spinner, confirmDialog, toast, timeAgo, dateTime, CopyButton, Icon } from './ui.js';
+import { describeError, ErrorBanner, Spinner, confirmDialog, toast, timeAgo, dateTime, CopyButton, Icon } from './ui.js';
 import { UsageCard } from './usage.js';
 
 export function PageShell({ title, nav, children, back = '/' }) {
@@ -81,11 +81,11 @@ function SessionsCard() {
   const { data, error, load } = useList('/auth/sessions');
   const revoke = async (s) => {
     if (!await confirmDialog({ title: 'Sign out this session?', body: `${s.user_agent || 'Unknown browser'} · ${s.ip || ''}`, confirm: 'Sign out', danger: true })) return;
-    try { await del('/auth/sessions/' + s.id); toast('Session signed out'); load(); } catch (e) { toast(e.message, 'error'); }
+    try { await del('/auth/sessions/' + s.id); toast('Session signed out'); load(); } catch (e) { toast(describeError(e).text, 'error'); }
   };
   const others = async () => {
     if (!await confirmDialog({ title: 'Sign out all other sessions?', confirm: 'Sign out others', danger: true })) return;
-    try { const r = await post('/auth/sessions/revoke-others', {}); toast(`${r.revoked} session(s) signed out`); load(); } catch (e) { toast(e.message, 'error'); }
+    try { const r = await post('/auth/sessions/revoke-others', {}); toast(`${r.revoked} session(s) signed out`); load(); } catch (e) { toast(describeError(e).text, 'error'); }
   };
   return html`<${Card} id="sessions" title="Active sessions" description="Browsers signed in to your account."
       actions=${data && data.items.length > 1 && html`<button type="button" class="btn small" onClick=${others}>Sign out other sessions</button>`}>
@@ -132,7 +132,7 @@ function ApiKeysCard() {
   };
   const remove = async (k) => {
     if (!await confirmDialog({ title: `Delete the key “${k.name}”?`, body: 'Programs using it stop working at once.', confirm: 'Delete key', danger: true })) return;
-    try { await del('/keys/' + k.id); toast('Key deleted'); load(); } catch (err) { toast(err.message, 'error'); }
+    try { await del('/keys/' + k.id); toast('Key deleted'); load(); } catch (err) { toast(describeError(err).text, 'error'); }
   };
   return html`<${Card} id="api-keys" title="API keys" description="For programs and editors that speak the OpenAI API (Authorization: Bearer cfk_…).">
     ${created && html`<div class="banner success" role="status">
@@ -169,7 +169,7 @@ function PasswordCard() {
   const submit = async (e) => {
     e.preventDefault();
     setError(null);
-    if (v.next !== v.confirm) { setError({ code: 'VALIDATION_FAILED', message: 'The new passwords differ.' }); return; }
+    if (v.next !== v.confirm) { setError({ code: 'VALIDATION_FAILED', message: 'The new passwords differ.', local: true }); return; }
     setBusy(true);
     try {
       const r = await post('/auth/password', { current_password: v.current, new_password: v.next }, { authRedirect: false });
@@ -184,7 +184,7 @@ function PasswordCard() {
   };
   return html`<${Card} id="password" title="Password" description="Changing it signs out your other sessions and deletes your API keys.">
     <form class="stack narrow" onSubmit=${submit}>
-      <${ErrorBanner} error=${error} compact />
+      <${ErrorBanner} error=${error} compact overrides=${{ INVALID_CREDENTIALS: 'Your current password is not right. Type it again.' }} />
       <input type="text" autocomplete="username" hidden readonly value="" aria-hidden="true" tabindex="-1" />
       <label class="field"><span>Current password</span><input type="password" autocomplete="current-password" required ...${bind('current')} /></label>
       <label class="field"><span>New password</span><input type="password" autocomplete="new-password" required minlength="8" maxlength="128" ...${bind('next')} /></label>

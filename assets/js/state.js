@@ -46,3 +46,47 @@ export function watchSystemTheme() {
     window.removeEventListener('storage', onStorage);
   };
 }
+
+// ---- a message typed when the session ended ----------------------------------
+// Kept in sessionStorage (this tab only) with the page and the user it
+// belongs to, and given back once, after signing in, on that page.
+
+const DRAFT_KEY = 'confab.draft';
+
+/** The message being sent right now (the composer is already empty), for the 401 handler. */
+export const sending = { text: null };
+
+export function saveDraft(text, path, userId) {
+  if (!text || !text.trim()) return;
+  try {
+    sessionStorage.setItem(DRAFT_KEY, JSON.stringify({ text, path, user: userId || null }));
+  } catch {
+    /* storage unavailable */
+  }
+}
+
+function readDraft() {
+  try {
+    const d = JSON.parse(sessionStorage.getItem(DRAFT_KEY) || 'null');
+    return d && typeof d.text === 'string' ? d : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether a draft waits for the person to sign in again. */
+export function hasDraft() {
+  return !!readDraft();
+}
+
+/** The draft for `path` and user `userId`, removed from storage; else null. */
+export function takeDraft(path, userId) {
+  const d = readDraft();
+  if (!d || d.path !== path || (d.user && userId && d.user !== userId)) return null;
+  try {
+    sessionStorage.removeItem(DRAFT_KEY);
+  } catch {
+    /* storage unavailable */
+  }
+  return d.text;
+}

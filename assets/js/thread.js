@@ -5,7 +5,7 @@
 
 import { html, Component, useState, useEffect, useLayoutEffect, useRef, useCallback, useMemo } from './lib.js';
 import { renderMarkdownFor, renderMarkdownUncached, decorateCodeBlocks, onLibsChange, libsVersion } from './markdown.js';
-import { Icon, copyText, toast, CopyButton } from './ui.js';
+import { Icon, copyText, toast, CopyButton, ErrorDetails, describeError } from './ui.js';
 
 // ---- lazy markdown ------------------------------------------------------------------
 //
@@ -66,14 +66,94 @@ export class Markdown extends Component {
     const i = pending.indexOf(this);
     if (i >= 0) pending.splice(i, 1);
     const { text, streaming, id } = this.props;
-    el.classList.remove('md-plain');
-    el.innerHTML = streaming ? renderMarkdownUncached(text) : renderMarkdownFor(id, text);
-    decorateCodeBlocks(el);
+    const out = streaming ? renderMarkdownUncached(text) : renderMarkdownFor(id, text);
+    if (!el.firstChild || el.classList.contains('md-plain')) {
+      el.classList.remove('md-plain');
+      el.innerHTML = out; // sanitized (markdown.js)
+      decorateCodeBlocks(el);
+    } else {
+      // Update in place: what did not change stays the same DOM and a text
+      // that grew is appended to, so a selection survives the next token.
+      // While streaming, a node holding the selection is never replaced:
+      // the paint waits (selectionchange catches up once it moves away).
+      const next = document.createElement('template');
+      next.innerHTML = out; // sanitized (markdown.js)
+      decorateCodeBlocks(next.content);
+      const keep = streaming ? selectionTouches : () => false;
+      if (!morph(el, next.content, keep)) {
+        deferPaint(this);
+        return;
+      }
+    }
     this.props.onPaint?.();
   }
   render() {
     return html`<div class="md"></div>`;
   }
+}
+
+/** Whether the reader has a (non-empty) selection touching `el`. */
+function selectionTouches(el) {
+  const sel = document.getSelection();
+  if (!sel || sel.isCollapsed || !sel.rangeCount) return false;
+  return sel.getRangeAt(0).intersectsNode(el);
+}
+
+const deferred = new Set();
+function onSelectionChange() {
+  for (const md of [...deferred]) {
+    if (!md.base?.isConnected) deferred.delete(md);
+    else if (!selectionTouches(md.base)) {
+      deferred.delete(md);
+      md.paint();
+    }
+  }
+  if (!deferred.size) document.removeEventListener('selectionchange', onSelectionChange);
+}
+function deferPaint(md) {
+  if (!deferred.size) document.addEventListener('selectionchange', onSelectionChange);
+  deferred.add(md);
+}
+
+/**
+ * Makes the children of `into` look like those of `from` (a fragment of
+ * sanitized nodes, consumed), touching only what differs: equal nodes are
+ * kept, a text node that grew is appended to, same-tag elements are
+ * updated inside. Stops (false) before replacing a node for which
+ * `keep(node)` holds; a later call finishes the job.
+ */
+function morph(into, from, keep) {
+  const have = [...into.childNodes];
+  const want = [...from.childNodes];
+  for (let i = 0; i < want.length; i++) {
+    const o = have[i];
+    const n = want[i];
+    if (!o) {
+      into.append(...want.slice(i));
+      break;
+    }
+    if (o.isEqualNode(n)) continue;
+    if (o.nodeType === 3 && n.nodeType === 3 && n.data.startsWith(o.data)) {
+      o.appendData(n.data.slice(o.data.length));
+    } else if (o.nodeType === 1 && n.nodeType === 1 && o.tagName === n.tagName && sameAttributes(o, n)) {
+      if (!morph(o, n, keep)) return false;
+    } else if (keep(o)) {
+      return false;
+    } else {
+      o.replaceWith(n);
+    }
+  }
+  for (let j = have.length - 1; j >= want.length; j--) {
+    if (keep(have[j])) return false;
+    have[j].remove();
+  }
+  return true;
+}
+
+function sameAttributes(a, b) {
+  if (a.attributes.length !== b.attributes.length) return false;
+  for (const { name, value } of b.attributes) if (a.getAttribute(name) !== value) return false;
+  return true;
 }
 
 function useLibsVersion() {
@@ -90,6 +170,7 @@ function useLibsVersion() {
 function tokensLabel(usage) {
   if (!usage) return null;
   const n = usage.output_tokens ?? 0;
+  if (n === 0) return null;
   return `${usage.estimated ? '~' : ''}${n.toLocaleString()} token${n === 1 ? '' : 's'}`;
 }
 
@@ -132,17 +213,37 @@ function UserEditor({ msg, onCancel, onSave }) {
 }
 
 /**
- * The answer being streamed: re-rendered on each delta by itself (the store
- * `live` holds its text), so the rest of the thread is left alone.
+ * An answer's text. While it streams, the store `live` holds the text and
+ * this re-renders on each delta by itself (the rest of the thread is left
+ * alone); when it ends, the same Markdown goes on with the stored text, so
+ * nothing is re-mounted (a selection in it survives).
  */
-function LiveBody({ live, v }) {
-  const [text, setText] = useState(live.text);
+function Body({ live, msg, v, lazy }) {
+  const [liveText, setLiveText] = useState(live ? live.text : '');
   useEffect(() => {
-    setText(live.text);
-    return live.subscribe(setText);
+    if (!live) return undefined;
+    setLiveText(live.text);
+    return live.subscribe(setLiveText);
   }, [live]);
-  if (!text) return html`<div class="typing" role="status" aria-label="Thinking"><span></span><span></span><span></span></div>`;
-  return html`<${Markdown} text=${text} streaming=${true} v=${v} onPaint=${live.onPaint} />`;
+  const streaming = msg.status === 'streaming';
+  const text = live ? liveText : msg.content;
+  if (!text) return streaming ? html`<div class="typing" role="status" aria-label="Thinking"><span></span><span></span><span></span></div>` : null;
+  return html`<${Markdown} id=${msg.local || live ? null : msg.id} text=${text} streaming=${streaming} v=${v}
+    lazy=${lazy && !live} onPaint=${live ? live.onPaint : undefined} />`;
+}
+
+/** A user message: long ones are folded, with a toggle. */
+const LONG_LINES = 14;
+const LONG_CHARS = 1400;
+function UserBubble({ text }) {
+  const long = text.length > LONG_CHARS || text.split('\n').length > LONG_LINES;
+  const [open, setOpen] = useState(false);
+  if (!long) return html`<div class="bubble">${text}</div>`;
+  return html`<div class=${'bubble long' + (open ? '' : ' folded')}>
+    <div class="bubble-text">${text}</div>
+    <button type="button" class="link-btn small bubble-toggle" aria-expanded=${open ? 'true' : 'false'}
+      onClick=${() => setOpen((o) => !o)}>${open ? 'Show less' : 'Show more'}</button>
+  </div>`;
 }
 
 class MessageItem extends Component {
@@ -159,7 +260,7 @@ class MessageItem extends Component {
       return html`<article class="msg user" data-id=${msg.id} data-role="user" aria-label="Your message">
         ${editing
           ? html`<${UserEditor} msg=${msg} onCancel=${actions.cancelEdit} onSave=${actions.saveEdit} />`
-          : html`<div class="bubble">${msg.content}</div>`}
+          : html`<${UserBubble} text=${msg.content} />`}
         ${!editing && html`<div class=${'msg-tools' + ((msg.sibling_ids || []).length > 1 ? ' has-branches' : '')}>
           <${BranchNav} msg=${msg} onSwitch=${actions.switchBranch} disabled=${busy} />
           <button type="button" class="icon-btn tiny" aria-label="Copy message" onClick=${copy}><${Icon} name="copy" size=${15} /></button>
@@ -171,15 +272,11 @@ class MessageItem extends Component {
     const err = msg.status === 'error' ? (msg.error || { code: 'PROVIDER_ERROR', message: 'The answer failed.' }) : null;
     return html`<article class=${'msg assistant' + (streaming ? ' streaming' : '')} data-id=${msg.id} data-role="assistant"
         data-status=${msg.status} aria-label="Answer" aria-busy=${streaming ? 'true' : 'false'}>
-      ${live
-        ? html`<${LiveBody} live=${live} v=${v} />`
-        : msg.content
-          ? html`<${Markdown} id=${msg.local ? null : msg.id} text=${msg.content} streaming=${streaming} v=${v} lazy=${lazy} />`
-          : streaming ? html`<div class="typing" role="status" aria-label="Thinking"><span></span><span></span><span></span></div>` : null}
+      <${Body} live=${live} msg=${msg} v=${v} lazy=${lazy} />
       ${err && html`<div class="msg-error" role="alert">
         <${Icon} name="alert" size=${16} />
-        <span><strong class="code">${err.code}</strong> ${err.message}</span>
-        ${isLast && !busy && html`<button type="button" class="btn small" onClick=${() => actions.regenerate(msg)}>Retry</button>`}
+        <div class="msg-error-text"><span class="error-sentence">${describeError(err).text}</span><${ErrorDetails} error=${err} /></div>
+        ${isLast && !busy && describeError(err).retry && html`<button type="button" class="btn small" onClick=${() => actions.regenerate(msg)}>Retry</button>`}
       </div>`}
       ${msg.status === 'interrupted' && html`<div class="msg-note muted small">Stopped</div>`}
       <div class="msg-tools">
@@ -356,7 +453,7 @@ export function Composer({ onSend, onStop, busy, disabled, inputRef, placeholder
   }, [inputRef]);
   return html`<form class="composer" onSubmit=${(e) => { e.preventDefault(); send(); }}>
     <div class="composer-box">
-      <textarea ref=${inputRef} rows="1" aria-label="Message" placeholder=${placeholder || 'Message confab…'}
+      <textarea ref=${inputRef} id="message-box" rows="1" aria-label="Message" placeholder=${placeholder || 'Message confab…'}
         value=${text} disabled=${disabled}
         onInput=${(e) => { setText(e.target.value); autosize(e.target); }}
         onKeyDown=${(e) => {

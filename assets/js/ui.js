@@ -2,6 +2,9 @@
 // restored), toasts, the error banner, copy to clipboard, formatting.
 
 import { html, useState, useEffect, useRef } from './lib.js';
+import { describeError } from './words.js';
+
+export { describeError, plainTitle } from './words.js';
 
 // ---- icons (inline SVG, decorative: the control carries the label) -----------
 
@@ -183,21 +186,36 @@ export function DialogHost() {
 
 // ---- errors ------------------------------------------------------------------------
 
-/** A clear error: code, message, request id, and retry when it can be retried. */
-export function ErrorBanner({ error, onRetry, onDismiss, compact = false }) {
+/**
+ * An error as a sentence that says what to do; the code, the server's own
+ * words and the request id only under "Details" (for a bug report). Retry
+ * shows only when trying again can succeed.
+ */
+export function ErrorBanner({ error, onRetry, onDismiss, compact = false, overrides }) {
   if (!error) return null;
+  const d = describeError(error, overrides);
   return html`<div class=${'banner error' + (compact ? ' compact' : '')} role="alert">
     <${Icon} name="alert" />
     <div class="banner-text">
-      <strong class="code">${error.code || 'ERROR'}</strong>
-      <span>${error.message || 'Something went wrong.'}</span>
-      ${error.request_id && html`<span class="muted small">request ${error.request_id}</span>`}
+      <span class="error-sentence">${d.text}</span>
+      <${ErrorDetails} error=${error} />
     </div>
     <div class="banner-actions">
-      ${onRetry && html`<button type="button" class="btn small" onClick=${onRetry}>Retry</button>`}
+      ${onRetry && d.retry && html`<button type="button" class="btn small" onClick=${onRetry}>Retry</button>`}
       ${onDismiss && html`<button type="button" class="icon-btn" aria-label="Dismiss error" onClick=${onDismiss}><${Icon} name="close" size=${16} /></button>`}
     </div>
   </div>`;
+}
+
+/** The technical side of an error, folded away. */
+export function ErrorDetails({ error }) {
+  // Client-side checks (`local`) have nothing technical to add.
+  if (error?.local || (!error?.code && !error?.request_id)) return null;
+  return html`<details class="error-details small">
+    <summary>Details</summary>
+    <div>${error.code && html`<code>${error.code}</code>`}${error.message ? ' ' + error.message : ''}</div>
+    ${error.request_id && html`<div>Request id: <code>${error.request_id}</code></div>`}
+  </details>`;
 }
 
 // ---- formatting ----------------------------------------------------------------------

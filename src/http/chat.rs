@@ -280,11 +280,51 @@ pub async fn start(
             st.limits.finish(&st.store, reservation, &msg, outcome);
             if outcome == Outcome::Complete {
                 tokio::spawn(make_title(st, uid, msg, title_with));
+            } else {
+                tokio::spawn(title_from_question(st, uid, msg));
             }
         }),
     );
     state.limits.watch_first_token(&g, started);
     Ok(g)
+}
+
+/// A chat whose first answer failed or was stopped is still named, from the
+/// first words of the question, instead of staying "New chat". `title_auto`
+/// stays set: the first answer that completes later replaces it with a
+/// model-made title (make_title).
+async fn title_from_question(state: AppState, user_id: Uuid, answer: Message) {
+    let cid = answer.conversation_id;
+    let Ok(conv) = state.store.get_conversation(user_id, cid) else {
+        return;
+    };
+    if !conv.title_auto || conv.title != chat::DEFAULT_TITLE {
+        return;
+    }
+    let Ok(all) = state.store.list_messages(user_id, cid) else {
+        return;
+    };
+    let first_user = chat::thread_to(&all, Some(answer.id))
+        .into_iter()
+        .find(|m| m.role == MessageRole::User)
+        .map(|m| m.content)
+        .unwrap_or_default();
+    let title = chat::fallback_title(&first_user);
+    if title == chat::DEFAULT_TITLE {
+        return;
+    }
+    let _ = state
+        .store
+        .blocking(move |s| {
+            s.update_conversation(user_id, cid, false, |c, _| {
+                // Named meanwhile (by the user or a later answer): keep that.
+                if c.title_auto && c.title == chat::DEFAULT_TITLE {
+                    c.title = title;
+                }
+                Ok(())
+            })
+        })
+        .await;
 }
 
 /// Who answered, so the title request is made the same way.

@@ -358,7 +358,9 @@ test('typing is debounced and superseded queries are aborted; partial and error 
   await searchBox(page).fill('ocelot');
   const banner = page.locator('.sidebar .banner.error');
   await banner.waitFor();
-  assert.match(await banner.innerText(), /SEARCH_UNAVAILABLE/);
+  // A sentence that says what to do; the code only under Details.
+  assert.match(await banner.innerText(), /not available right now\. Try again in a moment/);
+  assert.match(await banner.locator('details').textContent(), /SEARCH_UNAVAILABLE/);
   fail = false;
   await banner.getByRole('button', { name: 'Retry' }).click();
   await hits(page).filter({ hasText: 'second version' }).waitFor();
@@ -387,7 +389,8 @@ test('keyboard: Ctrl+K, arrows and Enter open a hit; Escape clears', T, async (t
   await hits(page).first().waitFor();
   await page.keyboard.press('Escape');
   assert.equal(await box.inputValue(), '');
-  await page.locator('section[aria-label="Recent"]').waitFor();
+  // The conversation list is back (grouped by date: Today, Yesterday, …).
+  await page.locator('nav[aria-label="Conversation list"] .conv-section').first().waitFor();
   assert.deepEqual(unexpectedProblems(watch), []);
 });
 
