@@ -350,8 +350,7 @@ async fn serve_main(
         );
     }
     if let Some(addr) = state.cfg.metrics_listen {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
+        let l = crate::server::listen(addr)
             .map_err(|e| anyhow::anyhow!("cannot listen on metrics_listen {addr}: {e}"))?;
         tracing::info!(%addr, "serving /metrics on its own listener");
         tokio::spawn(crate::http::metrics::serve_metrics(l, state.clone()));

@@ -221,6 +221,28 @@ impl Accept for TcpAccept {
     }
 }
 
+/// How many finished handshakes the kernel may queue for `accept` (capped
+/// by `net.core.somaxconn`). Tokio's own `bind` asks for 128; a burst of a
+/// few hundred connections then overflows the queue, and a client that
+/// connects and waits for the server to speak first hangs on a connection
+/// the server never sees (measured: 11 of 300 in tests/http_surface.rs).
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds a listening socket on `addr` with [`LISTEN_BACKLOG`]; an IPv6
+/// wildcard also takes IPv4 (dual stack, the Linux default).
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std and tokio do: a restarted server can bind while old
+    // connections sit in TIME_WAIT.
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(LISTEN_BACKLOG)
+}
+
 /// IPv4 clients of a dual-stack socket show up as ::ffff:a.b.c.d; the rest
 /// of confab expects a.b.c.d.
 pub fn canonical(peer: SocketAddr) -> SocketAddr {

@@ -23,6 +23,9 @@ use uuid::Uuid;
 pub const COOKIE_PREFIX: &str = "confab_device_";
 /// Only the sign-in routes need it.
 pub const COOKIE_PATH: &str = "/api/auth";
+/// The key file in the data directory. Not carried by backups: a copy of it
+/// would let whoever holds the backup mint "known device" cookies.
+pub const KEY_FILE: &str = "device.key";
 
 pub type DeviceId = [u8; 16];
 
@@ -52,7 +55,7 @@ impl DeviceKeys {
     /// of its own (not the JWT key), so a device cookie can never be
     /// mistaken for an access token.
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<DeviceKeys> {
-        let bytes = crate::auth::keyfile::load_or_create(&data_dir.join("device.key"), 32)?;
+        let bytes = crate::auth::keyfile::load_or_create(&data_dir.join(KEY_FILE), 32)?;
         Ok(Self::from_secret(&bytes))
     }
 

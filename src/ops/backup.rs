@@ -30,10 +30,10 @@ use crate::store::{Store, StoreError};
 
 /// Key files that never go into a backup, nor come back from one (older
 /// backups did carry `jwt.key`).
-const NOT_BACKED_UP: &[&str] = &[JWT_KEY_FILE];
+const NOT_BACKED_UP: &[&str] = &[JWT_KEY_FILE, crate::auth::device::KEY_FILE];
 
 /// The data-directory files a backup carries: every top-level `*.key`
-/// except the JWT signing key.
+/// except the JWT signing key and the device-cookie key.
 pub fn key_files(data_dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(data_dir)? {

@@ -662,9 +662,7 @@ pub async fn bind_listeners(cfg: &Config) -> anyhow::Result<Listeners> {
 }
 
 async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!(bind_error(addr, setting, &e)))
+    crate::server::listen(addr).map_err(|e| anyhow::anyhow!(bind_error(addr, setting, &e)))
 }
 
 /// All addresses, IPv6 and IPv4 (a dual-stack socket), or IPv4 alone on a
@@ -672,7 +670,7 @@ async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
 /// name has an AAAA record, so listening on IPv4 alone is a classic trap.
 async fn bind_any(port: u16, setting: &str) -> anyhow::Result<TcpListener> {
     let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
-    match TcpListener::bind(v6).await {
+    match crate::server::listen(v6) {
         Ok(l) => Ok(l),
         Err(e)
             if matches!(

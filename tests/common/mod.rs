@@ -77,7 +77,7 @@ impl TestServer {
                 Err(e) => panic!("cannot open the store: {e}"),
             }
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = confab::server::listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let state = AppState::new(cfg, store, addr).unwrap();
         let (tx, rx) = oneshot::channel();

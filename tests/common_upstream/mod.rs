@@ -143,8 +143,7 @@ impl FakeUpstream {
             fail_next: AtomicUsize::new(0),
             counter: AtomicU64::new(0),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
+        let listener = confab::server::listen("127.0.0.1:0".parse().expect("an address"))
             .expect("bind fake upstream");
         let addr = listener.local_addr().expect("fake upstream address");
         let app = Router::new().fallback(handle).with_state(shared.clone());
