@@ -75,6 +75,11 @@ enabled = false
 login_per_ip_per_minute = 1000000
 login_burst = 1000000
 login_failures_per_account_per_hour = 1000000
+login_failures_per_source_per_hour = 1000000
+login_failures_per_device_per_hour = 1000000
+# The doubling delay after failed sign-ins reaches 30 s, schemathesis's
+# read timeout: the stage checks the API's shapes, not the throttle.
+login_failure_delay_ms = 0
 """
 
 
