@@ -229,7 +229,7 @@ async fn maintenance(state: AppState) {
         state.throttle.prune();
         state.limits.prune();
         let idle = state.cfg.auth.session_idle_hours as i64 * 3600;
-        let now = crate::auth::now();
+        let now = crate::clock::now();
         match state
             .store
             .blocking(move |s| Ok(s.prune_sessions(now, idle)? + s.prune_tokens(now)?))

@@ -9,6 +9,7 @@ pub mod assets;
 pub mod auth;
 pub mod chat;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -28,10 +28,6 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// the admin routes (only for admins' keys).
 pub const SCOPES: &[&str] = &["read", "write", "admin"];
 
-pub fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
 /// How the caller proved who they are.
 #[derive(Debug, Clone)]
 pub enum AuthVia {
@@ -191,7 +187,7 @@ pub async fn verify(
     cred: &Credential,
     needed: &str,
 ) -> Result<CurrentUser, AppError> {
-    let now = now();
+    let now = crate::clock::now();
     match cred {
         Credential::ApiKey(hash) => {
             let key = state

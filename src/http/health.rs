@@ -65,7 +65,7 @@ pub async fn deep(
         return Err(AppError::AdminRequired);
     }
     let started = Instant::now();
-    let now = crate::auth::now();
+    let now = crate::clock::now();
     state
         .store
         .blocking(move |s| s.probe(now))

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Json, Query, rfc3339};
+use super::{Json, Query};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
+use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
 use crate::search::snippet::{self, Snippet};
 use crate::search::{SearchError, SearchRequest, tokenizer};

@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use super::{Json, Query};
 use crate::app::AppState;
 use crate::auth::{Admin, CurrentUser};
+use crate::clock::day_number;
 use crate::error::{AppError, AppResult};
-use crate::limits::usage::{self, AdminReport, GroupBy, QuotaStatus, UserReport, day_number};
+use crate::limits::usage::{self, AdminReport, GroupBy, QuotaStatus, UserReport};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

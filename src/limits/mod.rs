@@ -267,7 +267,7 @@ fn quota_exceeded(what: String) -> AppError {
     AppError::QuotaExceeded {
         message: format!(
             "{what}; it resets at {} (UTC midnight)",
-            usage::rfc3339(usage::next_reset())
+            crate::clock::format_rfc3339(usage::next_reset())
         ),
         retry_after: Some(usage::secs_until_reset()),
     }

@@ -3,10 +3,11 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
-use time::{Date, Duration as TimeDuration, Month, OffsetDateTime};
+use time::{Date, Duration as TimeDuration, OffsetDateTime};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::clock::{day_number, format_rfc3339, iso};
 use crate::config::Price;
 use crate::store::usage::{UsageCounts, UsageRow};
 
@@ -97,20 +98,6 @@ impl Prices {
     }
 }
 
-pub fn day_number(d: Date) -> u32 {
-    d.year() as u32 * 10_000 + u32::from(u8::from(d.month())) * 100 + u32::from(d.day())
-}
-
-pub fn date_of(day: u32) -> Option<Date> {
-    let month = Month::try_from((day / 100 % 100) as u8).ok()?;
-    Date::from_calendar_date((day / 10_000) as i32, month, (day % 100) as u8).ok()
-}
-
-/// Today (UTC) as yyyymmdd.
-pub fn today() -> u32 {
-    day_number(OffsetDateTime::now_utc().date())
-}
-
 /// The next UTC midnight, when daily quotas reset.
 pub fn next_reset() -> OffsetDateTime {
     let tomorrow = OffsetDateTime::now_utc().date() + TimeDuration::days(1);
@@ -121,15 +108,6 @@ pub fn next_reset() -> OffsetDateTime {
 pub fn secs_until_reset() -> u64 {
     let d = next_reset() - OffsetDateTime::now_utc();
     (d.whole_seconds() + i64::from(d.subsec_nanoseconds() > 0)).max(1) as u64
-}
-
-pub fn iso(d: Date) -> String {
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-}
-
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// `from`/`to` (YYYY-MM-DD, inclusive): default the last 30 days.
@@ -235,7 +213,7 @@ impl QuotaStatus {
             messages_remaining: q.messages_per_day.map(|m| m.saturating_sub(held)),
             tokens_remaining: q.tokens_per_day.map(|m| m.saturating_sub(t.tokens)),
             running: t.running,
-            resets_at: rfc3339(next_reset()),
+            resets_at: format_rfc3339(next_reset()),
         }
     }
 }
@@ -489,6 +467,7 @@ pub fn admin_csv(r: &AdminReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::date_of;
 
     fn price(provider: Option<&str>, model: &str, i: f64, o: f64) -> Price {
         Price {

@@ -378,7 +378,7 @@ impl Tls {
         if matches!(mode, Mode::Acme(_)) {
             config.alpn_protocols.push(resolver::ACME_TLS_ALPN.to_vec());
         }
-        let now = crate::auth::now();
+        let now = crate::clock::now();
         let challenge = acme_cert.as_ref().and_then(|c| c.challenge.clone());
         let last_renewal_at = acme_cert
             .as_ref()
@@ -424,12 +424,12 @@ impl Tls {
     /// to get it).
     pub fn hsts(&self) -> bool {
         let s = self.state();
-        s.cert.trusted && s.cert.not_after_ts > crate::auth::now()
+        s.cert.trusted && s.cert.not_after_ts > crate::clock::now()
     }
 
     /// The certificate served now.
     pub fn certificate(&self) -> CertInfo {
-        self.state().cert.refreshed(crate::auth::now())
+        self.state().cert.refreshed(crate::clock::now())
     }
 
     pub fn status(&self) -> TlsStatus {
@@ -442,11 +442,11 @@ impl Tls {
             mode: self.mode(),
             domains,
             acme_directory: directory,
-            certificate: Some(s.cert.refreshed(crate::auth::now())),
+            certificate: Some(s.cert.refreshed(crate::clock::now())),
             issuing: s.issuing,
             challenge: s.challenge.clone(),
-            renew_at: s.renew_at.map(crate::http::rfc3339),
-            last_renewal_at: s.last_renewal_at.map(crate::http::rfc3339),
+            renew_at: s.renew_at.map(crate::clock::rfc3339),
+            last_renewal_at: s.last_renewal_at.map(crate::clock::rfc3339),
             consecutive_failures: s.failures,
             last_error: s.last_error.clone(),
         }
@@ -454,7 +454,7 @@ impl Tls {
 
     pub fn health(&self) -> TlsHealth {
         let s = self.state();
-        let cert = s.cert.refreshed(crate::auth::now());
+        let cert = s.cert.refreshed(crate::clock::now());
         TlsHealth {
             mode: self.mode(),
             source: Some(cert.source),
@@ -477,7 +477,7 @@ impl Tls {
             s.challenge = rec.challenge.clone();
             s.acme_cert = Some(rec);
         }
-        s.last_renewal_at = Some(crate::auth::now());
+        s.last_renewal_at = Some(crate::clock::now());
         s.failures = 0;
         s.last_error = None;
     }
@@ -486,10 +486,10 @@ impl Tls {
         let mut s = self.state();
         s.failures += 1;
         s.last_error = Some(TlsProblem {
-            at: crate::http::rfc3339(crate::auth::now()),
+            at: crate::clock::rfc3339(crate::clock::now()),
             message,
             hint,
-            retry_at: retry_at.map(crate::http::rfc3339),
+            retry_at: retry_at.map(crate::clock::rfc3339),
         });
     }
 
