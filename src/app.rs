@@ -145,7 +145,7 @@ pub async fn serve(
     serve_on(accept, state, shutdown, None).await
 }
 
-/// Like [`serve`], over TLS: `tls::serve` binds, starts the certificate
+/// Like [`serve`], over TLS: [`serve_listeners`] starts the certificate
 /// upkeep and calls this. Responses carry HSTS while a CA-issued
 /// certificate is in use.
 pub async fn serve_tls(
@@ -155,6 +155,57 @@ pub async fn serve_tls(
 ) -> std::io::Result<()> {
     let over_tls = crate::http::OverTls(listener.tls().clone());
     serve_on(listener, state, shutdown, Some(over_tls)).await
+}
+
+/// Serves the app on `listeners` until `shutdown`: plain HTTP through
+/// [`serve`], or HTTPS through [`serve_tls`] with
+/// the certificate upkeep (file watch or ACME) and the plain-HTTP listener
+/// running beside it.
+pub async fn serve_listeners(
+    listeners: crate::tls::Listeners,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let Some(tls) = state.tls.clone() else {
+        return serve(listeners.app, state, shutdown).await;
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let https_port = listeners.app.local_addr()?.port();
+    // One cap for both ports: a flood on :80 counts against :443 too.
+    let cap = crate::server::ConnCap::new(&state.cfg);
+    let timeouts = crate::server::Timeouts::from_config(&state.cfg.http);
+    let mut tasks = vec![tokio::spawn(tls.clone().run(
+        state.live.subscribe(),
+        state.store.downgrade(),
+        cancel.child_token(),
+    ))];
+    if let Some(http) = listeners.http {
+        tracing::info!(
+            addr = %http.local_addr()?,
+            "plain HTTP answers ACME challenges and redirects to https"
+        );
+        tasks.push(tokio::spawn(crate::tls::redirect::serve(
+            crate::server::TcpAccept::new(http, cap.clone()),
+            timeouts,
+            tls.clone(),
+            https_port,
+            cancel.child_token(),
+        )));
+    }
+    let handshake = Duration::from_secs(state.cfg.http.tls_handshake_timeout_secs);
+    let listener = crate::tls::TlsListener::new(listeners.app, tls, cap, handshake)?;
+    let stop = cancel.clone();
+    let result = serve_tls(listener, state, async move {
+        shutdown.await;
+        stop.cancel();
+    })
+    .await;
+    cancel.cancel();
+    for t in tasks {
+        t.abort();
+        let _ = t.await;
+    }
+    result
 }
 
 async fn serve_on<A: crate::server::Accept>(

@@ -358,7 +358,7 @@ async fn serve_main(
     let _reload = crate::ops::reload::spawn_sighup(state.live.clone(), reload);
     let _watchdog = crate::ops::systemd::spawn_watchdog();
     crate::ops::systemd::ready(&format!("listening on {url}"));
-    crate::tls::serve(listeners, state, shutdown_signal()).await?;
+    crate::app::serve_listeners(listeners, state, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -22,7 +22,7 @@ use crate::clock;
 use crate::clock::rfc3339;
 use crate::config::RegistrationMode;
 use crate::error::{AppError, AppResult};
-use crate::limits::layer::note_decision;
+use crate::limits::rate::note_decision;
 use crate::store::{AuditEntry, Role, Session, StoreError, User, UserStatus};
 
 pub fn routes() -> Router<AppState> {

@@ -674,7 +674,7 @@ async fn admit_frame(
     state.limits.check_api(user.id()).map_err(|e| (e, false))?;
     match needed {
         None => Ok(user.clone()),
-        Some(scope) => crate::auth::verify(state, cred, scope)
+        Some(scope) => super::extract::verify(state, cred, scope)
             .await
             .map_err(|e| (e, true)),
     }

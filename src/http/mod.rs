@@ -9,8 +9,10 @@ pub mod auth;
 pub mod chat;
 pub mod conversations;
 pub mod export;
+pub mod extract;
 pub mod health;
 pub mod keys;
+pub mod limits_layer;
 pub mod metrics;
 pub mod openapi;
 pub mod providers;
@@ -66,7 +68,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), origin_check))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::limits::layer::rate_limit,
+            limits_layer::rate_limit,
         ));
 
     if !state.cfg.cors_origins.is_empty() {
@@ -105,13 +107,13 @@ pub fn router(state: AppState) -> Router {
     ))
     .layer(middleware::from_fn_with_state(
         state.clone(),
-        crate::server::refuse_oversized_body,
+        limits_layer::refuse_oversized_body,
     ))
     .layer(middleware::from_fn(security_headers))
     .layer(middleware::from_fn(request_context))
     .layer(middleware::from_fn_with_state(
         state.clone(),
-        crate::limits::layer::track,
+        limits_layer::track,
     ))
     .with_state(state)
 }

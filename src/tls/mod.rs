@@ -5,19 +5,19 @@
 //! answers HTTP-01 and redirects to https ([`redirect`]) and the TLS accept
 //! loop ([`listener`]).
 //!
-//! The rest of confab sees [`TlsFlags`] (command line), [`bind_listeners`]
-//! and [`serve`] (`cli.rs`), [`Tls`] in `AppState` (status for
-//! `/health/deep`, `GET /api/admin/tls` and the HSTS decision).
+//! The rest of confab sees [`bind_listeners`] (`cli.rs`), [`Tls`] in the
+//! server state (status for `/health/deep`, `GET /api/admin/tls` and the
+//! HSTS decision) and [`Tls::run`], the certificate upkeep that
+//! `app::serve_listeners` starts beside the server.
 
 pub mod acme;
 pub mod certs;
 mod files;
 mod listener;
-mod redirect;
+pub mod redirect;
 mod resolver;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -31,7 +31,6 @@ use utoipa::ToSchema;
 pub use certs::{CertInfo, CertSource};
 pub use listener::TlsListener;
 
-use crate::app::AppState;
 use crate::config::{Config, HttpListen};
 use crate::store::Store;
 use crate::store::acme::AcmeCertRecord;
@@ -538,7 +537,7 @@ impl Tls {
 
     /// Keeps the certificate fresh until `cancel`: watches the files, or
     /// obtains and renews the ACME certificate.
-    async fn run(
+    pub async fn run(
         self: Arc<Self>,
         live: tokio::sync::watch::Receiver<Arc<Config>>,
         store: crate::store::WeakStore,
@@ -706,57 +705,6 @@ pub fn bind_error(addr: SocketAddr, setting: &str, e: &std::io::Error) -> String
         ),
         _ => format!("cannot listen on {addr} ({setting}): {e}"),
     }
-}
-
-/// Serves the app on `listeners` until `shutdown`: plain HTTP through
-/// [`crate::app::serve`], or HTTPS through [`crate::app::serve_tls`] with
-/// the certificate upkeep (file watch or ACME) and the plain-HTTP listener
-/// running beside it.
-pub async fn serve(
-    listeners: Listeners,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let Some(tls) = state.tls.clone() else {
-        return crate::app::serve(listeners.app, state, shutdown).await;
-    };
-    let cancel = CancellationToken::new();
-    let https_port = listeners.app.local_addr()?.port();
-    // One cap for both ports: a flood on :80 counts against :443 too.
-    let cap = crate::server::ConnCap::new(&state.cfg);
-    let timeouts = crate::server::Timeouts::from_config(&state.cfg.http);
-    let mut tasks = vec![tokio::spawn(tls.clone().run(
-        state.live.subscribe(),
-        state.store.downgrade(),
-        cancel.child_token(),
-    ))];
-    if let Some(http) = listeners.http {
-        tracing::info!(
-            addr = %http.local_addr()?,
-            "plain HTTP answers ACME challenges and redirects to https"
-        );
-        tasks.push(tokio::spawn(redirect::serve(
-            crate::server::TcpAccept::new(http, cap.clone()),
-            timeouts,
-            tls.clone(),
-            https_port,
-            cancel.child_token(),
-        )));
-    }
-    let handshake = Duration::from_secs(state.cfg.http.tls_handshake_timeout_secs);
-    let listener = TlsListener::new(listeners.app, tls, cap, handshake)?;
-    let stop = cancel.clone();
-    let result = crate::app::serve_tls(listener, state, async move {
-        shutdown.await;
-        stop.cancel();
-    })
-    .await;
-    cancel.cancel();
-    for t in tasks {
-        t.abort();
-        let _ = t.await;
-    }
-    result
 }
 
 /// With TLS on, where `confab healthcheck` finds this machine's server:
