@@ -19,6 +19,7 @@ pub mod ops;
 pub mod providers;
 pub mod search;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod tls;
 

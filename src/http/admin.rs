@@ -11,11 +11,11 @@ use uuid::Uuid;
 
 use super::auth::{UserView, audit};
 use super::{Json, Query, created, parse_id};
-use crate::app::AppState;
 use crate::auth::{self, Admin, ClientInfo, password, tokens};
 use crate::clock;
 use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::store::{Invite, Role, StoreError, User, UserStatus};
 
 pub fn routes() -> Router<AppState> {

@@ -12,7 +12,6 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Json, created, parse_id};
-use crate::app::AppState;
 use crate::auth::device::{self, DeviceId};
 use crate::auth::throttle::Source;
 use crate::auth::{
@@ -23,6 +22,7 @@ use crate::clock::rfc3339;
 use crate::config::RegistrationMode;
 use crate::error::{AppError, AppResult};
 use crate::limits::rate::note_decision;
+use crate::state::AppState;
 use crate::store::{AuditEntry, Role, Session, StoreError, User, UserStatus};
 
 pub fn routes() -> Router<AppState> {

@@ -19,12 +19,12 @@ use uuid::Uuid;
 
 use super::conversations::{MessageView, message_view, new_conversation, validate_model};
 use super::{Json, parse_id};
-use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::chat::generation::{GenEvent, Generation, Job, Outcome};
 use crate::chat::{self, DEFAULT_CONTEXT_WINDOW};
 use crate::error::{AppError, AppResult, current_request_id};
 use crate::providers::{ChatMessage, ChatRequest};
+use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::chat::{Message, MessageRole, MessageStatus};
 

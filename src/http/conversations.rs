@@ -11,12 +11,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Json, Query, created, parse_id};
-use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::chat;
 use crate::clock::now_ms;
 use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::chat::{
     Conversation, ConversationCursor, ConversationFilter, Message, MessageError, MessageRole,

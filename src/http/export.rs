@@ -29,12 +29,12 @@ use super::conversations::{
     validate_title,
 };
 use super::{Json, Query};
-use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::chat;
 use crate::clock::now_ms;
 use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::chat::{Conversation, Message, MessageError, MessageRole, MessageStatus, Usage};
 

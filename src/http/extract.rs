@@ -9,9 +9,9 @@ use std::net::{IpAddr, SocketAddr};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::{Admin, AuthVia, CSRF_HEADER, ClientInfo, Credential, CurrentUser};
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::store::{User, UserStatus};
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {

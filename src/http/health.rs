@@ -8,9 +8,9 @@ use std::time::Instant;
 use utoipa::ToSchema;
 
 use super::Json;
-use crate::app::AppState;
 use crate::auth::{ClientInfo, CurrentUser};
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -11,12 +11,12 @@ use uuid::Uuid;
 
 use super::auth::audit;
 use super::{Json, created, parse_id};
-use crate::app::AppState;
 use crate::auth::grant::Grant;
 use crate::auth::{ClientInfo, CurrentUser, tokens};
 use crate::clock;
 use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::store::{ApiKey, StoreError};
 
 pub fn routes() -> Router<AppState> {

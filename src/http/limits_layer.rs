@@ -12,13 +12,13 @@ use futures::StreamExt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use crate::app::AppState;
 use crate::auth::{CurrentUser, SESSION_COOKIE};
 use crate::error::AppError;
 use crate::limits::ClientIp;
 use crate::limits::ip::limiter_key;
 use crate::limits::metrics::{HttpLabels, RouteLabels};
 use crate::limits::rate::{Class, Decision, noting};
+use crate::state::AppState;
 
 /// The route template for metrics: the matched path with `{id}` written
 /// `:id` (braces inside label values trip up simple exposition parsers),

@@ -25,7 +25,6 @@ use utoipa::ToSchema;
 
 use super::auth::audit;
 use super::{Json, created};
-use crate::app::AppState;
 use crate::auth::{Admin, ClientInfo, CurrentUser};
 use crate::clock;
 use crate::clock::rfc3339;
@@ -34,6 +33,7 @@ use crate::error::{AppError, AppResult};
 use crate::providers::registry::{ProviderSummary, Registry, RegistryError, from_env};
 use crate::providers::secrets::SecretBox;
 use crate::providers::{ProviderConfig, ProviderKind, ProviderOptions, default_client};
+use crate::state::AppState;
 use crate::store::provider_records::StoredProvider;
 use crate::store::{Store, StoreError};
 

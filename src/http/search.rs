@@ -9,12 +9,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Json, Query};
-use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
 use crate::search::snippet::{self, Snippet};
 use crate::search::{SearchError, SearchRequest, tokenizer};
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/search", get(search))
