@@ -96,7 +96,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
     #[command(flatten)]
-    pub tls: crate::tls::TlsFlags,
+    pub tls: crate::config::TlsFlags,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

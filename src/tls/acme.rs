@@ -37,11 +37,9 @@ use tokio_util::sync::CancellationToken;
 use super::Tls;
 use super::certs::{self, CertSource};
 use crate::config::Config;
+use crate::config::tls::LETS_ENCRYPT;
 use crate::store::acme::{AcmeAccountRecord, AcmeCertRecord};
 use crate::store::{Store, WeakStore};
-
-pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
-pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
 /// The renewal task wakes at least this often.
 const CHECK_EVERY: Duration = Duration::from_secs(4 * 3600);

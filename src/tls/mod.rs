@@ -31,159 +31,9 @@ use utoipa::ToSchema;
 pub use certs::{CertInfo, CertSource};
 pub use listener::TlsListener;
 
-use crate::config::{Config, HttpListen};
+use crate::config::{Config, HttpListen, TlsMode};
 use crate::store::Store;
 use crate::store::acme::AcmeCertRecord;
-
-/// The TLS command-line flags of `confab serve`.
-#[derive(clap::Args, Debug, Default, Clone)]
-pub struct TlsFlags {
-    /// Get a certificate for this domain automatically (ACME); repeat for
-    /// more names. Turns on HTTPS on port 443 with a redirect on port 80.
-    #[arg(long = "domain", value_name = "NAME")]
-    pub domains: Vec<String>,
-    /// Contact e-mail for the ACME account (optional).
-    #[arg(long, value_name = "EMAIL")]
-    pub acme_email: Option<String>,
-    /// ACME directory URL. Default: Let's Encrypt production.
-    #[arg(long, value_name = "URL")]
-    pub acme_directory: Option<String>,
-    /// Use Let's Encrypt's staging CA (untrusted certificates, generous limits).
-    #[arg(long)]
-    pub acme_staging: bool,
-    /// Also trust this CA (PEM) when talking to the ACME server, e.g. Pebble's.
-    #[arg(long, value_name = "FILE")]
-    pub acme_ca_root: Option<PathBuf>,
-    /// Certificate chain (PEM) to serve HTTPS with; reloaded when it changes.
-    #[arg(long, value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-    /// Private key (PEM) of --tls-cert.
-    #[arg(long, value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-    /// HTTPS address. Default [::]:443 with --domain, else --listen.
-    #[arg(long, value_name = "ADDR")]
-    pub https_listen: Option<String>,
-    /// Plain-HTTP address for ACME HTTP-01 and the redirect to https, or
-    /// "off". Default [::]:80 with --domain, else off.
-    #[arg(long, value_name = "ADDR")]
-    pub http_listen: Option<String>,
-}
-
-impl TlsFlags {
-    /// Puts the flags that were given into the config table (`tls.*`).
-    pub fn apply(&self, set: &mut dyn FnMut(&str, toml::Value)) {
-        let s = |v: &str| toml::Value::String(v.to_string());
-        let p = |v: &PathBuf| toml::Value::String(v.to_string_lossy().into_owned());
-        if !self.domains.is_empty() {
-            let list = self
-                .domains
-                .iter()
-                .flat_map(|d| d.split(','))
-                .map(str::trim)
-                .filter(|d| !d.is_empty())
-                .map(s)
-                .collect();
-            set("tls.domains", toml::Value::Array(list));
-        }
-        if let Some(v) = &self.acme_email {
-            set("tls.acme_email", s(v));
-        }
-        if let Some(v) = &self.acme_directory {
-            set("tls.acme_directory", s(v));
-        }
-        if self.acme_staging {
-            set("tls.acme_staging", toml::Value::Boolean(true));
-        }
-        if let Some(v) = &self.acme_ca_root {
-            set("tls.acme_ca_root", p(v));
-        }
-        if let Some(v) = &self.tls_cert {
-            set("tls.cert", p(v));
-        }
-        if let Some(v) = &self.tls_key {
-            set("tls.key", p(v));
-        }
-        if let Some(v) = &self.https_listen {
-            set("tls.https_listen", s(v));
-        }
-        if let Some(v) = &self.http_listen {
-            set("tls.http_listen", s(v));
-        }
-    }
-}
-
-/// A name a public CA can issue for by HTTP-01 or TLS-ALPN-01: letters,
-/// digits and hyphens in dot-separated labels, no wildcard, no IP address.
-pub fn validate_domain(d: &str) -> Result<(), String> {
-    let d = d.trim_end_matches('.');
-    if d.starts_with("*.") {
-        return Err(
-            "wildcard names need the DNS-01 challenge, which confab does not do; list each name"
-                .into(),
-        );
-    }
-    if d.parse::<std::net::IpAddr>().is_ok() {
-        return Err("is an IP address; certificates are issued for DNS names".into());
-    }
-    if d.contains("://") || d.contains('/') || d.contains(':') {
-        return Err("must be a bare name like chat.example.com (no scheme, port or path)".into());
-    }
-    let labels: Vec<&str> = d.split('.').collect();
-    let ok = !d.is_empty()
-        && d.len() <= 253
-        && labels.len() >= 2
-        && labels.iter().all(|l| {
-            (1..=63).contains(&l.len())
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err("is not a valid DNS name like chat.example.com".into())
-    }
-}
-
-/// An address a CA accepts as the account contact.
-pub fn validate_email(e: &str) -> Result<(), String> {
-    let e = e.trim();
-    let Some((local, domain)) = e.split_once('@') else {
-        return Err("must be an e-mail address like you@your-domain.com".into());
-    };
-    if local.is_empty()
-        || domain.contains('@')
-        || e.chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == ',')
-        || e.starts_with("mailto:")
-        || validate_domain(domain).is_err()
-    {
-        return Err(
-            "must be one e-mail address like you@your-domain.com (no mailto:, no list)".into(),
-        );
-    }
-    let domain = domain.to_ascii_lowercase();
-    if ["example.com", "example.org", "example.net"]
-        .iter()
-        .any(|x| domain == *x || domain.ends_with(&format!(".{x}")))
-    {
-        return Err(format!(
-            "{domain} is a reserved example domain that CAs reject; use your real address or leave it unset"
-        ));
-    }
-    Ok(())
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TlsMode {
-    /// Plain HTTP (behind a proxy, or on a private network).
-    Off,
-    /// Certificate files (`tls.cert`, `tls.key`).
-    Files,
-    /// Automatic certificates for `tls.domains`.
-    Acme,
-}
 
 /// A problem the operator should know about.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -746,6 +596,7 @@ pub fn is_local_https(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TlsFlags;
     use crate::config::{Config, Overrides};
 
     fn load(env: &[(&str, &str)], flags: TlsFlags) -> Result<Config, String> {
@@ -774,7 +625,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.tls.mode(), TlsMode::Acme);
-        assert_eq!(c.tls.acme_directory_url(), acme::LETS_ENCRYPT_STAGING);
+        assert_eq!(
+            c.tls.acme_directory_url(),
+            crate::config::tls::LETS_ENCRYPT_STAGING
+        );
         assert!(c.secure_cookies());
         assert_eq!(
             c.public_base("127.0.0.1:8080".parse().unwrap()),
@@ -805,7 +659,7 @@ mod tests {
             c.public_base("127.0.0.1:8443".parse().unwrap()),
             "https://a.example.com:8443"
         );
-        assert_eq!(c.tls.acme_directory_url(), acme::LETS_ENCRYPT);
+        assert_eq!(c.tls.acme_directory_url(), crate::config::tls::LETS_ENCRYPT);
     }
 
     #[test]
