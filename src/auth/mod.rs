@@ -143,9 +143,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Credential {
     }
 }
 
-/// Checks a new username and returns the form to store (see [`username`]).
+/// Checks a new username and returns the form to store (see [`username`]),
+/// or a 400 saying what a name may be.
 pub fn validate_username(name: &str) -> Result<String, AppError> {
-    username::validate(name)
+    username::normalize(name).ok_or_else(|| {
+        AppError::validation(
+            "username must be 3 to 50 characters of letters (a–z), digits and underscore",
+        )
+    })
 }
 
 pub fn validate_email(email: &str) -> Result<(), AppError> {

@@ -146,7 +146,11 @@ impl Limits {
     /// What an ended answer is charged: one message and its tokens when it
     /// consumed any (it completed, produced text, or the provider reported
     /// usage); nothing when it failed before the provider did any work.
-    pub fn charge_for(&self, msg: &Message, outcome: Outcome) -> Option<usage::Charge> {
+    pub fn charge_for(
+        &self,
+        msg: &Message,
+        outcome: Outcome,
+    ) -> Option<crate::store::usage::Charge> {
         let u = msg.usage.unwrap_or_default();
         let consumed = outcome == Outcome::Complete || !msg.content.is_empty() || !u.estimated;
         consumed.then(|| {

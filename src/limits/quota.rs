@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
-use super::usage::Charge;
+use crate::store::usage::Charge;
 use crate::store::{QuotaOverride, Store, StoreResult};
 
 /// The limits that apply to one user today (None = unlimited).

@@ -9,37 +9,10 @@ use uuid::Uuid;
 
 use crate::clock::{day_number, format_rfc3339, iso};
 use crate::config::Price;
-use crate::store::usage::{UsageCounts, UsageRow};
+use crate::store::usage::{Charge, UsageCounts, UsageRow};
 
 /// The longest range one report covers.
 pub const MAX_DAYS: i64 = 366;
-
-/// One charge to a user's usage: an answer (`messages` = 1) or a title.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Charge {
-    pub provider: String,
-    pub model: String,
-    pub messages: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    /// Billionths of the price table's currency unit.
-    pub cost_nanos: u64,
-}
-
-impl Charge {
-    pub fn is_empty(&self) -> bool {
-        self.messages == 0 && self.input_tokens == 0 && self.output_tokens == 0
-    }
-
-    pub fn counts(&self) -> UsageCounts {
-        UsageCounts {
-            messages: self.messages,
-            input_tokens: self.input_tokens,
-            output_tokens: self.output_tokens,
-            cost_nanos: self.cost_nanos,
-        }
-    }
-}
 
 /// The `[[prices]]` table.
 #[derive(Debug, Clone, Default)]

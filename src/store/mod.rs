@@ -10,6 +10,7 @@ pub mod acme;
 pub mod audit_query;
 pub mod backup;
 pub mod chat;
+pub mod metrics;
 pub mod provider_records;
 pub mod records;
 pub mod search_outbox;
@@ -182,7 +183,7 @@ impl Tx {
         let group = writer.group.clone();
         let seq = writer.committed();
         let r = group.wait_durable(&db, seq);
-        crate::limits::metrics::observe_store_commit(started.elapsed());
+        metrics::observe_commit(started.elapsed());
         r
     }
 }
