@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+#[cfg(test)]
+mod architecture_tests;
 pub mod assets;
 pub mod auth;
 pub mod chat;

@@ -97,7 +97,7 @@ impl ConnCap {
             exempt: cfg
                 .trusted_proxies
                 .iter()
-                .filter_map(|p| crate::limits::ip::parse_net(p))
+                .filter_map(|p| crate::config::parse_net(p))
                 .collect(),
             open: Mutex::default(),
         })

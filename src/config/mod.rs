@@ -4,9 +4,10 @@
 //! once at start-up; a bad value stops start-up with one sentence naming the
 //! setting and what is allowed.
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 mod auth;
@@ -210,6 +211,15 @@ impl Config {
                 .as_deref()
                 .is_some_and(|u| u.starts_with("https://"))
     }
+}
+
+/// A `trusted_proxies` entry: parses `10.0.0.0/8`, `::1` or `192.0.2.7` into a network.
+pub fn parse_net(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Some(net.trunc());
+    }
+    s.parse::<IpAddr>().ok().map(IpNet::from)
 }
 
 /// `scheme://host[:port]` of an absolute http(s) URL, lowercased.

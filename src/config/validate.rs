@@ -151,7 +151,7 @@ impl Config {
     /// metrics settings.
     fn validate_governance(&self) -> Result<(), ConfigError> {
         for (i, p) in self.trusted_proxies.iter().enumerate() {
-            crate::limits::ip::parse_net(p).ok_or_else(|| {
+            super::parse_net(p).ok_or_else(|| {
                 err(format!(
                     "trusted_proxies[{i}] must be an IP address or CIDR like 10.0.0.0/8 or ::1, got {p:?}"
                 ))
