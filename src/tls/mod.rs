@@ -390,8 +390,7 @@ pub(crate) fn warn_if_expiring(info: &CertInfo) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HttpListen, TlsFlags};
-    use crate::config::{Config, Overrides};
+    use crate::config::{Config, HttpListen, Overrides, TlsFlags};
 
     fn load(env: &[(&str, &str)], flags: TlsFlags) -> Result<Config, String> {
         let env: Vec<(String, String)> = env
