@@ -3,26 +3,27 @@
 //! The graph is built from the source at test time: one node per file under
 //! `src/`, an edge for every `crate::…`, `super::…` or child-module path in
 //! code (use lines and inline paths; comments are ignored), resolved to the
-//! deepest module file that exists. Two rules are checked:
+//! deepest module file that exists. The rules checked:
 //!
 //! - no import cycle crosses a folder: every strongly connected component
 //!   lies inside one top-level module;
-//! - no module of a layer below `http` imports `http` or `app`.
+//! - no module imports one of a higher layer ([`LAYERS`]); in particular
+//!   nothing below `http` imports `http` or `app`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Every top-level module of the library, lowest layer first. A module may
-/// import modules of its own layer or below; the test enforces that nothing
-/// below [`HTTP_LAYER`] reaches `http` or `app`.
+/// import modules of its own layer or below, never above.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("leaves", &["clock", "assets"]),
+    ("leaves", &["clock", "assets", "keyfile", "username"]),
+    ("provider clients", &["providers"]),
     ("configuration", &["config", "logging"]),
+    ("infrastructure", &["server", "store", "tls"]),
     (
-        "infrastructure",
-        &["server", "store", "providers", "search", "tls"],
+        "domain",
+        &["auth", "limits", "chat", "error", "ops", "search"],
     ),
-    ("domain", &["auth", "limits", "chat", "error", "ops"]),
     ("state", &["state"]),
     ("http", &["http"]),
     ("composition", &["app", "cli", "lib", "architecture_tests"]),
@@ -390,6 +391,28 @@ fn nothing_below_http_imports_http_or_app() {
     assert!(
         bad.is_empty(),
         "modules below http import http or app:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn no_module_imports_a_higher_layer() {
+    let mut bad = Vec::new();
+    for (file, targets) in &graph() {
+        let from = layer_of(top_of(file));
+        for t in targets {
+            let to = layer_of(top_of(t));
+            if to > from {
+                bad.push(format!(
+                    "{file} ({}) imports {t} ({})",
+                    LAYERS[from].0, LAYERS[to].0
+                ));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "imports that point up the layers (move the shared item down, or the importer up):\n{}",
         bad.join("\n")
     );
 }

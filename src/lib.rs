@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod keyfile;
 pub mod limits;
 pub mod logging;
 pub mod ops;
@@ -24,5 +25,6 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod username;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

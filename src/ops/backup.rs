@@ -293,7 +293,7 @@ pub fn restore_command(data_dir: &Path, backup: &Path) -> anyhow::Result<Restore
         std::fs::rename(&jwt, aside(JWT_KEY_FILE))?;
         set_aside.push(aside(JWT_KEY_FILE));
     }
-    crate::auth::keyfile::load_or_create(&jwt, JWT_KEY_LEN)?;
+    crate::keyfile::load_or_create(&jwt, JWT_KEY_LEN)?;
     let index = data_dir.join("index");
     if index.exists() {
         std::fs::remove_dir_all(&index)?;

@@ -560,7 +560,7 @@ impl Store {
         let tx = self.read()?;
         let names = tx.open_table(USERS_BY_NAME)?;
         let Some(id) = names
-            .get(crate::auth::username::key(username).as_str())?
+            .get(crate::username::key(username).as_str())?
             .map(|v| v.value())
         else {
             return Ok(None);
@@ -590,7 +590,7 @@ impl Store {
                 ));
             }
             let mut names = tx.open_table(USERS_BY_NAME)?;
-            let key = crate::auth::username::key(&user.username);
+            let key = crate::username::key(&user.username);
             if names.get(key.as_str())?.is_some() {
                 return Err(StoreError::Conflict("username already taken".into()));
             }
