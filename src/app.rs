@@ -1,11 +1,11 @@
-//! Application state and the server entry point.
+//! The composition root: builds [`AppState`] (declared in
+//! [`crate::state`], below `http`) and serves the router on a listener.
 //!
 //! `main` (or a test) binds a listener, builds [`AppState`] and calls
 //! [`serve`]; nothing here knows about fixed ports.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,45 +16,9 @@ use crate::auth::password::Hasher;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::{self, JwtKeys};
 use crate::config::{Config, parse_origin};
-use crate::store::{AuditEntry, Store};
+use crate::store::Store;
 
-pub struct AppInner {
-    pub cfg: Config,
-    pub store: Store,
-    pub hasher: Arc<Hasher>,
-    pub jwt: JwtKeys,
-    pub throttle: LoginThrottle,
-    /// The one-time setup token, present while no user exists.
-    pub setup_token: Mutex<Option<String>>,
-    /// e.g. `http://127.0.0.1:8080`, without a trailing slash.
-    pub public_base: String,
-    /// Origins whose browser requests are accepted (own + cors_origins).
-    pub allowed_origins: Vec<String>,
-    pub assets: &'static Assets,
-    /// Every LLM provider the server can route to.
-    pub providers: Arc<crate::providers::registry::Registry>,
-    /// Running and recently finished generations.
-    pub generations: Arc<crate::chat::generation::Manager>,
-    /// The full-text index of every user's history.
-    pub search: Arc<crate::search::Search>,
-    /// Rate limits, quotas, usage accounting and metrics.
-    pub limits: Arc<crate::limits::Limits>,
-    /// The configuration in force now: `cfg` as reloaded by SIGHUP (see
-    /// `ops::reload`); read live settings through [`AppState::settings`].
-    pub live: crate::ops::reload::LiveConfig,
-    /// HTTPS: the certificate served and its upkeep; `None` for plain HTTP.
-    pub tls: Option<Arc<crate::tls::Tls>>,
-}
-
-#[derive(Clone)]
-pub struct AppState(pub Arc<AppInner>);
-
-impl Deref for AppState {
-    type Target = AppInner;
-    fn deref(&self) -> &AppInner {
-        &self.0
-    }
-}
+pub use crate::state::{AppInner, AppState};
 
 impl AppState {
     /// Builds the state for a server reachable at `bound`. Opens nothing:
@@ -108,30 +72,6 @@ impl AppState {
             cfg,
         })))
     }
-
-    /// The configuration in force now (changes on SIGHUP for the settings
-    /// in `ops::reload::LIVE_SETTINGS`, e.g. `registration`).
-    pub fn settings(&self) -> Arc<Config> {
-        self.live.get()
-    }
-
-    /// The setup link to print, while setup is pending.
-    pub fn setup_url(&self) -> Option<String> {
-        self.setup_token
-            .lock()
-            .expect("lock not poisoned")
-            .as_ref()
-            .map(|t| format!("{}/setup?token={t}", self.public_base))
-    }
-
-    /// Stores an audit entry. A failure to audit is logged, not surfaced:
-    /// the action itself already happened.
-    pub async fn audit(&self, e: AuditEntry) {
-        let action = e.action.clone();
-        if let Err(err) = self.store.blocking(move |s| s.append_audit(&e)).await {
-            tracing::error!(%action, error = %err, "failed to write audit entry");
-        }
-    }
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then drains
@@ -145,7 +85,7 @@ pub async fn serve(
     serve_on(accept, state, shutdown, None).await
 }
 
-/// Like [`serve`], over TLS: `tls::serve` binds, starts the certificate
+/// Like [`serve`], over TLS: [`serve_listeners`] starts the certificate
 /// upkeep and calls this. Responses carry HSTS while a CA-issued
 /// certificate is in use.
 pub async fn serve_tls(
@@ -155,6 +95,57 @@ pub async fn serve_tls(
 ) -> std::io::Result<()> {
     let over_tls = crate::http::OverTls(listener.tls().clone());
     serve_on(listener, state, shutdown, Some(over_tls)).await
+}
+
+/// Serves the app on `listeners` until `shutdown`: plain HTTP through
+/// [`serve`], or HTTPS through [`serve_tls`] with
+/// the certificate upkeep (file watch or ACME) and the plain-HTTP listener
+/// running beside it.
+pub async fn serve_listeners(
+    listeners: crate::tls::Listeners,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let Some(tls) = state.tls.clone() else {
+        return serve(listeners.app, state, shutdown).await;
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let https_port = listeners.app.local_addr()?.port();
+    // One cap for both ports: a flood on :80 counts against :443 too.
+    let cap = crate::server::ConnCap::new(&state.cfg);
+    let timeouts = crate::server::Timeouts::from_config(&state.cfg.http);
+    let mut tasks = vec![tokio::spawn(tls.clone().run(
+        state.live.subscribe(),
+        state.store.downgrade(),
+        cancel.child_token(),
+    ))];
+    if let Some(http) = listeners.http {
+        tracing::info!(
+            addr = %http.local_addr()?,
+            "plain HTTP answers ACME challenges and redirects to https"
+        );
+        tasks.push(tokio::spawn(crate::tls::redirect::serve(
+            crate::server::TcpAccept::new(http, cap.clone()),
+            timeouts,
+            tls.clone(),
+            https_port,
+            cancel.child_token(),
+        )));
+    }
+    let handshake = Duration::from_secs(state.cfg.http.tls_handshake_timeout_secs);
+    let listener = crate::tls::TlsListener::new(listeners.app, tls, cap, handshake)?;
+    let stop = cancel.clone();
+    let result = serve_tls(listener, state, async move {
+        shutdown.await;
+        stop.cancel();
+    })
+    .await;
+    cancel.cancel();
+    for t in tasks {
+        t.abort();
+        let _ = t.await;
+    }
+    result
 }
 
 async fn serve_on<A: crate::server::Accept>(
@@ -229,7 +220,7 @@ async fn maintenance(state: AppState) {
         state.throttle.prune();
         state.limits.prune();
         let idle = state.cfg.auth.session_idle_hours as i64 * 3600;
-        let now = crate::auth::now();
+        let now = crate::clock::now();
         match state
             .store
             .blocking(move |s| Ok(s.prune_sessions(now, idle)? + s.prune_tokens(now)?))

@@ -96,7 +96,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
     #[command(flatten)]
-    pub tls: crate::tls::TlsFlags,
+    pub tls: crate::config::TlsFlags,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -358,7 +358,7 @@ async fn serve_main(
     let _reload = crate::ops::reload::spawn_sighup(state.live.clone(), reload);
     let _watchdog = crate::ops::systemd::spawn_watchdog();
     crate::ops::systemd::ready(&format!("listening on {url}"));
-    crate::tls::serve(listeners, state, shutdown_signal()).await?;
+    crate::app::serve_listeners(listeners, state, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -443,7 +443,7 @@ fn find(store: &Store, username: &str) -> anyhow::Result<User> {
 
 async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
     let hasher = crate::auth::password::Hasher::new();
-    let now = crate::auth::now();
+    let now = crate::clock::now();
     let cli_audit = |action: &str, target: String| {
         let e = crate::store::AuditEntry {
             id: Uuid::now_v7(),
@@ -520,7 +520,7 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
                         u.username,
                         format!("{:?}", u.role).to_lowercase(),
                         format!("{:?}", u.status).to_lowercase(),
-                        crate::http::rfc3339(u.created_at)
+                        crate::clock::rfc3339(u.created_at)
                     )?;
                 }
                 match page.last() {
@@ -608,7 +608,7 @@ fn set_user(
             if let Some(s) = status {
                 u.status = s;
             }
-            u.updated_at = crate::auth::now();
+            u.updated_at = crate::clock::now();
             let admins = all
                 .iter()
                 .map(|x| if x.id == u.id { &*u } else { x })
@@ -652,7 +652,7 @@ fn reindex(store: &Store, cfg: &Config) -> anyhow::Result<ExitCode> {
 fn cli_invite_audit(store: &Store, action: &str) -> anyhow::Result<()> {
     store.append_audit(&crate::store::AuditEntry {
         id: Uuid::now_v7(),
-        at: crate::auth::now(),
+        at: crate::clock::now(),
         actor: None,
         actor_name: Some("cli".into()),
         action: action.into(),
@@ -692,7 +692,7 @@ fn invite_cmd(store: &Store, cfg: &Config, cmd: &InviteCmd) -> anyhow::Result<Ex
             );
         }
         InviteCmd::List => {
-            let now = crate::auth::now();
+            let now = crate::clock::now();
             println!("{:<24} {:<6} {:<5} expires", "code", "role", "uses");
             for i in store
                 .list_invites()?
@@ -704,7 +704,7 @@ fn invite_cmd(store: &Store, cfg: &Config, cmd: &InviteCmd) -> anyhow::Result<Ex
                     i.code,
                     format!("{:?}", i.role).to_lowercase(),
                     i.uses_left,
-                    crate::http::rfc3339(i.expires_at)
+                    crate::clock::rfc3339(i.expires_at)
                 );
             }
         }

@@ -5,20 +5,26 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+#[cfg(test)]
+mod architecture_tests;
 pub mod assets;
 pub mod auth;
 pub mod chat;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod keyfile;
 pub mod limits;
 pub mod logging;
 pub mod ops;
 pub mod providers;
 pub mod search;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod tls;
+pub mod username;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

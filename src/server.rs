@@ -18,7 +18,7 @@
 //!   connection busy for as long as it is open).
 //!
 //! A body whose declared `Content-Length` is over `max_body_bytes` is refused
-//! with 413 before a byte of it is read ([`refuse_oversized_body`]).
+//! with 413 before a byte of it is read ([`crate::http::limits_layer::refuse_oversized_body`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -31,10 +31,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{Method, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::ConnectInfo;
+use axum::http::Method;
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -47,9 +45,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::app::AppState;
 use crate::config::{Config, HttpConfig};
-use crate::error::AppError;
 
 /// After an idle connection is asked to close, how long it may take to go
 /// before it is dropped (an HTTP/1 connection in the middle of a request
@@ -101,7 +97,7 @@ impl ConnCap {
             exempt: cfg
                 .trusted_proxies
                 .iter()
-                .filter_map(|p| crate::limits::ip::parse_net(p))
+                .filter_map(|p| crate::config::parse_net(p))
                 .collect(),
             open: Mutex::default(),
         })
@@ -603,25 +599,4 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Counted<I> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
-}
-
-/// Refuses a request whose declared `Content-Length` is over
-/// `max_body_bytes` with 413 PAYLOAD_TOO_LARGE before any of the body is
-/// read, instead of waiting for (and then discarding) the body. The
-/// connection then closes, since the unread body cannot be skipped.
-pub async fn refuse_oversized_body(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let limit = state.cfg.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return AppError::PayloadTooLarge(limit).into_response();
-    }
-    next.run(req).await
 }

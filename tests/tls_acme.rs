@@ -77,9 +77,13 @@ async fn start(
         http,
         https: true,
     };
-    let handle = tokio::spawn(confab::tls::serve(listeners, state.clone(), async move {
-        let _ = rx.await;
-    }));
+    let handle = tokio::spawn(confab::app::serve_listeners(
+        listeners,
+        state.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
     Server {
         state,
         https: addr,

@@ -71,9 +71,13 @@ async fn start(data: &Path, files: &Files, f: impl FnOnce(&mut Config)) -> Serve
         http: None,
         https: true,
     };
-    let handle = tokio::spawn(confab::tls::serve(listeners, state.clone(), async move {
-        let _ = rx.await;
-    }));
+    let handle = tokio::spawn(confab::app::serve_listeners(
+        listeners,
+        state.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
     Server {
         state,
         addr,

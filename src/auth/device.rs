@@ -55,7 +55,7 @@ impl DeviceKeys {
     /// of its own (not the JWT key), so a device cookie can never be
     /// mistaken for an access token.
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<DeviceKeys> {
-        let bytes = crate::auth::keyfile::load_or_create(&data_dir.join(KEY_FILE), 32)?;
+        let bytes = crate::keyfile::load_or_create(&data_dir.join(KEY_FILE), 32)?;
         Ok(Self::from_secret(&bytes))
     }
 

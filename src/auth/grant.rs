@@ -96,7 +96,7 @@ impl Grant {
             (Some(t), Some(limit)) if t > limit => {
                 return Err(AppError::Forbidden(format!(
                     "expires_at must not be later than the expiry of the API key creating it ({})",
-                    crate::http::rfc3339(limit)
+                    crate::clock::rfc3339(limit)
                 )));
             }
             (Some(t), _) => Some(t),

@@ -17,7 +17,7 @@
 //! budget first), many addresses can lock out only the account's unknown
 //! sources, and the owner on a device that signed in before keeps signing
 //! in. Only failures are charged: successes hand their reservation back.
-//! Accounts are keyed by their normalised name ([`super::username::key`]),
+//! Accounts are keyed by their normalised name ([`crate::username::key`]),
 //! whether or not they exist, so the answers reveal nothing.
 
 use std::net::IpAddr;

@@ -65,8 +65,7 @@ impl JwtKeys {
     /// Loads `<data>/jwt.key`, creating it (0600) with 256 random bits on
     /// first start (and after a restore).
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<JwtKeys> {
-        let bytes =
-            crate::auth::keyfile::load_or_create(&data_dir.join(JWT_KEY_FILE), JWT_KEY_LEN)?;
+        let bytes = crate::keyfile::load_or_create(&data_dir.join(JWT_KEY_FILE), JWT_KEY_LEN)?;
         Ok(Self::from_secret(&bytes))
     }
 

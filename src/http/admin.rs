@@ -10,10 +10,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::{UserView, audit};
-use super::{Json, Query, created, parse_id, rfc3339};
-use crate::app::AppState;
+use super::{Json, Query, created, parse_id};
 use crate::auth::{self, Admin, ClientInfo, password, tokens};
+use crate::clock;
+use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::store::{Invite, Role, StoreError, User, UserStatus};
 
 pub fn routes() -> Router<AppState> {
@@ -102,7 +104,7 @@ pub async fn create_user(
     if state.store.find_user_by_name(&username)?.is_some() {
         return Err(AppError::UsernameExists);
     }
-    let now = auth::now();
+    let now = clock::now();
     let user = User {
         id: Uuid::now_v7(),
         username,
@@ -210,7 +212,7 @@ pub async fn update_user(
                 if let Some(q) = quota {
                     u.quota = q;
                 }
-                u.updated_at = auth::now();
+                u.updated_at = clock::now();
                 let admins_left = all
                     .iter()
                     .map(|x| if x.id == u.id { &*u } else { x })
@@ -331,7 +333,7 @@ pub fn new_invite(
             "expires_in_hours must be between 1 and 8760",
         ));
     }
-    let now = auth::now();
+    let now = clock::now();
     Ok(Invite {
         code: tokens::random_code(),
         created_by,
@@ -372,7 +374,7 @@ pub async fn list_invites(
     State(state): State<AppState>,
     Admin(admin): Admin,
 ) -> AppResult<Json<InviteList>> {
-    let now = auth::now();
+    let now = clock::now();
     let items = state
         .store
         .list_invites()?

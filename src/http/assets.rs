@@ -7,9 +7,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::assets::Asset;
 use crate::error::AppError;
+use crate::state::AppState;
 
 fn accepts(headers: &HeaderMap, coding: &str) -> bool {
     headers

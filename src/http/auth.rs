@@ -11,16 +11,18 @@ use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Json, created, parse_id, rfc3339};
-use crate::app::AppState;
+use super::{Json, created, parse_id};
 use crate::auth::device::{self, DeviceId};
 use crate::auth::throttle::Source;
 use crate::auth::{
     self, AuthVia, ClientInfo, CurrentUser, SESSION_COOKIE, password, tokens, username,
 };
+use crate::clock;
+use crate::clock::rfc3339;
 use crate::config::RegistrationMode;
 use crate::error::{AppError, AppResult};
-use crate::limits::layer::note_decision;
+use crate::limits::rate::note_decision;
+use crate::state::AppState;
 use crate::store::{AuditEntry, Role, Session, StoreError, User, UserStatus};
 
 pub fn routes() -> Router<AppState> {
@@ -82,7 +84,7 @@ pub(crate) async fn audit(
     state
         .audit(AuditEntry {
             id: Uuid::now_v7(),
-            at: auth::now(),
+            at: clock::now(),
             actor: actor.map(|u| u.id),
             actor_name: actor
                 .map(|u| u.username.clone())
@@ -121,7 +123,7 @@ async fn start_session(
     client: &ClientInfo,
     status: StatusCode,
 ) -> AppResult<Response> {
-    let now = auth::now();
+    let now = clock::now();
     let token = tokens::random_token();
     let lifetime = state.cfg.auth.session_absolute_hours as i64 * 3600;
     let session = Session {
@@ -209,7 +211,7 @@ pub async fn setup(
     if let Some(e) = &req.email {
         auth::validate_email(e)?;
     }
-    let now = auth::now();
+    let now = clock::now();
     let user = User {
         id: Uuid::now_v7(),
         username,
@@ -349,7 +351,7 @@ async fn do_register(
     if let Some(e) = &req.email {
         auth::validate_email(e).map_err(fail)?;
     }
-    let now = auth::now();
+    let now = clock::now();
     let mut role = Role::User;
     if let Some(code) = invite_code {
         let inv = state.store.get_invite(code).map_err(|e| fail(e.into()))?;
@@ -424,7 +426,7 @@ async fn check_credentials(
     } else {
         None
     };
-    let now = auth::now();
+    let now = clock::now();
     let device = user.as_ref().and_then(|u| {
         let t = &state.throttle;
         t.devices.from_headers(headers, u.id, now, t.device_max_age)
@@ -492,7 +494,7 @@ async fn check_credentials(
 /// with the device id it had if it had one.
 fn remember_device(state: &AppState, resp: &mut Response, user: Uuid, device: Option<DeviceId>) {
     let device = device.unwrap_or_else(device::new_device_id);
-    let value = state.throttle.devices.issue(user, &device, auth::now());
+    let value = state.throttle.devices.issue(user, &device, clock::now());
     let c = cookie::Cookie::build((device::cookie_name(user), value))
         .http_only(true)
         .same_site(cookie::SameSite::Strict)
@@ -596,7 +598,7 @@ pub async fn list_sessions(
         .list_sessions(user.id())?
         .into_iter()
         .filter(|s| {
-            let now = auth::now();
+            let now = clock::now();
             let idle = state.cfg.auth.session_idle_hours as i64 * 3600;
             s.expires_at > now && s.last_seen + idle > now
         })
@@ -750,7 +752,7 @@ pub async fn change_password(
                 uid,
                 |u, _| {
                     u.password_hash = hash;
-                    u.updated_at = auth::now();
+                    u.updated_at = clock::now();
                     Ok(())
                 },
                 end,
@@ -789,7 +791,7 @@ async fn issue_tokens(
     user_id: Uuid,
     family: Option<Uuid>,
 ) -> AppResult<TokenResponse> {
-    let now = auth::now();
+    let now = clock::now();
     let ttl = state.cfg.auth.access_token_minutes as i64 * 60;
     let refresh = tokens::random_token();
     if let Some(family_id) = family {
@@ -843,7 +845,7 @@ pub async fn refresh(
     client: ClientInfo,
     Json(req): Json<RefreshRequest>,
 ) -> AppResult<Json<TokenResponse>> {
-    let now = auth::now();
+    let now = clock::now();
     let old = tokens::hash_token(&req.refresh_token);
     let new_token = tokens::random_token();
     let new = tokens::hash_token(&new_token);

@@ -19,12 +19,12 @@ use uuid::Uuid;
 
 use super::conversations::{MessageView, message_view, new_conversation, validate_model};
 use super::{Json, parse_id};
-use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::chat::generation::{GenEvent, Generation, Job, Outcome};
 use crate::chat::{self, DEFAULT_CONTEXT_WINDOW};
 use crate::error::{AppError, AppResult, current_request_id};
 use crate::providers::{ChatMessage, ChatRequest};
+use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::chat::{Message, MessageRole, MessageStatus};
 
@@ -165,7 +165,7 @@ pub async fn start(
             provider: None,
             status: MessageStatus::Complete,
             usage: None,
-            created_at: crate::auth::now(),
+            created_at: crate::clock::now(),
             duration_ms: None,
             finish_reason: None,
             error: None,
@@ -218,7 +218,7 @@ pub async fn start(
         provider: Some(provider_name.clone()),
         status: MessageStatus::Streaming,
         usage: None,
-        created_at: crate::auth::now(),
+        created_at: crate::clock::now(),
         duration_ms: None,
         finish_reason: None,
         error: None,
@@ -674,7 +674,7 @@ async fn admit_frame(
     state.limits.check_api(user.id()).map_err(|e| (e, false))?;
     match needed {
         None => Ok(user.clone()),
-        Some(scope) => crate::auth::verify(state, cred, scope)
+        Some(scope) => super::extract::verify(state, cred, scope)
             .await
             .map_err(|e| (e, true)),
     }

@@ -10,15 +10,17 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Json, Query, created, parse_id, rfc3339};
-use crate::app::AppState;
+use super::{Json, Query, created, parse_id};
 use crate::auth::CurrentUser;
 use crate::chat;
+use crate::clock::now_ms;
+use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::chat::{
     Conversation, ConversationCursor, ConversationFilter, Message, MessageError, MessageRole,
-    MessageStatus, Usage, now_ms,
+    MessageStatus, Usage,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -255,7 +257,7 @@ pub fn new_conversation(
     model: Option<String>,
     system_prompt: Option<String>,
 ) -> Conversation {
-    let now = crate::auth::now();
+    let now = crate::clock::now();
     Conversation {
         id: Uuid::now_v7(),
         user_id,

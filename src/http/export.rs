@@ -28,15 +28,15 @@ use super::conversations::{
     ConversationView, MessageView, message_view, validate_model, validate_system_prompt,
     validate_title,
 };
-use super::{Json, Query, rfc3339};
-use crate::app::AppState;
+use super::{Json, Query};
 use crate::auth::CurrentUser;
 use crate::chat;
+use crate::clock::now_ms;
+use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::store::StoreError;
-use crate::store::chat::{
-    Conversation, Message, MessageError, MessageRole, MessageStatus, Usage, now_ms,
-};
+use crate::store::chat::{Conversation, Message, MessageError, MessageRole, MessageStatus, Usage};
 
 /// `format` of a single-conversation export.
 pub const CONVERSATION_FORMAT: &str = "confab.conversation.v1";
@@ -177,7 +177,7 @@ pub async fn export_conversation(
         ExportFormat::Json => {
             let doc = ConversationExport {
                 format: CONVERSATION_FORMAT.into(),
-                exported_at: rfc3339(crate::auth::now()),
+                exported_at: rfc3339(crate::clock::now()),
                 conversation: (&c).into(),
                 messages: msgs.iter().map(|m| export_view(&state, m)).collect(),
             };
@@ -810,7 +810,7 @@ fn prepare(
 
     // The caller gives the conversation its id.
     let conv_id = Uuid::nil();
-    let now = crate::auth::now();
+    let now = crate::clock::now();
     let mut out = Vec::with_capacity(msgs.len());
     for (i, m) in msgs.into_iter().enumerate() {
         let status = match m.status.unwrap_or(MessageStatus::Complete) {

@@ -8,9 +8,9 @@ use std::time::Instant;
 use utoipa::ToSchema;
 
 use super::Json;
-use crate::app::AppState;
 use crate::auth::{ClientInfo, CurrentUser};
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -65,7 +65,7 @@ pub async fn deep(
         return Err(AppError::AdminRequired);
     }
     let started = Instant::now();
-    let now = crate::auth::now();
+    let now = crate::clock::now();
     state
         .store
         .blocking(move |s| s.probe(now))

@@ -10,11 +10,13 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::audit;
-use super::{Json, created, parse_id, rfc3339};
-use crate::app::AppState;
+use super::{Json, created, parse_id};
 use crate::auth::grant::Grant;
-use crate::auth::{self, ClientInfo, CurrentUser, tokens};
+use crate::auth::{ClientInfo, CurrentUser, tokens};
+use crate::clock;
+use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 use crate::store::{ApiKey, StoreError};
 
 pub fn routes() -> Router<AppState> {
@@ -91,7 +93,7 @@ pub async fn create_key(
     if name.is_empty() || name.chars().count() > 100 {
         return Err(AppError::validation("name must be 1 to 100 characters"));
     }
-    let now = auth::now();
+    let now = clock::now();
     let expires_at = match req.expires_at.as_deref() {
         None | Some("") => None,
         Some(s) => Some(

@@ -11,9 +11,9 @@ use axum::routing::get;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
-use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::error::AppError;
+use crate::state::AppState;
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 

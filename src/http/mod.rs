@@ -9,8 +9,10 @@ pub mod auth;
 pub mod chat;
 pub mod conversations;
 pub mod export;
+pub mod extract;
 pub mod health;
 pub mod keys;
+pub mod limits_layer;
 pub mod metrics;
 pub mod openapi;
 pub mod providers;
@@ -29,8 +31,8 @@ use std::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::app::AppState;
 use crate::error::{AppError, REQUEST_ID};
+use crate::state::AppState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -66,7 +68,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), origin_check))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::limits::layer::rate_limit,
+            limits_layer::rate_limit,
         ));
 
     if !state.cfg.cors_origins.is_empty() {
@@ -105,13 +107,13 @@ pub fn router(state: AppState) -> Router {
     ))
     .layer(middleware::from_fn_with_state(
         state.clone(),
-        crate::server::refuse_oversized_body,
+        limits_layer::refuse_oversized_body,
     ))
     .layer(middleware::from_fn(security_headers))
     .layer(middleware::from_fn(request_context))
     .layer(middleware::from_fn_with_state(
         state.clone(),
-        crate::limits::layer::track,
+        limits_layer::track,
     ))
     .with_state(state)
 }
@@ -418,14 +420,6 @@ where
 /// it is a 404 like any unknown id.
 pub fn parse_id(raw: &str, what: &str) -> Result<uuid::Uuid, AppError> {
     uuid::Uuid::parse_str(raw).map_err(|_| AppError::not_found(what))
-}
-
-/// Unix seconds → RFC 3339 UTC.
-pub fn rfc3339(ts: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ts)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// 201 with a JSON body.

@@ -24,14 +24,16 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::audit;
-use super::{Json, created, rfc3339};
-use crate::app::AppState;
-use crate::auth::{self, Admin, ClientInfo, CurrentUser};
+use super::{Json, created};
+use crate::auth::{Admin, ClientInfo, CurrentUser};
+use crate::clock;
+use crate::clock::rfc3339;
 use crate::config::{Config, validate_model_list, validate_provider_name, validate_provider_url};
 use crate::error::{AppError, AppResult};
 use crate::providers::registry::{ProviderSummary, Registry, RegistryError, from_env};
 use crate::providers::secrets::SecretBox;
 use crate::providers::{ProviderConfig, ProviderKind, ProviderOptions, default_client};
+use crate::state::AppState;
 use crate::store::provider_records::StoredProvider;
 use crate::store::{Store, StoreError};
 
@@ -554,7 +556,7 @@ async fn create(state: &AppState, req: CreateProvider) -> AppResult<AdminProvide
             "a provider named \"{name}\" already exists"
         )));
     }
-    let now = auth::now();
+    let now = clock::now();
     let config = ProviderConfig {
         kind: req.kind,
         name: name.clone(),
@@ -667,7 +669,7 @@ async fn update(state: &AppState, name: &str, req: UpdateProvider) -> AppResult<
                 && let Some(mut rec) = stored
             {
                 rec.enabled = enabled;
-                rec.updated_at = auth::now();
+                rec.updated_at = clock::now();
                 state.store.blocking(move |s| s.put_provider(&rec)).await?;
             }
             state
@@ -698,7 +700,7 @@ async fn update(state: &AppState, name: &str, req: UpdateProvider) -> AppResult<
     if let Some(e) = req.enabled {
         rec.enabled = e;
     }
-    rec.updated_at = auth::now();
+    rec.updated_at = clock::now();
     let api_key = match &new_key {
         None => current.api_key.clone(),
         Some(k) => k.clone(),

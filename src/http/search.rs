@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Json, Query, rfc3339};
-use crate::app::AppState;
+use super::{Json, Query};
 use crate::auth::CurrentUser;
+use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
 use crate::search::snippet::{self, Snippet};
 use crate::search::{SearchError, SearchRequest, tokenizer};
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/search", get(search))

@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::routing::get;
 
 use super::Json;
-use crate::app::AppState;
 use crate::auth::Admin;
+use crate::state::AppState;
 use crate::tls::TlsStatus;
 
 pub fn routes() -> Router<AppState> {

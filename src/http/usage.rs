@@ -11,10 +11,11 @@ use serde::Deserialize;
 use std::collections::HashMap;
 
 use super::{Json, Query};
-use crate::app::AppState;
 use crate::auth::{Admin, CurrentUser};
+use crate::clock::day_number;
 use crate::error::{AppError, AppResult};
-use crate::limits::usage::{self, AdminReport, GroupBy, QuotaStatus, UserReport, day_number};
+use crate::limits::usage::{self, AdminReport, GroupBy, QuotaStatus, UserReport};
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -182,7 +182,7 @@ pub fn record_if_changed(store: &Store, cfg: &Config) -> StoreResult<bool> {
     };
     store.append_audit(&AuditEntry {
         id: Uuid::now_v7(),
-        at: crate::auth::now(),
+        at: crate::clock::now(),
         actor: None,
         actor_name: Some(ACTOR.into()),
         action: ACTION.into(),

@@ -7,14 +7,7 @@ use axum::http::HeaderMap;
 use ipnet::IpNet;
 use std::net::IpAddr;
 
-/// Parses `10.0.0.0/8`, `::1` or `192.0.2.7` into a network.
-pub fn parse_net(s: &str) -> Option<IpNet> {
-    let s = s.trim();
-    if let Ok(net) = s.parse::<IpNet>() {
-        return Some(net.trunc());
-    }
-    s.parse::<IpAddr>().ok().map(IpNet::from)
-}
+use crate::config::parse_net;
 
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies {

@@ -11,8 +11,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
-use std::sync::LazyLock;
-use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -70,15 +68,6 @@ pub struct QuotaLabels {
 fn latency_histogram() -> Histogram {
     // 1 ms … ~65 s
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
-}
-
-/// Commit latency of every store write; one process-wide histogram (the
-/// store has no handle on the registry), registered in every registry.
-static STORE_COMMIT: LazyLock<Histogram> =
-    LazyLock::new(|| Histogram::new(exponential_buckets(0.0001, 2.0, 16)));
-
-pub fn observe_store_commit(d: Duration) {
-    STORE_COMMIT.observe(d.as_secs_f64());
 }
 
 pub struct Metrics {
@@ -226,7 +215,7 @@ impl Metrics {
             "store_commit_duration",
             "Store write transactions, time to commit (fsync included)",
             Unit::Seconds,
-            STORE_COMMIT.clone(),
+            crate::store::metrics::commit_histogram(),
         );
         r.register_with_unit(
             "process_resident_memory",

@@ -3,14 +3,13 @@
 //! cost accounting, and the metrics registry.
 //!
 //! [`Limits`] is the one handle the rest of the server holds
-//! (`AppState::limits`). The HTTP layers live in [`layer`]; chat calls
+//! (`AppState::limits`). The HTTP layers live in `http::limits_layer`; chat calls
 //! [`Limits::admit`] before an answer starts and [`Limits::finish`] once it
 //! has been stored.
 
 pub mod audit;
 pub mod failures;
 pub mod ip;
-pub mod layer;
 pub mod metrics;
 pub mod quota;
 pub mod rate;
@@ -32,7 +31,7 @@ use rate::{Class, Decision, RateLimits};
 use usage::Prices;
 
 /// The client address of a request, resolved once per request by
-/// [`layer::track`] (through the trusted proxies).
+/// `http::limits_layer::track` (through the trusted proxies).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
@@ -95,7 +94,7 @@ impl Limits {
     ) -> Result<Reservation, AppError> {
         if self.rate.enabled {
             let d = self.rate.chat.check(&user.id());
-            layer::note_decision(d);
+            rate::note_decision(d);
             if !d.allowed {
                 self.metrics.rate_limited(Class::Chat.label());
                 return Err(AppError::RateLimited {
@@ -116,7 +115,7 @@ impl Limits {
             Ok(r) => Ok(r),
             Err(Refusal::Concurrency { limit }) => {
                 self.metrics.rate_limited(Class::Concurrency.label());
-                layer::note_decision(Decision {
+                rate::note_decision(Decision {
                     allowed: false,
                     limit,
                     remaining: 0,
@@ -147,7 +146,11 @@ impl Limits {
     /// What an ended answer is charged: one message and its tokens when it
     /// consumed any (it completed, produced text, or the provider reported
     /// usage); nothing when it failed before the provider did any work.
-    pub fn charge_for(&self, msg: &Message, outcome: Outcome) -> Option<usage::Charge> {
+    pub fn charge_for(
+        &self,
+        msg: &Message,
+        outcome: Outcome,
+    ) -> Option<crate::store::usage::Charge> {
         let u = msg.usage.unwrap_or_default();
         let consumed = outcome == Outcome::Complete || !msg.content.is_empty() || !u.estimated;
         consumed.then(|| {
@@ -267,7 +270,7 @@ fn quota_exceeded(what: String) -> AppError {
     AppError::QuotaExceeded {
         message: format!(
             "{what}; it resets at {} (UTC midnight)",
-            usage::rfc3339(usage::next_reset())
+            crate::clock::format_rfc3339(usage::next_reset())
         ),
         retry_after: Some(usage::secs_until_reset()),
     }

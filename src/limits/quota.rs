@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
-use super::usage::{self, Charge};
+use crate::store::usage::Charge;
 use crate::store::{QuotaOverride, Store, StoreResult};
 
 /// The limits that apply to one user today (None = unlimited).
@@ -117,7 +117,7 @@ impl Quotas {
         if st.running >= max_running {
             return Ok(Err(Refusal::Concurrency { limit: max_running }));
         }
-        let day = usage::today();
+        let day = crate::clock::today();
         Self::ensure_today(&mut st, store, user, day)?;
         let t = st.today.unwrap_or_default();
         if let Some(limit) = quota.messages_per_day {
@@ -161,7 +161,7 @@ impl Quotas {
         let mut st = slot.lock().await;
         let mut result = Ok(());
         if let Some(c) = charge.filter(|c| !c.is_empty()) {
-            let day = usage::today();
+            let day = crate::clock::today();
             let c2 = c.clone();
             result = store
                 .blocking(move |s| s.charge_usage(user, day, &c2))
@@ -193,7 +193,7 @@ impl Quotas {
     pub async fn today(&self, store: &Store, user: Uuid) -> StoreResult<Today> {
         let slot = self.slot(user);
         let mut st = slot.lock().await;
-        Self::ensure_today(&mut st, store, user, usage::today())?;
+        Self::ensure_today(&mut st, store, user, crate::clock::today())?;
         let t = st.today.unwrap_or_default();
         Ok(Today {
             messages: t.messages,

@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
 
+use std::cell::Cell;
+use std::future::Future;
+
 use super::failures::FailureLimiter;
 use crate::config::{AuthConfig, LimitsConfig};
 
@@ -202,6 +205,28 @@ impl RateLimits {
             ("chat", self.chat.len()),
         ]
     }
+}
+
+tokio::task_local! {
+    /// A more specific limiter's decision (the chat limiter, set inside the
+    /// handler), reported in the headers instead of the API limiter's.
+    static DECISION: Cell<Option<Decision>>;
+}
+
+/// Lets the response report `d` in its `RateLimit-*` headers.
+pub fn note_decision(d: Decision) {
+    let _ = DECISION.try_with(|c| c.set(Some(d)));
+}
+
+/// Runs `fut`, returning with its output the decision noted inside it
+/// ([`note_decision`]), if any.
+pub async fn noting<T>(fut: impl Future<Output = T>) -> (T, Option<Decision>) {
+    DECISION
+        .scope(Cell::new(None), async {
+            let out = fut.await;
+            (out, DECISION.with(|c| c.get()))
+        })
+        .await
 }
 
 #[cfg(test)]

@@ -3,42 +3,16 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
-use time::{Date, Duration as TimeDuration, Month, OffsetDateTime};
+use time::{Date, Duration as TimeDuration, OffsetDateTime};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::clock::{day_number, format_rfc3339, iso};
 use crate::config::Price;
-use crate::store::usage::{UsageCounts, UsageRow};
+use crate::store::usage::{Charge, UsageCounts, UsageRow};
 
 /// The longest range one report covers.
 pub const MAX_DAYS: i64 = 366;
-
-/// One charge to a user's usage: an answer (`messages` = 1) or a title.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Charge {
-    pub provider: String,
-    pub model: String,
-    pub messages: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    /// Billionths of the price table's currency unit.
-    pub cost_nanos: u64,
-}
-
-impl Charge {
-    pub fn is_empty(&self) -> bool {
-        self.messages == 0 && self.input_tokens == 0 && self.output_tokens == 0
-    }
-
-    pub fn counts(&self) -> UsageCounts {
-        UsageCounts {
-            messages: self.messages,
-            input_tokens: self.input_tokens,
-            output_tokens: self.output_tokens,
-            cost_nanos: self.cost_nanos,
-        }
-    }
-}
 
 /// The `[[prices]]` table.
 #[derive(Debug, Clone, Default)]
@@ -97,20 +71,6 @@ impl Prices {
     }
 }
 
-pub fn day_number(d: Date) -> u32 {
-    d.year() as u32 * 10_000 + u32::from(u8::from(d.month())) * 100 + u32::from(d.day())
-}
-
-pub fn date_of(day: u32) -> Option<Date> {
-    let month = Month::try_from((day / 100 % 100) as u8).ok()?;
-    Date::from_calendar_date((day / 10_000) as i32, month, (day % 100) as u8).ok()
-}
-
-/// Today (UTC) as yyyymmdd.
-pub fn today() -> u32 {
-    day_number(OffsetDateTime::now_utc().date())
-}
-
 /// The next UTC midnight, when daily quotas reset.
 pub fn next_reset() -> OffsetDateTime {
     let tomorrow = OffsetDateTime::now_utc().date() + TimeDuration::days(1);
@@ -121,15 +81,6 @@ pub fn next_reset() -> OffsetDateTime {
 pub fn secs_until_reset() -> u64 {
     let d = next_reset() - OffsetDateTime::now_utc();
     (d.whole_seconds() + i64::from(d.subsec_nanoseconds() > 0)).max(1) as u64
-}
-
-pub fn iso(d: Date) -> String {
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-}
-
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// `from`/`to` (YYYY-MM-DD, inclusive): default the last 30 days.
@@ -235,7 +186,7 @@ impl QuotaStatus {
             messages_remaining: q.messages_per_day.map(|m| m.saturating_sub(held)),
             tokens_remaining: q.tokens_per_day.map(|m| m.saturating_sub(t.tokens)),
             running: t.running,
-            resets_at: rfc3339(next_reset()),
+            resets_at: format_rfc3339(next_reset()),
         }
     }
 }
@@ -489,6 +440,7 @@ pub fn admin_csv(r: &AdminReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::date_of;
 
     fn price(provider: Option<&str>, model: &str, i: f64, o: f64) -> Price {
         Price {

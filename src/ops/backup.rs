@@ -63,11 +63,10 @@ pub fn write_from_server(
 
 /// A file name for a backup taken now: `confab-backup-20261122T013000Z.redb`.
 pub fn default_file_name() -> String {
-    format!("confab-backup-{}.redb", compact_now())
-}
-
-fn compact_now() -> String {
-    crate::http::rfc3339(crate::auth::now()).replace(['-', ':'], "")
+    format!(
+        "confab-backup-{}.redb",
+        crate::clock::compact(crate::clock::now())
+    )
 }
 
 fn rows_bar(what: &str) -> indicatif::ProgressBar {
@@ -255,7 +254,7 @@ pub fn restore_command(data_dir: &Path, backup: &Path) -> anyhow::Result<Restore
     bar.finish_and_clear();
     let prepared = prepared?;
 
-    let suffix = format!("pre-restore-{}", compact_now());
+    let suffix = format!("pre-restore-{}", crate::clock::compact(crate::clock::now()));
     let aside = |name: &str| data_dir.join(format!("{name}.{suffix}"));
     let mut set_aside = Vec::new();
     let live = data_dir.join("confab.redb");
@@ -294,7 +293,7 @@ pub fn restore_command(data_dir: &Path, backup: &Path) -> anyhow::Result<Restore
         std::fs::rename(&jwt, aside(JWT_KEY_FILE))?;
         set_aside.push(aside(JWT_KEY_FILE));
     }
-    crate::auth::keyfile::load_or_create(&jwt, JWT_KEY_LEN)?;
+    crate::keyfile::load_or_create(&jwt, JWT_KEY_LEN)?;
     let index = data_dir.join("index");
     if index.exists() {
         std::fs::remove_dir_all(&index)?;

@@ -74,11 +74,11 @@ impl SecretBox {
             path: path.clone(),
             source,
         };
-        let bytes = match crate::auth::keyfile::load_or_create(&path, KEY_LEN) {
+        let bytes = match crate::keyfile::load_or_create(&path, KEY_LEN) {
             Ok(b) => b,
             // Another task created it between our read and our create.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                crate::auth::keyfile::load_or_create(&path, KEY_LEN).map_err(io)?
+                crate::keyfile::load_or_create(&path, KEY_LEN).map_err(io)?
             }
             Err(e) => return Err(io(e)),
         };

@@ -309,7 +309,7 @@ fn write_backup(
         for_each_table!(copy);
         let header = BackupHeader {
             format: BACKUP_FORMAT,
-            created_at: crate::http::rfc3339(crate::auth::now()),
+            created_at: crate::clock::rfc3339(crate::clock::now()),
             confab_version: crate::VERSION.to_string(),
             schema_version,
             tables,

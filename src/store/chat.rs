@@ -157,10 +157,6 @@ fn save_conv(tx: &WriteTx, old_updated: Option<u64>, c: &Conversation) -> StoreR
     Ok(())
 }
 
-pub fn now_ms() -> u64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as u64
-}
-
 impl Store {
     pub fn create_conversation(&self, c: &Conversation) -> StoreResult<()> {
         let tx = self.write()?;
@@ -252,7 +248,7 @@ impl Store {
                 )?;
             }
             if touch {
-                c.updated_at_ms = now_ms().max(old + 1);
+                c.updated_at_ms = crate::clock::now_ms().max(old + 1);
             }
             save_conv(&tx, Some(old), &c)?;
             c
@@ -354,7 +350,7 @@ impl Store {
             }
             let old = c.updated_at_ms;
             c.current_leaf = Some(assistant.id);
-            c.updated_at_ms = now_ms().max(old + 1);
+            c.updated_at_ms = crate::clock::now_ms().max(old + 1);
             save_conv(&tx, Some(old), &c)?;
             c
         };
@@ -459,7 +455,7 @@ impl Store {
             drop(convs);
             if let Some(mut c) = c {
                 let old = c.updated_at_ms;
-                c.updated_at_ms = now_ms().max(old + 1);
+                c.updated_at_ms = crate::clock::now_ms().max(old + 1);
                 save_conv(&tx, Some(old), &c)?;
             }
         }

@@ -10,6 +10,7 @@ pub mod acme;
 pub mod audit_query;
 pub mod backup;
 pub mod chat;
+pub mod metrics;
 pub mod provider_records;
 pub mod records;
 pub mod search_outbox;
@@ -182,7 +183,7 @@ impl Tx {
         let group = writer.group.clone();
         let seq = writer.committed();
         let r = group.wait_durable(&db, seq);
-        crate::limits::metrics::observe_store_commit(started.elapsed());
+        metrics::observe_commit(started.elapsed());
         r
     }
 }
@@ -559,7 +560,7 @@ impl Store {
         let tx = self.read()?;
         let names = tx.open_table(USERS_BY_NAME)?;
         let Some(id) = names
-            .get(crate::auth::username::key(username).as_str())?
+            .get(crate::username::key(username).as_str())?
             .map(|v| v.value())
         else {
             return Ok(None);
@@ -589,7 +590,7 @@ impl Store {
                 ));
             }
             let mut names = tx.open_table(USERS_BY_NAME)?;
-            let key = crate::auth::username::key(&user.username);
+            let key = crate::username::key(&user.username);
             if names.get(key.as_str())?.is_some() {
                 return Err(StoreError::Conflict("username already taken".into()));
             }

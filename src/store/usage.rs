@@ -51,14 +51,36 @@ fn clip(s: &str) -> &str {
     }
 }
 
+/// One charge to a user's usage: an answer (`messages` = 1) or a title.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Charge {
+    pub provider: String,
+    pub model: String,
+    pub messages: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Billionths of the price table's currency unit.
+    pub cost_nanos: u64,
+}
+
+impl Charge {
+    pub fn is_empty(&self) -> bool {
+        self.messages == 0 && self.input_tokens == 0 && self.output_tokens == 0
+    }
+
+    pub fn counts(&self) -> UsageCounts {
+        UsageCounts {
+            messages: self.messages,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost_nanos: self.cost_nanos,
+        }
+    }
+}
+
 impl Store {
     /// Adds one charge to both usage tables in one transaction.
-    pub fn charge_usage(
-        &self,
-        user_id: Uuid,
-        day: u32,
-        c: &crate::limits::usage::Charge,
-    ) -> StoreResult<()> {
+    pub fn charge_usage(&self, user_id: Uuid, day: u32, c: &Charge) -> StoreResult<()> {
         let (provider, model) = (clip(&c.provider), clip(&c.model));
         let delta = c.counts();
         let u = user_id.as_u128();
@@ -132,7 +154,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::usage::Charge;
 
     #[test]
     fn charges_add_up_in_both_tables() {

@@ -37,11 +37,9 @@ use tokio_util::sync::CancellationToken;
 use super::Tls;
 use super::certs::{self, CertSource};
 use crate::config::Config;
+use crate::config::tls::LETS_ENCRYPT;
 use crate::store::acme::{AcmeAccountRecord, AcmeCertRecord};
 use crate::store::{Store, WeakStore};
-
-pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
-pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
 /// The renewal task wakes at least this often.
 const CHECK_EVERY: Duration = Duration::from_secs(4 * 3600);
@@ -168,7 +166,7 @@ pub async fn run(tls: Arc<Tls>, s: AcmeSettings, store: WeakStore, cancel: Cance
     let mut failures: u32 = 0;
     let mut ari = AriState::default();
     loop {
-        let now = crate::auth::now();
+        let now = crate::clock::now();
         let current = tls.acme_cert();
         let mut due = current.as_ref().map_or(now, renew_by_lifetime);
         let mut replaces = None;
@@ -184,9 +182,9 @@ pub async fn run(tls: Arc<Tls>, s: AcmeSettings, store: WeakStore, cancel: Cance
             if let Some(c) = &current {
                 tracing::info!(
                     domains = ?s.domains,
-                    not_after = %crate::http::rfc3339(c.not_after),
+                    not_after = %crate::clock::rfc3339(c.not_after),
                     days_left = (c.not_after - now).div_euclid(86_400),
-                    renew_at = %crate::http::rfc3339(due),
+                    renew_at = %crate::clock::rfc3339(due),
                     "certificate checked"
                 );
             }
@@ -249,14 +247,14 @@ pub async fn run(tls: Arc<Tls>, s: AcmeSettings, store: WeakStore, cancel: Cance
                     let dir = s.directory.clone();
                     let _ = st.blocking(move |s| s.delete_acme_account(&dir)).await;
                 }
-                let delay = retry_delay(failures, f.transient, f.retry_at, crate::auth::now());
-                let retry_at = crate::auth::now() + delay.as_secs() as i64;
+                let delay = retry_delay(failures, f.transient, f.retry_at, crate::clock::now());
+                let retry_at = crate::clock::now() + delay.as_secs() as i64;
                 tracing::error!(
                     domains = ?s.domains,
                     error = %f.message,
                     hint = f.hint.as_deref().unwrap_or(""),
                     attempt = failures,
-                    retry_at = %crate::http::rfc3339(retry_at),
+                    retry_at = %crate::clock::rfc3339(retry_at),
                     "could not obtain a certificate"
                 );
                 tls.record_error(f.message, f.hint, Some(retry_at));
@@ -308,7 +306,7 @@ impl AriState {
         account: &mut Option<Account>,
         cert: &AcmeCertRecord,
     ) -> Option<(i64, CertificateIdentifier<'static>)> {
-        let now = crate::auth::now();
+        let now = crate::clock::now();
         let der = CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
             .next()?
             .ok()?;
@@ -424,7 +422,7 @@ async fn obtain(
                     key_pem: key,
                     not_before: loaded.info.not_before_ts,
                     not_after: loaded.info.not_after_ts,
-                    issued_at: crate::auth::now(),
+                    issued_at: crate::clock::now(),
                     challenge: Some(m.name().to_string()),
                 };
                 if let Some((em, ef)) = earlier {
@@ -844,7 +842,7 @@ async fn ensure_account(
                 credentials: serde_json::to_value(&creds)
                     .map_err(|e| Failure::new(format!("cannot encode the ACME account: {e}")))?,
                 email: s.email.clone(),
-                created_at: crate::auth::now(),
+                created_at: crate::clock::now(),
             };
             store
                 .blocking(move |st| st.put_acme_account(&rec))

@@ -135,14 +135,14 @@ pub fn describe(der: &CertificateDer<'_>, source: CertSource) -> Result<CertInfo
         names,
         issuer: cert.issuer().to_string(),
         serial: hex::encode(cert.raw_serial()),
-        not_before: crate::http::rfc3339(not_before_ts),
-        not_after: crate::http::rfc3339(not_after_ts),
+        not_before: crate::clock::rfc3339(not_before_ts),
+        not_after: crate::clock::rfc3339(not_after_ts),
         days_left: 0,
         trusted: source != CertSource::SelfSigned && !self_signed,
         not_before_ts,
         not_after_ts,
     };
-    Ok(info.refreshed(crate::auth::now()))
+    Ok(info.refreshed(crate::clock::now()))
 }
 
 /// A self-signed certificate for `domains`, served only while the first

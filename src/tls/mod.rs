@@ -5,251 +5,35 @@
 //! answers HTTP-01 and redirects to https ([`redirect`]) and the TLS accept
 //! loop ([`listener`]).
 //!
-//! The rest of confab sees [`TlsFlags`] (command line), [`bind_listeners`]
-//! and [`serve`] (`cli.rs`), [`Tls`] in `AppState` (status for
-//! `/health/deep`, `GET /api/admin/tls` and the HSTS decision).
+//! The rest of confab sees [`bind_listeners`] (`cli.rs`), [`Tls`] in the
+//! server state (status for `/health/deep`, `GET /api/admin/tls` and the
+//! HSTS decision) and [`Tls::run`], the certificate upkeep that
+//! `app::serve_listeners` starts beside the server.
 
 pub mod acme;
+mod bind;
 pub mod certs;
 mod files;
 mod listener;
-mod redirect;
+pub mod redirect;
 mod resolver;
+mod status;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use utoipa::ToSchema;
 
+pub use bind::{Listeners, bind_error, bind_listeners, is_local_https, local_base};
 pub use certs::{CertInfo, CertSource};
 pub use listener::TlsListener;
+pub use status::{TlsHealth, TlsProblem, TlsStatus};
 
-use crate::app::AppState;
-use crate::config::{Config, HttpListen};
+use crate::config::{Config, TlsMode};
 use crate::store::Store;
 use crate::store::acme::AcmeCertRecord;
-
-/// The TLS command-line flags of `confab serve`.
-#[derive(clap::Args, Debug, Default, Clone)]
-pub struct TlsFlags {
-    /// Get a certificate for this domain automatically (ACME); repeat for
-    /// more names. Turns on HTTPS on port 443 with a redirect on port 80.
-    #[arg(long = "domain", value_name = "NAME")]
-    pub domains: Vec<String>,
-    /// Contact e-mail for the ACME account (optional).
-    #[arg(long, value_name = "EMAIL")]
-    pub acme_email: Option<String>,
-    /// ACME directory URL. Default: Let's Encrypt production.
-    #[arg(long, value_name = "URL")]
-    pub acme_directory: Option<String>,
-    /// Use Let's Encrypt's staging CA (untrusted certificates, generous limits).
-    #[arg(long)]
-    pub acme_staging: bool,
-    /// Also trust this CA (PEM) when talking to the ACME server, e.g. Pebble's.
-    #[arg(long, value_name = "FILE")]
-    pub acme_ca_root: Option<PathBuf>,
-    /// Certificate chain (PEM) to serve HTTPS with; reloaded when it changes.
-    #[arg(long, value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-    /// Private key (PEM) of --tls-cert.
-    #[arg(long, value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-    /// HTTPS address. Default [::]:443 with --domain, else --listen.
-    #[arg(long, value_name = "ADDR")]
-    pub https_listen: Option<String>,
-    /// Plain-HTTP address for ACME HTTP-01 and the redirect to https, or
-    /// "off". Default [::]:80 with --domain, else off.
-    #[arg(long, value_name = "ADDR")]
-    pub http_listen: Option<String>,
-}
-
-impl TlsFlags {
-    /// Puts the flags that were given into the config table (`tls.*`).
-    pub fn apply(&self, set: &mut dyn FnMut(&str, toml::Value)) {
-        let s = |v: &str| toml::Value::String(v.to_string());
-        let p = |v: &PathBuf| toml::Value::String(v.to_string_lossy().into_owned());
-        if !self.domains.is_empty() {
-            let list = self
-                .domains
-                .iter()
-                .flat_map(|d| d.split(','))
-                .map(str::trim)
-                .filter(|d| !d.is_empty())
-                .map(s)
-                .collect();
-            set("tls.domains", toml::Value::Array(list));
-        }
-        if let Some(v) = &self.acme_email {
-            set("tls.acme_email", s(v));
-        }
-        if let Some(v) = &self.acme_directory {
-            set("tls.acme_directory", s(v));
-        }
-        if self.acme_staging {
-            set("tls.acme_staging", toml::Value::Boolean(true));
-        }
-        if let Some(v) = &self.acme_ca_root {
-            set("tls.acme_ca_root", p(v));
-        }
-        if let Some(v) = &self.tls_cert {
-            set("tls.cert", p(v));
-        }
-        if let Some(v) = &self.tls_key {
-            set("tls.key", p(v));
-        }
-        if let Some(v) = &self.https_listen {
-            set("tls.https_listen", s(v));
-        }
-        if let Some(v) = &self.http_listen {
-            set("tls.http_listen", s(v));
-        }
-    }
-}
-
-/// A name a public CA can issue for by HTTP-01 or TLS-ALPN-01: letters,
-/// digits and hyphens in dot-separated labels, no wildcard, no IP address.
-pub fn validate_domain(d: &str) -> Result<(), String> {
-    let d = d.trim_end_matches('.');
-    if d.starts_with("*.") {
-        return Err(
-            "wildcard names need the DNS-01 challenge, which confab does not do; list each name"
-                .into(),
-        );
-    }
-    if d.parse::<std::net::IpAddr>().is_ok() {
-        return Err("is an IP address; certificates are issued for DNS names".into());
-    }
-    if d.contains("://") || d.contains('/') || d.contains(':') {
-        return Err("must be a bare name like chat.example.com (no scheme, port or path)".into());
-    }
-    let labels: Vec<&str> = d.split('.').collect();
-    let ok = !d.is_empty()
-        && d.len() <= 253
-        && labels.len() >= 2
-        && labels.iter().all(|l| {
-            (1..=63).contains(&l.len())
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err("is not a valid DNS name like chat.example.com".into())
-    }
-}
-
-/// An address a CA accepts as the account contact.
-pub fn validate_email(e: &str) -> Result<(), String> {
-    let e = e.trim();
-    let Some((local, domain)) = e.split_once('@') else {
-        return Err("must be an e-mail address like you@your-domain.com".into());
-    };
-    if local.is_empty()
-        || domain.contains('@')
-        || e.chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == ',')
-        || e.starts_with("mailto:")
-        || validate_domain(domain).is_err()
-    {
-        return Err(
-            "must be one e-mail address like you@your-domain.com (no mailto:, no list)".into(),
-        );
-    }
-    let domain = domain.to_ascii_lowercase();
-    if ["example.com", "example.org", "example.net"]
-        .iter()
-        .any(|x| domain == *x || domain.ends_with(&format!(".{x}")))
-    {
-        return Err(format!(
-            "{domain} is a reserved example domain that CAs reject; use your real address or leave it unset"
-        ));
-    }
-    Ok(())
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TlsMode {
-    /// Plain HTTP (behind a proxy, or on a private network).
-    Off,
-    /// Certificate files (`tls.cert`, `tls.key`).
-    Files,
-    /// Automatic certificates for `tls.domains`.
-    Acme,
-}
-
-/// A problem the operator should know about.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct TlsProblem {
-    /// RFC 3339.
-    pub at: String,
-    pub message: String,
-    /// What to do about it.
-    pub hint: Option<String>,
-    /// When confab tries again (RFC 3339), for ACME.
-    pub retry_at: Option<String>,
-}
-
-/// `GET /api/admin/tls`.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct TlsStatus {
-    pub mode: TlsMode,
-    /// ACME: the names the certificate is for.
-    pub domains: Vec<String>,
-    pub acme_directory: Option<String>,
-    /// The certificate being served.
-    pub certificate: Option<CertInfo>,
-    /// An ACME order is in progress.
-    pub issuing: bool,
-    /// The challenge type that got the current certificate.
-    pub challenge: Option<String>,
-    /// When the certificate will be renewed (RFC 3339).
-    pub renew_at: Option<String>,
-    /// The last time a certificate was obtained or reloaded (RFC 3339).
-    pub last_renewal_at: Option<String>,
-    /// Failed attempts since the last success.
-    pub consecutive_failures: u32,
-    /// The latest failure since the last success.
-    pub last_error: Option<TlsProblem>,
-}
-
-impl TlsStatus {
-    pub fn off() -> TlsStatus {
-        TlsStatus {
-            mode: TlsMode::Off,
-            domains: Vec::new(),
-            acme_directory: None,
-            certificate: None,
-            issuing: false,
-            challenge: None,
-            renew_at: None,
-            last_renewal_at: None,
-            consecutive_failures: 0,
-            last_error: None,
-        }
-    }
-}
-
-/// The certificate part of `/health/deep`.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct TlsHealth {
-    pub mode: TlsMode,
-    pub source: Option<CertSource>,
-    /// RFC 3339.
-    pub not_after: Option<String>,
-    pub days_left: Option<i64>,
-    pub issuing: bool,
-    /// The last renewal or reload error since the last success.
-    pub last_error: Option<String>,
-}
 
 enum Mode {
     Files {
@@ -378,7 +162,7 @@ impl Tls {
         if matches!(mode, Mode::Acme(_)) {
             config.alpn_protocols.push(resolver::ACME_TLS_ALPN.to_vec());
         }
-        let now = crate::auth::now();
+        let now = crate::clock::now();
         let challenge = acme_cert.as_ref().and_then(|c| c.challenge.clone());
         let last_renewal_at = acme_cert
             .as_ref()
@@ -424,12 +208,12 @@ impl Tls {
     /// to get it).
     pub fn hsts(&self) -> bool {
         let s = self.state();
-        s.cert.trusted && s.cert.not_after_ts > crate::auth::now()
+        s.cert.trusted && s.cert.not_after_ts > crate::clock::now()
     }
 
     /// The certificate served now.
     pub fn certificate(&self) -> CertInfo {
-        self.state().cert.refreshed(crate::auth::now())
+        self.state().cert.refreshed(crate::clock::now())
     }
 
     pub fn status(&self) -> TlsStatus {
@@ -442,11 +226,11 @@ impl Tls {
             mode: self.mode(),
             domains,
             acme_directory: directory,
-            certificate: Some(s.cert.refreshed(crate::auth::now())),
+            certificate: Some(s.cert.refreshed(crate::clock::now())),
             issuing: s.issuing,
             challenge: s.challenge.clone(),
-            renew_at: s.renew_at.map(crate::http::rfc3339),
-            last_renewal_at: s.last_renewal_at.map(crate::http::rfc3339),
+            renew_at: s.renew_at.map(crate::clock::rfc3339),
+            last_renewal_at: s.last_renewal_at.map(crate::clock::rfc3339),
             consecutive_failures: s.failures,
             last_error: s.last_error.clone(),
         }
@@ -454,7 +238,7 @@ impl Tls {
 
     pub fn health(&self) -> TlsHealth {
         let s = self.state();
-        let cert = s.cert.refreshed(crate::auth::now());
+        let cert = s.cert.refreshed(crate::clock::now());
         TlsHealth {
             mode: self.mode(),
             source: Some(cert.source),
@@ -477,7 +261,7 @@ impl Tls {
             s.challenge = rec.challenge.clone();
             s.acme_cert = Some(rec);
         }
-        s.last_renewal_at = Some(crate::auth::now());
+        s.last_renewal_at = Some(crate::clock::now());
         s.failures = 0;
         s.last_error = None;
     }
@@ -486,10 +270,10 @@ impl Tls {
         let mut s = self.state();
         s.failures += 1;
         s.last_error = Some(TlsProblem {
-            at: crate::http::rfc3339(crate::auth::now()),
+            at: crate::clock::rfc3339(crate::clock::now()),
             message,
             hint,
-            retry_at: retry_at.map(crate::http::rfc3339),
+            retry_at: retry_at.map(crate::clock::rfc3339),
         });
     }
 
@@ -538,7 +322,7 @@ impl Tls {
 
     /// Keeps the certificate fresh until `cancel`: watches the files, or
     /// obtains and renews the ACME certificate.
-    async fn run(
+    pub async fn run(
         self: Arc<Self>,
         live: tokio::sync::watch::Receiver<Arc<Config>>,
         store: crate::store::WeakStore,
@@ -603,202 +387,10 @@ pub(crate) fn warn_if_expiring(info: &CertInfo) {
     }
 }
 
-/// The bound sockets of a server.
-pub struct Listeners {
-    /// Serves the app: plain HTTP, or HTTPS when TLS is on.
-    pub app: TcpListener,
-    /// TLS on: the HTTP-01 responder and redirect.
-    pub http: Option<TcpListener>,
-    pub https: bool,
-}
-
-impl Listeners {
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.app.local_addr()
-    }
-
-    /// `http(s)://addr` of the app listener, for the log.
-    pub fn url(&self) -> String {
-        let scheme = if self.https { "https" } else { "http" };
-        match self.app.local_addr() {
-            Ok(a) => format!("{scheme}://{a}"),
-            Err(_) => format!("{scheme}://?"),
-        }
-    }
-}
-
-/// Binds what the configuration asks for: `listen` when TLS is off;
-/// otherwise the HTTPS address (`tls.https_listen`; default `[::]:443` for
-/// ACME, `listen` for certificate files) and the plain-HTTP one
-/// (`tls.http_listen`; default `[::]:80` for ACME, none for files). Errors
-/// say what to do, e.g. for a low port without CAP_NET_BIND_SERVICE.
-pub async fn bind_listeners(cfg: &Config) -> anyhow::Result<Listeners> {
-    let mode = cfg.tls.mode();
-    if mode == TlsMode::Off {
-        return Ok(Listeners {
-            app: bind(cfg.listen, "listen (--listen)").await?,
-            http: None,
-            https: false,
-        });
-    }
-    const HTTPS: &str = "tls.https_listen (--https-listen)";
-    const HTTP: &str = "tls.http_listen (--http-listen)";
-    let app = match cfg.tls.https_listen {
-        Some(a) => bind(a, HTTPS).await?,
-        None if mode == TlsMode::Files => bind(cfg.listen, "listen (--listen)").await?,
-        None => bind_any(443, HTTPS).await?,
-    };
-    let http = match cfg.tls.http_listen() {
-        HttpListen::Off => None,
-        HttpListen::At(a) => Some(bind(a, HTTP).await?),
-        HttpListen::Default if mode == TlsMode::Acme => Some(bind_any(80, HTTP).await?),
-        HttpListen::Default => None,
-    };
-    Ok(Listeners {
-        app,
-        http,
-        https: true,
-    })
-}
-
-async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
-    crate::server::listen(addr).map_err(|e| anyhow::anyhow!(bind_error(addr, setting, &e)))
-}
-
-/// All addresses, IPv6 and IPv4 (a dual-stack socket), or IPv4 alone on a
-/// host without IPv6. Certificate authorities validate over IPv6 when the
-/// name has an AAAA record, so listening on IPv4 alone is a classic trap.
-async fn bind_any(port: u16, setting: &str) -> anyhow::Result<TcpListener> {
-    let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
-    match crate::server::listen(v6) {
-        Ok(l) => Ok(l),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::AddrInUse
-            ) =>
-        {
-            Err(anyhow::anyhow!(bind_error(v6, setting, &e)))
-        }
-        Err(_) => bind(SocketAddr::from(([0, 0, 0, 0], port)), setting).await,
-    }
-}
-
-/// One sentence naming the address, the setting and the way out.
-pub fn bind_error(addr: SocketAddr, setting: &str, e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => format!(
-            "cannot listen on {addr} ({setting}): permission denied. Ports below 1024 need the \
-             CAP_NET_BIND_SERVICE capability: run confab through its systemd unit (confab.service \
-             grants it with AmbientCapabilities=CAP_NET_BIND_SERVICE), or grant it to the binary \
-             once with `sudo setcap cap_net_bind_service=+ep $(command -v confab)`, or choose a \
-             port above 1023"
-        ),
-        std::io::ErrorKind::AddrInUse => format!(
-            "cannot listen on {addr} ({setting}): the port is already in use by another program \
-             (another web server such as nginx, Apache or Caddy, or a second confab); stop it \
-             (`sudo ss -ltnp 'sport = :{}'` shows which) or choose another address",
-            addr.port()
-        ),
-        std::io::ErrorKind::AddrNotAvailable => format!(
-            "cannot listen on {addr} ({setting}): this machine has no such address; use one of \
-             its addresses, or 0.0.0.0 / [::] for all"
-        ),
-        _ => format!("cannot listen on {addr} ({setting}): {e}"),
-    }
-}
-
-/// Serves the app on `listeners` until `shutdown`: plain HTTP through
-/// [`crate::app::serve`], or HTTPS through [`crate::app::serve_tls`] with
-/// the certificate upkeep (file watch or ACME) and the plain-HTTP listener
-/// running beside it.
-pub async fn serve(
-    listeners: Listeners,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let Some(tls) = state.tls.clone() else {
-        return crate::app::serve(listeners.app, state, shutdown).await;
-    };
-    let cancel = CancellationToken::new();
-    let https_port = listeners.app.local_addr()?.port();
-    // One cap for both ports: a flood on :80 counts against :443 too.
-    let cap = crate::server::ConnCap::new(&state.cfg);
-    let timeouts = crate::server::Timeouts::from_config(&state.cfg.http);
-    let mut tasks = vec![tokio::spawn(tls.clone().run(
-        state.live.subscribe(),
-        state.store.downgrade(),
-        cancel.child_token(),
-    ))];
-    if let Some(http) = listeners.http {
-        tracing::info!(
-            addr = %http.local_addr()?,
-            "plain HTTP answers ACME challenges and redirects to https"
-        );
-        tasks.push(tokio::spawn(redirect::serve(
-            crate::server::TcpAccept::new(http, cap.clone()),
-            timeouts,
-            tls.clone(),
-            https_port,
-            cancel.child_token(),
-        )));
-    }
-    let handshake = Duration::from_secs(state.cfg.http.tls_handshake_timeout_secs);
-    let listener = TlsListener::new(listeners.app, tls, cap, handshake)?;
-    let stop = cancel.clone();
-    let result = crate::app::serve_tls(listener, state, async move {
-        shutdown.await;
-        stop.cancel();
-    })
-    .await;
-    cancel.cancel();
-    for t in tasks {
-        t.abort();
-        let _ = t.await;
-    }
-    result
-}
-
-/// With TLS on, where `confab healthcheck` finds this machine's server:
-/// `https://127.0.0.1:<https port>` (the address itself when bound to one).
-pub fn local_base(cfg: &Config) -> Option<String> {
-    let mode = cfg.tls.mode();
-    if mode == TlsMode::Off {
-        return None;
-    }
-    let addr = match (cfg.tls.https_listen, mode) {
-        (Some(a), _) => a,
-        (None, TlsMode::Files) => cfg.listen,
-        (None, _) => SocketAddr::from(([127, 0, 0, 1], 443)),
-    };
-    let host = match addr.ip() {
-        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-        ip => ip.to_string(),
-    };
-    Some(format!("https://{host}:{}", addr.port()))
-}
-
-/// An https URL to a loopback address (certificate names cannot match it).
-pub fn is_local_https(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("https://") else {
-        return false;
-    };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = match host.strip_prefix('[') {
-        Some(h) => h.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, Overrides};
+    use crate::config::{Config, HttpListen, Overrides, TlsFlags};
 
     fn load(env: &[(&str, &str)], flags: TlsFlags) -> Result<Config, String> {
         let env: Vec<(String, String)> = env
@@ -826,7 +418,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.tls.mode(), TlsMode::Acme);
-        assert_eq!(c.tls.acme_directory_url(), acme::LETS_ENCRYPT_STAGING);
+        assert_eq!(
+            c.tls.acme_directory_url(),
+            crate::config::tls::LETS_ENCRYPT_STAGING
+        );
         assert!(c.secure_cookies());
         assert_eq!(
             c.public_base("127.0.0.1:8080".parse().unwrap()),
@@ -857,7 +452,7 @@ mod tests {
             c.public_base("127.0.0.1:8443".parse().unwrap()),
             "https://a.example.com:8443"
         );
-        assert_eq!(c.tls.acme_directory_url(), acme::LETS_ENCRYPT);
+        assert_eq!(c.tls.acme_directory_url(), crate::config::tls::LETS_ENCRYPT);
     }
 
     #[test]

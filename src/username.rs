@@ -19,8 +19,6 @@
 
 use unicode_normalization::UnicodeNormalization;
 
-use crate::error::AppError;
-
 pub const MIN_LEN: usize = 3;
 pub const MAX_LEN: usize = 50;
 
@@ -49,15 +47,6 @@ pub fn key(name: &str) -> String {
         return "\u{0}too-long".into();
     }
     name.nfkc().flat_map(char::to_lowercase).collect()
-}
-
-/// The normalised name, or a 400 saying what a name may be.
-pub fn validate(name: &str) -> Result<String, AppError> {
-    normalize(name).ok_or_else(|| {
-        AppError::validation(
-            "username must be 3 to 50 characters of letters (a–z), digits and underscore",
-        )
-    })
 }
 
 #[cfg(test)]

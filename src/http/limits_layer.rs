@@ -1,6 +1,7 @@
-//! The HTTP layers: [`track`] (client address, request metrics, open SSE
-//! streams, failed sign-ins) around everything, and [`rate_limit`] on the
-//! API.
+//! The limiting HTTP layers: [`track`] (client address, request metrics,
+//! open SSE streams, failed sign-ins) around everything, [`rate_limit`] on
+//! the API and [`refuse_oversized_body`]. The limiters themselves live in
+//! [`crate::limits`].
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
@@ -8,28 +9,16 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use super::ClientIp;
-use super::ip::limiter_key;
-use super::metrics::{HttpLabels, RouteLabels};
-use super::rate::{Class, Decision};
-use crate::app::AppState;
 use crate::auth::{CurrentUser, SESSION_COOKIE};
 use crate::error::AppError;
-
-tokio::task_local! {
-    /// A more specific limiter's decision (the chat limiter, set inside the
-    /// handler), reported in the headers instead of the API limiter's.
-    static DECISION: Cell<Option<Decision>>;
-}
-
-/// Lets the response report `d` in its `RateLimit-*` headers.
-pub fn note_decision(d: Decision) {
-    let _ = DECISION.try_with(|c| c.set(Some(d)));
-}
+use crate::limits::ClientIp;
+use crate::limits::ip::limiter_key;
+use crate::limits::metrics::{HttpLabels, RouteLabels};
+use crate::limits::rate::{Class, Decision, noting};
+use crate::state::AppState;
 
 /// The route template for metrics: the matched path with `{id}` written
 /// `:id` (braces inside label values trip up simple exposition parsers),
@@ -170,12 +159,7 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
     if !decision.allowed {
         return refuse(&state, class, decision);
     }
-    let (mut resp, inner) = DECISION
-        .scope(Cell::new(None), async {
-            let resp = next.run(req).await;
-            (resp, DECISION.with(|c| c.get()))
-        })
-        .await;
+    let (mut resp, inner) = noting(next.run(req)).await;
     inner.unwrap_or(decision).apply(resp.headers_mut());
     resp
 }
@@ -199,12 +183,7 @@ fn refuse(state: &AppState, class: Class, decision: Decision) -> Response {
 
 /// Runs `req`, reporting in the headers the decision a handler noted.
 async fn run_noting(req: Request, next: Next) -> Response {
-    let (mut resp, inner) = DECISION
-        .scope(Cell::new(None), async {
-            let resp = next.run(req).await;
-            (resp, DECISION.with(|c| c.get()))
-        })
-        .await;
+    let (mut resp, inner) = noting(next.run(req)).await;
     if let Some(d) = inner {
         d.apply(resp.headers_mut());
     }
@@ -243,4 +222,25 @@ async fn credential_route(
     };
     d.apply(resp.headers_mut());
     resp
+}
+
+/// Refuses a request whose declared `Content-Length` is over
+/// `max_body_bytes` with 413 PAYLOAD_TOO_LARGE before any of the body is
+/// read, instead of waiting for (and then discarding) the body. The
+/// connection then closes, since the unread body cannot be skipped.
+pub async fn refuse_oversized_body(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let limit = state.cfg.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return AppError::PayloadTooLarge(limit).into_response();
+    }
+    next.run(req).await
 }

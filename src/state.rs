@@ -1,0 +1,78 @@
+//! The server state every handler receives: configuration, store, and the
+//! services built on them. It is built by `app` ([`AppState::new`] lives
+//! there, since it wires the HTTP-side provider registry) and read by
+//! `http`; nothing here imports either.
+
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+
+use crate::assets::Assets;
+use crate::auth::password::Hasher;
+use crate::auth::throttle::LoginThrottle;
+use crate::auth::tokens::JwtKeys;
+use crate::config::Config;
+use crate::store::{AuditEntry, Store};
+
+pub struct AppInner {
+    pub cfg: Config,
+    pub store: Store,
+    pub hasher: Arc<Hasher>,
+    pub jwt: JwtKeys,
+    pub throttle: LoginThrottle,
+    /// The one-time setup token, present while no user exists.
+    pub setup_token: Mutex<Option<String>>,
+    /// e.g. `http://127.0.0.1:8080`, without a trailing slash.
+    pub public_base: String,
+    /// Origins whose browser requests are accepted (own + cors_origins).
+    pub allowed_origins: Vec<String>,
+    pub assets: &'static Assets,
+    /// Every LLM provider the server can route to.
+    pub providers: Arc<crate::providers::registry::Registry>,
+    /// Running and recently finished generations.
+    pub generations: Arc<crate::chat::generation::Manager>,
+    /// The full-text index of every user's history.
+    pub search: Arc<crate::search::Search>,
+    /// Rate limits, quotas, usage accounting and metrics.
+    pub limits: Arc<crate::limits::Limits>,
+    /// The configuration in force now: `cfg` as reloaded by SIGHUP (see
+    /// `ops::reload`); read live settings through [`AppState::settings`].
+    pub live: crate::ops::reload::LiveConfig,
+    /// HTTPS: the certificate served and its upkeep; `None` for plain HTTP.
+    pub tls: Option<Arc<crate::tls::Tls>>,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<AppInner>);
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// The configuration in force now (changes on SIGHUP for the settings
+    /// in `ops::reload::LIVE_SETTINGS`, e.g. `registration`).
+    pub fn settings(&self) -> Arc<Config> {
+        self.live.get()
+    }
+
+    /// The setup link to print, while setup is pending.
+    pub fn setup_url(&self) -> Option<String> {
+        self.setup_token
+            .lock()
+            .expect("lock not poisoned")
+            .as_ref()
+            .map(|t| format!("{}/setup?token={t}", self.public_base))
+    }
+
+    /// Stores an audit entry. A failure to audit is logged, not surfaced:
+    /// the action itself already happened.
+    pub async fn audit(&self, e: AuditEntry) {
+        let action = e.action.clone();
+        if let Err(err) = self.store.blocking(move |s| s.append_audit(&e)).await {
+            tracing::error!(%action, error = %err, "failed to write audit entry");
+        }
+    }
+}
