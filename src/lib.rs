@@ -20,5 +20,6 @@ pub mod search;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod users;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

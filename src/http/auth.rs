@@ -22,6 +22,7 @@ use crate::config::RegistrationMode;
 use crate::error::{AppError, AppResult};
 use crate::limits::layer::note_decision;
 use crate::store::{AuditEntry, Role, Session, StoreError, User, UserStatus};
+use crate::users::{Actor, UserError, Users};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -94,6 +95,38 @@ pub(crate) async fn audit(
             outcome: outcome.into(),
         })
         .await;
+}
+
+/// The accounts service over this server's store, hasher and throttle.
+pub(crate) fn users(state: &AppState) -> Users<'_> {
+    Users {
+        store: &state.store,
+        hasher: &state.hasher,
+        throttle: Some(&state.throttle),
+    }
+}
+
+/// Who makes a request, for the audit log.
+pub(crate) fn actor(client: &ClientInfo, user: Option<&User>) -> Actor {
+    Actor {
+        id: user.map(|u| u.id),
+        name: user.map(|u| u.username.clone()),
+        ip: Some(client.ip.to_string()),
+        user_agent: client.user_agent.clone(),
+    }
+}
+
+impl From<UserError> for AppError {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::Validation(m) | UserError::Rule(m) => AppError::Validation(m),
+            UserError::UsernameExists => AppError::UsernameExists,
+            UserError::NotFound(what) => AppError::not_found(what),
+            UserError::WrongPassword => AppError::WrongPassword,
+            UserError::Throttled(secs) => throttled(secs),
+            UserError::Store(e) => e.into(),
+        }
+    }
 }
 
 fn throttled(secs: u64) -> AppError {
@@ -709,70 +742,16 @@ pub async fn change_password(
     user: CurrentUser,
     Json(req): Json<PasswordChange>,
 ) -> AppResult<Json<PasswordChanged>> {
-    let attempt = state
-        .throttle
-        .begin_password_check(user.id())
-        .map_err(|d| throttled(d.reset_secs))?;
-    password::validate("new_password", &req.new_password).map_err(AppError::Validation)?;
-    let ok = req.current_password.chars().count() <= password::MAX_LEN
-        && state
-            .hasher
-            .verify(
-                req.current_password.clone(),
-                Some(user.user.password_hash.clone()),
-            )
-            .await;
-    if !ok {
-        attempt.fail();
-        audit(
-            &state,
-            &client,
-            Some(&user.user),
-            None,
-            "password.change",
-            None,
-            "WRONG_PASSWORD",
+    let revoked = users(&state)
+        .change_password(
+            &actor(&client, Some(&user.user)),
+            &user.user,
+            user.session_id(),
+            req.current_password,
+            req.new_password,
         )
-        .await;
-        return Err(AppError::WrongPassword);
-    }
-    attempt.succeed();
-    let hash = state.hasher.hash(req.new_password.clone()).await;
-    let uid = user.id();
-    let end = crate::store::SignOut {
-        keep_session: user.session_id(),
-        api_keys: true,
-    };
-    let (_, revoked) = state
-        .store
-        .blocking(move |s| {
-            s.update_user_and_sign_out(
-                uid,
-                |u, _| {
-                    u.password_hash = hash;
-                    u.updated_at = auth::now();
-                    Ok(())
-                },
-                end,
-            )
-        })
         .await?;
-    audit(
-        &state,
-        &client,
-        Some(&user.user),
-        None,
-        "password.change",
-        Some(revoked_note(&revoked)),
-        "ok",
-    )
-    .await;
     Ok(Json(PasswordChanged { revoked }))
-}
-
-/// The audit target of a sign-out.
-pub(crate) fn revoked_note(r: &crate::store::Revoked) -> String {
-    format!("revoked {} sessions, {} API keys", r.sessions, r.api_keys)
 }
 
 #[derive(Serialize, ToSchema)]
