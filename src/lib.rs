@@ -20,6 +20,7 @@ pub mod search;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod transfer;
 pub mod users;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
