@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+pub mod admin;
 pub mod anthropic;
 pub mod ollama;
 pub mod openai;
