@@ -7,7 +7,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -22,7 +21,7 @@ use crate::config::RegistrationMode;
 use crate::error::{AppError, AppResult};
 use crate::limits::layer::note_decision;
 use crate::store::{AuditEntry, Role, Session, StoreError, User, UserStatus};
-use crate::users::{Actor, UserError, Users};
+use crate::users::{Actor, RegistrationRules, SignUp, UserError, Users};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -120,6 +119,9 @@ impl From<UserError> for AppError {
     fn from(e: UserError) -> Self {
         match e {
             UserError::Validation(m) | UserError::Rule(m) => AppError::Validation(m),
+            UserError::Forbidden(m) => AppError::Forbidden(m),
+            UserError::RegistrationClosed => AppError::RegistrationClosed,
+            UserError::InvalidInvite(m) => AppError::InvalidInvite(m),
             UserError::UsernameExists => AppError::UsernameExists,
             UserError::NotFound(what) => AppError::not_found(what),
             UserError::WrongPassword => AppError::WrongPassword,
@@ -217,69 +219,19 @@ pub async fn setup(
     client: ClientInfo,
     Json(req): Json<SetupRequest>,
 ) -> AppResult<Response> {
-    let valid = {
-        let t = state.setup_token.lock().expect("lock");
-        t.as_ref()
-            .is_some_and(|t| bool::from(t.as_bytes().ct_eq(req.token.as_bytes())))
+    let sign_up = SignUp {
+        username: req.username,
+        password: req.password,
+        email: req.email,
     };
-    if !valid {
-        audit(
-            &state,
-            &client,
-            None,
-            Some(&req.username),
-            "setup",
-            None,
-            "FORBIDDEN",
+    let user = users(&state)
+        .setup(
+            &actor(&client, None),
+            &state.setup_token,
+            &req.token,
+            sign_up,
         )
-        .await;
-        return Err(AppError::Forbidden(
-            "the setup token is invalid or setup was already completed".into(),
-        ));
-    }
-    let username = auth::validate_username(&req.username)?;
-    password::validate("password", &req.password).map_err(AppError::Validation)?;
-    if let Some(e) = &req.email {
-        auth::validate_email(e)?;
-    }
-    let now = auth::now();
-    let user = User {
-        id: Uuid::now_v7(),
-        username,
-        email: req.email.clone(),
-        password_hash: state.hasher.hash(req.password.clone()).await,
-        role: Role::Admin,
-        status: UserStatus::Active,
-        created_at: now,
-        updated_at: now,
-        quota: None,
-    };
-    let u2 = user.clone();
-    match state
-        .store
-        .blocking(move |s| s.create_user(&u2, true, None, now))
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => {
-            return Err(AppError::Forbidden(
-                "the setup token is invalid or setup was already completed".into(),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    *state.setup_token.lock().expect("lock") = None;
-    audit(
-        &state,
-        &client,
-        Some(&user),
-        None,
-        "setup",
-        Some(user.id.to_string()),
-        "ok",
-    )
-    .await;
-    tracing::info!(user_id = %user.id, "setup complete: first admin created");
+        .await?;
     let mut resp = start_session(&state, &user, &client, StatusCode::CREATED).await?;
     remember_device(&state, &mut resp, user.id, None);
     Ok(resp)
@@ -322,22 +274,29 @@ pub async fn register(
     client: ClientInfo,
     Json(req): Json<RegisterRequest>,
 ) -> AppResult<Response> {
-    let outcome = do_register(&state, req, &client).await;
-    match outcome {
-        Ok((user, invite)) => {
-            audit(
-                &state,
-                &client,
-                Some(&user),
-                None,
-                "register",
-                invite.map(|_| "invite".to_string()),
-                "ok",
-            )
-            .await;
+    let rules = RegistrationRules {
+        mode: state.settings().registration,
+        setup_pending: state.setup_token.lock().expect("lock").is_some(),
+    };
+    let invite = req
+        .invite_code
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    let name = req.username.clone();
+    let sign_up = SignUp {
+        username: req.username,
+        password: req.password,
+        email: req.email,
+    };
+    match users(&state).register(rules, sign_up, invite).await {
+        Ok(user) => {
+            let target = invite.map(|_| "invite".to_string());
+            audit(&state, &client, Some(&user), None, "register", target, "ok").await;
             Ok(created(UserView::from(&user)))
         }
-        Err((name, e)) => {
+        Err(e) => {
+            let e = AppError::from(e);
             audit(
                 &state,
                 &client,
@@ -350,86 +309,6 @@ pub async fn register(
             .await;
             Err(e)
         }
-    }
-}
-
-async fn do_register(
-    state: &AppState,
-    req: RegisterRequest,
-    _client: &ClientInfo,
-) -> Result<(User, Option<String>), (String, AppError)> {
-    let name = req.username.clone();
-    let fail = |e: AppError| (name.clone(), e);
-    if state.setup_token.lock().expect("lock").is_some() {
-        return Err(fail(AppError::RegistrationClosed));
-    }
-    let invite_code = req
-        .invite_code
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty());
-    match (state.settings().registration, invite_code) {
-        (RegistrationMode::Closed, _) => return Err(fail(AppError::RegistrationClosed)),
-        (RegistrationMode::Invite, None) => {
-            return Err(fail(AppError::InvalidInvite(
-                "an invite code is required to register on this server".into(),
-            )));
-        }
-        _ => {}
-    }
-    let username = auth::validate_username(&req.username).map_err(fail)?;
-    password::validate("password", &req.password).map_err(|m| fail(AppError::Validation(m)))?;
-    if let Some(e) = &req.email {
-        auth::validate_email(e).map_err(fail)?;
-    }
-    let now = auth::now();
-    let mut role = Role::User;
-    if let Some(code) = invite_code {
-        let inv = state.store.get_invite(code).map_err(|e| fail(e.into()))?;
-        match inv {
-            Some(inv) if inv.uses_left > 0 && inv.expires_at > now => role = inv.role,
-            _ => {
-                return Err(fail(AppError::InvalidInvite(
-                    "the invite code is invalid, used up or expired".into(),
-                )));
-            }
-        }
-    }
-    // Cheap pre-check so a taken name does not cost an argon2 hash; the
-    // authoritative check is inside the write transaction.
-    if state
-        .store
-        .find_user_by_name(&username)
-        .map_err(|e| fail(e.into()))?
-        .is_some()
-    {
-        return Err(fail(AppError::UsernameExists));
-    }
-    let user = User {
-        id: Uuid::now_v7(),
-        username,
-        email: req.email.clone(),
-        password_hash: state.hasher.hash(req.password.clone()).await,
-        role,
-        status: UserStatus::Active,
-        created_at: now,
-        updated_at: now,
-        quota: None,
-    };
-    let u2 = user.clone();
-    let code = invite_code.map(str::to_string);
-    let code2 = code.clone();
-    match state
-        .store
-        .blocking(move |s| s.create_user(&u2, false, code2.as_deref(), now))
-        .await
-    {
-        Ok(()) => Ok((user, code)),
-        Err(StoreError::Conflict(_)) => Err(fail(AppError::UsernameExists)),
-        Err(StoreError::NotFound) => Err(fail(AppError::InvalidInvite(
-            "the invite code is invalid, used up or expired".into(),
-        ))),
-        Err(e) => Err(fail(e.into())),
     }
 }
 

@@ -13,16 +13,26 @@ use uuid::Uuid;
 
 use crate::auth::password::{self, Hasher};
 use crate::auth::throttle::LoginThrottle;
+use crate::config::RegistrationMode;
 use crate::store::{
     AuditEntry, QuotaOverride, Revoked, Role, SignOut, Store, StoreError, User, UserPatch,
     UserStatus,
 };
+use std::sync::Mutex;
+use subtle::ConstantTimeEq;
 
 /// Why an account operation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
     #[error("{0}")]
     Validation(String),
+    /// The setup token is wrong or setup is done.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("registration is closed on this server")]
+    RegistrationClosed,
+    #[error("{0}")]
+    InvalidInvite(String),
     #[error("username already taken")]
     UsernameExists,
     /// What was not found ("user", "invite").
@@ -89,6 +99,23 @@ pub struct NewUser {
     pub role: Role,
 }
 
+/// Someone signing up (setup or registration).
+pub struct SignUp {
+    pub username: String,
+    pub password: String,
+    pub email: Option<String>,
+}
+
+/// What a registration must satisfy, from the server's state.
+pub struct RegistrationRules {
+    pub mode: RegistrationMode,
+    /// Setup is not done yet: nobody registers before the first admin.
+    pub setup_pending: bool,
+}
+
+const SETUP_REFUSED: &str = "the setup token is invalid or setup was already completed";
+const INVITE_REFUSED: &str = "the invite code is invalid, used up or expired";
+
 /// An administrator's change to an account.
 #[derive(Default)]
 pub struct UserChange {
@@ -145,28 +172,142 @@ impl Users<'_> {
         audit(self.store, e).await
     }
 
-    /// An account created directly by an administrator.
-    pub async fn create_user(&self, actor: &Actor, req: NewUser) -> UserResult<User> {
+    fn check_sign_up(&self, req: &SignUp) -> UserResult<String> {
         let username = crate::auth::validate_username(&req.username).map_err(validation)?;
         password::validate("password", &req.password).map_err(UserError::Validation)?;
         if let Some(e) = &req.email {
             crate::auth::validate_email(e).map_err(validation)?;
         }
-        if self.store.find_user_by_name(&username)?.is_some() {
-            return Err(UserError::UsernameExists);
-        }
-        let now = crate::auth::now();
-        let user = User {
+        Ok(username)
+    }
+
+    async fn new_user(&self, username: String, req: SignUp, role: Role, now: i64) -> User {
+        User {
             id: Uuid::now_v7(),
             username,
             email: req.email,
             password_hash: self.hasher.hash(req.password).await,
-            role: req.role,
+            role,
             status: UserStatus::Active,
             created_at: now,
             updated_at: now,
             quota: None,
+        }
+    }
+
+    /// Creates the first admin with the one-time setup token; the token
+    /// stops working once used. Audited as `setup` (a wrong token too).
+    pub async fn setup(
+        &self,
+        client: &Actor,
+        setup_token: &Mutex<Option<String>>,
+        token: &str,
+        req: SignUp,
+    ) -> UserResult<User> {
+        let valid = {
+            let t = setup_token.lock().expect("lock");
+            t.as_ref()
+                .is_some_and(|t| bool::from(t.as_bytes().ct_eq(token.as_bytes())))
         };
+        if !valid {
+            let who = Actor {
+                name: Some(req.username.chars().take(64).collect()),
+                ..client.clone()
+            };
+            self.audit(who.entry("setup", None, "FORBIDDEN")).await;
+            return Err(UserError::Forbidden(SETUP_REFUSED.into()));
+        }
+        let username = self.check_sign_up(&req)?;
+        let now = crate::auth::now();
+        let user = self.new_user(username, req, Role::Admin, now).await;
+        let u2 = user.clone();
+        match self
+            .store
+            .blocking(move |s| s.create_user(&u2, true, None, now))
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Err(UserError::Forbidden(SETUP_REFUSED.into())),
+            Err(e) => return Err(e.into()),
+        }
+        *setup_token.lock().expect("lock") = None;
+        let who = Actor {
+            id: Some(user.id),
+            name: Some(user.username.clone()),
+            ..client.clone()
+        };
+        self.audit(who.entry("setup", Some(user.id.to_string()), "ok"))
+            .await;
+        tracing::info!(user_id = %user.id, "setup complete: first admin created");
+        Ok(user)
+    }
+
+    /// Self-service registration, open or with an invite (whose role the
+    /// account gets; one use is consumed in the transaction that creates
+    /// the account).
+    pub async fn register(
+        &self,
+        rules: RegistrationRules,
+        req: SignUp,
+        invite_code: Option<&str>,
+    ) -> UserResult<User> {
+        if rules.setup_pending {
+            return Err(UserError::RegistrationClosed);
+        }
+        match (rules.mode, invite_code) {
+            (RegistrationMode::Closed, _) => return Err(UserError::RegistrationClosed),
+            (RegistrationMode::Invite, None) => {
+                return Err(UserError::InvalidInvite(
+                    "an invite code is required to register on this server".into(),
+                ));
+            }
+            _ => {}
+        }
+        let username = self.check_sign_up(&req)?;
+        let now = crate::auth::now();
+        let mut role = Role::User;
+        if let Some(code) = invite_code {
+            match self.store.get_invite(code)? {
+                Some(inv) if inv.uses_left > 0 && inv.expires_at > now => role = inv.role,
+                _ => return Err(UserError::InvalidInvite(INVITE_REFUSED.into())),
+            }
+        }
+        // Cheap pre-check so a taken name does not cost an argon2 hash; the
+        // authoritative check is inside the write transaction.
+        if self.store.find_user_by_name(&username)?.is_some() {
+            return Err(UserError::UsernameExists);
+        }
+        let user = self.new_user(username, req, role, now).await;
+        let u2 = user.clone();
+        let code = invite_code.map(str::to_string);
+        match self
+            .store
+            .blocking(move |s| s.create_user(&u2, false, code.as_deref(), now))
+            .await
+        {
+            Ok(()) => Ok(user),
+            Err(StoreError::Conflict(_)) => Err(UserError::UsernameExists),
+            Err(StoreError::NotFound) => Err(UserError::InvalidInvite(INVITE_REFUSED.into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// An account created directly by an administrator.
+    pub async fn create_user(&self, actor: &Actor, req: NewUser) -> UserResult<User> {
+        let (role, req) = (
+            req.role,
+            SignUp {
+                username: req.username,
+                password: req.password,
+                email: req.email,
+            },
+        );
+        let username = self.check_sign_up(&req)?;
+        if self.store.find_user_by_name(&username)?.is_some() {
+            return Err(UserError::UsernameExists);
+        }
+        let now = crate::auth::now();
+        let user = self.new_user(username, req, role, now).await;
         let u2 = user.clone();
         match self
             .store
