@@ -8,6 +8,7 @@
 //! knows about HTTP: errors are a [`UserError`] the caller maps.
 
 pub mod invites;
+pub mod keys;
 
 use uuid::Uuid;
 
