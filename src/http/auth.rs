@@ -21,6 +21,7 @@ use crate::config::RegistrationMode;
 use crate::error::{AppError, AppResult};
 use crate::limits::layer::note_decision;
 use crate::store::{AuditEntry, Role, Session, StoreError, User, UserStatus};
+use crate::users::tokens::{TokenPair, Tokens};
 use crate::users::{Actor, RegistrationRules, SignUp, UserError, Users};
 
 pub fn routes() -> Router<AppState> {
@@ -125,6 +126,8 @@ impl From<UserError> for AppError {
             UserError::UsernameExists => AppError::UsernameExists,
             UserError::NotFound(what) => AppError::not_found(what),
             UserError::WrongPassword => AppError::WrongPassword,
+            UserError::Inactive => AppError::UserInactive,
+            UserError::SessionExpired => AppError::SessionExpired,
             UserError::Throttled(secs) => throttled(secs),
             UserError::Store(e) => e.into(),
         }
@@ -642,31 +645,25 @@ pub struct TokenResponse {
     pub expires_in: i64,
 }
 
-async fn issue_tokens(
-    state: &AppState,
-    user_id: Uuid,
-    family: Option<Uuid>,
-) -> AppResult<TokenResponse> {
-    let now = auth::now();
-    let ttl = state.cfg.auth.access_token_minutes as i64 * 60;
-    let refresh = tokens::random_token();
-    if let Some(family_id) = family {
-        let r = crate::store::RefreshToken {
-            user_id,
-            family_id,
-            expires_at: now + state.cfg.auth.refresh_token_days as i64 * 86400,
-            used: false,
-            created_at: now,
-        };
-        let h = tokens::hash_token(&refresh);
-        state.store.blocking(move |s| s.put_refresh(&h, &r)).await?;
+/// The token service over this server's store, keys and lifetimes.
+fn token_service(state: &AppState) -> Tokens<'_> {
+    Tokens {
+        store: &state.store,
+        jwt: &state.jwt,
+        access_ttl_secs: state.cfg.auth.access_token_minutes as i64 * 60,
+        refresh_ttl_secs: state.cfg.auth.refresh_token_days as i64 * 86400,
     }
-    Ok(TokenResponse {
-        access_token: state.jwt.issue(user_id, now, ttl),
-        refresh_token: refresh,
-        token_type: "bearer",
-        expires_in: ttl,
-    })
+}
+
+impl From<TokenPair> for TokenResponse {
+    fn from(t: TokenPair) -> Self {
+        TokenResponse {
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            token_type: "bearer",
+            expires_in: t.expires_in,
+        }
+    }
 }
 
 /// For programs: a short-lived JWT access token plus a rotating refresh token.
@@ -680,9 +677,11 @@ pub async fn token(
     Json(creds): Json<Credentials>,
 ) -> AppResult<Response> {
     let (user, device) = check_credentials(&state, &client, &headers, &creds, "token").await?;
-    let t = issue_tokens(&state, user.id, Some(Uuid::now_v7())).await?;
+    let t = token_service(&state)
+        .issue(user.id, Some(Uuid::now_v7()))
+        .await?;
     audit(&state, &client, Some(&user), None, "token", None, "ok").await;
-    let mut resp = axum::Json(t).into_response();
+    let mut resp = axum::Json(TokenResponse::from(t)).into_response();
     remember_device(&state, &mut resp, user.id, device);
     Ok(resp)
 }
@@ -701,50 +700,8 @@ pub async fn refresh(
     client: ClientInfo,
     Json(req): Json<RefreshRequest>,
 ) -> AppResult<Json<TokenResponse>> {
-    let now = auth::now();
-    let old = tokens::hash_token(&req.refresh_token);
-    let new_token = tokens::random_token();
-    let new = tokens::hash_token(&new_token);
-    let exp = now + state.cfg.auth.refresh_token_days as i64 * 86400;
-    let outcome = state
-        .store
-        .blocking(move |s| s.rotate_refresh(&old, &new, now, exp))
+    let t = token_service(&state)
+        .refresh(&actor(&client, None), &req.refresh_token)
         .await?;
-    match outcome {
-        crate::store::RefreshOutcome::Rotated { user_id } => {
-            let user = state.store.get_user(user_id)?;
-            if user.status != UserStatus::Active {
-                return Err(AppError::UserInactive);
-            }
-            let mut t = issue_tokens(&state, user_id, None).await?;
-            t.refresh_token = new_token;
-            audit(
-                &state,
-                &client,
-                Some(&user),
-                None,
-                "token.refresh",
-                None,
-                "ok",
-            )
-            .await;
-            Ok(Json(t))
-        }
-        crate::store::RefreshOutcome::Reused { user_id } => {
-            let user = state.store.get_user(user_id).ok();
-            audit(
-                &state,
-                &client,
-                user.as_ref(),
-                None,
-                "token.refresh",
-                Some("reuse: family revoked".into()),
-                "SESSION_EXPIRED",
-            )
-            .await;
-            tracing::warn!(%user_id, "refresh token reuse detected; token family revoked");
-            Err(AppError::SessionExpired)
-        }
-        crate::store::RefreshOutcome::Invalid => Err(AppError::SessionExpired),
-    }
+    Ok(Json(t.into()))
 }

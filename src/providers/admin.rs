@@ -474,7 +474,7 @@ impl ProviderAdmin<'_> {
         if self.registry.config(name).is_none() {
             return Err(AdminError::NotFound);
         }
-        let source = source_of(self.cfg, &&self.stored_names()?, name);
+        let source = source_of(self.cfg, &self.stored_names()?, name);
         if source != ProviderSource::Admin {
             return Err(managed_elsewhere(name, source, "deleted"));
         }

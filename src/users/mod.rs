@@ -9,6 +9,7 @@
 
 pub mod invites;
 pub mod keys;
+pub mod tokens;
 
 use uuid::Uuid;
 
@@ -42,6 +43,12 @@ pub enum UserError {
     /// The change would break an account rule (e.g. leave no active admin).
     #[error("{0}")]
     Rule(String),
+    /// The account is disabled.
+    #[error("this account is disabled")]
+    Inactive,
+    /// The refresh token is unknown, expired or was spent.
+    #[error("session expired")]
+    SessionExpired,
     #[error("The current password is not correct.")]
     WrongPassword,
     /// Too many wrong current passwords; retry after this many seconds.
@@ -74,6 +81,15 @@ impl Actor {
         Actor {
             name: Some("cli".into()),
             ..Actor::default()
+        }
+    }
+
+    /// `user`, acting from where `client` says.
+    pub fn of(user: &User, client: &Actor) -> Actor {
+        Actor {
+            id: Some(user.id),
+            name: Some(user.username.clone()),
+            ..client.clone()
         }
     }
 
@@ -232,11 +248,7 @@ impl Users<'_> {
             Err(e) => return Err(e.into()),
         }
         *setup_token.lock().expect("lock") = None;
-        let who = Actor {
-            id: Some(user.id),
-            name: Some(user.username.clone()),
-            ..client.clone()
-        };
+        let who = Actor::of(&user, client);
         self.audit(who.entry("setup", Some(user.id.to_string()), "ok"))
             .await;
         tracing::info!(user_id = %user.id, "setup complete: first admin created");
