@@ -13,14 +13,12 @@ use uuid::Uuid;
 use super::{Json, created, parse_id, rfc3339};
 use crate::app::AppState;
 use crate::auth::device::{self, DeviceId};
-use crate::auth::throttle::Source;
-use crate::auth::{
-    self, AuthVia, ClientInfo, CurrentUser, SESSION_COOKIE, password, tokens, username,
-};
+use crate::auth::{self, AuthVia, ClientInfo, CurrentUser, SESSION_COOKIE, tokens};
 use crate::config::RegistrationMode;
 use crate::error::{AppError, AppResult};
 use crate::limits::layer::note_decision;
 use crate::store::{AuditEntry, Role, Session, StoreError, User, UserStatus};
+use crate::users::login::LoginContext;
 use crate::users::tokens::{TokenPair, Tokens};
 use crate::users::{Actor, RegistrationRules, SignUp, UserError, Users};
 
@@ -127,6 +125,7 @@ impl From<UserError> for AppError {
             UserError::NotFound(what) => AppError::not_found(what),
             UserError::WrongPassword => AppError::WrongPassword,
             UserError::Inactive => AppError::UserInactive,
+            UserError::InvalidCredentials => AppError::InvalidCredentials,
             UserError::SessionExpired => AppError::SessionExpired,
             UserError::Throttled(secs) => throttled(secs),
             UserError::Store(e) => e.into(),
@@ -331,76 +330,30 @@ async fn check_credentials(
     creds: &Credentials,
     action: &str,
 ) -> AppResult<(User, Option<DeviceId>)> {
-    // Oversized inputs cannot match; bound the work before hashing.
-    let plausible = creds.username.chars().count() <= username::MAX_LEN
-        && creds.password.chars().count() <= password::MAX_LEN;
-    let user = if plausible {
-        state.store.find_user_by_name(&creds.username)?
-    } else {
-        None
+    let t = &state.throttle;
+    let device = |user| {
+        t.devices
+            .from_headers(headers, user, auth::now(), t.device_max_age)
     };
-    let now = auth::now();
-    let device = user.as_ref().and_then(|u| {
-        let t = &state.throttle;
-        t.devices.from_headers(headers, u.id, now, t.device_max_age)
-    });
-    let source = match device {
-        Some(d) => Source::Known(d),
-        None => Source::Unknown(client.ip),
+    let cx = LoginContext {
+        per_ip: &state.limits.rate.auth,
+        ip: client.ip,
+        device: &device,
+        note: &note_decision,
     };
-    let account = username::key(&creds.username);
-    let gate = match state
-        .throttle
-        .begin(&state.limits.rate.auth, &account, source)
-    {
-        Ok(g) => g,
-        Err(d) => {
-            // Counted in metrics, not audited: the failure that spent the
-            // budget was (below), and a refusal must not cost a write.
-            note_decision(d);
-            state.limits.metrics.rate_limited("auth");
-            return Err(throttled(d.reset_secs));
-        }
-    };
-    let ok = state
-        .hasher
-        .verify(
-            creds.password.clone(),
-            user.as_ref().map(|u| u.password_hash.clone()),
-        )
-        .await;
-    let Some(user) = user.filter(|_| ok) else {
-        let failed = gate.fail();
-        note_decision(failed.decision);
-        audit(
-            state,
-            client,
-            None,
-            Some(&creds.username),
+    let res = users(state)
+        .check_credentials(
+            &actor(client, None),
+            cx,
+            &creds.username,
+            &creds.password,
             action,
-            failed.spent.map(|what| format!("throttled: {what}")),
-            "INVALID_CREDENTIALS",
         )
         .await;
-        // Slow guessing down before refusing it outright.
-        tokio::time::sleep(failed.delay).await;
-        return Err(AppError::InvalidCredentials);
-    };
-    note_decision(gate.succeed());
-    if user.status != UserStatus::Active {
-        audit(
-            state,
-            client,
-            Some(&user),
-            None,
-            action,
-            None,
-            "USER_INACTIVE",
-        )
-        .await;
-        return Err(AppError::UserInactive);
+    if let Err(UserError::Throttled(_)) = &res {
+        state.limits.metrics.rate_limited("auth");
     }
-    Ok((user, device))
+    Ok(res?)
 }
 
 /// Makes (or keeps) this browser a known device of `user`: a fresh cookie,

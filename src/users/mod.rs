@@ -9,6 +9,7 @@
 
 pub mod invites;
 pub mod keys;
+pub mod login;
 pub mod tokens;
 
 use uuid::Uuid;
@@ -43,6 +44,8 @@ pub enum UserError {
     /// The change would break an account rule (e.g. leave no active admin).
     #[error("{0}")]
     Rule(String),
+    #[error("invalid username or password")]
+    InvalidCredentials,
     /// The account is disabled.
     #[error("this account is disabled")]
     Inactive,
