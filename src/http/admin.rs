@@ -338,47 +338,44 @@ pub async fn backup(
     client: ClientInfo,
     Admin(admin): Admin,
 ) -> AppResult<Response> {
-    use crate::ops::backup::{SnapshotError, default_file_name, snapshot};
-    use axum::http::header;
+    use crate::ops::backup::{SnapshotError, snapshot};
     let data_dir = state.cfg.data_dir.clone();
     let store = state.store.clone();
     let taken = tokio::task::spawn_blocking(move || snapshot(&store, &data_dir))
         .await
         .map_err(|e| AppError::internal(anyhow::anyhow!("backup task failed: {e}")))?;
+    // A refusal while another backup runs is not audited.
+    if !matches!(taken, Err(SnapshotError::Busy)) {
+        let outcome = if taken.is_ok() { "ok" } else { "error" };
+        audit(
+            &state,
+            &client,
+            Some(&admin.user),
+            None,
+            "admin.backup",
+            None,
+            outcome,
+        )
+        .await;
+    }
     let snap = match taken {
         Ok(s) => s,
         Err(SnapshotError::Busy) => {
             return Err(AppError::Conflict(SnapshotError::Busy.to_string()));
         }
-        Err(SnapshotError::Backup(e)) => {
-            audit(
-                &state,
-                &client,
-                Some(&admin.user),
-                None,
-                "admin.backup",
-                None,
-                "error",
-            )
-            .await;
-            return Err(AppError::internal(anyhow::anyhow!(e)));
-        }
+        Err(SnapshotError::Backup(e)) => return Err(AppError::internal(anyhow::anyhow!(e))),
     };
-    audit(
-        &state,
-        &client,
-        Some(&admin.user),
-        None,
-        "admin.backup",
-        None,
-        "ok",
-    )
-    .await;
     tracing::info!(
         records = snap.header.rows(),
         bytes = snap.len,
         "backup taken for download"
     );
+    download(snap)
+}
+
+/// A backup file as an attachment, its header described in headers.
+fn download(snap: crate::ops::backup::Snapshot) -> AppResult<Response> {
+    use axum::http::header;
     let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(
         tokio::fs::File::from_std(snap.file),
     ));
@@ -388,7 +385,10 @@ pub async fn backup(
         .header(header::CONTENT_LENGTH, snap.len)
         .header(
             header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{}\"", default_file_name()),
+            format!(
+                "attachment; filename=\"{}\"",
+                crate::ops::backup::default_file_name()
+            ),
         )
         .header("x-confab-schema-version", snap.header.schema_version)
         .header("x-confab-backup-records", snap.header.rows())
