@@ -50,7 +50,7 @@ impl AppState {
         };
         // Config `[[providers]]` first, then the environment, then what admins
         // stored; local servers are detected by the refresh loop in `serve`.
-        let providers = crate::http::providers::build_registry(&cfg, &store)?;
+        let providers = crate::provider_admin::build_registry(&cfg, &store)?;
         let search = crate::search::Search::open(&cfg.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot open the search index: {e}"))?;
         let tls = crate::tls::Tls::from_config(&cfg, &store)?;
@@ -158,7 +158,7 @@ async fn serve_on<A: crate::server::Accept>(
     // Model lists and reachability at once, then every minute (and local
     // Ollama / LM Studio found when detection is on).
     let provider_refresh = state.providers.spawn_refresh_loop(
-        crate::http::providers::REFRESH_EVERY,
+        crate::provider_admin::REFRESH_EVERY,
         state
             .cfg
             .detect_local_providers

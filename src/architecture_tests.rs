@@ -22,7 +22,17 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("infrastructure", &["server", "store", "tls"]),
     (
         "domain",
-        &["auth", "limits", "chat", "error", "ops", "search"],
+        &[
+            "auth",
+            "limits",
+            "chat",
+            "error",
+            "ops",
+            "search",
+            "users",
+            "transfer",
+            "provider_admin",
+        ],
     ),
     ("state", &["state"]),
     ("http", &["http"]),

@@ -5,10 +5,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use uuid::Uuid;
 
 use crate::config::{Config, DEFAULT_CONFIG, Overrides};
-use crate::store::{Role, Store, StoreError, User, UserStatus};
+use crate::store::{Role, Store, User, UserStatus};
+use crate::users::invites::{Invites, invite_url};
+use crate::users::{Actor, NewUser, UserChange, UserError, Users};
 
 #[derive(Parser, Debug)]
 #[command(name = "confab", version = crate::VERSION, about = "Self-hosted AI chat appliance in one binary")]
@@ -273,7 +274,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Invite(cmd) => {
             let (cfg, _) = load_config(&cli, None)?;
             let store = open_store(&cfg)?;
-            invite_cmd(&store, &cfg, cmd)
+            runtime()?.block_on(invite_cmd(&store, &cfg, cmd))
         }
     }
 }
@@ -441,23 +442,19 @@ fn find(store: &Store, username: &str) -> anyhow::Result<User> {
         .ok_or_else(|| anyhow::anyhow!("no user named {username:?}"))
 }
 
+/// A user-facing error for a refused account operation.
+fn user_err(e: crate::users::UserError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
 async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
     let hasher = crate::auth::password::Hasher::new();
-    let now = crate::clock::now();
-    let cli_audit = |action: &str, target: String| {
-        let e = crate::store::AuditEntry {
-            id: Uuid::now_v7(),
-            at: now,
-            actor: None,
-            actor_name: Some("cli".into()),
-            action: action.into(),
-            target: Some(target),
-            ip: None,
-            user_agent: None,
-            outcome: "ok".into(),
-        };
-        store.append_audit(&e)
+    let users = Users {
+        store,
+        hasher: &hasher,
+        throttle: None,
     };
+    let cli = Actor::cli();
     match cmd {
         UserCmd::Add {
             username,
@@ -465,6 +462,7 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
             email,
             password,
         } => {
+            // Checked before asking for a password.
             let username = &crate::auth::validate_username(username)
                 .map_err(|e| anyhow::anyhow!(e.public_message()))?;
             if let Some(e) = email {
@@ -475,26 +473,19 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
                     "the first account must be an administrator: add --admin (or use the setup link the server prints)"
                 );
             }
-            let pw = read_password(password)?;
-            let user = User {
-                id: Uuid::now_v7(),
+            let new = NewUser {
                 username: username.clone(),
+                password: read_password(password)?,
                 email: email.clone(),
-                password_hash: hasher.hash(pw).await,
                 role: if *admin { Role::Admin } else { Role::User },
-                status: UserStatus::Active,
-                created_at: now,
-                updated_at: now,
-                quota: None,
             };
-            match store.create_user(&user, false, None, now) {
-                Ok(()) => {}
-                Err(StoreError::Conflict(_)) => {
+            let user = match users.create_user(&cli, new).await {
+                Ok(u) => u,
+                Err(UserError::UsernameExists) => {
                     anyhow::bail!("username {username:?} is already taken")
                 }
-                Err(e) => return Err(e.into()),
-            }
-            cli_audit("admin.user.create", user.id.to_string())?;
+                Err(e) => return Err(user_err(e)),
+            };
             println!(
                 "created {} {} ({})",
                 if *admin { "admin" } else { "user" },
@@ -531,25 +522,17 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
         }
         UserCmd::Passwd { username, password } => {
             let user = find(store, username)?;
-            let hash = hasher.hash(read_password(password)?).await;
             // Like a reset through the admin API: sessions, refresh tokens
             // and API keys all end.
-            let (_, revoked) = store.update_user_and_sign_out(
-                user.id,
-                |u, _| {
-                    u.password_hash = hash;
-                    u.updated_at = now;
-                    Ok(())
-                },
-                crate::store::SignOut {
-                    keep_session: None,
-                    api_keys: true,
-                },
-            )?;
-            cli_audit(
-                "admin.user.update",
-                format!("{}: {}", user.id, crate::http::auth::revoked_note(&revoked)),
-            )?;
+            let change = UserChange {
+                password: Some(read_password(password)?),
+                ..UserChange::default()
+            };
+            let (_, revoked) = users
+                .update_user(&cli, user.id, change)
+                .await
+                .map_err(user_err)?;
+            let revoked = revoked.unwrap_or_default();
             println!(
                 "password changed for {username}; signed out {} and revoked {}",
                 count(revoked.sessions, "session"),
@@ -559,21 +542,19 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
         UserCmd::Disable { username } | UserCmd::Enable { username } => {
             let disable = matches!(cmd, UserCmd::Disable { .. });
             let user = find(store, username)?;
-            set_user(
-                store,
-                user.id,
-                None,
-                Some(if disable {
-                    UserStatus::Disabled
-                } else {
-                    UserStatus::Active
-                }),
-            )?;
-            if disable {
-                store.delete_sessions_except(user.id, None)?;
-                store.revoke_refresh_families(user.id)?;
-            }
-            cli_audit("admin.user.update", user.id.to_string())?;
+            let status = if disable {
+                UserStatus::Disabled
+            } else {
+                UserStatus::Active
+            };
+            let change = UserChange {
+                status: Some(status),
+                ..UserChange::default()
+            };
+            users
+                .update_user(&cli, user.id, change)
+                .await
+                .map_err(user_err)?;
             println!(
                 "{username} is now {}",
                 if disable { "disabled" } else { "active" }
@@ -581,8 +562,14 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
         }
         UserCmd::SetRole { username, role } => {
             let user = find(store, username)?;
-            set_user(store, user.id, Some((*role).into()), None)?;
-            cli_audit("admin.user.update", user.id.to_string())?;
+            let change = UserChange {
+                role: Some((*role).into()),
+                ..UserChange::default()
+            };
+            users
+                .update_user(&cli, user.id, change)
+                .await
+                .map_err(user_err)?;
             println!("{username} is now {}", format!("{role:?}").to_lowercase());
         }
     }
@@ -592,37 +579,6 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
 /// "1 session", "2 sessions".
 fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
-}
-
-fn set_user(
-    store: &Store,
-    id: Uuid,
-    role: Option<Role>,
-    status: Option<UserStatus>,
-) -> anyhow::Result<()> {
-    store
-        .update_user(id, |u, all| {
-            if let Some(r) = role {
-                u.role = r;
-            }
-            if let Some(s) = status {
-                u.status = s;
-            }
-            u.updated_at = crate::clock::now();
-            let admins = all
-                .iter()
-                .map(|x| if x.id == u.id { &*u } else { x })
-                .filter(|x| x.role == Role::Admin && x.status == UserStatus::Active)
-                .count();
-            if admins == 0 {
-                return Err(StoreError::Conflict(
-                    "this change would leave no active administrator".into(),
-                ));
-            }
-            Ok(())
-        })
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(())
 }
 
 fn reindex(store: &Store, cfg: &Config) -> anyhow::Result<ExitCode> {
@@ -649,56 +605,37 @@ fn reindex(store: &Store, cfg: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cli_invite_audit(store: &Store, action: &str) -> anyhow::Result<()> {
-    store.append_audit(&crate::store::AuditEntry {
-        id: Uuid::now_v7(),
-        at: crate::clock::now(),
-        actor: None,
-        actor_name: Some("cli".into()),
-        action: action.into(),
-        target: None,
-        ip: None,
-        user_agent: None,
-        outcome: "ok".into(),
-    })?;
-    Ok(())
-}
-
-fn invite_cmd(store: &Store, cfg: &Config, cmd: &InviteCmd) -> anyhow::Result<ExitCode> {
+async fn invite_cmd(store: &Store, cfg: &Config, cmd: &InviteCmd) -> anyhow::Result<ExitCode> {
     let base = cfg.public_base(cfg.listen);
+    let invites = Invites { store };
+    let cli = Actor::cli();
     match cmd {
         InviteCmd::Create {
             uses,
             expires_in_hours,
             role,
         } => {
-            let inv = crate::http::admin::new_invite(
-                Some(*uses),
-                Some(*expires_in_hours),
-                Some((*role).into()),
-                None,
-            )
-            .map_err(|e| anyhow::anyhow!(e.public_message()))?;
-            store.put_invite(&inv)?;
-            cli_invite_audit(store, "invite.create")?;
-            let v = crate::http::admin::invite_view(&base, &inv);
-            println!("{}", v.url);
+            let inv = invites
+                .create_invite(
+                    &cli,
+                    Some(*uses),
+                    Some(*expires_in_hours),
+                    Some((*role).into()),
+                )
+                .await
+                .map_err(user_err)?;
+            println!("{}", invite_url(&base, &inv.code));
             eprintln!(
                 "code {} for {} use(s) as {}, expires {}",
-                v.code,
-                v.uses_left,
-                format!("{:?}", v.role).to_lowercase(),
-                v.expires_at
+                inv.code,
+                inv.uses_left,
+                format!("{:?}", inv.role).to_lowercase(),
+                crate::clock::rfc3339(inv.expires_at)
             );
         }
         InviteCmd::List => {
-            let now = crate::clock::now();
             println!("{:<24} {:<6} {:<5} expires", "code", "role", "uses");
-            for i in store
-                .list_invites()?
-                .iter()
-                .filter(|i| i.uses_left > 0 && i.expires_at > now)
-            {
+            for i in invites.usable_invites(&cli).map_err(user_err)? {
                 println!(
                     "{:<24} {:<6} {:<5} {}",
                     i.code,
@@ -708,13 +645,10 @@ fn invite_cmd(store: &Store, cfg: &Config, cmd: &InviteCmd) -> anyhow::Result<Ex
                 );
             }
         }
-        InviteCmd::Revoke { code } => match store.delete_invite(code, None) {
-            Ok(()) => {
-                cli_invite_audit(store, "invite.revoke")?;
-                println!("invite revoked")
-            }
-            Err(StoreError::NotFound) => anyhow::bail!("no invite with code {code:?}"),
-            Err(e) => return Err(e.into()),
+        InviteCmd::Revoke { code } => match invites.revoke_invite(&cli, code).await {
+            Ok(()) => println!("invite revoked"),
+            Err(UserError::NotFound(_)) => anyhow::bail!("no invite with code {code:?}"),
+            Err(e) => return Err(user_err(e)),
         },
     }
     Ok(ExitCode::SUCCESS)

@@ -19,12 +19,15 @@ pub mod keyfile;
 pub mod limits;
 pub mod logging;
 pub mod ops;
+pub mod provider_admin;
 pub mod providers;
 pub mod search;
 pub mod server;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod transfer;
 pub mod username;
+pub mod users;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -9,14 +9,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::{UserView, audit};
+use super::auth::{UserView, actor, audit, users};
 use super::{Json, Query, created, parse_id};
-use crate::auth::{self, Admin, ClientInfo, password, tokens};
-use crate::clock;
+use crate::auth::{Admin, ClientInfo};
 use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::store::{Invite, Role, StoreError, User, UserStatus};
+use crate::store::{Invite, Role, UserStatus};
+use crate::users::invites::Invites;
+use crate::users::invites::invite_url;
+use crate::users::{NewUser, UserChange};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -96,46 +98,15 @@ pub async fn create_user(
     Admin(admin): Admin,
     Json(req): Json<CreateUser>,
 ) -> AppResult<Response> {
-    let username = auth::validate_username(&req.username)?;
-    password::validate("password", &req.password).map_err(AppError::Validation)?;
-    if let Some(e) = &req.email {
-        auth::validate_email(e)?;
-    }
-    if state.store.find_user_by_name(&username)?.is_some() {
-        return Err(AppError::UsernameExists);
-    }
-    let now = clock::now();
-    let user = User {
-        id: Uuid::now_v7(),
-        username,
+    let new = NewUser {
+        username: req.username,
+        password: req.password,
         email: req.email,
-        password_hash: state.hasher.hash(req.password).await,
         role: req.role.unwrap_or(Role::User),
-        status: UserStatus::Active,
-        created_at: now,
-        updated_at: now,
-        quota: None,
     };
-    let u2 = user.clone();
-    match state
-        .store
-        .blocking(move |s| s.create_user(&u2, false, None, now))
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => return Err(AppError::UsernameExists),
-        Err(e) => return Err(e.into()),
-    }
-    audit(
-        &state,
-        &client,
-        Some(&admin.user),
-        None,
-        "admin.user.create",
-        Some(user.id.to_string()),
-        "ok",
-    )
-    .await;
+    let user = users(&state)
+        .create_user(&actor(&client, Some(&admin.user)), new)
+        .await?;
     Ok(created(UserView::from(&user)))
 }
 
@@ -175,105 +146,19 @@ pub async fn update_user(
     Json(req): Json<UpdateUser>,
 ) -> AppResult<Json<UpdatedUser>> {
     let uid = parse_id(&id, "user")?;
-    if let Some(p) = &req.password {
-        password::validate("password", p).map_err(AppError::Validation)?;
-    }
-    let new_hash = match req.password {
-        Some(p) => Some(state.hasher.hash(p).await),
-        None => None,
+    let change = UserChange {
+        role: req.role,
+        status: req.status,
+        password: req.password,
+        quota: req.quota.map(super::usage::quota_override).transpose()?,
     };
-    // A reset may mean the account was compromised: API keys go too. A
-    // disabled user's keys already stop working (and come back with the
-    // account).
-    let sign_out = (new_hash.is_some() || req.status == Some(UserStatus::Disabled)).then_some(
-        crate::store::SignOut {
-            keep_session: None,
-            api_keys: new_hash.is_some(),
-        },
-    );
-    let (role, status) = (req.role, req.status);
-    let quota = req.quota.map(super::usage::quota_override).transpose()?;
-    let quota_note = quota
-        .as_ref()
-        .map(|q| format!("{id}: {}", super::usage::describe_quota(q.as_ref())));
-    let res = state
-        .store
-        .blocking(move |s| {
-            let update = |u: &mut crate::store::User, all: &[crate::store::User]| {
-                if let Some(r) = role {
-                    u.role = r;
-                }
-                if let Some(st) = status {
-                    u.status = st;
-                }
-                if let Some(h) = new_hash {
-                    u.password_hash = h;
-                }
-                if let Some(q) = quota {
-                    u.quota = q;
-                }
-                u.updated_at = clock::now();
-                let admins_left = all
-                    .iter()
-                    .map(|x| if x.id == u.id { &*u } else { x })
-                    .filter(|x| x.role == Role::Admin && x.status == UserStatus::Active)
-                    .count();
-                if admins_left == 0 {
-                    return Err(StoreError::Conflict(
-                        "this change would leave no active administrator".into(),
-                    ));
-                }
-                Ok(())
-            };
-            match sign_out {
-                Some(end) => s
-                    .update_user_and_sign_out(uid, update, end)
-                    .map(|(u, r)| (u, Some(r))),
-                None => s.update_user(uid, update).map(|u| (u, None)),
-            }
-        })
-        .await;
-    let outcome = match &res {
-        Ok(_) => "ok",
-        Err(StoreError::NotFound) => "NOT_FOUND",
-        Err(StoreError::Conflict(_)) => "VALIDATION_FAILED",
-        Err(_) => "INTERNAL",
-    };
-    let target = match &res {
-        Ok((_, Some(r))) => format!("{id}: {}", super::auth::revoked_note(r)),
-        _ => id,
-    };
-    audit(
-        &state,
-        &client,
-        Some(&admin.user),
-        None,
-        "admin.user.update",
-        Some(target),
-        outcome,
-    )
-    .await;
-    if let Some(note) = quota_note {
-        audit(
-            &state,
-            &client,
-            Some(&admin.user),
-            None,
-            "admin.user.quota",
-            Some(note),
-            outcome,
-        )
-        .await;
-    }
-    match res {
-        Ok((u, revoked)) => Ok(Json(UpdatedUser {
-            user: super::usage::admin_user_view(&state, &u),
-            revoked,
-        })),
-        Err(StoreError::NotFound) => Err(AppError::not_found("user")),
-        Err(StoreError::Conflict(m)) => Err(AppError::Validation(m)),
-        Err(e) => Err(e.into()),
-    }
+    let (u, revoked) = users(&state)
+        .update_user(&actor(&client, Some(&admin.user)), uid, change)
+        .await?;
+    Ok(Json(UpdatedUser {
+        user: super::usage::admin_user_view(&state, &u),
+        revoked,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -308,40 +193,12 @@ pub struct InviteList {
 pub fn invite_view(base: &str, i: &Invite) -> InviteView {
     InviteView {
         code: i.code.clone(),
-        url: format!("{base}/register?invite={}", i.code),
+        url: invite_url(base, &i.code),
         role: i.role,
         uses_left: i.uses_left,
         expires_at: rfc3339(i.expires_at),
         created_at: rfc3339(i.created_at),
     }
-}
-
-/// Builds a new invite record after validating the inputs (shared with the CLI).
-pub fn new_invite(
-    uses: Option<u32>,
-    hours: Option<u32>,
-    role: Option<Role>,
-    created_by: Option<Uuid>,
-) -> AppResult<Invite> {
-    let uses = uses.unwrap_or(1);
-    if !(1..=10_000).contains(&uses) {
-        return Err(AppError::validation("uses must be between 1 and 10000"));
-    }
-    let hours = hours.unwrap_or(168);
-    if !(1..=24 * 365).contains(&hours) {
-        return Err(AppError::validation(
-            "expires_in_hours must be between 1 and 8760",
-        ));
-    }
-    let now = clock::now();
-    Ok(Invite {
-        code: tokens::random_code(),
-        created_by,
-        created_at: now,
-        expires_at: now + i64::from(hours) * 3600,
-        uses_left: uses,
-        role: role.unwrap_or(Role::User),
-    })
 }
 
 #[utoipa::path(post, path = "/api/admin/invites", tag = "admin", request_body = CreateInvite,
@@ -352,19 +209,16 @@ pub async fn create_invite(
     Admin(admin): Admin,
     Json(req): Json<CreateInvite>,
 ) -> AppResult<Response> {
-    let inv = new_invite(req.uses, req.expires_in_hours, req.role, Some(admin.id()))?;
-    let i2 = inv.clone();
-    state.store.blocking(move |s| s.put_invite(&i2)).await?;
-    audit(
-        &state,
-        &client,
-        Some(&admin.user),
-        None,
-        "invite.create",
-        Some(format!("role={:?} uses={}", inv.role, inv.uses_left).to_lowercase()),
-        "ok",
+    let inv = Invites {
+        store: &state.store,
+    }
+    .create_invite(
+        &actor(&client, Some(&admin.user)),
+        req.uses,
+        req.expires_in_hours,
+        req.role,
     )
-    .await;
+    .await?;
     Ok(created(invite_view(&state.public_base, &inv)))
 }
 
@@ -372,21 +226,16 @@ pub async fn create_invite(
 #[utoipa::path(get, path = "/api/admin/invites", tag = "admin", responses((status = 200, body = InviteList)))]
 pub async fn list_invites(
     State(state): State<AppState>,
+    client: ClientInfo,
     Admin(admin): Admin,
 ) -> AppResult<Json<InviteList>> {
-    let now = clock::now();
-    let items = state
-        .store
-        .list_invites()?
-        .iter()
-        .filter(|i| {
-            // CLI-made invites have no owner and are shared by all admins.
-            (i.created_by == Some(admin.id()) || i.created_by.is_none())
-                && i.uses_left > 0
-                && i.expires_at > now
-        })
-        .map(|i| invite_view(&state.public_base, i))
-        .collect();
+    let items = Invites {
+        store: &state.store,
+    }
+    .usable_invites(&actor(&client, Some(&admin.user)))?
+    .iter()
+    .map(|i| invite_view(&state.public_base, i))
+    .collect();
     Ok(Json(InviteList {
         items,
         next_cursor: None,
@@ -401,28 +250,12 @@ pub async fn revoke_invite(
     Admin(admin): Admin,
     Path(code): Path<String>,
 ) -> AppResult<StatusCode> {
-    let owner = admin.id();
-    let c2 = code.clone();
-    let res = state
-        .store
-        .blocking(move |s| s.delete_invite(&c2, Some(owner)))
-        .await;
-    let outcome = if res.is_ok() { "ok" } else { "NOT_FOUND" };
-    audit(
-        &state,
-        &client,
-        Some(&admin.user),
-        None,
-        "invite.revoke",
-        None,
-        outcome,
-    )
-    .await;
-    match res {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(StoreError::NotFound) => Err(AppError::not_found("invite")),
-        Err(e) => Err(e.into()),
+    Invites {
+        store: &state.store,
     }
+    .revoke_invite(&actor(&client, Some(&admin.user)), &code)
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -506,47 +339,44 @@ pub async fn backup(
     client: ClientInfo,
     Admin(admin): Admin,
 ) -> AppResult<Response> {
-    use crate::ops::backup::{SnapshotError, default_file_name, snapshot};
-    use axum::http::header;
+    use crate::ops::backup::{SnapshotError, snapshot};
     let data_dir = state.cfg.data_dir.clone();
     let store = state.store.clone();
     let taken = tokio::task::spawn_blocking(move || snapshot(&store, &data_dir))
         .await
         .map_err(|e| AppError::internal(anyhow::anyhow!("backup task failed: {e}")))?;
+    // A refusal while another backup runs is not audited.
+    if !matches!(taken, Err(SnapshotError::Busy)) {
+        let outcome = if taken.is_ok() { "ok" } else { "error" };
+        audit(
+            &state,
+            &client,
+            Some(&admin.user),
+            None,
+            "admin.backup",
+            None,
+            outcome,
+        )
+        .await;
+    }
     let snap = match taken {
         Ok(s) => s,
         Err(SnapshotError::Busy) => {
             return Err(AppError::Conflict(SnapshotError::Busy.to_string()));
         }
-        Err(SnapshotError::Backup(e)) => {
-            audit(
-                &state,
-                &client,
-                Some(&admin.user),
-                None,
-                "admin.backup",
-                None,
-                "error",
-            )
-            .await;
-            return Err(AppError::internal(anyhow::anyhow!(e)));
-        }
+        Err(SnapshotError::Backup(e)) => return Err(AppError::internal(anyhow::anyhow!(e))),
     };
-    audit(
-        &state,
-        &client,
-        Some(&admin.user),
-        None,
-        "admin.backup",
-        None,
-        "ok",
-    )
-    .await;
     tracing::info!(
         records = snap.header.rows(),
         bytes = snap.len,
         "backup taken for download"
     );
+    download(snap)
+}
+
+/// A backup file as an attachment, its header described in headers.
+fn download(snap: crate::ops::backup::Snapshot) -> AppResult<Response> {
+    use axum::http::header;
     let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(
         tokio::fs::File::from_std(snap.file),
     ));
@@ -556,7 +386,10 @@ pub async fn backup(
         .header(header::CONTENT_LENGTH, snap.len)
         .header(
             header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{}\"", default_file_name()),
+            format!(
+                "attachment; filename=\"{}\"",
+                crate::ops::backup::default_file_name()
+            ),
         )
         .header("x-confab-schema-version", snap.header.schema_version)
         .header("x-confab-backup-records", snap.header.rows())

@@ -7,23 +7,21 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Json, created, parse_id};
 use crate::auth::device::{self, DeviceId};
-use crate::auth::throttle::Source;
-use crate::auth::{
-    self, AuthVia, ClientInfo, CurrentUser, SESSION_COOKIE, password, tokens, username,
-};
-use crate::clock;
-use crate::clock::rfc3339;
+use crate::auth::{AuthVia, ClientInfo, CurrentUser, SESSION_COOKIE, tokens};
+use crate::clock::{self, rfc3339};
 use crate::config::RegistrationMode;
 use crate::error::{AppError, AppResult};
 use crate::limits::rate::note_decision;
 use crate::state::AppState;
 use crate::store::{AuditEntry, Role, Session, StoreError, User, UserStatus};
+use crate::users::login::LoginContext;
+use crate::users::tokens::{TokenPair, Tokens};
+use crate::users::{Actor, RegistrationRules, SignUp, UserError, Users};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -96,6 +94,44 @@ pub(crate) async fn audit(
             outcome: outcome.into(),
         })
         .await;
+}
+
+/// The accounts service over this server's store, hasher and throttle.
+pub(crate) fn users(state: &AppState) -> Users<'_> {
+    Users {
+        store: &state.store,
+        hasher: &state.hasher,
+        throttle: Some(&state.throttle),
+    }
+}
+
+/// Who makes a request, for the audit log.
+pub(crate) fn actor(client: &ClientInfo, user: Option<&User>) -> Actor {
+    Actor {
+        id: user.map(|u| u.id),
+        name: user.map(|u| u.username.clone()),
+        ip: Some(client.ip.to_string()),
+        user_agent: client.user_agent.clone(),
+    }
+}
+
+impl From<UserError> for AppError {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::Validation(m) | UserError::Rule(m) => AppError::Validation(m),
+            UserError::Forbidden(m) => AppError::Forbidden(m),
+            UserError::RegistrationClosed => AppError::RegistrationClosed,
+            UserError::InvalidInvite(m) => AppError::InvalidInvite(m),
+            UserError::UsernameExists => AppError::UsernameExists,
+            UserError::NotFound(what) => AppError::not_found(what),
+            UserError::WrongPassword => AppError::WrongPassword,
+            UserError::Inactive => AppError::UserInactive,
+            UserError::InvalidCredentials => AppError::InvalidCredentials,
+            UserError::SessionExpired => AppError::SessionExpired,
+            UserError::Throttled(secs) => throttled(secs),
+            UserError::Store(e) => e.into(),
+        }
+    }
 }
 
 fn throttled(secs: u64) -> AppError {
@@ -186,69 +222,19 @@ pub async fn setup(
     client: ClientInfo,
     Json(req): Json<SetupRequest>,
 ) -> AppResult<Response> {
-    let valid = {
-        let t = state.setup_token.lock().expect("lock");
-        t.as_ref()
-            .is_some_and(|t| bool::from(t.as_bytes().ct_eq(req.token.as_bytes())))
+    let sign_up = SignUp {
+        username: req.username,
+        password: req.password,
+        email: req.email,
     };
-    if !valid {
-        audit(
-            &state,
-            &client,
-            None,
-            Some(&req.username),
-            "setup",
-            None,
-            "FORBIDDEN",
+    let user = users(&state)
+        .setup(
+            &actor(&client, None),
+            &state.setup_token,
+            &req.token,
+            sign_up,
         )
-        .await;
-        return Err(AppError::Forbidden(
-            "the setup token is invalid or setup was already completed".into(),
-        ));
-    }
-    let username = auth::validate_username(&req.username)?;
-    password::validate("password", &req.password).map_err(AppError::Validation)?;
-    if let Some(e) = &req.email {
-        auth::validate_email(e)?;
-    }
-    let now = clock::now();
-    let user = User {
-        id: Uuid::now_v7(),
-        username,
-        email: req.email.clone(),
-        password_hash: state.hasher.hash(req.password.clone()).await,
-        role: Role::Admin,
-        status: UserStatus::Active,
-        created_at: now,
-        updated_at: now,
-        quota: None,
-    };
-    let u2 = user.clone();
-    match state
-        .store
-        .blocking(move |s| s.create_user(&u2, true, None, now))
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => {
-            return Err(AppError::Forbidden(
-                "the setup token is invalid or setup was already completed".into(),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    *state.setup_token.lock().expect("lock") = None;
-    audit(
-        &state,
-        &client,
-        Some(&user),
-        None,
-        "setup",
-        Some(user.id.to_string()),
-        "ok",
-    )
-    .await;
-    tracing::info!(user_id = %user.id, "setup complete: first admin created");
+        .await?;
     let mut resp = start_session(&state, &user, &client, StatusCode::CREATED).await?;
     remember_device(&state, &mut resp, user.id, None);
     Ok(resp)
@@ -291,22 +277,29 @@ pub async fn register(
     client: ClientInfo,
     Json(req): Json<RegisterRequest>,
 ) -> AppResult<Response> {
-    let outcome = do_register(&state, req, &client).await;
-    match outcome {
-        Ok((user, invite)) => {
-            audit(
-                &state,
-                &client,
-                Some(&user),
-                None,
-                "register",
-                invite.map(|_| "invite".to_string()),
-                "ok",
-            )
-            .await;
+    let rules = RegistrationRules {
+        mode: state.settings().registration,
+        setup_pending: state.setup_token.lock().expect("lock").is_some(),
+    };
+    let invite = req
+        .invite_code
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    let name = req.username.clone();
+    let sign_up = SignUp {
+        username: req.username,
+        password: req.password,
+        email: req.email,
+    };
+    match users(&state).register(rules, sign_up, invite).await {
+        Ok(user) => {
+            let target = invite.map(|_| "invite".to_string());
+            audit(&state, &client, Some(&user), None, "register", target, "ok").await;
             Ok(created(UserView::from(&user)))
         }
-        Err((name, e)) => {
+        Err(e) => {
+            let e = AppError::from(e);
             audit(
                 &state,
                 &client,
@@ -319,86 +312,6 @@ pub async fn register(
             .await;
             Err(e)
         }
-    }
-}
-
-async fn do_register(
-    state: &AppState,
-    req: RegisterRequest,
-    _client: &ClientInfo,
-) -> Result<(User, Option<String>), (String, AppError)> {
-    let name = req.username.clone();
-    let fail = |e: AppError| (name.clone(), e);
-    if state.setup_token.lock().expect("lock").is_some() {
-        return Err(fail(AppError::RegistrationClosed));
-    }
-    let invite_code = req
-        .invite_code
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty());
-    match (state.settings().registration, invite_code) {
-        (RegistrationMode::Closed, _) => return Err(fail(AppError::RegistrationClosed)),
-        (RegistrationMode::Invite, None) => {
-            return Err(fail(AppError::InvalidInvite(
-                "an invite code is required to register on this server".into(),
-            )));
-        }
-        _ => {}
-    }
-    let username = auth::validate_username(&req.username).map_err(fail)?;
-    password::validate("password", &req.password).map_err(|m| fail(AppError::Validation(m)))?;
-    if let Some(e) = &req.email {
-        auth::validate_email(e).map_err(fail)?;
-    }
-    let now = clock::now();
-    let mut role = Role::User;
-    if let Some(code) = invite_code {
-        let inv = state.store.get_invite(code).map_err(|e| fail(e.into()))?;
-        match inv {
-            Some(inv) if inv.uses_left > 0 && inv.expires_at > now => role = inv.role,
-            _ => {
-                return Err(fail(AppError::InvalidInvite(
-                    "the invite code is invalid, used up or expired".into(),
-                )));
-            }
-        }
-    }
-    // Cheap pre-check so a taken name does not cost an argon2 hash; the
-    // authoritative check is inside the write transaction.
-    if state
-        .store
-        .find_user_by_name(&username)
-        .map_err(|e| fail(e.into()))?
-        .is_some()
-    {
-        return Err(fail(AppError::UsernameExists));
-    }
-    let user = User {
-        id: Uuid::now_v7(),
-        username,
-        email: req.email.clone(),
-        password_hash: state.hasher.hash(req.password.clone()).await,
-        role,
-        status: UserStatus::Active,
-        created_at: now,
-        updated_at: now,
-        quota: None,
-    };
-    let u2 = user.clone();
-    let code = invite_code.map(str::to_string);
-    let code2 = code.clone();
-    match state
-        .store
-        .blocking(move |s| s.create_user(&u2, false, code2.as_deref(), now))
-        .await
-    {
-        Ok(()) => Ok((user, code)),
-        Err(StoreError::Conflict(_)) => Err(fail(AppError::UsernameExists)),
-        Err(StoreError::NotFound) => Err(fail(AppError::InvalidInvite(
-            "the invite code is invalid, used up or expired".into(),
-        ))),
-        Err(e) => Err(fail(e.into())),
     }
 }
 
@@ -418,76 +331,30 @@ async fn check_credentials(
     creds: &Credentials,
     action: &str,
 ) -> AppResult<(User, Option<DeviceId>)> {
-    // Oversized inputs cannot match; bound the work before hashing.
-    let plausible = creds.username.chars().count() <= username::MAX_LEN
-        && creds.password.chars().count() <= password::MAX_LEN;
-    let user = if plausible {
-        state.store.find_user_by_name(&creds.username)?
-    } else {
-        None
+    let t = &state.throttle;
+    let device = |user| {
+        t.devices
+            .from_headers(headers, user, crate::clock::now(), t.device_max_age)
     };
-    let now = clock::now();
-    let device = user.as_ref().and_then(|u| {
-        let t = &state.throttle;
-        t.devices.from_headers(headers, u.id, now, t.device_max_age)
-    });
-    let source = match device {
-        Some(d) => Source::Known(d),
-        None => Source::Unknown(client.ip),
+    let cx = LoginContext {
+        per_ip: &state.limits.rate.auth,
+        ip: client.ip,
+        device: &device,
+        note: &note_decision,
     };
-    let account = username::key(&creds.username);
-    let gate = match state
-        .throttle
-        .begin(&state.limits.rate.auth, &account, source)
-    {
-        Ok(g) => g,
-        Err(d) => {
-            // Counted in metrics, not audited: the failure that spent the
-            // budget was (below), and a refusal must not cost a write.
-            note_decision(d);
-            state.limits.metrics.rate_limited("auth");
-            return Err(throttled(d.reset_secs));
-        }
-    };
-    let ok = state
-        .hasher
-        .verify(
-            creds.password.clone(),
-            user.as_ref().map(|u| u.password_hash.clone()),
-        )
-        .await;
-    let Some(user) = user.filter(|_| ok) else {
-        let failed = gate.fail();
-        note_decision(failed.decision);
-        audit(
-            state,
-            client,
-            None,
-            Some(&creds.username),
+    let res = users(state)
+        .check_credentials(
+            &actor(client, None),
+            cx,
+            &creds.username,
+            &creds.password,
             action,
-            failed.spent.map(|what| format!("throttled: {what}")),
-            "INVALID_CREDENTIALS",
         )
         .await;
-        // Slow guessing down before refusing it outright.
-        tokio::time::sleep(failed.delay).await;
-        return Err(AppError::InvalidCredentials);
-    };
-    note_decision(gate.succeed());
-    if user.status != UserStatus::Active {
-        audit(
-            state,
-            client,
-            Some(&user),
-            None,
-            action,
-            None,
-            "USER_INACTIVE",
-        )
-        .await;
-        return Err(AppError::UserInactive);
+    if let Err(UserError::Throttled(_)) = &res {
+        state.limits.metrics.rate_limited("auth");
     }
-    Ok((user, device))
+    Ok(res?)
 }
 
 /// Makes (or keeps) this browser a known device of `user`: a fresh cookie,
@@ -711,70 +578,16 @@ pub async fn change_password(
     user: CurrentUser,
     Json(req): Json<PasswordChange>,
 ) -> AppResult<Json<PasswordChanged>> {
-    let attempt = state
-        .throttle
-        .begin_password_check(user.id())
-        .map_err(|d| throttled(d.reset_secs))?;
-    password::validate("new_password", &req.new_password).map_err(AppError::Validation)?;
-    let ok = req.current_password.chars().count() <= password::MAX_LEN
-        && state
-            .hasher
-            .verify(
-                req.current_password.clone(),
-                Some(user.user.password_hash.clone()),
-            )
-            .await;
-    if !ok {
-        attempt.fail();
-        audit(
-            &state,
-            &client,
-            Some(&user.user),
-            None,
-            "password.change",
-            None,
-            "WRONG_PASSWORD",
+    let revoked = users(&state)
+        .change_password(
+            &actor(&client, Some(&user.user)),
+            &user.user,
+            user.session_id(),
+            req.current_password,
+            req.new_password,
         )
-        .await;
-        return Err(AppError::WrongPassword);
-    }
-    attempt.succeed();
-    let hash = state.hasher.hash(req.new_password.clone()).await;
-    let uid = user.id();
-    let end = crate::store::SignOut {
-        keep_session: user.session_id(),
-        api_keys: true,
-    };
-    let (_, revoked) = state
-        .store
-        .blocking(move |s| {
-            s.update_user_and_sign_out(
-                uid,
-                |u, _| {
-                    u.password_hash = hash;
-                    u.updated_at = clock::now();
-                    Ok(())
-                },
-                end,
-            )
-        })
         .await?;
-    audit(
-        &state,
-        &client,
-        Some(&user.user),
-        None,
-        "password.change",
-        Some(revoked_note(&revoked)),
-        "ok",
-    )
-    .await;
     Ok(Json(PasswordChanged { revoked }))
-}
-
-/// The audit target of a sign-out.
-pub(crate) fn revoked_note(r: &crate::store::Revoked) -> String {
-    format!("revoked {} sessions, {} API keys", r.sessions, r.api_keys)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -786,31 +599,25 @@ pub struct TokenResponse {
     pub expires_in: i64,
 }
 
-async fn issue_tokens(
-    state: &AppState,
-    user_id: Uuid,
-    family: Option<Uuid>,
-) -> AppResult<TokenResponse> {
-    let now = clock::now();
-    let ttl = state.cfg.auth.access_token_minutes as i64 * 60;
-    let refresh = tokens::random_token();
-    if let Some(family_id) = family {
-        let r = crate::store::RefreshToken {
-            user_id,
-            family_id,
-            expires_at: now + state.cfg.auth.refresh_token_days as i64 * 86400,
-            used: false,
-            created_at: now,
-        };
-        let h = tokens::hash_token(&refresh);
-        state.store.blocking(move |s| s.put_refresh(&h, &r)).await?;
+/// The token service over this server's store, keys and lifetimes.
+fn token_service(state: &AppState) -> Tokens<'_> {
+    Tokens {
+        store: &state.store,
+        jwt: &state.jwt,
+        access_ttl_secs: state.cfg.auth.access_token_minutes as i64 * 60,
+        refresh_ttl_secs: state.cfg.auth.refresh_token_days as i64 * 86400,
     }
-    Ok(TokenResponse {
-        access_token: state.jwt.issue(user_id, now, ttl),
-        refresh_token: refresh,
-        token_type: "bearer",
-        expires_in: ttl,
-    })
+}
+
+impl From<TokenPair> for TokenResponse {
+    fn from(t: TokenPair) -> Self {
+        TokenResponse {
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            token_type: "bearer",
+            expires_in: t.expires_in,
+        }
+    }
 }
 
 /// For programs: a short-lived JWT access token plus a rotating refresh token.
@@ -824,9 +631,11 @@ pub async fn token(
     Json(creds): Json<Credentials>,
 ) -> AppResult<Response> {
     let (user, device) = check_credentials(&state, &client, &headers, &creds, "token").await?;
-    let t = issue_tokens(&state, user.id, Some(Uuid::now_v7())).await?;
+    let t = token_service(&state)
+        .issue(user.id, Some(Uuid::now_v7()))
+        .await?;
     audit(&state, &client, Some(&user), None, "token", None, "ok").await;
-    let mut resp = axum::Json(t).into_response();
+    let mut resp = axum::Json(TokenResponse::from(t)).into_response();
     remember_device(&state, &mut resp, user.id, device);
     Ok(resp)
 }
@@ -845,50 +654,8 @@ pub async fn refresh(
     client: ClientInfo,
     Json(req): Json<RefreshRequest>,
 ) -> AppResult<Json<TokenResponse>> {
-    let now = clock::now();
-    let old = tokens::hash_token(&req.refresh_token);
-    let new_token = tokens::random_token();
-    let new = tokens::hash_token(&new_token);
-    let exp = now + state.cfg.auth.refresh_token_days as i64 * 86400;
-    let outcome = state
-        .store
-        .blocking(move |s| s.rotate_refresh(&old, &new, now, exp))
+    let t = token_service(&state)
+        .refresh(&actor(&client, None), &req.refresh_token)
         .await?;
-    match outcome {
-        crate::store::RefreshOutcome::Rotated { user_id } => {
-            let user = state.store.get_user(user_id)?;
-            if user.status != UserStatus::Active {
-                return Err(AppError::UserInactive);
-            }
-            let mut t = issue_tokens(&state, user_id, None).await?;
-            t.refresh_token = new_token;
-            audit(
-                &state,
-                &client,
-                Some(&user),
-                None,
-                "token.refresh",
-                None,
-                "ok",
-            )
-            .await;
-            Ok(Json(t))
-        }
-        crate::store::RefreshOutcome::Reused { user_id } => {
-            let user = state.store.get_user(user_id).ok();
-            audit(
-                &state,
-                &client,
-                user.as_ref(),
-                None,
-                "token.refresh",
-                Some("reuse: family revoked".into()),
-                "SESSION_EXPIRED",
-            )
-            .await;
-            tracing::warn!(%user_id, "refresh token reuse detected; token family revoked");
-            Err(AppError::SessionExpired)
-        }
-        crate::store::RefreshOutcome::Invalid => Err(AppError::SessionExpired),
-    }
+    Ok(Json(t.into()))
 }

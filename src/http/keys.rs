@@ -7,13 +7,11 @@ use axum::response::Response;
 use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
-use super::auth::audit;
+use super::auth::{actor, audit, users};
 use super::{Json, created, parse_id};
 use crate::auth::grant::Grant;
-use crate::auth::{ClientInfo, CurrentUser, tokens};
-use crate::clock;
+use crate::auth::{ClientInfo, CurrentUser};
 use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -89,11 +87,9 @@ pub async fn create_key(
     user: CurrentUser,
     Json(req): Json<CreateKey>,
 ) -> AppResult<Response> {
-    let name = req.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(AppError::validation("name must be 1 to 100 characters"));
-    }
-    let now = clock::now();
+    // Checked first: a bad name is refused before the scopes are.
+    crate::users::keys::check_name(&req.name)?;
+    let now = crate::clock::now();
     let expires_at = match req.expires_at.as_deref() {
         None | Some("") => None,
         Some(s) => Some(
@@ -108,39 +104,22 @@ pub async fn create_key(
     };
     let (scopes, expires_at) =
         Grant::of(&user).new_key(user.user.role, req.scopes, expires_at, now)?;
-    let key = tokens::new_api_key();
-    let record = ApiKey {
-        id: Uuid::now_v7(),
-        user_id: user.id(),
-        name,
-        scopes: scopes.clone(),
-        expires_at,
-        last_used_at: None,
-        created_at: now,
-        prefix: key.chars().take(10).collect(),
-    };
-    let hash = tokens::hash_token(&key);
-    let r2 = record.clone();
-    state
-        .store
-        .blocking(move |s| s.put_api_key(&hash, &r2))
+    let (record, key) = users(&state)
+        .create_api_key(
+            &actor(&client, Some(&user.user)),
+            user.id(),
+            &req.name,
+            scopes,
+            expires_at,
+            now,
+        )
         .await?;
-    audit(
-        &state,
-        &client,
-        Some(&user.user),
-        None,
-        "key.create",
-        Some(record.id.to_string()),
-        "ok",
-    )
-    .await;
     Ok(created(CreatedKey {
         id: record.id.to_string(),
         name: record.name,
         key,
-        scopes,
-        expires_at: expires_at.map(rfc3339),
+        scopes: record.scopes,
+        expires_at: record.expires_at.map(rfc3339),
         created_at: rfc3339(now),
     }))
 }

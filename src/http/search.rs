@@ -4,7 +4,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -12,8 +11,8 @@ use super::{Json, Query};
 use crate::auth::CurrentUser;
 use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
-use crate::search::snippet::{self, Snippet};
-use crate::search::{SearchError, SearchRequest, tokenizer};
+use crate::search::snippet::Snippet;
+use crate::search::{SearchError, SearchRequest};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -68,16 +67,8 @@ fn time_param(name: &str, v: Option<&str>) -> AppResult<Option<i64>> {
     }
 }
 
-/// Hits are the caller's own messages and conversation titles, newest
-/// first, with plain-text snippets and UTF-16 highlight ranges.
-#[utoipa::path(get, path = "/api/search", tag = "search", params(SearchQuery),
-    responses((status = 200, body = SearchResults), (status = 400, body = crate::error::ErrorBody)))]
-pub async fn search(
-    State(state): State<AppState>,
-    user: CurrentUser,
-    Query(p): Query<SearchQuery>,
-) -> AppResult<Json<SearchResults>> {
-    let q = p.q.unwrap_or_default();
+/// The index request a query string asks for.
+fn request(user_id: Uuid, p: SearchQuery) -> AppResult<SearchRequest> {
     let limit = match p.limit {
         None => 20,
         Some(n) if (1..=100).contains(&n) => n,
@@ -109,65 +100,53 @@ pub async fn search(
             ));
         }
     };
-    let req = SearchRequest {
-        user_id: user.id(),
-        q,
+    Ok(SearchRequest {
+        user_id,
+        q: p.q.unwrap_or_default(),
         conversation_id,
         role,
         after: time_param("after", p.after.as_deref())?,
         before: time_param("before", p.before.as_deref())?,
         limit,
         offset,
-    };
-    let search = state.search.clone();
-    let store = state.store.clone();
-    let uid = user.id();
+    })
+}
+
+/// Hits are the caller's own messages and conversation titles, newest
+/// first, with plain-text snippets and UTF-16 highlight ranges.
+#[utoipa::path(get, path = "/api/search", tag = "search", params(SearchQuery),
+    responses((status = 200, body = SearchResults), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn search(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(p): Query<SearchQuery>,
+) -> AppResult<Json<SearchResults>> {
+    let req = request(user.id(), p)?;
+    let next = req.offset + req.limit;
+    let (search, store) = (state.search.clone(), state.store.clone());
     let partial = search.is_partial();
-    let (hits, has_more) =
-        tokio::task::spawn_blocking(move || -> AppResult<(Vec<SearchHit>, bool)> {
-            let res = search.search(&req).map_err(|e| match e {
-                SearchError::BadQuery(m) => AppError::Validation(format!("q: {m}")),
-                other => AppError::internal(other),
-            })?;
-            let mut analyzer = tokenizer::analyzer();
-            let mut titles: HashMap<Uuid, Option<String>> = HashMap::new();
-            let mut out = Vec::new();
-            for h in res.hits {
-                // redb is the truth: a hit whose source is gone (the index lags
-                // a deletion by up to a moment) or not owned is dropped.
-                let title = titles
-                    .entry(h.conversation_id)
-                    .or_insert_with(|| {
-                        store
-                            .get_conversation(uid, h.conversation_id)
-                            .ok()
-                            .map(|c| c.title)
-                    })
-                    .clone();
-                let Some(title) = title else { continue };
-                let text = match h.message_id {
-                    Some(mid) => match store.get_message(uid, h.conversation_id, mid) {
-                        Ok(m) => m.content,
-                        Err(_) => continue,
-                    },
-                    None => title.clone(),
-                };
-                out.push(SearchHit {
-                    conversation_id: h.conversation_id.to_string(),
-                    conversation_title: title,
-                    message_id: h.message_id.map(|m| m.to_string()),
-                    role: h.role,
-                    created_at: rfc3339(h.created_at),
-                    snippet: snippet::make(&mut analyzer, &text, &res.terms, &res.prefixes),
-                });
-            }
-            Ok((out, res.has_more))
-        })
+    let found = tokio::task::spawn_blocking(move || search.search_hits(&store, &req))
         .await
-        .map_err(AppError::internal)??;
+        .map_err(AppError::internal)?
+        .map_err(|e| match e {
+            SearchError::BadQuery(m) => AppError::Validation(format!("q: {m}")),
+            other => AppError::internal(other),
+        })?;
+    let hits = found
+        .hits
+        .into_iter()
+        .map(|h| SearchHit {
+            conversation_id: h.conversation_id.to_string(),
+            conversation_title: h.conversation_title,
+            message_id: h.message_id.map(|m| m.to_string()),
+            role: h.role,
+            created_at: rfc3339(h.created_at),
+            snippet: h.snippet,
+        })
+        .collect();
     Ok(Json(SearchResults {
         hits,
-        next_cursor: has_more.then(|| (offset + limit).to_string()),
+        next_cursor: found.has_more.then(|| next.to_string()),
         partial,
     }))
 }

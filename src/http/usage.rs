@@ -217,19 +217,6 @@ pub fn quota_override(q: Option<QuotaInput>) -> AppResult<Option<crate::store::Q
     }))
 }
 
-/// How a quota change reads in the audit log.
-pub fn describe_quota(q: Option<&crate::store::QuotaOverride>) -> String {
-    let f = |v: Option<u64>| v.map_or("default".to_string(), |n| n.to_string());
-    match q {
-        None => "server default".into(),
-        Some(q) => format!(
-            "messages_per_day={} tokens_per_day={}",
-            f(q.messages_per_day),
-            f(q.tokens_per_day)
-        ),
-    }
-}
-
 /// `GET /api/admin/audit` query: paging plus filters.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -188,6 +188,9 @@ pub struct Registry {
     client: reqwest::Client,
     options: ProviderOptions,
     entries: RwLock<Vec<Entry>>,
+    /// Held by `provider_admin` while it changes the stored records and
+    /// this registry together.
+    admin: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Registry {
@@ -206,6 +209,7 @@ impl Registry {
             client,
             options,
             entries: RwLock::new(Vec::new()),
+            admin: tokio::sync::Mutex::const_new(()),
         }
     }
 
@@ -221,6 +225,12 @@ impl Registry {
 
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// Admin changes run one at a time, so the store and this registry
+    /// never disagree about a name.
+    pub(crate) async fn admin_changes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.admin.lock().await
     }
 
     /// Adds a provider built from `config`. Its models are unknown until the

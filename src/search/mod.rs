@@ -9,6 +9,7 @@
 //! which would leak other users' statistics).
 
 pub mod collect;
+pub mod hits;
 pub mod prefix;
 pub mod query;
 pub mod snippet;

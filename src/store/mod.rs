@@ -626,41 +626,35 @@ impl Store {
         Ok(())
     }
 
-    /// Applies `f` to a user inside one write transaction. `f` sees every
-    /// user (to enforce rules such as "keep one active admin").
-    pub fn update_user<F>(&self, id: Uuid, f: F) -> StoreResult<User>
-    where
-        F: FnOnce(&mut User, &[User]) -> StoreResult<()>,
-    {
-        let tx = self.write()?;
-        let updated = update_user_in(&tx, id, f)?;
-        tx.commit()?;
-        Ok(updated)
-    }
-
-    /// [`Self::update_user`], then ends the user's sign-ins as `end` says,
-    /// in the same transaction: a new password and the end of the old
-    /// credentials happen together or not at all.
-    pub fn update_user_and_sign_out<F>(
+    /// Applies `patch` to a user inside one write transaction and, with
+    /// `sign_out`, ends the user's sign-ins in that same transaction (a new
+    /// password and the end of the old credentials happen together or not
+    /// at all). Refuses (Conflict) a change that would leave no active
+    /// administrator: the rule is checked here, against the users as they
+    /// are inside the transaction.
+    pub fn update_user(
         &self,
         id: Uuid,
-        f: F,
-        end: SignOut,
-    ) -> StoreResult<(User, Revoked)>
-    where
-        F: FnOnce(&mut User, &[User]) -> StoreResult<()>,
-    {
+        patch: UserPatch,
+        sign_out: Option<SignOut>,
+    ) -> StoreResult<(User, Option<Revoked>)> {
         let tx = self.write()?;
-        let updated = update_user_in(&tx, id, f)?;
-        let revoked = Revoked {
-            sessions: delete_sessions_in(&tx, id, end.keep_session)?,
-            api_keys: if end.api_keys {
-                delete_api_keys_in(&tx, id)?
-            } else {
-                0
-            },
+        let updated = update_user_in(&tx, id, patch)?;
+        let revoked = match sign_out {
+            Some(end) => {
+                let r = Revoked {
+                    sessions: delete_sessions_in(&tx, id, end.keep_session)?,
+                    api_keys: if end.api_keys {
+                        delete_api_keys_in(&tx, id)?
+                    } else {
+                        0
+                    },
+                };
+                revoke_families_in(&tx, id)?;
+                Some(r)
+            }
+            None => None,
         };
-        revoke_families_in(&tx, id)?;
         tx.commit()?;
         Ok((updated, revoked))
     }
@@ -889,14 +883,6 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Revokes every refresh-token family of a user (password change, disable).
-    pub fn revoke_refresh_families(&self, user_id: Uuid) -> StoreResult<()> {
-        let tx = self.write()?;
-        revoke_families_in(&tx, user_id)?;
-        tx.commit()?;
-        Ok(())
-    }
-
     // ---- api keys --------------------------------------------------------
 
     pub fn put_api_key(&self, hash: &[u8], k: &ApiKey) -> StoreResult<()> {
@@ -1049,7 +1035,36 @@ impl Store {
     }
 }
 
-/// How [`Store::update_user_and_sign_out`] ends a user's sign-ins: every
+/// A change to a user: each field set replaces the stored one.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub role: Option<Role>,
+    pub status: Option<UserStatus>,
+    pub password_hash: Option<String>,
+    /// `Some(None)` returns the user to the server's default quota.
+    pub quota: Option<Option<QuotaOverride>>,
+    pub updated_at: i64,
+}
+
+impl UserPatch {
+    fn apply(self, u: &mut User) {
+        if let Some(r) = self.role {
+            u.role = r;
+        }
+        if let Some(s) = self.status {
+            u.status = s;
+        }
+        if let Some(h) = self.password_hash {
+            u.password_hash = h;
+        }
+        if let Some(q) = self.quota {
+            u.quota = q;
+        }
+        u.updated_at = self.updated_at;
+    }
+}
+
+/// How [`Store::update_user`] ends a user's sign-ins: every
 /// session but `keep_session` and every refresh-token family always; every
 /// API key too with `api_keys` (a password change or reset: the account may
 /// have been compromised).
@@ -1066,10 +1081,7 @@ pub struct Revoked {
     pub api_keys: usize,
 }
 
-fn update_user_in<F>(tx: &WriteTransaction, id: Uuid, f: F) -> StoreResult<User>
-where
-    F: FnOnce(&mut User, &[User]) -> StoreResult<()>,
-{
+fn update_user_in(tx: &WriteTransaction, id: Uuid, patch: UserPatch) -> StoreResult<User> {
     let mut users = tx.open_table(USERS)?;
     let all: Vec<User> = users
         .iter()?
@@ -1083,7 +1095,17 @@ where
         .find(|u| u.id == id)
         .cloned()
         .ok_or(StoreError::NotFound)?;
-    f(&mut user, &all)?;
+    patch.apply(&mut user);
+    let admins_left = all
+        .iter()
+        .map(|x| if x.id == user.id { &user } else { x })
+        .filter(|x| x.role == Role::Admin && x.status == UserStatus::Active)
+        .count();
+    if admins_left == 0 {
+        return Err(StoreError::Conflict(
+            "this change would leave no active administrator".into(),
+        ));
+    }
     users.insert(id.as_u128(), enc(&user).as_slice())?;
     Ok(user)
 }
