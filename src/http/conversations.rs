@@ -14,11 +14,12 @@ use super::{Json, Query, created, parse_id, rfc3339};
 use crate::app::AppState;
 use crate::auth::CurrentUser;
 use crate::chat;
+pub use crate::chat::{new_conversation, validate_model};
 use crate::error::{AppError, AppResult};
 use crate::store::StoreError;
 use crate::store::chat::{
     Conversation, ConversationCursor, ConversationFilter, Message, MessageError, MessageRole,
-    MessageStatus, Usage, now_ms,
+    MessageStatus, Usage,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -239,37 +240,6 @@ pub fn validate_system_prompt(p: &str) -> AppResult<()> {
         )));
     }
     Ok(())
-}
-
-pub fn validate_model(m: &str) -> AppResult<()> {
-    if m.is_empty() || m.len() > 200 {
-        return Err(AppError::validation("model must be 1 to 200 characters"));
-    }
-    Ok(())
-}
-
-/// Creates an empty conversation for `user_id`.
-pub fn new_conversation(
-    user_id: Uuid,
-    title: Option<String>,
-    model: Option<String>,
-    system_prompt: Option<String>,
-) -> Conversation {
-    let now = crate::auth::now();
-    Conversation {
-        id: Uuid::now_v7(),
-        user_id,
-        title_auto: title.is_none(),
-        title: title.unwrap_or_else(|| chat::DEFAULT_TITLE.to_string()),
-        model,
-        provider: None,
-        system_prompt: system_prompt.filter(|s| !s.trim().is_empty()),
-        created_at: now,
-        updated_at_ms: now_ms(),
-        pinned: false,
-        archived: false,
-        current_leaf: None,
-    }
 }
 
 #[utoipa::path(post, path = "/api/conversations", tag = "conversations", request_body = CreateConversation,
