@@ -137,7 +137,14 @@ function useConversations() {
     setRecent((xs) => xs.filter((x) => x.id !== id));
   }, []);
 
-  return { pinned, recent, hasMore, loading, error, loadFirst, loadMore, refreshTop, upsert, remove, archived, setArchived };
+  /** A conversation was named: change its title where it is listed. */
+  const retitle = useCallback((id, title) => {
+    const named = (xs) => xs.map((x) => (x.id === id ? { ...x, title } : x));
+    setPinned(named);
+    setRecent(named);
+  }, []);
+
+  return { pinned, recent, hasMore, loading, error, loadFirst, loadMore, refreshTop, upsert, retitle, remove, archived, setArchived };
 }
 
 function ConversationMenu({ conv, onRename, onAction, onClose, anchorRef }) {
@@ -783,17 +790,6 @@ export function ChatScreen() {
     setLiveStatus('live');
     if (cid && (!convRef.current || convRef.current.id === cid)) await loadConversation(cid, { quiet: true });
     list.refreshTop();
-    setTimeout(() => list.refreshTop().then(() => cid && refreshTitle(cid)), 1500);
-    setTimeout(() => cid && refreshTitle(cid), 5000);
-  };
-
-  const refreshTitle = async (cid) => {
-    if (!convRef.current || convRef.current.id !== cid) return;
-    try {
-      const { messages: _m, has_more: _h, ...c } = await get('/conversations/' + cid, { limit: 1 });
-      if (convRef.current && convRef.current.id === cid) setConv((old) => (old ? { ...old, title: c.title } : old));
-      list.upsert(c);
-    } catch { /* ignore */ }
   };
 
   function handlers(ctx) {
@@ -825,6 +821,11 @@ export function ChatScreen() {
       },
       usage(u) {
         updateLive((m) => ({ ...m, usage: u }));
+      },
+      /** The server named the conversation (first answers). */
+      title(t) {
+        if (convRef.current && convRef.current.id === t.conversation_id) setConv((old) => (old ? { ...old, title: t.title } : old));
+        list.retitle(t.conversation_id, t.title);
       },
       done(d) {
         flush();

@@ -131,11 +131,12 @@ fn sse_response(g: &Arc<Generation>, after: u64) -> Response {
 }
 
 /// Starts an answer and streams it as server-sent events: `meta` (every
-/// id), `delta`s, `usage`, then `done` or `error`. Each event has an
+/// id), `delta`s, `title` (when this answer named the conversation),
+/// `usage`, then `done` or `error`. Each event has an
 /// integer `id:`; a comment line every 15 s keeps the stream open.
 #[utoipa::path(post, path = "/api/chat/stream", tag = "chat", request_body = ChatBody,
     params(("X-Provider-Key" = Option<String>, Header, description = "The caller's own provider key, when the server allows it")),
-    responses((status = 200, description = "meta, delta, usage, then done or error events", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "meta, delta, title (when the conversation was just named), usage, then done or error events", content_type = "text/event-stream", body = String),
     (status = 403, description = "`FORBIDDEN`: `X-Provider-Key` on a server that does not allow users' keys", body = crate::error::ErrorBody),
     (status = 404, description = "`CONVERSATION_NOT_FOUND`, `MODEL_NOT_FOUND`, or `NOT_FOUND` for `parent_id` / `regenerate_of`", body = crate::error::ErrorBody),
     (status = 429, description = "`QUOTA_EXCEEDED` (daily quota, `Retry-After` to midnight UTC) or `RATE_LIMITED` (chat rate or the cap on running answers)", body = crate::error::ErrorBody)))]
