@@ -14,11 +14,12 @@ let localSeq = 0;
 /**
  * The chat screen's stream controller. `s` holds what it works on: the
  * thread (setMessages, messagesRef, stick, stickToBottom), the conversation
- * (convRef, setConv, loadConversation, ownNav), the sidebar `list`, the
- * `model` picked, and where to report (setError, setAnnounce, inputRef).
+ * (convRef, setConv, loadConversation, ownNav, setEditingId), the sidebar
+ * `list`, the `model` picked, and where to report (setError, setAnnounce,
+ * inputRef).
  */
 export function useGeneration(s) {
-  const { setMessages, messagesRef, convRef, setConv, list, loadConversation, ownNav, stick, stickToBottom, setError, setAnnounce, inputRef, model } = s;
+  const { setMessages, messagesRef, convRef, setConv, list, loadConversation, ownNav, setEditingId, stick, stickToBottom, setError, setAnnounce, inputRef, model } = s;
   const [busy, setBusy] = useState(false);
   const [liveStatus, setLiveStatus] = useState('live');
   const streamRef = useRef(null);

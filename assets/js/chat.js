@@ -358,7 +358,7 @@ export function ChatScreen() {
 
   // ---- streaming ----
   const { live, busy, liveStatus, genRef, closeStream, resume, start, stop } = useGeneration({
-    setMessages, messagesRef, convRef, setConv, list, loadConversation, ownNav, stick, stickToBottom, setError, setAnnounce, inputRef, model,
+    setMessages, messagesRef, convRef, setConv, list, loadConversation, ownNav, setEditingId, stick, stickToBottom, setError, setAnnounce, inputRef, model,
   });
 
   const send = async (text) => {

@@ -6,7 +6,7 @@ import { html, useState, useEffect, useRef, useCallback, useMemo } from './lib.j
 import { get, setCsrf } from './api.js';
 import { navigate } from './router.js';
 import { useApp } from './state.js';
-import { Icon, Logo, Spinner, plainTitle } from './ui.js';
+import { Icon, Logo, ErrorBanner, Spinner, plainTitle } from './ui.js';
 import { groupByDate } from './words.js';
 import { SearchResults, useMessageSearch, searchOptions, optionId } from './search.js';
 import { logout } from './auth.js';
