@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::events::Meta;
-use super::generation::{Generation, Job, Manager};
+use super::generation::{Generation, Job, Manager, Titler};
 use super::title::{TitleCredential, Titles};
 use super::{DEFAULT_CONTEXT_WINDOW, new_conversation, validate_model};
 use crate::auth::CurrentUser;
@@ -74,6 +74,25 @@ struct Placed {
     parent_of_answer: Option<Uuid>,
 }
 
+impl Placed {
+    /// What the model is sent: the thread down to the message answered.
+    fn context(&self, window: u32) -> AppResult<super::Context> {
+        let thread = match &self.user_msg {
+            Some(u) => {
+                let mut t = super::thread_to(&self.all, u.parent_id);
+                t.push(u.clone());
+                t
+            }
+            None => super::thread_to(&self.all, self.parent_of_answer),
+        };
+        let ctx = super::build_context(self.conv.system_prompt.as_deref(), &thread, window);
+        if ctx.messages.is_empty() {
+            return Err(AppError::validation("there is no message to answer"));
+        }
+        Ok(ctx)
+    }
+}
+
 fn conversation_missing(e: StoreError) -> AppError {
     match e {
         StoreError::NotFound => AppError::ConversationNotFound,
@@ -119,19 +138,7 @@ impl ChatService {
         let placed = self.place(uid, &req, regen)?;
         let (model, provider_name, provider, window) = self.choose_model(&req, &placed.conv)?;
 
-        // Context: the thread down to the message being answered.
-        let thread = match &placed.user_msg {
-            Some(u) => {
-                let mut t = super::thread_to(&placed.all, u.parent_id);
-                t.push(u.clone());
-                t
-            }
-            None => super::thread_to(&placed.all, placed.parent_of_answer),
-        };
-        let ctx = super::build_context(placed.conv.system_prompt.as_deref(), &thread, window);
-        if ctx.messages.is_empty() {
-            return Err(AppError::validation("there is no message to answer"));
-        }
+        let ctx = placed.context(window)?;
 
         let mut assistant = message(
             placed.conv.id,
@@ -172,17 +179,7 @@ impl ChatService {
             temperature: None,
             api_key_override: req.provider_key.clone(),
         };
-        // The title goes to the provider that answered, with the credential
-        // that answered.
-        let titles = Titles {
-            store: self.store.clone(),
-            providers: self.providers.clone(),
-            limits: self.limits.clone(),
-        };
-        let with = TitleCredential {
-            provider: provider_name.clone(),
-            user_key: req.provider_key,
-        };
+        let titler = self.titler(uid, &provider_name, req.provider_key);
         let job = Job {
             user_id: uid,
             provider_name,
@@ -191,9 +188,7 @@ impl ChatService {
             message: assistant,
             meta,
             request_id: req.request_id,
-            titler: Some(Box::new(move |msg, outcome| {
-                Box::pin(titles.after_answer(uid, msg, outcome, with))
-            })),
+            titler: Some(titler),
         };
         let (limits, store) = (self.limits.clone(), self.store.clone());
         let g = self.generations.start(
@@ -203,6 +198,22 @@ impl ChatService {
         );
         self.limits.watch_first_token(&g, started);
         Ok(g)
+    }
+
+    /// Names the conversation once the answer is stored. The title request
+    /// goes to the provider that answered, with the credential that
+    /// answered: a user's own key, or the server's when they brought none.
+    fn titler(&self, uid: Uuid, provider: &str, user_key: Option<String>) -> Titler {
+        let titles = Titles {
+            store: self.store.clone(),
+            providers: self.providers.clone(),
+            limits: self.limits.clone(),
+        };
+        let with = TitleCredential {
+            provider: provider.to_string(),
+            user_key,
+        };
+        Box::new(move |msg, outcome| Box::pin(titles.after_answer(uid, msg, outcome, with)))
     }
 
     /// The conversation (existing and owned, or new) and where the new
