@@ -1423,3 +1423,72 @@ async fn websocket_frames_count_against_the_api_limit() {
         .await
         .assert_error(429, "RATE_LIMITED");
 }
+
+/// Issue 14: naming a new conversation ends in a `title` event on the
+/// answer's stream (before `usage`), over SSE and over the WebSocket, with
+/// the title that was stored.
+#[tokio::test]
+async fn a_new_conversations_title_arrives_on_its_stream() {
+    let e = env().await;
+    let events = chat(
+        &e.s,
+        &e.admin,
+        json!({"content": "hello there", "model": "an"}),
+    )
+    .await;
+    check_shape(&events);
+    let cid = events[0].data["conversation_id"].as_str().unwrap();
+    let title = events
+        .iter()
+        .find(|ev| ev.event == "title")
+        .expect("a title event");
+    assert_eq!(title.data["conversation_id"], cid);
+    let named = title.data["title"].as_str().unwrap();
+    assert_ne!(named, "New chat");
+    let conv =
+        e.s.get(
+            &format!("/api/conversations/{cid}"),
+            Auth::Session(&e.admin),
+        )
+        .await;
+    assert_eq!(conv.body["title"], named);
+
+    // A later turn in the same, named conversation sends none.
+    let again = chat(
+        &e.s,
+        &e.admin,
+        json!({"conversation_id": cid, "content": "and again", "model": "an"}),
+    )
+    .await;
+    assert!(again.iter().all(|ev| ev.event != "title"), "{again:?}");
+
+    let mut ws = open_ws(&e.s, Auth::Session(&e.admin)).await;
+    ws_send(
+        &mut ws,
+        json!({"type": "chat", "content": "hi", "model": "an"}),
+    )
+    .await;
+    let mut frames = Vec::new();
+    loop {
+        let v = ws_next(&mut ws).await.expect("frames, not a close");
+        let end = v["event"] == "done" || v["event"] == "error";
+        frames.push(v);
+        if end {
+            break;
+        }
+    }
+    let cid = frames[0]["data"]["conversation_id"].clone();
+    let t = frames
+        .iter()
+        .find(|f| f["event"] == "title")
+        .expect("a title frame");
+    assert_eq!(t["data"]["conversation_id"], cid);
+    assert_eq!(t["generation_id"], frames[0]["generation_id"]);
+    let conv =
+        e.s.get(
+            &format!("/api/conversations/{}", cid.as_str().unwrap()),
+            Auth::Session(&e.admin),
+        )
+        .await;
+    assert_eq!(conv.body["title"], t["data"]["title"]);
+}

@@ -15,7 +15,7 @@ export function backoff(attempt) {
 
 export class GenerationStream {
   /**
-   * handlers: meta(data), delta(text), usage(data), done(data), error(data),
+   * handlers: meta(data), delta(text), title(data), usage(data), done(data), error(data),
    * status('live' | 'reconnecting'), gone() (the generation is no longer
    * known to the server: reload the thread), lost(err) (dropped before meta).
    */
@@ -93,6 +93,9 @@ export class GenerationStream {
         break;
       case 'usage':
         h.usage?.(data);
+        break;
+      case 'title':
+        h.title?.(data);
         break;
       case 'done':
         this.finished = true;

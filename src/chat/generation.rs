@@ -6,9 +6,10 @@
 //! channel. Text is persisted by one flusher for all running answers, in a
 //! single transaction every [`FLUSH_EVERY`], so a crash loses at most that
 //! much and many concurrent answers cost one fsync per tick, not one each.
+//! The log holds typed [`GenEvent`]s; the front ends encode them.
 
+use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
-use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::events::{ErrorEvent, GenEvent, Logged, Meta, Title, UsageEvent};
 use crate::providers::{ChatEvent, ChatRequest, Provider, ProviderError};
 use crate::store::Store;
 use crate::store::chat::{Message, MessageError, MessageStatus, Usage};
@@ -23,14 +25,6 @@ use crate::store::chat::{Message, MessageError, MessageStatus, Usage};
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// Finished generations stay replayable this long for late reconnects.
 pub const KEEP_FINISHED: Duration = Duration::from_secs(600);
-
-/// One SSE event: `id`, `event` name and the JSON `data` already encoded.
-#[derive(Debug, Clone)]
-pub struct GenEvent {
-    pub id: u64,
-    pub event: &'static str,
-    pub data: String,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -40,7 +34,7 @@ pub enum Outcome {
 }
 
 struct GenState {
-    events: Vec<Arc<GenEvent>>,
+    events: Vec<Arc<Logged>>,
     content: String,
     /// Id of the last `delta` event folded into `content` (0: none yet).
     text_event: u64,
@@ -51,13 +45,9 @@ struct GenState {
 
 impl GenState {
     /// Adds the next event to the log; returns its id.
-    fn append(&mut self, event: &'static str, data: serde_json::Value) -> u64 {
+    fn append(&mut self, event: GenEvent) -> u64 {
         let id = self.events.len() as u64 + 1;
-        self.events.push(Arc::new(GenEvent {
-            id,
-            event,
-            data: data.to_string(),
-        }));
+        self.events.push(Arc::new(Logged { id, event }));
         id
     }
 }
@@ -77,8 +67,8 @@ impl Generation {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, event: &'static str, data: serde_json::Value) {
-        let id = self.lock().append(event, data);
+    fn push(&self, event: GenEvent) {
+        let id = self.lock().append(event);
         self.notify.send_replace(id);
     }
 
@@ -88,7 +78,9 @@ impl Generation {
         let mut st = self.lock();
         st.content.push_str(text);
         st.dirty = true;
-        let id = st.append("delta", json!({ "text": text }));
+        let id = st.append(GenEvent::Delta {
+            text: text.to_string(),
+        });
         st.text_event = id;
         drop(st);
         self.notify.send_replace(id);
@@ -119,7 +111,7 @@ impl Generation {
     pub fn events(
         self: &Arc<Self>,
         after: u64,
-    ) -> impl Stream<Item = Arc<GenEvent>> + Send + 'static {
+    ) -> impl Stream<Item = Arc<Logged>> + Send + 'static {
         let rx = self.notify.subscribe();
         futures::stream::unfold((self.clone(), after, rx), |(g, next, mut rx)| async move {
             loop {
@@ -157,9 +149,17 @@ pub struct Job {
     pub request: ChatRequest,
     /// The assistant message as inserted (status streaming, empty).
     pub message: Message,
-    pub meta: serde_json::Value,
+    /// The `meta` event; the manager fills in `generation_id`.
+    pub meta: Meta,
     pub request_id: String,
+    /// Names the conversation once the answer is stored; its `title`
+    /// event goes out before `usage` (see [`await_title`]).
+    pub titler: Option<Titler>,
 }
+
+/// Makes (and stores) a title for the finished answer; `Some` when the
+/// conversation was named.
+pub type Titler = Box<dyn FnOnce(Message, Outcome) -> BoxFuture<'static, Option<Title>> + Send>;
 
 /// Called once an answer has been stored in its final state.
 pub type OnFinish = Box<dyn FnOnce(Message, Outcome) + Send>;
@@ -332,8 +332,8 @@ impl Manager {
             cancel: CancellationToken::new(),
         });
         let mut meta = job.meta.clone();
-        meta["generation_id"] = json!(id.to_string());
-        g.push("meta", meta);
+        meta.generation_id = id;
+        g.push(GenEvent::Meta(meta));
         self.gens().insert(id, g.clone());
         self.by_message
             .lock()
@@ -352,7 +352,19 @@ enum End {
     Stopped,
 }
 
-async fn run(g: Arc<Generation>, store: Store, job: Job, on_finish: OnFinish) {
+/// Waits for the title of a finished answer, so its event reaches the
+/// followers still reading. Stopping the generation meanwhile stops the
+/// wait, not the title: it runs on and is stored.
+async fn await_title(g: &Generation, task: BoxFuture<'static, Option<Title>>) -> Option<Title> {
+    let handle = tokio::spawn(task);
+    let stopped_before = g.cancel.is_cancelled();
+    tokio::select! {
+        r = handle => r.ok().flatten(),
+        _ = g.cancel.cancelled(), if !stopped_before => None,
+    }
+}
+
+async fn run(g: Arc<Generation>, store: Store, mut job: Job, on_finish: OnFinish) {
     let started = Instant::now();
     let mut usage: Option<(u64, u64)> = None;
     let input_estimate: u64 = job
@@ -413,19 +425,25 @@ async fn run(g: Arc<Generation>, store: Store, job: Job, on_finish: OnFinish) {
     msg.content = content;
     msg.usage = Some(usage);
     msg.duration_ms = Some(started.elapsed().as_millis() as u64);
-    let (outcome, last_event, last_data) = match &end {
+    let (outcome, last) = match &end {
         End::Done(reason) => {
             msg.status = MessageStatus::Complete;
             msg.finish_reason = Some(reason.clone());
-            (Outcome::Complete, "done", json!({"finish_reason": reason}))
+            (
+                Outcome::Complete,
+                GenEvent::Done {
+                    finish_reason: reason.clone(),
+                },
+            )
         }
         End::Stopped => {
             msg.status = MessageStatus::Interrupted;
             msg.finish_reason = Some("stopped".into());
             (
                 Outcome::Stopped,
-                "done",
-                json!({"finish_reason": "stopped"}),
+                GenEvent::Done {
+                    finish_reason: "stopped".into(),
+                },
             )
         }
         End::Failed(e) => {
@@ -441,12 +459,13 @@ async fn run(g: Arc<Generation>, store: Store, job: Job, on_finish: OnFinish) {
                 code = e.code(),
                 "generation failed"
             );
-            let mut data =
-                json!({"code": e.code(), "message": e.to_string(), "request_id": job.request_id});
-            if let Some(s) = e.retry_after_secs() {
-                data["retry_after"] = json!(s);
-            }
-            (Outcome::Failed, "error", data)
+            let data = ErrorEvent {
+                code: e.code().into(),
+                message: e.to_string(),
+                request_id: job.request_id.clone(),
+                retry_after: e.retry_after_secs(),
+            };
+            (Outcome::Failed, GenEvent::Error(data))
         }
     };
 
@@ -456,24 +475,23 @@ async fn run(g: Arc<Generation>, store: Store, job: Job, on_finish: OnFinish) {
     if let Err(e) = store.blocking(move |s| s.finish_message(&m2)).await {
         tracing::error!(generation_id = %g.id, error = %e, "failed to store the finished answer");
     }
-    g.push(
-        "usage",
-        json!({"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens, "estimated": usage.estimated}),
-    );
+    // The text is final: the flusher must not write it again.
+    g.lock().dirty = false;
+    if let Some(titler) = job.titler.take()
+        && let Some(t) = await_title(&g, titler(msg.clone(), outcome)).await
     {
-        let mut st = g.lock();
-        st.dirty = false;
+        g.push(GenEvent::Title(t));
     }
+    g.push(GenEvent::Usage(UsageEvent {
+        estimated: usage.estimated,
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+    }));
     // The final event and the finished flag change together, so followers
     // never stop before reading the last event.
     {
         let mut st = g.lock();
-        let id = st.events.len() as u64 + 1;
-        st.events.push(Arc::new(GenEvent {
-            id,
-            event: last_event,
-            data: last_data.to_string(),
-        }));
+        let id = st.append(last);
         st.finished = Some((outcome, Instant::now()));
         drop(st);
         g.notify.send_replace(id);

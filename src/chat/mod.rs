@@ -1,14 +1,20 @@
 //! Conversation logic: message trees, the thread shown, the context sent
-//! to a model, and titles. Generations (the running answers) live in
-//! [`generation`].
+//! to a model, and titles. The chat service that front ends call is in
+//! [`turn`]; generations (the running answers) in [`generation`], their
+//! typed events in [`events`], naming conversations in [`title`].
 
+pub mod events;
 pub mod generation;
+pub mod title;
+pub mod turn;
 
 use std::collections::HashMap;
 use uuid::Uuid;
 
+use crate::clock::now_ms;
+use crate::error::{AppError, AppResult};
 use crate::providers::{ChatMessage, Role};
-use crate::store::chat::{Message, MessageRole, MessageStatus};
+use crate::store::chat::{Conversation, Message, MessageRole, MessageStatus};
 
 pub const DEFAULT_TITLE: &str = "New chat";
 /// Used when a model does not say how large its context window is.
@@ -18,6 +24,37 @@ pub const DEFAULT_CONTEXT_WINDOW: u32 = 8192;
 /// for context trimming and when a provider sends no usage.
 pub fn estimate_tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
+}
+
+pub fn validate_model(m: &str) -> AppResult<()> {
+    if m.is_empty() || m.len() > 200 {
+        return Err(AppError::validation("model must be 1 to 200 characters"));
+    }
+    Ok(())
+}
+
+/// Creates an empty conversation for `user_id`.
+pub fn new_conversation(
+    user_id: Uuid,
+    title: Option<String>,
+    model: Option<String>,
+    system_prompt: Option<String>,
+) -> Conversation {
+    let now = crate::clock::now();
+    Conversation {
+        id: Uuid::now_v7(),
+        user_id,
+        title_auto: title.is_none(),
+        title: title.unwrap_or_else(|| DEFAULT_TITLE.to_string()),
+        model,
+        provider: None,
+        system_prompt: system_prompt.filter(|s| !s.trim().is_empty()),
+        created_at: now,
+        updated_at_ms: now_ms(),
+        pinned: false,
+        archived: false,
+        current_leaf: None,
+    }
 }
 
 /// The path from the root to `leaf`, oldest first.

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{Json, Query, created, parse_id};
 use crate::auth::CurrentUser;
 use crate::chat;
-use crate::clock::now_ms;
+pub use crate::chat::{new_conversation, validate_model};
 use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
@@ -241,37 +241,6 @@ pub fn validate_system_prompt(p: &str) -> AppResult<()> {
         )));
     }
     Ok(())
-}
-
-pub fn validate_model(m: &str) -> AppResult<()> {
-    if m.is_empty() || m.len() > 200 {
-        return Err(AppError::validation("model must be 1 to 200 characters"));
-    }
-    Ok(())
-}
-
-/// Creates an empty conversation for `user_id`.
-pub fn new_conversation(
-    user_id: Uuid,
-    title: Option<String>,
-    model: Option<String>,
-    system_prompt: Option<String>,
-) -> Conversation {
-    let now = crate::clock::now();
-    Conversation {
-        id: Uuid::now_v7(),
-        user_id,
-        title_auto: title.is_none(),
-        title: title.unwrap_or_else(|| chat::DEFAULT_TITLE.to_string()),
-        model,
-        provider: None,
-        system_prompt: system_prompt.filter(|s| !s.trim().is_empty()),
-        created_at: now,
-        updated_at_ms: now_ms(),
-        pinned: false,
-        archived: false,
-        current_leaf: None,
-    }
 }
 
 #[utoipa::path(post, path = "/api/conversations", tag = "conversations", request_body = CreateConversation,

@@ -21,6 +21,7 @@ use std::time::Instant;
 use uuid::Uuid;
 
 use crate::auth::CurrentUser;
+use crate::chat::events::GenEvent;
 use crate::chat::generation::{Generation, Outcome};
 use crate::config::Config;
 use crate::error::AppError;
@@ -239,14 +240,9 @@ impl Limits {
             let mut events = Box::pin(events);
             let mut provider = String::new();
             while let Some(e) = events.next().await {
-                match e.event {
-                    "meta" => {
-                        provider = serde_json::from_str::<serde_json::Value>(&e.data)
-                            .ok()
-                            .and_then(|v| v["provider"].as_str().map(str::to_string))
-                            .unwrap_or_default();
-                    }
-                    "delta" => {
+                match &e.event {
+                    GenEvent::Meta(meta) => provider = meta.provider.clone(),
+                    GenEvent::Delta { .. } => {
                         me.metrics
                             .first_token
                             .get_or_create(&metrics::ProviderLabels { provider })

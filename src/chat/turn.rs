@@ -1,0 +1,388 @@
+//! The chat service: what every front end (the browser API's SSE, JSON and
+//! WebSocket paths, later `/v1`) calls to start, follow and stop answers.
+//! It owns the rules of a turn: validation, admission and quota, where the
+//! new messages hang in the tree (a new message, an edit or a
+//! regeneration), the model, the context, the stored turn, the generation
+//! and the title. Plain inputs and outputs: no HTTP types.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+use super::events::Meta;
+use super::generation::{Generation, Job, Manager, Titler};
+use super::title::{TitleCredential, Titles};
+use super::{DEFAULT_CONTEXT_WINDOW, new_conversation, validate_model};
+use crate::auth::CurrentUser;
+use crate::config::Config;
+use crate::error::{AppError, AppResult};
+use crate::limits::Limits;
+use crate::providers::ChatRequest;
+use crate::providers::registry::Registry;
+use crate::store::chat::{Conversation, Message, MessageRole, MessageStatus};
+use crate::store::{Store, StoreError};
+
+pub const MAX_CONTENT_CHARS: usize = 200_000;
+
+/// What the chat service works with; built by each front end from its
+/// state.
+#[derive(Clone)]
+pub struct ChatService {
+    pub store: Store,
+    pub providers: Arc<Registry>,
+    pub limits: Arc<Limits>,
+    pub generations: Arc<Manager>,
+    /// The settings in force now (`allow_user_keys`, `default_model`).
+    pub settings: Arc<Config>,
+}
+
+/// Where the new user message goes.
+#[derive(Debug, Clone, Default)]
+pub enum Placement {
+    /// After the shown thread's last message.
+    #[default]
+    AfterLeaf,
+    /// Under this message (raw id; editing creates a sibling this way).
+    Under(String),
+    /// A new root (editing the first message).
+    Root,
+}
+
+/// One turn to start.
+#[derive(Debug, Clone, Default)]
+pub struct TurnRequest {
+    /// Raw id; None or empty starts a new conversation.
+    pub conversation_id: Option<String>,
+    pub placement: Placement,
+    pub content: String,
+    pub model: Option<String>,
+    /// An assistant message (raw id) to answer again: a sibling answer;
+    /// `content` and `placement` are ignored.
+    pub regenerate_of: Option<String>,
+    /// The caller's own provider key.
+    pub provider_key: Option<String>,
+    /// Carried into the `error` event.
+    pub request_id: String,
+}
+
+/// The messages of a turn, before they are stored.
+struct Placed {
+    conv: Conversation,
+    is_new: bool,
+    all: Vec<Message>,
+    user_msg: Option<Message>,
+    parent_of_answer: Option<Uuid>,
+}
+
+impl Placed {
+    /// What the model is sent: the thread down to the message answered.
+    fn context(&self, window: u32) -> AppResult<super::Context> {
+        let thread = match &self.user_msg {
+            Some(u) => {
+                let mut t = super::thread_to(&self.all, u.parent_id);
+                t.push(u.clone());
+                t
+            }
+            None => super::thread_to(&self.all, self.parent_of_answer),
+        };
+        let ctx = super::build_context(self.conv.system_prompt.as_deref(), &thread, window);
+        if ctx.messages.is_empty() {
+            return Err(AppError::validation("there is no message to answer"));
+        }
+        Ok(ctx)
+    }
+}
+
+fn conversation_missing(e: StoreError) -> AppError {
+    match e {
+        StoreError::NotFound => AppError::ConversationNotFound,
+        o => o.into(),
+    }
+}
+
+fn message(conversation_id: Uuid, parent_id: Option<Uuid>, role: MessageRole) -> Message {
+    Message {
+        id: Uuid::now_v7(),
+        conversation_id,
+        parent_id,
+        role,
+        content: String::new(),
+        model: None,
+        provider: None,
+        status: MessageStatus::Complete,
+        usage: None,
+        created_at: crate::clock::now(),
+        duration_ms: None,
+        finish_reason: None,
+        error: None,
+    }
+}
+
+impl ChatService {
+    /// Validates the request, admits it (rate, running answers, quota),
+    /// stores the turn and starts the generation.
+    pub async fn start_turn(
+        &self,
+        user: &CurrentUser,
+        req: TurnRequest,
+    ) -> AppResult<Arc<Generation>> {
+        let regen = validate(&self.settings, &req)?;
+        // Governance, before any work. The reservation is settled with the
+        // real usage when the answer ends (released unused if this fails).
+        let started = Instant::now();
+        let reservation = self
+            .limits
+            .admit(&self.store, user, super::estimate_tokens(&req.content))
+            .await?;
+        let uid = user.id();
+        let placed = self.place(uid, &req, regen)?;
+        let (model, provider_name, provider, window) = self.choose_model(&req, &placed.conv)?;
+
+        let ctx = placed.context(window)?;
+
+        let mut assistant = message(
+            placed.conv.id,
+            placed.parent_of_answer,
+            MessageRole::Assistant,
+        );
+        assistant.model = Some(model.clone());
+        assistant.provider = Some(provider_name.clone());
+        assistant.status = MessageStatus::Streaming;
+        let um = placed.user_msg.clone();
+        let am = assistant.clone();
+        let new_conv = placed.is_new.then(|| placed.conv.clone());
+        // Sending with a model makes it the conversation's model.
+        let remember_model = req.model.clone();
+        self.store
+            .blocking(move |s| {
+                s.start_turn(uid, new_conv.as_ref(), remember_model, um.as_ref(), &am)
+            })
+            .await
+            .map_err(conversation_missing)?;
+
+        let meta = Meta {
+            assistant_message_id: assistant.id,
+            context_trimmed: ctx.trimmed > 0,
+            conversation_id: placed.conv.id,
+            generation_id: Uuid::nil(),
+            model: model.clone(),
+            parent_id: placed.parent_of_answer,
+            provider: provider_name.clone(),
+            trimmed_messages: ctx.trimmed,
+            user_message_id: placed.user_msg.as_ref().map(|m| m.id),
+        };
+        let request = ChatRequest {
+            model,
+            system: ctx.system,
+            messages: ctx.messages,
+            max_tokens: None,
+            temperature: None,
+            api_key_override: req.provider_key.clone(),
+        };
+        let titler = self.titler(uid, &provider_name, req.provider_key);
+        let job = Job {
+            user_id: uid,
+            provider_name,
+            provider,
+            request,
+            message: assistant,
+            meta,
+            request_id: req.request_id,
+            titler: Some(titler),
+        };
+        let (limits, store) = (self.limits.clone(), self.store.clone());
+        let g = self.generations.start(
+            &self.store,
+            job,
+            Box::new(move |msg, outcome| limits.finish(&store, reservation, &msg, outcome)),
+        );
+        self.limits.watch_first_token(&g, started);
+        Ok(g)
+    }
+
+    /// Names the conversation once the answer is stored. The title request
+    /// goes to the provider that answered, with the credential that
+    /// answered: a user's own key, or the server's when they brought none.
+    fn titler(&self, uid: Uuid, provider: &str, user_key: Option<String>) -> Titler {
+        let titles = Titles {
+            store: self.store.clone(),
+            providers: self.providers.clone(),
+            limits: self.limits.clone(),
+        };
+        let with = TitleCredential {
+            provider: provider.to_string(),
+            user_key,
+        };
+        Box::new(move |msg, outcome| Box::pin(titles.after_answer(uid, msg, outcome, with)))
+    }
+
+    /// The conversation (existing and owned, or new) and where the new
+    /// messages hang in its tree.
+    fn place(&self, uid: Uuid, req: &TurnRequest, regen: Option<Uuid>) -> AppResult<Placed> {
+        let (conv, is_new) = match req.conversation_id.as_deref().filter(|s| !s.is_empty()) {
+            Some(id) => {
+                let cid = Uuid::parse_str(id).map_err(|_| AppError::ConversationNotFound)?;
+                let c = self
+                    .store
+                    .get_conversation(uid, cid)
+                    .map_err(conversation_missing)?;
+                (c, false)
+            }
+            None if regen.is_some() => {
+                return Err(AppError::validation(
+                    "regenerate_of needs the conversation_id of its conversation",
+                ));
+            }
+            None => (new_conversation(uid, None, req.model.clone(), None), true),
+        };
+        let all = if is_new {
+            Vec::new()
+        } else {
+            self.store.list_messages(uid, conv.id)?
+        };
+        if let Some(rid) = regen {
+            let target = all
+                .iter()
+                .find(|m| m.id == rid && m.role == MessageRole::Assistant)
+                .ok_or_else(|| AppError::not_found("message"))?;
+            let parent_of_answer = target.parent_id;
+            return Ok(Placed {
+                conv,
+                is_new,
+                all,
+                user_msg: None,
+                parent_of_answer,
+            });
+        }
+        let parent = match &req.placement {
+            Placement::AfterLeaf => conv.current_leaf,
+            Placement::Root => None,
+            Placement::Under(p) => {
+                let pid = Uuid::parse_str(p).map_err(|_| AppError::not_found("parent message"))?;
+                if !all.iter().any(|m| m.id == pid) {
+                    return Err(AppError::not_found("parent message"));
+                }
+                Some(pid)
+            }
+        };
+        let mut m = message(conv.id, parent, MessageRole::User);
+        m.content = req.content.clone();
+        let id = m.id;
+        Ok(Placed {
+            conv,
+            is_new,
+            all,
+            user_msg: Some(m),
+            parent_of_answer: Some(id),
+        })
+    }
+
+    /// The model: asked for, else the conversation's, else the default;
+    /// with its provider and context window.
+    fn choose_model(
+        &self,
+        req: &TurnRequest,
+        conv: &Conversation,
+    ) -> AppResult<(String, String, Arc<dyn crate::providers::Provider>, u32)> {
+        let model = req
+            .model
+            .clone()
+            .or_else(|| conv.model.clone())
+            .or_else(|| self.settings.default_model.clone())
+            .or_else(|| self.providers.models().first().map(|m| m.id.clone()))
+            .ok_or_else(|| {
+                AppError::ModelNotFound(
+                    "no model is available: an administrator needs to add a provider".into(),
+                )
+            })?;
+        let (provider_name, provider) = self.providers.resolve_model(&model).ok_or_else(|| {
+            AppError::ModelNotFound(format!("model {model:?} is not offered by any provider"))
+        })?;
+        let window = self
+            .providers
+            .models()
+            .iter()
+            .find(|m| m.id == model && m.provider == provider_name)
+            .and_then(|m| m.context_window)
+            .unwrap_or(DEFAULT_CONTEXT_WINDOW);
+        Ok((model, provider_name, provider, window))
+    }
+
+    /// Starts a turn and waits for its answer: the stored message, or the
+    /// provider's error when it failed.
+    pub async fn answer(&self, user: &CurrentUser, req: TurnRequest) -> AppResult<Message> {
+        let g = self.start_turn(user, req).await?;
+        g.wait().await;
+        let m = self
+            .store
+            .get_message(user.id(), g.conversation_id, g.message_id)?;
+        if m.status == MessageStatus::Error
+            && let Some(err) = &m.error
+        {
+            return Err(provider_error(&err.code, &err.message));
+        }
+        Ok(m)
+    }
+
+    /// A generation of `user_id` (another user's is not found), to follow.
+    pub fn generation(&self, user_id: Uuid, id: &str) -> AppResult<Arc<Generation>> {
+        Uuid::parse_str(id)
+            .ok()
+            .and_then(|id| self.generations.get(user_id, id))
+            .ok_or_else(|| AppError::not_found("generation"))
+    }
+
+    /// Stops an answer and waits (bounded) until its partial text is stored,
+    /// so a reload shows it.
+    pub async fn stop(&self, user_id: Uuid, id: &str) -> AppResult<()> {
+        let g = self.generation(user_id, id)?;
+        g.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(5), g.wait()).await;
+        Ok(())
+    }
+}
+
+/// The error of a failed answer, by its stored code.
+fn provider_error(code: &str, message: &str) -> AppError {
+    let m = message.to_string();
+    match code {
+        "PROVIDER_UNREACHABLE" => AppError::ProviderUnreachable(m),
+        "PROVIDER_TIMEOUT" => AppError::ProviderTimeout(m),
+        "MODEL_NOT_FOUND" => AppError::ModelNotFound(m),
+        "RATE_LIMITED" => AppError::RateLimited {
+            message: m,
+            retry_after: 1,
+        },
+        _ => AppError::ProviderError(m),
+    }
+}
+
+/// The checks that need no store: the caller's own key, the ids, the
+/// content and the model name. Returns the message to regenerate.
+fn validate(settings: &Config, req: &TurnRequest) -> AppResult<Option<Uuid>> {
+    if req.provider_key.is_some() && !settings.allow_user_keys {
+        return Err(AppError::Forbidden(
+            "this server does not accept users' own provider keys".into(),
+        ));
+    }
+    let regen = req
+        .regenerate_of
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|r| Uuid::parse_str(r).map_err(|_| AppError::not_found("message")))
+        .transpose()?;
+    if regen.is_none() {
+        if req.content.trim().is_empty() {
+            return Err(AppError::validation("content must not be empty"));
+        }
+        if req.content.chars().count() > MAX_CONTENT_CHARS {
+            return Err(AppError::Validation(format!(
+                "content must be at most {MAX_CONTENT_CHARS} characters"
+            )));
+        }
+    }
+    if let Some(m) = &req.model {
+        validate_model(m)?;
+    }
+    Ok(regen)
+}
