@@ -26,7 +26,7 @@
 //! Model names carry the flags of `tests/common_upstream` (`slow`, `echo`,
 //! `reset`, `500`, …), so `fake-model+slow` streams one word every 100 ms.
 
-#[path = "../tests/common_upstream/mod.rs"]
+#[path = "../tests/it/common_upstream/mod.rs"]
 mod common_upstream;
 
 use std::time::Duration;

@@ -8,7 +8,7 @@
 //! Needs systemd-analyze (tests/run.sh installs the systemd package when it
 //! is missing); systemd itself need not be running.
 
-mod ops_support;
+use crate::ops_support;
 
 use ops_support::tempdir;
 use std::path::Path;
@@ -118,7 +118,7 @@ fn systemd_analyze_verify_accepts_the_unit() {
         &unit,
         text.replace(
             "ExecStart=/usr/bin/confab ",
-            &format!("ExecStart={} ", env!("CARGO_BIN_EXE_confab")),
+            &format!("ExecStart={} ", ops_support::BIN),
         ),
     )
     .unwrap();
