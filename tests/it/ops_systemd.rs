@@ -2,7 +2,7 @@
 //! its overall exposure 3.0 ("OK") or better, `systemd-analyze verify`
 //! accepts it, and it carries every setting the service relies on (notify
 //! readiness and watchdog, the system user and its directories, only
-//! CAP_NET_BIND_SERVICE, and the sandbox). tests/ops_signals.rs checks the
+//! CAP_NET_BIND_SERVICE, and the sandbox). tests/it/ops_signals.rs checks the
 //! binary's side of Type=notify, WatchdogSec= and ExecReload=.
 //!
 //! Needs systemd-analyze (tests/run.sh installs the systemd package when it

@@ -38,7 +38,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     cfg.auth.login_burst = 100_000;
     // Failed sign-ins answer at once (the delay test turns it back on).
     cfg.auth.login_failure_delay_ms = 0;
-    // Rate limits out of the way (tests/limits.rs tightens them).
+    // Rate limits out of the way (tests/it/limits.rs tightens them).
     for (rate, burst) in [
         (&mut cfg.limits.anon_per_minute, &mut cfg.limits.anon_burst),
         (&mut cfg.limits.api_per_minute, &mut cfg.limits.api_burst),

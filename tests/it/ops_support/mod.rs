@@ -1,4 +1,4 @@
-//! Helpers for the operations tests (tests/ops_*.rs): the real `confab`
+//! Helpers for the operations tests (tests/it/ops_*.rs): the real `confab`
 //! binary as a child process with its logs captured, and a small HTTP
 //! client for the few API calls these tests make.
 #![allow(dead_code)]
