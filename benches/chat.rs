@@ -18,7 +18,7 @@
 //! share the machine's cores. Everything talks to 127.0.0.1 and every loop
 //! is bounded.
 
-#[path = "../tests/common_upstream/mod.rs"]
+#[path = "../tests/it/common_upstream/mod.rs"]
 mod common_upstream;
 
 use std::future::Future;

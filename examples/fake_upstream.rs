@@ -23,10 +23,10 @@
 //! | `{"cmd":"chat_requests"}` | answers `{"ok":true,"count":n,"last":{…body}}` |
 //! | `{"cmd":"clear_requests"}` | forgets the recorded requests |
 //!
-//! Model names carry the flags of `tests/common_upstream` (`slow`, `echo`,
+//! Model names carry the flags of `tests/it/common_upstream` (`slow`, `echo`,
 //! `reset`, `500`, …), so `fake-model+slow` streams one word every 100 ms.
 
-#[path = "../tests/common_upstream/mod.rs"]
+#[path = "../tests/it/common_upstream/mod.rs"]
 mod common_upstream;
 
 use std::time::Duration;

@@ -3,7 +3,7 @@
 #
 #   1. install what the tests need if it is missing: pebble + chromium (apt-get),
 #      playwright-core (npm ci in tests/e2e); for the distribution tests
-#      (tests/ops_static.rs, ops_systemd.rs, ops_packages.rs) file, rpm and
+#      (tests/it/ops_static.rs, ops_systemd.rs, ops_packages.rs) file, rpm and
 #      systemd-analyze (apt-get), cargo-deb and cargo-generate-rpm (cargo install)
 #   2. scripts/vendor.sh --check (vendored browser libraries)
 #   3. cargo fmt --check
@@ -163,7 +163,7 @@ cargo clippy --all-targets -- -D warnings
 
 # ---------------------------------------------------------------------------
 stage "static test binary (scripts/build-release.sh --profile static-test)"
-# tests/ops_static.rs and ops_packages.rs use it (they build it themselves when
+# tests/it/ops_static.rs and ops_packages.rs use it (they build it themselves when
 # run alone; built here, before the tests run in parallel, it is only checked
 # there). Its own target directory: the +crt-static RUSTFLAGS would otherwise
 # invalidate the debug build.

@@ -2,7 +2,7 @@
 // the real binary: with automatic certificates whose CA cannot be reached
 // (the self-signed stand-in, the failure with what to do about it, the next
 // attempt), and with plain HTTP ("HTTPS is off"). Issuance itself is tested
-// against Pebble in tests/tls_acme.rs.
+// against Pebble in tests/it/tls_acme.rs.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';

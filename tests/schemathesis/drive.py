@@ -13,7 +13,7 @@ openapi-spec-validator at the versions in requirements.txt):
      checks not_a_server_error, status_code_conformance,
      content_type_conformance and response_schema_conformance (not
      ignored_auth: the key is sent on every request, so that check would
-     see its "invalid" credentials accepted; tests/http_surface.rs checks
+     see its "invalid" credentials accepted; tests/it/http_surface.rs checks
      which operations need a credential),
      a bounded number of examples per operation and a time budget;
   5. stop the server, and fail if schemathesis failed or the server logged
@@ -24,7 +24,7 @@ credential or account mid-run once stateful testing finds the real ids):
   PATCH  /api/admin/users/{id}   could disable or demote the admin, or reset
                                  its password (which revokes its keys)
   DELETE /api/keys/{id}          could revoke the run's own API key
-Both keep their Rust tests (tests/identity.rs).
+Both keep their Rust tests (tests/it/identity.rs).
 
 Environment knobs:
   CONFAB_BIN                   the binary (default target/debug/confab)

@@ -10,7 +10,7 @@ import { startUpstream } from './upstream.mjs';
 
 export const ADMIN = { username: 'admin', password: 'correct horse battery' };
 
-/** The fake's default answer (tests/common_upstream DEFAULT_REPLY). */
+/** The fake's default answer (tests/it/common_upstream DEFAULT_REPLY). */
 export const DEFAULT_REPLY = 'Hello from the fake upstream! This answer arrives token by token.';
 
 export const MODELS = ['fake-model', 'fake-model-2', 'fake-model+slow', 'long+slow', 'xss', 'markdown'];

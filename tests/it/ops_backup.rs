@@ -2,8 +2,8 @@
 //! admin API) and from a stopped data directory, `GET /api/admin/backup`,
 //! and `confab restore` with its verification, key files and index rebuild.
 
-mod common_upstream;
-mod ops_support;
+use crate::common_upstream;
+use crate::ops_support;
 
 use common_upstream::FakeUpstream;
 use ops_support::{Client, confab, run, start, tempdir, write_config};

@@ -3,10 +3,10 @@
 //! overrides, usage totals equal the sum of the stored messages' usage,
 //! costs from the price table, CSV exports, and the audit trail.
 
-mod common;
-mod common_upstream;
+use crate::common;
+use crate::common_upstream;
 
-use common::{Auth, Resp, Session, TestServer};
+use common::{Auth, Resp, Session, TestServer, chat};
 use common_upstream::FakeUpstream;
 use confab::config::{Config, Price};
 use serde_json::{Value, json};
@@ -16,15 +16,7 @@ use std::time::Duration;
 const MODELS: &[&str] = &["oa", "oa+slow", "oa+error-midstream", "oa+500", "oa-cheap"];
 
 async fn server(f: impl FnOnce(&mut Config)) -> (TestServer, FakeUpstream, Session) {
-    let up = FakeUpstream::start().await;
-    let s = TestServer::start_with(f).await;
-    let admin = s.setup_admin("admin").await;
-    up.register_openai(s.state(), MODELS);
-    (s, up, admin)
-}
-
-async fn chat(s: &TestServer, who: &Session, body: Value) -> Resp {
-    s.post("/api/chat/message", Auth::Session(who), body).await
+    common::chat_server(MODELS, f).await
 }
 
 /// Polls `/api/usage` until `ok` holds (charges land just after an answer

@@ -1,4 +1,6 @@
-//! The real `confab` binary as a child process, for crash tests.
+//! The real `confab` binary as a child process: the one way every test
+//! launches it ([`confab`], [`confab_at`]), and a started server for the
+//! crash tests.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -7,6 +9,33 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_confab");
+
+/// `confab` with no `CONFAB_*` variable leaking in from the test's
+/// environment, and stdin closed (a test that feeds it sets its own).
+pub fn confab() -> Command {
+    confab_at(Path::new(BIN))
+}
+
+/// [`confab`] for another build of the binary (the static one).
+pub fn confab_at(bin: &Path) -> Command {
+    let mut c = Command::new(bin);
+    without_confab_env(&mut c);
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Removes `CONFAB_*` (nextest puts build.rs's `CONFAB_GIT_COMMIT` & co. in
+/// the test's environment: a nested cargo build would see them as changed
+/// and rebuild), `NOTIFY_SOCKET` and `WATCHDOG_*` from a command's
+/// environment.
+pub fn without_confab_env(c: &mut Command) -> &mut Command {
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CONFAB_") || k == "NOTIFY_SOCKET" || k.starts_with("WATCHDOG_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
 
 pub struct Server {
     pub child: Child,
@@ -18,13 +47,7 @@ pub struct Server {
 /// Starts `confab serve` on 127.0.0.1:0 with this data dir and config file
 /// and waits until it listens.
 pub fn start(data: &Path, config: &Path) -> Server {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CONFAB_") {
-            cmd.env_remove(k);
-        }
-    }
-    let mut child = cmd
+    let mut child = confab()
         .arg("--data-dir")
         .arg(data)
         .arg("--config")

@@ -3,9 +3,9 @@
 //! rejection), pebble-challtestsrv as the DNS, and confab listening on the
 //! ports Pebble validates.
 
-mod common;
-mod common_upstream;
-mod pebble;
+use crate::common;
+use crate::common_upstream;
+use crate::pebble;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -329,13 +329,7 @@ struct Confab {
 
 impl Confab {
     fn start(data: &Path, args: &[String]) -> Result<Confab, String> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CONFAB_") {
-                cmd.env_remove(k);
-            }
-        }
-        let mut child = cmd
+        let mut child = common::proc::confab()
             .env("CONFAB_DETECT_LOCAL_PROVIDERS", "false")
             .arg("--data-dir")
             .arg(data)

@@ -1,8 +1,8 @@
 //! Export and import of conversations through the real server over TCP,
 //! with answers from the fake upstream.
 
-mod common;
-mod common_upstream;
+use crate::common;
+use crate::common_upstream;
 
 use common::{Auth, Session, SseReader, TestServer};
 use common_upstream::FakeUpstream;

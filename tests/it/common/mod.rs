@@ -4,6 +4,7 @@
 
 pub mod proc;
 
+use crate::common_upstream::FakeUpstream;
 use confab::app::{AppState, serve};
 use confab::config::Config;
 use confab::store::Store;
@@ -37,7 +38,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     cfg.auth.login_burst = 100_000;
     // Failed sign-ins answer at once (the delay test turns it back on).
     cfg.auth.login_failure_delay_ms = 0;
-    // Rate limits out of the way (tests/limits.rs tightens them).
+    // Rate limits out of the way (tests/it/limits.rs tightens them).
     for (rate, burst) in [
         (&mut cfg.limits.anon_per_minute, &mut cfg.limits.anon_burst),
         (&mut cfg.limits.api_per_minute, &mut cfg.limits.api_burst),
@@ -48,6 +49,25 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     cfg.limits.max_concurrent_generations = 10_000;
     cfg.detect_local_providers = false;
     cfg
+}
+
+/// The setup most tests share: a fake upstream, a server (its config
+/// adjusted by `f`) with an OpenAI-compatible provider on that upstream
+/// offering `models`, and the first admin signed in.
+pub async fn chat_server(
+    models: &[&str],
+    f: impl FnOnce(&mut Config),
+) -> (TestServer, FakeUpstream, Session) {
+    let up = FakeUpstream::start().await;
+    let s = TestServer::start_with(f).await;
+    let admin = s.setup_admin("admin").await;
+    up.register_openai(s.state(), models);
+    (s, up, admin)
+}
+
+/// `POST /api/chat/message` as `who`.
+pub async fn chat(s: &TestServer, who: &Session, body: Value) -> Resp {
+    s.post("/api/chat/message", Auth::Session(who), body).await
 }
 
 impl TestServer {

@@ -2,8 +2,8 @@
 //! restart: every message whose write was acknowledged is findable exactly
 //! once (the outbox is replayed; nothing is lost or duplicated).
 
-mod common;
-mod common_upstream;
+use crate::common;
+use crate::common_upstream;
 
 use common::proc::{fake_provider_config, start};
 use common_upstream::FakeUpstream;

@@ -2,8 +2,8 @@
 //! the error shape, body limits, security headers, CORS, the asset pipeline,
 //! health checks and the OpenAPI document.
 
-mod common;
-mod common_upstream;
+use crate::common;
+use crate::common_upstream;
 
 use common::{Auth, SseReader, TestServer};
 use common_upstream::FakeUpstream;

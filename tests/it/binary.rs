@@ -8,17 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_confab");
-
 fn confab(dir: &Path) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = crate::common::proc::confab();
     c.current_dir(dir);
-    // Keep the environment from leaking settings into the test.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CONFAB_") {
-            c.env_remove(k);
-        }
-    }
     c
 }
 

@@ -10,8 +10,8 @@
 //! later steps deleted and `meta.schema_version` set to N, using redb
 //! directly.
 
-mod common_upstream;
-mod ops_support;
+use crate::common_upstream;
+use crate::ops_support;
 
 use common_upstream::FakeUpstream;
 use ops_support::{Client, PASSWORD, confab, run, start, tempdir, write_config};

@@ -1,8 +1,8 @@
 //! `/metrics` through the real server: who may read it, that the output
 //! parses as Prometheus text, and that counters move as things happen.
 
-mod common;
-mod common_upstream;
+use crate::common;
+use crate::common_upstream;
 
 use common::{Auth, Resp, Session, TestServer};
 use common_upstream::FakeUpstream;
@@ -14,11 +14,7 @@ use std::time::Duration;
 const TOKEN: &str = "scrape-token-0123456789";
 
 async fn server(f: impl FnOnce(&mut Config)) -> (TestServer, FakeUpstream, Session) {
-    let up = FakeUpstream::start().await;
-    let s = TestServer::start_with(f).await;
-    let admin = s.setup_admin("admin").await;
-    up.register_openai(s.state(), &["oa", "oa+500", "oa+slow"]);
-    (s, up, admin)
+    common::chat_server(&["oa", "oa+500", "oa+slow"], f).await
 }
 
 fn parse(text: &str) -> Scrape {

@@ -3,8 +3,8 @@
 //! going), a broken file keeping the old certificate, HSTS only for a
 //! CA-issued certificate, and the low-port error.
 
-mod common;
-mod pebble;
+use crate::common;
+use crate::pebble;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -351,12 +351,7 @@ fn sighup_reloads_the_files_in_the_real_binary() {
 }
 
 fn confab_cmd() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_confab"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CONFAB_") {
-            c.env_remove(k);
-        }
-    }
+    let mut c = common::proc::confab();
     c.env("CONFAB_DETECT_LOCAL_PROVIDERS", "false");
     c
 }
@@ -463,17 +458,13 @@ fn unprivileged_confab() -> Command {
             "--clear-groups",
             "--inh-caps=-all",
             "--bounding-set=-all",
-            env!("CARGO_BIN_EXE_confab"),
+            common::proc::BIN,
         ]);
+        common::proc::without_confab_env(&mut c);
         c
     } else {
-        Command::new(env!("CARGO_BIN_EXE_confab"))
+        common::proc::confab()
     };
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CONFAB_") {
-            cmd.env_remove(k);
-        }
-    }
     cmd.env("CONFAB_DETECT_LOCAL_PROVIDERS", "false");
     cmd
 }

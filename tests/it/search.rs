@@ -1,11 +1,9 @@
 //! Full-text search through the real server: the durable outbox pipeline,
 //! query syntax, isolation between users, rebuilds and crash recovery.
 
-mod common;
-mod common_upstream;
+use crate::common;
 
-use common::{Auth, Session, SseReader, TestServer};
-use common_upstream::FakeUpstream;
+use common::{Auth, Session, SseReader, TestServer, chat_server};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -74,10 +72,7 @@ fn ids(b: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn written_messages_become_searchable_quickly_with_snippets() {
-    let up = FakeUpstream::start().await;
-    let s = TestServer::start().await;
-    up.register_openai(s.state(), &["fake-model"]);
-    let admin = s.setup_admin("admin").await;
+    let (s, up, admin) = chat_server(&["fake-model"], |_| {}).await;
     let meta = say(
         &s,
         &admin,
@@ -126,10 +121,7 @@ async fn written_messages_become_searchable_quickly_with_snippets() {
 
 #[tokio::test]
 async fn query_syntax_filters_and_paging() {
-    let up = FakeUpstream::start().await;
-    let s = TestServer::start().await;
-    up.register_openai(s.state(), &["fake-model"]);
-    let admin = s.setup_admin("admin").await;
+    let (s, _up, admin) = chat_server(&["fake-model"], |_| {}).await;
     let m1 = say(
         &s,
         &admin,
@@ -335,10 +327,7 @@ async fn bad_queries_are_400_never_500() {
 
 #[tokio::test]
 async fn titles_follow_renames_and_deletes_remove_everything() {
-    let up = FakeUpstream::start().await;
-    let s = TestServer::start().await;
-    up.register_openai(s.state(), &["fake-model"]);
-    let admin = s.setup_admin("admin").await;
+    let (s, _up, admin) = chat_server(&["fake-model"], |_| {}).await;
     let meta = say(&s, &admin, None, "zymurgy questions").await;
     let cid = meta["conversation_id"].as_str().unwrap().to_string();
     until_hits(&s, &admin, "zymurgy", 1).await;
@@ -386,10 +375,7 @@ async fn titles_follow_renames_and_deletes_remove_everything() {
 
 #[tokio::test]
 async fn users_never_see_each_others_words() {
-    let up = FakeUpstream::start().await;
-    let s = TestServer::start().await;
-    up.register_openai(s.state(), &["fake-model"]);
-    let admin = s.setup_admin("admin").await;
+    let (s, _up, admin) = chat_server(&["fake-model"], |_| {}).await;
     let bob = s.user(&admin, "bob").await;
     let alice = s.user(&admin, "alice").await;
     say(&s, &bob, None, "my quixotic sesquipedalian secret").await;
@@ -432,10 +418,7 @@ async fn users_never_see_each_others_words() {
 
 #[tokio::test]
 async fn rebuild_gives_the_same_results_as_incremental_indexing() {
-    let up = FakeUpstream::start().await;
-    let s = TestServer::start().await;
-    up.register_openai(s.state(), &["fake-model"]);
-    let admin = s.setup_admin("admin").await;
+    let (s, _up, admin) = chat_server(&["fake-model"], |_| {}).await;
     let mut conv: Option<String> = None;
     for i in 0..12 {
         let m = say(

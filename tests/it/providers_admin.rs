@@ -4,8 +4,8 @@
 //! rest and never answered; config and environment providers stay read-only;
 //! admin-added providers survive a restart.
 
-mod common;
-mod common_upstream;
+use crate::common;
+use crate::common_upstream;
 
 use std::time::{Duration, Instant};
 
@@ -805,9 +805,8 @@ async fn bad_api_key_file_fails_naming_the_setting() {
     );
 
     // Through the real binary: exit 2 with one line naming it.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+    let out = common::proc::confab()
         .current_dir(dir.path())
-        .env_remove("CONFAB_CONFIG")
         .args(["--config", file.to_str().unwrap(), "check-config"])
         .output()
         .unwrap();

@@ -2,13 +2,13 @@
 //! its overall exposure 3.0 ("OK") or better, `systemd-analyze verify`
 //! accepts it, and it carries every setting the service relies on (notify
 //! readiness and watchdog, the system user and its directories, only
-//! CAP_NET_BIND_SERVICE, and the sandbox). tests/ops_signals.rs checks the
+//! CAP_NET_BIND_SERVICE, and the sandbox). tests/it/ops_signals.rs checks the
 //! binary's side of Type=notify, WatchdogSec= and ExecReload=.
 //!
 //! Needs systemd-analyze (tests/run.sh installs the systemd package when it
 //! is missing); systemd itself need not be running.
 
-mod ops_support;
+use crate::ops_support;
 
 use ops_support::tempdir;
 use std::path::Path;
@@ -118,7 +118,7 @@ fn systemd_analyze_verify_accepts_the_unit() {
         &unit,
         text.replace(
             "ExecStart=/usr/bin/confab ",
-            &format!("ExecStart={} ", env!("CARGO_BIN_EXE_confab")),
+            &format!("ExecStart={} ", ops_support::BIN),
         ),
     )
     .unwrap();

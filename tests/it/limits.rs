@@ -3,10 +3,10 @@
 //! the window; `X-Forwarded-For` counts only from trusted proxies; limiter
 //! memory stays bounded under many addresses.
 
-mod common;
-mod common_upstream;
+use crate::common;
+use crate::common_upstream;
 
-use common::{Auth, Resp, Session, TestServer};
+use common::{Auth, Resp, Session, TestServer, chat};
 use common_upstream::FakeUpstream;
 use confab::config::Config;
 use serde_json::{Value, json};
@@ -36,15 +36,7 @@ async fn get_with(s: &TestServer, path: &str, headers: &[(&str, &str)]) -> Resp 
 
 /// A server with an OpenAI-compatible provider "oa" on the fake upstream.
 async fn chat_server(f: impl FnOnce(&mut Config)) -> (TestServer, FakeUpstream, Session) {
-    let up = FakeUpstream::start().await;
-    let s = TestServer::start_with(f).await;
-    let admin = s.setup_admin("admin").await;
-    up.register_openai(s.state(), &["oa", "oa+slow"]);
-    (s, up, admin)
-}
-
-async fn chat(s: &TestServer, who: &Session, body: Value) -> Resp {
-    s.post("/api/chat/message", Auth::Session(who), body).await
+    common::chat_server(&["oa", "oa+slow"], f).await
 }
 
 #[tokio::test]

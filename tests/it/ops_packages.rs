@@ -12,7 +12,7 @@
 //! even when it fails. The `confab` system user stays, as Debian does for
 //! system users.
 
-mod ops_support;
+use crate::ops_support;
 
 use ops_support::{Client, PASSWORD, confab_at, run, start_with, static_binary, tempdir};
 use std::os::unix::fs::PermissionsExt;

@@ -1,8 +1,8 @@
 //! The chat engine through the real server over TCP, against a fake
 //! upstream that speaks each provider's wire format byte for byte.
 
-mod common;
-mod common_upstream;
+use crate::common;
+use crate::common_upstream;
 
 use common::{Auth, Session, SseReader, TestServer, text_of};
 use common_upstream::FakeUpstream;

@@ -1,7 +1,7 @@
 //! Identity through the real server over TCP: setup, registration, sessions,
 //! CSRF, tokens, API keys, invites, admin, audit, throttling and restarts.
 
-mod common;
+use crate::common;
 
 use common::{Auth, PASSWORD, Resp, TestServer};
 use confab::config::RegistrationMode;
@@ -661,7 +661,7 @@ async fn password_changes_and_resets_revoke_api_keys() {
     // `confab user passwd` (server stopped).
     let k4 = make_key(bob.clone()).await;
     let dir = s.stop().await;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+    let mut child = common::proc::confab()
         .arg("--data-dir")
         .arg(dir.path())
         .args(["user", "passwd", "bob", "--password-stdin"])

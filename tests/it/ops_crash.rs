@@ -8,8 +8,8 @@
 //! The run is seeded: a failure prints the seed, and CONFAB_CRASH_SEED=<n>
 //! replays the same kill timings and choices.
 
-mod common_upstream;
-mod ops_support;
+use crate::common_upstream;
+use crate::ops_support;
 
 use common_upstream::FakeUpstream;
 use ops_support::{Client, PASSWORD, start, tempdir, write_config};

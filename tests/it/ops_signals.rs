@@ -3,8 +3,8 @@
 //! watchdog pings, SIGHUP reload (RELOADING=1 … READY=1) and STOPPING=1
 //! are sent over `$NOTIFY_SOCKET` as systemd expects.
 
-mod common_upstream;
-mod ops_support;
+use crate::common_upstream;
+use crate::ops_support;
 
 use common_upstream::FakeUpstream;
 use ops_support::{Client, confab, start, start_with, tempdir, write_config};

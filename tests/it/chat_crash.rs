@@ -2,8 +2,8 @@
 //! stored `interrupted` with the text received up to about a second before
 //! the kill.
 
-mod common;
-mod common_upstream;
+use crate::common;
+use crate::common_upstream;
 
 use common::proc::{fake_provider_config, start};
 use common_upstream::FakeUpstream;

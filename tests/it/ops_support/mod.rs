@@ -1,4 +1,4 @@
-//! Helpers for the operations tests (tests/ops_*.rs): the real `confab`
+//! Helpers for the operations tests (tests/it/ops_*.rs): the real `confab`
 //! binary as a child process with its logs captured, and a small HTTP
 //! client for the few API calls these tests make.
 #![allow(dead_code)]
@@ -10,33 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_confab");
-pub const PASSWORD: &str = "correct-horse-battery";
-
-/// `confab` with no `CONFAB_*` variable leaking in from the test's environment.
-pub fn confab() -> Command {
-    confab_at(Path::new(BIN))
-}
-
-pub fn confab_at(bin: &Path) -> Command {
-    let mut c = Command::new(bin);
-    without_confab_env(&mut c);
-    c.stdin(Stdio::null());
-    c
-}
-
-/// Removes `CONFAB_*` (nextest puts build.rs's `CONFAB_GIT_COMMIT` & co. in
-/// the test's environment: a nested cargo build would see them as changed
-/// and rebuild), `NOTIFY_SOCKET` and `WATCHDOG_*` from a command's
-/// environment.
-pub fn without_confab_env(c: &mut Command) -> &mut Command {
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CONFAB_") || k == "NOTIFY_SOCKET" || k.starts_with("WATCHDOG_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
+pub use crate::common::PASSWORD;
+pub use crate::common::proc::{BIN, confab, confab_at, without_confab_env};
 
 /// Runs a command to completion; panics with its output when the exit
 /// status is not `want`.

@@ -11,8 +11,8 @@
 //!
 //! chroot needs root (CI runs as root).
 
-mod common_upstream;
-mod ops_support;
+use crate::common_upstream;
+use crate::ops_support;
 
 use common_upstream::FakeUpstream;
 use ops_support::{Client, confab_at, run, start_with, static_binary, tempdir, write_config};

@@ -1,7 +1,7 @@
 //! Every provider against the fake upstream over real TCP: each scripted
 //! behaviour must give the exact text, usage and error variant/code.
 
-mod common_upstream;
+use crate::common_upstream;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,0 +1,40 @@
+//! The integration tests, one test binary: each former `tests/*.rs` crate is
+//! a module here, so the library (tantivy, rustls, …) is linked once instead
+//! of once per file. nextest lists a test as `<module>::<test>` in binary
+//! `it` and runs each in its own process; `cargo test` runs them as threads
+//! of this one process, so a test must not change process-global state
+//! (environment, current directory, signal dispositions): child processes
+//! get their own instead.
+//!
+//! Shared helpers: `common` (the in-process server and its client, the
+//! `confab` binary as a child process), `common_upstream` (the fake LLM
+//! upstream), `ops_support` (the operations tests' process helpers) and
+//! `pebble` (the ACME CA and TLS clients).
+
+mod common;
+mod common_upstream;
+mod ops_support;
+mod pebble;
+
+mod binary;
+mod chat;
+mod chat_crash;
+mod export_import;
+mod http_surface;
+mod identity;
+mod limits;
+mod metrics;
+mod ops_backup;
+mod ops_crash;
+mod ops_packages;
+mod ops_signals;
+mod ops_static;
+mod ops_systemd;
+mod ops_upgrade;
+mod providers_admin;
+mod providers_wire;
+mod search;
+mod search_crash;
+mod tls_acme;
+mod tls_static;
+mod usage;
