@@ -221,7 +221,7 @@ impl Accept for TcpAccept {
 /// by `net.core.somaxconn`). Tokio's own `bind` asks for 128; a burst of a
 /// few hundred connections then overflows the queue, and a client that
 /// connects and waits for the server to speak first hangs on a connection
-/// the server never sees (measured: 11 of 300 in tests/http_surface.rs).
+/// the server never sees (measured: 11 of 300 in tests/it/http_surface.rs).
 pub const LISTEN_BACKLOG: u32 = 1024;
 
 /// Binds a listening socket on `addr` with [`LISTEN_BACKLOG`]; an IPv6

@@ -4,7 +4,7 @@
 //! error statuses the cross-cutting layers answer (body and query
 //! validation, authentication, CSRF and origin checks, body limit, rate
 //! limits, internal errors). Handlers annotate only what is theirs (their
-//! success, their 404/409/…); tests/http_surface.rs checks the result and
+//! success, their 404/409/…); tests/it/http_surface.rs checks the result and
 //! tests/schemathesis.sh holds it against the live server.
 
 use utoipa::openapi::path::{HttpMethod, Operation};
