@@ -352,15 +352,23 @@ enum End {
     Stopped,
 }
 
+/// How long `done` may wait for the title. A title request is short (a
+/// few tokens), but a slow or busy model must not hold the answer open:
+/// past this, `done` goes out and the title, still made and stored, shows
+/// the next time the conversation list is read.
+pub const TITLE_WAIT: Duration = Duration::from_secs(3);
+
 /// Waits for the title of a finished answer, so its event reaches the
-/// followers still reading. Stopping the generation meanwhile stops the
-/// wait, not the title: it runs on and is stored.
+/// followers still reading. Stopping the generation meanwhile, or
+/// [`TITLE_WAIT`] passing, stops the wait, not the title: it runs on and is
+/// stored.
 async fn await_title(g: &Generation, task: BoxFuture<'static, Option<Title>>) -> Option<Title> {
     let handle = tokio::spawn(task);
     let stopped_before = g.cancel.is_cancelled();
     tokio::select! {
         r = handle => r.ok().flatten(),
         _ = g.cancel.cancelled(), if !stopped_before => None,
+        _ = tokio::time::sleep(TITLE_WAIT) => None,
     }
 }
 
