@@ -4,7 +4,7 @@
 // it owns the actions: send, stop, regenerate, edit, switch branch, the
 // conversation's menu, the model and system prompt, and the shortcuts.
 
-import { html, useState, useEffect, useRef, useCallback, useMemo } from './lib.js';
+import { html, useState, useEffect, useLayoutEffect, useRef, useCallback, useMemo } from './lib.js';
 import { post, patch, del } from './api.js';
 import { navigate } from './router.js';
 import { useApp, takeDraft } from './state.js';
@@ -293,16 +293,24 @@ export function ChatScreen() {
   };
 
   // ---- keyboard ----
-  useEffect(() => {
+  // A layout effect: the listener must see the drawer as drawn. With a plain
+  // effect, an Escape right after the drawer opened could reach the previous
+  // listener (drawer closed) and stop the answer instead.
+  useLayoutEffect(() => {
     const onKey = (e) => {
       const mod = e.ctrlKey || e.metaKey;
       if (mod && !e.shiftKey && e.key.toLowerCase() === 'k') {
         e.preventDefault();
         setDrawer(true);
-        requestAnimationFrame(() => {
+        const focusSearch = () => {
           searchRef.current?.focus();
           searchRef.current?.select();
-        });
+        };
+        // On a desktop the box is on screen already: focus it now, so the
+        // keys typed next land in it. In a phone's closed drawer it can take
+        // focus only once the drawer is drawn.
+        if (!isPhone()) focusSearch();
+        requestAnimationFrame(focusSearch);
       } else if (mod && e.shiftKey && e.key.toLowerCase() === 'o') {
         e.preventDefault();
         newChat();
@@ -313,6 +321,9 @@ export function ChatScreen() {
         if (drawer && isPhone()) {
           e.preventDefault();
           setDrawer(false);
+          // Now, so that the next Escape (which stops the answer) does not
+          // land in the closing drawer's search box; again once drawn.
+          inputRef.current?.focus();
           requestAnimationFrame(() => inputRef.current?.focus());
           return;
         }
