@@ -18,7 +18,7 @@ use crate::config::RegistrationMode;
 use crate::error::{AppError, AppResult};
 use crate::limits::rate::note_decision;
 use crate::state::AppState;
-use crate::store::{AuditEntry, Role, Session, StoreError, User, UserStatus};
+use crate::store::{Role, Session, StoreError, User, UserStatus};
 use crate::users::login::LoginContext;
 use crate::users::tokens::{TokenPair, Tokens};
 use crate::users::{Actor, RegistrationRules, SignUp, UserError, Users};
@@ -69,31 +69,23 @@ pub struct LoginResponse {
     pub csrf_token: Option<String>,
 }
 
-/// Writes an audit entry for an auth event.
+/// Writes an audit entry for an auth event. `actor_name` names an actor
+/// that is not (or not yet) a user, such as the username a failed sign-in
+/// tried.
 pub(crate) async fn audit(
     state: &AppState,
     client: &ClientInfo,
-    actor: Option<&User>,
+    user: Option<&User>,
     actor_name: Option<&str>,
     action: &str,
     target: Option<String>,
     outcome: &str,
 ) {
-    state
-        .audit(AuditEntry {
-            id: Uuid::now_v7(),
-            at: clock::now(),
-            actor: actor.map(|u| u.id),
-            actor_name: actor
-                .map(|u| u.username.clone())
-                .or(actor_name.map(|s| s.chars().take(64).collect())),
-            action: action.into(),
-            target,
-            ip: Some(client.ip.to_string()),
-            user_agent: client.user_agent.clone(),
-            outcome: outcome.into(),
-        })
-        .await;
+    let mut who = actor(client, user);
+    if who.name.is_none() {
+        who.name = actor_name.map(|s| s.chars().take(64).collect());
+    }
+    state.audit(who.entry(action, target, outcome)).await;
 }
 
 /// The accounts service over this server's store, hasher and throttle.

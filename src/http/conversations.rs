@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{Json, Query, created, parse_id};
 use crate::auth::CurrentUser;
 use crate::chat;
-pub use crate::chat::{new_conversation, validate_model};
+use crate::chat::{new_conversation, validate_model};
 use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;

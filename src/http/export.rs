@@ -22,12 +22,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::conversations::{
-    ConversationView, MessageView, message_view, validate_model, validate_system_prompt,
-    validate_title,
+    ConversationView, MessageView, message_view, validate_system_prompt, validate_title,
 };
 use super::{Json, Query};
 use crate::auth::CurrentUser;
 use crate::chat;
+use crate::chat::validate_model;
 use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
