@@ -75,30 +75,7 @@ pub fn thread_to(messages: &[Message], leaf: Option<Uuid>) -> Vec<Message> {
     out
 }
 
-/// From `start`, follow the newest child down to a leaf: what the user
-/// expects to see after switching to a branch.
-pub fn deepest_leaf(messages: &[Message], start: Uuid) -> Uuid {
-    let mut children: HashMap<Uuid, Uuid> = HashMap::new();
-    for m in messages {
-        if let Some(p) = m.parent_id {
-            // Ids are time-ordered: keep the newest child.
-            let e = children.entry(p).or_insert(m.id);
-            if m.id > *e {
-                *e = m.id;
-            }
-        }
-    }
-    let mut cur = start;
-    let mut guard = 0;
-    while let Some(&c) = children.get(&cur) {
-        cur = c;
-        guard += 1;
-        if guard > messages.len() {
-            break;
-        }
-    }
-    cur
-}
+pub use crate::store::chat::deepest_leaf;
 
 /// Ids of the messages sharing `m`'s parent (including `m`), oldest first.
 pub fn siblings(messages: &[Message], m: &Message) -> Vec<Uuid> {

@@ -19,11 +19,11 @@ use redb::{
     ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableError,
     TableHandle, Value,
 };
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::*;
+pub use crate::store::file::{BackupError, BackupHeader};
 
 /// The header and embedded files of a backup.
 const BACKUP: TableDefinition<&str, &[u8]> = TableDefinition::new("confab_backup");
@@ -33,26 +33,6 @@ pub const BACKUP_FORMAT: u32 = 1;
 /// large store needs; the copy is durable only after the last commit.
 const BATCH: u64 = 20_000;
 
-/// What a backup file says about itself.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct BackupHeader {
-    pub format: u32,
-    /// RFC 3339 UTC time the snapshot was taken.
-    pub created_at: String,
-    pub confab_version: String,
-    pub schema_version: u64,
-    /// Rows per table at the snapshot.
-    pub tables: BTreeMap<String, u64>,
-    /// Names of the data-directory files embedded (key files).
-    pub files: Vec<String>,
-}
-
-impl BackupHeader {
-    pub fn rows(&self) -> u64 {
-        self.tables.values().sum()
-    }
-}
-
 /// A verified backup, ready to be swapped in.
 #[derive(Debug)]
 pub struct PreparedRestore {
@@ -61,32 +41,6 @@ pub struct PreparedRestore {
     pub staged: PathBuf,
     /// Embedded files to write next to it: name → content.
     pub files: Vec<(String, Vec<u8>)>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum BackupError {
-    #[error("{0}")]
-    Store(#[from] StoreError),
-    #[error("{path} is not a confab backup: {why}")]
-    NotABackup { path: PathBuf, why: String },
-    #[error(
-        "the backup {path} is damaged ({why}); it was not restored and the data directory is unchanged"
-    )]
-    Damaged { path: PathBuf, why: String },
-    #[error(
-        "the backup {path} was made by a newer confab (schema {found}, this binary knows {known}); restore it with that version or newer"
-    )]
-    TooNew {
-        path: PathBuf,
-        found: u64,
-        known: u64,
-    },
-    #[error(
-        "the data directory contains a table this confab cannot back up ({0}); upgrade confab, or this is a bug: every table must be listed in store::for_each_table!"
-    )]
-    UnknownTable(String),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
 }
 
 macro_rules! redb_into_backup {
@@ -159,7 +113,7 @@ impl BackupSource {
     }
 }
 
-impl Store {
+impl Db {
     /// Writes a consistent copy of the whole store to a new redb file at
     /// `dest` (which must not exist), embedding `files` (name, content).
     /// Every table is read inside one read transaction, so concurrent
@@ -458,8 +412,8 @@ fn verify_and_strip(
             };
         }
         decode_all!(USERS, User, "user");
-        decode_all!(CONVERSATIONS, chat::Conversation, "conversation");
-        decode_all!(MESSAGES, chat::Message, "message");
+        decode_all!(CONVERSATIONS, crate::store::chat::Conversation, "conversation");
+        decode_all!(MESSAGES, crate::store::chat::Message, "message");
         decode_all!(AUDIT, AuditEntry, "audit");
     }
     progress(total, total);

@@ -1,0 +1,424 @@
+//! [`RedbStore`]: the store traits over [`Db`]. redb is synchronous and a
+//! durable commit waits for an fsync, so every write (and every read that
+//! may walk many records) runs on tokio's blocking pool, never on an async
+//! worker; point reads are a few microseconds and run in place.
+
+use async_trait::async_trait;
+use std::path::Path;
+use uuid::Uuid;
+
+use super::Db;
+use crate::store::acme::{AcmeAccountRecord, AcmeCertRecord};
+use crate::store::audit_query::AuditFilter;
+use crate::store::chat::{Conversation, ConversationCursor, ConversationFilter, Message};
+use crate::store::file::{BackupError, BackupHeader, FileStore};
+use crate::store::provider_records::StoredProvider;
+use crate::store::search_outbox::Resolved;
+use crate::store::usage::{Charge, UsageCounts, UsageRow};
+use crate::store::*;
+
+/// The embedded store: one redb file, `confab.redb`, in the data directory.
+#[derive(Clone)]
+pub struct RedbStore {
+    db: Db,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+impl RedbStore {
+    /// Opens (creating and migrating) `<data_dir>/confab.redb`. Locked when
+    /// another process has it open; TooNew when a newer confab wrote it.
+    pub fn open(data_dir: &Path) -> StoreResult<RedbStore> {
+        Ok(RedbStore {
+            db: Db::open(data_dir)?,
+        })
+    }
+
+    /// Opens the store as the rest of confab holds it.
+    pub fn open_shared(data_dir: &Path) -> StoreResult<SharedStore> {
+        Ok(std::sync::Arc::new(Self::open(data_dir)?))
+    }
+
+    /// Runs `f` on the blocking pool.
+    async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Db) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || f(&db)).await {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::Backend(format!("store task failed: {e}"))),
+        }
+    }
+}
+
+impl Store for RedbStore {
+    fn file(&self) -> Option<&dyn FileStore> {
+        Some(self)
+    }
+}
+
+impl FileStore for RedbStore {
+    fn path(&self) -> &Path {
+        self.db.path()
+    }
+
+    fn backup_to(
+        &self,
+        dest: &Path,
+        files: &[(String, Vec<u8>)],
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<BackupHeader, BackupError> {
+        self.db.backup_to(dest, files, progress)
+    }
+}
+
+#[async_trait]
+impl UserStore for RedbStore {
+    async fn user_count(&self) -> StoreResult<u64> {
+        self.db.user_count()
+    }
+    async fn get_user(&self, id: Uuid) -> StoreResult<User> {
+        self.db.get_user(id)
+    }
+    async fn find_user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
+        self.db.find_user_by_name(username)
+    }
+    async fn create_user(
+        &self,
+        user: &User,
+        only_if_empty: bool,
+        invite: Option<&str>,
+        now: i64,
+    ) -> StoreResult<()> {
+        let (user, invite) = (user.clone(), invite.map(str::to_owned));
+        self.run(move |db| db.create_user(&user, only_if_empty, invite.as_deref(), now))
+            .await
+    }
+    async fn update_user(
+        &self,
+        id: Uuid,
+        patch: UserPatch,
+        sign_out: Option<SignOut>,
+    ) -> StoreResult<(User, Option<Revoked>)> {
+        self.run(move |db| db.update_user(id, patch, sign_out))
+            .await
+    }
+    async fn list_users(&self, cursor: Option<Uuid>, limit: usize) -> StoreResult<Vec<User>> {
+        self.run(move |db| db.list_users(cursor, limit)).await
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedbStore {
+    async fn put_session(&self, token_hash: &[u8], s: &Session) -> StoreResult<()> {
+        let (h, s) = (token_hash.to_vec(), s.clone());
+        self.run(move |db| db.put_session(&h, &s)).await
+    }
+    async fn get_session(&self, token_hash: &[u8]) -> StoreResult<Option<Session>> {
+        self.db.get_session(token_hash)
+    }
+    async fn touch_session(&self, token_hash: &[u8], now: i64) -> StoreResult<()> {
+        let h = token_hash.to_vec();
+        self.run(move |db| db.touch_session(&h, now)).await
+    }
+    async fn list_sessions(&self, user_id: Uuid) -> StoreResult<Vec<Session>> {
+        self.db.list_sessions(user_id)
+    }
+    async fn delete_session(&self, user_id: Uuid, session_id: Uuid) -> StoreResult<()> {
+        self.run(move |db| db.delete_session(user_id, session_id))
+            .await
+    }
+    async fn delete_sessions_except(
+        &self,
+        user_id: Uuid,
+        keep: Option<Uuid>,
+    ) -> StoreResult<usize> {
+        self.run(move |db| db.delete_sessions_except(user_id, keep))
+            .await
+    }
+    async fn prune_sessions(&self, now: i64, idle_secs: i64) -> StoreResult<usize> {
+        self.run(move |db| db.prune_sessions(now, idle_secs)).await
+    }
+    async fn prune_tokens(&self, now: i64) -> StoreResult<usize> {
+        self.run(move |db| db.prune_tokens(now)).await
+    }
+    async fn put_refresh(&self, hash: &[u8], r: &RefreshToken) -> StoreResult<()> {
+        let (h, r) = (hash.to_vec(), r.clone());
+        self.run(move |db| db.put_refresh(&h, &r)).await
+    }
+    async fn rotate_refresh(
+        &self,
+        old_hash: &[u8],
+        new_hash: &[u8],
+        now: i64,
+        new_expires_at: i64,
+    ) -> StoreResult<RefreshOutcome> {
+        let (old, new) = (old_hash.to_vec(), new_hash.to_vec());
+        self.run(move |db| db.rotate_refresh(&old, &new, now, new_expires_at))
+            .await
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for RedbStore {
+    async fn put_api_key(&self, hash: &[u8], k: &ApiKey) -> StoreResult<()> {
+        let (h, k) = (hash.to_vec(), k.clone());
+        self.run(move |db| db.put_api_key(&h, &k)).await
+    }
+    async fn get_api_key(&self, hash: &[u8]) -> StoreResult<Option<ApiKey>> {
+        self.db.get_api_key(hash)
+    }
+    async fn touch_api_key(&self, hash: &[u8], now: i64) -> StoreResult<()> {
+        let h = hash.to_vec();
+        self.run(move |db| db.touch_api_key(&h, now)).await
+    }
+    async fn list_api_keys(&self, user_id: Uuid) -> StoreResult<Vec<ApiKey>> {
+        self.db.list_api_keys(user_id)
+    }
+    async fn delete_api_key(&self, user_id: Uuid, key_id: Uuid) -> StoreResult<ApiKey> {
+        self.run(move |db| db.delete_api_key(user_id, key_id)).await
+    }
+}
+
+#[async_trait]
+impl InviteStore for RedbStore {
+    async fn put_invite(&self, inv: &Invite) -> StoreResult<()> {
+        let inv = inv.clone();
+        self.run(move |db| db.put_invite(&inv)).await
+    }
+    async fn get_invite(&self, code: &str) -> StoreResult<Option<Invite>> {
+        self.db.get_invite(code)
+    }
+    async fn list_invites(&self) -> StoreResult<Vec<Invite>> {
+        self.db.list_invites()
+    }
+    async fn delete_invite(&self, code: &str, owner: Option<Uuid>) -> StoreResult<()> {
+        let code = code.to_owned();
+        self.run(move |db| db.delete_invite(&code, owner)).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for RedbStore {
+    async fn append_audit(&self, e: &AuditEntry) -> StoreResult<()> {
+        let e = e.clone();
+        self.run(move |db| db.append_audit(&e)).await
+    }
+    async fn list_audit(&self, before: Option<Uuid>, limit: usize) -> StoreResult<Vec<AuditEntry>> {
+        self.db.list_audit(before, limit)
+    }
+    async fn list_audit_filtered(
+        &self,
+        before: Option<Uuid>,
+        limit: usize,
+        f: &AuditFilter,
+    ) -> StoreResult<(Vec<AuditEntry>, Option<Uuid>)> {
+        let f = f.clone();
+        self.run(move |db| db.list_audit_filtered(before, limit, &f))
+            .await
+    }
+}
+
+#[async_trait]
+impl ProviderStore for RedbStore {
+    async fn put_provider(&self, p: &StoredProvider) -> StoreResult<()> {
+        let p = p.clone();
+        self.run(move |db| db.put_provider(&p)).await
+    }
+    async fn create_provider(&self, p: &StoredProvider) -> StoreResult<()> {
+        let p = p.clone();
+        self.run(move |db| db.create_provider(&p)).await
+    }
+    async fn get_provider(&self, name: &str) -> StoreResult<Option<StoredProvider>> {
+        self.db.get_provider(name)
+    }
+    async fn list_providers(&self) -> StoreResult<Vec<StoredProvider>> {
+        self.db.list_providers()
+    }
+    async fn delete_provider(&self, name: &str) -> StoreResult<()> {
+        let name = name.to_owned();
+        self.run(move |db| db.delete_provider(&name)).await
+    }
+}
+
+#[async_trait]
+impl ChatStore for RedbStore {
+    async fn create_conversation(&self, c: &Conversation) -> StoreResult<()> {
+        let c = c.clone();
+        self.run(move |db| db.create_conversation(&c)).await
+    }
+    async fn get_conversation(&self, user_id: Uuid, id: Uuid) -> StoreResult<Conversation> {
+        self.db.get_conversation(user_id, id)
+    }
+    async fn list_conversations(
+        &self,
+        user_id: Uuid,
+        cursor: Option<ConversationCursor>,
+        filter: ConversationFilter,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>> {
+        self.run(move |db| db.list_conversations(user_id, cursor, filter, limit))
+            .await
+    }
+    async fn update_conversation(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+        patch: ConversationPatch,
+    ) -> StoreResult<Conversation> {
+        self.run(move |db| db.update_conversation(user_id, id, patch))
+            .await
+    }
+    async fn delete_conversation(&self, user_id: Uuid, id: Uuid) -> StoreResult<usize> {
+        self.run(move |db| db.delete_conversation(user_id, id)).await
+    }
+    async fn start_turn(
+        &self,
+        user_id: Uuid,
+        new_conv: Option<&Conversation>,
+        model: Option<String>,
+        user_msg: Option<&Message>,
+        assistant: &Message,
+    ) -> StoreResult<Conversation> {
+        let (nc, um, am) = (new_conv.cloned(), user_msg.cloned(), assistant.clone());
+        self.run(move |db| db.start_turn(user_id, nc.as_ref(), model, um.as_ref(), &am))
+            .await
+    }
+    async fn insert_messages(
+        &self,
+        user_id: Uuid,
+        conv_id: Uuid,
+        list: &[Message],
+    ) -> StoreResult<()> {
+        let list = list.to_vec();
+        self.run(move |db| db.insert_messages(user_id, conv_id, &list))
+            .await
+    }
+    async fn get_message(&self, user_id: Uuid, conv_id: Uuid, id: Uuid) -> StoreResult<Message> {
+        self.db.get_message(user_id, conv_id, id)
+    }
+    async fn list_messages(&self, user_id: Uuid, conv_id: Uuid) -> StoreResult<Vec<Message>> {
+        self.run(move |db| db.list_messages(user_id, conv_id)).await
+    }
+    async fn flush_partials(&self, parts: &[(Uuid, Uuid, String)]) -> StoreResult<()> {
+        let parts = parts.to_vec();
+        self.run(move |db| db.flush_partials(&parts)).await
+    }
+    async fn finish_message(&self, m: &Message) -> StoreResult<()> {
+        let m = m.clone();
+        self.run(move |db| db.finish_message(&m)).await
+    }
+    async fn recover_streaming(&self) -> StoreResult<usize> {
+        self.run(|db| db.recover_streaming()).await
+    }
+    async fn conversation_ids(&self, user_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        self.run(move |db| db.conversation_ids(user_id)).await
+    }
+    async fn conversation_with_messages(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<(Conversation, Vec<Message>)> {
+        self.run(move |db| db.conversation_with_messages(user_id, id))
+            .await
+    }
+    async fn import_conversations(
+        &self,
+        list: &[(Conversation, Vec<Message>)],
+    ) -> StoreResult<()> {
+        let list = list.to_vec();
+        self.run(move |db| db.import_conversations(&list)).await
+    }
+}
+
+#[async_trait]
+impl UsageStore for RedbStore {
+    async fn charge_usage(&self, user_id: Uuid, day: u32, c: &Charge) -> StoreResult<()> {
+        let c = c.clone();
+        self.run(move |db| db.charge_usage(user_id, day, &c)).await
+    }
+    async fn usage_of_user(
+        &self,
+        user_id: Uuid,
+        from: u32,
+        to: u32,
+    ) -> StoreResult<Vec<UsageRow>> {
+        self.run(move |db| db.usage_of_user(user_id, from, to)).await
+    }
+    async fn usage_between(&self, from: u32, to: u32) -> StoreResult<Vec<UsageRow>> {
+        self.run(move |db| db.usage_between(from, to)).await
+    }
+    async fn usage_user_day(&self, user_id: Uuid, day: u32) -> StoreResult<UsageCounts> {
+        self.db.usage_user_day(user_id, day)
+    }
+}
+
+#[async_trait]
+impl SearchOutboxStore for RedbStore {
+    async fn outbox_batch(&self, limit: usize) -> StoreResult<Vec<(u64, Resolved)>> {
+        self.run(move |db| db.outbox_batch(limit)).await
+    }
+    async fn outbox_ack(&self, seq: u64) -> StoreResult<()> {
+        self.run(move |db| db.outbox_ack(seq)).await
+    }
+    async fn outbox_len(&self) -> StoreResult<u64> {
+        self.db.outbox_len()
+    }
+    async fn outbox_head(&self) -> StoreResult<u64> {
+        self.db.outbox_head()
+    }
+    async fn searchable_page(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> StoreResult<SearchablePage> {
+        self.run(move |db| db.searchable_page(after, limit)).await
+    }
+    async fn message_count(&self) -> StoreResult<u64> {
+        self.db.message_count()
+    }
+}
+
+#[async_trait]
+impl AcmeStore for RedbStore {
+    async fn get_acme_account(&self, directory: &str) -> StoreResult<Option<AcmeAccountRecord>> {
+        self.db.get_acme_account(directory)
+    }
+    async fn put_acme_account(&self, r: &AcmeAccountRecord) -> StoreResult<()> {
+        let r = r.clone();
+        self.run(move |db| db.put_acme_account(&r)).await
+    }
+    async fn delete_acme_account(&self, directory: &str) -> StoreResult<()> {
+        let d = directory.to_owned();
+        self.run(move |db| db.delete_acme_account(&d)).await
+    }
+    async fn get_acme_cert(
+        &self,
+        directory: &str,
+        domains: &[String],
+    ) -> StoreResult<Option<AcmeCertRecord>> {
+        self.db.get_acme_cert(directory, domains)
+    }
+    async fn put_acme_cert(&self, r: &AcmeCertRecord) -> StoreResult<()> {
+        let r = r.clone();
+        self.run(move |db| db.put_acme_cert(&r)).await
+    }
+}
+
+#[async_trait]
+impl StoreHealth for RedbStore {
+    async fn schema_version(&self) -> StoreResult<u64> {
+        self.db.schema_version()
+    }
+    async fn probe(&self, now: i64) -> StoreResult<()> {
+        self.run(move |db| db.probe(now)).await
+    }
+}

@@ -1,0 +1,315 @@
+//! What confab needs from storage, one trait per aggregate. Every backend
+//! (redb today, PostgreSQL next) implements all of them; the rest of confab
+//! sees only `Arc<dyn Store>` (see [`super::SharedStore`]).
+//!
+//! Rules every implementation keeps (the contract suite in
+//! `tests/it/store_contract.rs` checks them):
+//! - a record another user owns answers [`StoreError::NotFound`], exactly as
+//!   a missing one does;
+//! - each method is one transaction: the multi-record ones
+//!   (`create_user` with an invite, `update_user` with a sign-out,
+//!   `start_turn`, `delete_conversation`, `import_conversations`,
+//!   `rotate_refresh`) change everything or nothing;
+//! - a write is durable when its future resolves;
+//! - every change to searchable text appends to the search outbox in the same
+//!   transaction.
+//!
+//! [`StoreError::NotFound`]: super::StoreError::NotFound
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::acme::{AcmeAccountRecord, AcmeCertRecord};
+use super::audit_query::AuditFilter;
+use super::chat::{Conversation, ConversationCursor, ConversationFilter, Message};
+use super::provider_records::StoredProvider;
+use super::records::*;
+use super::{Revoked, SignOut, UserPatch};
+use super::search_outbox::Resolved;
+use super::usage::{Charge, UsageCounts, UsageRow};
+use super::StoreResult;
+use super::file::FileStore;
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn user_count(&self) -> StoreResult<u64>;
+    /// NotFound when there is no such user.
+    async fn get_user(&self, id: Uuid) -> StoreResult<User>;
+    /// Exact, case-sensitive match on the stored (normalised) name.
+    async fn find_user_by_name(&self, username: &str) -> StoreResult<Option<User>>;
+    /// Creates `user`. Conflict when the name is taken, or when
+    /// `only_if_empty` and a user exists (first-admin setup). With `invite`,
+    /// spends one use of that invite in the same transaction (NotFound when
+    /// it is unknown, used up or expired at `now`).
+    async fn create_user(
+        &self,
+        user: &User,
+        only_if_empty: bool,
+        invite: Option<&str>,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// Applies `patch`, refusing (Conflict) a change that would leave no
+    /// active admin; with `sign_out`, ends the user's sessions and refresh
+    /// families (and API keys) in the same transaction.
+    async fn update_user(
+        &self,
+        id: Uuid,
+        patch: UserPatch,
+        sign_out: Option<SignOut>,
+    ) -> StoreResult<(User, Option<Revoked>)>;
+    /// Oldest first, after `cursor`.
+    async fn list_users(&self, cursor: Option<Uuid>, limit: usize) -> StoreResult<Vec<User>>;
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn put_session(&self, token_hash: &[u8], s: &Session) -> StoreResult<()>;
+    async fn get_session(&self, token_hash: &[u8]) -> StoreResult<Option<Session>>;
+    /// Moves `last_seen` forward (never back); a missing session is ignored.
+    async fn touch_session(&self, token_hash: &[u8], now: i64) -> StoreResult<()>;
+    async fn list_sessions(&self, user_id: Uuid) -> StoreResult<Vec<Session>>;
+    /// NotFound when the session is not the user's.
+    async fn delete_session(&self, user_id: Uuid, session_id: Uuid) -> StoreResult<()>;
+    /// Ends every session of the user but `keep`; returns how many ended.
+    async fn delete_sessions_except(&self, user_id: Uuid, keep: Option<Uuid>)
+    -> StoreResult<usize>;
+    /// Drops sessions expired at `now` or idle longer than `idle_secs`.
+    async fn prune_sessions(&self, now: i64, idle_secs: i64) -> StoreResult<usize>;
+    /// Drops expired refresh tokens, expired invites and finished families.
+    async fn prune_tokens(&self, now: i64) -> StoreResult<usize>;
+    async fn put_refresh(&self, hash: &[u8], r: &RefreshToken) -> StoreResult<()>;
+    /// Spends `old_hash` and stores its successor in one transaction; a spent
+    /// token presented again revokes its whole family.
+    async fn rotate_refresh(
+        &self,
+        old_hash: &[u8],
+        new_hash: &[u8],
+        now: i64,
+        new_expires_at: i64,
+    ) -> StoreResult<RefreshOutcome>;
+}
+
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    async fn put_api_key(&self, hash: &[u8], k: &ApiKey) -> StoreResult<()>;
+    async fn get_api_key(&self, hash: &[u8]) -> StoreResult<Option<ApiKey>>;
+    async fn touch_api_key(&self, hash: &[u8], now: i64) -> StoreResult<()>;
+    async fn list_api_keys(&self, user_id: Uuid) -> StoreResult<Vec<ApiKey>>;
+    /// NotFound when the key is not the user's.
+    async fn delete_api_key(&self, user_id: Uuid, key_id: Uuid) -> StoreResult<ApiKey>;
+}
+
+#[async_trait]
+pub trait InviteStore: Send + Sync {
+    async fn put_invite(&self, inv: &Invite) -> StoreResult<()>;
+    async fn get_invite(&self, code: &str) -> StoreResult<Option<Invite>>;
+    async fn list_invites(&self) -> StoreResult<Vec<Invite>>;
+    /// NotFound when unknown, or (with `owner`) created by someone else.
+    async fn delete_invite(&self, code: &str, owner: Option<Uuid>) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn append_audit(&self, e: &AuditEntry) -> StoreResult<()>;
+    /// Newest first, before `before`.
+    async fn list_audit(&self, before: Option<Uuid>, limit: usize)
+    -> StoreResult<Vec<AuditEntry>>;
+    /// Newest first, matching `f`; examines a bounded number of entries and
+    /// returns where to resume when it stopped early.
+    async fn list_audit_filtered(
+        &self,
+        before: Option<Uuid>,
+        limit: usize,
+        f: &AuditFilter,
+    ) -> StoreResult<(Vec<AuditEntry>, Option<Uuid>)>;
+}
+
+#[async_trait]
+pub trait ProviderStore: Send + Sync {
+    async fn put_provider(&self, p: &StoredProvider) -> StoreResult<()>;
+    /// Conflict when the name exists.
+    async fn create_provider(&self, p: &StoredProvider) -> StoreResult<()>;
+    async fn get_provider(&self, name: &str) -> StoreResult<Option<StoredProvider>>;
+    async fn list_providers(&self) -> StoreResult<Vec<StoredProvider>>;
+    /// NotFound when unknown.
+    async fn delete_provider(&self, name: &str) -> StoreResult<()>;
+}
+
+/// A change to a conversation: each field set replaces the stored one.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationPatch {
+    pub title: Option<TitleChange>,
+    pub model: Option<Option<String>>,
+    /// `Some(None)` (or blank) removes it.
+    pub system_prompt: Option<Option<String>>,
+    pub pinned: Option<bool>,
+    pub archived: Option<bool>,
+    /// A message of the conversation: the shown thread becomes the newest
+    /// path through it to a leaf. Conflict when it is not one of its messages.
+    pub current_leaf: Option<Uuid>,
+    /// Moves the conversation to the top of the list (content changed).
+    pub touch: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum TitleChange {
+    /// A person named it: automatic naming stops.
+    Set(String),
+    /// An automatic title, applied only while the conversation is still
+    /// automatically named (and, unless `last`, still has the default title
+    /// `default`); `last` ends automatic naming.
+    Auto {
+        title: String,
+        last: bool,
+        default: String,
+    },
+}
+
+/// One page of a full walk over searchable data.
+#[derive(Debug, Clone, Default)]
+pub struct SearchablePage {
+    /// Conversations after the cursor, by id, each with its complete
+    /// (not streaming) messages.
+    pub conversations: Vec<(Conversation, Vec<Message>)>,
+    /// Where the next page starts; None when the walk is over.
+    pub next: Option<Uuid>,
+}
+
+#[async_trait]
+pub trait ChatStore: Send + Sync {
+    /// Conflict when the id exists.
+    async fn create_conversation(&self, c: &Conversation) -> StoreResult<()>;
+    async fn get_conversation(&self, user_id: Uuid, id: Uuid) -> StoreResult<Conversation>;
+    /// Newest first (by last update), starting after `cursor`.
+    async fn list_conversations(
+        &self,
+        user_id: Uuid,
+        cursor: Option<ConversationCursor>,
+        filter: ConversationFilter,
+        limit: usize,
+    ) -> StoreResult<Vec<Conversation>>;
+    async fn update_conversation(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+        patch: ConversationPatch,
+    ) -> StoreResult<Conversation>;
+    /// Deletes a conversation and all of its messages; returns how many
+    /// messages went.
+    async fn delete_conversation(&self, user_id: Uuid, id: Uuid) -> StoreResult<usize>;
+    /// Adds one turn in one transaction: `new_conv` (when the turn starts a
+    /// conversation), the model to remember, the user's message (absent when
+    /// regenerating), the assistant message being streamed, and the
+    /// conversation now showing it. NotFound when the conversation is not the
+    /// user's or a parent is not in it.
+    async fn start_turn(
+        &self,
+        user_id: Uuid,
+        new_conv: Option<&Conversation>,
+        model: Option<String>,
+        user_msg: Option<&Message>,
+        assistant: &Message,
+    ) -> StoreResult<Conversation>;
+    /// Inserts complete messages as they are. Ownership checked.
+    async fn insert_messages(
+        &self,
+        user_id: Uuid,
+        conv_id: Uuid,
+        list: &[Message],
+    ) -> StoreResult<()>;
+    async fn get_message(&self, user_id: Uuid, conv_id: Uuid, id: Uuid) -> StoreResult<Message>;
+    /// Every message of a conversation, oldest first.
+    async fn list_messages(&self, user_id: Uuid, conv_id: Uuid) -> StoreResult<Vec<Message>>;
+    /// Saves the text streamed so far, (conversation, message, text), for many
+    /// messages in one transaction; finished messages are left alone.
+    async fn flush_partials(&self, parts: &[(Uuid, Uuid, String)]) -> StoreResult<()>;
+    /// Stores the final state of a streamed message.
+    async fn finish_message(&self, m: &Message) -> StoreResult<()>;
+    /// Marks every message still streaming as interrupted (start-up after a
+    /// crash); returns how many.
+    async fn recover_streaming(&self) -> StoreResult<usize>;
+    async fn conversation_ids(&self, user_id: Uuid) -> StoreResult<Vec<Uuid>>;
+    async fn conversation_with_messages(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<(Conversation, Vec<Message>)>;
+    /// Inserts whole conversations in one transaction (import): all or none.
+    async fn import_conversations(&self, list: &[(Conversation, Vec<Message>)])
+    -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    async fn charge_usage(&self, user_id: Uuid, day: u32, c: &Charge) -> StoreResult<()>;
+    /// One user's rows for days `from..=to` (yyyymmdd).
+    async fn usage_of_user(&self, user_id: Uuid, from: u32, to: u32) -> StoreResult<Vec<UsageRow>>;
+    /// Every user's rows for days `from..=to`.
+    async fn usage_between(&self, from: u32, to: u32) -> StoreResult<Vec<UsageRow>>;
+    async fn usage_user_day(&self, user_id: Uuid, day: u32) -> StoreResult<UsageCounts>;
+}
+
+/// The durable queue between the store and the search index (see
+/// `search_outbox.rs`).
+#[async_trait]
+pub trait SearchOutboxStore: Send + Sync {
+    /// Up to `limit` pending ops, oldest first, resolved against the current
+    /// data.
+    async fn outbox_batch(&self, limit: usize) -> StoreResult<Vec<(u64, Resolved)>>;
+    /// Removes every op up to and including `seq`.
+    async fn outbox_ack(&self, seq: u64) -> StoreResult<()>;
+    async fn outbox_len(&self) -> StoreResult<u64>;
+    /// The seq of the newest op (0 when none): a full rebuild that starts by
+    /// reading it and then walks [`searchable_page`](Self::searchable_page)
+    /// reflects every change up to it; later ops replay harmlessly.
+    async fn outbox_head(&self) -> StoreResult<u64>;
+    /// Up to `limit` conversations after `after` (by id).
+    async fn searchable_page(&self, after: Option<Uuid>, limit: usize)
+    -> StoreResult<SearchablePage>;
+    /// How many messages are stored (for progress reporting).
+    async fn message_count(&self) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait AcmeStore: Send + Sync {
+    async fn get_acme_account(&self, directory: &str) -> StoreResult<Option<AcmeAccountRecord>>;
+    async fn put_acme_account(&self, r: &AcmeAccountRecord) -> StoreResult<()>;
+    async fn delete_acme_account(&self, directory: &str) -> StoreResult<()>;
+    async fn get_acme_cert(
+        &self,
+        directory: &str,
+        domains: &[String],
+    ) -> StoreResult<Option<AcmeCertRecord>>;
+    async fn put_acme_cert(&self, r: &AcmeCertRecord) -> StoreResult<()>;
+}
+
+/// Health of the store itself.
+#[async_trait]
+pub trait StoreHealth: Send + Sync {
+    async fn schema_version(&self) -> StoreResult<u64>;
+    /// A real write and read (the deep health check).
+    async fn probe(&self, now: i64) -> StoreResult<()>;
+}
+
+/// Everything confab stores. The state holds it as `Arc<dyn Store>`; code
+/// that needs one aggregate can take `&dyn UserStore` and so on.
+pub trait Store:
+    UserStore
+    + SessionStore
+    + ApiKeyStore
+    + InviteStore
+    + AuditStore
+    + ProviderStore
+    + ChatStore
+    + UsageStore
+    + SearchOutboxStore
+    + AcmeStore
+    + StoreHealth
+    + std::fmt::Debug
+{
+    /// What only a store kept in one local file can do; None for a database
+    /// server (it has its own backup and replication tools).
+    fn file(&self) -> Option<&dyn FileStore> {
+        None
+    }
+}
