@@ -196,6 +196,7 @@ impl From<crate::providers::ProviderError> for AppError {
                 retry_after: retry_after_secs.unwrap_or(1).max(1),
             },
             P::ModelNotFound(_) => AppError::ModelNotFound(message),
+            P::Unsupported(_) => AppError::Validation(message),
         }
     }
 }

@@ -406,6 +406,9 @@ async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: On
                             usage = Some((input_tokens, output_tokens));
                         }
                         Some(Ok(ChatEvent::Done { finish_reason })) => break End::Done(finish_reason),
+                        // The app's chats offer no tools, so no provider is
+                        // asked for a call; one that calls anyway adds no text.
+                        Some(Ok(ChatEvent::ToolCall(_))) => {}
                         Some(Err(e)) => break End::Failed(e),
                         None => break End::Failed(ProviderError::Protocol(
                             crate::providers::ENDED_EARLY.into(),

@@ -143,6 +143,7 @@ impl Titles {
             max_tokens: Some(24),
             temperature: Some(0.2),
             api_key_override: with.user_key,
+            ..Default::default()
         };
         let prompt_tokens = req
             .messages
@@ -164,6 +165,8 @@ impl Titles {
                     reported = Some((input_tokens, output_tokens));
                 }
                 Ok(ChatEvent::Done { .. }) => break,
+                // Title requests offer no tools.
+                Ok(ChatEvent::ToolCall(_)) => {}
                 Err(_) => {
                     failed = true;
                     break;

@@ -177,9 +177,8 @@ impl ChatService {
             model,
             system: ctx.system,
             messages: ctx.messages,
-            max_tokens: None,
-            temperature: None,
             api_key_override: req.provider_key.clone(),
+            ..Default::default()
         };
         let titler = self.titler(uid, &provider_name, req.provider_key);
         let job = Job {

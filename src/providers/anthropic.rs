@@ -158,6 +158,8 @@ impl Provider for AnthropicProvider {
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| m.id.clone()),
                 context_window: m.id.starts_with("claude").then_some(CLAUDE_CONTEXT),
+                max_output_tokens: None,
+                kind: super::ModelKind::Chat,
                 id: m.id,
             })
             .collect())

@@ -134,6 +134,8 @@ pub enum Role {
     User,
     Assistant,
     System,
+    /// A tool's result, answering one of the assistant's `tool_calls`.
+    Tool,
 }
 
 impl Role {
@@ -142,6 +144,7 @@ impl Role {
             Role::User => "user",
             Role::Assistant => "assistant",
             Role::System => "system",
+            Role::Tool => "tool",
         }
     }
 }
@@ -150,6 +153,57 @@ impl Role {
 pub struct ChatMessage {
     pub role: Role,
     pub content: String,
+    /// The tools an assistant message called (in the order it called them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a `Tool` message: the id of the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+/// One call of a tool by the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments as the model wrote them: JSON text (OpenAI's form).
+    pub arguments: String,
+}
+
+/// A tool the model may call: a function with a JSON Schema for its
+/// arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of the arguments object.
+    pub parameters: serde_json::Value,
+}
+
+/// Whether and which tool the model must call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToolChoice {
+    Auto,
+    None,
+    /// Some tool must be called.
+    Required,
+    /// This tool must be called.
+    Named(String),
+}
+
+/// The shape the answer must take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ResponseFormat {
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON matching `schema`.
+    JsonSchema {
+        name: String,
+        schema: serde_json::Value,
+        strict: Option<bool>,
+    },
 }
 
 impl ChatMessage {
@@ -157,6 +211,8 @@ impl ChatMessage {
         ChatMessage {
             role,
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
     pub fn user(content: impl Into<String>) -> Self {
@@ -176,6 +232,7 @@ impl fmt::Debug for ChatMessage {
         f.debug_struct("ChatMessage")
             .field("role", &self.role)
             .field("content_chars", &self.content.chars().count())
+            .field("tool_calls", &self.tool_calls.len())
             .finish()
     }
 }
@@ -187,8 +244,22 @@ pub struct ChatRequest {
     pub model: String,
     pub system: Option<String>,
     pub messages: Vec<ChatMessage>,
+    /// Longest answer in tokens; a provider that requires one (Anthropic)
+    /// gets the model's output limit when this is unset.
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    /// Stop sequences (at most 4 on OpenAI).
+    pub stop: Vec<String>,
+    pub seed: Option<i64>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub response_format: Option<ResponseFormat>,
+    pub tools: Vec<Tool>,
+    pub tool_choice: Option<ToolChoice>,
+    /// An end-user id for the provider's abuse monitoring (OpenAI `user`,
+    /// Anthropic `metadata.user_id`); never a name or an address.
+    pub user: Option<String>,
     pub api_key_override: Option<String>,
 }
 
@@ -211,6 +282,9 @@ impl fmt::Debug for ChatRequest {
             .field("messages", &self.messages)
             .field("max_tokens", &self.max_tokens)
             .field("temperature", &self.temperature)
+            .field("top_p", &self.top_p)
+            .field("stop", &self.stop.len())
+            .field("tools", &self.tools.len())
             .field(
                 "api_key_override",
                 &self.api_key_override.as_ref().map(|_| "***"),
@@ -225,6 +299,9 @@ impl fmt::Debug for ChatRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChatEvent {
     Delta(String),
+    /// A piece of a tool call: the first piece of call `index` carries its
+    /// `id` and `name`, later ones only more `arguments` text.
+    ToolCall(ToolCallDelta),
     Usage {
         input_tokens: u64,
         output_tokens: u64,
@@ -237,10 +314,79 @@ pub enum ChatEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCallDelta {
+    /// Which call of this answer (0, 1, …).
+    pub index: u32,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// More of the arguments' JSON text.
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelInfo {
     pub id: String,
     pub display_name: String,
     pub context_window: Option<u32>,
+    /// Longest answer the model can write, in tokens, when known.
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
+    /// What the model does: chat, or embeddings only.
+    #[serde(default)]
+    pub kind: ModelKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    #[default]
+    Chat,
+    Embedding,
+}
+
+/// What a model is for, from its id when the provider does not say: the
+/// common embedding families (`text-embedding-*`, `*embed*`, `bge-*`,
+/// `e5-*`, `gte-*`) are embedding models, everything else chats.
+pub fn model_kind_from_id(id: &str) -> ModelKind {
+    let id = id.to_ascii_lowercase();
+    let base = id.rsplit('/').next().unwrap_or(&id);
+    let embedding = base.contains("embed")
+        || ["bge-", "e5-", "gte-", "all-minilm"]
+            .iter()
+            .any(|p| base.starts_with(p));
+    if embedding {
+        ModelKind::Embedding
+    } else {
+        ModelKind::Chat
+    }
+}
+
+/// Texts to embed.
+#[derive(Clone, Default)]
+pub struct EmbeddingRequest {
+    pub model: String,
+    pub input: Vec<String>,
+    /// Fewer dimensions, where the model supports it.
+    pub dimensions: Option<u32>,
+    pub user: Option<String>,
+    pub api_key_override: Option<String>,
+}
+
+impl fmt::Debug for EmbeddingRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddingRequest")
+            .field("model", &self.model)
+            .field("inputs", &self.input.len())
+            .field("dimensions", &self.dimensions)
+            .finish()
+    }
+}
+
+/// One vector per input, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    pub vectors: Vec<Vec<f32>>,
+    pub input_tokens: u64,
 }
 
 /// Every way talking to a provider can fail, each with one stable [`code`](Self::code).
@@ -275,6 +421,10 @@ pub enum ProviderError {
     /// allowed (`provider_cross_origin_redirects`).
     #[error("{0}")]
     Redirected(String),
+    /// The provider cannot do what was asked (embeddings on Anthropic, a
+    /// parameter its wire format has no place for).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl ProviderError {
@@ -289,6 +439,7 @@ impl ProviderError {
             ProviderError::Upstream { .. } => "PROVIDER_ERROR",
             ProviderError::Protocol(_) => "PROVIDER_ERROR",
             ProviderError::Redirected(_) => "PROVIDER_ERROR",
+            ProviderError::Unsupported(_) => "UNSUPPORTED",
         }
     }
 
@@ -374,6 +525,14 @@ pub trait Provider: Send + Sync {
     /// retries) come back as the outer `Err`; failures after it as the
     /// stream's last item.
     async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError>;
+    /// Embeds texts; providers without embedding models refuse.
+    async fn embed(&self, req: EmbeddingRequest) -> Result<Embeddings, ProviderError> {
+        Err(ProviderError::Unsupported(format!(
+            "{} providers offer no embeddings (model {})",
+            self.kind(),
+            req.model
+        )))
+    }
 }
 
 /// Events decoded from one read, in order, possibly ending with an error.

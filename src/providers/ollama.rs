@@ -155,10 +155,12 @@ impl Provider for OllamaProvider {
             .filter_map(|t| t.name.or(t.model))
             .map(|id| ModelInfo {
                 display_name: id.clone(),
-                id,
                 // /api/tags does not say; /api/show would, at one request
                 // per model, which a periodic refresh should not cost.
                 context_window: None,
+                max_output_tokens: None,
+                kind: super::model_kind_from_id(&id),
+                id,
             })
             .collect();
         models.sort_by(|a, b| a.id.cmp(&b.id));

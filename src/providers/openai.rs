@@ -179,6 +179,8 @@ impl Provider for OpenAiProvider {
                     .context_length
                     .or(m.max_model_len)
                     .and_then(|n| u32::try_from(n).ok()),
+                max_output_tokens: None,
+                kind: super::model_kind_from_id(&m.id),
                 id: m.id,
             })
             .collect();

@@ -72,6 +72,8 @@ struct Outcome {
     text: String,
     usage: Option<(u64, u64)>,
     done: Option<String>,
+    /// Tool-call pieces, in order.
+    tool_calls: Vec<confab::providers::ToolCallDelta>,
     error: Option<ProviderError>,
     /// The error came from `stream()` itself, before any body byte.
     early: bool,
@@ -105,6 +107,7 @@ async fn run(p: &dyn Provider, req: ChatRequest) -> Outcome {
                 out.usage = Some((input_tokens, output_tokens));
             }
             Ok(ChatEvent::Done { finish_reason }) => out.done = Some(finish_reason),
+            Ok(ChatEvent::ToolCall(t)) => out.tool_calls.push(t),
             Err(e) => out.error = Some(e),
         }
     }
