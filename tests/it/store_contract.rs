@@ -16,7 +16,7 @@
 
 use confab::providers::ProviderKind;
 use confab::store::acme::{AcmeAccountRecord, AcmeCertRecord};
-use confab::store::audit_query::AuditFilter;
+use confab::store::audit_query::{AuditFilter, MAX_SCAN};
 use confab::store::chat::{
     Conversation, ConversationCursor, ConversationFilter, Message, MessageError, MessageRole,
     MessageStatus, Usage,
@@ -1239,6 +1239,37 @@ pub async fn audit_filtered_by_actor_action_and_time(s: &dyn Store) {
     assert_eq!(got.iter().map(|x| x.id).collect::<Vec<_>>(), ids(&[1]));
 }
 
+/// A filter that matches little still answers in bounded pages: the store
+/// may stop early and say where to resume (at most `MAX_SCAN` entries
+/// examined per call), and walking on finds every match.
+pub async fn audit_filtered_scan_resumes(s: &dyn Store) {
+    let root = add_user(s, "root", Role::Admin).await;
+    let needle = audit_entry(NOW, 0, Some(&root), "needle");
+    s.append_audit(&needle).await.unwrap();
+    // More newer non-matching entries than one call may examine.
+    let hay: Vec<AuditEntry> = (0..MAX_SCAN as i64 + 10)
+        .map(|i| audit_entry(NOW + 1 + i / 1000, (i % 1000) as u32, None, "hay"))
+        .collect();
+    for chunk in hay.chunks(500) {
+        for r in join_all(chunk.iter().map(|e| s.append_audit(e))).await {
+            r.unwrap();
+        }
+    }
+    let f = AuditFilter {
+        action: Some("needle".into()),
+        ..AuditFilter::default()
+    };
+    let (first, resume) = s.list_audit_filtered(None, 10, &f).await.unwrap();
+    if first.is_empty() {
+        assert!(resume.is_some(), "nothing found and nowhere to resume");
+    }
+    assert_eq!(walk_filtered(s, &f, 10).await, [needle.id]);
+    assert_eq!(
+        s.list_audit(None, 1).await.unwrap()[0].id,
+        hay.last().unwrap().id
+    );
+}
+
 // ---- providers --------------------------------------------------------
 
 pub async fn providers_create_get_list_put_delete(s: &dyn Store) {
@@ -1314,7 +1345,9 @@ pub async fn conversations_create_and_get(s: &dyn Store) {
     );
 }
 
-/// Documented ("Conflict when the id exists"); redb replaces the record.
+/// Documented ("Conflict when the id exists"). redb replaces the record,
+/// and with another `updated_at_ms` lists it twice (a second index entry
+/// that outlives a delete).
 pub async fn conversations_create_with_a_taken_id_conflicts(s: &dyn Store) {
     let ann = add_user(s, "ann", Role::Admin).await;
     let c = add_conversation(s, &ann, "Original").await;
@@ -1329,6 +1362,7 @@ pub async fn conversations_create_with_a_taken_id_conflicts(s: &dyn Store) {
         all_conversations(s, &ann, ConversationFilter::default()).await,
         [c.id]
     );
+    assert_eq!(s.conversation_ids(ann.id).await.unwrap(), [c.id]);
 }
 
 pub async fn conversations_list_newest_first_with_cursor_and_filters(s: &dyn Store) {
@@ -2625,6 +2659,7 @@ macro_rules! contract_tests {
             invites_put_get_list_delete,
             audit_newest_first_with_cursor,
             audit_filtered_by_actor_action_and_time,
+            audit_filtered_scan_resumes,
             providers_create_get_list_put_delete,
             conversations_create_and_get,
             conversations_list_newest_first_with_cursor_and_filters,
