@@ -94,10 +94,11 @@ async fn start_server(
     };
     cfg.auth.login_per_ip_per_minute = 1_000_000;
     cfg.auth.login_burst = 1_000_000;
-    let store = confab::store::Store::open(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = confab::store::redb::RedbStore::open_shared(&cfg.data_dir)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let state = confab::app::AppState::new(cfg, store, addr)?;
+    let state = confab::app::AppState::new(cfg, store, addr).await?;
     let setup_url = state.setup_url().context("a fresh data dir needs setup")?;
     let token = setup_token(&setup_url)?;
     let (tx, rx) = oneshot::channel::<()>();

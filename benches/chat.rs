@@ -683,10 +683,11 @@ async fn start_server(
     entry.api_key = Some(confab::config::Secret(UPSTREAM_KEY.into()));
     entry.models = Some(vec![MODEL.into()]);
     cfg.providers = vec![entry];
-    let store = confab::store::Store::open(&cfg.data_dir).map_err(|e| anyhow!("{e}"))?;
+    let store =
+        confab::store::redb::RedbStore::open_shared(&cfg.data_dir).map_err(|e| anyhow!("{e}"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(cfg, store, addr)?;
+    let state = AppState::new(cfg, store, addr).await?;
     let setup_url = state.setup_url().context("a fresh data dir needs setup")?;
     let token = setup_token(&setup_url)?;
     let (tx, rx) = oneshot::channel::<()>();

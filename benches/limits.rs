@@ -15,7 +15,7 @@ use confab::app::{AppState, serve};
 use confab::config::Config;
 use confab::limits::Limits;
 use confab::limits::quota::Effective;
-use confab::store::Store;
+use confab::store::redb::RedbStore;
 use serde_json::json;
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -89,7 +89,7 @@ fn bench_config(dir: &std::path::Path, limits_on: bool) -> Config {
 fn micro(rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let cfg = bench_config(dir.path(), true);
-    let store = Store::open(dir.path())?;
+    let store = RedbStore::open_shared(dir.path())?;
     let limits = Arc::new(Limits::new(&cfg));
     let users: Vec<Uuid> = (0..USERS).map(|_| Uuid::now_v7()).collect();
     let ips: Vec<std::net::IpAddr> = (0..USERS as u32)
@@ -192,10 +192,10 @@ struct Server {
 async fn start(limits_on: bool) -> anyhow::Result<Server> {
     let dir = tempfile::tempdir()?;
     let cfg = bench_config(dir.path(), limits_on);
-    let store = Store::open(dir.path())?;
+    let store = RedbStore::open_shared(dir.path())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(cfg, store, addr)?;
+    let state = AppState::new(cfg, store, addr).await?;
     let token = state
         .setup_url()
         .context("setup pending")?

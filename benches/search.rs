@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure};
 use confab::search::{Search, SearchRequest};
-use confab::store::Store;
+use confab::store::SharedStore;
 use confab::store::chat::{Conversation, Message, MessageRole, MessageStatus};
+use confab::store::redb::RedbStore;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -512,7 +513,7 @@ struct Generated {
     text_gen: Duration,
 }
 
-fn generate(store: &Store, corpus: &Corpus, rng: &mut Rng) -> anyhow::Result<Generated> {
+fn generate(store: &SharedStore, corpus: &Corpus, rng: &mut Rng) -> anyhow::Result<Generated> {
     let started = Instant::now();
     let users: Vec<Uuid> = (0..USERS).map(|_| v4(rng)).collect();
     // User 0 is the heavy one, user 1 the light one; the rest share the
@@ -576,21 +577,34 @@ fn generate(store: &Store, corpus: &Corpus, rng: &mut Rng) -> anyhow::Result<Gen
             in_batch += n;
             batch.push((c, msgs));
             if in_batch >= IMPORT_BATCH {
-                store
-                    .import_conversations(&batch)
-                    .map_err(|e| anyhow!("import: {e}"))?;
+                wait(store.import_conversations(&batch)).map_err(|e| anyhow!("import: {e}"))?;
                 batch.clear();
                 in_batch = 0;
             }
         }
     }
     if !batch.is_empty() {
-        store
-            .import_conversations(&batch)
-            .map_err(|e| anyhow!("import: {e}"))?;
+        wait(store.import_conversations(&batch)).map_err(|e| anyhow!("import: {e}"))?;
     }
     g.elapsed = started.elapsed();
     Ok(g)
+}
+
+/// Runs one store or index call to completion from the bench's plain
+/// threads (the store is async; its redb writes go to this runtime's
+/// blocking pool).
+fn wait<T, E: std::fmt::Display>(
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> anyhow::Result<T> {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let rt = RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    });
+    rt.block_on(f).map_err(|e| anyhow!("{e}"))
 }
 
 /// CPU time (user + system) of this process so far, all threads.
@@ -761,11 +775,11 @@ fn start_server(data_dir: &Path) -> anyhow::Result<Server> {
         ..Default::default()
     };
     cfg.detect_local_providers = false;
-    let store = Store::open(&cfg.data_dir).map_err(|e| anyhow!("{e}"))?;
+    let store = RedbStore::open_shared(&cfg.data_dir).map_err(|e| anyhow!("{e}"))?;
     let (state, stop, serve) = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let state = confab::app::AppState::new(cfg, store, addr)?;
+        let state = confab::app::AppState::new(cfg, store, addr).await?;
         let (tx, rx) = oneshot::channel::<()>();
         let serve = tokio::spawn(confab::app::serve(listener, state.clone(), async move {
             let _ = rx.await;
@@ -853,7 +867,7 @@ fn lag_run(data_dir: &Path, run: &str, corpus: &Corpus, rng: &mut Rng) -> anyhow
     let search = server.state.search.clone();
     // Let start-up work (a pending rebuild, a leftover outbox) finish.
     let settle = Instant::now();
-    while search.is_partial() || store.outbox_len().map_err(|e| anyhow!("{e}"))? > 0 {
+    while search.is_partial() || wait(store.outbox_len())? > 0 {
         ensure!(settle.elapsed() < SETTLE_MAX, "the indexer did not settle");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -863,9 +877,7 @@ fn lag_run(data_dir: &Path, run: &str, corpus: &Corpus, rng: &mut Rng) -> anyhow
     for _ in 0..LAG_CONVERSATIONS {
         let user = v4(rng);
         let id = Uuid::now_v7();
-        store
-            .create_conversation(&conversation(id, user, corpus.title(rng), now))
-            .map_err(|e| anyhow!("{e}"))?;
+        wait(store.create_conversation(&conversation(id, user, corpus.title(rng), now)))?;
         convs.push((user, id));
     }
     let mut buf = String::new();
@@ -890,9 +902,7 @@ fn lag_run(data_dir: &Path, run: &str, corpus: &Corpus, rng: &mut Rng) -> anyhow
         let (user, conv) = convs[i % convs.len()];
         let tok = token(&format!("{run}idle"), i);
         let m = make(rng, conv, &tok);
-        store
-            .insert_messages(user, conv, std::slice::from_ref(&m))
-            .map_err(|e| anyhow!("{e}"))?;
+        wait(store.insert_messages(user, conv, std::slice::from_ref(&m)))?;
         let committed = Instant::now();
         idle.push(wait_found(&search, user, &tok, committed)?);
     }
@@ -928,9 +938,7 @@ fn lag_run(data_dir: &Path, run: &str, corpus: &Corpus, rng: &mut Rng) -> anyhow
                         .map(|i| make(rng, conv, &token(run, i)))
                         .collect();
                     let t = Instant::now();
-                    store
-                        .insert_messages(user, conv, &msgs)
-                        .map_err(|e| anyhow!("{e}"))?;
+                    wait(store.insert_messages(user, conv, &msgs))?;
                     let committed = Instant::now();
                     commit_ms.push(ms(committed - t));
                     transactions += 1;
@@ -1054,7 +1062,7 @@ fn main() -> anyhow::Result<()> {
     let big = tempfile::tempdir()?;
 
     // 1. Generate.
-    let store = Store::open(big.path()).map_err(|e| anyhow!("{e}"))?;
+    let store = RedbStore::open_shared(big.path()).map_err(|e| anyhow!("{e}"))?;
     let g = generate(&store, &corpus, &mut rng)?;
     let lengths = sorted(g.lengths.clone());
     let redb_bytes = file_bytes(&big.path().join("confab.redb"));
@@ -1098,18 +1106,21 @@ fn main() -> anyhow::Result<()> {
     let mut scanned = 0u64;
     let mut scanned_bytes = 0u64;
     let mut sample: Vec<String> = Vec::new();
-    store
-        .for_each_searchable(
-            |_| {},
-            |_, m| {
-                if scanned.is_multiple_of(ANALYZER_SAMPLE_EVERY) {
-                    sample.push(m.content.clone());
-                }
-                scanned += 1;
-                scanned_bytes += m.content.len() as u64;
-            },
-        )
-        .map_err(|e| anyhow!("{e}"))?;
+    let mut after = None;
+    loop {
+        let page = wait(store.searchable_page(after, 256))?;
+        for m in page.conversations.iter().flat_map(|(_, msgs)| msgs) {
+            if scanned.is_multiple_of(ANALYZER_SAMPLE_EVERY) {
+                sample.push(m.content.clone());
+            }
+            scanned += 1;
+            scanned_bytes += m.content.len() as u64;
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
     let scan = t.elapsed();
     let scan_cpu = cpu_secs() - cpu;
     ensure!(scanned == g.messages, "scan saw {scanned} messages");
@@ -1136,13 +1147,12 @@ fn main() -> anyhow::Result<()> {
     let cpu = cpu_secs();
     let mut fed: Option<Duration> = None;
     let total = g.messages;
-    let done = search
-        .rebuild(&store, |d, _| {
-            if d == total && fed.is_none() {
-                fed = Some(t.elapsed());
-            }
-        })
-        .map_err(|e| anyhow!("rebuild: {e}"))?;
+    let done = wait(search.rebuild(&store, |d, _| {
+        if d == total && fed.is_none() {
+            fed = Some(t.elapsed());
+        }
+    }))
+    .map_err(|e| anyhow!("rebuild: {e}"))?;
     let rebuild = t.elapsed();
     let rebuild_cpu = cpu_secs() - cpu;
     ensure!(done == g.messages, "rebuild indexed {done}");

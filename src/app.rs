@@ -16,14 +16,18 @@ use crate::auth::password::Hasher;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::{self, JwtKeys};
 use crate::config::{Config, parse_origin};
-use crate::store::Store;
+use crate::store::SharedStore;
 
 pub use crate::state::{AppInner, AppState};
 
 impl AppState {
     /// Builds the state for a server reachable at `bound`. Opens nothing:
     /// the store is opened by the caller so errors surface before binding.
-    pub fn new(cfg: Config, store: Store, bound: SocketAddr) -> anyhow::Result<AppState> {
+    pub async fn new(
+        cfg: Config,
+        store: SharedStore,
+        bound: SocketAddr,
+    ) -> anyhow::Result<AppState> {
         let jwt = match &cfg.auth.jwt_secret {
             Some(s) => JwtKeys::from_secret(s.expose().as_bytes()),
             None => JwtKeys::load_or_create(&cfg.data_dir)?,
@@ -31,7 +35,7 @@ impl AppState {
         let public_base = cfg.public_base(bound);
         let mut allowed_origins = vec![parse_origin(&public_base).unwrap_or_default()];
         allowed_origins.extend(cfg.cors_origins.iter().filter_map(|o| parse_origin(o)));
-        let recovered = store.recover_streaming()?;
+        let recovered = store.recover_streaming().await?;
         if recovered > 0 {
             tracing::warn!(
                 count = recovered,
@@ -40,20 +44,20 @@ impl AppState {
         }
         // Limits, quotas and prices change only in the config file: record
         // the settings in the audit log whenever they differ from last time.
-        if let Err(e) = crate::limits::audit::record_if_changed(&store, &cfg) {
+        if let Err(e) = crate::limits::audit::record_if_changed(&store, &cfg).await {
             tracing::error!(error = %e, "cannot record the governance settings in the audit log");
         }
-        let setup_token = if store.user_count()? == 0 {
+        let setup_token = if store.user_count().await? == 0 {
             Some(tokens::random_token())
         } else {
             None
         };
         // Config `[[providers]]` first, then the environment, then what admins
         // stored; local servers are detected by the refresh loop in `serve`.
-        let providers = crate::provider_admin::build_registry(&cfg, &store)?;
+        let providers = crate::provider_admin::build_registry(&cfg, &store).await?;
         let search = crate::search::Search::open(&cfg.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot open the search index: {e}"))?;
-        let tls = crate::tls::Tls::from_config(&cfg, &store)?;
+        let tls = crate::tls::Tls::from_config(&cfg, &store).await?;
         Ok(AppState(Arc::new(AppInner {
             tls,
             limits: Arc::new(crate::limits::Limits::new(&cfg)),
@@ -116,7 +120,7 @@ pub async fn serve_listeners(
     let timeouts = crate::server::Timeouts::from_config(&state.cfg.http);
     let mut tasks = vec![tokio::spawn(tls.clone().run(
         state.live.subscribe(),
-        state.store.downgrade(),
+        Arc::downgrade(&state.store),
         cancel.child_token(),
     ))];
     if let Some(http) = listeners.http {
@@ -189,7 +193,12 @@ async fn serve_on<A: crate::server::Accept>(
         let task = tokio::spawn(async move { gens.shutdown(grace).await });
         *drain_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
     };
-    let indexer = tokio::spawn(state.search.clone().run_indexer(state.store.downgrade()));
+    let indexer = tokio::spawn(
+        state
+            .search
+            .clone()
+            .run_indexer(Arc::downgrade(&state.store)),
+    );
     let search = state.search.clone();
     // Connection caps and the header/body/idle deadlines: `server`.
     let timeouts = crate::server::Timeouts::from_config(&state.cfg.http);
@@ -221,11 +230,11 @@ async fn maintenance(state: AppState) {
         state.limits.prune();
         let idle = state.cfg.auth.session_idle_hours as i64 * 3600;
         let now = crate::clock::now();
-        match state
-            .store
-            .blocking(move |s| Ok(s.prune_sessions(now, idle)? + s.prune_tokens(now)?))
-            .await
-        {
+        let pruned = match state.store.prune_sessions(now, idle).await {
+            Ok(n) => state.store.prune_tokens(now).await.map(|m| n + m),
+            Err(e) => Err(e),
+        };
+        match pruned {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "pruned expired sessions, tokens and invites"),
             Err(e) => tracing::warn!(error = %e, "session pruning failed"),

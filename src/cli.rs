@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config::{Config, DEFAULT_CONFIG, Overrides};
-use crate::store::{Role, Store, User, UserStatus};
+use crate::store::redb::RedbStore;
+use crate::store::{Role, SharedStore, User, UserStatus};
 use crate::users::invites::{Invites, invite_url};
 use crate::users::{Actor, NewUser, UserChange, UserError, Users};
 
@@ -269,7 +270,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reindex => {
             let (cfg, _) = load_config(&cli, None)?;
             let store = open_store(&cfg)?;
-            reindex(&store, &cfg)
+            runtime()?.block_on(reindex(&store, &cfg))
         }
         Command::Invite(cmd) => {
             let (cfg, _) = load_config(&cli, None)?;
@@ -279,8 +280,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn open_store(cfg: &Config) -> anyhow::Result<Store> {
-    Store::open(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))
+fn open_store(cfg: &Config) -> anyhow::Result<SharedStore> {
+    RedbStore::open_shared(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 async fn healthcheck(base: &str) -> anyhow::Result<ExitCode> {
@@ -337,12 +338,12 @@ async fn serve_main(
     cfg: Config,
     reload: impl Fn() -> Result<Config, crate::config::ConfigError> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = RedbStore::open_shared(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     // `listen`, or with TLS the https (and plain-http) addresses.
     let listeners = crate::tls::bind_listeners(&cfg).await?;
     let (bound, url) = (listeners.local_addr()?, listeners.url());
     let data_dir = cfg.data_dir.clone();
-    let state = crate::app::AppState::new(cfg, store, bound)?;
+    let state = crate::app::AppState::new(cfg, store, bound).await?;
     tracing::info!(url = %url, data_dir = %data_dir.display(), version = crate::VERSION, "listening");
     if let Some(url) = state.setup_url() {
         tracing::info!(%url, "first-run setup");
@@ -411,7 +412,7 @@ fn restore(cfg: &Config, file: &std::path::Path, reindex_now: bool) -> anyhow::R
     // rather than at the next start.
     let store = open_store(cfg)?;
     if reindex_now {
-        reindex(&store, cfg)?;
+        runtime()?.block_on(reindex(&store, cfg))?;
         crate::ops::backup::match_owner(&cfg.data_dir, &[cfg.data_dir.join("index")])?;
     } else {
         println!("the search index will be rebuilt when the server starts");
@@ -436,9 +437,10 @@ fn read_password(input: &PasswordInput) -> anyhow::Result<String> {
     Ok(pw)
 }
 
-fn find(store: &Store, username: &str) -> anyhow::Result<User> {
+async fn find(store: &SharedStore, username: &str) -> anyhow::Result<User> {
     store
-        .find_user_by_name(username)?
+        .find_user_by_name(username)
+        .await?
         .ok_or_else(|| anyhow::anyhow!("no user named {username:?}"))
 }
 
@@ -447,7 +449,7 @@ fn user_err(e: crate::users::UserError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
+async fn user_cmd(store: &SharedStore, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
     let hasher = crate::auth::password::Hasher::new();
     let users = Users {
         store,
@@ -468,7 +470,7 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
             if let Some(e) = email {
                 crate::auth::validate_email(e).map_err(|e| anyhow::anyhow!(e.public_message()))?;
             }
-            if !*admin && store.user_count()? == 0 {
+            if !*admin && store.user_count().await? == 0 {
                 anyhow::bail!(
                     "the first account must be an administrator: add --admin (or use the setup link the server prints)"
                 );
@@ -502,7 +504,7 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
             )?;
             let mut cursor = None;
             loop {
-                let page = store.list_users(cursor, 500)?;
+                let page = store.list_users(cursor, 500).await?;
                 for u in &page {
                     writeln!(
                         out,
@@ -521,7 +523,7 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
             }
         }
         UserCmd::Passwd { username, password } => {
-            let user = find(store, username)?;
+            let user = find(store, username).await?;
             // Like a reset through the admin API: sessions, refresh tokens
             // and API keys all end.
             let change = UserChange {
@@ -541,7 +543,7 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
         }
         UserCmd::Disable { username } | UserCmd::Enable { username } => {
             let disable = matches!(cmd, UserCmd::Disable { .. });
-            let user = find(store, username)?;
+            let user = find(store, username).await?;
             let status = if disable {
                 UserStatus::Disabled
             } else {
@@ -561,7 +563,7 @@ async fn user_cmd(store: &Store, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
             );
         }
         UserCmd::SetRole { username, role } => {
-            let user = find(store, username)?;
+            let user = find(store, username).await?;
             let change = UserChange {
                 role: Some((*role).into()),
                 ..UserChange::default()
@@ -581,9 +583,9 @@ fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
-fn reindex(store: &Store, cfg: &Config) -> anyhow::Result<ExitCode> {
+async fn reindex(store: &SharedStore, cfg: &Config) -> anyhow::Result<ExitCode> {
     let search = crate::search::Search::open(&cfg.data_dir)?;
-    let total = store.message_count()?;
+    let total = store.message_count().await?;
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -593,7 +595,9 @@ fn reindex(store: &Store, cfg: &Config) -> anyhow::Result<ExitCode> {
         .progress_chars("=> "),
     );
     let started = std::time::Instant::now();
-    let n = search.rebuild(store, |done, _| bar.set_position(done))?;
+    let n = search
+        .rebuild(store, |done, _| bar.set_position(done))
+        .await?;
     bar.finish_and_clear();
     search.shutdown();
     let secs = started.elapsed().as_secs_f64();
@@ -605,7 +609,11 @@ fn reindex(store: &Store, cfg: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn invite_cmd(store: &Store, cfg: &Config, cmd: &InviteCmd) -> anyhow::Result<ExitCode> {
+async fn invite_cmd(
+    store: &SharedStore,
+    cfg: &Config,
+    cmd: &InviteCmd,
+) -> anyhow::Result<ExitCode> {
     let base = cfg.public_base(cfg.listen);
     let invites = Invites { store };
     let cli = Actor::cli();
@@ -635,7 +643,7 @@ async fn invite_cmd(store: &Store, cfg: &Config, cmd: &InviteCmd) -> anyhow::Res
         }
         InviteCmd::List => {
             println!("{:<24} {:<6} {:<5} expires", "code", "role", "uses");
-            for i in invites.usable_invites(&cli).map_err(user_err)? {
+            for i in invites.usable_invites(&cli).await.map_err(user_err)? {
                 println!(
                     "{:<24} {:<6} {:<5} {}",
                     i.code,

@@ -21,7 +21,7 @@ use crate::providers::registry::{ProviderSummary, Registry, RegistryError, from_
 use crate::providers::secrets::SecretBox;
 use crate::providers::{ProviderConfig, ProviderKind, ProviderOptions, default_client};
 use crate::store::provider_records::StoredProvider;
-use crate::store::{Store, StoreError};
+use crate::store::{SharedStore, StoreError};
 
 /// How often model lists are re-fetched and local servers looked for.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(60);
@@ -49,7 +49,7 @@ pub enum AdminError {
 /// Fails when a config entry's `api_key_file` cannot be read. A stored key
 /// that cannot be decrypted is logged and the provider is added without it,
 /// so one damaged record does not keep the server down.
-pub fn build_registry(cfg: &Config, store: &Store) -> anyhow::Result<Arc<Registry>> {
+pub async fn build_registry(cfg: &Config, store: &SharedStore) -> anyhow::Result<Arc<Registry>> {
     let options = ProviderOptions {
         idle_timeout: Duration::from_secs(cfg.provider_idle_timeout_secs),
         cross_origin_redirects: cfg.provider_cross_origin_redirects,
@@ -66,7 +66,7 @@ pub fn build_registry(cfg: &Config, store: &Store) -> anyhow::Result<Arc<Registr
         tracing::info!(provider = %name, "provider configured from the environment");
     }
 
-    let stored = store.list_providers()?;
+    let stored = store.list_providers().await?;
     let secrets = if stored.iter().any(|p| p.encrypted_key.is_some()) {
         match SecretBox::load(&cfg.data_dir) {
             Ok(b) => Some(b),
@@ -238,7 +238,7 @@ fn managed_elsewhere(name: &str, source: ProviderSource, action: &str) -> AdminE
 /// changes run one at a time (on the registry's admin lock), so the store
 /// and the live registry never disagree about a name.
 pub struct ProviderAdmin<'a> {
-    pub store: &'a Store,
+    pub store: &'a SharedStore,
     pub registry: &'a Arc<Registry>,
     /// The start-up settings: the config file's providers and the data
     /// directory (where the provider key lives).
@@ -254,20 +254,22 @@ impl ProviderAdmin<'_> {
         tokio::spawn(async move { registry.refresh().await });
     }
 
-    fn stored_names(&self) -> Result<HashSet<String>, StoreError> {
+    async fn stored_names(&self) -> Result<HashSet<String>, StoreError> {
         Ok(self
             .store
-            .list_providers()?
+            .list_providers()
+            .await?
             .into_iter()
             .map(|p| p.name)
             .collect())
     }
 
     /// Every provider with its source and stored record.
-    pub fn list(&self) -> Result<Vec<ProviderState>, AdminError> {
+    pub async fn list(&self) -> Result<Vec<ProviderState>, AdminError> {
         let mut stored: HashMap<String, StoredProvider> = self
             .store
-            .list_providers()?
+            .list_providers()
+            .await?
             .into_iter()
             .map(|p| (p.name.clone(), p))
             .collect();
@@ -293,14 +295,14 @@ impl ProviderAdmin<'_> {
     }
 
     /// One provider as it is now.
-    pub fn view_of(&self, name: &str) -> Result<ProviderState, AdminError> {
+    pub async fn view_of(&self, name: &str) -> Result<ProviderState, AdminError> {
         let summary = self
             .registry
             .list()
             .into_iter()
             .find(|p| p.name == name)
             .ok_or(AdminError::NotFound)?;
-        let stored = self.store.get_provider(name)?;
+        let stored = self.store.get_provider(name).await?;
         let names: HashSet<String> = stored.iter().map(|s| s.name.clone()).collect();
         let source = source_of(self.cfg, &names, name);
         let counts = model_counts(self.registry);
@@ -350,20 +352,16 @@ impl ProviderAdmin<'_> {
             created_at: now,
             updated_at: now,
         };
-        self.store
-            .blocking(move |s| {
-                if let Some(k) = &key {
-                    let sealer =
-                        SecretBox::load_or_create(&data_dir).map_err(std::io::Error::other)?;
-                    rec.encrypted_key = Some(sealer.seal(&rec.name, k));
-                }
-                s.create_provider(&rec)
-            })
-            .await?;
+        if let Some(k) = &key {
+            let sealer = SecretBox::load_or_create(&data_dir)
+                .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+            rec.encrypted_key = Some(sealer.seal(&rec.name, k));
+        }
+        self.store.create_provider(&rec).await?;
         if let Err(e) = self.registry.add(config) {
             // Taken meanwhile (a detected server); keep store and registry alike.
             let n = name.clone();
-            let _ = self.store.blocking(move |s| s.delete_provider(&n)).await;
+            let _ = self.store.delete_provider(&n).await;
             return Err(match e {
                 RegistryError::DuplicateName(_) => AdminError::Conflict(e.to_string()),
                 other => AdminError::Validation(other.to_string()),
@@ -371,7 +369,7 @@ impl ProviderAdmin<'_> {
         }
         tracing::info!(provider = %name, "provider added by an admin");
         self.refresh_soon();
-        self.view_of(&name)
+        self.view_of(&name).await
     }
 
     /// Changes a provider. Admin-added providers accept every field; those
@@ -384,7 +382,7 @@ impl ProviderAdmin<'_> {
     ) -> Result<ProviderState, AdminError> {
         let _guard = self.registry.admin_changes().await;
         let current = self.registry.config(name).ok_or(AdminError::NotFound)?;
-        let stored = self.store.get_provider(name)?;
+        let stored = self.store.get_provider(name).await?;
         let names: HashSet<String> = stored.iter().map(|s| s.name.clone()).collect();
         let source = source_of(self.cfg, &names, name);
         let settings_change =
@@ -400,7 +398,7 @@ impl ProviderAdmin<'_> {
                 {
                     rec.enabled = enabled;
                     rec.updated_at = crate::clock::now();
-                    self.store.blocking(move |s| s.put_provider(&rec)).await?;
+                    self.store.put_provider(&rec).await?;
                 }
                 self.registry
                     .set_enabled(name, enabled)
@@ -410,7 +408,7 @@ impl ProviderAdmin<'_> {
                 }
                 tracing::info!(provider = %name, enabled, "provider enabled state changed by an admin");
             }
-            return self.view_of(name);
+            return self.view_of(name).await;
         }
 
         let Some(mut rec) = stored else {
@@ -446,26 +444,22 @@ impl ProviderAdmin<'_> {
             .validate()
             .map_err(|e| AdminError::Validation(e.to_string()))?;
         let data_dir = self.cfg.data_dir.clone();
-        self.store
-            .blocking(move |s| {
-                match new_key {
-                    None => {}
-                    Some(None) => rec.encrypted_key = None,
-                    Some(Some(k)) => {
-                        let sealer =
-                            SecretBox::load_or_create(&data_dir).map_err(std::io::Error::other)?;
-                        rec.encrypted_key = Some(sealer.seal(&rec.name, &k));
-                    }
-                }
-                s.put_provider(&rec)
-            })
-            .await?;
+        match new_key {
+            None => {}
+            Some(None) => rec.encrypted_key = None,
+            Some(Some(k)) => {
+                let sealer = SecretBox::load_or_create(&data_dir)
+                    .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+                rec.encrypted_key = Some(sealer.seal(&rec.name, &k));
+            }
+        }
+        self.store.put_provider(&rec).await?;
         self.registry
             .upsert(config)
             .map_err(|e| AdminError::Validation(e.to_string()))?;
         tracing::info!(provider = %name, "provider changed by an admin");
         self.refresh_soon();
-        self.view_of(name)
+        self.view_of(name).await
     }
 
     /// Deletes an admin-added provider.
@@ -474,12 +468,12 @@ impl ProviderAdmin<'_> {
         if self.registry.config(name).is_none() {
             return Err(AdminError::NotFound);
         }
-        let source = source_of(self.cfg, &self.stored_names()?, name);
+        let source = source_of(self.cfg, &self.stored_names().await?, name);
         if source != ProviderSource::Admin {
             return Err(managed_elsewhere(name, source, "deleted"));
         }
         let n = name.to_string();
-        match self.store.blocking(move |s| s.delete_provider(&n)).await {
+        match self.store.delete_provider(&n).await {
             Ok(()) | Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }

@@ -11,11 +11,11 @@ use crate::auth::password::Hasher;
 use crate::auth::throttle::LoginThrottle;
 use crate::auth::tokens::JwtKeys;
 use crate::config::Config;
-use crate::store::{AuditEntry, Store};
+use crate::store::{AuditEntry, SharedStore};
 
 pub struct AppInner {
     pub cfg: Config,
-    pub store: Store,
+    pub store: SharedStore,
     pub hasher: Arc<Hasher>,
     pub jwt: JwtKeys,
     pub throttle: LoginThrottle,
@@ -71,7 +71,7 @@ impl AppState {
     /// the action itself already happened.
     pub async fn audit(&self, e: AuditEntry) {
         let action = e.action.clone();
-        if let Err(err) = self.store.blocking(move |s| s.append_audit(&e)).await {
+        if let Err(err) = self.store.append_audit(&e).await {
             tracing::error!(%action, error = %err, "failed to write audit entry");
         }
     }

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::events::{ErrorEvent, GenEvent, Logged, Meta, Title, UsageEvent};
 use crate::providers::{ChatEvent, ChatRequest, Provider, ProviderError};
-use crate::store::Store;
+use crate::store::SharedStore;
 use crate::store::chat::{Message, MessageError, MessageStatus, Usage};
 
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
@@ -237,7 +237,7 @@ impl Manager {
         let _ = tokio::time::timeout(Duration::from_secs(5), all()).await;
     }
 
-    fn ensure_flusher(self: &Arc<Self>, store: &Store) {
+    fn ensure_flusher(self: &Arc<Self>, store: &SharedStore) {
         if self
             .flusher_started
             .swap(true, std::sync::atomic::Ordering::SeqCst)
@@ -247,7 +247,7 @@ impl Manager {
         // Holds only weak references, so it ends with the server and never
         // keeps the database open.
         let weak: Weak<Manager> = Arc::downgrade(self);
-        let store_weak = store.downgrade();
+        let store_weak = Arc::downgrade(store);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(FLUSH_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -262,7 +262,7 @@ impl Manager {
         });
     }
 
-    async fn flush(&self, store: &Store) {
+    async fn flush(&self, store: &SharedStore) {
         let parts: Vec<(Uuid, Uuid, String)> = self
             .gens()
             .values()
@@ -279,7 +279,7 @@ impl Manager {
         if parts.is_empty() {
             return;
         }
-        if let Err(e) = store.blocking(move |s| s.flush_partials(&parts)).await {
+        if let Err(e) = store.flush_partials(&parts).await {
             tracing::error!(error = %e, "failed to persist streamed text");
         }
     }
@@ -309,7 +309,7 @@ impl Manager {
     /// before this returns, so every follower sees it first.
     pub fn start(
         self: &Arc<Self>,
-        store: &Store,
+        store: &SharedStore,
         job: Job,
         on_finish: OnFinish,
     ) -> Arc<Generation> {
@@ -372,7 +372,7 @@ async fn await_title(g: &Generation, task: BoxFuture<'static, Option<Title>>) ->
     }
 }
 
-async fn run(g: Arc<Generation>, store: Store, mut job: Job, on_finish: OnFinish) {
+async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: OnFinish) {
     let started = Instant::now();
     let mut usage: Option<(u64, u64)> = None;
     let input_estimate: u64 = job
@@ -480,7 +480,7 @@ async fn run(g: Arc<Generation>, store: Store, mut job: Job, on_finish: OnFinish
     // Store first, then announce: a client that sees `done` and reloads
     // must find the final message.
     let m2 = msg.clone();
-    if let Err(e) = store.blocking(move |s| s.finish_message(&m2)).await {
+    if let Err(e) = store.finish_message(&m2).await {
         tracing::error!(generation_id = %g.id, error = %e, "failed to store the finished answer");
     }
     // The text is final: the flusher must not write it again.

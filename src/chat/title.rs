@@ -12,8 +12,8 @@ use super::generation::Outcome;
 use crate::limits::Limits;
 use crate::providers::registry::Registry;
 use crate::providers::{ChatEvent, ChatMessage, ChatRequest};
-use crate::store::Store;
 use crate::store::chat::{Message, MessageRole};
+use crate::store::{ConversationPatch, SharedStore, TitleChange};
 
 /// How long the model gets to make a title before the fallback is used.
 const TITLE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -21,7 +21,7 @@ const TITLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// What naming a conversation needs.
 #[derive(Clone)]
 pub struct Titles {
-    pub store: Store,
+    pub store: SharedStore,
     pub providers: Arc<Registry>,
     pub limits: Arc<Limits>,
 }
@@ -52,10 +52,11 @@ impl Titles {
 
     /// The first user message on the way to `answer`, if the conversation
     /// still exists.
-    fn first_question(&self, user_id: Uuid, answer: &Message) -> Option<String> {
+    async fn first_question(&self, user_id: Uuid, answer: &Message) -> Option<String> {
         let all = self
             .store
             .list_messages(user_id, answer.conversation_id)
+            .await
             .ok()?;
         Some(
             super::thread_to(&all, Some(answer.id))
@@ -72,11 +73,11 @@ impl Titles {
     /// replaces it with a model-made title (make_title).
     async fn title_from_question(&self, user_id: Uuid, answer: Message) -> Option<Title> {
         let cid = answer.conversation_id;
-        let conv = self.store.get_conversation(user_id, cid).ok()?;
+        let conv = self.store.get_conversation(user_id, cid).await.ok()?;
         if !conv.title_auto || conv.title != super::DEFAULT_TITLE {
             return None;
         }
-        let title = super::fallback_title(&self.first_question(user_id, &answer)?);
+        let title = super::fallback_title(&self.first_question(user_id, &answer).await?);
         if title == super::DEFAULT_TITLE {
             return None;
         }
@@ -94,11 +95,11 @@ impl Titles {
         with: TitleCredential,
     ) -> Option<Title> {
         let cid = answer.conversation_id;
-        let conv = self.store.get_conversation(user_id, cid).ok()?;
+        let conv = self.store.get_conversation(user_id, cid).await.ok()?;
         if !conv.title_auto {
             return None;
         }
-        let first_user = self.first_question(user_id, &answer)?;
+        let first_user = self.first_question(user_id, &answer).await?;
         let fallback = super::fallback_title(&first_user);
         let model = answer.model.clone().unwrap_or_default();
         let mut used = None;
@@ -191,24 +192,21 @@ impl Titles {
         title: String,
         last: bool,
     ) -> Option<Title> {
-        let t = title.clone();
-        let set = self
+        let patch = ConversationPatch {
+            title: Some(TitleChange::Auto {
+                title: title.clone(),
+                last,
+                default: super::DEFAULT_TITLE.into(),
+            }),
+            ..Default::default()
+        };
+        let stored = self
             .store
-            .blocking(move |s| {
-                let mut set = false;
-                s.update_conversation(user_id, cid, false, |c, _| {
-                    let unnamed = c.title_auto && (last || c.title == super::DEFAULT_TITLE);
-                    if unnamed {
-                        c.title = t;
-                        c.title_auto = !last;
-                        set = true;
-                    }
-                    Ok(())
-                })?;
-                Ok(set)
-            })
-            .await;
-        matches!(set, Ok(true)).then_some(Title {
+            .update_conversation(user_id, cid, patch)
+            .await
+            .ok()?;
+        // Unchanged when the conversation was named meanwhile.
+        (stored.title == title).then_some(Title {
             conversation_id: cid,
             title,
         })

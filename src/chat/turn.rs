@@ -20,7 +20,7 @@ use crate::limits::Limits;
 use crate::providers::ChatRequest;
 use crate::providers::registry::Registry;
 use crate::store::chat::{Conversation, Message, MessageRole, MessageStatus};
-use crate::store::{Store, StoreError};
+use crate::store::{SharedStore, StoreError};
 
 pub const MAX_CONTENT_CHARS: usize = 200_000;
 
@@ -28,7 +28,7 @@ pub const MAX_CONTENT_CHARS: usize = 200_000;
 /// state.
 #[derive(Clone)]
 pub struct ChatService {
-    pub store: Store,
+    pub store: SharedStore,
     pub providers: Arc<Registry>,
     pub limits: Arc<Limits>,
     pub generations: Arc<Manager>,
@@ -135,7 +135,7 @@ impl ChatService {
             .admit(&self.store, user, super::estimate_tokens(&req.content))
             .await?;
         let uid = user.id();
-        let placed = self.place(uid, &req, regen)?;
+        let placed = self.place(uid, &req, regen).await?;
         let (model, provider_name, provider, window) = self.choose_model(&req, &placed.conv)?;
 
         let ctx = placed.context(window)?;
@@ -148,15 +148,17 @@ impl ChatService {
         assistant.model = Some(model.clone());
         assistant.provider = Some(provider_name.clone());
         assistant.status = MessageStatus::Streaming;
-        let um = placed.user_msg.clone();
-        let am = assistant.clone();
-        let new_conv = placed.is_new.then(|| placed.conv.clone());
+        let new_conv = placed.is_new.then_some(&placed.conv);
         // Sending with a model makes it the conversation's model.
         let remember_model = req.model.clone();
         self.store
-            .blocking(move |s| {
-                s.start_turn(uid, new_conv.as_ref(), remember_model, um.as_ref(), &am)
-            })
+            .start_turn(
+                uid,
+                new_conv,
+                remember_model,
+                placed.user_msg.as_ref(),
+                &assistant,
+            )
             .await
             .map_err(conversation_missing)?;
 
@@ -218,13 +220,14 @@ impl ChatService {
 
     /// The conversation (existing and owned, or new) and where the new
     /// messages hang in its tree.
-    fn place(&self, uid: Uuid, req: &TurnRequest, regen: Option<Uuid>) -> AppResult<Placed> {
+    async fn place(&self, uid: Uuid, req: &TurnRequest, regen: Option<Uuid>) -> AppResult<Placed> {
         let (conv, is_new) = match req.conversation_id.as_deref().filter(|s| !s.is_empty()) {
             Some(id) => {
                 let cid = Uuid::parse_str(id).map_err(|_| AppError::ConversationNotFound)?;
                 let c = self
                     .store
                     .get_conversation(uid, cid)
+                    .await
                     .map_err(conversation_missing)?;
                 (c, false)
             }
@@ -238,7 +241,7 @@ impl ChatService {
         let all = if is_new {
             Vec::new()
         } else {
-            self.store.list_messages(uid, conv.id)?
+            self.store.list_messages(uid, conv.id).await?
         };
         if let Some(rid) = regen {
             let target = all
@@ -315,7 +318,8 @@ impl ChatService {
         g.wait().await;
         let m = self
             .store
-            .get_message(user.id(), g.conversation_id, g.message_id)?;
+            .get_message(user.id(), g.conversation_id, g.message_id)
+            .await?;
         if m.status == MessageStatus::Error
             && let Some(err) = &m.error
         {

@@ -66,7 +66,7 @@ pub async fn list_users(
     Query(page): Query<Page>,
 ) -> AppResult<Json<UserList>> {
     let n = limit(&page)?;
-    let users = state.store.list_users(cursor(&page)?, n + 1)?;
+    let users = state.store.list_users(cursor(&page)?, n + 1).await?;
     let more = users.len() > n;
     let items: Vec<_> = users
         .iter()
@@ -232,7 +232,8 @@ pub async fn list_invites(
     let items = Invites {
         store: &state.store,
     }
-    .usable_invites(&actor(&client, Some(&admin.user)))?
+    .usable_invites(&actor(&client, Some(&admin.user)))
+    .await?
     .iter()
     .map(|i| invite_view(&state.public_base, i))
     .collect();
@@ -294,11 +295,12 @@ pub async fn list_audit(
     let n = limit(&page)?;
     let filter = q.filter()?;
     let (entries, resume) = if filter.is_empty() {
-        (state.store.list_audit(cursor(&page)?, n + 1)?, None)
+        (state.store.list_audit(cursor(&page)?, n + 1).await?, None)
     } else {
         state
             .store
-            .list_audit_filtered(cursor(&page)?, n + 1, &filter)?
+            .list_audit_filtered(cursor(&page)?, n + 1, &filter)
+            .await?
     };
     let more = entries.len() > n;
     let items: Vec<AuditView> = entries

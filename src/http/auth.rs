@@ -166,10 +166,7 @@ async fn start_session(
     };
     let hash = tokens::hash_token(&token);
     let s2 = session.clone();
-    state
-        .store
-        .blocking(move |s| s.put_session(&hash, &s2))
-        .await?;
+    state.store.put_session(&hash, &s2).await?;
     let mut resp = (
         status,
         axum::Json(LoginResponse {
@@ -391,11 +388,7 @@ pub async fn logout(
 ) -> AppResult<Response> {
     if let Some(sid) = user.session_id() {
         let uid = user.id();
-        match state
-            .store
-            .blocking(move |s| s.delete_session(uid, sid))
-            .await
-        {
+        match state.store.delete_session(uid, sid).await {
             Ok(()) | Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
@@ -454,7 +447,8 @@ pub async fn list_sessions(
     let current = user.session_id();
     let mut items: Vec<SessionView> = state
         .store
-        .list_sessions(user.id())?
+        .list_sessions(user.id())
+        .await?
         .into_iter()
         .filter(|s| {
             let now = clock::now();
@@ -488,10 +482,7 @@ pub async fn revoke_session(
 ) -> AppResult<StatusCode> {
     let sid = parse_id(&id, "session")?;
     let uid = user.id();
-    let res = state
-        .store
-        .blocking(move |s| s.delete_session(uid, sid))
-        .await;
+    let res = state.store.delete_session(uid, sid).await;
     let outcome = match &res {
         Ok(()) => "ok",
         Err(StoreError::NotFound) => "NOT_FOUND",
@@ -528,10 +519,7 @@ pub async fn revoke_other_sessions(
 ) -> AppResult<Json<RevokedCount>> {
     let uid = user.id();
     let keep = user.session_id();
-    let n = state
-        .store
-        .blocking(move |s| s.delete_sessions_except(uid, keep))
-        .await?;
+    let n = state.store.delete_sessions_except(uid, keep).await?;
     audit(
         &state,
         &client,

@@ -17,11 +17,11 @@ use crate::chat::{new_conversation, validate_model};
 use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::store::StoreError;
 use crate::store::chat::{
     Conversation, ConversationCursor, ConversationFilter, Message, MessageError, MessageRole,
     MessageStatus, Usage,
 };
+use crate::store::{ConversationPatch, StoreError, TitleChange};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -194,7 +194,8 @@ pub async fn list(
     };
     let mut convs = state
         .store
-        .list_conversations(user.id(), cursor, filter, limit + 1)?;
+        .list_conversations(user.id(), cursor, filter, limit + 1)
+        .await?;
     let more = convs.len() > limit;
     convs.truncate(limit);
     let next_cursor = more
@@ -259,10 +260,7 @@ pub async fn create(
     }
     let c = new_conversation(user.id(), title, req.model, req.system_prompt);
     let c2 = c.clone();
-    state
-        .store
-        .blocking(move |s| s.create_conversation(&c2))
-        .await?;
+    state.store.create_conversation(&c2).await?;
     Ok(created(ConversationView::from(&c)))
 }
 
@@ -308,10 +306,12 @@ pub async fn read(
     let c = state
         .store
         .get_conversation(user.id(), cid)
+        .await
         .map_err(not_found)?;
     let all = state
         .store
         .list_messages(user.id(), cid)
+        .await
         .map_err(not_found)?;
     let thread = chat::thread_to(&all, c.current_leaf);
     let start = thread.len().saturating_sub(limit);
@@ -370,43 +370,18 @@ pub async fn update(
             })
         })
         .transpose()?;
-    // Only content changes move a conversation up the list; pinning or
-    // switching branches do not.
-    let touch = title.is_some() || req.model.is_some() || req.system_prompt.is_some();
-    let uid = user.id();
-    let res = state
-        .store
-        .blocking(move |s| {
-            s.update_conversation(uid, cid, touch, |c, msgs| {
-                if let Some(t) = title {
-                    c.title = t;
-                    c.title_auto = false;
-                }
-                if let Some(m) = req.model {
-                    c.model = m;
-                }
-                if let Some(p) = req.system_prompt {
-                    c.system_prompt = p.filter(|s| !s.trim().is_empty());
-                }
-                if let Some(p) = req.pinned {
-                    c.pinned = p;
-                }
-                if let Some(a) = req.archived {
-                    c.archived = a;
-                }
-                if let Some(l) = leaf {
-                    if !msgs.iter().any(|m| m.id == l) {
-                        return Err(StoreError::Conflict(
-                            "current_leaf is not a message of this conversation".into(),
-                        ));
-                    }
-                    c.current_leaf = Some(chat::deepest_leaf(msgs, l));
-                }
-                Ok(())
-            })
-        })
-        .await;
-    match res {
+    let patch = ConversationPatch {
+        // Only content changes move a conversation up the list; pinning or
+        // switching branches do not.
+        touch: title.is_some() || req.model.is_some() || req.system_prompt.is_some(),
+        title: title.map(TitleChange::Set),
+        model: req.model,
+        system_prompt: req.system_prompt,
+        pinned: req.pinned,
+        archived: req.archived,
+        current_leaf: leaf,
+    };
+    match state.store.update_conversation(user.id(), cid, patch).await {
         Ok(c) => Ok(Json((&c).into())),
         Err(StoreError::Conflict(m)) => Err(AppError::Validation(m)),
         Err(e) => Err(not_found(e)),
@@ -425,12 +400,13 @@ pub async fn remove(
     state
         .store
         .get_conversation(user.id(), cid)
+        .await
         .map_err(not_found)?;
     state.generations.stop_conversation(cid);
     let uid = user.id();
     state
         .store
-        .blocking(move |s| s.delete_conversation(uid, cid))
+        .delete_conversation(uid, cid)
         .await
         .map_err(not_found)?;
     Ok(StatusCode::NO_CONTENT)
@@ -463,10 +439,12 @@ pub async fn messages(
     let c = state
         .store
         .get_conversation(user.id(), cid)
+        .await
         .map_err(not_found)?;
     let all = state
         .store
         .list_messages(user.id(), cid)
+        .await
         .map_err(not_found)?;
     let thread = chat::thread_to(&all, c.current_leaf);
     let end = match q.before.as_deref().filter(|b| !b.is_empty()) {
@@ -506,10 +484,12 @@ pub async fn tree(
     let c = state
         .store
         .get_conversation(user.id(), cid)
+        .await
         .map_err(not_found)?;
     let all = state
         .store
         .list_messages(user.id(), cid)
+        .await
         .map_err(not_found)?;
     Ok(Json(Tree {
         current_leaf: c.current_leaf.map(|l| l.to_string()),

@@ -138,7 +138,7 @@ pub async fn export_conversation(
     let uid = user.id();
     let (c, msgs) = state
         .store
-        .blocking(move |s| s.conversation_with_messages(uid, cid))
+        .conversation_with_messages(uid, cid)
         .await
         .map_err(not_found)?;
     match q.format.unwrap_or_default() {
@@ -214,10 +214,7 @@ fn attachment(
     responses((status = 200, description = "An attachment `confab-export-<date>.json` (streamed)", body = FullExport)))]
 pub async fn export_all(State(state): State<AppState>, user: CurrentUser) -> AppResult<Response> {
     let uid = user.id();
-    let ids = state
-        .store
-        .blocking(move |s| s.conversation_ids(uid))
-        .await?;
+    let ids = state.store.conversation_ids(uid).await?;
     let now = time::OffsetDateTime::now_utc();
     let exported_at = rfc3339(now.unix_timestamp());
     let head = format!(
@@ -282,11 +279,7 @@ impl ExportWalk {
                 break;
             };
             let uid = self.user_id;
-            let r = self
-                .state
-                .store
-                .blocking(move |s| s.conversation_with_messages(uid, id))
-                .await;
+            let r = self.state.store.conversation_with_messages(uid, id).await;
             let (c, msgs) = match r {
                 Ok(x) => x,
                 // Deleted since the export started.
@@ -345,10 +338,7 @@ pub async fn import(
     let ImportPlan { ready, report } =
         plan(&FIELD_CHECKS, user.id(), doc).map_err(AppError::Validation)?;
     if !ready.is_empty() {
-        state
-            .store
-            .blocking(move |s| s.import_conversations(&ready))
-            .await?;
+        state.store.import_conversations(&ready).await?;
     }
     Ok(Json(report))
 }

@@ -61,7 +61,8 @@ pub async fn verify(
         Credential::ApiKey(hash) => {
             let key = state
                 .store
-                .get_api_key(hash)?
+                .get_api_key(hash)
+                .await?
                 .ok_or(AppError::AuthRequired)?;
             if key.expires_at.is_some_and(|e| e <= now) {
                 return Err(AppError::SessionExpired);
@@ -75,12 +76,13 @@ pub async fn verify(
                 state
                     .store
                     .get_user(key.user_id)
+                    .await
                     .map_err(|_| AppError::AuthRequired)?,
             )?;
             if key.last_used_at.is_none_or(|t| now - t >= 60) {
                 let store = state.store.clone();
                 let hash = hash.clone();
-                tokio::task::spawn_blocking(move || store.touch_api_key(&hash, now));
+                tokio::spawn(async move { store.touch_api_key(&hash, now).await });
             }
             Ok(CurrentUser {
                 user,
@@ -98,6 +100,7 @@ pub async fn verify(
                 state
                     .store
                     .get_user(id)
+                    .await
                     .map_err(|_| AppError::AuthRequired)?,
             )?;
             Ok(CurrentUser {
@@ -108,26 +111,28 @@ pub async fn verify(
         Credential::Session(hash) => {
             let session = state
                 .store
-                .get_session(hash)?
+                .get_session(hash)
+                .await?
                 .ok_or(AppError::AuthRequired)?;
             let idle = state.cfg.auth.session_idle_hours as i64 * 3600;
             if session.expires_at <= now || session.last_seen + idle <= now {
                 let store = state.store.clone();
                 let (uid, sid) = (session.user_id, session.id);
-                tokio::task::spawn_blocking(move || store.delete_session(uid, sid));
+                tokio::spawn(async move { store.delete_session(uid, sid).await });
                 return Err(AppError::SessionExpired);
             }
             let user = active(
                 state
                     .store
                     .get_user(session.user_id)
+                    .await
                     .map_err(|_| AppError::AuthRequired)?,
             )?;
             // last_seen only needs minute precision; skip the fsync on most requests.
             if now - session.last_seen >= 60 {
                 let store = state.store.clone();
                 let hash = hash.clone();
-                tokio::task::spawn_blocking(move || store.touch_session(&hash, now));
+                tokio::spawn(async move { store.touch_session(&hash, now).await });
             }
             Ok(CurrentUser {
                 user,

@@ -66,21 +66,17 @@ pub async fn deep(
     }
     let started = Instant::now();
     let now = crate::clock::now();
-    state
-        .store
-        .blocking(move |s| s.probe(now))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "deep health check failed");
-            AppError::Unavailable("the store failed a read/write check".into())
-        })?;
+    state.store.probe(now).await.map_err(|e| {
+        tracing::error!(error = %e, "deep health check failed");
+        AppError::Unavailable("the store failed a read/write check".into())
+    })?;
     Ok(Json(DeepHealth {
         status: "ok",
         version: crate::VERSION,
         store: StoreHealth {
             ok: true,
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-            schema_version: state.store.schema_version()?,
+            schema_version: state.store.schema_version().await?,
         },
         tls: state.tls.as_ref().map(|t| t.health()),
     }))

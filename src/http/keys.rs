@@ -131,7 +131,8 @@ pub async fn list_keys(
 ) -> AppResult<Json<KeyList>> {
     let mut items: Vec<KeyView> = state
         .store
-        .list_api_keys(user.id())?
+        .list_api_keys(user.id())
+        .await?
         .into_iter()
         .map(view)
         .collect();
@@ -152,10 +153,7 @@ pub async fn delete_key(
 ) -> AppResult<StatusCode> {
     let kid = parse_id(&id, "API key")?;
     let uid = user.id();
-    let res = state
-        .store
-        .blocking(move |s| s.delete_api_key(uid, kid))
-        .await;
+    let res = state.store.delete_api_key(uid, kid).await;
     let outcome = match &res {
         Ok(_) => "ok",
         Err(StoreError::NotFound) => "NOT_FOUND",

@@ -44,15 +44,17 @@ fn not_found() -> Response {
 /// Samples the on-demand values and encodes the registry.
 pub async fn render(state: &AppState) -> Response {
     let st = state.clone();
+    let lag = st.store.outbox_len().await.unwrap_or(0);
     let text = tokio::task::spawn_blocking(move || {
         let l = &st.limits;
         let m = &l.metrics;
-        m.search_lag
-            .set(st.store.outbox_len().unwrap_or(0).min(i64::MAX as u64) as i64);
+        m.search_lag.set(lag.min(i64::MAX as u64) as i64);
         m.search_docs.set(st.search.num_docs() as i64);
         m.search_index_bytes.set(st.search.disk_bytes() as i64);
         m.store_bytes.set(
-            std::fs::metadata(st.store.path())
+            st.store
+                .file()
+                .and_then(|f| std::fs::metadata(f.path()).ok())
                 .map(|md| md.len() as i64)
                 .unwrap_or(0),
         );

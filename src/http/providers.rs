@@ -229,7 +229,8 @@ pub async fn admin_list(
     _admin: Admin,
 ) -> AppResult<Json<AdminProviderList>> {
     let items = service(&state)
-        .list()?
+        .list()
+        .await?
         .into_iter()
         .map(admin_view)
         .collect();

@@ -125,13 +125,10 @@ pub async fn search(
     let next = req.offset + req.limit;
     let (search, store) = (state.search.clone(), state.store.clone());
     let partial = search.is_partial();
-    let found = tokio::task::spawn_blocking(move || search.search_hits(&store, &req))
-        .await
-        .map_err(AppError::internal)?
-        .map_err(|e| match e {
-            SearchError::BadQuery(m) => AppError::Validation(format!("q: {m}")),
-            other => AppError::internal(other),
-        })?;
+    let found = search.search_hits(&store, req).await.map_err(|e| match e {
+        SearchError::BadQuery(m) => AppError::Validation(format!("q: {m}")),
+        other => AppError::internal(other),
+    })?;
     let hits = found
         .hits
         .into_iter()

@@ -87,10 +87,7 @@ pub async fn own_usage(
         usage::parse_range(q.from.as_deref(), q.to.as_deref()).map_err(AppError::Validation)?;
     let uid = user.id();
     let (a, b) = (day_number(from), day_number(to));
-    let rows = state
-        .store
-        .blocking(move |s| s.usage_of_user(uid, a, b))
-        .await?;
+    let rows = state.store.usage_of_user(uid, a, b).await?;
     let limits = &state.limits;
     let today = limits.quotas.today(&state.store, uid).await?;
     let quota = QuotaStatus::new(limits.quota_of(&user.user), today);
@@ -118,21 +115,18 @@ pub async fn admin_usage(
     let (from, to) =
         usage::parse_range(q.from.as_deref(), q.to.as_deref()).map_err(AppError::Validation)?;
     let (a, b) = (day_number(from), day_number(to));
-    let (rows, names) = state
-        .store
-        .blocking(move |s| {
-            let rows = s.usage_between(a, b)?;
-            let names: HashMap<uuid::Uuid, String> = if group == GroupBy::User {
-                s.list_users(None, usize::MAX)?
-                    .into_iter()
-                    .map(|u| (u.id, u.username))
-                    .collect()
-            } else {
-                HashMap::new()
-            };
-            Ok((rows, names))
-        })
-        .await?;
+    let rows = state.store.usage_between(a, b).await?;
+    let names: HashMap<uuid::Uuid, String> = if group == GroupBy::User {
+        state
+            .store
+            .list_users(None, usize::MAX)
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u.username))
+            .collect()
+    } else {
+        HashMap::new()
+    };
     let report = usage::admin_report(&rows, from, to, group, |id| names.get(&id).cloned());
     if csv {
         let name = format!(

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::store::audit_query::AuditFilter;
-use crate::store::{AuditEntry, Store, StoreResult};
+use crate::store::{AuditEntry, SharedStore, StoreResult};
 
 /// The audit action of a change of the governance settings.
 pub const ACTION: &str = "config.limits";
@@ -137,14 +137,14 @@ fn groups_names() -> Vec<&'static str> {
 }
 
 /// The newest `config.limits` entry, if any.
-fn last_entry(store: &Store) -> StoreResult<Option<AuditEntry>> {
+async fn last_entry(store: &SharedStore) -> StoreResult<Option<AuditEntry>> {
     let f = AuditFilter {
         action: Some(ACTION.into()),
         ..Default::default()
     };
     let mut before = None;
     loop {
-        let (found, resume) = store.list_audit_filtered(before, 1, &f)?;
+        let (found, resume) = store.list_audit_filtered(before, 1, &f).await?;
         if let Some(e) = found.into_iter().next() {
             return Ok(Some(e));
         }
@@ -158,10 +158,10 @@ fn last_entry(store: &Store) -> StoreResult<Option<AuditEntry>> {
 /// Writes a `config.limits` audit entry when the governance settings in
 /// `cfg` differ from the last recorded ones (or none were recorded yet).
 /// Returns whether it wrote one.
-pub fn record_if_changed(store: &Store, cfg: &Config) -> StoreResult<bool> {
+pub async fn record_if_changed(store: &SharedStore, cfg: &Config) -> StoreResult<bool> {
     let now = groups(cfg);
     let fp = fingerprint(&now);
-    let last = last_entry(store)?;
+    let last = last_entry(store).await?;
     let last_target = last.as_ref().and_then(|e| e.target.clone());
     if last_target
         .as_deref()
@@ -180,17 +180,19 @@ pub fn record_if_changed(store: &Store, cfg: &Config) -> StoreResult<bool> {
                 .collect()
         }
     };
-    store.append_audit(&AuditEntry {
-        id: Uuid::now_v7(),
-        at: crate::clock::now(),
-        actor: None,
-        actor_name: Some(ACTOR.into()),
-        action: ACTION.into(),
-        target: Some(describe(&now, &changed)),
-        ip: None,
-        user_agent: None,
-        outcome: "ok".into(),
-    })?;
+    store
+        .append_audit(&AuditEntry {
+            id: Uuid::now_v7(),
+            at: crate::clock::now(),
+            actor: None,
+            actor_name: Some(ACTOR.into()),
+            action: ACTION.into(),
+            target: Some(describe(&now, &changed)),
+            ip: None,
+            user_agent: None,
+            outcome: "ok".into(),
+        })
+        .await?;
     Ok(true)
 }
 

@@ -25,7 +25,7 @@ use crate::chat::events::GenEvent;
 use crate::chat::generation::{Generation, Outcome};
 use crate::config::Config;
 use crate::error::AppError;
-use crate::store::Store;
+use crate::store::SharedStore;
 use crate::store::chat::Message;
 use quota::{Effective, Quotas, Refusal, Reservation};
 use rate::{Class, Decision, RateLimits};
@@ -89,7 +89,7 @@ impl Limits {
     /// and `estimate` tokens). The reservation is settled by [`Self::finish`].
     pub async fn admit(
         &self,
-        store: &Store,
+        store: &SharedStore,
         user: &CurrentUser,
         estimate: u64,
     ) -> Result<Reservation, AppError> {
@@ -169,7 +169,7 @@ impl Limits {
     /// background: called from the generation's finish hook).
     pub fn finish(
         self: &Arc<Self>,
-        store: &Store,
+        store: &SharedStore,
         reservation: Reservation,
         msg: &Message,
         outcome: Outcome,
@@ -213,7 +213,7 @@ impl Limits {
     /// Charges the tokens of a title request (no message, no reservation).
     pub async fn charge_title(
         &self,
-        store: &Store,
+        store: &SharedStore,
         user: Uuid,
         provider: &str,
         model: &str,

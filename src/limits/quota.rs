@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 use crate::store::usage::Charge;
-use crate::store::{QuotaOverride, Store, StoreResult};
+use crate::store::{QuotaOverride, SharedStore, StoreResult};
 
 /// The limits that apply to one user today (None = unlimited).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -90,9 +90,14 @@ impl Quotas {
             .clone()
     }
 
-    fn ensure_today(st: &mut UserState, store: &Store, user: Uuid, day: u32) -> StoreResult<()> {
+    async fn ensure_today(
+        st: &mut UserState,
+        store: &SharedStore,
+        user: Uuid,
+        day: u32,
+    ) -> StoreResult<()> {
         if st.today.is_none_or(|t| t.day != day) {
-            let c = store.usage_user_day(user, day)?;
+            let c = store.usage_user_day(user, day).await?;
             st.today = Some(DayTotals {
                 day,
                 messages: c.messages,
@@ -106,7 +111,7 @@ impl Quotas {
     /// `estimate` tokens until it is settled.
     pub async fn reserve(
         self: &Arc<Self>,
-        store: &Store,
+        store: &SharedStore,
         user: Uuid,
         quota: Effective,
         max_running: u32,
@@ -118,7 +123,7 @@ impl Quotas {
             return Ok(Err(Refusal::Concurrency { limit: max_running }));
         }
         let day = crate::clock::today();
-        Self::ensure_today(&mut st, store, user, day)?;
+        Self::ensure_today(&mut st, store, user, day).await?;
         let t = st.today.unwrap_or_default();
         if let Some(limit) = quota.messages_per_day {
             let used = t.messages + u64::from(st.running);
@@ -152,7 +157,7 @@ impl Quotas {
     /// lock; with `release`, also ends that reservation.
     async fn apply(
         &self,
-        store: &Store,
+        store: &SharedStore,
         user: Uuid,
         charge: Option<Charge>,
         release: Option<u64>,
@@ -163,9 +168,7 @@ impl Quotas {
         if let Some(c) = charge.filter(|c| !c.is_empty()) {
             let day = crate::clock::today();
             let c2 = c.clone();
-            result = store
-                .blocking(move |s| s.charge_usage(user, day, &c2))
-                .await;
+            result = store.charge_usage(user, day, &c2).await;
             if result.is_ok() {
                 match &mut st.today {
                     Some(t) if t.day == day => {
@@ -185,15 +188,15 @@ impl Quotas {
     }
 
     /// Charges usage that had no reservation (title generation).
-    pub async fn charge(&self, store: &Store, user: Uuid, charge: Charge) -> StoreResult<()> {
+    pub async fn charge(&self, store: &SharedStore, user: Uuid, charge: Charge) -> StoreResult<()> {
         self.apply(store, user, Some(charge), None).await
     }
 
     /// Today's usage of `user` (read from the store when not cached).
-    pub async fn today(&self, store: &Store, user: Uuid) -> StoreResult<Today> {
+    pub async fn today(&self, store: &SharedStore, user: Uuid) -> StoreResult<Today> {
         let slot = self.slot(user);
         let mut st = slot.lock().await;
-        Self::ensure_today(&mut st, store, user, crate::clock::today())?;
+        Self::ensure_today(&mut st, store, user, crate::clock::today()).await?;
         let t = st.today.unwrap_or_default();
         Ok(Today {
             messages: t.messages,
@@ -248,7 +251,7 @@ impl Reservation {
     }
 
     /// Charges what the answer used and ends the reservation.
-    pub async fn settle(mut self, store: &Store, charge: Option<Charge>) -> StoreResult<()> {
+    pub async fn settle(mut self, store: &SharedStore, charge: Option<Charge>) -> StoreResult<()> {
         self.done = true;
         self.quotas
             .apply(store, self.user, charge, Some(self.estimate))

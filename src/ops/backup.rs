@@ -26,7 +26,7 @@ use crate::auth::tokens::{JWT_KEY_FILE, JWT_KEY_LEN};
 use crate::store::backup::{
     BackupError, BackupHeader, BackupSource, lock_for_restore, prepare_restore, read_header,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{SharedStore, StoreError};
 
 /// Key files that never go into a backup, nor come back from one (older
 /// backups did carry `jwt.key`).
@@ -53,12 +53,15 @@ pub fn key_files(data_dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
 
 /// Writes a backup of a running server's store to `dest` (a new file).
 pub fn write_from_server(
-    store: &Store,
+    store: &SharedStore,
     data_dir: &Path,
     dest: &Path,
 ) -> Result<BackupHeader, BackupError> {
+    let Some(file) = store.file() else {
+        return Err(BackupError::NotAFile);
+    };
     let files = key_files(data_dir)?;
-    store.backup_to(dest, &files, &mut |_, _| {})
+    file.backup_to(dest, &files, &mut |_, _| {})
 }
 
 /// A file name for a backup taken now: `confab-backup-20261122T013000Z.redb`.
@@ -366,7 +369,7 @@ pub enum SnapshotError {
 /// directory (same disk, so no surprise from a small /tmp), for
 /// `GET /api/admin/backup`. One at a time per process. Blocking: run it on
 /// the blocking pool.
-pub fn snapshot(store: &Store, data_dir: &Path) -> Result<Snapshot, SnapshotError> {
+pub fn snapshot(store: &SharedStore, data_dir: &Path) -> Result<Snapshot, SnapshotError> {
     use std::sync::atomic::Ordering;
     if BACKUP_RUNNING.swap(true, Ordering::SeqCst) {
         return Err(SnapshotError::Busy);

@@ -3,12 +3,13 @@
 //! or not the caller's is dropped), and a snippet with highlights.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use uuid::Uuid;
 
 use super::snippet::{self, Snippet};
 use super::{Search, SearchError, SearchRequest, SearchResult, tokenizer};
-use crate::store::Store;
+use crate::store::SharedStore;
 
 /// A hit as the caller sees it.
 #[derive(Debug, Clone)]
@@ -30,13 +31,26 @@ pub struct Hits {
 }
 
 impl Search {
-    /// Runs `req` and hydrates its hits from `store` (blocking: call it off
-    /// the async workers).
-    pub fn search_hits(&self, store: &Store, req: &SearchRequest) -> Result<Hits, SearchError> {
-        let res = self.search(req)?;
+    /// Runs `req` (on the blocking pool: tantivy reads the disk) and
+    /// hydrates its hits from `store`.
+    pub async fn search_hits(
+        self: &Arc<Self>,
+        store: &SharedStore,
+        req: SearchRequest,
+    ) -> Result<Hits, SearchError> {
+        let me = self.clone();
+        let user = req.user_id;
+        let res = match tokio::task::spawn_blocking(move || me.search(&req)).await {
+            Ok(r) => r?,
+            Err(e) => {
+                return Err(SearchError::Io(std::io::Error::other(format!(
+                    "search task failed: {e}"
+                ))));
+            }
+        };
         let has_more = res.has_more;
         Ok(Hits {
-            hits: hydrate(store, req.user_id, res),
+            hits: hydrate(store, user, res).await,
             has_more,
         })
     }
@@ -45,23 +59,26 @@ impl Search {
 /// Fills in titles, texts and snippets for `user`'s hits, dropping the
 /// ones whose source is gone (the index lags a deletion by up to a moment)
 /// or is not theirs.
-pub fn hydrate(store: &Store, user: Uuid, res: SearchResult) -> Vec<Hit> {
+pub async fn hydrate(store: &SharedStore, user: Uuid, res: SearchResult) -> Vec<Hit> {
     let mut analyzer = tokenizer::analyzer();
     let mut titles: HashMap<Uuid, Option<String>> = HashMap::new();
     let mut out = Vec::new();
     for h in res.hits {
-        let title = titles
-            .entry(h.conversation_id)
-            .or_insert_with(|| {
-                store
+        let title = match titles.get(&h.conversation_id) {
+            Some(t) => t.clone(),
+            None => {
+                let t = store
                     .get_conversation(user, h.conversation_id)
+                    .await
                     .ok()
-                    .map(|c| c.title)
-            })
-            .clone();
+                    .map(|c| c.title);
+                titles.insert(h.conversation_id, t.clone());
+                t
+            }
+        };
         let Some(title) = title else { continue };
         let text = match h.message_id {
-            Some(mid) => match store.get_message(user, h.conversation_id, mid) {
+            Some(mid) => match store.get_message(user, h.conversation_id, mid).await {
                 Ok(m) => m.content,
                 Err(_) => continue,
             },

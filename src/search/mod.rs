@@ -29,7 +29,7 @@ use tantivy::schema::{
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 use uuid::Uuid;
 
-use crate::store::Store;
+use crate::store::SharedStore;
 use crate::store::chat::{Conversation, Message, MessageRole};
 use crate::store::search_outbox::Resolved;
 
@@ -77,6 +77,20 @@ enum WriterUse {
 /// once per message: the index lags by at most about this much.
 pub const POLL_EVERY: Duration = Duration::from_millis(200);
 const BATCH: usize = 2000;
+/// Conversations per store read during a rebuild.
+const REBUILD_PAGE: usize = 256;
+
+/// Runs index work on the blocking pool (tantivy commits wait for fsync).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SearchError> + Send + 'static,
+) -> Result<T, SearchError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(SearchError::Io(std::io::Error::other(format!(
+            "search task failed: {e}"
+        )))),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
@@ -366,143 +380,170 @@ impl Search {
     /// Applies pending outbox ops, one commit per batch: full batches while
     /// a backlog lasts, then what is left. Ops that arrive meanwhile wait
     /// for the next call. Returns how many ops were applied.
-    pub fn drain(&self, store: &Store) -> Result<usize, SearchError> {
+    pub async fn drain(self: &Arc<Self>, store: &SharedStore) -> Result<usize, SearchError> {
         let mut total = 0;
         loop {
-            let batch = store.outbox_batch(BATCH)?;
+            let batch = store.outbox_batch(BATCH).await?;
             let Some(&(last, _)) = batch.last() else {
                 return Ok(total);
             };
-            self.with_writer(WriterUse::Incremental, |w, f| {
-                for (_, op) in &batch {
-                    match op {
-                        Resolved::Message(im) => {
-                            w.delete_term(Term::from_field_bytes(f.key, &key(b'm', im.message.id)));
-                            if !im.message.content.is_empty() {
-                                w.add_document(Self::message_doc(f, im.user_id, &im.message))?;
-                            }
-                        }
-                        Resolved::MessageGone { message_id } => {
-                            w.delete_term(Term::from_field_bytes(f.key, &key(b'm', *message_id)));
-                        }
-                        Resolved::Title(c) => {
-                            w.delete_term(Term::from_field_bytes(f.key, &key(b't', c.id)));
-                            if let Some(d) = Self::title_doc(f, c) {
-                                w.add_document(d)?;
-                            }
-                        }
-                        Resolved::TitleGone { conversation_id } => {
-                            w.delete_term(Term::from_field_bytes(
-                                f.key,
-                                &key(b't', *conversation_id),
-                            ));
-                        }
-                        Resolved::DeleteConversation { conversation_id } => {
-                            w.delete_term(Term::from_field_bytes(
-                                f.conversation,
-                                conversation_id.as_bytes(),
-                            ));
-                        }
-                        Resolved::DeleteUser { user_id } => {
-                            w.delete_term(Term::from_field_bytes(f.user, user_id.as_bytes()));
-                        }
-                    }
-                }
-                w.commit()?;
-                Ok(())
-            })?;
-            self.reader.reload()?;
+            let n = batch.len();
+            let me = self.clone();
+            blocking(move || me.apply(&batch)).await?;
             // Acknowledge only after the commit: a crash in between replays
             // the batch, which is idempotent.
-            store.outbox_ack(last)?;
+            store.outbox_ack(last).await?;
             self.applied.store(last, Ordering::SeqCst);
-            total += batch.len();
+            total += n;
             // Caught up: what arrives meanwhile waits for the next look
             // rather than making a commit (and a segment) of a few ops.
-            if batch.len() < BATCH {
+            if n < BATCH {
                 return Ok(total);
             }
         }
     }
 
-    /// Rebuilds the whole index from redb. `progress(done, total)` is called
-    /// now and then.
-    pub fn rebuild(
-        &self,
-        store: &Store,
-        mut progress: impl FnMut(u64, u64),
-    ) -> Result<u64, SearchError> {
-        let total = store.message_count()?;
-        let mut done = 0u64;
-        let err: std::cell::RefCell<Option<SearchError>> = std::cell::RefCell::new(None);
-        let covered = self.with_writer(WriterUse::Rebuild, |w, f| {
-            w.delete_all_documents()?;
-            let w: &IndexWriter = w;
-            let covered = store.for_each_searchable(
-                |c| {
-                    if let Some(d) = Self::title_doc(f, c)
-                        && let Err(e) = w.add_document(d)
-                    {
-                        err.borrow_mut().get_or_insert(e.into());
+    /// Applies one batch of resolved ops and commits it.
+    fn apply(&self, batch: &[(u64, Resolved)]) -> Result<(), SearchError> {
+        self.with_writer(WriterUse::Incremental, |w, f| {
+            for (_, op) in batch {
+                match op {
+                    Resolved::Message(im) => {
+                        w.delete_term(Term::from_field_bytes(f.key, &key(b'm', im.message.id)));
+                        if !im.message.content.is_empty() {
+                            w.add_document(Self::message_doc(f, im.user_id, &im.message))?;
+                        }
                     }
-                },
-                |user_id, m| {
-                    done += 1;
-                    if !m.content.is_empty()
-                        && let Err(e) = w.add_document(Self::message_doc(f, user_id, m))
-                    {
-                        err.borrow_mut().get_or_insert(e.into());
+                    Resolved::MessageGone { message_id } => {
+                        w.delete_term(Term::from_field_bytes(f.key, &key(b'm', *message_id)));
                     }
-                    if done.is_multiple_of(10_000) {
-                        progress(done, total);
+                    Resolved::Title(c) => {
+                        w.delete_term(Term::from_field_bytes(f.key, &key(b't', c.id)));
+                        if let Some(d) = Self::title_doc(f, c) {
+                            w.add_document(d)?;
+                        }
                     }
-                },
-            )?;
-            if let Some(e) = err.borrow_mut().take() {
-                return Err(e);
+                    Resolved::TitleGone { conversation_id } => {
+                        w.delete_term(Term::from_field_bytes(f.key, &key(b't', *conversation_id)));
+                    }
+                    Resolved::DeleteConversation { conversation_id } => {
+                        w.delete_term(Term::from_field_bytes(
+                            f.conversation,
+                            conversation_id.as_bytes(),
+                        ));
+                    }
+                    Resolved::DeleteUser { user_id } => {
+                        w.delete_term(Term::from_field_bytes(f.user, user_id.as_bytes()));
+                    }
+                }
             }
-            Ok(covered)
-        })?;
-        self.with_writer(WriterUse::Rebuild, |w, _| {
             w.commit()?;
             Ok(())
         })?;
         self.reader.reload()?;
-        store.outbox_ack(covered)?;
+        Ok(())
+    }
+
+    /// Rebuilds the whole index from the store. `progress(done, total)` is
+    /// called now and then.
+    ///
+    /// The store is walked page by page; the outbox head read first is what
+    /// the rebuilt index is known to cover. Changes made during the walk may
+    /// or may not be in a page, and their ops (after that head) replay them
+    /// afterwards, which is idempotent.
+    pub async fn rebuild(
+        self: &Arc<Self>,
+        store: &SharedStore,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<u64, SearchError> {
+        let total = store.message_count().await?;
+        let covered = store.outbox_head().await?;
+        let me = self.clone();
+        blocking(move || {
+            me.with_writer(WriterUse::Rebuild, |w, _| {
+                w.delete_all_documents()?;
+                Ok(())
+            })
+        })
+        .await?;
+        let mut done = 0u64;
+        let mut after = None;
+        loop {
+            let page = store.searchable_page(after, REBUILD_PAGE).await?;
+            let next = page.next;
+            let me = self.clone();
+            let added = blocking(move || {
+                me.with_writer(WriterUse::Rebuild, |w, f| {
+                    let mut n = 0u64;
+                    for (c, msgs) in &page.conversations {
+                        if let Some(d) = Self::title_doc(f, c) {
+                            w.add_document(d)?;
+                        }
+                        for m in msgs {
+                            n += 1;
+                            if !m.content.is_empty() {
+                                w.add_document(Self::message_doc(f, c.user_id, m))?;
+                            }
+                        }
+                    }
+                    Ok(n)
+                })
+            })
+            .await?;
+            // Report about every 10,000 messages, as before the paging.
+            if (done + added) / 10_000 > done / 10_000 {
+                progress(done + added, total);
+            }
+            done += added;
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        let me = self.clone();
+        blocking(move || {
+            me.with_writer(WriterUse::Rebuild, |w, _| {
+                w.commit()?;
+                Ok(())
+            })?;
+            me.reader.reload()?;
+            Ok(())
+        })
+        .await?;
+        store.outbox_ack(covered).await?;
         std::fs::write(self.dir.join(VERSION_FILE), INDEX_VERSION.to_string())?;
         progress(done, total);
         Ok(done)
     }
 
     /// The indexer: rebuilds when needed, then keeps draining the outbox
-    /// until [`Search::shutdown`]. Runs on the blocking pool.
+    /// until [`Search::shutdown`]. Index writes run on the blocking pool.
     pub async fn run_indexer(self: Arc<Self>, store: crate::store::WeakStore) {
         loop {
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
             let Some(st) = store.upgrade() else { return };
-            let me = self.clone();
-            let res = tokio::task::spawn_blocking(move || -> Result<(), SearchError> {
-                if me.is_partial() {
+            let res = async {
+                if self.is_partial() {
                     let started = Instant::now();
-                    let n = me.rebuild(&st, |_, _| {})?;
-                    me.rebuilding.store(false, Ordering::SeqCst);
+                    let n = self.rebuild(&st, |_, _| {}).await?;
+                    self.rebuilding.store(false, Ordering::SeqCst);
                     tracing::info!(
                         messages = n,
                         seconds = started.elapsed().as_secs_f64(),
                         "search index rebuilt"
                     );
                 }
-                me.drain(&st)?;
-                Ok(())
-            })
+                self.drain(&st).await?;
+                Ok::<(), SearchError>(())
+            }
             .await;
+            drop(st);
             match res {
-                Ok(Ok(())) => {}
-                Ok(Err(SearchError::Stopped)) => return,
-                Ok(Err(e)) => tracing::error!(error = %e, "search indexing failed; will retry"),
-                Err(e) => tracing::error!(error = %e, "search indexer task failed; will retry"),
+                Ok(()) => {}
+                Err(SearchError::Stopped) => return,
+                Err(e) => tracing::error!(error = %e, "search indexing failed; will retry"),
             }
             tokio::time::sleep(POLL_EVERY).await;
         }

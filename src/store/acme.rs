@@ -52,6 +52,3 @@ impl std::fmt::Debug for AcmeCertRecord {
             .finish_non_exhaustive()
     }
 }
-
-
-

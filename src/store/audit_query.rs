@@ -50,5 +50,3 @@ impl AuditFilter {
         true
     }
 }
-
-

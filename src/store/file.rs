@@ -65,7 +65,12 @@ pub enum BackupError {
         "the data directory contains a table this confab cannot back up ({0}); upgrade confab, or this is a bug: every table must be listed in store::for_each_table!"
     )]
     UnknownTable(String),
+    /// The store is a database server, not one file: back it up with the
+    /// database's own tools.
+    #[error(
+        "this server keeps its data in a database server, not in one file: back it up with that database's own tools (e.g. pg_dump)"
+    )]
+    NotAFile,
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
-

@@ -79,7 +79,6 @@ pub fn ensure_data_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-
 /// A change to a user: each field set replaces the stored one.
 #[derive(Debug, Clone, Default)]
 pub struct UserPatch {
@@ -125,4 +124,3 @@ pub struct Revoked {
     pub sessions: usize,
     pub api_keys: usize,
 }
-

@@ -23,7 +23,6 @@ pub struct StoredProvider {
     pub updated_at: i64,
 }
 
-
 impl std::fmt::Debug for StoredProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoredProvider")

@@ -27,7 +27,6 @@ pub enum OutboxOp {
     DeleteUser { user_id: Uuid },
 }
 
-
 /// What the indexer needs to index one message.
 #[derive(Debug, Clone)]
 pub struct IndexedMessage {
@@ -54,4 +53,3 @@ pub enum Resolved {
         user_id: Uuid,
     },
 }
-

@@ -19,16 +19,16 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use super::StoreResult;
 use super::acme::{AcmeAccountRecord, AcmeCertRecord};
 use super::audit_query::AuditFilter;
 use super::chat::{Conversation, ConversationCursor, ConversationFilter, Message};
+use super::file::FileStore;
 use super::provider_records::StoredProvider;
 use super::records::*;
-use super::{Revoked, SignOut, UserPatch};
 use super::search_outbox::Resolved;
 use super::usage::{Charge, UsageCounts, UsageRow};
-use super::StoreResult;
-use super::file::FileStore;
+use super::{Revoked, SignOut, UserPatch};
 
 #[async_trait]
 pub trait UserStore: Send + Sync {
@@ -112,8 +112,7 @@ pub trait InviteStore: Send + Sync {
 pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, e: &AuditEntry) -> StoreResult<()>;
     /// Newest first, before `before`.
-    async fn list_audit(&self, before: Option<Uuid>, limit: usize)
-    -> StoreResult<Vec<AuditEntry>>;
+    async fn list_audit(&self, before: Option<Uuid>, limit: usize) -> StoreResult<Vec<AuditEntry>>;
     /// Newest first, matching `f`; examines a bounded number of entries and
     /// returns where to resume when it stopped early.
     async fn list_audit_filtered(
@@ -235,8 +234,7 @@ pub trait ChatStore: Send + Sync {
         id: Uuid,
     ) -> StoreResult<(Conversation, Vec<Message>)>;
     /// Inserts whole conversations in one transaction (import): all or none.
-    async fn import_conversations(&self, list: &[(Conversation, Vec<Message>)])
-    -> StoreResult<()>;
+    async fn import_conversations(&self, list: &[(Conversation, Vec<Message>)]) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -264,8 +262,11 @@ pub trait SearchOutboxStore: Send + Sync {
     /// reflects every change up to it; later ops replay harmlessly.
     async fn outbox_head(&self) -> StoreResult<u64>;
     /// Up to `limit` conversations after `after` (by id).
-    async fn searchable_page(&self, after: Option<Uuid>, limit: usize)
-    -> StoreResult<SearchablePage>;
+    async fn searchable_page(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> StoreResult<SearchablePage>;
     /// How many messages are stored (for progress reporting).
     async fn message_count(&self) -> StoreResult<u64>;
 }

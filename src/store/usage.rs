@@ -9,7 +9,6 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-
 /// Longest provider or model name kept in a key.
 pub const MAX_NAME: usize = 200;
 
@@ -42,7 +41,6 @@ pub struct UsageRow {
     pub counts: UsageCounts,
 }
 
-
 /// One charge to a user's usage: an answer (`messages` = 1) or a title.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Charge {
@@ -69,4 +67,3 @@ impl Charge {
         }
     }
 }
-

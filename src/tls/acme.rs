@@ -39,7 +39,7 @@ use super::certs::{self, CertSource};
 use crate::config::Config;
 use crate::config::tls::LETS_ENCRYPT;
 use crate::store::acme::{AcmeAccountRecord, AcmeCertRecord};
-use crate::store::{Store, WeakStore};
+use crate::store::{SharedStore, WeakStore};
 
 /// The renewal task wakes at least this often.
 const CHECK_EVERY: Duration = Duration::from_secs(4 * 3600);
@@ -235,7 +235,7 @@ pub async fn run(tls: Arc<Tls>, s: AcmeSettings, store: WeakStore, cancel: Cance
                     if current.is_some() { "certificate renewed" } else { "certificate issued" }
                 );
                 let r = rec.clone();
-                if let Err(e) = st.blocking(move |s| s.put_acme_cert(&r)).await {
+                if let Err(e) = st.put_acme_cert(&r).await {
                     tracing::error!(error = %e, "could not store the new certificate; it is in use but will be requested again after a restart");
                 }
                 tls.install(loaded, Some(rec));
@@ -245,7 +245,7 @@ pub async fn run(tls: Arc<Tls>, s: AcmeSettings, store: WeakStore, cancel: Cance
                 if f.reset_account {
                     account = None;
                     let dir = s.directory.clone();
-                    let _ = st.blocking(move |s| s.delete_acme_account(&dir)).await;
+                    let _ = st.delete_acme_account(&dir).await;
                 }
                 let delay = retry_delay(failures, f.transient, f.retry_at, crate::clock::now());
                 let retry_at = crate::clock::now() + delay.as_secs() as i64;
@@ -373,7 +373,7 @@ impl AriState {
 async fn obtain(
     tls: &Tls,
     s: &AcmeSettings,
-    store: &Store,
+    store: &SharedStore,
     account: &mut Option<Account>,
     current: Option<&AcmeCertRecord>,
     replaces: Option<CertificateIdentifier<'static>>,
@@ -790,7 +790,7 @@ fn retry_after(detail: &str) -> Option<i64> {
 /// The stored account, or a new one (stored at once).
 async fn ensure_account(
     s: &AcmeSettings,
-    store: &Store,
+    store: &SharedStore,
     slot: &mut Option<Account>,
 ) -> Result<Account, Failure> {
     if let Some(a) = slot {
@@ -798,7 +798,7 @@ async fn ensure_account(
     }
     let dir = s.directory.clone();
     let stored = store
-        .blocking(move |st| st.get_acme_account(&dir))
+        .get_acme_account(&dir)
         .await
         .map_err(|e| Failure::new(format!("cannot read the ACME account from the store: {e}")))?;
     let contact: Vec<String> = s.email.iter().map(|e| format!("mailto:{e}")).collect();
@@ -817,7 +817,7 @@ async fn ensure_account(
                     .map_err(|e| explain(e, s, Stage::Account))?;
                 rec.email = s.email.clone();
                 store
-                    .blocking(move |st| st.put_acme_account(&rec))
+                    .put_acme_account(&rec)
                     .await
                     .map_err(|e| Failure::new(format!("cannot store the ACME account: {e}")))?;
                 tracing::info!(email = ?s.email, "updated the ACME account's contact e-mail");
@@ -845,7 +845,7 @@ async fn ensure_account(
                 created_at: crate::clock::now(),
             };
             store
-                .blocking(move |st| st.put_acme_account(&rec))
+                .put_acme_account(&rec)
                 .await
                 .map_err(|e| Failure::new(format!("cannot store the ACME account: {e}")))?;
             tracing::info!(directory = %s.directory, email = ?s.email, "created an ACME account");

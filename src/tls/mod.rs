@@ -32,7 +32,7 @@ pub use listener::TlsListener;
 pub use status::{TlsHealth, TlsProblem, TlsStatus};
 
 use crate::config::{Config, TlsMode};
-use crate::store::Store;
+use crate::store::SharedStore;
 use crate::store::acme::AcmeCertRecord;
 
 enum Mode {
@@ -75,7 +75,10 @@ impl Tls {
     /// Loads what to serve: the certificate files, or the stored ACME
     /// certificate for the configured domains (a self-signed stand-in when
     /// there is none yet). `None` when TLS is off. Touches no network.
-    pub fn from_config(cfg: &Config, store: &Store) -> anyhow::Result<Option<Arc<Tls>>> {
+    pub async fn from_config(
+        cfg: &Config,
+        store: &SharedStore,
+    ) -> anyhow::Result<Option<Arc<Tls>>> {
         match cfg.tls.mode() {
             TlsMode::Off => Ok(None),
             TlsMode::Files => {
@@ -102,7 +105,7 @@ impl Tls {
             }
             TlsMode::Acme => {
                 let s = acme::AcmeSettings::from_config(cfg);
-                let stored = store.get_acme_cert(&s.directory, &s.domains)?;
+                let stored = store.get_acme_cert(&s.directory, &s.domains).await?;
                 let usable = stored.and_then(|rec| {
                     match certs::from_pem(
                         rec.chain_pem.as_bytes(),

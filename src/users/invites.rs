@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::{Actor, UserError, UserResult, audit};
 use crate::auth::tokens;
-use crate::store::{Invite, Role, Store, StoreError};
+use crate::store::{Invite, Role, SharedStore, StoreError};
 
 /// A registration link carrying the code.
 pub fn invite_url(base: &str, code: &str) -> String {
@@ -45,7 +45,7 @@ pub fn new_invite(
 
 /// The invites service.
 pub struct Invites<'a> {
-    pub store: &'a Store,
+    pub store: &'a SharedStore,
 }
 
 impl Invites<'_> {
@@ -60,7 +60,7 @@ impl Invites<'_> {
     ) -> UserResult<Invite> {
         let inv = new_invite(uses, hours, role, actor.id)?;
         let i2 = inv.clone();
-        self.store.blocking(move |s| s.put_invite(&i2)).await?;
+        self.store.put_invite(&i2).await?;
         let target = format!("role={:?} uses={}", inv.role, inv.uses_left).to_lowercase();
         audit(self.store, actor.entry("invite.create", Some(target), "ok")).await;
         Ok(inv)
@@ -68,11 +68,12 @@ impl Invites<'_> {
 
     /// The invites `actor` may see that can still be used: their own and
     /// the command line's (`actor.id` none: every one).
-    pub fn usable_invites(&self, actor: &Actor) -> UserResult<Vec<Invite>> {
+    pub async fn usable_invites(&self, actor: &Actor) -> UserResult<Vec<Invite>> {
         let now = crate::clock::now();
         Ok(self
             .store
-            .list_invites()?
+            .list_invites()
+            .await?
             .into_iter()
             .filter(|i| {
                 (actor.id.is_none() || i.created_by == actor.id || i.created_by.is_none())
@@ -85,10 +86,7 @@ impl Invites<'_> {
     /// Deletes an invite `actor` owns (the command line: any invite).
     pub async fn revoke_invite(&self, actor: &Actor, code: &str) -> UserResult<()> {
         let (c2, owner) = (code.to_string(), actor.id);
-        let res = self
-            .store
-            .blocking(move |s| s.delete_invite(&c2, owner))
-            .await;
+        let res = self.store.delete_invite(&c2, owner).await;
         let outcome = if res.is_ok() { "ok" } else { "NOT_FOUND" };
         audit(self.store, actor.entry("invite.revoke", None, outcome)).await;
         match res {

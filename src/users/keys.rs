@@ -47,9 +47,7 @@ impl Users<'_> {
         };
         let hash = tokens::hash_token(&key);
         let r2 = record.clone();
-        self.store
-            .blocking(move |s| s.put_api_key(&hash, &r2))
-            .await?;
+        self.store.put_api_key(&hash, &r2).await?;
         self.audit(actor.entry("key.create", Some(record.id.to_string()), "ok"))
             .await;
         Ok((record, key))

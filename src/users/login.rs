@@ -44,7 +44,7 @@ impl Users<'_> {
         let plausible = name.chars().count() <= username::MAX_LEN
             && secret.chars().count() <= password::MAX_LEN;
         let user = if plausible {
-            self.store.find_user_by_name(name)?
+            self.store.find_user_by_name(name).await?
         } else {
             None
         };

@@ -18,7 +18,7 @@ use crate::auth::password::{self, Hasher};
 use crate::auth::throttle::LoginThrottle;
 use crate::config::RegistrationMode;
 use crate::store::{
-    AuditEntry, QuotaOverride, Revoked, Role, SignOut, Store, StoreError, User, UserPatch,
+    AuditEntry, QuotaOverride, Revoked, Role, SharedStore, SignOut, StoreError, User, UserPatch,
     UserStatus,
 };
 use std::sync::Mutex;
@@ -149,7 +149,7 @@ pub struct UserChange {
 
 /// The accounts service: what it needs, borrowed from the caller.
 pub struct Users<'a> {
-    pub store: &'a Store,
+    pub store: &'a SharedStore,
     pub hasher: &'a Hasher,
     /// Budgets wrong current passwords on a password change (none on the
     /// command line).
@@ -180,9 +180,9 @@ fn validation(e: crate::error::AppError) -> UserError {
 
 /// Writes an audit entry. A failure to audit is logged, not surfaced: the
 /// action itself already happened.
-async fn audit(store: &Store, e: AuditEntry) {
+async fn audit(store: &SharedStore, e: AuditEntry) {
     let action = e.action.clone();
-    if let Err(err) = store.blocking(move |s| s.append_audit(&e)).await {
+    if let Err(err) = store.append_audit(&e).await {
         tracing::error!(%action, error = %err, "failed to write audit entry");
     }
 }
@@ -241,11 +241,7 @@ impl Users<'_> {
         let now = crate::clock::now();
         let user = self.new_user(username, req, Role::Admin, now).await;
         let u2 = user.clone();
-        match self
-            .store
-            .blocking(move |s| s.create_user(&u2, true, None, now))
-            .await
-        {
+        match self.store.create_user(&u2, true, None, now).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => return Err(UserError::Forbidden(SETUP_REFUSED.into())),
             Err(e) => return Err(e.into()),
@@ -283,14 +279,14 @@ impl Users<'_> {
         let now = crate::clock::now();
         let mut role = Role::User;
         if let Some(code) = invite_code {
-            match self.store.get_invite(code)? {
+            match self.store.get_invite(code).await? {
                 Some(inv) if inv.uses_left > 0 && inv.expires_at > now => role = inv.role,
                 _ => return Err(UserError::InvalidInvite(INVITE_REFUSED.into())),
             }
         }
         // Cheap pre-check so a taken name does not cost an argon2 hash; the
         // authoritative check is inside the write transaction.
-        if self.store.find_user_by_name(&username)?.is_some() {
+        if self.store.find_user_by_name(&username).await?.is_some() {
             return Err(UserError::UsernameExists);
         }
         let user = self.new_user(username, req, role, now).await;
@@ -298,7 +294,7 @@ impl Users<'_> {
         let code = invite_code.map(str::to_string);
         match self
             .store
-            .blocking(move |s| s.create_user(&u2, false, code.as_deref(), now))
+            .create_user(&u2, false, code.as_deref(), now)
             .await
         {
             Ok(()) => Ok(user),
@@ -319,17 +315,13 @@ impl Users<'_> {
             },
         );
         let username = self.check_sign_up(&req)?;
-        if self.store.find_user_by_name(&username)?.is_some() {
+        if self.store.find_user_by_name(&username).await?.is_some() {
             return Err(UserError::UsernameExists);
         }
         let now = crate::clock::now();
         let user = self.new_user(username, req, role, now).await;
         let u2 = user.clone();
-        match self
-            .store
-            .blocking(move |s| s.create_user(&u2, false, None, now))
-            .await
-        {
+        match self.store.create_user(&u2, false, None, now).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => return Err(UserError::UsernameExists),
             Err(e) => return Err(e.into()),
@@ -373,10 +365,7 @@ impl Users<'_> {
             quota: change.quota,
             updated_at: crate::clock::now(),
         };
-        let res = self
-            .store
-            .blocking(move |s| s.update_user(id, patch, sign_out))
-            .await;
+        let res = self.store.update_user(id, patch, sign_out).await;
         let outcome = match &res {
             Ok(_) => "ok",
             Err(StoreError::NotFound) => "NOT_FOUND",
@@ -447,10 +436,7 @@ impl Users<'_> {
             api_keys: true,
         };
         let uid = user.id;
-        let (_, revoked) = self
-            .store
-            .blocking(move |s| s.update_user(uid, patch, Some(end)))
-            .await?;
+        let (_, revoked) = self.store.update_user(uid, patch, Some(end)).await?;
         let revoked = revoked.unwrap_or_default();
         self.audit(actor.entry("password.change", Some(revoked_note(&revoked)), "ok"))
             .await;

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::{Actor, UserError, UserResult, audit};
 use crate::auth::tokens::{self, JwtKeys};
-use crate::store::{RefreshOutcome, RefreshToken, Store, UserStatus};
+use crate::store::{RefreshOutcome, RefreshToken, SharedStore, UserStatus};
 
 /// A new access token and refresh token.
 pub struct TokenPair {
@@ -17,7 +17,7 @@ pub struct TokenPair {
 
 /// The token service: the store, the signing keys and the lifetimes.
 pub struct Tokens<'a> {
-    pub store: &'a Store,
+    pub store: &'a SharedStore,
     pub jwt: &'a JwtKeys,
     pub access_ttl_secs: i64,
     pub refresh_ttl_secs: i64,
@@ -39,7 +39,7 @@ impl Tokens<'_> {
                 created_at: now,
             };
             let h = tokens::hash_token(&refresh);
-            self.store.blocking(move |s| s.put_refresh(&h, &r)).await?;
+            self.store.put_refresh(&h, &r).await?;
         }
         Ok(TokenPair {
             access_token: self.jwt.issue(user_id, now, self.access_ttl_secs),
@@ -56,13 +56,10 @@ impl Tokens<'_> {
         let new_token = tokens::random_token();
         let new = tokens::hash_token(&new_token);
         let exp = now + self.refresh_ttl_secs;
-        let outcome = self
-            .store
-            .blocking(move |s| s.rotate_refresh(&old, &new, now, exp))
-            .await?;
+        let outcome = self.store.rotate_refresh(&old, &new, now, exp).await?;
         match outcome {
             RefreshOutcome::Rotated { user_id } => {
-                let user = self.store.get_user(user_id)?;
+                let user = self.store.get_user(user_id).await?;
                 if user.status != UserStatus::Active {
                     return Err(UserError::Inactive);
                 }
@@ -73,7 +70,7 @@ impl Tokens<'_> {
                 Ok(t)
             }
             RefreshOutcome::Reused { user_id } => {
-                let who = match self.store.get_user(user_id) {
+                let who = match self.store.get_user(user_id).await {
                     Ok(u) => Actor::of(&u, client),
                     Err(_) => client.clone(),
                 };

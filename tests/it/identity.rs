@@ -485,9 +485,9 @@ async fn session_idle_expiry_answers_session_expired() {
     // Age the session past the idle limit directly in the store.
     let store = s.state().store.clone();
     let hash = confab::auth::tokens::hash_token(&admin.cookie);
-    let mut sess = store.get_session(&hash).unwrap().unwrap();
+    let mut sess = store.get_session(&hash).await.unwrap().unwrap();
     sess.last_seen -= 8 * 24 * 3600;
-    store.put_session(&hash, &sess).unwrap();
+    store.put_session(&hash, &sess).await.unwrap();
     // Refused as expired, or already pruned by the housekeeping task.
     let r = s.get("/api/auth/me", Auth::Session(&admin)).await;
     assert_eq!(r.status, 401, "{}", r.text);
@@ -1656,7 +1656,7 @@ async fn restart_keeps_data_and_sessions() {
 #[tokio::test]
 async fn second_process_on_same_data_dir_gets_a_clear_error() {
     let s = TestServer::start().await;
-    let err = confab::store::Store::open(&s.data_dir()).unwrap_err();
+    let err = confab::store::redb::RedbStore::open_shared(&s.data_dir()).unwrap_err();
     let msg = err.to_string();
     assert!(msg.starts_with("another confab is using"), "{msg}");
     assert!(msg.contains(&s.data_dir().display().to_string()));
@@ -1669,7 +1669,7 @@ async fn data_dir_and_key_file_permissions() {
     use std::os::unix::fs::PermissionsExt;
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("fresh");
-    let _store = confab::store::Store::open(&dir).unwrap();
+    let _store = confab::store::redb::RedbStore::open_shared(&dir).unwrap();
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
     confab::auth::tokens::JwtKeys::load_or_create(&dir).unwrap();

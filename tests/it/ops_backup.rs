@@ -427,11 +427,12 @@ async fn stopped_backup_restore_keeps_old_files_and_refuses_bad_input() {
 
 /// The copy is one read transaction: with a writer appending numbered
 /// records as fast as it can, the backup holds exactly a prefix of them.
-#[test]
-fn backup_is_one_snapshot_under_concurrent_writes() {
-    use confab::store::{AuditEntry, Store};
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_is_one_snapshot_under_concurrent_writes() {
+    use confab::store::AuditEntry;
+    use confab::store::redb::RedbStore;
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("data")).unwrap();
+    let store = RedbStore::open_shared(&dir.path().join("data")).unwrap();
     let entry = |n: u64| AuditEntry {
         id: uuid::Uuid::now_v7(),
         at: n as i64,
@@ -444,24 +445,27 @@ fn backup_is_one_snapshot_under_concurrent_writes() {
         outcome: "ok".into(),
     };
     for n in 0..200 {
-        store.append_audit(&entry(n)).unwrap();
+        store.append_audit(&entry(n)).await.unwrap();
     }
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (store, stop) = (store.clone(), stop.clone());
+        let rt = tokio::runtime::Handle::current();
         std::thread::spawn(move || {
             let mut n = 200;
             while !stop.load(Ordering::SeqCst) {
-                store.append_audit(&entry(n)).unwrap();
+                rt.block_on(store.append_audit(&entry(n))).unwrap();
                 n += 1;
             }
             n
         })
     };
-    std::thread::sleep(Duration::from_millis(50));
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let dest = dir.path().join("snap.redb");
     let mut calls = 0;
     let header = store
+        .file()
+        .expect("redb is a file store")
         .backup_to(&dest, &[("x.key".into(), b"k".to_vec())], &mut |_, _| {
             calls += 1
         })
@@ -486,11 +490,11 @@ fn backup_is_one_snapshot_under_concurrent_writes() {
     )
     .unwrap();
     assert_eq!(prepared.files, vec![("x.key".to_string(), b"k".to_vec())]);
-    let store2 = Store::open(&restored).unwrap();
+    let store2 = RedbStore::open_shared(&restored).unwrap();
     let mut seen = Vec::new();
     let mut before = None;
     loop {
-        let page = store2.list_audit(before, 500).unwrap();
+        let page = store2.list_audit(before, 500).await.unwrap();
         if page.is_empty() {
             break;
         }

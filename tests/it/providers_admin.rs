@@ -658,7 +658,7 @@ async fn config_providers_are_read_only_but_can_be_disabled() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     wait_models(&s, &user, "from-config", &["fake-model-2"]).await;
     // Nothing of it went to the store.
-    assert!(s.state().store.list_providers().unwrap().is_empty());
+    assert!(s.state().store.list_providers().await.unwrap().is_empty());
     assert!(!s.data_dir().join("provider.key").exists());
 
     let r = audit_actions(&s, &admin).await;
@@ -794,8 +794,9 @@ async fn bad_api_key_file_fails_naming_the_setting() {
     let mut p = ProviderEntry::new(ProviderKind::Openai, "vllm", "http://127.0.0.1:8000/v1");
     p.api_key_file = Some(missing.clone());
     cfg.providers.push(p);
-    let store = confab::store::Store::open(&cfg.data_dir).unwrap();
+    let store = confab::store::redb::RedbStore::open_shared(&cfg.data_dir).unwrap();
     let e = confab::app::AppState::new(cfg, store, "127.0.0.1:1".parse().unwrap())
+        .await
         .err()
         .expect("start-up must fail");
     let msg = format!("{e:#}");

@@ -462,19 +462,19 @@ async fn rebuild_gives_the_same_results_as_incremental_indexing() {
     // And an explicit full rebuild through the library, as `confab reindex` does.
     let dir = s.stop().await;
     {
-        let store = confab::store::Store::open(dir.path()).unwrap();
+        let store = confab::store::redb::RedbStore::open_shared(dir.path()).unwrap();
         let search = confab::search::Search::open(dir.path()).unwrap();
-        let n = search.rebuild(&store, |_, _| {}).unwrap();
+        let n = search.rebuild(&store, |_, _| {}).await.unwrap();
         assert!(n >= 24);
         search.shutdown();
         // Once shut down it never takes the index lock again, and the lock
         // it held is free for the next opener.
         assert!(matches!(
-            search.rebuild(&store, |_, _| {}),
+            search.rebuild(&store, |_, _| {}).await,
             Err(confab::search::SearchError::Stopped)
         ));
         let next = confab::search::Search::open(dir.path()).unwrap();
-        assert_eq!(next.rebuild(&store, |_, _| {}).unwrap(), n);
+        assert_eq!(next.rebuild(&store, |_, _| {}).await.unwrap(), n);
         next.shutdown();
     }
     let s = TestServer::start_in(dir, |_| {}).await;

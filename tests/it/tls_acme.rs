@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use confab::app::AppState;
 use confab::config::{Config, ProviderEntry};
 use confab::providers::ProviderKind;
-use confab::store::Store;
+use confab::store::redb::RedbStore;
 use pebble::{DOMAIN, Pebble, PebbleOpts, free_port, handshake, https_client, wait_for};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -69,8 +69,8 @@ async fn start(
     });
     f(&mut cfg);
     cfg.validate().unwrap();
-    let store = Store::open(data).unwrap();
-    let state = AppState::new(cfg, store, addr).unwrap();
+    let store = RedbStore::open_shared(data).unwrap();
+    let state = AppState::new(cfg, store, addr).await.unwrap();
     let (tx, rx) = oneshot::channel();
     let listeners = confab::tls::Listeners {
         app: https,

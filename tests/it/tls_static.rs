@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use confab::app::AppState;
 use confab::config::Config;
-use confab::store::Store;
+use confab::store::redb::RedbStore;
 use pebble::{H1Conn, TestCa, handshake, https_builder, wait_for};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -64,7 +64,9 @@ async fn start(data: &Path, files: &Files, f: impl FnOnce(&mut Config)) -> Serve
     cfg.validate().unwrap();
     let app = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = app.local_addr().unwrap();
-    let state = AppState::new(cfg, Store::open(data).unwrap(), addr).unwrap();
+    let state = AppState::new(cfg, RedbStore::open_shared(data).unwrap(), addr)
+        .await
+        .unwrap();
     let (tx, rx) = oneshot::channel();
     let listeners = confab::tls::Listeners {
         app,

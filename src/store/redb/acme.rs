@@ -67,7 +67,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_keys_ignore_order() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = Db::open(dir.path()).unwrap();
         let d = "https://acme.example/dir";
         assert!(s.get_acme_account(d).unwrap().is_none());
         s.put_acme_account(&AcmeAccountRecord {

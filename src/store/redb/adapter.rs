@@ -278,7 +278,8 @@ impl ChatStore for RedbStore {
             .await
     }
     async fn delete_conversation(&self, user_id: Uuid, id: Uuid) -> StoreResult<usize> {
-        self.run(move |db| db.delete_conversation(user_id, id)).await
+        self.run(move |db| db.delete_conversation(user_id, id))
+            .await
     }
     async fn start_turn(
         &self,
@@ -306,7 +307,7 @@ impl ChatStore for RedbStore {
         self.db.get_message(user_id, conv_id, id)
     }
     async fn list_messages(&self, user_id: Uuid, conv_id: Uuid) -> StoreResult<Vec<Message>> {
-        self.run(move |db| db.list_messages(user_id, conv_id)).await
+        self.db.list_messages(user_id, conv_id)
     }
     async fn flush_partials(&self, parts: &[(Uuid, Uuid, String)]) -> StoreResult<()> {
         let parts = parts.to_vec();
@@ -330,10 +331,7 @@ impl ChatStore for RedbStore {
         self.run(move |db| db.conversation_with_messages(user_id, id))
             .await
     }
-    async fn import_conversations(
-        &self,
-        list: &[(Conversation, Vec<Message>)],
-    ) -> StoreResult<()> {
+    async fn import_conversations(&self, list: &[(Conversation, Vec<Message>)]) -> StoreResult<()> {
         let list = list.to_vec();
         self.run(move |db| db.import_conversations(&list)).await
     }
@@ -345,13 +343,9 @@ impl UsageStore for RedbStore {
         let c = c.clone();
         self.run(move |db| db.charge_usage(user_id, day, &c)).await
     }
-    async fn usage_of_user(
-        &self,
-        user_id: Uuid,
-        from: u32,
-        to: u32,
-    ) -> StoreResult<Vec<UsageRow>> {
-        self.run(move |db| db.usage_of_user(user_id, from, to)).await
+    async fn usage_of_user(&self, user_id: Uuid, from: u32, to: u32) -> StoreResult<Vec<UsageRow>> {
+        self.run(move |db| db.usage_of_user(user_id, from, to))
+            .await
     }
     async fn usage_between(&self, from: u32, to: u32) -> StoreResult<Vec<UsageRow>> {
         self.run(move |db| db.usage_between(from, to)).await

@@ -412,7 +412,11 @@ fn verify_and_strip(
             };
         }
         decode_all!(USERS, User, "user");
-        decode_all!(CONVERSATIONS, crate::store::chat::Conversation, "conversation");
+        decode_all!(
+            CONVERSATIONS,
+            crate::store::chat::Conversation,
+            "conversation"
+        );
         decode_all!(MESSAGES, crate::store::chat::Message, "message");
         decode_all!(AUDIT, AuditEntry, "audit");
     }

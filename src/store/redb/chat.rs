@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use super::search_outbox::push as outbox;
 use super::{
-    CONVERSATIONS, CONVERSATIONS_BY_USER, Db, MESSAGES, STREAMING, StoreError, StoreResult, dec, enc,
+    CONVERSATIONS, CONVERSATIONS_BY_USER, Db, MESSAGES, STREAMING, StoreError, StoreResult, dec,
+    enc,
 };
 use crate::store::chat::*;
 use crate::store::search_outbox::OutboxOp;
@@ -122,12 +123,11 @@ impl Db {
                     title,
                     last,
                     default,
-                }) => {
-                    if c.title_auto && (last || c.title == default) {
-                        c.title = title;
-                        c.title_auto = !last;
-                    }
+                }) if c.title_auto && (last || c.title == default) => {
+                    c.title = title;
+                    c.title_auto = !last;
                 }
+                Some(TitleChange::Auto { .. }) => {}
                 None => {}
             }
             if let Some(m) = patch.model {

@@ -531,19 +531,6 @@ impl Db {
         Ok(())
     }
 
-    pub fn put_user(&self, user: &User) -> StoreResult<()> {
-        let tx = self.write()?;
-        {
-            let mut users = tx.open_table(USERS)?;
-            if users.get(user.id.as_u128())?.is_none() {
-                return Err(StoreError::NotFound);
-            }
-            users.insert(user.id.as_u128(), enc(user).as_slice())?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
     /// Applies `patch` to a user inside one write transaction and, with
     /// `sign_out`, ends the user's sign-ins in that same transaction (a new
     /// password and the end of the old credentials happen together or not

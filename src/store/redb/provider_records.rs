@@ -70,6 +70,7 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::ProviderKind;
 
     fn rec(name: &str, at: i64) -> StoredProvider {
         StoredProvider {
@@ -87,7 +88,7 @@ mod tests {
     #[test]
     fn crud() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = Db::open(dir.path()).unwrap();
         assert!(s.list_providers().unwrap().is_empty());
         s.create_provider(&rec("b", 2)).unwrap();
         s.create_provider(&rec("a", 3)).unwrap();

@@ -4,8 +4,8 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransact
 use uuid::Uuid;
 
 use super::{CONVERSATIONS, Db, MESSAGES, SEARCH_OUTBOX, StoreResult, dec, enc};
-use crate::store::chat::{Conversation, Message, MessageStatus};
 use crate::store::SearchablePage;
+use crate::store::chat::{Conversation, Message, MessageStatus};
 use crate::store::search_outbox::*;
 
 /// Appends ops inside an open write transaction.
@@ -101,7 +101,11 @@ impl Db {
 
     /// Up to `limit` conversations after `after` (by id), with their
     /// complete messages, read in one snapshot.
-    pub fn searchable_page(&self, after: Option<Uuid>, limit: usize) -> StoreResult<SearchablePage> {
+    pub fn searchable_page(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> StoreResult<SearchablePage> {
         let tx = self.db.begin_read()?;
         let convs = tx.open_table(CONVERSATIONS)?;
         let msgs = tx.open_table(MESSAGES)?;

@@ -93,7 +93,7 @@ mod tests {
     #[test]
     fn charges_add_up_in_both_tables() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
+        let s = Db::open(dir.path()).unwrap();
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let c = |p: &str, m: &str, i, o| Charge {
             provider: p.into(),

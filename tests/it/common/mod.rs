@@ -7,7 +7,7 @@ pub mod proc;
 use crate::common_upstream::FakeUpstream;
 use confab::app::{AppState, serve};
 use confab::config::Config;
-use confab::store::Store;
+use confab::store::redb::RedbStore;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -88,7 +88,7 @@ impl TestServer {
         // data dir (background tasks finishing); wait for it briefly.
         let mut tries = 0;
         let store = loop {
-            match Store::open(&cfg.data_dir) {
+            match RedbStore::open_shared(&cfg.data_dir) {
                 Ok(s) => break s,
                 Err(confab::store::StoreError::Locked(_)) if tries < 100 => {
                     tries += 1;
@@ -99,7 +99,7 @@ impl TestServer {
         };
         let listener = confab::server::listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = AppState::new(cfg, store, addr).unwrap();
+        let state = AppState::new(cfg, store, addr).await.unwrap();
         let (tx, rx) = oneshot::channel();
         let handle = tokio::spawn(serve(listener, state.clone(), async move {
             let _ = rx.await;
