@@ -1,8 +1,9 @@
 //! The store contract: what every storage backend must do, written only
 //! against the traits of `confab::store` (`&dyn Store`), never against a
 //! backend's internals. redb runs it here (`on_redb`); a new backend adds a
-//! module that opens a fresh, empty store of its own and calls
-//! `contract_tests!(its_fresh_fn)`, and must pass the same cases.
+//! module (here or in a file of its own) with an `async fn fresh() ->
+//! (SharedStore, guard)` that opens a new, empty store, and calls
+//! `crate::store_contract::contract_tests!(fresh);`: one test per case.
 //!
 //! Each case is a `pub async fn case(s: &dyn Store)` that starts from an
 //! empty store. It covers every trait method: the happy path, not-found,
@@ -2636,7 +2637,7 @@ pub async fn health_schema_and_probe(s: &dyn Store) {
 /// must live as long as it (a temporary directory, a database).
 macro_rules! contract_tests {
     ($fresh:path) => {
-        contract_tests!(@cases $fresh;
+        $crate::store_contract::contract_tests!(@cases $fresh;
             users_create_get_find_count,
             users_create_conflicts_change_nothing,
             users_concurrent_registrations_of_one_name_one_wins,
@@ -2689,7 +2690,7 @@ macro_rules! contract_tests {
             health_schema_and_probe,
         );
         // Documented behaviour the store does not have yet.
-        contract_tests!(@pending $fresh;
+        $crate::store_contract::contract_tests!(@pending $fresh;
             sessions_touch_never_moves_last_seen_back,
             conversations_create_with_a_taken_id_conflicts,
             import_with_a_taken_id_writes_nothing,
@@ -2699,7 +2700,7 @@ macro_rules! contract_tests {
         #[tokio::test]
         async fn $case() {
             let (store, _guard) = $fresh().await;
-            super::$case(&*store).await;
+            $crate::store_contract::$case(&*store).await;
         }
     )*};
     (@pending $fresh:path; $($case:ident),* $(,)?) => {$(
@@ -2707,10 +2708,12 @@ macro_rules! contract_tests {
         #[ignore = "documented store behaviour that redb does not have yet"]
         async fn $case() {
             let (store, _guard) = $fresh().await;
-            super::$case(&*store).await;
+            $crate::store_contract::$case(&*store).await;
         }
     )*};
 }
+
+pub(crate) use contract_tests;
 
 mod on_redb {
     use confab::store::SharedStore;
@@ -2722,5 +2725,5 @@ mod on_redb {
         (store, dir)
     }
 
-    contract_tests!(fresh);
+    crate::store_contract::contract_tests!(fresh);
 }
