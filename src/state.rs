@@ -52,6 +52,15 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    /// Checks credentials against this server's store, keys and settings.
+    pub fn verifier(&self) -> crate::auth::Verifier<'_> {
+        crate::auth::Verifier {
+            store: &self.store,
+            jwt: &self.jwt,
+            session_idle_secs: self.cfg.auth.session_idle_hours as i64 * 3600,
+        }
+    }
+
     /// The configuration in force now (changes on SIGHUP for the settings
     /// in `ops::reload::LIVE_SETTINGS`, e.g. `registration`).
     pub fn settings(&self) -> Arc<Config> {

@@ -7,10 +7,12 @@ pub mod grant;
 pub mod password;
 pub mod throttle;
 pub mod tokens;
+pub mod verify;
 
 /// The username rules live in a leaf module (the store keys its name index
 /// with them); sign-in and registration reach them here.
 pub use crate::username;
+pub use verify::Verifier;
 
 use axum::extract::FromRequestParts;
 use axum::http::header;

@@ -302,7 +302,9 @@ async fn admit_frame(
     state.limits.check_api(user.id()).map_err(|e| (e, false))?;
     match needed {
         None => Ok(user.clone()),
-        Some(scope) => super::extract::verify(state, cred, scope)
+        Some(scope) => state
+            .verifier()
+            .verify(cred, scope)
             .await
             .map_err(|e| (e, true)),
     }
