@@ -35,7 +35,8 @@ pub trait UserStore: Send + Sync {
     async fn user_count(&self) -> StoreResult<u64>;
     /// NotFound when there is no such user.
     async fn get_user(&self, id: Uuid) -> StoreResult<User>;
-    /// Exact, case-sensitive match on the stored (normalised) name.
+    /// The account `username` names: names are one account when their
+    /// `username::key` (NFKC, then lowercase) is equal, so `Bob` finds `bob`.
     async fn find_user_by_name(&self, username: &str) -> StoreResult<Option<User>>;
     /// Creates `user`. Conflict when the name is taken, or when
     /// `only_if_empty` and a user exists (first-admin setup). With `invite`,
@@ -75,7 +76,8 @@ pub trait SessionStore: Send + Sync {
     -> StoreResult<usize>;
     /// Drops sessions expired at `now` or idle longer than `idle_secs`.
     async fn prune_sessions(&self, now: i64, idle_secs: i64) -> StoreResult<usize>;
-    /// Drops expired refresh tokens, expired invites and finished families.
+    /// Drops expired refresh tokens and invites expired or used up; returns
+    /// how many.
     async fn prune_tokens(&self, now: i64) -> StoreResult<usize>;
     async fn put_refresh(&self, hash: &[u8], r: &RefreshToken) -> StoreResult<()>;
     /// Spends `old_hash` and stores its successor in one transaction; a spent
@@ -103,8 +105,11 @@ pub trait ApiKeyStore: Send + Sync {
 pub trait InviteStore: Send + Sync {
     async fn put_invite(&self, inv: &Invite) -> StoreResult<()>;
     async fn get_invite(&self, code: &str) -> StoreResult<Option<Invite>>;
+    /// Newest first (by `created_at`).
     async fn list_invites(&self) -> StoreResult<Vec<Invite>>;
-    /// NotFound when unknown, or (with `owner`) created by someone else.
+    /// NotFound when unknown, or (with `owner`) created by another user; an
+    /// invite made from the command line (`created_by` None) may be deleted
+    /// by anyone.
     async fn delete_invite(&self, code: &str, owner: Option<Uuid>) -> StoreResult<()>;
 }
 
@@ -113,8 +118,11 @@ pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, e: &AuditEntry) -> StoreResult<()>;
     /// Newest first, before `before`.
     async fn list_audit(&self, before: Option<Uuid>, limit: usize) -> StoreResult<Vec<AuditEntry>>;
-    /// Newest first, matching `f`; examines a bounded number of entries and
-    /// returns where to resume when it stopped early.
+    /// Newest first, matching `f` (its time range is that of the entries'
+    /// UUIDv7 ids); examines a bounded number of entries
+    /// ([`MAX_SCAN`](super::audit_query::MAX_SCAN)) and returns where to
+    /// resume when it stopped early (None when it filled `limit` or reached
+    /// the end: the next page starts before the last entry).
     async fn list_audit_filtered(
         &self,
         before: Option<Uuid>,
@@ -129,6 +137,7 @@ pub trait ProviderStore: Send + Sync {
     /// Conflict when the name exists.
     async fn create_provider(&self, p: &StoredProvider) -> StoreResult<()>;
     async fn get_provider(&self, name: &str) -> StoreResult<Option<StoredProvider>>;
+    /// Oldest first (by `created_at`, then name).
     async fn list_providers(&self) -> StoreResult<Vec<StoredProvider>>;
     /// NotFound when unknown.
     async fn delete_provider(&self, name: &str) -> StoreResult<()>;
@@ -222,11 +231,15 @@ pub trait ChatStore: Send + Sync {
     /// Saves the text streamed so far, (conversation, message, text), for many
     /// messages in one transaction; finished messages are left alone.
     async fn flush_partials(&self, parts: &[(Uuid, Uuid, String)]) -> StoreResult<()>;
-    /// Stores the final state of a streamed message.
+    /// Stores the final state of a streamed message and moves its
+    /// conversation to the top; ignored when the message is gone (its
+    /// conversation was deleted meanwhile).
     async fn finish_message(&self, m: &Message) -> StoreResult<()>;
-    /// Marks every message still streaming as interrupted (start-up after a
-    /// crash); returns how many.
+    /// Marks every message still streaming as interrupted, finish reason
+    /// `server_restart`, keeping its flushed text (start-up after a crash);
+    /// returns how many.
     async fn recover_streaming(&self) -> StoreResult<usize>;
+    /// Every conversation of the user, archived too, newest first.
     async fn conversation_ids(&self, user_id: Uuid) -> StoreResult<Vec<Uuid>>;
     async fn conversation_with_messages(
         &self,

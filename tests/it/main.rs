@@ -35,6 +35,7 @@ mod providers_admin;
 mod providers_wire;
 mod search;
 mod search_crash;
+mod store_contract;
 mod tls_acme;
 mod tls_static;
 mod usage;
