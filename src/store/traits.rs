@@ -10,7 +10,8 @@
 //!   (`create_user` with an invite, `update_user` with a sign-out,
 //!   `start_turn`, `delete_conversation`, `import_conversations`,
 //!   `rotate_refresh`) change everything or nothing;
-//! - a write is durable when its future resolves;
+//! - a write is durable when its future resolves (except `outbox_ack`: a
+//!   lost acknowledgement only replays ops, which is harmless);
 //! - every change to searchable text appends to the search outbox in the same
 //!   transaction.
 //!
@@ -272,7 +273,9 @@ pub trait SearchOutboxStore: Send + Sync {
     async fn outbox_len(&self) -> StoreResult<u64>;
     /// The seq of the newest op (0 when none): a full rebuild that starts by
     /// reading it and then walks [`searchable_page`](Self::searchable_page)
-    /// reflects every change up to it; later ops replay harmlessly.
+    /// reflects every change up to it; later ops replay harmlessly. Seqs
+    /// only grow while ops are pending: once all are acknowledged numbering
+    /// may start again, so compare seqs only within one drain.
     async fn outbox_head(&self) -> StoreResult<u64>;
     /// Up to `limit` conversations after `after` (by id).
     async fn searchable_page(

@@ -10,10 +10,6 @@
 //! conflicts, ownership (another user's record answers NotFound exactly as
 //! a missing one does) and the atomicity of the multi-record operations
 //! (all or nothing).
-//!
-//! Cases in the `pending` list of `contract_tests!` state documented
-//! behaviour that redb does not have yet; they are generated `#[ignore]`d
-//! until it does.
 
 use confab::providers::ProviderKind;
 use confab::store::acme::{AcmeAccountRecord, AcmeCertRecord};
@@ -2690,9 +2686,6 @@ macro_rules! contract_tests {
             searchable_pages_walk_every_conversation,
             acme_accounts_and_certificates,
             health_schema_and_probe,
-        );
-        // Documented behaviour the store does not have yet.
-        $crate::store_contract::contract_tests!(@pending $fresh;
             sessions_touch_never_moves_last_seen_back,
             conversations_create_with_a_taken_id_conflicts,
             import_with_a_taken_id_writes_nothing,
@@ -2700,14 +2693,6 @@ macro_rules! contract_tests {
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(
         #[tokio::test]
-        async fn $case() {
-            let (store, _guard) = $fresh().await;
-            $crate::store_contract::$case(&*store).await;
-        }
-    )*};
-    (@pending $fresh:path; $($case:ident),* $(,)?) => {$(
-        #[tokio::test]
-        #[ignore = "documented store behaviour that redb does not have yet"]
         async fn $case() {
             let (store, _guard) = $fresh().await;
             $crate::store_contract::$case(&*store).await;

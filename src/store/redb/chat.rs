@@ -27,7 +27,16 @@ fn load_conv(tx: &WriteTx, user_id: Uuid, id: Uuid) -> StoreResult<Conversation>
 }
 
 /// Writes a conversation and moves its index entry if `updated_at` changed.
+/// Writes `c`: an update when `old_updated` is its previous `updated_at_ms`,
+/// else a new conversation (Conflict when the id is taken: an overwrite
+/// would leave the old listing entry behind).
 fn save_conv(tx: &WriteTx, old_updated: Option<u64>, c: &Conversation) -> StoreResult<()> {
+    if old_updated.is_none() && tx.open_table(CONVERSATIONS)?.get(c.id.as_u128())?.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "a conversation with id {} already exists",
+            c.id
+        )));
+    }
     let mut idx = tx.open_table(CONVERSATIONS_BY_USER)?;
     if let Some(old) = old_updated {
         idx.remove((c.user_id.as_u128(), old, c.id.as_u128()))?;

@@ -605,7 +605,9 @@ impl Db {
         {
             let mut t = tx.open_table(SESSIONS)?;
             let s: Option<Session> = t.get(token_hash)?.map(|v| dec(v.value())).transpose()?;
-            if let Some(mut s) = s {
+            if let Some(mut s) = s
+                && now > s.last_seen
+            {
                 s.last_seen = now;
                 t.insert(token_hash, enc(&s).as_slice())?;
             }
