@@ -544,8 +544,19 @@ async fn model_lists() {
         let claude = models.iter().find(|m| m.id == "claude-fake-1").unwrap();
         assert_eq!(claude.display_name, display, "{d:?}");
     }
-    let r = fake.last_request().unwrap();
-    assert_eq!(r.path, "/ollama/api/tags");
+    // Ollama lists from /api/tags, then asks /api/show about each model
+    // (for its context window): the listing itself is the tags request.
+    let ollama: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.dialect == Some(Dialect::Ollama))
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(ollama[0], "/ollama/api/tags");
+    assert!(
+        ollama[1..].iter().all(|p| p == "/ollama/api/show"),
+        "{ollama:?}"
+    );
     let anthropic = fake
         .requests()
         .into_iter()
