@@ -741,3 +741,254 @@ mod tests {
         assert_eq!(v["stream"], true);
     }
 }
+
+#[cfg(test)]
+mod tool_tests {
+    use super::*;
+    use crate::providers::{Tool, ToolCall};
+
+    /// Text block 0, then two tool_use blocks (1 and 2): the calls are
+    /// numbered 0 and 1, whatever their block index.
+    const TOOL_STREAM: &str = concat!(
+        "event: message_start\n",
+        "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_02\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-test\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":472,\"output_tokens\":2}}}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Okay, checking.\"}}\n\n",
+        "event: content_block_stop\n",
+        "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_01\",\"name\":\"get_weather\",\"input\":{}}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\"}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"location\\\": \\\"San Fra\"}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"ncisco, CA\\\"}\"}}\n\n",
+        "event: content_block_stop\n",
+        "data: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_02\",\"name\":\"get_time\",\"input\":{}}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}\n\n",
+        "event: content_block_stop\n",
+        "data: {\"type\":\"content_block_stop\",\"index\":2}\n\n",
+        "event: message_delta\n",
+        "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":89}}\n\n",
+        "event: message_stop\n",
+        "data: {\"type\":\"message_stop\"}\n\n",
+    );
+
+    fn decode(chunks: &[&[u8]]) -> Vec<Result<ChatEvent, ProviderError>> {
+        let mut d = AnthropicDecoder::new(Origin {
+            provider: "an".into(),
+            key: None,
+            model: Some("claude-test".into()),
+        });
+        let mut q = EventQueue::new();
+        for c in chunks {
+            d.feed(c, &mut q);
+        }
+        d.finish(&mut q);
+        assert!(d.is_done());
+        q.into_iter().collect()
+    }
+
+    fn piece(index: u32, id: Option<&str>, name: Option<&str>, args: &str) -> ChatEvent {
+        ChatEvent::ToolCall(ToolCallDelta {
+            index,
+            id: id.map(Into::into),
+            name: name.map(Into::into),
+            arguments: args.into(),
+        })
+    }
+
+    #[test]
+    fn tool_use_blocks_byte_by_byte_equal_whole() {
+        let expected: Vec<Result<ChatEvent, ProviderError>> = vec![
+            Ok(ChatEvent::Delta("Okay, checking.".into())),
+            Ok(piece(0, Some("toolu_01"), Some("get_weather"), "")),
+            Ok(piece(0, None, None, "{\"location\": \"San Fra")),
+            Ok(piece(0, None, None, "ncisco, CA\"}")),
+            Ok(piece(1, Some("toolu_02"), Some("get_time"), "")),
+            Ok(piece(1, None, None, "{}")),
+            Ok(ChatEvent::Usage {
+                input_tokens: 472,
+                output_tokens: 89,
+            }),
+            Ok(ChatEvent::Done {
+                finish_reason: "tool_calls".into(),
+            }),
+        ];
+        assert_eq!(decode(&[TOOL_STREAM.as_bytes()]), expected);
+        let bytes: Vec<&[u8]> = TOOL_STREAM.as_bytes().chunks(1).collect();
+        assert_eq!(decode(&bytes), expected);
+        let crlf = TOOL_STREAM.replace('\n', "\r\n");
+        let bytes: Vec<&[u8]> = crlf.as_bytes().chunks(1).collect();
+        assert_eq!(decode(&bytes), expected);
+    }
+
+    #[test]
+    fn arguments_for_a_text_block_are_a_protocol_error() {
+        let s = "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\"}}\n\n";
+        let mut d = AnthropicDecoder::new(Origin {
+            provider: "an".into(),
+            key: None,
+            model: None,
+        });
+        let mut q = EventQueue::new();
+        d.feed(s.as_bytes(), &mut q);
+        assert!(matches!(
+            q.pop_front(),
+            Some(Err(ProviderError::Protocol(_)))
+        ));
+    }
+
+    fn call(id: &str, name: &str, args: &str) -> ToolCall {
+        ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: args.into(),
+        }
+    }
+
+    fn tool_result(id: &str, text: &str) -> ChatMessage {
+        let mut m = ChatMessage::new(Role::Tool, text);
+        m.tool_call_id = Some(id.into());
+        m
+    }
+
+    #[test]
+    fn every_field_in_anthropic_words() {
+        let mut assistant = ChatMessage::assistant("Checking both.");
+        assistant.tool_calls = vec![
+            call("toolu_1", "get_weather", "{\"city\":\"Paris\"}"),
+            call("toolu_2", "get_time", ""),
+        ];
+        let mut req = ChatRequest::new(
+            "claude-3-5-haiku-20241022",
+            vec![
+                ChatMessage::user("weather and time?"),
+                assistant,
+                tool_result("toolu_1", "18 degrees"),
+                tool_result("toolu_2", "noon"),
+                ChatMessage::user("thanks"),
+            ],
+        );
+        req.temperature = Some(0.2);
+        req.top_p = Some(0.8);
+        req.stop = vec!["END".into(), "STOP".into()];
+        req.seed = Some(7);
+        req.presence_penalty = Some(1.0);
+        req.frequency_penalty = Some(1.0);
+        req.user = Some("user-7".into());
+        req.tools = vec![Tool {
+            name: "get_weather".into(),
+            description: None,
+            parameters: json!({"type": "object"}),
+        }];
+        req.tool_choice = Some(ToolChoice::Required);
+        let v = serde_json::to_value(wire_request(&req).unwrap()).unwrap();
+        assert_eq!(v["max_tokens"], 8192, "3.5 Haiku's output limit");
+        assert_eq!(v["top_p"], json!(0.8f32));
+        assert_eq!(v["stop_sequences"], json!(["END", "STOP"]));
+        assert_eq!(v["metadata"], json!({"user_id": "user-7"}));
+        assert_eq!(
+            v["tools"],
+            json!([{"name": "get_weather", "input_schema": {"type": "object"}}])
+        );
+        assert_eq!(v["tool_choice"], json!({"type": "any"}));
+        for dropped in [
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+            "stop",
+            "user",
+        ] {
+            assert!(v.get(dropped).is_none(), "{dropped}");
+        }
+        let msgs = v["messages"].as_array().unwrap();
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert_eq!(
+            msgs[1],
+            json!({"role": "assistant", "content": [
+                {"type": "text", "text": "Checking both."},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "get_time", "input": {}}]})
+        );
+        assert_eq!(
+            msgs[2],
+            json!({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18 degrees"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "noon"}]})
+        );
+        assert_eq!(msgs[3], json!({"role": "user", "content": "thanks"}));
+
+        for (choice, wire) in [
+            (ToolChoice::Auto, json!({"type": "auto"})),
+            (ToolChoice::None, json!({"type": "none"})),
+            (
+                ToolChoice::Named("get_weather".into()),
+                json!({"type": "tool", "name": "get_weather"}),
+            ),
+        ] {
+            req.tool_choice = Some(choice);
+            assert_eq!(
+                serde_json::to_value(wire_request(&req).unwrap()).unwrap()["tool_choice"],
+                wire
+            );
+        }
+    }
+
+    #[test]
+    fn json_mode_and_bad_arguments_are_refused() {
+        let mut req = ChatRequest::new("claude-sonnet-4-20250514", vec![ChatMessage::user("hi")]);
+        req.response_format = Some(ResponseFormat::JsonObject);
+        let e = wire_request(&req).err().unwrap();
+        assert_eq!(e.code(), "UNSUPPORTED");
+        assert!(e.to_string().contains("Anthropic has no JSON mode"), "{e}");
+        req.response_format = Some(ResponseFormat::JsonSchema {
+            name: "x".into(),
+            schema: json!({}),
+            strict: None,
+        });
+        assert!(matches!(
+            wire_request(&req),
+            Err(ProviderError::Unsupported(_))
+        ));
+        req.response_format = Some(ResponseFormat::Text);
+        assert!(wire_request(&req).is_ok());
+
+        let mut assistant = ChatMessage::assistant("");
+        assistant.tool_calls = vec![call("toolu_1", "f", "[1, 2]")];
+        let req = ChatRequest::new("claude", vec![ChatMessage::user("hi"), assistant]);
+        assert!(matches!(
+            wire_request(&req),
+            Err(ProviderError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn output_limits_by_family() {
+        for (model, limit) in [
+            ("claude-3-haiku-20240307", Some(4096)),
+            ("claude-3-opus-20240229", Some(4096)),
+            ("claude-3-5-sonnet-20241022", Some(8192)),
+            ("claude-3-5-haiku-latest", Some(8192)),
+            ("claude-3-7-sonnet-20250219", Some(64_000)),
+            ("claude-sonnet-4-20250514", Some(64_000)),
+            ("claude-opus-4-20250514", Some(32_000)),
+            ("claude-opus-4-1-20250805", Some(32_000)),
+            ("claude-sonnet-4-5-20250929", Some(64_000)),
+            ("claude-haiku-4-5", Some(64_000)),
+            ("claude-opus-4-5-20251101", Some(64_000)),
+            ("claude-opus-4-6", Some(128_000)),
+            ("mystery-model", None),
+        ] {
+            assert_eq!(claude_max_output_tokens(model), limit, "{model}");
+        }
+        assert_eq!(default_max_tokens("mystery-model"), DEFAULT_MAX_TOKENS);
+        assert_eq!(default_max_tokens("claude-3-7-sonnet-latest"), 64_000);
+    }
+}

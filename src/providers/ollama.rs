@@ -753,3 +753,170 @@ mod tests {
         assert_eq!(v["options"]["num_predict"], 10);
     }
 }
+
+#[cfg(test)]
+mod tool_tests {
+    use super::*;
+    use crate::providers::{ChatMessage, Tool};
+
+    const TOOL_STREAM: &str = concat!(
+        "{\"model\":\"llama3.2\",\"created_at\":\"2025-01-01T00:00:00.1Z\",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"function\":{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}},{\"function\":{\"name\":\"get_time\",\"arguments\":{}}}]},\"done\":false}\n",
+        "{\"model\":\"llama3.2\",\"created_at\":\"2025-01-01T00:00:00.2Z\",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"id\":\"call_srv\",\"function\":{\"index\":2,\"name\":\"get_date\",\"arguments\":{\"tz\":\"UTC\"}}}]},\"done\":false}\n",
+        "{\"model\":\"llama3.2\",\"created_at\":\"2025-01-01T00:00:00.3Z\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done_reason\":\"stop\",\"done\":true,\"prompt_eval_count\":120,\"eval_count\":25}\n",
+    );
+
+    fn decode(chunks: &[&[u8]]) -> Vec<Result<ChatEvent, ProviderError>> {
+        let mut d = OllamaDecoder::with_id_prefix(
+            Origin {
+                provider: "ol".into(),
+                key: None,
+                model: Some("llama3.2".into()),
+            },
+            "call_x".into(),
+        );
+        let mut q = EventQueue::new();
+        for c in chunks {
+            d.feed(c, &mut q);
+        }
+        d.finish(&mut q);
+        assert!(d.is_done());
+        q.into_iter().collect()
+    }
+
+    fn whole(index: u32, id: &str, name: &str, args: &str) -> Result<ChatEvent, ProviderError> {
+        Ok(ChatEvent::ToolCall(ToolCallDelta {
+            index,
+            id: Some(id.into()),
+            name: Some(name.into()),
+            arguments: args.into(),
+        }))
+    }
+
+    #[test]
+    fn whole_calls_byte_by_byte_equal_whole() {
+        let expected = vec![
+            whole(0, "call_x_0", "get_weather", "{\"city\":\"Paris\"}"),
+            whole(1, "call_x_1", "get_time", "{}"),
+            whole(2, "call_srv", "get_date", "{\"tz\":\"UTC\"}"),
+            Ok(ChatEvent::Usage {
+                input_tokens: 120,
+                output_tokens: 25,
+            }),
+            Ok(ChatEvent::Done {
+                finish_reason: "tool_calls".into(),
+            }),
+        ];
+        assert_eq!(decode(&[TOOL_STREAM.as_bytes()]), expected);
+        let bytes: Vec<&[u8]> = TOOL_STREAM.as_bytes().chunks(1).collect();
+        assert_eq!(decode(&bytes), expected);
+    }
+
+    #[test]
+    fn generated_ids_differ_between_answers() {
+        let o = Origin {
+            provider: "ol".into(),
+            key: None,
+            model: None,
+        };
+        let a = OllamaDecoder::new(o.clone()).id_prefix;
+        let b = OllamaDecoder::new(o).id_prefix;
+        assert_ne!(a, b);
+        assert!(a.starts_with("call_"));
+    }
+
+    #[test]
+    fn every_field_in_ollama_words() {
+        let mut assistant = ChatMessage::assistant("");
+        assistant.tool_calls = vec![ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: "{\"city\":\"Paris\"}".into(),
+        }];
+        let mut result = ChatMessage::new(Role::Tool, "18 degrees");
+        result.tool_call_id = Some("call_1".into());
+        let mut req = ChatRequest::new(
+            "llama3.2",
+            vec![ChatMessage::user("weather?"), assistant, result],
+        );
+        req.temperature = Some(0.25);
+        req.top_p = Some(0.5);
+        req.max_tokens = Some(64);
+        req.stop = vec!["END".into()];
+        req.seed = Some(3);
+        req.presence_penalty = Some(0.5);
+        req.frequency_penalty = Some(0.25);
+        req.tools = vec![Tool {
+            name: "get_weather".into(),
+            description: Some("Weather now".into()),
+            parameters: json!({"type": "object"}),
+        }];
+        req.tool_choice = Some(ToolChoice::Required);
+        req.response_format = Some(ResponseFormat::JsonObject);
+        let v = serde_json::to_value(wire_request(&req).unwrap()).unwrap();
+        assert_eq!(
+            v["options"],
+            json!({"num_predict": 64, "temperature": 0.25, "top_p": 0.5, "stop": ["END"], "seed": 3,
+                "presence_penalty": 0.5, "frequency_penalty": 0.25})
+        );
+        assert_eq!(v["format"], "json");
+        assert_eq!(
+            v["tools"],
+            json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather now", "parameters": {"type": "object"}}}])
+        );
+        assert!(v.get("tool_choice").is_none());
+        let msgs = v["messages"].as_array().unwrap();
+        assert_eq!(
+            msgs[1]["tool_calls"],
+            json!([{"id": "call_1", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}])
+        );
+        assert_eq!(
+            msgs[2],
+            json!({"role": "tool", "content": "18 degrees", "tool_name": "get_weather", "tool_call_id": "call_1"})
+        );
+
+        req.tool_choice = Some(ToolChoice::None);
+        req.response_format = Some(ResponseFormat::JsonSchema {
+            name: "w".into(),
+            schema: json!({"type": "object", "required": ["a"]}),
+            strict: None,
+        });
+        let v = serde_json::to_value(wire_request(&req).unwrap()).unwrap();
+        assert!(v.get("tools").is_none(), "none means no tools");
+        assert_eq!(v["format"], json!({"type": "object", "required": ["a"]}));
+    }
+
+    #[test]
+    fn show_reads_the_architectures_context_length() {
+        let show: Show = serde_json::from_value(json!({
+            "model_info": {"general.architecture": "qwen2", "qwen2.context_length": 32768, "llama.context_length": 1},
+            "capabilities": ["completion", "tools"]
+        }))
+        .unwrap();
+        assert_eq!(
+            show.info(),
+            ShowInfo {
+                context_window: Some(32768),
+                kind: Some(ModelKind::Chat)
+            }
+        );
+        let show: Show = serde_json::from_value(json!({
+            "model_info": {"bert.context_length": 512}, "capabilities": ["embedding"]
+        }))
+        .unwrap();
+        assert_eq!(
+            show.info(),
+            ShowInfo {
+                context_window: Some(512),
+                kind: Some(ModelKind::Embedding)
+            }
+        );
+        let show: Show = serde_json::from_value(json!({"modelfile": "FROM x"})).unwrap();
+        assert_eq!(
+            show.info(),
+            ShowInfo {
+                context_window: None,
+                kind: None
+            }
+        );
+    }
+}

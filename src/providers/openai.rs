@@ -719,3 +719,157 @@ mod tests {
         assert!(v.get("max_tokens").is_none());
     }
 }
+
+#[cfg(test)]
+mod tool_tests {
+    use super::*;
+    use crate::providers::{ChatMessage, Tool, ToolCall};
+    use serde_json::Value;
+
+    fn origin() -> Origin {
+        Origin {
+            provider: "oa".into(),
+            key: None,
+            model: Some("gpt-test".into()),
+        }
+    }
+
+    /// As OpenAI streams two parallel calls: the first chunk opens call 0
+    /// with role and null content, arguments follow in pieces.
+    const TOOL_STREAM: &str = concat!(
+        "data: {\"id\":\"chatcmpl-2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}],\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\"\"}}]},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\":\\\"Paris\\\"}\"}}]},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"call_b\",\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"arguments\":\"{}\"}}]},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":40,\"completion_tokens\":9,\"total_tokens\":49}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    fn decode(chunks: &[&[u8]]) -> Vec<Result<ChatEvent, ProviderError>> {
+        let mut d = OpenAiDecoder::new(origin());
+        let mut q = EventQueue::new();
+        for c in chunks {
+            d.feed(c, &mut q);
+        }
+        d.finish(&mut q);
+        assert!(d.is_done());
+        q.into_iter().collect()
+    }
+
+    fn piece(index: u32, id: Option<&str>, name: Option<&str>, args: &str) -> ChatEvent {
+        ChatEvent::ToolCall(ToolCallDelta {
+            index,
+            id: id.map(Into::into),
+            name: name.map(Into::into),
+            arguments: args.into(),
+        })
+    }
+
+    #[test]
+    fn tool_call_pieces_byte_by_byte_equal_whole() {
+        let expected: Vec<Result<ChatEvent, ProviderError>> = vec![
+            Ok(piece(0, Some("call_a"), Some("get_weather"), "")),
+            Ok(piece(0, None, None, "{\"city\"")),
+            Ok(piece(0, None, None, ":\"Paris\"}")),
+            Ok(piece(1, Some("call_b"), Some("get_time"), "{}")),
+            Ok(ChatEvent::Usage {
+                input_tokens: 40,
+                output_tokens: 9,
+            }),
+            Ok(ChatEvent::Done {
+                finish_reason: "tool_calls".into(),
+            }),
+        ];
+        assert_eq!(decode(&[TOOL_STREAM.as_bytes()]), expected);
+        let bytes: Vec<&[u8]> = TOOL_STREAM.as_bytes().chunks(1).collect();
+        assert_eq!(decode(&bytes), expected);
+        let crlf = TOOL_STREAM.replace('\n', "\r\n");
+        let bytes: Vec<&[u8]> = crlf.as_bytes().chunks(1).collect();
+        assert_eq!(decode(&bytes), expected);
+    }
+
+    #[test]
+    fn every_field_in_openai_words() {
+        let mut assistant = ChatMessage::assistant("");
+        assistant.tool_calls = vec![ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: "{\"city\":\"Paris\"}".into(),
+        }];
+        let mut result = ChatMessage::new(Role::Tool, "18 degrees");
+        result.tool_call_id = Some("call_1".into());
+        let mut req = ChatRequest::new(
+            "gpt-4o",
+            vec![ChatMessage::user("weather?"), assistant, result],
+        );
+        req.temperature = Some(0.3);
+        req.top_p = Some(0.9);
+        req.max_tokens = Some(100);
+        req.stop = vec!["END".into()];
+        req.seed = Some(42);
+        req.presence_penalty = Some(0.5);
+        req.frequency_penalty = Some(-0.5);
+        req.user = Some("user-7".into());
+        req.tools = vec![Tool {
+            name: "get_weather".into(),
+            description: Some("Weather now".into()),
+            parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+        }];
+        req.tool_choice = Some(ToolChoice::Named("get_weather".into()));
+        req.response_format = Some(ResponseFormat::JsonSchema {
+            name: "w".into(),
+            schema: json!({"type": "object"}),
+            strict: Some(true),
+        });
+        let v = serde_json::to_value(wire_request(&req, false)).unwrap();
+        assert_eq!(v["temperature"], json!(0.3f32));
+        assert_eq!(v["top_p"], json!(0.9f32));
+        assert_eq!(v["max_tokens"], 100);
+        assert_eq!(v["stop"], json!(["END"]));
+        assert_eq!(v["seed"], 42);
+        assert_eq!(v["presence_penalty"], 0.5);
+        assert_eq!(v["frequency_penalty"], -0.5);
+        assert_eq!(v["user"], "user-7");
+        assert_eq!(
+            v["tools"],
+            json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+        );
+        assert_eq!(
+            v["tool_choice"],
+            json!({"type": "function", "function": {"name": "get_weather"}})
+        );
+        assert_eq!(
+            v["response_format"],
+            json!({"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": true}})
+        );
+        let msgs = v["messages"].as_array().unwrap();
+        assert_eq!(msgs[1]["content"], Value::Null);
+        assert_eq!(
+            msgs[1]["tool_calls"],
+            json!([{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}])
+        );
+        assert_eq!(msgs[2]["role"], "tool");
+        assert_eq!(msgs[2]["tool_call_id"], "call_1");
+        assert_eq!(msgs[2]["content"], "18 degrees");
+        assert!(msgs[0].get("tool_calls").is_none());
+        assert!(msgs[0].get("tool_call_id").is_none());
+
+        for (choice, wire) in [
+            (ToolChoice::Auto, json!("auto")),
+            (ToolChoice::None, json!("none")),
+            (ToolChoice::Required, json!("required")),
+        ] {
+            req.tool_choice = Some(choice);
+            assert_eq!(
+                serde_json::to_value(wire_request(&req, true)).unwrap()["tool_choice"],
+                wire
+            );
+        }
+        req.response_format = Some(ResponseFormat::JsonObject);
+        let v = serde_json::to_value(wire_request(&req, true)).unwrap();
+        assert_eq!(v["response_format"], json!({"type": "json_object"}));
+        assert_eq!(v["max_completion_tokens"], 100);
+    }
+}
