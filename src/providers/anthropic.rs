@@ -274,7 +274,11 @@ fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
                 input_schema: &t.parameters,
             })
             .collect(),
-        tool_choice: req.tool_choice.as_ref().map(tool_choice),
+        tool_choice: req
+            .tool_choice
+            .as_ref()
+            .filter(|c| !req.tools.is_empty() || !super::choice_is_moot(c))
+            .map(tool_choice),
         metadata: req
             .user
             .as_deref()
@@ -939,6 +943,10 @@ mod tool_tests {
                 wire
             );
         }
+        req.tools.clear();
+        req.tool_choice = Some(ToolChoice::Auto);
+        let v = serde_json::to_value(wire_request(&req).unwrap()).unwrap();
+        assert!(v.get("tool_choice").is_none() && v.get("tools").is_none());
     }
 
     #[test]

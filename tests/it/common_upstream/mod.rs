@@ -58,8 +58,8 @@
 //! "embed" is a `bert` embedding model ([`EMBEDDING_CONTEXT_LENGTH`],
 //! capabilities `["embedding"]`). Flags `500` and `missing-model` make it fail.
 //!
-//! Anthropic requests without `x-api-key` or `anthropic-version` are refused
-//! as the real API does; any dialect refuses [`REJECTED_KEY`] with 401.
+//! Anthropic requests without `x-api-key` or `anthropic-version`, and
+//! messages requests without `max_tokens`, are refused as the real API does; any dialect refuses [`REJECTED_KEY`] with 401.
 //!
 //! Usage reported: input tokens = whitespace-separated words of the system
 //! prompt and all messages ([`word_count`]); output tokens = number of reply
@@ -712,6 +712,12 @@ async fn chat(
     if dialect == Dialect::Anthropic {
         if let Some(refusal) = anthropic_auth(headers, &key) {
             return refusal;
+        }
+        if !body.get("max_tokens").is_some_and(Value::is_u64) {
+            return json_response(
+                400,
+                &json!({"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"}}),
+            );
         }
     } else if key.as_deref() == Some(REJECTED_KEY) {
         return error_response(dialect, 401, &key, "");
