@@ -147,6 +147,10 @@ struct WireMetadata<'a> {
 /// that do not change what an answer may contain, so they are dropped
 /// rather than refused. A JSON `response_format` is refused instead
 /// (see [`wire_request`]): that one is a promise about the answer.
+/// `temperature` and `top_p` are both passed on when both are set, though
+/// Anthropic advises altering only one and its newest models refuse the
+/// pair: choosing one for the client would change what it asked for, so
+/// that refusal reaches the client as it is.
 #[derive(Serialize)]
 struct WireRequest<'a> {
     model: &'a str,

@@ -287,8 +287,8 @@ impl FakeUpstream {
     pub fn set_models(&self, models: &[&str]) {
         *self.shared.models.lock().unwrap() = models.iter().map(|s| s.to_string()).collect();
     }
-    /// The next `n` chat requests answer "overloaded" (503; Anthropic 529),
-    /// for testing retries.
+    /// The next `n` chat or embedding requests answer "overloaded" (503;
+    /// Anthropic 529), for testing retries.
     pub fn fail_next(&self, n: usize) {
         self.shared.fail_next.store(n, Ordering::SeqCst);
     }
@@ -495,8 +495,8 @@ async fn handle(
         ("POST", "/ollama/api/chat") => {
             chat(&shared, Dialect::Ollama, &headers, &json_body, key).await
         }
-        ("POST", "/openai/v1/embeddings") => embeddings(Dialect::OpenAi, &json_body, key),
-        ("POST", "/ollama/api/embed") => embeddings(Dialect::Ollama, &json_body, key),
+        ("POST", "/openai/v1/embeddings") => embeddings(&shared, Dialect::OpenAi, &json_body, key),
+        ("POST", "/ollama/api/embed") => embeddings(&shared, Dialect::Ollama, &json_body, key),
         ("POST", "/ollama/api/show") => show(&shared, &json_body),
         _ => Response::builder()
             .status(404)
@@ -1397,11 +1397,18 @@ fn embedding_inputs(body: &Value) -> Option<Vec<String>> {
 }
 
 /// `POST /openai/v1/embeddings` and `POST /ollama/api/embed`.
-fn embeddings(dialect: Dialect, body: &Value, key: Option<String>) -> Response {
+fn embeddings(shared: &Shared, dialect: Dialect, body: &Value, key: Option<String>) -> Response {
     if key.as_deref() == Some(REJECTED_KEY) {
         return error_response(dialect, 401, &key, "");
     }
     let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+    if shared
+        .fail_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return error_response(dialect, 503, &key, model);
+    }
     let f = flags(model);
     if f.contains(&"missing-model") {
         return error_response(dialect, 404, &key, model);
