@@ -190,9 +190,8 @@ where
 /// `GET /v1/models`: OpenAI's list, or Anthropic's when the request
 /// carries `anthropic-version`.
 #[utoipa::path(get, path = "/v1/models", tag = "v1",
-    params(("anthropic-version" = Option<String>, Header, description = "When present, the answer is in Anthropic's shape")),
     responses(
-        (status = 200, description = "The models the caller may use: OpenAI's list, or Anthropic's with `anthropic-version`", body = ModelsAnswer),
+        (status = 200, description = "The models the caller may use: OpenAI's list, or Anthropic's when the request carries an `anthropic-version` header (as the Anthropic SDKs send)", body = ModelsAnswer),
         (status = 401, description = "No API key, or an unknown or expired one", body = V1ErrorBody),
         (status = 403, description = "The key lacks the `read` scope, or the account is disabled", body = V1ErrorBody),
         (status = 429, description = "Over the API rate limit; `Retry-After` says when to try again", body = V1ErrorBody),
@@ -220,7 +219,8 @@ pub async fn models(
 }
 
 /// The schema of `GET /v1/models`'s answer (for the OpenAPI document).
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
 #[schema(as = V1ModelsAnswer)]
 #[allow(dead_code)]
 pub enum ModelsAnswer {
@@ -230,7 +230,8 @@ pub enum ModelsAnswer {
 
 /// The schema of `/v1` error bodies (for the OpenAPI document): OpenAI's
 /// or Anthropic's shape.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
 #[allow(dead_code)]
 pub enum V1ErrorBody {
     OpenAi(openai::ErrorBody),
@@ -293,4 +294,3 @@ pub fn unknown_fields<'a>(
         .map(String::as_str)
         .find(|k| !known.contains(k) && !ignored.contains(k))
 }
-
