@@ -157,6 +157,12 @@ fn audit(
     });
 }
 
+/// The audit entry of a call refused before it reached a provider (unknown
+/// model, rate limit, quota).
+fn refused(store: &SharedStore, caller: &Caller, action: &str, model: &str, e: &AppError) {
+    audit(store, caller, action, "-", model, e.code());
+}
+
 /// The stream of a running call and what it has used so far.
 struct Running {
     inner: ChatStream,
@@ -280,9 +286,15 @@ impl ChatService {
         }
         // A call runs on the server's provider credentials only.
         req.api_key_override = None;
-        let (provider_name, provider) = self.provider_of(&req.model)?;
+        let (provider_name, provider) = self
+            .provider_of(&req.model)
+            .inspect_err(|e| refused(&self.store, &caller, "v1.chat", &req.model, e))?;
         let estimate = input_estimate(&req);
-        let reservation = self.limits.admit(&self.store, user, estimate).await?;
+        let reservation = self
+            .limits
+            .admit(&self.store, user, estimate)
+            .await
+            .inspect_err(|e| refused(&self.store, &caller, "v1.chat", &req.model, e))?;
         let accounting = Accounting {
             limits: self.limits.clone(),
             store: self.store.clone(),
@@ -340,9 +352,15 @@ impl ChatService {
             return Err(AppError::validation("input must not be empty"));
         }
         req.api_key_override = None;
-        let (provider_name, provider) = self.provider_of(&req.model)?;
+        let (provider_name, provider) = self
+            .provider_of(&req.model)
+            .inspect_err(|e| refused(&self.store, &caller, "v1.embeddings", &req.model, e))?;
         let estimate: u64 = req.input.iter().map(|t| estimate_tokens(t)).sum();
-        let reservation = self.limits.admit(&self.store, user, estimate).await?;
+        let reservation = self
+            .limits
+            .admit(&self.store, user, estimate)
+            .await
+            .inspect_err(|e| refused(&self.store, &caller, "v1.embeddings", &req.model, e))?;
         let accounting = Accounting {
             limits: self.limits.clone(),
             store: self.store.clone(),
