@@ -700,7 +700,13 @@ async fn errors_come_in_each_apis_shape_and_status() {
         json!({"model": "an", "input": ["a", "b"]}),
     )
     .await;
-    openai_error(&a, 400, "invalid_request_error", "unsupported_parameter");
+    openai_error(&a, 400, "invalid_request_error", "invalid_request");
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no embeddings")
+    );
     let a = post(
         &e.s,
         "/v1/embeddings",

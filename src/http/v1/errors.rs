@@ -73,7 +73,6 @@ fn openai_kind(status: StatusCode, code: &str) -> (&'static str, &'static str) {
         (504, _) => ("api_error", "provider_timeout"),
         (503, _) => ("server_error", "unavailable"),
         (s, _) if s >= 500 => ("server_error", "internal_error"),
-        (_, "UNSUPPORTED") => ("invalid_request_error", "unsupported_parameter"),
         _ => ("invalid_request_error", "invalid_request"),
     }
 }

@@ -114,7 +114,7 @@ pub struct ErrorDetail {
     #[schema(required = true)]
     pub param: Option<String>,
     /// invalid_api_key, permission_denied, model_not_found, not_found,
-    /// invalid_request, unsupported_parameter, request_too_large,
+    /// invalid_request, request_too_large, method_not_allowed,
     /// rate_limit_exceeded, insufficient_quota, provider_error,
     /// provider_unreachable, provider_timeout, internal_error, unavailable
     #[schema(required = true)]
