@@ -21,8 +21,8 @@ use crate::error::{AppError, AppResult};
 use crate::limits::quota::Reservation;
 use crate::limits::{CallEnd, Limits};
 use crate::providers::{
-    ChatEvent, ChatRequest, ChatStream, EmbeddingRequest, Embeddings, Provider, ProviderError,
-    ToolCallDelta,
+    ChatEvent, ChatRequest, ChatStream, EmbeddingRequest, Embeddings, ModelKind, Provider,
+    ProviderError, ToolCallDelta,
 };
 use crate::store::SharedStore;
 use crate::store::chat::Usage;
@@ -288,6 +288,18 @@ impl ChatService {
         req.api_key_override = None;
         let (provider_name, provider) = self
             .provider_of(&req.model)
+            .and_then(|found| {
+                let embedding = self.providers.models().iter().any(|m| {
+                    m.id == req.model && m.provider == found.0 && m.kind == ModelKind::Embedding
+                });
+                if embedding {
+                    return Err(AppError::Validation(format!(
+                        "{} is an embedding model: use /v1/embeddings",
+                        req.model
+                    )));
+                }
+                Ok(found)
+            })
             .inspect_err(|e| refused(&self.store, &caller, "v1.chat", &req.model, e))?;
         let estimate = input_estimate(&req);
         let reservation = self

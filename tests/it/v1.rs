@@ -27,7 +27,10 @@ const KINDS: [(&str, ProviderKind); 3] = [
 ];
 
 /// Behaviours each provider offers as `<prefix>+<flag>` models.
-const FLAGS: [&str; 4] = ["error-midstream", "500", "missing-model", "slow"];
+const FLAGS: [&str; 5] = ["error-midstream", "500", "missing-model", "slow", "tools"];
+
+/// Models per provider: the plain one, one per flag, and `<prefix>-embed`.
+const PER_PROVIDER: usize = 1 + FLAGS.len() + 1;
 
 struct Env {
     s: TestServer,
@@ -67,6 +70,7 @@ async fn env(f: impl FnOnce(&mut Config)) -> Env {
         };
         let mut models = vec![p.to_string()];
         models.extend(FLAGS.iter().map(|f| format!("{p}+{f}")));
+        models.push(format!("{p}-embed"));
         let cfg = ProviderConfig::new(kind, p, base)
             .with_api_key("sk-test-key-0000")
             .with_models(models);
@@ -213,7 +217,7 @@ async fn models_are_listed_in_each_apis_shape() {
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.body["object"], "list");
     let data = a.body["data"].as_array().unwrap();
-    assert_eq!(data.len(), 3 * (1 + FLAGS.len()));
+    assert_eq!(data.len(), 3 * PER_PROVIDER);
     for (p, _) in KINDS {
         let m = data.iter().find(|m| m["id"] == p).unwrap();
         assert_eq!(m["object"], "model");
@@ -224,7 +228,7 @@ async fn models_are_listed_in_each_apis_shape() {
     let a = get(&e.s, "/v1/models", Via::Anthropic(&e.key)).await;
     assert_eq!(a.status, 200, "{}", a.text);
     let data = a.body["data"].as_array().unwrap();
-    assert_eq!(data.len(), 3 * (1 + FLAGS.len()));
+    assert_eq!(data.len(), 3 * PER_PROVIDER);
     assert!(data.iter().all(|m| m["type"] == "model"
         && m["display_name"].is_string()
         && m["created_at"].is_string()));
@@ -276,8 +280,30 @@ async fn chat_completions_answer_from_every_provider_kind() {
         );
         assert!(u.get("estimated").is_none(), "{p}: reported, not estimated");
         // The parameters reached the provider in its own wire format.
-        let sent = e.up.last_request().unwrap();
+        let sent = e.up.chat_requests().pop().unwrap();
         assert_eq!(sent.model(), Some(p));
+        let b = &sent.body;
+        match p {
+            "oa" => {
+                assert_eq!(b["temperature"].as_f64().unwrap() as f32, 0.2);
+                assert!(
+                    b["max_tokens"] == 64 || b["max_completion_tokens"] == 64,
+                    "{b}"
+                );
+                assert_eq!(b["stop"], json!(["END"]));
+            }
+            "an" => {
+                assert_eq!(b["temperature"].as_f64().unwrap() as f32, 0.2);
+                assert_eq!(b["max_tokens"], 64);
+                assert_eq!(b["stop_sequences"], json!(["END"]));
+                assert_eq!(b["system"], "be brief");
+            }
+            _ => {
+                assert_eq!(b["options"]["temperature"].as_f64().unwrap() as f32, 0.2);
+                assert_eq!(b["options"]["num_predict"], 64);
+                assert_eq!(b["options"]["stop"], json!(["END"]));
+            }
+        }
     }
 }
 
@@ -1055,4 +1081,227 @@ async fn unknown_paths_outside_the_api_answer_json_404s() {
                 .starts_with("text/html")
         );
     }
+}
+
+fn weather_tool_openai() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}, "unit": {"type": "string"}}, "required": ["location"]}}}])
+}
+
+fn weather_tool_anthropic() -> Value {
+    json!([{"name": "get_weather", "description": "Weather now",
+        "input_schema": {"type": "object", "properties": {"location": {"type": "string"}, "unit": {"type": "string"}}, "required": ["location"]}}])
+}
+
+/// A tool call and its result, through OpenAI's API, against each kind:
+/// the call (streamed as tool_call deltas, and whole), then the answer to
+/// the tool's result.
+#[tokio::test]
+async fn openai_tool_calls_round_trip_on_every_provider_kind() {
+    let e = env(|_| {}).await;
+    for (p, _) in KINDS {
+        let model = format!("{p}+tools");
+        let ask = json!({"model": model, "tools": weather_tool_openai(), "tool_choice": "auto",
+            "messages": [{"role": "user", "content": "weather in Paris?"}]});
+        let a = post(
+            &e.s,
+            "/v1/chat/completions",
+            Via::Bearer(&e.key),
+            ask.clone(),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{p}: {}", a.text);
+        let choice = &a.body["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls", "{p}: {}", a.text);
+        assert!(choice["message"]["content"].is_null(), "{p}: {}", a.text);
+        let call = &choice["message"]["tool_calls"][0];
+        assert_eq!(call["type"], "function");
+        assert_eq!(call["function"]["name"], "get_weather");
+        assert_eq!(
+            call["function"]["arguments"],
+            common_upstream::DEFAULT_TOOL_ARGUMENTS
+        );
+        let id = call["id"].as_str().unwrap().to_string();
+        assert!(!id.is_empty());
+
+        // Streamed: the first piece names the call, the rest add arguments.
+        let mut streamed = ask.clone();
+        streamed["stream"] = json!(true);
+        let events = open(&e.s, "/v1/chat/completions", Via::Bearer(&e.key), streamed)
+            .await
+            .collect()
+            .await;
+        let pieces: Vec<&Value> = events
+            .iter()
+            .filter_map(|e| e.data["choices"][0]["delta"].get("tool_calls"))
+            .map(|t| &t[0])
+            .collect();
+        // Ollama sends each call whole; the others stream the arguments.
+        assert!(!pieces.is_empty(), "{p}");
+        if p != "ol" {
+            assert!(pieces.len() > 1, "{p}");
+        }
+        assert_eq!(pieces[0]["index"], 0);
+        assert_eq!(pieces[0]["type"], "function");
+        assert_eq!(pieces[0]["function"]["name"], "get_weather");
+        assert!(pieces[0]["id"].is_string());
+        assert!(pieces[1..].iter().all(|c| c.get("id").is_none()));
+        let args: String = pieces
+            .iter()
+            .map(|c| c["function"]["arguments"].as_str().unwrap())
+            .collect();
+        assert_eq!(args, common_upstream::DEFAULT_TOOL_ARGUMENTS, "{p}");
+        let finish = events
+            .iter()
+            .find_map(|e| e.data["choices"][0]["finish_reason"].as_str())
+            .unwrap();
+        assert_eq!(finish, "tool_calls");
+
+        // The tool's result goes back; the model answers from it.
+        let result = json!({"model": model, "tools": weather_tool_openai(), "messages": [
+            {"role": "user", "content": "weather in Paris?"},
+            {"role": "assistant", "content": null, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": id, "content": "sunny, 21 C"}
+        ]});
+        let a = post(&e.s, "/v1/chat/completions", Via::Bearer(&e.key), result).await;
+        assert_eq!(a.status, 200, "{p}: {}", a.text);
+        assert_eq!(
+            a.body["choices"][0]["message"]["content"],
+            common_upstream::tool_result_reply("sunny, 21 C"),
+            "{p}"
+        );
+        assert_eq!(a.body["choices"][0]["finish_reason"], "stop");
+    }
+}
+
+/// The same through Anthropic's API: tool_use blocks (streamed as
+/// input_json_delta, and whole), then a tool_result.
+#[tokio::test]
+async fn anthropic_tool_use_round_trips_on_every_provider_kind() {
+    let e = env(|_| {}).await;
+    for (p, _) in KINDS {
+        let model = format!("{p}+tools");
+        let ask = json!({"model": model, "max_tokens": 200, "tools": weather_tool_anthropic(),
+            "tool_choice": {"type": "auto"},
+            "messages": [{"role": "user", "content": "weather in Paris?"}]});
+        let a = post(&e.s, "/v1/messages", Via::Anthropic(&e.key), ask.clone()).await;
+        assert_eq!(a.status, 200, "{p}: {}", a.text);
+        assert_eq!(a.body["stop_reason"], "tool_use", "{p}: {}", a.text);
+        let blocks = a.body["content"].as_array().unwrap();
+        let tool = blocks.iter().find(|b| b["type"] == "tool_use").unwrap();
+        assert_eq!(tool["name"], "get_weather");
+        let want: Value = serde_json::from_str(common_upstream::DEFAULT_TOOL_ARGUMENTS).unwrap();
+        assert_eq!(tool["input"], want);
+        let id = tool["id"].as_str().unwrap().to_string();
+
+        let mut streamed = ask.clone();
+        streamed["stream"] = json!(true);
+        let events = open(&e.s, "/v1/messages", Via::Anthropic(&e.key), streamed)
+            .await
+            .collect()
+            .await;
+        let start = events
+            .iter()
+            .find(|e| {
+                e.event == "content_block_start" && e.data["content_block"]["type"] == "tool_use"
+            })
+            .unwrap();
+        assert_eq!(start.data["content_block"]["name"], "get_weather");
+        assert_eq!(start.data["content_block"]["input"], json!({}));
+        let index = &start.data["index"];
+        let args: String = events
+            .iter()
+            .filter(|e| e.event == "content_block_delta" && &e.data["index"] == index)
+            .map(|e| {
+                assert_eq!(e.data["delta"]["type"], "input_json_delta");
+                e.data["delta"]["partial_json"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(args, common_upstream::DEFAULT_TOOL_ARGUMENTS, "{p}");
+        let stops = events
+            .iter()
+            .filter(|e| e.event == "content_block_stop")
+            .count();
+        let starts = events
+            .iter()
+            .filter(|e| e.event == "content_block_start")
+            .count();
+        assert_eq!(stops, starts, "every block is closed");
+        let md = events.iter().find(|e| e.event == "message_delta").unwrap();
+        assert_eq!(md.data["delta"]["stop_reason"], "tool_use");
+        assert_eq!(events.last().unwrap().event, "message_stop");
+
+        let result = json!({"model": model, "max_tokens": 200, "tools": weather_tool_anthropic(), "messages": [
+            {"role": "user", "content": "weather in Paris?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": id, "name": "get_weather", "input": want}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": "sunny, 21 C"}]}
+        ]});
+        let a = post(&e.s, "/v1/messages", Via::Anthropic(&e.key), result).await;
+        assert_eq!(a.status, 200, "{p}: {}", a.text);
+        assert_eq!(
+            a.body["content"],
+            json!([{"type": "text", "text": common_upstream::tool_result_reply("sunny, 21 C")}]),
+            "{p}"
+        );
+        assert_eq!(a.body["stop_reason"], "end_turn");
+    }
+}
+
+/// Embeddings from the providers that have them, charged like calls.
+#[tokio::test]
+async fn embeddings_come_back_in_order_and_are_charged_to_the_key() {
+    let e = env(|_| {}).await;
+    for p in ["oa", "ol"] {
+        let model = format!("{p}-embed");
+        let a = post(
+            &e.s,
+            "/v1/embeddings",
+            Via::Bearer(&e.key),
+            json!({"model": model, "input": ["first text", "second"], "encoding_format": "float"}),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{p}: {}", a.text);
+        assert_eq!(a.body["object"], "list");
+        assert_eq!(a.body["model"], model);
+        let data = a.body["data"].as_array().unwrap();
+        assert_eq!(data.len(), 2);
+        for (i, text) in ["first text", "second"].iter().enumerate() {
+            assert_eq!(data[i]["object"], "embedding");
+            assert_eq!(data[i]["index"], i);
+            let got: Vec<f64> = data[i]["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            let want = common_upstream::fake_embedding(text, common_upstream::EMBEDDING_DIMS);
+            assert_eq!(got.len(), want.len());
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(g, w)| (g - f64::from(*w)).abs() < 1e-5),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            a.body["usage"]["prompt_tokens"], 3,
+            "{p}: the provider's count"
+        );
+        assert_eq!(a.body["usage"]["total_tokens"], 3);
+        // A chat completion cannot be asked of an embedding model.
+        let a = post(
+            &e.s,
+            "/v1/chat/completions",
+            Via::Bearer(&e.key),
+            chat_body(&model, "hi"),
+        )
+        .await;
+        openai_error(&a, 400, "invalid_request_error", "invalid_request");
+    }
+    let r = e.s.get("/api/usage", Auth::Session(&e.admin)).await;
+    let keys = r.body["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["messages"], 2);
+    assert_eq!(keys[0]["input_tokens"], 6);
+    assert_eq!(keys[0]["output_tokens"], 0);
 }
