@@ -157,9 +157,17 @@ fn audit(
     });
 }
 
-/// The audit entry of a call refused before it reached a provider (unknown
-/// model, rate limit, quota).
+/// The audit entry of a call refused before it reached a provider (an
+/// unknown model, a bad request). Rate-limit and quota refusals write none,
+/// as in the app: a refusal must not cost a store write (they are counted
+/// in the metrics).
 fn refused(store: &SharedStore, caller: &Caller, action: &str, model: &str, e: &AppError) {
+    if matches!(
+        e,
+        AppError::RateLimited { .. } | AppError::QuotaExceeded { .. }
+    ) {
+        return;
+    }
     audit(store, caller, action, "-", model, e.code());
 }
 
