@@ -573,7 +573,7 @@ impl Events {
 }
 
 /// `POST /v1/messages`.
-#[utoipa::path(post, path = "/v1/messages", tag = "v1",
+#[utoipa::path(post, path = "/v1/messages", tag = "v1", operation_id = "v1_messages",
     params(("anthropic-version" = Option<String>, Header, description = "Sent by the Anthropic SDKs; accepted, any value")),
     request_body = MessagesRequest,
     responses(

@@ -189,7 +189,7 @@ where
 
 /// `GET /v1/models`: OpenAI's list, or Anthropic's when the request
 /// carries `anthropic-version`.
-#[utoipa::path(get, path = "/v1/models", tag = "v1",
+#[utoipa::path(get, path = "/v1/models", tag = "v1", operation_id = "v1_models",
     responses(
         (status = 200, description = "The models the caller may use: OpenAI's list, or Anthropic's when the request carries an `anthropic-version` header (as the Anthropic SDKs send)", body = ModelsAnswer),
         (status = 401, description = "No API key, or an unknown or expired one", body = V1ErrorBody),

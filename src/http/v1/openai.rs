@@ -689,7 +689,7 @@ impl Chunks {
 }
 
 /// `POST /v1/chat/completions`.
-#[utoipa::path(post, path = "/v1/chat/completions", tag = "v1",
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "v1", operation_id = "v1_chat_completions",
     request_body = ChatCompletionRequest,
     responses(
         (status = 200, description = "`stream: false`: one `chat.completion`. `stream: true`: `text/event-stream` of `data: {chat.completion.chunk}` lines (the role first, then content or tool_call deltas, then one with finish_reason; with `stream_options.include_usage` a last chunk with empty `choices` and the usage), then `data: [DONE]`; a failure mid-answer is a `data: {\"error\":{…}}` line and the stream ends.",
@@ -849,7 +849,7 @@ fn parse_embeddings(obj: &Map<String, Value>) -> Result<EmbeddingRequest, V1Erro
 }
 
 /// `POST /v1/embeddings`.
-#[utoipa::path(post, path = "/v1/embeddings", tag = "v1",
+#[utoipa::path(post, path = "/v1/embeddings", tag = "v1", operation_id = "v1_embeddings",
     request_body = EmbeddingsRequest,
     responses(
         (status = 200, description = "One vector per input, in order", body = EmbeddingsResponse),
