@@ -42,7 +42,7 @@ use super::{
         search::search,
         usage::own_usage, usage::admin_usage,
         export::export_conversation, export::export_all, export::import,
-        v1::models, v1::openai::chat_completions, v1::openai::embeddings, v1::anthropic::messages,
+        v1::models, v1::model, v1::openai::chat_completions, v1::openai::embeddings, v1::anthropic::messages,
     ),
     tags(
         (name = "auth", description = "Setup, registration, sign-in, sessions and tokens"),

@@ -236,6 +236,20 @@ async fn models_are_listed_in_each_apis_shape() {
     assert_eq!(a.body["first_id"], data[0]["id"]);
     assert_eq!(a.body["last_id"], data[data.len() - 1]["id"]);
     assert!(a.body.get("object").is_none());
+
+    // One model, in each shape (the SDKs' `models.retrieve`).
+    let a = get(&e.s, "/v1/models/an", Via::Bearer(&e.key)).await;
+    assert_eq!(
+        a.body,
+        json!({"id": "an", "object": "model", "created": 0, "owned_by": "an"})
+    );
+    let a = get(&e.s, "/v1/models/an", Via::Anthropic(&e.key)).await;
+    assert_eq!(a.body["type"], "model");
+    assert_eq!(a.body["id"], "an");
+    let a = get(&e.s, "/v1/models/nope", Via::Bearer(&e.key)).await;
+    openai_error(&a, 404, "invalid_request_error", "model_not_found");
+    let a = get(&e.s, "/v1/models/nope", Via::Anthropic(&e.key)).await;
+    anthropic_error(&a, 404, "not_found_error");
 }
 
 #[tokio::test]
@@ -1042,7 +1056,12 @@ async fn calls_are_stateless_audited_without_content_and_counted() {
 #[tokio::test]
 async fn unknown_paths_outside_the_api_answer_json_404s() {
     let e = env(|_| {}).await;
-    for path in ["/v1/anything-unknown", "/v1/chat", "/v1", "/v1/models/x/y"] {
+    for path in [
+        "/v1/anything-unknown",
+        "/v1/chat",
+        "/v1",
+        "/v1/chat/completions/x",
+    ] {
         let a = get(&e.s, path, Via::Bearer(&e.key)).await;
         openai_error(&a, 404, "invalid_request_error", "not_found");
         assert!(

@@ -169,20 +169,21 @@ impl From<Usage> for MessageUsage {
     }
 }
 
+pub fn model_of(m: &RegistryModel) -> Model {
+    Model {
+        kind: "model",
+        id: m.id.clone(),
+        display_name: m.display_name.clone(),
+        created_at: "1970-01-01T00:00:00Z".into(),
+    }
+}
+
 pub fn model_list(models: &[RegistryModel]) -> axum::Json<ModelList> {
     axum::Json(ModelList {
         has_more: false,
         first_id: models.first().map(|m| m.id.clone()),
         last_id: models.last().map(|m| m.id.clone()),
-        data: models
-            .iter()
-            .map(|m| Model {
-                kind: "model",
-                id: m.id.clone(),
-                display_name: m.display_name.clone(),
-                created_at: "1970-01-01T00:00:00Z".into(),
-            })
-            .collect(),
+        data: models.iter().map(model_of).collect(),
     })
 }
 

@@ -230,18 +230,19 @@ pub struct EmbeddingsUsage {
 
 // ---- models ----------------------------------------------------------
 
+pub fn model_of(m: &RegistryModel) -> Model {
+    Model {
+        id: m.id.clone(),
+        object: "model",
+        created: 0,
+        owned_by: m.provider.clone(),
+    }
+}
+
 pub fn model_list(models: &[RegistryModel]) -> axum::Json<ModelList> {
     axum::Json(ModelList {
         object: "list",
-        data: models
-            .iter()
-            .map(|m| Model {
-                id: m.id.clone(),
-                object: "model",
-                created: 0,
-                owned_by: m.provider.clone(),
-            })
-            .collect(),
+        data: models.iter().map(model_of).collect(),
     })
 }
 
