@@ -1324,3 +1324,72 @@ async fn embeddings_come_back_in_order_and_are_charged_to_the_key() {
     assert_eq!(keys[0]["input_tokens"], 6);
     assert_eq!(keys[0]["output_tokens"], 0);
 }
+
+/// A client that goes away mid-answer: the upstream call is dropped, what
+/// was used is charged (estimated: the provider never sent its count) to
+/// the key, and the audit entry says it stopped.
+#[tokio::test]
+async fn a_client_that_leaves_mid_answer_is_charged_what_was_used() {
+    let e = env(|_| {}).await;
+    let mut sse = open(
+        &e.s,
+        "/v1/chat/completions",
+        Via::Bearer(&e.key),
+        json!({"model": "oa+slow", "stream": true, "messages": [{"role": "user", "content": "take your time"}]}),
+    )
+    .await;
+    let mut seen = 0;
+    while seen < 2 {
+        let ev = sse.next().await.unwrap();
+        if ev.data["choices"][0]["delta"]["content"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+        {
+            seen += 1;
+        }
+    }
+    drop(sse);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let keys = loop {
+        let r = e.s.get("/api/usage", Auth::Session(&e.admin)).await;
+        let keys = r.body["keys"].as_array().unwrap().clone();
+        if !keys.is_empty() || std::time::Instant::now() > deadline {
+            break keys;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(keys.len(), 1, "charged once the call ended");
+    assert_eq!(keys[0]["messages"], 1);
+    assert!(keys[0]["output_tokens"].as_u64().unwrap() >= 1);
+    assert!(keys[0]["input_tokens"].as_u64().unwrap() >= 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r =
+            e.s.get("/api/admin/audit?action=v1.chat", Auth::Session(&e.admin))
+                .await;
+        let items = r.body["items"].as_array().unwrap();
+        if let Some(i) = items.first() {
+            assert_eq!(i["outcome"], "stopped", "{}", r.text);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no audit entry");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// No CSRF surface: /v1 takes no cookie, so a request from another origin
+/// with an API key is served (browser tools call it with a key).
+#[tokio::test]
+async fn a_foreign_origin_with_a_key_is_served() {
+    let e = env(|_| {}).await;
+    let r =
+        e.s.http
+            .post(e.s.url("/v1/chat/completions"))
+            .bearer_auth(&e.key)
+            .header("origin", "https://elsewhere.example")
+            .json(&chat_body("oa", "hi"))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -23,14 +23,15 @@ pub enum Api {
 }
 
 impl Api {
-    /// Anthropic for `/v1/messages` and for any request that carries
-    /// `anthropic-version` (the Anthropic SDK always sends it); OpenAI
-    /// otherwise.
+    /// Anthropic for `/v1/messages`, OpenAI for its own endpoints, and for
+    /// the rest (the model list, unknown paths) Anthropic when the request
+    /// carries `anthropic-version` (the Anthropic SDKs always send it).
     pub fn of(path: &str, headers: &axum::http::HeaderMap) -> Api {
-        if path == "/v1/messages"
-            || path.starts_with("/v1/messages/")
-            || headers.contains_key("anthropic-version")
-        {
+        if path == "/v1/messages" || path.starts_with("/v1/messages/") {
+            Api::Anthropic
+        } else if path == "/v1/chat/completions" || path == "/v1/embeddings" {
+            Api::OpenAi
+        } else if headers.contains_key("anthropic-version") {
             Api::Anthropic
         } else {
             Api::OpenAi
