@@ -1393,3 +1393,39 @@ async fn a_foreign_origin_with_a_key_is_served() {
             .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// Every /v1 request counts against the per-user API rate limit, listing
+/// models included.
+#[tokio::test]
+async fn the_per_user_api_rate_limit_applies_to_every_v1_request() {
+    let e = env(|c| {
+        c.limits.api_per_minute = 1;
+        c.limits.api_burst = 3;
+    })
+    .await;
+    // The burst is shared with the user's /api requests (the setup made one).
+    let mut ok = 0;
+    let a = loop {
+        let a = get(&e.s, "/v1/models", Via::Bearer(&e.key)).await;
+        if a.status != 200 {
+            break a;
+        }
+        ok += 1;
+        assert!(ok <= 3, "the burst is 3");
+    };
+    assert!(ok >= 1);
+    openai_error(&a, 429, "rate_limit_error", "rate_limit_exceeded");
+    assert!(a.headers.contains_key("retry-after"));
+    let a = post(
+        &e.s,
+        "/v1/messages",
+        Via::Anthropic(&e.key),
+        messages_body("oa", "hi"),
+    )
+    .await;
+    anthropic_error(&a, 429, "rate_limit_error");
+    assert!(
+        e.up.chat_requests().is_empty(),
+        "refused before the upstream call"
+    );
+}
