@@ -39,3 +39,4 @@ mod store_contract;
 mod tls_acme;
 mod tls_static;
 mod usage;
+mod v1;
