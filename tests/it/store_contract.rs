@@ -271,6 +271,7 @@ fn charge(provider: &str, model: &str, input: u64, output: u64) -> Charge {
         input_tokens: input,
         output_tokens: output,
         cost_nanos: input * 10 + output,
+        api_key: None,
     }
 }
 
@@ -2285,6 +2286,74 @@ pub async fn ownership_another_users_records_are_not_found(s: &dyn Store) {
 
 // ---- usage ------------------------------------------------------------
 
+pub async fn usage_per_key_adds_up_beside_the_user_totals(s: &dyn Store) {
+    let ann = add_user(s, "ann", Role::Admin).await;
+    let ben = add_user(s, "ben", Role::User).await;
+    let (k1, k2, k3) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (d1, d2) = (20250301, 20250302);
+    let with_key = |k: Uuid, input, output| Charge {
+        api_key: Some(k),
+        ..charge("oa", "m1", input, output)
+    };
+    s.charge_usage(ann.id, d1, &with_key(k1, 10, 20))
+        .await
+        .unwrap();
+    s.charge_usage(ann.id, d1, &with_key(k1, 1, 2))
+        .await
+        .unwrap();
+    s.charge_usage(ann.id, d2, &with_key(k2, 5, 5))
+        .await
+        .unwrap();
+    // Without a key: the user's totals only.
+    s.charge_usage(ann.id, d1, &charge("oa", "m1", 100, 100))
+        .await
+        .unwrap();
+    s.charge_usage(ben.id, d1, &with_key(k3, 7, 7))
+        .await
+        .unwrap();
+
+    // The user's totals include the keyed charges.
+    let day1 = s.usage_user_day(ann.id, d1).await.unwrap();
+    assert_eq!(
+        (day1.messages, day1.input_tokens, day1.output_tokens),
+        (3, 111, 122)
+    );
+
+    let mut mine = s.usage_by_key(Some(ann.id), d1, d2).await.unwrap();
+    mine.sort_by_key(|r| (r.day, r.api_key_id));
+    let got: Vec<(u32, Uuid, u64, u64, u64)> = mine
+        .iter()
+        .map(|r| {
+            assert_eq!(r.user_id, ann.id, "only ann's keys");
+            (
+                r.day,
+                r.api_key_id,
+                r.counts.messages,
+                r.counts.input_tokens,
+                r.counts.output_tokens,
+            )
+        })
+        .collect();
+    assert_eq!(got, vec![(d1, k1, 2, 11, 22), (d2, k2, 1, 5, 5)]);
+
+    // One day only, and everyone's.
+    let d1_only = s.usage_by_key(Some(ann.id), d1, d1).await.unwrap();
+    assert_eq!(d1_only.len(), 1);
+    let all = s.usage_by_key(None, d1, d2).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(
+        all.iter()
+            .any(|r| r.user_id == ben.id && r.api_key_id == k3)
+    );
+    // Outside the range: nothing.
+    assert!(
+        s.usage_by_key(None, 20250401, 20250430)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 pub async fn usage_charges_add_up(s: &dyn Store) {
     let ann = add_user(s, "ann", Role::Admin).await;
     let ben = add_user(s, "ben", Role::User).await;
@@ -2679,6 +2748,7 @@ macro_rules! contract_tests {
             import_whole_conversations,
             ownership_another_users_records_are_not_found,
             usage_charges_add_up,
+            usage_per_key_adds_up_beside_the_user_totals,
             usage_long_names_are_clipped_consistently,
             outbox_starts_empty,
             outbox_orders_and_resolves_ops,
