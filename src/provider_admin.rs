@@ -56,6 +56,7 @@ pub async fn build_registry(cfg: &Config, store: &SharedStore) -> anyhow::Result
         ..Default::default()
     };
     let registry = Arc::new(Registry::new(default_client(), options));
+    registry.set_strategy(cfg.routing.strategy);
 
     let mut configured = Vec::with_capacity(cfg.providers.len());
     for (i, entry) in cfg.providers.iter().enumerate() {
@@ -112,6 +113,8 @@ fn stored_config(rec: &StoredProvider, secrets: Option<&SecretBox>) -> ProviderC
         api_key,
         models: rec.models.clone(),
         enabled: rec.enabled,
+        // Stored providers keep no priority (the config file sets it).
+        priority: 0,
     }
 }
 
@@ -337,6 +340,7 @@ impl ProviderAdmin<'_> {
             api_key: key.clone(),
             models: models.clone(),
             enabled: req.enabled.unwrap_or(true),
+            priority: 0,
         };
         config
             .validate()
@@ -439,6 +443,7 @@ impl ProviderAdmin<'_> {
             api_key,
             models: rec.models.clone(),
             enabled: rec.enabled,
+            priority: current.priority,
         };
         config
             .validate()

@@ -1,0 +1,381 @@
+//! Routing: which provider answers a model name, and failing over to the
+//! next one when a provider fails before its answer starts.
+//!
+//! A model name resolves to candidates in three ways, first match wins:
+//! the exact id (or its alias: a name without a tag is the same model as
+//! `<name>:latest`, as Ollama treats it) on every enabled provider;
+//! `<provider-name>/<model>`, which pins one provider; `<kind>/<model>`
+//! (`ollama/llama3.2`), which keeps to providers of that kind. Candidates
+//! are ordered by the server's [`Strategy`]; providers cooling down after
+//! repeated failures are left out unless nothing else serves the model.
+//!
+//! [`Registry::open_stream`] is the one entry point for answers: it tries
+//! the candidates in order and moves on only while nothing of the answer
+//! has arrived (a connect error, a timeout, 429, 5xx, or an error event
+//! before the first text), so no text is ever duplicated. A request with
+//! a user's own key stays with providers of the kind of the first
+//! candidate: the key belongs to that kind.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::registry::{Entry, ProviderStatus, Registry};
+use super::{ChatEvent, ChatRequest, ChatStream, Provider, ProviderError, ProviderKind};
+
+/// `[routing] strategy`: how one model served by several providers picks
+/// the provider to try first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Highest `priority` first, ties by provider name.
+    #[default]
+    Priority,
+    /// Fewest answers streaming right now first, then as `Priority`.
+    LeastBusy,
+}
+
+/// Failures in a row that start a cooldown.
+pub const FAILURES_TO_COOL: u32 = 3;
+/// The first cooldown; each further one (a failure right after a
+/// cooldown, with no success between) doubles it up to [`MAX_COOLDOWN`].
+pub const FIRST_COOLDOWN: Duration = Duration::from_secs(30);
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(300);
+
+/// One provider's recent failures, cooldown and load.
+#[derive(Debug, Default)]
+pub(super) struct Health {
+    failures: u32,
+    /// Cooldowns since the last success (doubles the next one).
+    strikes: u32,
+    until: Option<(Instant, OffsetDateTime)>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Health {
+    /// A request's outcome: a success ends any cooldown; the
+    /// [`FAILURES_TO_COOL`]th failure in a row starts one, and after a
+    /// cooldown a single failure starts the next, twice as long.
+    pub(super) fn record(&mut self, ok: bool, now: Instant) {
+        if ok {
+            self.failures = 0;
+            self.strikes = 0;
+            self.until = None;
+            return;
+        }
+        self.failures += 1;
+        if self.failures >= FAILURES_TO_COOL || self.strikes > 0 {
+            let d = cooldown_for(self.strikes);
+            self.until = Some((now + d, OffsetDateTime::now_utc() + d));
+            self.strikes = self.strikes.saturating_add(1);
+            self.failures = 0;
+        }
+    }
+
+    pub(super) fn cooling(&self, now: Instant) -> bool {
+        self.until.is_some_and(|(until, _)| until > now)
+    }
+
+    /// `status` with this health's fields filled in.
+    pub(super) fn shown(&self, status: &ProviderStatus) -> ProviderStatus {
+        let cooling = self.cooling(Instant::now());
+        ProviderStatus {
+            cooling_down: cooling,
+            cooling_until: self.until.filter(|_| cooling).map(|(_, utc)| utc),
+            consecutive_failures: self.failures,
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            ..status.clone()
+        }
+    }
+}
+
+/// The length of cooldown number `strikes + 1`.
+pub fn cooldown_for(strikes: u32) -> Duration {
+    FIRST_COOLDOWN
+        .saturating_mul(1u32 << strikes.min(16))
+        .min(MAX_COOLDOWN)
+}
+
+/// What orders candidates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rank {
+    pub name: String,
+    pub priority: i32,
+    pub in_flight: usize,
+    pub cooling: bool,
+}
+
+/// Orders candidates by `strategy` and drops the cooling ones, unless all
+/// are cooling (then they are tried all the same, in order).
+pub fn order<T>(mut items: Vec<(Rank, T)>, strategy: Strategy) -> Vec<T> {
+    items.sort_by(|(a, _), (b, _)| {
+        let busy = match strategy {
+            Strategy::Priority => std::cmp::Ordering::Equal,
+            Strategy::LeastBusy => a.in_flight.cmp(&b.in_flight),
+        };
+        busy.then(b.priority.cmp(&a.priority))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    if items.iter().any(|(r, _)| !r.cooling) {
+        items.retain(|(r, _)| !r.cooling);
+    }
+    items.into_iter().map(|(_, t)| t).collect()
+}
+
+/// True when `a` and `b` name the same model: equal, or equal once a
+/// missing tag is read as `:latest`.
+pub fn same_model(a: &str, b: &str) -> bool {
+    a == b || with_tag(a) == with_tag(b)
+}
+
+fn with_tag(id: &str) -> String {
+    let base = id.rsplit('/').next().unwrap_or(id);
+    if base.contains(':') {
+        id.to_string()
+    } else {
+        format!("{id}:latest")
+    }
+}
+
+/// The id under which `e` offers `asked`, if it does: its allowlist, or
+/// (without one) its last fetched model list; an exact id before an alias.
+fn offered(e: &Entry, asked: &str) -> Option<String> {
+    let ids: Vec<&str> = match &e.config.models {
+        Some(allow) => allow.iter().map(String::as_str).collect(),
+        None => e.models.iter().map(|m| m.id.as_str()).collect(),
+    };
+    ids.iter()
+        .find(|id| **id == asked)
+        .or_else(|| ids.iter().find(|id| same_model(id, asked)))
+        .map(|id| id.to_string())
+}
+
+/// One provider that may answer, with the model id it knows the model by.
+#[derive(Clone)]
+pub struct Candidate {
+    pub provider_name: String,
+    pub kind: ProviderKind,
+    /// The provider's own id for the model (`llama3.2:latest` for
+    /// `llama3.2`); what the request it gets names.
+    pub model: String,
+    pub provider: Arc<dyn Provider>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Candidate")
+            .field("provider_name", &self.provider_name)
+            .field("model", &self.model)
+            .finish()
+    }
+}
+
+/// A started answer and who gives it.
+pub struct Routed {
+    pub provider_name: String,
+    /// The provider's id of the model.
+    pub model: String,
+    /// The answer, starting with its first event (text, a tool call or the
+    /// end); errors in it came after the answer began and are final.
+    pub stream: ChatStream,
+}
+
+impl std::fmt::Debug for Routed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routed")
+            .field("provider_name", &self.provider_name)
+            .field("model", &self.model)
+            .finish()
+    }
+}
+
+/// Errors after which the next provider may be tried: nothing was
+/// answered, and another provider may well answer.
+pub fn fails_over(e: &ProviderError) -> bool {
+    match e {
+        ProviderError::Unreachable(_)
+        | ProviderError::Timeout(_)
+        | ProviderError::RateLimited { .. }
+        | ProviderError::Protocol(_) => true,
+        ProviderError::Upstream { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
+/// Counts an answer in its provider's in-flight number while it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Registry {
+    /// The providers that may answer `model`, in the order to try them.
+    /// With `own_key`, only those of the first one's kind.
+    pub fn candidates(&self, model: &str, own_key: bool) -> Vec<Candidate> {
+        let now = Instant::now();
+        let entries = self.read();
+        let enabled = || entries.iter().filter(|e| e.config.enabled);
+        let pick = |e: &Entry, id: String| {
+            (
+                Rank {
+                    name: e.config.name.clone(),
+                    priority: e.config.priority,
+                    in_flight: e.health.in_flight.load(Ordering::Relaxed),
+                    cooling: e.health.cooling(now),
+                },
+                Candidate {
+                    provider_name: e.config.name.clone(),
+                    kind: e.config.kind,
+                    model: id,
+                    provider: e.provider.clone(),
+                    in_flight: e.health.in_flight.clone(),
+                },
+            )
+        };
+        let mut found: Vec<(Rank, Candidate)> = enabled()
+            .filter_map(|e| offered(e, model).map(|id| pick(e, id)))
+            .collect();
+        if found.is_empty()
+            && let Some((prefix, rest)) = model.split_once('/')
+            && !rest.is_empty()
+        {
+            if let Some(e) = enabled().find(|e| e.config.name == prefix) {
+                // A pin routes like a conversation's remembered provider:
+                // only an allowlist can refuse the model.
+                let id = offered(e, rest).or_else(|| {
+                    (e.config.models.is_none() && e.config.allows(rest)).then(|| rest.to_string())
+                });
+                found.extend(id.map(|id| pick(e, id)));
+            } else if let Ok(kind) = prefix.parse::<ProviderKind>()
+                && prefix == kind.as_str()
+            {
+                found = enabled()
+                    .filter(|e| e.config.kind == kind)
+                    .filter_map(|e| offered(e, rest).map(|id| pick(e, id)))
+                    .collect();
+            }
+        }
+        drop(entries);
+        let mut ordered = order(found, self.strategy());
+        if own_key && let Some(kind) = ordered.first().map(|c| c.kind) {
+            ordered.retain(|c| c.kind == kind);
+        }
+        ordered
+    }
+
+    /// Starts an answer from the first candidate for `model` that begins
+    /// one, failing over as the module docs say. `req.model` is replaced by
+    /// each provider's own id. The error is the last candidate's (or
+    /// MODEL_NOT_FOUND when nothing serves the model).
+    pub async fn open_stream(
+        self: &Arc<Self>,
+        model: &str,
+        req: ChatRequest,
+    ) -> Result<Routed, ProviderError> {
+        let candidates = self.candidates(model, req.api_key_override.is_some());
+        let mut last =
+            ProviderError::ModelNotFound(format!("model {model:?} is not offered by any provider"));
+        for c in candidates {
+            match self.try_one(&c, &req).await {
+                Ok(routed) => return Ok(routed),
+                Err(e) => {
+                    let next = fails_over(&e);
+                    if next {
+                        tracing::warn!(
+                            provider = %c.provider_name,
+                            code = e.code(),
+                            "provider failed before answering; trying the next one"
+                        );
+                    }
+                    last = e;
+                    if !next {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// One candidate, up to its first event of the answer. Outcomes are
+    /// reported, so failures count towards a cooldown.
+    async fn try_one(
+        self: &Arc<Self>,
+        c: &Candidate,
+        req: &ChatRequest,
+    ) -> Result<Routed, ProviderError> {
+        let guard = InFlight::new(c.in_flight.clone());
+        let mut r = req.clone();
+        r.model = c.model.clone();
+        let mut stream = match c.provider.stream(r).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.report(&c.provider_name, Err(&e));
+                return Err(e);
+            }
+        };
+        // Usage may come before the text (Anthropic's message_start);
+        // it is held back until the answer has really begun.
+        let mut held = Vec::new();
+        loop {
+            match stream.next().await {
+                Some(Ok(ev)) if !begins_answer(&ev) => held.push(Ok(ev)),
+                Some(Ok(ev)) => {
+                    held.push(Ok(ev));
+                    break;
+                }
+                Some(Err(e)) => {
+                    self.report(&c.provider_name, Err(&e));
+                    return Err(e);
+                }
+                None => {
+                    let e = ProviderError::Protocol(super::ENDED_EARLY.into());
+                    self.report(&c.provider_name, Err(&e));
+                    return Err(e);
+                }
+            }
+        }
+        self.report(&c.provider_name, Ok(()));
+        let weak: Weak<Registry> = Arc::downgrade(self);
+        let name = c.provider_name.clone();
+        let rest = stream.map(move |item| {
+            // The guard lives as long as the stream.
+            let _ = &guard;
+            if let Err(e) = &item
+                && let Some(reg) = weak.upgrade()
+            {
+                reg.report(&name, Err(e));
+            }
+            item
+        });
+        Ok(Routed {
+            provider_name: c.provider_name.clone(),
+            model: c.model.clone(),
+            stream: futures::stream::iter(held).chain(rest).boxed(),
+        })
+    }
+}
+
+/// An event that shows the answer has begun: text, a tool call, the end.
+fn begins_answer(ev: &ChatEvent) -> bool {
+    match ev {
+        ChatEvent::Delta(t) => !t.is_empty(),
+        ChatEvent::ToolCall(_) | ChatEvent::Done { .. } => true,
+        ChatEvent::Usage { .. } => false,
+    }
+}
