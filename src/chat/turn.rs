@@ -210,11 +210,15 @@ impl ChatService {
             providers: self.providers.clone(),
             limits: self.limits.clone(),
         };
-        let with = TitleCredential {
-            provider: provider.to_string(),
-            user_key,
-        };
-        Box::new(move |msg, outcome| Box::pin(titles.after_answer(uid, msg, outcome, with)))
+        let first = provider.to_string();
+        Box::new(move |msg, outcome| {
+            // The provider that answered, which failover may have changed.
+            let with = TitleCredential {
+                provider: msg.provider.clone().unwrap_or(first),
+                user_key,
+            };
+            Box::pin(titles.after_answer(uid, msg, outcome, with))
+        })
     }
 
     /// The conversation (existing and owned, or new) and where the new

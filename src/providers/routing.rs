@@ -379,3 +379,224 @@ fn begins_answer(ev: &ChatEvent) -> bool {
         ChatEvent::Usage { .. } => false,
     }
 }
+
+/// One entry of the model list with what a picker needs to show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogModel {
+    pub model: super::RegistryModel,
+    /// Every provider serving this model (aliases included), in name order.
+    pub providers: Vec<String>,
+    /// Another provider lists the same model: show the provider's name.
+    pub duplicate: bool,
+    /// The provider is not known to be down and is not cooling down.
+    pub reachable: bool,
+    pub cooling_down: bool,
+}
+
+impl Registry {
+    /// [`Registry::models`], each with its providers and reachability.
+    pub fn catalog(&self) -> Vec<CatalogModel> {
+        let models = self.models();
+        let statuses: std::collections::HashMap<String, ProviderStatus> = self
+            .list()
+            .into_iter()
+            .map(|p| (p.name, p.status))
+            .collect();
+        models
+            .iter()
+            .map(|m| {
+                let mut providers: Vec<String> = models
+                    .iter()
+                    .filter(|o| same_model(&o.id, &m.id))
+                    .map(|o| o.provider.clone())
+                    .collect();
+                providers.sort();
+                providers.dedup();
+                let status = statuses.get(&m.provider);
+                // Unchecked providers count as reachable: nothing says otherwise.
+                let down = status.is_some_and(|s| s.checked_at.is_some() && !s.reachable);
+                let cooling_down = status.is_some_and(|s| s.cooling_down);
+                CatalogModel {
+                    duplicate: providers.len() > 1,
+                    providers,
+                    reachable: !down && !cooling_down,
+                    cooling_down,
+                    model: m.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rank(name: &str, priority: i32, in_flight: usize, cooling: bool) -> (Rank, String) {
+        (
+            Rank {
+                name: name.into(),
+                priority,
+                in_flight,
+                cooling,
+            },
+            name.to_string(),
+        )
+    }
+
+    #[test]
+    fn priority_orders_high_first_then_by_name() {
+        let got = order(
+            vec![
+                rank("b", 0, 0, false),
+                rank("a", 0, 5, false),
+                rank("c", 10, 9, false),
+                rank("d", -1, 0, false),
+            ],
+            Strategy::Priority,
+        );
+        assert_eq!(got, ["c", "a", "b", "d"]);
+    }
+
+    #[test]
+    fn least_busy_orders_by_load_then_priority() {
+        let got = order(
+            vec![
+                rank("a", 10, 2, false),
+                rank("b", 0, 1, false),
+                rank("c", 5, 1, false),
+                rank("d", 0, 0, false),
+            ],
+            Strategy::LeastBusy,
+        );
+        assert_eq!(got, ["d", "c", "b", "a"]);
+    }
+
+    #[test]
+    fn cooling_providers_are_skipped_unless_nothing_else_serves() {
+        let got = order(
+            vec![rank("a", 10, 0, true), rank("b", 0, 0, false)],
+            Strategy::Priority,
+        );
+        assert_eq!(got, ["b"]);
+        let got = order(
+            vec![rank("b", 0, 0, true), rank("a", 0, 0, true)],
+            Strategy::Priority,
+        );
+        assert_eq!(got, ["a", "b"]);
+    }
+
+    #[test]
+    fn implicit_latest_tag() {
+        assert!(same_model("llama3.2", "llama3.2:latest"));
+        assert!(same_model("llama3.2:latest", "llama3.2"));
+        assert!(same_model("gpt-4o", "gpt-4o"));
+        assert!(!same_model("llama3.2", "llama3.2:1b"));
+        assert!(!same_model("llama3.2", "llama3.1"));
+        assert!(same_model("library/qwen", "library/qwen:latest"));
+    }
+
+    #[test]
+    fn cooldown_starts_after_repeated_failures_doubles_and_clears() {
+        let t0 = Instant::now();
+        let mut h = Health::default();
+        h.record(false, t0);
+        h.record(false, t0);
+        assert!(!h.cooling(t0));
+        h.record(false, t0);
+        assert!(h.cooling(t0));
+        assert!(h.cooling(t0 + FIRST_COOLDOWN - Duration::from_secs(1)));
+        assert!(!h.cooling(t0 + FIRST_COOLDOWN));
+        // Failing again right after the cooldown: twice as long, at once.
+        let t1 = t0 + FIRST_COOLDOWN;
+        h.record(false, t1);
+        assert!(h.cooling(t1 + FIRST_COOLDOWN * 2 - Duration::from_secs(1)));
+        assert!(!h.cooling(t1 + FIRST_COOLDOWN * 2));
+        h.record(true, t1);
+        assert!(!h.cooling(t1));
+        h.record(false, t1);
+        assert!(!h.cooling(t1), "a success starts the count again");
+        assert_eq!(cooldown_for(0), FIRST_COOLDOWN);
+        assert_eq!(cooldown_for(1), FIRST_COOLDOWN * 2);
+        assert_eq!(cooldown_for(20), MAX_COOLDOWN);
+    }
+
+    #[test]
+    fn failover_errors() {
+        assert!(fails_over(&ProviderError::Unreachable("x".into())));
+        assert!(fails_over(&ProviderError::Timeout("x".into())));
+        assert!(fails_over(&ProviderError::RateLimited {
+            message: "x".into(),
+            retry_after_secs: None
+        }));
+        assert!(fails_over(&ProviderError::Upstream {
+            status: 503,
+            message: "x".into()
+        }));
+        assert!(!fails_over(&ProviderError::Upstream {
+            status: 400,
+            message: "x".into()
+        }));
+        assert!(!fails_over(&ProviderError::KeyRejected("x".into())));
+    }
+
+    fn registry_with(entries: &[(&str, ProviderKind, i32, &[&str])]) -> Registry {
+        let r = Registry::new(reqwest::Client::new(), Default::default());
+        for (name, kind, priority, models) in entries {
+            r.add(
+                super::super::ProviderConfig::new(*kind, *name, "http://127.0.0.1:9")
+                    .with_priority(*priority)
+                    .with_models(models.iter().map(|m| m.to_string()).collect()),
+            )
+            .unwrap();
+        }
+        r
+    }
+
+    fn names(c: Vec<Candidate>) -> Vec<(String, String)> {
+        c.into_iter().map(|c| (c.provider_name, c.model)).collect()
+    }
+
+    #[test]
+    fn candidates_by_alias_pin_and_kind() {
+        let r = registry_with(&[
+            ("ol-b", ProviderKind::Ollama, 0, &["llama3.2:latest"]),
+            ("ol-a", ProviderKind::Ollama, 0, &["llama3.2:latest"]),
+            ("oa", ProviderKind::Openai, 5, &["llama3.2", "gpt-4o"]),
+        ]);
+        let all = vec![
+            ("oa".to_string(), "llama3.2".to_string()),
+            ("ol-a".to_string(), "llama3.2:latest".to_string()),
+            ("ol-b".to_string(), "llama3.2:latest".to_string()),
+        ];
+        assert_eq!(names(r.candidates("llama3.2", false)), all);
+        assert_eq!(names(r.candidates("llama3.2:latest", false)), all);
+        assert_eq!(
+            names(r.candidates("ol-b/llama3.2", false)),
+            [("ol-b".to_string(), "llama3.2:latest".to_string())]
+        );
+        assert_eq!(
+            names(r.candidates("ollama/llama3.2:latest", false)),
+            all[1..]
+        );
+        assert!(r.candidates("ol-b/gpt-4o", false).is_empty());
+        assert!(r.candidates("nope", false).is_empty());
+        // An own key stays with the kind of the first candidate.
+        assert_eq!(names(r.candidates("llama3.2", true)), all[..1]);
+    }
+
+    #[test]
+    fn least_busy_strategy_is_a_registry_setting() {
+        let r = registry_with(&[
+            ("a", ProviderKind::Openai, 1, &["m"]),
+            ("b", ProviderKind::Openai, 0, &["m"]),
+        ]);
+        let first = r.candidates("m", false).remove(0);
+        assert_eq!(first.provider_name, "a");
+        let _busy = InFlight::new(first.in_flight.clone());
+        assert_eq!(r.candidates("m", false)[0].provider_name, "a");
+        r.set_strategy(Strategy::LeastBusy);
+        assert_eq!(r.candidates("m", false)[0].provider_name, "b");
+        assert_eq!(r.list()[0].status.in_flight, 1);
+    }
+}
