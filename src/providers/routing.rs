@@ -255,10 +255,10 @@ impl Registry {
             && !rest.is_empty()
         {
             if let Some(e) = enabled().find(|e| e.config.name == prefix) {
-                // A pin routes like a conversation's remembered provider:
-                // only an allowlist can refuse the model.
+                // A provider whose list is not known yet (down at the last
+                // refresh) is asked anyway, under the name given.
                 let id = offered(e, rest).or_else(|| {
-                    (e.config.models.is_none() && e.config.allows(rest)).then(|| rest.to_string())
+                    (e.config.models.is_none() && e.models.is_empty()).then(|| rest.to_string())
                 });
                 found.extend(id.map(|id| pick(e, id)));
             } else if let Ok(kind) = prefix.parse::<ProviderKind>()

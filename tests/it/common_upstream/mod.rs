@@ -15,6 +15,7 @@
 //! | `comments` | an SSE comment (`: ping`) before every event; blank lines in NDJSON |
 //! | `echo` | replies the last user message instead of the configured text |
 //! | `error-midstream` | [`PARTIAL_TOKENS`] tokens, then the dialect's in-stream error |
+//! | `error-first` | no token, just the dialect's in-stream error (after a 200) |
 //! | `reset` | [`PARTIAL_TOKENS`] tokens, then the connection is aborted |
 //! | `stall` | [`PARTIAL_TOKENS`] tokens, then silence (connection left open) |
 //! | `stall-headers` | no response at all, not even headers |
@@ -25,6 +26,9 @@
 //! | `401` | 401 with the dialect's JSON error body (OpenAI's echoes a masked key) |
 //! | `500` | 500 with the dialect's JSON error body |
 //! | `missing-model` | 404 "model not found" in the dialect's words |
+//!
+//! [`FakeUpstream::set_flags`] adds flags to every chat request, so two
+//! upstreams serving one model name can behave differently.
 //!
 //! Anthropic requests without `x-api-key` or `anthropic-version` are refused
 //! as the real API does; any dialect refuses [`REJECTED_KEY`] with 401.
@@ -117,6 +121,7 @@ struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     fail_next: AtomicUsize,
     counter: AtomicU64,
+    extra_flags: Mutex<Vec<String>>,
 }
 
 pub struct FakeUpstream {
@@ -142,6 +147,7 @@ impl FakeUpstream {
             requests: Mutex::new(Vec::new()),
             fail_next: AtomicUsize::new(0),
             counter: AtomicU64::new(0),
+            extra_flags: Mutex::new(Vec::new()),
         });
         let listener = confab::server::listen("127.0.0.1:0".parse().expect("an address"))
             .expect("bind fake upstream");
@@ -230,6 +236,12 @@ impl FakeUpstream {
     /// for testing retries.
     pub fn fail_next(&self, n: usize) {
         self.shared.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Flags every chat request gets on top of its model name's (none
+    /// after `set_flags(&[])`).
+    pub fn set_flags(&self, flags: &[&str]) {
+        *self.shared.extra_flags.lock().unwrap() = flags.iter().map(|s| s.to_string()).collect();
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
@@ -632,7 +644,9 @@ async fn chat(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let f = flags(&model);
+    let extra = shared.extra_flags.lock().unwrap().clone();
+    let mut f = flags(&model);
+    f.extend(extra.iter().map(String::as_str));
 
     if shared
         .fail_next
@@ -679,7 +693,7 @@ async fn chat(
     } else {
         configured
     };
-    let ending = if f.contains(&"error-midstream") {
+    let ending = if f.contains(&"error-midstream") || f.contains(&"error-first") {
         Ending::ErrorEvent
     } else if f.contains(&"reset") {
         Ending::Reset
@@ -702,6 +716,7 @@ async fn chat(
         split_utf8: f.contains(&"utf8-split"),
     };
     let sent_tokens = match ending {
+        _ if f.contains(&"error-first") => 0,
         Ending::Complete => toks.len(),
         Ending::Garbage => 1.min(toks.len()),
         _ => PARTIAL_TOKENS.min(toks.len()),
