@@ -25,7 +25,7 @@ pub struct ProviderEntry {
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// Among providers serving the same model, higher is tried first
-    /// (ties by name); -1000 to 1000, default 0.
+    /// (ties in file order); -1000 to 1000, default 0.
     #[serde(default)]
     pub priority: i32,
 }

@@ -38,7 +38,7 @@ pub struct ProviderConfig {
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
     /// Order among the providers serving the same model: higher first
-    /// (ties by name). Only the `priority` routing strategy uses it.
+    /// (ties in registration order). Both routing strategies use it.
     #[serde(default)]
     pub priority: i32,
 }

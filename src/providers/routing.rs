@@ -32,7 +32,8 @@ use super::{ChatEvent, ChatRequest, ChatStream, Provider, ProviderError, Provide
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
-    /// Highest `priority` first, ties by provider name.
+    /// Highest `priority` first; ties in the order providers were
+    /// configured (the config file's order first).
     #[default]
     Priority,
     /// Fewest answers streaming right now first, then as `Priority`.
@@ -103,7 +104,9 @@ pub fn cooldown_for(strikes: u32) -> Duration {
 /// What orders candidates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rank {
-    pub name: String,
+    /// Place in the registry: config file order, then the environment,
+    /// then detected local servers, then providers added by admins.
+    pub position: usize,
     pub priority: i32,
     pub in_flight: usize,
     pub cooling: bool,
@@ -118,7 +121,7 @@ pub fn order<T>(mut items: Vec<(Rank, T)>, strategy: Strategy) -> Vec<T> {
             Strategy::LeastBusy => a.in_flight.cmp(&b.in_flight),
         };
         busy.then(b.priority.cmp(&a.priority))
-            .then_with(|| a.name.cmp(&b.name))
+            .then(a.position.cmp(&b.position))
     });
     if items.iter().any(|(r, _)| !r.cooling) {
         items.retain(|(r, _)| !r.cooling);
@@ -229,11 +232,11 @@ impl Registry {
     pub fn candidates(&self, model: &str, own_key: bool) -> Vec<Candidate> {
         let now = Instant::now();
         let entries = self.read();
-        let enabled = || entries.iter().filter(|e| e.config.enabled);
-        let pick = |e: &Entry, id: String| {
+        let enabled = || entries.iter().enumerate().filter(|(_, e)| e.config.enabled);
+        let pick = |(position, e): (usize, &Entry), id: String| {
             (
                 Rank {
-                    name: e.config.name.clone(),
+                    position,
                     priority: e.config.priority,
                     in_flight: e.health.in_flight.load(Ordering::Relaxed),
                     cooling: e.health.cooling(now),
@@ -248,25 +251,25 @@ impl Registry {
             )
         };
         let mut found: Vec<(Rank, Candidate)> = enabled()
-            .filter_map(|e| offered(e, model).map(|id| pick(e, id)))
+            .filter_map(|e| offered(e.1, model).map(|id| pick(e, id)))
             .collect();
         if found.is_empty()
             && let Some((prefix, rest)) = model.split_once('/')
             && !rest.is_empty()
         {
-            if let Some(e) = enabled().find(|e| e.config.name == prefix) {
+            if let Some((i, e)) = enabled().find(|(_, e)| e.config.name == prefix) {
                 // A provider whose list is not known yet (down at the last
                 // refresh) is asked anyway, under the name given.
                 let id = offered(e, rest).or_else(|| {
                     (e.config.models.is_none() && e.models.is_empty()).then(|| rest.to_string())
                 });
-                found.extend(id.map(|id| pick(e, id)));
+                found.extend(id.map(|id| pick((i, e), id)));
             } else if let Ok(kind) = prefix.parse::<ProviderKind>()
                 && prefix == kind.as_str()
             {
                 found = enabled()
-                    .filter(|e| e.config.kind == kind)
-                    .filter_map(|e| offered(e, rest).map(|id| pick(e, id)))
+                    .filter(|(_, e)| e.config.kind == kind)
+                    .filter_map(|e| offered(e.1, rest).map(|id| pick(e, id)))
                     .collect();
             }
         }
@@ -435,7 +438,8 @@ mod tests {
     fn rank(name: &str, priority: i32, in_flight: usize, cooling: bool) -> (Rank, String) {
         (
             Rank {
-                name: name.into(),
+                // Registered in alphabetical order.
+                position: (name.as_bytes()[0] - b'a') as usize,
                 priority,
                 in_flight,
                 cooling,
@@ -445,7 +449,7 @@ mod tests {
     }
 
     #[test]
-    fn priority_orders_high_first_then_by_name() {
+    fn priority_orders_high_first_then_by_registration() {
         let got = order(
             vec![
                 rank("b", 0, 0, false),
@@ -560,8 +564,8 @@ mod tests {
     #[test]
     fn candidates_by_alias_pin_and_kind() {
         let r = registry_with(&[
-            ("ol-b", ProviderKind::Ollama, 0, &["llama3.2:latest"]),
             ("ol-a", ProviderKind::Ollama, 0, &["llama3.2:latest"]),
+            ("ol-b", ProviderKind::Ollama, 0, &["llama3.2:latest"]),
             ("oa", ProviderKind::Openai, 5, &["llama3.2", "gpt-4o"]),
         ]);
         let all = vec![

@@ -333,7 +333,7 @@ async fn a_provider_that_keeps_failing_cools_down_until_it_answers() {
 }
 
 #[tokio::test]
-async fn the_highest_priority_answers_and_ties_go_by_name() {
+async fn the_highest_priority_answers_and_ties_go_by_registration_order() {
     let e = env().await;
     let events = chat(&e.s, &e.admin, MODEL).await;
     assert_eq!(metas(&events), ["first"]);
@@ -352,7 +352,7 @@ async fn the_highest_priority_answers_and_ties_go_by_name() {
     assert_eq!(metas(&events), ["third"]);
     let p = provider_view(&e, "third").await;
     assert_eq!(p["priority"], 20);
-    // Equal priorities: by name.
+    // Equal priorities: the one registered first, whatever its name.
     let d = FakeUpstream::start().await;
     add_ollama(
         &e.s,
@@ -363,7 +363,7 @@ async fn the_highest_priority_answers_and_ties_go_by_name() {
         Duration::from_secs(10),
     );
     let events = chat(&e.s, &e.admin, MODEL).await;
-    assert_eq!(metas(&events), ["also-third"]);
+    assert_eq!(metas(&events), ["third"]);
 }
 
 #[tokio::test]
