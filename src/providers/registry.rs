@@ -450,12 +450,27 @@ impl Registry {
     }
 
     /// Records the outcome of a real request, so a provider that starts
-    /// failing shows it before the next periodic refresh.
+    /// failing shows it before the next periodic refresh. Only the
+    /// provider's own faults (see [`super::routing::counts_against`]) move
+    /// it towards a cooldown; a success ends one.
     pub fn report(&self, name: &str, outcome: Result<(), &ProviderError>) {
+        self.report_as(name, outcome, false);
+    }
+
+    /// [`report`](Self::report) for a request made with a user's own key,
+    /// whose rate limit is the user's, not the provider's.
+    pub(super) fn report_as(&self, name: &str, outcome: Result<(), &ProviderError>, own_key: bool) {
         let mut entries = self.write();
         if let Some(e) = entries.iter_mut().find(|e| e.config.name == name) {
             set_status(&mut e.status, outcome);
-            e.health.record(outcome.is_ok(), std::time::Instant::now());
+            let now = std::time::Instant::now();
+            match outcome {
+                Ok(()) => e.health.record(true, now),
+                Err(err) if super::routing::counts_against(err, own_key) => {
+                    e.health.record(false, now)
+                }
+                Err(_) => {}
+            }
         }
     }
 

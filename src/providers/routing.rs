@@ -210,6 +210,16 @@ pub fn fails_over(e: &ProviderError) -> bool {
     }
 }
 
+/// Whether a failure counts towards the provider's cooldown: only its own
+/// faults. A refused key, an unknown model or a bad request would fail the
+/// same way anywhere, and a user's own key may hit that user's rate limit.
+pub fn counts_against(e: &ProviderError, own_key: bool) -> bool {
+    match e {
+        ProviderError::RateLimited { .. } => !own_key,
+        other => fails_over(other),
+    }
+}
+
 /// Counts an answer in its provider's in-flight number while it lives.
 struct InFlight(Arc<AtomicUsize>);
 
@@ -322,13 +332,14 @@ impl Registry {
         c: &Candidate,
         req: &ChatRequest,
     ) -> Result<Routed, ProviderError> {
+        let own_key = req.api_key_override.is_some();
         let guard = InFlight::new(c.in_flight.clone());
         let mut r = req.clone();
         r.model = c.model.clone();
         let mut stream = match c.provider.stream(r).await {
             Ok(s) => s,
             Err(e) => {
-                self.report(&c.provider_name, Err(&e));
+                self.report_as(&c.provider_name, Err(&e), own_key);
                 return Err(e);
             }
         };
@@ -343,17 +354,17 @@ impl Registry {
                     break;
                 }
                 Some(Err(e)) => {
-                    self.report(&c.provider_name, Err(&e));
+                    self.report_as(&c.provider_name, Err(&e), own_key);
                     return Err(e);
                 }
                 None => {
                     let e = ProviderError::Protocol(super::ENDED_EARLY.into());
-                    self.report(&c.provider_name, Err(&e));
+                    self.report_as(&c.provider_name, Err(&e), own_key);
                     return Err(e);
                 }
             }
         }
-        self.report(&c.provider_name, Ok(()));
+        self.report_as(&c.provider_name, Ok(()), own_key);
         let weak: Weak<Registry> = Arc::downgrade(self);
         let name = c.provider_name.clone();
         let rest = stream.map(move |item| {
@@ -362,7 +373,7 @@ impl Registry {
             if let Err(e) = &item
                 && let Some(reg) = weak.upgrade()
             {
-                reg.report(&name, Err(e));
+                reg.report_as(&name, Err(e), own_key);
             }
             item
         });
@@ -542,6 +553,16 @@ mod tests {
             message: "x".into()
         }));
         assert!(!fails_over(&ProviderError::KeyRejected("x".into())));
+        let limited = ProviderError::RateLimited {
+            message: "x".into(),
+            retry_after_secs: None,
+        };
+        assert!(counts_against(&limited, false));
+        assert!(!counts_against(&limited, true), "the user's own limit");
+        assert!(!counts_against(
+            &ProviderError::KeyRejected("x".into()),
+            false
+        ));
     }
 
     fn registry_with(entries: &[(&str, ProviderKind, i32, &[&str])]) -> Registry {

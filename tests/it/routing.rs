@@ -242,10 +242,17 @@ async fn a_failure_the_next_provider_cannot_fix_stands() {
     // A refused key is not the provider being down: no failover.
     let e = env().await;
     e.a.set_flags(&["401"]);
-    let events = chat(&e.s, &e.admin, MODEL).await;
-    assert_eq!(metas(&events), ["first"]);
-    assert_eq!(last(&events).event, "error");
+    for _ in 0..4 {
+        let events = chat(&e.s, &e.admin, MODEL).await;
+        assert_eq!(metas(&events), ["first"]);
+        assert_eq!(last(&events).event, "error");
+    }
     assert!(answers(&e.b).is_empty());
+    // Not the provider's fault: it does not cool down.
+    let st = e.s.state().providers.status("first").unwrap();
+    assert_eq!(st.last_error_code, Some("PROVIDER_ERROR"));
+    assert!(!st.cooling_down);
+    assert_eq!(st.consecutive_failures, 0);
 }
 
 #[tokio::test]
