@@ -209,6 +209,8 @@ pub struct AdminProviderView {
     /// The allowlist; null offers every model the provider lists.
     pub models: Option<Vec<String>>,
     pub models_count: usize,
+    /// Order among providers of the same model: higher first.
+    pub priority: i32,
     /// config | env | detected | admin. Only `admin` providers can be edited
     /// or deleted here; the others only enabled or disabled (until restart).
     pub source: ProviderSource,
@@ -235,6 +237,7 @@ fn admin_view(p: ProviderState) -> AdminProviderView {
         enabled: s.enabled,
         has_api_key: s.has_api_key,
         models: s.models,
+        priority: s.priority,
         source: p.source,
         status: StatusView {
             reachable: s.status.reachable,
@@ -308,6 +311,10 @@ pub struct CreateProvider {
     /// Default true.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// Among providers of the same model, higher is tried first; -1000 to
+    /// 1000, default 0.
+    #[serde(default)]
+    pub priority: Option<i32>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -323,6 +330,9 @@ pub struct UpdateProvider {
     pub models: Option<Option<Vec<String>>>,
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// -1000 to 1000 (admin-added providers only). Omitted keeps it.
+    #[serde(default)]
+    pub priority: Option<i32>,
 }
 
 /// Tells an explicit `null` (Some(None)) from an absent field (None).
@@ -364,6 +374,7 @@ pub async fn admin_create(
         api_key: req.api_key,
         models: req.models,
         enabled: req.enabled,
+        priority: req.priority,
     };
     let res = service(&state)
         .create(new)
@@ -410,6 +421,9 @@ pub async fn admin_update(
     if let Some(e) = req.enabled {
         fields.push(if e { "enabled=true" } else { "enabled=false" });
     }
+    if req.priority.is_some() {
+        fields.push("priority");
+    }
     let target = format!(
         "{} fields={}",
         name.chars().take(64).collect::<String>(),
@@ -420,6 +434,7 @@ pub async fn admin_update(
         api_key: req.api_key,
         models: req.models,
         enabled: req.enabled,
+        priority: req.priority,
     };
     let res = service(&state)
         .update(&name, change)

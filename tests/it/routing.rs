@@ -535,3 +535,58 @@ async fn an_own_key_never_fails_over_to_another_kind() {
     assert_eq!(metas(&events), ["oa", "first"]);
     assert_eq!(last(&events).event, "done");
 }
+
+#[tokio::test]
+async fn admins_set_the_priority_of_providers_they_add() {
+    let (a, b) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    let s = TestServer::start().await;
+    let admin = s.setup_admin("admin").await;
+    for (name, up, priority) in [("host-a", &a, 1), ("host-b", &b, 2)] {
+        let r = s
+            .post(
+                "/api/admin/providers",
+                Auth::Session(&admin),
+                json!({"kind": "ollama", "name": name, "base_url": up.ollama_base(),
+                    "models": [MODEL], "priority": priority}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert_eq!(r.body["priority"], priority);
+    }
+    let events = chat(&s, &admin, "llama3.2").await;
+    assert_eq!(metas(&events), ["host-b"]);
+
+    let r = s
+        .patch(
+            "/api/admin/providers/host-a",
+            Auth::Session(&admin),
+            json!({"priority": 3}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["priority"], 3);
+    let events = chat(&s, &admin, "llama3.2").await;
+    assert_eq!(metas(&events), ["host-a"]);
+
+    let r = s
+        .patch(
+            "/api/admin/providers/host-a",
+            Auth::Session(&admin),
+            json!({"priority": 5000}),
+        )
+        .await;
+    r.assert_error(400, "VALIDATION_FAILED");
+    // Kept across a restart: it is stored with the provider.
+    let dir = s.stop().await;
+    let s = TestServer::start_in(dir, |_| {}).await;
+    let admin = s.login("admin", common::PASSWORD).await;
+    let r = s.get("/api/admin/providers", Auth::Session(&admin)).await;
+    let host_a = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "host-a")
+        .cloned()
+        .unwrap();
+    assert_eq!(host_a["priority"], 3);
+}
