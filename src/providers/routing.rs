@@ -416,16 +416,24 @@ impl Registry {
             .into_iter()
             .map(|p| (p.name, p.status))
             .collect();
+        // Providers per model, aliases folded together (one pass, so long
+        // lists such as OpenRouter's stay cheap).
+        let mut serving: std::collections::HashMap<String, Vec<String>> =
+            std::collections::HashMap::new();
+        for m in &models {
+            serving
+                .entry(with_tag(&m.id))
+                .or_default()
+                .push(m.provider.clone());
+        }
+        for v in serving.values_mut() {
+            v.sort();
+            v.dedup();
+        }
         models
             .iter()
             .map(|m| {
-                let mut providers: Vec<String> = models
-                    .iter()
-                    .filter(|o| same_model(&o.id, &m.id))
-                    .map(|o| o.provider.clone())
-                    .collect();
-                providers.sort();
-                providers.dedup();
+                let providers = serving.get(&with_tag(&m.id)).cloned().unwrap_or_default();
                 let status = statuses.get(&m.provider);
                 // Unchecked providers count as reachable: nothing says otherwise.
                 let down = status.is_some_and(|s| s.checked_at.is_some() && !s.reachable);
