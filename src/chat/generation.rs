@@ -398,37 +398,37 @@ async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: On
         r = job.providers.open_stream(&model, job.request.clone()) => match r {
             Err(e) => End::Failed(e),
             Ok(routed) => {
-            if routed.provider_name != job.provider_name {
-                // Failed over before any text: say who answers instead.
-                job.provider_name = routed.provider_name;
-                job.meta.provider = job.provider_name.clone();
-                job.message.provider = Some(job.provider_name.clone());
-                g.push(GenEvent::Meta(job.meta.clone()));
-            }
-            let mut stream = routed.stream;
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = g.cancel.cancelled() => break End::Stopped,
-                    item = stream.next() => match item {
-                        Some(Ok(ChatEvent::Delta(text))) => {
-                            if text.is_empty() { continue; }
-                            g.push_delta(&text);
+                if routed.provider_name != job.provider_name {
+                    // Failed over before any text: say who answers instead.
+                    job.provider_name = routed.provider_name;
+                    job.meta.provider = job.provider_name.clone();
+                    job.message.provider = Some(job.provider_name.clone());
+                    g.push(GenEvent::Meta(job.meta.clone()));
+                }
+                let mut stream = routed.stream;
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = g.cancel.cancelled() => break End::Stopped,
+                        item = stream.next() => match item {
+                            Some(Ok(ChatEvent::Delta(text))) => {
+                                if text.is_empty() { continue; }
+                                g.push_delta(&text);
+                            }
+                            Some(Ok(ChatEvent::Usage { input_tokens, output_tokens })) => {
+                                usage = Some((input_tokens, output_tokens));
+                            }
+                            Some(Ok(ChatEvent::Done { finish_reason })) => break End::Done(finish_reason),
+                            // The app's chats offer no tools, so no provider is
+                            // asked for a call; one that calls anyway adds no text.
+                            Some(Ok(ChatEvent::ToolCall(_))) => {}
+                            Some(Err(e)) => break End::Failed(e),
+                            None => break End::Failed(ProviderError::Protocol(
+                                crate::providers::ENDED_EARLY.into(),
+                            )),
                         }
-                        Some(Ok(ChatEvent::Usage { input_tokens, output_tokens })) => {
-                            usage = Some((input_tokens, output_tokens));
-                        }
-                        Some(Ok(ChatEvent::Done { finish_reason })) => break End::Done(finish_reason),
-                        // The app's chats offer no tools, so no provider is
-                        // asked for a call; one that calls anyway adds no text.
-                        Some(Ok(ChatEvent::ToolCall(_))) => {}
-                        Some(Err(e)) => break End::Failed(e),
-                        None => break End::Failed(ProviderError::Protocol(
-                            crate::providers::ENDED_EARLY.into(),
-                        )),
                     }
                 }
-            }
             }
         },
     };
