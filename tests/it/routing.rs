@@ -590,3 +590,19 @@ async fn admins_set_the_priority_of_providers_they_add() {
         .unwrap();
     assert_eq!(host_a["priority"], 3);
 }
+
+#[tokio::test]
+async fn the_json_answer_names_the_provider_that_answered() {
+    let e = env().await;
+    e.a.set_flags(&["500"]);
+    let r = common::chat(
+        &e.s,
+        &e.admin,
+        json!({"content": "hello there", "model": MODEL}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["provider"], "second");
+    assert_eq!(r.body["content"], e.b.reply_for(MODEL));
+    assert_eq!(answers(&e.a).len(), 1);
+}
