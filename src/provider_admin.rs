@@ -56,6 +56,7 @@ pub async fn build_registry(cfg: &Config, store: &SharedStore) -> anyhow::Result
         ..Default::default()
     };
     let registry = Arc::new(Registry::new(default_client(), options));
+    registry.set_strategy(cfg.routing.strategy);
 
     let mut configured = Vec::with_capacity(cfg.providers.len());
     for (i, entry) in cfg.providers.iter().enumerate() {
@@ -112,6 +113,7 @@ fn stored_config(rec: &StoredProvider, secrets: Option<&SecretBox>) -> ProviderC
         api_key,
         models: rec.models.clone(),
         enabled: rec.enabled,
+        priority: rec.priority,
     }
 }
 
@@ -167,6 +169,8 @@ pub struct NewProvider {
     pub api_key: Option<String>,
     pub models: Option<Vec<String>>,
     pub enabled: Option<bool>,
+    /// Default 0.
+    pub priority: Option<i32>,
 }
 
 /// A change to a provider; `None` keeps a field.
@@ -177,6 +181,20 @@ pub struct ProviderChange {
     /// `Some(None)` (or an empty list) offers every model again.
     pub models: Option<Option<Vec<String>>>,
     pub enabled: Option<bool>,
+    pub priority: Option<i32>,
+}
+
+fn check_priority(p: Option<i32>) -> Result<Option<i32>, AdminError> {
+    match p {
+        Some(v) if !crate::config::PRIORITY_RANGE.contains(&v) => {
+            Err(AdminError::Validation(format!(
+                "priority must be between {} and {}, got {v}",
+                crate::config::PRIORITY_RANGE.start(),
+                crate::config::PRIORITY_RANGE.end()
+            )))
+        }
+        other => Ok(other),
+    }
 }
 
 fn check_name(name: &str) -> Result<(), AdminError> {
@@ -321,6 +339,7 @@ impl ProviderAdmin<'_> {
         let base_url = check_url(&req.base_url)?;
         let models = check_models(req.models)?;
         let key = check_key(req.api_key)?;
+        let priority = check_priority(req.priority)?.unwrap_or(0);
         let name = req.name;
 
         let _guard = self.registry.admin_changes().await;
@@ -337,6 +356,7 @@ impl ProviderAdmin<'_> {
             api_key: key.clone(),
             models: models.clone(),
             enabled: req.enabled.unwrap_or(true),
+            priority,
         };
         config
             .validate()
@@ -351,6 +371,7 @@ impl ProviderAdmin<'_> {
             encrypted_key: None,
             created_at: now,
             updated_at: now,
+            priority,
         };
         if let Some(k) = &key {
             let sealer = SecretBox::load_or_create(&data_dir)
@@ -385,8 +406,10 @@ impl ProviderAdmin<'_> {
         let stored = self.store.get_provider(name).await?;
         let names: HashSet<String> = stored.iter().map(|s| s.name.clone()).collect();
         let source = source_of(self.cfg, &names, name);
-        let settings_change =
-            req.base_url.is_some() || req.api_key.is_some() || req.models.is_some();
+        let settings_change = req.base_url.is_some()
+            || req.api_key.is_some()
+            || req.models.is_some()
+            || req.priority.is_some();
 
         if source != ProviderSource::Admin || !settings_change {
             if settings_change {
@@ -417,6 +440,9 @@ impl ProviderAdmin<'_> {
         let base_url = req.base_url.as_deref().map(check_url).transpose()?;
         let models = req.models.map(check_models).transpose()?;
         let new_key = req.api_key.map(|k| check_key(Some(k))).transpose()?;
+        if let Some(p) = check_priority(req.priority)? {
+            rec.priority = p;
+        }
 
         if let Some(u) = base_url {
             rec.base_url = u;
@@ -439,6 +465,7 @@ impl ProviderAdmin<'_> {
             api_key,
             models: rec.models.clone(),
             enabled: rec.enabled,
+            priority: rec.priority,
         };
         config
             .validate()

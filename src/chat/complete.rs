@@ -270,6 +270,21 @@ impl Drop for Running {
 }
 
 impl ChatService {
+    /// The first provider routing would try for `model`, or 404
+    /// MODEL_NOT_FOUND.
+    fn first_candidate(&self, model: &str) -> AppResult<crate::providers::routing::Candidate> {
+        super::validate_model(model)?;
+        self.providers
+            .candidates(model, false)
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                AppError::ModelNotFound(format!(
+                    "The model `{model}` does not exist or you do not have access to it."
+                ))
+            })
+    }
+
     /// The provider serving `model`, or 404 MODEL_NOT_FOUND.
     fn provider_of(&self, model: &str) -> AppResult<(String, Arc<dyn Provider>)> {
         super::validate_model(model)?;
@@ -294,11 +309,13 @@ impl ChatService {
         }
         // A call runs on the server's provider credentials only.
         req.api_key_override = None;
-        let (provider_name, provider) = self
-            .provider_of(&req.model)
-            .and_then(|found| {
+        let first = self
+            .first_candidate(&req.model)
+            .and_then(|first| {
                 let embedding = self.providers.models().iter().any(|m| {
-                    m.id == req.model && m.provider == found.0 && m.kind == ModelKind::Embedding
+                    m.id == first.model
+                        && m.provider == first.provider_name
+                        && m.kind == ModelKind::Embedding
                 });
                 if embedding {
                     return Err(AppError::Validation(format!(
@@ -306,7 +323,7 @@ impl ChatService {
                         req.model
                     )));
                 }
-                Ok(found)
+                Ok(first)
             })
             .inspect_err(|e| refused(&self.store, &caller, "v1.chat", &req.model, e))?;
         let estimate = input_estimate(&req);
@@ -315,19 +332,24 @@ impl ChatService {
             .admit(&self.store, user, estimate)
             .await
             .inspect_err(|e| refused(&self.store, &caller, "v1.chat", &req.model, e))?;
-        let accounting = Accounting {
+        let mut accounting = Accounting {
             limits: self.limits.clone(),
             store: self.store.clone(),
             reservation,
             endpoint: "chat",
             action: "v1.chat",
-            provider: provider_name.clone(),
+            provider: first.provider_name.clone(),
             model: req.model.clone(),
             caller,
         };
         let model = req.model.clone();
-        let inner = match provider.stream(req).await {
-            Ok(s) => s,
+        // Routed over every provider of the model: failover before the
+        // first token, and the one that answered is charged.
+        let (provider_name, inner) = match self.providers.open_stream(&model, req).await {
+            Ok(routed) => {
+                accounting.provider = routed.provider_name.clone();
+                (routed.provider_name, routed.stream)
+            }
             Err(e) => {
                 let usage = Usage {
                     input_tokens: 0,

@@ -12,7 +12,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum GenEvent {
-    /// First, always: every id of the turn.
+    /// First, always: every id of the turn. Sent once more, before any
+    /// `delta`, when the answer failed over to another provider.
     Meta(Meta),
     /// A piece of the answer's text.
     Delta { text: String },

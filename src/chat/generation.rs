@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::events::{ErrorEvent, GenEvent, Logged, Meta, Title, UsageEvent};
-use crate::providers::{ChatEvent, ChatRequest, Provider, ProviderError};
+use crate::providers::registry::Registry;
+use crate::providers::{ChatEvent, ChatRequest, ProviderError};
 use crate::store::SharedStore;
 use crate::store::chat::{Message, MessageError, MessageStatus, Usage};
 
@@ -144,8 +145,11 @@ impl Generation {
 /// Everything needed to run one answer.
 pub struct Job {
     pub user_id: Uuid,
+    /// The provider announced in `meta`: the first candidate. When another
+    /// one answers (failover), a second `meta` names it.
     pub provider_name: String,
-    pub provider: Arc<dyn Provider>,
+    /// Routes `request.model` (see [`Registry::open_stream`]).
+    pub providers: Arc<Registry>,
     pub request: ChatRequest,
     /// The assistant message as inserted (status streaming, empty).
     pub message: Message,
@@ -310,7 +314,7 @@ impl Manager {
     pub fn start(
         self: &Arc<Self>,
         store: &SharedStore,
-        job: Job,
+        mut job: Job,
         on_finish: OnFinish,
     ) -> Arc<Generation> {
         self.ensure_flusher(store);
@@ -331,9 +335,8 @@ impl Manager {
             notify: tx,
             cancel: CancellationToken::new(),
         });
-        let mut meta = job.meta.clone();
-        meta.generation_id = id;
-        g.push(GenEvent::Meta(meta));
+        job.meta.generation_id = id;
+        g.push(GenEvent::Meta(job.meta.clone()));
         self.gens().insert(id, g.clone());
         self.by_message
             .lock()
@@ -388,34 +391,45 @@ async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: On
             .map(super::estimate_tokens)
             .unwrap_or(0);
 
+    let model = job.request.model.clone();
     let end = tokio::select! {
         biased;
         _ = g.cancel.cancelled() => End::Stopped,
-        r = job.provider.stream(job.request.clone()) => match r {
+        r = job.providers.open_stream(&model, job.request.clone()) => match r {
             Err(e) => End::Failed(e),
-            Ok(mut stream) => loop {
-                tokio::select! {
-                    biased;
-                    _ = g.cancel.cancelled() => break End::Stopped,
-                    item = stream.next() => match item {
-                        Some(Ok(ChatEvent::Delta(text))) => {
-                            if text.is_empty() { continue; }
-                            g.push_delta(&text);
+            Ok(routed) => {
+                if routed.provider_name != job.provider_name {
+                    // Failed over before any text: say who answers instead.
+                    job.provider_name = routed.provider_name;
+                    job.meta.provider = job.provider_name.clone();
+                    job.message.provider = Some(job.provider_name.clone());
+                    g.push(GenEvent::Meta(job.meta.clone()));
+                }
+                let mut stream = routed.stream;
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = g.cancel.cancelled() => break End::Stopped,
+                        item = stream.next() => match item {
+                            Some(Ok(ChatEvent::Delta(text))) => {
+                                if text.is_empty() { continue; }
+                                g.push_delta(&text);
+                            }
+                            Some(Ok(ChatEvent::Usage { input_tokens, output_tokens })) => {
+                                usage = Some((input_tokens, output_tokens));
+                            }
+                            Some(Ok(ChatEvent::Done { finish_reason })) => break End::Done(finish_reason),
+                            // The app's chats offer no tools, so no provider is
+                            // asked for a call; one that calls anyway adds no text.
+                            Some(Ok(ChatEvent::ToolCall(_))) => {}
+                            Some(Err(e)) => break End::Failed(e),
+                            None => break End::Failed(ProviderError::Protocol(
+                                crate::providers::ENDED_EARLY.into(),
+                            )),
                         }
-                        Some(Ok(ChatEvent::Usage { input_tokens, output_tokens })) => {
-                            usage = Some((input_tokens, output_tokens));
-                        }
-                        Some(Ok(ChatEvent::Done { finish_reason })) => break End::Done(finish_reason),
-                        // The app's chats offer no tools, so no provider is
-                        // asked for a call; one that calls anyway adds no text.
-                        Some(Ok(ChatEvent::ToolCall(_))) => {}
-                        Some(Err(e)) => break End::Failed(e),
-                        None => break End::Failed(ProviderError::Protocol(
-                            crate::providers::ENDED_EARLY.into(),
-                        )),
                     }
                 }
-            },
+            }
         },
     };
 

@@ -129,13 +129,19 @@ impl Titles {
     ) -> Option<String> {
         let excerpt: String = question.chars().take(1000).collect();
         let answer_excerpt: String = answer.chars().take(500).collect();
-        let (provider_name, provider) = self.providers.resolve_model(model)?;
-        if provider_name != with.provider {
-            // The model moved to another provider since the answer.
-            return None;
-        }
+        // The provider that answered (after any failover), under its own
+        // id of the model; none when it no longer serves the model.
+        let c = self
+            .providers
+            .candidates(
+                &format!("{}/{model}", with.provider),
+                with.user_key.is_some(),
+            )
+            .into_iter()
+            .find(|c| c.provider_name == with.provider)?;
+        let (provider_name, provider) = (c.provider_name, c.provider);
         let req = ChatRequest {
-            model: model.to_string(),
+            model: c.model,
             system: Some("You write short, specific titles for conversations. Reply with the title only: at most six words, no quotes, no final period.".into()),
             messages: vec![ChatMessage::user(format!(
                 "Conversation start:\n\nUser: {excerpt}\n\nAssistant: {answer_excerpt}\n\nTitle:"

@@ -136,7 +136,7 @@ impl ChatService {
             .await?;
         let uid = user.id();
         let placed = self.place(uid, &req, regen).await?;
-        let (model, provider_name, provider, window) = self.choose_model(&req, &placed.conv)?;
+        let (model, provider_name, window) = self.choose_model(&req, &placed.conv)?;
 
         let ctx = placed.context(window)?;
 
@@ -184,7 +184,7 @@ impl ChatService {
         let job = Job {
             user_id: uid,
             provider_name,
-            provider,
+            providers: self.providers.clone(),
             request,
             message: assistant,
             meta,
@@ -210,11 +210,15 @@ impl ChatService {
             providers: self.providers.clone(),
             limits: self.limits.clone(),
         };
-        let with = TitleCredential {
-            provider: provider.to_string(),
-            user_key,
-        };
-        Box::new(move |msg, outcome| Box::pin(titles.after_answer(uid, msg, outcome, with)))
+        let first = provider.to_string();
+        Box::new(move |msg, outcome| {
+            // The provider that answered, which failover may have changed.
+            let with = TitleCredential {
+                provider: msg.provider.clone().unwrap_or(first),
+                user_key,
+            };
+            Box::pin(titles.after_answer(uid, msg, outcome, with))
+        })
     }
 
     /// The conversation (existing and owned, or new) and where the new
@@ -280,12 +284,12 @@ impl ChatService {
     }
 
     /// The model: asked for, else the conversation's, else the default;
-    /// with its provider and context window.
+    /// with the provider to try first and its context window.
     fn choose_model(
         &self,
         req: &TurnRequest,
         conv: &Conversation,
-    ) -> AppResult<(String, String, Arc<dyn crate::providers::Provider>, u32)> {
+    ) -> AppResult<(String, String, u32)> {
         let model = req
             .model
             .clone()
@@ -297,17 +301,22 @@ impl ChatService {
                     "no model is available: an administrator needs to add a provider".into(),
                 )
             })?;
-        let (provider_name, provider) = self.providers.resolve_model(&model).ok_or_else(|| {
-            AppError::ModelNotFound(format!("model {model:?} is not offered by any provider"))
-        })?;
+        let first = self
+            .providers
+            .candidates(&model, req.provider_key.is_some())
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                AppError::ModelNotFound(format!("model {model:?} is not offered by any provider"))
+            })?;
         let window = self
             .providers
             .models()
             .iter()
-            .find(|m| m.id == model && m.provider == provider_name)
+            .find(|m| m.id == first.model && m.provider == first.provider_name)
             .and_then(|m| m.context_window)
             .unwrap_or(DEFAULT_CONTEXT_WINDOW);
-        Ok((model, provider_name, provider, window))
+        Ok((model, first.provider_name, window))
     }
 
     /// Starts a turn and waits for its answer: the stored message, or the

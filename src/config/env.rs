@@ -107,6 +107,12 @@ pub(super) const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
         false,
     ),
     (
+        "CONFAB_ROUTING_STRATEGY",
+        "routing.strategy",
+        Kind::Str,
+        false,
+    ),
+    (
         "CONFAB_HTTP_MAX_CONNECTIONS",
         "http.max_connections",
         Kind::Int,

@@ -24,8 +24,8 @@ pub use http::HttpConfig;
 pub use limits::{LimitsConfig, Price, QuotaConfig};
 pub use load::{Overrides, config_path};
 pub use providers::{
-    MAX_PROVIDER_URL_LEN, ProviderEntry, validate_model_list, validate_provider_name,
-    validate_provider_url,
+    MAX_PROVIDER_URL_LEN, PRIORITY_RANGE, ProviderEntry, RoutingConfig, validate_model_list,
+    validate_provider_name, validate_provider_url,
 };
 pub use tls::{HttpListen, TlsConfig, TlsFlags, TlsMode};
 
@@ -105,6 +105,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[[providers]]` entries.
     pub providers: Vec<ProviderEntry>,
+    /// `[routing]`: priority or least-busy choice among a model's providers.
+    pub routing: RoutingConfig,
     /// Reverse proxies (IPs or CIDRs) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
     /// A bearer token that lets a scraper read `/metrics`.
@@ -155,6 +157,7 @@ impl Default for Config {
             shutdown_grace_secs: 20,
             auth: AuthConfig::default(),
             providers: Vec::new(),
+            routing: RoutingConfig::default(),
             trusted_proxies: Vec::new(),
             metrics_token: None,
             metrics_listen: None,

@@ -24,7 +24,22 @@ pub struct ProviderEntry {
     pub models: Option<Vec<String>>,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Among providers serving the same model, higher is tried first
+    /// (ties in file order); -1000 to 1000, default 0.
+    #[serde(default)]
+    pub priority: i32,
 }
+
+/// `[routing]`: how a model served by several providers is routed.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// `priority` (default) or `least_busy`.
+    pub strategy: crate::providers::Strategy,
+}
+
+/// The bounds of `[[providers]] priority`.
+pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -1000..=1000;
 
 fn default_true() -> bool {
     true
@@ -40,6 +55,7 @@ impl ProviderEntry {
             api_key_file: None,
             models: None,
             enabled: true,
+            priority: 0,
         }
     }
 
@@ -86,6 +102,7 @@ impl ProviderEntry {
                 .filter(|k| !k.is_empty()),
             models: e.models,
             enabled: e.enabled,
+            priority: e.priority,
         })
     }
 }

@@ -306,3 +306,43 @@ fn unknown_env_is_warned() {
     assert_eq!(w.len(), 1);
     assert!(w[0].contains("CONFAB_LISTN"));
 }
+
+#[test]
+fn routing_strategy_and_provider_priority() {
+    let c = load(None, &[], Overrides::default()).unwrap();
+    assert_eq!(c.routing.strategy, crate::providers::Strategy::Priority);
+    let file = "[routing]\nstrategy = \"least_busy\"\n\n[[providers]]\nkind = \"ollama\"\nname = \"gpu-box\"\nbase_url = \"http://10.0.0.5:11434\"\npriority = 10\n";
+    let c = load(Some(file), &[], Overrides::default()).unwrap();
+    assert_eq!(c.routing.strategy, crate::providers::Strategy::LeastBusy);
+    assert_eq!(c.providers[0].priority, 10);
+    assert_eq!(c.providers[0].to_provider_config(0).unwrap().priority, 10);
+    let c = load(
+        None,
+        &[("CONFAB_ROUTING_STRATEGY", "least_busy")],
+        Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.routing.strategy, crate::providers::Strategy::LeastBusy);
+
+    let e = load(
+        Some("[routing]\nstrategy = \"random\"\n"),
+        &[],
+        Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(e.contains("least_busy"), "{e}");
+    let e = load(
+        Some("[routing]\nstrategi = \"priority\"\n"),
+        &[],
+        Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(e.contains("strategi"), "{e}");
+    let e = load(
+        Some(&file.replace("priority = 10", "priority = 5000")),
+        &[],
+        Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(e.contains("providers[0].priority"), "{e}");
+}

@@ -131,6 +131,15 @@ impl Config {
             }
             validate_provider_url(&p.base_url)
                 .map_err(|m| err(format!("providers[{i}].{m} (provider \"{}\")", p.name)))?;
+            if !super::PRIORITY_RANGE.contains(&p.priority) {
+                return Err(err(format!(
+                    "providers[{i}].priority (provider \"{}\") must be between {} and {}, got {}",
+                    p.name,
+                    super::PRIORITY_RANGE.start(),
+                    super::PRIORITY_RANGE.end(),
+                    p.priority
+                )));
+            }
             if let Some(models) = &p.models {
                 validate_model_list(models)
                     .map_err(|m| err(format!("providers[{i}].{m} (provider \"{}\")", p.name)))?;

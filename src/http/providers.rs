@@ -22,7 +22,7 @@ use crate::provider_admin::{
     AdminError, NewProvider, ProviderAdmin, ProviderChange, ProviderSource, ProviderState,
     model_counts,
 };
-use crate::providers::ProviderKind;
+use crate::providers::{ModelKind, ProviderKind};
 use crate::state::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -46,6 +46,21 @@ pub struct ModelView {
     pub display_name: String,
     /// Tokens, when the provider says.
     pub context_window: Option<u32>,
+    /// Longest answer in tokens, when known.
+    pub max_output_tokens: Option<u32>,
+    /// chat | embedding: embedding models cannot chat.
+    #[schema(value_type = String, example = "chat")]
+    pub kind: ModelKind,
+    /// Every provider serving this model (aliases such as an implicit
+    /// `:latest` included), by name; more than one means failover.
+    pub providers: Vec<String>,
+    /// The name to show: `display_name`, with the provider's name added
+    /// when another provider lists the same model.
+    pub label: String,
+    /// False while its provider is known to be down or cooling down.
+    pub reachable: bool,
+    /// Its provider failed repeatedly and is skipped for a while.
+    pub cooling_down: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -69,13 +84,27 @@ pub async fn list_models(
 ) -> AppResult<Json<ModelList>> {
     let items: Vec<ModelView> = state
         .providers
-        .models()
+        .catalog()
         .into_iter()
-        .map(|m| ModelView {
-            id: m.id,
-            provider: m.provider,
-            display_name: m.display_name,
-            context_window: m.context_window,
+        .map(|c| {
+            let m = c.model;
+            let label = if c.duplicate {
+                format!("{} ({})", m.display_name, m.provider)
+            } else {
+                m.display_name.clone()
+            };
+            ModelView {
+                id: m.id,
+                provider: m.provider,
+                display_name: m.display_name,
+                context_window: m.context_window,
+                max_output_tokens: m.max_output_tokens,
+                kind: m.kind,
+                providers: c.providers,
+                label,
+                reachable: c.reachable,
+                cooling_down: c.cooling_down,
+            }
         })
         .collect();
     let default_model = state
@@ -104,6 +133,12 @@ pub struct ProviderView {
     /// Models currently offered.
     pub models_count: usize,
     pub enabled: bool,
+    /// Skipped by routing after repeated failures, until `cooling_until`.
+    pub cooling_down: bool,
+    /// RFC 3339; null when not cooling down.
+    pub cooling_until: Option<String>,
+    /// Order among providers of the same model: higher first.
+    pub priority: i32,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -129,6 +164,9 @@ pub async fn list_providers(
             name: p.name,
             kind: p.kind,
             reachable: p.status.reachable,
+            cooling_down: p.status.cooling_down,
+            cooling_until: p.status.cooling_until.map(|t| rfc3339(t.unix_timestamp())),
+            priority: p.priority,
             last_error: p.status.last_error,
             enabled: p.enabled,
         })
@@ -149,6 +187,14 @@ pub struct StatusView {
     pub last_error_code: Option<String>,
     /// RFC 3339; null until the first check.
     pub checked_at: Option<String>,
+    /// Skipped by routing after repeated failures, until `cooling_until`.
+    pub cooling_down: bool,
+    /// RFC 3339; null when not cooling down.
+    pub cooling_until: Option<String>,
+    /// Failed requests in a row.
+    pub consecutive_failures: u32,
+    /// Answers streaming from it now.
+    pub in_flight: usize,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -163,6 +209,8 @@ pub struct AdminProviderView {
     /// The allowlist; null offers every model the provider lists.
     pub models: Option<Vec<String>>,
     pub models_count: usize,
+    /// Order among providers of the same model: higher first.
+    pub priority: i32,
     /// config | env | detected | admin. Only `admin` providers can be edited
     /// or deleted here; the others only enabled or disabled (until restart).
     pub source: ProviderSource,
@@ -189,12 +237,17 @@ fn admin_view(p: ProviderState) -> AdminProviderView {
         enabled: s.enabled,
         has_api_key: s.has_api_key,
         models: s.models,
+        priority: s.priority,
         source: p.source,
         status: StatusView {
             reachable: s.status.reachable,
             last_error: s.status.last_error,
             last_error_code: s.status.last_error_code.map(str::to_string),
             checked_at,
+            cooling_down: s.status.cooling_down,
+            cooling_until: s.status.cooling_until.map(|t| rfc3339(t.unix_timestamp())),
+            consecutive_failures: s.status.consecutive_failures,
+            in_flight: s.status.in_flight,
         },
         created_at: p.stored.as_ref().map(|r| rfc3339(r.created_at)),
         updated_at: p.stored.as_ref().map(|r| rfc3339(r.updated_at)),
@@ -258,6 +311,10 @@ pub struct CreateProvider {
     /// Default true.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// Among providers of the same model, higher is tried first; -1000 to
+    /// 1000, default 0.
+    #[serde(default)]
+    pub priority: Option<i32>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -273,6 +330,9 @@ pub struct UpdateProvider {
     pub models: Option<Option<Vec<String>>>,
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// -1000 to 1000 (admin-added providers only). Omitted keeps it.
+    #[serde(default)]
+    pub priority: Option<i32>,
 }
 
 /// Tells an explicit `null` (Some(None)) from an absent field (None).
@@ -314,6 +374,7 @@ pub async fn admin_create(
         api_key: req.api_key,
         models: req.models,
         enabled: req.enabled,
+        priority: req.priority,
     };
     let res = service(&state)
         .create(new)
@@ -360,6 +421,9 @@ pub async fn admin_update(
     if let Some(e) = req.enabled {
         fields.push(if e { "enabled=true" } else { "enabled=false" });
     }
+    if req.priority.is_some() {
+        fields.push("priority");
+    }
     let target = format!(
         "{} fields={}",
         name.chars().take(64).collect::<String>(),
@@ -370,6 +434,7 @@ pub async fn admin_update(
         api_key: req.api_key,
         models: req.models,
         enabled: req.enabled,
+        priority: req.priority,
     };
     let res = service(&state)
         .update(&name, change)

@@ -18,6 +18,7 @@ pub mod anthropic;
 pub mod ollama;
 pub mod openai;
 pub mod registry;
+pub mod routing;
 pub mod secrets;
 mod sse;
 mod transport;
@@ -29,6 +30,7 @@ pub use registry::{
     LocalProbe, ProviderConfig, ProviderStatus, ProviderSummary, Registry, RegistryError,
     RegistryModel, build_provider, detect_local, detect_local_with, from_env, from_env_with,
 };
+pub use routing::{Candidate, Routed, Strategy};
 
 /// How long establishing a TCP (+TLS) connection to a provider may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

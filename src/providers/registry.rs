@@ -37,6 +37,10 @@ pub struct ProviderConfig {
     pub models: Option<Vec<String>>,
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// Order among the providers serving the same model: higher first
+    /// (ties in registration order). Both routing strategies use it.
+    #[serde(default)]
+    pub priority: i32,
 }
 
 fn enabled_by_default() -> bool {
@@ -52,6 +56,7 @@ impl fmt::Debug for ProviderConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
             .field("models", &self.models)
             .field("enabled", &self.enabled)
+            .field("priority", &self.priority)
             .finish()
     }
 }
@@ -65,7 +70,13 @@ impl ProviderConfig {
             api_key: None,
             models: None,
             enabled: true,
+            priority: 0,
         }
+    }
+
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
     }
 
     pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
@@ -103,7 +114,7 @@ impl ProviderConfig {
         Ok(())
     }
 
-    fn allows(&self, model: &str) -> bool {
+    pub(super) fn allows(&self, model: &str) -> bool {
         self.models
             .as_ref()
             .is_none_or(|list| list.iter().any(|m| m == model))
@@ -141,6 +152,15 @@ pub struct ProviderStatus {
     /// `None` until the first check.
     #[serde(with = "time::serde::rfc3339::option")]
     pub checked_at: Option<OffsetDateTime>,
+    /// Skipped by routing after repeated failures (unless it is a model's
+    /// only provider) until `cooling_until`; a success ends it.
+    pub cooling_down: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub cooling_until: Option<OffsetDateTime>,
+    /// Failed requests in a row (0 after a success).
+    pub consecutive_failures: u32,
+    /// Answers streaming from this provider now.
+    pub in_flight: usize,
 }
 
 /// One provider as listed for `/api/providers` and the admin screens. Holds
@@ -153,6 +173,7 @@ pub struct ProviderSummary {
     pub enabled: bool,
     pub has_api_key: bool,
     pub models: Option<Vec<String>>,
+    pub priority: i32,
     pub status: ProviderStatus,
 }
 
@@ -179,11 +200,13 @@ pub enum RegistryError {
     Invalid(String),
 }
 
-struct Entry {
-    config: ProviderConfig,
-    provider: Arc<dyn Provider>,
-    status: ProviderStatus,
-    models: Vec<ModelInfo>,
+pub(super) struct Entry {
+    pub(super) config: ProviderConfig,
+    pub(super) provider: Arc<dyn Provider>,
+    pub(super) status: ProviderStatus,
+    pub(super) models: Vec<ModelInfo>,
+    /// Routing's view of this provider's health and load.
+    pub(super) health: super::routing::Health,
 }
 
 /// Named providers in insertion order; the first provider offering a model
@@ -192,6 +215,8 @@ pub struct Registry {
     client: reqwest::Client,
     options: ProviderOptions,
     entries: RwLock<Vec<Entry>>,
+    /// How a model served by several providers picks one.
+    strategy: RwLock<super::routing::Strategy>,
     /// Held by `provider_admin` while it changes the stored records and
     /// this registry together.
     admin: tokio::sync::Mutex<()>,
@@ -213,17 +238,26 @@ impl Registry {
             client,
             options,
             entries: RwLock::new(Vec::new()),
+            strategy: RwLock::new(super::routing::Strategy::default()),
             admin: tokio::sync::Mutex::const_new(()),
         }
     }
 
     // No lock is ever held across an await, so a poisoned lock can only come
     // from a panic inside these short sections; the data is still consistent.
-    fn read(&self) -> RwLockReadGuard<'_, Vec<Entry>> {
+    pub(super) fn read(&self) -> RwLockReadGuard<'_, Vec<Entry>> {
         self.entries.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Vec<Entry>> {
+    pub fn strategy(&self) -> super::routing::Strategy {
+        *self.strategy.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_strategy(&self, strategy: super::routing::Strategy) {
+        *self.strategy.write().unwrap_or_else(|e| e.into_inner()) = strategy;
+    }
+
+    pub(super) fn write(&self) -> RwLockWriteGuard<'_, Vec<Entry>> {
         self.entries.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -260,6 +294,7 @@ impl Registry {
             provider,
             status: ProviderStatus::default(),
             models: Vec::new(),
+            health: Default::default(),
         });
         Ok(())
     }
@@ -290,6 +325,7 @@ impl Registry {
             provider,
             status: ProviderStatus::default(),
             models: Vec::new(),
+            health: Default::default(),
         };
         match entries
             .iter_mut()
@@ -328,7 +364,8 @@ impl Registry {
                 enabled: e.config.enabled,
                 has_api_key: e.config.api_key.is_some(),
                 models: e.config.models.clone(),
-                status: e.status.clone(),
+                priority: e.config.priority,
+                status: e.health.shown(&e.status),
             })
             .collect()
     }
@@ -353,20 +390,18 @@ impl Registry {
         self.read()
             .iter()
             .find(|e| e.config.name == name)
-            .map(|e| e.status.clone())
+            .map(|e| e.health.shown(&e.status))
     }
 
-    /// The first enabled provider offering `model_id`: listed in its
-    /// allowlist, or (without an allowlist) in its last fetched model list.
+    /// The provider to try first for `model_id` (see [`super::routing`]:
+    /// aliases, `<provider>/<model>` pins, priority or least-busy order,
+    /// cooling providers last). It offers the model in its allowlist or,
+    /// without one, in its last fetched model list.
     pub fn resolve_model(&self, model_id: &str) -> Option<(String, Arc<dyn Provider>)> {
-        self.read()
-            .iter()
-            .filter(|e| e.config.enabled)
-            .find(|e| match &e.config.models {
-                Some(allow) => allow.iter().any(|m| m == model_id),
-                None => e.models.iter().any(|m| m.id == model_id),
-            })
-            .map(|e| (e.config.name.clone(), e.provider.clone()))
+        self.candidates(model_id, false)
+            .into_iter()
+            .next()
+            .map(|c| (c.provider_name, c.provider))
     }
 
     /// `model_id` on a named provider (a conversation remembers both). Only
@@ -417,11 +452,27 @@ impl Registry {
     }
 
     /// Records the outcome of a real request, so a provider that starts
-    /// failing shows it before the next periodic refresh.
+    /// failing shows it before the next periodic refresh. Only the
+    /// provider's own faults (see [`super::routing::counts_against`]) move
+    /// it towards a cooldown; a success ends one.
     pub fn report(&self, name: &str, outcome: Result<(), &ProviderError>) {
+        self.report_as(name, outcome, false);
+    }
+
+    /// [`report`](Self::report) for a request made with a user's own key,
+    /// whose rate limit is the user's, not the provider's.
+    pub(super) fn report_as(&self, name: &str, outcome: Result<(), &ProviderError>, own_key: bool) {
         let mut entries = self.write();
         if let Some(e) = entries.iter_mut().find(|e| e.config.name == name) {
             set_status(&mut e.status, outcome);
+            let now = std::time::Instant::now();
+            match outcome {
+                Ok(()) => e.health.record(true, now),
+                Err(err) if super::routing::counts_against(err, own_key) => {
+                    e.health.record(false, now)
+                }
+                Err(_) => {}
+            }
         }
     }
 

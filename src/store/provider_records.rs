@@ -21,6 +21,10 @@ pub struct StoredProvider {
     pub created_at: i64,
     #[serde(default)]
     pub updated_at: i64,
+    /// Order among providers of the same model (higher first); records
+    /// written before routing existed read as 0.
+    #[serde(default)]
+    pub priority: i32,
 }
 
 impl std::fmt::Debug for StoredProvider {
@@ -34,6 +38,7 @@ impl std::fmt::Debug for StoredProvider {
             .field("has_key", &self.encrypted_key.is_some())
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
+            .field("priority", &self.priority)
             .finish()
     }
 }

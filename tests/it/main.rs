@@ -33,6 +33,7 @@ mod ops_systemd;
 mod ops_upgrade;
 mod providers_admin;
 mod providers_wire;
+mod routing;
 mod search;
 mod search_crash;
 mod store_contract;

@@ -260,6 +260,7 @@ fn provider(name: &str, created_at: i64) -> StoredProvider {
         encrypted_key: Some(vec![1, 2, 3, 250]),
         created_at,
         updated_at: created_at,
+        priority: -3,
     }
 }
 

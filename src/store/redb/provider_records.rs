@@ -82,6 +82,7 @@ mod tests {
             encrypted_key: Some(vec![1, 2, 3, 250]),
             created_at: at,
             updated_at: at,
+            priority: 0,
         }
     }
 

@@ -15,6 +15,7 @@
 //! | `comments` | an SSE comment (`: ping`) before every event; blank lines in NDJSON |
 //! | `echo` | replies the last user message instead of the configured text |
 //! | `error-midstream` | [`PARTIAL_TOKENS`] tokens, then the dialect's in-stream error |
+//! | `error-first` | no token, just the dialect's in-stream error (after a 200) |
 //! | `reset` | [`PARTIAL_TOKENS`] tokens, then the connection is aborted |
 //! | `stall` | [`PARTIAL_TOKENS`] tokens, then silence (connection left open) |
 //! | `stall-headers` | no response at all, not even headers |
@@ -57,6 +58,9 @@
 //! [`FakeUpstream::set_context_length`] set); a model whose name contains
 //! "embed" is a `bert` embedding model ([`EMBEDDING_CONTEXT_LENGTH`],
 //! capabilities `["embedding"]`). Flags `500` and `missing-model` make it fail.
+//!
+//! [`FakeUpstream::set_flags`] adds flags to every chat request, so two
+//! upstreams serving one model name can behave differently.
 //!
 //! Anthropic requests without `x-api-key` or `anthropic-version`, and
 //! messages requests without `max_tokens`, are refused as the real API does; any dialect refuses [`REJECTED_KEY`] with 401.
@@ -176,6 +180,7 @@ struct Shared {
     /// Set by `set_tool_call`: the call every request offering tools gets.
     tool_call: Mutex<Option<(String, String)>>,
     context_lengths: Mutex<HashMap<String, u64>>,
+    extra_flags: Mutex<Vec<String>>,
 }
 
 pub struct FakeUpstream {
@@ -203,6 +208,7 @@ impl FakeUpstream {
             counter: AtomicU64::new(0),
             tool_call: Mutex::new(None),
             context_lengths: Mutex::new(HashMap::new()),
+            extra_flags: Mutex::new(Vec::new()),
         });
         let listener = confab::server::listen("127.0.0.1:0".parse().expect("an address"))
             .expect("bind fake upstream");
@@ -313,6 +319,12 @@ impl FakeUpstream {
             .lock()
             .unwrap()
             .insert(model.to_string(), tokens);
+    }
+
+    /// Flags every chat request gets on top of its model name's (none
+    /// after `set_flags(&[])`).
+    pub fn set_flags(&self, flags: &[&str]) {
+        *self.shared.extra_flags.lock().unwrap() = flags.iter().map(|s| s.to_string()).collect();
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
@@ -727,7 +739,9 @@ async fn chat(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let f = flags(&model);
+    let extra = shared.extra_flags.lock().unwrap().clone();
+    let mut f = flags(&model);
+    f.extend(extra.iter().map(String::as_str));
 
     if shared
         .fail_next
@@ -818,7 +832,7 @@ async fn chat(
         }
     };
     let toks = tokens(&text);
-    let ending = if f.contains(&"error-midstream") {
+    let ending = if f.contains(&"error-midstream") || f.contains(&"error-first") {
         Ending::ErrorEvent
     } else if f.contains(&"reset") {
         Ending::Reset
@@ -832,6 +846,7 @@ async fn chat(
         Ending::Complete
     };
     let sent_tokens = match ending {
+        _ if f.contains(&"error-first") => 0,
         Ending::Complete => toks.len(),
         Ending::Garbage => 1.min(toks.len()),
         _ => PARTIAL_TOKENS.min(toks.len()),
