@@ -153,6 +153,7 @@ fn conversation(owner: &User, title: &str, updated_at_ms: u64) -> Conversation {
         pinned: false,
         archived: false,
         current_leaf: None,
+        preset_id: None,
     }
 }
 
