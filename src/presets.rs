@@ -541,7 +541,10 @@ mod tests {
         assert_eq!(sniff_image(&[0xff, 0xd8, 0xff, 0xe0]), Some("image/jpeg"));
         assert_eq!(sniff_image(b"GIF89a..."), Some("image/gif"));
         assert_eq!(sniff_image(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
-        assert_eq!(sniff_image(b"<svg xmlns='http://www.w3.org/2000/svg'/>"), None);
+        assert_eq!(
+            sniff_image(b"<svg xmlns='http://www.w3.org/2000/svg'/>"),
+            None
+        );
         assert_eq!(sniff_image(b"<html>"), None);
     }
 
@@ -554,10 +557,22 @@ mod tests {
         };
         assert!(validate_params(&ok).is_ok());
         for bad in [
-            PresetParams { temperature: Some(2.1), ..Default::default() },
-            PresetParams { temperature: Some(f32::NAN), ..Default::default() },
-            PresetParams { top_p: Some(1.5), ..Default::default() },
-            PresetParams { max_tokens: Some(0), ..Default::default() },
+            PresetParams {
+                temperature: Some(2.1),
+                ..Default::default()
+            },
+            PresetParams {
+                temperature: Some(f32::NAN),
+                ..Default::default()
+            },
+            PresetParams {
+                top_p: Some(1.5),
+                ..Default::default()
+            },
+            PresetParams {
+                max_tokens: Some(0),
+                ..Default::default()
+            },
         ] {
             assert!(validate_params(&bad).is_err(), "{bad:?}");
         }
@@ -568,7 +583,10 @@ mod tests {
         assert_eq!(combine(None, None), None);
         assert_eq!(combine(Some("  "), Some("")), None);
         assert_eq!(combine(Some("Be a pirate."), None).unwrap(), "Be a pirate.");
-        assert_eq!(combine(None, Some("I use metric.")).unwrap(), "I use metric.");
+        assert_eq!(
+            combine(None, Some("I use metric.")).unwrap(),
+            "I use metric."
+        );
         assert_eq!(
             combine(Some("Be a pirate."), Some("I use metric.")).unwrap(),
             "Be a pirate.\n\nI use metric."

@@ -17,7 +17,8 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, auth, chat, conversations, export, health, keys, providers, search, tls, usage,
+    admin, auth, branding, chat, conversations, export, health, keys, presets, providers, search,
+    tls, usage,
 };
 
 #[derive(OpenApi)]
@@ -42,6 +43,10 @@ use super::{
         search::search,
         usage::own_usage, usage::admin_usage,
         export::export_conversation, export::export_all, export::import,
+        presets::list_presets, presets::create_preset, presets::read_preset, presets::update_preset,
+        presets::delete_preset, presets::list_prompts, presets::create_prompt, presets::read_prompt,
+        presets::update_prompt, presets::delete_prompt, presets::read_settings, presets::update_settings,
+        branding::read, branding::logo, branding::update, branding::upload_logo, branding::delete_logo,
     ),
     tags(
         (name = "auth", description = "Setup, registration, sign-in, sessions and tokens"),
@@ -52,6 +57,8 @@ use super::{
         (name = "conversations", description = "Conversations and their message trees"),
         (name = "chat", description = "Streaming answers. `POST /api/chat/stream` answers `text/event-stream`: `meta` first (conversation_id, user_message_id, assistant_message_id, generation_id, model, provider, parent_id, context_trimmed, trimmed_messages), then `delta {text}` events, then `title {conversation_id, title}` when the answer just named the conversation, then `usage {input_tokens, output_tokens, estimated}`, then `done {finish_reason}` or `error {code, message, request_id}`. Every event has an integer `id:` counting from 1 within the generation; `GET /api/generations/{id}/events` with `Last-Event-ID: n` replays from n+1 and continues live. A `: keep-alive` comment is sent every 15 s."),
         (name = "usage", description = "Usage and cost per day and model, today's remaining quota (`/api/usage`), and reports across users (`/api/admin/usage`, admins only). Both answer CSV for `?format=csv` or `Accept: text/csv`. A chat request over a daily quota answers 429 QUOTA_EXCEEDED with `Retry-After` (seconds to the next UTC midnight); over a rate limit, 429 RATE_LIMITED with `Retry-After` and `RateLimit-Limit/Remaining/Reset`, which every `/api` response carries."),
+        (name = "presets", description = "Presets (a model, a system prompt and sampling settings under a name; pass `preset_id` when starting a chat), the prompt library behind the composer's `/` commands, and the caller's custom instructions. Each preset or prompt is the caller's own or shared with everyone by an admin; another user's answers 404. An answer's system prompt is the conversation's (a preset's) followed, after a blank line, by the user's custom instructions."),
+        (name = "branding", description = "The server's name, logo, accent colour and sign-in message: anyone reads them (`GET /api/branding`, no credential), admins set them."),
         (name = "providers", description = "Models, provider health, and provider management (the /api/admin routes are for admins only)"),
     )
 )]
@@ -72,6 +79,8 @@ const PUBLIC: &[(HttpMethod, &str)] = &[
     (HttpMethod::Get, "/api/setup"),
     (HttpMethod::Post, "/api/setup"),
     (HttpMethod::Get, "/api/server"),
+    (HttpMethod::Get, "/api/branding"),
+    (HttpMethod::Get, "/api/branding/logo"),
     (HttpMethod::Post, "/api/auth/register"),
     (HttpMethod::Post, "/api/auth/login"),
     (HttpMethod::Post, "/api/auth/token"),

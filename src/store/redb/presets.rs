@@ -48,9 +48,7 @@ impl Db {
                 out.push(p);
             }
         }
-        out.sort_by(|a, b| {
-            (a.name.to_lowercase(), a.id).cmp(&(b.name.to_lowercase(), b.id))
-        });
+        out.sort_by(|a, b| (a.name.to_lowercase(), a.id).cmp(&(b.name.to_lowercase(), b.id)));
         Ok(out)
     }
 
@@ -108,7 +106,9 @@ impl Db {
             }
         }
         // Own before shared for the same command: the user's wins in menus.
-        out.sort_by(|a, b| (&a.command, a.owner.is_none(), a.id).cmp(&(&b.command, b.owner.is_none(), b.id)));
+        out.sort_by(|a, b| {
+            (&a.command, a.owner.is_none(), a.id).cmp(&(&b.command, b.owner.is_none(), b.id))
+        });
         Ok(out)
     }
 
