@@ -6,6 +6,7 @@
 import { html, Component, useState, useEffect, useLayoutEffect, useRef, useCallback, useMemo } from './lib.js';
 import { renderMarkdownFor, renderMarkdownUncached, decorateCodeBlocks, onLibsChange, libsVersion } from './markdown.js';
 import { useSlashMenu } from './slash.js';
+import { brandName } from './branding.js';
 import { Icon, copyText, toast, CopyButton, ErrorDetails, describeError } from './ui.js';
 
 // ---- lazy markdown ------------------------------------------------------------------
@@ -460,7 +461,7 @@ export function Composer({ onSend, onStop, busy, disabled, inputRef, placeholder
   return html`<form class="composer" onSubmit=${(e) => { e.preventDefault(); send(); }}>
     <div class="composer-box">
       ${slash.menu}
-      <textarea ref=${inputRef} id="message-box" rows="1" aria-label="Message" placeholder=${placeholder || 'Message confab…'}
+      <textarea ref=${inputRef} id="message-box" rows="1" aria-label="Message" placeholder=${placeholder || `Message ${brandName()}…`}
         value=${text} disabled=${disabled} ...${slash.inputProps}
         onInput=${(e) => { setText(e.target.value); autosize(e.target); }}
         onKeyDown=${(e) => {

@@ -47,6 +47,7 @@ const STEPS: &[&[&str]] = &[
     &["search_outbox"],
     &["usage_daily", "usage_by_day"],
     &["acme"],
+    &["presets", "prompts", "server_settings", "user_settings"],
 ];
 
 /// The schema version of this binary (`confab version --json`).

@@ -48,7 +48,7 @@ impl Db {
                 out.push(p);
             }
         }
-        out.sort_by(|a, b| (a.name.to_lowercase(), a.id).cmp(&(b.name.to_lowercase(), b.id)));
+        out.sort_by_key(|p| (p.name.to_lowercase(), p.id));
         Ok(out)
     }
 
