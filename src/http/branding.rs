@@ -20,9 +20,9 @@ use crate::store::presets::Branding;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/branding", get(read))
-        .route("/branding/logo", get(logo))
-        .route("/admin/branding", axum::routing::patch(update))
+        .route("/branding", get(read_branding))
+        .route("/branding/logo", get(branding_logo))
+        .route("/admin/branding", axum::routing::patch(update_branding))
         .route(
             "/admin/branding/logo",
             axum::routing::put(upload_logo).delete(delete_logo),
@@ -61,7 +61,7 @@ fn view(b: &Branding) -> BrandingView {
 }
 
 #[utoipa::path(get, path = "/api/branding", tag = "branding", responses((status = 200, body = BrandingView)))]
-pub async fn read(State(state): State<AppState>) -> AppResult<Json<BrandingView>> {
+pub async fn read_branding(State(state): State<AppState>) -> AppResult<Json<BrandingView>> {
     Ok(Json(view(&service(&state).branding().await?)))
 }
 
@@ -71,7 +71,10 @@ pub async fn read(State(state): State<AppState>) -> AppResult<Json<BrandingView>
         content(("image/png"), ("image/jpeg"), ("image/gif"), ("image/webp"))),
     (status = 304, description = "Not modified (`If-None-Match`)"),
     (status = 404, description = "`NOT_FOUND`: no logo is set", body = crate::error::ErrorBody)))]
-pub async fn logo(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+pub async fn branding_logo(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
     let b = service(&state).branding().await?;
     let Some(l) = b.logo else {
         return Err(AppError::not_found("logo"));
@@ -132,7 +135,7 @@ pub struct BrandingBody {
 
 #[utoipa::path(patch, path = "/api/admin/branding", tag = "branding", request_body = BrandingBody,
     responses((status = 200, body = BrandingView)))]
-pub async fn update(
+pub async fn update_branding(
     State(state): State<AppState>,
     client: ClientInfo,
     Admin(admin): Admin,

@@ -46,7 +46,8 @@ use super::{
         presets::list_presets, presets::create_preset, presets::read_preset, presets::update_preset,
         presets::delete_preset, presets::list_prompts, presets::create_prompt, presets::read_prompt,
         presets::update_prompt, presets::delete_prompt, presets::read_settings, presets::update_settings,
-        branding::read, branding::logo, branding::update, branding::upload_logo, branding::delete_logo,
+        branding::read_branding, branding::branding_logo, branding::update_branding, branding::upload_logo,
+        branding::delete_logo,
     ),
     tags(
         (name = "auth", description = "Setup, registration, sign-in, sessions and tokens"),

@@ -566,3 +566,47 @@ async fn the_logo_is_checked_by_content_and_served_safely() {
         .await
         .assert_error(404, "NOT_FOUND");
 }
+
+#[tokio::test]
+async fn the_new_operations_are_documented_with_unique_ids() {
+    let s = TestServer::start().await;
+    let doc = s.get("/api/openapi.json", Auth::None).await.body;
+    let mut ids = std::collections::BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap().to_string();
+            let what = format!("{} {path}", method.to_uppercase());
+            if let Some(other) = ids.insert(id.clone(), what.clone()) {
+                panic!("operationId {id} is used by {other} and {what}");
+            }
+        }
+    }
+    for (method, path) in [
+        ("get", "/api/presets"),
+        ("post", "/api/presets"),
+        ("put", "/api/presets/{id}"),
+        ("delete", "/api/prompts/{id}"),
+        ("put", "/api/settings"),
+        ("get", "/api/branding"),
+        ("get", "/api/branding/logo"),
+        ("patch", "/api/admin/branding"),
+        ("put", "/api/admin/branding/logo"),
+        ("delete", "/api/admin/branding/logo"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is documented"
+        );
+    }
+    // The public reads take no credential; the logo upload takes raw bytes.
+    assert_eq!(doc["paths"]["/api/branding"]["get"]["security"], json!([]));
+    assert!(
+        doc["paths"]["/api/admin/branding/logo"]["put"]["requestBody"]["content"]
+            ["application/octet-stream"]
+            .is_object()
+    );
+    assert!(
+        doc["paths"]["/api/branding/logo"]["get"]["responses"]["200"]["content"]["image/png"]
+            .is_object()
+    );
+}
