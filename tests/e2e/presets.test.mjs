@@ -136,6 +136,15 @@ test('a preset made in Settings starts a chat with its model, prompt and setting
     const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `no horizontal overflow at ${width} px (${overflow} px)`);
     t.diagnostic(`screenshot: ${await screenshot(p, `new-chat-presets-${width}-${scheme}`)}`);
+    if (width === 390) {
+      // The preset form on a phone: nothing sideways.
+      await p.goto(app.url + '/settings#presets');
+      await p.getByRole('button', { name: 'Edit preset Pirate' }).click();
+      await p.getByRole('form', { name: 'Edit preset Pirate' }).waitFor();
+      const o = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(o <= 0, `no horizontal overflow in the preset form at 390 px (${o} px)`);
+      await p.getByRole('form', { name: 'Edit preset Pirate' }).screenshot({ path: (await screenshot(p, `settings-preset-form-390-${scheme}`)).replace(/\.png$/, '-form.png') });
+    }
   }
   // The blank name the server refused above.
   assert.deepEqual(unexpectedProblems(watch, [/status of 400 \(Bad Request\) \(http:\/\/127\.0\.0\.1:\d+\/api\/presets\)/]), []);
