@@ -121,15 +121,15 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 pub struct BrandingBody {
     /// 1 to 60 characters, one line.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 60)]
     pub server_name: Option<Option<String>>,
     /// A hex colour, `#rgb` or `#rrggbb`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^\\s*(#[0-9A-Fa-f]{3}|#[0-9A-Fa-f]{6})?\\s*$")]
     pub accent_color: Option<Option<String>>,
     /// Plain text, up to 1 000 characters.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 1000)]
     pub sign_in_message: Option<Option<String>>,
 }
 

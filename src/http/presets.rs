@@ -43,9 +43,11 @@ fn service(state: &AppState) -> Presets {
 #[serde(deny_unknown_fields)]
 pub struct PresetBody {
     /// 1 to 80 characters.
+    #[schema(min_length = 1, max_length = 80)]
     pub name: String,
     /// Up to 500 characters.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// The model a chat started with this preset uses; omitted or blank:
     /// the server's default model.
@@ -53,15 +55,19 @@ pub struct PresetBody {
     pub model: Option<String>,
     /// Up to 20 000 characters.
     #[serde(default)]
+    #[schema(max_length = 20000)]
     pub system_prompt: Option<String>,
     /// 0 to 2.
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f32>,
     /// 1 to 1 000 000.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000000)]
     pub max_tokens: Option<u32>,
     /// 0 to 1.
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub top_p: Option<f32>,
     /// Shared with every user of the server (admins only). Default false.
     #[serde(default)]
@@ -198,12 +204,15 @@ pub async fn delete_preset(
 #[serde(deny_unknown_fields)]
 pub struct PromptBody {
     /// 1 to 80 characters.
+    #[schema(min_length = 1, max_length = 80)]
     pub title: String,
     /// The `/command` that inserts it: 1 to 32 of `a-z 0-9 - _` (a leading
     /// `/` is dropped, letters are lowercased). Unique among the caller's
     /// prompts (and among the shared ones).
+    #[schema(pattern = "^/?[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")]
     pub command: String,
     /// 1 to 20 000 characters.
+    #[schema(min_length = 1, max_length = 20000)]
     pub text: String,
     /// Shared with every user of the server (admins only). Default false.
     #[serde(default)]
@@ -341,6 +350,7 @@ fn settings_view(s: UserSettings) -> SettingsView {
 pub struct SettingsBody {
     /// Up to 4 000 characters; null or blank clears them.
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub custom_instructions: Option<String>,
 }
 
