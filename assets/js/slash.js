@@ -101,7 +101,7 @@ export function useSlashMenu({ text, setText, inputRef }) {
           class=${'slash-item' + (i === index ? ' active' : '')}
           onMouseDown=${(e) => { e.preventDefault(); choose(p); }} onMouseMove=${() => i !== index && setActive(i)}>
         <span class="slash-cmd">/${p.command}</span>
-        <span class="slash-title">${p.title}</span>
+        <span class="slash-title">${p.title}${p.shared && html` <span class="badge">Shared</span>`}</span>
         <span class="slash-text small">${p.text.slice(0, 90)}</span>
       </li>`)}
     </ul>`}
