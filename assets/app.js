@@ -12,6 +12,7 @@ import { ChatScreen } from './js/chat.js';
 import { SettingsScreen } from './js/settings.js';
 import { AdminScreen } from './js/admin.js';
 import { preloadLibs } from './js/markdown.js';
+import { loadBranding, pageTitle, BrandName, useBranding } from './js/branding.js';
 
 function App() {
   const [route, setRoute] = useState(currentRoute());
@@ -25,7 +26,7 @@ function App() {
   const boot = useCallback(async () => {
     setBootError(null);
     try {
-      const s = await get('/server');
+      const [s] = await Promise.all([get('/server'), loadBranding()]);
       setServer(s);
       if (s.setup_required) {
         setMe(null);
@@ -87,13 +88,14 @@ function App() {
     }
   }, [me, server, route]);
 
+  const brand = useBranding();
   useEffect(() => {
     if (route.name !== 'chat') document.title = titleFor(route);
-  }, [route]);
+  }, [route, brand]);
 
   if (bootError) {
     return html`<div class="auth-page"><div class="auth-card">
-      <div class="auth-brand"><${Logo} /><span>confab</span></div>
+      <div class="auth-brand"><${Logo} /><span><${BrandName} /></span></div>
       <${ErrorBanner} error=${bootError} onRetry=${boot} />
     </div></div>`;
   }
@@ -125,7 +127,7 @@ function App() {
 
 function titleFor(route) {
   const names = { login: 'Sign in', register: 'Create account', setup: 'Set up', settings: 'Settings', admin: 'Admin' };
-  return names[route.name] ? `${names[route.name]} · confab` : 'confab';
+  return pageTitle(names[route.name]);
 }
 
 applyTheme();

@@ -19,6 +19,7 @@ pub mod keyfile;
 pub mod limits;
 pub mod logging;
 pub mod ops;
+pub mod presets;
 pub mod provider_admin;
 pub mod providers;
 pub mod search;

@@ -1,11 +1,12 @@
 // Admin: users, invites, providers, usage (charts in usage.js), audit log,
-// HTTPS certificate status.
+// HTTPS certificate status, branding (admin-branding.js).
 
 import { html, useState, useEffect, useCallback } from './lib.js';
 import { get, post, patch, del } from './api.js';
 import { useApp } from './state.js';
 import { PageShell, Card, useList } from './settings.js';
 import { AdminUsage, QuotaCell, AuditFilters } from './usage.js';
+import { AdminBranding } from './admin-branding.js';
 import { describeError, ErrorBanner, Spinner, confirmDialog, promptDialog, toast, timeAgo, dateTime, CopyButton, Icon } from './ui.js';
 
 const SECTIONS = [
@@ -15,6 +16,7 @@ const SECTIONS = [
   ['usage', 'Usage'],
   ['audit', 'Audit log'],
   ['tls', 'HTTPS'],
+  ['branding', 'Branding'],
 ];
 
 /** A paged list: items accumulate, "Load more" follows next_cursor. */
@@ -316,7 +318,7 @@ export function AdminScreen() {
   const { route } = useApp();
   const section = SECTIONS.some(([k]) => k === route.params.section) ? route.params.section : 'users';
   const nav = SECTIONS.map(([k, label]) => html`<a href=${'/admin/' + k} aria-current=${k === section ? 'page' : undefined}>${label}</a>`);
-  const body = { users: Users, invites: Invites, providers: Providers, usage: AdminUsage, audit: Audit, tls: Tls }[section];
+  const body = { users: Users, invites: Invites, providers: Providers, usage: AdminUsage, audit: Audit, tls: Tls, branding: AdminBranding }[section];
   return html`<${PageShell} title="Admin" nav=${html`${nav}<a href="/settings">Settings →</a>`}>
     <${body} />
   <//>`;

@@ -96,6 +96,7 @@ export async function api(method, path, body = undefined, opts = {}) {
 export const get = (path, query, opts = {}) => api('GET', path, undefined, { ...opts, query });
 export const post = (path, body = {}, opts) => api('POST', path, body, opts);
 export const patch = (path, body = {}, opts) => api('PATCH', path, body, opts);
+export const put = (path, body = {}, opts) => api('PUT', path, body, opts);
 export const del = (path, opts) => api('DELETE', path, undefined, opts);
 
 // ---- the user's own provider key (kept only in this browser) --------------

@@ -4,6 +4,7 @@ import { html, useState, useEffect, useRef } from './lib.js';
 import { post, get, ApiError } from './api.js';
 import { useApp, hasDraft } from './state.js';
 import { ErrorBanner, Logo, Spinner } from './ui.js';
+import { BrandName, useBranding } from './branding.js';
 
 function AuthCard({ title, subtitle, children, footer }) {
   const h = useRef(null);
@@ -13,7 +14,7 @@ function AuthCard({ title, subtitle, children, footer }) {
   }, []);
   return html`<main class="auth-page">
     <div class="auth-card">
-      <div class="auth-brand"><${Logo} size=${36} /><span>confab</span></div>
+      <div class="auth-brand"><${Logo} size=${36} /><span><${BrandName} /></span></div>
       <h1 ref=${h}>${title}</h1>
       ${subtitle && html`<p class="muted">${subtitle}</p>`}
       ${children}
@@ -115,9 +116,11 @@ export function LoginScreen() {
     }
   };
   const canRegister = server?.registration && server.registration !== 'closed';
+  const brand = useBranding();
   return html`<${AuthCard} title="Sign in"
       footer=${canRegister && html`<span>No account yet? <a href=${'/register' + (next !== '/' ? '?next=' + encodeURIComponent(next) : '')}>Create one</a></span>`}>
     <form class="stack" onSubmit=${submit}>
+      ${brand.sign_in_message && html`<p class="sign-in-message" data-testid="sign-in-message">${brand.sign_in_message}</p>`}
       ${kept && html`<div class="banner note" role="status" data-testid="session-ended">
         <div class="banner-text">Your session has ended, so your message was not sent. Sign in again: the message you wrote is kept and comes back in the message box.</div>
       </div>`}

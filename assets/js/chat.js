@@ -14,6 +14,8 @@ import { Sidebar, useConversations, isPhone } from './sidebar.js';
 import { ChatHeader, useModels, rememberModel } from './chat-header.js';
 import { useGeneration } from './chat-stream.js';
 import { useThread } from './chat-thread.js';
+import { pageTitle } from './branding.js';
+import { PresetPicker, usePresets } from './presets.js';
 
 export function ChatScreen() {
   const { route, me } = useApp();
@@ -24,6 +26,8 @@ export function ChatScreen() {
   const [editingId, setEditingId] = useState(null);
   const [draftModel, setDraftModel] = useState('');
   const [draftSystem, setDraftSystem] = useState('');
+  const [draftPreset, setDraftPreset] = useState(null); // a preset to start the new chat with
+  const presets = usePresets();
   const [drawer, setDrawer] = useState(false);
   const [atBottom, setAtBottom] = useState(true);
   const [announce, setAnnounce] = useState('');
@@ -72,6 +76,7 @@ export function ChatScreen() {
       setHasMore(false);
       setConvError(null);
       setDraftSystem('');
+      setDraftPreset(null);
       requestAnimationFrame(() => inputRef.current?.focus());
       return;
     }
@@ -102,7 +107,7 @@ export function ChatScreen() {
   }, [convId]);
 
   useEffect(() => {
-    document.title = conv?.title ? `${plainTitle(conv.title)} · confab` : convId ? 'confab' : 'New chat · confab';
+    document.title = conv?.title ? pageTitle(plainTitle(conv.title)) : convId ? pageTitle() : pageTitle('New chat');
   }, [conv?.title, convId]);
 
   // ---- scrolling ----
@@ -132,7 +137,11 @@ export function ChatScreen() {
     const body = { content: text, model: model || undefined };
     rememberModel(model);
     if (conv) body.conversation_id = conv.id;
-    else if (draftSystem.trim()) {
+    else if (draftPreset) {
+      // The preset sets the model (shown picked), system prompt and settings.
+      body.preset_id = draftPreset.id;
+      setDraftPreset(null);
+    } else if (draftSystem.trim()) {
       // A new chat with a system prompt: create it first.
       try {
         const c = await post('/conversations', { system_prompt: draftSystem, model: model || undefined });
@@ -252,6 +261,12 @@ export function ChatScreen() {
     }
   };
 
+  const choosePreset = (p) => {
+    setDraftPreset(p);
+    setDraftSystem('');
+    if (p?.model) setDraftModel(p.model);
+  };
+
   const changeModel = async (m) => {
     rememberModel(m);
     if (!conv) {
@@ -268,7 +283,7 @@ export function ChatScreen() {
   };
 
   const editSystemPrompt = async () => {
-    const current = conv ? conv.system_prompt || '' : draftSystem;
+    const current = conv ? conv.system_prompt || '' : draftPreset?.system_prompt || draftSystem;
     const v = await promptDialog({
       title: 'System prompt',
       body: 'Instructions the model follows throughout this conversation.',
@@ -280,6 +295,8 @@ export function ChatScreen() {
     });
     if (v === null) return;
     if (!conv) {
+      // A prompt of one's own replaces the preset's.
+      setDraftPreset(null);
       setDraftSystem(v);
       return;
     }
@@ -352,7 +369,7 @@ export function ChatScreen() {
   };
 
   const empty = !convId && messages.length === 0;
-  const systemSet = !!(conv ? conv.system_prompt : draftSystem.trim());
+  const systemSet = !!(conv ? conv.system_prompt : draftPreset?.system_prompt || draftSystem.trim());
 
   const modelDown = !!model && down.has(models.items.find((m) => m.id === model)?.provider);
   return html`<div class=${'chat-layout' + (drawer ? ' drawer-open' : '')}>
@@ -375,6 +392,7 @@ export function ChatScreen() {
                   <${Logo} size=${48} />
                   <h2>How can I help you today?</h2>
                   ${models.items.length === 0 && html`<p class="muted">No model is available yet. An administrator can add a provider in Admin → Providers.</p>`}
+                  <${PresetPicker} presets=${presets} value=${draftPreset ? draftPreset.id : ''} onChange=${choosePreset} />
                 </div>`
               : html`<${Thread} key=${convId || 'new'} messages=${messages} hasMore=${hasMore} olderState=${olderState}
                   onLoadOlder=${loadOlder} busy=${busy} liveStatus=${liveStatus} live=${live}

@@ -1,4 +1,5 @@
-// Settings: theme, own provider key (kept in this browser only), sessions,
+// Settings: theme, custom instructions, presets and prompts
+// (settings-library.js), own provider key (kept in this browser only), sessions,
 // API keys, password.
 
 import { html, useState, useEffect, useCallback } from './lib.js';
@@ -6,6 +7,7 @@ import { get, post, del, providerKey, setProviderKey } from './api.js';
 import { useApp, getTheme, setTheme } from './state.js';
 import { describeError, ErrorBanner, Spinner, confirmDialog, toast, timeAgo, dateTime, CopyButton, Icon } from './ui.js';
 import { UsageCard } from './usage.js';
+import { CustomInstructionsCard, PresetsCard, PromptsCard } from './settings-library.js';
 
 export function PageShell({ title, nav, children, back = '/' }) {
   return html`<div class="page">
@@ -198,6 +200,9 @@ export function SettingsScreen() {
   const { server, me } = useApp();
   const nav = html`
     <a href="#appearance">Appearance</a>
+    <a href="#instructions">Custom instructions</a>
+    <a href="#presets">Presets</a>
+    <a href="#prompts">Prompts</a>
     ${server.allow_user_keys && html`<a href="#provider-key">Provider key</a>`}
     <a href="#usage">Usage</a>
     <a href="#sessions">Sessions</a>
@@ -207,6 +212,9 @@ export function SettingsScreen() {
   return html`<${PageShell} title="Settings" nav=${nav}>
     <p class="muted">Signed in as <strong>${me.username}</strong>${me.email ? ` (${me.email})` : ''} · ${me.role}</p>
     <${ThemeCard} />
+    <${CustomInstructionsCard} />
+    <${PresetsCard} />
+    <${PromptsCard} />
     ${server.allow_user_keys && html`<${ProviderKeyCard} />`}
     <${UsageCard} />
     <${SessionsCard} />

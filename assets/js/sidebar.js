@@ -7,6 +7,7 @@ import { get, setCsrf } from './api.js';
 import { navigate } from './router.js';
 import { useApp } from './state.js';
 import { Icon, Logo, ErrorBanner, Spinner, plainTitle } from './ui.js';
+import { BrandName, brandName } from './branding.js';
 import { groupByDate } from './words.js';
 import { SearchResults, useMessageSearch, searchOptions, optionId } from './search.js';
 import { logout } from './auth.js';
@@ -261,7 +262,7 @@ export function Sidebar({ list, activeId, onNewChat, onAction, searchRef, open, 
 
   return html`<aside class=${'sidebar' + (open ? ' open' : '')} aria-label="Conversations">
     <div class="sidebar-top">
-      <a href="/" class="brand" aria-label="confab home"><${Logo} size=${26} /><span>confab</span></a>
+      <a href="/" class="brand" aria-label=${brandName() + ' home'}><${Logo} size=${26} /><span><${BrandName} /></span></a>
       <button type="button" class="icon-btn drawer-close" aria-label="Close sidebar" onClick=${onClose}><${Icon} name="close" /></button>
     </div>
     <button type="button" class="btn new-chat" onClick=${onNewChat}><${Icon} name="plus" size=${16} />New chat<kbd class="kbd">Ctrl Shift O</kbd></button>

@@ -5,6 +5,8 @@
 
 import { html, Component, useState, useEffect, useLayoutEffect, useRef, useCallback, useMemo } from './lib.js';
 import { renderMarkdownFor, renderMarkdownUncached, decorateCodeBlocks, onLibsChange, libsVersion } from './markdown.js';
+import { useSlashMenu } from './slash.js';
+import { brandName } from './branding.js';
 import { Icon, copyText, toast, CopyButton, ErrorDetails, describeError } from './ui.js';
 
 // ---- lazy markdown ------------------------------------------------------------------
@@ -437,6 +439,11 @@ export function autosize(ta) {
 
 export function Composer({ onSend, onStop, busy, disabled, inputRef, placeholder, hint }) {
   const [text, setText] = useState('');
+  // The `/` prompt library (slash.js).
+  const slash = useSlashMenu({
+    text, inputRef,
+    setText: (t) => { setText(t); requestAnimationFrame(() => inputRef.current && autosize(inputRef.current)); },
+  });
   const send = () => {
     const t = text;
     if (!t.trim() || busy || disabled) return;
@@ -453,10 +460,12 @@ export function Composer({ onSend, onStop, busy, disabled, inputRef, placeholder
   }, [inputRef]);
   return html`<form class="composer" onSubmit=${(e) => { e.preventDefault(); send(); }}>
     <div class="composer-box">
-      <textarea ref=${inputRef} id="message-box" rows="1" aria-label="Message" placeholder=${placeholder || 'Message confab…'}
-        value=${text} disabled=${disabled}
+      ${slash.menu}
+      <textarea ref=${inputRef} id="message-box" rows="1" aria-label="Message" placeholder=${placeholder || `Message ${brandName()}…`}
+        value=${text} disabled=${disabled} ...${slash.inputProps}
         onInput=${(e) => { setText(e.target.value); autosize(e.target); }}
         onKeyDown=${(e) => {
+          if (slash.onKeyDown(e)) return;
           if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && !e.altKey) {
             e.preventDefault();
             send();
@@ -466,7 +475,8 @@ export function Composer({ onSend, onStop, busy, disabled, inputRef, placeholder
         ? html`<button type="button" class="send-btn stop" aria-label="Stop generating" onClick=${onStop}><${Icon} name="stop" size=${16} /></button>`
         : html`<button type="submit" class="send-btn" aria-label="Send message" disabled=${!text.trim() || disabled}><${Icon} name="send" size=${18} /></button>`}
     </div>
-    <div class="composer-hint muted small">${hint || 'Enter to send · Shift+Enter for a new line'}</div>
+    <div class="composer-hint muted small">${hint || 'Enter to send · Shift+Enter for a new line · / for saved prompts'}</div>
+    <div class="sr-only" aria-live="polite">${slash.status}</div>
   </form>`;
 }
 

@@ -3,6 +3,7 @@
 
 import { html, useState, useEffect, useRef } from './lib.js';
 import { describeError } from './words.js';
+import { useBranding } from './branding.js';
 
 export { describeError, plainTitle } from './words.js';
 
@@ -45,6 +46,8 @@ export function Icon({ name, size = 18, class: cls = '' }) {
 }
 
 export function Logo({ size = 28 }) {
+  const b = useBranding();
+  if (b.logo_url) return html`<img class="logo" src=${b.logo_url} width=${size} height=${size} alt="" data-testid="brand-logo" />`;
   return html`<svg class="logo" width=${size} height=${size} viewBox="0 0 64 64" aria-hidden="true" focusable="false">
     <rect width="64" height="64" rx="16" fill="var(--accent)" />
     <path d="M18 22a6 6 0 0 1 6-6h16a6 6 0 0 1 6 6v12a6 6 0 0 1-6 6H30l-8 7v-7h0a4 4 0 0 1-4-4z" fill="#fff" />

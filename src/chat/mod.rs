@@ -55,6 +55,7 @@ pub fn new_conversation(
         pinned: false,
         archived: false,
         current_leaf: None,
+        preset_id: None,
     }
 }
 

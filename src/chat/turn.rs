@@ -56,6 +56,8 @@ pub struct TurnRequest {
     pub placement: Placement,
     pub content: String,
     pub model: Option<String>,
+    /// A preset (raw id) to start the new conversation with.
+    pub preset_id: Option<String>,
     /// An assistant message (raw id) to answer again: a sibling answer;
     /// `content` and `placement` are ignored.
     pub regenerate_of: Option<String>,
@@ -76,7 +78,7 @@ struct Placed {
 
 impl Placed {
     /// What the model is sent: the thread down to the message answered.
-    fn context(&self, window: u32) -> AppResult<super::Context> {
+    fn context(&self, system: Option<&str>, window: u32) -> AppResult<super::Context> {
         let thread = match &self.user_msg {
             Some(u) => {
                 let mut t = super::thread_to(&self.all, u.parent_id);
@@ -85,7 +87,7 @@ impl Placed {
             }
             None => super::thread_to(&self.all, self.parent_of_answer),
         };
-        let ctx = super::build_context(self.conv.system_prompt.as_deref(), &thread, window);
+        let ctx = super::build_context(system, &thread, window);
         if ctx.messages.is_empty() {
             return Err(AppError::validation("there is no message to answer"));
         }
@@ -135,10 +137,22 @@ impl ChatService {
             .admit(&self.store, user, super::estimate_tokens(&req.content))
             .await?;
         let uid = user.id();
-        let placed = self.place(uid, &req, regen).await?;
+        let mut placed = self.place(uid, &req, regen).await?;
+        // The preset and the user's custom instructions (see `presets.rs`).
+        let turn = crate::presets::Presets {
+            store: self.store.clone(),
+        }
+        .for_turn(
+            user,
+            &mut placed.conv,
+            placed.is_new,
+            req.preset_id.as_deref(),
+            req.model.is_some(),
+        )
+        .await?;
         let (model, provider_name, window) = self.choose_model(&req, &placed.conv)?;
 
-        let ctx = placed.context(window)?;
+        let ctx = placed.context(turn.system.as_deref(), window)?;
 
         let mut assistant = message(
             placed.conv.id,
@@ -177,6 +191,9 @@ impl ChatService {
             model,
             system: ctx.system,
             messages: ctx.messages,
+            temperature: turn.params.temperature,
+            max_tokens: turn.params.max_tokens,
+            top_p: turn.params.top_p,
             api_key_override: req.provider_key.clone(),
             ..Default::default()
         };

@@ -54,6 +54,11 @@ pub struct ChatBody {
     pub content: String,
     #[serde(default)]
     pub model: Option<String>,
+    /// A preset to start the new conversation with (only without
+    /// `conversation_id`): it sets the model (unless `model` is given), the
+    /// system prompt and the sampling settings.
+    #[serde(default)]
+    pub preset_id: Option<String>,
     /// An assistant message to answer again (adds a sibling; `content` is ignored).
     #[serde(default)]
     pub regenerate_of: Option<String>,
@@ -74,6 +79,7 @@ impl ChatBody {
             },
             content: self.content,
             model: self.model,
+            preset_id: self.preset_id,
             regenerate_of: self.regenerate_of,
             provider_key,
             request_id,

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod assets;
 pub mod auth;
+pub mod branding;
 pub mod chat;
 pub mod conversations;
 pub mod export;
@@ -15,6 +16,7 @@ pub mod keys;
 pub mod limits_layer;
 pub mod metrics;
 pub mod openapi;
+pub mod presets;
 pub mod providers;
 pub mod search;
 pub mod tls;
@@ -54,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .merge(search::routes())
         .merge(usage::routes())
         .merge(tls::routes())
+        .merge(presets::routes())
+        .merge(branding::routes())
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed);

@@ -17,7 +17,8 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, auth, chat, conversations, export, health, keys, providers, search, tls, usage, v1,
+    admin, auth, branding, chat, conversations, export, health, keys, presets, providers, search,
+    tls, usage, v1,
 };
 
 #[derive(OpenApi)]
@@ -43,6 +44,11 @@ use super::{
         usage::own_usage, usage::admin_usage,
         export::export_conversation, export::export_all, export::import,
         v1::models, v1::model, v1::openai::chat_completions, v1::openai::embeddings, v1::anthropic::messages,
+        presets::list_presets, presets::create_preset, presets::read_preset, presets::update_preset,
+        presets::delete_preset, presets::list_prompts, presets::create_prompt, presets::read_prompt,
+        presets::update_prompt, presets::delete_prompt, presets::read_settings, presets::update_settings,
+        branding::read_branding, branding::branding_logo, branding::update_branding, branding::upload_logo,
+        branding::delete_logo,
     ),
     tags(
         (name = "auth", description = "Setup, registration, sign-in, sessions and tokens"),
@@ -53,6 +59,8 @@ use super::{
         (name = "conversations", description = "Conversations and their message trees"),
         (name = "chat", description = "Streaming answers. `POST /api/chat/stream` answers `text/event-stream`: `meta` first (conversation_id, user_message_id, assistant_message_id, generation_id, model, provider, parent_id, context_trimmed, trimmed_messages), then `delta {text}` events, then `title {conversation_id, title}` when the answer just named the conversation, then `usage {input_tokens, output_tokens, estimated}`, then `done {finish_reason}` or `error {code, message, request_id}`. Every event has an integer `id:` counting from 1 within the generation; `GET /api/generations/{id}/events` with `Last-Event-ID: n` replays from n+1 and continues live. A `: keep-alive` comment is sent every 15 s."),
         (name = "usage", description = "Usage and cost per day and model, today's remaining quota (`/api/usage`), and reports across users (`/api/admin/usage`, admins only). Both answer CSV for `?format=csv` or `Accept: text/csv`. A chat request over a daily quota answers 429 QUOTA_EXCEEDED with `Retry-After` (seconds to the next UTC midnight); over a rate limit, 429 RATE_LIMITED with `Retry-After` and `RateLimit-Limit/Remaining/Reset`, which every `/api` response carries."),
+        (name = "presets", description = "Presets (a model, a system prompt and sampling settings under a name; pass `preset_id` when starting a chat), the prompt library behind the composer's `/` commands, and the caller's custom instructions. Each preset or prompt is the caller's own or shared with everyone by an admin; another user's answers 404. An answer's system prompt is the conversation's (a preset's) followed, after a blank line, by the user's custom instructions."),
+        (name = "branding", description = "The server's name, logo, accent colour and sign-in message: anyone reads them (`GET /api/branding`, no credential), admins set them."),
         (name = "providers", description = "Models, provider health, and provider management (the /api/admin routes are for admins only)"),
         (name = "v1", description = "OpenAI- and Anthropic-compatible endpoints for SDKs and tools, on the same accounts, limits, quotas and usage as the app. Authenticate with a confab API key (`cfk_…`) as `Authorization: Bearer` or `x-api-key`; browser sessions are not accepted. Calls are stateless: no conversation is stored. Errors are in each API's own shape: OpenAI's `{\"error\":{message,type,param,code}}` on its endpoints, Anthropic's `{\"type\":\"error\",\"error\":{type,message}}` on `/v1/messages`, and on the model list and unknown paths the one the request's `anthropic-version` header (or its absence) asks for. Field support: docs/API.md."),
     )
@@ -74,6 +82,8 @@ const PUBLIC: &[(HttpMethod, &str)] = &[
     (HttpMethod::Get, "/api/setup"),
     (HttpMethod::Post, "/api/setup"),
     (HttpMethod::Get, "/api/server"),
+    (HttpMethod::Get, "/api/branding"),
+    (HttpMethod::Get, "/api/branding/logo"),
     (HttpMethod::Post, "/api/auth/register"),
     (HttpMethod::Post, "/api/auth/login"),
     (HttpMethod::Post, "/api/auth/token"),

@@ -29,6 +29,10 @@ pub struct Conversation {
     pub archived: bool,
     #[serde(default)]
     pub current_leaf: Option<Uuid>,
+    /// The preset the conversation was started with: its sampling settings
+    /// go with every answer (see `presets.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -25,6 +25,7 @@ use super::acme::{AcmeAccountRecord, AcmeCertRecord};
 use super::audit_query::AuditFilter;
 use super::chat::{Conversation, ConversationCursor, ConversationFilter, Message};
 use super::file::FileStore;
+use super::presets::{Branding, Preset, SavedPrompt, UserSettings};
 use super::provider_records::StoredProvider;
 use super::records::*;
 use super::search_outbox::Resolved;
@@ -310,6 +311,42 @@ pub trait AcmeStore: Send + Sync {
     async fn put_acme_cert(&self, r: &AcmeCertRecord) -> StoreResult<()>;
 }
 
+/// Presets and saved prompts (see `presets.rs`): a record is its owner's,
+/// or shared with everyone (`owner` None). Reads take the viewer: another
+/// user's record is NotFound. Writes trust the caller (the presets service
+/// checks who may change what).
+#[async_trait]
+pub trait PresetStore: Send + Sync {
+    /// Inserts or replaces the preset with this id.
+    async fn put_preset(&self, p: &Preset) -> StoreResult<()>;
+    /// NotFound when missing or another user's.
+    async fn get_preset(&self, viewer: Uuid, id: Uuid) -> StoreResult<Preset>;
+    /// The viewer's own presets and the shared ones, by name.
+    async fn list_presets(&self, viewer: Uuid) -> StoreResult<Vec<Preset>>;
+    /// NotFound when missing.
+    async fn delete_preset(&self, id: Uuid) -> StoreResult<()>;
+    /// Inserts or replaces the prompt with this id; Conflict when another
+    /// prompt of the same owner (or another shared one) has its command.
+    async fn put_prompt(&self, p: &SavedPrompt) -> StoreResult<()>;
+    /// NotFound when missing or another user's.
+    async fn get_prompt(&self, viewer: Uuid, id: Uuid) -> StoreResult<SavedPrompt>;
+    /// The viewer's own prompts and the shared ones, by command.
+    async fn list_prompts(&self, viewer: Uuid) -> StoreResult<Vec<SavedPrompt>>;
+    /// NotFound when missing.
+    async fn delete_prompt(&self, id: Uuid) -> StoreResult<()>;
+}
+
+/// Each user's settings and the server's branding.
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    /// The defaults when the user never saved any.
+    async fn get_user_settings(&self, user_id: Uuid) -> StoreResult<UserSettings>;
+    async fn put_user_settings(&self, user_id: Uuid, s: &UserSettings) -> StoreResult<()>;
+    /// The defaults (nothing set) when never saved.
+    async fn get_branding(&self) -> StoreResult<Branding>;
+    async fn put_branding(&self, b: &Branding) -> StoreResult<()>;
+}
+
 /// Health of the store itself.
 #[async_trait]
 pub trait StoreHealth: Send + Sync {
@@ -331,6 +368,8 @@ pub trait Store:
     + UsageStore
     + SearchOutboxStore
     + AcmeStore
+    + PresetStore
+    + SettingsStore
     + StoreHealth
     + std::fmt::Debug
 {

@@ -422,6 +422,8 @@ fn prepare(
             pinned: c.pinned,
             archived: c.archived,
             current_leaf,
+            // A preset id from another server means nothing here.
+            preset_id: None,
         },
         out,
     ))

@@ -779,6 +779,8 @@ async fn openapi_document_is_valid_and_complete() {
         ("get", "/api/setup"),
         ("post", "/api/setup"),
         ("get", "/api/server"),
+        ("get", "/api/branding"),
+        ("get", "/api/branding/logo"),
         ("post", "/api/auth/register"),
         ("post", "/api/auth/login"),
         ("post", "/api/auth/token"),

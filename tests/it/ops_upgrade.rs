@@ -48,6 +48,7 @@ const STEPS: &[&[&str]] = &[
     &["usage_daily", "usage_by_day"],
     &["acme"],
     &["usage_key_by_day", "usage_key_daily"],
+    &["presets", "prompts", "server_settings", "user_settings"],
 ];
 
 /// The schema version of this binary (`confab version --json`).

@@ -18,6 +18,7 @@ use confab::store::chat::{
     Conversation, ConversationCursor, ConversationFilter, Message, MessageError, MessageRole,
     MessageStatus, Usage,
 };
+use confab::store::presets::{Branding, Logo, Preset, PresetParams, SavedPrompt, UserSettings};
 use confab::store::provider_records::StoredProvider;
 use confab::store::search_outbox::Resolved;
 use confab::store::usage::{Charge, MAX_NAME, UsageCounts, UsageRow};
@@ -153,6 +154,7 @@ fn conversation(owner: &User, title: &str, updated_at_ms: u64) -> Conversation {
         pinned: false,
         archived: false,
         current_leaf: None,
+        preset_id: None,
     }
 }
 
@@ -2698,6 +2700,189 @@ pub async fn health_schema_and_probe(s: &dyn Store) {
     assert_eq!(s.outbox_len().await.unwrap(), 0);
 }
 
+fn preset(owner: Option<Uuid>, name: &str) -> Preset {
+    Preset {
+        id: id(),
+        owner,
+        name: name.into(),
+        description: String::new(),
+        model: Some("m".into()),
+        system_prompt: Some("be brief".into()),
+        params: PresetParams {
+            temperature: Some(0.5),
+            max_tokens: Some(100),
+            top_p: None,
+        },
+        created_by: owner.unwrap_or_else(id),
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+fn prompt(owner: Option<Uuid>, command: &str) -> SavedPrompt {
+    SavedPrompt {
+        id: id(),
+        owner,
+        title: format!("Title of {command}"),
+        command: command.into(),
+        text: format!("text of {command}"),
+        created_by: owner.unwrap_or_else(id),
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+pub async fn presets_own_and_shared_are_seen_others_are_not_found(s: &dyn Store) {
+    let (alice, bob) = (id(), id());
+    let mine = preset(Some(alice), "beta");
+    let theirs = preset(Some(bob), "Alpha");
+    let shared = preset(None, "alpha shared");
+    for p in [&mine, &theirs, &shared] {
+        s.put_preset(p).await.unwrap();
+    }
+    assert_same!(s.get_preset(alice, mine.id).await.unwrap(), mine);
+    assert_same!(s.get_preset(alice, shared.id).await.unwrap(), shared);
+    assert!(matches!(
+        s.get_preset(alice, theirs.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.get_preset(alice, id()).await,
+        Err(StoreError::NotFound)
+    ));
+    // By name, case-insensitively.
+    let names: Vec<String> = s
+        .list_presets(alice)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["alpha shared", "beta"]);
+    assert_eq!(s.list_presets(bob).await.unwrap().len(), 2);
+
+    let renamed = Preset {
+        name: "gamma".into(),
+        params: PresetParams::default(),
+        system_prompt: None,
+        ..mine.clone()
+    };
+    s.put_preset(&renamed).await.unwrap();
+    assert_same!(s.get_preset(alice, mine.id).await.unwrap(), renamed);
+
+    s.delete_preset(mine.id).await.unwrap();
+    assert!(matches!(
+        s.delete_preset(mine.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.get_preset(alice, mine.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.list_presets(alice).await.unwrap().len(), 1);
+}
+
+pub async fn prompts_commands_are_unique_per_owner(s: &dyn Store) {
+    let (alice, bob) = (id(), id());
+    let a = prompt(Some(alice), "sum");
+    s.put_prompt(&a).await.unwrap();
+    // Another owner (or the shared library) may use the same command.
+    let b = prompt(Some(bob), "sum");
+    s.put_prompt(&b).await.unwrap();
+    let shared = prompt(None, "sum");
+    s.put_prompt(&shared).await.unwrap();
+    // The same owner may not; the refused write changes nothing.
+    let dup = prompt(Some(alice), "sum");
+    assert!(matches!(
+        s.put_prompt(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.get_prompt(alice, dup.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.put_prompt(&prompt(None, "sum")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Replacing a prompt keeps its own command.
+    let edited = SavedPrompt {
+        text: "new text".into(),
+        ..a.clone()
+    };
+    s.put_prompt(&edited).await.unwrap();
+    assert_same!(s.get_prompt(alice, a.id).await.unwrap(), edited);
+    assert!(matches!(
+        s.get_prompt(alice, b.id).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let other = prompt(Some(alice), "abc");
+    s.put_prompt(&other).await.unwrap();
+    // By command, the user's own before the shared one.
+    let listed: Vec<(String, bool)> = s
+        .list_prompts(alice)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.command, p.owner.is_none()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("abc".to_string(), false),
+            ("sum".to_string(), false),
+            ("sum".to_string(), true)
+        ]
+    );
+    s.delete_prompt(a.id).await.unwrap();
+    assert!(matches!(
+        s.delete_prompt(a.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.list_prompts(alice).await.unwrap().len(), 2);
+    assert_eq!(s.list_prompts(bob).await.unwrap().len(), 2);
+}
+
+pub async fn settings_per_user_and_branding(s: &dyn Store) {
+    let (alice, bob) = (id(), id());
+    assert_same!(
+        s.get_user_settings(alice).await.unwrap(),
+        UserSettings::default()
+    );
+    let mine = UserSettings {
+        custom_instructions: Some("I use metric units.".into()),
+        updated_at: NOW,
+    };
+    s.put_user_settings(alice, &mine).await.unwrap();
+    assert_same!(s.get_user_settings(alice).await.unwrap(), mine);
+    assert_same!(
+        s.get_user_settings(bob).await.unwrap(),
+        UserSettings::default()
+    );
+
+    assert_same!(s.get_branding().await.unwrap(), Branding::default());
+    let b = Branding {
+        server_name: Some("Acme Chat".into()),
+        accent_color: Some("#112233".into()),
+        sign_in_message: Some("Staff only.".into()),
+        logo: Some(Logo {
+            content_type: "image/png".into(),
+            bytes: vec![0x89, b'P', b'N', b'G', 0, 255],
+            etag: "abc".into(),
+        }),
+        updated_at: NOW,
+    };
+    s.put_branding(&b).await.unwrap();
+    assert_same!(s.get_branding().await.unwrap(), b);
+    let cleared = Branding {
+        logo: None,
+        ..b.clone()
+    };
+    s.put_branding(&cleared).await.unwrap();
+    assert_same!(s.get_branding().await.unwrap(), cleared);
+}
+
 // ---- running the suite ------------------------------------------------
 
 /// One `#[tokio::test]` per case against the backend `$fresh` opens:
@@ -2760,6 +2945,9 @@ macro_rules! contract_tests {
             sessions_touch_never_moves_last_seen_back,
             conversations_create_with_a_taken_id_conflicts,
             import_with_a_taken_id_writes_nothing,
+            presets_own_and_shared_are_seen_others_are_not_found,
+            prompts_commands_are_unique_per_owner,
+            settings_per_user_and_branding,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(

@@ -424,3 +424,69 @@ impl StoreHealth for RedbStore {
         self.run(move |db| db.probe(now)).await
     }
 }
+
+#[async_trait]
+impl PresetStore for RedbStore {
+    async fn put_preset(&self, p: &crate::store::presets::Preset) -> StoreResult<()> {
+        let p = p.clone();
+        self.run(move |db| db.put_preset(&p)).await
+    }
+    async fn get_preset(
+        &self,
+        viewer: Uuid,
+        id: Uuid,
+    ) -> StoreResult<crate::store::presets::Preset> {
+        self.db.get_preset(viewer, id)
+    }
+    async fn list_presets(&self, viewer: Uuid) -> StoreResult<Vec<crate::store::presets::Preset>> {
+        self.run(move |db| db.list_presets(viewer)).await
+    }
+    async fn delete_preset(&self, id: Uuid) -> StoreResult<()> {
+        self.run(move |db| db.delete_preset(id)).await
+    }
+    async fn put_prompt(&self, p: &crate::store::presets::SavedPrompt) -> StoreResult<()> {
+        let p = p.clone();
+        self.run(move |db| db.put_prompt(&p)).await
+    }
+    async fn get_prompt(
+        &self,
+        viewer: Uuid,
+        id: Uuid,
+    ) -> StoreResult<crate::store::presets::SavedPrompt> {
+        self.db.get_prompt(viewer, id)
+    }
+    async fn list_prompts(
+        &self,
+        viewer: Uuid,
+    ) -> StoreResult<Vec<crate::store::presets::SavedPrompt>> {
+        self.run(move |db| db.list_prompts(viewer)).await
+    }
+    async fn delete_prompt(&self, id: Uuid) -> StoreResult<()> {
+        self.run(move |db| db.delete_prompt(id)).await
+    }
+}
+
+#[async_trait]
+impl SettingsStore for RedbStore {
+    async fn get_user_settings(
+        &self,
+        user_id: Uuid,
+    ) -> StoreResult<crate::store::presets::UserSettings> {
+        self.db.get_user_settings(user_id)
+    }
+    async fn put_user_settings(
+        &self,
+        user_id: Uuid,
+        s: &crate::store::presets::UserSettings,
+    ) -> StoreResult<()> {
+        let s = s.clone();
+        self.run(move |db| db.put_user_settings(user_id, &s)).await
+    }
+    async fn get_branding(&self) -> StoreResult<crate::store::presets::Branding> {
+        self.db.get_branding()
+    }
+    async fn put_branding(&self, b: &crate::store::presets::Branding) -> StoreResult<()> {
+        let b = b.clone();
+        self.run(move |db| db.put_branding(&b)).await
+    }
+}
