@@ -54,6 +54,7 @@ pub fn new_conversation(
         pinned: false,
         archived: false,
         current_leaf: None,
+        params: Default::default(),
     }
 }
 

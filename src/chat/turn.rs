@@ -19,10 +19,39 @@ use crate::error::{AppError, AppResult};
 use crate::limits::Limits;
 use crate::providers::ChatRequest;
 use crate::providers::registry::Registry;
-use crate::store::chat::{Conversation, Message, MessageRole, MessageStatus};
+use crate::store::chat::{Conversation, Message, MessageRole, MessageStatus, ModelParamsPatch};
 use crate::store::{SharedStore, StoreError};
 
 pub const MAX_CONTENT_CHARS: usize = 200_000;
+/// The largest `max_tokens` a conversation may ask for: above every model's
+/// output limit today, low enough to catch a typo.
+pub const MAX_MAX_TOKENS: u32 = 1_000_000;
+
+/// Checks sampling settings before they are stored or sent: temperature
+/// 0–2, top_p 0–1, max_tokens 1–[`MAX_MAX_TOKENS`]. Clearing one (back to
+/// the provider's default) is always allowed.
+pub fn validate_params(p: &ModelParamsPatch) -> AppResult<()> {
+    if let Some(Some(t)) = p.temperature
+        && !(t.is_finite() && (0.0..=2.0).contains(&t))
+    {
+        return Err(AppError::validation(
+            "temperature must be a number from 0 to 2",
+        ));
+    }
+    if let Some(Some(t)) = p.top_p
+        && !(t.is_finite() && (0.0..=1.0).contains(&t))
+    {
+        return Err(AppError::validation("top_p must be a number from 0 to 1"));
+    }
+    if let Some(Some(m)) = p.max_tokens
+        && !(1..=MAX_MAX_TOKENS).contains(&m)
+    {
+        return Err(AppError::Validation(format!(
+            "max_tokens must be a whole number from 1 to {MAX_MAX_TOKENS}"
+        )));
+    }
+    Ok(())
+}
 
 /// What the chat service works with; built by each front end from its
 /// state.
@@ -56,6 +85,9 @@ pub struct TurnRequest {
     pub placement: Placement,
     pub content: String,
     pub model: Option<String>,
+    /// Sampling settings to use from this turn on: they become the
+    /// conversation's, like `model`.
+    pub params: ModelParamsPatch,
     /// An assistant message (raw id) to answer again: a sibling answer;
     /// `content` and `placement` are ignored.
     pub regenerate_of: Option<String>,
@@ -149,13 +181,16 @@ impl ChatService {
         assistant.provider = Some(provider_name.clone());
         assistant.status = MessageStatus::Streaming;
         let new_conv = placed.is_new.then_some(&placed.conv);
-        // Sending with a model makes it the conversation's model.
+        // Sending with a model (or sampling settings) makes it the
+        // conversation's.
         let remember_model = req.model.clone();
+        let params = req.params.apply(placed.conv.params);
         self.store
             .start_turn(
                 uid,
                 new_conv,
                 remember_model,
+                req.params,
                 placed.user_msg.as_ref(),
                 &assistant,
             )
@@ -177,6 +212,9 @@ impl ChatService {
             model,
             system: ctx.system,
             messages: ctx.messages,
+            max_tokens: params.max_tokens,
+            temperature: params.temperature,
+            top_p: params.top_p,
             api_key_override: req.provider_key.clone(),
             ..Default::default()
         };
@@ -387,5 +425,6 @@ fn validate(settings: &Config, req: &TurnRequest) -> AppResult<Option<Uuid>> {
     if let Some(m) = &req.model {
         validate_model(m)?;
     }
+    validate_params(&req.params)?;
     Ok(regen)
 }

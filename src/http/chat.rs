@@ -17,7 +17,7 @@ use std::time::Duration;
 use utoipa::ToSchema;
 
 use super::Json;
-use super::conversations::{MessageView, message_view};
+use super::conversations::{MessageView, ModelParamsBody, message_view};
 use crate::auth::CurrentUser;
 use crate::chat::events::{GenEvent, Logged};
 use crate::chat::generation::Generation;
@@ -60,6 +60,10 @@ pub struct ChatBody {
     /// Only for `/api/chat/message`; must be false or absent.
     #[serde(default)]
     pub stream: Option<bool>,
+    /// Sampling settings for this answer on; they become the
+    /// conversation's (like `model`).
+    #[serde(flatten)]
+    pub params: ModelParamsBody,
 }
 
 impl ChatBody {
@@ -74,6 +78,7 @@ impl ChatBody {
             },
             content: self.content,
             model: self.model,
+            params: self.params.into_patch(),
             regenerate_of: self.regenerate_of,
             provider_key,
             request_id,

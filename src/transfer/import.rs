@@ -422,6 +422,7 @@ fn prepare(
             pinned: c.pinned,
             archived: c.archived,
             current_leaf,
+            params: Default::default(),
         },
         out,
     ))

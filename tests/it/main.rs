@@ -19,6 +19,7 @@ mod pebble;
 mod binary;
 mod chat;
 mod chat_crash;
+mod chat_params;
 mod export_import;
 mod http_surface;
 mod identity;
