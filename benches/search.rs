@@ -496,6 +496,7 @@ fn conversation(id: Uuid, user_id: Uuid, title: String, created_at: i64) -> Conv
         pinned: false,
         archived: false,
         current_leaf: None,
+        params: Default::default(),
     }
 }
 
