@@ -39,3 +39,4 @@ mod search_crash;
 mod tls_acme;
 mod tls_static;
 mod usage;
+mod v1_sdk;
