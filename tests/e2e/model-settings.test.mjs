@@ -45,6 +45,12 @@ async function openChat(t, options = {}) {
 
 const settingsButton = (page) => page.getByRole('button', { name: 'Model settings' });
 const dialog = (page) => page.getByRole('dialog', { name: 'Model settings' });
+/** The sentence under a field, once it shows. */
+async function fieldError(page, key) {
+  const el = page.locator(`#ms-${key}-err`);
+  await el.waitFor();
+  return el.textContent();
+}
 
 test('set with the keyboard, refused as sentences, stored, sent upstream, reset', { timeout: 120_000 }, async (t) => {
   const { page, watch } = await openChat(t);
@@ -67,9 +73,9 @@ test('set with the keyboard, refused as sentences, stored, sent upstream, reset'
   await page.keyboard.press('Tab');
   await page.keyboard.type('1.5');
   await page.keyboard.press('Enter');
-  await dialog(page).getByText('Temperature must be a number from 0 to 2.').waitFor();
-  await dialog(page).getByText('Max tokens must be a whole number from 1 to 1,000,000.').waitFor();
-  await dialog(page).getByText('Top p must be a number from 0 to 1.').waitFor();
+  assert.equal(await fieldError(page, 'temperature'), 'Temperature must be a number from 0 to 2.');
+  assert.equal(await fieldError(page, 'max_tokens'), 'Max tokens must be a whole number from 1 to 1,000,000.');
+  assert.equal(await fieldError(page, 'top_p'), 'Top p must be a number from 0 to 1.');
   assert.equal(await temperature.getAttribute('aria-invalid'), 'true');
   assert.match(await temperature.getAttribute('aria-describedby'), /ms-temperature-err/);
   assert.equal(await page.evaluate(() => document.activeElement?.id), 'ms-temperature');
@@ -162,7 +168,7 @@ test('screenshots at desktop and 390 px, light and dark; axe on the open dialog'
       await page.getByLabel('Temperature').fill('2.5');
       await page.getByLabel('Max tokens').fill('2048');
       await dialog(page).getByRole('button', { name: 'Save' }).click();
-      await dialog(page).getByText('Temperature must be a number from 0 to 2.').waitFor();
+      assert.equal(await fieldError(page, 'temperature'), 'Temperature must be a number from 0 to 2.');
       await page.waitForTimeout(150);
       t.diagnostic(`screenshot: ${await screenshot(page, `model-settings-dialog-${label}-${colorScheme}`)}`);
       await page.addScriptTag({ path: AXE_PATH });
