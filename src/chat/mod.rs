@@ -1,8 +1,9 @@
 //! Conversation logic: message trees, the thread shown, the context sent
 //! to a model, and titles. The chat service that front ends call is in
-//! [`turn`]; generations (the running answers) in [`generation`], their
+//! [`turn`], stateless `/v1` calls in [`complete`]; generations (the running answers) in [`generation`], their
 //! typed events in [`events`], naming conversations in [`title`].
 
+pub mod complete;
 pub mod events;
 pub mod generation;
 pub mod title;

@@ -19,6 +19,7 @@ pub mod providers;
 pub mod search;
 pub mod tls;
 pub mod usage;
+pub mod v1;
 
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -60,7 +61,9 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .nest("/api", api)
         .merge(health::routes())
+        .route("/health/{*rest}", axum::routing::any(json_not_found))
         .merge(metrics::routes())
+        .merge(v1::routes())
         .fallback(assets::serve_asset)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
@@ -109,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         limits_layer::refuse_oversized_body,
     ))
+    .layer(middleware::from_fn(v1::errors::reshape))
     .layer(middleware::from_fn(security_headers))
     .layer(middleware::from_fn(request_context))
     .layer(middleware::from_fn_with_state(
@@ -120,6 +124,12 @@ pub fn router(state: AppState) -> Router {
 
 async fn method_not_allowed() -> AppError {
     AppError::MethodNotAllowed
+}
+
+/// A path outside `/api` that is not an app route either (`/health/…`):
+/// JSON, never the browser app.
+async fn json_not_found() -> AppError {
+    AppError::NotFound("no such endpoint".into())
 }
 
 async fn api_not_found() -> AppError {
@@ -219,7 +229,10 @@ async fn origin_check(
     next: Next,
 ) -> Response {
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if unsafe_method && !origin_allowed(&state, req.headers()) {
+    // `/v1` takes API keys only, never the session cookie: a foreign page
+    // cannot act with a browser's credentials there.
+    let v1 = req.uri().path().starts_with("/v1/");
+    if unsafe_method && !v1 && !origin_allowed(&state, req.headers()) {
         return AppError::CsrfInvalid.into_response();
     }
     next.run(req).await

@@ -44,6 +44,16 @@ pub struct TokenLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct V1Labels {
+    /// chat | embeddings
+    pub endpoint: String,
+    pub provider: String,
+    pub model: String,
+    /// complete | stopped | failed
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderLabels {
     pub provider: String,
 }
@@ -77,6 +87,7 @@ pub struct Metrics {
     pub sse_streams: Gauge,
     pub generations_running: Gauge,
     pub generations: Family<GenLabels, Counter>,
+    pub v1_calls: Family<V1Labels, Counter>,
     pub first_token: Family<ProviderLabels, Histogram>,
     pub tokens: Family<TokenLabels, Counter>,
     pub provider_errors: Family<ErrorLabels, Counter>,
@@ -107,6 +118,7 @@ impl Metrics {
             sse_streams: Gauge::default(),
             generations_running: Gauge::default(),
             generations: Family::default(),
+            v1_calls: Family::default(),
             first_token: Family::new_with_constructor(latency_histogram),
             tokens: Family::default(),
             provider_errors: Family::default(),
@@ -153,6 +165,11 @@ impl Metrics {
             "Finished answers by provider, model and outcome (complete, stopped, failed)",
             m.generations.clone(),
         );
+        r.register(
+            "v1_calls",
+            "Finished /v1 calls (stateless, made with an API key) by endpoint, provider, model and outcome",
+            m.v1_calls.clone(),
+        );
         r.register_with_unit(
             "time_to_first_token",
             "From the chat request to the first streamed text",
@@ -161,7 +178,7 @@ impl Metrics {
         );
         r.register(
             "tokens",
-            "Tokens charged, by provider, model, direction and kind (answer, title)",
+            "Tokens charged, by provider, model, direction and kind (answer, title, v1)",
             m.tokens.clone(),
         );
         r.register(

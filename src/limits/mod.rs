@@ -210,6 +210,65 @@ impl Limits {
         });
     }
 
+    /// Settles a stateless call's reservation (`/v1`): charged one message
+    /// and its tokens (the provider's count, else the estimate) when the
+    /// provider did work, to the user and to the API key it was made with;
+    /// nothing when it failed before. Awaited, so the usage is recorded
+    /// before the caller sees the call end.
+    pub async fn finish_call(
+        &self,
+        store: &SharedStore,
+        reservation: Reservation,
+        end: CallEnd<'_>,
+    ) {
+        let outcome_label = match end.outcome {
+            Outcome::Complete => "complete",
+            Outcome::Stopped => "stopped",
+            Outcome::Failed => "failed",
+        };
+        let m = &self.metrics;
+        m.v1_calls
+            .get_or_create(&metrics::V1Labels {
+                endpoint: end.endpoint.into(),
+                provider: end.provider.into(),
+                model: end.model.into(),
+                outcome: outcome_label.into(),
+            })
+            .inc();
+        if let Some(code) = end.error_code {
+            m.provider_errors
+                .get_or_create(&metrics::ErrorLabels {
+                    provider: end.provider.into(),
+                    code: code.into(),
+                })
+                .inc();
+        }
+        let charge = end.consumed.then(|| {
+            let mut c = self.prices.charge(
+                end.provider,
+                end.model,
+                1,
+                end.usage.input_tokens,
+                end.usage.output_tokens,
+            );
+            c.api_key = end.api_key;
+            c
+        });
+        if let Some(c) = &charge {
+            m.tokens(
+                end.provider,
+                end.model,
+                "v1",
+                c.input_tokens,
+                c.output_tokens,
+            );
+        }
+        let user = reservation.user();
+        if let Err(e) = reservation.settle(store, charge).await {
+            tracing::error!(%user, error = %e, "failed to record usage");
+        }
+    }
+
     /// Charges the tokens of a title request (no message, no reservation).
     pub async fn charge_title(
         &self,
@@ -260,6 +319,21 @@ impl Limits {
         self.rate.prune();
         self.quotas.prune();
     }
+}
+
+/// How a stateless call ended (see [`Limits::finish_call`]).
+#[derive(Debug, Clone)]
+pub struct CallEnd<'a> {
+    /// chat | embeddings
+    pub endpoint: &'static str,
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub api_key: Option<Uuid>,
+    pub usage: crate::store::chat::Usage,
+    pub outcome: Outcome,
+    /// The provider did work: it answered, wrote text, or reported usage.
+    pub consumed: bool,
+    pub error_code: Option<&'a str>,
 }
 
 fn quota_exceeded(what: String) -> AppError {

@@ -67,6 +67,7 @@ impl Prices {
             input_tokens: input,
             output_tokens: output,
             cost_nanos: self.cost_nanos(provider, model, input, output),
+            api_key: None,
         }
     }
 }

@@ -6,13 +6,18 @@ use serde::{Deserialize, Serialize};
 
 use super::sse::SseParser;
 use super::transport::{self, ErrorDetail, Origin};
+use serde_json::{Value, json};
+
 use super::{
-    ChatEvent, ChatRequest, ChatStream, EventQueue, ModelInfo, Provider, ProviderError,
-    ProviderKind, ProviderOptions, Role, StreamDecoder, merged_system, normalize_finish_reason,
+    ChatEvent, ChatMessage, ChatRequest, ChatStream, EventQueue, ModelInfo, Provider,
+    ProviderError, ProviderKind, ProviderOptions, ResponseFormat, Role, StreamDecoder,
+    ToolCallDelta, ToolChoice, merged_system, normalize_finish_reason,
 };
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
-/// The API requires `max_tokens`; this is used when the request has none.
+/// The API requires `max_tokens`; when the request has none, the model's
+/// output limit is used ([`default_max_tokens`]), and this for a model
+/// the table does not know.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 /// Every current Claude model accepts at least this much context; the models
 /// endpoint does not say.
@@ -81,44 +86,202 @@ impl AnthropicProvider {
     }
 }
 
-#[derive(Serialize)]
-struct WireMessage<'a> {
-    role: &'static str,
-    content: &'a str,
+/// Longest answer of each Claude family, in tokens (Anthropic's models
+/// overview, without beta headers such as 3.7 Sonnet's 128k output). The
+/// first prefix that matches wins, so the longer names come first.
+const CLAUDE_OUTPUT_LIMITS: &[(&str, u32)] = &[
+    ("claude-opus-4-6", 128_000),
+    ("claude-opus-4-7", 128_000),
+    ("claude-sonnet-4-6", 128_000),
+    ("claude-opus-4-5", 64_000),
+    ("claude-sonnet-4-5", 64_000),
+    ("claude-haiku-4-5", 64_000),
+    ("claude-opus-4-1", 32_000),
+    ("claude-opus-4", 32_000),
+    ("claude-sonnet-4", 64_000),
+    ("claude-3-7-sonnet", 64_000),
+    ("claude-3-5-sonnet", 8_192),
+    ("claude-3-5-haiku", 8_192),
+    ("claude-3-opus", 4_096),
+    ("claude-3-sonnet", 4_096),
+    ("claude-3-haiku", 4_096),
+];
+
+/// The output limit of a known Claude model, from [`CLAUDE_OUTPUT_LIMITS`].
+pub fn claude_max_output_tokens(model: &str) -> Option<u32> {
+    let model = model.to_ascii_lowercase();
+    CLAUDE_OUTPUT_LIMITS
+        .iter()
+        .find(|(prefix, _)| model.starts_with(prefix))
+        .map(|&(_, limit)| limit)
 }
 
+/// `max_tokens` for a request that set none: the model's whole output
+/// limit, [`DEFAULT_MAX_TOKENS`] for a model the table does not know.
+pub fn default_max_tokens(model: &str) -> u32 {
+    claude_max_output_tokens(model).unwrap_or(DEFAULT_MAX_TOKENS)
+}
+
+#[derive(Serialize)]
+struct WireMessage {
+    role: &'static str,
+    /// A plain string, or content blocks when tools are involved.
+    content: Value,
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    input_schema: &'a Value,
+}
+
+#[derive(Serialize)]
+struct WireMetadata<'a> {
+    user_id: &'a str,
+}
+
+/// The Messages API request. OpenAI's `seed`, `presence_penalty` and
+/// `frequency_penalty` have no counterpart here; they are sampling hints
+/// that do not change what an answer may contain, so they are dropped
+/// rather than refused. A JSON `response_format` is refused instead
+/// (see [`wire_request`]): that one is a promise about the answer.
 #[derive(Serialize)]
 struct WireRequest<'a> {
     model: &'a str,
     max_tokens: u32,
-    messages: Vec<WireMessage<'a>>,
+    messages: Vec<WireMessage>,
     #[serde(skip_serializing_if = "Option::is_none")]
     system: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<WireMetadata<'a>>,
     stream: bool,
 }
 
-fn wire_request(req: &ChatRequest) -> WireRequest<'_> {
-    WireRequest {
-        model: &req.model,
-        max_tokens: req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-        // The API rejects a "system" role inside messages; those are folded
-        // into the top-level field instead.
-        messages: req
-            .messages
-            .iter()
-            .filter(|m| m.role != Role::System)
-            .map(|m| WireMessage {
+fn tool_choice(choice: &ToolChoice) -> Value {
+    match choice {
+        ToolChoice::Auto => json!({"type": "auto"}),
+        ToolChoice::None => json!({"type": "none"}),
+        ToolChoice::Required => json!({"type": "any"}),
+        ToolChoice::Named(name) => json!({"type": "tool", "name": name}),
+    }
+}
+
+/// An assistant turn that called tools: its text (if any), then one
+/// `tool_use` block per call with the arguments as a JSON object.
+fn assistant_blocks(m: &ChatMessage) -> Result<Value, ProviderError> {
+    let mut blocks = Vec::with_capacity(m.tool_calls.len() + 1);
+    if !m.content.is_empty() {
+        blocks.push(json!({"type": "text", "text": m.content}));
+    }
+    for call in &m.tool_calls {
+        let input: Value = if call.arguments.trim().is_empty() {
+            json!({})
+        } else {
+            serde_json::from_str(&call.arguments).map_err(|_| {
+                ProviderError::Unsupported(format!(
+                    "the arguments of tool call \"{}\" are not valid JSON, which Anthropic needs",
+                    call.id
+                ))
+            })?
+        };
+        if !input.is_object() {
+            return Err(ProviderError::Unsupported(format!(
+                "the arguments of tool call \"{}\" must be a JSON object for Anthropic",
+                call.id
+            )));
+        }
+        blocks.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
+    }
+    Ok(Value::Array(blocks))
+}
+
+fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
+    match &req.response_format {
+        None | Some(ResponseFormat::Text) => {}
+        Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. }) => {
+            return Err(ProviderError::Unsupported(
+                "Anthropic has no JSON mode: response_format json_object or json_schema cannot be passed on to it; describe the JSON in the prompt instead".into(),
+            ));
+        }
+    }
+    // The API rejects a "system" role inside messages; those are folded
+    // into the top-level field instead. Tool results travel as
+    // `tool_result` blocks of a user turn, consecutive ones in one turn.
+    let mut messages: Vec<WireMessage> = Vec::with_capacity(req.messages.len());
+    let mut last_was_tool = false;
+    for m in &req.messages {
+        match m.role {
+            Role::System => continue,
+            Role::Tool => {
+                let block = json!({
+                    "type": "tool_result",
+                    "tool_use_id": m.tool_call_id.as_deref().unwrap_or_default(),
+                    "content": m.content,
+                });
+                match messages.last_mut() {
+                    Some(WireMessage {
+                        content: Value::Array(blocks),
+                        ..
+                    }) if last_was_tool => blocks.push(block),
+                    _ => messages.push(WireMessage {
+                        role: "user",
+                        content: json!([block]),
+                    }),
+                }
+                last_was_tool = true;
+                continue;
+            }
+            Role::Assistant if !m.tool_calls.is_empty() => messages.push(WireMessage {
+                role: "assistant",
+                content: assistant_blocks(m)?,
+            }),
+            Role::User | Role::Assistant => messages.push(WireMessage {
                 role: m.role.as_str(),
-                content: &m.content,
-            })
-            .collect(),
+                content: Value::String(m.content.clone()),
+            }),
+        }
+        last_was_tool = false;
+    }
+    Ok(WireRequest {
+        model: &req.model,
+        max_tokens: req
+            .max_tokens
+            .unwrap_or_else(|| default_max_tokens(&req.model)),
+        messages,
         system: merged_system(req),
         // Anthropic's range is 0..=1, OpenAI's 0..=2; clamping beats a 400.
         temperature: req.temperature.map(|t| t.clamp(0.0, 1.0)),
+        top_p: req.top_p,
+        stop_sequences: &req.stop,
+        tools: req
+            .tools
+            .iter()
+            .map(|t| WireTool {
+                name: &t.name,
+                description: t.description.as_deref(),
+                input_schema: &t.parameters,
+            })
+            .collect(),
+        tool_choice: req.tool_choice.as_ref().map(tool_choice),
+        metadata: req
+            .user
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .map(|user_id| WireMetadata { user_id }),
         stream: true,
-    }
+    })
 }
 
 #[derive(Deserialize)]
@@ -158,7 +321,7 @@ impl Provider for AnthropicProvider {
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| m.id.clone()),
                 context_window: m.id.starts_with("claude").then_some(CLAUDE_CONTEXT),
-                max_output_tokens: None,
+                max_output_tokens: claude_max_output_tokens(&m.id),
                 kind: super::ModelKind::Chat,
                 id: m.id,
             })
@@ -173,7 +336,7 @@ impl Provider for AnthropicProvider {
             .or(self.api_key.as_deref());
         let origin = self.origin(key, Some(&req.model));
         let url = format!("{}/v1/messages", self.base_url);
-        let body: bytes::Bytes = serde_json::to_vec(&wire_request(&req))
+        let body: bytes::Bytes = serde_json::to_vec(&wire_request(&req)?)
             .map_err(|e| ProviderError::Protocol(format!("could not encode the request: {e}")))?
             .into();
         let resp = transport::send(&origin, &self.options, || {
@@ -217,9 +380,13 @@ enum WireEvent {
         message: StartMessage,
     },
     ContentBlockStart {
+        #[serde(default)]
+        index: u32,
         content_block: Block,
     },
     ContentBlockDelta {
+        #[serde(default)]
+        index: u32,
         delta: BlockDelta,
     },
     ContentBlockStop,
@@ -247,6 +414,10 @@ struct Block {
     #[serde(rename = "type")]
     kind: String,
     text: Option<String>,
+    /// `tool_use` blocks.
+    id: Option<String>,
+    name: Option<String>,
+    input: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -254,6 +425,8 @@ struct BlockDelta {
     #[serde(rename = "type")]
     kind: String,
     text: Option<String>,
+    /// `input_json_delta`: more of a tool call's arguments.
+    partial_json: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -300,6 +473,9 @@ pub(crate) struct AnthropicDecoder {
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
     stop_reason: Option<String>,
+    /// Content block index of each `tool_use` block, in order: a tool call's
+    /// index is its position here, whatever text blocks came before it.
+    tool_blocks: Vec<u32>,
     done: bool,
 }
 
@@ -311,8 +487,16 @@ impl AnthropicDecoder {
             input_tokens: None,
             output_tokens: None,
             stop_reason: None,
+            tool_blocks: Vec::new(),
             done: false,
         }
+    }
+
+    fn tool_index(&self, block: u32) -> Option<u32> {
+        self.tool_blocks
+            .iter()
+            .position(|&b| b == block)
+            .and_then(|i| u32::try_from(i).ok())
     }
 
     fn event(&mut self, data: &str, out: &mut EventQueue) {
@@ -336,22 +520,61 @@ impl AnthropicDecoder {
                     self.output_tokens = u.output_tokens;
                 }
             }
-            WireEvent::ContentBlockStart { content_block } => {
-                if content_block.kind == "text"
-                    && let Some(t) = content_block.text.filter(|t| !t.is_empty())
-                {
-                    out.push_back(Ok(ChatEvent::Delta(t)));
+            WireEvent::ContentBlockStart {
+                index,
+                content_block,
+            } => match content_block.kind.as_str() {
+                "text" => {
+                    if let Some(t) = content_block.text.filter(|t| !t.is_empty()) {
+                        out.push_back(Ok(ChatEvent::Delta(t)));
+                    }
                 }
-            }
-            WireEvent::ContentBlockDelta { delta } => {
-                // thinking_delta, input_json_delta, signature_delta are not
+                "tool_use" => {
+                    let call = self.tool_blocks.len() as u32;
+                    self.tool_blocks.push(index);
+                    // Streamed calls start with `input: {}` and send the
+                    // arguments as deltas; a non-empty input is whole.
+                    let arguments = match content_block.input {
+                        Some(Value::Object(o)) if !o.is_empty() => Value::Object(o).to_string(),
+                        _ => String::new(),
+                    };
+                    out.push_back(Ok(ChatEvent::ToolCall(ToolCallDelta {
+                        index: call,
+                        id: content_block.id,
+                        name: content_block.name,
+                        arguments,
+                    })));
+                }
+                _ => {}
+            },
+            WireEvent::ContentBlockDelta { index, delta } => match delta.kind.as_str() {
+                "text_delta" => {
+                    if let Some(t) = delta.text.filter(|t| !t.is_empty()) {
+                        out.push_back(Ok(ChatEvent::Delta(t)));
+                    }
+                }
+                "input_json_delta" => {
+                    let piece = delta.partial_json.unwrap_or_default();
+                    match self.tool_index(index) {
+                        Some(call) if !piece.is_empty() => {
+                            out.push_back(Ok(ChatEvent::ToolCall(ToolCallDelta {
+                                index: call,
+                                id: None,
+                                name: None,
+                                arguments: piece,
+                            })));
+                        }
+                        Some(_) => {}
+                        None => out.push_back(Err(ProviderError::Protocol(format!(
+                            "provider \"{}\" sent tool arguments for a block that is not a tool call",
+                            self.origin.provider
+                        )))),
+                    }
+                }
+                // thinking_delta, signature_delta, citations_delta are not
                 // part of the visible answer.
-                if delta.kind == "text_delta"
-                    && let Some(t) = delta.text.filter(|t| !t.is_empty())
-                {
-                    out.push_back(Ok(ChatEvent::Delta(t)));
-                }
-            }
+                _ => {}
+            },
             WireEvent::MessageDelta { delta, usage } => {
                 if let Some(r) = delta.stop_reason {
                     self.stop_reason = Some(r);
@@ -510,11 +733,262 @@ mod tests {
         );
         req.system = Some("be brief".into());
         req.temperature = Some(1.7);
-        let v = serde_json::to_value(wire_request(&req)).unwrap();
+        let v = serde_json::to_value(wire_request(&req).unwrap()).unwrap();
         assert_eq!(v["system"], "be brief\n\nextra");
         assert_eq!(v["messages"].as_array().unwrap().len(), 1);
         assert_eq!(v["max_tokens"], DEFAULT_MAX_TOKENS);
         assert_eq!(v["temperature"], 1.0);
         assert_eq!(v["stream"], true);
+    }
+}
+
+#[cfg(test)]
+mod tool_tests {
+    use super::*;
+    use crate::providers::{Tool, ToolCall};
+
+    /// Text block 0, then two tool_use blocks (1 and 2): the calls are
+    /// numbered 0 and 1, whatever their block index.
+    const TOOL_STREAM: &str = concat!(
+        "event: message_start\n",
+        "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_02\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-test\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":472,\"output_tokens\":2}}}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Okay, checking.\"}}\n\n",
+        "event: content_block_stop\n",
+        "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_01\",\"name\":\"get_weather\",\"input\":{}}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\"}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"location\\\": \\\"San Fra\"}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"ncisco, CA\\\"}\"}}\n\n",
+        "event: content_block_stop\n",
+        "data: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_02\",\"name\":\"get_time\",\"input\":{}}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}\n\n",
+        "event: content_block_stop\n",
+        "data: {\"type\":\"content_block_stop\",\"index\":2}\n\n",
+        "event: message_delta\n",
+        "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":89}}\n\n",
+        "event: message_stop\n",
+        "data: {\"type\":\"message_stop\"}\n\n",
+    );
+
+    fn decode(chunks: &[&[u8]]) -> Vec<Result<ChatEvent, ProviderError>> {
+        let mut d = AnthropicDecoder::new(Origin {
+            provider: "an".into(),
+            key: None,
+            model: Some("claude-test".into()),
+        });
+        let mut q = EventQueue::new();
+        for c in chunks {
+            d.feed(c, &mut q);
+        }
+        d.finish(&mut q);
+        assert!(d.is_done());
+        q.into_iter().collect()
+    }
+
+    fn piece(index: u32, id: Option<&str>, name: Option<&str>, args: &str) -> ChatEvent {
+        ChatEvent::ToolCall(ToolCallDelta {
+            index,
+            id: id.map(Into::into),
+            name: name.map(Into::into),
+            arguments: args.into(),
+        })
+    }
+
+    #[test]
+    fn tool_use_blocks_byte_by_byte_equal_whole() {
+        let expected: Vec<Result<ChatEvent, ProviderError>> = vec![
+            Ok(ChatEvent::Delta("Okay, checking.".into())),
+            Ok(piece(0, Some("toolu_01"), Some("get_weather"), "")),
+            Ok(piece(0, None, None, "{\"location\": \"San Fra")),
+            Ok(piece(0, None, None, "ncisco, CA\"}")),
+            Ok(piece(1, Some("toolu_02"), Some("get_time"), "")),
+            Ok(piece(1, None, None, "{}")),
+            Ok(ChatEvent::Usage {
+                input_tokens: 472,
+                output_tokens: 89,
+            }),
+            Ok(ChatEvent::Done {
+                finish_reason: "tool_calls".into(),
+            }),
+        ];
+        assert_eq!(decode(&[TOOL_STREAM.as_bytes()]), expected);
+        let bytes: Vec<&[u8]> = TOOL_STREAM.as_bytes().chunks(1).collect();
+        assert_eq!(decode(&bytes), expected);
+        let crlf = TOOL_STREAM.replace('\n', "\r\n");
+        let bytes: Vec<&[u8]> = crlf.as_bytes().chunks(1).collect();
+        assert_eq!(decode(&bytes), expected);
+    }
+
+    #[test]
+    fn arguments_for_a_text_block_are_a_protocol_error() {
+        let s = "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\"}}\n\n";
+        let mut d = AnthropicDecoder::new(Origin {
+            provider: "an".into(),
+            key: None,
+            model: None,
+        });
+        let mut q = EventQueue::new();
+        d.feed(s.as_bytes(), &mut q);
+        assert!(matches!(
+            q.pop_front(),
+            Some(Err(ProviderError::Protocol(_)))
+        ));
+    }
+
+    fn call(id: &str, name: &str, args: &str) -> ToolCall {
+        ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: args.into(),
+        }
+    }
+
+    fn tool_result(id: &str, text: &str) -> ChatMessage {
+        let mut m = ChatMessage::new(Role::Tool, text);
+        m.tool_call_id = Some(id.into());
+        m
+    }
+
+    #[test]
+    fn every_field_in_anthropic_words() {
+        let mut assistant = ChatMessage::assistant("Checking both.");
+        assistant.tool_calls = vec![
+            call("toolu_1", "get_weather", "{\"city\":\"Paris\"}"),
+            call("toolu_2", "get_time", ""),
+        ];
+        let mut req = ChatRequest::new(
+            "claude-3-5-haiku-20241022",
+            vec![
+                ChatMessage::user("weather and time?"),
+                assistant,
+                tool_result("toolu_1", "18 degrees"),
+                tool_result("toolu_2", "noon"),
+                ChatMessage::user("thanks"),
+            ],
+        );
+        req.temperature = Some(0.2);
+        req.top_p = Some(0.8);
+        req.stop = vec!["END".into(), "STOP".into()];
+        req.seed = Some(7);
+        req.presence_penalty = Some(1.0);
+        req.frequency_penalty = Some(1.0);
+        req.user = Some("user-7".into());
+        req.tools = vec![Tool {
+            name: "get_weather".into(),
+            description: None,
+            parameters: json!({"type": "object"}),
+        }];
+        req.tool_choice = Some(ToolChoice::Required);
+        let v = serde_json::to_value(wire_request(&req).unwrap()).unwrap();
+        assert_eq!(v["max_tokens"], 8192, "3.5 Haiku's output limit");
+        assert_eq!(v["top_p"], json!(0.8f32));
+        assert_eq!(v["stop_sequences"], json!(["END", "STOP"]));
+        assert_eq!(v["metadata"], json!({"user_id": "user-7"}));
+        assert_eq!(
+            v["tools"],
+            json!([{"name": "get_weather", "input_schema": {"type": "object"}}])
+        );
+        assert_eq!(v["tool_choice"], json!({"type": "any"}));
+        for dropped in [
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+            "stop",
+            "user",
+        ] {
+            assert!(v.get(dropped).is_none(), "{dropped}");
+        }
+        let msgs = v["messages"].as_array().unwrap();
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert_eq!(
+            msgs[1],
+            json!({"role": "assistant", "content": [
+                {"type": "text", "text": "Checking both."},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "get_time", "input": {}}]})
+        );
+        assert_eq!(
+            msgs[2],
+            json!({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18 degrees"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "noon"}]})
+        );
+        assert_eq!(msgs[3], json!({"role": "user", "content": "thanks"}));
+
+        for (choice, wire) in [
+            (ToolChoice::Auto, json!({"type": "auto"})),
+            (ToolChoice::None, json!({"type": "none"})),
+            (
+                ToolChoice::Named("get_weather".into()),
+                json!({"type": "tool", "name": "get_weather"}),
+            ),
+        ] {
+            req.tool_choice = Some(choice);
+            assert_eq!(
+                serde_json::to_value(wire_request(&req).unwrap()).unwrap()["tool_choice"],
+                wire
+            );
+        }
+    }
+
+    #[test]
+    fn json_mode_and_bad_arguments_are_refused() {
+        let mut req = ChatRequest::new("claude-sonnet-4-20250514", vec![ChatMessage::user("hi")]);
+        req.response_format = Some(ResponseFormat::JsonObject);
+        let e = wire_request(&req).err().unwrap();
+        assert_eq!(e.code(), "UNSUPPORTED");
+        assert!(e.to_string().contains("Anthropic has no JSON mode"), "{e}");
+        req.response_format = Some(ResponseFormat::JsonSchema {
+            name: "x".into(),
+            schema: json!({}),
+            strict: None,
+        });
+        assert!(matches!(
+            wire_request(&req),
+            Err(ProviderError::Unsupported(_))
+        ));
+        req.response_format = Some(ResponseFormat::Text);
+        assert!(wire_request(&req).is_ok());
+
+        let mut assistant = ChatMessage::assistant("");
+        assistant.tool_calls = vec![call("toolu_1", "f", "[1, 2]")];
+        let req = ChatRequest::new("claude", vec![ChatMessage::user("hi"), assistant]);
+        assert!(matches!(
+            wire_request(&req),
+            Err(ProviderError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn output_limits_by_family() {
+        for (model, limit) in [
+            ("claude-3-haiku-20240307", Some(4096)),
+            ("claude-3-opus-20240229", Some(4096)),
+            ("claude-3-5-sonnet-20241022", Some(8192)),
+            ("claude-3-5-haiku-latest", Some(8192)),
+            ("claude-3-7-sonnet-20250219", Some(64_000)),
+            ("claude-sonnet-4-20250514", Some(64_000)),
+            ("claude-opus-4-20250514", Some(32_000)),
+            ("claude-opus-4-1-20250805", Some(32_000)),
+            ("claude-sonnet-4-5-20250929", Some(64_000)),
+            ("claude-haiku-4-5", Some(64_000)),
+            ("claude-opus-4-5-20251101", Some(64_000)),
+            ("claude-opus-4-6", Some(128_000)),
+            ("mystery-model", None),
+        ] {
+            assert_eq!(claude_max_output_tokens(model), limit, "{model}");
+        }
+        assert_eq!(default_max_tokens("mystery-model"), DEFAULT_MAX_TOKENS);
+        assert_eq!(default_max_tokens("claude-3-7-sonnet-latest"), 64_000);
     }
 }

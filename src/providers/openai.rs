@@ -7,9 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use super::sse::SseParser;
 use super::transport::{self, Origin};
+use serde_json::json;
+
 use super::{
-    ChatEvent, ChatRequest, ChatStream, EventQueue, ModelInfo, Provider, ProviderError,
-    ProviderKind, ProviderOptions, StreamDecoder, normalize_finish_reason,
+    ChatEvent, ChatMessage, ChatRequest, ChatStream, EmbeddingRequest, Embeddings, EventQueue,
+    ModelInfo, Provider, ProviderError, ProviderKind, ProviderOptions, ResponseFormat, Role,
+    StreamDecoder, ToolCallDelta, ToolChoice, normalize_finish_reason,
 };
 
 pub struct OpenAiProvider {
@@ -82,7 +85,41 @@ impl OpenAiProvider {
 #[derive(Serialize)]
 struct WireMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    /// `null` for an assistant message that only calls tools.
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<WireToolCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct WireToolCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunctionCall<'a>,
+}
+
+#[derive(Serialize)]
+struct WireFunctionCall<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct WireFunction<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    parameters: &'a serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -102,20 +139,95 @@ struct WireRequest<'a> {
     max_completion_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
 }
 
-fn wire_request<'a>(req: &'a ChatRequest, openai_proper: bool) -> WireRequest<'a> {
+/// OpenAI's spelling of a tool choice.
+fn tool_choice(choice: &ToolChoice) -> serde_json::Value {
+    match choice {
+        ToolChoice::Auto => json!("auto"),
+        ToolChoice::None => json!("none"),
+        ToolChoice::Required => json!("required"),
+        ToolChoice::Named(name) => json!({"type": "function", "function": {"name": name}}),
+    }
+}
+
+/// OpenAI's spelling of a response format.
+fn response_format(format: &ResponseFormat) -> serde_json::Value {
+    match format {
+        ResponseFormat::Text => json!({"type": "text"}),
+        ResponseFormat::JsonObject => json!({"type": "json_object"}),
+        ResponseFormat::JsonSchema {
+            name,
+            schema,
+            strict,
+        } => {
+            let mut spec = json!({"name": name, "schema": schema});
+            if let Some(strict) = strict {
+                spec["strict"] = json!(strict);
+            }
+            json!({"type": "json_schema", "json_schema": spec})
+        }
+    }
+}
+
+fn wire_message(m: &ChatMessage) -> WireMessage<'_> {
+    let content = if m.role == Role::Assistant && m.content.is_empty() && !m.tool_calls.is_empty() {
+        None
+    } else {
+        Some(m.content.as_str())
+    };
+    WireMessage {
+        role: m.role.as_str(),
+        content,
+        tool_calls: m
+            .tool_calls
+            .iter()
+            .map(|c| WireToolCall {
+                id: &c.id,
+                kind: "function",
+                function: WireFunctionCall {
+                    name: &c.name,
+                    arguments: &c.arguments,
+                },
+            })
+            .collect(),
+        tool_call_id: if m.role == Role::Tool {
+            m.tool_call_id.as_deref()
+        } else {
+            None
+        },
+    }
+}
+
+fn wire_request(req: &ChatRequest, openai_proper: bool) -> WireRequest<'_> {
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
     if let Some(system) = req.system.as_deref().filter(|s| !s.is_empty()) {
         messages.push(WireMessage {
             role: "system",
-            content: system,
+            content: Some(system),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         });
     }
-    messages.extend(req.messages.iter().map(|m| WireMessage {
-        role: m.role.as_str(),
-        content: &m.content,
-    }));
+    messages.extend(req.messages.iter().map(wire_message));
     let (max_tokens, max_completion_tokens) = if openai_proper {
         (None, req.max_tokens)
     } else {
@@ -131,6 +243,26 @@ fn wire_request<'a>(req: &'a ChatRequest, openai_proper: bool) -> WireRequest<'a
         max_tokens,
         max_completion_tokens,
         temperature: req.temperature,
+        top_p: req.top_p,
+        stop: &req.stop,
+        seed: req.seed,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        response_format: req.response_format.as_ref().map(response_format),
+        tools: req
+            .tools
+            .iter()
+            .map(|t| WireTool {
+                kind: "function",
+                function: WireFunction {
+                    name: &t.name,
+                    description: t.description.as_deref(),
+                    parameters: &t.parameters,
+                },
+            })
+            .collect(),
+        tool_choice: req.tool_choice.as_ref().map(tool_choice),
+        user: req.user.as_deref(),
     }
 }
 
@@ -214,6 +346,74 @@ impl Provider for OpenAiProvider {
             self.options.idle_timeout,
         ))
     }
+
+    /// `POST {base}/embeddings`, floats asked for explicitly (OpenAI's own
+    /// SDK asks for base64, which not every compatible server speaks).
+    async fn embed(&self, req: EmbeddingRequest) -> Result<Embeddings, ProviderError> {
+        let key = req
+            .api_key_override
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .or(self.api_key.as_deref());
+        let origin = self.origin(key, Some(&req.model));
+        let url = format!("{}/embeddings", self.base_url);
+        let body: bytes::Bytes = serde_json::to_vec(&WireEmbeddingRequest {
+            model: &req.model,
+            input: &req.input,
+            encoding_format: "float",
+            dimensions: req.dimensions,
+            user: req.user.as_deref(),
+        })
+        .map_err(|e| ProviderError::Protocol(format!("could not encode the request: {e}")))?
+        .into();
+        let resp = transport::send(&origin, &self.options, || {
+            self.authorize(self.client.post(&url), key)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        })
+        .await?;
+        let answer: WireEmbeddings =
+            transport::read_json(&origin, resp, self.options.idle_timeout).await?;
+        let mut data = answer.data;
+        data.sort_by_key(|d| d.index);
+        if data.len() != req.input.len() {
+            return Err(ProviderError::Protocol(format!(
+                "provider \"{}\" answered {} embeddings for {} inputs",
+                self.name,
+                data.len(),
+                req.input.len()
+            )));
+        }
+        Ok(Embeddings {
+            vectors: data.into_iter().map(|d| d.embedding).collect(),
+            input_tokens: answer.usage.map_or(0, |u| u.prompt_tokens),
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct WireEmbeddingRequest<'a> {
+    model: &'a str,
+    input: &'a [String],
+    encoding_format: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dimensions: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct WireEmbeddings {
+    #[serde(default)]
+    data: Vec<WireEmbedding>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct WireEmbedding {
+    #[serde(default)]
+    index: usize,
+    embedding: Vec<f32>,
 }
 
 /// Decodes `data:` events of `chat.completion.chunk` objects. Usage arrives
@@ -247,6 +447,24 @@ struct Choice {
 #[derive(Deserialize)]
 struct Delta {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireToolCallDelta>,
+}
+
+/// One piece of a streamed tool call: the first carries `id` and the
+/// function's `name`, later ones more `arguments` text for the same `index`.
+#[derive(Deserialize)]
+struct WireToolCallDelta {
+    #[serde(default)]
+    index: u32,
+    id: Option<String>,
+    function: Option<WireFunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct WireFunctionDelta {
+    name: Option<String>,
+    arguments: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -315,12 +533,27 @@ impl OpenAiDecoder {
             return;
         }
         for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
-            if let Some(text) = choice
-                .delta
-                .and_then(|d| d.content)
-                .filter(|t| !t.is_empty())
-            {
-                out.push_back(Ok(ChatEvent::Delta(text)));
+            if let Some(delta) = choice.delta {
+                if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                    out.push_back(Ok(ChatEvent::Delta(text)));
+                }
+                for call in delta.tool_calls {
+                    let (name, arguments) = match call.function {
+                        Some(f) => (f.name.filter(|n| !n.is_empty()), f.arguments),
+                        None => (None, None),
+                    };
+                    let id = call.id.filter(|i| !i.is_empty());
+                    let arguments = arguments.unwrap_or_default();
+                    if id.is_none() && name.is_none() && arguments.is_empty() {
+                        continue;
+                    }
+                    out.push_back(Ok(ChatEvent::ToolCall(ToolCallDelta {
+                        index: call.index,
+                        id,
+                        name,
+                        arguments,
+                    })));
+                }
             }
             if let Some(reason) = choice.finish_reason.filter(|r| !r.is_empty()) {
                 self.finish_reason = Some(reason);
@@ -484,5 +717,159 @@ mod tests {
         let v = serde_json::to_value(wire_request(&req, true)).unwrap();
         assert_eq!(v["max_completion_tokens"], 5);
         assert!(v.get("max_tokens").is_none());
+    }
+}
+
+#[cfg(test)]
+mod tool_tests {
+    use super::*;
+    use crate::providers::{ChatMessage, Tool, ToolCall};
+    use serde_json::Value;
+
+    fn origin() -> Origin {
+        Origin {
+            provider: "oa".into(),
+            key: None,
+            model: Some("gpt-test".into()),
+        }
+    }
+
+    /// As OpenAI streams two parallel calls: the first chunk opens call 0
+    /// with role and null content, arguments follow in pieces.
+    const TOOL_STREAM: &str = concat!(
+        "data: {\"id\":\"chatcmpl-2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}],\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\"\"}}]},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\":\\\"Paris\\\"}\"}}]},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"call_b\",\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"arguments\":\"{}\"}}]},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}],\"usage\":null}\n\n",
+        "data: {\"id\":\"chatcmpl-2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":40,\"completion_tokens\":9,\"total_tokens\":49}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    fn decode(chunks: &[&[u8]]) -> Vec<Result<ChatEvent, ProviderError>> {
+        let mut d = OpenAiDecoder::new(origin());
+        let mut q = EventQueue::new();
+        for c in chunks {
+            d.feed(c, &mut q);
+        }
+        d.finish(&mut q);
+        assert!(d.is_done());
+        q.into_iter().collect()
+    }
+
+    fn piece(index: u32, id: Option<&str>, name: Option<&str>, args: &str) -> ChatEvent {
+        ChatEvent::ToolCall(ToolCallDelta {
+            index,
+            id: id.map(Into::into),
+            name: name.map(Into::into),
+            arguments: args.into(),
+        })
+    }
+
+    #[test]
+    fn tool_call_pieces_byte_by_byte_equal_whole() {
+        let expected: Vec<Result<ChatEvent, ProviderError>> = vec![
+            Ok(piece(0, Some("call_a"), Some("get_weather"), "")),
+            Ok(piece(0, None, None, "{\"city\"")),
+            Ok(piece(0, None, None, ":\"Paris\"}")),
+            Ok(piece(1, Some("call_b"), Some("get_time"), "{}")),
+            Ok(ChatEvent::Usage {
+                input_tokens: 40,
+                output_tokens: 9,
+            }),
+            Ok(ChatEvent::Done {
+                finish_reason: "tool_calls".into(),
+            }),
+        ];
+        assert_eq!(decode(&[TOOL_STREAM.as_bytes()]), expected);
+        let bytes: Vec<&[u8]> = TOOL_STREAM.as_bytes().chunks(1).collect();
+        assert_eq!(decode(&bytes), expected);
+        let crlf = TOOL_STREAM.replace('\n', "\r\n");
+        let bytes: Vec<&[u8]> = crlf.as_bytes().chunks(1).collect();
+        assert_eq!(decode(&bytes), expected);
+    }
+
+    #[test]
+    fn every_field_in_openai_words() {
+        let mut assistant = ChatMessage::assistant("");
+        assistant.tool_calls = vec![ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: "{\"city\":\"Paris\"}".into(),
+        }];
+        let mut result = ChatMessage::new(Role::Tool, "18 degrees");
+        result.tool_call_id = Some("call_1".into());
+        let mut req = ChatRequest::new(
+            "gpt-4o",
+            vec![ChatMessage::user("weather?"), assistant, result],
+        );
+        req.temperature = Some(0.3);
+        req.top_p = Some(0.9);
+        req.max_tokens = Some(100);
+        req.stop = vec!["END".into()];
+        req.seed = Some(42);
+        req.presence_penalty = Some(0.5);
+        req.frequency_penalty = Some(-0.5);
+        req.user = Some("user-7".into());
+        req.tools = vec![Tool {
+            name: "get_weather".into(),
+            description: Some("Weather now".into()),
+            parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+        }];
+        req.tool_choice = Some(ToolChoice::Named("get_weather".into()));
+        req.response_format = Some(ResponseFormat::JsonSchema {
+            name: "w".into(),
+            schema: json!({"type": "object"}),
+            strict: Some(true),
+        });
+        let v = serde_json::to_value(wire_request(&req, false)).unwrap();
+        assert_eq!(v["temperature"], json!(0.3f32));
+        assert_eq!(v["top_p"], json!(0.9f32));
+        assert_eq!(v["max_tokens"], 100);
+        assert_eq!(v["stop"], json!(["END"]));
+        assert_eq!(v["seed"], 42);
+        assert_eq!(v["presence_penalty"], 0.5);
+        assert_eq!(v["frequency_penalty"], -0.5);
+        assert_eq!(v["user"], "user-7");
+        assert_eq!(
+            v["tools"],
+            json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+        );
+        assert_eq!(
+            v["tool_choice"],
+            json!({"type": "function", "function": {"name": "get_weather"}})
+        );
+        assert_eq!(
+            v["response_format"],
+            json!({"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": true}})
+        );
+        let msgs = v["messages"].as_array().unwrap();
+        assert_eq!(msgs[1]["content"], Value::Null);
+        assert_eq!(
+            msgs[1]["tool_calls"],
+            json!([{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}])
+        );
+        assert_eq!(msgs[2]["role"], "tool");
+        assert_eq!(msgs[2]["tool_call_id"], "call_1");
+        assert_eq!(msgs[2]["content"], "18 degrees");
+        assert!(msgs[0].get("tool_calls").is_none());
+        assert!(msgs[0].get("tool_call_id").is_none());
+
+        for (choice, wire) in [
+            (ToolChoice::Auto, json!("auto")),
+            (ToolChoice::None, json!("none")),
+            (ToolChoice::Required, json!("required")),
+        ] {
+            req.tool_choice = Some(choice);
+            assert_eq!(
+                serde_json::to_value(wire_request(&req, true)).unwrap()["tool_choice"],
+                wire
+            );
+        }
+        req.response_format = Some(ResponseFormat::JsonObject);
+        let v = serde_json::to_value(wire_request(&req, true)).unwrap();
+        assert_eq!(v["response_format"], json!({"type": "json_object"}));
+        assert_eq!(v["max_completion_tokens"], 100);
     }
 }

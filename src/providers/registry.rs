@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{
-    AnthropicProvider, ModelInfo, OllamaProvider, OpenAiProvider, Provider, ProviderError,
-    ProviderKind, ProviderOptions,
+    AnthropicProvider, ModelInfo, ModelKind, OllamaProvider, OpenAiProvider, Provider,
+    ProviderError, ProviderKind, ProviderOptions,
 };
 
 pub const OPENAI_DEFAULT_BASE: &str = "https://api.openai.com/v1";
@@ -163,6 +163,10 @@ pub struct RegistryModel {
     pub provider: String,
     pub display_name: String,
     pub context_window: Option<u32>,
+    /// Longest answer in tokens, when the provider's table knows it.
+    pub max_output_tokens: Option<u32>,
+    /// Chat or embeddings.
+    pub kind: ModelKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -387,6 +391,8 @@ impl Registry {
                 provider: e.config.name.clone(),
                 display_name: m.display_name.clone(),
                 context_window: m.context_window,
+                max_output_tokens: m.max_output_tokens,
+                kind: m.kind,
             };
             match &e.config.models {
                 Some(allow) => {
@@ -398,6 +404,8 @@ impl Registry {
                                 provider: e.config.name.clone(),
                                 display_name: id.clone(),
                                 context_window: None,
+                                max_output_tokens: None,
+                                kind: super::model_kind_from_id(id),
                             }),
                         }
                     }

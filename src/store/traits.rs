@@ -27,7 +27,7 @@ use super::file::FileStore;
 use super::provider_records::StoredProvider;
 use super::records::*;
 use super::search_outbox::Resolved;
-use super::usage::{Charge, UsageCounts, UsageRow};
+use super::usage::{Charge, KeyUsageRow, UsageCounts, UsageRow};
 use super::{Revoked, SignOut, UserPatch};
 
 #[async_trait]
@@ -242,7 +242,17 @@ pub trait ChatStore: Send + Sync {
 
 #[async_trait]
 pub trait UsageStore: Send + Sync {
+    /// Adds `c` to the user's usage; when it names an API key, to that
+    /// key's usage too, in the same transaction.
     async fn charge_usage(&self, user_id: Uuid, day: u32, c: &Charge) -> StoreResult<()>;
+    /// Usage per API key for days `from..=to`: `user_id`'s, or everyone's
+    /// with None.
+    async fn usage_by_key(
+        &self,
+        user_id: Option<Uuid>,
+        from: u32,
+        to: u32,
+    ) -> StoreResult<Vec<KeyUsageRow>>;
     /// One user's rows for days `from..=to` (yyyymmdd).
     async fn usage_of_user(&self, user_id: Uuid, from: u32, to: u32) -> StoreResult<Vec<UsageRow>>;
     /// Every user's rows for days `from..=to`.

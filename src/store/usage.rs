@@ -3,7 +3,9 @@
 //! Two tables hold the same counts, written in one transaction:
 //! `usage_daily` keyed (user, yyyymmdd, provider, model) for one user's days
 //! (quota checks, `/api/usage`), and `usage_by_day` keyed (yyyymmdd, user,
-//! provider, model) for reports across users by day, model or user. Each
+//! provider, model) for reports across users by day, model or user. Calls
+//! made with an API key are also counted per key, in two more tables keyed
+//! the same ways with the key id after the user. Each
 //! read is a single key range; nothing scans outside the dates asked for.
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +43,18 @@ pub struct UsageRow {
     pub counts: UsageCounts,
 }
 
+/// One row of usage by API key: a user's use of one model with one key on
+/// one day (calls to `/v1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUsageRow {
+    pub day: u32,
+    pub user_id: Uuid,
+    pub api_key_id: Uuid,
+    pub provider: String,
+    pub model: String,
+    pub counts: UsageCounts,
+}
+
 /// One charge to a user's usage: an answer (`messages` = 1) or a title.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Charge {
@@ -51,6 +65,9 @@ pub struct Charge {
     pub output_tokens: u64,
     /// Billionths of the price table's currency unit.
     pub cost_nanos: u64,
+    /// The API key the call was made with (`/v1`); its usage is also
+    /// recorded per key.
+    pub api_key: Option<Uuid>,
 }
 
 impl Charge {

@@ -47,6 +47,7 @@ const STEPS: &[&[&str]] = &[
     &["search_outbox"],
     &["usage_daily", "usage_by_day"],
     &["acme"],
+    &["usage_key_daily", "usage_key_by_day"],
 ];
 
 /// The schema version of this binary (`confab version --json`).

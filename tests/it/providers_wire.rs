@@ -544,8 +544,19 @@ async fn model_lists() {
         let claude = models.iter().find(|m| m.id == "claude-fake-1").unwrap();
         assert_eq!(claude.display_name, display, "{d:?}");
     }
-    let r = fake.last_request().unwrap();
-    assert_eq!(r.path, "/ollama/api/tags");
+    // Ollama lists from /api/tags, then asks /api/show about each model
+    // (for its context window): the listing itself is the tags request.
+    let ollama: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.dialect == Some(Dialect::Ollama))
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(ollama[0], "/ollama/api/tags");
+    assert!(
+        ollama[1..].iter().all(|p| p == "/ollama/api/show"),
+        "{ollama:?}"
+    );
     let anthropic = fake
         .requests()
         .into_iter()
@@ -967,4 +978,739 @@ mod redirects {
             &format!("Bearer {KEY}")
         );
     }
+}
+
+// ---- /v1 parameters, tools and embeddings, as each upstream sees them ----
+
+use common_upstream::{DEFAULT_TOOL_ARGUMENTS, FakeToolCall, TOOL_PREAMBLE};
+use confab::providers::{
+    EmbeddingRequest, ModelKind, ResponseFormat, Role, Tool, ToolCall, ToolCallDelta, ToolChoice,
+};
+use serde_json::json;
+
+fn weather_tool() -> Tool {
+    Tool {
+        name: "get_weather".into(),
+        description: Some("The weather at a place".into()),
+        parameters: json!({"type": "object", "properties": {"location": {"type": "string"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["location"]}),
+    }
+}
+
+fn time_tool() -> Tool {
+    Tool {
+        name: "get_time".into(),
+        description: None,
+        parameters: json!({"type": "object", "properties": {}}),
+    }
+}
+
+/// A request with every sampling parameter and a tool set.
+fn full_request(model: &str) -> ChatRequest {
+    let mut req = request(model);
+    req.temperature = Some(0.5);
+    req.top_p = Some(0.75);
+    req.max_tokens = Some(300);
+    req.stop = vec!["END".into(), "\n\n".into()];
+    req.seed = Some(1234);
+    req.presence_penalty = Some(0.25);
+    req.frequency_penalty = Some(-0.5);
+    req.tools = vec![weather_tool(), time_tool()];
+    req.tool_choice = Some(ToolChoice::Named("get_weather".into()));
+    req.user = Some("user-0190abcd".into());
+    req
+}
+
+#[tokio::test]
+async fn every_parameter_reaches_openai_in_its_words() {
+    let fake = FakeUpstream::start().await;
+    let mut req = full_request("fake-model");
+    req.response_format = Some(ResponseFormat::JsonSchema {
+        name: "weather".into(),
+        schema: json!({"type": "object", "properties": {"t": {"type": "number"}}}),
+        strict: Some(true),
+    });
+    let o = run(provider(&fake, Dialect::OpenAi).as_ref(), req).await;
+    assert_eq!(o.error, None);
+    let b = fake.last_request().unwrap().body;
+    assert_eq!(b["temperature"], 0.5);
+    assert_eq!(b["top_p"], 0.75);
+    assert_eq!(b["max_tokens"], 300);
+    assert!(
+        b.get("max_completion_tokens").is_none(),
+        "not api.openai.com"
+    );
+    assert_eq!(b["stop"], json!(["END", "\n\n"]));
+    assert_eq!(b["seed"], 1234);
+    assert_eq!(b["presence_penalty"], 0.25);
+    assert_eq!(b["frequency_penalty"], -0.5);
+    assert_eq!(b["user"], "user-0190abcd");
+    assert_eq!(b["stream_options"], json!({"include_usage": true}));
+    assert_eq!(
+        b["tools"][0],
+        json!({"type": "function", "function": {"name": "get_weather", "description": "The weather at a place",
+            "parameters": weather_tool().parameters}})
+    );
+    assert_eq!(
+        b["tools"][1],
+        json!({"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}})
+    );
+    assert_eq!(
+        b["tool_choice"],
+        json!({"type": "function", "function": {"name": "get_weather"}})
+    );
+    assert_eq!(
+        b["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "weather",
+            "schema": {"type": "object", "properties": {"t": {"type": "number"}}}, "strict": true}})
+    );
+}
+
+#[tokio::test]
+async fn every_parameter_reaches_anthropic_in_its_words() {
+    let fake = FakeUpstream::start().await;
+    let mut req = full_request("fake-model");
+    req.temperature = Some(1.5);
+    let o = run(provider(&fake, Dialect::Anthropic).as_ref(), req.clone()).await;
+    assert_eq!(o.error, None);
+    let b = fake.last_request().unwrap().body;
+    assert_eq!(b["temperature"], 1.0, "clamped to Anthropic's range");
+    assert_eq!(b["top_p"], 0.75);
+    assert_eq!(b["max_tokens"], 300);
+    assert_eq!(b["stop_sequences"], json!(["END", "\n\n"]));
+    assert_eq!(b["metadata"], json!({"user_id": "user-0190abcd"}));
+    assert_eq!(
+        b["tools"][0],
+        json!({"name": "get_weather", "description": "The weather at a place", "input_schema": weather_tool().parameters})
+    );
+    assert_eq!(
+        b["tool_choice"],
+        json!({"type": "tool", "name": "get_weather"})
+    );
+    for dropped in [
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "stop",
+        "user",
+        "response_format",
+    ] {
+        assert!(b.get(dropped).is_none(), "{dropped}: {b}");
+    }
+
+    // No JSON mode: refused before anything is sent.
+    fake.clear_requests();
+    for format in [
+        ResponseFormat::JsonObject,
+        ResponseFormat::JsonSchema {
+            name: "w".into(),
+            schema: json!({"type": "object"}),
+            strict: None,
+        },
+    ] {
+        let mut json_req = req.clone();
+        json_req.response_format = Some(format);
+        let o = run(provider(&fake, Dialect::Anthropic).as_ref(), json_req).await;
+        assert!(o.early);
+        let e = o.error.unwrap();
+        assert!(matches!(e, ProviderError::Unsupported(_)), "{e:?}");
+        assert_eq!(e.code(), "UNSUPPORTED");
+        assert!(e.to_string().contains("no JSON mode"), "{e}");
+    }
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test]
+async fn every_parameter_reaches_ollama_in_its_words() {
+    let fake = FakeUpstream::start().await;
+    let mut req = full_request("fake-model");
+    req.response_format = Some(ResponseFormat::JsonObject);
+    let o = run(provider(&fake, Dialect::Ollama).as_ref(), req.clone()).await;
+    assert_eq!(o.error, None);
+    let b = fake.last_request().unwrap().body;
+    assert_eq!(
+        b["options"],
+        json!({"num_predict": 300, "temperature": 0.5, "top_p": 0.75, "stop": ["END", "\n\n"],
+            "seed": 1234, "presence_penalty": 0.25, "frequency_penalty": -0.5})
+    );
+    assert_eq!(b["format"], "json");
+    assert_eq!(b["tools"].as_array().unwrap().len(), 2);
+    assert_eq!(b["tools"][0]["function"]["name"], "get_weather");
+    assert_eq!(b["tools"][0]["type"], "function");
+    assert!(b.get("tool_choice").is_none(), "Ollama has no tool_choice");
+
+    req.response_format = Some(ResponseFormat::JsonSchema {
+        name: "w".into(),
+        schema: json!({"type": "object", "required": ["t"]}),
+        strict: None,
+    });
+    req.tool_choice = Some(ToolChoice::None);
+    run(provider(&fake, Dialect::Ollama).as_ref(), req).await;
+    let b = fake.last_request().unwrap().body;
+    assert_eq!(b["format"], json!({"type": "object", "required": ["t"]}));
+    assert!(b.get("tools").is_none(), "tool_choice none sends no tools");
+}
+
+/// Joins the pieces of each call: (id, name, arguments) by index.
+fn assemble(pieces: &[ToolCallDelta]) -> Vec<(String, String, String)> {
+    let mut calls: Vec<(String, String, String)> = Vec::new();
+    for p in pieces {
+        let i = p.index as usize;
+        if i == calls.len() {
+            calls.push(Default::default());
+        }
+        assert!(i < calls.len(), "call {i} before call {}", calls.len());
+        if let Some(id) = &p.id {
+            assert!(calls[i].0.is_empty(), "id twice");
+            calls[i].0 = id.clone();
+        }
+        if let Some(name) = &p.name {
+            calls[i].1 = name.clone();
+        }
+        calls[i].2.push_str(&p.arguments);
+    }
+    calls
+}
+
+fn tool_request(model: &str) -> ChatRequest {
+    let mut req = ChatRequest::new(
+        model,
+        vec![ChatMessage::user("What is the weather in Paris?")],
+    );
+    req.tools = vec![weather_tool(), time_tool()];
+    req
+}
+
+#[tokio::test]
+async fn tool_calls_stream_in_every_dialect() {
+    let fake = FakeUpstream::start().await;
+    for d in DIALECTS {
+        for model in [
+            "fake-model+tools",
+            "fake-model+tools+split-bytes",
+            "fake-model+tools+split-bytes+crlf+comments",
+        ] {
+            let o = run(provider(&fake, d).as_ref(), tool_request(model)).await;
+            assert_eq!(o.error, None, "{d:?} {model}");
+            assert_eq!(o.text, "", "{d:?} {model}");
+            assert_eq!(o.done.as_deref(), Some("tool_calls"), "{d:?} {model}");
+            let calls = assemble(&o.tool_calls);
+            assert_eq!(calls.len(), 1, "{d:?} {model}: {calls:?}");
+            assert!(!calls[0].0.is_empty(), "an id");
+            assert_eq!(calls[0].1, "get_weather");
+            let args: serde_json::Value = serde_json::from_str(&calls[0].2).unwrap();
+            assert_eq!(
+                args,
+                serde_json::from_str::<serde_json::Value>(DEFAULT_TOOL_ARGUMENTS).unwrap()
+            );
+            let pieces = common_upstream::tool_arg_pieces(DEFAULT_TOOL_ARGUMENTS);
+            match d {
+                // Split across several events, each its own ToolCall piece.
+                Dialect::OpenAi | Dialect::Anthropic => {
+                    assert_eq!(o.tool_calls.len(), 1 + pieces.len(), "{d:?}");
+                    assert!(pieces.len() >= 3);
+                }
+                // Whole calls.
+                Dialect::Ollama => assert_eq!(o.tool_calls.len(), 1),
+            }
+            let fake_call = FakeToolCall {
+                id: String::new(),
+                name: "get_weather".into(),
+                arguments: DEFAULT_TOOL_ARGUMENTS.into(),
+            };
+            let output = common_upstream::tool_output_tokens(None, &[fake_call]);
+            let input = common_upstream::word_count("What is the weather in Paris?");
+            assert_eq!(o.usage, Some((input, output)), "{d:?} {model}");
+        }
+        // Byte by byte gives the very same events (Ollama's ids are made
+        // per answer, so compare without them there).
+        let strip = |o: &Outcome| -> Vec<ToolCallDelta> {
+            o.tool_calls
+                .iter()
+                .map(|t| ToolCallDelta {
+                    id: t.id.as_ref().map(|id| {
+                        if d == Dialect::Ollama {
+                            "x".into()
+                        } else {
+                            id.chars().filter(|c| !c.is_ascii_digit()).collect()
+                        }
+                    }),
+                    ..t.clone()
+                })
+                .collect()
+        };
+        let whole = run(
+            provider(&fake, d).as_ref(),
+            tool_request("fake-model+tools"),
+        )
+        .await;
+        let bytes = run(
+            provider(&fake, d).as_ref(),
+            tool_request("fake-model+tools+split-bytes"),
+        )
+        .await;
+        assert_eq!(strip(&whole), strip(&bytes), "{d:?}");
+    }
+}
+
+#[tokio::test]
+async fn parallel_calls_after_text_keep_their_own_indexes() {
+    let fake = FakeUpstream::start().await;
+    for d in DIALECTS {
+        let o = run(
+            provider(&fake, d).as_ref(),
+            tool_request("fake-model+parallel-tools+preamble"),
+        )
+        .await;
+        assert_eq!(o.error, None, "{d:?}");
+        assert_eq!(o.text, TOOL_PREAMBLE, "{d:?}");
+        let calls = assemble(&o.tool_calls);
+        assert_eq!(calls.len(), 2, "{d:?}: {calls:?}");
+        assert_eq!(calls[0].1, "get_weather");
+        assert_eq!(calls[1].1, "get_time");
+        assert_ne!(calls[0].0, calls[1].0, "distinct ids");
+        assert_eq!(o.done.as_deref(), Some("tool_calls"));
+    }
+}
+
+#[tokio::test]
+async fn tool_choice_and_scripted_calls() {
+    let fake = FakeUpstream::start().await;
+    for d in DIALECTS {
+        // Forced tool (OpenAI, Anthropic) is the one the fake calls.
+        let mut req = tool_request("fake-model+tools");
+        req.tool_choice = Some(ToolChoice::Named("get_time".into()));
+        let o = run(provider(&fake, d).as_ref(), req).await;
+        let calls = assemble(&o.tool_calls);
+        let expected = if d == Dialect::Ollama {
+            // Ollama cannot force a tool: the model (the fake) chooses.
+            "get_weather"
+        } else {
+            "get_time"
+        };
+        assert_eq!(calls[0].1, expected, "{d:?}");
+
+        // "none": no call, the plain reply.
+        let mut req = tool_request("fake-model+tools");
+        req.tool_choice = Some(ToolChoice::None);
+        let o = run(provider(&fake, d).as_ref(), req).await;
+        assert!(o.tool_calls.is_empty(), "{d:?}");
+        assert_eq!(o.text, common_upstream::DEFAULT_REPLY, "{d:?}");
+        assert_eq!(o.done.as_deref(), Some("stop"));
+
+        // Without the flag: text.
+        let o = run(provider(&fake, d).as_ref(), tool_request("fake-model")).await;
+        assert!(o.tool_calls.is_empty(), "{d:?}");
+    }
+    fake.set_tool_call("lookup", r#"{"query":"crabs of the North Sea","limit":3}"#);
+    for d in DIALECTS {
+        let o = run(provider(&fake, d).as_ref(), tool_request("fake-model")).await;
+        let calls = assemble(&o.tool_calls);
+        assert_eq!(calls.len(), 1, "{d:?}");
+        assert_eq!(calls[0].1, "lookup");
+        let args: serde_json::Value = serde_json::from_str(&calls[0].2).unwrap();
+        assert_eq!(args, json!({"query": "crabs of the North Sea", "limit": 3}));
+        // A request without tools still gets text.
+        let o = run_model(&fake, d, "fake-model").await;
+        assert_complete(&o, common_upstream::DEFAULT_REPLY, d);
+    }
+    fake.clear_tool_call();
+    let o = run(
+        provider(&fake, Dialect::OpenAi).as_ref(),
+        tool_request("fake-model"),
+    )
+    .await;
+    assert!(o.tool_calls.is_empty());
+}
+
+#[tokio::test]
+async fn tool_round_trip_in_every_dialect() {
+    let fake = FakeUpstream::start().await;
+    for d in DIALECTS {
+        let p = provider(&fake, d);
+        // 1. The model calls the tool.
+        let first = run(p.as_ref(), tool_request("fake-model+parallel-tools")).await;
+        let calls = assemble(&first.tool_calls);
+        assert_eq!(calls.len(), 2, "{d:?}");
+        // 2. The client runs both and sends the results back.
+        let mut assistant = ChatMessage::assistant("");
+        assistant.tool_calls = calls
+            .iter()
+            .map(|(id, name, arguments)| ToolCall {
+                id: id.clone(),
+                name: name.clone(),
+                arguments: arguments.clone(),
+            })
+            .collect();
+        let mut req = tool_request("fake-model+parallel-tools");
+        req.messages.push(assistant);
+        for (i, (id, _, _)) in calls.iter().enumerate() {
+            let mut result = ChatMessage::new(Role::Tool, format!("result-{i} sunny 21C"));
+            result.tool_call_id = Some(id.clone());
+            req.messages.push(result);
+        }
+        let second = run(p.as_ref(), req).await;
+        assert_eq!(second.error, None, "{d:?}");
+        assert!(second.tool_calls.is_empty(), "{d:?}");
+        assert_eq!(second.done.as_deref(), Some("stop"), "{d:?}");
+        let body = fake.last_request().unwrap().body;
+        let msgs = body["messages"].as_array().unwrap();
+        match d {
+            Dialect::OpenAi => {
+                assert_eq!(msgs.len(), 4);
+                assert_eq!(msgs[1]["role"], "assistant");
+                assert_eq!(msgs[1]["content"], serde_json::Value::Null);
+                assert_eq!(msgs[1]["tool_calls"][0]["id"], calls[0].0.as_str());
+                assert_eq!(msgs[1]["tool_calls"][0]["type"], "function");
+                assert_eq!(msgs[1]["tool_calls"][0]["function"]["name"], "get_weather");
+                assert_eq!(
+                    msgs[1]["tool_calls"][0]["function"]["arguments"],
+                    DEFAULT_TOOL_ARGUMENTS
+                );
+                assert_eq!(msgs[2]["role"], "tool");
+                assert_eq!(msgs[2]["tool_call_id"], calls[0].0.as_str());
+                assert_eq!(msgs[3]["tool_call_id"], calls[1].0.as_str());
+                // The fake answers the last result.
+                assert_eq!(
+                    second.text,
+                    common_upstream::tool_result_reply("result-1 sunny 21C")
+                );
+            }
+            Dialect::Anthropic => {
+                assert_eq!(msgs.len(), 3, "results merged into one user turn");
+                assert_eq!(
+                    msgs[1]["content"][0],
+                    json!({"type": "tool_use", "id": calls[0].0, "name": "get_weather",
+                        "input": serde_json::from_str::<serde_json::Value>(DEFAULT_TOOL_ARGUMENTS).unwrap()})
+                );
+                assert_eq!(msgs[2]["role"], "user");
+                assert_eq!(
+                    msgs[2]["content"],
+                    json!([
+                        {"type": "tool_result", "tool_use_id": calls[0].0, "content": "result-0 sunny 21C"},
+                        {"type": "tool_result", "tool_use_id": calls[1].0, "content": "result-1 sunny 21C"}
+                    ])
+                );
+                assert_eq!(
+                    second.text,
+                    common_upstream::tool_result_reply("result-0 sunny 21C result-1 sunny 21C")
+                );
+            }
+            Dialect::Ollama => {
+                assert_eq!(msgs.len(), 4);
+                assert_eq!(
+                    msgs[1]["tool_calls"][0]["function"],
+                    json!({"name": "get_weather",
+                        "arguments": serde_json::from_str::<serde_json::Value>(DEFAULT_TOOL_ARGUMENTS).unwrap()})
+                );
+                assert_eq!(msgs[2]["role"], "tool");
+                assert_eq!(msgs[2]["tool_name"], "get_weather");
+                assert_eq!(msgs[3]["tool_name"], "get_time");
+                assert_eq!(msgs[3]["content"], "result-1 sunny 21C");
+                assert_eq!(
+                    second.text,
+                    common_upstream::tool_result_reply("result-1 sunny 21C")
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn embeddings_from_openai_and_ollama() {
+    let fake = FakeUpstream::start().await;
+    let texts = vec!["a crab walks sideways".to_string(), "hello".to_string()];
+    for d in [Dialect::OpenAi, Dialect::Ollama] {
+        let p = provider(&fake, d);
+        let e = p
+            .embed(EmbeddingRequest {
+                model: "nomic-embed-text".into(),
+                input: texts.clone(),
+                dimensions: None,
+                user: Some("user-1".into()),
+                api_key_override: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(e.vectors.len(), 2, "{d:?}");
+        assert_eq!(
+            e.vectors[0],
+            common_upstream::fake_embedding(&texts[0], 8),
+            "{d:?}"
+        );
+        assert_eq!(e.vectors[1], common_upstream::fake_embedding(&texts[1], 8));
+        assert_eq!(e.input_tokens, 5, "{d:?}");
+        let r = fake.embedding_requests().pop().unwrap();
+        assert_eq!(r.body["model"], "nomic-embed-text");
+        assert_eq!(r.body["input"], json!(texts));
+        match d {
+            Dialect::OpenAi => {
+                assert_eq!(r.path, "/openai/v1/embeddings");
+                assert_eq!(r.body["user"], "user-1");
+                assert_eq!(r.body["encoding_format"], "float");
+                assert_eq!(
+                    r.header("authorization"),
+                    Some(format!("Bearer {KEY}").as_str())
+                );
+            }
+            _ => assert_eq!(r.path, "/ollama/api/embed"),
+        }
+        // Fewer dimensions.
+        let e = p
+            .embed(EmbeddingRequest {
+                model: "nomic-embed-text".into(),
+                input: vec!["x".into()],
+                dimensions: Some(4),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(e.vectors[0].len(), 4, "{d:?}");
+        assert_eq!(
+            fake.embedding_requests().pop().unwrap().body["dimensions"],
+            4
+        );
+        // Errors are mapped like chat errors; keys stay with their provider.
+        let e = p
+            .embed(EmbeddingRequest {
+                model: "x+missing-model".into(),
+                input: vec!["x".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "MODEL_NOT_FOUND", "{d:?}: {e}");
+        let e = p
+            .embed(EmbeddingRequest {
+                model: "m".into(),
+                input: vec!["x".into()],
+                api_key_override: Some(common_upstream::REJECTED_KEY.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ProviderError::KeyRejected(_)), "{d:?}: {e:?}");
+        assert!(!e.to_string().contains("sk-re"), "{e}");
+        // Retried before the first byte, like chat.
+        fake.fail_next(1);
+        let e = p
+            .embed(EmbeddingRequest {
+                model: "m".into(),
+                input: vec!["again".into()],
+                ..Default::default()
+            })
+            .await;
+        assert!(e.is_ok(), "{d:?}: {e:?}");
+    }
+    let before = fake.requests().len();
+    let e = provider(&fake, Dialect::Anthropic)
+        .embed(EmbeddingRequest {
+            model: "claude-3-5-haiku-latest".into(),
+            input: vec!["x".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ProviderError::Unsupported(_)), "{e:?}");
+    assert_eq!(e.code(), "UNSUPPORTED");
+    assert_eq!(fake.requests().len(), before, "nothing sent");
+}
+
+#[tokio::test]
+async fn anthropic_max_tokens_defaults_to_the_models_output_limit() {
+    let fake = FakeUpstream::start().await;
+    for (model, limit) in [
+        ("claude-3-5-sonnet-20241022", 8192),
+        ("claude-3-7-sonnet-20250219", 64_000),
+        ("claude-sonnet-4-20250514", 64_000),
+        ("claude-opus-4-1-20250805", 32_000),
+        ("claude-3-haiku-20240307", 4096),
+        ("unknown-model", 4096),
+    ] {
+        let o = run(provider(&fake, Dialect::Anthropic).as_ref(), request(model)).await;
+        assert_eq!(o.error, None);
+        assert_eq!(
+            fake.last_request().unwrap().body["max_tokens"],
+            limit,
+            "{model}"
+        );
+    }
+    fake.set_models(&[
+        "claude-3-5-haiku-20241022",
+        "claude-opus-4-20250514",
+        "other",
+    ]);
+    let models = provider(&fake, Dialect::Anthropic).models().await.unwrap();
+    let limit = |id: &str| {
+        models
+            .iter()
+            .find(|m| m.id == id)
+            .unwrap()
+            .max_output_tokens
+    };
+    assert_eq!(limit("claude-3-5-haiku-20241022"), Some(8192));
+    assert_eq!(limit("claude-opus-4-20250514"), Some(32_000));
+    assert_eq!(limit("other"), None);
+
+    // The registry passes the limit (and the kind) on.
+    let reg = Registry::new(default_client(), options());
+    reg.add(
+        ProviderConfig::new(ProviderKind::Anthropic, "an", fake.anthropic_base()).with_api_key(KEY),
+    )
+    .unwrap();
+    reg.refresh().await;
+    let m = reg
+        .models()
+        .into_iter()
+        .find(|m| m.id == "claude-3-5-haiku-20241022")
+        .unwrap();
+    assert_eq!(m.max_output_tokens, Some(8192));
+    assert_eq!(m.kind, ModelKind::Chat);
+}
+
+#[tokio::test]
+async fn ollama_context_windows_from_show_fetched_once() {
+    let fake = FakeUpstream::start().await;
+    fake.set_models(&["llama3.2", "qwen2.5:7b", "nomic-embed-text", "broken+500"]);
+    fake.set_context_length("qwen2.5:7b", 32_768);
+    let p = provider(&fake, Dialect::Ollama);
+    let shows = |fake: &FakeUpstream| -> Vec<String> {
+        fake.requests()
+            .into_iter()
+            .filter(|r| r.path == "/ollama/api/show")
+            .map(|r| r.body["model"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let models = p.models().await.unwrap();
+    let get = |models: &[confab::providers::ModelInfo], id: &str| {
+        models.iter().find(|m| m.id == id).unwrap().clone()
+    };
+    assert_eq!(
+        get(&models, "llama3.2").context_window,
+        Some(common_upstream::DEFAULT_CONTEXT_LENGTH as u32)
+    );
+    assert_eq!(get(&models, "qwen2.5:7b").context_window, Some(32_768));
+    let embed = get(&models, "nomic-embed-text");
+    assert_eq!(
+        embed.context_window,
+        Some(common_upstream::EMBEDDING_CONTEXT_LENGTH as u32)
+    );
+    assert_eq!(embed.kind, ModelKind::Embedding);
+    assert_eq!(get(&models, "llama3.2").kind, ModelKind::Chat);
+    // A failing /api/show leaves the window unknown, the model listed.
+    assert_eq!(get(&models, "broken+500").context_window, None);
+    let mut first = shows(&fake);
+    first.sort();
+    assert_eq!(
+        first,
+        ["broken+500", "llama3.2", "nomic-embed-text", "qwen2.5:7b"]
+    );
+
+    // The next refresh asks again only about the one that failed.
+    fake.clear_requests();
+    let again = p.models().await.unwrap();
+    assert_eq!(get(&again, "qwen2.5:7b").context_window, Some(32_768));
+    assert_eq!(shows(&fake), ["broken+500"]);
+
+    // A new model is asked about once.
+    fake.set_models(&["llama3.2", "mistral"]);
+    fake.clear_requests();
+    let third = p.models().await.unwrap();
+    assert_eq!(third.len(), 2);
+    assert_eq!(shows(&fake), ["mistral"]);
+
+    // Through the registry: the window reaches the merged list.
+    let reg = Registry::new(default_client(), options());
+    reg.add(ProviderConfig::new(
+        ProviderKind::Ollama,
+        "ol",
+        fake.ollama_base(),
+    ))
+    .unwrap();
+    reg.refresh().await;
+    let m = reg
+        .models()
+        .into_iter()
+        .find(|m| m.id == "mistral")
+        .unwrap();
+    assert_eq!(
+        m.context_window,
+        Some(common_upstream::DEFAULT_CONTEXT_LENGTH as u32)
+    );
+}
+
+#[tokio::test]
+async fn non_streaming_answers_in_each_dialect() {
+    // For clients that call the fake directly (benchmarks, SDK checks).
+    let fake = FakeUpstream::start().await;
+    let client = reqwest::Client::new();
+    let tools_oa = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
+    let r: serde_json::Value = client
+        .post(format!("{}/chat/completions", fake.openai_base()))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "m+tools", "messages": [{"role": "user", "content": "hi"}], "tools": tools_oa}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["object"], "chat.completion");
+    assert_eq!(r["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(
+        r["choices"][0]["message"]["content"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        r["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+        DEFAULT_TOOL_ARGUMENTS
+    );
+    let r: serde_json::Value = client
+        .post(format!("{}/v1/messages", fake.anthropic_base()))
+        .header("x-api-key", KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["type"], "message");
+    assert_eq!(r["stop_reason"], "end_turn");
+    assert_eq!(r["content"][0]["text"], common_upstream::DEFAULT_REPLY);
+    let r: serde_json::Value = client
+        .post(format!("{}/api/chat", fake.ollama_base()))
+        .json(&json!({"model": "m", "stream": false, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["done"], true);
+    assert_eq!(r["message"]["content"], common_upstream::DEFAULT_REPLY);
+    // OpenAI's SDK asks for base64 embeddings by default.
+    let r: serde_json::Value = client
+        .post(format!("{}/embeddings", fake.openai_base()))
+        .bearer_auth(KEY)
+        .json(
+            &json!({"model": "text-embedding-3-small", "input": "hi", "encoding_format": "base64"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(r["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let floats: Vec<f32> = bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(floats, common_upstream::fake_embedding("hi", 8));
+    assert_eq!(r["usage"]["prompt_tokens"], 1);
 }

@@ -16,7 +16,7 @@ use crate::store::chat::{
 use crate::store::file::{BackupError, BackupHeader, FileStore};
 use crate::store::provider_records::StoredProvider;
 use crate::store::search_outbox::Resolved;
-use crate::store::usage::{Charge, UsageCounts, UsageRow};
+use crate::store::usage::{Charge, KeyUsageRow, UsageCounts, UsageRow};
 use crate::store::*;
 
 /// The embedded store: one redb file, `confab.redb`, in the data directory.
@@ -345,6 +345,14 @@ impl UsageStore for RedbStore {
     async fn charge_usage(&self, user_id: Uuid, day: u32, c: &Charge) -> StoreResult<()> {
         let c = c.clone();
         self.run(move |db| db.charge_usage(user_id, day, &c)).await
+    }
+    async fn usage_by_key(
+        &self,
+        user_id: Option<Uuid>,
+        from: u32,
+        to: u32,
+    ) -> StoreResult<Vec<KeyUsageRow>> {
+        self.run(move |db| db.usage_by_key(user_id, from, to)).await
     }
     async fn usage_of_user(&self, user_id: Uuid, from: u32, to: u32) -> StoreResult<Vec<UsageRow>> {
         self.run(move |db| db.usage_of_user(user_id, from, to))

@@ -36,7 +36,7 @@ use crate::store::{
 
 /// The schema version this binary writes. Migrations in [`migrate`] bring
 /// older files forward; a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 5;
+pub const SCHEMA_VERSION: u64 = 6;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
@@ -75,6 +75,14 @@ const USAGE_DAILY: TableDefinition<(u128, u32, &str, &str), &[u8]> =
 /// across users.
 const USAGE_BY_DAY: TableDefinition<(u32, u128, &str, &str), &[u8]> =
     TableDefinition::new("usage_by_day");
+/// (user_id, yyyymmdd, api_key_id, provider, model) → usage counts of the
+/// calls made with that API key (`/v1`), beside the totals above.
+const USAGE_KEY_DAILY: TableDefinition<(u128, u32, u128, &str, &str), &[u8]> =
+    TableDefinition::new("usage_key_daily");
+/// (yyyymmdd, user_id, api_key_id, provider, model) → the same counts, for
+/// reports across users.
+const USAGE_KEY_BY_DAY: TableDefinition<(u32, u128, u128, &str, &str), &[u8]> =
+    TableDefinition::new("usage_key_by_day");
 /// ACME account, certificates and their keys (see `acme.rs`).
 const ACME: TableDefinition<&str, &[u8]> = TableDefinition::new("acme");
 
@@ -102,6 +110,8 @@ macro_rules! for_each_table {
         $visit!(SEARCH_OUTBOX);
         $visit!(USAGE_DAILY);
         $visit!(USAGE_BY_DAY);
+        $visit!(USAGE_KEY_DAILY);
+        $visit!(USAGE_KEY_BY_DAY);
         $visit!(ACME);
     };
 }
@@ -419,6 +429,12 @@ impl Db {
                     }
                     if step == 4 {
                         tx.open_table(ACME)?;
+                    }
+                    if step == 5 {
+                        // Usage per API key starts empty: calls made before
+                        // it existed were not made with /v1.
+                        tx.open_table(USAGE_KEY_DAILY)?;
+                        tx.open_table(USAGE_KEY_BY_DAY)?;
                     }
                     if step == 1 {
                         tx.open_table(PROVIDERS)?;

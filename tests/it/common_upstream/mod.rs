@@ -24,7 +24,39 @@
 //! | `429-short` | 429 with `Retry-After: 1` and `retry-after-ms: 100` |
 //! | `401` | 401 with the dialect's JSON error body (OpenAI's echoes a masked key) |
 //! | `500` | 500 with the dialect's JSON error body |
-//! | `missing-model` | 404 "model not found" in the dialect's words |
+//! | `missing-model` | 404 "model not found" in the dialect's words (chat, embeddings, `/api/show`) |
+//! | `tools` | when the request offers tools: a call of the first (or the forced) tool with [`DEFAULT_TOOL_ARGUMENTS`] |
+//! | `parallel-tools` | as `tools`, plus a second call (of the second tool offered, else the first again) |
+//! | `preamble` | a tool-call answer starts with the text [`TOOL_PREAMBLE`] (Anthropic: a text block before the tool_use blocks) |
+//!
+//! Tools: a request that offers tools is answered with tool calls when its
+//! model has the `tools`/`parallel-tools` flag or [`FakeUpstream::set_tool_call`]
+//! was called (that name and arguments then, whatever the flags), unless its
+//! `tool_choice` is "none". Calls stream in the dialect's exact format with
+//! the arguments cut into [`tool_arg_pieces`] (OpenAI `delta.tool_calls`,
+//! Anthropic `tool_use` + `input_json_delta`, Ollama whole calls with the
+//! arguments as an object and no id); the finish reason is `tool_calls` /
+//! `tool_use` / `stop`. A request whose last message is a tool result (an
+//! OpenAI/Ollama `tool` message, an Anthropic user turn of `tool_result`
+//! blocks) is answered with [`tool_result_reply`] of the result text.
+//! Ids: `call_fake<8-digit request no.><call no.>` (OpenAI), `toolu_fake…` (Anthropic).
+//!
+//! Non-streaming: OpenAI and Anthropic requests without `"stream": true`,
+//! and Ollama ones with `"stream": false`, get the whole answer as one JSON
+//! object (`chat.completion`, `message`, Ollama's final object); the
+//! stream-shaping flags (`split-bytes`, `error-midstream`, …) do not apply.
+//!
+//! Embeddings: `POST /openai/v1/embeddings` (input a string or an array of
+//! strings, `dimensions`, `encoding_format` "float" or "base64") and
+//! `POST /ollama/api/embed` answer [`fake_embedding`] of each input
+//! ([`EMBEDDING_DIMS`] numbers unless `dimensions` says otherwise), with
+//! [`word_count`] of all inputs as the prompt tokens. Anthropic has none.
+//!
+//! `POST /ollama/api/show` answers the model's `model_info` with
+//! `llama.context_length` = [`DEFAULT_CONTEXT_LENGTH`] (or what
+//! [`FakeUpstream::set_context_length`] set); a model whose name contains
+//! "embed" is a `bert` embedding model ([`EMBEDDING_CONTEXT_LENGTH`],
+//! capabilities `["embedding"]`). Flags `500` and `missing-model` make it fail.
 //!
 //! Anthropic requests without `x-api-key` or `anthropic-version` are refused
 //! as the real API does; any dialect refuses [`REJECTED_KEY`] with 401.
@@ -56,6 +88,20 @@ pub const RETRY_AFTER_SECS: u64 = 7;
 /// A key every dialect answers 401 to.
 pub const REJECTED_KEY: &str = "sk-rejected-0123456789abcdef";
 pub const DEFAULT_MODELS: &[&str] = &["fake-model", "fake-model-2"];
+/// The arguments of a scripted tool call unless `set_tool_call` says otherwise.
+pub const DEFAULT_TOOL_ARGUMENTS: &str = r#"{"location":"Paris, France","unit":"celsius"}"#;
+/// Longest piece of arguments in one streamed event.
+pub const TOOL_ARG_PIECE_CHARS: usize = 8;
+/// What a reply to a tool result starts with ([`tool_result_reply`]).
+pub const TOOL_RESULT_PREFIX: &str = "The tool answered: ";
+/// Text before the calls with the `preamble` flag.
+pub const TOOL_PREAMBLE: &str = "Let me look that up.";
+/// Numbers in a fake embedding when the request does not ask for fewer.
+pub const EMBEDDING_DIMS: usize = 8;
+/// `/api/show`'s context length for chat models.
+pub const DEFAULT_CONTEXT_LENGTH: u64 = 131_072;
+/// `/api/show`'s context length for embedding models.
+pub const EMBEDDING_CONTEXT_LENGTH: u64 = 512;
 
 pub const OPENAI_500: &str =
     "The server had an error while processing your request. Sorry about that!";
@@ -103,9 +149,19 @@ impl RecordedRequest {
         self.body.get("model").and_then(Value::as_str)
     }
 
-    /// True for the streaming chat endpoints (not model listings).
+    /// True for the chat endpoints (not model listings, embeddings or
+    /// `/api/show`).
     pub fn is_chat(&self) -> bool {
         self.method == "POST"
+            && (self.path.ends_with("/chat/completions")
+                || self.path.ends_with("/v1/messages")
+                || self.path.ends_with("/api/chat"))
+    }
+
+    /// True for the embedding endpoints.
+    pub fn is_embedding(&self) -> bool {
+        self.method == "POST"
+            && (self.path.ends_with("/v1/embeddings") || self.path.ends_with("/api/embed"))
     }
 }
 
@@ -117,6 +173,9 @@ struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     fail_next: AtomicUsize,
     counter: AtomicU64,
+    /// Set by `set_tool_call`: the call every request offering tools gets.
+    tool_call: Mutex<Option<(String, String)>>,
+    context_lengths: Mutex<HashMap<String, u64>>,
 }
 
 pub struct FakeUpstream {
@@ -142,6 +201,8 @@ impl FakeUpstream {
             requests: Mutex::new(Vec::new()),
             fail_next: AtomicUsize::new(0),
             counter: AtomicU64::new(0),
+            tool_call: Mutex::new(None),
+            context_lengths: Mutex::new(HashMap::new()),
         });
         let listener = confab::server::listen("127.0.0.1:0".parse().expect("an address"))
             .expect("bind fake upstream");
@@ -232,6 +293,28 @@ impl FakeUpstream {
         self.shared.fail_next.store(n, Ordering::SeqCst);
     }
 
+    /// From now on, every chat request that offers tools (and does not end
+    /// with a tool result) is answered with a call of `name` with
+    /// `arguments_json` (a JSON object's text), whatever the model's flags.
+    pub fn set_tool_call(&self, name: &str, arguments_json: &str) {
+        let parsed: Value = serde_json::from_str(arguments_json).expect("arguments are JSON");
+        assert!(parsed.is_object(), "tool arguments must be a JSON object");
+        *self.shared.tool_call.lock().unwrap() =
+            Some((name.to_string(), arguments_json.to_string()));
+    }
+    /// Back to answering tool offers only for the `tools` flags.
+    pub fn clear_tool_call(&self) {
+        *self.shared.tool_call.lock().unwrap() = None;
+    }
+    /// The context length `/api/show` reports for `model`.
+    pub fn set_context_length(&self, model: &str, tokens: u64) {
+        self.shared
+            .context_lengths
+            .lock()
+            .unwrap()
+            .insert(model.to_string(), tokens);
+    }
+
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.requests.lock().unwrap().clone()
     }
@@ -243,6 +326,12 @@ impl FakeUpstream {
     }
     pub fn last_request(&self) -> Option<RecordedRequest> {
         self.shared.requests.lock().unwrap().last().cloned()
+    }
+    pub fn embedding_requests(&self) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.is_embedding())
+            .collect()
     }
     pub fn clear_requests(&self) {
         self.shared.requests.lock().unwrap().clear();
@@ -308,10 +397,7 @@ fn input_words(body: &Value) -> u64 {
         .map_or(0, word_count);
     if let Some(msgs) = body.get("messages").and_then(Value::as_array) {
         for m in msgs {
-            n += m
-                .get("content")
-                .and_then(Value::as_str)
-                .map_or(0, word_count);
+            n += m.get("content").map_or(0, |c| word_count(&content_text(c)));
         }
     }
     n
@@ -409,6 +495,9 @@ async fn handle(
         ("POST", "/ollama/api/chat") => {
             chat(&shared, Dialect::Ollama, &headers, &json_body, key).await
         }
+        ("POST", "/openai/v1/embeddings") => embeddings(Dialect::OpenAi, &json_body, key),
+        ("POST", "/ollama/api/embed") => embeddings(Dialect::Ollama, &json_body, key),
+        ("POST", "/ollama/api/show") => show(&shared, &json_body),
         _ => Response::builder()
             .status(404)
             .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
@@ -669,16 +758,60 @@ async fn chat(
         return error_response(dialect, 404, &key, &model);
     }
 
-    let text = reply_text(shared, &model, Some(body));
-    let toks = tokens(&text);
+    let n = shared.counter.fetch_add(1, Ordering::SeqCst);
+    let answer = plan_answer(shared, dialect, &model, body, n);
     let input = input_words(body);
-    let output = toks.len() as u64;
+    let output = answer.output_tokens();
+    let wire = Wire {
+        dialect,
+        id: n,
+        model: &model,
+    };
+    let streaming = match dialect {
+        Dialect::Ollama => body.get("stream") != Some(&Value::Bool(false)),
+        _ => body.get("stream") == Some(&Value::Bool(true)),
+    };
+    if !streaming {
+        let mut resp = json_response(200, &wire.whole(&answer, input, output));
+        resp.headers_mut().insert(
+            if dialect == Dialect::Anthropic {
+                "request-id"
+            } else {
+                "x-request-id"
+            },
+            format!("req_fake{n:08}").parse().unwrap(),
+        );
+        return resp;
+    }
     let configured = *shared.token_delay.lock().unwrap();
     let delay = if f.contains(&"slow") {
         configured.max(SLOW_DELAY)
     } else {
         configured
     };
+    let mut script = Script {
+        steps: VecDeque::new(),
+        crlf: f.contains(&"crlf"),
+        comments: f.contains(&"comments"),
+        dialect,
+        split_bytes: f.contains(&"split-bytes"),
+        split_utf8: f.contains(&"utf8-split"),
+    };
+    let text = match answer {
+        Answer::Text(text) => text,
+        Answer::Tools { preamble, calls } => {
+            wire.tool_answer(
+                &mut script,
+                preamble.as_deref(),
+                &calls,
+                input,
+                output,
+                delay,
+            );
+            return stream_response(dialect, n, script);
+        }
+    };
+    let toks = tokens(&text);
     let ending = if f.contains(&"error-midstream") {
         Ending::ErrorEvent
     } else if f.contains(&"reset") {
@@ -692,24 +825,10 @@ async fn chat(
     } else {
         Ending::Complete
     };
-    let n = shared.counter.fetch_add(1, Ordering::SeqCst);
-    let mut script = Script {
-        steps: VecDeque::new(),
-        crlf: f.contains(&"crlf"),
-        comments: f.contains(&"comments"),
-        dialect,
-        split_bytes: f.contains(&"split-bytes"),
-        split_utf8: f.contains(&"utf8-split"),
-    };
     let sent_tokens = match ending {
         Ending::Complete => toks.len(),
         Ending::Garbage => 1.min(toks.len()),
         _ => PARTIAL_TOKENS.min(toks.len()),
-    };
-    let wire = Wire {
-        dialect,
-        id: n,
-        model: &model,
     };
     wire.open(&mut script, input);
     for t in &toks[..sent_tokens] {
@@ -738,6 +857,10 @@ async fn chat(
             }
         },
     }
+    stream_response(dialect, n, script)
+}
+
+fn stream_response(dialect: Dialect, n: u64, script: Script) -> Response {
     let (content_type, request_id_header) = match dialect {
         Dialect::OpenAi => ("text/event-stream; charset=utf-8", "x-request-id"),
         Dialect::Anthropic => ("text/event-stream; charset=utf-8", "request-id"),
@@ -788,10 +911,7 @@ impl Wire<'_> {
                 Value::Null,
             )),
             Dialect::Anthropic => {
-                s.event(Self::anthropic_event(
-                    "message_start",
-                    json!({"type": "message_start", "message": {"id": format!("msg_fake{:08}", self.id), "type": "message", "role": "assistant", "content": [], "model": self.model, "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1}}}),
-                ));
+                s.event(self.anthropic_start(input));
                 s.event(Self::anthropic_event(
                     "content_block_start",
                     json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
@@ -821,19 +941,7 @@ impl Wire<'_> {
 
     fn close(&self, s: &mut Script, input: u64, output: u64) {
         match self.dialect {
-            Dialect::OpenAi => {
-                s.event(self.openai_chunk(
-                    json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}]),
-                    Value::Null,
-                ));
-                s.event(self.openai_chunk(
-                    json!([]),
-                    json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
-                        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}),
-                ));
-                s.event("data: [DONE]\n\n".to_string());
-            }
+            Dialect::OpenAi => self.openai_finish(s, "stop", input, output),
             Dialect::Anthropic => {
                 s.event(Self::anthropic_event(
                     "content_block_stop",
@@ -848,12 +956,7 @@ impl Wire<'_> {
                     json!({"type": "message_stop"}),
                 ));
             }
-            Dialect::Ollama => s.event(format!(
-                "{}\n",
-                json!({"model": self.model, "created_at": CREATED_AT, "message": {"role": "assistant", "content": ""},
-                    "done_reason": "stop", "done": true, "total_duration": 4883583458u64, "load_duration": 1334875,
-                    "prompt_eval_count": input, "prompt_eval_duration": 342546000, "eval_count": output, "eval_duration": 4535599000u64})
-            )),
+            Dialect::Ollama => self.close_with(s, input, output, "stop"),
         }
     }
 
@@ -870,4 +973,527 @@ impl Wire<'_> {
             Dialect::Ollama => s.event(format!("{}\n", json!({"error": OLLAMA_MIDSTREAM}))),
         }
     }
+}
+
+/// One tool call the fake answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeToolCall {
+    pub id: String,
+    pub name: String,
+    /// JSON text of the arguments object.
+    pub arguments: String,
+}
+
+/// What a chat request is answered with.
+enum Answer {
+    Text(String),
+    Tools {
+        /// Text before the calls (flag `preamble`).
+        preamble: Option<String>,
+        calls: Vec<FakeToolCall>,
+    },
+}
+
+impl Answer {
+    fn output_tokens(&self) -> u64 {
+        match self {
+            Answer::Text(t) => tokens(t).len() as u64,
+            Answer::Tools { preamble, calls } => tool_output_tokens(preamble.as_deref(), calls),
+        }
+    }
+}
+
+/// The output token count the fake reports for a tool-call answer: the
+/// preamble's tokens plus one per streamed piece of arguments.
+pub fn tool_output_tokens(preamble: Option<&str>, calls: &[FakeToolCall]) -> u64 {
+    let text = preamble.map_or(0, |p| tokens(p).len());
+    let pieces: usize = calls
+        .iter()
+        .map(|c| tool_arg_pieces(&c.arguments).len())
+        .sum();
+    (text + pieces) as u64
+}
+
+/// How the fake cuts a call's arguments into streamed pieces: at most
+/// [`TOOL_ARG_PIECE_CHARS`] characters each, so every call takes several.
+pub fn tool_arg_pieces(arguments: &str) -> Vec<String> {
+    let chars: Vec<char> = arguments.chars().collect();
+    chars
+        .chunks(TOOL_ARG_PIECE_CHARS)
+        .map(|c| c.iter().collect())
+        .collect()
+}
+
+/// The reply to a request whose last message is a tool result.
+pub fn tool_result_reply(result: &str) -> String {
+    format!("{TOOL_RESULT_PREFIX}{result}")
+}
+
+/// The vector the fake's embedding endpoints give `text`: `dims` numbers in
+/// -1..=1 derived from the text's bytes (FNV-1a per dimension).
+pub fn fake_embedding(text: &str, dims: usize) -> Vec<f32> {
+    (0..dims)
+        .map(|i| {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ (i as u64);
+            for b in text.as_bytes() {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            (h % 20_001) as f32 / 10_000.0 - 1.0
+        })
+        .collect()
+}
+
+/// Text of a message's `content`: a string, or the text of its parts
+/// (OpenAI content parts, Anthropic text and tool_result blocks).
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .map(|p| match p.get("type").and_then(Value::as_str) {
+                Some("tool_result") => p.get("content").map(content_text).unwrap_or_default(),
+                _ => p
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// The tool result(s) the request ends with, in the dialect's form:
+/// a `tool` message (OpenAI, Ollama), or a user turn of `tool_result`
+/// blocks (Anthropic).
+fn trailing_tool_result(dialect: Dialect, body: &Value) -> Option<String> {
+    let last = body.get("messages")?.as_array()?.last()?;
+    let role = last.get("role").and_then(Value::as_str)?;
+    let content = last.get("content").unwrap_or(&Value::Null);
+    match dialect {
+        Dialect::OpenAi | Dialect::Ollama => (role == "tool").then(|| content_text(content)),
+        Dialect::Anthropic => {
+            let blocks = content.as_array()?;
+            let results: Vec<String> = blocks
+                .iter()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+                .map(|b| b.get("content").map(content_text).unwrap_or_default())
+                .collect();
+            (role == "user" && !results.is_empty()).then(|| results.join(" "))
+        }
+    }
+}
+
+/// Names of the tools a request offers, in order.
+fn offered_tools(dialect: Dialect, body: &Value) -> Vec<String> {
+    let Some(tools) = body.get("tools").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    tools
+        .iter()
+        .filter_map(|t| match dialect {
+            Dialect::Anthropic => t.get("name"),
+            _ => t.get("function").and_then(|f| f.get("name")),
+        })
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The tool a request forces, if any (OpenAI's named function,
+/// Anthropic's `{"type":"tool","name"}`).
+fn forced_tool(body: &Value) -> Option<String> {
+    let choice = body.get("tool_choice")?;
+    choice
+        .get("function")
+        .and_then(|f| f.get("name"))
+        .or_else(|| choice.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// True when the request says no tool may be called.
+fn tools_refused(body: &Value) -> bool {
+    match body.get("tool_choice") {
+        Some(Value::String(s)) => s == "none",
+        Some(v) => v.get("type").and_then(Value::as_str) == Some("none"),
+        None => false,
+    }
+}
+
+fn plan_answer(shared: &Shared, dialect: Dialect, model: &str, body: &Value, n: u64) -> Answer {
+    if let Some(result) = trailing_tool_result(dialect, body) {
+        return Answer::Text(tool_result_reply(&result));
+    }
+    let f = flags(model);
+    let offered = offered_tools(dialect, body);
+    let configured = shared.tool_call.lock().unwrap().clone();
+    let wanted = f.contains(&"tools") || f.contains(&"parallel-tools") || configured.is_some();
+    if offered.is_empty() || !wanted || tools_refused(body) {
+        return Answer::Text(reply_text(shared, model, Some(body)));
+    }
+    let (name, arguments) = configured.unwrap_or_else(|| {
+        let name = forced_tool(body).unwrap_or_else(|| offered[0].clone());
+        (name, DEFAULT_TOOL_ARGUMENTS.to_string())
+    });
+    let mut names = vec![name];
+    if f.contains(&"parallel-tools") {
+        names.push(offered.get(1).unwrap_or(&offered[0]).clone());
+    }
+    let prefix = match dialect {
+        Dialect::OpenAi => "call_fake",
+        Dialect::Anthropic => "toolu_fake",
+        Dialect::Ollama => "call_fake",
+    };
+    let calls = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| FakeToolCall {
+            id: format!("{prefix}{n:08}{i}"),
+            name,
+            arguments: arguments.clone(),
+        })
+        .collect();
+    let preamble = f.contains(&"preamble").then(|| TOOL_PREAMBLE.to_string());
+    Answer::Tools { preamble, calls }
+}
+
+impl Wire<'_> {
+    /// A streamed answer that calls tools: optional text first, then each
+    /// call with its arguments cut into [`tool_arg_pieces`].
+    fn tool_answer(
+        &self,
+        s: &mut Script,
+        preamble: Option<&str>,
+        calls: &[FakeToolCall],
+        input: u64,
+        output: u64,
+        delay: Duration,
+    ) {
+        let pause = |s: &mut Script| {
+            if !delay.is_zero() {
+                s.steps.push_back(Step::Pause(delay));
+            }
+        };
+        match self.dialect {
+            Dialect::OpenAi => {
+                if let Some(text) = preamble {
+                    self.open(s, input);
+                    for t in tokens(text) {
+                        pause(s);
+                        self.token(s, &t);
+                    }
+                }
+                for (i, call) in calls.iter().enumerate() {
+                    let head = json!({"index": i, "id": call.id, "type": "function",
+                        "function": {"name": call.name, "arguments": ""}});
+                    let delta = if i == 0 && preamble.is_none() {
+                        json!({"role": "assistant", "content": null, "tool_calls": [head], "refusal": null})
+                    } else {
+                        json!({"tool_calls": [head]})
+                    };
+                    s.event(self.openai_chunk(
+                        json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}]),
+                        Value::Null,
+                    ));
+                    for piece in tool_arg_pieces(&call.arguments) {
+                        pause(s);
+                        s.event(self.openai_chunk(
+                            json!([{"index": 0, "delta": {"tool_calls": [{"index": i, "function": {"arguments": piece}}]}, "logprobs": null, "finish_reason": null}]),
+                            Value::Null,
+                        ));
+                    }
+                }
+                self.openai_finish(s, "tool_calls", input, output);
+            }
+            Dialect::Anthropic => {
+                s.event(self.anthropic_start(input));
+                let mut block = 0;
+                if let Some(text) = preamble {
+                    s.event(Self::anthropic_event(
+                        "content_block_start",
+                        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                    ));
+                    s.event("event: ping\ndata: {\"type\": \"ping\"}\n\n".to_string());
+                    for t in tokens(text) {
+                        pause(s);
+                        self.token(s, &t);
+                    }
+                    s.event(Self::anthropic_event(
+                        "content_block_stop",
+                        json!({"type": "content_block_stop", "index": 0}),
+                    ));
+                    block = 1;
+                }
+                for call in calls {
+                    s.event(Self::anthropic_event(
+                        "content_block_start",
+                        json!({"type": "content_block_start", "index": block, "content_block": {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}}),
+                    ));
+                    if block == 0 {
+                        s.event("event: ping\ndata: {\"type\": \"ping\"}\n\n".to_string());
+                    }
+                    // The real API opens every tool block with an empty piece.
+                    let mut pieces = vec![String::new()];
+                    pieces.extend(tool_arg_pieces(&call.arguments));
+                    for piece in pieces {
+                        pause(s);
+                        s.event(Self::anthropic_event(
+                            "content_block_delta",
+                            json!({"type": "content_block_delta", "index": block, "delta": {"type": "input_json_delta", "partial_json": piece}}),
+                        ));
+                    }
+                    s.event(Self::anthropic_event(
+                        "content_block_stop",
+                        json!({"type": "content_block_stop", "index": block}),
+                    ));
+                    block += 1;
+                }
+                s.event(Self::anthropic_event(
+                    "message_delta",
+                    json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": output}}),
+                ));
+                s.event(Self::anthropic_event(
+                    "message_stop",
+                    json!({"type": "message_stop"}),
+                ));
+            }
+            Dialect::Ollama => {
+                if let Some(text) = preamble {
+                    for t in tokens(text) {
+                        pause(s);
+                        self.token(s, &t);
+                    }
+                }
+                // Ollama sends each call whole, in a line of its own, with
+                // the arguments as an object and (before 0.12) no id.
+                for (i, call) in calls.iter().enumerate() {
+                    pause(s);
+                    s.event(format!(
+                        "{}\n",
+                        json!({"model": self.model, "created_at": CREATED_AT, "message": {"role": "assistant", "content": "",
+                            "tool_calls": [{"function": {"index": i, "name": call.name, "arguments": arguments_object(&call.arguments)}}]},
+                            "done": false})
+                    ));
+                }
+                self.close_with(s, input, output, "stop");
+            }
+        }
+    }
+
+    fn anthropic_start(&self, input: u64) -> String {
+        Self::anthropic_event(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": format!("msg_fake{:08}", self.id), "type": "message", "role": "assistant", "content": [], "model": self.model, "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": input, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1}}}),
+        )
+    }
+
+    fn openai_finish(&self, s: &mut Script, reason: &str, input: u64, output: u64) {
+        s.event(self.openai_chunk(
+            json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": reason}]),
+            Value::Null,
+        ));
+        s.event(self.openai_chunk(json!([]), openai_usage(input, output)));
+        s.event("data: [DONE]\n\n".to_string());
+    }
+
+    fn close_with(&self, s: &mut Script, input: u64, output: u64, reason: &str) {
+        s.event(format!(
+            "{}\n",
+            json!({"model": self.model, "created_at": CREATED_AT, "message": {"role": "assistant", "content": ""},
+                "done_reason": reason, "done": true, "total_duration": 4883583458u64, "load_duration": 1334875,
+                "prompt_eval_count": input, "prompt_eval_duration": 342546000, "eval_count": output, "eval_duration": 4535599000u64})
+        ));
+    }
+
+    /// The whole answer as one JSON object (`"stream": false`).
+    fn whole(&self, answer: &Answer, input: u64, output: u64) -> Value {
+        let (text, calls): (Option<&str>, &[FakeToolCall]) = match answer {
+            Answer::Text(t) => (Some(t.as_str()), &[]),
+            Answer::Tools { preamble, calls } => (preamble.as_deref(), calls.as_slice()),
+        };
+        match self.dialect {
+            Dialect::OpenAi => {
+                let mut message = json!({"role": "assistant", "content": text, "refusal": null, "annotations": []});
+                if !calls.is_empty() {
+                    message["tool_calls"] = calls
+                        .iter()
+                        .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+                        .collect();
+                }
+                let reason = if calls.is_empty() {
+                    "stop"
+                } else {
+                    "tool_calls"
+                };
+                json!({"id": format!("chatcmpl-fake{:08}", self.id), "object": "chat.completion", "created": CREATED,
+                    "model": self.model, "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": reason}],
+                    "usage": openai_usage(input, output), "service_tier": "default", "system_fingerprint": "fp_fake0001"})
+            }
+            Dialect::Anthropic => {
+                let mut content: Vec<Value> = text
+                    .map(|t| json!({"type": "text", "text": t}))
+                    .into_iter()
+                    .collect();
+                content.extend(calls.iter().map(|c| {
+                    json!({"type": "tool_use", "id": c.id, "name": c.name, "input": arguments_object(&c.arguments)})
+                }));
+                let reason = if calls.is_empty() {
+                    "end_turn"
+                } else {
+                    "tool_use"
+                };
+                json!({"id": format!("msg_fake{:08}", self.id), "type": "message", "role": "assistant", "model": self.model,
+                    "content": content, "stop_reason": reason, "stop_sequence": null,
+                    "usage": {"input_tokens": input, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": output}})
+            }
+            Dialect::Ollama => {
+                let mut message = json!({"role": "assistant", "content": text.unwrap_or("")});
+                if !calls.is_empty() {
+                    message["tool_calls"] = calls
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| json!({"function": {"index": i, "name": c.name, "arguments": arguments_object(&c.arguments)}}))
+                        .collect();
+                }
+                json!({"model": self.model, "created_at": CREATED_AT, "message": message, "done_reason": "stop", "done": true,
+                    "total_duration": 4883583458u64, "load_duration": 1334875, "prompt_eval_count": input,
+                    "prompt_eval_duration": 342546000, "eval_count": output, "eval_duration": 4535599000u64})
+            }
+        }
+    }
+}
+
+fn openai_usage(input: u64, output: u64) -> Value {
+    json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}})
+}
+
+/// A call's arguments as the object Anthropic and Ollama carry.
+fn arguments_object(arguments: &str) -> Value {
+    serde_json::from_str(arguments).expect("the fake's tool arguments are a JSON object")
+}
+
+/// Texts of an embeddings request's `input`: a string or an array of them.
+fn embedding_inputs(body: &Value) -> Option<Vec<String>> {
+    match body.get("input")? {
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        _ => None,
+    }
+}
+
+/// `POST /openai/v1/embeddings` and `POST /ollama/api/embed`.
+fn embeddings(dialect: Dialect, body: &Value, key: Option<String>) -> Response {
+    if key.as_deref() == Some(REJECTED_KEY) {
+        return error_response(dialect, 401, &key, "");
+    }
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+    let f = flags(model);
+    if f.contains(&"missing-model") {
+        return error_response(dialect, 404, &key, model);
+    }
+    if f.contains(&"500") {
+        return error_response(dialect, 500, &key, model);
+    }
+    let Some(inputs) = embedding_inputs(body) else {
+        let body = match dialect {
+            Dialect::Ollama => json!({"error": "invalid input type"}),
+            _ => {
+                json!({"error": {"message": "'input' : input must be a string or an array of strings (this fake takes no token arrays)", "type": "invalid_request_error", "param": null, "code": null}})
+            }
+        };
+        return json_response(400, &body);
+    };
+    let dims = body
+        .get("dimensions")
+        .and_then(Value::as_u64)
+        .map_or(EMBEDDING_DIMS, |d| d as usize);
+    let tokens: u64 = inputs.iter().map(|t| word_count(t)).sum();
+    let vectors: Vec<Vec<f32>> = inputs.iter().map(|t| fake_embedding(t, dims)).collect();
+    match dialect {
+        Dialect::Ollama => json_response(
+            200,
+            &json!({"model": model, "embeddings": vectors, "total_duration": 14143917u64,
+                "load_duration": 1019500, "prompt_eval_count": tokens}),
+        ),
+        _ => {
+            let base64 = body.get("encoding_format").and_then(Value::as_str) == Some("base64");
+            let data: Vec<Value> = vectors
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let embedding = if base64 {
+                        use base64::Engine as _;
+                        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                        json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+                    } else {
+                        json!(v)
+                    };
+                    json!({"object": "embedding", "index": i, "embedding": embedding})
+                })
+                .collect();
+            json_response(
+                200,
+                &json!({"object": "list", "data": data, "model": model,
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+            )
+        }
+    }
+}
+
+/// `POST /ollama/api/show`: the model's architecture, context length and
+/// capabilities, as Ollama reports them.
+fn show(shared: &Shared, body: &Value) -> Response {
+    let model = body
+        .get("model")
+        .or_else(|| body.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let f = flags(model);
+    if f.contains(&"missing-model") {
+        return json_response(404, &json!({"error": format!("model '{model}' not found")}));
+    }
+    if f.contains(&"500") {
+        return json_response(500, &json!({"error": OLLAMA_500}));
+    }
+    let embedding = model.contains("embed");
+    let (arch, default_ctx, capabilities) = if embedding {
+        ("bert", EMBEDDING_CONTEXT_LENGTH, json!(["embedding"]))
+    } else {
+        (
+            "llama",
+            DEFAULT_CONTEXT_LENGTH,
+            json!(["completion", "tools"]),
+        )
+    };
+    let ctx = shared
+        .context_lengths
+        .lock()
+        .unwrap()
+        .get(model)
+        .copied()
+        .unwrap_or(default_ctx);
+    let mut info = serde_json::Map::new();
+    info.insert("general.architecture".into(), json!(arch));
+    info.insert("general.file_type".into(), json!(15));
+    info.insert("general.parameter_count".into(), json!(3212749888u64));
+    info.insert(format!("{arch}.context_length"), json!(ctx));
+    info.insert(format!("{arch}.embedding_length"), json!(3072));
+    json_response(
+        200,
+        &json!({"license": "", "modelfile": format!("FROM {model}\n"), "parameters": "stop \"<|eot_id|>\"",
+            "template": "{{ .Prompt }}",
+            "details": {"parent_model": "", "format": "gguf", "family": arch, "families": [arch],
+                "parameter_size": "3.2B", "quantization_level": "Q4_K_M"},
+            "model_info": info, "capabilities": capabilities,
+            "modified_at": "2024-11-01T10:00:00.000000+01:00"}),
+    )
 }
