@@ -168,7 +168,16 @@ impl ChatService {
             .await?;
         let uid = user.id();
         let placed = self.place(uid, &req, regen).await?;
-        let (model, provider_name, provider, window) = self.choose_model(&req, &placed.conv)?;
+        let (model, provider_name, provider, window, max_output) =
+            self.choose_model(&req, &placed.conv)?;
+        let params = req.params.apply(placed.conv.params);
+        if let (Some(want), Some(limit)) = (params.max_tokens, max_output)
+            && want > limit
+        {
+            return Err(AppError::Validation(format!(
+                "max_tokens is {want}, more than the {limit} tokens model {model:?} can write: lower it or clear it"
+            )));
+        }
 
         let ctx = placed.context(window)?;
 
@@ -184,7 +193,6 @@ impl ChatService {
         // Sending with a model (or sampling settings) makes it the
         // conversation's.
         let remember_model = req.model.clone();
-        let params = req.params.apply(placed.conv.params);
         self.store
             .start_turn(
                 uid,
@@ -318,12 +326,18 @@ impl ChatService {
     }
 
     /// The model: asked for, else the conversation's, else the default;
-    /// with its provider and context window.
+    /// with its provider, context window and output limit (when known).
     fn choose_model(
         &self,
         req: &TurnRequest,
         conv: &Conversation,
-    ) -> AppResult<(String, String, Arc<dyn crate::providers::Provider>, u32)> {
+    ) -> AppResult<(
+        String,
+        String,
+        Arc<dyn crate::providers::Provider>,
+        u32,
+        Option<u32>,
+    )> {
         let model = req
             .model
             .clone()
@@ -338,14 +352,17 @@ impl ChatService {
         let (provider_name, provider) = self.providers.resolve_model(&model).ok_or_else(|| {
             AppError::ModelNotFound(format!("model {model:?} is not offered by any provider"))
         })?;
-        let window = self
+        let info = self
             .providers
             .models()
-            .iter()
-            .find(|m| m.id == model && m.provider == provider_name)
+            .into_iter()
+            .find(|m| m.id == model && m.provider == provider_name);
+        let window = info
+            .as_ref()
             .and_then(|m| m.context_window)
             .unwrap_or(DEFAULT_CONTEXT_WINDOW);
-        Ok((model, provider_name, provider, window))
+        let max_output = info.and_then(|m| m.max_output_tokens);
+        Ok((model, provider_name, provider, window, max_output))
     }
 
     /// Starts a turn and waits for its answer: the stored message, or the

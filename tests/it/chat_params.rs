@@ -44,6 +44,7 @@ async fn settings_set_on_a_conversation_reach_the_provider() {
     let sent = sent_for(&up, "hi");
     assert_eq!(sent["temperature"], 0.25, "{sent}");
     assert_eq!(sent["max_tokens"], 77, "{sent}");
+    assert_eq!(sent["top_p"], 0.5, "{sent}");
 
     // PATCH changes one and clears another; the third stays.
     let r = s
@@ -68,6 +69,7 @@ async fn settings_set_on_a_conversation_reach_the_provider() {
     let sent = sent_for(&up, "again");
     assert_eq!(sent["temperature"], 1.5, "{sent}");
     assert!(sent.get("max_tokens").is_none(), "cleared: {sent}");
+    assert_eq!(sent["top_p"], 0.5, "{sent}");
 
     // A reload shows what is stored.
     let r = s
@@ -214,4 +216,61 @@ async fn another_users_conversation_settings_are_not_found() {
         .get(&format!("/api/conversations/{id}"), Auth::Session(&admin))
         .await;
     assert_eq!(r.body["temperature"], 1.0);
+}
+
+#[tokio::test]
+async fn max_tokens_above_the_models_output_limit_is_refused_at_send() {
+    use confab::providers::registry::ProviderConfig;
+    use confab::providers::{AnthropicProvider, ProviderKind};
+    let up = crate::common_upstream::FakeUpstream::start().await;
+    // Claude 3.5 Haiku writes at most 8192 tokens (the provider's table).
+    let model = "claude-3-5-haiku-latest";
+    up.set_models(&[model]);
+    let s = common::TestServer::start().await;
+    let admin = s.setup_admin("admin").await;
+    let p = AnthropicProvider::new(
+        "an",
+        &up.anthropic_base(),
+        Some("sk-test-key-0000".into()),
+        confab::providers::default_client(),
+    );
+    let cfg = ProviderConfig::new(ProviderKind::Anthropic, "an", up.anthropic_base())
+        .with_api_key("sk-test-key-0000");
+    let reg = &s.state().providers;
+    reg.add_with(cfg, std::sync::Arc::new(p)).unwrap();
+    reg.refresh().await;
+    let limit = reg
+        .models()
+        .into_iter()
+        .find(|m| m.id == model)
+        .and_then(|m| m.max_output_tokens);
+    assert_eq!(limit, Some(8192));
+
+    let r = chat(
+        &s,
+        &admin,
+        json!({"content": "long please", "model": model, "max_tokens": 9000}),
+    )
+    .await;
+    r.assert_error(400, "VALIDATION_FAILED");
+    assert_eq!(
+        r.body["message"],
+        "max_tokens is 9000, more than the 8192 tokens model \"claude-3-5-haiku-latest\" can write: lower it or clear it"
+    );
+    assert!(
+        up.chat_requests().is_empty(),
+        "nothing reached the provider"
+    );
+
+    let r = chat(
+        &s,
+        &admin,
+        json!({"content": "long please", "model": model, "max_tokens": 8192, "temperature": 0.5, "top_p": 0.25}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sent = sent_for(&up, "long please");
+    assert_eq!(sent["max_tokens"], 8192, "{sent}");
+    assert_eq!(sent["temperature"], 0.5, "{sent}");
+    assert_eq!(sent["top_p"], 0.25, "{sent}");
 }

@@ -205,7 +205,9 @@ fn text_blocks(v: &Value, param: &str) -> Result<String, V1Error> {
                         return Err(V1Error::invalid(
                             API,
                             Some(&format!("{param}.{j}")),
-                            format!("{kind} blocks are not supported yet: confab's /v1 takes text only until attachments land"),
+                            format!(
+                                "{kind} blocks are not supported yet: confab's /v1 takes text only until attachments land"
+                            ),
                         ));
                     }
                     _ => {
@@ -266,7 +268,11 @@ fn messages_of(i: usize, m: &Value, out: &mut Vec<ChatMessage>) -> Result<(), V1
             Some("text") => text.push(str_of(b, "text").unwrap_or("").to_string()),
             Some("tool_use") if role == Role::Assistant => {
                 let (Some(id), Some(name)) = (str_of(b, "id"), str_of(b, "name")) else {
-                    return Err(V1Error::invalid(API, Some(&bp), "a tool_use block needs id and name"));
+                    return Err(V1Error::invalid(
+                        API,
+                        Some(&bp),
+                        "a tool_use block needs id and name",
+                    ));
                 };
                 let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
                 calls.push(ToolCall {
@@ -295,7 +301,9 @@ fn messages_of(i: usize, m: &Value, out: &mut Vec<ChatMessage>) -> Result<(), V1
                 return Err(V1Error::invalid(
                     API,
                     Some(&bp),
-                    format!("{kind} blocks are not supported yet: confab's /v1 takes text only until attachments land"),
+                    format!(
+                        "{kind} blocks are not supported yet: confab's /v1 takes text only until attachments land"
+                    ),
                 ));
             }
             other => {
@@ -330,7 +338,9 @@ fn tools(obj: &Map<String, Value>) -> Result<Vec<Tool>, V1Error> {
             return Err(V1Error::invalid(
                 API,
                 Some(&p),
-                format!("{p}: server tools ({kind}) are not supported; only custom tools with input_schema"),
+                format!(
+                    "{p}: server tools ({kind}) are not supported; only custom tools with input_schema"
+                ),
             ));
         }
         let name = str_of(t, "name")
@@ -365,7 +375,9 @@ fn tool_choice(obj: &Map<String, Value>) -> Result<Option<ToolChoice>, V1Error> 
         Some("none") => Ok(Some(ToolChoice::None)),
         Some("tool") => str_of(v, "name")
             .map(|n| Some(ToolChoice::Named(n.into())))
-            .ok_or_else(|| V1Error::invalid(API, Some("tool_choice"), "tool_choice.name: Field required")),
+            .ok_or_else(|| {
+                V1Error::invalid(API, Some("tool_choice"), "tool_choice.name: Field required")
+            }),
         _ => Err(V1Error::invalid(
             API,
             Some("tool_choice"),
@@ -383,19 +395,31 @@ fn parse(obj: &Map<String, Value>) -> Result<(ChatRequest, bool), V1Error> {
         ));
     }
     if let Some(k) = unknown_fields(obj, KNOWN, IGNORED) {
-        return Err(V1Error::invalid(API, Some(k), format!("{k}: Extra inputs are not permitted")));
+        return Err(V1Error::invalid(
+            API,
+            Some(k),
+            format!("{k}: Extra inputs are not permitted"),
+        ));
     }
     let model: String = field(API, obj, "model")?
         .ok_or_else(|| V1Error::invalid(API, Some("model"), "model: Field required"))?;
     let max_tokens: u32 = field(API, obj, "max_tokens")?
         .ok_or_else(|| V1Error::invalid(API, Some("max_tokens"), "max_tokens: Field required"))?;
     if max_tokens == 0 {
-        return Err(V1Error::invalid(API, Some("max_tokens"), "max_tokens: must be at least 1"));
+        return Err(V1Error::invalid(
+            API,
+            Some("max_tokens"),
+            "max_tokens: must be at least 1",
+        ));
     }
     let list: Vec<Value> = field(API, obj, "messages")?
         .ok_or_else(|| V1Error::invalid(API, Some("messages"), "messages: Field required"))?;
     if list.is_empty() {
-        return Err(V1Error::invalid(API, Some("messages"), "messages: at least one message is required"));
+        return Err(V1Error::invalid(
+            API,
+            Some("messages"),
+            "messages: at least one message is required",
+        ));
     }
     let mut messages = Vec::new();
     for (i, m) in list.iter().enumerate() {
@@ -700,9 +724,11 @@ mod tests {
 
     #[test]
     fn max_tokens_is_required_and_top_k_refused() {
-        let e = parse(&obj(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})))
-            .err()
-            .unwrap();
+        let e = parse(&obj(
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+        ))
+        .err()
+        .unwrap();
         assert_eq!(e.param.as_deref(), Some("max_tokens"));
         let e = parse(&obj(json!({"model": "m", "max_tokens": 5, "top_k": 3, "messages": [{"role": "user", "content": "hi"}]})))
             .err()

@@ -110,13 +110,23 @@ impl V1Error {
     pub fn invalid(api: Api, param: Option<&str>, message: impl Into<String>) -> V1Error {
         V1Error {
             param: param.map(str::to_string),
-            ..V1Error::new(api, StatusCode::BAD_REQUEST, "VALIDATION_FAILED", message.into())
+            ..V1Error::new(
+                api,
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_FAILED",
+                message.into(),
+            )
         }
     }
 
     /// A 401: no API key, or one confab does not know.
     pub fn unauthenticated(api: Api, message: impl Into<String>) -> V1Error {
-        V1Error::new(api, StatusCode::UNAUTHORIZED, "AUTH_REQUIRED", message.into())
+        V1Error::new(
+            api,
+            StatusCode::UNAUTHORIZED,
+            "AUTH_REQUIRED",
+            message.into(),
+        )
     }
 
     /// The 404 of a path under `/v1` that is not an endpoint.
@@ -257,7 +267,10 @@ mod tests {
         );
         assert_eq!(e.body()["error"]["type"], "rate_limit_error");
         assert_eq!(e.retry_after, Some(3));
-        let e = V1Error::from_app(Api::OpenAi, AppError::internal(anyhow::anyhow!("disk on fire")));
+        let e = V1Error::from_app(
+            Api::OpenAi,
+            AppError::internal(anyhow::anyhow!("disk on fire")),
+        );
         assert!(!e.body().to_string().contains("disk"));
         assert_eq!(e.body()["error"]["type"], "server_error");
     }

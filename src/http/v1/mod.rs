@@ -293,4 +293,3 @@ pub fn unknown_fields<'a>(
         .map(String::as_str)
         .find(|k| !known.contains(k) && !ignored.contains(k))
 }
-

@@ -22,8 +22,8 @@ use crate::auth::ClientInfo;
 use crate::chat::complete::CallEvent;
 use crate::providers::registry::RegistryModel;
 use crate::providers::{
-    ChatMessage, ChatRequest, EmbeddingRequest, ResponseFormat, Role, Tool, ToolCall, ToolChoice,
-    ToolCallDelta,
+    ChatMessage, ChatRequest, EmbeddingRequest, ResponseFormat, Role, Tool, ToolCall,
+    ToolCallDelta, ToolChoice,
 };
 use crate::state::AppState;
 use crate::store::chat::Usage;
@@ -264,16 +264,27 @@ fn refuse_extras(obj: &Map<String, Value>) -> Result<(), V1Error> {
     if let Some(n) = field::<u32>(API, obj, "n")?
         && n != 1
     {
-        return Err(V1Error::invalid(API, Some("n"), "n must be 1: confab answers one choice per request"));
+        return Err(V1Error::invalid(
+            API,
+            Some("n"),
+            "n must be 1: confab answers one choice per request",
+        ));
     }
     if field::<bool>(API, obj, "logprobs")? == Some(true) || present("top_logprobs") {
-        return Err(V1Error::invalid(API, Some("logprobs"), "logprobs are not supported by confab's /v1"));
+        return Err(V1Error::invalid(
+            API,
+            Some("logprobs"),
+            "logprobs are not supported by confab's /v1",
+        ));
     }
-    if obj
-        .get("logit_bias")
-        .is_some_and(|v| v.as_object().is_some_and(|m| !m.is_empty()) || !(v.is_null() || v.is_object()))
-    {
-        return Err(V1Error::invalid(API, Some("logit_bias"), "logit_bias is not supported by confab's /v1"));
+    if obj.get("logit_bias").is_some_and(|v| {
+        v.as_object().is_some_and(|m| !m.is_empty()) || !(v.is_null() || v.is_object())
+    }) {
+        return Err(V1Error::invalid(
+            API,
+            Some("logit_bias"),
+            "logit_bias is not supported by confab's /v1",
+        ));
     }
     if field::<bool>(API, obj, "parallel_tool_calls")? == Some(false) {
         return Err(V1Error::invalid(
@@ -285,7 +296,11 @@ fn refuse_extras(obj: &Map<String, Value>) -> Result<(), V1Error> {
     if let Some(m) = field::<Vec<String>>(API, obj, "modalities")?
         && m.iter().any(|x| x != "text")
     {
-        return Err(V1Error::invalid(API, Some("modalities"), "only the text modality is supported"));
+        return Err(V1Error::invalid(
+            API,
+            Some("modalities"),
+            "only the text modality is supported",
+        ));
     }
     Ok(())
 }
@@ -308,7 +323,9 @@ fn content_text(v: Option<&Value>, param: &str) -> Result<Option<String>, V1Erro
                         return Err(V1Error::invalid(
                             API,
                             Some(&format!("{param}[{j}]")),
-                            format!("{kind} content parts are not supported yet: confab's /v1 takes text only until attachments land"),
+                            format!(
+                                "{kind} content parts are not supported yet: confab's /v1 takes text only until attachments land"
+                            ),
                         ));
                     }
                     _ => None,
@@ -358,7 +375,9 @@ fn message(i: usize, m: &Value) -> Result<ChatMessage, V1Error> {
             return Err(V1Error::invalid(
                 API,
                 Some(&p),
-                format!("{p}.role must be system, developer, user, assistant or tool, got {other:?}"),
+                format!(
+                    "{p}.role must be system, developer, user, assistant or tool, got {other:?}"
+                ),
             ));
         }
     };
@@ -384,7 +403,11 @@ fn message(i: usize, m: &Value) -> Result<ChatMessage, V1Error> {
     }
     if role == Role::Tool {
         let id = str_of(m, "tool_call_id").ok_or_else(|| {
-            V1Error::invalid(API, Some(&format!("{p}.tool_call_id")), "a tool message needs tool_call_id")
+            V1Error::invalid(
+                API,
+                Some(&format!("{p}.tool_call_id")),
+                "a tool message needs tool_call_id",
+            )
         })?;
         msg.tool_call_id = Some(id.into());
     }
@@ -406,7 +429,11 @@ fn tools(obj: &Map<String, Value>) -> Result<Vec<Tool>, V1Error> {
     for (i, t) in list.iter().enumerate() {
         let p = format!("tools[{i}]");
         if str_of(t, "type") != Some("function") {
-            return Err(V1Error::invalid(API, Some(&p), "only function tools are supported"));
+            return Err(V1Error::invalid(
+                API,
+                Some(&p),
+                "only function tools are supported",
+            ));
         }
         let f = t.get("function").unwrap_or(&Value::Null);
         let name = str_of(f, "name")
@@ -482,7 +509,11 @@ fn stop(obj: &Map<String, Value>) -> Result<Vec<String>, V1Error> {
         Some(_) => field::<Vec<String>>(API, obj, "stop")?.unwrap_or_default(),
     };
     if v.len() > 4 {
-        return Err(V1Error::invalid(API, Some("stop"), "stop takes at most 4 sequences"));
+        return Err(V1Error::invalid(
+            API,
+            Some("stop"),
+            "stop takes at most 4 sequences",
+        ));
     }
     Ok(v)
 }
@@ -500,7 +531,11 @@ fn parse(obj: &Map<String, Value>) -> Result<(ChatRequest, Options), V1Error> {
     let list: Vec<Value> = field(API, obj, "messages")?
         .ok_or_else(|| V1Error::invalid(API, Some("messages"), "messages is required"))?;
     if list.is_empty() {
-        return Err(V1Error::invalid(API, Some("messages"), "messages must not be empty"));
+        return Err(V1Error::invalid(
+            API,
+            Some("messages"),
+            "messages must not be empty",
+        ));
     }
     let messages = list
         .iter()
@@ -512,7 +547,11 @@ fn parse(obj: &Map<String, Value>) -> Result<(ChatRequest, Options), V1Error> {
         None => field::<u32>(API, obj, "max_tokens")?,
     };
     if max_tokens == Some(0) {
-        return Err(V1Error::invalid(API, Some("max_tokens"), "max_tokens must be at least 1"));
+        return Err(V1Error::invalid(
+            API,
+            Some("max_tokens"),
+            "max_tokens must be at least 1",
+        ));
     }
     let user = match field::<String>(API, obj, "user")? {
         Some(u) => Some(u),
@@ -792,7 +831,11 @@ fn parse_embeddings(obj: &Map<String, Value>) -> Result<EmbeddingRequest, V1Erro
     }
     let dimensions = field::<u32>(API, obj, "dimensions")?;
     if dimensions == Some(0) {
-        return Err(V1Error::invalid(API, Some("dimensions"), "dimensions must be at least 1"));
+        return Err(V1Error::invalid(
+            API,
+            Some("dimensions"),
+            "dimensions must be at least 1",
+        ));
     }
     Ok(EmbeddingRequest {
         model,
