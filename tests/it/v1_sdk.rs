@@ -445,21 +445,46 @@ async fn openai_sdk(kind: &Kind) {
         format!("not a JSON object: {args:?}"),
     );
 
-    let r = c.step(&doc, "embedding");
-    if kind.embed.is_some() {
-        c.eq("embedding count", &r["count"], json!(2));
-        c.eq("embedding indexes", &r["indexes"], json!([0, 1]));
+    // Explicit float, and the SDK's default (base64, which the SDK decodes):
+    // a plain `client.embeddings.create(model=…, input=…)` sends the latter.
+    for step in ["embedding", "embedding_default_encoding"] {
+        let r = c.step(&doc, step);
+        if kind.embed.is_none() {
+            continue;
+        }
+        c.eq(&format!("{step} count"), &r["count"], json!(2));
+        c.eq(&format!("{step} indexes"), &r["indexes"], json!([0, 1]));
         let dims = r["dims"].as_array().cloned().unwrap_or_default();
         c.that(
-            "embedding dims",
+            &format!("{step} dims"),
             dims.len() == 2 && dims[0] == dims[1] && dims[0].as_u64().unwrap_or(0) > 0,
             format!("{dims:?}"),
         );
         c.that(
-            "embedding usage",
+            &format!("{step} usage"),
             r["usage"]["prompt_tokens"].as_u64().unwrap_or(0) > 0,
             format!("{}", r["usage"]),
         );
+    }
+
+    if let Some(m) = kind.embed {
+        // The upstream got the texts in its own embeddings API.
+        let path = match kind.dialect {
+            Dialect::Ollama => "/api/embed",
+            _ => "/embeddings",
+        };
+        let seen =
+            e.up.requests()
+                .into_iter()
+                .find(|r| r.path.ends_with(path) && r.body["model"] == m);
+        match seen {
+            Some(r) => c.eq(
+                "upstream embedding input",
+                &r.body["input"],
+                json!([format!("first {marker}"), "second text"]),
+            ),
+            None => c.that("upstream", false, format!("never saw a {path} request")),
+        }
     }
 
     check_error(&mut c, &doc["error_auth"], "AuthenticationError", 401);

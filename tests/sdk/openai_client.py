@@ -170,11 +170,19 @@ def streamed_tool_call():
 
 
 def embedding():
+    return embed(encoding_format="float")
+
+
+def embedding_default_encoding():
+    # What a plain `client.embeddings.create(model, input)` sends: the SDK
+    # asks for base64 unless told otherwise, and decodes it itself.
+    return embed()
+
+
+def embed(**kw):
     if not EMBED_MODEL:
         return {"skipped": "this provider offers no embedding model"}
-    # The SDK's default encoding (base64, decoded by the SDK), as real
-    # callers use it.
-    r = client.embeddings.create(model=EMBED_MODEL, input=[f"first {MARKER}", "second text"])
+    r = client.embeddings.create(model=EMBED_MODEL, input=[f"first {MARKER}", "second text"], **kw)
     return {
         "count": len(r.data),
         "dims": [len(d.embedding) for d in r.data],
@@ -231,6 +239,7 @@ STEPS = {
     "tool": tool_round_trip,
     "tool_stream": streamed_tool_call,
     "embedding": embedding,
+    "embedding_default_encoding": embedding_default_encoding,
     "error_auth": bad_key,
     "error_rate_limit": rate_limited,
     "error_not_found": unknown_model,
