@@ -463,3 +463,34 @@ async fn ws_frame(
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::chat::ModelParamsPatch;
+
+    fn turn_of(frame: serde_json::Value) -> TurnRequest {
+        match serde_json::from_value::<WsIn>(frame).expect("a chat frame") {
+            WsIn::Chat(b) => b.body.into_turn(b.provider_key, String::new()),
+            _ => panic!("not a chat frame"),
+        }
+    }
+
+    /// Model settings in a WebSocket chat frame (a tagged, flattened body)
+    /// arrive as in the JSON body: a number sets, null clears, absent keeps.
+    #[test]
+    fn model_settings_in_a_websocket_frame() {
+        let t = turn_of(json!({"type": "chat", "content": "hi", "temperature": 1,
+            "max_tokens": 20, "top_p": null}));
+        assert_eq!(
+            t.params,
+            ModelParamsPatch {
+                temperature: Some(Some(1.0)),
+                max_tokens: Some(Some(20)),
+                top_p: Some(None),
+            }
+        );
+        let t = turn_of(json!({"type": "chat", "content": "hi"}));
+        assert!(t.params.is_empty());
+    }
+}
