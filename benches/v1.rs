@@ -6,7 +6,8 @@
 //! is a p99 added latency of at most 2 ms at 50 concurrent streams with the
 //! data directory on disk.
 //!
-//! Run with `cargo bench --bench v1`. Closed loop: at level N, N clients each
+//! Run with `cargo bench --bench v1` (`CONFAB_BENCH_DATA_DIR=/dev/shm` puts
+//! the data directory on tmpfs instead, to tell fsync from CPU). Closed loop: at level N, N clients each
 //! run streams back to back; the direct and the confab batches alternate
 //! (rounds) so drift on the machine hits both alike. The client, confab and
 //! the fake upstream each get their own tokio runtime but share the
@@ -69,8 +70,12 @@ fn main() -> anyhow::Result<()> {
     up.set_reply(REPLY);
     up.set_token_delay(TOKEN_DELAY);
 
-    // On disk, as the goal says: under the target dir, not /tmp (often tmpfs).
-    let parent = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    // On disk, as the goal says: under the target dir, not /tmp (often
+    // tmpfs). CONFAB_BENCH_DATA_DIR puts it elsewhere (e.g. /dev/shm, to
+    // tell fsync cost from CPU).
+    let parent = std::env::var_os("CONFAB_BENCH_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     std::fs::create_dir_all(&parent)?;
     let dir = tempfile::tempdir_in(&parent)?;
     println!(
