@@ -97,6 +97,16 @@ pub struct TurnRequest {
     pub request_id: String,
 }
 
+/// The model a turn uses, with its provider, context window and output
+/// limit (when known).
+struct Chosen {
+    model: String,
+    provider_name: String,
+    provider: Arc<dyn crate::providers::Provider>,
+    window: u32,
+    max_output: Option<u32>,
+}
+
 /// The messages of a turn, before they are stored.
 struct Placed {
     conv: Conversation,
@@ -168,8 +178,13 @@ impl ChatService {
             .await?;
         let uid = user.id();
         let placed = self.place(uid, &req, regen).await?;
-        let (model, provider_name, provider, window, max_output) =
-            self.choose_model(&req, &placed.conv)?;
+        let Chosen {
+            model,
+            provider_name,
+            provider,
+            window,
+            max_output,
+        } = self.choose_model(&req, &placed.conv)?;
         let params = req.params.apply(placed.conv.params);
         if let (Some(want), Some(limit)) = (params.max_tokens, max_output)
             && want > limit
@@ -327,17 +342,7 @@ impl ChatService {
 
     /// The model: asked for, else the conversation's, else the default;
     /// with its provider, context window and output limit (when known).
-    fn choose_model(
-        &self,
-        req: &TurnRequest,
-        conv: &Conversation,
-    ) -> AppResult<(
-        String,
-        String,
-        Arc<dyn crate::providers::Provider>,
-        u32,
-        Option<u32>,
-    )> {
+    fn choose_model(&self, req: &TurnRequest, conv: &Conversation) -> AppResult<Chosen> {
         let model = req
             .model
             .clone()
@@ -362,7 +367,13 @@ impl ChatService {
             .and_then(|m| m.context_window)
             .unwrap_or(DEFAULT_CONTEXT_WINDOW);
         let max_output = info.and_then(|m| m.max_output_tokens);
-        Ok((model, provider_name, provider, window, max_output))
+        Ok(Chosen {
+            model,
+            provider_name,
+            provider,
+            window,
+            max_output,
+        })
     }
 
     /// Starts a turn and waits for its answer: the stored message, or the
