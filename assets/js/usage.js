@@ -49,6 +49,18 @@ function ModelTable({ models, caption }) {
   </table></div>`;
 }
 
+/** Usage made with API keys (`/v1` calls). */
+function KeyTable({ keys, caption, showUser }) {
+  if (!keys.length) return html`<p class="muted small">No API key was used in this period.</p>`;
+  return html`<div class="table-wrap"><table class="table">
+    <caption class="sr-only">${caption}</caption>
+    <thead><tr><th scope="col">API key</th>${showUser && html`<th scope="col">User</th>`}<th scope="col">Calls</th><th scope="col">Input tokens</th><th scope="col">Output tokens</th><th scope="col">Cost</th></tr></thead>
+    <tbody>${keys.map((k) => html`<tr key=${k.api_key_id}>
+      <td><strong>${k.name || 'deleted key'}</strong></td>${showUser && html`<td class="muted">${k.username || k.user_id}</td>`}<td>${k.messages}</td>
+      <td>${formatNumber(k.input_tokens)}</td><td>${formatNumber(k.output_tokens)}</td><td>${formatCost(k.cost)}</td></tr>`)}</tbody>
+  </table></div>`;
+}
+
 function Totals({ t }) {
   return html`<dl class="usage-totals" style="display:grid;grid-template-columns:repeat(auto-fit,minmax(120px,1fr));gap:10px;margin:0 0 14px">
     ${[['Messages', t.messages], ['Input tokens', formatNumber(t.input_tokens)], ['Output tokens', formatNumber(t.output_tokens)], ['Cost', formatCost(t.cost)]].map(([k, v]) => html`
@@ -74,7 +86,9 @@ export function UsageCard() {
       <${Totals} t=${data.totals} />
       <${StackedBars} title="Your tokens per day" bars=${bars.bars} keys=${bars.keys} />
       <h3 class="sub">By model</h3>
-      <${ModelTable} models=${data.models} caption="Your usage by model" />`}
+      <${ModelTable} models=${data.models} caption="Your usage by model" />
+      <h3 class="sub">By API key</h3>
+      <${KeyTable} keys=${data.keys || []} caption="Your usage by API key" />`}
   <//>`;
 }
 
@@ -94,8 +108,9 @@ export function AdminUsage() {
   const byDay = useReport('/admin/usage', { ...range, group_by: 'day' });
   const byUser = useReport('/admin/usage', { ...range, group_by: 'user' });
   const byModel = useReport('/admin/usage', { ...range, group_by: 'model' });
-  const error = byDay.error || byUser.error || byModel.error;
-  const reload = () => { byDay.load(); byUser.load(); byModel.load(); };
+  const byKey = useReport('/admin/usage', { ...range, group_by: 'key' });
+  const error = byDay.error || byUser.error || byModel.error || byKey.error;
+  const reload = () => { byDay.load(); byUser.load(); byModel.load(); byKey.load(); };
   const bars = byDay.data ? daysToBars(byDay.data.days) : null;
   const picker = html`<label class="field" style="flex-direction:row;align-items:center;gap:8px"><span>Period</span>
     <select value=${days} onChange=${(e) => setDays(Number(e.target.value))}>
@@ -117,6 +132,9 @@ export function AdminUsage() {
     ${byModel.data && html`<h3 class="sub">Cost by model</h3>
       <${ModelTable} models=${byModel.data.models} caption="Usage and cost by model" />
       <p class="small"><a href=${csvHref('/admin/usage', { ...range, group_by: 'model' })} download>Download per model (CSV)</a></p>`}
+    ${byKey.data && html`<h3 class="sub">By API key</h3>
+      <${KeyTable} keys=${byKey.data.keys} caption="Usage by API key" showUser=${true} />
+      <p class="small"><a href=${csvHref('/admin/usage', { ...range, group_by: 'key' })} download>Download per API key (CSV)</a></p>`}
   <//>`;
 }
 

@@ -21,8 +21,8 @@ use crate::error::{AppError, AppResult};
 use crate::limits::quota::Reservation;
 use crate::limits::{CallEnd, Limits};
 use crate::providers::{
-    ChatEvent, ChatRequest, ChatStream, EmbeddingRequest, Embeddings, Provider, ProviderError,
-    ToolCallDelta,
+    ChatEvent, ChatRequest, ChatStream, EmbeddingRequest, Embeddings, ModelKind, Provider,
+    ProviderError, ToolCallDelta,
 };
 use crate::store::SharedStore;
 use crate::store::chat::Usage;
@@ -157,6 +157,20 @@ fn audit(
     });
 }
 
+/// The audit entry of a call refused before it reached a provider (an
+/// unknown model, a bad request). Rate-limit and quota refusals write none,
+/// as in the app: a refusal must not cost a store write (they are counted
+/// in the metrics).
+fn refused(store: &SharedStore, caller: &Caller, action: &str, model: &str, e: &AppError) {
+    if matches!(
+        e,
+        AppError::RateLimited { .. } | AppError::QuotaExceeded { .. }
+    ) {
+        return;
+    }
+    audit(store, caller, action, "-", model, e.code());
+}
+
 /// The stream of a running call and what it has used so far.
 struct Running {
     inner: ChatStream,
@@ -280,9 +294,27 @@ impl ChatService {
         }
         // A call runs on the server's provider credentials only.
         req.api_key_override = None;
-        let (provider_name, provider) = self.provider_of(&req.model)?;
+        let (provider_name, provider) = self
+            .provider_of(&req.model)
+            .and_then(|found| {
+                let embedding = self.providers.models().iter().any(|m| {
+                    m.id == req.model && m.provider == found.0 && m.kind == ModelKind::Embedding
+                });
+                if embedding {
+                    return Err(AppError::Validation(format!(
+                        "{} is an embedding model: use /v1/embeddings",
+                        req.model
+                    )));
+                }
+                Ok(found)
+            })
+            .inspect_err(|e| refused(&self.store, &caller, "v1.chat", &req.model, e))?;
         let estimate = input_estimate(&req);
-        let reservation = self.limits.admit(&self.store, user, estimate).await?;
+        let reservation = self
+            .limits
+            .admit(&self.store, user, estimate)
+            .await
+            .inspect_err(|e| refused(&self.store, &caller, "v1.chat", &req.model, e))?;
         let accounting = Accounting {
             limits: self.limits.clone(),
             store: self.store.clone(),
@@ -340,9 +372,15 @@ impl ChatService {
             return Err(AppError::validation("input must not be empty"));
         }
         req.api_key_override = None;
-        let (provider_name, provider) = self.provider_of(&req.model)?;
+        let (provider_name, provider) = self
+            .provider_of(&req.model)
+            .inspect_err(|e| refused(&self.store, &caller, "v1.embeddings", &req.model, e))?;
         let estimate: u64 = req.input.iter().map(|t| estimate_tokens(t)).sum();
-        let reservation = self.limits.admit(&self.store, user, estimate).await?;
+        let reservation = self
+            .limits
+            .admit(&self.store, user, estimate)
+            .await
+            .inspect_err(|e| refused(&self.store, &caller, "v1.embeddings", &req.model, e))?;
         let accounting = Accounting {
             limits: self.limits.clone(),
             store: self.store.clone(),

@@ -17,7 +17,7 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, auth, chat, conversations, export, health, keys, providers, search, tls, usage,
+    admin, auth, chat, conversations, export, health, keys, providers, search, tls, usage, v1,
 };
 
 #[derive(OpenApi)]
@@ -42,6 +42,7 @@ use super::{
         search::search,
         usage::own_usage, usage::admin_usage,
         export::export_conversation, export::export_all, export::import,
+        v1::models, v1::model, v1::openai::chat_completions, v1::openai::embeddings, v1::anthropic::messages,
     ),
     tags(
         (name = "auth", description = "Setup, registration, sign-in, sessions and tokens"),
@@ -53,6 +54,7 @@ use super::{
         (name = "chat", description = "Streaming answers. `POST /api/chat/stream` answers `text/event-stream`: `meta` first (conversation_id, user_message_id, assistant_message_id, generation_id, model, provider, parent_id, context_trimmed, trimmed_messages), then `delta {text}` events, then `title {conversation_id, title}` when the answer just named the conversation, then `usage {input_tokens, output_tokens, estimated}`, then `done {finish_reason}` or `error {code, message, request_id}`. Every event has an integer `id:` counting from 1 within the generation; `GET /api/generations/{id}/events` with `Last-Event-ID: n` replays from n+1 and continues live. A `: keep-alive` comment is sent every 15 s."),
         (name = "usage", description = "Usage and cost per day and model, today's remaining quota (`/api/usage`), and reports across users (`/api/admin/usage`, admins only). Both answer CSV for `?format=csv` or `Accept: text/csv`. A chat request over a daily quota answers 429 QUOTA_EXCEEDED with `Retry-After` (seconds to the next UTC midnight); over a rate limit, 429 RATE_LIMITED with `Retry-After` and `RateLimit-Limit/Remaining/Reset`, which every `/api` response carries."),
         (name = "providers", description = "Models, provider health, and provider management (the /api/admin routes are for admins only)"),
+        (name = "v1", description = "OpenAI- and Anthropic-compatible endpoints for SDKs and tools, on the same accounts, limits, quotas and usage as the app. Authenticate with a confab API key (`cfk_…`) as `Authorization: Bearer` or `x-api-key`; browser sessions are not accepted. Calls are stateless: no conversation is stored. Errors are in each API's own shape: OpenAI's `{\"error\":{message,type,param,code}}` on its endpoints, Anthropic's `{\"type\":\"error\",\"error\":{type,message}}` on `/v1/messages`, and on the model list and unknown paths the one the request's `anthropic-version` header (or its absence) asks for. Field support: docs/API.md."),
     )
 )]
 pub struct ApiDoc;
@@ -167,6 +169,13 @@ impl Modify for Completion {
 
 fn add_security_schemes(c: &mut Components) {
     c.add_security_scheme(
+        "apiKeyHeader",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "x-api-key",
+            "A personal API key (`cfk_…`) in `x-api-key` (also `X-API-Key`), as the Anthropic SDKs send it; `/v1` only.",
+        ))),
+    );
+    c.add_security_scheme(
         "session",
         SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
             crate::auth::SESSION_COOKIE,
@@ -227,7 +236,37 @@ fn scopes_needed(path: &str, method: &HttpMethod) -> Vec<&'static str> {
     }
 }
 
+/// A `/v1` operation: API keys only (as Bearer or `x-api-key`), and its
+/// errors in its API's shape, documented by the handler; the 500 of a
+/// panic or internal failure is added here, reshaped the same way.
+fn complete_v1_operation(path: &str, method: HttpMethod, op: &mut Operation) {
+    let scopes = scopes_needed(path, &method);
+    op.security = Some(vec![
+        SecurityRequirement::new("apiKey", scopes.clone()),
+        SecurityRequirement::new("apiKeyHeader", scopes),
+    ]);
+    op.responses
+        .responses
+        .entry("500".into())
+        .or_insert_with(|| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description("An unexpected failure, in the API's error shape")
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("V1ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+}
+
 fn complete_operation(path: &str, method: HttpMethod, op: &mut Operation) {
+    if path.starts_with("/v1/") {
+        return complete_v1_operation(path, method, op);
+    }
     let public = PUBLIC.iter().any(|(m, p)| *m == method && *p == path);
     let optional = OPTIONAL_AUTH
         .iter()

@@ -39,7 +39,8 @@ pub struct UsageQuery {
 pub struct AdminUsageQuery {
     pub from: Option<String>,
     pub to: Option<String>,
-    /// user | model | day (default day).
+    /// user | model | day | key (default day); key: usage made with each
+    /// API key (`/v1` calls).
     pub group_by: Option<String>,
     pub format: Option<String>,
 }
@@ -71,8 +72,8 @@ fn csv_response(body: String, name: &str) -> Response {
     resp
 }
 
-/// The caller's messages, tokens and cost per day and model, and what is
-/// left of today's quota.
+/// The caller's messages, tokens and cost per day and model, the part made
+/// with each of their API keys, and what is left of today's quota.
 #[utoipa::path(get, path = "/api/usage", tag = "usage", params(UsageQuery),
     responses((status = 200, body = UserReport, description = "JSON, or text/csv with one line per day, provider and model"),
     (status = 400, body = crate::error::ErrorBody)))]
@@ -88,10 +89,20 @@ pub async fn own_usage(
     let uid = user.id();
     let (a, b) = (day_number(from), day_number(to));
     let rows = state.store.usage_of_user(uid, a, b).await?;
+    let key_rows = state.store.usage_by_key(Some(uid), a, b).await?;
+    let names: HashMap<uuid::Uuid, String> = state
+        .store
+        .list_api_keys(uid)
+        .await?
+        .into_iter()
+        .map(|k| (k.id, k.name))
+        .collect();
+    let me = user.user.username.clone();
+    let keys = usage::by_key(&key_rows, |k| names.get(&k).cloned(), |_| Some(me.clone()));
     let limits = &state.limits;
     let today = limits.quotas.today(&state.store, uid).await?;
     let quota = QuotaStatus::new(limits.quota_of(&user.user), today);
-    let report = usage::user_report(&rows, from, to, quota);
+    let report = usage::user_report(&rows, keys, from, to, quota);
     if csv {
         let name = format!("confab-usage-{}-{}.csv", report.from, report.to);
         return Ok(csv_response(usage::user_csv(&report), &name));
@@ -99,8 +110,8 @@ pub async fn own_usage(
     Ok(Json(report).into_response())
 }
 
-/// Everyone's usage, grouped by user (top users first), model or day (each
-/// day with its models, for stacked charts).
+/// Everyone's usage, grouped by user (top users first), model, day (each
+/// day with its models, for stacked charts) or API key.
 #[utoipa::path(get, path = "/api/admin/usage", tag = "usage", params(AdminUsageQuery),
     responses((status = 200, body = AdminReport, description = "JSON, or text/csv"),
     (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
@@ -116,7 +127,7 @@ pub async fn admin_usage(
         usage::parse_range(q.from.as_deref(), q.to.as_deref()).map_err(AppError::Validation)?;
     let (a, b) = (day_number(from), day_number(to));
     let rows = state.store.usage_between(a, b).await?;
-    let names: HashMap<uuid::Uuid, String> = if group == GroupBy::User {
+    let names: HashMap<uuid::Uuid, String> = if matches!(group, GroupBy::User | GroupBy::Key) {
         state
             .store
             .list_users(None, usize::MAX)
@@ -127,7 +138,25 @@ pub async fn admin_usage(
     } else {
         HashMap::new()
     };
-    let report = usage::admin_report(&rows, from, to, group, |id| names.get(&id).cloned());
+    let keys = if group == GroupBy::Key {
+        let key_rows = state.store.usage_by_key(None, a, b).await?;
+        let owners: std::collections::BTreeSet<uuid::Uuid> =
+            key_rows.iter().map(|r| r.user_id).collect();
+        let mut key_names: HashMap<uuid::Uuid, String> = HashMap::new();
+        for owner in owners {
+            for k in state.store.list_api_keys(owner).await? {
+                key_names.insert(k.id, k.name);
+            }
+        }
+        Some(usage::by_key(
+            &key_rows,
+            |k| key_names.get(&k).cloned(),
+            |u| names.get(&u).cloned(),
+        ))
+    } else {
+        None
+    };
+    let report = usage::admin_report(&rows, keys, from, to, group, |id| names.get(&id).cloned());
     if csv {
         let name = format!(
             "confab-usage-by-{}-{}-{}.csv",

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::clock::{day_number, format_rfc3339, iso};
 use crate::config::Price;
-use crate::store::usage::{Charge, UsageCounts, UsageRow};
+use crate::store::usage::{Charge, KeyUsageRow, UsageCounts, UsageRow};
 
 /// The longest range one report covers.
 pub const MAX_DAYS: i64 = 366;
@@ -160,6 +160,44 @@ pub struct UserUsage {
     pub totals: Totals,
 }
 
+/// The calls made with one API key (`/v1`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct KeyUsage {
+    pub api_key_id: String,
+    /// The key's name; null once the key has been deleted.
+    pub name: Option<String>,
+    pub user_id: String,
+    pub username: Option<String>,
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+/// Usage per API key, most tokens first.
+pub fn by_key(
+    rows: &[KeyUsageRow],
+    key_name: impl Fn(Uuid) -> Option<String>,
+    username: impl Fn(Uuid) -> Option<String>,
+) -> Vec<KeyUsage> {
+    let mut m: BTreeMap<(Uuid, Uuid), Totals> = BTreeMap::new();
+    for r in rows {
+        m.entry((r.user_id, r.api_key_id))
+            .or_default()
+            .add(&r.counts);
+    }
+    let mut v: Vec<KeyUsage> = m
+        .into_iter()
+        .map(|((user, key), totals)| KeyUsage {
+            api_key_id: key.to_string(),
+            name: key_name(key),
+            user_id: user.to_string(),
+            username: username(user),
+            totals,
+        })
+        .collect();
+    v.sort_by_key(|x| std::cmp::Reverse(x.totals.tokens));
+    v
+}
+
 /// Today's limits and what is left of them.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct QuotaStatus {
@@ -202,6 +240,9 @@ pub struct UserReport {
     pub days: Vec<DayUsage>,
     /// Most tokens first.
     pub models: Vec<ModelUsage>,
+    /// The part of the usage made with each API key (`/v1` calls), most
+    /// tokens first; app use through the browser is in the totals only.
+    pub keys: Vec<KeyUsage>,
     pub quota: QuotaStatus,
 }
 
@@ -210,7 +251,7 @@ pub struct UserReport {
 pub struct AdminReport {
     pub from: String,
     pub to: String,
-    /// user | model | day
+    /// user | model | day | key
     pub group_by: String,
     pub totals: Totals,
     /// group_by=day: every day of the range, with its models.
@@ -222,6 +263,10 @@ pub struct AdminReport {
     /// group_by=user: most tokens first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub users: Option<Vec<UserUsage>>,
+    /// group_by=key: usage made with each API key (`/v1` calls), most
+    /// tokens first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<KeyUsage>>,
 }
 
 fn total_of(rows: &[UsageRow]) -> Totals {
@@ -267,13 +312,20 @@ fn by_day(rows: &[UsageRow], from: Date, to: Date) -> Vec<DayUsage> {
     out
 }
 
-pub fn user_report(rows: &[UsageRow], from: Date, to: Date, quota: QuotaStatus) -> UserReport {
+pub fn user_report(
+    rows: &[UsageRow],
+    keys: Vec<KeyUsage>,
+    from: Date,
+    to: Date,
+    quota: QuotaStatus,
+) -> UserReport {
     UserReport {
         from: iso(from),
         to: iso(to),
         totals: total_of(rows),
         days: by_day(rows, from, to),
         models: by_model(rows),
+        keys,
         quota,
     }
 }
@@ -283,6 +335,7 @@ pub enum GroupBy {
     User,
     Model,
     Day,
+    Key,
 }
 
 impl GroupBy {
@@ -291,8 +344,9 @@ impl GroupBy {
             "user" => Ok(GroupBy::User),
             "model" => Ok(GroupBy::Model),
             "day" | "" => Ok(GroupBy::Day),
+            "key" => Ok(GroupBy::Key),
             other => Err(format!(
-                "group_by must be user, model or day, got {other:?}"
+                "group_by must be user, model, day or key, got {other:?}"
             )),
         }
     }
@@ -301,12 +355,15 @@ impl GroupBy {
             GroupBy::User => "user",
             GroupBy::Model => "model",
             GroupBy::Day => "day",
+            GroupBy::Key => "key",
         }
     }
 }
 
+/// `keys`: the usage per API key, for `group_by=key`.
 pub fn admin_report(
     rows: &[UsageRow],
+    keys: Option<Vec<KeyUsage>>,
     from: Date,
     to: Date,
     group: GroupBy,
@@ -320,8 +377,10 @@ pub fn admin_report(
         days: None,
         models: None,
         users: None,
+        keys: None,
     };
     match group {
+        GroupBy::Key => r.keys = Some(keys.unwrap_or_default()),
         GroupBy::Day => r.days = Some(by_day(rows, from, to)),
         GroupBy::Model => r.models = Some(by_model(rows)),
         GroupBy::User => {
@@ -433,6 +492,20 @@ pub fn admin_csv(r: &AdminReport) -> String {
         for u in users {
             let id = u.user_id.to_string();
             out.row(&[&id, u.username.as_deref().unwrap_or("")], &u.totals);
+        }
+    }
+    if let Some(keys) = &r.keys {
+        out.header(&["api_key_id", "name", "user_id", "username"]);
+        for k in keys {
+            out.row(
+                &[
+                    &k.api_key_id,
+                    k.name.as_deref().unwrap_or(""),
+                    &k.user_id,
+                    k.username.as_deref().unwrap_or(""),
+                ],
+                &k.totals,
+            );
         }
     }
     out.finish()

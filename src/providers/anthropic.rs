@@ -147,6 +147,10 @@ struct WireMetadata<'a> {
 /// that do not change what an answer may contain, so they are dropped
 /// rather than refused. A JSON `response_format` is refused instead
 /// (see [`wire_request`]): that one is a promise about the answer.
+/// `temperature` and `top_p` are both passed on when both are set, though
+/// Anthropic advises altering only one and its newest models refuse the
+/// pair: choosing one for the client would change what it asked for, so
+/// that refusal reaches the client as it is.
 #[derive(Serialize)]
 struct WireRequest<'a> {
     model: &'a str,
@@ -274,7 +278,11 @@ fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
                 input_schema: &t.parameters,
             })
             .collect(),
-        tool_choice: req.tool_choice.as_ref().map(tool_choice),
+        tool_choice: req
+            .tool_choice
+            .as_ref()
+            .filter(|c| !req.tools.is_empty() || !super::choice_is_moot(c))
+            .map(tool_choice),
         metadata: req
             .user
             .as_deref()
@@ -939,6 +947,10 @@ mod tool_tests {
                 wire
             );
         }
+        req.tools.clear();
+        req.tool_choice = Some(ToolChoice::Auto);
+        let v = serde_json::to_value(wire_request(&req).unwrap()).unwrap();
+        assert!(v.get("tool_choice").is_none() && v.get("tools").is_none());
     }
 
     #[test]

@@ -559,6 +559,14 @@ pub(crate) fn normalize_finish_reason(reason: &str) -> String {
     }
 }
 
+/// True for a tool choice that says nothing when no tools are offered
+/// ("auto", "none"): OpenAI and Anthropic refuse a `tool_choice` without
+/// `tools`, so such a choice is left out. "required" or a named tool
+/// without tools is still sent, and the upstream's refusal passed on.
+pub(crate) fn choice_is_moot(choice: &ToolChoice) -> bool {
+    matches!(choice, ToolChoice::Auto | ToolChoice::None)
+}
+
 /// Concatenates the system prompt and any system-role messages, which some
 /// wire formats can only carry as one top-level field.
 pub(crate) fn merged_system(req: &ChatRequest) -> Option<String> {

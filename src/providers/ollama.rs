@@ -171,6 +171,8 @@ impl WireOptions<'_> {
 /// The `/api/chat` request. Ollama has no `tool_choice`: `None` is honoured
 /// by sending no tools at all; `Required` and a named tool cannot be forced,
 /// so the tools are sent as they are and the model chooses (as with `Auto`).
+/// Nor has it a `user`: that end-user id is only an abuse-monitoring hint
+/// for hosted providers, so it is not sent.
 #[derive(Serialize)]
 struct WireRequest<'a> {
     model: &'a str,
@@ -339,6 +341,8 @@ impl Show {
     }
 }
 
+/// The `/api/embed` request; `user` has no place here and is not sent
+/// (see [`WireRequest`]).
 #[derive(Serialize)]
 struct WireEmbedRequest<'a> {
     model: &'a str,

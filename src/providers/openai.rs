@@ -261,7 +261,11 @@ fn wire_request(req: &ChatRequest, openai_proper: bool) -> WireRequest<'_> {
                 },
             })
             .collect(),
-        tool_choice: req.tool_choice.as_ref().map(tool_choice),
+        tool_choice: req
+            .tool_choice
+            .as_ref()
+            .filter(|c| !req.tools.is_empty() || !super::choice_is_moot(c))
+            .map(tool_choice),
         user: req.user.as_deref(),
     }
 }
@@ -871,5 +875,15 @@ mod tool_tests {
         let v = serde_json::to_value(wire_request(&req, true)).unwrap();
         assert_eq!(v["response_format"], json!({"type": "json_object"}));
         assert_eq!(v["max_completion_tokens"], 100);
+        // Without tools, "auto" and "none" say nothing and are left out
+        // (the API refuses them); "required" is passed on to be refused.
+        req.tools.clear();
+        req.tool_choice = Some(ToolChoice::None);
+        let v = serde_json::to_value(wire_request(&req, true)).unwrap();
+        assert!(v.get("tool_choice").is_none());
+        assert!(v.get("tools").is_none());
+        req.tool_choice = Some(ToolChoice::Required);
+        let v = serde_json::to_value(wire_request(&req, true)).unwrap();
+        assert_eq!(v["tool_choice"], "required");
     }
 }

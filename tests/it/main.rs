@@ -39,4 +39,5 @@ mod search_crash;
 mod tls_acme;
 mod tls_static;
 mod usage;
+mod v1;
 mod v1_sdk;

@@ -47,7 +47,7 @@ const STEPS: &[&[&str]] = &[
     &["search_outbox"],
     &["usage_daily", "usage_by_day"],
     &["acme"],
-    &["usage_key_daily", "usage_key_by_day"],
+    &["usage_key_by_day", "usage_key_daily"],
 ];
 
 /// The schema version of this binary (`confab version --json`).

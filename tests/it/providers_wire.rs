@@ -1492,6 +1492,7 @@ async fn embeddings_from_openai_and_ollama() {
         assert!(matches!(e, ProviderError::KeyRejected(_)), "{d:?}: {e:?}");
         assert!(!e.to_string().contains("sk-re"), "{e}");
         // Retried before the first byte, like chat.
+        let sent = fake.embedding_requests().len();
         fake.fail_next(1);
         let e = p
             .embed(EmbeddingRequest {
@@ -1499,8 +1500,28 @@ async fn embeddings_from_openai_and_ollama() {
                 input: vec!["again".into()],
                 ..Default::default()
             })
-            .await;
-        assert!(e.is_ok(), "{d:?}: {e:?}");
+            .await
+            .unwrap();
+        assert_eq!(e.vectors[0], common_upstream::fake_embedding("again", 8));
+        assert_eq!(
+            fake.embedding_requests().len(),
+            sent + 2,
+            "{d:?}: one retry"
+        );
+        // A failure that outlasts the retries is reported with its message.
+        fake.fail_next(3);
+        let e = p
+            .embed(EmbeddingRequest {
+                model: "m".into(),
+                input: vec!["x".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, ProviderError::Upstream { status: 503, .. }),
+            "{d:?}: {e:?}"
+        );
     }
     let before = fake.requests().len();
     let e = provider(&fake, Dialect::Anthropic)

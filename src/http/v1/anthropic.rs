@@ -169,20 +169,21 @@ impl From<Usage> for MessageUsage {
     }
 }
 
+pub fn model_of(m: &RegistryModel) -> Model {
+    Model {
+        kind: "model",
+        id: m.id.clone(),
+        display_name: m.display_name.clone(),
+        created_at: "1970-01-01T00:00:00Z".into(),
+    }
+}
+
 pub fn model_list(models: &[RegistryModel]) -> axum::Json<ModelList> {
     axum::Json(ModelList {
         has_more: false,
         first_id: models.first().map(|m| m.id.clone()),
         last_id: models.last().map(|m| m.id.clone()),
-        data: models
-            .iter()
-            .map(|m| Model {
-                kind: "model",
-                id: m.id.clone(),
-                display_name: m.display_name.clone(),
-                created_at: "1970-01-01T00:00:00Z".into(),
-            })
-            .collect(),
+        data: models.iter().map(model_of).collect(),
     })
 }
 
@@ -573,7 +574,7 @@ impl Events {
 }
 
 /// `POST /v1/messages`.
-#[utoipa::path(post, path = "/v1/messages", tag = "v1",
+#[utoipa::path(post, path = "/v1/messages", tag = "v1", operation_id = "v1_messages",
     params(("anthropic-version" = Option<String>, Header, description = "Sent by the Anthropic SDKs; accepted, any value")),
     request_body = MessagesRequest,
     responses(

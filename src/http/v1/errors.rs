@@ -23,14 +23,15 @@ pub enum Api {
 }
 
 impl Api {
-    /// Anthropic for `/v1/messages` and for any request that carries
-    /// `anthropic-version` (the Anthropic SDK always sends it); OpenAI
-    /// otherwise.
+    /// Anthropic for `/v1/messages`, OpenAI for its own endpoints, and for
+    /// the rest (the model list, unknown paths) Anthropic when the request
+    /// carries `anthropic-version` (the Anthropic SDKs always send it).
     pub fn of(path: &str, headers: &axum::http::HeaderMap) -> Api {
-        if path == "/v1/messages"
-            || path.starts_with("/v1/messages/")
-            || headers.contains_key("anthropic-version")
-        {
+        if path == "/v1/messages" || path.starts_with("/v1/messages/") {
+            Api::Anthropic
+        } else if path == "/v1/chat/completions" || path == "/v1/embeddings" {
+            Api::OpenAi
+        } else if headers.contains_key("anthropic-version") {
             Api::Anthropic
         } else {
             Api::OpenAi
@@ -73,7 +74,6 @@ fn openai_kind(status: StatusCode, code: &str) -> (&'static str, &'static str) {
         (504, _) => ("api_error", "provider_timeout"),
         (503, _) => ("server_error", "unavailable"),
         (s, _) if s >= 500 => ("server_error", "internal_error"),
-        (_, "UNSUPPORTED") => ("invalid_request_error", "unsupported_parameter"),
         _ => ("invalid_request_error", "invalid_request"),
     }
 }

@@ -32,6 +32,7 @@ use errors::{Api, V1Error};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/models", get(models))
+        .route("/v1/models/{*id}", get(model))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/messages", post(anthropic::messages))
@@ -189,10 +190,9 @@ where
 
 /// `GET /v1/models`: OpenAI's list, or Anthropic's when the request
 /// carries `anthropic-version`.
-#[utoipa::path(get, path = "/v1/models", tag = "v1",
-    params(("anthropic-version" = Option<String>, Header, description = "When present, the answer is in Anthropic's shape")),
+#[utoipa::path(get, path = "/v1/models", tag = "v1", operation_id = "v1_models",
     responses(
-        (status = 200, description = "The models the caller may use: OpenAI's list, or Anthropic's with `anthropic-version`", body = ModelsAnswer),
+        (status = 200, description = "The models the caller may use: OpenAI's list, or Anthropic's when the request carries an `anthropic-version` header (as the Anthropic SDKs send)", body = ModelsAnswer),
         (status = 401, description = "No API key, or an unknown or expired one", body = V1ErrorBody),
         (status = 403, description = "The key lacks the `read` scope, or the account is disabled", body = V1ErrorBody),
         (status = 429, description = "Over the API rate limit; `Retry-After` says when to try again", body = V1ErrorBody),
@@ -219,8 +219,55 @@ pub async fn models(
     }
 }
 
+/// `GET /v1/models/{id}`: one model, in OpenAI's shape or, with
+/// `anthropic-version`, Anthropic's (the SDKs' `models.retrieve`).
+#[utoipa::path(get, path = "/v1/models/{id}", tag = "v1", operation_id = "v1_model",
+    params(("id" = String, Path, description = "A model id of `GET /v1/models`")),
+    responses(
+        (status = 200, description = "The model: OpenAI's shape, or Anthropic's when the request carries an `anthropic-version` header", body = ModelAnswer),
+        (status = 401, description = "No API key, or an unknown or expired one", body = V1ErrorBody),
+        (status = 403, description = "The key lacks the `read` scope, or the account is disabled", body = V1ErrorBody),
+        (status = 404, description = "No provider offers the model", body = V1ErrorBody),
+        (status = 429, description = "Over the API rate limit; `Retry-After` says when to try again", body = V1ErrorBody),
+    ))]
+pub async fn model(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    client: ClientInfo,
+) -> Response {
+    let api = Api::of("/v1/models", &headers);
+    if let Err(e) = authenticate(&state, api, &headers, &client, "read").await {
+        return e.into_response();
+    }
+    let Some(m) = state.providers.models().into_iter().find(|m| m.id == id) else {
+        return V1Error::from_app(
+            api,
+            crate::error::AppError::ModelNotFound(format!(
+                "The model `{id}` does not exist or you do not have access to it."
+            )),
+        )
+        .into_response();
+    };
+    match api {
+        Api::OpenAi => axum::Json(openai::model_of(&m)).into_response(),
+        Api::Anthropic => axum::Json(anthropic::model_of(&m)).into_response(),
+    }
+}
+
+/// The schema of `GET /v1/models/{id}`'s answer (for the OpenAPI document).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[schema(as = V1ModelAnswer)]
+#[allow(dead_code)]
+pub enum ModelAnswer {
+    OpenAi(openai::Model),
+    Anthropic(anthropic::Model),
+}
+
 /// The schema of `GET /v1/models`'s answer (for the OpenAPI document).
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
 #[schema(as = V1ModelsAnswer)]
 #[allow(dead_code)]
 pub enum ModelsAnswer {
@@ -230,7 +277,8 @@ pub enum ModelsAnswer {
 
 /// The schema of `/v1` error bodies (for the OpenAPI document): OpenAI's
 /// or Anthropic's shape.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
 #[allow(dead_code)]
 pub enum V1ErrorBody {
     OpenAi(openai::ErrorBody),

@@ -110,12 +110,14 @@ pub struct ErrorDetail {
     /// rate_limit_error, insufficient_quota, api_error, server_error
     #[serde(rename = "type")]
     pub kind: String,
-    /// The request field at fault, if one is.
+    /// The request field at fault, if one is (always present, maybe null).
+    #[schema(required = true)]
     pub param: Option<String>,
     /// invalid_api_key, permission_denied, model_not_found, not_found,
-    /// invalid_request, unsupported_parameter, request_too_large,
+    /// invalid_request, request_too_large, method_not_allowed,
     /// rate_limit_exceeded, insufficient_quota, provider_error,
     /// provider_unreachable, provider_timeout, internal_error, unavailable
+    #[schema(required = true)]
     pub code: Option<String>,
 }
 
@@ -228,18 +230,19 @@ pub struct EmbeddingsUsage {
 
 // ---- models ----------------------------------------------------------
 
+pub fn model_of(m: &RegistryModel) -> Model {
+    Model {
+        id: m.id.clone(),
+        object: "model",
+        created: 0,
+        owned_by: m.provider.clone(),
+    }
+}
+
 pub fn model_list(models: &[RegistryModel]) -> axum::Json<ModelList> {
     axum::Json(ModelList {
         object: "list",
-        data: models
-            .iter()
-            .map(|m| Model {
-                id: m.id.clone(),
-                object: "model",
-                created: 0,
-                owned_by: m.provider.clone(),
-            })
-            .collect(),
+        data: models.iter().map(model_of).collect(),
     })
 }
 
@@ -687,7 +690,7 @@ impl Chunks {
 }
 
 /// `POST /v1/chat/completions`.
-#[utoipa::path(post, path = "/v1/chat/completions", tag = "v1",
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "v1", operation_id = "v1_chat_completions",
     request_body = ChatCompletionRequest,
     responses(
         (status = 200, description = "`stream: false`: one `chat.completion`. `stream: true`: `text/event-stream` of `data: {chat.completion.chunk}` lines (the role first, then content or tool_call deltas, then one with finish_reason; with `stream_options.include_usage` a last chunk with empty `choices` and the usage), then `data: [DONE]`; a failure mid-answer is a `data: {\"error\":{…}}` line and the stream ends.",
@@ -847,7 +850,7 @@ fn parse_embeddings(obj: &Map<String, Value>) -> Result<EmbeddingRequest, V1Erro
 }
 
 /// `POST /v1/embeddings`.
-#[utoipa::path(post, path = "/v1/embeddings", tag = "v1",
+#[utoipa::path(post, path = "/v1/embeddings", tag = "v1", operation_id = "v1_embeddings",
     request_body = EmbeddingsRequest,
     responses(
         (status = 200, description = "One vector per input, in order", body = EmbeddingsResponse),

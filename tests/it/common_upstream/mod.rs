@@ -58,8 +58,8 @@
 //! "embed" is a `bert` embedding model ([`EMBEDDING_CONTEXT_LENGTH`],
 //! capabilities `["embedding"]`). Flags `500` and `missing-model` make it fail.
 //!
-//! Anthropic requests without `x-api-key` or `anthropic-version` are refused
-//! as the real API does; any dialect refuses [`REJECTED_KEY`] with 401.
+//! Anthropic requests without `x-api-key` or `anthropic-version`, and
+//! messages requests without `max_tokens`, are refused as the real API does; any dialect refuses [`REJECTED_KEY`] with 401.
 //!
 //! Usage reported: input tokens = whitespace-separated words of the system
 //! prompt and all messages ([`word_count`]); output tokens = number of reply
@@ -287,8 +287,8 @@ impl FakeUpstream {
     pub fn set_models(&self, models: &[&str]) {
         *self.shared.models.lock().unwrap() = models.iter().map(|s| s.to_string()).collect();
     }
-    /// The next `n` chat requests answer "overloaded" (503; Anthropic 529),
-    /// for testing retries.
+    /// The next `n` chat or embedding requests answer "overloaded" (503;
+    /// Anthropic 529), for testing retries.
     pub fn fail_next(&self, n: usize) {
         self.shared.fail_next.store(n, Ordering::SeqCst);
     }
@@ -495,8 +495,8 @@ async fn handle(
         ("POST", "/ollama/api/chat") => {
             chat(&shared, Dialect::Ollama, &headers, &json_body, key).await
         }
-        ("POST", "/openai/v1/embeddings") => embeddings(Dialect::OpenAi, &json_body, key),
-        ("POST", "/ollama/api/embed") => embeddings(Dialect::Ollama, &json_body, key),
+        ("POST", "/openai/v1/embeddings") => embeddings(&shared, Dialect::OpenAi, &json_body, key),
+        ("POST", "/ollama/api/embed") => embeddings(&shared, Dialect::Ollama, &json_body, key),
         ("POST", "/ollama/api/show") => show(&shared, &json_body),
         _ => Response::builder()
             .status(404)
@@ -712,6 +712,12 @@ async fn chat(
     if dialect == Dialect::Anthropic {
         if let Some(refusal) = anthropic_auth(headers, &key) {
             return refusal;
+        }
+        if !body.get("max_tokens").is_some_and(Value::is_u64) {
+            return json_response(
+                400,
+                &json!({"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"}}),
+            );
         }
     } else if key.as_deref() == Some(REJECTED_KEY) {
         return error_response(dialect, 401, &key, "");
@@ -1391,11 +1397,18 @@ fn embedding_inputs(body: &Value) -> Option<Vec<String>> {
 }
 
 /// `POST /openai/v1/embeddings` and `POST /ollama/api/embed`.
-fn embeddings(dialect: Dialect, body: &Value, key: Option<String>) -> Response {
+fn embeddings(shared: &Shared, dialect: Dialect, body: &Value, key: Option<String>) -> Response {
     if key.as_deref() == Some(REJECTED_KEY) {
         return error_response(dialect, 401, &key, "");
     }
     let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+    if shared
+        .fail_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return error_response(dialect, 503, &key, model);
+    }
     let f = flags(model);
     if f.contains(&"missing-model") {
         return error_response(dialect, 404, &key, model);
