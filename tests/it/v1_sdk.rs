@@ -94,15 +94,21 @@ impl Kind {
 struct Env {
     s: TestServer,
     up: FakeUpstream,
+    admin: common::Session,
     key: String,
+    key_id: String,
 }
 
 /// A server with one provider of `kind` on a fake upstream, and an API key
 /// of its first admin.
 async fn env(kind: &Kind) -> Env {
+    env_with(kind, |_| {}).await
+}
+
+async fn env_with(kind: &Kind, f: impl FnOnce(&mut confab::config::Config)) -> Env {
     let up = FakeUpstream::start().await;
     up.set_reply(REPLY);
-    let s = TestServer::start().await;
+    let s = TestServer::start_with(f).await;
     let admin = s.setup_admin("admin").await;
     let base = up.base_for(kind.dialect);
     let key = (kind.dialect != Dialect::Ollama).then(|| "sk-test-key-0000".to_string());
@@ -132,12 +138,26 @@ async fn env(kind: &Kind) -> Env {
         .with_api_key("sk-test-key-0000")
         .with_models(models);
     s.state().providers.add_with(cfg, provider).unwrap();
+    let (key, key_id) = new_key(&s, &admin, "sdk").await;
+    Env {
+        s,
+        up,
+        admin,
+        key,
+        key_id,
+    }
+}
+
+/// A new API key of `who` (read and write): the key and its id.
+async fn new_key(s: &TestServer, who: &common::Session, name: &str) -> (String, String) {
     let r = s
-        .post("/api/keys", Auth::Session(&admin), json!({"name": "sdk"}))
+        .post("/api/keys", Auth::Session(who), json!({"name": name}))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let key = r.body["key"].as_str().unwrap().to_string();
-    Env { s, up, key }
+    (
+        r.body["key"].as_str().unwrap().to_string(),
+        r.body["id"].as_str().unwrap().to_string(),
+    )
 }
 
 /// Runs one SDK script and returns its JSON document.
@@ -639,4 +659,73 @@ async fn anthropic_sdk_against_anthropic_provider() {
 #[tokio::test]
 async fn anthropic_sdk_against_ollama_provider() {
     anthropic_sdk(&OLLAMA).await;
+}
+
+/// 50 concurrent calls through both SDKs' async clients, over two keys,
+/// against a daily quota of 20 messages: exactly 20 are admitted, the
+/// other 30 raise the SDK's RateLimitError (429 with Retry-After), and
+/// `/api/usage` per key adds up to what the admitted calls reported.
+#[tokio::test]
+async fn quota_holds_under_50_concurrent_sdk_calls_and_usage_adds_up_per_key() {
+    const QUOTA: u64 = 20;
+    let kind = &OPENAI;
+    let e = env_with(kind, |c| c.quota.messages_per_day = Some(QUOTA)).await;
+    // Slow enough that the calls overlap.
+    e.up.set_token_delay(Duration::from_millis(20));
+    let (key2, key2_id) = new_key(&e.s, &e.admin, "second").await;
+    let doc = run_script(
+        "concurrent_clients.py",
+        &[
+            ("CONFAB_BASE_URL", e.s.base.clone()),
+            ("CONFAB_API_KEY", e.key.clone()),
+            ("CONFAB_API_KEY_2", key2),
+            ("CONFAB_MODEL", kind.chat.to_string()),
+            ("CONFAB_CALLS", "50".into()),
+        ],
+    )
+    .await;
+    let calls = doc["calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 50, "{doc:#}");
+    let mut per_key = [(0u64, 0u64, 0u64); 2];
+    let (mut ok, mut refused) = (0, 0);
+    for c in calls {
+        if c["ok"] == true {
+            ok += 1;
+            let k = &mut per_key[c["key"].as_u64().unwrap() as usize];
+            k.0 += 1;
+            k.1 += c["input_tokens"].as_u64().unwrap();
+            k.2 += c["output_tokens"].as_u64().unwrap();
+            assert_eq!(c["output_tokens"], tokens(REPLY).len() as u64, "{c}");
+        } else {
+            refused += 1;
+            assert_eq!(c["exception"], "RateLimitError", "{c}");
+            assert_eq!(c["status"], 429, "{c}");
+            assert!(
+                c["retry_after"].as_str().is_some_and(|r| !r.is_empty()),
+                "{c}"
+            );
+        }
+    }
+    assert_eq!((ok, refused), (QUOTA, 50 - QUOTA), "{doc:#}");
+
+    let r = e.s.get("/api/usage", Auth::Session(&e.admin)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["totals"]["messages"], QUOTA, "{}", r.text);
+    let rows = r.body["keys"].as_array().expect("usage per key");
+    for (id, (n, input, output)) in [(&e.key_id, per_key[0]), (&key2_id, per_key[1])] {
+        if n == 0 {
+            continue;
+        }
+        let row = rows
+            .iter()
+            .find(|k| k["api_key_id"] == *id)
+            .unwrap_or_else(|| panic!("no usage row for key {id}: {}", r.text));
+        assert_eq!(row["messages"], n, "{row}");
+        assert_eq!(row["input_tokens"], input, "{row}");
+        assert_eq!(row["output_tokens"], output, "{row}");
+    }
+    let sum = |f: &str| rows.iter().map(|k| k[f].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("messages"), QUOTA);
+    assert_eq!(sum("input_tokens"), per_key[0].1 + per_key[1].1);
+    assert_eq!(sum("output_tokens"), per_key[0].2 + per_key[1].2);
 }
