@@ -94,13 +94,14 @@ impl Kind {
 struct Env {
     s: TestServer,
     up: FakeUpstream,
-    admin: common::Session,
+    /// A regular user (not an admin), who owns the keys.
+    user: common::Session,
     key: String,
     key_id: String,
 }
 
-/// A server with one provider of `kind` on a fake upstream, and an API key
-/// of its first admin.
+/// A server with one provider of `kind` on a fake upstream, a regular
+/// user and an API key of theirs.
 async fn env(kind: &Kind) -> Env {
     env_with(kind, |_| {}).await
 }
@@ -138,11 +139,12 @@ async fn env_with(kind: &Kind, f: impl FnOnce(&mut confab::config::Config)) -> E
         .with_api_key("sk-test-key-0000")
         .with_models(models);
     s.state().providers.add_with(cfg, provider).unwrap();
-    let (key, key_id) = new_key(&s, &admin, "sdk").await;
+    let user = s.user(&admin, "sdk_user").await;
+    let (key, key_id) = new_key(&s, &user, "sdk").await;
     Env {
         s,
         up,
-        admin,
+        user,
         key,
         key_id,
     }
@@ -672,7 +674,7 @@ async fn quota_holds_under_50_concurrent_sdk_calls_and_usage_adds_up_per_key() {
     let e = env_with(kind, |c| c.quota.messages_per_day = Some(QUOTA)).await;
     // Slow enough that the calls overlap.
     e.up.set_token_delay(Duration::from_millis(20));
-    let (key2, key2_id) = new_key(&e.s, &e.admin, "second").await;
+    let (key2, key2_id) = new_key(&e.s, &e.user, "second").await;
     let doc = run_script(
         "concurrent_clients.py",
         &[
@@ -708,7 +710,7 @@ async fn quota_holds_under_50_concurrent_sdk_calls_and_usage_adds_up_per_key() {
     }
     assert_eq!((ok, refused), (QUOTA, 50 - QUOTA), "{doc:#}");
 
-    let r = e.s.get("/api/usage", Auth::Session(&e.admin)).await;
+    let r = e.s.get("/api/usage", Auth::Session(&e.user)).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["totals"]["messages"], QUOTA, "{}", r.text);
     let rows = r.body["keys"].as_array().expect("usage per key");
