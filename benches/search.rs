@@ -497,6 +497,7 @@ fn conversation(id: Uuid, user_id: Uuid, title: String, created_at: i64) -> Conv
         archived: false,
         current_leaf: None,
         preset_id: None,
+        params: Default::default(),
     }
 }
 

@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it (.ci/run calls this and nothing else).
 #
 #   1. install what the tests need if it is missing: pebble + chromium (apt-get),
-#      playwright-core (npm ci in tests/e2e); for the distribution tests
+#      playwright-core (npm ci in tests/e2e), the openai and anthropic Python SDKs
+#      (pip, into <target>/sdk/venv; tests/it/v1_sdk.rs); for the distribution tests
 #      (tests/it/ops_static.rs, ops_systemd.rs, ops_packages.rs) file, rpm and
 #      systemd-analyze (apt-get), cargo-deb and cargo-generate-rpm (cargo install)
 #   2. scripts/vendor.sh --check (vendored browser libraries)
@@ -141,6 +142,25 @@ else
   echo "npm: tests/e2e/node_modules matches package-lock.json"
 fi
 node -e 'for (const p of Object.keys(require(process.argv[1]).packages)) if (p) console.log("  " + p.replace("node_modules/", "") + "@" + require(process.argv[1]).packages[p].version)' "$E2E/package-lock.json"
+
+# The official openai and anthropic Python SDKs for tests/it/v1_sdk.rs, pinned in
+# tests/sdk/requirements.txt, in a venv under the target dir (never committed),
+# remade only when the requirements change. The tests find it through
+# CONFAB_SDK_PYTHON and fail, saying to run this script, when it is missing.
+SDK_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$SDK_TARGET_DIR" in /*) ;; *) SDK_TARGET_DIR="$ROOT/$SDK_TARGET_DIR" ;; esac
+SDK_REQS="$ROOT/tests/sdk/requirements.txt"
+SDK_VENV="$SDK_TARGET_DIR/sdk/venv"
+sdk_want="$(sha256sum "$SDK_REQS" | cut -d' ' -f1)"
+if [[ ! -x "$SDK_VENV/bin/python" || "$(cat "$SDK_VENV/.requirements.sha256" 2>/dev/null)" != "$sdk_want" ]]; then
+  echo "pip: creating $SDK_VENV from tests/sdk/requirements.txt"
+  rm -rf "$SDK_VENV"
+  python3 -m venv "$SDK_VENV"
+  "$SDK_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$SDK_REQS"
+  echo "$sdk_want" >"$SDK_VENV/.requirements.sha256"
+fi
+export CONFAB_SDK_PYTHON="$SDK_VENV/bin/python"
+echo "python SDKs: $("$CONFAB_SDK_PYTHON" -c 'import openai, anthropic; print("openai", openai.__version__ + ", anthropic", anthropic.__version__)')"
 
 # cargo-deb and cargo-generate-rpm at the versions scripts/build-packages.sh pins
 # (cargo install --locked, only when missing: a few minutes on a fresh machine).

@@ -1,6 +1,6 @@
 // The chat header: the conversation's title (click to rename), the model
-// picker (with the models of unreachable providers marked), the system
-// prompt and new-chat buttons. The models and providers' health are
+// picker (with the models of unreachable providers marked), the model
+// settings, system prompt and new-chat buttons. The models and providers' health are
 // loaded here (useModels).
 
 import { html, useState, useEffect, useRef, useCallback } from './lib.js';
@@ -85,7 +85,7 @@ function modelLabel(m, down) {
 }
 
 /** The header of the chat: menu button, title, model picker and tools. */
-export function ChatHeader({ conv, convId, models, down, model, busy, systemSet, onLoadHealth, onOpenDrawer, onRename, onChangeModel, onSystemPrompt, onNewChat }) {
+export function ChatHeader({ conv, convId, models, down, model, busy, systemSet, paramsSet, onLoadHealth, onOpenDrawer, onRename, onChangeModel, onModelSettings, onSystemPrompt, onNewChat }) {
   return html`<header class="chat-header">
         <button type="button" class="icon-btn menu-btn" aria-label="Open sidebar" onClick=${onOpenDrawer}><${Icon} name="menu" /></button>
         <${HeaderTitle} conv=${conv} fallback=${convId ? '' : 'New chat'} onRename=${onRename} />
@@ -100,6 +100,8 @@ export function ChatHeader({ conv, convId, models, down, model, busy, systemSet,
             </select>
             <${Icon} name="chevronDown" size=${14} />
           </label>
+          <button type="button" class=${'icon-btn' + (paramsSet ? ' on' : '')} aria-label="Model settings" title="Model settings"
+            aria-haspopup="dialog" aria-pressed=${paramsSet ? 'true' : 'false'} onClick=${onModelSettings}><${Icon} name="gauge" /></button>
           <button type="button" class=${'icon-btn' + (systemSet ? ' on' : '')} aria-label="System prompt" title="System prompt"
             aria-pressed=${systemSet ? 'true' : 'false'} onClick=${onSystemPrompt}><${Icon} name="sliders" /></button>
           <button type="button" class="icon-btn" aria-label="New chat" title="New chat (Ctrl+Shift+O)" onClick=${onNewChat}><${Icon} name="plus" /></button>

@@ -105,7 +105,10 @@ export function useGeneration(s) {
         }
         if (!convRef.current || convRef.current.id !== d.conversation_id) {
           const now = new Date().toISOString();
-          const c = { id: d.conversation_id, title: 'New chat', model: d.model, system_prompt: null, pinned: false, archived: false, created_at: now, updated_at: now };
+          // The model settings the first message carried are the new chat's.
+          const p = ctx.body || {};
+          const c = { id: d.conversation_id, title: 'New chat', model: d.model, system_prompt: null, pinned: false, archived: false, created_at: now, updated_at: now,
+            temperature: p.temperature ?? null, max_tokens: p.max_tokens ?? null, top_p: p.top_p ?? null };
           setConv(c);
           convRef.current = c;
           list.upsert(c);
@@ -186,7 +189,7 @@ export function useGeneration(s) {
     setBusy(true);
     setLiveStatus('live');
     setAnnounce('');
-    const ctx = { cid: body.conversation_id || null, tempAssistant: tempA, tempUser: tempU };
+    const ctx = { cid: body.conversation_id || null, tempAssistant: tempA, tempUser: tempU, body };
     const s = new GenerationStream(handlers(ctx));
     streamRef.current = s;
     const headers = {};

@@ -2,7 +2,8 @@
 // (chat-header.js), the shown thread and its paging (chat-thread.js), the
 // streaming answer (chat-stream.js), the thread and composer (thread.js);
 // it owns the actions: send, stop, regenerate, edit, switch branch, the
-// conversation's menu, the model and system prompt, and the shortcuts.
+// conversation's menu, the model, its settings and the system prompt, and
+// the shortcuts.
 
 import { html, useState, useEffect, useLayoutEffect, useRef, useCallback, useMemo } from './lib.js';
 import { post, patch, del } from './api.js';
@@ -16,6 +17,7 @@ import { useGeneration } from './chat-stream.js';
 import { useThread } from './chat-thread.js';
 import { pageTitle } from './branding.js';
 import { PresetPicker, usePresets } from './presets.js';
+import { ModelSettingsDialog, paramsSet as anyParamSet } from './model-settings.js';
 
 export function ChatScreen() {
   const { route, me } = useApp();
@@ -28,6 +30,9 @@ export function ChatScreen() {
   const [draftSystem, setDraftSystem] = useState('');
   const [draftPreset, setDraftPreset] = useState(null); // a preset to start the new chat with
   const presets = usePresets();
+  // Model settings picked before the first message of a new chat.
+  const [draftParams, setDraftParams] = useState(null);
+  const [paramsOpen, setParamsOpen] = useState(false);
   const [drawer, setDrawer] = useState(false);
   const [atBottom, setAtBottom] = useState(true);
   const [announce, setAnnounce] = useState('');
@@ -77,6 +82,7 @@ export function ChatScreen() {
       setConvError(null);
       setDraftSystem('');
       setDraftPreset(null);
+      setDraftParams(null);
       requestAnimationFrame(() => inputRef.current?.focus());
       return;
     }
@@ -136,6 +142,11 @@ export function ChatScreen() {
   const send = async (text) => {
     const body = { content: text, model: model || undefined };
     rememberModel(model);
+    // A new chat's model settings go with its first message (the server
+    // keeps them on the conversation it makes).
+    if (!conv && draftParams) {
+      for (const [k, v] of Object.entries(draftParams)) if (v !== null) body[k] = v;
+    }
     if (conv) body.conversation_id = conv.id;
     else if (draftPreset) {
       // The preset sets the model (shown picked), system prompt and settings.
@@ -144,7 +155,7 @@ export function ChatScreen() {
     } else if (draftSystem.trim()) {
       // A new chat with a system prompt: create it first.
       try {
-        const c = await post('/conversations', { system_prompt: draftSystem, model: model || undefined });
+        const c = await post('/conversations', { system_prompt: draftSystem, model: model || undefined, ...(draftParams || {}) });
         setConv(c);
         convRef.current = c;
         list.upsert(c);
@@ -282,6 +293,17 @@ export function ChatScreen() {
     }
   };
 
+  const saveParams = async (p) => {
+    if (!conv) {
+      setDraftParams(anyParamSet(p) ? p : null);
+      toast('Model settings saved for this new chat');
+      return;
+    }
+    const u = await patch('/conversations/' + conv.id, p);
+    setConv((c) => ({ ...c, ...u }));
+    toast('Model settings saved');
+  };
+
   const editSystemPrompt = async () => {
     const current = conv ? conv.system_prompt || '' : draftPreset?.system_prompt || draftSystem;
     const v = await promptDialog({
@@ -370,6 +392,7 @@ export function ChatScreen() {
 
   const empty = !convId && messages.length === 0;
   const systemSet = !!(conv ? conv.system_prompt : draftPreset?.system_prompt || draftSystem.trim());
+  const params = conv ? { temperature: conv.temperature, max_tokens: conv.max_tokens, top_p: conv.top_p } : draftParams;
 
   const modelDown = !!model && down.has(models.items.find((m) => m.id === model)?.provider);
   return html`<div class=${'chat-layout' + (drawer ? ' drawer-open' : '')}>
@@ -380,6 +403,7 @@ export function ChatScreen() {
     ${drawer && html`<div class="backdrop" aria-hidden="true" onClick=${() => setDrawer(false)}></div>`}
     <main class="chat-main">
       <${ChatHeader} conv=${conv} convId=${convId} models=${models} down=${down} model=${model} busy=${busy} systemSet=${systemSet}
+        paramsSet=${anyParamSet(params)} onModelSettings=${() => setParamsOpen(true)}
         onLoadHealth=${loadHealth} onOpenDrawer=${() => setDrawer(true)} onRename=${(v) => onConvAction(conv, 'rename', v)}
         onChangeModel=${changeModel} onSystemPrompt=${editSystemPrompt} onNewChat=${newChat} />
       <div class="chat-scroll" ref=${scrollRef} onScroll=${onScroll}>
@@ -418,5 +442,11 @@ export function ChatScreen() {
         <div class="sr-only" role="status" aria-live="polite" data-testid="announcer">${announce}</div>
       </div>
     </main>
+    ${paramsOpen && html`<${ModelSettingsDialog} key=${conv?.id || 'new'} value=${params}
+      onSave=${saveParams} onClose=${() => {
+        setParamsOpen(false);
+        // Back to the button that opened it.
+        requestAnimationFrame(() => document.querySelector('.chat-header [aria-label="Model settings"]')?.focus());
+      }} />`}
   </div>`;
 }

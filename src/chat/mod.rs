@@ -56,6 +56,7 @@ pub fn new_conversation(
         archived: false,
         current_leaf: None,
         preset_id: None,
+        params: Default::default(),
     }
 }
 

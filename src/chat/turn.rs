@@ -19,10 +19,39 @@ use crate::error::{AppError, AppResult};
 use crate::limits::Limits;
 use crate::providers::ChatRequest;
 use crate::providers::registry::Registry;
-use crate::store::chat::{Conversation, Message, MessageRole, MessageStatus};
+use crate::store::chat::{Conversation, Message, MessageRole, MessageStatus, ModelParamsPatch};
 use crate::store::{SharedStore, StoreError};
 
 pub const MAX_CONTENT_CHARS: usize = 200_000;
+/// The largest `max_tokens` a conversation may ask for: above every model's
+/// output limit today, low enough to catch a typo.
+pub const MAX_MAX_TOKENS: u32 = 1_000_000;
+
+/// Checks sampling settings before they are stored or sent: temperature
+/// 0–2, top_p 0–1, max_tokens 1–[`MAX_MAX_TOKENS`]. Clearing one (back to
+/// the provider's default) is always allowed.
+pub fn validate_params(p: &ModelParamsPatch) -> AppResult<()> {
+    if let Some(Some(t)) = p.temperature
+        && !(t.is_finite() && (0.0..=2.0).contains(&t))
+    {
+        return Err(AppError::validation(
+            "temperature must be a number from 0 to 2",
+        ));
+    }
+    if let Some(Some(t)) = p.top_p
+        && !(t.is_finite() && (0.0..=1.0).contains(&t))
+    {
+        return Err(AppError::validation("top_p must be a number from 0 to 1"));
+    }
+    if let Some(Some(m)) = p.max_tokens
+        && !(1..=MAX_MAX_TOKENS).contains(&m)
+    {
+        return Err(AppError::Validation(format!(
+            "max_tokens must be a whole number from 1 to {MAX_MAX_TOKENS}"
+        )));
+    }
+    Ok(())
+}
 
 /// What the chat service works with; built by each front end from its
 /// state.
@@ -58,6 +87,9 @@ pub struct TurnRequest {
     pub model: Option<String>,
     /// A preset (raw id) to start the new conversation with.
     pub preset_id: Option<String>,
+    /// Sampling settings to use from this turn on: they become the
+    /// conversation's, like `model`.
+    pub params: ModelParamsPatch,
     /// An assistant message (raw id) to answer again: a sibling answer;
     /// `content` and `placement` are ignored.
     pub regenerate_of: Option<String>,
@@ -65,6 +97,15 @@ pub struct TurnRequest {
     pub provider_key: Option<String>,
     /// Carried into the `error` event.
     pub request_id: String,
+}
+
+/// The model a turn uses, with its provider, context window and output
+/// limit (when known).
+struct Chosen {
+    model: String,
+    provider_name: String,
+    window: u32,
+    max_output: Option<u32>,
 }
 
 /// The messages of a turn, before they are stored.
@@ -150,7 +191,26 @@ impl ChatService {
             req.model.is_some(),
         )
         .await?;
-        let (model, provider_name, window) = self.choose_model(&req, &placed.conv)?;
+        // A preset's sampling settings fill what the conversation leaves
+        // unset; a new conversation keeps them as its own.
+        let base = &mut placed.conv.params;
+        base.temperature = base.temperature.or(turn.params.temperature);
+        base.max_tokens = base.max_tokens.or(turn.params.max_tokens);
+        base.top_p = base.top_p.or(turn.params.top_p);
+        let Chosen {
+            model,
+            provider_name,
+            window,
+            max_output,
+        } = self.choose_model(&req, &placed.conv)?;
+        let params = req.params.apply(placed.conv.params);
+        if let (Some(want), Some(limit)) = (params.max_tokens, max_output)
+            && want > limit
+        {
+            return Err(AppError::Validation(format!(
+                "max_tokens is {want}, more than the {limit} tokens model {model:?} can write: lower it or clear it"
+            )));
+        }
 
         let ctx = placed.context(turn.system.as_deref(), window)?;
 
@@ -163,13 +223,15 @@ impl ChatService {
         assistant.provider = Some(provider_name.clone());
         assistant.status = MessageStatus::Streaming;
         let new_conv = placed.is_new.then_some(&placed.conv);
-        // Sending with a model makes it the conversation's model.
+        // Sending with a model (or sampling settings) makes it the
+        // conversation's.
         let remember_model = req.model.clone();
         self.store
             .start_turn(
                 uid,
                 new_conv,
                 remember_model,
+                req.params,
                 placed.user_msg.as_ref(),
                 &assistant,
             )
@@ -191,9 +253,9 @@ impl ChatService {
             model,
             system: ctx.system,
             messages: ctx.messages,
-            temperature: turn.params.temperature,
-            max_tokens: turn.params.max_tokens,
-            top_p: turn.params.top_p,
+            max_tokens: params.max_tokens,
+            temperature: params.temperature,
+            top_p: params.top_p,
             api_key_override: req.provider_key.clone(),
             ..Default::default()
         };
@@ -301,12 +363,8 @@ impl ChatService {
     }
 
     /// The model: asked for, else the conversation's, else the default;
-    /// with the provider to try first and its context window.
-    fn choose_model(
-        &self,
-        req: &TurnRequest,
-        conv: &Conversation,
-    ) -> AppResult<(String, String, u32)> {
+    /// with the provider to try first, its context window and output limit (when known).
+    fn choose_model(&self, req: &TurnRequest, conv: &Conversation) -> AppResult<Chosen> {
         let model = req
             .model
             .clone()
@@ -326,14 +384,22 @@ impl ChatService {
             .ok_or_else(|| {
                 AppError::ModelNotFound(format!("model {model:?} is not offered by any provider"))
             })?;
-        let window = self
+        let info = self
             .providers
             .models()
-            .iter()
-            .find(|m| m.id == first.model && m.provider == first.provider_name)
+            .into_iter()
+            .find(|m| m.id == first.model && m.provider == first.provider_name);
+        let window = info
+            .as_ref()
             .and_then(|m| m.context_window)
             .unwrap_or(DEFAULT_CONTEXT_WINDOW);
-        Ok((model, first.provider_name, window))
+        let max_output = info.and_then(|m| m.max_output_tokens);
+        Ok(Chosen {
+            model,
+            provider_name: first.provider_name,
+            window,
+            max_output,
+        })
     }
 
     /// Starts a turn and waits for its answer: the stored message, or the
@@ -413,5 +479,6 @@ fn validate(settings: &Config, req: &TurnRequest) -> AppResult<Option<Uuid>> {
     if let Some(m) = &req.model {
         validate_model(m)?;
     }
+    validate_params(&req.params)?;
     Ok(regen)
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use utoipa::ToSchema;
 
 use super::Json;
-use super::conversations::{MessageView, message_view};
+use super::conversations::{MessageView, ModelParamsBody, message_view};
 use crate::auth::CurrentUser;
 use crate::chat::events::{GenEvent, Logged};
 use crate::chat::generation::Generation;
@@ -65,6 +65,10 @@ pub struct ChatBody {
     /// Only for `/api/chat/message`; must be false or absent.
     #[serde(default)]
     pub stream: Option<bool>,
+    /// Sampling settings for this answer on; they become the
+    /// conversation's (like `model`).
+    #[serde(flatten)]
+    pub params: ModelParamsBody,
 }
 
 impl ChatBody {
@@ -80,6 +84,7 @@ impl ChatBody {
             content: self.content,
             model: self.model,
             preset_id: self.preset_id,
+            params: self.params.into_patch(),
             regenerate_of: self.regenerate_of,
             provider_key,
             request_id,
@@ -463,4 +468,35 @@ async fn ws_frame(
         out.error(&e).await;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::chat::ModelParamsPatch;
+
+    fn turn_of(frame: serde_json::Value) -> TurnRequest {
+        match serde_json::from_value::<WsIn>(frame).expect("a chat frame") {
+            WsIn::Chat(b) => b.body.into_turn(b.provider_key, String::new()),
+            _ => panic!("not a chat frame"),
+        }
+    }
+
+    /// Model settings in a WebSocket chat frame (a tagged, flattened body)
+    /// arrive as in the JSON body: a number sets, null clears, absent keeps.
+    #[test]
+    fn model_settings_in_a_websocket_frame() {
+        let t = turn_of(json!({"type": "chat", "content": "hi", "temperature": 1,
+            "max_tokens": 20, "top_p": null}));
+        assert_eq!(
+            t.params,
+            ModelParamsPatch {
+                temperature: Some(Some(1.0)),
+                max_tokens: Some(Some(20)),
+                top_p: Some(None),
+            }
+        );
+        let t = turn_of(json!({"type": "chat", "content": "hi"}));
+        assert!(t.params.is_empty());
+    }
 }

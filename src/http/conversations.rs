@@ -13,13 +13,14 @@ use uuid::Uuid;
 use super::{Json, Query, created, parse_id};
 use crate::auth::CurrentUser;
 use crate::chat;
+use crate::chat::turn::validate_params;
 use crate::chat::{new_conversation, validate_model};
 use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store::chat::{
     Conversation, ConversationCursor, ConversationFilter, Message, MessageError, MessageRole,
-    MessageStatus, Usage,
+    MessageStatus, ModelParamsPatch, Usage,
 };
 use crate::store::{ConversationPatch, StoreError, TitleChange};
 
@@ -46,6 +47,13 @@ pub struct ConversationView {
     pub pinned: bool,
     pub archived: bool,
     pub current_leaf: Option<String>,
+    /// Sampling temperature sent with every answer; null: the provider's default.
+    pub temperature: Option<f32>,
+    /// Longest answer in tokens; null: the provider's default (for
+    /// Anthropic, the model's output limit).
+    pub max_tokens: Option<u32>,
+    /// Nucleus sampling; null: the provider's default.
+    pub top_p: Option<f32>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -60,6 +68,9 @@ impl From<&Conversation> for ConversationView {
             pinned: c.pinned,
             archived: c.archived,
             current_leaf: c.current_leaf.map(|l| l.to_string()),
+            temperature: c.params.temperature,
+            max_tokens: c.params.max_tokens,
+            top_p: c.params.top_p,
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339((c.updated_at_ms / 1000) as i64),
         }
@@ -143,6 +154,35 @@ pub fn message_view(state: &AppState, m: &Message, all: Option<&[Message]>) -> M
 }
 
 /// For PATCH fields where `null` (clear) differs from absent (keep).
+/// A conversation's sampling settings in a request body: absent leaves the
+/// stored value, null goes back to the provider's default.
+#[derive(Deserialize, ToSchema, Default, Clone, Copy)]
+pub struct ModelParamsBody {
+    /// 0 to 2.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<f32>, minimum = 0, maximum = 2)]
+    pub temperature: Option<Option<f32>>,
+    /// 1 to 1000000 (and at most the model's output limit).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
+    pub max_tokens: Option<Option<u32>>,
+    /// 0 to 1.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<f32>, minimum = 0, maximum = 1)]
+    pub top_p: Option<Option<f32>>,
+}
+
+impl ModelParamsBody {
+    /// The change it asks for (not yet validated).
+    pub fn into_patch(self) -> ModelParamsPatch {
+        ModelParamsPatch {
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            top_p: self.top_p,
+        }
+    }
+}
+
 fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
@@ -223,6 +263,8 @@ pub struct CreateConversation {
     pub model: Option<String>,
     #[serde(default)]
     pub system_prompt: Option<String>,
+    #[serde(flatten)]
+    pub params: ModelParamsBody,
 }
 
 pub fn validate_title(t: &str) -> AppResult<String> {
@@ -258,7 +300,10 @@ pub async fn create(
     if let Some(m) = &req.model {
         validate_model(m)?;
     }
-    let c = new_conversation(user.id(), title, req.model, req.system_prompt);
+    let params = req.params.into_patch();
+    validate_params(&params)?;
+    let mut c = new_conversation(user.id(), title, req.model, req.system_prompt);
+    c.params = params.apply(c.params);
     let c2 = c.clone();
     state.store.create_conversation(&c2).await?;
     Ok(created(ConversationView::from(&c)))
@@ -343,6 +388,8 @@ pub struct UpdateConversation {
     /// path through it down to a leaf (switching branches).
     #[serde(default)]
     pub current_leaf: Option<String>,
+    #[serde(flatten)]
+    pub params: ModelParamsBody,
 }
 
 #[utoipa::path(patch, path = "/api/conversations/{id}", tag = "conversations", request_body = UpdateConversation,
@@ -361,6 +408,8 @@ pub async fn update(
     if let Some(Some(m)) = &req.model {
         validate_model(m)?;
     }
+    let params = req.params.into_patch();
+    validate_params(&params)?;
     let leaf = req
         .current_leaf
         .as_deref()
@@ -373,12 +422,16 @@ pub async fn update(
     let patch = ConversationPatch {
         // Only content changes move a conversation up the list; pinning or
         // switching branches do not.
-        touch: title.is_some() || req.model.is_some() || req.system_prompt.is_some(),
+        touch: title.is_some()
+            || req.model.is_some()
+            || req.system_prompt.is_some()
+            || !params.is_empty(),
         title: title.map(TitleChange::Set),
         model: req.model,
         system_prompt: req.system_prompt,
         pinned: req.pinned,
         archived: req.archived,
+        params,
         current_leaf: leaf,
     };
     match state.store.update_conversation(user.id(), cid, patch).await {

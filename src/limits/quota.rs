@@ -59,6 +59,9 @@ struct UserState {
     running: u32,
     reserved_tokens: u64,
     today: Option<DayTotals>,
+    /// How many times `today` was read from the store: a charge written
+    /// outside the lock knows whether a read may already include it.
+    loads: u64,
 }
 
 type Slot = Arc<tokio::sync::Mutex<UserState>>;
@@ -98,6 +101,7 @@ impl Quotas {
     ) -> StoreResult<()> {
         if st.today.is_none_or(|t| t.day != day) {
             let c = store.usage_user_day(user, day).await?;
+            st.loads += 1;
             st.today = Some(DayTotals {
                 day,
                 messages: c.messages,
@@ -153,8 +157,15 @@ impl Quotas {
         }))
     }
 
-    /// Writes `charge` to the store and today's totals, under the user's
-    /// lock; with `release`, also ends that reservation.
+    /// Writes `charge` to the store, then (under the user's lock) to
+    /// today's totals; with `release`, also ends that reservation.
+    ///
+    /// The store write (an fsync) happens outside the lock, so admitting the
+    /// user's next answer never waits for the disk. Meanwhile the answer
+    /// still counts as running, so nothing is admitted beyond the quota;
+    /// and when today's totals were read from the store in between (they
+    /// may already hold this charge) they are dropped and read again, so
+    /// nothing is counted twice.
     async fn apply(
         &self,
         store: &SharedStore,
@@ -163,21 +174,26 @@ impl Quotas {
         release: Option<u64>,
     ) -> StoreResult<()> {
         let slot = self.slot(user);
-        let mut st = slot.lock().await;
         let mut result = Ok(());
+        let mut written = None;
         if let Some(c) = charge.filter(|c| !c.is_empty()) {
+            let loads = slot.lock().await.loads;
             let day = crate::clock::today();
-            let c2 = c.clone();
-            result = store.charge_usage(user, day, &c2).await;
+            result = store.charge_usage(user, day, &c).await;
             if result.is_ok() {
-                match &mut st.today {
-                    Some(t) if t.day == day => {
-                        t.messages += c.messages;
-                        t.tokens += c.input_tokens + c.output_tokens;
-                    }
-                    // Another day: reloaded from the store on next use.
-                    _ => st.today = None,
+                written = Some((loads, day, c));
+            }
+        }
+        let mut st = slot.lock().await;
+        if let Some((loads, day, c)) = written {
+            let unread = st.loads == loads;
+            match &mut st.today {
+                Some(t) if t.day == day && unread => {
+                    t.messages += c.messages;
+                    t.tokens += c.input_tokens + c.output_tokens;
                 }
+                // Read meanwhile, or another day: read again on next use.
+                _ => st.today = None,
             }
         }
         if let Some(estimate) = release {

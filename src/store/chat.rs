@@ -33,6 +33,45 @@ pub struct Conversation {
     /// go with every answer (see `presets.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset_id: Option<Uuid>,
+    /// Sampling settings sent with every answer of this conversation.
+    #[serde(default)]
+    pub params: ModelParams,
+}
+
+/// A conversation's sampling settings; `None` leaves the provider's
+/// default. The chat service validates them (ranges) before they are stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+}
+
+/// A change to some of a conversation's [`ModelParams`]: each `Some`
+/// replaces the stored value, `Some(None)` goes back to the provider's
+/// default.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ModelParamsPatch {
+    pub temperature: Option<Option<f32>>,
+    pub max_tokens: Option<Option<u32>>,
+    pub top_p: Option<Option<f32>>,
+}
+
+impl ModelParamsPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == ModelParamsPatch::default()
+    }
+    /// `base` with this change applied.
+    pub fn apply(&self, base: ModelParams) -> ModelParams {
+        ModelParams {
+            temperature: self.temperature.unwrap_or(base.temperature),
+            max_tokens: self.max_tokens.unwrap_or(base.max_tokens),
+            top_p: self.top_p.unwrap_or(base.top_p),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

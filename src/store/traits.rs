@@ -154,6 +154,8 @@ pub struct ConversationPatch {
     pub system_prompt: Option<Option<String>>,
     pub pinned: Option<bool>,
     pub archived: Option<bool>,
+    /// Sampling settings to change (validated by the chat service).
+    pub params: crate::store::chat::ModelParamsPatch,
     /// A message of the conversation: the shown thread becomes the newest
     /// path through it to a leaf. Conflict when it is not one of its messages.
     pub current_leaf: Option<Uuid>,
@@ -208,7 +210,7 @@ pub trait ChatStore: Send + Sync {
     /// messages went.
     async fn delete_conversation(&self, user_id: Uuid, id: Uuid) -> StoreResult<usize>;
     /// Adds one turn in one transaction: `new_conv` (when the turn starts a
-    /// conversation), the model to remember, the user's message (absent when
+    /// conversation), the model and the sampling settings to remember, the user's message (absent when
     /// regenerating), the assistant message being streamed, and the
     /// conversation now showing it. NotFound when the conversation is not the
     /// user's or a parent is not in it.
@@ -217,6 +219,7 @@ pub trait ChatStore: Send + Sync {
         user_id: Uuid,
         new_conv: Option<&Conversation>,
         model: Option<String>,
+        params: crate::store::chat::ModelParamsPatch,
         user_msg: Option<&Message>,
         assistant: &Message,
     ) -> StoreResult<Conversation>;

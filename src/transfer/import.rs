@@ -424,6 +424,7 @@ fn prepare(
             current_leaf,
             // A preset id from another server means nothing here.
             preset_id: None,
+            params: Default::default(),
         },
         out,
     ))

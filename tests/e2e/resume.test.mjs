@@ -25,7 +25,7 @@ after(async () => {
 const T = { timeout: 90_000 };
 
 async function startLongAnswer(page) {
-  await page.getByLabel('Model').selectOption('long+slow');
+  await page.getByLabel('Model', { exact: true }).selectOption('long+slow');
   const composer = page.getByRole('textbox', { name: 'Message' });
   await composer.fill('Count for me');
   await composer.press('Enter');

@@ -110,7 +110,7 @@ test('words: error sentences, plain titles and date groups', () => {
 
 test('item 9: the thread stays at the end when an answer finishes in a new chat', T, async (t) => {
   const { page, composer, watch } = await open(t, { height: 600 });
-  await page.getByLabel('Model').selectOption('markdown');
+  await page.getByLabel('Model', { exact: true }).selectOption('markdown');
   for (let i = 0; i < 3; i++) {
     if (i) {
       await page.keyboard.press('Control+Shift+O');
@@ -137,7 +137,7 @@ test('item 10: Escape closes the topmost thing only; selection survives streamin
   // Phone: the drawer closes, the answer goes on.
   {
     const { page, composer } = await open(t, { width: 390, height: 760 });
-    await page.getByLabel('Model').selectOption('long+slow');
+    await page.getByLabel('Model', { exact: true }).selectOption('long+slow');
     await composer.fill('a long story');
     await composer.press('Enter');
     await page.getByRole('button', { name: 'Stop generating' }).waitFor();
@@ -162,7 +162,7 @@ test('item 10: Escape closes the topmost thing only; selection survives streamin
   // Desktop: the search box (query, then the box itself), then the answer;
   // a selection in the streaming answer survives the next tokens.
   const { page, composer, watch } = await open(t);
-  await page.getByLabel('Model').selectOption('long+slow');
+  await page.getByLabel('Model', { exact: true }).selectOption('long+slow');
   await composer.fill('another long story');
   await composer.press('Enter');
   await page.waitForFunction(() => (document.querySelector('.msg.assistant .md')?.textContent || '').split(' ').length >= 4);
@@ -388,7 +388,7 @@ test('item 13: the model picker marks an unreachable provider\'s models', T, asy
   await page.waitForFunction(() => document.querySelector('select[aria-label=Model] option[value="ghost-model"]')?.textContent.includes('(unreachable)'));
   assert.equal(await option.textContent(), 'ghost-model (unreachable)');
   assert.equal(await page.locator('select[aria-label=Model] option[value="fake-model"]').textContent(), 'fake-model');
-  await page.getByLabel('Model').selectOption('ghost-model');
+  await page.getByLabel('Model', { exact: true }).selectOption('ghost-model');
   await page.getByTestId('model-down').waitFor();
   assert.deepEqual(unexpectedProblems(watch), []);
 });
@@ -415,7 +415,7 @@ test('screenshots of the changed screens: 1280 and 390 px, light and dark', T, a
       const { page, watch } = await open(t, { width, height, colorScheme });
       await page.goto(`${app.url}/c/${c.conversation_id}`);
       await page.locator('.msg.assistant .md li input').first().waitFor();
-      await page.getByLabel('Model').selectOption('ghost-model');
+      await page.getByLabel('Model', { exact: true }).selectOption('ghost-model');
       await page.getByTestId('model-down').waitFor();
       await screenshot(page, name('chat'));
       await page.evaluate(() => { document.querySelector('.chat-scroll').scrollTop = 0; });

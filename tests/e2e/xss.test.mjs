@@ -59,7 +59,7 @@ test('a reply full of XSS payloads executes nothing and is rendered inert', { ti
   page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); });
   await signIn(page, app.url);
 
-  await page.getByLabel('Model').selectOption('xss');
+  await page.getByLabel('Model', { exact: true }).selectOption('xss');
   const composer = page.getByRole('textbox', { name: 'Message' });
   await composer.fill('<img src=x onerror=alert("user")> please answer');
   await composer.press('Enter');

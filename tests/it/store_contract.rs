@@ -16,7 +16,7 @@ use confab::store::acme::{AcmeAccountRecord, AcmeCertRecord};
 use confab::store::audit_query::{AuditFilter, MAX_SCAN};
 use confab::store::chat::{
     Conversation, ConversationCursor, ConversationFilter, Message, MessageError, MessageRole,
-    MessageStatus, Usage,
+    MessageStatus, ModelParamsPatch, Usage,
 };
 use confab::store::presets::{Branding, Logo, Preset, PresetParams, SavedPrompt, UserSettings};
 use confab::store::provider_records::StoredProvider;
@@ -155,6 +155,7 @@ fn conversation(owner: &User, title: &str, updated_at_ms: u64) -> Conversation {
         archived: false,
         current_leaf: None,
         preset_id: None,
+        params: Default::default(),
     }
 }
 
@@ -231,7 +232,14 @@ async fn new_turn(s: &dyn Store, owner: &User, text: &str) -> (Conversation, Mes
     let q = ask(&c, None, text);
     let a = answering(&c, Some(q.id));
     let c = s
-        .start_turn(owner.id, Some(&c), Some("model-a".into()), Some(&q), &a)
+        .start_turn(
+            owner.id,
+            Some(&c),
+            Some("model-a".into()),
+            ModelParamsPatch::default(),
+            Some(&q),
+            &a,
+        )
         .await
         .unwrap();
     (c, q, a)
@@ -1844,7 +1852,14 @@ pub async fn turn_starts_a_conversation(s: &dyn Store) {
     let a = answering(&nc, Some(q.id));
     let head = s.outbox_head().await.unwrap();
     let got = s
-        .start_turn(ann.id, Some(&nc), Some("model-b".into()), Some(&q), &a)
+        .start_turn(
+            ann.id,
+            Some(&nc),
+            Some("model-b".into()),
+            ModelParamsPatch::default(),
+            Some(&q),
+            &a,
+        )
         .await
         .unwrap();
     assert_eq!(got.id, nc.id);
@@ -1875,6 +1890,60 @@ pub async fn turn_starts_a_conversation(s: &dyn Store) {
     assert!(resolved_message(&ops, a.id).is_none());
 }
 
+pub async fn turn_and_update_remember_sampling_settings(s: &dyn Store) {
+    let ann = add_user(s, "ann", Role::Admin).await;
+    let nc = untitled(&ann);
+    let q = ask(&nc, None, "warm up");
+    let a = answering(&nc, Some(q.id));
+    let set = ModelParamsPatch {
+        temperature: Some(Some(0.5)),
+        max_tokens: Some(Some(300)),
+        top_p: None,
+    };
+    let got = s
+        .start_turn(ann.id, Some(&nc), None, set, Some(&q), &a)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            got.params.temperature,
+            got.params.max_tokens,
+            got.params.top_p
+        ),
+        (Some(0.5), Some(300), None)
+    );
+    // An update changes only what it names; Some(None) clears.
+    let patch = ConversationPatch {
+        params: ModelParamsPatch {
+            temperature: Some(None),
+            top_p: Some(Some(0.9)),
+            max_tokens: None,
+        },
+        ..Default::default()
+    };
+    let c = s.update_conversation(ann.id, nc.id, patch).await.unwrap();
+    assert_eq!(
+        (c.params.temperature, c.params.max_tokens, c.params.top_p),
+        (None, Some(300), Some(0.9))
+    );
+    assert_same!(s.get_conversation(ann.id, nc.id).await.unwrap(), c);
+    // A turn without settings leaves them as they are.
+    let q2 = ask(&nc, Some(a.id), "again");
+    let a2 = answering(&nc, Some(q2.id));
+    let c2 = s
+        .start_turn(
+            ann.id,
+            None,
+            None,
+            ModelParamsPatch::default(),
+            Some(&q2),
+            &a2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(c2.params, c.params);
+}
+
 pub async fn turn_continues_regenerates_and_edits(s: &dyn Store) {
     let ann = add_user(s, "ann", Role::Admin).await;
     let (c, q1, a1) = new_turn(s, &ann, "first").await;
@@ -1887,7 +1956,14 @@ pub async fn turn_continues_regenerates_and_edits(s: &dyn Store) {
     let a2 = answering(&c, Some(q2.id));
     let before = s.get_conversation(ann.id, c.id).await.unwrap();
     let got = s
-        .start_turn(ann.id, None, None, Some(&q2), &a2)
+        .start_turn(
+            ann.id,
+            None,
+            None,
+            ModelParamsPatch::default(),
+            Some(&q2),
+            &a2,
+        )
         .await
         .unwrap();
     assert_eq!(got.current_leaf, Some(a2.id));
@@ -1897,7 +1973,14 @@ pub async fn turn_continues_regenerates_and_edits(s: &dyn Store) {
     // Regenerate: no new question, a new answer to q2, another model.
     let a3 = answering(&c, Some(q2.id));
     let got = s
-        .start_turn(ann.id, None, Some("model-c".into()), None, &a3)
+        .start_turn(
+            ann.id,
+            None,
+            Some("model-c".into()),
+            ModelParamsPatch::default(),
+            None,
+            &a3,
+        )
         .await
         .unwrap();
     assert_eq!(got.current_leaf, Some(a3.id));
@@ -1907,7 +1990,14 @@ pub async fn turn_continues_regenerates_and_edits(s: &dyn Store) {
     let q2b = ask(&c, Some(a1.id), "second, edited");
     let a4 = answering(&c, Some(q2b.id));
     let got = s
-        .start_turn(ann.id, None, None, Some(&q2b), &a4)
+        .start_turn(
+            ann.id,
+            None,
+            None,
+            ModelParamsPatch::default(),
+            Some(&q2b),
+            &a4,
+        )
         .await
         .unwrap();
     assert_eq!(got.current_leaf, Some(a4.id));
@@ -1921,9 +2011,16 @@ pub async fn turn_continues_regenerates_and_edits(s: &dyn Store) {
     // A root question in an existing conversation is fine too.
     let q0 = ask(&c, None, "new root");
     let a0 = answering(&c, Some(q0.id));
-    s.start_turn(ann.id, None, None, Some(&q0), &a0)
-        .await
-        .unwrap();
+    s.start_turn(
+        ann.id,
+        None,
+        None,
+        ModelParamsPatch::default(),
+        Some(&q0),
+        &a0,
+    )
+    .await
+    .unwrap();
     assert_eq!(s.list_messages(ann.id, c.id).await.unwrap().len(), 9);
 }
 
@@ -1947,24 +2044,51 @@ pub async fn turn_with_a_parent_outside_the_conversation_writes_nothing(s: &dyn 
     let q = ask(&c, Some(elsewhere.id), "q");
     let ans = answering(&c, Some(q.id));
     assert_not_found!(
-        s.start_turn(ann.id, None, Some("model-z".into()), Some(&q), &ans)
-            .await
+        s.start_turn(
+            ann.id,
+            None,
+            Some("model-z".into()),
+            ModelParamsPatch::default(),
+            Some(&q),
+            &ans
+        )
+        .await
     );
     // Regenerating from a message that does not exist.
     let ans = answering(&c, Some(id()));
-    assert_not_found!(s.start_turn(ann.id, None, None, None, &ans).await);
+    assert_not_found!(
+        s.start_turn(ann.id, None, None, ModelParamsPatch::default(), None, &ans)
+            .await
+    );
     // The answer's parent is not the question nor in the conversation.
     let q = ask(&c, Some(a.id), "q");
     let ans = answering(&c, Some(elsewhere.id));
-    assert_not_found!(s.start_turn(ann.id, None, None, Some(&q), &ans).await);
+    assert_not_found!(
+        s.start_turn(
+            ann.id,
+            None,
+            None,
+            ModelParamsPatch::default(),
+            Some(&q),
+            &ans
+        )
+        .await
+    );
     // A new conversation whose first question names a parent elsewhere:
     // the conversation is not created either.
     let nc = untitled(&ann);
     let q = ask(&nc, Some(elsewhere.id), "q");
     let ans = answering(&nc, Some(q.id));
     assert_not_found!(
-        s.start_turn(ann.id, Some(&nc), Some("model-z".into()), Some(&q), &ans)
-            .await
+        s.start_turn(
+            ann.id,
+            Some(&nc),
+            Some("model-z".into()),
+            ModelParamsPatch::default(),
+            Some(&q),
+            &ans
+        )
+        .await
     );
     assert_not_found!(s.get_conversation(ann.id, nc.id).await);
 
@@ -1997,19 +2121,46 @@ pub async fn turn_in_another_users_conversation_writes_nothing(s: &dyn Store) {
     let q = ask(&cb, Some(ab.id), "from ann");
     let a = answering(&cb, Some(q.id));
     assert_not_found!(
-        s.start_turn(ann.id, None, Some("m".into()), Some(&q), &a)
-            .await
+        s.start_turn(
+            ann.id,
+            None,
+            Some("m".into()),
+            ModelParamsPatch::default(),
+            Some(&q),
+            &a
+        )
+        .await
     );
     // A conversation missing altogether.
     let ghost = untitled(&ann);
     let q = ask(&ghost, None, "q");
     let a = answering(&ghost, Some(q.id));
-    assert_not_found!(s.start_turn(ann.id, None, None, Some(&q), &a).await);
+    assert_not_found!(
+        s.start_turn(
+            ann.id,
+            None,
+            None,
+            ModelParamsPatch::default(),
+            Some(&q),
+            &a
+        )
+        .await
+    );
     // A new conversation that belongs to someone else.
     let nc = untitled(&ben);
     let q = ask(&nc, None, "q");
     let a = answering(&nc, Some(q.id));
-    assert_not_found!(s.start_turn(ann.id, Some(&nc), None, Some(&q), &a).await);
+    assert_not_found!(
+        s.start_turn(
+            ann.id,
+            Some(&nc),
+            None,
+            ModelParamsPatch::default(),
+            Some(&q),
+            &a
+        )
+        .await
+    );
     assert_not_found!(s.get_conversation(ben.id, nc.id).await);
 
     assert_same!(
@@ -2263,7 +2414,10 @@ pub async fn ownership_another_users_records_are_not_found(s: &dyn Store) {
             conversation_id: conv,
             ..answering(&c, Some(a.id))
         };
-        assert_not_found!(s.start_turn(ben.id, None, None, None, &ans).await);
+        assert_not_found!(
+            s.start_turn(ben.id, None, None, ModelParamsPatch::default(), None, &ans)
+                .await
+        );
     }
     for sid in [sess.id, missing] {
         assert_not_found!(s.delete_session(ben.id, sid).await);
@@ -2925,6 +3079,7 @@ macro_rules! contract_tests {
             conversations_ids_and_whole_conversations,
             messages_insert_get_list,
             turn_starts_a_conversation,
+            turn_and_update_remember_sampling_settings,
             turn_continues_regenerates_and_edits,
             turn_with_a_parent_outside_the_conversation_writes_nothing,
             turn_in_another_users_conversation_writes_nothing,

@@ -751,7 +751,7 @@ async fn errors_come_in_each_apis_shape_and_status() {
         &e.s,
         "/v1/embeddings",
         Via::Bearer(k),
-        json!({"model": "oa", "input": "a", "encoding_format": "base64"}),
+        json!({"model": "oa", "input": "a", "encoding_format": "hex"}),
     )
     .await;
     openai_error(&a, 400, "invalid_request_error", "invalid_request");

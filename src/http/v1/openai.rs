@@ -200,7 +200,8 @@ pub struct EmbeddingsRequest {
     #[schema(value_type = Object)]
     pub input: Value,
     pub dimensions: Option<u32>,
-    /// Only `float`.
+    /// `float` (the default) or `base64` (little-endian f32 values, what
+    /// the official SDKs ask for by default).
     pub encoding_format: Option<String>,
     pub user: Option<String>,
 }
@@ -219,7 +220,28 @@ pub struct EmbeddingItem {
     /// Always `embedding`.
     pub object: String,
     pub index: usize,
-    pub embedding: Vec<f32>,
+    /// Numbers, or their little-endian f32 bytes in base64.
+    #[schema(value_type = Object)]
+    pub embedding: Vector,
+}
+
+/// One embedding as `encoding_format` asked.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Vector {
+    Float(Vec<f32>),
+    Base64(String),
+}
+
+impl Vector {
+    fn encode(v: Vec<f32>, base64: bool) -> Vector {
+        if !base64 {
+            return Vector::Float(v);
+        }
+        use base64::Engine as _;
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        Vector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -791,7 +813,8 @@ async fn run_chat(
 
 const EMBED_FIELDS: &[&str] = &["model", "input", "dimensions", "encoding_format", "user"];
 
-fn parse_embeddings(obj: &Map<String, Value>) -> Result<EmbeddingRequest, V1Error> {
+/// The request, and whether vectors go back as base64.
+fn parse_embeddings(obj: &Map<String, Value>) -> Result<(EmbeddingRequest, bool), V1Error> {
     if let Some(k) = unknown_fields(obj, EMBED_FIELDS, &[]) {
         return Err(V1Error::invalid(
             API,
@@ -822,16 +845,17 @@ fn parse_embeddings(obj: &Map<String, Value>) -> Result<EmbeddingRequest, V1Erro
             ));
         }
     };
-    match field::<String>(API, obj, "encoding_format")?.as_deref() {
-        None | Some("float") => {}
+    let base64 = match field::<String>(API, obj, "encoding_format")?.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
         Some(_) => {
             return Err(V1Error::invalid(
                 API,
                 Some("encoding_format"),
-                "encoding_format must be float (base64 is not supported)",
+                "encoding_format must be float or base64",
             ));
         }
-    }
+    };
     let dimensions = field::<u32>(API, obj, "dimensions")?;
     if dimensions == Some(0) {
         return Err(V1Error::invalid(
@@ -840,13 +864,14 @@ fn parse_embeddings(obj: &Map<String, Value>) -> Result<EmbeddingRequest, V1Erro
             "dimensions must be at least 1",
         ));
     }
-    Ok(EmbeddingRequest {
+    let req = EmbeddingRequest {
         model,
         input,
         dimensions,
         user: field(API, obj, "user")?,
         api_key_override: None,
-    })
+    };
+    Ok((req, base64))
 }
 
 /// `POST /v1/embeddings`.
@@ -872,7 +897,7 @@ pub async fn embeddings(
     let run = async {
         let who = authenticate(&state, API, &headers, &client, "write").await?;
         let obj = json_body(API, &headers, body, state.cfg.max_body_bytes)?;
-        let req = parse_embeddings(&obj)?;
+        let (req, base64) = parse_embeddings(&obj)?;
         let model = req.model.clone();
         let e = service(&state)
             .embed(&who.user, who.caller, req)
@@ -888,7 +913,7 @@ pub async fn embeddings(
                 .map(|(index, embedding)| EmbeddingItem {
                     object: "embedding".into(),
                     index,
-                    embedding,
+                    embedding: Vector::encode(embedding, base64),
                 })
                 .collect(),
             model,

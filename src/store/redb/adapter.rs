@@ -10,7 +10,9 @@ use uuid::Uuid;
 use super::Db;
 use crate::store::acme::{AcmeAccountRecord, AcmeCertRecord};
 use crate::store::audit_query::AuditFilter;
-use crate::store::chat::{Conversation, ConversationCursor, ConversationFilter, Message};
+use crate::store::chat::{
+    Conversation, ConversationCursor, ConversationFilter, Message, ModelParamsPatch,
+};
 use crate::store::file::{BackupError, BackupHeader, FileStore};
 use crate::store::provider_records::StoredProvider;
 use crate::store::search_outbox::Resolved;
@@ -286,11 +288,12 @@ impl ChatStore for RedbStore {
         user_id: Uuid,
         new_conv: Option<&Conversation>,
         model: Option<String>,
+        params: ModelParamsPatch,
         user_msg: Option<&Message>,
         assistant: &Message,
     ) -> StoreResult<Conversation> {
         let (nc, um, am) = (new_conv.cloned(), user_msg.cloned(), assistant.clone());
-        self.run(move |db| db.start_turn(user_id, nc.as_ref(), model, um.as_ref(), &am))
+        self.run(move |db| db.start_turn(user_id, nc.as_ref(), model, params, um.as_ref(), &am))
             .await
     }
     async fn insert_messages(

@@ -151,6 +151,7 @@ impl Db {
             if let Some(a) = patch.archived {
                 c.archived = a;
             }
+            c.params = patch.params.apply(c.params);
             if let Some(l) = patch.current_leaf {
                 let msgs = messages_in(&tx.open_table(MESSAGES)?, id)?;
                 if !msgs.iter().any(|m| m.id == l) {
@@ -215,6 +216,7 @@ impl Db {
         user_id: Uuid,
         new_conv: Option<&Conversation>,
         model: Option<String>,
+        params: ModelParamsPatch,
         user_msg: Option<&Message>,
         assistant: &Message,
     ) -> StoreResult<Conversation> {
@@ -234,6 +236,7 @@ impl Db {
             if let Some(m) = model {
                 c.model = Some(m);
             }
+            c.params = params.apply(c.params);
             let mut msgs = tx.open_table(MESSAGES)?;
             for m in user_msg.iter().copied().chain(std::iter::once(assistant)) {
                 if let Some(p) = m.parent_id
