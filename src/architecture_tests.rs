@@ -32,6 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "users",
             "transfer",
             "provider_admin",
+            "model_settings",
         ],
     ),
     ("state", &["state"]),

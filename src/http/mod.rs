@@ -14,6 +14,7 @@ pub mod health;
 pub mod keys;
 pub mod limits_layer;
 pub mod metrics;
+pub mod models;
 pub mod openapi;
 pub mod providers;
 pub mod search;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::routes())
         .merge(admin::routes())
         .merge(providers::routes())
+        .merge(models::routes())
         .merge(conversations::routes())
         .merge(export::routes())
         .merge(chat::routes())

@@ -48,6 +48,7 @@ const STEPS: &[&[&str]] = &[
     &["usage_daily", "usage_by_day"],
     &["acme"],
     &["usage_key_by_day", "usage_key_daily"],
+    &["model_settings"],
 ];
 
 /// The schema version of this binary (`confab version --json`).

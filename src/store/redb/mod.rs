@@ -12,6 +12,7 @@ mod adapter;
 mod audit_query;
 pub mod backup;
 mod chat;
+mod model_settings;
 mod provider_records;
 mod search_outbox;
 mod usage;
@@ -36,7 +37,7 @@ use crate::store::{
 
 /// The schema version this binary writes. Migrations in [`migrate`] bring
 /// older files forward; a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 6;
+pub const SCHEMA_VERSION: u64 = 7;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
@@ -85,6 +86,8 @@ const USAGE_KEY_BY_DAY: TableDefinition<(u32, u128, u128, &str, &str), &[u8]> =
     TableDefinition::new("usage_key_by_day");
 /// ACME account, certificates and their keys (see `acme.rs`).
 const ACME: TableDefinition<&str, &[u8]> = TableDefinition::new("acme");
+/// Model id → what admins set for it (see `model_settings.rs`).
+const MODEL_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("model_settings");
 
 /// Calls `$visit!(TABLE)` for every table above. A new table MUST be added
 /// here: backups copy exactly these (redb cannot copy a table without its
@@ -113,6 +116,7 @@ macro_rules! for_each_table {
         $visit!(USAGE_KEY_DAILY);
         $visit!(USAGE_KEY_BY_DAY);
         $visit!(ACME);
+        $visit!(MODEL_SETTINGS);
     };
 }
 use for_each_table;
@@ -435,6 +439,10 @@ impl Db {
                         // it existed were not made with /v1.
                         tx.open_table(USAGE_KEY_DAILY)?;
                         tx.open_table(USAGE_KEY_BY_DAY)?;
+                    }
+                    if step == 6 {
+                        // Every model starts with the defaults: no record.
+                        tx.open_table(MODEL_SETTINGS)?;
                     }
                     if step == 1 {
                         tx.open_table(PROVIDERS)?;
