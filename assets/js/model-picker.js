@@ -66,10 +66,12 @@ export function ModelPicker({ models, model, down, disabled, onOpen, onChange })
     setActive(i >= 0 && !unavailable(items[i], down) ? i : items.findIndex((m) => !unavailable(m, down)));
     requestAnimationFrame(() => inputRef.current?.focus());
   }, [open]); // eslint-disable-line
-  // Typing: the first pickable match becomes active.
-  useEffect(() => {
-    if (open) setActive(shown.findIndex((m) => !unavailable(m, down)));
-  }, [q]); // eslint-disable-line
+  // Typing: the first pickable match becomes active (at once, so a key
+  // pressed right after typing acts on the new list).
+  const search = (v) => {
+    setQ(v);
+    setActive(items.filter((m) => matches(m, v)).findIndex((m) => !unavailable(m, down)));
+  };
   useEffect(() => {
     if (!open) return undefined;
     const onDown = (e) => { if (!rootRef.current?.contains(e.target)) close(false); };
@@ -101,7 +103,8 @@ export function ModelPicker({ models, model, down, disabled, onOpen, onChange })
   const why = current && unavailable(current, down);
   const label = current ? (current.label || current.display_name || current.id) : (items.length ? 'Choose a model' : 'No models available');
 
-  return html`<div class="model-picker" ref=${rootRef}>
+  return html`<div class="model-picker" ref=${rootRef}
+    onKeyDown=${(e) => { if (open && e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); close(); } }}>
     <span class="sr-only" id=${`${base}-l`}>Model</span>
     <button type="button" ref=${btnRef} class=${'model-btn' + (why ? ' down' : '')} aria-haspopup="listbox" aria-expanded=${open ? 'true' : 'false'}
       aria-labelledby=${`${base}-l ${base}-v`} disabled=${disabled || items.length === 0}
@@ -116,14 +119,18 @@ export function ModelPicker({ models, model, down, disabled, onOpen, onChange })
         <input ref=${inputRef} type="text" role="combobox" aria-label="Search models" placeholder="Search models"
           aria-expanded="true" aria-controls=${`${base}-list`} aria-autocomplete="list"
           aria-activedescendant=${active >= 0 && shown[active] ? `${base}-o${active}` : undefined}
-          autocomplete="off" spellcheck="false" value=${q} onInput=${(e) => setQ(e.target.value)} onKeyDown=${onKey} />
+          autocomplete="off" spellcheck="false" value=${q} onInput=${(e) => search(e.target.value)} onKeyDown=${onKey} />
       </div>
-      <ul role="listbox" id=${`${base}-list`} ref=${listRef} class="model-list" aria-label="Models">
+      <ul role="listbox" id=${`${base}-list`} ref=${listRef} class="model-list" aria-label="Models"
+        onMouseDown=${(e) => e.preventDefault() /* focus stays in the search box */}>
         ${shown.map((m, i) => {
           const off = unavailable(m, down);
+          // A model served twice is one model (chats fail over between its
+          // providers): its first entry carries the selection.
+          const selected = m.id === model && shown.findIndex((x) => x.id === model) === i;
           const dup = (m.providers || []).length > 1;
           return html`<li role="option" id=${`${base}-o${i}`} key=${m.provider + '/' + m.id} data-model=${m.id} data-provider=${m.provider}
-              aria-selected=${m.id === model ? 'true' : 'false'} aria-disabled=${off ? 'true' : undefined}
+              aria-selected=${selected ? 'true' : 'false'} aria-disabled=${off ? 'true' : undefined}
               class=${'model-opt' + (i === active ? ' active' : '') + (off ? ' off' : '')}
               onMouseMove=${() => { if (!off && i !== active) setActive(i); }}
               onClick=${() => choose(m)}>
@@ -134,7 +141,7 @@ export function ModelPicker({ models, model, down, disabled, onOpen, onChange })
             </span>
             <${Caps} m=${m} />
             ${off && html`<span class="badge warn">${off}</span>`}
-            ${m.id === model && html`<${Icon} name="check" size=${15} class="model-check" />`}
+            ${selected && html`<${Icon} name="check" size=${15} class="model-check" />`}
           </li>`;
         })}
         ${shown.length === 0 && html`<li class="model-empty" role="presentation">No model matches “${q}”.</li>`}

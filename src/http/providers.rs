@@ -80,7 +80,7 @@ pub struct ModelView {
 pub struct ModelList {
     pub items: Vec<ModelView>,
     /// The default model an admin chose, else the configured
-    /// `default_model`, else the first chat model listed.
+    /// `default_model`, else the first reachable chat model listed.
     pub default_model: Option<String>,
     /// Whether requests may carry the user's own key in `X-Provider-Key`.
     pub allow_user_keys: bool,
@@ -159,10 +159,13 @@ pub async fn list_models(
             }
         })
         .collect();
+    // Else the first chat model that can answer now.
     let default_model = state.settings().default_model.clone().or_else(|| {
+        let chat = |m: &&ModelView| m.model_use == ModelUse::Chat;
         items
             .iter()
-            .find(|m| m.model_use == ModelUse::Chat)
+            .find(|m| chat(m) && m.reachable)
+            .or_else(|| items.iter().find(chat))
             .or(items.first())
             .map(|m| m.id.clone())
     });

@@ -392,7 +392,7 @@ test('item 13: the model picker marks an unreachable provider\'s models', T, asy
   const fake = page.locator('[role=option][data-model="fake-model"]');
   assert.equal(await fake.getAttribute('aria-disabled'), null);
   assert.match(await fake.textContent(), /^fake-model/);
-  await ghost.click();
+  await ghost.click({ force: true });
   assert.equal(await page.getByRole('listbox', { name: 'Models' }).isVisible(), true, 'an unreachable model is not picked');
   await page.keyboard.press('Escape');
   // A conversation that uses it says so.
