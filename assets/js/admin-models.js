@@ -35,7 +35,7 @@ export function ProviderTest({ name }) {
     catch (e) { setResult({ ok: false, message: describeError(e).text }); }
   };
   return html`<div class="provider-test">
-    <button type="button" class="btn small" aria-label=${'Test provider ' + name} onClick=${run} disabled=${result?.running}>Test connection</button>
+    <button type="button" class="btn small" aria-label=${'Test connection to ' + name} onClick=${run} disabled=${result?.running}>Test connection</button>
     <${TestResultLine} result=${result} />
   </div>`;
 }

@@ -51,7 +51,8 @@ export function ModelPicker({ models, model, down, disabled, onOpen, onChange })
   const close = (focus = true) => {
     setOpen(false);
     setQ('');
-    if (focus) requestAnimationFrame(() => btnRef.current?.focus());
+    // Before the list (and the focused search box) goes away.
+    if (focus) btnRef.current?.focus();
   };
   const openList = () => {
     if (disabled) return;
