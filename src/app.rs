@@ -58,9 +58,14 @@ impl AppState {
         let search = crate::search::Search::open(&cfg.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot open the search index: {e}"))?;
         let tls = crate::tls::Tls::from_config(&cfg, &store).await?;
+        let limits = Arc::new(crate::limits::Limits::new(&cfg));
+        let models = crate::model_settings::ModelSettings::load(&store, &limits.prices)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the model settings: {e}"))?;
         Ok(AppState(Arc::new(AppInner {
             tls,
-            limits: Arc::new(crate::limits::Limits::new(&cfg)),
+            models,
+            limits,
             live: crate::ops::reload::LiveConfig::new(cfg.clone()),
             search,
             providers,

@@ -33,6 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "transfer",
             "provider_admin",
             "presets",
+            "model_settings",
         ],
     ),
     ("state", &["state"]),

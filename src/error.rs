@@ -60,6 +60,9 @@ pub enum AppError {
     ProviderTimeout(String),
     #[error("{0}")]
     ProviderError(String),
+    /// Adding a provider with `test: true`, and it did not answer.
+    #[error("{0}")]
+    ProviderTestFailed(String),
     #[error("{message}")]
     QuotaExceeded {
         message: String,
@@ -120,6 +123,7 @@ impl AppError {
             ProviderUnreachable(_) => "PROVIDER_UNREACHABLE",
             ProviderTimeout(_) => "PROVIDER_TIMEOUT",
             ProviderError(_) => "PROVIDER_ERROR",
+            ProviderTestFailed(_) => "PROVIDER_TEST_FAILED",
             QuotaExceeded { .. } => "QUOTA_EXCEEDED",
             RateLimited { .. } => "RATE_LIMITED",
             Conflict(_) => "CONFLICT",
@@ -141,6 +145,7 @@ impl AppError {
             NotFound(_) | ConversationNotFound | ModelNotFound(_) => StatusCode::NOT_FOUND,
             ProviderUnreachable(_) | ProviderError(_) => StatusCode::BAD_GATEWAY,
             ProviderTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProviderTestFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             QuotaExceeded { .. } | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

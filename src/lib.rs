@@ -18,6 +18,7 @@ pub mod http;
 pub mod keyfile;
 pub mod limits;
 pub mod logging;
+pub mod model_settings;
 pub mod ops;
 pub mod presets;
 pub mod provider_admin;

@@ -39,6 +39,8 @@ pub struct AppInner {
     pub live: crate::ops::reload::LiveConfig,
     /// HTTPS: the certificate served and its upkeep; `None` for plain HTTP.
     pub tls: Option<Arc<crate::tls::Tls>>,
+    /// What admins set per model, and their default model (Admin → Models).
+    pub models: Arc<crate::model_settings::ModelSettings>,
 }
 
 #[derive(Clone)]
@@ -64,7 +66,16 @@ impl AppState {
     /// The configuration in force now (changes on SIGHUP for the settings
     /// in `ops::reload::LIVE_SETTINGS`, e.g. `registration`).
     pub fn settings(&self) -> Arc<Config> {
-        self.live.get()
+        let cfg = self.live.get();
+        // The default model an admin chose replaces the config file's.
+        match self.models.default_model() {
+            Some(m) if cfg.default_model.as_deref() != Some(m.as_str()) => {
+                let mut c = (*cfg).clone();
+                c.default_model = Some(m);
+                Arc::new(c)
+            }
+            _ => cfg,
+        }
     }
 
     /// The setup link to print, while setup is pending.

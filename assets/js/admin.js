@@ -7,12 +7,14 @@ import { useApp } from './state.js';
 import { PageShell, Card, useList } from './settings.js';
 import { AdminUsage, QuotaCell, AuditFilters } from './usage.js';
 import { AdminBranding } from './admin-branding.js';
+import { AdminModels, ProviderTest } from './admin-models.js';
 import { describeError, ErrorBanner, Spinner, confirmDialog, promptDialog, toast, timeAgo, dateTime, CopyButton, Icon } from './ui.js';
 
 const SECTIONS = [
   ['users', 'Users'],
   ['invites', 'Invites'],
   ['providers', 'Providers'],
+  ['models', 'Models'],
   ['usage', 'Usage'],
   ['audit', 'Audit log'],
   ['tls', 'HTTPS'],
@@ -156,10 +158,13 @@ function ProviderForm({ initial, onDone, onCancel }) {
     ? { kind: initial.kind, name: initial.name, base_url: initial.base_url, api_key: '', models: (initial.models || []).join(', ') }
     : { kind: 'openai', name: '', base_url: '', api_key: '', models: '' });
   const [error, setError] = useState(null);
-  const bind = (k) => ({ value: f[k], onInput: (e) => setF((s) => ({ ...s, [k]: e.target.value })) });
-  const submit = async (e) => {
-    e.preventDefault();
+  // A failed connection test before adding: offer to save anyway.
+  const [failedTest, setFailedTest] = useState(null);
+  const bind = (k) => ({ value: f[k], onInput: (e) => { setFailedTest(null); setF((s) => ({ ...s, [k]: e.target.value })); } });
+  const submit = async (e, anyway = false) => {
+    e?.preventDefault();
     setError(null);
+    setFailedTest(null);
     const models = f.models.split(/[,\n]/).map((s) => s.trim()).filter(Boolean);
     try {
       if (editing) {
@@ -170,11 +175,13 @@ function ProviderForm({ initial, onDone, onCancel }) {
         const body = { kind: f.kind, name: f.name.trim(), base_url: f.base_url.trim() };
         if (f.api_key) body.api_key = f.api_key;
         if (models.length) body.models = models;
+        if (!anyway) body.test = true;
         await post('/admin/providers', body);
       }
       onDone();
     } catch (err) {
-      setError(err);
+      if (err.code === 'PROVIDER_TEST_FAILED') setFailedTest(err.message);
+      else setError(err);
     }
   };
   const hint = { openai: 'Up to and including /v1, e.g. http://127.0.0.1:8000/v1', anthropic: 'Without /v1, e.g. https://api.anthropic.com', ollama: 'The server root, e.g. http://127.0.0.1:11434' }[f.kind];
@@ -190,9 +197,11 @@ function ProviderForm({ initial, onDone, onCancel }) {
       <input type="password" autocomplete="off" ...${bind('api_key')} /></label>
     <label class="field"><span>Models (optional allowlist, comma-separated)</span><input ...${bind('models')} placeholder="all models the provider lists" /></label>
     <${ErrorBanner} error=${error} compact />
+    ${failedTest && html`<div class="banner error compact" role="alert"><div><strong>The provider did not answer the test, so it was not added.</strong> ${failedTest}</div></div>`}
     <div class="dialog-actions">
       ${onCancel && html`<button type="button" class="btn" onClick=${onCancel}>Cancel</button>`}
-      <button type="submit" class="btn primary">${editing ? 'Save' : 'Add provider'}</button>
+      ${failedTest && html`<button type="button" class="btn" onClick=${() => submit(null, true)}>Save anyway</button>`}
+      <button type="submit" class="btn primary">${editing ? 'Save' : failedTest ? 'Test again' : 'Test and add'}</button>
     </div>
   </form>`;
 }
@@ -227,6 +236,7 @@ function Providers() {
             : html`<span class="badge warn" title=${p.status.last_error || ''}>${p.status.checked_at ? 'unreachable' : 'not checked yet'}</span>`}
         <div class="muted small"><code>${p.base_url}</code> · ${p.models_count} model(s)${p.models ? ' (allowlist)' : ''} · key ${p.has_api_key ? 'set' : 'none'}${p.status.checked_at ? ' · checked ' + timeAgo(p.status.checked_at) : ''}</div>
         ${p.status.last_error && html`<div class="small error-text">${p.status.last_error_code ? p.status.last_error_code + ': ' : ''}${p.status.last_error}</div>`}
+        <${ProviderTest} name=${p.name} />
         ${editing === p.name && html`<${ProviderForm} initial=${p} onCancel=${() => setEditing(null)} onDone=${() => { setEditing(null); toast('Provider saved'); load(); }} />`}
       </div>
       <div class="row-actions">
@@ -318,7 +328,7 @@ export function AdminScreen() {
   const { route } = useApp();
   const section = SECTIONS.some(([k]) => k === route.params.section) ? route.params.section : 'users';
   const nav = SECTIONS.map(([k, label]) => html`<a href=${'/admin/' + k} aria-current=${k === section ? 'page' : undefined}>${label}</a>`);
-  const body = { users: Users, invites: Invites, providers: Providers, usage: AdminUsage, audit: Audit, tls: Tls, branding: AdminBranding }[section];
+  const body = { users: Users, invites: Invites, providers: Providers, models: AdminModels, usage: AdminUsage, audit: Audit, tls: Tls, branding: AdminBranding }[section];
   return html`<${PageShell} title="Admin" nav=${html`${nav}<a href="/settings">Settings →</a>`}>
     <${body} />
   <//>`;

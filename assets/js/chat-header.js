@@ -1,11 +1,12 @@
 // The chat header: the conversation's title (click to rename), the model
-// picker (with the models of unreachable providers marked), the model
+// picker (model-picker.js: searchable, unreachable models marked), the model
 // settings, system prompt and new-chat buttons. The models and providers' health are
 // loaded here (useModels).
 
 import { html, useState, useEffect, useRef, useCallback } from './lib.js';
 import { get } from './api.js';
 import { Icon, plainTitle } from './ui.js';
+import { ModelPicker } from './model-picker.js';
 
 const MODEL_KEY = 'confab.model';
 
@@ -33,7 +34,7 @@ export function useModels(conv, draftModel) {
     }).catch(() => {});
   }, []);
   useEffect(() => {
-    get('/models').then(setModels).catch(() => {});
+    get('/models', { use: 'chat' }).then(setModels).catch(() => {});
     loadHealth();
     const t = setInterval(loadHealth, 60000);
     return () => clearInterval(t);
@@ -78,12 +79,6 @@ function HeaderTitle({ conv, fallback, onRename }) {
   </h1>`;
 }
 
-/** Marks the models of providers the last health check could not reach. */
-function modelLabel(m, down) {
-  const name = m.display_name && m.display_name !== m.id ? `${m.display_name} (${m.id})` : m.id;
-  return down.has(m.provider) ? `${name} (unreachable)` : name;
-}
-
 /** The header of the chat: menu button, title, model picker and tools. */
 export function ChatHeader({ conv, convId, models, down, model, busy, systemSet, paramsSet, onLoadHealth, onOpenDrawer, onRename, onChangeModel, onModelSettings, onSystemPrompt, onNewChat }) {
   return html`<header class="chat-header">
@@ -91,15 +86,7 @@ export function ChatHeader({ conv, convId, models, down, model, busy, systemSet,
         <${HeaderTitle} conv=${conv} fallback=${convId ? '' : 'New chat'} onRename=${onRename} />
         ${conv?.archived && html`<span class="badge warn archived-badge">Archived</span>`}
         <div class="header-tools">
-          <label class="model-picker">
-            <span class="sr-only">Model</span>
-            <select aria-label="Model" value=${model} onFocus=${onLoadHealth} disabled=${busy || models.items.length === 0}
-                onChange=${(e) => onChangeModel(e.target.value)}>
-              ${models.items.length === 0 && html`<option value="">No models available</option>`}
-              ${models.items.map((m) => html`<option value=${m.id}>${modelLabel(m, down)}</option>`)}
-            </select>
-            <${Icon} name="chevronDown" size=${14} />
-          </label>
+          <${ModelPicker} models=${models} model=${model} down=${down} disabled=${busy} onOpen=${onLoadHealth} onChange=${onChangeModel} />
           <button type="button" class=${'icon-btn' + (paramsSet ? ' on' : '')} aria-label="Model settings" title="Model settings"
             aria-haspopup="dialog" aria-pressed=${paramsSet ? 'true' : 'false'} onClick=${onModelSettings}><${Icon} name="gauge" /></button>
           <button type="button" class=${'icon-btn' + (systemSet ? ' on' : '')} aria-label="System prompt" title="System prompt"

@@ -15,6 +15,7 @@ pub mod health;
 pub mod keys;
 pub mod limits_layer;
 pub mod metrics;
+pub mod models;
 pub mod openapi;
 pub mod presets;
 pub mod providers;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::routes())
         .merge(admin::routes())
         .merge(providers::routes())
+        .merge(models::routes())
         .merge(conversations::routes())
         .merge(export::routes())
         .merge(chat::routes())

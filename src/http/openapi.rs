@@ -17,8 +17,8 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, auth, branding, chat, conversations, export, health, keys, presets, providers, search,
-    tls, usage, v1,
+    admin, auth, branding, chat, conversations, export, health, keys, models, presets, providers,
+    search, tls, usage, v1,
 };
 
 #[derive(OpenApi)]
@@ -37,6 +37,7 @@ use super::{
         tls::status,
         providers::list_models, providers::list_providers,
         providers::admin_list, providers::admin_create, providers::admin_update, providers::admin_delete,
+        models::list, models::update, models::test_model, models::set_default, models::test_provider,
         conversations::list, conversations::create, conversations::read, conversations::update,
         conversations::remove, conversations::messages, conversations::tree,
         chat::stream, chat::message, chat::events, chat::stop, chat::ws,

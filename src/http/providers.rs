@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::audit;
-use super::{Json, created};
+use super::{Json, Query, created};
 use crate::auth::{Admin, ClientInfo, CurrentUser};
 use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
@@ -22,6 +22,7 @@ use crate::provider_admin::{
     AdminError, NewProvider, ProviderAdmin, ProviderChange, ProviderSource, ProviderState,
     model_counts,
 };
+use crate::providers::capabilities::ModelUse;
 use crate::providers::{ModelKind, ProviderKind};
 use crate::state::AppState;
 pub fn routes() -> Router<AppState> {
@@ -44,13 +45,25 @@ pub struct ModelView {
     /// The name of the provider serving it.
     pub provider: String,
     pub display_name: String,
-    /// Tokens, when the provider says.
+    /// What an admin wrote about it (Admin → Models); null when nothing.
+    pub description: Option<String>,
+    /// Tokens, when the provider says or the capability table knows.
     pub context_window: Option<u32>,
     /// Longest answer in tokens, when known.
     pub max_output_tokens: Option<u32>,
     /// chat | embedding: embedding models cannot chat.
     #[schema(value_type = String, example = "chat")]
     pub kind: ModelKind,
+    /// chat | embedding | image | other: only `chat` models can chat
+    /// (`kind` says chat for image and audio models too).
+    #[serde(rename = "use")]
+    pub model_use: ModelUse,
+    /// Accepts images in messages.
+    pub vision: bool,
+    /// Can call tools.
+    pub tools: bool,
+    /// An admin hid it from the picker (only admins see hidden models).
+    pub hidden: bool,
     /// Every provider serving this model (aliases such as an implicit
     /// `:latest` included), by name; more than one means failover.
     pub providers: Vec<String>,
@@ -66,7 +79,8 @@ pub struct ModelView {
 #[derive(Serialize, ToSchema)]
 pub struct ModelList {
     pub items: Vec<ModelView>,
-    /// The configured `default_model`, or else the first model listed.
+    /// The default model an admin chose, else the configured
+    /// `default_model`, else the first reachable chat model listed.
     pub default_model: Option<String>,
     /// Whether requests may carry the user's own key in `X-Provider-Key`.
     pub allow_user_keys: bool,
@@ -74,32 +88,70 @@ pub struct ModelList {
     pub next_cursor: Option<String>,
 }
 
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsQuery {
+    /// `chat`: only what the chat's model picker offers (chat models that
+    /// are not hidden; no embedding, image or audio models).
+    #[serde(default, rename = "use")]
+    pub model_use: Option<String>,
+}
+
 /// Every model of every enabled provider, from the cached lists (refreshed
 /// every minute and after each admin change); never waits on a provider.
-#[utoipa::path(get, path = "/api/models", tag = "providers",
-    responses((status = 200, body = ModelList), (status = 401, body = crate::error::ErrorBody)))]
+/// Models an admin hid are left out for non-admins; `?use=chat` lists only
+/// the chat models the picker offers.
+#[utoipa::path(get, path = "/api/models", tag = "providers", params(ModelsQuery),
+    responses((status = 200, body = ModelList), (status = 400, body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody)))]
 pub async fn list_models(
     State(state): State<AppState>,
-    _user: CurrentUser,
+    user: CurrentUser,
+    Query(q): Query<ModelsQuery>,
 ) -> AppResult<Json<ModelList>> {
-    let items: Vec<ModelView> = state
-        .providers
-        .catalog()
+    let picker = match q.model_use.as_deref() {
+        None => false,
+        Some("chat") => true,
+        Some(other) => {
+            return Err(AppError::Validation(format!(
+                "use must be \"chat\" (or left out), got \"{}\"",
+                other.chars().take(40).collect::<String>()
+            )));
+        }
+    };
+    let admin = user.is_admin();
+    let items: Vec<ModelView> = super::models::service(&state)
+        .catalog(picker)
         .into_iter()
-        .map(|c| {
+        .filter(|(_, _, s)| admin || !s.as_ref().is_some_and(|s| s.hidden))
+        .map(|(c, caps, setting)| {
             let m = c.model;
+            let setting = setting.unwrap_or_else(|| crate::store::model_settings::ModelSetting {
+                model: m.id.clone(),
+                hidden: false,
+                display_name: None,
+                description: None,
+                price: None,
+                updated_at: 0,
+            });
+            let display_name = setting.display_name.unwrap_or(m.display_name);
             let label = if c.duplicate {
-                format!("{} ({})", m.display_name, m.provider)
+                format!("{display_name} ({})", m.provider)
             } else {
-                m.display_name.clone()
+                display_name.clone()
             };
             ModelView {
                 id: m.id,
                 provider: m.provider,
-                display_name: m.display_name,
-                context_window: m.context_window,
-                max_output_tokens: m.max_output_tokens,
+                display_name,
+                description: setting.description,
+                context_window: caps.context_window,
+                max_output_tokens: caps.max_output_tokens,
                 kind: m.kind,
+                vision: caps.vision,
+                tools: caps.tools,
+                model_use: caps.model_use,
+                hidden: setting.hidden,
                 providers: c.providers,
                 label,
                 reachable: c.reachable,
@@ -107,11 +159,16 @@ pub async fn list_models(
             }
         })
         .collect();
-    let default_model = state
-        .settings()
-        .default_model
-        .clone()
-        .or_else(|| items.first().map(|m| m.id.clone()));
+    // Else the first chat model that can answer now.
+    let default_model = state.settings().default_model.clone().or_else(|| {
+        let chat = |m: &&ModelView| m.model_use == ModelUse::Chat;
+        items
+            .iter()
+            .find(|m| chat(m) && m.reachable)
+            .or_else(|| items.iter().find(chat))
+            .or(items.first())
+            .map(|m| m.id.clone())
+    });
     Ok(Json(ModelList {
         items,
         default_model,
@@ -315,6 +372,11 @@ pub struct CreateProvider {
     /// 1000, default 0.
     #[serde(default)]
     pub priority: Option<i32>,
+    /// Ask the provider for its model list first and save only when it
+    /// answers; a failure answers 422 PROVIDER_TEST_FAILED with the reason
+    /// (send again without `test` to save anyway). Default false.
+    #[serde(default)]
+    pub test: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -367,6 +429,43 @@ pub async fn admin_create(
         req.name.chars().take(64).collect::<String>(),
         req.kind
     );
+    if req.test == Some(true) {
+        let probe = crate::providers::registry::ProviderConfig {
+            kind: req.kind,
+            name: req.name.clone(),
+            base_url: req.base_url.trim().trim_end_matches('/').to_string(),
+            api_key: req
+                .api_key
+                .as_deref()
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_string),
+            models: None,
+            enabled: true,
+            priority: 0,
+        };
+        // Only a well-formed provider is worth a request: the same checks
+        // as saving, so a bad URL is a 400 and never a network call.
+        crate::config::validate_provider_url(&req.base_url).map_err(AppError::Validation)?;
+        probe
+            .validate()
+            .map_err(|e| AppError::Validation(e.to_string()))?;
+        let r = super::models::service(&state).test_unsaved(&probe).await;
+        if !r.ok {
+            let e = AppError::ProviderTestFailed(r.message);
+            audit(
+                &state,
+                &client,
+                Some(&admin.user),
+                None,
+                "admin.provider.create",
+                Some(target),
+                e.code(),
+            )
+            .await;
+            return Err(e);
+        }
+    }
     let new = NewProvider {
         kind: req.kind,
         name: req.name,

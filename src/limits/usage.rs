@@ -2,7 +2,8 @@
 //! behind `GET /api/usage` and `GET /api/admin/usage` (JSON and CSV).
 
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
 use time::{Date, Duration as TimeDuration, OffsetDateTime};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -14,13 +15,40 @@ use crate::store::usage::{Charge, KeyUsageRow, UsageCounts, UsageRow};
 /// The longest range one report covers.
 pub const MAX_DAYS: i64 = 366;
 
-/// The `[[prices]]` table.
+/// The `[[prices]]` table, and the per-model prices admins set
+/// (Admin → Models), which come first.
 #[derive(Debug, Clone, Default)]
-pub struct Prices(Vec<Price>);
+pub struct Prices(Vec<Price>, Arc<RwLock<HashMap<String, Price>>>);
 
 impl Prices {
     pub fn new(p: &[Price]) -> Prices {
-        Prices(p.to_vec())
+        Prices(p.to_vec(), Arc::default())
+    }
+
+    /// Replaces every admin-set price: model id → price (any provider).
+    pub fn set_overrides(&self, list: impl IntoIterator<Item = (String, f64, f64)>) {
+        let map = list
+            .into_iter()
+            .map(|(model, i, o)| {
+                let p = Price {
+                    provider: None,
+                    model: model.clone(),
+                    input_per_million: i,
+                    output_per_million: o,
+                };
+                (model, p)
+            })
+            .collect();
+        *self.1.write().expect("lock not poisoned") = map;
+    }
+
+    /// The price that applies to `model` from `provider`: an admin-set one,
+    /// else the table's ([`Prices::find`]).
+    pub fn effective(&self, provider: &str, model: &str) -> Option<Price> {
+        if let Some(p) = self.1.read().expect("lock not poisoned").get(model) {
+            return Some(p.clone());
+        }
+        self.find(provider, model).cloned()
     }
 
     /// The entry for `model` from `provider`: exact ids before prefixes
@@ -45,7 +73,7 @@ impl Prices {
 
     /// Cost in billionths: price per million tokens × tokens × 1000.
     pub fn cost_nanos(&self, provider: &str, model: &str, input: u64, output: u64) -> u64 {
-        self.find(provider, model).map_or(0, |p| {
+        self.effective(provider, model).map_or(0, |p| {
             let c = (input as f64 * p.input_per_million + output as f64 * p.output_per_million)
                 * 1000.0;
             c.round().max(0.0) as u64
@@ -542,6 +570,15 @@ mod tests {
         assert_eq!(p.cost_nanos("openai", "llama", 1000, 1000), 0);
         // 12 tokens at 0.15 per million: 1800 nanos, not rounded away.
         assert_eq!(p.cost_nanos("x", "gpt-4o-mini", 12, 0), 1800);
+        // An admin-set price replaces the table's, for any provider.
+        p.set_overrides([("gpt-4o-mini".to_string(), 1.0, 2.0)]);
+        assert_eq!(
+            p.cost_nanos("groq", "gpt-4o-mini", 1_000_000, 0),
+            1_000_000_000
+        );
+        assert_eq!(p.cost_nanos("openai", "gpt-4o-2024", 1000, 0), 2_500_000);
+        p.set_overrides([]);
+        assert_eq!(p.cost_nanos("groq", "gpt-4o-mini", 1_000_000, 1_000_000), 0);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 pub mod anthropic;
+pub mod capabilities;
 pub mod ollama;
 pub mod openai;
 pub mod registry;

@@ -265,6 +265,12 @@ impl Registry {
         &self.client
     }
 
+    /// A provider built from `config` as this registry would build it, but
+    /// not added (testing a provider before it is saved).
+    pub fn build_unregistered(&self, config: &ProviderConfig) -> Arc<dyn Provider> {
+        build_provider(config, self.client.clone(), self.options.clone())
+    }
+
     /// Admin changes run one at a time, so the store and this registry
     /// never disagree about a name.
     pub(crate) async fn admin_changes(&self) -> tokio::sync::MutexGuard<'_, ()> {

@@ -13,6 +13,7 @@ pub mod audit_query;
 pub mod chat;
 pub mod file;
 pub mod metrics;
+pub mod model_settings;
 pub mod presets;
 pub mod provider_records;
 pub mod records;

@@ -25,6 +25,7 @@ use super::acme::{AcmeAccountRecord, AcmeCertRecord};
 use super::audit_query::AuditFilter;
 use super::chat::{Conversation, ConversationCursor, ConversationFilter, Message};
 use super::file::FileStore;
+use super::model_settings::ModelSetting;
 use super::presets::{Branding, Preset, SavedPrompt, UserSettings};
 use super::provider_records::StoredProvider;
 use super::records::*;
@@ -143,6 +144,19 @@ pub trait ProviderStore: Send + Sync {
     async fn list_providers(&self) -> StoreResult<Vec<StoredProvider>>;
     /// NotFound when unknown.
     async fn delete_provider(&self, name: &str) -> StoreResult<()>;
+}
+
+/// What admins set per model (Admin → Models) and the server-wide default.
+#[async_trait]
+pub trait ModelSettingsStore: Send + Sync {
+    /// Every stored record (models with only defaults have none).
+    async fn list_model_settings(&self) -> StoreResult<Vec<ModelSetting>>;
+    /// Inserts or replaces the record of `s.model`; a record that changes
+    /// nothing ([`ModelSetting::is_default`]) is removed instead.
+    async fn put_model_setting(&self, s: &ModelSetting) -> StoreResult<()>;
+    /// The default model admins chose; None when they chose none.
+    async fn default_model(&self) -> StoreResult<Option<String>>;
+    async fn set_default_model(&self, model: Option<&str>) -> StoreResult<()>;
 }
 
 /// A change to a conversation: each field set replaces the stored one.
@@ -367,6 +381,7 @@ pub trait Store:
     + InviteStore
     + AuditStore
     + ProviderStore
+    + ModelSettingsStore
     + ChatStore
     + UsageStore
     + SearchOutboxStore

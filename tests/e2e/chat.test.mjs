@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, watchPage } from './lib/browser.mjs';
-import { startApp, ADMIN, DEFAULT_REPLY, unexpectedProblems, newContext } from './lib/app.mjs';
+import { startApp, ADMIN, DEFAULT_REPLY, unexpectedProblems, newContext, pickModel } from './lib/app.mjs';
 
 const LONG = Array.from({ length: 80 }, (_, i) => `word${i}`).join(' ') + '.';
 
@@ -65,7 +65,7 @@ test('setup → chat → stop → regenerate → edit → branches → rename �
 
   // --- send: Enter sends, the answer streams in, the URL and title follow
   step('send');
-  await page.getByLabel('Model', { exact: true }).selectOption('fake-model+slow');
+  await pickModel(page, 'fake-model+slow');
   await composer.fill('Hello there');
   await composer.press('Shift+Enter');
   await composer.type('second line');
@@ -92,7 +92,7 @@ test('setup → chat → stop → regenerate → edit → branches → rename �
 
   // --- stop: a long answer, stopped with Esc, keeps its partial text
   step('stop');
-  await page.getByLabel('Model', { exact: true }).selectOption('long+slow');
+  await pickModel(page, 'long+slow');
   await composer.fill('Tell me a long story');
   await composer.press('Enter');
   await page.waitForFunction(() => {
@@ -110,7 +110,7 @@ test('setup → chat → stop → regenerate → edit → branches → rename �
 
   // --- regenerate: a second version of that answer, with branch arrows
   step('regenerate');
-  await page.getByLabel('Model', { exact: true }).selectOption('fake-model');
+  await pickModel(page, 'fake-model');
   await lastAnswer(page).getByRole('button', { name: 'Regenerate answer' }).click();
   await waitComplete(page);
   assert.equal((await lastAnswer(page).locator('.md').textContent()).trim(), DEFAULT_REPLY);

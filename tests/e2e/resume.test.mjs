@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, watchPage } from './lib/browser.mjs';
-import { startApp, signIn, unexpectedProblems, newContext } from './lib/app.mjs';
+import { startApp, signIn, unexpectedProblems, newContext, pickModel } from './lib/app.mjs';
 
 // 60 words at 100 ms each: six seconds of streaming.
 const LONG = Array.from({ length: 60 }, (_, i) => `tok${i}`).join(' ') + ' end.';
@@ -25,7 +25,7 @@ after(async () => {
 const T = { timeout: 90_000 };
 
 async function startLongAnswer(page) {
-  await page.getByLabel('Model', { exact: true }).selectOption('long+slow');
+  await pickModel(page, 'long+slow');
   const composer = page.getByRole('textbox', { name: 'Message' });
   await composer.fill('Count for me');
   await composer.press('Enter');

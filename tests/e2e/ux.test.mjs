@@ -12,7 +12,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { launch, watchPage, screenshot } from './lib/browser.mjs';
-import { startApp, signIn, unexpectedProblems, newContext, ADMIN } from './lib/app.mjs';
+import { startApp, signIn, unexpectedProblems, newContext, ADMIN, pickModel } from './lib/app.mjs';
 import { dateGroup, groupByDate, plainTitle, describeError } from '../../assets/js/words.js';
 
 const require = createRequire(import.meta.url);
@@ -110,7 +110,7 @@ test('words: error sentences, plain titles and date groups', () => {
 
 test('item 9: the thread stays at the end when an answer finishes in a new chat', T, async (t) => {
   const { page, composer, watch } = await open(t, { height: 600 });
-  await page.getByLabel('Model', { exact: true }).selectOption('markdown');
+  await pickModel(page, 'markdown');
   for (let i = 0; i < 3; i++) {
     if (i) {
       await page.keyboard.press('Control+Shift+O');
@@ -137,7 +137,7 @@ test('item 10: Escape closes the topmost thing only; selection survives streamin
   // Phone: the drawer closes, the answer goes on.
   {
     const { page, composer } = await open(t, { width: 390, height: 760 });
-    await page.getByLabel('Model', { exact: true }).selectOption('long+slow');
+    await pickModel(page, 'long+slow');
     await composer.fill('a long story');
     await composer.press('Enter');
     await page.getByRole('button', { name: 'Stop generating' }).waitFor();
@@ -162,7 +162,7 @@ test('item 10: Escape closes the topmost thing only; selection survives streamin
   // Desktop: the search box (query, then the box itself), then the answer;
   // a selection in the streaming answer survives the next tokens.
   const { page, composer, watch } = await open(t);
-  await page.getByLabel('Model', { exact: true }).selectOption('long+slow');
+  await pickModel(page, 'long+slow');
   await composer.fill('another long story');
   await composer.press('Enter');
   await page.waitForFunction(() => (document.querySelector('.msg.assistant .md')?.textContent || '').split(' ').length >= 4);
@@ -384,12 +384,22 @@ test('item 13: the model picker marks an unreachable provider\'s models', T, asy
     await new Promise((r) => setTimeout(r, 50));
   }
   const { page, watch } = await open(t);
-  const option = page.locator('select[aria-label=Model] option[value="ghost-model"]');
-  await page.waitForFunction(() => document.querySelector('select[aria-label=Model] option[value="ghost-model"]')?.textContent.includes('(unreachable)'));
-  assert.equal(await option.textContent(), 'ghost-model (unreachable)');
-  assert.equal(await page.locator('select[aria-label=Model] option[value="fake-model"]').textContent(), 'fake-model');
-  await page.getByLabel('Model', { exact: true }).selectOption('ghost-model');
+  // In the picker it is marked and cannot be picked (issue 16, item 7).
+  await page.getByRole('button', { name: /^Model\b(?! settings)/ }).click();
+  const ghost = page.locator('[role=option][data-model="ghost-model"]');
+  await page.waitForFunction(() => document.querySelector('[role=option][data-model="ghost-model"]')?.getAttribute('aria-disabled') === 'true');
+  assert.match(await ghost.textContent(), /ghost-model.*unreachable/);
+  const fake = page.locator('[role=option][data-model="fake-model"]');
+  assert.equal(await fake.getAttribute('aria-disabled'), null);
+  assert.match(await fake.textContent(), /^fake-model/);
+  await ghost.click({ force: true });
+  assert.equal(await page.getByRole('listbox', { name: 'Models' }).isVisible(), true, 'an unreachable model is not picked');
+  await page.keyboard.press('Escape');
+  // A conversation that uses it says so.
+  const c = await app.api('POST', '/conversations', { title: 'ghostly', model: 'ghost-model' });
+  await page.goto(`${app.url}/c/${c.id}`);
   await page.getByTestId('model-down').waitFor();
+  assert.match(await page.getByRole('button', { name: /^Model\b(?! settings)/ }).textContent(), /ghost-model \(unreachable\)/);
   assert.deepEqual(unexpectedProblems(watch), []);
 });
 
@@ -415,9 +425,11 @@ test('screenshots of the changed screens: 1280 and 390 px, light and dark', T, a
       const { page, watch } = await open(t, { width, height, colorScheme });
       await page.goto(`${app.url}/c/${c.conversation_id}`);
       await page.locator('.msg.assistant .md li input').first().waitFor();
-      await page.getByLabel('Model', { exact: true }).selectOption('ghost-model');
-      await page.getByTestId('model-down').waitFor();
+      // The picker open: the unreachable model marked.
+      await page.getByRole('button', { name: /^Model\b(?! settings)/ }).click();
+      await page.locator('[role=option][data-model="ghost-model"][aria-disabled="true"]').waitFor();
       await screenshot(page, name('chat'));
+      await page.keyboard.press('Escape');
       await page.evaluate(() => { document.querySelector('.chat-scroll').scrollTop = 0; });
       await screenshot(page, name('chat-top'));
       if (width < 800) {

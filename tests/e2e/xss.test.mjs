@@ -3,7 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, watchPage } from './lib/browser.mjs';
-import { startApp, signIn, unexpectedProblems, newContext } from './lib/app.mjs';
+import { startApp, signIn, unexpectedProblems, newContext, pickModel } from './lib/app.mjs';
 
 const PAYLOAD = [
   '<script>window.__xss = "script"; alert("script")</script>',
@@ -59,7 +59,7 @@ test('a reply full of XSS payloads executes nothing and is rendered inert', { ti
   page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); });
   await signIn(page, app.url);
 
-  await page.getByLabel('Model', { exact: true }).selectOption('xss');
+  await pickModel(page, 'xss');
   const composer = page.getByRole('textbox', { name: 'Message' });
   await composer.fill('<img src=x onerror=alert("user")> please answer');
   await composer.press('Enter');

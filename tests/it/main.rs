@@ -25,6 +25,7 @@ mod http_surface;
 mod identity;
 mod limits;
 mod metrics;
+mod models_admin;
 mod ops_backup;
 mod ops_crash;
 mod ops_packages;

@@ -49,6 +49,7 @@ const STEPS: &[&[&str]] = &[
     &["acme"],
     &["usage_key_by_day", "usage_key_daily"],
     &["presets", "prompts", "server_settings", "user_settings"],
+    &["model_settings"],
 ];
 
 /// The schema version of this binary (`confab version --json`).

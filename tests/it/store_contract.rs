@@ -18,6 +18,7 @@ use confab::store::chat::{
     Conversation, ConversationCursor, ConversationFilter, Message, MessageError, MessageRole,
     MessageStatus, ModelParamsPatch, Usage,
 };
+use confab::store::model_settings::{ModelPrice, ModelSetting};
 use confab::store::presets::{Branding, Logo, Preset, PresetParams, SavedPrompt, UserSettings};
 use confab::store::provider_records::StoredProvider;
 use confab::store::search_outbox::Resolved;
@@ -3037,6 +3038,65 @@ pub async fn settings_per_user_and_branding(s: &dyn Store) {
     assert_same!(s.get_branding().await.unwrap(), cleared);
 }
 
+// ---- model settings -----------------------------------------------------
+
+fn model_setting(model: &str) -> ModelSetting {
+    ModelSetting {
+        model: model.into(),
+        hidden: true,
+        display_name: Some("Shown name".into()),
+        description: Some("What it is for".into()),
+        price: Some(ModelPrice {
+            input_per_million: 2.5,
+            output_per_million: 10.0,
+        }),
+        updated_at: NOW,
+    }
+}
+
+pub async fn model_settings_put_list_replace_and_default(s: &dyn Store) {
+    assert!(s.list_model_settings().await.unwrap().is_empty());
+    assert_eq!(s.default_model().await.unwrap(), None);
+    let a = model_setting("gpt-4o");
+    let b = model_setting("meta-llama/llama-3.1-8b:free");
+    s.put_model_setting(&a).await.unwrap();
+    s.put_model_setting(&b).await.unwrap();
+    let mut got = s.list_model_settings().await.unwrap();
+    got.sort_by(|x, y| x.model.cmp(&y.model));
+    assert_same!(got, vec![a.clone(), b.clone()]);
+    // Replacing keeps one record per model.
+    let mut a2 = a.clone();
+    a2.hidden = false;
+    a2.price = None;
+    s.put_model_setting(&a2).await.unwrap();
+    let got = s.list_model_settings().await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_same!(got.iter().find(|x| x.model == "gpt-4o").unwrap(), &a2);
+    // A record back at the defaults is gone.
+    let cleared = ModelSetting {
+        model: "gpt-4o".into(),
+        hidden: false,
+        display_name: None,
+        description: None,
+        price: None,
+        updated_at: NOW + 1,
+    };
+    s.put_model_setting(&cleared).await.unwrap();
+    let got = s.list_model_settings().await.unwrap();
+    assert_same!(got, vec![b]);
+    // The default model: set, replaced, removed.
+    s.set_default_model(Some("gpt-4o")).await.unwrap();
+    assert_eq!(s.default_model().await.unwrap().as_deref(), Some("gpt-4o"));
+    s.set_default_model(Some("llama3.2")).await.unwrap();
+    assert_eq!(
+        s.default_model().await.unwrap().as_deref(),
+        Some("llama3.2")
+    );
+    s.set_default_model(None).await.unwrap();
+    assert_eq!(s.default_model().await.unwrap(), None);
+    s.set_default_model(None).await.unwrap();
+}
+
 // ---- running the suite ------------------------------------------------
 
 /// One `#[tokio::test]` per case against the backend `$fresh` opens:
@@ -3103,6 +3163,7 @@ macro_rules! contract_tests {
             presets_own_and_shared_are_seen_others_are_not_found,
             prompts_commands_are_unique_per_owner,
             settings_per_user_and_branding,
+            model_settings_put_list_replace_and_default,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(

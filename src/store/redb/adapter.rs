@@ -14,6 +14,7 @@ use crate::store::chat::{
     Conversation, ConversationCursor, ConversationFilter, Message, ModelParamsPatch,
 };
 use crate::store::file::{BackupError, BackupHeader, FileStore};
+use crate::store::model_settings::ModelSetting;
 use crate::store::provider_records::StoredProvider;
 use crate::store::search_outbox::Resolved;
 use crate::store::usage::{Charge, KeyUsageRow, UsageCounts, UsageRow};
@@ -225,6 +226,25 @@ impl AuditStore for RedbStore {
     ) -> StoreResult<(Vec<AuditEntry>, Option<Uuid>)> {
         let f = f.clone();
         self.run(move |db| db.list_audit_filtered(before, limit, &f))
+            .await
+    }
+}
+
+#[async_trait]
+impl ModelSettingsStore for RedbStore {
+    async fn list_model_settings(&self) -> StoreResult<Vec<ModelSetting>> {
+        self.db.list_model_settings()
+    }
+    async fn put_model_setting(&self, s: &ModelSetting) -> StoreResult<()> {
+        let s = s.clone();
+        self.run(move |db| db.put_model_setting(&s)).await
+    }
+    async fn default_model(&self) -> StoreResult<Option<String>> {
+        self.db.default_model()
+    }
+    async fn set_default_model(&self, model: Option<&str>) -> StoreResult<()> {
+        let model = model.map(str::to_owned);
+        self.run(move |db| db.set_default_model(model.as_deref()))
             .await
     }
 }

@@ -12,6 +12,7 @@ mod adapter;
 mod audit_query;
 pub mod backup;
 mod chat;
+mod model_settings;
 mod presets;
 mod provider_records;
 mod search_outbox;
@@ -37,7 +38,7 @@ use crate::store::{
 
 /// The schema version this binary writes. Migrations in [`migrate`] bring
 /// older files forward; a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 7;
+pub const SCHEMA_VERSION: u64 = 8;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
@@ -94,6 +95,8 @@ const PROMPTS: TableDefinition<u128, &[u8]> = TableDefinition::new("prompts");
 const USER_SETTINGS: TableDefinition<u128, &[u8]> = TableDefinition::new("user_settings");
 /// Server-wide settings made in the app: "branding" → record.
 const SERVER_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("server_settings");
+/// Model id → what admins set for it (see `model_settings.rs`).
+const MODEL_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("model_settings");
 
 /// Calls `$visit!(TABLE)` for every table above. A new table MUST be added
 /// here: backups copy exactly these (redb cannot copy a table without its
@@ -126,6 +129,7 @@ macro_rules! for_each_table {
         $visit!(PROMPTS);
         $visit!(USER_SETTINGS);
         $visit!(SERVER_SETTINGS);
+        $visit!(MODEL_SETTINGS);
     };
 }
 use for_each_table;
@@ -455,6 +459,10 @@ impl Db {
                         tx.open_table(PROMPTS)?;
                         tx.open_table(USER_SETTINGS)?;
                         tx.open_table(SERVER_SETTINGS)?;
+                    }
+                    if step == 7 {
+                        // Every model starts with the defaults: no record.
+                        tx.open_table(MODEL_SETTINGS)?;
                     }
                     if step == 1 {
                         tx.open_table(PROVIDERS)?;

@@ -102,6 +102,17 @@ export async function signIn(page, url, { username = ADMIN.username, password = 
   await page.getByRole('textbox', { name: 'Message' }).waitFor();
 }
 
+/**
+ * Picks `id` in the chat's model picker as a person would: open it, type to
+ * search, click the option.
+ */
+export async function pickModel(page, id) {
+  await page.getByRole('button', { name: /^Model\b(?! settings)/ }).click();
+  await page.getByRole('combobox', { name: 'Search models' }).fill(id);
+  await page.locator(`[role=option][data-model="${id}"]`).first().click();
+  await page.getByRole('listbox', { name: 'Models' }).waitFor({ state: 'detached' });
+}
+
 /** Console noise a browser prints for expected HTTP errors (e.g. 401 before sign-in). */
 export function unexpectedProblems(watch, allow = []) {
   const ok = [/Failed to load resource: the server responded with a status of 401/, ...allow];
