@@ -15,6 +15,7 @@ pub mod keys;
 pub mod limits_layer;
 pub mod metrics;
 pub mod openapi;
+pub mod own_keys;
 pub mod providers;
 pub mod search;
 pub mod tls;

@@ -17,7 +17,7 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, auth, chat, conversations, export, health, keys, providers, search, tls, usage, v1,
+    admin, auth, chat, conversations, export, health, keys, own_keys, providers, search, tls, usage, v1,
 };
 
 #[derive(OpenApi)]
@@ -39,6 +39,7 @@ use super::{
         conversations::list, conversations::create, conversations::read, conversations::update,
         conversations::remove, conversations::messages, conversations::tree,
         chat::stream, chat::message, chat::events, chat::stop, chat::ws,
+        own_keys::validate_key, own_keys::discard_temporary,
         search::search,
         usage::own_usage, usage::admin_usage,
         export::export_conversation, export::export_all, export::import,

@@ -211,6 +211,8 @@ pub struct AdminProviderView {
     pub models_count: usize,
     /// Order among providers of the same model: higher first.
     pub priority: i32,
+    /// Users may bring their own key to it.
+    pub allow_user_keys: bool,
     /// config | env | detected | admin. Only `admin` providers can be edited
     /// or deleted here; the others only enabled or disabled (until restart).
     pub source: ProviderSource,
@@ -238,6 +240,7 @@ fn admin_view(p: ProviderState) -> AdminProviderView {
         has_api_key: s.has_api_key,
         models: s.models,
         priority: s.priority,
+        allow_user_keys: s.allow_user_keys,
         source: p.source,
         status: StatusView {
             reachable: s.status.reachable,
@@ -315,6 +318,10 @@ pub struct CreateProvider {
     /// 1000, default 0.
     #[serde(default)]
     pub priority: Option<i32>,
+    /// Users may send their own key to it (when the server allows users'
+    /// keys at all). Default true.
+    #[serde(default)]
+    pub allow_user_keys: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -333,6 +340,10 @@ pub struct UpdateProvider {
     /// -1000 to 1000 (admin-added providers only). Omitted keeps it.
     #[serde(default)]
     pub priority: Option<i32>,
+    /// Users may send their own key to it; any provider (kept for
+    /// admin-added ones, until restart for the others). Omitted keeps it.
+    #[serde(default)]
+    pub allow_user_keys: Option<bool>,
 }
 
 /// Tells an explicit `null` (Some(None)) from an absent field (None).
@@ -375,6 +386,7 @@ pub async fn admin_create(
         models: req.models,
         enabled: req.enabled,
         priority: req.priority,
+        allow_user_keys: req.allow_user_keys,
     };
     let res = service(&state)
         .create(new)
@@ -435,6 +447,7 @@ pub async fn admin_update(
         models: req.models,
         enabled: req.enabled,
         priority: req.priority,
+        allow_user_keys: req.allow_user_keys,
     };
     let res = service(&state)
         .update(&name, change)
