@@ -17,8 +17,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::temporary::TempChats;
 use super::events::{ErrorEvent, GenEvent, Logged, Meta, Title, UsageEvent};
+use super::temporary::TempChats;
 use crate::providers::registry::Registry;
 use crate::providers::{ChatEvent, ChatRequest, ProviderError};
 use crate::store::SharedStore;

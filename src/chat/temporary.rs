@@ -206,7 +206,8 @@ mod tests {
         let mut first = None;
         for _ in 0..MAX_PER_USER + 3 {
             let c = super::super::new_conversation(alice, None, None, None);
-            t.start_turn(alice, Some(&c), None, None, &msg(c.id)).unwrap();
+            t.start_turn(alice, Some(&c), None, None, &msg(c.id))
+                .unwrap();
             first.get_or_insert(c.id);
         }
         assert_eq!(t.len(), MAX_PER_USER);
@@ -215,7 +216,10 @@ mod tests {
         let c = super::super::new_conversation(bob, None, None, None);
         let m = msg(c.id);
         t.start_turn(bob, Some(&c), None, None, &m).unwrap();
-        assert!(t.get(alice, c.id).is_none(), "another user's chat is not found");
+        assert!(
+            t.get(alice, c.id).is_none(),
+            "another user's chat is not found"
+        );
         assert!(!t.discard(alice, c.id));
         let mut done = m.clone();
         done.content = "answer".into();

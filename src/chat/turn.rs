@@ -17,9 +17,9 @@ use crate::auth::CurrentUser;
 use crate::config::Config;
 use crate::error::{AppError, AppResult};
 use crate::limits::Limits;
+use crate::providers::registry::Registry;
 use crate::providers::routing::KeyScope;
 use crate::providers::{ChatRequest, ProviderKind};
-use crate::providers::registry::Registry;
 use crate::store::chat::{Conversation, Message, MessageRole, MessageStatus};
 use crate::store::{SharedStore, StoreError};
 
@@ -203,10 +203,9 @@ impl ChatService {
         };
         // A temporary chat keeps the default title: naming it would send
         // its words once more for nothing to keep.
-        let titler = (!placed.temporary).then(|| self.titler(uid, &provider_name, req.provider_key));
-        let temporary = placed
-            .temporary
-            .then(|| self.generations.temporary.clone());
+        let titler =
+            (!placed.temporary).then(|| self.titler(uid, &provider_name, req.provider_key));
+        let temporary = placed.temporary.then(|| self.generations.temporary.clone());
         let job = Job {
             user_id: uid,
             provider_name,

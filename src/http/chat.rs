@@ -35,7 +35,10 @@ pub fn routes() -> Router<AppState> {
         .route("/chat/ws", get(ws))
         .route("/generations/{id}/events", get(events))
         .route("/generations/{id}", delete(stop))
-        .route("/chat/temporary/{id}", delete(super::own_keys::discard_temporary))
+        .route(
+            "/chat/temporary/{id}",
+            delete(super::own_keys::discard_temporary),
+        )
         .route("/chat/validate-key", post(super::own_keys::validate_key))
 }
 

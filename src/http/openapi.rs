@@ -17,7 +17,8 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, auth, chat, conversations, export, health, keys, own_keys, providers, search, tls, usage, v1,
+    admin, auth, chat, conversations, export, health, keys, own_keys, providers, search, tls,
+    usage, v1,
 };
 
 #[derive(OpenApi)]

@@ -56,7 +56,7 @@ pub struct KeyCheck {
     responses((status = 200, body = KeyCheck, description = "The provider's verdict on the key"),
     (status = 403, description = "`FORBIDDEN`: the server does not accept users' own keys", body = crate::error::ErrorBody),
     (status = 404, description = "`NOT_FOUND`: no provider of that kind accepts users' keys", body = crate::error::ErrorBody),
-    (status = 422, description = "`VALIDATION_FAILED`: an unknown kind or an empty key", body = crate::error::ErrorBody),
+    (status = 400, description = "`VALIDATION_FAILED`: an unknown kind or an empty key", body = crate::error::ErrorBody),
     (status = 429, description = "`RATE_LIMITED`: six checks a minute per user (bursts of five)", body = crate::error::ErrorBody),
     (status = 502, description = "`PROVIDER_UNREACHABLE` or `PROVIDER_ERROR`", body = crate::error::ErrorBody),
     (status = 504, description = "`PROVIDER_TIMEOUT`", body = crate::error::ErrorBody)))]
