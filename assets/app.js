@@ -12,6 +12,7 @@ import { ChatScreen } from './js/chat.js';
 import { SettingsScreen } from './js/settings.js';
 import { AdminScreen } from './js/admin.js';
 import { preloadLibs } from './js/markdown.js';
+import { wipeKeys, bindUser } from './js/own-keys.js';
 
 function App() {
   const [route, setRoute] = useState(currentRoute());
@@ -20,6 +21,12 @@ function App() {
   const [bootError, setBootError] = useState(null);
 
   useEffect(() => onRouteChange(setRoute), []);
+  // Own keys live only as long as the sign-in: gone when signed out (or
+  // the session ended), and never another user's.
+  useEffect(() => {
+    if (me === null) wipeKeys();
+    else if (me) bindUser(me.id);
+  }, [me]);
   useEffect(() => watchSystemTheme(), []);
 
   const boot = useCallback(async () => {

@@ -10,6 +10,7 @@ import { navigate } from './router.js';
 import { useApp, takeDraft } from './state.js';
 import { Icon, Logo, ErrorBanner, confirmDialog, promptDialog, Spinner, toast, plainTitle } from './ui.js';
 import { Thread, Composer } from './thread.js';
+import { closeTemporary, closeOnPageHide, TemporaryToggle, TemporaryNote } from './temporary.js';
 import { Sidebar, useConversations, isPhone } from './sidebar.js';
 import { ChatHeader, useModels, rememberModel } from './chat-header.js';
 import { useGeneration } from './chat-stream.js';
@@ -28,6 +29,7 @@ export function ChatScreen() {
   const [atBottom, setAtBottom] = useState(true);
   const [announce, setAnnounce] = useState('');
   const [notice, setNotice] = useState(null);
+  const [temporary, setTemporary] = useState(false);
 
   const ownNav = useRef(null);
   const inputRef = useRef(null);
@@ -57,6 +59,8 @@ export function ChatScreen() {
   };
 
   useEffect(() => {
+    // Leaving a temporary chat closes it.
+    if (convRef.current?.temporary) closeTemporary(convRef.current);
     setEditingId(null);
     setError(null);
     setNotice(null);
@@ -89,6 +93,7 @@ export function ChatScreen() {
   }, [convId]); // eslint-disable-line
 
   useEffect(() => () => closeStream(), []); // eslint-disable-line
+  useEffect(() => closeOnPageHide(() => convRef.current), []); // eslint-disable-line
 
   // A message typed when the session ended comes back after signing in.
   useEffect(() => {
@@ -132,6 +137,7 @@ export function ChatScreen() {
     const body = { content: text, model: model || undefined };
     rememberModel(model);
     if (conv) body.conversation_id = conv.id;
+    else if (temporary) body.temporary = true;
     else if (draftSystem.trim()) {
       // A new chat with a system prompt: create it first.
       try {
@@ -207,6 +213,7 @@ export function ChatScreen() {
   // ---- sidebar actions ----
   const newChat = () => {
     setDrawer(false);
+    if (convRef.current?.temporary) closeTemporary(convRef.current);
     if (convId) navigate('/');
     else {
       closeStream();
@@ -395,6 +402,8 @@ export function ChatScreen() {
         </div>`}
         ${error && html`<${ErrorBanner} error=${error} onDismiss=${() => setError(null)}
             onRetry=${error.retry || convId ? retryError : null} />`}
+        ${(conv?.temporary || (!conv && temporary)) && html`<${TemporaryNote} />`}
+        ${(!conv || conv.temporary) && html`<${TemporaryToggle} on=${!!conv?.temporary || temporary} locked=${!!conv} setOn=${setTemporary} />`}
         <${Composer} inputRef=${inputRef} onSend=${send} onStop=${stop} busy=${busy}
           disabled=${!!convError} />
         <div class="sr-only" role="status" aria-live="polite" data-testid="announcer">${announce}</div>

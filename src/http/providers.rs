@@ -139,6 +139,9 @@ pub struct ProviderView {
     pub cooling_until: Option<String>,
     /// Order among providers of the same model: higher first.
     pub priority: i32,
+    /// Whether a user's own key may be sent to it (the server's
+    /// `allow_user_keys` and this provider's switch are both on).
+    pub user_keys: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -155,6 +158,7 @@ pub async fn list_providers(
     _user: CurrentUser,
 ) -> AppResult<Json<ProviderList>> {
     let counts = model_counts(&state.providers);
+    let allow_keys = state.settings().allow_user_keys;
     let items = state
         .providers
         .list()
@@ -169,6 +173,7 @@ pub async fn list_providers(
             priority: p.priority,
             last_error: p.status.last_error,
             enabled: p.enabled,
+            user_keys: allow_keys && p.allow_user_keys,
         })
         .collect();
     Ok(Json(ProviderList {
