@@ -92,7 +92,7 @@ function OwnKeyRow({ kind, label, placeholder, kept, onChange }) {
   return html`<div class="own-key" data-testid=${id}>
     <form class="row-form" onSubmit=${save}>
       <label class="field grow"><span>${label} key ${kept && html`<span class="badge ok" data-testid=${id + '-kept'}>Saved ${kept.hint}</span>`}</span>
-        <input type=${shown ? 'text' : 'password'} value=${k} autocomplete="off" spellcheck="false" placeholder=${kept ? 'Replace the saved key' : placeholder}
+        <input type=${shown ? 'text' : 'password'} value=${k} autocomplete="off" spellcheck=${false} placeholder=${kept ? 'Replace the saved key' : placeholder}
           aria-describedby=${result ? id + '-result' : undefined} onInput=${(e) => setK(e.target.value)} /></label>
       <button type="button" class="btn" onClick=${() => setShown((x) => !x)} aria-pressed=${shown ? 'true' : 'false'} aria-label=${(shown ? 'Hide ' : 'Show ') + label + ' key'}>${shown ? 'Hide' : 'Show'}</button>
       <button type="submit" class="btn primary" disabled=${busy || !k.trim()} aria-label=${'Check and save ' + label + ' key'}>${busy ? html`<${Spinner} />` : 'Check and save'}</button>

@@ -27,6 +27,9 @@ const MODEL: &str = "shared-model";
 const SERVER_KEY: &str = "sk-server-key-9999";
 const OWN_KEY: &str = "sk-own-openai-key-5555";
 
+/// kind, name, base URL, priority, the provider.
+type Entry = (ProviderKind, &'static str, String, i32, Arc<dyn Provider>);
+
 struct Env {
     s: TestServer,
     admin: Session,
@@ -57,7 +60,7 @@ async fn env_with(f: impl FnOnce(&mut confab::config::Config)) -> Env {
     let client = confab::providers::default_client();
     let reg = &s.state().providers;
     let key = || Some(SERVER_KEY.to_string());
-    let entries: [(ProviderKind, &str, String, i32, Arc<dyn Provider>); 3] = [
+    let entries: [Entry; 3] = [
         (
             ProviderKind::Anthropic,
             "an",
