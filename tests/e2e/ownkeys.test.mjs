@@ -131,6 +131,25 @@ test('own keys: checked, kept encrypted, sent with their kind, gone after sign-o
   assert.equal(h['x-provider-key-kind'], 'openai');
   await page.locator('.msg.assistant[data-status="complete"]').waitFor();
 
+  // An admin turns users' keys off for the provider: the key stays home.
+  await page.goto(app.url + '/admin/providers');
+  const sw = page.getByRole('switch', { name: 'Users may bring their own key to fake' });
+  assert.equal(await sw.isChecked(), true);
+  await sw.uncheck();
+  await page.getByText("Users' keys no longer go to fake").waitFor();
+  const admin = await app.api('GET', '/admin/providers');
+  assert.equal(admin.items.find((p) => p.name === 'fake').allow_user_keys, false);
+  t.diagnostic(`screenshot: ${await screenshot(page, 'admin-provider-user-keys')}`);
+  await page.goto(app.url + '/');
+  await composer.waitFor();
+  const sent2 = page.waitForRequest((r) => r.url().endsWith('/api/chat/stream'));
+  await composer.fill('Hello with the server key');
+  await composer.press('Enter');
+  const h2 = await (await sent2).allHeaders();
+  assert.equal(h2['x-provider-key'], undefined, 'no key for a provider that takes none');
+  await page.waitForFunction(() => document.querySelectorAll('.msg.assistant[data-status="complete"]').length >= 1);
+  await app.api('PATCH', '/admin/providers/fake', { allow_user_keys: true });
+
   // Sign out: nothing of the key remains.
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('button', { name: 'Sign in' }).waitFor();
