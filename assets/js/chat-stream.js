@@ -109,7 +109,7 @@ export function useGeneration(s) {
         if (!convRef.current || convRef.current.id !== d.conversation_id) {
           const now = new Date().toISOString();
           const temporary = !!ctx.temporary;
-          const c = { id: d.conversation_id, title: temporary ? 'Temporary chat' : 'New chat', model: d.model, system_prompt: null, pinned: false, archived: false, created_at: now, updated_at: now, temporary };
+          const c = { id: d.conversation_id, title: temporary ? 'Temporary chat' : 'New chat', model: d.model, system_prompt: ctx.systemPrompt || null, pinned: false, archived: false, created_at: now, updated_at: now, temporary };
           setConv(c);
           convRef.current = c;
           // A temporary chat has no address and is never listed: it lives
@@ -194,7 +194,7 @@ export function useGeneration(s) {
     setBusy(true);
     setLiveStatus('live');
     setAnnounce('');
-    const ctx = { cid: body.conversation_id || null, tempAssistant: tempA, tempUser: tempU, temporary: !!body.temporary };
+    const ctx = { cid: body.conversation_id || null, tempAssistant: tempA, tempUser: tempU, temporary: !!body.temporary, systemPrompt: body.system_prompt || null };
     const s = new GenerationStream(handlers(ctx));
     streamRef.current = s;
     // Your own key, only for a model whose provider is of the key's kind.

@@ -137,7 +137,10 @@ export function ChatScreen() {
     const body = { content: text, model: model || undefined };
     rememberModel(model);
     if (conv) body.conversation_id = conv.id;
-    else if (temporary) body.temporary = true;
+    else if (temporary) {
+      body.temporary = true;
+      if (draftSystem.trim()) body.system_prompt = draftSystem;
+    }
     else if (draftSystem.trim()) {
       // A new chat with a system prompt: create it first.
       try {
@@ -226,6 +229,11 @@ export function ChatScreen() {
   };
 
   const onConvAction = async (c, action, value) => {
+    if (c?.temporary) {
+      // Only the title can change, on this page.
+      if (action === 'rename') setConv((o) => ({ ...o, title: value }));
+      return;
+    }
     try {
       if (action === 'rename') {
         const u = await patch('/conversations/' + c.id, { title: value });
@@ -266,6 +274,8 @@ export function ChatScreen() {
       return;
     }
     setConv((c) => ({ ...c, model: m }));
+    // A temporary chat is not stored: each message names its model.
+    if (conv.temporary) return;
     try {
       const u = await patch('/conversations/' + conv.id, { model: m });
       setConv((c) => ({ ...c, ...u }));
@@ -275,6 +285,10 @@ export function ChatScreen() {
   };
 
   const editSystemPrompt = async () => {
+    if (conv?.temporary) {
+      toast('A temporary chat keeps the system prompt it started with.');
+      return;
+    }
     const current = conv ? conv.system_prompt || '' : draftSystem;
     const v = await promptDialog({
       title: 'System prompt',

@@ -69,6 +69,8 @@ pub struct TurnRequest {
     /// Start a temporary chat (kept in memory only). A turn in an existing
     /// temporary chat is temporary without it.
     pub temporary: bool,
+    /// The system prompt of a new temporary chat (only then).
+    pub system_prompt: Option<String>,
     /// Carried into the `error` event.
     pub request_id: String,
 }
@@ -271,8 +273,16 @@ impl ChatService {
                     "regenerate_of needs the conversation_id of its conversation",
                 ));
             }
-            None => (new_conversation(uid, None, req.model.clone(), None), true),
+            None => (
+                new_conversation(uid, None, req.model.clone(), req.system_prompt.clone()),
+                true,
+            ),
         };
+        if req.system_prompt.is_some() && !(is_new && req.temporary) {
+            return Err(AppError::validation(
+                "system_prompt here is for a new temporary chat; set a conversation's with /api/conversations",
+            ));
+        }
         if req.temporary && !is_new && temp_messages.is_none() {
             return Err(AppError::validation(
                 "temporary starts a new chat; a saved conversation cannot become temporary",

@@ -73,12 +73,20 @@ pub struct ChatBody {
     /// `conversation_id`; a turn in a temporary chat needs no flag.
     #[serde(default)]
     pub temporary: bool,
+    /// The system prompt of a new temporary chat (it has no
+    /// `PATCH /api/conversations/{id}`); refused otherwise: a saved
+    /// conversation takes it through `POST /api/conversations`.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
 }
 
 impl ChatBody {
     /// The service's request for this body.
-    fn into_turn(self, key: OwnKey, request_id: String) -> TurnRequest {
-        TurnRequest {
+    fn into_turn(self, key: OwnKey, request_id: String) -> AppResult<TurnRequest> {
+        if let Some(p) = &self.system_prompt {
+            super::conversations::validate_system_prompt(p)?;
+        }
+        Ok(TurnRequest {
             conversation_id: self.conversation_id,
             placement: match self.parent_id {
                 None => Placement::AfterLeaf,
@@ -91,8 +99,9 @@ impl ChatBody {
             provider_key: key.key,
             provider_key_kind: key.kind,
             temporary: self.temporary,
+            system_prompt: self.system_prompt,
             request_id,
-        }
+        })
     }
 }
 
@@ -191,7 +200,7 @@ pub async fn stream(
     headers: HeaderMap,
     Json(body): Json<ChatBody>,
 ) -> AppResult<Response> {
-    let turn = body.into_turn(user_key(&headers)?, current_request_id());
+    let turn = body.into_turn(user_key(&headers)?, current_request_id())?;
     let g = service(&state).start_turn(&user, turn).await?;
     Ok(sse_response(&g, 0))
 }
@@ -217,7 +226,7 @@ pub async fn message(
             "stream must be false here; use /api/chat/stream for a streamed answer",
         ));
     }
-    let turn = body.into_turn(user_key(&headers)?, current_request_id());
+    let turn = body.into_turn(user_key(&headers)?, current_request_id())?;
     let m = service(&state).answer(&user, turn).await?;
     Ok(Json(message_view(&state, &m, None)))
 }
@@ -489,12 +498,14 @@ async fn ws_frame(
         Ok(WsIn::Chat(b)) => {
             match own_key(b.provider_key.as_deref(), b.provider_key_kind.as_deref()) {
                 Err(e) => Err(e),
-                Ok(key) => {
-                    let turn = b.body.into_turn(key, out.request_id.clone());
-                    let start = chat.start_turn(&user, turn);
-                    let g = crate::error::REQUEST_ID.scope(out.request_id.clone(), start);
-                    g.await.map(|g| out.forward(g, 0))
-                }
+                Ok(key) => match b.body.into_turn(key, out.request_id.clone()) {
+                    Err(e) => Err(e),
+                    Ok(turn) => {
+                        let start = chat.start_turn(&user, turn);
+                        let g = crate::error::REQUEST_ID.scope(out.request_id.clone(), start);
+                        g.await.map(|g| out.forward(g, 0))
+                    }
+                },
             }
         }
         Ok(WsIn::Stop { generation_id }) => {

@@ -461,6 +461,27 @@ async fn a_temporary_chat_leaves_no_byte_on_disk() {
         .unwrap()
         .to_string();
 
+    // A new temporary chat may bring its system prompt (it has no PATCH);
+    // a saved one takes it through /api/conversations.
+    e.an.clear_requests();
+    let r = s
+        .post(
+            "/api/chat/message",
+            Auth::Session(admin),
+            json!({"content": "hi", "model": MODEL, "temporary": true, "system_prompt": "Answer in French."}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sent = e.an.chat_requests().into_iter().next().unwrap();
+    assert_eq!(sent.body["system"], "Answer in French.", "{}", sent.body);
+    s.post(
+        "/api/chat/message",
+        Auth::Session(admin),
+        json!({"content": "hi", "model": MODEL, "system_prompt": "Answer in French."}),
+    )
+    .await
+    .assert_error(400, "VALIDATION_FAILED");
+
     // It resumes while it lives, like any answer.
     let r = s
         .http
@@ -506,13 +527,13 @@ async fn a_temporary_chat_leaves_no_byte_on_disk() {
     let list = s.get("/api/conversations", Auth::Session(admin)).await;
     assert!(!list.text.contains(&cid), "{}", list.text);
     assert!(!list.text.contains(secret));
-    // Usage still counts it: three answers.
+    // Usage still counts them: four temporary answers.
     let used = find_u64(
         &s.get("/api/usage", Auth::Session(admin)).await.body,
         "messages_used",
     )
     .unwrap();
-    assert_eq!(used, used_before + 3);
+    assert_eq!(used, used_before + 4);
 
     // Another user cannot close or continue it.
     let other = s.user(admin, "other").await;
