@@ -94,6 +94,8 @@ export function ChatScreen() {
 
   useEffect(() => () => closeStream(), []); // eslint-disable-line
   useEffect(() => closeOnPageHide(() => convRef.current), []); // eslint-disable-line
+  // Leaving the chat screen (settings, admin) leaves a temporary chat too.
+  useEffect(() => () => closeTemporary(convRef.current), []); // eslint-disable-line
 
   // A message typed when the session ended comes back after signing in.
   useEffect(() => {
@@ -194,6 +196,10 @@ export function ChatScreen() {
   const switchBranch = async (msg, siblingId) => {
     const c = convRef.current;
     if (!c || !siblingId || busy) return;
+    if (c.temporary) {
+      toast('Other versions of a temporary chat cannot be shown.');
+      return;
+    }
     try {
       await patch('/conversations/' + c.id, { current_leaf: siblingId });
       await loadConversation(c.id, { quiet: true });
