@@ -28,12 +28,12 @@ export function closeOnPageHide(getConv) {
 
 /** The switch shown when starting a chat; locked once the chat has begun. */
 export function TemporaryToggle({ on, locked, setOn }) {
-  return html`<label class=${'temp-toggle' + (on ? ' on' : '')} data-testid="temporary-toggle">
+  return html`<div class="temp-toggle-row"><label class=${'temp-toggle' + (on ? ' on' : '')} data-testid="temporary-toggle">
     <input type="checkbox" role="switch" checked=${on} disabled=${locked}
       aria-describedby=${on ? 'temporary-note' : undefined}
       onChange=${(e) => setOn(e.target.checked)} />
     <${Icon} name="clock" size=${16} /><span>Temporary chat</span>
-  </label>`;
+  </label></div>`;
 }
 
 /** Says, while a temporary chat is on, what that means. */
