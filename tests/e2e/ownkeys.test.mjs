@@ -159,6 +159,11 @@ test('own keys: checked, kept encrypted, sent with their kind, gone after sign-o
   assert.ok(!left.dump.includes(GOOD_KEY) && !left.dump.includes(GOOD_KEY.slice(-8)), left.dump);
   assert.ok(!left.dump.includes('CryptoKey'), 'the wrapping key is gone too');
 
+  // The server never logged a key, good or bad (checks and chats included).
+  const logText = [...app.server.stderr, ...app.server.stdout].join('\n');
+  assert.ok(logText.includes('own key checked'), 'the check is logged, without the key');
+  for (const k of [GOOD_KEY, REJECTED_KEY, GOOD_KEY.slice(-10)]) assert.ok(!logText.includes(k), `a key reached the log: ${k}`);
+
   // Signing in again starts without a key.
   await signIn(page, app.url);
   await page.goto(app.url + '/settings#provider-key');
