@@ -585,3 +585,87 @@ async fn a_temporary_chat_leaves_no_byte_on_disk() {
     let found = files_containing(dir.path(), secret.as_bytes());
     assert!(found.is_empty(), "temporary text found in {found:?}");
 }
+
+/// The frames of one answer over the socket, up to its end.
+async fn ws_answer(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    frame: Value,
+) -> Vec<Value> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .unwrap();
+    let mut frames = Vec::new();
+    while let Some(Ok(Message::Text(t))) = ws.next().await {
+        let v: Value = serde_json::from_str(&t).unwrap();
+        let end = v["event"] == "done" || v["event"] == "error";
+        frames.push(v);
+        if end {
+            break;
+        }
+    }
+    frames
+}
+
+#[tokio::test]
+async fn the_socket_keeps_a_key_to_its_kind_and_starts_temporary_chats() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let e = env_with(|c| c.allow_user_keys = true).await;
+    let url = e.s.base.replace("http://", "ws://") + "/api/chat/ws";
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "cookie",
+        format!("confab_session={}", e.admin.cookie)
+            .parse()
+            .unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let frames = ws_answer(
+        &mut ws,
+        json!({"type": "chat", "content": "hi", "model": MODEL, "temporary": true,
+            "provider_key": OWN_KEY, "provider_key_kind": "openai"}),
+    )
+    .await;
+    assert_eq!(frames[0]["data"]["provider"], "oa", "{frames:?}");
+    assert_eq!(frames.last().unwrap()["event"], "done");
+    assert_eq!(
+        e.oa.chat_requests()[0].header("authorization"),
+        Some(format!("Bearer {OWN_KEY}").as_str())
+    );
+    for up in [&e.an, &e.ol] {
+        for v in header_values(up) {
+            assert!(!v.contains(OWN_KEY), "{v}");
+        }
+    }
+    // Temporary: not a stored conversation, and no title request was made.
+    let cid = frames[0]["data"]["conversation_id"].as_str().unwrap();
+    e.s.get(
+        &format!("/api/conversations/{cid}"),
+        Auth::Session(&e.admin),
+    )
+    .await
+    .assert_error(404, "CONVERSATION_NOT_FOUND");
+    assert_eq!(
+        e.oa.chat_requests().len(),
+        1,
+        "no title for a temporary chat"
+    );
+    // A bad kind is an error frame; the socket stays open.
+    let frames = ws_answer(
+        &mut ws,
+        json!({"type": "chat", "content": "hi", "model": MODEL,
+            "provider_key": OWN_KEY, "provider_key_kind": "ollama"}),
+    )
+    .await;
+    assert_eq!(frames.last().unwrap()["event"], "error");
+    assert_eq!(frames.last().unwrap()["data"]["code"], "VALIDATION_FAILED");
+    let frames = ws_answer(
+        &mut ws,
+        json!({"type": "chat", "content": "hi", "model": MODEL}),
+    )
+    .await;
+    assert_eq!(frames.last().unwrap()["event"], "done");
+}
