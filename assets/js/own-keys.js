@@ -123,7 +123,8 @@ let catalog = null;
 let catalogAt = 0;
 
 async function providerOf(model) {
-  if (!catalog || Date.now() - catalogAt > 60_000) {
+  // Short-lived: an admin may switch a provider's users' keys off.
+  if (!catalog || Date.now() - catalogAt > 15_000) {
     const [models, providers] = await Promise.all([get('/models'), get('/providers')]);
     catalog = { models: models.items, providers: providers.items };
     catalogAt = Date.now();

@@ -254,9 +254,10 @@ impl Registry {
     }
 
     /// [`Registry::candidates`] for a request made with a user's own key
-    /// (`key`): only providers whose admin allows users' keys, and only
-    /// those of the key's kind (or, when the caller did not say, of the
-    /// first candidate's).
+    /// (`key`): only providers whose admin allows users' keys, never an
+    /// Ollama one (own keys are OpenAI-compatible or Anthropic keys), and
+    /// only those of the key's kind (or, when the caller did not say, of
+    /// the first candidate's).
     pub fn candidates_for(&self, model: &str, key: Option<KeyScope>) -> Vec<Candidate> {
         let now = Instant::now();
         let entries = self.read();
@@ -305,7 +306,7 @@ impl Registry {
         drop(entries);
         let mut ordered = order(found, self.strategy());
         if let Some(key) = key {
-            ordered.retain(|c| c.user_keys);
+            ordered.retain(|c| c.user_keys && c.kind != ProviderKind::Ollama);
             if let Some(kind) = key.kind.or_else(|| ordered.first().map(|c| c.kind)) {
                 ordered.retain(|c| c.kind == kind);
             }

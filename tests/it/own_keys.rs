@@ -233,6 +233,39 @@ async fn an_openai_key_reaches_only_openai_upstreams() {
     assert_eq!(events[0].data["provider"], "an");
     assert_eq!(events.last().unwrap().event, "done");
 
+    // A key without its kind (older clients) stays with the first
+    // provider's kind, and never goes to Ollama, even ranked above OpenAI.
+    let r =
+        e.s.patch(
+            "/api/admin/providers/an",
+            Auth::Session(&e.admin),
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r =
+        e.s.patch(
+            "/api/admin/providers/oa",
+            Auth::Session(&e.admin),
+            json!({"allow_user_keys": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    e.oa.clear_requests();
+    let r = stream(
+        &e.s,
+        &e.admin,
+        &[("x-provider-key", OWN_KEY)],
+        json!({"content": "hi", "model": MODEL}),
+    )
+    .await;
+    let events = SseReader::new(r).collect().await;
+    assert_eq!(events[0].data["provider"], "oa");
+    assert_eq!(events.last().unwrap().event, "done");
+    for v in header_values(&e.ol) {
+        assert!(!v.contains(OWN_KEY), "{v}");
+    }
+
     // Own keys are for openai or anthropic; a kind without a key is refused.
     let r = stream(
         &e.s,
