@@ -13,6 +13,7 @@ import { SettingsScreen } from './js/settings.js';
 import { AdminScreen } from './js/admin.js';
 import { preloadLibs } from './js/markdown.js';
 import { loadBranding, pageTitle, BrandName, useBranding } from './js/branding.js';
+import { wipeKeys, bindUser } from './js/own-keys.js';
 
 function App() {
   const [route, setRoute] = useState(currentRoute());
@@ -21,6 +22,12 @@ function App() {
   const [bootError, setBootError] = useState(null);
 
   useEffect(() => onRouteChange(setRoute), []);
+  // Own keys live only as long as the sign-in: gone when signed out (or
+  // the session ended), and never another user's.
+  useEffect(() => {
+    if (me === null) wipeKeys();
+    else if (me) bindUser(me.id);
+  }, [me]);
   useEffect(() => watchSystemTheme(), []);
 
   const boot = useCallback(async () => {

@@ -114,6 +114,7 @@ fn stored_config(rec: &StoredProvider, secrets: Option<&SecretBox>) -> ProviderC
         models: rec.models.clone(),
         enabled: rec.enabled,
         priority: rec.priority,
+        allow_user_keys: rec.allow_user_keys,
     }
 }
 
@@ -171,6 +172,8 @@ pub struct NewProvider {
     pub enabled: Option<bool>,
     /// Default 0.
     pub priority: Option<i32>,
+    /// Default true.
+    pub allow_user_keys: Option<bool>,
 }
 
 /// A change to a provider; `None` keeps a field.
@@ -182,6 +185,9 @@ pub struct ProviderChange {
     pub models: Option<Option<Vec<String>>>,
     pub enabled: Option<bool>,
     pub priority: Option<i32>,
+    /// Like `enabled`, any provider's: kept with an admin-added one, until
+    /// restart for the others.
+    pub allow_user_keys: Option<bool>,
 }
 
 fn check_priority(p: Option<i32>) -> Result<Option<i32>, AdminError> {
@@ -357,6 +363,7 @@ impl ProviderAdmin<'_> {
             models: models.clone(),
             enabled: req.enabled.unwrap_or(true),
             priority,
+            allow_user_keys: req.allow_user_keys.unwrap_or(true),
         };
         config
             .validate()
@@ -372,6 +379,7 @@ impl ProviderAdmin<'_> {
             created_at: now,
             updated_at: now,
             priority,
+            allow_user_keys: config.allow_user_keys,
         };
         if let Some(k) = &key {
             let sealer = SecretBox::load_or_create(&data_dir)
@@ -415,14 +423,22 @@ impl ProviderAdmin<'_> {
             if settings_change {
                 return Err(managed_elsewhere(name, source, "edited"));
             }
+            if source == ProviderSource::Admin
+                && (req.enabled.is_some() || req.allow_user_keys.is_some())
+                && let Some(mut rec) = stored
+            {
+                rec.enabled = req.enabled.unwrap_or(rec.enabled);
+                rec.allow_user_keys = req.allow_user_keys.unwrap_or(rec.allow_user_keys);
+                rec.updated_at = crate::clock::now();
+                self.store.put_provider(&rec).await?;
+            }
+            if let Some(allow) = req.allow_user_keys {
+                self.registry
+                    .set_allow_user_keys(name, allow)
+                    .map_err(|_| AdminError::NotFound)?;
+                tracing::info!(provider = %name, allow, "users' own keys for a provider changed by an admin");
+            }
             if let Some(enabled) = req.enabled {
-                if source == ProviderSource::Admin
-                    && let Some(mut rec) = stored
-                {
-                    rec.enabled = enabled;
-                    rec.updated_at = crate::clock::now();
-                    self.store.put_provider(&rec).await?;
-                }
                 self.registry
                     .set_enabled(name, enabled)
                     .map_err(|_| AdminError::NotFound)?;
@@ -453,6 +469,9 @@ impl ProviderAdmin<'_> {
         if let Some(e) = req.enabled {
             rec.enabled = e;
         }
+        if let Some(a) = req.allow_user_keys {
+            rec.allow_user_keys = a;
+        }
         rec.updated_at = crate::clock::now();
         let api_key = match &new_key {
             None => current.api_key.clone(),
@@ -466,6 +485,7 @@ impl ProviderAdmin<'_> {
             models: rec.models.clone(),
             enabled: rec.enabled,
             priority: rec.priority,
+            allow_user_keys: rec.allow_user_keys,
         };
         config
             .validate()

@@ -215,6 +215,11 @@ function Providers() {
     const t = setInterval(load, 15000);
     return () => clearInterval(t);
   }, [load]);
+  const { server } = useApp();
+  // Users' own keys, per provider (with the server's allow_user_keys on).
+  const setUserKeys = async (p, allow) => {
+    try { await patch('/admin/providers/' + encodeURIComponent(p.name), { allow_user_keys: allow }); toast(allow ? `Users may bring their own key to ${p.name}` : `Users' keys no longer go to ${p.name}`); load(); } catch (e) { toast(describeError(e).text, 'error'); }
+  };
   const setEnabled = async (p, enabled) => {
     try { await patch('/admin/providers/' + encodeURIComponent(p.name), { enabled }); toast(enabled ? 'Provider enabled' : 'Provider disabled'); load(); } catch (e) { toast(describeError(e).text, 'error'); }
   };
@@ -235,6 +240,9 @@ function Providers() {
           : p.status.reachable ? html`<span class="badge ok">reachable</span>`
             : html`<span class="badge warn" title=${p.status.last_error || ''}>${p.status.checked_at ? 'unreachable' : 'not checked yet'}</span>`}
         <div class="muted small"><code>${p.base_url}</code> · ${p.models_count} model(s)${p.models ? ' (allowlist)' : ''} · key ${p.has_api_key ? 'set' : 'none'}${p.status.checked_at ? ' · checked ' + timeAgo(p.status.checked_at) : ''}</div>
+        ${server?.allow_user_keys && p.kind !== 'ollama' && html`<label class="user-keys small" data-testid=${'user-keys-' + p.name}>
+          <input type="checkbox" role="switch" checked=${p.allow_user_keys} aria-label=${"Users may bring their own key to " + p.name} onChange=${(e) => setUserKeys(p, e.target.checked)} />
+          Users may bring their own key</label>`}
         ${p.status.last_error && html`<div class="small error-text">${p.status.last_error_code ? p.status.last_error_code + ': ' : ''}${p.status.last_error}</div>`}
         <${ProviderTest} name=${p.name} />
         ${editing === p.name && html`<${ProviderForm} initial=${p} onCancel=${() => setEditing(null)} onDone=${() => { setEditing(null); toast('Provider saved'); load(); }} />`}

@@ -99,27 +99,6 @@ export const patch = (path, body = {}, opts) => api('PATCH', path, body, opts);
 export const put = (path, body = {}, opts) => api('PUT', path, body, opts);
 export const del = (path, opts) => api('DELETE', path, undefined, opts);
 
-// ---- the user's own provider key (kept only in this browser) --------------
-
-const KEY_STORAGE = 'confab.providerKey';
-
-export function providerKey() {
-  try {
-    return localStorage.getItem(KEY_STORAGE) || '';
-  } catch {
-    return '';
-  }
-}
-
-export function setProviderKey(k) {
-  try {
-    if (k) localStorage.setItem(KEY_STORAGE, k);
-    else localStorage.removeItem(KEY_STORAGE);
-  } catch {
-    /* storage unavailable */
-  }
-}
-
 // ---- search ---------------------------------------------------------------------
 
 /** The instant title filter over conversations the sidebar has loaded. */

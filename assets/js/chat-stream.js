@@ -4,7 +4,8 @@
 // (text, usage, the conversation's title, the end).
 
 import { useState, useRef, useMemo } from './lib.js';
-import { del, ApiError, providerKey } from './api.js';
+import { del, ApiError } from './api.js';
+import { ownKeyHeaders } from './own-keys.js';
 import { navigate } from './router.js';
 import { sending } from './state.js';
 import { GenerationStream } from './stream.js';
@@ -86,6 +87,8 @@ export function useGeneration(s) {
     genRef.current = null;
     setBusy(false);
     setLiveStatus('live');
+    // A temporary chat is not stored: what streamed is all there is.
+    if (convRef.current?.temporary) return;
     if (cid && (!convRef.current || convRef.current.id === cid)) await loadConversation(cid, { quiet: true });
     list.refreshTop();
   };
@@ -107,13 +110,18 @@ export function useGeneration(s) {
           const now = new Date().toISOString();
           // The model settings the first message carried are the new chat's.
           const p = ctx.body || {};
-          const c = { id: d.conversation_id, title: 'New chat', model: d.model, system_prompt: null, pinned: false, archived: false, created_at: now, updated_at: now,
+          const temporary = !!ctx.temporary;
+          const c = { id: d.conversation_id, title: temporary ? 'Temporary chat' : 'New chat', model: d.model, system_prompt: ctx.systemPrompt || null, pinned: false, archived: false, created_at: now, updated_at: now, temporary,
             temperature: p.temperature ?? null, max_tokens: p.max_tokens ?? null, top_p: p.top_p ?? null };
           setConv(c);
           convRef.current = c;
-          list.upsert(c);
-          ownNav.current = d.conversation_id;
-          navigate('/c/' + d.conversation_id);
+          // A temporary chat has no address and is never listed: it lives
+          // on this page only.
+          if (!temporary) {
+            list.upsert(c);
+            ownNav.current = d.conversation_id;
+            navigate('/c/' + d.conversation_id);
+          }
         }
       },
       delta(t) {
@@ -189,12 +197,11 @@ export function useGeneration(s) {
     setBusy(true);
     setLiveStatus('live');
     setAnnounce('');
-    const ctx = { cid: body.conversation_id || null, tempAssistant: tempA, tempUser: tempU, body };
+    const ctx = { cid: body.conversation_id || null, tempAssistant: tempA, tempUser: tempU, body, temporary: !!body.temporary, systemPrompt: body.system_prompt || null };
     const s = new GenerationStream(handlers(ctx));
     streamRef.current = s;
-    const headers = {};
-    const key = providerKey();
-    if (key) headers['X-Provider-Key'] = key;
+    // Your own key, only for a model whose provider is of the key's kind.
+    const headers = await ownKeyHeaders(body.model || model);
     sending.text = retryText ?? null;
     try {
       await s.start(body, headers);

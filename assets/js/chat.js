@@ -11,6 +11,7 @@ import { navigate } from './router.js';
 import { useApp, takeDraft } from './state.js';
 import { Icon, Logo, ErrorBanner, confirmDialog, promptDialog, Spinner, toast, plainTitle } from './ui.js';
 import { Thread, Composer } from './thread.js';
+import { closeTemporary, closeOnPageHide, TemporaryToggle, TemporaryNote } from './temporary.js';
 import { Sidebar, useConversations, isPhone } from './sidebar.js';
 import { ChatHeader, useModels, rememberModel } from './chat-header.js';
 import { useGeneration } from './chat-stream.js';
@@ -37,6 +38,7 @@ export function ChatScreen() {
   const [atBottom, setAtBottom] = useState(true);
   const [announce, setAnnounce] = useState('');
   const [notice, setNotice] = useState(null);
+  const [temporary, setTemporary] = useState(false);
 
   const ownNav = useRef(null);
   const inputRef = useRef(null);
@@ -66,6 +68,8 @@ export function ChatScreen() {
   };
 
   useEffect(() => {
+    // Leaving a temporary chat closes it.
+    if (convRef.current?.temporary) closeTemporary(convRef.current);
     setEditingId(null);
     setError(null);
     setNotice(null);
@@ -100,6 +104,9 @@ export function ChatScreen() {
   }, [convId]); // eslint-disable-line
 
   useEffect(() => () => closeStream(), []); // eslint-disable-line
+  useEffect(() => closeOnPageHide(() => convRef.current), []); // eslint-disable-line
+  // Leaving the chat screen (settings, admin) leaves a temporary chat too.
+  useEffect(() => () => closeTemporary(convRef.current), []); // eslint-disable-line
 
   // A message typed when the session ended comes back after signing in.
   useEffect(() => {
@@ -148,6 +155,10 @@ export function ChatScreen() {
       for (const [k, v] of Object.entries(draftParams)) if (v !== null) body[k] = v;
     }
     if (conv) body.conversation_id = conv.id;
+    else if (temporary) {
+      body.temporary = true;
+      if (draftSystem.trim()) body.system_prompt = draftSystem;
+    }
     else if (draftPreset) {
       // The preset sets the model (shown picked), system prompt and settings.
       body.preset_id = draftPreset.id;
@@ -205,6 +216,10 @@ export function ChatScreen() {
   const switchBranch = async (msg, siblingId) => {
     const c = convRef.current;
     if (!c || !siblingId || busy) return;
+    if (c.temporary) {
+      toast('Other versions of a temporary chat cannot be shown.');
+      return;
+    }
     try {
       await patch('/conversations/' + c.id, { current_leaf: siblingId });
       await loadConversation(c.id, { quiet: true });
@@ -227,6 +242,7 @@ export function ChatScreen() {
   // ---- sidebar actions ----
   const newChat = () => {
     setDrawer(false);
+    if (convRef.current?.temporary) closeTemporary(convRef.current);
     if (convId) navigate('/');
     else {
       closeStream();
@@ -239,6 +255,11 @@ export function ChatScreen() {
   };
 
   const onConvAction = async (c, action, value) => {
+    if (c?.temporary) {
+      // Only the title can change, on this page.
+      if (action === 'rename') setConv((o) => ({ ...o, title: value }));
+      return;
+    }
     try {
       if (action === 'rename') {
         const u = await patch('/conversations/' + c.id, { title: value });
@@ -285,6 +306,8 @@ export function ChatScreen() {
       return;
     }
     setConv((c) => ({ ...c, model: m }));
+    // A temporary chat is not stored: each message names its model.
+    if (conv.temporary) return;
     try {
       const u = await patch('/conversations/' + conv.id, { model: m });
       setConv((c) => ({ ...c, ...u }));
@@ -305,6 +328,10 @@ export function ChatScreen() {
   };
 
   const editSystemPrompt = async () => {
+    if (conv?.temporary) {
+      toast('A temporary chat keeps the system prompt it started with.');
+      return;
+    }
     const current = conv ? conv.system_prompt || '' : draftPreset?.system_prompt || draftSystem;
     const v = await promptDialog({
       title: 'System prompt',
@@ -437,6 +464,8 @@ export function ChatScreen() {
         </div>`}
         ${error && html`<${ErrorBanner} error=${error} onDismiss=${() => setError(null)}
             onRetry=${error.retry || convId ? retryError : null} />`}
+        ${(conv?.temporary || (!conv && temporary)) && html`<${TemporaryNote} />`}
+        ${(!conv || conv.temporary) && html`<${TemporaryToggle} on=${!!conv?.temporary || temporary} locked=${!!conv} setOn=${setTemporary} />`}
         <${Composer} inputRef=${inputRef} onSend=${send} onStop=${stop} busy=${busy}
           disabled=${!!convError} />
         <div class="sr-only" role="status" aria-live="polite" data-testid="announcer">${announce}</div>

@@ -3,7 +3,8 @@
 // API keys, password.
 
 import { html, useState, useEffect, useCallback } from './lib.js';
-import { get, post, del, providerKey, setProviderKey } from './api.js';
+import { get, post, del } from './api.js';
+import { KINDS, keptKeys, saveKey, removeKey, validateKey } from './own-keys.js';
 import { useApp, getTheme, setTheme } from './state.js';
 import { describeError, ErrorBanner, Spinner, confirmDialog, toast, timeAgo, dateTime, CopyButton, Icon } from './ui.js';
 import { UsageCard } from './usage.js';
@@ -62,20 +63,54 @@ function ThemeCard() {
   <//>`;
 }
 
-function ProviderKeyCard() {
-  const [k, setK] = useState(providerKey());
+function OwnKeyRow({ kind, label, placeholder, kept, onChange }) {
+  const { me } = useApp();
+  const [k, setK] = useState('');
   const [shown, setShown] = useState(false);
-  const saved = providerKey();
-  return html`<${Card} id="provider-key" title="Your own provider key"
-      description="Sent with your chat requests as X-Provider-Key and used instead of the server's key. It is kept only in this browser, never stored on the server.">
-    <form class="row-form" onSubmit=${(e) => { e.preventDefault(); setProviderKey(k.trim()); toast(k.trim() ? 'Key saved in this browser' : 'Key removed'); setK(k.trim()); }}>
-      <label class="field grow"><span>API key</span>
-        <input type=${shown ? 'text' : 'password'} value=${k} autocomplete="off" spellcheck="false" placeholder="sk-…"
-          onInput=${(e) => setK(e.target.value)} /></label>
-      <button type="button" class="btn" onClick=${() => setShown((s) => !s)} aria-pressed=${shown ? 'true' : 'false'}>${shown ? 'Hide' : 'Show'}</button>
-      <button type="submit" class="btn primary">Save</button>
-      ${saved && html`<button type="button" class="btn danger-outline" onClick=${() => { setProviderKey(''); setK(''); toast('Key removed'); }}>Remove</button>`}
+  const [busy, setBusy] = useState(false);
+  const [result, setResult] = useState(null);
+  const id = 'own-key-' + kind;
+  const save = async (e) => {
+    e.preventDefault();
+    if (!k.trim()) return;
+    setBusy(true);
+    setResult(null);
+    try {
+      const v = await validateKey(kind, k);
+      if (!v.valid) {
+        setResult({ ok: false, text: v.message || 'The provider refused this key.' });
+      } else {
+        await saveKey(me.id, kind, k);
+        setK('');
+        setResult({ ok: true, text: `Key accepted by ${v.provider} (${v.models} model${v.models === 1 ? '' : 's'}); kept encrypted in this browser until you sign out.` });
+        onChange();
+      }
+    } catch (err) {
+      setResult({ ok: false, text: describeError(err).text });
+    }
+    setBusy(false);
+  };
+  const forget = async () => { await removeKey(kind); setResult(null); toast(label + ' key removed'); onChange(); };
+  return html`<div class="own-key" data-testid=${id}>
+    <form class="row-form" onSubmit=${save}>
+      <label class="field grow"><span>${label} key ${kept && html`<span class="badge ok" data-testid=${id + '-kept'}>Saved ${kept.hint}</span>`}</span>
+        <input type=${shown ? 'text' : 'password'} value=${k} autocomplete="off" spellcheck=${false} placeholder=${kept ? 'Replace the saved key' : placeholder}
+          aria-describedby=${result ? id + '-result' : undefined} onInput=${(e) => setK(e.target.value)} /></label>
+      <button type="button" class="btn" onClick=${() => setShown((x) => !x)} aria-pressed=${shown ? 'true' : 'false'} aria-label=${(shown ? 'Hide ' : 'Show ') + label + ' key'}>${shown ? 'Hide' : 'Show'}</button>
+      <button type="submit" class="btn primary" disabled=${busy || !k.trim()} aria-label=${'Check and save ' + label + ' key'}>${busy ? html`<${Spinner} />` : 'Check and save'}</button>
+      ${kept && html`<button type="button" class="btn danger-outline" onClick=${forget} aria-label=${'Remove ' + label + ' key'}>Remove</button>`}
     </form>
+    ${result && html`<p id=${id + '-result'} class=${'small ' + (result.ok ? 'ok-text' : 'error-text')} role="status" data-testid=${id + '-result'}>${result.text}</p>`}
+  </div>`;
+}
+
+function OwnKeysCard() {
+  const [kept, setKept] = useState({});
+  const load = useCallback(async () => setKept(await keptKeys()), []);
+  useEffect(() => { load(); }, [load]);
+  return html`<${Card} id="provider-key" title="Your own provider keys"
+      description="Used instead of the server's key, and only with models of a provider of the same kind. Each key is checked with the provider first, then kept encrypted in this browser; signing out deletes it.">
+    ${KINDS.map((k) => html`<${OwnKeyRow} key=${k.kind} ...${k} kept=${kept[k.kind]} onChange=${load} />`)}
   <//>`;
 }
 
@@ -203,7 +238,7 @@ export function SettingsScreen() {
     <a href="#instructions">Custom instructions</a>
     <a href="#presets">Presets</a>
     <a href="#prompts">Prompts</a>
-    ${server.allow_user_keys && html`<a href="#provider-key">Provider key</a>`}
+    ${server.allow_user_keys && html`<a href="#provider-key">Provider keys</a>`}
     <a href="#usage">Usage</a>
     <a href="#sessions">Sessions</a>
     <a href="#api-keys">API keys</a>
@@ -215,7 +250,7 @@ export function SettingsScreen() {
     <${CustomInstructionsCard} />
     <${PresetsCard} />
     <${PromptsCard} />
-    ${server.allow_user_keys && html`<${ProviderKeyCard} />`}
+    ${server.allow_user_keys && html`<${OwnKeysCard} />`}
     <${UsageCard} />
     <${SessionsCard} />
     <${ApiKeysCard} />

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::events::{ErrorEvent, GenEvent, Logged, Meta, Title, UsageEvent};
+use super::temporary::TempChats;
 use crate::providers::registry::Registry;
 use crate::providers::{ChatEvent, ChatRequest, ProviderError};
 use crate::store::SharedStore;
@@ -58,6 +59,8 @@ pub struct Generation {
     pub user_id: Uuid,
     pub conversation_id: Uuid,
     pub message_id: Uuid,
+    /// The answer of a temporary chat: its text never reaches the store.
+    pub temporary: bool,
     state: Mutex<GenState>,
     notify: watch::Sender<u64>,
     cancel: CancellationToken,
@@ -159,6 +162,8 @@ pub struct Job {
     /// Names the conversation once the answer is stored; its `title`
     /// event goes out before `usage` (see [`await_title`]).
     pub titler: Option<Titler>,
+    /// Set for a temporary chat: the answer is kept there, never stored.
+    pub temporary: Option<Arc<TempChats>>,
 }
 
 /// Makes (and stores) a title for the finished answer; `Some` when the
@@ -169,6 +174,8 @@ pub type Titler = Box<dyn FnOnce(Message, Outcome) -> BoxFuture<'static, Option<
 pub type OnFinish = Box<dyn FnOnce(Message, Outcome) + Send>;
 
 pub struct Manager {
+    /// The temporary chats the answers of this manager may belong to.
+    pub temporary: Arc<TempChats>,
     gens: Mutex<HashMap<Uuid, Arc<Generation>>>,
     by_message: Mutex<HashMap<Uuid, Uuid>>,
     flusher_started: std::sync::atomic::AtomicBool,
@@ -177,6 +184,7 @@ pub struct Manager {
 impl Manager {
     pub fn new() -> Arc<Manager> {
         Arc::new(Manager {
+            temporary: Arc::new(TempChats::default()),
             gens: Mutex::new(HashMap::new()),
             by_message: Mutex::new(HashMap::new()),
             flusher_started: std::sync::atomic::AtomicBool::new(false),
@@ -272,7 +280,7 @@ impl Manager {
             .values()
             .filter_map(|g| {
                 let mut st = g.lock();
-                if st.dirty && st.finished.is_none() {
+                if st.dirty && st.finished.is_none() && !g.temporary {
                     st.dirty = false;
                     Some((g.conversation_id, g.message_id, st.content.clone()))
                 } else {
@@ -325,6 +333,7 @@ impl Manager {
             user_id: job.user_id,
             conversation_id: job.message.conversation_id,
             message_id: job.message.id,
+            temporary: job.temporary.is_some(),
             state: Mutex::new(GenState {
                 events: Vec::new(),
                 content: String::new(),
@@ -497,7 +506,9 @@ async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: On
     // Store first, then announce: a client that sees `done` and reloads
     // must find the final message.
     let m2 = msg.clone();
-    if let Err(e) = store.finish_message(&m2).await {
+    if let Some(temp) = &job.temporary {
+        temp.finish(&m2);
+    } else if let Err(e) = store.finish_message(&m2).await {
         tracing::error!(generation_id = %g.id, error = %e, "failed to store the finished answer");
     }
     // The text is final: the flusher must not write it again.

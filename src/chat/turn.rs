@@ -17,8 +17,9 @@ use crate::auth::CurrentUser;
 use crate::config::Config;
 use crate::error::{AppError, AppResult};
 use crate::limits::Limits;
-use crate::providers::ChatRequest;
 use crate::providers::registry::Registry;
+use crate::providers::routing::KeyScope;
+use crate::providers::{ChatRequest, ProviderKind};
 use crate::store::chat::{Conversation, Message, MessageRole, MessageStatus, ModelParamsPatch};
 use crate::store::{SharedStore, StoreError};
 
@@ -95,6 +96,15 @@ pub struct TurnRequest {
     pub regenerate_of: Option<String>,
     /// The caller's own provider key.
     pub provider_key: Option<String>,
+    /// The kind of provider the key belongs to (openai or anthropic); it
+    /// goes to providers of that kind only. None: the kind of the first
+    /// provider chosen for the model.
+    pub provider_key_kind: Option<ProviderKind>,
+    /// Start a temporary chat (kept in memory only). A turn in an existing
+    /// temporary chat is temporary without it.
+    pub temporary: bool,
+    /// The system prompt of a new temporary chat (only then).
+    pub system_prompt: Option<String>,
     /// Carried into the `error` event.
     pub request_id: String,
 }
@@ -115,6 +125,8 @@ struct Placed {
     all: Vec<Message>,
     user_msg: Option<Message>,
     parent_of_answer: Option<Uuid>,
+    /// A temporary chat: kept in memory, never stored.
+    temporary: bool,
 }
 
 impl Placed {
@@ -226,17 +238,28 @@ impl ChatService {
         // Sending with a model (or sampling settings) makes it the
         // conversation's.
         let remember_model = req.model.clone();
-        self.store
-            .start_turn(
+        if placed.temporary {
+            self.generations.temporary.start_turn(
                 uid,
                 new_conv,
                 remember_model,
                 req.params,
                 placed.user_msg.as_ref(),
                 &assistant,
-            )
-            .await
-            .map_err(conversation_missing)?;
+            )?;
+        } else {
+            self.store
+                .start_turn(
+                    uid,
+                    new_conv,
+                    remember_model,
+                    req.params,
+                    placed.user_msg.as_ref(),
+                    &assistant,
+                )
+                .await
+                .map_err(conversation_missing)?;
+        }
 
         let meta = Meta {
             assistant_message_id: assistant.id,
@@ -257,9 +280,14 @@ impl ChatService {
             temperature: params.temperature,
             top_p: params.top_p,
             api_key_override: req.provider_key.clone(),
+            api_key_kind: req.provider_key_kind,
             ..Default::default()
         };
-        let titler = self.titler(uid, &provider_name, req.provider_key);
+        // A temporary chat keeps the default title: naming it would send
+        // its words once more for nothing to keep.
+        let titler =
+            (!placed.temporary).then(|| self.titler(uid, &provider_name, req.provider_key));
+        let temporary = placed.temporary.then(|| self.generations.temporary.clone());
         let job = Job {
             user_id: uid,
             provider_name,
@@ -268,7 +296,8 @@ impl ChatService {
             message: assistant,
             meta,
             request_id: req.request_id,
-            titler: Some(titler),
+            titler,
+            temporary,
         };
         let (limits, store) = (self.limits.clone(), self.store.clone());
         let g = self.generations.start(
@@ -303,27 +332,47 @@ impl ChatService {
     /// The conversation (existing and owned, or new) and where the new
     /// messages hang in its tree.
     async fn place(&self, uid: Uuid, req: &TurnRequest, regen: Option<Uuid>) -> AppResult<Placed> {
+        let mut temp_messages = None;
         let (conv, is_new) = match req.conversation_id.as_deref().filter(|s| !s.is_empty()) {
             Some(id) => {
                 let cid = Uuid::parse_str(id).map_err(|_| AppError::ConversationNotFound)?;
-                let c = self
-                    .store
-                    .get_conversation(uid, cid)
-                    .await
-                    .map_err(conversation_missing)?;
-                (c, false)
+                if let Some((c, all)) = self.generations.temporary.get(uid, cid) {
+                    temp_messages = Some(all);
+                    (c, false)
+                } else {
+                    let c = self
+                        .store
+                        .get_conversation(uid, cid)
+                        .await
+                        .map_err(conversation_missing)?;
+                    (c, false)
+                }
             }
             None if regen.is_some() => {
                 return Err(AppError::validation(
                     "regenerate_of needs the conversation_id of its conversation",
                 ));
             }
-            None => (new_conversation(uid, None, req.model.clone(), None), true),
+            None => (
+                new_conversation(uid, None, req.model.clone(), req.system_prompt.clone()),
+                true,
+            ),
         };
-        let all = if is_new {
-            Vec::new()
-        } else {
-            self.store.list_messages(uid, conv.id).await?
+        if req.system_prompt.is_some() && !(is_new && req.temporary) {
+            return Err(AppError::validation(
+                "system_prompt here is for a new temporary chat; set a conversation's with /api/conversations",
+            ));
+        }
+        if req.temporary && !is_new && temp_messages.is_none() {
+            return Err(AppError::validation(
+                "temporary starts a new chat; a saved conversation cannot become temporary",
+            ));
+        }
+        let temporary = temp_messages.is_some() || (is_new && req.temporary);
+        let all = match temp_messages {
+            Some(all) => all,
+            None if is_new => Vec::new(),
+            None => self.store.list_messages(uid, conv.id).await?,
         };
         if let Some(rid) = regen {
             let target = all
@@ -337,6 +386,7 @@ impl ChatService {
                 all,
                 user_msg: None,
                 parent_of_answer,
+                temporary,
             });
         }
         let parent = match &req.placement {
@@ -359,6 +409,7 @@ impl ChatService {
             all,
             user_msg: Some(m),
             parent_of_answer: Some(id),
+            temporary,
         })
     }
 
@@ -376,13 +427,21 @@ impl ChatService {
                     "no model is available: an administrator needs to add a provider".into(),
                 )
             })?;
+        let key = req.provider_key.is_some().then_some(KeyScope {
+            kind: req.provider_key_kind,
+        });
         let first = self
             .providers
-            .candidates(&model, req.provider_key.is_some())
+            .candidates_for(&model, key)
             .into_iter()
             .next()
-            .ok_or_else(|| {
-                AppError::ModelNotFound(format!("model {model:?} is not offered by any provider"))
+            .ok_or_else(|| match req.provider_key_kind.filter(|_| key.is_some()) {
+                Some(kind) => AppError::ModelNotFound(format!(
+                    "model {model:?} is not offered by any {kind} provider that accepts your own key"
+                )),
+                None => AppError::ModelNotFound(format!(
+                    "model {model:?} is not offered by any provider"
+                )),
             })?;
         let info = self
             .providers
@@ -407,10 +466,16 @@ impl ChatService {
     pub async fn answer(&self, user: &CurrentUser, req: TurnRequest) -> AppResult<Message> {
         let g = self.start_turn(user, req).await?;
         g.wait().await;
-        let m = self
-            .store
-            .get_message(user.id(), g.conversation_id, g.message_id)
-            .await?;
+        let m = if g.temporary {
+            self.generations
+                .temporary
+                .message(user.id(), g.conversation_id, g.message_id)
+                .ok_or(AppError::ConversationNotFound)?
+        } else {
+            self.store
+                .get_message(user.id(), g.conversation_id, g.message_id)
+                .await?
+        };
         if m.status == MessageStatus::Error
             && let Some(err) = &m.error
         {
@@ -459,6 +524,19 @@ fn validate(settings: &Config, req: &TurnRequest) -> AppResult<Option<Uuid>> {
         return Err(AppError::Forbidden(
             "this server does not accept users' own provider keys".into(),
         ));
+    }
+    match req.provider_key_kind {
+        Some(ProviderKind::Ollama) => {
+            return Err(AppError::validation(
+                "own keys are for openai or anthropic providers",
+            ));
+        }
+        Some(_) if req.provider_key.is_none() => {
+            return Err(AppError::validation(
+                "a provider key kind was given without a provider key",
+            ));
+        }
+        _ => {}
     }
     let regen = req
         .regenerate_of

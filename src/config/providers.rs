@@ -28,6 +28,10 @@ pub struct ProviderEntry {
     /// (ties in file order); -1000 to 1000, default 0.
     #[serde(default)]
     pub priority: i32,
+    /// Users may bring their own key to this provider when the server's
+    /// `allow_user_keys` is on; default true.
+    #[serde(default = "default_true")]
+    pub allow_user_keys: bool,
 }
 
 /// `[routing]`: how a model served by several providers is routed.
@@ -56,6 +60,7 @@ impl ProviderEntry {
             models: None,
             enabled: true,
             priority: 0,
+            allow_user_keys: true,
         }
     }
 
@@ -103,6 +108,7 @@ impl ProviderEntry {
             models: e.models,
             enabled: e.enabled,
             priority: e.priority,
+            allow_user_keys: e.allow_user_keys,
         })
     }
 }

@@ -25,6 +25,8 @@ use crate::chat::turn::{ChatService, Placement, TurnRequest};
 use crate::error::{AppError, AppResult, current_request_id};
 use crate::state::AppState;
 pub const PROVIDER_KEY_HEADER: &str = "x-provider-key";
+/// `openai` or `anthropic`: the kind of provider the own key belongs to.
+pub const PROVIDER_KEY_KIND_HEADER: &str = "x-provider-key-kind";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,6 +35,11 @@ pub fn routes() -> Router<AppState> {
         .route("/chat/ws", get(ws))
         .route("/generations/{id}/events", get(events))
         .route("/generations/{id}", delete(stop))
+        .route(
+            "/chat/temporary/{id}",
+            delete(super::own_keys::discard_temporary),
+        )
+        .route("/chat/validate-key", post(super::own_keys::validate_key))
 }
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
@@ -69,12 +76,26 @@ pub struct ChatBody {
     /// conversation's (like `model`).
     #[serde(flatten)]
     pub params: ModelParamsBody,
+    /// Start a temporary chat: kept only in the server's memory, never
+    /// stored or indexed, gone when closed (`DELETE
+    /// /api/chat/temporary/{id}`) or idle for an hour. Only without
+    /// `conversation_id`; a turn in a temporary chat needs no flag.
+    #[serde(default)]
+    pub temporary: bool,
+    /// The system prompt of a new temporary chat (it has no
+    /// `PATCH /api/conversations/{id}`); refused otherwise: a saved
+    /// conversation takes it through `POST /api/conversations`.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
 }
 
 impl ChatBody {
     /// The service's request for this body.
-    fn into_turn(self, provider_key: Option<String>, request_id: String) -> TurnRequest {
-        TurnRequest {
+    fn into_turn(self, key: OwnKey, request_id: String) -> AppResult<TurnRequest> {
+        if let Some(p) = &self.system_prompt {
+            super::conversations::validate_system_prompt(p)?;
+        }
+        Ok(TurnRequest {
             conversation_id: self.conversation_id,
             placement: match self.parent_id {
                 None => Placement::AfterLeaf,
@@ -86,9 +107,12 @@ impl ChatBody {
             preset_id: self.preset_id,
             params: self.params.into_patch(),
             regenerate_of: self.regenerate_of,
-            provider_key,
+            provider_key: key.key,
+            provider_key_kind: key.kind,
+            temporary: self.temporary,
+            system_prompt: self.system_prompt,
             request_id,
-        }
+        })
     }
 }
 
@@ -104,13 +128,42 @@ pub fn service(state: &AppState) -> ChatService {
     }
 }
 
-fn user_key(headers: &HeaderMap) -> Option<String> {
+/// A caller's own provider key and the kind it belongs to.
+#[derive(Default)]
+pub struct OwnKey {
+    pub key: Option<String>,
+    pub kind: Option<crate::providers::ProviderKind>,
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
-        .get(PROVIDER_KEY_HEADER)
+        .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|k| !k.is_empty())
-        .map(str::to_string)
+}
+
+/// `OwnKey` from a key and its kind as given; an unknown kind is refused.
+pub fn own_key(key: Option<&str>, kind: Option<&str>) -> AppResult<OwnKey> {
+    let kind = kind
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| k.parse().map_err(AppError::Validation))
+        .transpose()?;
+    Ok(OwnKey {
+        key: key
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_string),
+        kind,
+    })
+}
+
+fn user_key(headers: &HeaderMap) -> AppResult<OwnKey> {
+    own_key(
+        header_text(headers, PROVIDER_KEY_HEADER),
+        header_text(headers, PROVIDER_KEY_KIND_HEADER),
+    )
 }
 
 /// The JSON of an event's payload: the `data` of its SSE or WebSocket frame.
@@ -146,7 +199,8 @@ fn sse_response(g: &Arc<Generation>, after: u64) -> Response {
 /// `usage`, then `done` or `error`. Each event has an
 /// integer `id:`; a comment line every 15 s keeps the stream open.
 #[utoipa::path(post, path = "/api/chat/stream", tag = "chat", request_body = ChatBody,
-    params(("X-Provider-Key" = Option<String>, Header, description = "The caller's own provider key, when the server allows it")),
+    params(("X-Provider-Key" = Option<String>, Header, description = "The caller's own provider key, when the server allows it"),
+        ("X-Provider-Key-Kind" = Option<String>, Header, description = "openai or anthropic: the only kind of provider the key is sent to")),
     responses((status = 200, description = "meta, delta, title (when the conversation was just named), usage, then done or error events", content_type = "text/event-stream", body = String),
     (status = 403, description = "`FORBIDDEN`: `X-Provider-Key` on a server that does not allow users' keys", body = crate::error::ErrorBody),
     (status = 404, description = "`CONVERSATION_NOT_FOUND`, `MODEL_NOT_FOUND`, or `NOT_FOUND` for `parent_id` / `regenerate_of`", body = crate::error::ErrorBody),
@@ -157,14 +211,15 @@ pub async fn stream(
     headers: HeaderMap,
     Json(body): Json<ChatBody>,
 ) -> AppResult<Response> {
-    let turn = body.into_turn(user_key(&headers), current_request_id());
+    let turn = body.into_turn(user_key(&headers)?, current_request_id())?;
     let g = service(&state).start_turn(&user, turn).await?;
     Ok(sse_response(&g, 0))
 }
 
 /// Starts an answer and returns the finished assistant message as JSON.
 #[utoipa::path(post, path = "/api/chat/message", tag = "chat", request_body = ChatBody,
-    params(("X-Provider-Key" = Option<String>, Header, description = "The caller's own provider key, when the server allows it")),
+    params(("X-Provider-Key" = Option<String>, Header, description = "The caller's own provider key, when the server allows it"),
+        ("X-Provider-Key-Kind" = Option<String>, Header, description = "openai or anthropic: the only kind of provider the key is sent to")),
     responses((status = 200, body = MessageView),
     (status = 403, description = "`FORBIDDEN`: `X-Provider-Key` on a server that does not allow users' keys", body = crate::error::ErrorBody),
     (status = 404, description = "`CONVERSATION_NOT_FOUND`, `MODEL_NOT_FOUND`, or `NOT_FOUND` for `parent_id` / `regenerate_of`", body = crate::error::ErrorBody),
@@ -182,7 +237,7 @@ pub async fn message(
             "stream must be false here; use /api/chat/stream for a streamed answer",
         ));
     }
-    let turn = body.into_turn(user_key(&headers), current_request_id());
+    let turn = body.into_turn(user_key(&headers)?, current_request_id())?;
     let m = service(&state).answer(&user, turn).await?;
     Ok(Json(message_view(&state, &m, None)))
 }
@@ -259,6 +314,9 @@ struct ChatBodyWs {
     /// The user's own provider key, when the server allows it.
     #[serde(default)]
     provider_key: Option<String>,
+    /// openai or anthropic: the only kind of provider the key is sent to.
+    #[serde(default)]
+    provider_key_kind: Option<String>,
 }
 
 /// The same events as JSON frames `{generation_id, id, event, data}`.
@@ -449,10 +507,17 @@ async fn ws_frame(
     let started = match parsed {
         Err(e) => Err(AppError::Validation(format!("invalid frame: {e}"))),
         Ok(WsIn::Chat(b)) => {
-            let turn = b.body.into_turn(b.provider_key, out.request_id.clone());
-            let start = chat.start_turn(&user, turn);
-            let g = crate::error::REQUEST_ID.scope(out.request_id.clone(), start);
-            g.await.map(|g| out.forward(g, 0))
+            match own_key(b.provider_key.as_deref(), b.provider_key_kind.as_deref()) {
+                Err(e) => Err(e),
+                Ok(key) => match b.body.into_turn(key, out.request_id.clone()) {
+                    Err(e) => Err(e),
+                    Ok(turn) => {
+                        let start = chat.start_turn(&user, turn);
+                        let g = crate::error::REQUEST_ID.scope(out.request_id.clone(), start);
+                        g.await.map(|g| out.forward(g, 0))
+                    }
+                },
+            }
         }
         Ok(WsIn::Stop { generation_id }) => {
             chat.generation(user.id(), &generation_id).map(|g| g.stop())
@@ -477,7 +542,16 @@ mod tests {
 
     fn turn_of(frame: serde_json::Value) -> TurnRequest {
         match serde_json::from_value::<WsIn>(frame).expect("a chat frame") {
-            WsIn::Chat(b) => b.body.into_turn(b.provider_key, String::new()),
+            WsIn::Chat(b) => b
+                .body
+                .into_turn(
+                    OwnKey {
+                        key: b.provider_key,
+                        kind: None,
+                    },
+                    String::new(),
+                )
+                .expect("a valid chat frame"),
             _ => panic!("not a chat frame"),
         }
     }

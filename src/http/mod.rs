@@ -17,6 +17,7 @@ pub mod limits_layer;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
+pub mod own_keys;
 pub mod presets;
 pub mod providers;
 pub mod search;

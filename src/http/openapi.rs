@@ -17,8 +17,8 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, auth, branding, chat, conversations, export, health, keys, models, presets, providers,
-    search, tls, usage, v1,
+    admin, auth, branding, chat, conversations, export, health, keys, models, own_keys, presets,
+    providers, search, tls, usage, v1,
 };
 
 #[derive(OpenApi)]
@@ -41,6 +41,7 @@ use super::{
         conversations::list, conversations::create, conversations::read, conversations::update,
         conversations::remove, conversations::messages, conversations::tree,
         chat::stream, chat::message, chat::events, chat::stop, chat::ws,
+        own_keys::validate_key, own_keys::discard_temporary,
         search::search,
         usage::own_usage, usage::admin_usage,
         export::export_conversation, export::export_all, export::import,

@@ -196,6 +196,9 @@ pub struct ProviderView {
     pub cooling_until: Option<String>,
     /// Order among providers of the same model: higher first.
     pub priority: i32,
+    /// Whether a user's own key may be sent to it (the server's
+    /// `allow_user_keys` and this provider's switch are both on).
+    pub user_keys: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -212,6 +215,7 @@ pub async fn list_providers(
     _user: CurrentUser,
 ) -> AppResult<Json<ProviderList>> {
     let counts = model_counts(&state.providers);
+    let allow_keys = state.settings().allow_user_keys;
     let items = state
         .providers
         .list()
@@ -226,6 +230,7 @@ pub async fn list_providers(
             priority: p.priority,
             last_error: p.status.last_error,
             enabled: p.enabled,
+            user_keys: allow_keys && p.allow_user_keys,
         })
         .collect();
     Ok(Json(ProviderList {
@@ -268,6 +273,8 @@ pub struct AdminProviderView {
     pub models_count: usize,
     /// Order among providers of the same model: higher first.
     pub priority: i32,
+    /// Users may bring their own key to it.
+    pub allow_user_keys: bool,
     /// config | env | detected | admin. Only `admin` providers can be edited
     /// or deleted here; the others only enabled or disabled (until restart).
     pub source: ProviderSource,
@@ -295,6 +302,7 @@ fn admin_view(p: ProviderState) -> AdminProviderView {
         has_api_key: s.has_api_key,
         models: s.models,
         priority: s.priority,
+        allow_user_keys: s.allow_user_keys,
         source: p.source,
         status: StatusView {
             reachable: s.status.reachable,
@@ -377,6 +385,10 @@ pub struct CreateProvider {
     /// (send again without `test` to save anyway). Default false.
     #[serde(default)]
     pub test: Option<bool>,
+    /// Users may send their own key to it (when the server allows users'
+    /// keys at all). Default true.
+    #[serde(default)]
+    pub allow_user_keys: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -395,6 +407,10 @@ pub struct UpdateProvider {
     /// -1000 to 1000 (admin-added providers only). Omitted keeps it.
     #[serde(default)]
     pub priority: Option<i32>,
+    /// Users may send their own key to it; any provider (kept for
+    /// admin-added ones, until restart for the others). Omitted keeps it.
+    #[serde(default)]
+    pub allow_user_keys: Option<bool>,
 }
 
 /// Tells an explicit `null` (Some(None)) from an absent field (None).
@@ -443,6 +459,7 @@ pub async fn admin_create(
             models: None,
             enabled: true,
             priority: 0,
+            allow_user_keys: req.allow_user_keys.unwrap_or(true),
         };
         // Only a well-formed provider is worth a request: the same checks
         // as saving, so a bad URL is a 400 and never a network call.
@@ -474,6 +491,7 @@ pub async fn admin_create(
         models: req.models,
         enabled: req.enabled,
         priority: req.priority,
+        allow_user_keys: req.allow_user_keys,
     };
     let res = service(&state)
         .create(new)
@@ -534,6 +552,7 @@ pub async fn admin_update(
         models: req.models,
         enabled: req.enabled,
         priority: req.priority,
+        allow_user_keys: req.allow_user_keys,
     };
     let res = service(&state)
         .update(&name, change)

@@ -304,14 +304,9 @@ struct WireModel {
     display_name: Option<String>,
 }
 
-#[async_trait]
-impl Provider for AnthropicProvider {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Anthropic
-    }
-
-    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
-        let key = self.api_key.as_deref();
+impl AnthropicProvider {
+    /// The model list, asked for with `key`.
+    async fn models_with(&self, key: Option<&str>) -> Result<Vec<ModelInfo>, ProviderError> {
         let origin = self.origin(key, None);
         let url = format!("{}/v1/models?limit=1000", self.base_url);
         let resp = transport::send(&origin, &self.options, || {
@@ -334,6 +329,21 @@ impl Provider for AnthropicProvider {
                 id: m.id,
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl Provider for AnthropicProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Anthropic
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
+        self.models_with(self.api_key.as_deref()).await
+    }
+
+    async fn check_key(&self, key: &str) -> Result<usize, ProviderError> {
+        self.models_with(Some(key)).await.map(|m| m.len())
     }
 
     async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {

@@ -264,6 +264,10 @@ pub struct ChatRequest {
     /// Anthropic `metadata.user_id`); never a name or an address.
     pub user: Option<String>,
     pub api_key_override: Option<String>,
+    /// The kind of provider `api_key_override` belongs to: routing sends
+    /// the key to providers of this kind only. None with a key: the kind
+    /// of the first provider chosen.
+    pub api_key_kind: Option<ProviderKind>,
 }
 
 impl ChatRequest {
@@ -292,6 +296,7 @@ impl fmt::Debug for ChatRequest {
                 "api_key_override",
                 &self.api_key_override.as_ref().map(|_| "***"),
             )
+            .field("api_key_kind", &self.api_key_kind)
             .finish()
     }
 }
@@ -524,6 +529,16 @@ pub type ChatStream = BoxStream<'static, Result<ChatEvent, ProviderError>>;
 pub trait Provider: Send + Sync {
     fn kind(&self) -> ProviderKind;
     async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError>;
+    /// Checks a user's own key with a cheap authenticated call (the model
+    /// list): Ok with how many models it lists, or the provider's refusal.
+    /// Providers that take no users' keys refuse.
+    async fn check_key(&self, key: &str) -> Result<usize, ProviderError> {
+        let _ = key;
+        Err(ProviderError::Unsupported(format!(
+            "{} providers take no users' own keys",
+            self.kind()
+        )))
+    }
     /// Starts one answer. Failures before the first body byte (after any
     /// retries) come back as the outer `Err`; failures after it as the
     /// stream's last item.

@@ -287,14 +287,9 @@ struct WireModel {
     max_model_len: Option<u64>,
 }
 
-#[async_trait]
-impl Provider for OpenAiProvider {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Openai
-    }
-
-    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
-        let key = self.api_key.as_deref();
+impl OpenAiProvider {
+    /// The model list, asked for with `key`.
+    async fn models_with(&self, key: Option<&str>) -> Result<Vec<ModelInfo>, ProviderError> {
         let origin = self.origin(key, None);
         let url = format!("{}/models", self.base_url);
         let resp = transport::send(&origin, &self.options, || {
@@ -322,6 +317,21 @@ impl Provider for OpenAiProvider {
             .collect();
         models.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(models)
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAiProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Openai
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>, ProviderError> {
+        self.models_with(self.api_key.as_deref()).await
+    }
+
+    async fn check_key(&self, key: &str) -> Result<usize, ProviderError> {
+        self.models_with(Some(key)).await.map(|m| m.len())
     }
 
     async fn stream(&self, req: ChatRequest) -> Result<ChatStream, ProviderError> {

@@ -41,6 +41,13 @@ pub struct ProviderConfig {
     /// (ties in registration order). Both routing strategies use it.
     #[serde(default)]
     pub priority: i32,
+    /// Users may send their own key to this provider (with the server's
+    /// `allow_user_keys` on). Default true: a user's key replaces the
+    /// server's for that user's requests only; an admin turns it off for a
+    /// provider where a user's key makes no sense (a local model server,
+    /// a company endpoint).
+    #[serde(default = "enabled_by_default")]
+    pub allow_user_keys: bool,
 }
 
 fn enabled_by_default() -> bool {
@@ -57,6 +64,7 @@ impl fmt::Debug for ProviderConfig {
             .field("models", &self.models)
             .field("enabled", &self.enabled)
             .field("priority", &self.priority)
+            .field("allow_user_keys", &self.allow_user_keys)
             .finish()
     }
 }
@@ -71,6 +79,7 @@ impl ProviderConfig {
             models: None,
             enabled: true,
             priority: 0,
+            allow_user_keys: true,
         }
     }
 
@@ -174,6 +183,7 @@ pub struct ProviderSummary {
     pub has_api_key: bool,
     pub models: Option<Vec<String>>,
     pub priority: i32,
+    pub allow_user_keys: bool,
     pub status: ProviderStatus,
 }
 
@@ -360,6 +370,17 @@ impl Registry {
         Ok(())
     }
 
+    /// Lets users send their own keys to this provider, or stops it.
+    pub fn set_allow_user_keys(&self, name: &str, allow: bool) -> Result<(), RegistryError> {
+        let mut entries = self.write();
+        let entry = entries
+            .iter_mut()
+            .find(|e| e.config.name == name)
+            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+        entry.config.allow_user_keys = allow;
+        Ok(())
+    }
+
     pub fn list(&self) -> Vec<ProviderSummary> {
         self.read()
             .iter()
@@ -371,6 +392,7 @@ impl Registry {
                 has_api_key: e.config.api_key.is_some(),
                 models: e.config.models.clone(),
                 priority: e.config.priority,
+                allow_user_keys: e.config.allow_user_keys,
                 status: e.health.shown(&e.status),
             })
             .collect()

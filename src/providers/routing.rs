@@ -167,6 +167,15 @@ pub struct Candidate {
     pub model: String,
     pub provider: Arc<dyn Provider>,
     in_flight: Arc<AtomicUsize>,
+    /// Its admin lets users bring their own keys to it.
+    pub user_keys: bool,
+}
+
+/// A request made with a user's own key.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyScope {
+    /// The kind the key belongs to, as the caller said.
+    pub kind: Option<ProviderKind>,
 }
 
 impl std::fmt::Debug for Candidate {
@@ -240,6 +249,16 @@ impl Registry {
     /// The providers that may answer `model`, in the order to try them.
     /// With `own_key`, only those of the first one's kind.
     pub fn candidates(&self, model: &str, own_key: bool) -> Vec<Candidate> {
+        let key = own_key.then_some(KeyScope { kind: None });
+        self.candidates_for(model, key)
+    }
+
+    /// [`Registry::candidates`] for a request made with a user's own key
+    /// (`key`): only providers whose admin allows users' keys, never an
+    /// Ollama one (own keys are OpenAI-compatible or Anthropic keys), and
+    /// only those of the key's kind (or, when the caller did not say, of
+    /// the first candidate's).
+    pub fn candidates_for(&self, model: &str, key: Option<KeyScope>) -> Vec<Candidate> {
         let now = Instant::now();
         let entries = self.read();
         let enabled = || entries.iter().enumerate().filter(|(_, e)| e.config.enabled);
@@ -257,6 +276,7 @@ impl Registry {
                     model: id,
                     provider: e.provider.clone(),
                     in_flight: e.health.in_flight.clone(),
+                    user_keys: e.config.allow_user_keys,
                 },
             )
         };
@@ -285,8 +305,11 @@ impl Registry {
         }
         drop(entries);
         let mut ordered = order(found, self.strategy());
-        if own_key && let Some(kind) = ordered.first().map(|c| c.kind) {
-            ordered.retain(|c| c.kind == kind);
+        if let Some(key) = key {
+            ordered.retain(|c| c.user_keys && c.kind != ProviderKind::Ollama);
+            if let Some(kind) = key.kind.or_else(|| ordered.first().map(|c| c.kind)) {
+                ordered.retain(|c| c.kind == kind);
+            }
         }
         ordered
     }
@@ -300,7 +323,10 @@ impl Registry {
         model: &str,
         req: ChatRequest,
     ) -> Result<Routed, ProviderError> {
-        let candidates = self.candidates(model, req.api_key_override.is_some());
+        let key = req.api_key_override.is_some().then_some(KeyScope {
+            kind: req.api_key_kind,
+        });
+        let candidates = self.candidates_for(model, key);
         let mut last =
             ProviderError::ModelNotFound(format!("model {model:?} is not offered by any provider"));
         for c in candidates {

@@ -25,6 +25,10 @@ pub struct StoredProvider {
     /// written before routing existed read as 0.
     #[serde(default)]
     pub priority: i32,
+    /// Users may bring their own key to it; records written before this
+    /// setting existed read as true (the behaviour they had).
+    #[serde(default = "enabled_by_default")]
+    pub allow_user_keys: bool,
 }
 
 impl std::fmt::Debug for StoredProvider {
@@ -39,6 +43,7 @@ impl std::fmt::Debug for StoredProvider {
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
             .field("priority", &self.priority)
+            .field("allow_user_keys", &self.allow_user_keys)
             .finish()
     }
 }

@@ -33,6 +33,7 @@ mod ops_signals;
 mod ops_static;
 mod ops_systemd;
 mod ops_upgrade;
+mod own_keys;
 mod presets;
 mod providers_admin;
 mod providers_wire;

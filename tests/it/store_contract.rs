@@ -272,6 +272,7 @@ fn provider(name: &str, created_at: i64) -> StoredProvider {
         created_at,
         updated_at: created_at,
         priority: -3,
+        allow_user_keys: true,
     }
 }
 

@@ -83,6 +83,7 @@ mod tests {
             created_at: at,
             updated_at: at,
             priority: 0,
+            allow_user_keys: true,
         }
     }
 
