@@ -248,7 +248,9 @@ test('keyboard: Ctrl+K focuses search, Ctrl+Shift+O starts a new chat', T, async
 
   await page.keyboard.press('Control+k');
   await assertFocused(page, page.getByRole('combobox', { name: 'Search conversations' }), 'Ctrl+K focuses search');
-  await page.keyboard.type('zzz-no-such-title');
+  // fill, not keyboard.type: keys typed while the model list or presets
+  // are still re-rendering can land before the field has them.
+  await page.getByRole('combobox', { name: 'Search conversations' }).fill('zzz-no-such-title');
   await page.locator('.sidebar .sr-empty', { hasText: 'No results for “zzz-no-such-title”' }).waitFor();
   await page.keyboard.press('Escape');
   await page.keyboard.press('Control+Shift+O');
