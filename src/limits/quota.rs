@@ -62,6 +62,8 @@ struct UserState {
     /// How many times `today` was read from the store: a charge written
     /// outside the lock knows whether a read may already include it.
     loads: u64,
+    /// Charges being written outside the lock.
+    pending: u32,
 }
 
 type Slot = Arc<tokio::sync::Mutex<UserState>>;
@@ -69,6 +71,9 @@ type Slot = Arc<tokio::sync::Mutex<UserState>>;
 #[derive(Default)]
 pub struct Quotas {
     users: Mutex<HashMap<Uuid, Slot>>,
+    /// Woken whenever a charge written outside a user's lock is applied,
+    /// for [`Quotas::today`] readers waiting for it.
+    settled: tokio::sync::Notify,
 }
 
 /// What a user has used today and has running.
@@ -165,7 +170,8 @@ impl Quotas {
     /// still counts as running, so nothing is admitted beyond the quota;
     /// and when today's totals were read from the store in between (they
     /// may already hold this charge) they are dropped and read again, so
-    /// nothing is counted twice.
+    /// nothing is counted twice. Reports ([`Quotas::today`]) wait for
+    /// charges under way, so usage read after an answer includes it.
     async fn apply(
         &self,
         store: &SharedStore,
@@ -176,8 +182,14 @@ impl Quotas {
         let slot = self.slot(user);
         let mut result = Ok(());
         let mut written = None;
-        if let Some(c) = charge.filter(|c| !c.is_empty()) {
-            let loads = slot.lock().await.loads;
+        let charge = charge.filter(|c| !c.is_empty());
+        let charge_started = charge.is_some();
+        if let Some(c) = charge {
+            let loads = {
+                let mut st = slot.lock().await;
+                st.pending += 1;
+                st.loads
+            };
             let day = crate::clock::today();
             result = store.charge_usage(user, day, &c).await;
             if result.is_ok() {
@@ -185,6 +197,10 @@ impl Quotas {
             }
         }
         let mut st = slot.lock().await;
+        let was_pending = charge_started;
+        if was_pending {
+            st.pending -= 1;
+        }
         if let Some((loads, day, c)) = written {
             let unread = st.loads == loads;
             match &mut st.today {
@@ -200,6 +216,10 @@ impl Quotas {
             st.running = st.running.saturating_sub(1);
             st.reserved_tokens = st.reserved_tokens.saturating_sub(estimate);
         }
+        drop(st);
+        if was_pending {
+            self.settled.notify_waiters();
+        }
         result
     }
 
@@ -211,7 +231,17 @@ impl Quotas {
     /// Today's usage of `user` (read from the store when not cached).
     pub async fn today(&self, store: &SharedStore, user: Uuid) -> StoreResult<Today> {
         let slot = self.slot(user);
-        let mut st = slot.lock().await;
+        let mut st = loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            let st = slot.lock().await;
+            if st.pending == 0 {
+                break st;
+            }
+            drop(st);
+            settled.await;
+        };
         Self::ensure_today(&mut st, store, user, crate::clock::today()).await?;
         let t = st.today.unwrap_or_default();
         Ok(Today {
