@@ -35,30 +35,42 @@ impl AppState {
         let public_base = cfg.public_base(bound);
         let mut allowed_origins = vec![parse_origin(&public_base).unwrap_or_default()];
         allowed_origins.extend(cfg.cors_origins.iter().filter_map(|o| parse_origin(o)));
-        let recovered = store.recover_streaming().await?;
-        if recovered > 0 {
-            tracing::warn!(
-                count = recovered,
-                "answers cut off by a crash were marked interrupted"
-            );
+        let cluster = match store.cluster() {
+            Some(shared) => Some(join_cluster(&cfg, shared).await?),
+            None => None,
+        };
+        match &cluster {
+            // Other instances may be writing answers right now: only those
+            // of instances whose lease ran out are ended (here, and by the
+            // reaper every few seconds).
+            Some(c) => crate::chat::shared::reap(&*c.store, c.lease).await,
+            None => {
+                let recovered = store.recover_streaming().await?;
+                if recovered > 0 {
+                    tracing::warn!(
+                        count = recovered,
+                        "answers cut off by a crash were marked interrupted"
+                    );
+                }
+            }
         }
         // Limits, quotas and prices change only in the config file: record
         // the settings in the audit log whenever they differ from last time.
         if let Err(e) = crate::limits::audit::record_if_changed(&store, &cfg).await {
             tracing::error!(error = %e, "cannot record the governance settings in the audit log");
         }
-        let setup_token = if store.user_count().await? == 0 {
-            Some(tokens::random_token())
-        } else {
-            None
-        };
+        let setup = crate::users::setup::SetupGate::new(&store, store.cluster()).await?;
         // Config `[[providers]]` first, then the environment, then what admins
         // stored; local servers are detected by the refresh loop in `serve`.
         let providers = crate::provider_admin::build_registry(&cfg, &store).await?;
         let search = crate::search::Search::open(&cfg.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot open the search index: {e}"))?;
+        if let Some(c) = &cluster {
+            // Each instance's own index follows the database's outbox.
+            search.follow_shared(c.store.clone(), c.id);
+        }
         let tls = crate::tls::Tls::from_config(&cfg, &store).await?;
-        let limits = Arc::new(crate::limits::Limits::new(&cfg));
+        let limits = Arc::new(crate::limits::Limits::new(&cfg, cluster.as_deref()));
         let models = crate::model_settings::ModelSettings::load(&store, &limits.prices)
             .await
             .map_err(|e| anyhow::anyhow!("cannot read the model settings: {e}"))?;
@@ -69,11 +81,14 @@ impl AppState {
             live: crate::ops::reload::LiveConfig::new(cfg.clone()),
             search,
             providers,
-            generations: crate::chat::generation::Manager::new(),
+            generations: crate::chat::generation::Manager::with_shared(
+                cluster.clone().map(crate::chat::shared::SharedGens::new),
+            ),
+            cluster,
             throttle: LoginThrottle::new(&cfg)?,
             hasher: Hasher::new(),
             jwt,
-            setup_token: Mutex::new(setup_token),
+            setup,
             public_base,
             allowed_origins,
             assets: Assets::get(),
@@ -81,6 +96,70 @@ impl AppState {
             cfg,
         })))
     }
+}
+
+/// Joins the other instances on the database: checks that this instance
+/// has the keys they use (recording them when it is the first) and takes a
+/// lease.
+async fn join_cluster(
+    cfg: &Config,
+    shared: Arc<dyn crate::store::cluster::ClusterStore>,
+) -> anyhow::Result<Arc<crate::cluster::Cluster>> {
+    crate::store::ensure_data_dir(&cfg.data_dir)?;
+    crate::cluster::check_keys(&*shared, &shared_keys(cfg)?).await?;
+    let lease = Duration::from_secs(cfg.cluster_lease_secs);
+    let c = crate::cluster::Cluster::join(shared, lease).await?;
+    tracing::info!(instance = %c.id, lease_secs = lease.as_secs(), "joined the other instances on the database");
+    Ok(c)
+}
+
+/// The keys every instance on one database must share: what signs access
+/// tokens and device cookies, and what seals provider keys. The provider
+/// key is created now rather than at its first use, so that every instance
+/// starts with the one the first instance made.
+fn shared_keys(cfg: &Config) -> anyhow::Result<Vec<crate::cluster::SharedKey>> {
+    use crate::cluster::SharedKey;
+    let dir = cfg.data_dir.display();
+    let copy = |file: &str| {
+        format!(
+            "copy {file} from the data directory of an instance already running on this database into {dir}, then start again"
+        )
+    };
+    let read = |file: &str, len: usize| {
+        crate::keyfile::load_or_create(&cfg.data_dir.join(file), len)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", cfg.data_dir.join(file).display()))
+    };
+    let mut keys = Vec::new();
+    match &cfg.auth.jwt_secret {
+        // The device key is derived from the secret: one check covers both.
+        Some(s) => keys.push(SharedKey {
+            name: "jwt",
+            bytes: s.expose().as_bytes().to_vec(),
+            remedy: "set auth.jwt_secret (CONFAB_JWT_SECRET) to the same value on every instance"
+                .into(),
+        }),
+        None => {
+            keys.push(SharedKey {
+                name: "jwt",
+                bytes: read(tokens::JWT_KEY_FILE, tokens::JWT_KEY_LEN)?,
+                remedy: format!(
+                    "{} (or set auth.jwt_secret to the same value on every instance)",
+                    copy(tokens::JWT_KEY_FILE)
+                ),
+            });
+            keys.push(SharedKey {
+                name: "device",
+                bytes: read(crate::auth::device::KEY_FILE, 32)?,
+                remedy: copy(crate::auth::device::KEY_FILE),
+            });
+        }
+    }
+    keys.push(SharedKey {
+        name: "provider",
+        bytes: read(crate::providers::secrets::KEY_FILE, 32)?,
+        remedy: copy(crate::providers::secrets::KEY_FILE),
+    });
+    Ok(keys)
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then drains
@@ -164,6 +243,15 @@ async fn serve_on<A: crate::server::Accept>(
     over_tls: Option<crate::http::OverTls>,
 ) -> std::io::Result<()> {
     let maintenance = tokio::spawn(maintenance(state.clone()));
+    // Several instances: the lease, and publishing, following and reaping
+    // answers across instances.
+    let mut cluster_tasks = Vec::new();
+    if let (Some(c), Some(shared)) = (&state.cluster, &state.generations.shared) {
+        cluster_tasks.push(c.spawn_upkeep());
+        cluster_tasks.extend(shared.spawn(&state.generations));
+    }
+    let cluster = state.cluster.clone();
+    let gens_after = state.generations.clone();
     // Model lists and reachability at once, then every minute (and local
     // Ollama / LM Studio found when detection is on).
     let provider_refresh = state.providers.spawn_refresh_loop(
@@ -217,6 +305,14 @@ async fn serve_on<A: crate::server::Accept>(
         let _ = task.await;
     }
     maintenance.abort();
+    if let Some(c) = cluster {
+        // The last events of answers that ended during the drain.
+        gens_after.publish(None).await;
+        for t in cluster_tasks {
+            t.abort();
+        }
+        c.leave().await;
+    }
     indexer.abort();
     // Release the index writer (and its lock) so the data dir can be reopened.
     tokio::task::spawn_blocking(move || search.shutdown())
@@ -233,6 +329,11 @@ async fn maintenance(state: AppState) {
         tick.tick().await;
         state.throttle.prune();
         state.limits.prune();
+        if let Some(c) = &state.cluster
+            && let Err(e) = c.store.rate_prune().await
+        {
+            tracing::warn!(error = %e, "pruning the shared rate limits failed");
+        }
         let idle = state.cfg.auth.session_idle_hours as i64 * 3600;
         let now = crate::clock::now();
         let pruned = match state.store.prune_sessions(now, idle).await {

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "domain",
         &[
             "auth",
+            "cluster",
             "limits",
             "chat",
             "error",

@@ -4,7 +4,7 @@
 //! `http`; nothing here imports either.
 
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::assets::Assets;
 use crate::auth::password::Hasher;
@@ -20,7 +20,10 @@ pub struct AppInner {
     pub jwt: JwtKeys,
     pub throttle: LoginThrottle,
     /// The one-time setup token, present while no user exists.
-    pub setup_token: Mutex<Option<String>>,
+    pub setup: crate::users::setup::SetupGate,
+    /// This instance among others on the same database; None with a store
+    /// only one process opens (everything it coordinates stays in memory).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// e.g. `http://127.0.0.1:8080`, without a trailing slash.
     pub public_base: String,
     /// Origins whose browser requests are accepted (own + cors_origins).
@@ -80,10 +83,8 @@ impl AppState {
 
     /// The setup link to print, while setup is pending.
     pub fn setup_url(&self) -> Option<String> {
-        self.setup_token
-            .lock()
-            .expect("lock not poisoned")
-            .as_ref()
+        self.setup
+            .token()
             .map(|t| format!("{}/setup?token={t}", self.public_base))
     }
 

@@ -5,7 +5,7 @@
 //! Payload fields are declared in alphabetical order: that is the order
 //! the wire format has always had (it was built from sorted JSON maps).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// One event of a generation's stream.
@@ -28,6 +28,40 @@ pub enum GenEvent {
 }
 
 impl GenEvent {
+    /// The event as stored for other instances: its name and its JSON
+    /// payload (exactly the SSE `event` and `data`).
+    pub fn to_parts(&self) -> (&'static str, String) {
+        let data = serde_json::to_string(self).unwrap_or_else(|_| "{}".into());
+        (self.name(), data)
+    }
+
+    /// The event [`Self::to_parts`] stored; None for an unknown name or a
+    /// payload that does not fit it.
+    pub fn from_parts(name: &str, data: &str) -> Option<GenEvent> {
+        #[derive(Deserialize)]
+        struct Text {
+            text: String,
+        }
+        #[derive(Deserialize)]
+        struct Finish {
+            finish_reason: String,
+        }
+        let e = match name {
+            "meta" => GenEvent::Meta(serde_json::from_str(data).ok()?),
+            "delta" => GenEvent::Delta {
+                text: serde_json::from_str::<Text>(data).ok()?.text,
+            },
+            "title" => GenEvent::Title(serde_json::from_str(data).ok()?),
+            "usage" => GenEvent::Usage(serde_json::from_str(data).ok()?),
+            "done" => GenEvent::Done {
+                finish_reason: serde_json::from_str::<Finish>(data).ok()?.finish_reason,
+            },
+            "error" => GenEvent::Error(serde_json::from_str(data).ok()?),
+            _ => return None,
+        };
+        Some(e)
+    }
+
     /// The event's name on the wire.
     pub fn name(&self) -> &'static str {
         match self {
@@ -41,7 +75,7 @@ impl GenEvent {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Meta {
     pub assistant_message_id: Uuid,
     pub context_trimmed: bool,
@@ -55,20 +89,20 @@ pub struct Meta {
     pub user_message_id: Option<Uuid>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Title {
     pub conversation_id: Uuid,
     pub title: String,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct UsageEvent {
     pub estimated: bool,
     pub input_tokens: u64,
     pub output_tokens: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorEvent {
     pub code: String,
     pub message: String,
@@ -82,4 +116,56 @@ pub struct ErrorEvent {
 pub struct Logged {
     pub id: u64,
     pub event: GenEvent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What another instance reads back is what this one sent, byte for
+    /// byte on the wire.
+    #[test]
+    fn events_round_trip_through_their_stored_parts() {
+        let events = [
+            GenEvent::Meta(Meta {
+                assistant_message_id: Uuid::now_v7(),
+                context_trimmed: true,
+                conversation_id: Uuid::now_v7(),
+                generation_id: Uuid::now_v7(),
+                model: "m".into(),
+                parent_id: None,
+                provider: "p".into(),
+                trimmed_messages: 2,
+                user_message_id: Some(Uuid::now_v7()),
+            }),
+            GenEvent::Delta {
+                text: "h\u{e9}llo \"x\"\n".into(),
+            },
+            GenEvent::Title(Title {
+                conversation_id: Uuid::now_v7(),
+                title: "T".into(),
+            }),
+            GenEvent::Usage(UsageEvent {
+                estimated: true,
+                input_tokens: 3,
+                output_tokens: 4,
+            }),
+            GenEvent::Done {
+                finish_reason: "stop".into(),
+            },
+            GenEvent::Error(ErrorEvent {
+                code: "PROVIDER_ERROR".into(),
+                message: "no".into(),
+                request_id: "r".into(),
+                retry_after: None,
+            }),
+        ];
+        for e in events {
+            let (name, data) = e.to_parts();
+            let back = GenEvent::from_parts(name, &data).expect("parses back");
+            assert_eq!(back.to_parts(), (name, data));
+        }
+        assert!(GenEvent::from_parts("nope", "{}").is_none());
+        assert!(GenEvent::from_parts("delta", "{}").is_none());
+    }
 }

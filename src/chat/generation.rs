@@ -7,6 +7,10 @@
 //! single transaction every [`FLUSH_EVERY`], so a crash loses at most that
 //! much and many concurrent answers cost one fsync per tick, not one each.
 //! The log holds typed [`GenEvent`]s; the front ends encode them.
+//!
+//! With several instances on one database the manager also publishes each
+//! answer's new events and text every [`super::shared::PUBLISH_EVERY`], so
+//! another instance can follow, read and stop it (see [`super::shared`]).
 
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
@@ -43,6 +47,8 @@ struct GenState {
     /// Text changed since the last flush.
     dirty: bool,
     finished: Option<(Outcome, Instant)>,
+    /// Events published for other instances (a prefix of `events`).
+    published: usize,
 }
 
 impl GenState {
@@ -179,15 +185,26 @@ pub struct Manager {
     gens: Mutex<HashMap<Uuid, Arc<Generation>>>,
     by_message: Mutex<HashMap<Uuid, Uuid>>,
     flusher_started: std::sync::atomic::AtomicBool,
+    /// Other instances on the same database, to publish answers to.
+    pub shared: Option<Arc<super::shared::SharedGens>>,
+    /// One publication at a time (the periodic one and a new answer's).
+    publishing: tokio::sync::Mutex<()>,
 }
 
 impl Manager {
     pub fn new() -> Arc<Manager> {
+        Self::with_shared(None)
+    }
+
+    /// A manager whose answers other instances can follow and stop.
+    pub fn with_shared(shared: Option<Arc<super::shared::SharedGens>>) -> Arc<Manager> {
         Arc::new(Manager {
             temporary: Arc::new(TempChats::default()),
             gens: Mutex::new(HashMap::new()),
             by_message: Mutex::new(HashMap::new()),
             flusher_started: std::sync::atomic::AtomicBool::new(false),
+            shared,
+            publishing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -300,10 +317,14 @@ impl Manager {
         let now = Instant::now();
         let mut gone = Vec::new();
         self.gens().retain(|_, g| {
-            let keep = g
-                .lock()
-                .finished
-                .is_none_or(|(_, at)| now.duration_since(at) < KEEP_FINISHED);
+            let st = g.lock();
+            let unpublished =
+                self.shared.is_some() && !g.temporary && st.published < st.events.len();
+            let keep = unpublished
+                || st
+                    .finished
+                    .is_none_or(|(_, at)| now.duration_since(at) < KEEP_FINISHED);
+            drop(st);
             if !keep {
                 gone.push(g.message_id);
             }
@@ -340,6 +361,7 @@ impl Manager {
                 text_event: 0,
                 dirty: false,
                 finished: None,
+                published: 0,
             }),
             notify: tx,
             cancel: CancellationToken::new(),
@@ -354,6 +376,104 @@ impl Manager {
         let store = store.clone();
         tokio::spawn(run(g.clone(), store, job, on_finish));
         g
+    }
+
+    /// Local generations whose events are not all published yet.
+    fn unpublished(&self) -> Vec<Arc<Generation>> {
+        self.gens()
+            .values()
+            .filter(|g| {
+                !g.temporary && {
+                    let st = g.lock();
+                    st.published < st.events.len()
+                }
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Publishes what changed in `gens` (all unpublished ones when None)
+    /// for the other instances: new events, the text and whether it ended.
+    /// Does nothing without other instances.
+    pub async fn publish(&self, gens: Option<Vec<Arc<Generation>>>) {
+        let Some(shared) = &self.shared else { return };
+        let _one = self.publishing.lock().await;
+        let gens = gens.unwrap_or_else(|| self.unpublished());
+        let mut updates = Vec::new();
+        let mut marks = Vec::new();
+        for g in gens.iter().filter(|g| !g.temporary) {
+            let st = g.lock();
+            if st.published >= st.events.len() {
+                continue;
+            }
+            let events = st.events[st.published..]
+                .iter()
+                .map(|l| {
+                    let (name, data) = l.event.to_parts();
+                    crate::store::cluster::StoredEvent {
+                        seq: l.id,
+                        name: name.into(),
+                        data,
+                    }
+                })
+                .collect();
+            updates.push(crate::store::cluster::GenUpdate {
+                record: crate::store::cluster::GenRecord {
+                    id: g.id,
+                    user_id: g.user_id,
+                    conversation_id: g.conversation_id,
+                    message_id: g.message_id,
+                    instance: shared.instance(),
+                },
+                events,
+                text: st.content.clone(),
+                text_event: st.text_event,
+                finished: st.finished.is_some(),
+            });
+            marks.push((g.clone(), st.events.len()));
+        }
+        if updates.is_empty() {
+            return;
+        }
+        match shared.store().gen_publish(&updates).await {
+            Ok(()) => {
+                for (g, n) in marks {
+                    let mut st = g.lock();
+                    st.published = st.published.max(n);
+                }
+            }
+            Err(e) => shared.publish_failed(&e),
+        }
+    }
+
+    /// Stops the local generations with these ids (asked from another
+    /// instance).
+    pub fn stop_ids(&self, ids: &[Uuid]) {
+        let gens = self.gens();
+        for id in ids {
+            if let Some(g) = gens.get(id) {
+                g.stop();
+            }
+        }
+    }
+
+    /// Ids of the local generations still running (not temporary).
+    pub fn running_ids(&self) -> Vec<Uuid> {
+        self.gens()
+            .values()
+            .filter(|g| !g.temporary && !g.is_finished())
+            .map(|g| g.id)
+            .collect()
+    }
+
+    /// Stops every local answer still running (this instance was declared
+    /// dead and its answers ended by another one).
+    pub fn stop_all(&self) {
+        for g in self.gens().values() {
+            if !g.temporary {
+                g.stop();
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod complete;
 pub mod events;
 pub mod generation;
+pub mod shared;
 pub mod temporary;
 pub mod title;
 pub mod turn;

@@ -5,12 +5,14 @@
 //! regeneration), the model, the context, the stored turn, the generation
 //! and the title. Plain inputs and outputs: no HTTP types.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::events::Meta;
 use super::generation::{Generation, Job, Manager, Titler};
+use super::shared::Followed;
 use super::title::{TitleCredential, Titles};
 use super::{DEFAULT_CONTEXT_WINDOW, new_conversation, validate_model};
 use crate::auth::CurrentUser;
@@ -306,6 +308,9 @@ impl ChatService {
             Box::new(move |msg, outcome| limits.finish(&store, reservation, &msg, outcome)),
         );
         self.limits.watch_first_token(&g, started);
+        // Announced before the stream is handed out, so the client can
+        // follow it from any instance at once.
+        self.generations.publish(Some(vec![g.clone()])).await;
         Ok(g)
     }
 
@@ -484,22 +489,96 @@ impl ChatService {
         Ok(m)
     }
 
-    /// A generation of `user_id` (another user's is not found), to follow.
-    pub fn generation(&self, user_id: Uuid, id: &str) -> AppResult<Arc<Generation>> {
-        Uuid::parse_str(id)
-            .ok()
-            .and_then(|id| self.generations.get(user_id, id))
-            .ok_or_else(|| AppError::not_found("generation"))
+    /// A generation of `user_id` (another user's is not found), to follow:
+    /// running here, or on another instance on the same database.
+    pub async fn generation(&self, user_id: Uuid, id: &str) -> AppResult<Followed> {
+        let id = Uuid::parse_str(id).map_err(|_| AppError::not_found("generation"))?;
+        if let Some(g) = self.generations.get(user_id, id) {
+            return Ok(Followed::Local(g));
+        }
+        if let Some(shared) = &self.generations.shared
+            && let Some(r) = shared.find(user_id, id).await
+        {
+            return Ok(Followed::Remote(r));
+        }
+        Err(AppError::not_found("generation"))
     }
 
     /// Stops an answer and waits (bounded) until its partial text is stored,
     /// so a reload shows it.
     pub async fn stop(&self, user_id: Uuid, id: &str) -> AppResult<()> {
-        let g = self.generation(user_id, id)?;
-        g.stop();
-        let _ = tokio::time::timeout(Duration::from_secs(5), g.wait()).await;
+        match self.generation(user_id, id).await? {
+            Followed::Local(g) => {
+                g.stop();
+                let _ = tokio::time::timeout(Duration::from_secs(5), g.wait()).await;
+            }
+            remote => remote.stop().await,
+        }
         Ok(())
     }
+
+    /// Stops every answer of a conversation, on any instance (before it is
+    /// deleted).
+    pub async fn stop_conversation(&self, conversation_id: Uuid) {
+        self.generations.stop_conversation(conversation_id);
+        if let Some(shared) = &self.generations.shared
+            && let Err(e) = shared.store().gen_stop_conversation(conversation_id).await
+        {
+            tracing::warn!(error = %e, "cannot stop the conversation's answers on other instances");
+        }
+    }
+
+    /// The live text of the answers among `messages` that are still
+    /// streaming (by message id): the generation, its text so far and the
+    /// last event that text includes. The stored text lags by up to a
+    /// flush; this is what a reader shows and follows on from.
+    pub async fn live_text(&self, messages: &[Message]) -> HashMap<Uuid, LiveAnswer> {
+        let mut out = HashMap::new();
+        let mut elsewhere = Vec::new();
+        for m in messages
+            .iter()
+            .filter(|m| m.status == MessageStatus::Streaming)
+        {
+            match self.generations.for_message(m.id) {
+                Some(g) => {
+                    let (text, event) = g.snapshot();
+                    out.insert(
+                        m.id,
+                        LiveAnswer {
+                            generation_id: g.id,
+                            text,
+                            event,
+                        },
+                    );
+                }
+                None => elsewhere.push(m.id),
+            }
+        }
+        if let Some(shared) = &self.generations.shared
+            && !elsewhere.is_empty()
+        {
+            for l in shared.live_text(&elsewhere).await {
+                out.insert(
+                    l.message_id,
+                    LiveAnswer {
+                        generation_id: l.generation_id,
+                        text: l.text,
+                        event: l.text_event,
+                    },
+                );
+            }
+        }
+        out
+    }
+}
+
+/// A streaming answer's live text (see [`ChatService::live_text`]).
+#[derive(Debug, Clone)]
+pub struct LiveAnswer {
+    pub generation_id: Uuid,
+    pub text: String,
+    /// The id of the last event `text` includes.
+    pub event: u64,
 }
 
 /// The error of a failed answer, by its stored code.

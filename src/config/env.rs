@@ -48,6 +48,12 @@ pub(super) const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
         false,
     ),
     (
+        "CONFAB_CLUSTER_LEASE_SECS",
+        "cluster_lease_secs",
+        Kind::Int,
+        false,
+    ),
+    (
         "CONFAB_SESSION_IDLE_HOURS",
         "auth.session_idle_hours",
         Kind::Int,

@@ -102,6 +102,10 @@ pub struct Config {
     /// On SIGTERM, how long running answers may finish before they are
     /// stopped and stored as interrupted.
     pub shutdown_grace_secs: u64,
+    /// With several instances on one database: how long an instance's
+    /// lease holds without renewal (renewed every 2 s). When it runs out
+    /// the others end that instance's running answers as interrupted.
+    pub cluster_lease_secs: u64,
     pub auth: AuthConfig,
     /// `[[providers]]` entries.
     pub providers: Vec<ProviderEntry>,
@@ -155,6 +159,7 @@ impl Default for Config {
             detect_local_providers: true,
             provider_cross_origin_redirects: false,
             shutdown_grace_secs: 20,
+            cluster_lease_secs: 10,
             auth: AuthConfig::default(),
             providers: Vec::new(),
             routing: RoutingConfig::default(),

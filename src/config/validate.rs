@@ -18,6 +18,12 @@ impl Config {
                 self.shutdown_grace_secs
             )));
         }
+        if !(4..=300).contains(&self.cluster_lease_secs) {
+            return Err(err(format!(
+                "cluster_lease_secs must be between 4 and 300, got {}",
+                self.cluster_lease_secs
+            )));
+        }
         if self.max_body_bytes < 1024 || self.max_body_bytes > 1024 * 1024 * 1024 {
             return Err(err(format!(
                 "max_body_bytes must be between 1024 and 1073741824, got {}",

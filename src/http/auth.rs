@@ -189,7 +189,7 @@ pub struct SetupStatus {
 #[utoipa::path(get, path = "/api/setup", tag = "auth", responses((status = 200, body = SetupStatus)))]
 pub async fn setup_status(State(state): State<AppState>) -> Json<SetupStatus> {
     Json(SetupStatus {
-        required: state.setup_token.lock().expect("lock").is_some(),
+        required: state.setup.pending(&state.store).await,
     })
 }
 
@@ -217,12 +217,7 @@ pub async fn setup(
         email: req.email,
     };
     let user = users(&state)
-        .setup(
-            &actor(&client, None),
-            &state.setup_token,
-            &req.token,
-            sign_up,
-        )
+        .setup(&actor(&client, None), &state.setup, &req.token, sign_up)
         .await?;
     let mut resp = start_session(&state, &user, &client, StatusCode::CREATED).await?;
     remember_device(&state, &mut resp, user.id, None);
@@ -243,7 +238,7 @@ pub async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
     Json(ServerInfo {
         version: crate::VERSION,
         registration: state.settings().registration,
-        setup_required: state.setup_token.lock().expect("lock").is_some(),
+        setup_required: state.setup.pending(&state.store).await,
         allow_user_keys: state.settings().allow_user_keys,
     })
 }
@@ -268,7 +263,7 @@ pub async fn register(
 ) -> AppResult<Response> {
     let rules = RegistrationRules {
         mode: state.settings().registration,
-        setup_pending: state.setup_token.lock().expect("lock").is_some(),
+        setup_pending: state.setup.pending(&state.store).await,
     };
     let invite = req
         .invite_code

@@ -20,7 +20,7 @@ use super::Json;
 use super::conversations::{MessageView, ModelParamsBody, message_view};
 use crate::auth::CurrentUser;
 use crate::chat::events::{GenEvent, Logged};
-use crate::chat::generation::Generation;
+use crate::chat::shared::Followed;
 use crate::chat::turn::{ChatService, Placement, TurnRequest};
 use crate::error::{AppError, AppResult, current_request_id};
 use crate::state::AppState;
@@ -171,7 +171,7 @@ fn event_data(e: &GenEvent) -> serde_json::Value {
     serde_json::to_value(e).unwrap_or(serde_json::Value::Null)
 }
 
-fn sse_response(g: &Arc<Generation>, after: u64) -> Response {
+fn sse_response(g: &Followed, after: u64) -> Response {
     let stream = g.events(after).map(|e: Arc<Logged>| {
         Ok::<_, Infallible>(
             Event::default()
@@ -213,7 +213,7 @@ pub async fn stream(
 ) -> AppResult<Response> {
     let turn = body.into_turn(user_key(&headers)?, current_request_id())?;
     let g = service(&state).start_turn(&user, turn).await?;
-    Ok(sse_response(&g, 0))
+    Ok(sse_response(&Followed::Local(g), 0))
 }
 
 /// Starts an answer and returns the finished assistant message as JSON.
@@ -276,8 +276,8 @@ pub async fn events(
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> AppResult<Response> {
-    let g = service(&state).generation(user.id(), &id)?;
     let after = last_event_id(&headers, uri.query())?;
+    let g = service(&state).generation(user.id(), &id).await?;
     Ok(sse_response(&g, after))
 }
 
@@ -368,7 +368,11 @@ async fn admit_frame(
     cred: &crate::auth::Credential,
     needed: Option<&str>,
 ) -> Result<CurrentUser, (AppError, bool)> {
-    state.limits.check_api(user.id()).map_err(|e| (e, false))?;
+    state
+        .limits
+        .check_api(user.id())
+        .await
+        .map_err(|e| (e, false))?;
     match needed {
         None => Ok(user.clone()),
         Some(scope) => state
@@ -397,11 +401,11 @@ struct WsOut {
 
 impl WsOut {
     /// Forwards a generation's events after `after` as frames.
-    fn forward(&self, g: Arc<Generation>, after: u64) {
+    fn forward(&self, g: Followed, after: u64) {
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let gid = g.id.to_string();
-            let mut s = Box::pin(g.events(after));
+            let gid = g.id().to_string();
+            let mut s = g.events(after);
             while let Some(e) = s.next().await {
                 let frame = WsFrame {
                     data: &e.event,
@@ -514,19 +518,28 @@ async fn ws_frame(
                     Ok(turn) => {
                         let start = chat.start_turn(&user, turn);
                         let g = crate::error::REQUEST_ID.scope(out.request_id.clone(), start);
-                        g.await.map(|g| out.forward(g, 0))
+                        g.await.map(|g| out.forward(Followed::Local(g), 0))
                     }
                 },
             }
         }
         Ok(WsIn::Stop { generation_id }) => {
-            chat.generation(user.id(), &generation_id).map(|g| g.stop())
+            match chat.generation(user.id(), &generation_id).await {
+                // The stop itself goes on in the background (on another
+                // instance it waits for the answer's end), like a local stop.
+                Ok(g) => {
+                    tokio::spawn(async move { g.stop().await });
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
         }
         Ok(WsIn::Resume {
             generation_id,
             last_event_id,
         }) => chat
             .generation(user.id(), &generation_id)
+            .await
             .map(|g| out.forward(g, last_event_id)),
     };
     if let Err(e) = started {

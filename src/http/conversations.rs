@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{Json, Query, created, parse_id};
 use crate::auth::CurrentUser;
 use crate::chat;
-use crate::chat::turn::validate_params;
+use crate::chat::turn::{LiveAnswer, validate_params};
 use crate::chat::{new_conversation, validate_model};
 use crate::clock::rfc3339;
 use crate::error::{AppError, AppResult};
@@ -120,17 +120,41 @@ pub fn usage_view(u: &Usage) -> UsageView {
     }
 }
 
+/// One message, with the live text when it is an answer streaming on this
+/// instance.
 pub fn message_view(state: &AppState, m: &Message, all: Option<&[Message]>) -> MessageView {
-    // A streaming answer's stored text lags the live one by up to one flush;
-    // show the live text and say which event it reaches.
     let live = (m.status == MessageStatus::Streaming)
         .then(|| state.generations.for_message(m.id))
-        .flatten();
-    let (content, generation_event_id) = match &live {
-        Some(g) => {
-            let (text, id) = g.snapshot();
-            (text, Some(id))
-        }
+        .flatten()
+        .map(|g| {
+            let (text, event) = g.snapshot();
+            LiveAnswer {
+                generation_id: g.id,
+                text,
+                event,
+            }
+        });
+    view_with(m, all, live.as_ref())
+}
+
+/// Messages of a thread, each streaming answer with its live text wherever
+/// it runs (this instance or another on the same database).
+pub async fn message_views(
+    state: &AppState,
+    msgs: &[Message],
+    all: &[Message],
+) -> Vec<MessageView> {
+    let live = super::chat::service(state).live_text(msgs).await;
+    msgs.iter()
+        .map(|m| view_with(m, Some(all), live.get(&m.id)))
+        .collect()
+}
+
+fn view_with(m: &Message, all: Option<&[Message]>, live: Option<&LiveAnswer>) -> MessageView {
+    // A streaming answer's stored text lags the live one by up to one flush;
+    // show the live text and say which event it reaches.
+    let (content, generation_event_id) = match live {
+        Some(l) => (l.text.clone(), Some(l.event)),
         None => (m.content.clone(), None),
     };
     MessageView {
@@ -148,7 +172,7 @@ pub fn message_view(state: &AppState, m: &Message, all: Option<&[Message]>) -> M
         finish_reason: m.finish_reason.clone(),
         error: m.error.clone(),
         sibling_ids: all.map(|a| chat::siblings(a, m).iter().map(Uuid::to_string).collect()),
-        generation_id: live.map(|g| g.id.to_string()),
+        generation_id: live.map(|l| l.generation_id.to_string()),
         generation_event_id,
     }
 }
@@ -362,10 +386,7 @@ pub async fn read(
     let start = thread.len().saturating_sub(limit);
     Ok(Json(ConversationDetail {
         conversation: (&c).into(),
-        messages: thread[start..]
-            .iter()
-            .map(|m| message_view(&state, m, Some(&all)))
-            .collect(),
+        messages: message_views(&state, &thread[start..], &all).await,
         has_more: start > 0,
     }))
 }
@@ -455,7 +476,7 @@ pub async fn remove(
         .get_conversation(user.id(), cid)
         .await
         .map_err(not_found)?;
-    state.generations.stop_conversation(cid);
+    super::chat::service(&state).stop_conversation(cid).await;
     let uid = user.id();
     state
         .store
@@ -511,10 +532,7 @@ pub async fn messages(
     };
     let start = end.saturating_sub(limit);
     Ok(Json(MessagePage {
-        messages: thread[start..end]
-            .iter()
-            .map(|m| message_view(&state, m, Some(&all)))
-            .collect(),
+        messages: message_views(&state, &thread[start..end], &all).await,
         has_more: start > 0,
     }))
 }
@@ -546,9 +564,6 @@ pub async fn tree(
         .map_err(not_found)?;
     Ok(Json(Tree {
         current_leaf: c.current_leaf.map(|l| l.to_string()),
-        items: all
-            .iter()
-            .map(|m| message_view(&state, m, Some(&all)))
-            .collect(),
+        items: message_views(&state, &all, &all).await,
     }))
 }

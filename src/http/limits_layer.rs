@@ -153,8 +153,12 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         (None, req)
     };
     let (class, decision, req) = match user {
-        (Some(u), req) => (Class::Api, limits.rate.api.check(&u.id()), req),
-        (None, req) => (Class::Anon, limits.rate.anon.check(&limiter_key(ip)), req),
+        (Some(u), req) => (Class::Api, limits.rate.api.check(&u.id()).await, req),
+        (None, req) => (
+            Class::Anon,
+            limits.rate.anon.check(&limiter_key(ip)).await,
+            req,
+        ),
     };
     if !decision.allowed {
         return refuse(&state, class, decision);

@@ -82,7 +82,7 @@ pub async fn validate_key(
             "key must be 1 to 500 characters without control characters",
         ));
     }
-    let d = VALIDATIONS.check(&user.id());
+    let d = VALIDATIONS.check_local(&user.id());
     if !d.allowed {
         return Err(AppError::RateLimited {
             message: "too many key checks; try again shortly".into(),

@@ -47,11 +47,13 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(cfg: &Config) -> Limits {
+    /// With `cluster`, rate limits and quota reservations live in the
+    /// database every instance shares.
+    pub fn new(cfg: &Config, cluster: Option<&crate::cluster::Cluster>) -> Limits {
         Limits {
-            rate: RateLimits::new(&cfg.limits, &cfg.auth),
+            rate: RateLimits::new(&cfg.limits, &cfg.auth, cluster.map(|c| c.store.clone())),
             proxies: ip::TrustedProxies::new(&cfg.trusted_proxies),
-            quotas: Quotas::new(),
+            quotas: Quotas::new(cluster.map(|c| (c.store.clone(), c.id))),
             prices: Prices::new(&cfg.prices),
             metrics: metrics::Metrics::new(),
             quota_default: cfg.quota.clone(),
@@ -66,11 +68,11 @@ impl Limits {
 
     /// Counts one request of `user` against the per-user API limit, for
     /// what arrives outside the HTTP layer (WebSocket frames).
-    pub fn check_api(&self, user: Uuid) -> Result<(), AppError> {
+    pub async fn check_api(&self, user: Uuid) -> Result<(), AppError> {
         if !self.rate.enabled {
             return Ok(());
         }
-        let d = self.rate.api.check(&user);
+        let d = self.rate.api.check(&user).await;
         if d.allowed {
             return Ok(());
         }
@@ -94,7 +96,7 @@ impl Limits {
         estimate: u64,
     ) -> Result<Reservation, AppError> {
         if self.rate.enabled {
-            let d = self.rate.chat.check(&user.id());
+            let d = self.rate.chat.check(&user.id()).await;
             rate::note_decision(d);
             if !d.allowed {
                 self.metrics.rate_limited(Class::Chat.label());

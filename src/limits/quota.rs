@@ -10,11 +10,19 @@
 //! Each user has one async lock: the store write of a charge and the
 //! in-memory totals change under it together, so the totals always equal
 //! what `usage_daily` holds, even across midnight.
+//!
+//! With several instances on one database ([`Quotas::new`] with a
+//! cluster) the reservations are rows in the database instead, admitted
+//! and settled in transactions that take the user's lock there, so the
+//! limits are exact across instances; a reservation of an instance that
+//! died stops counting when its lease runs out.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
+use crate::store::cluster::{ClusterStore, QuotaAsk, QuotaRefused};
 use crate::store::usage::Charge;
 use crate::store::{QuotaOverride, SharedStore, StoreResult};
 
@@ -74,6 +82,15 @@ pub struct Quotas {
     /// Woken whenever a charge written outside a user's lock is applied,
     /// for [`Quotas::today`] readers waiting for it.
     settled: tokio::sync::Notify,
+    /// Reservations in the database every instance shares.
+    shared: Option<Shared>,
+}
+
+struct Shared {
+    store: Arc<dyn ClusterStore>,
+    instance: Uuid,
+    /// Reservations this instance holds (for the metrics).
+    running: AtomicU64,
 }
 
 /// What a user has used today and has running.
@@ -85,8 +102,17 @@ pub struct Today {
 }
 
 impl Quotas {
-    pub fn new() -> Arc<Quotas> {
-        Arc::new(Quotas::default())
+    /// This process's reservations, or with `shared` (the cluster store
+    /// and this instance's id) the database's.
+    pub fn new(shared: Option<(Arc<dyn ClusterStore>, Uuid)>) -> Arc<Quotas> {
+        Arc::new(Quotas {
+            shared: shared.map(|(store, instance)| Shared {
+                store,
+                instance,
+                running: AtomicU64::new(0),
+            }),
+            ..Quotas::default()
+        })
     }
 
     fn slot(&self, user: Uuid) -> Slot {
@@ -126,6 +152,35 @@ impl Quotas {
         max_running: u32,
         estimate: u64,
     ) -> Result<Result<Reservation, Refusal>, crate::store::StoreError> {
+        if let Some(sh) = &self.shared {
+            let ask = QuotaAsk {
+                id: Uuid::now_v7(),
+                user,
+                day: crate::clock::today(),
+                instance: sh.instance,
+                estimate,
+                messages_per_day: quota.messages_per_day,
+                tokens_per_day: quota.tokens_per_day,
+                max_running,
+            };
+            return Ok(match sh.store.quota_reserve(&ask).await? {
+                Ok(()) => {
+                    sh.running.fetch_add(1, Ordering::Relaxed);
+                    Ok(Reservation {
+                        quotas: self.clone(),
+                        user,
+                        estimate,
+                        done: false,
+                        shared_id: Some(ask.id),
+                    })
+                }
+                Err(QuotaRefused::Messages { limit, used }) => {
+                    Err(Refusal::Messages { limit, used })
+                }
+                Err(QuotaRefused::Tokens { limit, used }) => Err(Refusal::Tokens { limit, used }),
+                Err(QuotaRefused::Concurrency { limit }) => Err(Refusal::Concurrency { limit }),
+            });
+        }
         let slot = self.slot(user);
         let mut st = slot.lock().await;
         if st.running >= max_running {
@@ -159,6 +214,7 @@ impl Quotas {
             user,
             estimate,
             done: false,
+            shared_id: None,
         }))
     }
 
@@ -223,13 +279,62 @@ impl Quotas {
         result
     }
 
+    /// Settles a reservation in the database: the charge and the end of
+    /// the reservation in one transaction, retried a few times (while it
+    /// is not settled it still counts as running).
+    async fn settle_shared(
+        sh: &Shared,
+        id: Uuid,
+        user: Uuid,
+        charge: Option<&Charge>,
+    ) -> StoreResult<()> {
+        let day = crate::clock::today();
+        let mut wait = std::time::Duration::from_millis(200);
+        let mut tries = 0;
+        loop {
+            match sh.store.quota_settle(Some(id), user, day, charge).await {
+                Ok(()) => {
+                    sh.running.fetch_sub(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) if tries >= 4 => {
+                    sh.running.fetch_sub(1, Ordering::Relaxed);
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::warn!(%user, error = %e, "settling a quota reservation failed; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    tries += 1;
+                }
+            }
+        }
+    }
+
     /// Charges usage that had no reservation (title generation).
     pub async fn charge(&self, store: &SharedStore, user: Uuid, charge: Charge) -> StoreResult<()> {
+        if let Some(sh) = &self.shared {
+            if charge.is_empty() {
+                return Ok(());
+            }
+            return sh
+                .store
+                .quota_settle(None, user, crate::clock::today(), Some(&charge))
+                .await;
+        }
         self.apply(store, user, Some(charge), None).await
     }
 
     /// Today's usage of `user` (read from the store when not cached).
     pub async fn today(&self, store: &SharedStore, user: Uuid) -> StoreResult<Today> {
+        if let Some(sh) = &self.shared {
+            let t = sh.store.quota_today(user, crate::clock::today()).await?;
+            return Ok(Today {
+                messages: t.messages,
+                tokens: t.tokens,
+                running: t.running,
+            });
+        }
         let slot = self.slot(user);
         let mut st = loop {
             let settled = self.settled.notified();
@@ -251,8 +356,11 @@ impl Quotas {
         })
     }
 
-    /// Answers running, over all users.
+    /// Answers running, over all users (of this instance).
     pub fn running(&self) -> u64 {
+        if let Some(sh) = &self.shared {
+            return sh.running.load(Ordering::Relaxed);
+        }
         let slots: Vec<Slot> = self
             .users
             .lock()
@@ -289,6 +397,8 @@ pub struct Reservation {
     user: Uuid,
     estimate: u64,
     done: bool,
+    /// The reservation's row, when they live in the database.
+    shared_id: Option<Uuid>,
 }
 
 impl Reservation {
@@ -299,6 +409,10 @@ impl Reservation {
     /// Charges what the answer used and ends the reservation.
     pub async fn settle(mut self, store: &SharedStore, charge: Option<Charge>) -> StoreResult<()> {
         self.done = true;
+        if let (Some(id), Some(sh)) = (self.shared_id, &self.quotas.shared) {
+            let charge = charge.filter(|c| !c.is_empty());
+            return Quotas::settle_shared(sh, id, self.user, charge.as_ref()).await;
+        }
         self.quotas
             .apply(store, self.user, charge, Some(self.estimate))
             .await
@@ -308,6 +422,18 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if self.done {
+            return;
+        }
+        if let (Some(id), Some(sh)) = (self.shared_id, &self.quotas.shared) {
+            sh.running.fetch_sub(1, Ordering::Relaxed);
+            let store = sh.store.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Err(e) = store.quota_release(id).await {
+                        tracing::warn!(error = %e, "releasing a quota reservation failed; it ends with this instance's lease");
+                    }
+                });
+            }
             return;
         }
         let slot = self.quotas.slot(self.user);

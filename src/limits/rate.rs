@@ -1,6 +1,12 @@
 //! Keyed request rate limits (governor's GCRA): a bucket of `burst`
 //! requests per key that refills at the configured rate. Each check also
 //! yields what the IETF `RateLimit-*` headers report.
+//!
+//! With several instances on one database ([`Limiter::share`]) the bucket
+//! lives in the database instead: one statement per check moves the same
+//! GCRA state for every instance, so N instances do not give N times the
+//! limit. When the database cannot be reached the instance's own bucket
+//! answers (logged), so an outage of the limiter never refuses everyone.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use governor::clock::{Clock, DefaultClock};
@@ -16,6 +22,9 @@ use uuid::Uuid;
 
 use std::cell::Cell;
 use std::future::Future;
+use std::sync::Arc;
+
+use crate::store::cluster::{ClusterStore, RateState};
 
 use super::failures::FailureLimiter;
 use crate::config::{AuthConfig, LimitsConfig};
@@ -62,6 +71,11 @@ pub struct Limiter<K: Hash + Eq + Clone> {
     clock: DefaultClock,
     max_keys: usize,
     checks: AtomicU64,
+    /// The buckets every instance shares, with this limiter's name as the
+    /// key prefix; None: this process's own.
+    shared: Option<(Arc<dyn ClusterStore>, &'static str)>,
+    /// When the last shared-check failure was logged (unix seconds).
+    last_error: AtomicU64,
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -91,11 +105,75 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             clock,
             max_keys,
             checks: AtomicU64::new(0),
+            shared: None,
+            last_error: AtomicU64::new(0),
         }
     }
 
-    /// Counts one request for `key`.
-    pub fn check(&self, key: &K) -> Decision {
+    /// Keeps the buckets in the database, shared by every instance on it;
+    /// `name` tells this limiter's keys from the others'.
+    pub fn share(mut self, store: Arc<dyn ClusterStore>, name: &'static str) -> Self {
+        self.shared = Some((store, name));
+        self
+    }
+
+    /// Whether the buckets are shared with other instances.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Counts one request for `key`: in the shared bucket when there is
+    /// one, else (or when the database fails) in this process's.
+    pub async fn check(&self, key: &K) -> Decision
+    where
+        K: std::fmt::Display,
+    {
+        let Some((store, name)) = &self.shared else {
+            return self.check_local(key);
+        };
+        let period = i64::try_from(self.replenish.as_micros())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        match store
+            .rate_check(&format!("{name}:{key}"), period, self.burst)
+            .await
+        {
+            Ok(st) => self.decide(st, period),
+            Err(e) => {
+                let now = crate::clock::now() as u64;
+                if self.last_error.swap(now, Ordering::Relaxed) + 60 <= now {
+                    tracing::error!(limiter = *name, error = %e, "shared rate limit unavailable; this instance's own limit applies");
+                }
+                self.check_local(key)
+            }
+        }
+    }
+
+    /// The decision for a shared check's state.
+    fn decide(&self, st: RateState, period: i64) -> Decision {
+        let burst = i64::from(self.burst);
+        let debt = (st.tat_us - st.now_us).max(0);
+        let micros = |us: i64| ceil_secs(Duration::from_micros(us.max(0) as u64));
+        if st.allowed {
+            let remaining = ((burst * period - debt) / period).clamp(0, burst);
+            Decision {
+                allowed: true,
+                limit: self.burst,
+                remaining: remaining as u32,
+                reset_secs: micros(debt),
+            }
+        } else {
+            Decision {
+                allowed: false,
+                limit: self.burst,
+                remaining: 0,
+                reset_secs: micros(debt - (burst - 1) * period).max(1),
+            }
+        }
+    }
+
+    /// Counts one request for `key` in this process's bucket.
+    pub fn check_local(&self, key: &K) -> Decision {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SIZE_CHECK_EVERY == SIZE_CHECK_EVERY - 1
             && self.inner.len() > self.max_keys
         {
@@ -165,7 +243,8 @@ impl Class {
     }
 }
 
-/// Every request limiter of the server.
+/// Every request limiter of the server. The failure budget stays per
+/// instance (see `docs/OPERATIONS.md`, several instances).
 pub struct RateLimits {
     pub enabled: bool,
     pub anon: Limiter<IpAddr>,
@@ -178,14 +257,28 @@ pub struct RateLimits {
 
 impl RateLimits {
     /// The auth limiter keeps its historic settings under `[auth]`.
-    pub fn new(l: &LimitsConfig, a: &AuthConfig) -> RateLimits {
+    /// With `shared`, the anon, api and chat buckets live in the database
+    /// every instance uses.
+    pub fn new(
+        l: &LimitsConfig,
+        a: &AuthConfig,
+        shared: Option<Arc<dyn ClusterStore>>,
+    ) -> RateLimits {
         let max = l.max_tracked_keys;
+        let mut anon = Limiter::per_minute(l.anon_per_minute, l.anon_burst, max);
+        let mut api = Limiter::per_minute(l.api_per_minute, l.api_burst, max);
+        let mut chat = Limiter::per_minute(l.chat_per_minute, l.chat_burst, max);
+        if let Some(s) = shared {
+            anon = anon.share(s.clone(), "anon");
+            api = api.share(s.clone(), "api");
+            chat = chat.share(s, "chat");
+        }
         RateLimits {
             enabled: l.enabled,
-            anon: Limiter::per_minute(l.anon_per_minute, l.anon_burst, max),
+            anon,
             auth: FailureLimiter::per_minute(a.login_per_ip_per_minute, a.login_burst, max),
-            api: Limiter::per_minute(l.api_per_minute, l.api_burst, max),
-            chat: Limiter::per_minute(l.chat_per_minute, l.chat_burst, max),
+            api,
+            chat,
         }
     }
 
@@ -236,21 +329,21 @@ mod tests {
     #[test]
     fn burst_then_refuse_with_reset() {
         let l: Limiter<u32> = Limiter::per_minute(60, 3, 1000);
-        let d = l.check(&1);
+        let d = l.check_local(&1);
         assert!(d.allowed);
         assert_eq!((d.limit, d.remaining), (3, 2));
         assert_eq!(d.reset_secs, 1, "one used, one per second refills it");
-        l.check(&1);
-        let d = l.check(&1);
+        l.check_local(&1);
+        let d = l.check_local(&1);
         assert!(d.allowed && d.remaining == 0 && d.reset_secs == 3);
-        let d = l.check(&1);
+        let d = l.check_local(&1);
         assert!(!d.allowed);
         assert_eq!(d.reset_secs, 1);
         let mut h = HeaderMap::new();
         d.apply(&mut h);
         assert_eq!(h["retry-after"], "1");
         assert_eq!(h["ratelimit-remaining"], "0");
-        assert!(l.check(&2).allowed, "other keys are independent");
+        assert!(l.check_local(&2).allowed, "other keys are independent");
     }
 
     #[test]
@@ -262,7 +355,7 @@ mod tests {
             .allow_burst(nz(1));
         let l: Limiter<u32> = Limiter::with_quota(quota, 1_000_000);
         for k in 0..100_000u32 {
-            assert!(l.check(&k).allowed);
+            assert!(l.check_local(&k).allowed);
         }
         assert_eq!(l.len(), 100_000);
         std::thread::sleep(Duration::from_millis(20));
@@ -277,7 +370,7 @@ mod tests {
             .allow_burst(nz(1));
         let l: Limiter<u32> = Limiter::with_quota(quota, 1000);
         for k in 0..100_000u32 {
-            l.check(&k);
+            l.check_local(&k);
         }
         // Checked every 1024 requests: at most the cap plus one interval
         // (plus the keys still refilling) is ever held.

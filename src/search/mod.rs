@@ -7,6 +7,11 @@
 //! caller's user id as a required term, so another user's documents can
 //! never match; hits are ordered newest first (not by index-wide scores,
 //! which would leak other users' statistics).
+//!
+//! With several instances on one database each keeps its own index and
+//! follows the database's outbox in commit order instead of draining it
+//! ([`Search::follow_shared`]): where it stands is saved in each index
+//! commit's payload, so the index and its place in the feed move together.
 
 pub mod collect;
 pub mod hits;
@@ -31,6 +36,7 @@ use uuid::Uuid;
 
 use crate::store::SharedStore;
 use crate::store::chat::{Conversation, Message, MessageRole};
+use crate::store::cluster::{ClusterStore, FeedCursor};
 use crate::store::search_outbox::Resolved;
 
 /// Bump when the schema or the analyzer changes: the index is rebuilt.
@@ -191,6 +197,21 @@ fn key(kind: u8, id: Uuid) -> [u8; 17] {
     k
 }
 
+/// Commits the writer's changes, recording `payload` with them when given.
+fn commit(w: &mut IndexWriter, payload: Option<&str>) -> Result<(), SearchError> {
+    match payload {
+        Some(p) => {
+            let mut prepared = w.prepare_commit()?;
+            prepared.set_payload(p);
+            prepared.commit()?;
+        }
+        None => {
+            w.commit()?;
+        }
+    }
+    Ok(())
+}
+
 /// What a caller asks for.
 #[derive(Debug, Clone, Default)]
 pub struct SearchRequest {
@@ -234,6 +255,23 @@ pub struct Search {
     applied: AtomicU64,
     stop: AtomicBool,
     maxima: collect::BlockMaxima,
+    /// The database's feed every instance follows, when there are several.
+    shared: Mutex<Option<SharedFeed>>,
+}
+
+/// Following the outbox of a database shared by several instances.
+#[derive(Clone)]
+struct SharedFeed {
+    store: Arc<dyn ClusterStore>,
+    instance: Uuid,
+    /// Where the index stands in the feed (None: rebuild first).
+    cursor: Option<FeedCursor>,
+}
+
+/// What a rebuilt index covers: everything up to this point of the feed.
+enum Covered {
+    Seq(u64),
+    Cursor(FeedCursor),
 }
 
 impl std::fmt::Debug for Search {
@@ -287,8 +325,33 @@ impl Search {
             applied: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             maxima: collect::BlockMaxima::default(),
+            shared: Mutex::new(None),
         });
         Ok(search)
+    }
+
+    /// Follows the outbox of a database several instances share, from
+    /// where this index's last commit says it stands; an index that does
+    /// not say (new, or kept by a single server before) is rebuilt.
+    pub fn follow_shared(&self, store: Arc<dyn ClusterStore>, instance: Uuid) {
+        let cursor = self
+            .index
+            .load_metas()
+            .ok()
+            .and_then(|m| m.payload)
+            .filter(|p| !p.is_empty());
+        if cursor.is_none() {
+            self.request_rebuild();
+        }
+        *self.shared_feed() = Some(SharedFeed {
+            store,
+            instance,
+            cursor,
+        });
+    }
+
+    fn shared_feed(&self) -> std::sync::MutexGuard<'_, Option<SharedFeed>> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn is_partial(&self) -> bool {
@@ -381,6 +444,10 @@ impl Search {
     /// a backlog lasts, then what is left. Ops that arrive meanwhile wait
     /// for the next call. Returns how many ops were applied.
     pub async fn drain(self: &Arc<Self>, store: &SharedStore) -> Result<usize, SearchError> {
+        let feed = self.shared_feed().clone();
+        if let Some(feed) = feed {
+            return self.follow(feed).await;
+        }
         let mut total = 0;
         loop {
             let batch = store.outbox_batch(BATCH).await?;
@@ -388,8 +455,9 @@ impl Search {
                 return Ok(total);
             };
             let n = batch.len();
+            let ops: Vec<Resolved> = batch.into_iter().map(|(_, op)| op).collect();
             let me = self.clone();
-            blocking(move || me.apply(&batch)).await?;
+            blocking(move || me.apply(&ops, None)).await?;
             // Acknowledge only after the commit: a crash in between replays
             // the batch, which is idempotent.
             store.outbox_ack(last).await?;
@@ -403,10 +471,56 @@ impl Search {
         }
     }
 
-    /// Applies one batch of resolved ops and commits it.
-    fn apply(&self, batch: &[(u64, Resolved)]) -> Result<(), SearchError> {
+    /// Applies what the shared feed has after this index's place in it,
+    /// one commit (carrying the new place) per batch.
+    async fn follow(self: &Arc<Self>, feed: SharedFeed) -> Result<usize, SearchError> {
+        let Some(mut cursor) = feed.cursor else {
+            self.request_rebuild();
+            return Ok(0);
+        };
+        let mut total = 0;
+        loop {
+            let batch = match feed.store.feed_next(&cursor, BATCH).await {
+                Ok(b) => b,
+                Err(crate::store::StoreError::NotFound) => {
+                    tracing::warn!(
+                        "this index's place in the search feed is not one this database knows; rebuilding the index"
+                    );
+                    self.request_rebuild();
+                    return Ok(total);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let moved = batch.next != cursor;
+            if !batch.ops.is_empty() || moved {
+                let n = batch.ops.len();
+                let (ops, next) = (batch.ops, batch.next.clone());
+                let me = self.clone();
+                blocking(move || me.apply(&ops, Some(next))).await?;
+                total += n;
+                cursor = batch.next;
+                if let Some(f) = self.shared_feed().as_mut() {
+                    f.cursor = Some(cursor.clone());
+                }
+                if !feed.store.feed_applied(feed.instance, &cursor).await? {
+                    tracing::warn!(
+                        "the search feed was trimmed past this index's place in it (the instance was away too long); rebuilding the index"
+                    );
+                    self.request_rebuild();
+                    return Ok(total);
+                }
+            }
+            if !batch.more {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Applies one batch of resolved ops and commits it, with `payload`
+    /// (the feed's place after them) when following a shared feed.
+    fn apply(&self, batch: &[Resolved], payload: Option<FeedCursor>) -> Result<(), SearchError> {
         self.with_writer(WriterUse::Incremental, |w, f| {
-            for (_, op) in batch {
+            for op in batch {
                 match op {
                     Resolved::Message(im) => {
                         w.delete_term(Term::from_field_bytes(f.key, &key(b'm', im.message.id)));
@@ -437,7 +551,7 @@ impl Search {
                     }
                 }
             }
-            w.commit()?;
+            commit(w, payload.as_deref())?;
             Ok(())
         })?;
         self.reader.reload()?;
@@ -457,7 +571,11 @@ impl Search {
         mut progress: impl FnMut(u64, u64),
     ) -> Result<u64, SearchError> {
         let total = store.message_count().await?;
-        let covered = store.outbox_head().await?;
+        let feed = self.shared_feed().clone();
+        let covered = match &feed {
+            Some(f) => Covered::Cursor(f.store.feed_start().await?),
+            None => Covered::Seq(store.outbox_head().await?),
+        };
         let me = self.clone();
         blocking(move || {
             me.with_writer(WriterUse::Rebuild, |w, _| {
@@ -501,16 +619,30 @@ impl Search {
             }
         }
         let me = self.clone();
+        let payload = match &covered {
+            Covered::Cursor(c) => Some(c.clone()),
+            Covered::Seq(_) => None,
+        };
         blocking(move || {
             me.with_writer(WriterUse::Rebuild, |w, _| {
-                w.commit()?;
+                commit(w, payload.as_deref())?;
                 Ok(())
             })?;
             me.reader.reload()?;
             Ok(())
         })
         .await?;
-        store.outbox_ack(covered).await?;
+        match covered {
+            Covered::Seq(seq) => store.outbox_ack(seq).await?,
+            Covered::Cursor(c) => {
+                if let Some(f) = self.shared_feed().as_mut() {
+                    f.cursor = Some(c.clone());
+                }
+                if let Some(feed) = feed {
+                    feed.store.feed_applied(feed.instance, &c).await?;
+                }
+            }
+        }
         std::fs::write(self.dir.join(VERSION_FILE), INDEX_VERSION.to_string())?;
         progress(done, total);
         Ok(done)

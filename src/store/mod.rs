@@ -11,6 +11,7 @@
 pub mod acme;
 pub mod audit_query;
 pub mod chat;
+pub mod cluster;
 pub mod file;
 pub mod metrics;
 pub mod model_settings;

@@ -24,6 +24,7 @@ use super::StoreResult;
 use super::acme::{AcmeAccountRecord, AcmeCertRecord};
 use super::audit_query::AuditFilter;
 use super::chat::{Conversation, ConversationCursor, ConversationFilter, Message};
+use super::cluster::ClusterStore;
 use super::file::FileStore;
 use super::model_settings::ModelSetting;
 use super::presets::{Branding, Preset, SavedPrompt, UserSettings};
@@ -394,6 +395,13 @@ pub trait Store:
     /// What only a store kept in one local file can do; None for a database
     /// server (it has its own backup and replication tools).
     fn file(&self) -> Option<&dyn FileStore> {
+        None
+    }
+
+    /// What several instances on one database share (see `cluster.rs`);
+    /// None for a store only one process can open, where all of it stays
+    /// in that process's memory.
+    fn cluster(&self) -> Option<std::sync::Arc<dyn ClusterStore>> {
         None
     }
 }

@@ -39,6 +39,7 @@ use super::certs::{self, CertSource};
 use crate::config::Config;
 use crate::config::tls::LETS_ENCRYPT;
 use crate::store::acme::{AcmeAccountRecord, AcmeCertRecord};
+use crate::store::cluster::NoticeKind;
 use crate::store::{SharedStore, WeakStore};
 
 /// The renewal task wakes at least this often.
@@ -195,6 +196,38 @@ pub async fn run(tls: Arc<Tls>, s: AcmeSettings, store: WeakStore, cancel: Cance
         }
 
         let Some(st) = store.upgrade() else { return };
+        // Several instances: one renews at a time (the lock ends with its
+        // session should it die); the others serve what it stores.
+        let _renewing = match &tls.shared {
+            None => None,
+            Some(shared) => match shared.try_lock_renewal().await {
+                Ok(Some(lock)) => {
+                    // Another instance may have renewed a moment ago.
+                    if let Some((rec, loaded)) = newer_stored(&tls, &s, &st).await {
+                        tracing::info!(not_after = %loaded.info.not_after, "serving the certificate another instance stored");
+                        tls.install(loaded, Some(rec));
+                        continue;
+                    }
+                    Some(lock)
+                }
+                Ok(None) => {
+                    tracing::info!(domains = ?s.domains, "another instance is renewing the certificate; waiting for it");
+                    drop(st);
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(LOCK_WAIT) => continue,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take the certificate renewal lock; trying again");
+                    drop(st);
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(TRANSIENT_BACKOFF) => continue,
+                    }
+                }
+            },
+        };
         tls.set_issuing(true);
         match &current {
             None => {
@@ -237,6 +270,10 @@ pub async fn run(tls: Arc<Tls>, s: AcmeSettings, store: WeakStore, cancel: Cance
                 let r = rec.clone();
                 if let Err(e) = st.put_acme_cert(&r).await {
                     tracing::error!(error = %e, "could not store the new certificate; it is in use but will be requested again after a restart");
+                } else if let Some(shared) = &tls.shared
+                    && let Err(e) = shared.certificate_stored().await
+                {
+                    tracing::warn!(error = %e, "cannot tell the other instances about the new certificate; they find it at their next look");
                 }
                 tls.install(loaded, Some(rec));
             }
@@ -265,6 +302,78 @@ pub async fn run(tls: Arc<Tls>, s: AcmeSettings, store: WeakStore, cancel: Cance
             }
         }
         drop(st);
+    }
+}
+
+/// How long an instance waits while another holds the renewal lock.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+/// How often an instance looks for a certificate another one stored,
+/// besides being told.
+const STORED_POLL: Duration = Duration::from_secs(60);
+
+/// Several instances: serves the certificate another instance stored as
+/// soon as it is told (or finds it at its next look), without a restart.
+pub async fn follow_stored(
+    tls: Arc<Tls>,
+    s: AcmeSettings,
+    store: WeakStore,
+    cancel: CancellationToken,
+) {
+    let Some(shared) = tls.shared.clone() else {
+        return;
+    };
+    let mut notices = shared.subscribe();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            n = notices.recv() => match n {
+                Ok(n) if matches!(n.kind, NoticeKind::Certificate | NoticeKind::Reconnected) => {}
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    notices = shared.subscribe();
+                }
+            },
+            _ = tokio::time::sleep(STORED_POLL) => {}
+        }
+        let Some(st) = store.upgrade() else { return };
+        if let Some((rec, loaded)) = newer_stored(&tls, &s, &st).await {
+            tracing::info!(
+                domains = ?rec.domains,
+                not_after = %loaded.info.not_after,
+                "serving the certificate another instance stored"
+            );
+            tls.install(loaded, Some(rec));
+        }
+    }
+}
+
+/// The stored certificate, when it is newer than the one served.
+async fn newer_stored(
+    tls: &Tls,
+    s: &AcmeSettings,
+    st: &SharedStore,
+) -> Option<(AcmeCertRecord, certs::Loaded)> {
+    let rec = st.get_acme_cert(&s.directory, &s.domains).await.ok()??;
+    let current = tls.acme_cert();
+    if current
+        .as_ref()
+        .is_some_and(|c| c.chain_pem == rec.chain_pem || c.not_after > rec.not_after)
+    {
+        return None;
+    }
+    match certs::from_pem(
+        rec.chain_pem.as_bytes(),
+        rec.key_pem.as_bytes(),
+        CertSource::Acme,
+        "stored certificate",
+        "stored key",
+    ) {
+        Ok(l) => Some((rec, l)),
+        Err(e) => {
+            tracing::warn!(error = %e, "the certificate another instance stored cannot be used");
+            None
+        }
     }
 }
 
@@ -523,7 +632,10 @@ async fn order_with(
             })?;
             let answer = ch.key_authorization();
             match m {
-                Method::Http01 => tls.set_http01(ch.token.clone(), answer.as_str().to_string()),
+                Method::Http01 => tls
+                    .set_http01(ch.token.clone(), answer.as_str().to_string())
+                    .await
+                    .map_err(|e| Failure::new(e).transient())?,
                 Method::TlsAlpn01 => {
                     let cert =
                         certs::alpn_challenge(&domain, answer.digest().as_ref()).map_err(|e| {

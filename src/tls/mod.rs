@@ -34,6 +34,7 @@ pub use status::{TlsHealth, TlsProblem, TlsStatus};
 use crate::config::{Config, TlsMode};
 use crate::store::SharedStore;
 use crate::store::acme::AcmeCertRecord;
+use crate::store::cluster::ClusterStore;
 
 enum Mode {
     Files {
@@ -63,6 +64,10 @@ pub struct Tls {
     state: Mutex<State>,
     /// HTTP-01: token → key authorization.
     http01: Mutex<HashMap<String, String>>,
+    /// Several instances on one database: the renewal lock, the stored
+    /// certificate every instance serves, and HTTP-01 answers any instance
+    /// can give (the CA's request may reach any of them).
+    shared: Option<Arc<dyn ClusterStore>>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -100,6 +105,7 @@ impl Tls {
                 Ok(Some(Tls::build(
                     Mode::Files { cert, key, every },
                     loaded,
+                    None,
                     None,
                 )?))
             }
@@ -146,7 +152,12 @@ impl Tls {
                         (loaded, None)
                     }
                 };
-                Ok(Some(Tls::build(Mode::Acme(s), loaded, rec)?))
+                Ok(Some(Tls::build(
+                    Mode::Acme(s),
+                    loaded,
+                    rec,
+                    store.cluster(),
+                )?))
             }
         }
     }
@@ -155,6 +166,7 @@ impl Tls {
         mode: Mode,
         loaded: certs::Loaded,
         acme_cert: Option<AcmeCertRecord>,
+        shared: Option<Arc<dyn ClusterStore>>,
     ) -> anyhow::Result<Arc<Tls>> {
         let resolver = Arc::new(resolver::Resolver::new(loaded.key));
         let mut config = rustls::ServerConfig::builder_with_provider(certs::provider())
@@ -186,6 +198,7 @@ impl Tls {
                 last_error: None,
             }),
             http01: Mutex::new(HashMap::new()),
+            shared,
         }))
     }
 
@@ -292,16 +305,39 @@ impl Tls {
         self.state().renew_at = at;
     }
 
-    /// The HTTP-01 answer for `token`, while an order waits for it.
-    pub fn http01_answer(&self, token: &str) -> Option<String> {
-        self.http01.lock().expect("http01 lock").get(token).cloned()
+    /// The HTTP-01 answer for `token`, while an order (of this instance or,
+    /// with several, of any) waits for it.
+    pub async fn http01_answer(&self, token: &str) -> Option<String> {
+        let local = self.http01.lock().expect("http01 lock").get(token).cloned();
+        if local.is_some() {
+            return local;
+        }
+        let shared = self.shared.as_ref()?;
+        match shared.get_challenge(token).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the HTTP-01 answers of the other instances");
+                None
+            }
+        }
     }
 
-    fn set_http01(&self, token: String, answer: String) {
+    /// Keeps the answer for `token` until the order ends (and in the
+    /// database, for the other instances, before the CA is told to look).
+    async fn set_http01(&self, token: String, answer: String) -> Result<(), String> {
+        if let Some(shared) = &self.shared {
+            shared
+                .put_challenge(&token, &answer, CHALLENGE_TTL)
+                .await
+                .map_err(|e| {
+                    format!("cannot share the HTTP-01 answer with the other instances: {e}")
+                })?;
+        }
         self.http01
             .lock()
             .expect("http01 lock")
             .insert(token, answer);
+        Ok(())
     }
 
     fn clear_challenges(&self) {
@@ -339,13 +375,18 @@ impl Tls {
             Mode::Acme(s) => {
                 let s = s.clone();
                 tokio::join!(
-                    acme::run(self.clone(), s.clone(), store, cancel.clone()),
+                    acme::run(self.clone(), s.clone(), store.clone(), cancel.clone()),
+                    acme::follow_stored(self.clone(), s.clone(), store, cancel.clone()),
                     acme_restart_notice(s, live, cancel)
                 );
             }
         }
     }
 }
+
+/// How long an HTTP-01 answer stays in the database (an order takes at
+/// most `acme::ATTEMPT_TIMEOUT`).
+const CHALLENGE_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// A configuration reload (SIGHUP) cannot change the domains or the CA of
 /// a running server; say so instead of pretending.

@@ -36,7 +36,7 @@ pub async fn serve(
 }
 
 async fn challenge(State(r): State<Redirect>, Path(token): Path<String>) -> Response {
-    match r.tls.http01_answer(&token) {
+    match r.tls.http01_answer(&token).await {
         Some(answer) => {
             tracing::info!("answered an ACME HTTP-01 validation request");
             ([(header::CONTENT_TYPE, "application/octet-stream")], answer).into_response()

@@ -10,6 +10,7 @@
 pub mod invites;
 pub mod keys;
 pub mod login;
+pub mod setup;
 pub mod tokens;
 
 use uuid::Uuid;
@@ -21,8 +22,6 @@ use crate::store::{
     AuditEntry, QuotaOverride, Revoked, Role, SharedStore, SignOut, StoreError, User, UserPatch,
     UserStatus,
 };
-use std::sync::Mutex;
-use subtle::ConstantTimeEq;
 
 /// Why an account operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -220,16 +219,11 @@ impl Users<'_> {
     pub async fn setup(
         &self,
         client: &Actor,
-        setup_token: &Mutex<Option<String>>,
+        setup_token: &setup::SetupGate,
         token: &str,
         req: SignUp,
     ) -> UserResult<User> {
-        let valid = {
-            let t = setup_token.lock().expect("lock");
-            t.as_ref()
-                .is_some_and(|t| bool::from(t.as_bytes().ct_eq(token.as_bytes())))
-        };
-        if !valid {
+        if !setup_token.check(token).await? {
             let who = Actor {
                 name: Some(req.username.chars().take(64).collect()),
                 ..client.clone()
@@ -246,7 +240,7 @@ impl Users<'_> {
             Err(StoreError::Conflict(_)) => return Err(UserError::Forbidden(SETUP_REFUSED.into())),
             Err(e) => return Err(e.into()),
         }
-        *setup_token.lock().expect("lock") = None;
+        setup_token.finish().await;
         let who = Actor::of(&user, client);
         self.audit(who.entry("setup", Some(user.id.to_string()), "ok"))
             .await;

@@ -108,6 +108,7 @@ pub async fn authenticate(
     state
         .limits
         .check_api(user.id())
+        .await
         .map_err(|e| V1Error::from_app(api, e))?;
     let api_key = match &user.via {
         crate::auth::AuthVia::ApiKey { key_id, .. } => Some(*key_id),
