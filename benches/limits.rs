@@ -90,7 +90,7 @@ fn micro(rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let cfg = bench_config(dir.path(), true);
     let store = RedbStore::open_shared(dir.path())?;
-    let limits = Arc::new(Limits::new(&cfg));
+    let limits = Arc::new(Limits::new(&cfg, None));
     let users: Vec<Uuid> = (0..USERS).map(|_| Uuid::now_v7()).collect();
     let ips: Vec<std::net::IpAddr> = (0..USERS as u32)
         .map(|i| std::net::IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()))
@@ -102,13 +102,13 @@ fn micro(rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     // Warm: every key known, every user's day totals cached.
     rt.block_on(async {
         for u in &users {
-            limits.rate.api.check(u);
+            limits.rate.api.check_local(u);
             let r = limits.quotas.reserve(&store, *u, quota, 4, 10).await;
             drop(r);
         }
     });
     for ip in &ips {
-        limits.rate.anon.check(ip);
+        limits.rate.anon.check_local(ip);
     }
 
     println!("micro-bench: {MICRO_N} calls each, {USERS} keys, one thread");
@@ -130,7 +130,7 @@ fn micro(rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     for i in 0..MICRO_N {
         let u = &users[i % USERS];
         let t = Instant::now();
-        let d = limits.rate.api.check(u);
+        let d = limits.rate.api.check_local(u);
         v.push(t.elapsed());
         assert!(d.allowed);
     }
@@ -143,7 +143,7 @@ fn micro(rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         let d = limits
             .rate
             .anon
-            .check(&confab::limits::ip::limiter_key(*ip));
+            .check_local(&confab::limits::ip::limiter_key(*ip));
         v.push(t.elapsed());
         assert!(d.allowed);
     }
@@ -167,8 +167,8 @@ fn micro(rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         for i in 0..MICRO_N {
             let u = users[i % USERS];
             let t = Instant::now();
-            let a = limits.rate.api.check(&u);
-            let c = limits.rate.chat.check(&u);
+            let a = limits.rate.api.check_local(&u);
+            let c = limits.rate.chat.check_local(&u);
             let r = limits.quotas.reserve(&store, u, quota, 4, 10).await;
             let ok = a.allowed && c.allowed && matches!(r, Ok(Ok(_)));
             drop(r);

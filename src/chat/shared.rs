@@ -183,7 +183,7 @@ impl SharedGens {
                     let Some(store) = store.upgrade() else { return };
                     reap(&*store, lease).await;
                     ticks += 1;
-                    if ticks % 30 == 0
+                    if ticks.is_multiple_of(30)
                         && let Err(e) = store.gen_prune(KEEP_FINISHED).await
                     {
                         tracing::warn!(error = %e, "cannot forget finished answers");
