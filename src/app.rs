@@ -74,6 +74,7 @@ impl AppState {
         let models = crate::model_settings::ModelSettings::load(&store, &limits.prices)
             .await
             .map_err(|e| anyhow::anyhow!("cannot read the model settings: {e}"))?;
+        let throttle = LoginThrottle::new(&cfg, cluster.as_ref().map(|c| c.store.clone()))?;
         Ok(AppState(Arc::new(AppInner {
             tls,
             models,
@@ -85,7 +86,7 @@ impl AppState {
                 cluster.clone().map(crate::chat::shared::SharedGens::new),
             ),
             cluster,
-            throttle: LoginThrottle::new(&cfg)?,
+            throttle,
             hasher: Hasher::new(),
             jwt,
             setup,

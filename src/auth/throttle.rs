@@ -21,6 +21,7 @@
 //! whether or not they exist, so the answers reveal nothing.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -29,6 +30,7 @@ use crate::config::Config;
 use crate::limits::failures::{Attempt, FailureLimiter};
 use crate::limits::ip::limiter_key;
 use crate::limits::rate::Decision;
+use crate::store::cluster::ClusterStore;
 
 /// Failures of one (account, address) pair answered without delay.
 const FREE_FAILURES: u32 = 3;
@@ -44,6 +46,20 @@ pub struct LoginThrottle {
     pub devices: DeviceKeys,
     /// Seconds a device cookie stays valid.
     pub device_max_age: i64,
+}
+
+/// A budget of `per_hour` failures, in the database when `shared`.
+fn budget<K: crate::limits::failures::BudgetKey>(
+    per_hour: u32,
+    max: usize,
+    shared: &Option<Arc<dyn ClusterStore>>,
+    name: &'static str,
+) -> FailureLimiter<K> {
+    let l = FailureLimiter::per_hour(per_hour, max);
+    match shared {
+        Some(s) => l.share(s.clone(), name),
+        None => l,
+    }
 }
 
 /// What an attempt proved about where it comes from.
@@ -111,6 +127,12 @@ impl Charge<'_> {
 impl Gate<'_> {
     /// Charges the failure everywhere.
     pub fn fail(self) -> Failed {
+        // A shared pair budget knows its count before settling; a local
+        // one is asked after.
+        let shared_pair = self.attempts.iter().find_map(|c| match c {
+            Charge::Pair(a) => a.failures_if_failed(),
+            _ => None,
+        });
         let mut first = None;
         let mut spent = None;
         for c in self.attempts {
@@ -124,7 +146,7 @@ impl Gate<'_> {
         let delay = match &self.pair {
             Some(p) => self
                 .throttle
-                .delay_after(self.throttle.per_source.failures(p)),
+                .delay_after(shared_pair.unwrap_or_else(|| self.throttle.per_source.failures(p))),
             None => Duration::ZERO,
         };
         Failed {
@@ -146,7 +168,12 @@ impl Gate<'_> {
 }
 
 impl LoginThrottle {
-    pub fn new(cfg: &Config) -> std::io::Result<LoginThrottle> {
+    /// With `shared`, every budget lives in the database the instances
+    /// share (see `limits::failures`).
+    pub fn new(
+        cfg: &Config,
+        shared: Option<Arc<dyn ClusterStore>>,
+    ) -> std::io::Result<LoginThrottle> {
         let a = &cfg.auth;
         let max = cfg.limits.max_tracked_keys;
         // Instances that share `auth.jwt_secret` accept each other's tokens;
@@ -160,10 +187,20 @@ impl LoginThrottle {
             None => DeviceKeys::load_or_create(&cfg.data_dir)?,
         };
         Ok(LoginThrottle {
-            per_account: FailureLimiter::per_hour(a.login_failures_per_account_per_hour, max),
-            per_source: FailureLimiter::per_hour(a.login_failures_per_source_per_hour, max),
-            per_device: FailureLimiter::per_hour(a.login_failures_per_device_per_hour, max),
-            password_change: FailureLimiter::per_hour(a.login_failures_per_device_per_hour, max),
+            per_account: budget(
+                a.login_failures_per_account_per_hour,
+                max,
+                &shared,
+                "account",
+            ),
+            per_source: budget(a.login_failures_per_source_per_hour, max, &shared, "source"),
+            per_device: budget(a.login_failures_per_device_per_hour, max, &shared, "device"),
+            password_change: budget(
+                a.login_failures_per_device_per_hour,
+                max,
+                &shared,
+                "password",
+            ),
             delay: Duration::from_millis(a.login_failure_delay_ms),
             devices,
             device_max_age: i64::try_from(a.device_cookie_days.saturating_mul(86_400))
@@ -184,7 +221,7 @@ impl LoginThrottle {
     /// `source`, or refuses it with the decision of the budget that is
     /// spent (its `reset_secs` is the wait). `per_ip` is the per-address
     /// failure budget shared with the other credential routes.
-    pub fn begin<'a>(
+    pub async fn begin<'a>(
         &'a self,
         per_ip: &'a FailureLimiter<IpAddr>,
         account: &str,
@@ -194,7 +231,7 @@ impl LoginThrottle {
             Source::Known(device) => Ok(Gate {
                 throttle: self,
                 pair: None,
-                attempts: vec![Charge::Device(self.per_device.begin(&device)?)],
+                attempts: vec![Charge::Device(self.per_device.begin(&device).await?)],
             }),
             Source::Unknown(ip) => {
                 let ip = limiter_key(ip);
@@ -202,9 +239,9 @@ impl LoginThrottle {
                 // Earlier reservations are handed back (dropped) if a later
                 // budget refuses.
                 let attempts = vec![
-                    Charge::Ip(per_ip.begin(&ip)?),
-                    Charge::Pair(self.per_source.begin(&pair)?),
-                    Charge::Account(self.per_account.begin(&account.to_string())?),
+                    Charge::Ip(per_ip.begin(&ip).await?),
+                    Charge::Pair(self.per_source.begin(&pair).await?),
+                    Charge::Account(self.per_account.begin(&account.to_string()).await?),
                 ];
                 Ok(Gate {
                     throttle: self,
@@ -217,8 +254,8 @@ impl LoginThrottle {
 
     /// Admits a check of the current password on a password change by
     /// `user` (already signed in, so a budget of their own).
-    pub fn begin_password_check(&self, user: Uuid) -> Result<Attempt<'_, Uuid>, Decision> {
-        self.password_change.begin(&user)
+    pub async fn begin_password_check(&self, user: Uuid) -> Result<Attempt<'_, Uuid>, Decision> {
+        self.password_change.begin(&user).await
     }
 
     /// Drops state for keys that are back to a full budget, so memory stays
@@ -244,11 +281,11 @@ mod tests {
             ..Config::default()
         };
         let ip = FailureLimiter::per_minute(1000, 1000, 1000);
-        (LoginThrottle::new(&cfg).unwrap(), ip)
+        (LoginThrottle::new(&cfg, None).unwrap(), ip)
     }
 
-    #[test]
-    fn one_address_runs_out_before_the_account() {
+    #[tokio::test]
+    async fn one_address_runs_out_before_the_account() {
         let (t, ip) = throttle(AuthConfig {
             login_failures_per_source_per_hour: 3,
             login_failures_per_account_per_hour: 5,
@@ -256,22 +293,29 @@ mod tests {
         });
         let a = Source::Unknown(IpAddr::from([192, 0, 2, 1]));
         let b = Source::Unknown(IpAddr::from([192, 0, 2, 2]));
-        let spent: Vec<_> = (0..3)
-            .map(|_| t.begin(&ip, "alice", a).unwrap().fail().spent)
-            .collect();
+        let mut spent = Vec::new();
+        for _ in 0..3 {
+            spent.push(t.begin(&ip, "alice", a).await.unwrap().fail().spent);
+        }
         assert_eq!(spent, [None, None, Some("account from this address")]);
-        let refused = t.begin(&ip, "alice", a).err().unwrap();
+        let refused = t.begin(&ip, "alice", a).await.err().unwrap();
         assert!(refused.reset_secs > 60, "{refused:?}");
-        assert!(t.begin(&ip, "bob", a).is_ok(), "other accounts are open");
+        assert!(
+            t.begin(&ip, "bob", a).await.is_ok(),
+            "other accounts are open"
+        );
         for _ in 0..2 {
-            let _ = t.begin(&ip, "alice", b).unwrap().fail();
+            let _ = t.begin(&ip, "alice", b).await.unwrap().fail();
         }
         // Five failures from anywhere unknown: unknown sources are out...
         let c = Source::Unknown(IpAddr::from([192, 0, 2, 3]));
-        assert!(t.begin(&ip, "alice", c).is_err());
+        assert!(t.begin(&ip, "alice", c).await.is_err());
         // ...but a known device is not.
         let dev = super::super::device::new_device_id();
-        t.begin(&ip, "alice", Source::Known(dev)).unwrap().succeed();
+        t.begin(&ip, "alice", Source::Known(dev))
+            .await
+            .unwrap()
+            .succeed();
     }
 
     #[test]

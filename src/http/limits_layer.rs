@@ -214,7 +214,7 @@ async fn credential_route(
     if matches!(route, "/api/auth/login" | "/api/auth/token") {
         return run_noting(req, next).await;
     }
-    let attempt = match limits.rate.auth.begin(&key) {
+    let attempt = match limits.rate.auth.begin(&key).await {
         Ok(a) => a,
         Err(d) => return refuse(state, Class::Auth, d),
     };

@@ -11,14 +11,63 @@
 //! becomes a failure ([`Attempt::fail`]) or is handed back
 //! ([`Attempt::succeed`], or dropping the attempt: an answer never sent
 //! taught the caller nothing).
+//!
+//! With several instances on one database ([`FailureLimiter::share`]) the
+//! bucket, reservations included, lives in the database, so guessing spread
+//! over N instances gets no more tries than guessing on one. A reservation
+//! of an instance that died mid-attempt stops counting after
+//! [`PENDING_TTL`]. When the database cannot be reached the instance's own
+//! bucket answers (logged).
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 use super::rate::Decision;
+use crate::store::cluster::{ClusterStore, FailureState};
+
+/// How long a shared reservation counts without being settled (an attempt
+/// hashes one password; an instance that died mid-attempt never settles).
+pub const PENDING_TTL: Duration = Duration::from_secs(60);
+
+/// A key as the shared buckets name it.
+pub trait BudgetKey: Hash + Eq + Clone {
+    fn shared_key(&self) -> String;
+}
+
+impl BudgetKey for IpAddr {
+    fn shared_key(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl BudgetKey for String {
+    fn shared_key(&self) -> String {
+        self.clone()
+    }
+}
+
+impl BudgetKey for Uuid {
+    fn shared_key(&self) -> String {
+        self.simple().to_string()
+    }
+}
+
+impl BudgetKey for [u8; 16] {
+    fn shared_key(&self) -> String {
+        hex::encode(self)
+    }
+}
+
+impl BudgetKey for (String, IpAddr) {
+    fn shared_key(&self) -> String {
+        format!("{}@{}", self.1, self.0)
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -37,6 +86,11 @@ pub struct FailureLimiter<K: Hash + Eq + Clone> {
     /// New keys seen while over `max_keys`; every 1024th prunes, so a flood
     /// of new keys neither grows the map freely nor costs a scan each.
     over_cap: AtomicU64,
+    /// The buckets every instance shares, with this budget's name as the
+    /// key prefix; None: this process's own.
+    shared: Option<(Arc<dyn ClusterStore>, &'static str)>,
+    /// When a shared-budget failure was last logged (unix seconds).
+    last_error: AtomicU64,
 }
 
 fn ceil_secs(d: Duration) -> u64 {
@@ -52,6 +106,87 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
             period: period.max(Duration::from_nanos(1)),
             max_keys,
             over_cap: AtomicU64::new(0),
+            shared: None,
+            last_error: AtomicU64::new(0),
+        }
+    }
+
+    /// Keeps the buckets in the database every instance shares; `name`
+    /// tells this budget's keys from the others'.
+    pub fn share(mut self, store: Arc<dyn ClusterStore>, name: &'static str) -> Self {
+        self.shared = Some((store, name));
+        self
+    }
+
+    fn period_us(&self) -> i64 {
+        i64::try_from(self.period.as_micros())
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+
+    /// Reserves room for one failure of `key` (in the shared bucket when
+    /// there is one), or refuses with the seconds until one more fits.
+    pub async fn begin(&self, key: &K) -> Result<Attempt<'_, K>, Decision>
+    where
+        K: BudgetKey,
+    {
+        if let Some((store, name)) = &self.shared {
+            let shared_key = format!("{name}:{}", key.shared_key());
+            match store
+                .failure_begin(&shared_key, self.period_us(), self.burst, PENDING_TTL)
+                .await
+            {
+                Ok(st) if st.allowed => {
+                    return Ok(Attempt {
+                        limiter: self,
+                        key: Some(key.clone()),
+                        shared: Some(SharedAttempt {
+                            store: store.clone(),
+                            key: shared_key,
+                            state: st,
+                        }),
+                    });
+                }
+                Ok(st) => return Err(self.shared_refusal(&st)),
+                Err(e) => {
+                    let now = crate::clock::now() as u64;
+                    if self.last_error.swap(now, Ordering::Relaxed) + 60 <= now {
+                        tracing::error!(budget = *name, error = %e, "shared sign-in budget unavailable; this instance's own applies");
+                    }
+                }
+            }
+        }
+        self.begin_local(key)
+    }
+
+    /// The refusal of a shared bucket in state `st`.
+    fn shared_refusal(&self, st: &FailureState) -> Decision {
+        let p = self.period_us();
+        let debt = (st.empty_at_us - st.now_us).max(0);
+        let needed = debt + p * (i64::from(st.pending) + 1);
+        let cap = p * i64::from(self.burst);
+        Decision {
+            allowed: false,
+            limit: self.burst,
+            remaining: 0,
+            reset_secs: ceil_secs(Duration::from_micros((needed - cap).max(0) as u64)).max(1),
+        }
+    }
+
+    /// What a shared attempt's settling leaves, from the state it began in
+    /// (the settle itself is written in the background).
+    fn shared_decision(&self, st: &FailureState, failed: bool) -> Decision {
+        let p = self.period_us();
+        let debt = (st.empty_at_us - st.now_us).max(0) + if failed { p } else { 0 };
+        // This attempt's reservation ends; the others' still hold room.
+        let others = i64::from(st.pending.saturating_sub(1));
+        let cap = p * i64::from(self.burst);
+        let remaining = ((cap - debt - p * others) / p).clamp(0, i64::from(self.burst));
+        Decision {
+            allowed: true,
+            limit: self.burst,
+            remaining: remaining as u32,
+            reset_secs: ceil_secs(Duration::from_micros(debt as u64)),
         }
     }
 
@@ -92,9 +227,10 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
         }
     }
 
-    /// Reserves room for one failure of `key`, or refuses: the decision
-    /// then carries the seconds until one more attempt fits.
-    pub fn begin(&self, key: &K) -> Result<Attempt<'_, K>, Decision> {
+    /// Reserves room for one failure of `key` in this process's bucket, or
+    /// refuses: the decision then carries the seconds until one more
+    /// attempt fits.
+    pub fn begin_local(&self, key: &K) -> Result<Attempt<'_, K>, Decision> {
         let now = Instant::now();
         let mut map = self.lock();
         if map.len() >= self.max_keys
@@ -121,6 +257,7 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
         Ok(Attempt {
             limiter: self,
             key: Some(key.clone()),
+            shared: None,
         })
     }
 
@@ -183,31 +320,68 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
     }
 }
 
+/// A reservation in a shared bucket.
+struct SharedAttempt {
+    store: Arc<dyn ClusterStore>,
+    key: String,
+    /// The bucket when the room was reserved.
+    state: FailureState,
+}
+
 /// One attempt holding room for a failure in a [`FailureLimiter`].
 #[must_use = "an attempt is settled with fail() or succeed()"]
 pub struct Attempt<'a, K: Hash + Eq + Clone> {
     limiter: &'a FailureLimiter<K>,
     key: Option<K>,
+    shared: Option<SharedAttempt>,
 }
 
 impl<K: Hash + Eq + Clone> Attempt<'_, K> {
     /// Charges the failure; the decision tells what is left.
     pub fn fail(mut self) -> Decision {
         let key = self.key.take().expect("settled once");
-        self.limiter.settle(&key, true)
+        self.settle(&key, true)
     }
 
     /// Hands the reserved room back: successes cost nothing.
     pub fn succeed(mut self) -> Decision {
         let key = self.key.take().expect("settled once");
-        self.limiter.settle(&key, false)
+        self.settle(&key, false)
+    }
+
+    /// For a shared bucket: its failures once this attempt fails (the
+    /// local bucket answers [`FailureLimiter::failures`] instead).
+    pub fn failures_if_failed(&self) -> Option<u32> {
+        let sh = self.shared.as_ref()?;
+        let debt = (sh.state.empty_at_us - sh.state.now_us).max(0);
+        let p = self.limiter.period_us();
+        let n = (debt + p - 1) / p + 1;
+        Some(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    fn settle(&mut self, key: &K, failed: bool) -> Decision {
+        let Some(sh) = self.shared.take() else {
+            return self.limiter.settle(key, failed);
+        };
+        let d = self.limiter.shared_decision(&sh.state, failed);
+        let period = self.limiter.period_us();
+        // Written in the background: meanwhile the reservation still holds
+        // the room the failure takes, so nothing slips through.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = sh.store.failure_settle(&sh.key, period, failed).await {
+                    tracing::warn!(error = %e, "cannot settle a shared sign-in budget");
+                }
+            });
+        }
+        d
     }
 }
 
 impl<K: Hash + Eq + Clone> Drop for Attempt<'_, K> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            self.limiter.settle(&key, false);
+            self.settle(&key, false);
         }
     }
 }
@@ -220,15 +394,15 @@ mod tests {
     fn only_failures_are_charged() {
         let l: FailureLimiter<u32> = FailureLimiter::per_hour(3, 100);
         for _ in 0..10 {
-            let d = l.begin(&1).unwrap().succeed();
+            let d = l.begin_local(&1).unwrap().succeed();
             assert_eq!((d.remaining, d.reset_secs), (3, 0));
         }
         for left in [2, 1, 0] {
-            let d = l.begin(&1).unwrap().fail();
+            let d = l.begin_local(&1).unwrap().fail();
             assert_eq!(d.remaining, left);
         }
         assert_eq!(l.failures(&1), 3);
-        let refused = l.begin(&1).err().expect("budget spent");
+        let refused = l.begin_local(&1).err().expect("budget spent");
         assert!(!refused.allowed);
         // One failure leaks away every 20 minutes.
         assert!((1199..=1200).contains(&refused.reset_secs), "{refused:?}");
@@ -239,21 +413,26 @@ mod tests {
     #[test]
     fn reservations_bound_concurrent_attempts() {
         let l: FailureLimiter<u32> = FailureLimiter::per_hour(2, 100);
-        let a = l.begin(&1).unwrap();
-        let b = l.begin(&1).unwrap();
-        assert!(l.begin(&1).is_err(), "two in flight fill a budget of two");
+        let a = l.begin_local(&1).unwrap();
+        let b = l.begin_local(&1).unwrap();
+        assert!(
+            l.begin_local(&1).is_err(),
+            "two in flight fill a budget of two"
+        );
         drop(a);
-        let c = l.begin(&1).expect("a dropped attempt hands its room back");
+        let c = l
+            .begin_local(&1)
+            .expect("a dropped attempt hands its room back");
         b.fail();
         c.fail();
-        assert!(l.begin(&1).is_err());
+        assert!(l.begin_local(&1).is_err());
     }
 
     #[test]
     fn fast_refill_and_prune() {
         let l: FailureLimiter<u32> = FailureLimiter::new(1, Duration::from_micros(1), 100);
         for k in 0..50 {
-            l.begin(&k).unwrap().fail();
+            l.begin_local(&k).unwrap().fail();
         }
         let later = Instant::now() + Duration::from_millis(1);
         while Instant::now() < later {

@@ -243,8 +243,7 @@ impl Class {
     }
 }
 
-/// Every request limiter of the server. The failure budget stays per
-/// instance (see `docs/OPERATIONS.md`, several instances).
+/// Every request limiter of the server.
 pub struct RateLimits {
     pub enabled: bool,
     pub anon: Limiter<IpAddr>,
@@ -268,15 +267,17 @@ impl RateLimits {
         let mut anon = Limiter::per_minute(l.anon_per_minute, l.anon_burst, max);
         let mut api = Limiter::per_minute(l.api_per_minute, l.api_burst, max);
         let mut chat = Limiter::per_minute(l.chat_per_minute, l.chat_burst, max);
+        let mut auth = FailureLimiter::per_minute(a.login_per_ip_per_minute, a.login_burst, max);
         if let Some(s) = shared {
             anon = anon.share(s.clone(), "anon");
             api = api.share(s.clone(), "api");
-            chat = chat.share(s, "chat");
+            chat = chat.share(s.clone(), "chat");
+            auth = auth.share(s, "ip");
         }
         RateLimits {
             enabled: l.enabled,
             anon,
-            auth: FailureLimiter::per_minute(a.login_per_ip_per_minute, a.login_burst, max),
+            auth,
             api,
             chat,
         }

@@ -54,7 +54,7 @@ impl Users<'_> {
             None => Source::Unknown(cx.ip),
         };
         let account = username::key(name);
-        let gate = match throttle.begin(cx.per_ip, &account, source) {
+        let gate = match throttle.begin(cx.per_ip, &account, source).await {
             Ok(g) => g,
             Err(d) => {
                 // Not audited: the failure that spent the budget was

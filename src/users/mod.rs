@@ -399,6 +399,7 @@ impl Users<'_> {
         let attempt = match self.throttle {
             Some(t) => Some(
                 t.begin_password_check(user.id)
+                    .await
                     .map_err(|d| UserError::Throttled(d.reset_secs))?,
             ),
             None => None,
