@@ -14,6 +14,7 @@ pub mod chat;
 pub mod file;
 pub mod metrics;
 pub mod model_settings;
+pub mod postgres;
 pub mod presets;
 pub mod provider_records;
 pub mod records;
@@ -54,6 +55,14 @@ pub enum StoreError {
     )]
     TooNew {
         path: PathBuf,
+        found: u64,
+        known: u64,
+    },
+    #[error(
+        "the {what} was written by a newer confab (schema {found}, this binary knows {known}); upgrade confab"
+    )]
+    TooNewDatabase {
+        what: String,
         found: u64,
         known: u64,
     },

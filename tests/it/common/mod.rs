@@ -2,6 +2,7 @@
 //! temp dir, and a small HTTP client that keeps cookie and CSRF explicit.
 #![allow(dead_code)]
 
+pub mod pg;
 pub mod proc;
 
 use crate::common_upstream::FakeUpstream;
