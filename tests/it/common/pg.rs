@@ -76,6 +76,29 @@ pub fn settings(url: &str) -> confab::config::PgSettings {
     }
 }
 
+/// Runs `sql` on the database at `url`.
+pub async fn exec(url: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let task = tokio::spawn(connection);
+    client.batch_execute(sql).await.expect(sql);
+    drop(client);
+    let _ = task.await;
+}
+
+/// The single BIGINT `sql` answers on the database at `url`.
+pub async fn count(url: &str, sql: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let task = tokio::spawn(connection);
+    let n: i64 = client.query_one(sql, &[]).await.expect(sql).get(0);
+    drop(client);
+    let _ = task.await;
+    n
+}
+
 impl Cluster {
     /// `postgres://` URL of database `db` (TCP, no TLS: the test cluster
     /// trusts local connections).
