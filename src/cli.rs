@@ -6,8 +6,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::config::{Config, DEFAULT_CONFIG, Overrides};
-use crate::store::redb::RedbStore;
+use crate::config::{Config, DEFAULT_CONFIG, Overrides, StoreChoice};
 use crate::store::{Role, SharedStore, User, UserStatus};
 use crate::users::invites::{Invites, invite_url};
 use crate::users::{Actor, NewUser, UserChange, UserError, Users};
@@ -217,6 +216,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Backup { file, url, api_key } => {
             let (cfg, _) = load_config(&cli, None)?;
+            refuse_on_postgres(&cfg, "backup")?;
             let base = url.clone().unwrap_or_else(|| cfg.public_base(cfg.listen));
             let dest = file
                 .clone()
@@ -225,6 +225,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Restore { file, no_reindex } => {
             let (cfg, _) = load_config(&cli, None)?;
+            refuse_on_postgres(&cfg, "restore")?;
             restore(&cfg, file, !*no_reindex)
         }
         Command::CheckConfig => {
@@ -236,9 +237,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "built-in defaults".into());
             println!(
-                "configuration OK ({source}): listen {}, data dir {}, registration {}",
+                "configuration OK ({source}): listen {}, data dir {}, store {}, registration {}",
                 cfg.listen,
                 cfg.data_dir.display(),
+                store_description(&cfg),
                 format!("{:?}", cfg.registration).to_lowercase()
             );
             Ok(ExitCode::SUCCESS)
@@ -264,24 +266,48 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::User(cmd) => {
             let (cfg, _) = load_config(&cli, None)?;
-            let store = open_store(&cfg)?;
-            runtime()?.block_on(user_cmd(&store, cmd))
+            let rt = runtime()?;
+            let store = rt.block_on(open_store(&cfg))?;
+            rt.block_on(user_cmd(&store, cmd))
         }
         Command::Reindex => {
             let (cfg, _) = load_config(&cli, None)?;
-            let store = open_store(&cfg)?;
-            runtime()?.block_on(reindex(&store, &cfg))
+            let rt = runtime()?;
+            let store = rt.block_on(open_store(&cfg))?;
+            rt.block_on(reindex(&store, &cfg))
         }
         Command::Invite(cmd) => {
             let (cfg, _) = load_config(&cli, None)?;
-            let store = open_store(&cfg)?;
-            runtime()?.block_on(invite_cmd(&store, &cfg, cmd))
+            let rt = runtime()?;
+            let store = rt.block_on(open_store(&cfg))?;
+            rt.block_on(invite_cmd(&store, &cfg, cmd))
         }
     }
 }
 
-fn open_store(cfg: &Config) -> anyhow::Result<SharedStore> {
-    RedbStore::open_shared(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))
+async fn open_store(cfg: &Config) -> anyhow::Result<SharedStore> {
+    crate::store::open(cfg)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// "redb file ./confab-data/confab.redb" or "PostgreSQL database … on …".
+fn store_description(cfg: &Config) -> String {
+    match cfg.store_choice() {
+        Ok(StoreChoice::Postgres(p)) => p.describe(),
+        _ => format!("redb file {}", cfg.data_dir.join("confab.redb").display()),
+    }
+}
+
+/// Backups and restores are of the redb file; PostgreSQL has its own tools.
+fn refuse_on_postgres(cfg: &Config, what: &str) -> anyhow::Result<()> {
+    if let Ok(StoreChoice::Postgres(p)) = cfg.store_choice() {
+        anyhow::bail!(
+            "confab {what} works on the embedded redb file, but this configuration keeps the data in the {}: use PostgreSQL's tools instead (pg_dump -Fc to back up, pg_restore to restore; see docs/OPERATIONS.md, \"PostgreSQL\")",
+            p.describe()
+        );
+    }
+    Ok(())
 }
 
 async fn healthcheck(base: &str) -> anyhow::Result<ExitCode> {
@@ -338,13 +364,14 @@ async fn serve_main(
     cfg: Config,
     reload: impl Fn() -> Result<Config, crate::config::ConfigError> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = RedbStore::open_shared(&cfg.data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = open_store(&cfg).await?;
+    let store_what = store_description(&cfg);
     // `listen`, or with TLS the https (and plain-http) addresses.
     let listeners = crate::tls::bind_listeners(&cfg).await?;
     let (bound, url) = (listeners.local_addr()?, listeners.url());
     let data_dir = cfg.data_dir.clone();
     let state = crate::app::AppState::new(cfg, store, bound).await?;
-    tracing::info!(url = %url, data_dir = %data_dir.display(), version = crate::VERSION, "listening");
+    tracing::info!(url = %url, data_dir = %data_dir.display(), store = %store_what, version = crate::VERSION, "listening");
     if let Some(url) = state.setup_url() {
         tracing::info!(%url, "first-run setup");
         tracing::info!(
@@ -410,9 +437,10 @@ fn restore(cfg: &Config, file: &std::path::Path, reindex_now: bool) -> anyhow::R
     );
     // Migrations run now, so a backup from an older confab is checked here
     // rather than at the next start.
-    let store = open_store(cfg)?;
+    let rt = runtime()?;
+    let store = rt.block_on(open_store(cfg))?;
     if reindex_now {
-        runtime()?.block_on(reindex(&store, cfg))?;
+        rt.block_on(reindex(&store, cfg))?;
         crate::ops::backup::match_owner(&cfg.data_dir, &[cfg.data_dir.join("index")])?;
     } else {
         println!("the search index will be rebuilt when the server starts");

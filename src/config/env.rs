@@ -15,6 +15,13 @@ pub(super) enum Kind {
 /// Secrets are also accepted as `<NAME>_FILE` holding the value.
 pub(super) const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
     ("CONFAB_DATA_DIR", "data_dir", Kind::Str, false),
+    ("CONFAB_STORE", "store", Kind::Str, true),
+    (
+        "CONFAB_STORE_POOL_SIZE",
+        "store_pool_size",
+        Kind::Int,
+        false,
+    ),
     ("CONFAB_LISTEN", "listen", Kind::Str, false),
     ("CONFAB_PUBLIC_URL", "public_url", Kind::Str, false),
     ("CONFAB_LOG_FORMAT", "log_format", Kind::Str, false),

@@ -16,6 +16,7 @@ mod http;
 mod limits;
 mod load;
 mod providers;
+pub mod store;
 pub mod tls;
 mod validate;
 
@@ -27,6 +28,7 @@ pub use providers::{
     MAX_PROVIDER_URL_LEN, PRIORITY_RANGE, ProviderEntry, RoutingConfig, validate_model_list,
     validate_provider_name, validate_provider_url,
 };
+pub use store::{PgRoots, PgSettings, PgSslMode, StoreChoice, StoreUrl};
 pub use tls::{HttpListen, TlsConfig, TlsFlags, TlsMode};
 
 /// The commented example configuration, printed by `confab default-config`
@@ -73,6 +75,11 @@ pub enum RegistrationMode {
 pub struct Config {
     /// Where the data lives (redb file, keys, search index).
     pub data_dir: PathBuf,
+    /// Where records are kept: unset, the redb file in `data_dir`; a
+    /// `postgres://` URL, that PostgreSQL database (see `config::store`).
+    pub store: Option<StoreUrl>,
+    /// Connections to PostgreSQL this process keeps at most.
+    pub store_pool_size: usize,
     /// HTTP listen address.
     pub listen: SocketAddr,
     /// The URL users reach the server at; drives cookie `Secure`, the
@@ -146,6 +153,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("./confab-data"),
+            store: None,
+            store_pool_size: store::DEFAULT_POOL_SIZE,
             listen: "127.0.0.1:8080".parse().expect("literal address"),
             public_url: None,
             log_format: LogFormat::Auto,
@@ -209,6 +218,11 @@ impl Config {
                 format!("{scheme}://{host}:{}", bound.port())
             }
         }
+    }
+
+    /// The store this configuration chose (checked by `validate`).
+    pub fn store_choice(&self) -> Result<StoreChoice, ConfigError> {
+        store::parse_store(self.store.as_ref(), self.store_pool_size)
     }
 
     /// Under TLS, or behind a proxy that terminates it (public_url https).

@@ -346,3 +346,52 @@ fn routing_strategy_and_provider_priority() {
     .unwrap_err();
     assert!(e.contains("providers[0].priority"), "{e}");
 }
+
+#[test]
+fn store_url_from_a_file_never_prints_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("store-url");
+    let url =
+        "postgres://confab:hunter2-secret@db1:5432,db2:5432/confab?target_session_attrs=read-write";
+    std::fs::write(&p, format!("{url}\n")).unwrap();
+    let c = load(
+        None,
+        &[
+            ("CONFAB_STORE_FILE", p.to_str().unwrap()),
+            ("CONFAB_STORE_POOL_SIZE", "4"),
+        ],
+        Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.store.as_ref().unwrap().expose(), url);
+    assert_eq!(c.store_pool_size, 4);
+    match c.store_choice().unwrap() {
+        StoreChoice::Postgres(p) => {
+            assert_eq!(p.pool_size, 4);
+            assert!(!format!("{p:?}").contains("hunter2"));
+        }
+        StoreChoice::Redb => panic!("a URL chooses PostgreSQL"),
+    }
+    assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+    // The default stays redb in the data dir.
+    let d = load(None, &[], Overrides::default()).unwrap();
+    assert!(matches!(d.store_choice().unwrap(), StoreChoice::Redb));
+    // A value that is not a PostgreSQL URL says what to write instead.
+    let e = load(
+        None,
+        &[("CONFAB_STORE", "sqlite:///x.db")],
+        Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(e.contains("store must be a PostgreSQL URL"), "{e}");
+    let e = load(
+        Some("store = \"postgres://u:pw@db/confab?sslmode=verify-all\"\n"),
+        &[],
+        Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("sslmode must be one of") && !e.contains(":pw@"),
+        "{e}"
+    );
+}

@@ -10,6 +10,7 @@ impl Config {
     /// Checks that serde cannot express. Each message names the setting and
     /// what is allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.store_choice()?;
         self.tls.validate()?;
         self.http.validate()?;
         if self.shutdown_grace_secs > 3600 {

@@ -330,7 +330,8 @@ pub async fn list_audit(
 /// A consistent backup of the whole store (one read transaction, taken
 /// while the server keeps serving) plus `provider.key` (never the JWT
 /// signing key: see `ops::backup`), as a redb file. Restore it with `confab restore FILE` on a stopped server.
-/// One backup runs at a time (409 while another is being taken).
+/// One backup runs at a time (409 while another is being taken); 409 too
+/// when the store is PostgreSQL (back it up with pg_dump).
 #[utoipa::path(get, path = "/api/admin/backup", tag = "admin",
     responses(
         (status = 200, description = "The backup file (`application/octet-stream`; `X-Confab-Schema-Version` and `X-Confab-Backup-Records` describe it)", content_type = "application/octet-stream", body = Vec<u8>),
@@ -342,6 +343,10 @@ pub async fn backup(
     Admin(admin): Admin,
 ) -> AppResult<Response> {
     use crate::ops::backup::{SnapshotError, snapshot};
+    if state.store.file().is_none() {
+        let e = crate::store::BackupError::NotAFile;
+        return Err(AppError::Conflict(e.to_string()));
+    }
     let data_dir = state.cfg.data_dir.clone();
     let store = state.store.clone();
     let taken = tokio::task::spawn_blocking(move || snapshot(&store, &data_dir))

@@ -68,7 +68,7 @@ pub enum BackupError {
     /// The store is a database server, not one file: back it up with the
     /// database's own tools.
     #[error(
-        "this server keeps its data in a database server, not in one file: back it up with that database's own tools (e.g. pg_dump)"
+        "this server keeps its data in PostgreSQL, not in one file: back it up with pg_dump (see docs/OPERATIONS.md, \"PostgreSQL\")"
     )]
     NotAFile,
     #[error("{0}")]

@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod file;
 pub mod metrics;
 pub mod model_settings;
+pub mod postgres;
 pub mod presets;
 pub mod provider_records;
 pub mod records;
@@ -58,6 +59,14 @@ pub enum StoreError {
         found: u64,
         known: u64,
     },
+    #[error(
+        "the {what} was written by a newer confab (schema {found}, this binary knows {known}); upgrade confab"
+    )]
+    TooNewDatabase {
+        what: String,
+        found: u64,
+        known: u64,
+    },
     /// The backend failed (I/O, a database error); the text says how.
     #[error("storage error: {0}")]
     Backend(String),
@@ -68,6 +77,22 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Opens the store `cfg` chooses: the redb file in `data_dir` (the
+/// default), or the PostgreSQL database of `store` (migrated at open; the
+/// data directory still holds the keys and the search index).
+pub async fn open(cfg: &crate::config::Config) -> StoreResult<SharedStore> {
+    match cfg
+        .store_choice()
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    {
+        crate::config::StoreChoice::Redb => redb::RedbStore::open_shared(&cfg.data_dir),
+        crate::config::StoreChoice::Postgres(p) => {
+            ensure_data_dir(&cfg.data_dir)?;
+            postgres::PgStore::open_shared(&p).await
+        }
+    }
+}
 
 /// Creates the data directory with mode 0700 if it does not exist.
 pub fn ensure_data_dir(dir: &Path) -> std::io::Result<()> {

@@ -34,6 +34,7 @@ mod ops_static;
 mod ops_systemd;
 mod ops_upgrade;
 mod own_keys;
+mod postgres;
 mod presets;
 mod providers_admin;
 mod providers_wire;

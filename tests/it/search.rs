@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 /// Sends one message and waits for the answer; returns the meta data.
-async fn say(s: &TestServer, who: &Session, conv: Option<&str>, text: &str) -> Value {
+pub(crate) async fn say(s: &TestServer, who: &Session, conv: Option<&str>, text: &str) -> Value {
     let mut body = json!({"content": text, "model": "fake-model"});
     if let Some(c) = conv {
         body["conversation_id"] = json!(c);
@@ -49,7 +49,7 @@ fn url_escape(s: &str) -> String {
 }
 
 /// Polls until `query` has `n` hits; returns how long it took.
-async fn until_hits(s: &TestServer, who: &Session, query: &str, n: usize) -> Duration {
+pub(crate) async fn until_hits(s: &TestServer, who: &Session, query: &str, n: usize) -> Duration {
     let t = Instant::now();
     loop {
         let b = find(s, who, query).await;

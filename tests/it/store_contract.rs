@@ -3190,3 +3190,13 @@ mod on_redb {
 
     crate::store_contract::contract_tests!(fresh);
 }
+
+mod on_postgres {
+    use confab::store::SharedStore;
+
+    async fn fresh() -> (SharedStore, String) {
+        crate::common::pg::fresh().await
+    }
+
+    crate::store_contract::contract_tests!(fresh);
+}

@@ -2,6 +2,7 @@
 //! temp dir, and a small HTTP client that keeps cookie and CSRF explicit.
 #![allow(dead_code)]
 
+pub mod pg;
 pub mod proc;
 
 use crate::common_upstream::FakeUpstream;
@@ -86,6 +87,10 @@ impl TestServer {
         cfg.validate().expect("test config is valid");
         // A previous server in this process may still be letting go of the
         // data dir (background tasks finishing); wait for it briefly.
+        if cfg.store.is_some() {
+            let store = confab::store::open(&cfg).await.expect("open the store");
+            return Self::serve_with(dir, cfg, store).await;
+        }
         let mut tries = 0;
         let store = loop {
             match RedbStore::open_shared(&cfg.data_dir) {
@@ -97,6 +102,14 @@ impl TestServer {
                 Err(e) => panic!("cannot open the store: {e}"),
             }
         };
+        Self::serve_with(dir, cfg, store).await
+    }
+
+    async fn serve_with(
+        dir: tempfile::TempDir,
+        cfg: Config,
+        store: confab::store::SharedStore,
+    ) -> TestServer {
         let listener = confab::server::listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let state = AppState::new(cfg, store, addr).await.unwrap();

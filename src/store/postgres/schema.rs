@@ -1,0 +1,201 @@
+//! Schema migrations, run by every process at open. One transaction holds
+//! a transaction-scoped advisory lock from before it reads the version until
+//! it commits, so instances starting together migrate one at a time and the
+//! later ones find the work done. `schema_version` has one row per step.
+
+use super::{PgStore, Sql, begin, commit, pg};
+use crate::store::{StoreError, StoreResult};
+
+/// The schema version this binary writes (PostgreSQL's own numbering,
+/// independent of the redb file's).
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// The advisory lock migrations hold (any fixed number: "confab" + 1).
+const MIGRATION_LOCK: i64 = 0x636f_6e66_6162_0001;
+
+/// Step N brings the schema from N to N+1.
+const STEPS: &[&str] = &[
+    // 0 → 1: every table.
+    r#"
+CREATE TABLE meta (
+    key text PRIMARY KEY,
+    value jsonb NOT NULL
+);
+CREATE TABLE users (
+    id uuid PRIMARY KEY,
+    name_key text NOT NULL UNIQUE,
+    role text NOT NULL,
+    status text NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE TABLE sessions (
+    token_hash bytea PRIMARY KEY,
+    id uuid NOT NULL,
+    user_id uuid NOT NULL,
+    expires_at bigint NOT NULL,
+    last_seen bigint NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE INDEX sessions_by_user ON sessions (user_id, id);
+CREATE TABLE refresh_tokens (
+    token_hash bytea PRIMARY KEY,
+    family_id uuid NOT NULL,
+    expires_at bigint NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE TABLE refresh_families (
+    id uuid PRIMARY KEY,
+    user_id uuid NOT NULL,
+    revoked boolean NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE INDEX refresh_families_by_user ON refresh_families (user_id) WHERE NOT revoked;
+CREATE TABLE api_keys (
+    key_hash bytea PRIMARY KEY,
+    id uuid NOT NULL,
+    user_id uuid NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE INDEX api_keys_by_user ON api_keys (user_id, id);
+CREATE TABLE invites (
+    code text PRIMARY KEY,
+    created_at bigint NOT NULL,
+    expires_at bigint NOT NULL,
+    uses_left bigint NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE TABLE audit (
+    id uuid PRIMARY KEY,
+    data jsonb NOT NULL
+);
+CREATE TABLE providers (
+    name text PRIMARY KEY,
+    data jsonb NOT NULL
+);
+CREATE TABLE conversations (
+    id uuid PRIMARY KEY,
+    user_id uuid NOT NULL,
+    updated_at_ms bigint NOT NULL,
+    archived boolean NOT NULL,
+    pinned boolean NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE INDEX conversations_by_user ON conversations (user_id, updated_at_ms DESC, id DESC);
+CREATE TABLE messages (
+    conversation_id uuid NOT NULL,
+    id uuid NOT NULL,
+    status text NOT NULL,
+    data jsonb NOT NULL,
+    PRIMARY KEY (conversation_id, id)
+);
+CREATE INDEX messages_streaming ON messages (conversation_id, id) WHERE status = 'streaming';
+CREATE TABLE search_outbox (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    op jsonb NOT NULL
+);
+CREATE TABLE usage_daily (
+    user_id uuid NOT NULL,
+    day integer NOT NULL,
+    provider text COLLATE "C" NOT NULL,
+    model text COLLATE "C" NOT NULL,
+    messages bigint NOT NULL,
+    input_tokens bigint NOT NULL,
+    output_tokens bigint NOT NULL,
+    cost_nanos bigint NOT NULL,
+    PRIMARY KEY (user_id, day, provider, model)
+);
+CREATE INDEX usage_daily_by_day ON usage_daily (day, user_id, provider, model);
+CREATE TABLE usage_key_daily (
+    user_id uuid NOT NULL,
+    day integer NOT NULL,
+    api_key_id uuid NOT NULL,
+    provider text COLLATE "C" NOT NULL,
+    model text COLLATE "C" NOT NULL,
+    messages bigint NOT NULL,
+    input_tokens bigint NOT NULL,
+    output_tokens bigint NOT NULL,
+    cost_nanos bigint NOT NULL,
+    PRIMARY KEY (user_id, day, api_key_id, provider, model)
+);
+CREATE INDEX usage_key_daily_by_day ON usage_key_daily (day, user_id, api_key_id, provider, model);
+CREATE TABLE acme (
+    key text PRIMARY KEY,
+    data jsonb NOT NULL
+);
+CREATE TABLE presets (
+    id uuid PRIMARY KEY,
+    owner uuid,
+    data jsonb NOT NULL
+);
+CREATE TABLE prompts (
+    id uuid PRIMARY KEY,
+    owner uuid,
+    command text NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE UNIQUE INDEX prompts_command ON prompts
+    ((coalesce(owner, '00000000-0000-0000-0000-000000000000'::uuid)), command);
+CREATE TABLE user_settings (
+    user_id uuid PRIMARY KEY,
+    data jsonb NOT NULL
+);
+CREATE TABLE server_settings (
+    key text PRIMARY KEY,
+    data jsonb NOT NULL
+);
+CREATE TABLE model_settings (
+    model text PRIMARY KEY,
+    data jsonb NOT NULL
+);
+"#,
+];
+
+impl PgStore {
+    /// Brings the schema to [`SCHEMA_VERSION`]; refuses a newer one.
+    pub(super) async fn migrate(&self) -> StoreResult<()> {
+        let mut c = self.client().await?;
+        let tx = begin(&mut c).await?;
+        tx.exec("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                version bigint PRIMARY KEY,
+                applied_at timestamptz NOT NULL DEFAULT now(),
+                confab_version text NOT NULL
+            )",
+        )
+        .await
+        .map_err(pg)?;
+        let found: i64 = tx
+            .one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+            .await?
+            .get(0);
+        let found = found.max(0) as u64;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNewDatabase {
+                what: self.what.clone(),
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for step in found..SCHEMA_VERSION {
+            tracing::info!(from = step, to = step + 1, db = %self.what, "migrating the PostgreSQL schema");
+            tx.batch_execute(STEPS[step as usize]).await.map_err(pg)?;
+            tx.exec(
+                "INSERT INTO schema_version (version, confab_version) VALUES ($1, $2)",
+                &[&((step + 1) as i64), &crate::VERSION],
+            )
+            .await?;
+        }
+        commit(tx).await
+    }
+
+    pub(super) async fn current_schema(&self) -> StoreResult<u64> {
+        let c = self.client().await?;
+        let v: i64 = c
+            .one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+            .await?
+            .get(0);
+        Ok(v.max(0) as u64)
+    }
+}
