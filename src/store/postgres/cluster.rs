@@ -11,7 +11,6 @@
 //! (they start empty after a database crash or a failover, like a
 //! restarted single server's).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 

@@ -18,6 +18,7 @@
 
 mod acme;
 mod chat;
+mod cluster;
 mod connect;
 mod copy;
 mod misc;
@@ -48,6 +49,8 @@ pub(crate) type P<'a> = &'a [&'a (dyn ToSql + Sync)];
 pub struct PgStore {
     pool: Pool,
     what: String,
+    /// What the instances on this database share (`cluster.rs`).
+    cluster: std::sync::Arc<cluster::PgCluster>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -62,6 +65,11 @@ impl PgStore {
     pub async fn open(settings: &PgSettings) -> StoreResult<PgStore> {
         let pool = connect::pool(settings)?;
         let store = PgStore {
+            cluster: std::sync::Arc::new(cluster::PgCluster::new(
+                pool.clone(),
+                settings.clone(),
+                settings.describe(),
+            )),
             pool,
             what: settings.describe(),
         };
@@ -118,7 +126,11 @@ pub(crate) async fn commit(tx: Transaction<'_>) -> StoreResult<()> {
     Ok(())
 }
 
-impl Store for PgStore {}
+impl Store for PgStore {
+    fn cluster(&self) -> Option<std::sync::Arc<dyn crate::store::cluster::ClusterStore>> {
+        Some(self.cluster.clone())
+    }
+}
 
 /// One statement, prepared once per connection (deadpool's statement cache).
 #[async_trait]

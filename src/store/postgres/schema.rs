@@ -8,7 +8,7 @@ use crate::store::{StoreError, StoreResult};
 
 /// The schema version this binary writes (PostgreSQL's own numbering,
 /// independent of the redb file's).
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// The advisory lock migrations hold (any fixed number: "confab" + 1).
 const MIGRATION_LOCK: i64 = 0x636f_6e66_6162_0001;
@@ -148,6 +148,8 @@ CREATE TABLE model_settings (
     data jsonb NOT NULL
 );
 "#,
+    // 1 → 2: what several instances share (see `cluster.rs`).
+    super::cluster::SCHEMA,
 ];
 
 impl PgStore {

@@ -41,99 +41,110 @@ pub(super) async fn commit_with_ops(tx: Transaction<'_>, ops: &[OutboxOp]) -> St
     commit(tx).await
 }
 
+/// Up to `limit` ops after seq `after`, oldest first, resolved against one
+/// snapshot (the single drain and the feed every instance follows, see
+/// `cluster.rs`, both read through it).
+pub(super) async fn resolve_after(
+    c: &mut deadpool_postgres::Object,
+    after: u64,
+    limit: usize,
+) -> StoreResult<Vec<(u64, Resolved)>> {
+    let tx = begin_snapshot(c).await?;
+    let rows = tx
+        .rows(
+            "SELECT seq, op FROM search_outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &[&(after.min(i64::MAX as u64) as i64), &(limit as i64)],
+        )
+        .await?;
+    let mut ops = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let seq: i64 = r.get(0);
+        let op: OutboxOp = dec(r, 1)?;
+        ops.push((unbig(seq), op));
+    }
+    // Resolve against the same snapshot, two queries for the batch.
+    let mut conv_ids: Vec<Uuid> = Vec::new();
+    let mut msg_ids: Vec<Uuid> = Vec::new();
+    for (_, op) in &ops {
+        match op {
+            OutboxOp::Message {
+                conversation_id,
+                message_id,
+            } => {
+                conv_ids.push(*conversation_id);
+                msg_ids.push(*message_id);
+            }
+            OutboxOp::Title { conversation_id } => conv_ids.push(*conversation_id),
+            _ => {}
+        }
+    }
+    let mut convs: HashMap<Uuid, Conversation> = HashMap::new();
+    if !conv_ids.is_empty() {
+        for r in tx
+            .rows(
+                "SELECT data FROM conversations WHERE id = ANY($1)",
+                &[&conv_ids],
+            )
+            .await?
+        {
+            let c: Conversation = dec(&r, 0)?;
+            convs.insert(c.id, c);
+        }
+    }
+    let mut msgs: HashMap<(Uuid, Uuid), Message> = HashMap::new();
+    if !msg_ids.is_empty() {
+        for r in tx
+            .rows(
+                "SELECT conversation_id, data FROM messages WHERE id = ANY($1)",
+                &[&msg_ids],
+            )
+            .await?
+        {
+            let conv: Uuid = r.get(0);
+            let m: Message = dec(&r, 1)?;
+            msgs.insert((conv, m.id), m);
+        }
+    }
+    commit(tx).await?;
+    let out = ops
+        .into_iter()
+        .map(|(seq, op)| {
+            let resolved = match op {
+                OutboxOp::Message {
+                    conversation_id,
+                    message_id,
+                } => match (
+                    convs.get(&conversation_id),
+                    msgs.get(&(conversation_id, message_id)),
+                ) {
+                    (Some(c), Some(m)) if m.status != MessageStatus::Streaming => {
+                        Resolved::Message(Box::new(IndexedMessage {
+                            user_id: c.user_id,
+                            message: m.clone(),
+                        }))
+                    }
+                    _ => Resolved::MessageGone { message_id },
+                },
+                OutboxOp::Title { conversation_id } => match convs.get(&conversation_id) {
+                    Some(c) => Resolved::Title(c.clone()),
+                    None => Resolved::TitleGone { conversation_id },
+                },
+                OutboxOp::DeleteConversation { conversation_id } => {
+                    Resolved::DeleteConversation { conversation_id }
+                }
+                OutboxOp::DeleteUser { user_id } => Resolved::DeleteUser { user_id },
+            };
+            (seq, resolved)
+        })
+        .collect();
+    Ok(out)
+}
+
 #[async_trait]
 impl SearchOutboxStore for PgStore {
     async fn outbox_batch(&self, limit: usize) -> StoreResult<Vec<(u64, Resolved)>> {
         let mut c = self.client().await?;
-        let tx = begin_snapshot(&mut c).await?;
-        let rows = tx
-            .rows(
-                "SELECT seq, op FROM search_outbox ORDER BY seq LIMIT $1",
-                &[&(limit as i64)],
-            )
-            .await?;
-        let mut ops = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let seq: i64 = r.get(0);
-            let op: OutboxOp = dec(r, 1)?;
-            ops.push((unbig(seq), op));
-        }
-        // Resolve against the same snapshot, two queries for the batch.
-        let mut conv_ids: Vec<Uuid> = Vec::new();
-        let mut msg_ids: Vec<Uuid> = Vec::new();
-        for (_, op) in &ops {
-            match op {
-                OutboxOp::Message {
-                    conversation_id,
-                    message_id,
-                } => {
-                    conv_ids.push(*conversation_id);
-                    msg_ids.push(*message_id);
-                }
-                OutboxOp::Title { conversation_id } => conv_ids.push(*conversation_id),
-                _ => {}
-            }
-        }
-        let mut convs: HashMap<Uuid, Conversation> = HashMap::new();
-        if !conv_ids.is_empty() {
-            for r in tx
-                .rows(
-                    "SELECT data FROM conversations WHERE id = ANY($1)",
-                    &[&conv_ids],
-                )
-                .await?
-            {
-                let c: Conversation = dec(&r, 0)?;
-                convs.insert(c.id, c);
-            }
-        }
-        let mut msgs: HashMap<(Uuid, Uuid), Message> = HashMap::new();
-        if !msg_ids.is_empty() {
-            for r in tx
-                .rows(
-                    "SELECT conversation_id, data FROM messages WHERE id = ANY($1)",
-                    &[&msg_ids],
-                )
-                .await?
-            {
-                let conv: Uuid = r.get(0);
-                let m: Message = dec(&r, 1)?;
-                msgs.insert((conv, m.id), m);
-            }
-        }
-        commit(tx).await?;
-        let out = ops
-            .into_iter()
-            .map(|(seq, op)| {
-                let resolved = match op {
-                    OutboxOp::Message {
-                        conversation_id,
-                        message_id,
-                    } => match (
-                        convs.get(&conversation_id),
-                        msgs.get(&(conversation_id, message_id)),
-                    ) {
-                        (Some(c), Some(m)) if m.status != MessageStatus::Streaming => {
-                            Resolved::Message(Box::new(IndexedMessage {
-                                user_id: c.user_id,
-                                message: m.clone(),
-                            }))
-                        }
-                        _ => Resolved::MessageGone { message_id },
-                    },
-                    OutboxOp::Title { conversation_id } => match convs.get(&conversation_id) {
-                        Some(c) => Resolved::Title(c.clone()),
-                        None => Resolved::TitleGone { conversation_id },
-                    },
-                    OutboxOp::DeleteConversation { conversation_id } => {
-                        Resolved::DeleteConversation { conversation_id }
-                    }
-                    OutboxOp::DeleteUser { user_id } => Resolved::DeleteUser { user_id },
-                };
-                (seq, resolved)
-            })
-            .collect();
-        Ok(out)
+        resolve_after(&mut c, 0, limit).await
     }
 
     async fn outbox_ack(&self, seq: u64) -> StoreResult<()> {

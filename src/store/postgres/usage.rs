@@ -3,6 +3,7 @@
 //! never read-modify-write. Names are clipped as redb clips them.
 
 use async_trait::async_trait;
+use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -31,44 +32,57 @@ fn day(r: &Row, idx: usize) -> u32 {
     d.max(0) as u32
 }
 
+/// Adds `c` to the user's (and the key's) counters inside `tx` (the quota
+/// settlement of several instances charges and ends a reservation in one
+/// transaction, see `cluster.rs`).
+pub(super) async fn charge_in(
+    tx: &Transaction<'_>,
+    user_id: Uuid,
+    day: u32,
+    c: &Charge,
+) -> StoreResult<()> {
+    let (provider, model) = (clip(&c.provider), clip(&c.model));
+    let d = c.counts();
+    let n = [
+        big(d.messages)?,
+        big(d.input_tokens)?,
+        big(d.output_tokens)?,
+        big(d.cost_nanos)?,
+    ];
+    let day = day as i32;
+    tx.exec(
+        "INSERT INTO usage_daily (user_id, day, provider, model, messages, input_tokens, output_tokens, cost_nanos)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (user_id, day, provider, model) DO UPDATE SET
+            messages = usage_daily.messages + excluded.messages,
+            input_tokens = usage_daily.input_tokens + excluded.input_tokens,
+            output_tokens = usage_daily.output_tokens + excluded.output_tokens,
+            cost_nanos = usage_daily.cost_nanos + excluded.cost_nanos",
+        &[&user_id, &day, &provider, &model, &n[0], &n[1], &n[2], &n[3]],
+    )
+    .await?;
+    if let Some(key) = c.api_key {
+        tx.exec(
+            "INSERT INTO usage_key_daily (user_id, day, api_key_id, provider, model, messages, input_tokens, output_tokens, cost_nanos)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (user_id, day, api_key_id, provider, model) DO UPDATE SET
+                messages = usage_key_daily.messages + excluded.messages,
+                input_tokens = usage_key_daily.input_tokens + excluded.input_tokens,
+                output_tokens = usage_key_daily.output_tokens + excluded.output_tokens,
+                cost_nanos = usage_key_daily.cost_nanos + excluded.cost_nanos",
+            &[&user_id, &day, &key, &provider, &model, &n[0], &n[1], &n[2], &n[3]],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl UsageStore for PgStore {
     async fn charge_usage(&self, user_id: Uuid, day: u32, c: &Charge) -> StoreResult<()> {
-        let (provider, model) = (clip(&c.provider), clip(&c.model));
-        let d = c.counts();
-        let n = [
-            big(d.messages)?,
-            big(d.input_tokens)?,
-            big(d.output_tokens)?,
-            big(d.cost_nanos)?,
-        ];
-        let day = day as i32;
         let mut cl = self.client().await?;
         let tx = begin(&mut cl).await?;
-        tx.exec(
-            "INSERT INTO usage_daily (user_id, day, provider, model, messages, input_tokens, output_tokens, cost_nanos)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (user_id, day, provider, model) DO UPDATE SET
-                messages = usage_daily.messages + excluded.messages,
-                input_tokens = usage_daily.input_tokens + excluded.input_tokens,
-                output_tokens = usage_daily.output_tokens + excluded.output_tokens,
-                cost_nanos = usage_daily.cost_nanos + excluded.cost_nanos",
-            &[&user_id, &day, &provider, &model, &n[0], &n[1], &n[2], &n[3]],
-        )
-        .await?;
-        if let Some(key) = c.api_key {
-            tx.exec(
-                "INSERT INTO usage_key_daily (user_id, day, api_key_id, provider, model, messages, input_tokens, output_tokens, cost_nanos)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT (user_id, day, api_key_id, provider, model) DO UPDATE SET
-                    messages = usage_key_daily.messages + excluded.messages,
-                    input_tokens = usage_key_daily.input_tokens + excluded.input_tokens,
-                    output_tokens = usage_key_daily.output_tokens + excluded.output_tokens,
-                    cost_nanos = usage_key_daily.cost_nanos + excluded.cost_nanos",
-                &[&user_id, &day, &key, &provider, &model, &n[0], &n[1], &n[2], &n[3]],
-            )
-            .await?;
-        }
+        charge_in(&tx, user_id, day, c).await?;
         commit(tx).await
     }
 
