@@ -20,6 +20,7 @@ mod binary;
 mod chat;
 mod chat_crash;
 mod chat_params;
+mod cluster;
 mod export_import;
 mod http_surface;
 mod identity;

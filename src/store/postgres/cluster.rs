@@ -155,10 +155,7 @@ impl PgCluster {
 
     async fn client(&self) -> StoreResult<Object> {
         self.pool.get().await.map_err(|e| {
-            StoreError::Backend(format!(
-                "cannot get a connection to the {}: {e}",
-                self.what
-            ))
+            StoreError::Backend(format!("cannot get a connection to the {}: {e}", self.what))
         })
     }
 
@@ -223,7 +220,9 @@ async fn listen_once(
         Ok(())
     });
     client
-        .batch_execute(&format!("LISTEN {CH_GEN}; LISTEN {CH_STOP}; LISTEN {CH_CERT};"))
+        .batch_execute(&format!(
+            "LISTEN {CH_GEN}; LISTEN {CH_STOP}; LISTEN {CH_CERT};"
+        ))
         .await
         .map_err(|e| e.to_string())?;
     if !*first {
@@ -364,9 +363,12 @@ impl ClusterStore for PgCluster {
             &[&name, &fingerprint],
         )
         .await?;
-        Ok(c.one("SELECT fingerprint FROM cluster_keys WHERE name = $1", &[&name])
-            .await?
-            .get(0))
+        Ok(c.one(
+            "SELECT fingerprint FROM cluster_keys WHERE name = $1",
+            &[&name],
+        )
+        .await?
+        .get(0))
     }
 
     async fn add_setup_token(&self, hash: &[u8]) -> StoreResult<()> {
@@ -381,10 +383,12 @@ impl ClusterStore for PgCluster {
 
     async fn setup_token_valid(&self, hash: &[u8]) -> StoreResult<bool> {
         let c = self.client().await?;
-        Ok(c
-            .opt("SELECT 1 FROM cluster_setup_tokens WHERE hash = $1", &[&hash])
-            .await?
-            .is_some())
+        Ok(c.opt(
+            "SELECT 1 FROM cluster_setup_tokens WHERE hash = $1",
+            &[&hash],
+        )
+        .await?
+        .is_some())
     }
 
     async fn clear_setup_tokens(&self) -> StoreResult<()> {
@@ -406,9 +410,7 @@ impl ClusterStore for PgCluster {
                       THEN greatest(r.tat, excluded.seen) + $2 ELSE r.tat END
              RETURNING allowed, tat, seen"
         );
-        let r = c
-            .one(&sql, &[&key, &period_us, &i64::from(burst)])
-            .await?;
+        let r = c.one(&sql, &[&key, &period_us, &i64::from(burst)]).await?;
         Ok(rate_state(&r))
     }
 
@@ -429,15 +431,15 @@ impl ClusterStore for PgCluster {
              ON CONFLICT (key) DO UPDATE SET
                 seen = excluded.seen,
                 allowed = greatest(f.empty_at - excluded.seen, 0)
-                    + $2 * ((CASE WHEN f.pending_until > excluded.seen THEN f.pending ELSE 0 END) + 1)
+                    + $2::bigint * ((CASE WHEN f.pending_until > excluded.seen THEN f.pending ELSE 0 END) + 1)
                     <= $3::bigint * $2::bigint,
                 pending = CASE WHEN greatest(f.empty_at - excluded.seen, 0)
-                    + $2 * ((CASE WHEN f.pending_until > excluded.seen THEN f.pending ELSE 0 END) + 1)
+                    + $2::bigint * ((CASE WHEN f.pending_until > excluded.seen THEN f.pending ELSE 0 END) + 1)
                     <= $3::bigint * $2::bigint
                     THEN (CASE WHEN f.pending_until > excluded.seen THEN f.pending ELSE 0 END) + 1
                     ELSE f.pending END,
                 pending_until = CASE WHEN greatest(f.empty_at - excluded.seen, 0)
-                    + $2 * ((CASE WHEN f.pending_until > excluded.seen THEN f.pending ELSE 0 END) + 1)
+                    + $2::bigint * ((CASE WHEN f.pending_until > excluded.seen THEN f.pending ELSE 0 END) + 1)
                     <= $3::bigint * $2::bigint
                     THEN excluded.pending_until ELSE f.pending_until END
              RETURNING allowed, empty_at,
@@ -464,7 +466,7 @@ impl ClusterStore for PgCluster {
                 seen = excluded.seen,
                 allowed = true,
                 pending = CASE WHEN f.pending_until > excluded.seen THEN greatest(f.pending - 1, 0) ELSE 0 END,
-                empty_at = CASE WHEN $3 THEN greatest(f.empty_at, excluded.seen) + $2 ELSE f.empty_at END
+                empty_at = CASE WHEN $3::bool THEN greatest(f.empty_at, excluded.seen) + $2::bigint ELSE f.empty_at END
              RETURNING allowed, empty_at,
                 CASE WHEN pending_until > seen THEN pending ELSE 0 END, seen"
         );
@@ -484,7 +486,10 @@ impl ClusterStore for PgCluster {
     async fn rate_prune(&self) -> StoreResult<u64> {
         let c = self.client().await?;
         let a = c
-            .exec(&format!("DELETE FROM cluster_rate WHERE tat <= {NOW_US}"), &[])
+            .exec(
+                &format!("DELETE FROM cluster_rate WHERE tat <= {NOW_US}"),
+                &[],
+            )
             .await?;
         let b = c
             .exec(
@@ -577,16 +582,22 @@ impl ClusterStore for PgCluster {
             charge_in(&tx, user, day, c).await?;
         }
         if let Some(id) = id {
-            tx.exec("DELETE FROM cluster_quota_reservations WHERE id = $1", &[&id])
-                .await?;
+            tx.exec(
+                "DELETE FROM cluster_quota_reservations WHERE id = $1",
+                &[&id],
+            )
+            .await?;
         }
         commit(tx).await
     }
 
     async fn quota_release(&self, id: Uuid) -> StoreResult<()> {
         let c = self.client().await?;
-        c.exec("DELETE FROM cluster_quota_reservations WHERE id = $1", &[&id])
-            .await?;
+        c.exec(
+            "DELETE FROM cluster_quota_reservations WHERE id = $1",
+            &[&id],
+        )
+        .await?;
         Ok(())
     }
 
@@ -858,8 +869,9 @@ impl ClusterStore for PgCluster {
                         data = data || jsonb_build_object(
                             'status', 'interrupted',
                             'finish_reason', 'server_restart',
-                            'content', CASE WHEN $4 > 0 AND length($3) >= length(coalesce(data->>'content', ''))
-                                            THEN $3 ELSE coalesce(data->>'content', '') END)
+                            'content', CASE WHEN $4::bigint > 0
+                                                AND length($3::text) >= length(coalesce(data->>'content', ''))
+                                            THEN $3::text ELSE coalesce(data->>'content', '') END)
                      WHERE conversation_id = $1 AND id = $2 AND status = 'streaming'",
                     &[&conv, &msg, &text, &text_event],
                 )
@@ -882,8 +894,11 @@ impl ClusterStore for PgCluster {
                 &[&id, &(last + 1)],
             )
             .await?;
-            tx.exec(&format!("SELECT pg_notify('{CH_GEN}', $1::text)"), &[&id.to_string()])
-                .await?;
+            tx.exec(
+                &format!("SELECT pg_notify('{CH_GEN}', $1::text)"),
+                &[&id.to_string()],
+            )
+            .await?;
         }
         // Streaming messages no live generation writes (its instance died
         // before announcing it, or the announcement was lost).
