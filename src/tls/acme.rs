@@ -198,7 +198,7 @@ pub async fn run(tls: Arc<Tls>, s: AcmeSettings, store: WeakStore, cancel: Cance
         let Some(st) = store.upgrade() else { return };
         // Several instances: one renews at a time (the lock ends with its
         // session should it die); the others serve what it stores.
-        let _renewing = match &tls.shared {
+        let renewing = match &tls.shared {
             None => None,
             Some(shared) => match shared.try_lock_renewal().await {
                 Ok(Some(lock)) => {
@@ -275,9 +275,13 @@ pub async fn run(tls: Arc<Tls>, s: AcmeSettings, store: WeakStore, cancel: Cance
                 {
                     tracing::warn!(error = %e, "cannot tell the other instances about the new certificate; they find it at their next look");
                 }
+                // Stored: another instance taking the lock now finds it.
+                drop(renewing);
                 tls.install(loaded, Some(rec));
             }
             Err(f) => {
+                // Not held through the backoff: another instance may try.
+                drop(renewing);
                 failures += 1;
                 if f.reset_account {
                     account = None;

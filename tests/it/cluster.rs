@@ -639,6 +639,97 @@ async fn one_instance_renews_at_a_time_and_the_others_hear_of_it() {
     assert!(a.get_challenge("tok").await.unwrap().is_none());
 }
 
+/// An instance serving HTTPS with ACME certificates from `pebble`, on
+/// the database at `url`.
+async fn start_acme(
+    dir: &std::path::Path,
+    url: &str,
+    pebble: &crate::pebble::Pebble,
+    https: tokio::net::TcpListener,
+    http: tokio::net::TcpListener,
+) -> (
+    confab::app::AppState,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let mut cfg = common::test_config(dir);
+    config(url, |_| {})(&mut cfg);
+    let addr = https.local_addr().unwrap();
+    cfg.tls.domains = vec![crate::pebble::DOMAIN.into()];
+    cfg.tls.acme_email = Some("ops@confab.test".into());
+    cfg.tls.acme_directory = Some(pebble.directory.clone());
+    cfg.tls.acme_ca_root = Some(pebble.ca_root.clone());
+    cfg.tls.https_listen = Some(addr);
+    cfg.tls.http_listen = Some(http.local_addr().unwrap().to_string());
+    cfg.validate().unwrap();
+    let store = confab::store::open(&cfg).await.unwrap();
+    let state = confab::app::AppState::new(cfg, store, addr).await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let listeners = confab::tls::Listeners {
+        app: https,
+        http: Some(http),
+        https: true,
+    };
+    let handle = tokio::spawn(confab::app::serve_listeners(
+        listeners,
+        state.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    (state, tx, handle)
+}
+
+/// Two instances behind one name: the one that takes the renewal lock
+/// orders, the CA's HTTP-01 request reaches the other (it holds the port
+/// the CA checks) and is answered from the database, and both serve the
+/// one certificate issued without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_instance_obtains_the_certificate_and_every_instance_serves_it() {
+    use crate::pebble::{DOMAIN, Pebble, PebbleOpts, free_port, handshake};
+    let bind = || async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() };
+    let (a_https, a_http, b_https, b_http) =
+        (bind().await, bind().await, bind().await, bind().await);
+    // HTTP-01 is checked on a's plain port; TLS-ALPN-01 on a port nobody
+    // listens on (a load balancer that ends TLS itself).
+    let pebble = Pebble::start(PebbleOpts::new(
+        a_http.local_addr().unwrap().port(),
+        free_port(),
+    ))
+    .await;
+    let url = pg::fresh_url().await;
+    let b_dir = tempfile::tempdir().unwrap();
+    // b starts first, so it takes the lock and orders.
+    let (b, b_stop, b_task) = start_acme(b_dir.path(), &url, &pebble, b_https, b_http).await;
+    let a_dir = tempfile::tempdir().unwrap();
+    for k in KEY_FILES {
+        std::fs::copy(b_dir.path().join(k), a_dir.path().join(k)).unwrap();
+    }
+    let a_addr = a_https.local_addr().unwrap();
+    let (a, a_stop, a_task) = start_acme(a_dir.path(), &url, &pebble, a_https, a_http).await;
+    let cert_of = |s: &confab::app::AppState| s.tls.as_ref().unwrap().status().certificate.unwrap();
+    let issued = wait_for(Duration::from_secs(90), || async {
+        let (ca, cb) = (cert_of(&a), cert_of(&b));
+        (ca.source == confab::tls::CertSource::Acme && cb.source == confab::tls::CertSource::Acme)
+            .then_some((ca, cb))
+    })
+    .await;
+    assert_eq!(issued.0.serial, issued.1.serial, "one certificate for both");
+    assert_eq!(pebble.issued(), 1, "issued once:\n{}", pebble.log());
+    let st = b.tls.as_ref().unwrap().status();
+    assert_eq!(st.challenge.as_deref(), Some("http-01"), "{st:?}");
+    // a serves it on its own port, swapped in without a restart.
+    let root = pebble.root_pem().await;
+    let hs = handshake(a_addr, DOMAIN, Some(&root), &[b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(hs.info().serial, issued.0.serial);
+    for (stop, task) in [(a_stop, a_task), (b_stop, b_task)] {
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+    }
+}
+
 /// The shared GCRA bucket: burst, refusal with the wait, and refill, with
 /// two stores (two instances) drawing from one bucket.
 #[tokio::test]
