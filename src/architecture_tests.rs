@@ -34,6 +34,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "provider_admin",
             "presets",
             "model_settings",
+            "knowledge",
         ],
     ),
     ("state", &["state"]),

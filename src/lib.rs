@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod keyfile;
+pub mod knowledge;
 pub mod limits;
 pub mod logging;
 pub mod model_settings;

@@ -12,6 +12,7 @@ pub mod acme;
 pub mod audit_query;
 pub mod chat;
 pub mod file;
+pub mod knowledge;
 pub mod metrics;
 pub mod model_settings;
 pub mod presets;
