@@ -72,6 +72,9 @@ pub enum AppError {
     RateLimited { message: String, retry_after: u64 },
     #[error("{0}")]
     Conflict(String),
+    /// A document attached to a turn could not be read (what and why).
+    #[error("{0}")]
+    DocumentUnreadable(String),
     #[error("this method is not allowed on this path")]
     MethodNotAllowed,
     #[error("internal error")]
@@ -127,6 +130,7 @@ impl AppError {
             QuotaExceeded { .. } => "QUOTA_EXCEEDED",
             RateLimited { .. } => "RATE_LIMITED",
             Conflict(_) => "CONFLICT",
+            DocumentUnreadable(_) => "DOCUMENT_UNREADABLE",
             MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Internal(_) => "INTERNAL",
             Unavailable(_) => "UNAVAILABLE",
@@ -145,7 +149,7 @@ impl AppError {
             NotFound(_) | ConversationNotFound | ModelNotFound(_) => StatusCode::NOT_FOUND,
             ProviderUnreachable(_) | ProviderError(_) => StatusCode::BAD_GATEWAY,
             ProviderTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ProviderTestFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ProviderTestFailed(_) | DocumentUnreadable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             QuotaExceeded { .. } | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -58,6 +58,7 @@ pub fn new_conversation(
         current_leaf: None,
         preset_id: None,
         params: Default::default(),
+        collections: Vec::new(),
     }
 }
 
@@ -203,6 +204,7 @@ mod tests {
             duration_ms: None,
             finish_reason: None,
             error: None,
+            sources: Vec::new(),
         }
     }
 

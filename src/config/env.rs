@@ -30,6 +30,12 @@ pub(super) const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
     ),
     ("CONFAB_DEFAULT_MODEL", "default_model", Kind::Str, false),
     (
+        "CONFAB_EMBEDDING_MODEL",
+        "embedding_model",
+        Kind::Str,
+        false,
+    ),
+    (
         "CONFAB_PROVIDER_IDLE_TIMEOUT_SECS",
         "provider_idle_timeout_secs",
         Kind::Int,

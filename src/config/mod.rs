@@ -90,6 +90,10 @@ pub struct Config {
     pub allow_user_keys: bool,
     /// The model new conversations use when the client names none.
     pub default_model: Option<String>,
+    /// An embedding model one of the providers offers: with it, document
+    /// chunks get vectors and retrieval is hybrid (BM25 and cosine, fused
+    /// by reciprocal rank); without it, BM25 alone.
+    pub embedding_model: Option<String>,
     /// Longest silence (seconds) allowed from a provider before an answer
     /// fails with PROVIDER_TIMEOUT.
     pub provider_idle_timeout_secs: u64,
@@ -151,6 +155,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             allow_user_keys: false,
             default_model: None,
+            embedding_model: None,
             provider_idle_timeout_secs: 60,
             detect_local_providers: true,
             provider_cross_origin_redirects: false,

@@ -119,6 +119,13 @@ impl Config {
                 "default_model must be a model id of 1 to 200 characters (or leave it unset)",
             ));
         }
+        if let Some(m) = &self.embedding_model
+            && (m.trim().is_empty() || m.len() > 200)
+        {
+            return Err(err(
+                "embedding_model must be a model id of 1 to 200 characters (or leave it unset)",
+            ));
+        }
         self.validate_governance()?;
         for (i, p) in self.providers.iter().enumerate() {
             validate_provider_name(&p.name)

@@ -25,6 +25,7 @@ use super::acme::{AcmeAccountRecord, AcmeCertRecord};
 use super::audit_query::AuditFilter;
 use super::chat::{Conversation, ConversationCursor, ConversationFilter, Message};
 use super::file::FileStore;
+use super::knowledge::{Chunk, ChunkVectors, Collection, CollectionPatch, DocumentRecord};
 use super::model_settings::ModelSetting;
 use super::presets::{Branding, Preset, SavedPrompt, UserSettings};
 use super::provider_records::StoredProvider;
@@ -364,6 +365,67 @@ pub trait SettingsStore: Send + Sync {
     async fn put_branding(&self, b: &Branding) -> StoreResult<()>;
 }
 
+/// Documents (the text of uploaded files, chunked for retrieval), their
+/// vectors, and knowledge collections. Every read and change takes the
+/// owner: another user's document or collection is NotFound.
+#[async_trait]
+pub trait KnowledgeStore: Send + Sync {
+    /// Stores what was read of a file, replacing what was stored before
+    /// (record, chunks, vectors), with a search outbox op, in one
+    /// transaction. NotFound when another user has a document of this id.
+    async fn put_document(&self, doc: &DocumentRecord, chunks: &[Chunk]) -> StoreResult<()>;
+    /// NotFound when missing or another user's.
+    async fn get_document(&self, owner: Uuid, file_id: Uuid) -> StoreResult<DocumentRecord>;
+    /// The owner's documents, by file id (oldest first).
+    async fn list_documents(&self, owner: Uuid) -> StoreResult<Vec<DocumentRecord>>;
+    /// Chunks `from..to` (by ordinal) of one document; NotFound when the
+    /// document is missing or another user's.
+    async fn document_chunks(
+        &self,
+        owner: Uuid,
+        file_id: Uuid,
+        from: u32,
+        to: u32,
+    ) -> StoreResult<Vec<Chunk>>;
+    /// The chunks named (file id, ordinal) that exist and are the owner's,
+    /// in the order asked.
+    async fn get_chunks(&self, owner: Uuid, keys: &[(Uuid, u32)]) -> StoreResult<Vec<Chunk>>;
+    /// Removes a document (record, chunks, vectors) and takes its file out
+    /// of the owner's collections, with a search outbox op, in one
+    /// transaction; false when there was none (or it is another user's).
+    async fn delete_document(&self, owner: Uuid, file_id: Uuid) -> StoreResult<bool>;
+    /// Stores a document's vectors (replacing earlier ones) and notes
+    /// their model on its record. NotFound when not the owner's.
+    async fn put_vectors(&self, owner: Uuid, v: &ChunkVectors) -> StoreResult<()>;
+    /// NotFound when the document is missing or another user's.
+    async fn get_vectors(&self, owner: Uuid, file_id: Uuid) -> StoreResult<Option<ChunkVectors>>;
+    /// Every user's documents after `after` (by file id), with their
+    /// chunks: the walk a rebuild of the knowledge index reads.
+    async fn documents_page(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> StoreResult<Vec<(DocumentRecord, Vec<Chunk>)>>;
+    /// Conflict when the id exists.
+    async fn create_collection(&self, c: &Collection) -> StoreResult<()>;
+    /// NotFound when missing or another user's.
+    async fn get_collection(&self, owner: Uuid, id: Uuid) -> StoreResult<Collection>;
+    /// The owner's collections, by name.
+    async fn list_collections(&self, owner: Uuid) -> StoreResult<Vec<Collection>>;
+    /// Applies `patch` (files removed, then added, each at most once);
+    /// Conflict past [`MAX_COLLECTION_FILES`](super::knowledge::MAX_COLLECTION_FILES).
+    /// The caller checks that added files are the owner's.
+    async fn update_collection(
+        &self,
+        owner: Uuid,
+        id: Uuid,
+        patch: CollectionPatch,
+        now: i64,
+    ) -> StoreResult<Collection>;
+    /// NotFound when missing or another user's.
+    async fn delete_collection(&self, owner: Uuid, id: Uuid) -> StoreResult<()>;
+}
+
 /// Health of the store itself.
 #[async_trait]
 pub trait StoreHealth: Send + Sync {
@@ -388,6 +450,7 @@ pub trait Store:
     + AcmeStore
     + PresetStore
     + SettingsStore
+    + KnowledgeStore
     + StoreHealth
     + std::fmt::Debug
 {

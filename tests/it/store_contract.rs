@@ -157,6 +157,7 @@ fn conversation(owner: &User, title: &str, updated_at_ms: u64) -> Conversation {
         current_leaf: None,
         preset_id: None,
         params: Default::default(),
+        collections: Vec::new(),
     }
 }
 
@@ -191,6 +192,7 @@ fn message(c: &Conversation, parent: Option<Uuid>, role: MessageRole, text: &str
         duration_ms: None,
         finish_reason: None,
         error: None,
+        sources: Vec::new(),
     }
 }
 
