@@ -57,6 +57,13 @@ impl AppState {
         let providers = crate::provider_admin::build_registry(&cfg, &store).await?;
         let search = crate::search::Search::open(&cfg.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot open the search index: {e}"))?;
+        let knowledge = crate::knowledge::Knowledge::new(
+            store.clone(),
+            search.clone(),
+            providers.clone(),
+            Arc::new(crate::knowledge::service::NoFiles),
+            cfg.embedding_model.clone(),
+        );
         let tls = crate::tls::Tls::from_config(&cfg, &store).await?;
         let limits = Arc::new(crate::limits::Limits::new(&cfg));
         let models = crate::model_settings::ModelSettings::load(&store, &limits.prices)
@@ -68,6 +75,7 @@ impl AppState {
             limits,
             live: crate::ops::reload::LiveConfig::new(cfg.clone()),
             search,
+            knowledge,
             providers,
             generations: crate::chat::generation::Manager::new(),
             throttle: LoginThrottle::new(&cfg)?,

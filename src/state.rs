@@ -32,6 +32,8 @@ pub struct AppInner {
     pub generations: Arc<crate::chat::generation::Manager>,
     /// The full-text index of every user's history.
     pub search: Arc<crate::search::Search>,
+    /// Documents read from uploaded files, retrieval and collections.
+    pub knowledge: Arc<crate::knowledge::Knowledge>,
     /// Rate limits, quotas, usage accounting and metrics.
     pub limits: Arc<crate::limits::Limits>,
     /// The configuration in force now: `cfg` as reloaded by SIGHUP (see

@@ -467,6 +467,7 @@ async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: On
                 Outcome::Complete,
                 GenEvent::Done {
                     finish_reason: reason.clone(),
+                    sources: job.message.sources.clone(),
                 },
             )
         }
@@ -477,6 +478,7 @@ async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: On
                 Outcome::Stopped,
                 GenEvent::Done {
                     finish_reason: "stopped".into(),
+                    sources: job.message.sources.clone(),
                 },
             )
         }

@@ -54,6 +54,8 @@ pub struct ConversationView {
     pub max_tokens: Option<u32>,
     /// Nucleus sampling; null: the provider's default.
     pub top_p: Option<f32>,
+    /// Knowledge collections attached: their documents answer here.
+    pub collections: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -71,6 +73,7 @@ impl From<&Conversation> for ConversationView {
             temperature: c.params.temperature,
             max_tokens: c.params.max_tokens,
             top_p: c.params.top_p,
+            collections: c.collections.iter().map(Uuid::to_string).collect(),
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339((c.updated_at_ms / 1000) as i64),
         }
@@ -388,6 +391,10 @@ pub struct UpdateConversation {
     /// path through it down to a leaf (switching branches).
     #[serde(default)]
     pub current_leaf: Option<String>,
+    /// Knowledge collections to attach (the whole list: `[]` detaches
+    /// all); each must be the caller's.
+    #[serde(default)]
+    pub collections: Option<Vec<String>>,
     #[serde(flatten)]
     pub params: ModelParamsBody,
 }
@@ -419,7 +426,19 @@ pub async fn update(
             })
         })
         .transpose()?;
+    let collections = match &req.collections {
+        Some(ids) => {
+            let ids = ids
+                .iter()
+                .map(|i| super::parse_id(i, "collection"))
+                .collect::<AppResult<Vec<Uuid>>>()?;
+            state.knowledge.check_collections(user.id(), &ids).await?;
+            Some(ids)
+        }
+        None => None,
+    };
     let patch = ConversationPatch {
+        collections,
         // Only content changes move a conversation up the list; pinning or
         // switching branches do not.
         touch: title.is_some()

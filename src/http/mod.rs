@@ -8,6 +8,7 @@ pub mod assets;
 pub mod auth;
 pub mod branding;
 pub mod chat;
+pub mod collections;
 pub mod conversations;
 pub mod export;
 pub mod extract;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(providers::routes())
         .merge(models::routes())
         .merge(conversations::routes())
+        .merge(collections::routes())
         .merge(export::routes())
         .merge(chat::routes())
         .merge(search::routes())

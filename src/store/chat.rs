@@ -155,6 +155,13 @@ pub struct Source {
     pub whole: bool,
 }
 
+impl Message {
+    /// Ids of the files attached to this message.
+    pub fn attachment_ids(&self) -> Vec<Uuid> {
+        Vec::new()
+    }
+}
+
 impl std::fmt::Debug for Message {
     // Message text never goes to logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -176,6 +176,8 @@ pub struct ConversationPatch {
     pub current_leaf: Option<Uuid>,
     /// Moves the conversation to the top of the list (content changed).
     pub touch: bool,
+    /// The knowledge collections attached (the whole list).
+    pub collections: Option<Vec<Uuid>>,
 }
 
 #[derive(Debug, Clone)]
