@@ -23,6 +23,7 @@ mod chat_params;
 mod export_import;
 mod http_surface;
 mod identity;
+mod knowledge;
 mod limits;
 mod metrics;
 mod models_admin;

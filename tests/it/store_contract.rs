@@ -3100,6 +3100,296 @@ pub async fn model_settings_put_list_replace_and_default(s: &dyn Store) {
     s.set_default_model(None).await.unwrap();
 }
 
+// ---- documents and collections ------------------------------------------
+
+fn document(owner: &User, file_id: Uuid, chunks: u32) -> confab::store::knowledge::DocumentRecord {
+    use confab::store::knowledge::*;
+    DocumentRecord {
+        file_id,
+        owner: owner.id,
+        name: "report.pdf".into(),
+        kind: "pdf".into(),
+        status: DocumentStatus::Ready,
+        error: None,
+        pages: Some(chunks),
+        chars: 100 * u64::from(chunks),
+        tokens: 25 * u64::from(chunks),
+        chunks,
+        truncated: None,
+        embedding_model: None,
+        created_at: NOW,
+    }
+}
+
+fn chunks_of(file_id: Uuid, n: u32) -> Vec<confab::store::knowledge::Chunk> {
+    use confab::store::knowledge::*;
+    (0..n)
+        .map(|i| Chunk {
+            file_id,
+            ordinal: i,
+            text: format!("chunk {i} of the report"),
+            span: ChunkSpan {
+                page_start: Some(i + 1),
+                page_end: Some(i + 1),
+                ..Default::default()
+            },
+        })
+        .collect()
+}
+
+/// The document ops pending in the outbox, resolved: (file id, chunks
+/// indexed or None when gone).
+async fn document_ops(s: &dyn Store) -> Vec<(Uuid, Option<usize>)> {
+    s.outbox_batch(100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|(_, r)| match r {
+            Resolved::Document(d) => Some((d.file_id, Some(d.chunks.len()))),
+            Resolved::DocumentGone { file_id } => Some((file_id, None)),
+            _ => None,
+        })
+        .collect()
+}
+
+pub async fn documents_put_read_replace_and_delete(s: &dyn Store) {
+    use confab::store::knowledge::*;
+    let ann = add_user(s, "ann", Role::User).await;
+    let bob = add_user(s, "bob", Role::User).await;
+    let f = id();
+    s.put_document(&document(&ann, f, 3), &chunks_of(f, 3))
+        .await
+        .unwrap();
+    assert_eq!(s.get_document(ann.id, f).await.unwrap().chunks, 3);
+    assert_eq!(s.list_documents(ann.id).await.unwrap().len(), 1);
+    assert!(s.list_documents(bob.id).await.unwrap().is_empty());
+    let c = s.document_chunks(ann.id, f, 1, 3).await.unwrap();
+    assert_eq!(c.iter().map(|c| c.ordinal).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(c[0].span.page_start, Some(2));
+    let picked = s
+        .get_chunks(ann.id, &[(f, 2), (f, 0), (f, 9)])
+        .await
+        .unwrap();
+    assert_eq!(picked.iter().map(|c| c.ordinal).collect::<Vec<_>>(), [2, 0]);
+    // Replacing drops the old chunks.
+    s.put_document(&document(&ann, f, 1), &chunks_of(f, 1))
+        .await
+        .unwrap();
+    assert_eq!(s.document_chunks(ann.id, f, 0, 10).await.unwrap().len(), 1);
+    // The outbox has one op per change; resolved against the current data.
+    assert_eq!(document_ops(s).await, [(f, Some(1)), (f, Some(1))]);
+    // A failed reading is kept, and indexes nothing.
+    let g = id();
+    let mut failed = document(&ann, g, 0);
+    failed.status = DocumentStatus::Failed;
+    failed.error = Some("the file is empty".into());
+    s.put_document(&failed, &[]).await.unwrap();
+    assert_eq!(
+        s.get_document(ann.id, g).await.unwrap().error.as_deref(),
+        Some("the file is empty")
+    );
+    assert!(document_ops(s).await.contains(&(g, None)));
+    // Deleting removes record and chunks; a second time is no error.
+    assert!(s.delete_document(ann.id, f).await.unwrap());
+    assert!(matches!(
+        s.get_document(ann.id, f).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.document_chunks(ann.id, f, 0, 10).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(!s.delete_document(ann.id, f).await.unwrap());
+    assert_eq!(document_ops(s).await.last(), Some(&(f, None)));
+}
+
+pub async fn documents_of_another_user_are_not_found(s: &dyn Store) {
+    use confab::store::knowledge::*;
+    let ann = add_user(s, "ann", Role::User).await;
+    let bob = add_user(s, "bob", Role::User).await;
+    let f = id();
+    s.put_document(&document(&ann, f, 2), &chunks_of(f, 2))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.get_document(bob.id, f).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.document_chunks(bob.id, f, 0, 2).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(s.get_chunks(bob.id, &[(f, 0)]).await.unwrap().is_empty());
+    assert!(matches!(
+        s.get_vectors(bob.id, f).await,
+        Err(StoreError::NotFound)
+    ));
+    let v = ChunkVectors {
+        file_id: f,
+        model: "m".into(),
+        dims: 2,
+        scales: vec![0.1, 0.2],
+        data: vec![1, 2, 3, 4],
+    };
+    assert!(matches!(
+        s.put_vectors(bob.id, &v).await,
+        Err(StoreError::NotFound)
+    ));
+    // Bob cannot delete it, nor take it over by storing a document of its id.
+    assert!(!s.delete_document(bob.id, f).await.unwrap());
+    assert!(matches!(
+        s.put_document(&document(&bob, f, 1), &chunks_of(f, 1))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.get_document(ann.id, f).await.unwrap().chunks, 2);
+    // Vectors: stored, read, their model noted on the record.
+    s.put_vectors(ann.id, &v).await.unwrap();
+    assert_eq!(s.get_vectors(ann.id, f).await.unwrap(), Some(v));
+    assert_eq!(
+        s.get_document(ann.id, f)
+            .await
+            .unwrap()
+            .embedding_model
+            .as_deref(),
+        Some("m")
+    );
+    // The rebuild walk sees every user's documents, with chunks.
+    let g = id();
+    s.put_document(&document(&bob, g, 1), &chunks_of(g, 1))
+        .await
+        .unwrap();
+    let page = s.documents_page(None, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    let rest = s.documents_page(Some(page[0].0.file_id), 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    let all: Vec<usize> = page.iter().chain(&rest).map(|(_, c)| c.len()).collect();
+    assert_eq!(all, [2, 1]);
+}
+
+pub async fn collections_crud_ownership_and_deleted_files(s: &dyn Store) {
+    use confab::store::knowledge::*;
+    let ann = add_user(s, "ann", Role::User).await;
+    let bob = add_user(s, "bob", Role::User).await;
+    let (f1, f2) = (id(), id());
+    s.put_document(&document(&ann, f1, 1), &chunks_of(f1, 1))
+        .await
+        .unwrap();
+    let c = Collection {
+        id: id(),
+        owner: ann.id,
+        name: "Reports".into(),
+        description: String::new(),
+        file_ids: vec![f1],
+        created_at: NOW,
+        updated_at: NOW,
+    };
+    s.create_collection(&c).await.unwrap();
+    assert!(matches!(
+        s.create_collection(&c).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let other = Collection {
+        id: id(),
+        owner: ann.id,
+        name: "archive".into(),
+        ..c.clone()
+    };
+    s.create_collection(&other).await.unwrap();
+    let names: Vec<String> = s
+        .list_collections(ann.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["archive", "Reports"]);
+    assert!(s.list_collections(bob.id).await.unwrap().is_empty());
+    assert!(matches!(
+        s.get_collection(bob.id, c.id).await,
+        Err(StoreError::NotFound)
+    ));
+    let patch = || CollectionPatch {
+        name: Some("Q3 reports".into()),
+        add: vec![f2, f1],
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.update_collection(bob.id, c.id, patch(), NOW + 1).await,
+        Err(StoreError::NotFound)
+    ));
+    let up = s
+        .update_collection(ann.id, c.id, patch(), NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(up.name, "Q3 reports");
+    assert_eq!(up.file_ids, [f1, f2]);
+    assert_eq!(up.updated_at, NOW + 1);
+    let up = s
+        .update_collection(
+            ann.id,
+            c.id,
+            CollectionPatch {
+                remove: vec![f2],
+                ..Default::default()
+            },
+            NOW + 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(up.file_ids, [f1]);
+    // A deleted document leaves every collection it was in.
+    assert!(s.delete_document(ann.id, f1).await.unwrap());
+    assert!(
+        s.get_collection(ann.id, c.id)
+            .await
+            .unwrap()
+            .file_ids
+            .is_empty()
+    );
+    assert!(
+        s.get_collection(ann.id, other.id)
+            .await
+            .unwrap()
+            .file_ids
+            .is_empty()
+    );
+    assert!(matches!(
+        s.delete_collection(bob.id, c.id).await,
+        Err(StoreError::NotFound)
+    ));
+    s.delete_collection(ann.id, c.id).await.unwrap();
+    assert!(matches!(
+        s.get_collection(ann.id, c.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.delete_collection(ann.id, c.id).await,
+        Err(StoreError::NotFound)
+    ));
+    // Attached to a conversation through its patch.
+    let conv = add_conversation(s, &ann, "chat").await;
+    let attached = s
+        .update_conversation(
+            ann.id,
+            conv.id,
+            ConversationPatch {
+                collections: Some(vec![other.id]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(attached.collections, [other.id]);
+    assert_eq!(
+        s.get_conversation(ann.id, conv.id)
+            .await
+            .unwrap()
+            .collections,
+        [other.id]
+    );
+}
+
 // ---- running the suite ------------------------------------------------
 
 /// One `#[tokio::test]` per case against the backend `$fresh` opens:
@@ -3167,6 +3457,9 @@ macro_rules! contract_tests {
             prompts_commands_are_unique_per_owner,
             settings_per_user_and_branding,
             model_settings_put_list_replace_and_default,
+            documents_put_read_replace_and_delete,
+            documents_of_another_user_are_not_found,
+            collections_crud_ownership_and_deleted_files,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(
