@@ -479,6 +479,7 @@ fn message(
         duration_ms: None,
         finish_reason: None,
         error: None,
+        attachments: Vec::new(),
     }
 }
 

@@ -62,7 +62,12 @@ impl AppState {
         let models = crate::model_settings::ModelSettings::load(&store, &limits.prices)
             .await
             .map_err(|e| anyhow::anyhow!("cannot read the model settings: {e}"))?;
+        let blobs = crate::store::blobs::LocalBlobs::open(&cfg.data_dir).map_err(|e| {
+            anyhow::anyhow!("cannot open the file store under the data directory: {e}")
+        })?;
+        let files = Arc::new(crate::files::Files::new(store.clone(), Arc::new(blobs)));
         Ok(AppState(Arc::new(AppInner {
+            files,
             tls,
             models,
             limits,
@@ -243,6 +248,11 @@ async fn maintenance(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "pruned expired sessions, tokens and invites"),
             Err(e) => tracing::warn!(error = %e, "session pruning failed"),
+        }
+        match state.files.collect_garbage().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed blobs no file references"),
+            Err(e) => tracing::warn!(error = %e, "blob garbage collection failed"),
         }
     }
 }

@@ -203,6 +203,7 @@ mod tests {
             duration_ms: None,
             finish_reason: None,
             error: None,
+            attachments: Vec::new(),
         }
     }
 

@@ -198,6 +198,7 @@ mod tests {
             duration_ms: None,
             finish_reason: None,
             error: None,
+            attachments: Vec::new(),
         }
     }
 

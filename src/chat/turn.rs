@@ -170,6 +170,7 @@ fn message(conversation_id: Uuid, parent_id: Option<Uuid>, role: MessageRole) ->
         duration_ms: None,
         finish_reason: None,
         error: None,
+        attachments: Vec::new(),
     }
 }
 

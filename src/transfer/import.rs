@@ -390,6 +390,7 @@ fn prepare(
             duration_ms: m.duration_ms,
             finish_reason: label("finish_reason", m.finish_reason).map_err(ctx)?,
             error: m.error,
+            attachments: Vec::new(),
         });
     }
     out.sort_by_key(|m| m.id);
