@@ -480,6 +480,7 @@ fn message(
         finish_reason: None,
         error: None,
         sources: Vec::new(),
+        attachments: Vec::new(),
     }
 }
 

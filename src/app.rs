@@ -57,19 +57,24 @@ impl AppState {
         let providers = crate::provider_admin::build_registry(&cfg, &store).await?;
         let search = crate::search::Search::open(&cfg.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot open the search index: {e}"))?;
-        let knowledge = crate::knowledge::Knowledge::new(
-            store.clone(),
-            search.clone(),
-            providers.clone(),
-            Arc::new(crate::knowledge::service::NoFiles),
-            cfg.embedding_model.clone(),
-        );
         let tls = crate::tls::Tls::from_config(&cfg, &store).await?;
         let limits = Arc::new(crate::limits::Limits::new(&cfg));
         let models = crate::model_settings::ModelSettings::load(&store, &limits.prices)
             .await
             .map_err(|e| anyhow::anyhow!("cannot read the model settings: {e}"))?;
+        let blobs = crate::store::blobs::LocalBlobs::open(&cfg.data_dir).map_err(|e| {
+            anyhow::anyhow!("cannot open the file store under the data directory: {e}")
+        })?;
+        let files = Arc::new(crate::files::Files::new(store.clone(), Arc::new(blobs)));
+        let knowledge = crate::knowledge::Knowledge::new(
+            store.clone(),
+            search.clone(),
+            providers.clone(),
+            Arc::new(crate::knowledge::uploads::Uploads(files.clone())),
+            cfg.embedding_model.clone(),
+        );
         Ok(AppState(Arc::new(AppInner {
+            files,
             tls,
             models,
             limits,
@@ -251,6 +256,11 @@ async fn maintenance(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "pruned expired sessions, tokens and invites"),
             Err(e) => tracing::warn!(error = %e, "session pruning failed"),
+        }
+        match state.files.collect_garbage().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed blobs no file references"),
+            Err(e) => tracing::warn!(error = %e, "blob garbage collection failed"),
         }
     }
 }

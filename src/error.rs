@@ -48,6 +48,29 @@ pub enum AppError {
     Validation(String),
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// An uploaded file over `[files] max_file_bytes` (the message names
+    /// the limit).
+    #[error("{0}")]
+    FileTooLarge(String),
+    /// Over the user's storage quota for files.
+    #[error("{0}")]
+    StorageQuotaExceeded(String),
+    /// A file whose content is not a type confab keeps.
+    #[error("{0}")]
+    UnsupportedFileType(String),
+    /// A file with no bytes.
+    #[error("{0}")]
+    FileEmpty(String),
+    /// A file that claims a type but cannot be read as it (an image too
+    /// large to decode, a broken header).
+    #[error("{0}")]
+    FileUnreadable(String),
+    /// A file attached to a chat turn that the turn cannot use.
+    #[error("{0}")]
+    AttachmentUnsupported(String),
+    /// Images sent to a model that cannot read them.
+    #[error("{0}")]
+    VisionUnsupported(String),
     #[error("{0}")]
     NotFound(String),
     #[error("conversation not found")]
@@ -120,6 +143,13 @@ impl AppError {
             UsernameExists => "USERNAME_EXISTS",
             Validation(_) => "VALIDATION_FAILED",
             PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            FileTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            StorageQuotaExceeded(_) => "STORAGE_QUOTA_EXCEEDED",
+            UnsupportedFileType(_) => "UNSUPPORTED_FILE_TYPE",
+            FileEmpty(_) => "FILE_EMPTY",
+            FileUnreadable(_) => "FILE_UNREADABLE",
+            AttachmentUnsupported(_) => "ATTACHMENT_UNSUPPORTED",
+            VisionUnsupported(_) => "VISION_UNSUPPORTED",
             NotFound(_) => "NOT_FOUND",
             ConversationNotFound => "CONVERSATION_NOT_FOUND",
             ModelNotFound(_) => "MODEL_NOT_FOUND",
@@ -145,7 +175,14 @@ impl AppError {
             | RegistrationClosed | WrongPassword => StatusCode::FORBIDDEN,
             UsernameExists | Conflict(_) => StatusCode::CONFLICT,
             Validation(_) => StatusCode::BAD_REQUEST,
-            PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            PayloadTooLarge(_) | FileTooLarge(_) | StorageQuotaExceeded(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            UnsupportedFileType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            FileEmpty(_) => StatusCode::BAD_REQUEST,
+            FileUnreadable(_) | AttachmentUnsupported(_) | VisionUnsupported(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             NotFound(_) | ConversationNotFound | ModelNotFound(_) => StatusCode::NOT_FOUND,
             ProviderUnreachable(_) | ProviderError(_) => StatusCode::BAD_GATEWAY,
             ProviderTimeout(_) => StatusCode::GATEWAY_TIMEOUT,

@@ -43,6 +43,8 @@ pub struct AppInner {
     pub tls: Option<Arc<crate::tls::Tls>>,
     /// What admins set per model, and their default model (Admin → Models).
     pub models: Arc<crate::model_settings::ModelSettings>,
+    /// Uploaded files: records in the store, bytes in the blob store.
+    pub files: Arc<crate::files::Files>,
 }
 
 #[derive(Clone)]

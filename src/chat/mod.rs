@@ -205,6 +205,7 @@ mod tests {
             finish_reason: None,
             error: None,
             sources: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 

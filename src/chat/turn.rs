@@ -207,6 +207,7 @@ fn message(conversation_id: Uuid, parent_id: Option<Uuid>, role: MessageRole) ->
         finish_reason: None,
         error: None,
         sources: Vec::new(),
+        attachments: Vec::new(),
     }
 }
 

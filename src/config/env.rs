@@ -130,6 +130,18 @@ pub(super) const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
         Kind::Int,
         false,
     ),
+    (
+        "CONFAB_FILES_MAX_FILE_BYTES",
+        "files.max_file_bytes",
+        Kind::Int,
+        false,
+    ),
+    (
+        "CONFAB_FILES_QUOTA_BYTES_PER_USER",
+        "files.quota_bytes_per_user",
+        Kind::Int,
+        false,
+    ),
     ("CONFAB_TLS_CERT", "tls.cert", Kind::Str, false),
     ("CONFAB_TLS_KEY", "tls.key", Kind::Str, false),
     ("CONFAB_DOMAIN", "tls.domains", Kind::List, false),

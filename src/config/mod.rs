@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 mod auth;
 mod env;
+mod files;
 mod http;
 mod limits;
 mod load;
@@ -20,6 +21,7 @@ pub mod tls;
 mod validate;
 
 pub use auth::AuthConfig;
+pub use files::FilesConfig;
 pub use http::HttpConfig;
 pub use limits::{LimitsConfig, Price, QuotaConfig};
 pub use load::{Overrides, config_path};
@@ -127,6 +129,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// `[http]`: connection timeouts and caps.
     pub http: HttpConfig,
+    /// `[files]`: uploaded files: size limit and storage quota.
+    pub files: FilesConfig,
 }
 
 #[derive(Debug)]
@@ -171,6 +175,7 @@ impl Default for Config {
             prices: Vec::new(),
             tls: TlsConfig::default(),
             http: HttpConfig::default(),
+            files: FilesConfig::default(),
         }
     }
 }

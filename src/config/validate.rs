@@ -12,6 +12,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.tls.validate()?;
         self.http.validate()?;
+        self.files.validate()?;
         if self.shutdown_grace_secs > 3600 {
             return Err(err(format!(
                 "shutdown_grace_secs must be between 0 and 3600, got {}",

@@ -12,6 +12,7 @@ pub mod collections;
 pub mod conversations;
 pub mod export;
 pub mod extract;
+pub mod files;
 pub mod health;
 pub mod keys;
 pub mod limits_layer;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tls::routes())
         .merge(presets::routes())
         .merge(branding::routes())
+        .merge(files::routes())
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -201,10 +203,13 @@ async fn security_headers(req: Request, next: Next) -> Response {
             HeaderValue::from_static("max-age=31536000"),
         );
     }
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    // File answers set their own, stricter policy (`sandbox`).
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -7,6 +7,7 @@
 pub mod chunk;
 pub mod extract;
 pub mod service;
+pub mod uploads;
 pub mod vectors;
 
 pub use service::{FileMeta, FileSource, Knowledge, Retrieved};

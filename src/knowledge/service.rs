@@ -36,19 +36,6 @@ pub trait FileSource: Send + Sync {
     async fn read(&self, owner: Uuid, id: Uuid) -> AppResult<(FileMeta, Vec<u8>)>;
 }
 
-/// A server without file storage: every file is not found.
-pub struct NoFiles;
-
-#[async_trait]
-impl FileSource for NoFiles {
-    async fn meta(&self, _: Uuid, _: Uuid) -> AppResult<FileMeta> {
-        Err(AppError::not_found("file"))
-    }
-    async fn read(&self, _: Uuid, _: Uuid) -> AppResult<(FileMeta, Vec<u8>)> {
-        Err(AppError::not_found("file"))
-    }
-}
-
 /// What goes into a turn's context from documents.
 #[derive(Debug, Clone, Default)]
 pub struct Retrieved {

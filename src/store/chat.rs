@@ -133,6 +133,10 @@ pub struct Message {
     /// The passages of documents an answer was given (retrieval).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<Source>,
+    /// Files attached to a user message (references to the owner's
+    /// uploads; the bytes stay in the blob store).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 /// A passage of a document put into an answer's context: which file,
@@ -158,7 +162,32 @@ pub struct Source {
 impl Message {
     /// Ids of the files attached to this message.
     pub fn attachment_ids(&self) -> Vec<Uuid> {
-        Vec::new()
+        self.attachments.iter().map(|a| a.id).collect()
+    }
+}
+
+/// A file attached to a message, as the message remembers it: enough to
+/// show it (and to find its content) even when the file is deleted later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attachment {
+    /// The uploaded file's id (`/api/files/{id}`).
+    #[schema(value_type = String)]
+    pub id: Uuid,
+    pub name: String,
+    pub mime: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+}
+
+impl Attachment {
+    pub fn is_image(&self) -> bool {
+        matches!(
+            self.mime.as_str(),
+            "image/png" | "image/jpeg" | "image/gif" | "image/webp"
+        )
     }
 }
 

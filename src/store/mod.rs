@@ -10,6 +10,7 @@
 
 pub mod acme;
 pub mod audit_query;
+pub mod blobs;
 pub mod chat;
 pub mod file;
 pub mod knowledge;
@@ -21,6 +22,7 @@ pub mod records;
 pub mod redb;
 pub mod search_outbox;
 pub mod traits;
+pub mod uploads;
 pub mod usage;
 
 use serde::Serialize;

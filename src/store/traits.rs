@@ -31,6 +31,7 @@ use super::presets::{Branding, Preset, SavedPrompt, UserSettings};
 use super::provider_records::StoredProvider;
 use super::records::*;
 use super::search_outbox::Resolved;
+use super::uploads::{DeletedUpload, Thumbnail, Upload, UploadCreated};
 use super::usage::{Charge, KeyUsageRow, UsageCounts, UsageRow};
 use super::{Revoked, SignOut, UserPatch};
 
@@ -428,6 +429,42 @@ pub trait KnowledgeStore: Send + Sync {
     async fn delete_collection(&self, owner: Uuid, id: Uuid) -> StoreResult<()>;
 }
 
+/// The records of uploaded files (their content is in the blob store). Every
+/// read and change takes the owner: another user's file is NotFound.
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    /// Stores `u` unless the owner's stored bytes plus `u.size` would pass
+    /// `quota` (None: no limit), checked in the same transaction. Conflict
+    /// when the id exists.
+    async fn create_upload(&self, u: &Upload, quota: Option<u64>) -> StoreResult<UploadCreated>;
+    /// NotFound when missing or another user's.
+    async fn get_upload(&self, owner: Uuid, id: Uuid) -> StoreResult<Upload>;
+    /// The owner's files, newest first, older than `before`.
+    async fn list_uploads(
+        &self,
+        owner: Uuid,
+        before: Option<Uuid>,
+        limit: usize,
+    ) -> StoreResult<Vec<Upload>>;
+    /// Bytes the owner's files take (thumbnails not counted).
+    async fn upload_usage(&self, owner: Uuid) -> StoreResult<u64>;
+    /// Records the thumbnail of a file (replacing one made before, whose
+    /// blob is returned when no record references it any more).
+    async fn set_upload_thumbnail(
+        &self,
+        owner: Uuid,
+        id: Uuid,
+        t: &Thumbnail,
+    ) -> StoreResult<(Upload, Vec<String>)>;
+    /// Removes the record; says which of its blobs nothing references now.
+    async fn delete_upload(&self, owner: Uuid, id: Uuid) -> StoreResult<DeletedUpload>;
+    /// True when some record (content or thumbnail) references the blob.
+    async fn blob_referenced(&self, sha256: &str) -> StoreResult<bool>;
+    /// Every user's files after `after` (by id), for export walks and
+    /// checks; oldest first.
+    async fn all_uploads(&self, after: Option<Uuid>, limit: usize) -> StoreResult<Vec<Upload>>;
+}
+
 /// Health of the store itself.
 #[async_trait]
 pub trait StoreHealth: Send + Sync {
@@ -453,6 +490,7 @@ pub trait Store:
     + PresetStore
     + SettingsStore
     + KnowledgeStore
+    + UploadStore
     + StoreHealth
     + std::fmt::Debug
 {

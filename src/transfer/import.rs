@@ -392,6 +392,7 @@ fn prepare(
             error: m.error,
             // File ids from another server mean nothing here.
             sources: Vec::new(),
+            attachments: Vec::new(),
         });
     }
     out.sort_by_key(|m| m.id);

@@ -21,6 +21,7 @@ mod chat;
 mod chat_crash;
 mod chat_params;
 mod export_import;
+mod files;
 mod http_surface;
 mod identity;
 mod knowledge;

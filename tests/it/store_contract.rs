@@ -22,6 +22,7 @@ use confab::store::model_settings::{ModelPrice, ModelSetting};
 use confab::store::presets::{Branding, Logo, Preset, PresetParams, SavedPrompt, UserSettings};
 use confab::store::provider_records::StoredProvider;
 use confab::store::search_outbox::Resolved;
+use confab::store::uploads::{Thumbnail, Upload, UploadCreated};
 use confab::store::usage::{Charge, MAX_NAME, UsageCounts, UsageRow};
 use confab::store::{
     ApiKey, AuditEntry, ConversationPatch, Invite, QuotaOverride, RefreshOutcome, RefreshToken,
@@ -193,6 +194,7 @@ fn message(c: &Conversation, parent: Option<Uuid>, role: MessageRole, text: &str
         finish_reason: None,
         error: None,
         sources: Vec::new(),
+        attachments: Vec::new(),
     }
 }
 
@@ -516,6 +518,7 @@ pub async fn users_update_applies_the_patch(s: &dyn Store) {
     let quota = QuotaOverride {
         messages_per_day: Some(5),
         tokens_per_day: None,
+        storage_bytes: Some(1000),
     };
     let (back, revoked) = s
         .update_user(
@@ -3053,6 +3056,7 @@ fn model_setting(model: &str) -> ModelSetting {
             input_per_million: 2.5,
             output_per_million: 10.0,
         }),
+        vision: Some(true),
         updated_at: NOW,
     }
 }
@@ -3082,6 +3086,7 @@ pub async fn model_settings_put_list_replace_and_default(s: &dyn Store) {
         display_name: None,
         description: None,
         price: None,
+        vision: None,
         updated_at: NOW + 1,
     };
     s.put_model_setting(&cleared).await.unwrap();
@@ -3392,6 +3397,190 @@ pub async fn collections_crud_ownership_and_deleted_files(s: &dyn Store) {
 
 // ---- running the suite ------------------------------------------------
 
+// ---- uploads --------------------------------------------------------------
+
+fn sha(n: u8) -> String {
+    format!("{n:02x}").repeat(32)
+}
+
+fn upload(owner: &User, name: &str, size: u64, content: u8) -> Upload {
+    Upload {
+        id: id(),
+        owner: owner.id,
+        name: name.into(),
+        mime: "image/png".into(),
+        size,
+        sha256: sha(content),
+        created_at: NOW,
+        width: Some(10),
+        height: Some(20),
+        thumbnail: None,
+    }
+}
+
+pub async fn uploads_create_get_list_and_usage(s: &dyn Store) {
+    let ann = add_user(s, "ann", Role::User).await;
+    assert_eq!(s.upload_usage(ann.id).await.unwrap(), 0);
+    let a = upload(&ann, "a.png", 100, 1);
+    let b = upload(&ann, "b.png", 250, 2);
+    let c = upload(&ann, "c.png", 50, 3);
+    for u in [&a, &b, &c] {
+        assert!(matches!(
+            s.create_upload(u, None).await.unwrap(),
+            UploadCreated::Stored { .. }
+        ));
+    }
+    assert_conflict!(s.create_upload(&c, None).await);
+    assert_same!(s.get_upload(ann.id, b.id).await.unwrap(), b);
+    assert_eq!(s.upload_usage(ann.id).await.unwrap(), 400);
+    // Newest first, paged with the last id seen.
+    let page: Vec<Uuid> = s
+        .list_uploads(ann.id, None, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(page, vec![c.id, b.id]);
+    let rest: Vec<Uuid> = s
+        .list_uploads(ann.id, Some(b.id), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(rest, vec![a.id]);
+    let all: Vec<Uuid> = s
+        .all_uploads(None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(all, vec![a.id, b.id, c.id]);
+    let after: Vec<Uuid> = s
+        .all_uploads(Some(a.id), 1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(after, vec![b.id]);
+    assert_not_found!(s.get_upload(ann.id, id()).await);
+}
+
+pub async fn uploads_quota_is_checked_in_the_transaction(s: &dyn Store) {
+    let ann = add_user(s, "ann", Role::User).await;
+    let a = upload(&ann, "a.png", 600, 1);
+    assert_eq!(
+        s.create_upload(&a, Some(1000)).await.unwrap(),
+        UploadCreated::Stored { used: 600 }
+    );
+    let b = upload(&ann, "b.png", 500, 2);
+    assert_eq!(
+        s.create_upload(&b, Some(1000)).await.unwrap(),
+        UploadCreated::OverQuota { used: 600 }
+    );
+    // Nothing of the refused file was stored.
+    assert_not_found!(s.get_upload(ann.id, b.id).await);
+    assert!(!s.blob_referenced(&b.sha256).await.unwrap());
+    assert_eq!(s.upload_usage(ann.id).await.unwrap(), 600);
+    // Exactly at the quota is allowed.
+    let c = upload(&ann, "c.png", 400, 3);
+    assert_eq!(
+        s.create_upload(&c, Some(1000)).await.unwrap(),
+        UploadCreated::Stored { used: 1000 }
+    );
+    // Concurrent uploads never pass the quota together.
+    let bob = add_user(s, "bob", Role::User).await;
+    let tries: Vec<Upload> = (0..8).map(|i| upload(&bob, "x.png", 300, 10 + i)).collect();
+    let results = join_all(tries.iter().map(|u| s.create_upload(u, Some(1000)))).await;
+    let stored = results
+        .iter()
+        .filter(|r| matches!(r, Ok(UploadCreated::Stored { .. })))
+        .count();
+    assert_eq!(stored, 3);
+    assert_eq!(s.upload_usage(bob.id).await.unwrap(), 900);
+}
+
+pub async fn uploads_another_users_files_are_not_found(s: &dyn Store) {
+    let ann = add_user(s, "ann", Role::User).await;
+    let bob = add_user(s, "bob", Role::User).await;
+    let a = upload(&ann, "a.png", 100, 1);
+    s.create_upload(&a, None).await.unwrap();
+    assert_not_found!(s.get_upload(bob.id, a.id).await);
+    assert_not_found!(s.delete_upload(bob.id, a.id).await);
+    let t = Thumbnail {
+        sha256: sha(9),
+        mime: "image/jpeg".into(),
+        size: 10,
+        width: 5,
+        height: 5,
+    };
+    assert_not_found!(s.set_upload_thumbnail(bob.id, a.id, &t).await);
+    assert!(s.list_uploads(bob.id, None, 10).await.unwrap().is_empty());
+    assert_eq!(s.upload_usage(bob.id).await.unwrap(), 0);
+    // Still ann's, untouched.
+    assert_same!(s.get_upload(ann.id, a.id).await.unwrap(), a);
+}
+
+pub async fn uploads_delete_frees_blobs_nothing_else_references(s: &dyn Store) {
+    let ann = add_user(s, "ann", Role::User).await;
+    let bob = add_user(s, "bob", Role::User).await;
+    // The same bytes uploaded by two users share one blob.
+    let a = upload(&ann, "a.png", 100, 1);
+    let b = upload(&bob, "b.png", 100, 1);
+    s.create_upload(&a, None).await.unwrap();
+    s.create_upload(&b, None).await.unwrap();
+    assert!(s.blob_referenced(&a.sha256).await.unwrap());
+    let d = s.delete_upload(ann.id, a.id).await.unwrap();
+    assert_same!(d.upload, a);
+    assert!(d.unreferenced.is_empty(), "bob's file still uses it");
+    assert!(s.blob_referenced(&a.sha256).await.unwrap());
+    assert_eq!(s.upload_usage(ann.id).await.unwrap(), 0);
+    let d = s.delete_upload(bob.id, b.id).await.unwrap();
+    assert_eq!(d.unreferenced, vec![b.sha256.clone()]);
+    assert!(!s.blob_referenced(&b.sha256).await.unwrap());
+    assert_not_found!(s.delete_upload(bob.id, b.id).await);
+}
+
+pub async fn uploads_thumbnails_reference_their_blobs(s: &dyn Store) {
+    let ann = add_user(s, "ann", Role::User).await;
+    let a = upload(&ann, "a.png", 100, 1);
+    s.create_upload(&a, None).await.unwrap();
+    let t1 = Thumbnail {
+        sha256: sha(7),
+        mime: "image/jpeg".into(),
+        size: 10,
+        width: 5,
+        height: 10,
+    };
+    let (u, freed) = s.set_upload_thumbnail(ann.id, a.id, &t1).await.unwrap();
+    assert_eq!(u.thumbnail.as_ref(), Some(&t1));
+    assert!(freed.is_empty());
+    assert!(s.blob_referenced(&t1.sha256).await.unwrap());
+    assert_eq!(
+        s.get_upload(ann.id, a.id).await.unwrap().thumbnail,
+        Some(t1.clone())
+    );
+    // A new thumbnail frees the old one's blob.
+    let t2 = Thumbnail {
+        sha256: sha(8),
+        ..t1.clone()
+    };
+    let (_, freed) = s.set_upload_thumbnail(ann.id, a.id, &t2).await.unwrap();
+    assert_eq!(freed, vec![t1.sha256.clone()]);
+    assert!(!s.blob_referenced(&t1.sha256).await.unwrap());
+    // Deleting the file frees both its blobs; thumbnails count nothing.
+    assert_eq!(s.upload_usage(ann.id).await.unwrap(), 100);
+    let d = s.delete_upload(ann.id, a.id).await.unwrap();
+    let mut freed = d.unreferenced.clone();
+    freed.sort();
+    let mut want = vec![a.sha256.clone(), t2.sha256.clone()];
+    want.sort();
+    assert_eq!(freed, want);
+}
+
 /// One `#[tokio::test]` per case against the backend `$fresh` opens:
 /// `async fn() -> (SharedStore, guard)`, a new empty store and whatever
 /// must live as long as it (a temporary directory, a database).
@@ -3460,6 +3649,11 @@ macro_rules! contract_tests {
             documents_put_read_replace_and_delete,
             documents_of_another_user_are_not_found,
             collections_crud_ownership_and_deleted_files,
+            uploads_create_get_list_and_usage,
+            uploads_quota_is_checked_in_the_transaction,
+            uploads_another_users_files_are_not_found,
+            uploads_delete_frees_blobs_nothing_else_references,
+            uploads_thumbnails_reference_their_blobs,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(

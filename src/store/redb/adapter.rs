@@ -18,6 +18,7 @@ use crate::store::knowledge::{Chunk, ChunkVectors, Collection, CollectionPatch, 
 use crate::store::model_settings::ModelSetting;
 use crate::store::provider_records::StoredProvider;
 use crate::store::search_outbox::Resolved;
+use crate::store::uploads::{DeletedUpload, Thumbnail, Upload, UploadCreated};
 use crate::store::usage::{Charge, KeyUsageRow, UsageCounts, UsageRow};
 use crate::store::*;
 
@@ -580,5 +581,47 @@ impl KnowledgeStore for RedbStore {
     }
     async fn delete_collection(&self, owner: Uuid, id: Uuid) -> StoreResult<()> {
         self.run(move |db| db.delete_collection(owner, id)).await
+    }
+}
+
+#[async_trait]
+impl UploadStore for RedbStore {
+    async fn create_upload(&self, u: &Upload, quota: Option<u64>) -> StoreResult<UploadCreated> {
+        let u = u.clone();
+        self.run(move |db| db.create_upload(&u, quota)).await
+    }
+    async fn get_upload(&self, owner: Uuid, id: Uuid) -> StoreResult<Upload> {
+        self.db.get_upload(owner, id)
+    }
+    async fn list_uploads(
+        &self,
+        owner: Uuid,
+        before: Option<Uuid>,
+        limit: usize,
+    ) -> StoreResult<Vec<Upload>> {
+        self.run(move |db| db.list_uploads(owner, before, limit))
+            .await
+    }
+    async fn upload_usage(&self, owner: Uuid) -> StoreResult<u64> {
+        self.db.upload_usage(owner)
+    }
+    async fn set_upload_thumbnail(
+        &self,
+        owner: Uuid,
+        id: Uuid,
+        t: &Thumbnail,
+    ) -> StoreResult<(Upload, Vec<String>)> {
+        let t = t.clone();
+        self.run(move |db| db.set_upload_thumbnail(owner, id, &t))
+            .await
+    }
+    async fn delete_upload(&self, owner: Uuid, id: Uuid) -> StoreResult<DeletedUpload> {
+        self.run(move |db| db.delete_upload(owner, id)).await
+    }
+    async fn blob_referenced(&self, sha256: &str) -> StoreResult<bool> {
+        self.db.blob_referenced(sha256)
+    }
+    async fn all_uploads(&self, after: Option<Uuid>, limit: usize) -> StoreResult<Vec<Upload>> {
+        self.run(move |db| db.all_uploads(after, limit)).await
     }
 }

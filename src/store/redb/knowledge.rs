@@ -57,6 +57,44 @@ fn remove_doc(tx: &WriteTransaction, owner: Uuid, file_id: Uuid) -> StoreResult<
     Ok(existed)
 }
 
+/// Forgets the document read from a file inside `tx` (the file is being
+/// deleted): record, chunks, vectors, its place in the owner's collections,
+/// and a search outbox op that takes it out of the index. False when there
+/// was none (or it is another user's).
+pub(crate) fn forget_in(tx: &WriteTransaction, owner: Uuid, file_id: Uuid) -> StoreResult<bool> {
+    let existed = match remove_doc(tx, owner, file_id) {
+        Ok(e) => e,
+        Err(StoreError::NotFound) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    // The file leaves every collection of its owner.
+    {
+        let by = tx.open_table(COLLECTIONS_BY_USER)?;
+        let mut cols = tx.open_table(COLLECTIONS)?;
+        let o = owner.as_u128();
+        let ids: Vec<u128> = by
+            .range((o, 0)..=(o, u128::MAX))?
+            .map(|r| r.map(|(k, _)| k.value().1))
+            .collect::<Result<_, _>>()?;
+        for id in ids {
+            let Some(mut c) = cols
+                .get(id)?
+                .map(|v| dec::<Collection>(v.value()))
+                .transpose()?
+            else {
+                continue;
+            };
+            let before = c.file_ids.len();
+            c.file_ids.retain(|f| *f != file_id);
+            if c.file_ids.len() != before {
+                cols.insert(id, enc(&c).as_slice())?;
+            }
+        }
+    }
+    push(tx, &[OutboxOp::Document { file_id }])?;
+    Ok(existed)
+}
+
 impl Db {
     pub fn put_document(&self, doc: &DocumentRecord, chunks: &[Chunk]) -> StoreResult<()> {
         let tx = self.write()?;
@@ -150,36 +188,7 @@ impl Db {
 
     pub fn delete_document(&self, owner: Uuid, file_id: Uuid) -> StoreResult<bool> {
         let tx = self.write()?;
-        let existed = match remove_doc(&tx, owner, file_id) {
-            Ok(e) => e,
-            Err(StoreError::NotFound) => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        // The file leaves every collection of its owner.
-        {
-            let by = tx.open_table(COLLECTIONS_BY_USER)?;
-            let mut cols = tx.open_table(COLLECTIONS)?;
-            let o = owner.as_u128();
-            let ids: Vec<u128> = by
-                .range((o, 0)..=(o, u128::MAX))?
-                .map(|r| r.map(|(k, _)| k.value().1))
-                .collect::<Result<_, _>>()?;
-            for id in ids {
-                let Some(mut c) = cols
-                    .get(id)?
-                    .map(|v| dec::<Collection>(v.value()))
-                    .transpose()?
-                else {
-                    continue;
-                };
-                let before = c.file_ids.len();
-                c.file_ids.retain(|f| *f != file_id);
-                if c.file_ids.len() != before {
-                    cols.insert(id, enc(&c).as_slice())?;
-                }
-            }
-        }
-        push(&tx, &[OutboxOp::Document { file_id }])?;
+        let existed = forget_in(&tx, owner, file_id)?;
         tx.commit()?;
         Ok(existed)
     }

@@ -17,6 +17,7 @@ mod model_settings;
 mod presets;
 mod provider_records;
 mod search_outbox;
+mod uploads;
 mod usage;
 
 pub use adapter::RedbStore;
@@ -112,6 +113,16 @@ const COLLECTIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("collecti
 /// (owner, collection id): a user's collections.
 const COLLECTIONS_BY_USER: TableDefinition<(u128, u128), ()> =
     TableDefinition::new("collections_by_user");
+/// Uploaded files: id → record (see `uploads.rs`); the content is a blob.
+const UPLOADS: TableDefinition<u128, &[u8]> = TableDefinition::new("uploads");
+/// (owner, upload id) → (), newest-first listing per user.
+const UPLOADS_BY_USER: TableDefinition<(u128, u128), ()> = TableDefinition::new("uploads_by_user");
+/// (blob sha256 hex, upload id) → (): which records keep a blob alive
+/// (content and thumbnails), so deleting the last one frees the blob.
+const UPLOAD_BLOBS: TableDefinition<(&str, u128), ()> = TableDefinition::new("upload_blobs");
+/// owner → bytes their files take, kept in the same transactions as the
+/// records so the quota check cannot race.
+const UPLOAD_USAGE: TableDefinition<u128, u64> = TableDefinition::new("upload_usage");
 
 /// Calls `$visit!(TABLE)` for every table above. A new table MUST be added
 /// here: backups copy exactly these (redb cannot copy a table without its
@@ -151,6 +162,10 @@ macro_rules! for_each_table {
         $visit!(DOC_VECTORS);
         $visit!(COLLECTIONS);
         $visit!(COLLECTIONS_BY_USER);
+        $visit!(UPLOADS);
+        $visit!(UPLOADS_BY_USER);
+        $visit!(UPLOAD_BLOBS);
+        $visit!(UPLOAD_USAGE);
     };
 }
 use for_each_table;
@@ -484,6 +499,13 @@ impl Db {
                     if step == 7 {
                         // Every model starts with the defaults: no record.
                         tx.open_table(MODEL_SETTINGS)?;
+                    }
+                    if step == 8 {
+                        // No file was uploaded before files existed.
+                        tx.open_table(UPLOADS)?;
+                        tx.open_table(UPLOADS_BY_USER)?;
+                        tx.open_table(UPLOAD_BLOBS)?;
+                        tx.open_table(UPLOAD_USAGE)?;
                     }
                     if step == 9 {
                         // Documents and collections start empty: files
