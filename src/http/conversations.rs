@@ -113,6 +113,9 @@ pub struct MessageView {
     /// Following with `Last-Event-ID` set to it continues the text exactly.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation_event_id: Option<u64>,
+    /// The passages of the user's documents this answer was given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<crate::store::chat::Source>,
 }
 
 pub fn usage_view(u: &Usage) -> UsageView {
@@ -153,6 +156,7 @@ pub fn message_view(state: &AppState, m: &Message, all: Option<&[Message]>) -> M
         sibling_ids: all.map(|a| chat::siblings(a, m).iter().map(Uuid::to_string).collect()),
         generation_id: live.map(|g| g.id.to_string()),
         generation_event_id,
+        sources: m.sources.clone(),
     }
 }
 

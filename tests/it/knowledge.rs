@@ -318,3 +318,257 @@ async fn hostile_files_fail_clearly_and_memory_stays_bounded() {
     let health = s.get("/health", crate::common::Auth::None).await;
     assert_eq!(health.status, 200);
 }
+
+/// Waits until the server has read a file (it reads in the background once
+/// the file joins a collection).
+async fn until_read(
+    s: &TestServer,
+    who: &crate::common::Session,
+    file_id: &str,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = s
+            .get(
+                &format!("/api/documents/{file_id}"),
+                crate::common::Auth::Session(who),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        if r.body["status"] != "pending" {
+            return r.body;
+        }
+        assert!(std::time::Instant::now() < deadline, "never read");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_collection_attached_to_a_chat_answers_from_page_3_with_sources() {
+    use crate::common::{Auth, SseReader};
+    use serde_json::json;
+    let (s, up, admin) = crate::common::chat_server(&["gpt-test"], |_| {}).await;
+    let pdf = samples::pdf(&forty_pages());
+    let fid = crate::files::uploaded(&s, &admin, "annual-report.pdf", &pdf).await;
+    let r = s
+        .post(
+            "/api/collections",
+            Auth::Session(&admin),
+            json!({"name": "Reports", "file_ids": [fid]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let cid = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["documents"][0]["file_id"], fid.as_str());
+    let doc = until_read(&s, &admin, &fid).await;
+    assert_eq!(doc["status"], "ready", "{doc}");
+    assert_eq!(doc["pages"], 40);
+    // A conversation with the collection attached.
+    let r = s
+        .post("/api/conversations", Auth::Session(&admin), json!({}))
+        .await;
+    let conv = r.body["id"].as_str().unwrap().to_string();
+    let r = s
+        .patch(
+            &format!("/api/conversations/{conv}"),
+            Auth::Session(&admin),
+            json!({"collections": [cid]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["collections"], json!([cid]));
+    let resp = s
+        .http
+        .post(s.url("/api/chat/stream"))
+        .header("cookie", format!("confab_session={}", admin.cookie))
+        .header("x-csrf-token", &admin.csrf)
+        .json(&json!({
+            "conversation_id": conv,
+            "content": "What is the launch code of project Bluebird?",
+            "model": "gpt-test"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let events = SseReader::new(resp).collect().await;
+    let meta = &events[0];
+    assert_eq!(meta.event, "meta");
+    let page3 =
+        |sources: &serde_json::Value| {
+            sources.as_array().unwrap().iter().any(|src| {
+                src["page_start"] == 3 && src["snippet"].as_str().unwrap().contains("7391")
+            })
+        };
+    assert!(page3(&meta.data["sources"]), "{}", meta.data);
+    let done = events.last().unwrap();
+    assert_eq!(done.event, "done", "{:?}", done.data);
+    assert_eq!(done.data["sources"], meta.data["sources"]);
+    // The upstream got page 3's text, not the whole report (the answer's
+    // request is the first; the title's comes after).
+    let req = up.chat_requests().into_iter().next().unwrap();
+    let sent = req.body.to_string();
+    assert!(sent.contains("7391"), "{sent}");
+    assert!(sent.contains("annual-report.pdf (page 3"), "{sent}");
+    assert!(
+        !sent.contains("Annual report, page 39"),
+        "the whole document was sent"
+    );
+    // The stored answer keeps its sources.
+    let r = s
+        .get(&format!("/api/conversations/{conv}"), Auth::Session(&admin))
+        .await;
+    let answer = r.body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(answer["role"], "assistant");
+    assert!(page3(&answer["sources"]), "{answer}");
+
+    // Another user sees none of it.
+    let bob = s.user(&admin, "bob").await;
+    for path in [
+        format!("/api/collections/{cid}"),
+        format!("/api/documents/{fid}"),
+    ] {
+        s.get(&path, Auth::Session(&bob))
+            .await
+            .assert_error(404, "NOT_FOUND");
+    }
+    let r = s
+        .post("/api/conversations", Auth::Session(&bob), json!({}))
+        .await;
+    let bobs = r.body["id"].as_str().unwrap().to_string();
+    s.patch(
+        &format!("/api/conversations/{bobs}"),
+        Auth::Session(&bob),
+        json!({"collections": [cid]}),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    s.patch(
+        &format!("/api/collections/{cid}"),
+        Auth::Session(&bob),
+        json!({"name": "mine"}),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    let r = s
+        .post(
+            "/api/collections",
+            Auth::Session(&bob),
+            json!({"name": "x", "file_ids": [fid]}),
+        )
+        .await;
+    r.assert_error(404, "NOT_FOUND");
+    s.delete(&format!("/api/collections/{cid}"), Auth::Session(&bob))
+        .await
+        .assert_error(404, "NOT_FOUND");
+
+    // Deleting the file takes it out of the collection and the index.
+    let r = s
+        .delete(&format!("/api/files/{fid}"), Auth::Session(&admin))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = s
+        .get(&format!("/api/collections/{cid}"), Auth::Session(&admin))
+        .await;
+    assert_eq!(r.body["documents"], json!([]));
+    s.get(&format!("/api/documents/{fid}"), Auth::Session(&admin))
+        .await
+        .assert_error(404, "NOT_FOUND");
+    let st = s.state();
+    st.search.drain(&st.store).await.unwrap();
+    assert_eq!(st.search.knowledge.num_docs(), 0);
+    // Collections: list, rename, delete.
+    let r = s
+        .patch(
+            &format!("/api/collections/{cid}"),
+            Auth::Session(&admin),
+            json!({"name": "Old reports"}),
+        )
+        .await;
+    assert_eq!(r.body["name"], "Old reports");
+    let r = s.get("/api/collections", Auth::Session(&admin)).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    let r = s
+        .delete(&format!("/api/collections/{cid}"), Auth::Session(&admin))
+        .await;
+    assert_eq!(r.status, 204);
+    s.post(
+        "/api/collections",
+        Auth::Session(&admin),
+        json!({"name": " "}),
+    )
+    .await
+    .assert_error(400, "VALIDATION_FAILED");
+}
+
+#[tokio::test]
+async fn with_an_embedding_model_chunks_get_vectors_and_retrieval_is_hybrid() {
+    use crate::common::Auth;
+    use serde_json::json;
+    let (s, up, admin) = crate::common::chat_server(&["gpt-test", "text-embedding-3-small"], |c| {
+        c.embedding_model = Some("text-embedding-3-small".into());
+    })
+    .await;
+    let fid = crate::files::uploaded(
+        &s,
+        &admin,
+        "annual-report.pdf",
+        &samples::pdf(&forty_pages()),
+    )
+    .await;
+    let r = s
+        .post(
+            "/api/collections",
+            Auth::Session(&admin),
+            json!({"name": "R", "file_ids": [fid]}),
+        )
+        .await;
+    let cid = r.body["id"].as_str().unwrap().to_string();
+    let doc = until_read(&s, &admin, &fid).await;
+    assert_eq!(doc["status"], "ready");
+    let owner = Uuid::parse_str(&admin.user_id).unwrap();
+    let f = Uuid::parse_str(&fid).unwrap();
+    let st = s.state();
+    // The vectors are stored as soon as the document is read... or a
+    // moment later: reading and embedding are one background task.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let v = loop {
+        if let Some(v) = st.store.get_vectors(owner, f).await.unwrap() {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    assert_eq!(v.scales.len() as u64, doc["chunks"].as_u64().unwrap());
+    assert_eq!(v.data.len(), v.scales.len() * v.dims as usize);
+    assert!(!up.embedding_requests().is_empty());
+    let r = st
+        .knowledge
+        .for_turn(
+            owner,
+            "What is the launch code of project Bluebird?",
+            &[],
+            &[Uuid::parse_str(&cid).unwrap()],
+            2000,
+        )
+        .await
+        .unwrap();
+    assert!(
+        r.sources
+            .iter()
+            .any(|src| src.span.page_start == Some(3) && src.snippet.contains("7391"))
+    );
+    // The question was embedded too.
+    let last = up.embedding_requests().pop().unwrap();
+    assert!(
+        last.body.to_string().contains("launch code"),
+        "{}",
+        last.body
+    );
+}
