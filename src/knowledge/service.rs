@@ -233,14 +233,19 @@ impl Knowledge {
             }
             docs.push(d);
         }
+        // The collections' files. Few: their records are read (a document
+        // sent whole needs them). Many (more than could ever be sent whole):
+        // only the index is asked, and records are read for the files the
+        // passages come from.
+        let mut extra: Vec<Uuid> = Vec::new();
         for &c in collections {
             let Ok(col) = self.store.get_collection(owner, c).await else {
                 continue;
             };
-            for f in col.file_ids {
-                if !seen.insert(f) {
-                    continue;
-                }
+            extra.extend(col.file_ids.into_iter().filter(|f| seen.insert(*f)));
+        }
+        if docs.len() + extra.len() <= MAX_SOURCES {
+            for f in extra.drain(..) {
                 match self.store.get_document(owner, f).await {
                     Ok(d) if d.status == DocumentStatus::Ready => docs.push(d),
                     Ok(_) => {}
@@ -251,14 +256,14 @@ impl Knowledge {
             }
         }
         docs.retain(|d| d.chunks > 0);
-        if docs.is_empty() || budget == 0 {
+        if (docs.is_empty() && extra.is_empty()) || budget == 0 {
             return Ok(Retrieved::default());
         }
         let total: u64 = docs.iter().map(|d| d.tokens).sum();
-        if total <= budget && docs.len() <= MAX_SOURCES {
+        if extra.is_empty() && total <= budget && docs.len() <= MAX_SOURCES {
             return self.whole(owner, &docs).await;
         }
-        self.best_chunks(owner, &docs, attached, question, budget)
+        self.best_chunks(owner, &docs, &extra, attached, question, budget)
             .await
     }
 
@@ -299,6 +304,7 @@ impl Knowledge {
         &self,
         owner: Uuid,
         docs: &[DocumentRecord],
+        extra: &[Uuid],
         attached: &[Uuid],
         question: &str,
         budget: u64,
@@ -308,7 +314,11 @@ impl Knowledge {
             tracing::warn!(error = %e, "could not bring the knowledge index up to date");
         }
         let want = ((budget / 200) as usize).clamp(4, 64);
-        let files: Vec<Uuid> = docs.iter().map(|d| d.file_id).collect();
+        let files: Vec<Uuid> = docs
+            .iter()
+            .map(|d| d.file_id)
+            .chain(extra.iter().copied())
+            .collect();
         let bm25 = self
             .search
             .retrieve(owner, files.clone(), question.to_string(), want)
@@ -366,11 +376,7 @@ impl Knowledge {
             }
         }
         // In reading order: document by document, chunk by chunk.
-        let order: HashMap<Uuid, usize> = docs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (d.file_id, i))
-            .collect();
+        let order: HashMap<Uuid, usize> = files.iter().enumerate().map(|(i, f)| (*f, i)).collect();
         picked.sort_by_key(|c| {
             (
                 order.get(&c.file_id).copied().unwrap_or(usize::MAX),
