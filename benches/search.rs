@@ -479,6 +479,8 @@ fn message(
         duration_ms: None,
         finish_reason: None,
         error: None,
+        sources: Vec::new(),
+        attachments: Vec::new(),
     }
 }
 
@@ -498,6 +500,7 @@ fn conversation(id: Uuid, user_id: Uuid, title: String, created_at: i64) -> Conv
         current_leaf: None,
         preset_id: None,
         params: Default::default(),
+        collections: Vec::new(),
     }
 }
 

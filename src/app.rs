@@ -75,12 +75,25 @@ impl AppState {
             .await
             .map_err(|e| anyhow::anyhow!("cannot read the model settings: {e}"))?;
         let throttle = LoginThrottle::new(&cfg, cluster.as_ref().map(|c| c.store.clone()))?;
+        let blobs = crate::store::blobs::LocalBlobs::open(&cfg.data_dir).map_err(|e| {
+            anyhow::anyhow!("cannot open the file store under the data directory: {e}")
+        })?;
+        let files = Arc::new(crate::files::Files::new(store.clone(), Arc::new(blobs)));
+        let knowledge = crate::knowledge::Knowledge::new(
+            store.clone(),
+            search.clone(),
+            providers.clone(),
+            Arc::new(crate::knowledge::uploads::Uploads(files.clone())),
+            cfg.embedding_model.clone(),
+        );
         Ok(AppState(Arc::new(AppInner {
+            files,
             tls,
             models,
             limits,
             live: crate::ops::reload::LiveConfig::new(cfg.clone()),
             search,
+            knowledge,
             providers,
             generations: crate::chat::generation::Manager::with_shared(
                 cluster.clone().map(crate::chat::shared::SharedGens::new),
@@ -345,6 +358,11 @@ async fn maintenance(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "pruned expired sessions, tokens and invites"),
             Err(e) => tracing::warn!(error = %e, "session pruning failed"),
+        }
+        match state.files.collect_garbage().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed blobs no file references"),
+            Err(e) => tracing::warn!(error = %e, "blob garbage collection failed"),
         }
     }
 }

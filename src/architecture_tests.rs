@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 /// Every top-level module of the library, lowest layer first. A module may
 /// import modules of its own layer or below, never above.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("leaves", &["clock", "assets", "keyfile", "username"]),
+    (
+        "leaves",
+        &["clock", "assets", "keyfile", "username", "imaging"],
+    ),
     ("provider clients", &["providers"]),
     ("configuration", &["config", "logging"]),
     ("infrastructure", &["server", "store", "tls"]),
@@ -35,6 +38,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "provider_admin",
             "presets",
             "model_settings",
+            "knowledge",
+            "files",
         ],
     ),
     ("state", &["state"]),

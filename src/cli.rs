@@ -626,11 +626,12 @@ async fn reindex(store: &SharedStore, cfg: &Config) -> anyhow::Result<ExitCode> 
     let n = search
         .rebuild(store, |done, _| bar.set_position(done))
         .await?;
+    let chunks = search.rebuild_knowledge(store).await?;
     bar.finish_and_clear();
     search.shutdown();
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "indexed {n} messages in {secs:.1} s ({:.0} messages/s); index size {:.1} MB",
+        "indexed {n} messages and {chunks} document chunks in {secs:.1} s ({:.0} messages/s); index size {:.1} MB",
         n as f64 / secs.max(1e-9),
         search.disk_bytes() as f64 / 1e6
     );

@@ -48,6 +48,29 @@ pub enum AppError {
     Validation(String),
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// An uploaded file over `[files] max_file_bytes` (the message names
+    /// the limit).
+    #[error("{0}")]
+    FileTooLarge(String),
+    /// Over the user's storage quota for files.
+    #[error("{0}")]
+    StorageQuotaExceeded(String),
+    /// A file whose content is not a type confab keeps.
+    #[error("{0}")]
+    UnsupportedFileType(String),
+    /// A file with no bytes.
+    #[error("{0}")]
+    FileEmpty(String),
+    /// A file that claims a type but cannot be read as it (an image too
+    /// large to decode, a broken header).
+    #[error("{0}")]
+    FileUnreadable(String),
+    /// A file attached to a chat turn that the turn cannot use.
+    #[error("{0}")]
+    AttachmentUnsupported(String),
+    /// Images sent to a model that cannot read them.
+    #[error("{0}")]
+    VisionUnsupported(String),
     #[error("{0}")]
     NotFound(String),
     #[error("conversation not found")]
@@ -72,6 +95,9 @@ pub enum AppError {
     RateLimited { message: String, retry_after: u64 },
     #[error("{0}")]
     Conflict(String),
+    /// A document attached to a turn could not be read (what and why).
+    #[error("{0}")]
+    DocumentUnreadable(String),
     #[error("this method is not allowed on this path")]
     MethodNotAllowed,
     #[error("internal error")]
@@ -117,6 +143,13 @@ impl AppError {
             UsernameExists => "USERNAME_EXISTS",
             Validation(_) => "VALIDATION_FAILED",
             PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            FileTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            StorageQuotaExceeded(_) => "STORAGE_QUOTA_EXCEEDED",
+            UnsupportedFileType(_) => "UNSUPPORTED_FILE_TYPE",
+            FileEmpty(_) => "FILE_EMPTY",
+            FileUnreadable(_) => "FILE_UNREADABLE",
+            AttachmentUnsupported(_) => "ATTACHMENT_UNSUPPORTED",
+            VisionUnsupported(_) => "VISION_UNSUPPORTED",
             NotFound(_) => "NOT_FOUND",
             ConversationNotFound => "CONVERSATION_NOT_FOUND",
             ModelNotFound(_) => "MODEL_NOT_FOUND",
@@ -127,6 +160,7 @@ impl AppError {
             QuotaExceeded { .. } => "QUOTA_EXCEEDED",
             RateLimited { .. } => "RATE_LIMITED",
             Conflict(_) => "CONFLICT",
+            DocumentUnreadable(_) => "DOCUMENT_UNREADABLE",
             MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Internal(_) => "INTERNAL",
             Unavailable(_) => "UNAVAILABLE",
@@ -141,11 +175,18 @@ impl AppError {
             | RegistrationClosed | WrongPassword => StatusCode::FORBIDDEN,
             UsernameExists | Conflict(_) => StatusCode::CONFLICT,
             Validation(_) => StatusCode::BAD_REQUEST,
-            PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            PayloadTooLarge(_) | FileTooLarge(_) | StorageQuotaExceeded(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            UnsupportedFileType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            FileEmpty(_) => StatusCode::BAD_REQUEST,
+            FileUnreadable(_) | AttachmentUnsupported(_) | VisionUnsupported(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             NotFound(_) | ConversationNotFound | ModelNotFound(_) => StatusCode::NOT_FOUND,
             ProviderUnreachable(_) | ProviderError(_) => StatusCode::BAD_GATEWAY,
             ProviderTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ProviderTestFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ProviderTestFailed(_) | DocumentUnreadable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             QuotaExceeded { .. } | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

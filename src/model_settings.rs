@@ -96,6 +96,8 @@ pub struct SettingChange {
     pub display_name: Option<Option<String>>,
     pub description: Option<Option<String>>,
     pub price: Option<Option<ModelPrice>>,
+    /// Whether the model reads images; `Some(None)` goes back to the table.
+    pub vision: Option<Option<bool>>,
 }
 
 fn clean_text(v: Option<String>, field: &str, max: usize) -> Result<Option<String>> {
@@ -155,6 +157,39 @@ pub struct AdminModel {
     pub price: Option<ModelPrice>,
 }
 
+/// Whether `model` (as served by `provider`) reads images: the admin's
+/// setting, else the table of known models (see `providers::capabilities`).
+pub fn reads_images(
+    settings: &ModelSettings,
+    registry: &Registry,
+    model: &str,
+    provider: &str,
+) -> bool {
+    if let Some(v) = settings.get(model).and_then(|s| s.vision) {
+        return v;
+    }
+    let kind = registry
+        .config(provider)
+        .map_or(crate::providers::ProviderKind::Openai, |p| p.kind);
+    let info = registry
+        .models()
+        .into_iter()
+        .find(|m| m.id == model && m.provider == provider);
+    match info {
+        Some(m) => capabilities(&m.id, kind, m.kind, m.context_window, m.max_output_tokens).vision,
+        None => {
+            capabilities(
+                model,
+                kind,
+                crate::providers::model_kind_from_id(model),
+                None,
+                None,
+            )
+            .vision
+        }
+    }
+}
+
 /// The model service over one server's store, registry, prices and settings.
 pub struct ModelAdmin<'a> {
     pub store: &'a SharedStore,
@@ -164,6 +199,11 @@ pub struct ModelAdmin<'a> {
 }
 
 impl ModelAdmin<'_> {
+    /// Whether `model` (as served by `provider`) reads images.
+    pub fn vision(&self, model: &str, provider: &str) -> bool {
+        reads_images(self.settings, self.registry, model, provider)
+    }
+
     /// The capabilities of one catalog entry.
     fn caps_of(&self, c: &CatalogModel) -> Capabilities {
         let kind = self
@@ -189,8 +229,11 @@ impl ModelAdmin<'_> {
             .catalog()
             .into_iter()
             .map(|c| {
-                let caps = self.caps_of(&c);
+                let mut caps = self.caps_of(&c);
                 let s = self.settings.get(&c.model.id);
+                if let Some(v) = s.as_ref().and_then(|s| s.vision) {
+                    caps.vision = v;
+                }
                 (c, caps, s)
             })
             .filter(|(_, caps, s)| {
@@ -211,6 +254,7 @@ impl ModelAdmin<'_> {
                     display_name: None,
                     description: None,
                     price: None,
+                    vision: None,
                     updated_at: 0,
                 });
                 let price = self
@@ -262,6 +306,7 @@ impl ModelAdmin<'_> {
             display_name: None,
             description: None,
             price: None,
+            vision: None,
             updated_at: 0,
         });
         if let Some(h) = change.hidden {
@@ -275,6 +320,9 @@ impl ModelAdmin<'_> {
         }
         if let Some(p) = change.price {
             s.price = p.map(check_price).transpose()?;
+        }
+        if let Some(v) = change.vision {
+            s.vision = v;
         }
         s.updated_at = crate::clock::now();
         self.store.put_model_setting(&s).await?;

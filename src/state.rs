@@ -35,6 +35,8 @@ pub struct AppInner {
     pub generations: Arc<crate::chat::generation::Manager>,
     /// The full-text index of every user's history.
     pub search: Arc<crate::search::Search>,
+    /// Documents read from uploaded files, retrieval and collections.
+    pub knowledge: Arc<crate::knowledge::Knowledge>,
     /// Rate limits, quotas, usage accounting and metrics.
     pub limits: Arc<crate::limits::Limits>,
     /// The configuration in force now: `cfg` as reloaded by SIGHUP (see
@@ -44,6 +46,8 @@ pub struct AppInner {
     pub tls: Option<Arc<crate::tls::Tls>>,
     /// What admins set per model, and their default model (Admin → Models).
     pub models: Arc<crate::model_settings::ModelSettings>,
+    /// Uploaded files: records in the store, bytes in the blob store.
+    pub files: Arc<crate::files::Files>,
 }
 
 #[derive(Clone)]

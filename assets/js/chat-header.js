@@ -80,7 +80,8 @@ function HeaderTitle({ conv, fallback, onRename }) {
 }
 
 /** The header of the chat: menu button, title, model picker and tools. */
-export function ChatHeader({ conv, convId, models, down, model, busy, systemSet, paramsSet, onLoadHealth, onOpenDrawer, onRename, onChangeModel, onModelSettings, onSystemPrompt, onNewChat }) {
+export function ChatHeader({ conv, convId, models, down, model, busy, systemSet, paramsSet, onLoadHealth, onOpenDrawer, onRename, onChangeModel, onModelSettings, onSystemPrompt, onNewChat, onKnowledge }) {
+  const knowledgeOn = (conv?.collections || []).length > 0;
   return html`<header class="chat-header">
         <button type="button" class="icon-btn menu-btn" aria-label="Open sidebar" onClick=${onOpenDrawer}><${Icon} name="menu" /></button>
         <${HeaderTitle} conv=${conv} fallback=${convId ? '' : 'New chat'} onRename=${onRename} />
@@ -89,6 +90,8 @@ export function ChatHeader({ conv, convId, models, down, model, busy, systemSet,
           <${ModelPicker} models=${models} model=${model} down=${down} disabled=${busy} onOpen=${onLoadHealth} onChange=${onChangeModel} />
           <button type="button" class=${'icon-btn' + (paramsSet ? ' on' : '')} aria-label="Model settings" title="Model settings"
             aria-haspopup="dialog" aria-pressed=${paramsSet ? 'true' : 'false'} onClick=${onModelSettings}><${Icon} name="gauge" /></button>
+          ${conv && !conv.temporary && html`<button type="button" class=${'icon-btn' + (knowledgeOn ? ' on' : '')} aria-label="Knowledge" title="Knowledge"
+            aria-haspopup="dialog" aria-pressed=${knowledgeOn ? 'true' : 'false'} onClick=${onKnowledge}><${Icon} name="book" /></button>`}
           <button type="button" class=${'icon-btn' + (systemSet ? ' on' : '')} aria-label="System prompt" title="System prompt"
             aria-pressed=${systemSet ? 'true' : 'false'} onClick=${onSystemPrompt}><${Icon} name="sliders" /></button>
           <button type="button" class="icon-btn" aria-label="New chat" title="New chat (Ctrl+Shift+O)" onClick=${onNewChat}><${Icon} name="plus" /></button>

@@ -106,6 +106,8 @@ export function useGeneration(s) {
           liveId.current = d.assistant_message_id;
           ctx.tempAssistant = null;
         }
+        // The passages of documents this answer is given.
+        if (d.sources && d.sources.length) updateLive((m) => ({ ...m, sources: d.sources }));
         if (!convRef.current || convRef.current.id !== d.conversation_id) {
           const now = new Date().toISOString();
           // The model settings the first message carried are the new chat's.
@@ -139,7 +141,7 @@ export function useGeneration(s) {
       done(d) {
         flush();
         setAnnounce(d.finish_reason === 'stopped' ? 'Answer stopped.' : 'Answer finished.');
-        commitLive({ status: d.finish_reason === 'stopped' ? 'interrupted' : 'complete', finish_reason: d.finish_reason });
+        commitLive({ status: d.finish_reason === 'stopped' ? 'interrupted' : 'complete', finish_reason: d.finish_reason, ...(d.sources ? { sources: d.sources } : {}) });
         finishStream(ctx.cid);
       },
       error(e) {

@@ -19,6 +19,7 @@ import { useThread } from './chat-thread.js';
 import { pageTitle } from './branding.js';
 import { PresetPicker, usePresets } from './presets.js';
 import { ModelSettingsDialog, paramsSet as anyParamSet } from './model-settings.js';
+import { CollectionsDialog } from './knowledge.js';
 
 export function ChatScreen() {
   const { route, me } = useApp();
@@ -34,6 +35,7 @@ export function ChatScreen() {
   // Model settings picked before the first message of a new chat.
   const [draftParams, setDraftParams] = useState(null);
   const [paramsOpen, setParamsOpen] = useState(false);
+  const [knowledgeOpen, setKnowledgeOpen] = useState(false);
   const [drawer, setDrawer] = useState(false);
   const [atBottom, setAtBottom] = useState(true);
   const [announce, setAnnounce] = useState('');
@@ -432,7 +434,8 @@ export function ChatScreen() {
       <${ChatHeader} conv=${conv} convId=${convId} models=${models} down=${down} model=${model} busy=${busy} systemSet=${systemSet}
         paramsSet=${anyParamSet(params)} onModelSettings=${() => setParamsOpen(true)}
         onLoadHealth=${loadHealth} onOpenDrawer=${() => setDrawer(true)} onRename=${(v) => onConvAction(conv, 'rename', v)}
-        onChangeModel=${changeModel} onSystemPrompt=${editSystemPrompt} onNewChat=${newChat} />
+        onChangeModel=${changeModel} onSystemPrompt=${editSystemPrompt} onNewChat=${newChat}
+        onKnowledge=${() => setKnowledgeOpen(true)} />
       <div class="chat-scroll" ref=${scrollRef} onScroll=${onScroll}>
         ${convError
           ? html`<div class="center-pad"><${ErrorBanner} error=${convError} onRetry=${() => loadConversation(convId)} /></div>`
@@ -471,6 +474,9 @@ export function ChatScreen() {
         <div class="sr-only" role="status" aria-live="polite" data-testid="announcer">${announce}</div>
       </div>
     </main>
+    ${knowledgeOpen && conv && html`<${CollectionsDialog} conv=${conv}
+      onSaved=${(c) => setConv((old) => (old && old.id === c.id ? { ...old, collections: c.collections } : old))}
+      onClose=${() => setKnowledgeOpen(false)} />`}
     ${paramsOpen && html`<${ModelSettingsDialog} key=${conv?.id || 'new'} value=${params}
       onSave=${saveParams} onClose=${() => {
         setParamsOpen(false);

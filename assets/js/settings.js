@@ -9,6 +9,7 @@ import { useApp, getTheme, setTheme } from './state.js';
 import { describeError, ErrorBanner, Spinner, confirmDialog, toast, timeAgo, dateTime, CopyButton, Icon } from './ui.js';
 import { UsageCard } from './usage.js';
 import { CustomInstructionsCard, PresetsCard, PromptsCard } from './settings-library.js';
+import { KnowledgeCard } from './knowledge.js';
 
 export function PageShell({ title, nav, children, back = '/' }) {
   return html`<div class="page">
@@ -238,6 +239,7 @@ export function SettingsScreen() {
     <a href="#instructions">Custom instructions</a>
     <a href="#presets">Presets</a>
     <a href="#prompts">Prompts</a>
+    <a href="#knowledge">Knowledge</a>
     ${server.allow_user_keys && html`<a href="#provider-key">Provider keys</a>`}
     <a href="#usage">Usage</a>
     <a href="#sessions">Sessions</a>
@@ -250,6 +252,7 @@ export function SettingsScreen() {
     <${CustomInstructionsCard} />
     <${PresetsCard} />
     <${PromptsCard} />
+    <${KnowledgeCard} Card=${Card} />
     ${server.allow_user_keys && html`<${OwnKeysCard} />`}
     <${UsageCard} />
     <${SessionsCard} />

@@ -4,6 +4,7 @@
 // per-message actions, branch arrows, and the composer.
 
 import { html, Component, useState, useEffect, useLayoutEffect, useRef, useCallback, useMemo } from './lib.js';
+import { SourceChips } from './knowledge.js';
 import { renderMarkdownFor, renderMarkdownUncached, decorateCodeBlocks, onLibsChange, libsVersion } from './markdown.js';
 import { useSlashMenu } from './slash.js';
 import { brandName } from './branding.js';
@@ -275,6 +276,7 @@ class MessageItem extends Component {
     return html`<article class=${'msg assistant' + (streaming ? ' streaming' : '')} data-id=${msg.id} data-role="assistant"
         data-status=${msg.status} aria-label="Answer" aria-busy=${streaming ? 'true' : 'false'}>
       <${Body} live=${live} msg=${msg} v=${v} lazy=${lazy} />
+      ${msg.sources && msg.sources.length > 0 && html`<${SourceChips} sources=${msg.sources} />`}
       ${err && html`<div class="msg-error" role="alert">
         <${Icon} name="alert" size=${16} />
         <div class="msg-error-text"><span class="error-sentence">${describeError(err).text}</span><${ErrorDetails} error=${err} /></div>

@@ -11,6 +11,8 @@ export { describeError, plainTitle } from './words.js';
 
 const paths = {
   plus: 'M12 5v14M5 12h14',
+  book: 'M4 5a2 2 0 0 1 2-2h13v16H6a2 2 0 0 0-2 2V5zM4 21a2 2 0 0 1 2-2h13M8 7h7',
+  file: 'M14 3H6v18h12V7l-4-4zM14 3v4h4M9 13h6M9 17h6',
   menu: 'M4 6h16M4 12h16M4 18h16',
   close: 'M6 6l12 12M18 6L6 18',
   send: 'M5 12h14M13 6l6 6-6 6',

@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::store::chat::Source;
+
 /// One event of a generation's stream.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
@@ -21,8 +23,13 @@ pub enum GenEvent {
     Title(Title),
     /// What the answer used; just before the last event.
     Usage(UsageEvent),
-    /// The answer ended (`finish_reason`, `stopped` when stopped).
-    Done { finish_reason: String },
+    /// The answer ended (`finish_reason`, `stopped` when stopped), with
+    /// the document passages it was given (as in `meta`).
+    Done {
+        finish_reason: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<Source>,
+    },
     /// The answer failed.
     Error(ErrorEvent),
 }
@@ -85,6 +92,9 @@ pub struct Meta {
     pub model: String,
     pub parent_id: Option<Uuid>,
     pub provider: String,
+    /// Passages of the user's documents put into the context (retrieval).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
     pub trimmed_messages: usize,
     pub user_message_id: Option<Uuid>,
 }

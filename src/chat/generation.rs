@@ -587,6 +587,7 @@ async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: On
                 Outcome::Complete,
                 GenEvent::Done {
                     finish_reason: reason.clone(),
+                    sources: job.message.sources.clone(),
                 },
             )
         }
@@ -597,6 +598,7 @@ async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: On
                 Outcome::Stopped,
                 GenEvent::Done {
                     finish_reason: "stopped".into(),
+                    sources: job.message.sources.clone(),
                 },
             )
         }

@@ -59,6 +59,7 @@ pub fn new_conversation(
         current_leaf: None,
         preset_id: None,
         params: Default::default(),
+        collections: Vec::new(),
     }
 }
 
@@ -204,6 +205,8 @@ mod tests {
             duration_ms: None,
             finish_reason: None,
             error: None,
+            sources: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 

@@ -198,6 +198,8 @@ mod tests {
             duration_ms: None,
             finish_reason: None,
             error: None,
+            sources: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 

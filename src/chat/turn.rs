@@ -66,6 +66,8 @@ pub struct ChatService {
     pub generations: Arc<Manager>,
     /// The settings in force now (`allow_user_keys`, `default_model`).
     pub settings: Arc<Config>,
+    /// Documents and collections: the passages a turn's context gets.
+    pub knowledge: Arc<crate::knowledge::Knowledge>,
 }
 
 /// Where the new user message goes.
@@ -132,16 +134,50 @@ struct Placed {
 }
 
 impl Placed {
-    /// What the model is sent: the thread down to the message answered.
-    fn context(&self, system: Option<&str>, window: u32) -> AppResult<super::Context> {
-        let thread = match &self.user_msg {
+    /// The thread down to the message answered.
+    fn thread(&self) -> Vec<Message> {
+        match &self.user_msg {
             Some(u) => {
                 let mut t = super::thread_to(&self.all, u.parent_id);
                 t.push(u.clone());
                 t
             }
             None => super::thread_to(&self.all, self.parent_of_answer),
-        };
+        }
+    }
+
+    /// What documents are asked about: the newest user message of the
+    /// thread (the new one, or the one a regeneration answers again).
+    fn question(&self) -> String {
+        self.thread()
+            .iter()
+            .rev()
+            .find(|m| m.role == MessageRole::User)
+            .map(|m| m.content.clone())
+            .unwrap_or_default()
+    }
+
+    /// The files attached to the thread's user messages, oldest first:
+    /// what the turn's documents are (images among them are skipped by the
+    /// knowledge service).
+    fn documents(&self) -> Vec<Uuid> {
+        let mut out: Vec<Uuid> = Vec::new();
+        for m in self.thread() {
+            if m.role != MessageRole::User {
+                continue;
+            }
+            for id in m.attachment_ids() {
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        out
+    }
+
+    /// What the model is sent: the thread down to the message answered.
+    fn context(&self, system: Option<&str>, window: u32) -> AppResult<super::Context> {
+        let thread = self.thread();
         let ctx = super::build_context(system, &thread, window);
         if ctx.messages.is_empty() {
             return Err(AppError::validation("there is no message to answer"));
@@ -172,6 +208,8 @@ fn message(conversation_id: Uuid, parent_id: Option<Uuid>, role: MessageRole) ->
         duration_ms: None,
         finish_reason: None,
         error: None,
+        sources: Vec::new(),
+        attachments: Vec::new(),
     }
 }
 
@@ -226,7 +264,24 @@ impl ChatService {
             )));
         }
 
-        let ctx = placed.context(turn.system.as_deref(), window)?;
+        // Passages of the thread's documents and the conversation's
+        // collections, within half of what the context may hold.
+        let usable = u64::from(window.max(256)) * 3 / 4;
+        let retrieved = self
+            .knowledge
+            .for_turn(
+                uid,
+                &placed.question(),
+                &placed.documents(),
+                &placed.conv.collections,
+                usable / 2,
+            )
+            .await?;
+        let system = match (turn.system, retrieved.context) {
+            (Some(s), Some(d)) => Some(format!("{s}\n\n{d}")),
+            (s, d) => s.or(d),
+        };
+        let ctx = placed.context(system.as_deref(), window)?;
 
         let mut assistant = message(
             placed.conv.id,
@@ -236,6 +291,7 @@ impl ChatService {
         assistant.model = Some(model.clone());
         assistant.provider = Some(provider_name.clone());
         assistant.status = MessageStatus::Streaming;
+        assistant.sources = retrieved.sources;
         let new_conv = placed.is_new.then_some(&placed.conv);
         // Sending with a model (or sampling settings) makes it the
         // conversation's.
@@ -271,6 +327,7 @@ impl ChatService {
             model: model.clone(),
             parent_id: placed.parent_of_answer,
             provider: provider_name.clone(),
+            sources: assistant.sources.clone(),
             trimmed_messages: ctx.trimmed,
             user_message_id: placed.user_msg.as_ref().map(|m| m.id),
         };

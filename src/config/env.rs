@@ -37,6 +37,12 @@ pub(super) const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
     ),
     ("CONFAB_DEFAULT_MODEL", "default_model", Kind::Str, false),
     (
+        "CONFAB_EMBEDDING_MODEL",
+        "embedding_model",
+        Kind::Str,
+        false,
+    ),
+    (
         "CONFAB_PROVIDER_IDLE_TIMEOUT_SECS",
         "provider_idle_timeout_secs",
         Kind::Int,
@@ -134,6 +140,18 @@ pub(super) const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
     (
         "CONFAB_HTTP_MAX_CONNECTIONS_PER_IP",
         "http.max_connections_per_ip",
+        Kind::Int,
+        false,
+    ),
+    (
+        "CONFAB_FILES_MAX_FILE_BYTES",
+        "files.max_file_bytes",
+        Kind::Int,
+        false,
+    ),
+    (
+        "CONFAB_FILES_QUOTA_BYTES_PER_USER",
+        "files.quota_bytes_per_user",
         Kind::Int,
         false,
     ),

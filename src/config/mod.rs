@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 mod auth;
 mod env;
+mod files;
 mod http;
 mod limits;
 mod load;
@@ -21,6 +22,7 @@ pub mod tls;
 mod validate;
 
 pub use auth::AuthConfig;
+pub use files::FilesConfig;
 pub use http::HttpConfig;
 pub use limits::{LimitsConfig, Price, QuotaConfig};
 pub use load::{Overrides, config_path};
@@ -97,6 +99,10 @@ pub struct Config {
     pub allow_user_keys: bool,
     /// The model new conversations use when the client names none.
     pub default_model: Option<String>,
+    /// An embedding model one of the providers offers: with it, document
+    /// chunks get vectors and retrieval is hybrid (BM25 and cosine, fused
+    /// by reciprocal rank); without it, BM25 alone.
+    pub embedding_model: Option<String>,
     /// Longest silence (seconds) allowed from a provider before an answer
     /// fails with PROVIDER_TIMEOUT.
     pub provider_idle_timeout_secs: u64,
@@ -134,6 +140,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// `[http]`: connection timeouts and caps.
     pub http: HttpConfig,
+    /// `[files]`: uploaded files: size limit and storage quota.
+    pub files: FilesConfig,
 }
 
 #[derive(Debug)]
@@ -164,6 +172,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             allow_user_keys: false,
             default_model: None,
+            embedding_model: None,
             provider_idle_timeout_secs: 60,
             detect_local_providers: true,
             provider_cross_origin_redirects: false,
@@ -180,6 +189,7 @@ impl Default for Config {
             prices: Vec::new(),
             tls: TlsConfig::default(),
             http: HttpConfig::default(),
+            files: FilesConfig::default(),
         }
     }
 }

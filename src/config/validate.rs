@@ -13,6 +13,7 @@ impl Config {
         self.store_choice()?;
         self.tls.validate()?;
         self.http.validate()?;
+        self.files.validate()?;
         if self.shutdown_grace_secs > 3600 {
             return Err(err(format!(
                 "shutdown_grace_secs must be between 0 and 3600, got {}",
@@ -124,6 +125,13 @@ impl Config {
         {
             return Err(err(
                 "default_model must be a model id of 1 to 200 characters (or leave it unset)",
+            ));
+        }
+        if let Some(m) = &self.embedding_model
+            && (m.trim().is_empty() || m.len() > 200)
+        {
+            return Err(err(
+                "embedding_model must be a model id of 1 to 200 characters (or leave it unset)",
             ));
         }
         self.validate_governance()?;

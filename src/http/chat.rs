@@ -125,6 +125,7 @@ pub fn service(state: &AppState) -> ChatService {
         limits: state.limits.clone(),
         generations: state.generations.clone(),
         settings: state.settings(),
+        knowledge: state.knowledge.clone(),
     }
 }
 

@@ -54,6 +54,8 @@ pub struct ConversationView {
     pub max_tokens: Option<u32>,
     /// Nucleus sampling; null: the provider's default.
     pub top_p: Option<f32>,
+    /// Knowledge collections attached: their documents answer here.
+    pub collections: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -71,6 +73,7 @@ impl From<&Conversation> for ConversationView {
             temperature: c.params.temperature,
             max_tokens: c.params.max_tokens,
             top_p: c.params.top_p,
+            collections: c.collections.iter().map(Uuid::to_string).collect(),
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339((c.updated_at_ms / 1000) as i64),
         }
@@ -110,6 +113,9 @@ pub struct MessageView {
     /// Following with `Last-Event-ID` set to it continues the text exactly.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation_event_id: Option<u64>,
+    /// The passages of the user's documents this answer was given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<crate::store::chat::Source>,
 }
 
 pub fn usage_view(u: &Usage) -> UsageView {
@@ -174,6 +180,7 @@ fn view_with(m: &Message, all: Option<&[Message]>, live: Option<&LiveAnswer>) ->
         sibling_ids: all.map(|a| chat::siblings(a, m).iter().map(Uuid::to_string).collect()),
         generation_id: live.map(|l| l.generation_id.to_string()),
         generation_event_id,
+        sources: m.sources.clone(),
     }
 }
 
@@ -409,6 +416,10 @@ pub struct UpdateConversation {
     /// path through it down to a leaf (switching branches).
     #[serde(default)]
     pub current_leaf: Option<String>,
+    /// Knowledge collections to attach (the whole list: `[]` detaches
+    /// all); each must be the caller's.
+    #[serde(default)]
+    pub collections: Option<Vec<String>>,
     #[serde(flatten)]
     pub params: ModelParamsBody,
 }
@@ -440,7 +451,19 @@ pub async fn update(
             })
         })
         .transpose()?;
+    let collections = match &req.collections {
+        Some(ids) => {
+            let ids = ids
+                .iter()
+                .map(|i| super::parse_id(i, "collection"))
+                .collect::<AppResult<Vec<Uuid>>>()?;
+            state.knowledge.check_collections(user.id(), &ids).await?;
+            Some(ids)
+        }
+        None => None,
+    };
     let patch = ConversationPatch {
+        collections,
         // Only content changes move a conversation up the list; pinning or
         // switching branches do not.
         touch: title.is_some()

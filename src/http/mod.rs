@@ -8,9 +8,11 @@ pub mod assets;
 pub mod auth;
 pub mod branding;
 pub mod chat;
+pub mod collections;
 pub mod conversations;
 pub mod export;
 pub mod extract;
+pub mod files;
 pub mod health;
 pub mod keys;
 pub mod limits_layer;
@@ -54,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(providers::routes())
         .merge(models::routes())
         .merge(conversations::routes())
+        .merge(collections::routes())
         .merge(export::routes())
         .merge(chat::routes())
         .merge(search::routes())
@@ -61,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tls::routes())
         .merge(presets::routes())
         .merge(branding::routes())
+        .merge(files::routes())
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -199,10 +203,13 @@ async fn security_headers(req: Request, next: Next) -> Response {
             HeaderValue::from_static("max-age=31536000"),
         );
     }
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    // File answers set their own, stricter policy (`sandbox`).
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -98,6 +98,12 @@ pub struct UpdateModel {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<PriceBody>)]
     pub price: Option<Option<PriceBody>>,
+    /// true or false: whether the model reads images (attachments are
+    /// refused before the call when it does not); null: back to confab's
+    /// table of known models.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<bool>)]
+    pub vision: Option<Option<bool>>,
 }
 
 /// Tells an explicit `null` (Some(None)) from an absent field (None).
@@ -143,6 +149,7 @@ pub async fn update(
                 output_per_million: p.output_per_million,
             })
         }),
+        vision: req.vision,
     };
     let svc = service(&state);
     let res = svc.update(&id, change).await.map_err(AppError::from);

@@ -17,8 +17,8 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, auth, branding, chat, conversations, export, health, keys, models, own_keys, presets,
-    providers, search, tls, usage, v1,
+    admin, auth, branding, chat, collections, conversations, export, files, health, keys, models,
+    own_keys, presets, providers, search, tls, usage, v1,
 };
 
 #[derive(OpenApi)]
@@ -51,6 +51,9 @@ use super::{
         presets::update_prompt, presets::delete_prompt, presets::read_settings, presets::update_settings,
         branding::read_branding, branding::branding_logo, branding::update_branding, branding::upload_logo,
         branding::delete_logo,
+        collections::list, collections::create, collections::read, collections::update,
+        collections::remove, collections::document,
+        files::list, files::upload, files::read, files::content, files::thumbnail, files::remove,
     ),
     tags(
         (name = "auth", description = "Setup, registration, sign-in, sessions and tokens"),
@@ -62,7 +65,9 @@ use super::{
         (name = "chat", description = "Streaming answers. `POST /api/chat/stream` answers `text/event-stream`: `meta` first (conversation_id, user_message_id, assistant_message_id, generation_id, model, provider, parent_id, context_trimmed, trimmed_messages), then `delta {text}` events, then `title {conversation_id, title}` when the answer just named the conversation, then `usage {input_tokens, output_tokens, estimated}`, then `done {finish_reason}` or `error {code, message, request_id}`. Every event has an integer `id:` counting from 1 within the generation; `GET /api/generations/{id}/events` with `Last-Event-ID: n` replays from n+1 and continues live. A `: keep-alive` comment is sent every 15 s."),
         (name = "usage", description = "Usage and cost per day and model, today's remaining quota (`/api/usage`), and reports across users (`/api/admin/usage`, admins only). Both answer CSV for `?format=csv` or `Accept: text/csv`. A chat request over a daily quota answers 429 QUOTA_EXCEEDED with `Retry-After` (seconds to the next UTC midnight); over a rate limit, 429 RATE_LIMITED with `Retry-After` and `RateLimit-Limit/Remaining/Reset`, which every `/api` response carries."),
         (name = "presets", description = "Presets (a model, a system prompt and sampling settings under a name; pass `preset_id` when starting a chat), the prompt library behind the composer's `/` commands, and the caller's custom instructions. Each preset or prompt is the caller's own or shared with everyone by an admin; another user's answers 404. An answer's system prompt is the conversation's (a preset's) followed, after a blank line, by the user's custom instructions."),
+        (name = "knowledge", description = "Documents answered with sources. Text is read from uploaded files (PDF per page, DOCX, HTML, Markdown, CSV, plain text, source code), cut into overlapping chunks and indexed per user; `GET /api/documents/{file_id}` says what was read. A knowledge collection is a named set of the caller's documents; attach collections to a conversation with `PATCH /api/conversations/{id}` `{collections: [id]}`. A turn whose thread has documents attached, or whose conversation has collections, gets the passages most relevant to the question in its context (documents that fit are sent whole), and its `meta` and `done` events and the stored answer carry `sources`: `{file_id, name, chunk, page_start, page_end, line_start, line_end, paragraph_start, paragraph_end, heading, snippet, whole}` (fields absent when they do not apply). Another user's collection or file answers 404."),
         (name = "branding", description = "The server's name, logo, accent colour and sign-in message: anyone reads them (`GET /api/branding`, no credential), admins set them."),
+        (name = "files", description = "Uploaded files (attachments): `POST /api/files` (multipart, field `file`), list with storage used and quota, read, download (`/content`: an attachment, `?inline=1` for images), thumbnails of images, delete. The type is detected from the content; allowed: PNG, JPEG, GIF, WebP, PDF, DOCX and UTF-8 text. Another user's file id answers 404. Attach files to a chat turn with `attachments: [file_id]` in `POST /api/chat/stream`."),
         (name = "providers", description = "Models, provider health, and provider management (the /api/admin routes are for admins only)"),
         (name = "v1", description = "OpenAI- and Anthropic-compatible endpoints for SDKs and tools, on the same accounts, limits, quotas and usage as the app. Authenticate with a confab API key (`cfk_…`) as `Authorization: Bearer` or `x-api-key`; browser sessions are not accepted. Calls are stateless: no conversation is stored. Errors are in each API's own shape: OpenAI's `{\"error\":{message,type,param,code}}` on its endpoints, Anthropic's `{\"type\":\"error\",\"error\":{type,message}}` on `/v1/messages`, and on the model list and unknown paths the one the request's `anthropic-version` header (or its absence) asks for. Field support: docs/API.md."),
     )

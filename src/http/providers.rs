@@ -132,6 +132,7 @@ pub async fn list_models(
                 display_name: None,
                 description: None,
                 price: None,
+                vision: None,
                 updated_at: 0,
             });
             let display_name = setting.display_name.unwrap_or(m.display_name);

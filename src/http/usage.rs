@@ -184,6 +184,8 @@ pub struct AdminUserView {
 pub struct EffectiveQuota {
     pub messages_per_day: Option<u64>,
     pub tokens_per_day: Option<u64>,
+    /// Bytes of uploaded files the user may keep (null = unlimited).
+    pub storage_bytes: Option<u64>,
 }
 
 pub fn admin_user_view(state: &AppState, u: &crate::store::User) -> AdminUserView {
@@ -194,6 +196,7 @@ pub fn admin_user_view(state: &AppState, u: &crate::store::User) -> AdminUserVie
         effective_quota: EffectiveQuota {
             messages_per_day: q.messages_per_day,
             tokens_per_day: q.tokens_per_day,
+            storage_bytes: crate::files::storage_quota(&state.settings().files, u),
         },
     }
 }
@@ -207,6 +210,9 @@ pub struct QuotaInput {
     pub messages_per_day: Option<u64>,
     #[serde(default)]
     pub tokens_per_day: Option<u64>,
+    /// Bytes of uploaded files (0 = no limit).
+    #[serde(default)]
+    pub storage_bytes: Option<u64>,
 }
 
 /// Absent → None (leave as is); null → Some(None) (server default).
@@ -224,6 +230,7 @@ pub fn quota_override(q: Option<QuotaInput>) -> AppResult<Option<crate::store::Q
     for (name, v) in [
         ("messages_per_day", q.messages_per_day),
         ("tokens_per_day", q.tokens_per_day),
+        ("storage_bytes", q.storage_bytes),
     ] {
         if v.is_some_and(|v| v > MAX_QUOTA) {
             return Err(AppError::Validation(format!(
@@ -231,12 +238,13 @@ pub fn quota_override(q: Option<QuotaInput>) -> AppResult<Option<crate::store::Q
             )));
         }
     }
-    if q.messages_per_day.is_none() && q.tokens_per_day.is_none() {
+    if q.messages_per_day.is_none() && q.tokens_per_day.is_none() && q.storage_bytes.is_none() {
         return Ok(None);
     }
     Ok(Some(crate::store::QuotaOverride {
         messages_per_day: q.messages_per_day,
         tokens_per_day: q.tokens_per_day,
+        storage_bytes: q.storage_bytes,
     }))
 }
 

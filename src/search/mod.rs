@@ -15,6 +15,7 @@
 
 pub mod collect;
 pub mod hits;
+pub mod knowledge;
 pub mod prefix;
 pub mod query;
 pub mod snippet;
@@ -257,6 +258,11 @@ pub struct Search {
     maxima: collect::BlockMaxima,
     /// The database's feed every instance follows, when there are several.
     shared: Mutex<Option<SharedFeed>>,
+    /// The chunks of users' documents (see [`knowledge`]).
+    pub knowledge: knowledge::KnowledgeIndex,
+    /// One drain at a time: the indexer's, or a turn's that needs a just
+    /// uploaded document indexed now.
+    drain_lock: tokio::sync::Mutex<()>,
 }
 
 /// Following the outbox of a database shared by several instances.
@@ -326,6 +332,8 @@ impl Search {
             stop: AtomicBool::new(false),
             maxima: collect::BlockMaxima::default(),
             shared: Mutex::new(None),
+            knowledge: knowledge::KnowledgeIndex::open(data_dir)?,
+            drain_lock: tokio::sync::Mutex::new(()),
         });
         Ok(search)
     }
@@ -444,6 +452,7 @@ impl Search {
     /// a backlog lasts, then what is left. Ops that arrive meanwhile wait
     /// for the next call. Returns how many ops were applied.
     pub async fn drain(self: &Arc<Self>, store: &SharedStore) -> Result<usize, SearchError> {
+        let _one = self.drain_lock.lock().await;
         let feed = self.shared_feed().clone();
         if let Some(feed) = feed {
             return self.follow(feed).await;
@@ -519,6 +528,38 @@ impl Search {
     /// Applies one batch of resolved ops and commits it, with `payload`
     /// (the feed's place after them) when following a shared feed.
     fn apply(&self, batch: &[Resolved], payload: Option<FeedCursor>) -> Result<(), SearchError> {
+        let documents = batch.iter().any(|op| {
+            matches!(
+                op,
+                Resolved::Document(_) | Resolved::DocumentGone { .. } | Resolved::DeleteUser { .. }
+            )
+        });
+        if documents {
+            self.knowledge.with_writer(&self.stop, |w, f| {
+                for op in batch {
+                    match op {
+                        Resolved::Document(d) => {
+                            knowledge::KnowledgeIndex::put(w, f, d.owner, d.file_id, &d.chunks)?
+                        }
+                        Resolved::DocumentGone { file_id } => {
+                            knowledge::KnowledgeIndex::remove(w, f, *file_id)
+                        }
+                        Resolved::DeleteUser { user_id } => {
+                            knowledge::KnowledgeIndex::remove_user(w, f, *user_id)
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(())
+            })?;
+            self.knowledge.commit()?;
+        }
+        if batch
+            .iter()
+            .all(|op| matches!(op, Resolved::Document(_) | Resolved::DocumentGone { .. }))
+        {
+            return Ok(());
+        }
         self.with_writer(WriterUse::Incremental, |w, f| {
             for op in batch {
                 match op {
@@ -549,6 +590,7 @@ impl Search {
                     Resolved::DeleteUser { user_id } => {
                         w.delete_term(Term::from_field_bytes(f.user, user_id.as_bytes()));
                     }
+                    Resolved::Document(_) | Resolved::DocumentGone { .. } => {}
                 }
             }
             commit(w, payload.as_deref())?;
@@ -657,6 +699,11 @@ impl Search {
             }
             let Some(st) = store.upgrade() else { return };
             let res = async {
+                if self.knowledge.needs_rebuild.load(Ordering::SeqCst) {
+                    let n = self.rebuild_knowledge(&st).await?;
+                    self.knowledge.needs_rebuild.store(false, Ordering::SeqCst);
+                    tracing::info!(chunks = n, "knowledge index rebuilt");
+                }
                 if self.is_partial() {
                     let started = Instant::now();
                     let n = self.rebuild(&st, |_, _| {}).await?;
@@ -681,9 +728,68 @@ impl Search {
         }
     }
 
+    /// Rebuilds the knowledge index from the store's documents (as
+    /// [`rebuild`](Self::rebuild) does for messages, without touching the
+    /// outbox: `Document` ops after the walk replay harmlessly).
+    pub async fn rebuild_knowledge(
+        self: &Arc<Self>,
+        store: &SharedStore,
+    ) -> Result<u64, SearchError> {
+        let me = self.clone();
+        blocking(move || {
+            me.knowledge
+                .with_writer(&me.stop, |w, _| knowledge::KnowledgeIndex::delete_all(w))
+        })
+        .await?;
+        let mut after = None;
+        let mut n = 0u64;
+        loop {
+            let page = store.documents_page(after, 64).await?;
+            let Some(last) = page.last().map(|(d, _)| d.file_id) else {
+                break;
+            };
+            after = Some(last);
+            let me = self.clone();
+            n += blocking(move || {
+                me.knowledge.with_writer(&me.stop, |w, f| {
+                    let mut n = 0u64;
+                    for (d, chunks) in &page {
+                        if d.status == crate::store::knowledge::DocumentStatus::Ready {
+                            knowledge::KnowledgeIndex::put(w, f, d.owner, d.file_id, chunks)?;
+                            n += chunks.len() as u64;
+                        }
+                    }
+                    Ok(n)
+                })
+            })
+            .await?;
+        }
+        let me = self.clone();
+        blocking(move || {
+            me.knowledge.commit()?;
+            me.knowledge.mark_built()
+        })
+        .await?;
+        Ok(n)
+    }
+
+    /// The best chunks of `files` (all the user's documents when empty)
+    /// for `question`; see [`knowledge::KnowledgeIndex::retrieve`].
+    pub async fn retrieve(
+        self: &Arc<Self>,
+        user: Uuid,
+        files: Vec<Uuid>,
+        question: String,
+        limit: usize,
+    ) -> Result<Vec<knowledge::ChunkHit>, SearchError> {
+        let me = self.clone();
+        blocking(move || me.knowledge.retrieve(user, &files, &question, limit)).await
+    }
+
     /// Stops the indexer loop and releases the index writer (and its lock).
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        self.knowledge.shutdown();
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, writer)) = w.take()
             && let Err(e) = writer.wait_merging_threads()

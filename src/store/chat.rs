@@ -36,6 +36,9 @@ pub struct Conversation {
     /// Sampling settings sent with every answer of this conversation.
     #[serde(default)]
     pub params: ModelParams,
+    /// Knowledge collections whose documents answer in this conversation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collections: Vec<Uuid>,
 }
 
 /// A conversation's sampling settings; `None` leaves the provider's
@@ -127,6 +130,65 @@ pub struct Message {
     pub finish_reason: Option<String>,
     #[serde(default)]
     pub error: Option<MessageError>,
+    /// The passages of documents an answer was given (retrieval).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
+    /// Files attached to a user message (references to the owner's
+    /// uploads; the bytes stay in the blob store).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// A passage of a document put into an answer's context: which file,
+/// where in it, and the text (a snippet of the chunk, or the start of a
+/// document sent whole).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Source {
+    #[schema(value_type = String)]
+    pub file_id: Uuid,
+    /// The file's name.
+    pub name: String,
+    /// The chunk's place in the document (absent when sent whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<u32>,
+    #[serde(flatten)]
+    pub span: crate::store::knowledge::ChunkSpan,
+    pub snippet: String,
+    /// The whole document went into the context (it was small enough).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub whole: bool,
+}
+
+impl Message {
+    /// Ids of the files attached to this message.
+    pub fn attachment_ids(&self) -> Vec<Uuid> {
+        self.attachments.iter().map(|a| a.id).collect()
+    }
+}
+
+/// A file attached to a message, as the message remembers it: enough to
+/// show it (and to find its content) even when the file is deleted later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attachment {
+    /// The uploaded file's id (`/api/files/{id}`).
+    #[schema(value_type = String)]
+    pub id: Uuid,
+    pub name: String,
+    pub mime: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+}
+
+impl Attachment {
+    pub fn is_image(&self) -> bool {
+        matches!(
+            self.mime.as_str(),
+            "image/png" | "image/jpeg" | "image/gif" | "image/webp"
+        )
+    }
 }
 
 impl std::fmt::Debug for Message {

@@ -10,9 +10,11 @@
 
 pub mod acme;
 pub mod audit_query;
+pub mod blobs;
 pub mod chat;
 pub mod cluster;
 pub mod file;
+pub mod knowledge;
 pub mod metrics;
 pub mod model_settings;
 pub mod postgres;
@@ -22,6 +24,7 @@ pub mod records;
 pub mod redb;
 pub mod search_outbox;
 pub mod traits;
+pub mod uploads;
 pub mod usage;
 
 use serde::Serialize;

@@ -21,6 +21,10 @@ pub struct ModelSetting {
     /// Per million tokens, in the currency of the `[[prices]]` table.
     #[serde(default)]
     pub price: Option<ModelPrice>,
+    /// Whether the model reads images, when an admin says so (the table
+    /// of known models decides otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vision: Option<bool>,
     #[serde(default)]
     pub updated_at: i64,
 }
@@ -38,5 +42,6 @@ impl ModelSetting {
             && self.display_name.is_none()
             && self.description.is_none()
             && self.price.is_none()
+            && self.vision.is_none()
     }
 }

@@ -22,6 +22,10 @@ pub enum UserStatus {
 pub struct QuotaOverride {
     pub messages_per_day: Option<u64>,
     pub tokens_per_day: Option<u64>,
+    /// Bytes of uploaded files the user may keep (`[files]
+    /// quota_bytes_per_user` when unset; 0 = no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_bytes: Option<u64>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]

@@ -25,6 +25,8 @@ pub enum OutboxOp {
     DeleteConversation { conversation_id: Uuid },
     /// Remove everything of a user.
     DeleteUser { user_id: Uuid },
+    /// Re-sync the chunks of a document (indexed when it exists).
+    Document { file_id: Uuid },
 }
 
 /// What the indexer needs to index one message.
@@ -52,4 +54,18 @@ pub enum Resolved {
     DeleteUser {
         user_id: Uuid,
     },
+    /// A document's chunks, to replace what the index has of it.
+    Document(Box<IndexedDocument>),
+    /// The document is gone: its chunks leave the index.
+    DocumentGone {
+        file_id: Uuid,
+    },
+}
+
+/// What the indexer needs to index one document.
+#[derive(Debug, Clone)]
+pub struct IndexedDocument {
+    pub owner: Uuid,
+    pub file_id: Uuid,
+    pub chunks: Vec<super::knowledge::Chunk>,
 }

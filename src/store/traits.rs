@@ -26,11 +26,13 @@ use super::audit_query::AuditFilter;
 use super::chat::{Conversation, ConversationCursor, ConversationFilter, Message};
 use super::cluster::ClusterStore;
 use super::file::FileStore;
+use super::knowledge::{Chunk, ChunkVectors, Collection, CollectionPatch, DocumentRecord};
 use super::model_settings::ModelSetting;
 use super::presets::{Branding, Preset, SavedPrompt, UserSettings};
 use super::provider_records::StoredProvider;
 use super::records::*;
 use super::search_outbox::Resolved;
+use super::uploads::{DeletedUpload, Thumbnail, Upload, UploadCreated};
 use super::usage::{Charge, KeyUsageRow, UsageCounts, UsageRow};
 use super::{Revoked, SignOut, UserPatch};
 
@@ -176,6 +178,8 @@ pub struct ConversationPatch {
     pub current_leaf: Option<Uuid>,
     /// Moves the conversation to the top of the list (content changed).
     pub touch: bool,
+    /// The knowledge collections attached (the whole list).
+    pub collections: Option<Vec<Uuid>>,
 }
 
 #[derive(Debug, Clone)]
@@ -365,6 +369,103 @@ pub trait SettingsStore: Send + Sync {
     async fn put_branding(&self, b: &Branding) -> StoreResult<()>;
 }
 
+/// Documents (the text of uploaded files, chunked for retrieval), their
+/// vectors, and knowledge collections. Every read and change takes the
+/// owner: another user's document or collection is NotFound.
+#[async_trait]
+pub trait KnowledgeStore: Send + Sync {
+    /// Stores what was read of a file, replacing what was stored before
+    /// (record, chunks, vectors), with a search outbox op, in one
+    /// transaction. NotFound when another user has a document of this id.
+    async fn put_document(&self, doc: &DocumentRecord, chunks: &[Chunk]) -> StoreResult<()>;
+    /// NotFound when missing or another user's.
+    async fn get_document(&self, owner: Uuid, file_id: Uuid) -> StoreResult<DocumentRecord>;
+    /// The owner's documents, by file id (oldest first).
+    async fn list_documents(&self, owner: Uuid) -> StoreResult<Vec<DocumentRecord>>;
+    /// Chunks `from..to` (by ordinal) of one document; NotFound when the
+    /// document is missing or another user's.
+    async fn document_chunks(
+        &self,
+        owner: Uuid,
+        file_id: Uuid,
+        from: u32,
+        to: u32,
+    ) -> StoreResult<Vec<Chunk>>;
+    /// The chunks named (file id, ordinal) that exist and are the owner's,
+    /// in the order asked.
+    async fn get_chunks(&self, owner: Uuid, keys: &[(Uuid, u32)]) -> StoreResult<Vec<Chunk>>;
+    /// Removes a document (record, chunks, vectors) and takes its file out
+    /// of the owner's collections, with a search outbox op, in one
+    /// transaction; false when there was none (or it is another user's).
+    async fn delete_document(&self, owner: Uuid, file_id: Uuid) -> StoreResult<bool>;
+    /// Stores a document's vectors (replacing earlier ones) and notes
+    /// their model on its record. NotFound when not the owner's.
+    async fn put_vectors(&self, owner: Uuid, v: &ChunkVectors) -> StoreResult<()>;
+    /// NotFound when the document is missing or another user's.
+    async fn get_vectors(&self, owner: Uuid, file_id: Uuid) -> StoreResult<Option<ChunkVectors>>;
+    /// Every user's documents after `after` (by file id), with their
+    /// chunks: the walk a rebuild of the knowledge index reads.
+    async fn documents_page(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> StoreResult<Vec<(DocumentRecord, Vec<Chunk>)>>;
+    /// Conflict when the id exists.
+    async fn create_collection(&self, c: &Collection) -> StoreResult<()>;
+    /// NotFound when missing or another user's.
+    async fn get_collection(&self, owner: Uuid, id: Uuid) -> StoreResult<Collection>;
+    /// The owner's collections, by name.
+    async fn list_collections(&self, owner: Uuid) -> StoreResult<Vec<Collection>>;
+    /// Applies `patch` (files removed, then added, each at most once);
+    /// Conflict past [`MAX_COLLECTION_FILES`](super::knowledge::MAX_COLLECTION_FILES).
+    /// The caller checks that added files are the owner's.
+    async fn update_collection(
+        &self,
+        owner: Uuid,
+        id: Uuid,
+        patch: CollectionPatch,
+        now: i64,
+    ) -> StoreResult<Collection>;
+    /// NotFound when missing or another user's.
+    async fn delete_collection(&self, owner: Uuid, id: Uuid) -> StoreResult<()>;
+}
+
+/// The records of uploaded files (their content is in the blob store). Every
+/// read and change takes the owner: another user's file is NotFound.
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    /// Stores `u` unless the owner's stored bytes plus `u.size` would pass
+    /// `quota` (None: no limit), checked in the same transaction. Conflict
+    /// when the id exists.
+    async fn create_upload(&self, u: &Upload, quota: Option<u64>) -> StoreResult<UploadCreated>;
+    /// NotFound when missing or another user's.
+    async fn get_upload(&self, owner: Uuid, id: Uuid) -> StoreResult<Upload>;
+    /// The owner's files, newest first, older than `before`.
+    async fn list_uploads(
+        &self,
+        owner: Uuid,
+        before: Option<Uuid>,
+        limit: usize,
+    ) -> StoreResult<Vec<Upload>>;
+    /// Bytes the owner's files take (thumbnails not counted).
+    async fn upload_usage(&self, owner: Uuid) -> StoreResult<u64>;
+    /// Records the thumbnail of a file (replacing one made before, whose
+    /// blob is returned when no record references it any more).
+    async fn set_upload_thumbnail(
+        &self,
+        owner: Uuid,
+        id: Uuid,
+        t: &Thumbnail,
+    ) -> StoreResult<(Upload, Vec<String>)>;
+    /// Removes the record; says which of its blobs nothing references now.
+    async fn delete_upload(&self, owner: Uuid, id: Uuid) -> StoreResult<DeletedUpload>;
+    /// True when some record (content or thumbnail) references the blob.
+    async fn blob_referenced(&self, sha256: &str) -> StoreResult<bool>;
+    /// Every user's files after `after` (by id), for export walks and
+    /// checks; oldest first.
+    async fn all_uploads(&self, after: Option<Uuid>, limit: usize) -> StoreResult<Vec<Upload>>;
+}
+
 /// Health of the store itself.
 #[async_trait]
 pub trait StoreHealth: Send + Sync {
@@ -389,6 +490,8 @@ pub trait Store:
     + AcmeStore
     + PresetStore
     + SettingsStore
+    + KnowledgeStore
+    + UploadStore
     + StoreHealth
     + std::fmt::Debug
 {

@@ -390,6 +390,9 @@ fn prepare(
             duration_ms: m.duration_ms,
             finish_reason: label("finish_reason", m.finish_reason).map_err(ctx)?,
             error: m.error,
+            // File ids from another server mean nothing here.
+            sources: Vec::new(),
+            attachments: Vec::new(),
         });
     }
     out.sort_by_key(|m| m.id);
@@ -425,6 +428,7 @@ fn prepare(
             // A preset id from another server means nothing here.
             preset_id: None,
             params: Default::default(),
+            collections: Vec::new(),
         },
         out,
     ))

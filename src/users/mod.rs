@@ -161,9 +161,10 @@ pub fn describe_quota(q: Option<&QuotaOverride>) -> String {
     match q {
         None => "server default".into(),
         Some(q) => format!(
-            "messages_per_day={} tokens_per_day={}",
+            "messages_per_day={} tokens_per_day={} storage_bytes={}",
             f(q.messages_per_day),
-            f(q.tokens_per_day)
+            f(q.tokens_per_day),
+            f(q.storage_bytes)
         ),
     }
 }

@@ -22,6 +22,7 @@ use confab::store::model_settings::{ModelPrice, ModelSetting};
 use confab::store::presets::{Branding, Logo, Preset, PresetParams, SavedPrompt, UserSettings};
 use confab::store::provider_records::StoredProvider;
 use confab::store::search_outbox::Resolved;
+use confab::store::uploads::{Thumbnail, Upload, UploadCreated};
 use confab::store::usage::{Charge, MAX_NAME, UsageCounts, UsageRow};
 use confab::store::{
     ApiKey, AuditEntry, ConversationPatch, Invite, QuotaOverride, RefreshOutcome, RefreshToken,
@@ -157,6 +158,7 @@ fn conversation(owner: &User, title: &str, updated_at_ms: u64) -> Conversation {
         current_leaf: None,
         preset_id: None,
         params: Default::default(),
+        collections: Vec::new(),
     }
 }
 
@@ -191,6 +193,8 @@ fn message(c: &Conversation, parent: Option<Uuid>, role: MessageRole, text: &str
         duration_ms: None,
         finish_reason: None,
         error: None,
+        sources: Vec::new(),
+        attachments: Vec::new(),
     }
 }
 
@@ -514,6 +518,7 @@ pub async fn users_update_applies_the_patch(s: &dyn Store) {
     let quota = QuotaOverride {
         messages_per_day: Some(5),
         tokens_per_day: None,
+        storage_bytes: Some(1000),
     };
     let (back, revoked) = s
         .update_user(
@@ -3051,6 +3056,7 @@ fn model_setting(model: &str) -> ModelSetting {
             input_per_million: 2.5,
             output_per_million: 10.0,
         }),
+        vision: Some(true),
         updated_at: NOW,
     }
 }
@@ -3080,6 +3086,7 @@ pub async fn model_settings_put_list_replace_and_default(s: &dyn Store) {
         display_name: None,
         description: None,
         price: None,
+        vision: None,
         updated_at: NOW + 1,
     };
     s.put_model_setting(&cleared).await.unwrap();
@@ -3098,7 +3105,481 @@ pub async fn model_settings_put_list_replace_and_default(s: &dyn Store) {
     s.set_default_model(None).await.unwrap();
 }
 
+// ---- documents and collections ------------------------------------------
+
+fn document(owner: &User, file_id: Uuid, chunks: u32) -> confab::store::knowledge::DocumentRecord {
+    use confab::store::knowledge::*;
+    DocumentRecord {
+        file_id,
+        owner: owner.id,
+        name: "report.pdf".into(),
+        kind: "pdf".into(),
+        status: DocumentStatus::Ready,
+        error: None,
+        pages: Some(chunks),
+        chars: 100 * u64::from(chunks),
+        tokens: 25 * u64::from(chunks),
+        chunks,
+        truncated: None,
+        embedding_model: None,
+        created_at: NOW,
+    }
+}
+
+fn chunks_of(file_id: Uuid, n: u32) -> Vec<confab::store::knowledge::Chunk> {
+    use confab::store::knowledge::*;
+    (0..n)
+        .map(|i| Chunk {
+            file_id,
+            ordinal: i,
+            text: format!("chunk {i} of the report"),
+            span: ChunkSpan {
+                page_start: Some(i + 1),
+                page_end: Some(i + 1),
+                ..Default::default()
+            },
+        })
+        .collect()
+}
+
+/// The document ops pending in the outbox, resolved: (file id, chunks
+/// indexed or None when gone).
+async fn document_ops(s: &dyn Store) -> Vec<(Uuid, Option<usize>)> {
+    s.outbox_batch(100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|(_, r)| match r {
+            Resolved::Document(d) => Some((d.file_id, Some(d.chunks.len()))),
+            Resolved::DocumentGone { file_id } => Some((file_id, None)),
+            _ => None,
+        })
+        .collect()
+}
+
+pub async fn documents_put_read_replace_and_delete(s: &dyn Store) {
+    use confab::store::knowledge::*;
+    let ann = add_user(s, "ann", Role::User).await;
+    let bob = add_user(s, "bob", Role::User).await;
+    let f = id();
+    s.put_document(&document(&ann, f, 3), &chunks_of(f, 3))
+        .await
+        .unwrap();
+    assert_eq!(s.get_document(ann.id, f).await.unwrap().chunks, 3);
+    assert_eq!(s.list_documents(ann.id).await.unwrap().len(), 1);
+    assert!(s.list_documents(bob.id).await.unwrap().is_empty());
+    let c = s.document_chunks(ann.id, f, 1, 3).await.unwrap();
+    assert_eq!(c.iter().map(|c| c.ordinal).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(c[0].span.page_start, Some(2));
+    let picked = s
+        .get_chunks(ann.id, &[(f, 2), (f, 0), (f, 9)])
+        .await
+        .unwrap();
+    assert_eq!(picked.iter().map(|c| c.ordinal).collect::<Vec<_>>(), [2, 0]);
+    // Replacing drops the old chunks.
+    s.put_document(&document(&ann, f, 1), &chunks_of(f, 1))
+        .await
+        .unwrap();
+    assert_eq!(s.document_chunks(ann.id, f, 0, 10).await.unwrap().len(), 1);
+    // The outbox has one op per change; resolved against the current data.
+    assert_eq!(document_ops(s).await, [(f, Some(1)), (f, Some(1))]);
+    // A failed reading is kept, and indexes nothing.
+    let g = id();
+    let mut failed = document(&ann, g, 0);
+    failed.status = DocumentStatus::Failed;
+    failed.error = Some("the file is empty".into());
+    s.put_document(&failed, &[]).await.unwrap();
+    assert_eq!(
+        s.get_document(ann.id, g).await.unwrap().error.as_deref(),
+        Some("the file is empty")
+    );
+    assert!(document_ops(s).await.contains(&(g, None)));
+    // Deleting removes record and chunks; a second time is no error.
+    assert!(s.delete_document(ann.id, f).await.unwrap());
+    assert!(matches!(
+        s.get_document(ann.id, f).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.document_chunks(ann.id, f, 0, 10).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(!s.delete_document(ann.id, f).await.unwrap());
+    assert_eq!(document_ops(s).await.last(), Some(&(f, None)));
+}
+
+pub async fn documents_of_another_user_are_not_found(s: &dyn Store) {
+    use confab::store::knowledge::*;
+    let ann = add_user(s, "ann", Role::User).await;
+    let bob = add_user(s, "bob", Role::User).await;
+    let f = id();
+    s.put_document(&document(&ann, f, 2), &chunks_of(f, 2))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.get_document(bob.id, f).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.document_chunks(bob.id, f, 0, 2).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(s.get_chunks(bob.id, &[(f, 0)]).await.unwrap().is_empty());
+    assert!(matches!(
+        s.get_vectors(bob.id, f).await,
+        Err(StoreError::NotFound)
+    ));
+    let v = ChunkVectors {
+        file_id: f,
+        model: "m".into(),
+        dims: 2,
+        scales: vec![0.1, 0.2],
+        data: vec![1, 2, 3, 4],
+    };
+    assert!(matches!(
+        s.put_vectors(bob.id, &v).await,
+        Err(StoreError::NotFound)
+    ));
+    // Bob cannot delete it, nor take it over by storing a document of its id.
+    assert!(!s.delete_document(bob.id, f).await.unwrap());
+    assert!(matches!(
+        s.put_document(&document(&bob, f, 1), &chunks_of(f, 1))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.get_document(ann.id, f).await.unwrap().chunks, 2);
+    // Vectors: stored, read, their model noted on the record.
+    s.put_vectors(ann.id, &v).await.unwrap();
+    assert_eq!(s.get_vectors(ann.id, f).await.unwrap(), Some(v));
+    assert_eq!(
+        s.get_document(ann.id, f)
+            .await
+            .unwrap()
+            .embedding_model
+            .as_deref(),
+        Some("m")
+    );
+    // The rebuild walk sees every user's documents, with chunks.
+    let g = id();
+    s.put_document(&document(&bob, g, 1), &chunks_of(g, 1))
+        .await
+        .unwrap();
+    let page = s.documents_page(None, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    let rest = s.documents_page(Some(page[0].0.file_id), 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    let all: Vec<usize> = page.iter().chain(&rest).map(|(_, c)| c.len()).collect();
+    assert_eq!(all, [2, 1]);
+}
+
+pub async fn collections_crud_ownership_and_deleted_files(s: &dyn Store) {
+    use confab::store::knowledge::*;
+    let ann = add_user(s, "ann", Role::User).await;
+    let bob = add_user(s, "bob", Role::User).await;
+    let (f1, f2) = (id(), id());
+    s.put_document(&document(&ann, f1, 1), &chunks_of(f1, 1))
+        .await
+        .unwrap();
+    let c = Collection {
+        id: id(),
+        owner: ann.id,
+        name: "Reports".into(),
+        description: String::new(),
+        file_ids: vec![f1],
+        created_at: NOW,
+        updated_at: NOW,
+    };
+    s.create_collection(&c).await.unwrap();
+    assert!(matches!(
+        s.create_collection(&c).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let other = Collection {
+        id: id(),
+        owner: ann.id,
+        name: "archive".into(),
+        ..c.clone()
+    };
+    s.create_collection(&other).await.unwrap();
+    let names: Vec<String> = s
+        .list_collections(ann.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["archive", "Reports"]);
+    assert!(s.list_collections(bob.id).await.unwrap().is_empty());
+    assert!(matches!(
+        s.get_collection(bob.id, c.id).await,
+        Err(StoreError::NotFound)
+    ));
+    let patch = || CollectionPatch {
+        name: Some("Q3 reports".into()),
+        add: vec![f2, f1],
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.update_collection(bob.id, c.id, patch(), NOW + 1).await,
+        Err(StoreError::NotFound)
+    ));
+    let up = s
+        .update_collection(ann.id, c.id, patch(), NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(up.name, "Q3 reports");
+    assert_eq!(up.file_ids, [f1, f2]);
+    assert_eq!(up.updated_at, NOW + 1);
+    let up = s
+        .update_collection(
+            ann.id,
+            c.id,
+            CollectionPatch {
+                remove: vec![f2],
+                ..Default::default()
+            },
+            NOW + 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(up.file_ids, [f1]);
+    // A deleted document leaves every collection it was in.
+    assert!(s.delete_document(ann.id, f1).await.unwrap());
+    assert!(
+        s.get_collection(ann.id, c.id)
+            .await
+            .unwrap()
+            .file_ids
+            .is_empty()
+    );
+    assert!(
+        s.get_collection(ann.id, other.id)
+            .await
+            .unwrap()
+            .file_ids
+            .is_empty()
+    );
+    assert!(matches!(
+        s.delete_collection(bob.id, c.id).await,
+        Err(StoreError::NotFound)
+    ));
+    s.delete_collection(ann.id, c.id).await.unwrap();
+    assert!(matches!(
+        s.get_collection(ann.id, c.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.delete_collection(ann.id, c.id).await,
+        Err(StoreError::NotFound)
+    ));
+    // Attached to a conversation through its patch.
+    let conv = add_conversation(s, &ann, "chat").await;
+    let attached = s
+        .update_conversation(
+            ann.id,
+            conv.id,
+            ConversationPatch {
+                collections: Some(vec![other.id]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(attached.collections, [other.id]);
+    assert_eq!(
+        s.get_conversation(ann.id, conv.id)
+            .await
+            .unwrap()
+            .collections,
+        [other.id]
+    );
+}
+
 // ---- running the suite ------------------------------------------------
+
+// ---- uploads --------------------------------------------------------------
+
+fn sha(n: u8) -> String {
+    format!("{n:02x}").repeat(32)
+}
+
+fn upload(owner: &User, name: &str, size: u64, content: u8) -> Upload {
+    Upload {
+        id: id(),
+        owner: owner.id,
+        name: name.into(),
+        mime: "image/png".into(),
+        size,
+        sha256: sha(content),
+        created_at: NOW,
+        width: Some(10),
+        height: Some(20),
+        thumbnail: None,
+    }
+}
+
+pub async fn uploads_create_get_list_and_usage(s: &dyn Store) {
+    let ann = add_user(s, "ann", Role::User).await;
+    assert_eq!(s.upload_usage(ann.id).await.unwrap(), 0);
+    let a = upload(&ann, "a.png", 100, 1);
+    let b = upload(&ann, "b.png", 250, 2);
+    let c = upload(&ann, "c.png", 50, 3);
+    for u in [&a, &b, &c] {
+        assert!(matches!(
+            s.create_upload(u, None).await.unwrap(),
+            UploadCreated::Stored { .. }
+        ));
+    }
+    assert_conflict!(s.create_upload(&c, None).await);
+    assert_same!(s.get_upload(ann.id, b.id).await.unwrap(), b);
+    assert_eq!(s.upload_usage(ann.id).await.unwrap(), 400);
+    // Newest first, paged with the last id seen.
+    let page: Vec<Uuid> = s
+        .list_uploads(ann.id, None, 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(page, vec![c.id, b.id]);
+    let rest: Vec<Uuid> = s
+        .list_uploads(ann.id, Some(b.id), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(rest, vec![a.id]);
+    let all: Vec<Uuid> = s
+        .all_uploads(None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(all, vec![a.id, b.id, c.id]);
+    let after: Vec<Uuid> = s
+        .all_uploads(Some(a.id), 1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(after, vec![b.id]);
+    assert_not_found!(s.get_upload(ann.id, id()).await);
+}
+
+pub async fn uploads_quota_is_checked_in_the_transaction(s: &dyn Store) {
+    let ann = add_user(s, "ann", Role::User).await;
+    let a = upload(&ann, "a.png", 600, 1);
+    assert_eq!(
+        s.create_upload(&a, Some(1000)).await.unwrap(),
+        UploadCreated::Stored { used: 600 }
+    );
+    let b = upload(&ann, "b.png", 500, 2);
+    assert_eq!(
+        s.create_upload(&b, Some(1000)).await.unwrap(),
+        UploadCreated::OverQuota { used: 600 }
+    );
+    // Nothing of the refused file was stored.
+    assert_not_found!(s.get_upload(ann.id, b.id).await);
+    assert!(!s.blob_referenced(&b.sha256).await.unwrap());
+    assert_eq!(s.upload_usage(ann.id).await.unwrap(), 600);
+    // Exactly at the quota is allowed.
+    let c = upload(&ann, "c.png", 400, 3);
+    assert_eq!(
+        s.create_upload(&c, Some(1000)).await.unwrap(),
+        UploadCreated::Stored { used: 1000 }
+    );
+    // Concurrent uploads never pass the quota together.
+    let bob = add_user(s, "bob", Role::User).await;
+    let tries: Vec<Upload> = (0..8).map(|i| upload(&bob, "x.png", 300, 10 + i)).collect();
+    let results = join_all(tries.iter().map(|u| s.create_upload(u, Some(1000)))).await;
+    let stored = results
+        .iter()
+        .filter(|r| matches!(r, Ok(UploadCreated::Stored { .. })))
+        .count();
+    assert_eq!(stored, 3);
+    assert_eq!(s.upload_usage(bob.id).await.unwrap(), 900);
+}
+
+pub async fn uploads_another_users_files_are_not_found(s: &dyn Store) {
+    let ann = add_user(s, "ann", Role::User).await;
+    let bob = add_user(s, "bob", Role::User).await;
+    let a = upload(&ann, "a.png", 100, 1);
+    s.create_upload(&a, None).await.unwrap();
+    assert_not_found!(s.get_upload(bob.id, a.id).await);
+    assert_not_found!(s.delete_upload(bob.id, a.id).await);
+    let t = Thumbnail {
+        sha256: sha(9),
+        mime: "image/jpeg".into(),
+        size: 10,
+        width: 5,
+        height: 5,
+    };
+    assert_not_found!(s.set_upload_thumbnail(bob.id, a.id, &t).await);
+    assert!(s.list_uploads(bob.id, None, 10).await.unwrap().is_empty());
+    assert_eq!(s.upload_usage(bob.id).await.unwrap(), 0);
+    // Still ann's, untouched.
+    assert_same!(s.get_upload(ann.id, a.id).await.unwrap(), a);
+}
+
+pub async fn uploads_delete_frees_blobs_nothing_else_references(s: &dyn Store) {
+    let ann = add_user(s, "ann", Role::User).await;
+    let bob = add_user(s, "bob", Role::User).await;
+    // The same bytes uploaded by two users share one blob.
+    let a = upload(&ann, "a.png", 100, 1);
+    let b = upload(&bob, "b.png", 100, 1);
+    s.create_upload(&a, None).await.unwrap();
+    s.create_upload(&b, None).await.unwrap();
+    assert!(s.blob_referenced(&a.sha256).await.unwrap());
+    let d = s.delete_upload(ann.id, a.id).await.unwrap();
+    assert_same!(d.upload, a);
+    assert!(d.unreferenced.is_empty(), "bob's file still uses it");
+    assert!(s.blob_referenced(&a.sha256).await.unwrap());
+    assert_eq!(s.upload_usage(ann.id).await.unwrap(), 0);
+    let d = s.delete_upload(bob.id, b.id).await.unwrap();
+    assert_eq!(d.unreferenced, vec![b.sha256.clone()]);
+    assert!(!s.blob_referenced(&b.sha256).await.unwrap());
+    assert_not_found!(s.delete_upload(bob.id, b.id).await);
+}
+
+pub async fn uploads_thumbnails_reference_their_blobs(s: &dyn Store) {
+    let ann = add_user(s, "ann", Role::User).await;
+    let a = upload(&ann, "a.png", 100, 1);
+    s.create_upload(&a, None).await.unwrap();
+    let t1 = Thumbnail {
+        sha256: sha(7),
+        mime: "image/jpeg".into(),
+        size: 10,
+        width: 5,
+        height: 10,
+    };
+    let (u, freed) = s.set_upload_thumbnail(ann.id, a.id, &t1).await.unwrap();
+    assert_eq!(u.thumbnail.as_ref(), Some(&t1));
+    assert!(freed.is_empty());
+    assert!(s.blob_referenced(&t1.sha256).await.unwrap());
+    assert_eq!(
+        s.get_upload(ann.id, a.id).await.unwrap().thumbnail,
+        Some(t1.clone())
+    );
+    // A new thumbnail frees the old one's blob.
+    let t2 = Thumbnail {
+        sha256: sha(8),
+        ..t1.clone()
+    };
+    let (_, freed) = s.set_upload_thumbnail(ann.id, a.id, &t2).await.unwrap();
+    assert_eq!(freed, vec![t1.sha256.clone()]);
+    assert!(!s.blob_referenced(&t1.sha256).await.unwrap());
+    // Deleting the file frees both its blobs; thumbnails count nothing.
+    assert_eq!(s.upload_usage(ann.id).await.unwrap(), 100);
+    let d = s.delete_upload(ann.id, a.id).await.unwrap();
+    let mut freed = d.unreferenced.clone();
+    freed.sort();
+    let mut want = vec![a.sha256.clone(), t2.sha256.clone()];
+    want.sort();
+    assert_eq!(freed, want);
+}
 
 /// One `#[tokio::test]` per case against the backend `$fresh` opens:
 /// `async fn() -> (SharedStore, guard)`, a new empty store and whatever
@@ -3165,6 +3646,14 @@ macro_rules! contract_tests {
             prompts_commands_are_unique_per_owner,
             settings_per_user_and_branding,
             model_settings_put_list_replace_and_default,
+            documents_put_read_replace_and_delete,
+            documents_of_another_user_are_not_found,
+            collections_crud_ownership_and_deleted_files,
+            uploads_create_get_list_and_usage,
+            uploads_quota_is_checked_in_the_transaction,
+            uploads_another_users_files_are_not_found,
+            uploads_delete_frees_blobs_nothing_else_references,
+            uploads_thumbnails_reference_their_blobs,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(

@@ -14,9 +14,11 @@ use crate::store::chat::{
     Conversation, ConversationCursor, ConversationFilter, Message, ModelParamsPatch,
 };
 use crate::store::file::{BackupError, BackupHeader, FileStore};
+use crate::store::knowledge::{Chunk, ChunkVectors, Collection, CollectionPatch, DocumentRecord};
 use crate::store::model_settings::ModelSetting;
 use crate::store::provider_records::StoredProvider;
 use crate::store::search_outbox::Resolved;
+use crate::store::uploads::{DeletedUpload, Thumbnail, Upload, UploadCreated};
 use crate::store::usage::{Charge, KeyUsageRow, UsageCounts, UsageRow};
 use crate::store::*;
 
@@ -511,5 +513,115 @@ impl SettingsStore for RedbStore {
     async fn put_branding(&self, b: &crate::store::presets::Branding) -> StoreResult<()> {
         let b = b.clone();
         self.run(move |db| db.put_branding(&b)).await
+    }
+}
+
+#[async_trait]
+impl KnowledgeStore for RedbStore {
+    async fn put_document(&self, doc: &DocumentRecord, chunks: &[Chunk]) -> StoreResult<()> {
+        let (doc, chunks) = (doc.clone(), chunks.to_vec());
+        self.run(move |db| db.put_document(&doc, &chunks)).await
+    }
+    async fn get_document(&self, owner: Uuid, file_id: Uuid) -> StoreResult<DocumentRecord> {
+        self.db.get_document(owner, file_id)
+    }
+    async fn list_documents(&self, owner: Uuid) -> StoreResult<Vec<DocumentRecord>> {
+        self.run(move |db| db.list_documents(owner)).await
+    }
+    async fn document_chunks(
+        &self,
+        owner: Uuid,
+        file_id: Uuid,
+        from: u32,
+        to: u32,
+    ) -> StoreResult<Vec<Chunk>> {
+        self.run(move |db| db.document_chunks(owner, file_id, from, to))
+            .await
+    }
+    async fn get_chunks(&self, owner: Uuid, keys: &[(Uuid, u32)]) -> StoreResult<Vec<Chunk>> {
+        let keys = keys.to_vec();
+        self.run(move |db| db.get_chunks(owner, &keys)).await
+    }
+    async fn delete_document(&self, owner: Uuid, file_id: Uuid) -> StoreResult<bool> {
+        self.run(move |db| db.delete_document(owner, file_id)).await
+    }
+    async fn put_vectors(&self, owner: Uuid, v: &ChunkVectors) -> StoreResult<()> {
+        let v = v.clone();
+        self.run(move |db| db.put_vectors(owner, &v)).await
+    }
+    async fn get_vectors(&self, owner: Uuid, file_id: Uuid) -> StoreResult<Option<ChunkVectors>> {
+        self.run(move |db| db.get_vectors(owner, file_id)).await
+    }
+    async fn documents_page(
+        &self,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> StoreResult<Vec<(DocumentRecord, Vec<Chunk>)>> {
+        self.run(move |db| db.documents_page(after, limit)).await
+    }
+    async fn create_collection(&self, c: &Collection) -> StoreResult<()> {
+        let c = c.clone();
+        self.run(move |db| db.create_collection(&c)).await
+    }
+    async fn get_collection(&self, owner: Uuid, id: Uuid) -> StoreResult<Collection> {
+        self.db.get_collection(owner, id)
+    }
+    async fn list_collections(&self, owner: Uuid) -> StoreResult<Vec<Collection>> {
+        self.run(move |db| db.list_collections(owner)).await
+    }
+    async fn update_collection(
+        &self,
+        owner: Uuid,
+        id: Uuid,
+        patch: CollectionPatch,
+        now: i64,
+    ) -> StoreResult<Collection> {
+        self.run(move |db| db.update_collection(owner, id, patch, now))
+            .await
+    }
+    async fn delete_collection(&self, owner: Uuid, id: Uuid) -> StoreResult<()> {
+        self.run(move |db| db.delete_collection(owner, id)).await
+    }
+}
+
+#[async_trait]
+impl UploadStore for RedbStore {
+    async fn create_upload(&self, u: &Upload, quota: Option<u64>) -> StoreResult<UploadCreated> {
+        let u = u.clone();
+        self.run(move |db| db.create_upload(&u, quota)).await
+    }
+    async fn get_upload(&self, owner: Uuid, id: Uuid) -> StoreResult<Upload> {
+        self.db.get_upload(owner, id)
+    }
+    async fn list_uploads(
+        &self,
+        owner: Uuid,
+        before: Option<Uuid>,
+        limit: usize,
+    ) -> StoreResult<Vec<Upload>> {
+        self.run(move |db| db.list_uploads(owner, before, limit))
+            .await
+    }
+    async fn upload_usage(&self, owner: Uuid) -> StoreResult<u64> {
+        self.db.upload_usage(owner)
+    }
+    async fn set_upload_thumbnail(
+        &self,
+        owner: Uuid,
+        id: Uuid,
+        t: &Thumbnail,
+    ) -> StoreResult<(Upload, Vec<String>)> {
+        let t = t.clone();
+        self.run(move |db| db.set_upload_thumbnail(owner, id, &t))
+            .await
+    }
+    async fn delete_upload(&self, owner: Uuid, id: Uuid) -> StoreResult<DeletedUpload> {
+        self.run(move |db| db.delete_upload(owner, id)).await
+    }
+    async fn blob_referenced(&self, sha256: &str) -> StoreResult<bool> {
+        self.db.blob_referenced(sha256)
+    }
+    async fn all_uploads(&self, after: Option<Uuid>, limit: usize) -> StoreResult<Vec<Upload>> {
+        self.run(move |db| db.all_uploads(after, limit)).await
     }
 }

@@ -151,6 +151,10 @@ impl Db {
             if let Some(a) = patch.archived {
                 c.archived = a;
             }
+            if let Some(mut cols) = patch.collections {
+                cols.dedup();
+                c.collections = cols;
+            }
             c.params = patch.params.apply(c.params);
             if let Some(l) = patch.current_leaf {
                 let msgs = messages_in(&tx.open_table(MESSAGES)?, id)?;

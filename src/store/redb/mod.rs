@@ -12,10 +12,12 @@ mod adapter;
 mod audit_query;
 pub mod backup;
 mod chat;
+mod knowledge;
 mod model_settings;
 mod presets;
 mod provider_records;
 mod search_outbox;
+mod uploads;
 mod usage;
 
 pub use adapter::RedbStore;
@@ -38,7 +40,7 @@ use crate::store::{
 
 /// The schema version this binary writes. Migrations in [`migrate`] bring
 /// older files forward; a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 8;
+pub const SCHEMA_VERSION: u64 = 10;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
@@ -97,6 +99,30 @@ const USER_SETTINGS: TableDefinition<u128, &[u8]> = TableDefinition::new("user_s
 const SERVER_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("server_settings");
 /// Model id → what admins set for it (see `model_settings.rs`).
 const MODEL_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("model_settings");
+/// file id → `DocumentRecord`: what was read of an uploaded file.
+const DOCUMENTS: TableDefinition<u128, &[u8]> = TableDefinition::new("documents");
+/// (owner, file id): a user's documents.
+const DOCUMENTS_BY_USER: TableDefinition<(u128, u128), ()> =
+    TableDefinition::new("documents_by_user");
+/// (file id, ordinal) → `Chunk`.
+const DOC_CHUNKS: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("doc_chunks");
+/// file id → `ChunkVectors` (one embedding model's vectors of its chunks).
+const DOC_VECTORS: TableDefinition<u128, &[u8]> = TableDefinition::new("doc_vectors");
+/// collection id → `Collection`.
+const COLLECTIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("collections");
+/// (owner, collection id): a user's collections.
+const COLLECTIONS_BY_USER: TableDefinition<(u128, u128), ()> =
+    TableDefinition::new("collections_by_user");
+/// Uploaded files: id → record (see `uploads.rs`); the content is a blob.
+const UPLOADS: TableDefinition<u128, &[u8]> = TableDefinition::new("uploads");
+/// (owner, upload id) → (), newest-first listing per user.
+const UPLOADS_BY_USER: TableDefinition<(u128, u128), ()> = TableDefinition::new("uploads_by_user");
+/// (blob sha256 hex, upload id) → (): which records keep a blob alive
+/// (content and thumbnails), so deleting the last one frees the blob.
+const UPLOAD_BLOBS: TableDefinition<(&str, u128), ()> = TableDefinition::new("upload_blobs");
+/// owner → bytes their files take, kept in the same transactions as the
+/// records so the quota check cannot race.
+const UPLOAD_USAGE: TableDefinition<u128, u64> = TableDefinition::new("upload_usage");
 
 /// Calls `$visit!(TABLE)` for every table above. A new table MUST be added
 /// here: backups copy exactly these (redb cannot copy a table without its
@@ -130,6 +156,16 @@ macro_rules! for_each_table {
         $visit!(USER_SETTINGS);
         $visit!(SERVER_SETTINGS);
         $visit!(MODEL_SETTINGS);
+        $visit!(DOCUMENTS);
+        $visit!(DOCUMENTS_BY_USER);
+        $visit!(DOC_CHUNKS);
+        $visit!(DOC_VECTORS);
+        $visit!(COLLECTIONS);
+        $visit!(COLLECTIONS_BY_USER);
+        $visit!(UPLOADS);
+        $visit!(UPLOADS_BY_USER);
+        $visit!(UPLOAD_BLOBS);
+        $visit!(UPLOAD_USAGE);
     };
 }
 use for_each_table;
@@ -463,6 +499,23 @@ impl Db {
                     if step == 7 {
                         // Every model starts with the defaults: no record.
                         tx.open_table(MODEL_SETTINGS)?;
+                    }
+                    if step == 8 {
+                        // No file was uploaded before files existed.
+                        tx.open_table(UPLOADS)?;
+                        tx.open_table(UPLOADS_BY_USER)?;
+                        tx.open_table(UPLOAD_BLOBS)?;
+                        tx.open_table(UPLOAD_USAGE)?;
+                    }
+                    if step == 9 {
+                        // Documents and collections start empty: files
+                        // uploaded before are read when first used.
+                        tx.open_table(DOCUMENTS)?;
+                        tx.open_table(DOCUMENTS_BY_USER)?;
+                        tx.open_table(DOC_CHUNKS)?;
+                        tx.open_table(DOC_VECTORS)?;
+                        tx.open_table(COLLECTIONS)?;
+                        tx.open_table(COLLECTIONS_BY_USER)?;
                     }
                     if step == 1 {
                         tx.open_table(PROVIDERS)?;

@@ -3,9 +3,12 @@
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 use uuid::Uuid;
 
-use super::{CONVERSATIONS, Db, MESSAGES, SEARCH_OUTBOX, StoreResult, dec, enc};
+use super::{
+    CONVERSATIONS, DOC_CHUNKS, DOCUMENTS, Db, MESSAGES, SEARCH_OUTBOX, StoreResult, dec, enc,
+};
 use crate::store::SearchablePage;
 use crate::store::chat::{Conversation, Message, MessageStatus};
+use crate::store::knowledge::{DocumentRecord, DocumentStatus};
 use crate::store::search_outbox::*;
 
 /// Appends ops inside an open write transaction.
@@ -21,6 +24,10 @@ pub(crate) fn push(tx: &WriteTransaction, ops: &[OutboxOp]) -> StoreResult<()> {
     Ok(())
 }
 
+/// Document text one outbox batch may carry (it ends after the op that
+/// passes it).
+const BATCH_TEXT_BYTES: usize = 32 * 1024 * 1024;
+
 impl Db {
     /// Up to `limit` pending ops, oldest first, each resolved against the
     /// current data.
@@ -29,7 +36,12 @@ impl Db {
         let t = tx.open_table(SEARCH_OUTBOX)?;
         let convs = tx.open_table(CONVERSATIONS)?;
         let msgs = tx.open_table(MESSAGES)?;
+        let docs = tx.open_table(DOCUMENTS)?;
+        let chunks = tx.open_table(DOC_CHUNKS)?;
         let mut out = Vec::new();
+        // Document text read into this batch: a batch stops early past
+        // [`BATCH_TEXT_BYTES`], so a run of big documents stays bounded.
+        let mut text_bytes = 0usize;
         for r in t.iter()? {
             let (k, v) = r?;
             let op: OutboxOp = dec(v.value())?;
@@ -66,9 +78,31 @@ impl Db {
                     Resolved::DeleteConversation { conversation_id }
                 }
                 OutboxOp::DeleteUser { user_id } => Resolved::DeleteUser { user_id },
+                OutboxOp::Document { file_id } => {
+                    let k = file_id.as_u128();
+                    let d: Option<DocumentRecord> =
+                        docs.get(k)?.map(|v| dec(v.value())).transpose()?;
+                    match d {
+                        Some(d) if d.status == DocumentStatus::Ready => {
+                            let mut list = Vec::new();
+                            for r in chunks.range((k, 0)..=(k, u32::MAX))? {
+                                let (_, v) = r?;
+                                let c: crate::store::knowledge::Chunk = dec(v.value())?;
+                                text_bytes += c.text.len();
+                                list.push(c);
+                            }
+                            Resolved::Document(Box::new(IndexedDocument {
+                                owner: d.owner,
+                                file_id,
+                                chunks: list,
+                            }))
+                        }
+                        _ => Resolved::DocumentGone { file_id },
+                    }
+                }
             };
             out.push((k.value(), resolved));
-            if out.len() >= limit {
+            if out.len() >= limit || text_bytes > BATCH_TEXT_BYTES {
                 break;
             }
         }
