@@ -12,6 +12,7 @@ mod adapter;
 mod audit_query;
 pub mod backup;
 mod chat;
+pub mod export;
 mod model_settings;
 mod presets;
 mod provider_records;
