@@ -137,6 +137,57 @@ async fn a_newer_schema_is_refused_and_errors_hide_the_password() {
     assert!(!e.contains("secret-42"), "{e}");
 }
 
+/// Each sslmode does what libpq's does, with rustls: verify-full checks
+/// the chain and the name, verify-ca only the chain, require encrypts
+/// without checking; the connections really are TLS.
+#[tokio::test]
+async fn tls_follows_sslmode_and_sslrootcert() {
+    let c = pg::cluster();
+    let plain = pg::fresh_url().await;
+    let base = plain.trim_end_matches("?sslmode=disable").to_string();
+    let db = base.rsplit('/').next().unwrap().to_string();
+    let by_name = base.replace("127.0.0.1", "localhost");
+    let ca = c.dir.join("ca.pem").display().to_string();
+    let tls_sessions = format!(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid
+         WHERE a.datname = '{db}' AND s.ssl"
+    );
+    for url in [
+        format!("{by_name}?sslmode=verify-full&sslrootcert={ca}"),
+        format!("{base}?sslmode=verify-ca&sslrootcert={ca}"),
+        format!("{base}?sslmode=require"),
+        format!("{base}?sslmode=prefer"),
+    ] {
+        let store = confab::store::postgres::PgStore::open(&pg::settings(&url))
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(
+            pg::count(&plain, &tls_sessions).await >= 1,
+            "{url}: not TLS"
+        );
+        drop(store);
+    }
+    for (url, why) in [
+        (
+            format!("{base}?sslmode=verify-full&sslrootcert={ca}"),
+            "the certificate names localhost, not 127.0.0.1",
+        ),
+        (
+            format!("{by_name}?sslmode=verify-full"),
+            "the system roots do not know the test CA",
+        ),
+        (
+            format!("{base}?sslmode=verify-ca"),
+            "the system roots do not know the test CA",
+        ),
+    ] {
+        match confab::store::postgres::PgStore::open(&pg::settings(&url)).await {
+            Ok(_) => panic!("{url} connected although {why}"),
+            Err(e) => assert!(e.to_string().contains("TLS"), "{url}: {e}"),
+        }
+    }
+}
+
 /// `confab store copy`: a redb data directory with every kind of record
 /// and a few thousand messages (COPY_TEST_MESSAGES, default 3000; the
 /// 10,000-message run in docs/OPERATIONS.md set it) goes into an empty
