@@ -440,7 +440,7 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
             t += 1;
             let c = Conversation {
                 id: uuid::Uuid::now_v7(),
-                user_id: if t % 2 == 0 { bob.id } else { root.id },
+                user_id: if t.is_multiple_of(2) { bob.id } else { root.id },
                 title: format!("conversation {t}"),
                 title_auto: false,
                 model: Some("m0".into()),
@@ -448,8 +448,8 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
                 system_prompt: None,
                 created_at: now,
                 updated_at_ms: t,
-                pinned: t % 7 == 0,
-                archived: t % 11 == 0,
+                pinned: t.is_multiple_of(7),
+                archived: t.is_multiple_of(11),
                 current_leaf: None,
                 preset_id: None,
                 params: ModelParams {
