@@ -1,6 +1,8 @@
 //! The store contract: what every storage backend must do, written only
 //! against the traits of `confab::store` (`&dyn Store`), never against a
-//! backend's internals. redb runs it here (`on_redb`); a new backend adds a
+//! backend's internals. redb runs it here (`on_redb`), and PostgreSQL
+//! (`on_postgres`, one database per test on the cluster of `common::pg`);
+//! a new backend adds a
 //! module (here or in a file of its own) with an `async fn fresh() ->
 //! (SharedStore, guard)` that opens a new, empty store, and calls
 //! `crate::store_contract::contract_tests!(fresh);`: one test per case.
