@@ -188,6 +188,27 @@ async fn tls_follows_sslmode_and_sslrootcert() {
     }
 }
 
+/// A multi-host URL: the first host does not answer, the second is the
+/// writable server; `target_session_attrs=read-write` takes it.
+#[tokio::test]
+async fn a_multi_host_url_finds_the_server_that_answers() {
+    let c = pg::cluster();
+    let plain = pg::fresh_url().await;
+    let db = plain
+        .trim_end_matches("?sslmode=disable")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:1,127.0.0.1:{}/{db}?target_session_attrs=read-write&sslmode=disable",
+        c.port
+    );
+    let store = pg::open(&url).await;
+    use confab::store::UserStore;
+    assert_eq!(store.user_count().await.unwrap(), 0);
+}
+
 /// `confab store copy`: a redb data directory with every kind of record
 /// and a few thousand messages (COPY_TEST_MESSAGES, default 3000; the
 /// 10,000-message run in docs/OPERATIONS.md set it) goes into an empty
