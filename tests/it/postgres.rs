@@ -205,7 +205,6 @@ async fn a_multi_host_url_finds_the_server_that_answers() {
         c.port
     );
     let store = pg::open(&url).await;
-    use confab::store::UserStore;
     assert_eq!(store.user_count().await.unwrap(), 0);
 }
 
@@ -274,6 +273,33 @@ async fn store_copy_moves_a_data_directory_and_verifies_every_table() {
         err.contains("is not empty") && err.contains("users: 2"),
         "{err}"
     );
+
+    // On PostgreSQL, the file backup points to pg_dump, and check-config
+    // names the database without its password.
+    let with_pw = url.replace("postgres@", "postgres:pw-secret-7@");
+    let backup = common::proc::confab()
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["backup", "x.redb"])
+        .env("CONFAB_STORE", &with_pw)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&backup.stderr);
+    assert!(!backup.status.success() && err.contains("pg_dump"), "{err}");
+    assert!(!err.contains("pw-secret-7"), "{err}");
+    let check = common::proc::confab()
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("check-config")
+        .env("CONFAB_STORE", &with_pw)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{said}");
+    assert!(said.contains("store PostgreSQL database t_"), "{said}");
+    assert!(!said.contains("pw-secret-7"), "{said}");
 }
 
 /// Fills `s` with every kind of record; `messages` messages in 30-message
