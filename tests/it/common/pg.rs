@@ -153,9 +153,15 @@ impl Cluster {
         } else {
             None
         };
+        // Under /tmp when another user must reach it: $TMPDIR may be inside
+        // a directory only root can enter.
+        let base = match &user {
+            Some(_) => PathBuf::from("/tmp"),
+            None => std::env::temp_dir(),
+        };
         let dir = tempfile::Builder::new()
             .prefix("confab-pg-")
-            .tempdir()
+            .tempdir_in(base)
             .map_err(|e| e.to_string())?
             .keep();
         std::fs::create_dir(dir.join("sock")).map_err(|e| e.to_string())?;
