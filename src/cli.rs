@@ -41,6 +41,9 @@ pub enum Command {
     Invite(InviteCmd),
     /// Rebuild the search index from the database (the server must be stopped).
     Reindex,
+    /// Move the data between stores (see docs/OPERATIONS.md, "PostgreSQL").
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// Print the commented example configuration.
     DefaultConfig,
     /// Validate the configuration and exit.
@@ -148,6 +151,23 @@ pub enum UserCmd {
     Enable { username: String },
     /// Change a user's role.
     SetRole { username: String, role: RoleArg },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Copy a stopped redb data directory into an empty PostgreSQL database,
+    /// then verify row counts and a checksum per table. The data directory
+    /// is only read: pointing the configuration back at it undoes the move.
+    Copy {
+        /// The data directory holding confab.redb (its server stopped).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The PostgreSQL URL to copy into; default the configured `store`
+        /// (CONFAB_STORE or CONFAB_STORE_FILE keep the password off the
+        /// command line).
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -276,6 +296,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = rt.block_on(open_store(&cfg))?;
             rt.block_on(reindex(&store, &cfg))
         }
+        Command::Store(StoreCmd::Copy { from, to }) => {
+            let (mut cfg, _) = load_config(&cli, None)?;
+            if let Some(url) = to {
+                cfg.store = Some(crate::config::StoreUrl(url.clone()));
+            }
+            runtime()?.block_on(store_copy(&cfg, from))
+        }
         Command::Invite(cmd) => {
             let (cfg, _) = load_config(&cli, None)?;
             let rt = runtime()?;
@@ -308,6 +335,54 @@ fn refuse_on_postgres(cfg: &Config, what: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+async fn store_copy(cfg: &Config, from: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let settings = match cfg.store_choice()? {
+        StoreChoice::Postgres(p) => p,
+        StoreChoice::Redb => anyhow::bail!(
+            "confab store copy needs a PostgreSQL database to copy into: give --to postgres://USER@HOST/DATABASE (or set store / CONFAB_STORE_FILE)"
+        ),
+    };
+    if !from.join("confab.redb").is_file() {
+        anyhow::bail!(
+            "there is no confab database at {}; --from names the data directory that holds confab.redb",
+            from.join("confab.redb").display()
+        );
+    }
+    let started = std::time::Instant::now();
+    let bar = indicatif::ProgressBar::new_spinner();
+    let mut progress = |table: &str, n: u64| bar.set_message(format!("copying {table}: {n} rows"));
+    let copied = crate::store::postgres::copy_from_redb(from, &settings, &mut progress).await;
+    bar.finish_and_clear();
+    let report = copied.map_err(|e| match e {
+        crate::store::StoreError::Locked(dir) => anyhow::anyhow!(
+            "a running server holds {}; stop it first (e.g. systemctl stop confab): the copy must see a data directory nobody writes to",
+            dir.display()
+        ),
+        other => anyhow::anyhow!("{other}"),
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{:<18} {:>10}  sha256 (same in redb and PostgreSQL)",
+        "table", "rows"
+    );
+    for t in &report.tables {
+        println!("{:<18} {:>10}  {}", t.table, t.rows, t.checksum);
+    }
+    println!(
+        "copied {} records (redb schema {}) from {} into the {} in {secs:.1} s ({:.0} records/s); every table verified",
+        report.rows(),
+        report.source_schema,
+        from.display(),
+        report.target,
+        report.rows() as f64 / secs.max(1e-9)
+    );
+    println!(
+        "next: set store to this database (CONFAB_STORE_FILE), keep data_dir (keys and search index stay there) and start confab; {} is unchanged, point the configuration back at it to undo",
+        from.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn healthcheck(base: &str) -> anyhow::Result<ExitCode> {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this and nothing else).
 #
-#   1. install what the tests need if it is missing: pebble + chromium (apt-get),
+#   1. install what the tests need if it is missing: pebble + chromium + postgresql (apt-get),
 #      playwright-core (npm ci in tests/e2e), the openai and anthropic Python SDKs
 #      (pip, into <target>/sdk/venv; tests/it/v1_sdk.rs); for the distribution tests
 #      (tests/it/ops_static.rs, ops_systemd.rs, ops_packages.rs) file, rpm and
@@ -104,13 +104,16 @@ command -v systemd-analyze >/dev/null 2>&1 || apt_needed+=(systemd)
 # The schemathesis stage makes a venv (python3 -m venv needs ensurepip).
 command -v python3 >/dev/null 2>&1 || apt_needed+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_needed+=(python3-venv)
+# The PostgreSQL store's tests start their own throwaway cluster
+# (tests/it/common/pg.rs) with the server binaries of Debian's package.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_needed+=(postgresql)
 if ((${#apt_needed[@]})); then
   echo "apt-get: installing ${apt_needed[*]}"
   # DPkg::Lock::Timeout waits for another apt/dpkg run instead of failing on its lock.
   as_root apt-get -o DPkg::Lock::Timeout=900 update -q
   as_root apt-get -o DPkg::Lock::Timeout=900 install -y -q "${apt_needed[@]}"
 else
-  echo "apt-get: pebble, chromium, file, rpm, systemd-analyze and python3-venv already installed"
+  echo "apt-get: pebble, chromium, file, rpm, systemd-analyze, python3-venv and postgresql already installed"
 fi
 echo "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo '?')"
 echo "node: $(node --version), npm: $(npm --version 2>/dev/null)"

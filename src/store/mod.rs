@@ -1,12 +1,14 @@
 //! Storage: the records confab keeps, the traits every backend implements
 //! (one per aggregate, see `traits.rs`), and the backends. The rest of confab
-//! holds a [`SharedStore`] (`Arc<dyn Store>`) and never names a backend type;
-//! `redb/` is the embedded default and the only code that touches redb.
+//! holds a [`SharedStore`] (`Arc<dyn Store>`, opened by [`open`] from the
+//! configuration) and never names a backend type; `redb/` is the embedded
+//! default and the only code that touches redb, `postgres/` the PostgreSQL
+//! backend.
 //!
 //! To add a backend: implement every trait of `traits.rs` for one type
 //! (plus `Store`, returning `None` from `file()` unless it is one local
 //! file), run the contract suite in `tests/it/store_contract.rs` against it,
-//! and choose it in `app.rs` from the configuration.
+//! and choose it in [`open`] from the configuration.
 
 pub mod acme;
 pub mod audit_query;

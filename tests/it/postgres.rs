@@ -136,3 +136,567 @@ async fn a_newer_schema_is_refused_and_errors_hide_the_password() {
     assert!(e.contains("127.0.0.1:1"), "{e}");
     assert!(!e.contains("secret-42"), "{e}");
 }
+
+/// Each sslmode does what libpq's does, with rustls: verify-full checks
+/// the chain and the name, verify-ca only the chain, require encrypts
+/// without checking; the connections really are TLS.
+#[tokio::test]
+async fn tls_follows_sslmode_and_sslrootcert() {
+    let c = pg::cluster();
+    let plain = pg::fresh_url().await;
+    let base = plain.trim_end_matches("?sslmode=disable").to_string();
+    let db = base.rsplit('/').next().unwrap().to_string();
+    let by_name = base.replace("127.0.0.1", "localhost");
+    let ca = c.dir.join("ca.pem").display().to_string();
+    let tls_sessions = format!(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid
+         WHERE a.datname = '{db}' AND s.ssl"
+    );
+    for url in [
+        format!("{by_name}?sslmode=verify-full&sslrootcert={ca}"),
+        format!("{base}?sslmode=verify-ca&sslrootcert={ca}"),
+        format!("{base}?sslmode=require"),
+        format!("{base}?sslmode=prefer"),
+    ] {
+        let store = confab::store::postgres::PgStore::open(&pg::settings(&url))
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(
+            pg::count(&plain, &tls_sessions).await >= 1,
+            "{url}: not TLS"
+        );
+        drop(store);
+    }
+    for (url, why) in [
+        (
+            format!("{base}?sslmode=verify-full&sslrootcert={ca}"),
+            "the certificate names localhost, not 127.0.0.1",
+        ),
+        (
+            format!("{by_name}?sslmode=verify-full"),
+            "the system roots do not know the test CA",
+        ),
+        (
+            format!("{base}?sslmode=verify-ca"),
+            "the system roots do not know the test CA",
+        ),
+    ] {
+        match confab::store::postgres::PgStore::open(&pg::settings(&url)).await {
+            Ok(_) => panic!("{url} connected although {why}"),
+            Err(e) => assert!(e.to_string().contains("TLS"), "{url}: {e}"),
+        }
+    }
+}
+
+/// A multi-host URL: the first host does not answer, the second is the
+/// writable server; `target_session_attrs=read-write` takes it.
+#[tokio::test]
+async fn a_multi_host_url_finds_the_server_that_answers() {
+    let c = pg::cluster();
+    let plain = pg::fresh_url().await;
+    let db = plain
+        .trim_end_matches("?sslmode=disable")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:1,127.0.0.1:{}/{db}?target_session_attrs=read-write&sslmode=disable",
+        c.port
+    );
+    let store = pg::open(&url).await;
+    assert_eq!(store.user_count().await.unwrap(), 0);
+}
+
+/// `confab store copy`: a redb data directory with every kind of record
+/// and a few thousand messages (COPY_TEST_MESSAGES, default 3000; the
+/// 10,000-message run in docs/OPERATIONS.md set it) goes into an empty
+/// database, every table verified; the source file is not changed; a second
+/// copy into the now non-empty database is refused.
+#[tokio::test]
+async fn store_copy_moves_a_data_directory_and_verifies_every_table() {
+    let messages: usize = std::env::var("COPY_TEST_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let dir = tempfile::tempdir().unwrap();
+    let src = confab::store::redb::RedbStore::open_shared(dir.path()).unwrap();
+    let people = fill(&*src, messages).await;
+    drop(src);
+    let before = std::fs::read(dir.path().join("confab.redb")).unwrap();
+
+    let url = pg::fresh_url().await;
+    let started = std::time::Instant::now();
+    let out = common::proc::confab()
+        .args(["store", "copy", "--from"])
+        .arg(dir.path())
+        .args(["--to", &url])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    eprintln!(
+        "store copy of {messages} messages: {:?}\n{stdout}",
+        started.elapsed()
+    );
+    assert!(stdout.contains("every table verified"), "{stdout}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("messages "))
+        .expect("a line for the messages table");
+    assert_eq!(
+        row.split_whitespace().nth(1),
+        Some((messages + 2).to_string().as_str()),
+        "{stdout}"
+    );
+    // The source is exactly as it was: pointing back at it is the rollback.
+    assert!(std::fs::read(dir.path().join("confab.redb")).unwrap() == before);
+
+    // Both stores answer alike, read through the traits.
+    let pgs = pg::open(&url).await;
+    let src = confab::store::redb::RedbStore::open_shared(dir.path()).unwrap();
+    same_answers(&*src, &*pgs, &people).await;
+
+    // Into a database that holds data: refused, in a sentence.
+    let again = common::proc::confab()
+        .args(["store", "copy", "--from"])
+        .arg(dir.path())
+        .args(["--to", &url])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("is not empty") && err.contains("users: 2"),
+        "{err}"
+    );
+
+    // On PostgreSQL, the file backup points to pg_dump, and check-config
+    // names the database without its password.
+    let with_pw = url.replace("postgres@", "postgres:pw-secret-7@");
+    let backup = common::proc::confab()
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["backup", "x.redb"])
+        .env("CONFAB_STORE", &with_pw)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&backup.stderr);
+    assert!(!backup.status.success() && err.contains("pg_dump"), "{err}");
+    assert!(!err.contains("pw-secret-7"), "{err}");
+    let check = common::proc::confab()
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("check-config")
+        .env("CONFAB_STORE", &with_pw)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{said}");
+    assert!(said.contains("store PostgreSQL database t_"), "{said}");
+    assert!(!said.contains("pw-secret-7"), "{said}");
+}
+
+/// Fills `s` with every kind of record; `messages` messages in 30-message
+/// conversations, plus one turn still streaming. Returns the two users.
+async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::store::User> {
+    use confab::store::chat::*;
+    use confab::store::*;
+    let now = 1_750_000_000;
+    let mut users = Vec::new();
+    for (name, role) in [("root", Role::Admin), ("Bob", Role::User)] {
+        let u = User {
+            id: uuid::Uuid::now_v7(),
+            username: name.into(),
+            email: Some(format!("{name}@example.test")),
+            password_hash: "$argon2id$fake".into(),
+            role,
+            status: UserStatus::Active,
+            created_at: now,
+            updated_at: now,
+            quota: Some(QuotaOverride {
+                messages_per_day: Some(7),
+                tokens_per_day: None,
+            }),
+        };
+        s.create_user(&u, false, None, now).await.unwrap();
+        users.push(u);
+    }
+    let (root, bob) = (&users[0], &users[1]);
+    s.put_session(
+        b"session-hash",
+        &Session {
+            id: uuid::Uuid::now_v7(),
+            user_id: bob.id,
+            created_at: now,
+            last_seen: now,
+            expires_at: now + 3600,
+            ip: Some("192.0.2.1".into()),
+            user_agent: None,
+            csrf_secret: "csrf".into(),
+        },
+    )
+    .await
+    .unwrap();
+    s.put_refresh(
+        &[1, 2, 3],
+        &RefreshToken {
+            user_id: bob.id,
+            family_id: uuid::Uuid::now_v7(),
+            expires_at: now + 100,
+            used: false,
+            created_at: now,
+        },
+    )
+    .await
+    .unwrap();
+    let key = uuid::Uuid::now_v7();
+    s.put_api_key(
+        &[9, 9, 9],
+        &ApiKey {
+            id: key,
+            user_id: bob.id,
+            name: "laptop".into(),
+            scopes: vec!["chat".into()],
+            expires_at: None,
+            last_used_at: Some(now),
+            created_at: now,
+            prefix: "cfb_x".into(),
+        },
+    )
+    .await
+    .unwrap();
+    s.put_invite(&Invite {
+        code: "inv-copy".into(),
+        created_by: Some(root.id),
+        created_at: now,
+        expires_at: now + 60,
+        uses_left: 2,
+        role: Role::User,
+    })
+    .await
+    .unwrap();
+    for i in 0..25 {
+        s.append_audit(&AuditEntry {
+            id: uuid::Uuid::now_v7(),
+            at: now + i,
+            actor: Some(root.id),
+            actor_name: Some("root".into()),
+            action: "login".into(),
+            target: None,
+            ip: None,
+            user_agent: None,
+            outcome: "ok".into(),
+        })
+        .await
+        .unwrap();
+    }
+    for (i, day) in [20250101u32, 20250102].iter().enumerate() {
+        let c = confab::store::usage::Charge {
+            provider: "oa".into(),
+            model: format!("m{i}"),
+            messages: 1,
+            input_tokens: 10,
+            output_tokens: 20,
+            cost_nanos: 1234,
+            api_key: Some(key),
+        };
+        s.charge_usage(bob.id, *day, &c).await.unwrap();
+        s.charge_usage(root.id, *day, &c).await.unwrap();
+    }
+    s.put_preset(&confab::store::presets::Preset {
+        id: uuid::Uuid::now_v7(),
+        owner: None,
+        name: "Shared".into(),
+        description: String::new(),
+        model: Some("m".into()),
+        system_prompt: Some("be brief".into()),
+        params: confab::store::presets::PresetParams {
+            temperature: Some(0.7),
+            max_tokens: None,
+            top_p: Some(0.9),
+        },
+        created_by: root.id,
+        created_at: now,
+        updated_at: now,
+    })
+    .await
+    .unwrap();
+    s.put_prompt(&confab::store::presets::SavedPrompt {
+        id: uuid::Uuid::now_v7(),
+        owner: Some(bob.id),
+        title: "Summarize".into(),
+        command: "sum".into(),
+        text: "Summarize this.".into(),
+        created_by: bob.id,
+        created_at: now,
+        updated_at: now,
+    })
+    .await
+    .unwrap();
+    s.put_user_settings(
+        bob.id,
+        &confab::store::presets::UserSettings {
+            custom_instructions: Some("metric units".into()),
+            updated_at: now,
+        },
+    )
+    .await
+    .unwrap();
+    s.put_branding(&confab::store::presets::Branding {
+        server_name: Some("Copied".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    s.put_model_setting(&confab::store::model_settings::ModelSetting {
+        model: "m0".into(),
+        hidden: true,
+        display_name: None,
+        description: None,
+        price: None,
+        updated_at: now,
+    })
+    .await
+    .unwrap();
+    s.set_default_model(Some("m0")).await.unwrap();
+    s.put_acme_account(&confab::store::acme::AcmeAccountRecord {
+        directory: "https://acme.test/dir".into(),
+        credentials: serde_json::json!({"id": "acct", "key": "k"}),
+        email: None,
+        created_at: now,
+    })
+    .await
+    .unwrap();
+    // The messages, in whole conversations of 30, imported in groups.
+    let mut left = messages;
+    let mut t = 1_000u64;
+    while left > 0 {
+        let mut group = Vec::new();
+        for _ in 0..10 {
+            if left == 0 {
+                break;
+            }
+            let n = left.min(30);
+            left -= n;
+            t += 1;
+            let c = Conversation {
+                id: uuid::Uuid::now_v7(),
+                user_id: if t.is_multiple_of(2) { bob.id } else { root.id },
+                title: format!("conversation {t}"),
+                title_auto: false,
+                model: Some("m0".into()),
+                provider: Some("oa".into()),
+                system_prompt: None,
+                created_at: now,
+                updated_at_ms: t,
+                pinned: t.is_multiple_of(7),
+                archived: t.is_multiple_of(11),
+                current_leaf: None,
+                preset_id: None,
+                params: ModelParams {
+                    temperature: Some(0.3),
+                    max_tokens: Some(100),
+                    top_p: None,
+                },
+            };
+            let mut parent = None;
+            let msgs: Vec<Message> = (0..n)
+                .map(|i| {
+                    let m = Message {
+                        id: uuid::Uuid::now_v7(),
+                        conversation_id: c.id,
+                        parent_id: parent,
+                        role: if i % 2 == 0 {
+                            MessageRole::User
+                        } else {
+                            MessageRole::Assistant
+                        },
+                        content: format!("message {i} of conversation {t}: ünïcödé ✓"),
+                        model: None,
+                        provider: None,
+                        status: MessageStatus::Complete,
+                        usage: (i % 2 == 1).then_some(Usage {
+                            input_tokens: 3,
+                            output_tokens: 4,
+                            estimated: false,
+                        }),
+                        created_at: now,
+                        duration_ms: Some(5),
+                        finish_reason: None,
+                        error: None,
+                    };
+                    parent = Some(m.id);
+                    m
+                })
+                .collect();
+            group.push((c, msgs));
+        }
+        s.import_conversations(&group).await.unwrap();
+    }
+    // A turn still streaming when the server stopped.
+    let c = Conversation {
+        id: uuid::Uuid::now_v7(),
+        user_id: bob.id,
+        title: "New chat".into(),
+        title_auto: true,
+        model: None,
+        provider: None,
+        system_prompt: None,
+        created_at: now,
+        updated_at_ms: 1,
+        pinned: false,
+        archived: false,
+        current_leaf: None,
+        preset_id: None,
+        params: Default::default(),
+    };
+    let q = Message {
+        id: uuid::Uuid::now_v7(),
+        conversation_id: c.id,
+        parent_id: None,
+        role: MessageRole::User,
+        content: "still answering?".into(),
+        model: None,
+        provider: None,
+        status: MessageStatus::Complete,
+        usage: None,
+        created_at: now,
+        duration_ms: None,
+        finish_reason: None,
+        error: None,
+    };
+    let a = Message {
+        id: uuid::Uuid::now_v7(),
+        parent_id: Some(q.id),
+        role: MessageRole::Assistant,
+        content: String::new(),
+        status: MessageStatus::Streaming,
+        ..q.clone()
+    };
+    s.start_turn(bob.id, Some(&c), None, Default::default(), Some(&q), &a)
+        .await
+        .unwrap();
+    s.flush_partials(&[(c.id, a.id, "half an ans".into())])
+        .await
+        .unwrap();
+    users
+}
+
+/// The same reads give the same answers on both stores.
+async fn same_answers(
+    a: &dyn confab::store::Store,
+    b: &dyn confab::store::Store,
+    users: &[confab::store::User],
+) {
+    use confab::store::chat::ConversationFilter;
+    let j = |v: &dyn erased::Json| v.json();
+    assert_eq!(a.user_count().await.unwrap(), b.user_count().await.unwrap());
+    assert_eq!(
+        a.message_count().await.unwrap(),
+        b.message_count().await.unwrap()
+    );
+    assert_eq!(a.outbox_len().await.unwrap(), b.outbox_len().await.unwrap());
+    for u in users {
+        let found = b
+            .find_user_by_name(&u.username.to_uppercase())
+            .await
+            .unwrap();
+        assert_eq!(found.map(|x| x.id), Some(u.id));
+        assert_eq!(
+            j(&a.list_api_keys(u.id).await.unwrap()),
+            j(&b.list_api_keys(u.id).await.unwrap())
+        );
+        assert_eq!(
+            a.usage_of_user(u.id, 20250101, 20250131).await.unwrap(),
+            b.usage_of_user(u.id, 20250101, 20250131).await.unwrap()
+        );
+        assert_eq!(
+            a.usage_by_key(Some(u.id), 20250101, 20250131)
+                .await
+                .unwrap(),
+            b.usage_by_key(Some(u.id), 20250101, 20250131)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            j(&a.list_presets(u.id).await.unwrap()),
+            j(&b.list_presets(u.id).await.unwrap())
+        );
+        assert_eq!(
+            j(&a.list_prompts(u.id).await.unwrap()),
+            j(&b.list_prompts(u.id).await.unwrap())
+        );
+        assert_eq!(
+            j(&a.get_user_settings(u.id).await.unwrap()),
+            j(&b.get_user_settings(u.id).await.unwrap())
+        );
+        for filter in [
+            ConversationFilter::default(),
+            ConversationFilter {
+                archived: Some(true),
+                pinned: None,
+            },
+        ] {
+            assert_eq!(
+                j(&a.list_conversations(u.id, None, filter, 1000)
+                    .await
+                    .unwrap()),
+                j(&b.list_conversations(u.id, None, filter, 1000)
+                    .await
+                    .unwrap())
+            );
+        }
+        let ids = a.conversation_ids(u.id).await.unwrap();
+        assert_eq!(ids, b.conversation_ids(u.id).await.unwrap());
+        for id in ids.iter().take(5) {
+            assert_eq!(
+                j(&a.conversation_with_messages(u.id, *id).await.unwrap()),
+                j(&b.conversation_with_messages(u.id, *id).await.unwrap())
+            );
+        }
+    }
+    assert_eq!(
+        j(&a.list_audit(None, 100).await.unwrap()),
+        j(&b.list_audit(None, 100).await.unwrap())
+    );
+    assert_eq!(
+        j(&a.get_branding().await.unwrap()),
+        j(&b.get_branding().await.unwrap())
+    );
+    assert_eq!(
+        a.default_model().await.unwrap(),
+        b.default_model().await.unwrap()
+    );
+    assert_eq!(
+        j(&a.list_model_settings().await.unwrap()),
+        j(&b.list_model_settings().await.unwrap())
+    );
+    assert_eq!(
+        j(&a.get_invite("inv-copy").await.unwrap()),
+        j(&b.get_invite("inv-copy").await.unwrap())
+    );
+    assert_eq!(
+        j(&a.get_session(b"session-hash").await.unwrap()),
+        j(&b.get_session(b"session-hash").await.unwrap())
+    );
+    // The answer left streaming is found by either store's recovery.
+    assert_eq!(b.recover_streaming().await.unwrap(), 1);
+}
+
+mod erased {
+    /// Any stored record as JSON, to compare records by every field.
+    pub trait Json {
+        fn json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap()
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! The store contract: what every storage backend must do, written only
 //! against the traits of `confab::store` (`&dyn Store`), never against a
-//! backend's internals. redb runs it here (`on_redb`); a new backend adds a
+//! backend's internals. redb runs it here (`on_redb`), and PostgreSQL
+//! (`on_postgres`, one database per test on the cluster of `common::pg`);
+//! a new backend adds a
 //! module (here or in a file of its own) with an `async fn fresh() ->
 //! (SharedStore, guard)` that opens a new, empty store, and calls
 //! `crate::store_contract::contract_tests!(fresh);`: one test per case.
@@ -2277,6 +2279,32 @@ pub async fn streaming_finish_after_delete_is_dropped(s: &dyn Store) {
     assert_eq!(s.recover_streaming().await.unwrap(), 0);
 }
 
+/// An answer finishing at the moment its conversation is deleted: both
+/// calls succeed (whichever goes first), and nothing is left. (A backend
+/// that locked the message before the conversation here, and a delete the
+/// other way round, would deadlock.)
+pub async fn streaming_finish_racing_a_delete_never_fails(s: &dyn Store) {
+    let ann = add_user(s, "ann", Role::Admin).await;
+    let mut turns = Vec::new();
+    for i in 0..20 {
+        let (c, _, a) = new_turn(s, &ann, &format!("race {i}")).await;
+        s.flush_partials(&[(c.id, a.id, "partial".into())])
+            .await
+            .unwrap();
+        turns.push((c, a));
+    }
+    let races = turns.iter().map(|(c, a)| async move {
+        let done = finished(a, "finished");
+        let (f, d) = futures::join!(s.finish_message(&done), s.delete_conversation(ann.id, c.id));
+        f.unwrap();
+        d.unwrap();
+    });
+    join_all(races).await;
+    assert!(s.conversation_ids(ann.id).await.unwrap().is_empty());
+    assert_eq!(s.message_count().await.unwrap(), 0);
+    assert_eq!(s.recover_streaming().await.unwrap(), 0);
+}
+
 pub async fn streaming_recover_interrupts_what_was_left(s: &dyn Store) {
     let ann = add_user(s, "ann", Role::Admin).await;
     let (c1, _, a1) = new_turn(s, &ann, "one").await;
@@ -2726,6 +2754,55 @@ pub async fn outbox_ack_removes_through_seq(s: &dyn Store) {
     assert!(resolved_title(&ops, convs[0].id).is_none());
     assert_eq!(s.outbox_len().await.unwrap(), ops.len() as u64);
     assert_eq!(s.outbox_head().await.unwrap(), ops.last().unwrap().0);
+}
+
+/// A drain that acknowledges while writers are still queueing ops never
+/// loses one: everything up to an acknowledged seq had been delivered (a
+/// backend whose seqs do not follow commit order would drop the ops of a
+/// transaction that took a smaller seq but committed later).
+pub async fn outbox_acks_racing_writers_lose_no_op(s: &dyn Store) {
+    let ann = add_user(s, "ann", Role::Admin).await;
+    let writers = futures::future::join_all((0..8).map(|w| {
+        let ann = &ann;
+        async move {
+            let mut ids = Vec::new();
+            for i in 0..25 {
+                ids.push(add_conversation(s, ann, &format!("w{w} c{i}")).await.id);
+            }
+            ids
+        }
+    }));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let reader = async {
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+            let batch = s.outbox_batch(7).await.unwrap();
+            for (_, r) in &batch {
+                if let Resolved::Title(c) = r {
+                    seen.insert(c.id);
+                }
+            }
+            match batch.last() {
+                Some((seq, _)) => s.outbox_ack(*seq).await.unwrap(),
+                None if finished => return seen,
+                None => tokio::task::yield_now().await,
+            }
+        }
+    };
+    let (written, seen) = futures::join!(
+        async {
+            let w = writers.await;
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            w
+        },
+        reader
+    );
+    let written: Vec<Uuid> = written.into_iter().flatten().collect();
+    assert_eq!(written.len(), 200);
+    let lost: Vec<&Uuid> = written.iter().filter(|c| !seen.contains(c)).collect();
+    assert!(lost.is_empty(), "{} ops lost: {lost:?}", lost.len());
+    assert_eq!(s.outbox_len().await.unwrap(), 0);
 }
 
 pub async fn searchable_pages_walk_every_conversation(s: &dyn Store) {
@@ -3628,6 +3705,7 @@ macro_rules! contract_tests {
             streaming_flush_then_finish,
             streaming_finish_after_delete_is_dropped,
             streaming_recover_interrupts_what_was_left,
+            streaming_finish_racing_a_delete_never_fails,
             import_whole_conversations,
             ownership_another_users_records_are_not_found,
             usage_charges_add_up,
@@ -3637,6 +3715,7 @@ macro_rules! contract_tests {
             outbox_orders_and_resolves_ops,
             outbox_ack_removes_through_seq,
             searchable_pages_walk_every_conversation,
+            outbox_acks_racing_writers_lose_no_op,
             acme_accounts_and_certificates,
             health_schema_and_probe,
             sessions_touch_never_moves_last_seen_back,

@@ -363,6 +363,19 @@ impl ChatStore for PgStore {
     async fn finish_message(&self, m: &Message) -> StoreResult<()> {
         let mut cl = self.client().await?;
         let tx = begin(&mut cl).await?;
+        // The conversation first, then its message: the order every writer
+        // of a conversation locks in (a delete racing this finish must not
+        // deadlock with it).
+        let Some(r) = tx
+            .opt(
+                "SELECT data FROM conversations WHERE id = $1 FOR UPDATE",
+                &[&m.conversation_id],
+            )
+            .await?
+        else {
+            // The conversation was deleted while the answer streamed.
+            return Ok(());
+        };
         let n = tx
             .exec(
                 "UPDATE messages SET status = $3, data = $4 WHERE conversation_id = $1 AND id = $2",
@@ -370,20 +383,11 @@ impl ChatStore for PgStore {
             )
             .await?;
         if n == 0 {
-            // The conversation was deleted while the answer streamed.
             return Ok(());
         }
-        if let Some(r) = tx
-            .opt(
-                "SELECT data FROM conversations WHERE id = $1 FOR UPDATE",
-                &[&m.conversation_id],
-            )
-            .await?
-        {
-            let mut c: Conversation = dec(&r, 0)?;
-            touch(&mut c);
-            save_conv(&tx, &c).await?;
-        }
+        let mut c: Conversation = dec(&r, 0)?;
+        touch(&mut c);
+        save_conv(&tx, &c).await?;
         commit_with_ops(
             tx,
             &[OutboxOp::Message {

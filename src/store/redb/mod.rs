@@ -13,6 +13,7 @@ mod audit_query;
 pub mod backup;
 mod chat;
 mod knowledge;
+pub mod export;
 mod model_settings;
 mod presets;
 mod provider_records;

@@ -153,14 +153,37 @@ impl Cluster {
         } else {
             None
         };
+        // Under /tmp when another user must reach it: $TMPDIR may be inside
+        // a directory only root can enter.
+        let base = match &user {
+            Some(_) => PathBuf::from("/tmp"),
+            None => std::env::temp_dir(),
+        };
         let dir = tempfile::Builder::new()
             .prefix("confab-pg-")
-            .tempdir()
+            .tempdir_in(base)
             .map_err(|e| e.to_string())?
             .keep();
         std::fs::create_dir(dir.join("sock")).map_err(|e| e.to_string())?;
         // The watchdog first: from here on the directory goes with us.
         let watchdog = watchdog(&dir)?;
+        // TLS with a certificate for "localhost" from a CA of our own
+        // (the TLS test connects with each sslmode).
+        let ca = crate::pebble::TestCa::new("confab test database CA");
+        let (cert, key) = ca.leaf(&["localhost"]);
+        std::fs::write(dir.join("ca.pem"), &ca.cert_pem).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("server.crt"), cert).map_err(|e| e.to_string())?;
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dir.join("server.key"))
+                .and_then(|mut f| f.write_all(key.as_bytes()))
+                .map_err(|e| e.to_string())?;
+        }
         if let Some(u) = &user {
             run(Command::new("chown").arg("-R").arg(u).arg(&dir))?;
         }
@@ -187,9 +210,11 @@ impl Cluster {
         for _ in 0..5 {
             c.port = free_port();
             let opts = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
                 c.port,
-                c.dir.join("sock").display()
+                c.dir.join("sock").display(),
+                c.dir.join("server.crt").display(),
+                c.dir.join("server.key").display()
             );
             let started = run(c
                 .as_user(&c.tool("pg_ctl"))
