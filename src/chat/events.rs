@@ -27,7 +27,7 @@ pub enum GenEvent {
     /// the document passages it was given (as in `meta`).
     Done {
         finish_reason: String,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         sources: Vec<Source>,
     },
     /// The answer failed.
@@ -52,6 +52,8 @@ impl GenEvent {
         #[derive(Deserialize)]
         struct Finish {
             finish_reason: String,
+            #[serde(default)]
+            sources: Vec<Source>,
         }
         let e = match name {
             "meta" => GenEvent::Meta(serde_json::from_str(data).ok()?),
@@ -60,9 +62,13 @@ impl GenEvent {
             },
             "title" => GenEvent::Title(serde_json::from_str(data).ok()?),
             "usage" => GenEvent::Usage(serde_json::from_str(data).ok()?),
-            "done" => GenEvent::Done {
-                finish_reason: serde_json::from_str::<Finish>(data).ok()?.finish_reason,
-            },
+            "done" => {
+                let f = serde_json::from_str::<Finish>(data).ok()?;
+                GenEvent::Done {
+                    finish_reason: f.finish_reason,
+                    sources: f.sources,
+                }
+            }
             "error" => GenEvent::Error(serde_json::from_str(data).ok()?),
             _ => return None,
         };
@@ -93,7 +99,7 @@ pub struct Meta {
     pub parent_id: Option<Uuid>,
     pub provider: String,
     /// Passages of the user's documents put into the context (retrieval).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<Source>,
     pub trimmed_messages: usize,
     pub user_message_id: Option<Uuid>,
@@ -145,6 +151,7 @@ mod tests {
                 model: "m".into(),
                 parent_id: None,
                 provider: "p".into(),
+                sources: Vec::new(),
                 trimmed_messages: 2,
                 user_message_id: Some(Uuid::now_v7()),
             }),
@@ -162,6 +169,7 @@ mod tests {
             }),
             GenEvent::Done {
                 finish_reason: "stop".into(),
+                sources: Vec::new(),
             },
             GenEvent::Error(ErrorEvent {
                 code: "PROVIDER_ERROR".into(),

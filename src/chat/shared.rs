@@ -227,6 +227,7 @@ impl SharedGens {
 pub async fn reap(store: &dyn ClusterStore, lease: Duration) {
     let done = GenEvent::Done {
         finish_reason: "server_restart".into(),
+        sources: Vec::new(),
     };
     let (name, data) = done.to_parts();
     // A turn is stored a moment before its generation is announced: only a
