@@ -64,6 +64,10 @@ pub struct ChatService {
     pub generations: Arc<Manager>,
     /// The settings in force now (`allow_user_keys`, `default_model`).
     pub settings: Arc<Config>,
+    /// Uploaded files (attachments).
+    pub files: Arc<crate::files::Files>,
+    /// What admins set per model (whether it reads images).
+    pub models: Arc<crate::model_settings::ModelSettings>,
 }
 
 /// Where the new user message goes.
@@ -105,6 +109,8 @@ pub struct TurnRequest {
     pub temporary: bool,
     /// The system prompt of a new temporary chat (only then).
     pub system_prompt: Option<String>,
+    /// Ids of the caller's files attached to the new user message.
+    pub attachments: Vec<String>,
     /// Carried into the `error` event.
     pub request_id: String,
 }
@@ -130,16 +136,45 @@ struct Placed {
 }
 
 impl Placed {
-    /// What the model is sent: the thread down to the message answered.
-    fn context(&self, system: Option<&str>, window: u32) -> AppResult<super::Context> {
-        let thread = match &self.user_msg {
+    /// The thread down to the message answered.
+    fn thread(&self) -> Vec<Message> {
+        match &self.user_msg {
             Some(u) => {
                 let mut t = super::thread_to(&self.all, u.parent_id);
                 t.push(u.clone());
                 t
             }
             None => super::thread_to(&self.all, self.parent_of_answer),
-        };
+        }
+    }
+
+    /// The message being answered (the new one, or a regeneration's parent).
+    fn answered_message(&self) -> Option<&Message> {
+        match &self.user_msg {
+            Some(u) => Some(u),
+            None => self
+                .parent_of_answer
+                .and_then(|p| self.all.iter().find(|m| m.id == p)),
+        }
+    }
+
+    /// The files of the message being answered.
+    fn answered(&self) -> Vec<crate::store::chat::Attachment> {
+        self.answered_message()
+            .map(|m| m.attachments.clone())
+            .unwrap_or_default()
+    }
+
+    /// The text of the message being answered.
+    fn question(&self) -> String {
+        self.answered_message()
+            .map(|m| m.content.clone())
+            .unwrap_or_default()
+    }
+
+    /// What the model is sent: the thread down to the message answered.
+    fn context(&self, system: Option<&str>, window: u32) -> AppResult<super::Context> {
+        let thread = self.thread();
         let ctx = super::build_context(system, &thread, window);
         if ctx.messages.is_empty() {
             return Err(AppError::validation("there is no message to answer"));
@@ -191,7 +226,12 @@ impl ChatService {
             .admit(&self.store, user, super::estimate_tokens(&req.content))
             .await?;
         let uid = user.id();
-        let mut placed = self.place(uid, &req, regen).await?;
+        let files = super::attachments::resolve(&self.files, uid, &req.attachments).await?;
+        let attached: Vec<_> = files
+            .iter()
+            .map(super::attachments::attachment_of)
+            .collect();
+        let mut placed = self.place(uid, &req, regen, attached).await?;
         // The preset and the user's custom instructions (see `presets.rs`).
         let turn = crate::presets::Presets {
             store: self.store.clone(),
@@ -225,7 +265,33 @@ impl ChatService {
             )));
         }
 
-        let ctx = placed.context(turn.system.as_deref(), window)?;
+        // The files of the message answered: images go to the model (if it
+        // reads them), documents through their seam; both are checked
+        // before anything is stored or sent.
+        let answered = placed.answered();
+        let (images, documents): (Vec<_>, Vec<_>) =
+            answered.iter().cloned().partition(|a| a.is_image());
+        let vision = crate::model_settings::reads_images(
+            &self.models,
+            &self.providers,
+            &model,
+            &provider_name,
+        );
+        super::attachments::check_vision(&images, &model, vision)?;
+        let docs = super::attachments::documents_for_turn(
+            &self.files,
+            uid,
+            &documents,
+            &placed.question(),
+        )
+        .await?;
+        let system = match (turn.system.as_deref(), docs.system_text.as_deref()) {
+            (Some(a), Some(b)) => Some(format!("{a}\n\n{b}")),
+            (a, b) => a.or(b).map(str::to_string),
+        };
+        let mut ctx = placed.context(system.as_deref(), window)?;
+        super::attachments::add_images(&self.files, uid, &placed.thread(), &mut ctx, vision)
+            .await?;
 
         let mut assistant = message(
             placed.conv.id,
@@ -332,7 +398,13 @@ impl ChatService {
 
     /// The conversation (existing and owned, or new) and where the new
     /// messages hang in its tree.
-    async fn place(&self, uid: Uuid, req: &TurnRequest, regen: Option<Uuid>) -> AppResult<Placed> {
+    async fn place(
+        &self,
+        uid: Uuid,
+        req: &TurnRequest,
+        regen: Option<Uuid>,
+        attached: Vec<crate::store::chat::Attachment>,
+    ) -> AppResult<Placed> {
         let mut temp_messages = None;
         let (conv, is_new) = match req.conversation_id.as_deref().filter(|s| !s.is_empty()) {
             Some(id) => {
@@ -403,6 +475,7 @@ impl ChatService {
         };
         let mut m = message(conv.id, parent, MessageRole::User);
         m.content = req.content.clone();
+        m.attachments = attached;
         let id = m.id;
         Ok(Placed {
             conv,
@@ -546,7 +619,7 @@ fn validate(settings: &Config, req: &TurnRequest) -> AppResult<Option<Uuid>> {
         .map(|r| Uuid::parse_str(r).map_err(|_| AppError::not_found("message")))
         .transpose()?;
     if regen.is_none() {
-        if req.content.trim().is_empty() {
+        if req.content.trim().is_empty() && req.attachments.is_empty() {
             return Err(AppError::validation("content must not be empty"));
         }
         if req.content.chars().count() > MAX_CONTENT_CHARS {

@@ -110,6 +110,10 @@ pub struct MessageView {
     /// Following with `Last-Event-ID` set to it continues the text exactly.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation_event_id: Option<u64>,
+    /// Files attached to the message (`GET /api/files/{id}/content` and
+    /// `/thumbnail` read them while the file exists).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::store::chat::Attachment>,
 }
 
 pub fn usage_view(u: &Usage) -> UsageView {
@@ -150,6 +154,7 @@ pub fn message_view(state: &AppState, m: &Message, all: Option<&[Message]>) -> M
         sibling_ids: all.map(|a| chat::siblings(a, m).iter().map(Uuid::to_string).collect()),
         generation_id: live.map(|g| g.id.to_string()),
         generation_event_id,
+        attachments: m.attachments.clone(),
     }
 }
 
