@@ -215,7 +215,7 @@ async fn a_png_and_a_jpeg_reach_each_provider_in_its_own_format() {
     assert_eq!(att[0]["mime"], "image/png");
     assert_eq!(
         (att[0]["width"].as_u64(), att[0]["height"].as_u64()),
-        (Some(4000), Some(3000))
+        (Some(2600), Some(1950))
     );
     assert_eq!(att[1]["name"], "photo.jpg");
 }

@@ -207,7 +207,7 @@ fn text_blocks(v: &Value, param: &str) -> Result<String, V1Error> {
                             API,
                             Some(&format!("{param}.{j}")),
                             format!(
-                                "{kind} blocks are not supported yet: confab's /v1 takes text only until attachments land"
+                                "{kind} blocks inside a tool_result are not supported: put images in the user message itself"
                             ),
                         ));
                     }

@@ -1020,6 +1020,11 @@ mod tests {
         let mut o = obj(base);
         o["messages"] = json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]);
         let e = parse(&o).err().unwrap();
-        assert!(e.message.contains("attachments"), "{}", e.message);
+        assert!(e.message.contains("data URL"), "{}", e.message);
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"));
+        o["messages"] =
+            json!([{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]);
+        let e = parse(&o).err().unwrap();
+        assert!(e.message.contains("not supported"), "{}", e.message);
     }
 }
