@@ -20,6 +20,10 @@
 mod common_upstream;
 #[path = "../tests/it/common/pg.rs"]
 mod pg;
+// The test cluster's TLS certificate comes from this CA.
+#[path = "../tests/it/pebble/mod.rs"]
+#[allow(dead_code)]
+mod pebble;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -65,9 +65,6 @@ pub enum AppError {
     /// large to decode, a broken header).
     #[error("{0}")]
     FileUnreadable(String),
-    /// A file attached to a chat turn that the turn cannot use.
-    #[error("{0}")]
-    AttachmentUnsupported(String),
     /// Images sent to a model that cannot read them.
     #[error("{0}")]
     VisionUnsupported(String),
@@ -148,7 +145,6 @@ impl AppError {
             UnsupportedFileType(_) => "UNSUPPORTED_FILE_TYPE",
             FileEmpty(_) => "FILE_EMPTY",
             FileUnreadable(_) => "FILE_UNREADABLE",
-            AttachmentUnsupported(_) => "ATTACHMENT_UNSUPPORTED",
             VisionUnsupported(_) => "VISION_UNSUPPORTED",
             NotFound(_) => "NOT_FOUND",
             ConversationNotFound => "CONVERSATION_NOT_FOUND",
@@ -180,7 +176,7 @@ impl AppError {
             }
             UnsupportedFileType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             FileEmpty(_) => StatusCode::BAD_REQUEST,
-            FileUnreadable(_) | AttachmentUnsupported(_) | VisionUnsupported(_) => {
+            FileUnreadable(_) | VisionUnsupported(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             NotFound(_) | ConversationNotFound | ModelNotFound(_) => StatusCode::NOT_FOUND,

@@ -11,6 +11,7 @@ import { navigate } from './router.js';
 import { useApp, takeDraft } from './state.js';
 import { Icon, Logo, ErrorBanner, confirmDialog, promptDialog, Spinner, toast, plainTitle } from './ui.js';
 import { Thread, Composer } from './thread.js';
+import { usePendingFiles } from './attachments.js';
 import { closeTemporary, closeOnPageHide, TemporaryToggle, TemporaryNote } from './temporary.js';
 import { Sidebar, useConversations, isPhone } from './sidebar.js';
 import { ChatHeader, useModels, rememberModel } from './chat-header.js';
@@ -40,6 +41,9 @@ export function ChatScreen() {
   const [atBottom, setAtBottom] = useState(true);
   const [announce, setAnnounce] = useState('');
   const [notice, setNotice] = useState(null);
+  // Files attached to the message being written, and a drag over the chat.
+  const pending = usePendingFiles();
+  const [dragging, setDragging] = useState(false);
   const [temporary, setTemporary] = useState(false);
 
   const ownNav = useRef(null);
@@ -150,6 +154,8 @@ export function ChatScreen() {
 
   const send = async (text) => {
     const body = { content: text, model: model || undefined };
+    const attached = pending.attachments();
+    if (attached.length) body.attachments = attached.map((a) => a.id);
     rememberModel(model);
     // A new chat's model settings go with its first message (the server
     // keeps them on the conversation it makes).
@@ -182,7 +188,8 @@ export function ChatScreen() {
       }
     }
     const last = messages[messages.length - 1];
-    await start({ body, base: messages, userMsg: { content: text, parent_id: last?.id ?? null }, retryText: text });
+    pending.clear();
+    await start({ body, base: messages, userMsg: { content: text, parent_id: last?.id ?? null, attachments: attached }, retryText: text });
   };
 
   const regenerate = (msg) => {
@@ -424,13 +431,29 @@ export function ChatScreen() {
   const params = conv ? { temperature: conv.temperature, max_tokens: conv.max_tokens, top_p: conv.top_p } : draftParams;
 
   const modelDown = !!model && down.has(models.items.find((m) => m.id === model)?.provider);
+  // Images for a model that cannot read them: said before sending.
+  const shownModel = model || conv?.model || models.default_model;
+  const modelInfo = models.items.find((m) => m.id === shownModel);
+  const visionBlocked = pending.hasImages && !!modelInfo && !modelInfo.vision;
+  const hasFiles = (e) => [...(e.dataTransfer?.types || [])].includes('Files');
+  const dropProps = {
+    onDragOver: (e) => { if (hasFiles(e)) { e.preventDefault(); if (!dragging) setDragging(true); } },
+    onDragLeave: (e) => { if (!e.currentTarget.contains(e.relatedTarget)) setDragging(false); },
+    onDrop: (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      setDragging(false);
+      pending.add(e.dataTransfer.files);
+      inputRef.current?.focus();
+    },
+  };
   return html`<div class=${'chat-layout' + (drawer ? ' drawer-open' : '')}>
     <a class="skip-link" href="#message-box" onClick=${(e) => { e.preventDefault(); inputRef.current?.focus(); }}>Skip to the message box</a>
     <${Sidebar} list=${list} activeId=${convId} onNewChat=${newChat} onAction=${onConvAction}
       searchRef=${searchRef} open=${drawer} onClose=${() => setDrawer(false)} onOpenHit=${openHit}
       onLeave=${() => inputRef.current?.focus()} />
     ${drawer && html`<div class="backdrop" aria-hidden="true" onClick=${() => setDrawer(false)}></div>`}
-    <main class="chat-main">
+    <main class=${'chat-main' + (dragging ? ' drop-target' : '')} ...${dropProps}>
       <${ChatHeader} conv=${conv} convId=${convId} models=${models} down=${down} model=${model} busy=${busy} systemSet=${systemSet}
         paramsSet=${anyParamSet(params)} onModelSettings=${() => setParamsOpen(true)}
         onLoadHealth=${loadHealth} onOpenDrawer=${() => setDrawer(true)} onRename=${(v) => onConvAction(conv, 'rename', v)}
@@ -469,8 +492,11 @@ export function ChatScreen() {
             onRetry=${error.retry || convId ? retryError : null} />`}
         ${(conv?.temporary || (!conv && temporary)) && html`<${TemporaryNote} />`}
         ${(!conv || conv.temporary) && html`<${TemporaryToggle} on=${!!conv?.temporary || temporary} locked=${!!conv} setOn=${setTemporary} />`}
+        ${visionBlocked && html`<div class="banner note warn" role="alert" data-testid="vision-notice">
+          <${Icon} name="eye" /><div class="banner-text">${shownModel} can't read images. Pick a model that reads images (marked with an eye in the model list), or remove the images.</div>
+        </div>`}
         <${Composer} inputRef=${inputRef} onSend=${send} onStop=${stop} busy=${busy}
-          disabled=${!!convError} />
+          disabled=${!!convError} pending=${pending} blocked=${visionBlocked} />
         <div class="sr-only" role="status" aria-live="polite" data-testid="announcer">${announce}</div>
       </div>
     </main>

@@ -8,6 +8,7 @@ import { KINDS, keptKeys, saveKey, removeKey, validateKey } from './own-keys.js'
 import { useApp, getTheme, setTheme } from './state.js';
 import { describeError, ErrorBanner, Spinner, confirmDialog, toast, timeAgo, dateTime, CopyButton, Icon } from './ui.js';
 import { UsageCard } from './usage.js';
+import { FilesCard } from './attachments.js';
 import { CustomInstructionsCard, PresetsCard, PromptsCard } from './settings-library.js';
 import { KnowledgeCard } from './knowledge.js';
 
@@ -242,6 +243,7 @@ export function SettingsScreen() {
     <a href="#knowledge">Knowledge</a>
     ${server.allow_user_keys && html`<a href="#provider-key">Provider keys</a>`}
     <a href="#usage">Usage</a>
+    <a href="#files">Files</a>
     <a href="#sessions">Sessions</a>
     <a href="#api-keys">API keys</a>
     <a href="#password">Password</a>
@@ -255,6 +257,7 @@ export function SettingsScreen() {
     <${KnowledgeCard} Card=${Card} />
     ${server.allow_user_keys && html`<${OwnKeysCard} />`}
     <${UsageCard} />
+    <${FilesCard} />
     <${SessionsCard} />
     <${ApiKeysCard} />
     <${PasswordCard} />

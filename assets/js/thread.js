@@ -9,6 +9,7 @@ import { renderMarkdownFor, renderMarkdownUncached, decorateCodeBlocks, onLibsCh
 import { useSlashMenu } from './slash.js';
 import { brandName } from './branding.js';
 import { Icon, copyText, toast, CopyButton, ErrorDetails, describeError } from './ui.js';
+import { PendingChips, MessageFiles } from './attachments.js';
 
 // ---- lazy markdown ------------------------------------------------------------------
 //
@@ -263,7 +264,7 @@ class MessageItem extends Component {
       return html`<article class="msg user" data-id=${msg.id} data-role="user" aria-label="Your message">
         ${editing
           ? html`<${UserEditor} msg=${msg} onCancel=${actions.cancelEdit} onSave=${actions.saveEdit} />`
-          : html`<${UserBubble} text=${msg.content} />`}
+          : html`<${MessageFiles} attachments=${msg.attachments} />${msg.content && html`<${UserBubble} text=${msg.content} />`}`}
         ${!editing && html`<div class=${'msg-tools' + ((msg.sibling_ids || []).length > 1 ? ' has-branches' : '')}>
           <${BranchNav} msg=${msg} onSwitch=${actions.switchBranch} disabled=${busy} />
           <button type="button" class="icon-btn tiny" aria-label="Copy message" onClick=${copy}><${Icon} name="copy" size=${15} /></button>
@@ -439,16 +440,20 @@ export function autosize(ta) {
   ta.style.height = Math.min(ta.scrollHeight, Math.round(window.innerHeight * 0.4)) + 'px';
 }
 
-export function Composer({ onSend, onStop, busy, disabled, inputRef, placeholder, hint }) {
+export function Composer({ onSend, onStop, busy, disabled, inputRef, placeholder, hint, pending, blocked }) {
   const [text, setText] = useState('');
   // The `/` prompt library (slash.js).
   const slash = useSlashMenu({
     text, inputRef,
     setText: (t) => { setText(t); requestAnimationFrame(() => inputRef.current && autosize(inputRef.current)); },
   });
+  const files = pending?.items.length || 0;
+  const waiting = !!pending && (pending.uploading || pending.failed);
+  const canSend = (text.trim() || files > 0) && !busy && !disabled && !waiting && !blocked;
+  const fileInput = useRef(null);
   const send = () => {
     const t = text;
-    if (!t.trim() || busy || disabled) return;
+    if (!canSend) return;
     onSend(t);
     setText('');
     requestAnimationFrame(() => inputRef.current && autosize(inputRef.current));
@@ -463,8 +468,21 @@ export function Composer({ onSend, onStop, busy, disabled, inputRef, placeholder
   return html`<form class="composer" onSubmit=${(e) => { e.preventDefault(); send(); }}>
     <div class="composer-box">
       ${slash.menu}
+      ${pending && html`<${PendingChips} pending=${pending} />`}
+      <div class="composer-row">
+      ${pending && html`<input ref=${fileInput} type="file" multiple hidden data-testid="file-input"
+          onChange=${(e) => { pending.add(e.target.files); e.target.value = ''; }} />
+        <button type="button" class="icon-btn attach-btn" aria-label="Attach files" disabled=${disabled}
+          onClick=${() => fileInput.current?.click()}><${Icon} name="paperclip" size=${18} /></button>`}
       <textarea ref=${inputRef} id="message-box" rows="1" aria-label="Message" placeholder=${placeholder || `Message ${brandName()}…`}
         value=${text} disabled=${disabled} ...${slash.inputProps}
+        onPaste=${(e) => {
+          const pasted = [...(e.clipboardData?.files || [])];
+          if (pending && pasted.length) {
+            e.preventDefault();
+            pending.add(pasted);
+          }
+        }}
         onInput=${(e) => { setText(e.target.value); autosize(e.target); }}
         onKeyDown=${(e) => {
           if (slash.onKeyDown(e)) return;
@@ -475,7 +493,8 @@ export function Composer({ onSend, onStop, busy, disabled, inputRef, placeholder
         }}></textarea>
       ${busy
         ? html`<button type="button" class="send-btn stop" aria-label="Stop generating" onClick=${onStop}><${Icon} name="stop" size=${16} /></button>`
-        : html`<button type="submit" class="send-btn" aria-label="Send message" disabled=${!text.trim() || disabled}><${Icon} name="send" size=${18} /></button>`}
+        : html`<button type="submit" class="send-btn" aria-label="Send message" disabled=${!canSend}><${Icon} name="send" size=${18} /></button>`}
+      </div>
     </div>
     <div class="composer-hint muted small">${hint || 'Enter to send · Shift+Enter for a new line · / for saved prompts'}</div>
     <div class="sr-only" aria-live="polite">${slash.status}</div>

@@ -323,6 +323,27 @@ impl ChatService {
                         req.model
                     )));
                 }
+                let images: Vec<_> = req
+                    .messages
+                    .iter()
+                    .flat_map(|m| m.images.iter())
+                    .map(|i| crate::store::chat::Attachment {
+                        id: Uuid::nil(),
+                        name: String::new(),
+                        mime: i.mime.clone(),
+                        size: i.data.len() as u64,
+                        width: None,
+                        height: None,
+                    })
+                    .collect();
+                let vision = images.is_empty()
+                    || crate::model_settings::reads_images(
+                        &self.models,
+                        &self.providers,
+                        &first.model,
+                        &first.provider_name,
+                    );
+                super::attachments::check_vision(&images, &req.model, vision)?;
                 Ok(first)
             })
             .inspect_err(|e| refused(&self.store, &caller, "v1.chat", &req.model, e))?;

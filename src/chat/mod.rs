@@ -3,6 +3,7 @@
 //! [`turn`], stateless `/v1` calls in [`complete`]; generations (the running answers) in [`generation`], their
 //! typed events in [`events`], naming conversations in [`title`].
 
+pub mod attachments;
 pub mod complete;
 pub mod events;
 pub mod generation;
@@ -98,6 +99,8 @@ pub fn siblings(messages: &[Message], m: &Message) -> Vec<Uuid> {
 pub struct Context {
     pub system: Option<String>,
     pub messages: Vec<ChatMessage>,
+    /// The stored message each of `messages` was made from.
+    pub ids: Vec<Uuid>,
     pub trimmed: usize,
 }
 
@@ -105,7 +108,7 @@ pub struct Context {
 /// (keeping room for the answer). The system prompt and the newest message
 /// are never dropped.
 pub fn build_context(system: Option<&str>, thread: &[Message], window: u32) -> Context {
-    let usable: Vec<ChatMessage> = thread
+    let usable: Vec<(&Message, ChatMessage)> = thread
         .iter()
         .filter(|m| !(m.role == MessageRole::Assistant && m.content.is_empty()))
         .filter(|m| m.status != MessageStatus::Streaming)
@@ -115,13 +118,16 @@ pub fn build_context(system: Option<&str>, thread: &[Message], window: u32) -> C
                 MessageRole::Assistant => Role::Assistant,
                 MessageRole::System => Role::System,
             };
-            ChatMessage::new(role, m.content.clone())
+            (m, ChatMessage::new(role, m.content.clone()))
         })
         .collect();
     let window = u64::from(window.max(256));
     // Leave a quarter of the window for the answer.
     let budget = window - window / 4;
-    let cost = |m: &ChatMessage| estimate_tokens(&m.content) + 4;
+    let cost = |(src, m): &(&Message, ChatMessage)| {
+        let images = src.attachments.iter().filter(|a| a.is_image()).count() as u64;
+        estimate_tokens(&m.content) + 4 + images * attachments::IMAGE_TOKENS
+    };
     let mut total: u64 = system.map(estimate_tokens).unwrap_or(0) + 4;
     let mut keep = 0;
     for m in usable.iter().rev() {
@@ -133,14 +139,16 @@ pub fn build_context(system: Option<&str>, thread: &[Message], window: u32) -> C
         keep += 1;
     }
     let trimmed = usable.len() - keep;
-    let mut messages: Vec<ChatMessage> = usable.into_iter().skip(trimmed).collect();
+    let mut kept: Vec<(&Message, ChatMessage)> = usable.into_iter().skip(trimmed).collect();
     // Most APIs want the conversation to start with the user.
-    while messages.first().is_some_and(|m| m.role == Role::Assistant) && messages.len() > 1 {
-        messages.remove(0);
+    while kept.first().is_some_and(|m| m.1.role == Role::Assistant) && kept.len() > 1 {
+        kept.remove(0);
     }
+    let (ids, messages) = kept.into_iter().map(|(src, m)| (src.id, m)).unzip();
     Context {
         system: system.filter(|s| !s.trim().is_empty()).map(str::to_string),
         messages,
+        ids,
         trimmed,
     }
 }

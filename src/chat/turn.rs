@@ -68,6 +68,10 @@ pub struct ChatService {
     pub settings: Arc<Config>,
     /// Documents and collections: the passages a turn's context gets.
     pub knowledge: Arc<crate::knowledge::Knowledge>,
+    /// Uploaded files (attachments).
+    pub files: Arc<crate::files::Files>,
+    /// What admins set per model (whether it reads images).
+    pub models: Arc<crate::model_settings::ModelSettings>,
 }
 
 /// Where the new user message goes.
@@ -109,6 +113,8 @@ pub struct TurnRequest {
     pub temporary: bool,
     /// The system prompt of a new temporary chat (only then).
     pub system_prompt: Option<String>,
+    /// Ids of the caller's files attached to the new user message.
+    pub attachments: Vec<String>,
     /// Carried into the `error` event.
     pub request_id: String,
 }
@@ -146,13 +152,26 @@ impl Placed {
         }
     }
 
-    /// What documents are asked about: the newest user message of the
-    /// thread (the new one, or the one a regeneration answers again).
+    /// The message being answered (the new one, or a regeneration's parent).
+    fn answered_message(&self) -> Option<&Message> {
+        match &self.user_msg {
+            Some(u) => Some(u),
+            None => self
+                .parent_of_answer
+                .and_then(|p| self.all.iter().find(|m| m.id == p)),
+        }
+    }
+
+    /// The files of the message being answered.
+    fn answered(&self) -> Vec<crate::store::chat::Attachment> {
+        self.answered_message()
+            .map(|m| m.attachments.clone())
+            .unwrap_or_default()
+    }
+
+    /// The text of the message being answered.
     fn question(&self) -> String {
-        self.thread()
-            .iter()
-            .rev()
-            .find(|m| m.role == MessageRole::User)
+        self.answered_message()
             .map(|m| m.content.clone())
             .unwrap_or_default()
     }
@@ -230,7 +249,12 @@ impl ChatService {
             .admit(&self.store, user, super::estimate_tokens(&req.content))
             .await?;
         let uid = user.id();
-        let mut placed = self.place(uid, &req, regen).await?;
+        let files = super::attachments::resolve(&self.files, uid, &req.attachments).await?;
+        let attached: Vec<_> = files
+            .iter()
+            .map(super::attachments::attachment_of)
+            .collect();
+        let mut placed = self.place(uid, &req, regen, attached).await?;
         // The preset and the user's custom instructions (see `presets.rs`).
         let turn = crate::presets::Presets {
             store: self.store.clone(),
@@ -264,6 +288,18 @@ impl ChatService {
             )));
         }
 
+        // The files of the message answered: images go to the model (if it
+        // reads them), checked before anything is stored or sent; documents
+        // (and the conversation's collections) through the knowledge service.
+        let answered = placed.answered();
+        let images: Vec<_> = answered.iter().filter(|a| a.is_image()).cloned().collect();
+        let vision = crate::model_settings::reads_images(
+            &self.models,
+            &self.providers,
+            &model,
+            &provider_name,
+        );
+        super::attachments::check_vision(&images, &model, vision)?;
         // Passages of the thread's documents and the conversation's
         // collections, within half of what the context may hold.
         let usable = u64::from(window.max(256)) * 3 / 4;
@@ -281,7 +317,9 @@ impl ChatService {
             (Some(s), Some(d)) => Some(format!("{s}\n\n{d}")),
             (s, d) => s.or(d),
         };
-        let ctx = placed.context(system.as_deref(), window)?;
+        let mut ctx = placed.context(system.as_deref(), window)?;
+        super::attachments::add_images(&self.files, uid, &placed.thread(), &mut ctx, vision)
+            .await?;
 
         let mut assistant = message(
             placed.conv.id,
@@ -393,7 +431,13 @@ impl ChatService {
 
     /// The conversation (existing and owned, or new) and where the new
     /// messages hang in its tree.
-    async fn place(&self, uid: Uuid, req: &TurnRequest, regen: Option<Uuid>) -> AppResult<Placed> {
+    async fn place(
+        &self,
+        uid: Uuid,
+        req: &TurnRequest,
+        regen: Option<Uuid>,
+        attached: Vec<crate::store::chat::Attachment>,
+    ) -> AppResult<Placed> {
         let mut temp_messages = None;
         let (conv, is_new) = match req.conversation_id.as_deref().filter(|s| !s.is_empty()) {
             Some(id) => {
@@ -464,6 +508,7 @@ impl ChatService {
         };
         let mut m = message(conv.id, parent, MessageRole::User);
         m.content = req.content.clone();
+        m.attachments = attached;
         let id = m.id;
         Ok(Placed {
             conv,
@@ -681,7 +726,7 @@ fn validate(settings: &Config, req: &TurnRequest) -> AppResult<Option<Uuid>> {
         .map(|r| Uuid::parse_str(r).map_err(|_| AppError::not_found("message")))
         .transpose()?;
     if regen.is_none() {
-        if req.content.trim().is_empty() {
+        if req.content.trim().is_empty() && req.attachments.is_empty() {
             return Err(AppError::validation("content must not be empty"));
         }
         if req.content.chars().count() > MAX_CONTENT_CHARS {

@@ -145,6 +145,22 @@ pub struct Files {
     paused: Arc<AtomicUsize>,
 }
 
+/// The blob store read from a blocking thread (a backup).
+pub struct BlockingBlobs {
+    blobs: Arc<dyn BlobStore>,
+    rt: tokio::runtime::Handle,
+}
+
+impl crate::store::file::BlobSource for BlockingBlobs {
+    fn read_blob(&self, sha256: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match self.rt.block_on(self.blobs.read(sha256, u64::MAX)) {
+            Ok(b) => Ok(Some(b.to_vec())),
+            Err(BlobError::NotFound) => Ok(None),
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        }
+    }
+}
+
 /// While alive, deleted files' blobs stay on disk (a backup is copying
 /// them); dropping it lets the next garbage collection remove them.
 pub struct DeletePause(Arc<AtomicUsize>);
@@ -400,6 +416,14 @@ impl Files {
             self.drop_if_unreferenced(sha).await;
         }
         Ok(d.upload)
+    }
+
+    /// The blobs for a backup running on a blocking thread of `rt`.
+    pub fn blob_source(&self, rt: tokio::runtime::Handle) -> BlockingBlobs {
+        BlockingBlobs {
+            blobs: self.blobs.clone(),
+            rt,
+        }
     }
 
     /// Keeps deleted files' blobs on disk while the pause lives (backups).

@@ -349,9 +349,14 @@ pub async fn backup(
     }
     let data_dir = state.cfg.data_dir.clone();
     let store = state.store.clone();
-    let taken = tokio::task::spawn_blocking(move || snapshot(&store, &data_dir))
+    // Files deleted while the blobs are copied keep their blobs until the
+    // backup is written (the next garbage collection removes them).
+    let pause = state.files.pause_deletes();
+    let blobs = state.files.blob_source(tokio::runtime::Handle::current());
+    let taken = tokio::task::spawn_blocking(move || snapshot(&store, &data_dir, &blobs))
         .await
         .map_err(|e| AppError::internal(anyhow::anyhow!("backup task failed: {e}")))?;
+    drop(pause);
     // A refusal while another backup runs is not audited.
     if !matches!(taken, Err(SnapshotError::Busy)) {
         let outcome = if taken.is_ok() { "ok" } else { "error" };

@@ -87,6 +87,13 @@ pub struct ChatBody {
     /// conversation takes it through `POST /api/conversations`.
     #[serde(default)]
     pub system_prompt: Option<String>,
+    /// Ids of the caller's files (`POST /api/files`) to attach to the new
+    /// message, at most 10. Images go to the model (which must read images:
+    /// else 422 `VISION_UNSUPPORTED`); documents are read and their passages
+    /// put into the context, with `sources` on the answer. Another user's id
+    /// answers 404.
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 impl ChatBody {
@@ -111,6 +118,7 @@ impl ChatBody {
             provider_key_kind: key.kind,
             temporary: self.temporary,
             system_prompt: self.system_prompt,
+            attachments: self.attachments,
             request_id,
         })
     }
@@ -126,6 +134,8 @@ pub fn service(state: &AppState) -> ChatService {
         generations: state.generations.clone(),
         settings: state.settings(),
         knowledge: state.knowledge.clone(),
+        files: state.files.clone(),
+        models: state.models.clone(),
     }
 }
 

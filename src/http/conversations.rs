@@ -116,6 +116,10 @@ pub struct MessageView {
     /// The passages of the user's documents this answer was given.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<crate::store::chat::Source>,
+    /// Files attached to the message (`GET /api/files/{id}/content` and
+    /// `/thumbnail` read them while the file exists).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::store::chat::Attachment>,
 }
 
 pub fn usage_view(u: &Usage) -> UsageView {
@@ -181,6 +185,7 @@ fn view_with(m: &Message, all: Option<&[Message]>, live: Option<&LiveAnswer>) ->
         generation_id: live.map(|l| l.generation_id.to_string()),
         generation_event_id,
         sources: m.sources.clone(),
+        attachments: m.attachments.clone(),
     }
 }
 

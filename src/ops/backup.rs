@@ -9,7 +9,8 @@
 //! Either way the copy is one read transaction of the store (see
 //! `store::backup`), so it is consistent while writes go on.
 //!
-//! A backup holds the database and the key files of the data directory
+//! A backup holds the database, the content of uploaded files (the blobs
+//! the records reference, in a table of the backup file) and the key files of the data directory
 //! (`provider.key`: without it, stored provider API keys could not be
 //! decrypted). The JWT signing key (`jwt.key`) is left out on purpose: it
 //! protects no stored data, and a copy of it would let whoever holds the
@@ -24,7 +25,8 @@ use std::path::{Path, PathBuf};
 
 use crate::auth::tokens::{JWT_KEY_FILE, JWT_KEY_LEN};
 use crate::store::backup::{
-    BackupError, BackupHeader, BackupSource, lock_for_restore, prepare_restore, read_header,
+    BackupError, BackupHeader, BackupSource, BlobSource, lock_for_restore, prepare_restore,
+    read_header,
 };
 use crate::store::{SharedStore, StoreError};
 
@@ -56,12 +58,13 @@ pub fn write_from_server(
     store: &SharedStore,
     data_dir: &Path,
     dest: &Path,
+    blobs: &dyn BlobSource,
 ) -> Result<BackupHeader, BackupError> {
     let Some(file) = store.file() else {
         return Err(BackupError::NotAFile);
     };
     let files = key_files(data_dir)?;
-    file.backup_to(dest, &files, &mut |_, _| {})
+    file.backup_to(dest, &files, blobs, &mut |_, _| {})
 }
 
 /// A file name for a backup taken now: `confab-backup-20261122T013000Z.redb`.
@@ -124,8 +127,9 @@ pub async fn backup_command(
             let (dir, p) = (data_dir.to_path_buf(), partial.clone());
             tokio::task::spawn_blocking(move || -> Result<(), BackupError> {
                 let files = key_files(&dir)?;
+                let blobs = crate::store::blobs::LocalBlobs::at(&dir);
                 let bar = rows_bar("backing up");
-                src.backup_to(&p, &files, &mut |done, total| {
+                src.backup_to(&p, &files, &blobs, &mut |done, total| {
                     bar.set_length(total);
                     bar.set_position(done);
                 })?;
@@ -297,12 +301,22 @@ pub fn restore_command(data_dir: &Path, backup: &Path) -> anyhow::Result<Restore
         set_aside.push(aside(JWT_KEY_FILE));
     }
     crate::keyfile::load_or_create(&jwt, JWT_KEY_LEN)?;
+    // The uploaded files' content: the backup's, or none for a backup
+    // made before files existed; the previous blobs are set aside.
+    let blobs = data_dir.join("blobs");
+    if blobs.exists() {
+        std::fs::rename(&blobs, aside("blobs"))?;
+        set_aside.push(aside("blobs"));
+    }
+    if let Some(dir) = &prepared.blobs {
+        std::fs::rename(dir, &blobs)?;
+    }
     let index = data_dir.join("index");
     if index.exists() {
         std::fs::remove_dir_all(&index)?;
     }
     std::fs::File::open(data_dir)?.sync_all()?;
-    let mut owned = vec![live, jwt];
+    let mut owned = vec![live, jwt, blobs];
     owned.extend(restored.iter().map(|(n, _)| data_dir.join(n)));
     match_owner(data_dir, &owned)?;
     Ok(RestoreReport {
@@ -369,7 +383,11 @@ pub enum SnapshotError {
 /// directory (same disk, so no surprise from a small /tmp), for
 /// `GET /api/admin/backup`. One at a time per process. Blocking: run it on
 /// the blocking pool.
-pub fn snapshot(store: &SharedStore, data_dir: &Path) -> Result<Snapshot, SnapshotError> {
+pub fn snapshot(
+    store: &SharedStore,
+    data_dir: &Path,
+    blobs: &dyn BlobSource,
+) -> Result<Snapshot, SnapshotError> {
     use std::sync::atomic::Ordering;
     if BACKUP_RUNNING.swap(true, Ordering::SeqCst) {
         return Err(SnapshotError::Busy);
@@ -382,7 +400,7 @@ pub fn snapshot(store: &SharedStore, data_dir: &Path) -> Result<Snapshot, Snapsh
     }
     let _release = Release;
     let tmp = data_dir.join(format!(".backup-{}.tmp", uuid::Uuid::now_v7()));
-    let header = write_from_server(store, data_dir, &tmp)?;
+    let header = write_from_server(store, data_dir, &tmp, blobs)?;
     let opened = std::fs::File::open(&tmp);
     let _ = std::fs::remove_file(&tmp);
     let file = opened.map_err(BackupError::from)?;

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::images::WireImage;
 use super::sse::SseParser;
 use super::transport::{self, ErrorDetail, Origin};
 use serde_json::{Value, json};
@@ -211,7 +212,10 @@ fn assistant_blocks(m: &ChatMessage) -> Result<Value, ProviderError> {
     Ok(Value::Array(blocks))
 }
 
-fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
+fn wire_request<'a>(
+    req: &'a ChatRequest,
+    images: &[Vec<WireImage>],
+) -> Result<WireRequest<'a>, ProviderError> {
     match &req.response_format {
         None | Some(ResponseFormat::Text) => {}
         Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. }) => {
@@ -225,7 +229,8 @@ fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
     // `tool_result` blocks of a user turn, consecutive ones in one turn.
     let mut messages: Vec<WireMessage> = Vec::with_capacity(req.messages.len());
     let mut last_was_tool = false;
-    for m in &req.messages {
+    for (i, m) in req.messages.iter().enumerate() {
+        let pictures = images.get(i).map_or(&[][..], |v| v);
         match m.role {
             Role::System => continue,
             Role::Tool => {
@@ -251,6 +256,24 @@ fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
                 role: "assistant",
                 content: assistant_blocks(m)?,
             }),
+            // Images first, then the text (Anthropic's advice), each image a
+            // base64 `image` block.
+            Role::User if !pictures.is_empty() => {
+                let mut blocks: Vec<Value> = pictures
+                    .iter()
+                    .map(|p| {
+                        json!({"type": "image", "source": {"type": "base64",
+                            "media_type": p.mime, "data": p.base64}})
+                    })
+                    .collect();
+                if !m.content.is_empty() {
+                    blocks.push(json!({"type": "text", "text": m.content}));
+                }
+                messages.push(WireMessage {
+                    role: "user",
+                    content: Value::Array(blocks),
+                })
+            }
             Role::User | Role::Assistant => messages.push(WireMessage {
                 role: m.role.as_str(),
                 content: Value::String(m.content.clone()),
@@ -354,7 +377,8 @@ impl Provider for AnthropicProvider {
             .or(self.api_key.as_deref());
         let origin = self.origin(key, Some(&req.model));
         let url = format!("{}/v1/messages", self.base_url);
-        let body: bytes::Bytes = serde_json::to_vec(&wire_request(&req)?)
+        let images = super::images::prepare(&req, ProviderKind::Anthropic).await?;
+        let body: bytes::Bytes = serde_json::to_vec(&wire_request(&req, &images)?)
             .map_err(|e| ProviderError::Protocol(format!("could not encode the request: {e}")))?
             .into();
         let resp = transport::send(&origin, &self.options, || {
@@ -751,7 +775,7 @@ mod tests {
         );
         req.system = Some("be brief".into());
         req.temperature = Some(1.7);
-        let v = serde_json::to_value(wire_request(&req).unwrap()).unwrap();
+        let v = serde_json::to_value(wire_request(&req, &[]).unwrap()).unwrap();
         assert_eq!(v["system"], "be brief\n\nextra");
         assert_eq!(v["messages"].as_array().unwrap().len(), 1);
         assert_eq!(v["max_tokens"], DEFAULT_MAX_TOKENS);
@@ -907,7 +931,7 @@ mod tool_tests {
             parameters: json!({"type": "object"}),
         }];
         req.tool_choice = Some(ToolChoice::Required);
-        let v = serde_json::to_value(wire_request(&req).unwrap()).unwrap();
+        let v = serde_json::to_value(wire_request(&req, &[]).unwrap()).unwrap();
         assert_eq!(v["max_tokens"], 8192, "3.5 Haiku's output limit");
         assert_eq!(v["top_p"], json!(0.8f32));
         assert_eq!(v["stop_sequences"], json!(["END", "STOP"]));
@@ -953,13 +977,13 @@ mod tool_tests {
         ] {
             req.tool_choice = Some(choice);
             assert_eq!(
-                serde_json::to_value(wire_request(&req).unwrap()).unwrap()["tool_choice"],
+                serde_json::to_value(wire_request(&req, &[]).unwrap()).unwrap()["tool_choice"],
                 wire
             );
         }
         req.tools.clear();
         req.tool_choice = Some(ToolChoice::Auto);
-        let v = serde_json::to_value(wire_request(&req).unwrap()).unwrap();
+        let v = serde_json::to_value(wire_request(&req, &[]).unwrap()).unwrap();
         assert!(v.get("tool_choice").is_none() && v.get("tools").is_none());
     }
 
@@ -967,7 +991,7 @@ mod tool_tests {
     fn json_mode_and_bad_arguments_are_refused() {
         let mut req = ChatRequest::new("claude-sonnet-4-20250514", vec![ChatMessage::user("hi")]);
         req.response_format = Some(ResponseFormat::JsonObject);
-        let e = wire_request(&req).err().unwrap();
+        let e = wire_request(&req, &[]).err().unwrap();
         assert_eq!(e.code(), "UNSUPPORTED");
         assert!(e.to_string().contains("Anthropic has no JSON mode"), "{e}");
         req.response_format = Some(ResponseFormat::JsonSchema {
@@ -976,17 +1000,17 @@ mod tool_tests {
             strict: None,
         });
         assert!(matches!(
-            wire_request(&req),
+            wire_request(&req, &[]),
             Err(ProviderError::Unsupported(_))
         ));
         req.response_format = Some(ResponseFormat::Text);
-        assert!(wire_request(&req).is_ok());
+        assert!(wire_request(&req, &[]).is_ok());
 
         let mut assistant = ChatMessage::assistant("");
         assistant.tool_calls = vec![call("toolu_1", "f", "[1, 2]")];
         let req = ChatRequest::new("claude", vec![ChatMessage::user("hi"), assistant]);
         assert!(matches!(
-            wire_request(&req),
+            wire_request(&req, &[]),
             Err(ProviderError::Unsupported(_))
         ));
     }

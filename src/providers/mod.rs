@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod anthropic;
 pub mod capabilities;
+pub mod images;
 pub mod ollama;
 pub mod openai;
 pub mod registry;
@@ -162,6 +163,44 @@ pub struct ChatMessage {
     /// For a `Tool` message: the id of the call it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// Images that go with a user message (each provider writes them in
+    /// its own format, scaled down to its limits: see [`images`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageInput>,
+}
+
+/// An image for a model: its type (png, jpeg, gif or webp) and bytes as
+/// the user gave them. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInput {
+    pub mime: String,
+    #[serde(with = "base64_bytes")]
+    pub data: bytes::Bytes,
+}
+
+impl fmt::Debug for ImageInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImageInput")
+            .field("mime", &self.mime)
+            .field("bytes", &self.data.len())
+            .finish()
+    }
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &bytes::Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bytes::Bytes, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map(bytes::Bytes::from)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// One call of a tool by the model.
@@ -216,6 +255,7 @@ impl ChatMessage {
             content: content.into(),
             tool_calls: Vec::new(),
             tool_call_id: None,
+            images: Vec::new(),
         }
     }
     pub fn user(content: impl Into<String>) -> Self {
@@ -236,6 +276,7 @@ impl fmt::Debug for ChatMessage {
             .field("role", &self.role)
             .field("content_chars", &self.content.chars().count())
             .field("tool_calls", &self.tool_calls.len())
+            .field("images", &self.images.len())
             .finish()
     }
 }

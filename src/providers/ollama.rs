@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::images::WireImage;
 use super::sse::LineSplitter;
 use super::transport::{self, ErrorDetail, Origin};
 use serde_json::{Value, json};
@@ -108,6 +109,9 @@ struct WireMessage<'a> {
     tool_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_call_id: Option<&'a str>,
+    /// Base64 images (no data-URL prefix) for a vision model.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    images: Vec<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -202,7 +206,10 @@ fn arguments_object(call: &ToolCall) -> Result<Value, ProviderError> {
     }
 }
 
-fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
+fn wire_request<'a>(
+    req: &'a ChatRequest,
+    images: &'a [Vec<WireImage>],
+) -> Result<WireRequest<'a>, ProviderError> {
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
     let plain = |role: &'static str, content: &'static str| WireMessage {
         role,
@@ -210,6 +217,7 @@ fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
         tool_calls: Vec::new(),
         tool_name: None,
         tool_call_id: None,
+        images: Vec::new(),
     };
     if let Some(system) = req.system.as_deref().filter(|s| !s.is_empty()) {
         messages.push(WireMessage {
@@ -247,6 +255,10 @@ fn wire_request(req: &ChatRequest) -> Result<WireRequest<'_>, ProviderError> {
             tool_calls,
             tool_name,
             tool_call_id,
+            images: images
+                .get(i)
+                .map(|v| v.iter().map(|p| p.base64.as_str()).collect())
+                .unwrap_or_default(),
         });
     }
     let options = WireOptions {
@@ -474,7 +486,8 @@ impl Provider for OllamaProvider {
             .or(self.api_key.as_deref());
         let origin = self.origin(key, Some(&req.model));
         let url = format!("{}/api/chat", self.base_url);
-        let body: bytes::Bytes = serde_json::to_vec(&wire_request(&req)?)
+        let images = super::images::prepare(&req, ProviderKind::Ollama).await?;
+        let body: bytes::Bytes = serde_json::to_vec(&wire_request(&req, &images)?)
             .map_err(|e| ProviderError::Protocol(format!("could not encode the request: {e}")))?
             .into();
         let resp = transport::send(&origin, &self.options, || {
@@ -749,11 +762,11 @@ mod tests {
     fn request_shape() {
         let mut req = ChatRequest::new("llama3.2", vec![ChatMessage::user("hi")]);
         req.system = Some("sys".into());
-        let v = serde_json::to_value(wire_request(&req).unwrap()).unwrap();
+        let v = serde_json::to_value(wire_request(&req, &[]).unwrap()).unwrap();
         assert_eq!(v["messages"][0]["role"], "system");
         assert!(v.get("options").is_none());
         req.max_tokens = Some(10);
-        let v = serde_json::to_value(wire_request(&req).unwrap()).unwrap();
+        let v = serde_json::to_value(wire_request(&req, &[]).unwrap()).unwrap();
         assert_eq!(v["options"]["num_predict"], 10);
     }
 }
@@ -856,7 +869,7 @@ mod tool_tests {
         }];
         req.tool_choice = Some(ToolChoice::Required);
         req.response_format = Some(ResponseFormat::JsonObject);
-        let v = serde_json::to_value(wire_request(&req).unwrap()).unwrap();
+        let v = serde_json::to_value(wire_request(&req, &[]).unwrap()).unwrap();
         assert_eq!(
             v["options"],
             json!({"num_predict": 64, "temperature": 0.25, "top_p": 0.5, "stop": ["END"], "seed": 3,
@@ -884,7 +897,7 @@ mod tool_tests {
             schema: json!({"type": "object", "required": ["a"]}),
             strict: None,
         });
-        let v = serde_json::to_value(wire_request(&req).unwrap()).unwrap();
+        let v = serde_json::to_value(wire_request(&req, &[]).unwrap()).unwrap();
         assert!(v.get("tools").is_none(), "none means no tools");
         assert_eq!(v["format"], json!({"type": "object", "required": ["a"]}));
     }

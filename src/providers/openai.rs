@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::images::WireImage;
 use super::sse::SseParser;
 use super::transport::{self, Origin};
 use serde_json::json;
@@ -86,11 +87,20 @@ impl OpenAiProvider {
 struct WireMessage<'a> {
     role: &'static str,
     /// `null` for an assistant message that only calls tools.
-    content: Option<&'a str>,
+    content: Option<WireContent<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<WireToolCall<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_call_id: Option<&'a str>,
+}
+
+/// A plain string, or content parts when the message has images: the
+/// text, then one `image_url` part (a data URL) per image.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireContent<'a> {
+    Text(&'a str),
+    Parts(Vec<serde_json::Value>),
 }
 
 #[derive(Serialize)]
@@ -188,11 +198,20 @@ fn response_format(format: &ResponseFormat) -> serde_json::Value {
     }
 }
 
-fn wire_message(m: &ChatMessage) -> WireMessage<'_> {
+fn wire_message<'a>(m: &'a ChatMessage, images: &[WireImage]) -> WireMessage<'a> {
     let content = if m.role == Role::Assistant && m.content.is_empty() && !m.tool_calls.is_empty() {
         None
+    } else if images.is_empty() {
+        Some(WireContent::Text(m.content.as_str()))
     } else {
-        Some(m.content.as_str())
+        let mut parts = Vec::with_capacity(images.len() + 1);
+        if !m.content.is_empty() {
+            parts.push(json!({"type": "text", "text": m.content}));
+        }
+        for i in images {
+            parts.push(json!({"type": "image_url", "image_url": {"url": i.data_url()}}));
+        }
+        Some(WireContent::Parts(parts))
     };
     WireMessage {
         role: m.role.as_str(),
@@ -217,17 +236,26 @@ fn wire_message(m: &ChatMessage) -> WireMessage<'_> {
     }
 }
 
-fn wire_request(req: &ChatRequest, openai_proper: bool) -> WireRequest<'_> {
+fn wire_request<'a>(
+    req: &'a ChatRequest,
+    images: &[Vec<WireImage>],
+    openai_proper: bool,
+) -> WireRequest<'a> {
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
     if let Some(system) = req.system.as_deref().filter(|s| !s.is_empty()) {
         messages.push(WireMessage {
             role: "system",
-            content: Some(system),
+            content: Some(WireContent::Text(system)),
             tool_calls: Vec::new(),
             tool_call_id: None,
         });
     }
-    messages.extend(req.messages.iter().map(wire_message));
+    messages.extend(
+        req.messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| wire_message(m, images.get(i).map_or(&[][..], |v| v))),
+    );
     let (max_tokens, max_completion_tokens) = if openai_proper {
         (None, req.max_tokens)
     } else {
@@ -342,9 +370,11 @@ impl Provider for OpenAiProvider {
             .or(self.api_key.as_deref());
         let origin = self.origin(key, Some(&req.model));
         let url = format!("{}/chat/completions", self.base_url);
-        let body: bytes::Bytes = serde_json::to_vec(&wire_request(&req, self.is_openai_proper()))
-            .map_err(|e| ProviderError::Protocol(format!("could not encode the request: {e}")))?
-            .into();
+        let images = super::images::prepare(&req, ProviderKind::Openai).await?;
+        let body: bytes::Bytes =
+            serde_json::to_vec(&wire_request(&req, &images, self.is_openai_proper()))
+                .map_err(|e| ProviderError::Protocol(format!("could not encode the request: {e}")))?
+                .into();
         let resp = transport::send(&origin, &self.options, || {
             self.authorize(self.client.post(&url), key)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -722,13 +752,13 @@ mod tests {
         let mut req = ChatRequest::new("m", vec![ChatMessage::user("hi")]);
         req.system = Some("be brief".into());
         req.max_tokens = Some(5);
-        let v = serde_json::to_value(wire_request(&req, false)).unwrap();
+        let v = serde_json::to_value(wire_request(&req, &[], false)).unwrap();
         assert_eq!(v["messages"][0]["role"], "system");
         assert_eq!(v["messages"][1]["content"], "hi");
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["max_tokens"], 5);
         assert!(v.get("temperature").is_none());
-        let v = serde_json::to_value(wire_request(&req, true)).unwrap();
+        let v = serde_json::to_value(wire_request(&req, &[], true)).unwrap();
         assert_eq!(v["max_completion_tokens"], 5);
         assert!(v.get("max_tokens").is_none());
     }
@@ -836,7 +866,7 @@ mod tool_tests {
             schema: json!({"type": "object"}),
             strict: Some(true),
         });
-        let v = serde_json::to_value(wire_request(&req, false)).unwrap();
+        let v = serde_json::to_value(wire_request(&req, &[], false)).unwrap();
         assert_eq!(v["temperature"], json!(0.3f32));
         assert_eq!(v["top_p"], json!(0.9f32));
         assert_eq!(v["max_tokens"], 100);
@@ -877,23 +907,23 @@ mod tool_tests {
         ] {
             req.tool_choice = Some(choice);
             assert_eq!(
-                serde_json::to_value(wire_request(&req, true)).unwrap()["tool_choice"],
+                serde_json::to_value(wire_request(&req, &[], true)).unwrap()["tool_choice"],
                 wire
             );
         }
         req.response_format = Some(ResponseFormat::JsonObject);
-        let v = serde_json::to_value(wire_request(&req, true)).unwrap();
+        let v = serde_json::to_value(wire_request(&req, &[], true)).unwrap();
         assert_eq!(v["response_format"], json!({"type": "json_object"}));
         assert_eq!(v["max_completion_tokens"], 100);
         // Without tools, "auto" and "none" say nothing and are left out
         // (the API refuses them); "required" is passed on to be refused.
         req.tools.clear();
         req.tool_choice = Some(ToolChoice::None);
-        let v = serde_json::to_value(wire_request(&req, true)).unwrap();
+        let v = serde_json::to_value(wire_request(&req, &[], true)).unwrap();
         assert!(v.get("tool_choice").is_none());
         assert!(v.get("tools").is_none());
         req.tool_choice = Some(ToolChoice::Required);
-        let v = serde_json::to_value(wire_request(&req, true)).unwrap();
+        let v = serde_json::to_value(wire_request(&req, &[], true)).unwrap();
         assert_eq!(v["tool_choice"], "required");
     }
 }

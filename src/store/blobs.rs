@@ -113,7 +113,49 @@ pub struct LocalBlobs {
     root: PathBuf,
 }
 
+impl crate::store::file::BlobSource for LocalBlobs {
+    fn read_blob(&self, sha256: &str) -> std::io::Result<Option<Vec<u8>>> {
+        let Ok(path) = self.path_of(sha256) else {
+            return Ok(None);
+        };
+        match std::fs::read(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl LocalBlobs {
+    /// The blobs of `data_dir` without creating anything (reading them for
+    /// a backup of a stopped server).
+    pub fn at(data_dir: &Path) -> LocalBlobs {
+        LocalBlobs {
+            root: data_dir.join("blobs"),
+        }
+    }
+
+    /// Where a staged restore writes blobs before they are swapped in:
+    /// `dir/ab/cd/<sha>`, fsynced. Blocking.
+    pub fn write_into(dir: &Path, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
+        if !is_address(sha256) {
+            return Err(std::io::Error::other("not a blob address"));
+        }
+        let sub = dir.join(&sha256[0..2]).join(&sha256[2..4]);
+        std::fs::create_dir_all(&sub)?;
+        let path = sub.join(sha256);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(path)?;
+        std::io::Write::write_all(&mut f, bytes)?;
+        f.sync_all()
+    }
+
     /// Blobs under `<data_dir>/blobs` (created with mode 0700 when missing).
     pub fn open(data_dir: &Path) -> std::io::Result<LocalBlobs> {
         let root = data_dir.join("blobs");

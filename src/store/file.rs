@@ -19,8 +19,25 @@ pub trait FileStore: Send + Sync {
         &self,
         dest: &Path,
         files: &[(String, Vec<u8>)],
+        blobs: &dyn BlobSource,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<BackupHeader, BackupError>;
+}
+
+/// Where a backup reads the blobs (uploaded files) its records reference.
+/// Called on a blocking thread.
+pub trait BlobSource {
+    /// The content of blob `sha256`; None when it is missing.
+    fn read_blob(&self, sha256: &str) -> std::io::Result<Option<Vec<u8>>>;
+}
+
+/// No blobs at all (a store without uploads).
+pub struct NoBlobs;
+
+impl BlobSource for NoBlobs {
+    fn read_blob(&self, _: &str) -> std::io::Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
 }
 
 /// What a backup file says about itself.
@@ -35,6 +52,9 @@ pub struct BackupHeader {
     pub tables: BTreeMap<String, u64>,
     /// Names of the data-directory files embedded (key files).
     pub files: Vec<String>,
+    /// Blobs (uploaded files' content) embedded; older backups have none.
+    #[serde(default)]
+    pub blobs: u64,
 }
 
 impl BackupHeader {

@@ -548,3 +548,62 @@ async fn uploads_need_the_csrf_token_and_a_file_field() {
     let r = s.get("/api/files", Auth::None).await;
     r.assert_error(401, "AUTH_REQUIRED");
 }
+
+/// A backup taken while the server runs carries the files' content; a
+/// restore into another data directory brings records and bytes back
+/// (and the stopped-directory backup does the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_and_restore_keep_files() {
+    let s = TestServer::start().await;
+    let admin = s.setup_admin("admin").await;
+    let image = png(300, 200);
+    let text = b"# Notes\nkept across a restore\n".to_vec();
+    let a = uploaded(&s, &admin, "kept.png", &image).await;
+    let b = uploaded(&s, &admin, "notes.md", &text).await;
+    let gone = uploaded(&s, &admin, "gone.txt", b"deleted before the backup\n").await;
+    s.delete(&format!("/api/files/{gone}"), Auth::Session(&admin))
+        .await;
+    let r = raw_get(&s, &admin, "/api/admin/backup").await;
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("backup.redb");
+    std::fs::write(&file, &bytes).unwrap();
+    let header = confab::store::backup::read_header(&file).unwrap();
+    assert_eq!(header.blobs, 2, "{header:?}");
+    let old = s.stop().await;
+
+    // Restore into a new data directory and start a server on it.
+    let fresh = tempfile::tempdir().unwrap();
+    confab::ops::backup::restore_command(fresh.path(), &file).unwrap();
+    let s2 = TestServer::start_in(fresh, |_| {}).await;
+    let admin2 = s2.login("admin", crate::common::PASSWORD).await;
+    let list = s2.get("/api/files", Auth::Session(&admin2)).await;
+    let names: Vec<&str> = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["notes.md", "kept.png"]);
+    assert_eq!(list.body["used_bytes"], (image.len() + text.len()) as u64);
+    let d = raw_get(&s2, &admin2, &format!("/api/files/{a}/content")).await;
+    assert_eq!(&d.bytes().await.unwrap()[..], &image[..]);
+    let d = raw_get(&s2, &admin2, &format!("/api/files/{b}/content")).await;
+    assert_eq!(&d.bytes().await.unwrap()[..], &text[..]);
+    let t = raw_get(&s2, &admin2, &format!("/api/files/{a}/thumbnail")).await;
+    assert_eq!(t.status(), 200);
+    drop(s2.stop().await);
+
+    // A backup of the stopped directory carries them too.
+    let stopped = work.path().join("stopped.redb");
+    let (h, via) =
+        confab::ops::backup::backup_command(old.path(), &stopped, "http://127.0.0.1:9", None)
+            .await
+            .unwrap();
+    assert_eq!(via, confab::ops::backup::BackupVia::StoppedDataDir);
+    assert_eq!(h.blobs, 2);
+    let again = tempfile::tempdir().unwrap();
+    confab::ops::backup::restore_command(again.path(), &stopped).unwrap();
+    assert_eq!(blob_files(again.path()).len(), 2);
+}

@@ -16,6 +16,7 @@ mod common_upstream;
 mod ops_support;
 mod pebble;
 
+mod attachments;
 mod binary;
 mod chat;
 mod chat_crash;

@@ -466,9 +466,12 @@ async fn backup_is_one_snapshot_under_concurrent_writes() {
     let header = store
         .file()
         .expect("redb is a file store")
-        .backup_to(&dest, &[("x.key".into(), b"k".to_vec())], &mut |_, _| {
-            calls += 1
-        })
+        .backup_to(
+            &dest,
+            &[("x.key".into(), b"k".to_vec())],
+            &confab::store::backup::NoBlobs,
+            &mut |_, _| calls += 1,
+        )
         .unwrap();
     stop.store(true, Ordering::SeqCst);
     let written = writer.join().unwrap();

@@ -322,6 +322,7 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
             quota: Some(QuotaOverride {
                 messages_per_day: Some(7),
                 tokens_per_day: None,
+                storage_bytes: None,
             }),
         };
         s.create_user(&u, false, None, now).await.unwrap();
@@ -460,6 +461,7 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
         display_name: None,
         description: None,
         price: None,
+        vision: None,
         updated_at: now,
     })
     .await
@@ -504,6 +506,7 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
                     max_tokens: Some(100),
                     top_p: None,
                 },
+                collections: Vec::new(),
             };
             let mut parent = None;
             let msgs: Vec<Message> = (0..n)
@@ -530,6 +533,8 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
                         duration_ms: Some(5),
                         finish_reason: None,
                         error: None,
+                        attachments: Vec::new(),
+                        sources: Vec::new(),
                     };
                     parent = Some(m.id);
                     m
@@ -555,6 +560,7 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
         current_leaf: None,
         preset_id: None,
         params: Default::default(),
+        collections: Vec::new(),
     };
     let q = Message {
         id: uuid::Uuid::now_v7(),
@@ -570,6 +576,8 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
         duration_ms: None,
         finish_reason: None,
         error: None,
+        attachments: Vec::new(),
+        sources: Vec::new(),
     };
     let a = Message {
         id: uuid::Uuid::now_v7(),

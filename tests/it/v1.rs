@@ -628,6 +628,7 @@ async fn errors_come_in_each_apis_shape_and_status() {
         openai_error(&a, 400, "invalid_request_error", "invalid_request");
         assert_eq!(a.body["error"]["param"], param, "{}", a.text);
     }
+    // An image part whose bytes are no image.
     let image = json!({"model": "oa", "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]});
     let a = post(&e.s, "/v1/chat/completions", Via::Bearer(k), image).await;
@@ -636,7 +637,9 @@ async fn errors_come_in_each_apis_shape_and_status() {
         a.body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("attachments")
+            .contains("PNG, JPEG, GIF or WebP"),
+        "{}",
+        a.text
     );
     // Anthropic's API requires max_tokens.
     let a = post(

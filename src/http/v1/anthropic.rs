@@ -207,7 +207,7 @@ fn text_blocks(v: &Value, param: &str) -> Result<String, V1Error> {
                             API,
                             Some(&format!("{param}.{j}")),
                             format!(
-                                "{kind} blocks are not supported yet: confab's /v1 takes text only until attachments land"
+                                "{kind} blocks inside a tool_result are not supported: put images in the user message itself"
                             ),
                         ));
                     }
@@ -263,6 +263,7 @@ fn messages_of(i: usize, m: &Value, out: &mut Vec<ChatMessage>) -> Result<(), V1
     };
     let mut text = Vec::new();
     let mut calls = Vec::new();
+    let mut images = Vec::new();
     for (j, b) in blocks.iter().enumerate() {
         let bp = format!("{p}.content.{j}");
         match str_of(b, "type") {
@@ -298,13 +299,21 @@ fn messages_of(i: usize, m: &Value, out: &mut Vec<ChatMessage>) -> Result<(), V1
                 msg.tool_call_id = Some(id.into());
                 out.push(msg);
             }
-            Some(kind @ ("image" | "document")) => {
+            Some("image") if role == Role::User => {
+                let source = b.get("source").unwrap_or(&Value::Null);
+                let img = match str_of(source, "type") {
+                    Some("base64") => super::inline_image(str_of(source, "data").unwrap_or("")),
+                    Some("url") => Err("image blocks with a url source are not fetched by this server: send the image as a base64 source".to_string()),
+                    _ => Err("an image block needs a source {\"type\":\"base64\",\"media_type\",\"data\"}".to_string()),
+                }
+                .map_err(|m| V1Error::invalid(API, Some(&format!("{bp}.source")), m))?;
+                images.push(img);
+            }
+            Some("document") => {
                 return Err(V1Error::invalid(
                     API,
                     Some(&bp),
-                    format!(
-                        "{kind} blocks are not supported yet: confab's /v1 takes text only until attachments land"
-                    ),
+                    "document blocks are not supported: confab's /v1 takes text and images",
                 ));
             }
             other => {
@@ -320,9 +329,10 @@ fn messages_of(i: usize, m: &Value, out: &mut Vec<ChatMessage>) -> Result<(), V1
             }
         }
     }
-    if !text.is_empty() || !calls.is_empty() {
+    if !text.is_empty() || !calls.is_empty() || !images.is_empty() {
         let mut msg = ChatMessage::new(role, text.join("\n"));
         msg.tool_calls = calls;
+        msg.images = images;
         out.push(msg);
     }
     Ok(())

@@ -342,3 +342,44 @@ pub fn unknown_fields<'a>(
         .map(String::as_str)
         .find(|k| !known.contains(k) && !ignored.contains(k))
 }
+
+/// An image given inline in a `/v1` request (base64), checked: its bytes
+/// must be a PNG, JPEG, GIF or WebP (whatever type it claims), with a
+/// readable header and at most `imaging::MAX_PIXELS`. Err: the sentence
+/// for the client.
+pub fn inline_image(base64_text: &str) -> Result<crate::providers::ImageInput, String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(base64_text.trim())
+        .map_err(|e| format!("the image is not valid base64: {e}"))?;
+    let head = &bytes[..bytes.len().min(crate::files::HEAD_BYTES)];
+    let mime = match crate::files::detect::detect(head, "", head.len() == bytes.len()) {
+        Some(d) if d.kind == crate::files::FileKind::Image => d.mime,
+        _ => return Err("the image must be a PNG, JPEG, GIF or WebP".into()),
+    };
+    crate::imaging::dimensions(head).map_err(|e| e.to_string())?;
+    Ok(crate::providers::ImageInput {
+        mime: mime.to_string(),
+        data: bytes.into(),
+    })
+}
+
+/// The base64 part of a `data:image/…;base64,…` URL. Remote URLs are not
+/// fetched (a server that fetches what callers name can be made to reach
+/// addresses only it can see): Err says so.
+pub fn data_url_base64(url: &str) -> Result<&str, String> {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Err("remote image URLs are not fetched by this server: send the image inline as a data URL (data:image/png;base64,…)".into());
+    }
+    let Some(rest) = url.strip_prefix("data:") else {
+        return Err("an image URL must be a data URL (data:image/png;base64,…)".into());
+    };
+    let Some((meta, data)) = rest.split_once(',') else {
+        return Err("the data URL has no data".into());
+    };
+    if !meta.to_ascii_lowercase().ends_with(";base64") {
+        return Err("the data URL must be base64 (data:image/png;base64,…)".into());
+    }
+    Ok(data)
+}

@@ -330,26 +330,49 @@ fn refuse_extras(obj: &Map<String, Value>) -> Result<(), V1Error> {
     Ok(())
 }
 
-/// The text of a message's `content`: a string, or text parts joined by
-/// newlines; images and other attachments are refused until confab has
-/// attachments.
-fn content_text(v: Option<&Value>, param: &str) -> Result<Option<String>, V1Error> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+/// The text of a message's `content` (a string, or text parts joined by
+/// newlines) and its images (`image_url` parts with data URLs; remote URLs
+/// are refused, see [`super::data_url_base64`]). Audio and files are
+/// refused.
+fn content_of(
+    v: Option<&Value>,
+    param: &str,
+) -> Result<(Option<String>, Vec<crate::providers::ImageInput>), V1Error> {
+    let mut images = Vec::new();
+    let text = match v {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Array(parts)) => {
             let mut out = Vec::new();
             for (j, p) in parts.iter().enumerate() {
                 let kind = p.get("type").and_then(Value::as_str).unwrap_or("");
+                let here = format!("{param}[{j}]");
                 let text = match kind {
                     "text" => p.get("text").and_then(Value::as_str),
                     "refusal" => p.get("refusal").and_then(Value::as_str),
-                    "image_url" | "input_audio" | "file" => {
+                    "image_url" => {
+                        let url = p
+                            .get("image_url")
+                            .and_then(|u| u.get("url").and_then(Value::as_str).or(u.as_str()))
+                            .ok_or_else(|| {
+                                V1Error::invalid(
+                                    API,
+                                    Some(&here),
+                                    "an image_url part needs image_url.url",
+                                )
+                            })?;
+                        let img = super::data_url_base64(url)
+                            .and_then(super::inline_image)
+                            .map_err(|m| V1Error::invalid(API, Some(&here), m))?;
+                        images.push(img);
+                        continue;
+                    }
+                    "input_audio" | "file" => {
                         return Err(V1Error::invalid(
                             API,
-                            Some(&format!("{param}[{j}]")),
+                            Some(&here),
                             format!(
-                                "{kind} content parts are not supported yet: confab's /v1 takes text only until attachments land"
+                                "{kind} content parts are not supported: confab's /v1 takes text and images"
                             ),
                         ));
                     }
@@ -358,20 +381,23 @@ fn content_text(v: Option<&Value>, param: &str) -> Result<Option<String>, V1Erro
                 let Some(text) = text else {
                     return Err(V1Error::invalid(
                         API,
-                        Some(&format!("{param}[{j}]")),
-                        "a content part must be {\"type\":\"text\",\"text\":…}",
+                        Some(&here),
+                        "a content part must be {\"type\":\"text\",\"text\":…} or an image_url",
                     ));
                 };
                 out.push(text);
             }
-            Ok(Some(out.join("\n")))
+            Some(out.join("\n"))
         }
-        Some(_) => Err(V1Error::invalid(
-            API,
-            Some(param),
-            "content must be a string or an array of text parts",
-        )),
-    }
+        Some(_) => {
+            return Err(V1Error::invalid(
+                API,
+                Some(param),
+                "content must be a string or an array of content parts",
+            ));
+        }
+    };
+    Ok((text, images))
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -383,7 +409,7 @@ fn message(i: usize, m: &Value) -> Result<ChatMessage, V1Error> {
     let role = str_of(m, "role").ok_or_else(|| {
         V1Error::invalid(API, Some(&p), format!("{p} must be an object with a role"))
     })?;
-    let content = content_text(m.get("content"), &format!("{p}.content"))?;
+    let (content, images) = content_of(m.get("content"), &format!("{p}.content"))?;
     let role = match role {
         "system" | "developer" => Role::System,
         "user" => Role::User,
@@ -406,7 +432,15 @@ fn message(i: usize, m: &Value) -> Result<ChatMessage, V1Error> {
             ));
         }
     };
+    if !images.is_empty() && role != Role::User {
+        return Err(V1Error::invalid(
+            API,
+            Some(&format!("{p}.content")),
+            "images are accepted in user messages only",
+        ));
+    }
     let mut msg = ChatMessage::new(role, content.clone().unwrap_or_default());
+    msg.images = images;
     if role == Role::Assistant
         && let Some(calls) = m.get("tool_calls").and_then(Value::as_array)
     {
@@ -986,6 +1020,11 @@ mod tests {
         let mut o = obj(base);
         o["messages"] = json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]);
         let e = parse(&o).err().unwrap();
-        assert!(e.message.contains("attachments"), "{}", e.message);
+        assert!(e.message.contains("data URL"), "{}", e.message);
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"));
+        o["messages"] =
+            json!([{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]);
+        let e = parse(&o).err().unwrap();
+        assert!(e.message.contains("not supported"), "{}", e.message);
     }
 }

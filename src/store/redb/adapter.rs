@@ -13,7 +13,7 @@ use crate::store::audit_query::AuditFilter;
 use crate::store::chat::{
     Conversation, ConversationCursor, ConversationFilter, Message, ModelParamsPatch,
 };
-use crate::store::file::{BackupError, BackupHeader, FileStore};
+use crate::store::file::{BackupError, BackupHeader, BlobSource, FileStore};
 use crate::store::knowledge::{Chunk, ChunkVectors, Collection, CollectionPatch, DocumentRecord};
 use crate::store::model_settings::ModelSetting;
 use crate::store::provider_records::StoredProvider;
@@ -79,9 +79,10 @@ impl FileStore for RedbStore {
         &self,
         dest: &Path,
         files: &[(String, Vec<u8>)],
+        blobs: &dyn BlobSource,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<BackupHeader, BackupError> {
-        self.db.backup_to(dest, files, progress)
+        self.db.backup_to(dest, files, blobs, progress)
     }
 }
 

@@ -23,12 +23,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::*;
-pub use crate::store::file::{BackupError, BackupHeader};
+pub use crate::store::file::{BackupError, BackupHeader, BlobSource, NoBlobs};
 
 /// The header and embedded files of a backup.
 const BACKUP: TableDefinition<&str, &[u8]> = TableDefinition::new("confab_backup");
-/// Bump when the layout of a backup file changes incompatibly.
-pub const BACKUP_FORMAT: u32 = 1;
+/// The blobs (uploaded files' content) the records reference: sha256 hex →
+/// bytes. Format 2 on; a restore writes them back under `blobs/`.
+const BACKUP_BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("confab_blobs");
+/// Bump when the layout of a backup file changes incompatibly: 2 added
+/// [`BACKUP_BLOBS`] (an older confab must refuse it, not drop the files).
+pub const BACKUP_FORMAT: u32 = 2;
+/// Blob bytes copied per destination transaction.
+const BLOB_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// Rows per destination write transaction: bounds the memory a backup of a
 /// large store needs; the copy is durable only after the last commit.
 const BATCH: u64 = 20_000;
@@ -41,6 +47,9 @@ pub struct PreparedRestore {
     pub staged: PathBuf,
     /// Embedded files to write next to it: name → content.
     pub files: Vec<(String, Vec<u8>)>,
+    /// The blobs, written under this directory (`ab/cd/<sha>`), to become
+    /// the data directory's `blobs/`; None when the backup has none.
+    pub blobs: Option<PathBuf>,
 }
 
 macro_rules! redb_into_backup {
@@ -102,14 +111,15 @@ impl BackupSource {
         })
     }
 
-    /// Writes a backup of this database to `dest`; see [`Store::backup_to`].
+    /// Writes a backup of this database to `dest`; see [`Db::backup_to`].
     pub fn backup_to(
         &self,
         dest: &Path,
         files: &[(String, Vec<u8>)],
+        blobs: &dyn BlobSource,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<BackupHeader, BackupError> {
-        write_backup(&self.begin_read()?, dest, files, progress)
+        write_backup(&self.begin_read()?, dest, files, blobs, progress)
     }
 }
 
@@ -124,9 +134,10 @@ impl Db {
         &self,
         dest: &Path,
         files: &[(String, Vec<u8>)],
+        blobs: &dyn BlobSource,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<BackupHeader, BackupError> {
-        write_backup(&self.read()?, dest, files, progress)
+        write_backup(&self.read()?, dest, files, blobs, progress)
     }
 }
 
@@ -204,10 +215,64 @@ fn known_tables() -> Vec<&'static str> {
     names
 }
 
+/// Copies every blob the snapshot's records reference (read from `blobs`)
+/// into the backup; returns how many. A blob missing from the source is
+/// left out with a warning (its file then has no content after a restore).
+fn copy_blobs(
+    src: &ReadTransaction,
+    dst: &Database,
+    blobs: &dyn BlobSource,
+) -> Result<u64, BackupError> {
+    let mut shas: Vec<String> = Vec::new();
+    if let Some(t) = open_if_exists(src, UPLOAD_BLOBS)? {
+        for r in t.iter()? {
+            let (k, _) = r?;
+            let sha = k.value().0;
+            if shas.last().map(String::as_str) != Some(sha) {
+                shas.push(sha.to_string());
+            }
+        }
+    }
+    let mut copied = 0;
+    let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut pending_bytes = 0;
+    let flush = |pending: &mut Vec<(String, Vec<u8>)>| -> Result<(), BackupError> {
+        let mut tx = dst.begin_write()?;
+        tx.set_durability(Durability::None)?;
+        {
+            let mut t = tx.open_table(BACKUP_BLOBS)?;
+            for (sha, bytes) in pending.drain(..) {
+                t.insert(sha.as_str(), bytes.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    };
+    for sha in shas {
+        match blobs.read_blob(&sha)? {
+            Some(bytes) => {
+                pending_bytes += bytes.len();
+                pending.push((sha, bytes));
+                copied += 1;
+            }
+            None => {
+                tracing::warn!(blob = %sha, "a file's content is missing from the blob store; the backup leaves it out")
+            }
+        }
+        if pending_bytes >= BLOB_BATCH_BYTES {
+            flush(&mut pending)?;
+            pending_bytes = 0;
+        }
+    }
+    flush(&mut pending)?;
+    Ok(copied)
+}
+
 fn write_backup(
     src: &ReadTransaction,
     dest: &Path,
     files: &[(String, Vec<u8>)],
+    blobs: &dyn BlobSource,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<BackupHeader, BackupError> {
     let known = known_tables();
@@ -261,7 +326,9 @@ fn write_backup(
             };
         }
         for_each_table!(copy);
+        let blob_count = copy_blobs(src, &dst, blobs)?;
         let header = BackupHeader {
+            blobs: blob_count,
             format: BACKUP_FORMAT,
             created_at: crate::clock::rfc3339(crate::clock::now()),
             confab_version: crate::VERSION.to_string(),
@@ -345,6 +412,9 @@ pub fn prepare_restore(
     let result = verify_and_strip(backup, staged, header, progress);
     if result.is_err() {
         let _ = std::fs::remove_file(staged);
+        let mut name = staged.file_name().unwrap_or_default().to_os_string();
+        name.push(".blobs");
+        let _ = std::fs::remove_dir_all(staged.with_file_name(name));
     }
     result
 }
@@ -371,7 +441,10 @@ fn verify_and_strip(
     {
         let tx = db.begin_read()?;
         for t in tx.list_tables()? {
-            if t.name() != BACKUP.name() && !known_tables().contains(&t.name()) {
+            if t.name() != BACKUP.name()
+                && t.name() != BACKUP_BLOBS.name()
+                && !known_tables().contains(&t.name())
+            {
                 return Err(damaged(format!("unknown table {}", t.name())));
             }
         }
@@ -421,6 +494,7 @@ fn verify_and_strip(
         decode_all!(AUDIT, AuditEntry, "audit");
     }
     progress(total, total);
+    let blobs_dir = extract_blobs(&db, staged, &damaged)?;
     let mut files = Vec::new();
     let mut tx = db.begin_write()?;
     tx.set_durability(Durability::Immediate)?;
@@ -439,13 +513,51 @@ fn verify_and_strip(
         }
     }
     tx.delete_table(BACKUP)?;
+    let had_blobs = tx.delete_table(BACKUP_BLOBS)?;
     tx.commit()?;
+    if had_blobs {
+        // The blobs now live as files: give their pages back.
+        db.compact()
+            .map_err(|e| damaged(format!("cannot compact: {e}")))?;
+    }
     drop(db);
     Ok(PreparedRestore {
         header,
         staged: staged.to_path_buf(),
         files,
+        blobs: blobs_dir,
     })
+}
+
+/// Writes the backup's blobs under `<staged>.blobs/` (each checked against
+/// its address); None when the backup has no blob table.
+fn extract_blobs(
+    db: &Database,
+    staged: &Path,
+    damaged: &dyn Fn(String) -> BackupError,
+) -> Result<Option<PathBuf>, BackupError> {
+    use sha2::{Digest, Sha256};
+    let tx = db.begin_read()?;
+    let Some(t) = open_if_exists(&tx, BACKUP_BLOBS)? else {
+        return Ok(None);
+    };
+    let mut name = staged.file_name().unwrap_or_default().to_os_string();
+    name.push(".blobs");
+    let dir = staged.with_file_name(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    for r in t.iter()? {
+        let (k, v) = r?;
+        let (sha, bytes) = (k.value(), v.value());
+        if hex::encode(Sha256::digest(bytes)) != sha {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(damaged(format!("blob {sha} does not match its content")));
+        }
+        crate::store::blobs::LocalBlobs::write_into(&dir, sha, bytes)?;
+    }
+    Ok(Some(dir))
 }
 
 /// Holds the live database file of a stopped data directory during a
