@@ -85,13 +85,13 @@ export function CollectionsDialog({ conv, onSaved, onClose }) {
   const [chosen, setChosen] = useState(() => new Set(conv?.collections || []));
   const [saving, setSaving] = useState(false);
   useEffect(() => {
-    get('/api/collections').then((r) => setItems(r.items)).catch(setError);
+    get('/collections').then((r) => setItems(r.items)).catch(setError);
   }, []);
   const save = async (e) => {
     e.preventDefault();
     setSaving(true);
     try {
-      const c = await patch(`/api/conversations/${conv.id}`, { collections: [...chosen] });
+      const c = await patch(`/conversations/${conv.id}`, { collections: [...chosen] });
       onSaved(c);
       toast(chosen.size ? 'Knowledge attached to this chat' : 'Knowledge detached');
       close();
@@ -155,7 +155,7 @@ function CollectionItem({ c, files, onChange }) {
   const change = async (body, message) => {
     setBusy(true);
     try {
-      onChange(await patch(`/api/collections/${c.id}`, body));
+      onChange(await patch(`/collections/${c.id}`, body));
       if (message) toast(message);
     } catch (err) {
       toast(describeError(err).text, 'error');
@@ -166,7 +166,7 @@ function CollectionItem({ c, files, onChange }) {
   const remove = async () => {
     if (!await confirmDialog({ title: `Delete the collection “${c.name}”?`, body: 'The documents stay in your files; chats it is attached to stop using it.', confirm: 'Delete', danger: true })) return;
     try {
-      await del(`/api/collections/${c.id}`);
+      await del(`/collections/${c.id}`);
       onChange(null);
       toast('Collection deleted');
     } catch (err) {
@@ -202,7 +202,7 @@ export function KnowledgeCard({ Card }) {
   const [creating, setCreating] = useState(false);
   const load = useCallback(async () => {
     try {
-      const [c, f] = await Promise.all([get('/api/collections'), get('/api/files', { limit: 200 }).catch(() => ({ items: [] }))]);
+      const [c, f] = await Promise.all([get('/collections'), get('/files', { limit: 200 }).catch(() => ({ items: [] }))]);
       setItems(c.items);
       setFiles(f.items || []);
       setError(null);
@@ -222,7 +222,7 @@ export function KnowledgeCard({ Card }) {
     if (!name.trim()) return;
     setCreating(true);
     try {
-      const c = await post('/api/collections', { name: name.trim() });
+      const c = await post('/collections', { name: name.trim() });
       setItems((xs) => [...(xs || []), c].sort((a, b) => a.name.localeCompare(b.name)));
       setName('');
       toast('Collection created');

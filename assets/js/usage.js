@@ -40,7 +40,8 @@ function daysToBars(days) {
 
 function ModelTable({ models, caption }) {
   if (!models.length) return html`<p class="muted small">No usage in this period.</p>`;
-  return html`<div class="table-wrap"><table class="table">
+  // A region that scrolls sideways on phones: reachable by keyboard.
+  return html`<div class="table-wrap" tabindex="0" role="region" aria-label=${caption}><table class="table">
     <caption class="sr-only">${caption}</caption>
     <thead><tr><th scope="col">Model</th><th scope="col">Provider</th><th scope="col">Messages</th><th scope="col">Input tokens</th><th scope="col">Output tokens</th><th scope="col">Cost</th></tr></thead>
     <tbody>${models.map((m) => html`<tr key=${m.provider + '/' + m.model}>
@@ -52,7 +53,7 @@ function ModelTable({ models, caption }) {
 /** Usage made with API keys (`/v1` calls). */
 function KeyTable({ keys, caption, showUser }) {
   if (!keys.length) return html`<p class="muted small">No API key was used in this period.</p>`;
-  return html`<div class="table-wrap"><table class="table">
+  return html`<div class="table-wrap" tabindex="0" role="region" aria-label=${caption}><table class="table">
     <caption class="sr-only">${caption}</caption>
     <thead><tr><th scope="col">API key</th>${showUser && html`<th scope="col">User</th>`}<th scope="col">Calls</th><th scope="col">Input tokens</th><th scope="col">Output tokens</th><th scope="col">Cost</th></tr></thead>
     <tbody>${keys.map((k) => html`<tr key=${k.api_key_id}>

@@ -142,7 +142,7 @@ pub struct Message {
 /// A passage of a document put into an answer's context: which file,
 /// where in it, and the text (a snippet of the chunk, or the start of a
 /// document sent whole).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Source {
     #[schema(value_type = String)]
     pub file_id: Uuid,
@@ -157,6 +157,17 @@ pub struct Source {
     /// The whole document went into the context (it was small enough).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub whole: bool,
+}
+
+impl std::fmt::Debug for Source {
+    // Document text never goes to logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("file_id", &self.file_id)
+            .field("chunk", &self.chunk)
+            .field("snippet_chars", &self.snippet.chars().count())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Message {
