@@ -21,9 +21,11 @@ mod chat;
 mod cluster;
 mod connect;
 mod copy;
+mod knowledge;
 mod misc;
 mod schema;
 mod search_outbox;
+mod uploads;
 mod usage;
 mod users;
 

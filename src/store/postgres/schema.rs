@@ -8,7 +8,7 @@ use crate::store::{StoreError, StoreResult};
 
 /// The schema version this binary writes (PostgreSQL's own numbering,
 /// independent of the redb file's).
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// The advisory lock migrations hold (any fixed number: "confab" + 1).
 const MIGRATION_LOCK: i64 = 0x636f_6e66_6162_0001;
@@ -150,6 +150,46 @@ CREATE TABLE model_settings (
 "#,
     // 1 → 2: what several instances share (see `cluster.rs`).
     super::cluster::SCHEMA,
+    // 2 → 3: uploaded files, documents read from them, knowledge collections.
+    r#"
+CREATE TABLE uploads (
+    id uuid PRIMARY KEY,
+    owner uuid NOT NULL,
+    size bigint NOT NULL,
+    sha256 text NOT NULL,
+    thumb_sha256 text,
+    data jsonb NOT NULL
+);
+CREATE INDEX uploads_by_owner ON uploads (owner, id);
+CREATE INDEX uploads_by_blob ON uploads (sha256);
+CREATE INDEX uploads_by_thumb ON uploads (thumb_sha256) WHERE thumb_sha256 IS NOT NULL;
+CREATE TABLE upload_usage (
+    owner uuid PRIMARY KEY,
+    bytes bigint NOT NULL
+);
+CREATE TABLE documents (
+    file_id uuid PRIMARY KEY,
+    owner uuid NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE INDEX documents_by_owner ON documents (owner, file_id);
+CREATE TABLE doc_chunks (
+    file_id uuid NOT NULL,
+    ordinal bigint NOT NULL,
+    data jsonb NOT NULL,
+    PRIMARY KEY (file_id, ordinal)
+);
+CREATE TABLE doc_vectors (
+    file_id uuid PRIMARY KEY,
+    data jsonb NOT NULL
+);
+CREATE TABLE collections (
+    id uuid PRIMARY KEY,
+    owner uuid NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE INDEX collections_by_owner ON collections (owner, id);
+"#,
 ];
 
 impl PgStore {

@@ -15,11 +15,16 @@ use uuid::Uuid;
 
 use super::{PgStore, Sql, begin, begin_snapshot, commit, dec, unbig};
 use crate::store::chat::{Conversation, Message, MessageStatus};
+use crate::store::knowledge::{Chunk, DocumentRecord, DocumentStatus};
 use crate::store::search_outbox::*;
 use crate::store::{SearchOutboxStore, SearchablePage, StoreResult};
 
 /// Serializes the commits of transactions that queue search ops.
 const OUTBOX_LOCK: i64 = 0x636f_6e66_6162_0003;
+
+/// Document text one outbox batch may carry (it ends after the op that
+/// passes it), as in redb.
+const BATCH_TEXT_BYTES: usize = 32 * 1024 * 1024;
 
 /// Queues `ops` and commits `tx`. Call it instead of `commit` wherever a
 /// transaction changed searchable text: the lock it takes is held until the
@@ -105,38 +110,71 @@ pub(super) async fn resolve_after(
             msgs.insert((conv, m.id), m);
         }
     }
-    commit(tx).await?;
-    let out = ops
-        .into_iter()
-        .map(|(seq, op)| {
-            let resolved = match op {
-                OutboxOp::Message {
-                    conversation_id,
-                    message_id,
-                } => match (
-                    convs.get(&conversation_id),
-                    msgs.get(&(conversation_id, message_id)),
-                ) {
-                    (Some(c), Some(m)) if m.status != MessageStatus::Streaming => {
-                        Resolved::Message(Box::new(IndexedMessage {
-                            user_id: c.user_id,
-                            message: m.clone(),
+    let mut out = Vec::with_capacity(ops.len());
+    // Document text read into this batch: the batch ends after the op that
+    // passes [`BATCH_TEXT_BYTES`], so a run of big documents stays bounded.
+    let mut text_bytes = 0usize;
+    for (seq, op) in ops {
+        let resolved = match op {
+            OutboxOp::Message {
+                conversation_id,
+                message_id,
+            } => match (
+                convs.get(&conversation_id),
+                msgs.get(&(conversation_id, message_id)),
+            ) {
+                (Some(c), Some(m)) if m.status != MessageStatus::Streaming => {
+                    Resolved::Message(Box::new(IndexedMessage {
+                        user_id: c.user_id,
+                        message: m.clone(),
+                    }))
+                }
+                _ => Resolved::MessageGone { message_id },
+            },
+            OutboxOp::Title { conversation_id } => match convs.get(&conversation_id) {
+                Some(c) => Resolved::Title(c.clone()),
+                None => Resolved::TitleGone { conversation_id },
+            },
+            OutboxOp::DeleteConversation { conversation_id } => {
+                Resolved::DeleteConversation { conversation_id }
+            }
+            OutboxOp::DeleteUser { user_id } => Resolved::DeleteUser { user_id },
+            OutboxOp::Document { file_id } => {
+                let d: Option<DocumentRecord> = tx
+                    .opt("SELECT data FROM documents WHERE file_id = $1", &[&file_id])
+                    .await?
+                    .map(|r| dec(&r, 0))
+                    .transpose()?;
+                match d {
+                    Some(d) if d.status == DocumentStatus::Ready => {
+                        let mut chunks = Vec::new();
+                        for r in tx
+                            .rows(
+                                "SELECT data FROM doc_chunks WHERE file_id = $1 ORDER BY ordinal",
+                                &[&file_id],
+                            )
+                            .await?
+                        {
+                            let c: Chunk = dec(&r, 0)?;
+                            text_bytes += c.text.len();
+                            chunks.push(c);
+                        }
+                        Resolved::Document(Box::new(IndexedDocument {
+                            owner: d.owner,
+                            file_id,
+                            chunks,
                         }))
                     }
-                    _ => Resolved::MessageGone { message_id },
-                },
-                OutboxOp::Title { conversation_id } => match convs.get(&conversation_id) {
-                    Some(c) => Resolved::Title(c.clone()),
-                    None => Resolved::TitleGone { conversation_id },
-                },
-                OutboxOp::DeleteConversation { conversation_id } => {
-                    Resolved::DeleteConversation { conversation_id }
+                    _ => Resolved::DocumentGone { file_id },
                 }
-                OutboxOp::DeleteUser { user_id } => Resolved::DeleteUser { user_id },
-            };
-            (seq, resolved)
-        })
-        .collect();
+            }
+        };
+        out.push((seq, resolved));
+        if text_bytes > BATCH_TEXT_BYTES {
+            break;
+        }
+    }
+    commit(tx).await?;
     Ok(out)
 }
 
