@@ -214,10 +214,14 @@ export function ChatScreen() {
     const i = messages.findIndex((m) => m.id === msg.id);
     if (i < 0) return;
     const siblings = msg.sibling_ids || [msg.id];
+    // An edited message keeps the files the original attached.
+    const attached = msg.attachments || [];
+    const body = { conversation_id: c.id, parent_id: msg.parent_id ?? null, content: text, model: model || undefined };
+    if (attached.length) body.attachments = attached.map((a) => a.id);
     start({
-      body: { conversation_id: c.id, parent_id: msg.parent_id ?? null, content: text, model: model || undefined },
+      body,
       base: messages.slice(0, i),
-      userMsg: { content: text, parent_id: msg.parent_id ?? null },
+      userMsg: { content: text, parent_id: msg.parent_id ?? null, attachments: attached },
     });
     setMessages((ms) => ms.map((m) => (m.local && m.role === 'user' ? { ...m, sibling_ids: [...siblings, m.id] } : m)));
   };

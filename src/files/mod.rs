@@ -315,6 +315,32 @@ impl Files {
         }
     }
 
+    /// Every one of `owner`'s files, newest first (exports).
+    pub async fn all_of(&self, owner: Uuid) -> Result<Vec<Upload>> {
+        let mut out = Vec::new();
+        let mut before = None;
+        loop {
+            let page = self.store.list_uploads(owner, before, 500).await?;
+            let done = page.len() < 500;
+            before = page.last().map(|u| u.id);
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The whole content of one of `owner`'s files (exports).
+    pub async fn bytes(&self, owner: Uuid, id: Uuid) -> Result<(Upload, Bytes)> {
+        let u = self.get(owner, id).await?;
+        let b = self
+            .blobs
+            .read(&u.sha256, u.size.max(1))
+            .await
+            .map_err(missing_blob)?;
+        Ok((u, b))
+    }
+
     /// The record of one of `owner`'s files.
     pub async fn get(&self, owner: Uuid, id: Uuid) -> Result<Upload> {
         self.store.get_upload(owner, id).await.map_err(not_found)

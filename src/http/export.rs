@@ -45,7 +45,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/conversations/{id}/export", get(export_conversation))
         .route("/export", get(export_all))
-        .route("/import", post(import))
+        .route(
+            "/import",
+            post(import).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
 }
 
 // ---- document shapes ------------------------------------------------------
@@ -81,6 +84,8 @@ pub struct FullExport {
     pub exported_at: String,
     /// Newest first (by last activity), archived ones included.
     pub conversations: Vec<ExportedConversation>,
+    /// The user's uploaded files with their content, newest first.
+    pub files: Vec<ExportedFile>,
 }
 
 /// What `POST /api/import` accepts: either export document.
@@ -222,10 +227,13 @@ pub async fn export_all(State(state): State<AppState>, user: CurrentUser) -> App
         Value::from(EXPORT_FORMAT),
         Value::from(exported_at)
     );
+    let files = state.files.all_of(uid).await?;
     let walk = ExportWalk {
         state,
         user_id: uid,
         ids: ids.into_iter(),
+        files: files.into_iter(),
+        in_files: false,
         buf: head.into_bytes(),
         first: true,
         done: false,
@@ -260,6 +268,10 @@ struct ExportWalk {
     state: AppState,
     user_id: Uuid,
     ids: std::vec::IntoIter<Uuid>,
+    /// The user's files, written after the conversations with their
+    /// content (base64), one at a time.
+    files: std::vec::IntoIter<crate::store::uploads::Upload>,
+    in_files: bool,
     buf: Vec<u8>,
     first: bool,
     done: bool,
@@ -273,10 +285,22 @@ impl ExportWalk {
             return None;
         }
         while self.buf.len() < CHUNK_BYTES {
+            if self.in_files {
+                match self.next_file().await {
+                    Some(Ok(())) => continue,
+                    Some(Err(e)) => return Some(Err(e)),
+                    None => {
+                        self.buf.extend_from_slice(b"]}");
+                        self.done = true;
+                        break;
+                    }
+                }
+            }
             let Some(id) = self.ids.next() else {
-                self.buf.extend_from_slice(b"]}");
-                self.done = true;
-                break;
+                self.buf.extend_from_slice(b"],\"files\":[");
+                self.in_files = true;
+                self.first = true;
+                continue;
             };
             let uid = self.user_id;
             let r = self.state.store.conversation_with_messages(uid, id).await;
@@ -306,6 +330,46 @@ impl ExportWalk {
         }
         Some(Ok(Bytes::from(std::mem::take(&mut self.buf))))
     }
+
+    /// Appends the next file (None when there is none left).
+    async fn next_file(&mut self) -> Option<Result<(), std::io::Error>> {
+        use base64::Engine;
+        loop {
+            let u = self.files.next()?;
+            let (u, bytes) = match self.state.files.bytes(self.user_id, u.id).await {
+                Ok(x) => x,
+                // Deleted since the export started.
+                Err(crate::files::FilesError::NotFound) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "export failed part way");
+                    self.done = true;
+                    return Some(Err(std::io::Error::other("export failed")));
+                }
+            };
+            let entry = ExportedFile {
+                file: (&u).into(),
+                content_base64: base64::engine::general_purpose::STANDARD.encode(&bytes),
+            };
+            if !self.first {
+                self.buf.push(b',');
+            }
+            self.first = false;
+            if serde_json::to_writer(&mut self.buf, &entry).is_err() {
+                self.done = true;
+                return Some(Err(std::io::Error::other("export failed")));
+            }
+            return Some(Ok(()));
+        }
+    }
+}
+
+/// One file in a full export: its view and its content.
+#[derive(Serialize, ToSchema)]
+pub struct ExportedFile {
+    #[serde(flatten)]
+    pub file: super::files::FileView,
+    /// The bytes, base64.
+    pub content_base64: String,
 }
 
 // ---- import ---------------------------------------------------------------
@@ -321,8 +385,11 @@ impl ExportWalk {
 /// the others are imported together in one store transaction. Messages that
 /// were still `streaming` are imported as `interrupted`.
 ///
-/// The body is limited to the server's `max_body_bytes` (1 MiB by default):
-/// a larger file is refused with 413 PAYLOAD_TOO_LARGE. Malformed JSON or a
+/// A full export's `files` are stored as the caller's through the same
+/// checks as an upload (size, quota, type), and the messages' attachments
+/// point at them. The body is limited to `max_body_bytes` plus twice
+/// `[files] max_file_bytes` (51 MiB by default): a larger one is refused
+/// with 413 PAYLOAD_TOO_LARGE. Malformed JSON or a
 /// document that is not an export is 400 VALIDATION_FAILED.
 #[utoipa::path(post, path = "/api/import", tag = "conversations", request_body = ImportDocument,
     responses(
@@ -333,14 +400,131 @@ impl ExportWalk {
 pub async fn import(
     State(state): State<AppState>,
     user: CurrentUser,
-    Json(doc): Json<Value>,
+    req: axum::extract::Request,
 ) -> AppResult<Json<ImportReport>> {
-    let ImportPlan { ready, report } =
-        plan(&FIELD_CHECKS, user.id(), doc).map_err(AppError::Validation)?;
+    let cfg = state.settings();
+    let limit = import_limit(&cfg);
+    let doc = read_document(req, limit).await?;
+    let (doc, files) = take_files(doc);
+    let (map, files_imported, files_skipped) = import_files(&state, &cfg, &user, files).await;
+    let ImportPlan { ready, mut report } =
+        plan(&FIELD_CHECKS, user.id(), doc, &map).map_err(AppError::Validation)?;
     if !ready.is_empty() {
         state.store.import_conversations(&ready).await?;
     }
+    report.files_imported = files_imported;
+    report.files_skipped = files_skipped;
     Ok(Json(report))
+}
+
+/// The largest import body: room for files beside the conversations.
+pub fn import_limit(cfg: &crate::config::Config) -> usize {
+    let files = usize::try_from(cfg.files.max_file_bytes.saturating_mul(2)).unwrap_or(usize::MAX);
+    cfg.max_body_bytes.saturating_add(files)
+}
+
+/// The body as a JSON object, within `limit` bytes.
+async fn read_document(req: axum::extract::Request, limit: usize) -> AppResult<Value> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return Err(AppError::validation(
+            "request body must be JSON with Content-Type: application/json",
+        ));
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| AppError::PayloadTooLarge(limit))?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(AppError::validation("request body must be a JSON object")),
+        Err(e) => Err(AppError::Validation(format!(
+            "request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+/// Takes a full export's `files` out of the document.
+fn take_files(doc: Value) -> (Value, Vec<Value>) {
+    match doc {
+        Value::Object(mut o) => {
+            let files = match o.remove("files") {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            };
+            (Value::Object(o), files)
+        }
+        other => (other, Vec::new()),
+    }
+}
+
+/// Stores the document's files as the caller's, through the same checks as
+/// an upload (size, quota, type); maps their old ids to the new files.
+async fn import_files(
+    state: &AppState,
+    cfg: &crate::config::Config,
+    user: &CurrentUser,
+    files: Vec<Value>,
+) -> (
+    std::collections::HashMap<Uuid, crate::store::chat::Attachment>,
+    usize,
+    Vec<crate::transfer::import::SkippedFile>,
+) {
+    use base64::Engine;
+    let mut map = std::collections::HashMap::new();
+    let mut skipped = Vec::new();
+    for f in files {
+        let name = f.get("name").and_then(Value::as_str).map(str::to_string);
+        let old = f
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok());
+        let bytes = f
+            .get("content_base64")
+            .and_then(Value::as_str)
+            .ok_or("no content_base64".to_string())
+            .and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map_err(|e| format!("content_base64 is not base64: {e}"))
+            });
+        let stored = match bytes {
+            Err(reason) => Err(reason),
+            Ok(bytes) => {
+                let body =
+                    futures::stream::once(
+                        async move { Ok::<_, std::io::Error>(Bytes::from(bytes)) },
+                    );
+                let nf = crate::files::NewFile {
+                    name: name.clone(),
+                    declared_size: None,
+                    body: futures::StreamExt::boxed(body),
+                };
+                state
+                    .files
+                    .upload(&cfg.files, &user.user, nf)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        };
+        match stored {
+            Ok(u) => {
+                if let Some(old) = old {
+                    map.insert(old, crate::chat::attachments::attachment_of(&u));
+                }
+            }
+            Err(reason) => skipped.push(crate::transfer::import::SkippedFile { name, reason }),
+        }
+    }
+    let n = map.len();
+    (map, n, skipped)
 }
 
 /// The import checks a conversation's fields like the conversations API.

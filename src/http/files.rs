@@ -122,7 +122,7 @@ pub struct FileListQuery {
 
 /// The caller's files, newest first, with the storage they use and their
 /// quota.
-#[utoipa::path(get, path = "/api/files", tag = "files", params(FileListQuery),
+#[utoipa::path(get, path = "/api/files", operation_id = "list_files", tag = "files", params(FileListQuery),
     responses((status = 200, body = FileList)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -170,7 +170,7 @@ pub struct UploadForm {
 /// UTF-8 text (plain, Markdown, CSV, HTML, source code; the name's
 /// extension tells these apart). A body over the size limit is refused as
 /// soon as its `Content-Length`, or the bytes received so far, say so.
-#[utoipa::path(post, path = "/api/files", tag = "files",
+#[utoipa::path(post, path = "/api/files", operation_id = "upload_file", tag = "files",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 201, body = FileView),
     (status = 400, description = "`VALIDATION_FAILED`: not a multipart body with one `file` field; `FILE_EMPTY`: 0 bytes", body = crate::error::ErrorBody),
@@ -255,7 +255,7 @@ fn declared_length(h: &HeaderMap) -> Option<u64> {
 }
 
 /// One of the caller's files.
-#[utoipa::path(get, path = "/api/files/{id}", tag = "files",
+#[utoipa::path(get, path = "/api/files/{id}", operation_id = "read_file", tag = "files",
     params(("id" = String, Path, description = "File id")),
     responses((status = 200, body = FileView), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn read(
@@ -279,7 +279,7 @@ pub struct ContentQuery {
 /// The content: a download (`Content-Disposition: attachment`, RFC 6266
 /// file name) with the detected type, `nosniff` and a sandboxing CSP;
 /// images may be asked for `inline` (`?inline=1`).
-#[utoipa::path(get, path = "/api/files/{id}/content", tag = "files",
+#[utoipa::path(get, path = "/api/files/{id}/content", operation_id = "file_content", tag = "files",
     params(("id" = String, Path, description = "File id"), ContentQuery),
     responses((status = 200, description = "The file's bytes", content_type = "application/octet-stream", body = String),
     (status = 404, body = crate::error::ErrorBody)))]
@@ -301,7 +301,7 @@ pub async fn content(
 
 /// A small preview of an image (PNG or JPEG, at most 256 pixels a side),
 /// made at the first request and kept. 404 for files that are not images.
-#[utoipa::path(get, path = "/api/files/{id}/thumbnail", tag = "files",
+#[utoipa::path(get, path = "/api/files/{id}/thumbnail", operation_id = "file_thumbnail", tag = "files",
     params(("id" = String, Path, description = "File id")),
     responses((status = 200, description = "The thumbnail", content_type = "image/jpeg", body = String),
     (status = 404, body = crate::error::ErrorBody),
@@ -320,7 +320,7 @@ pub async fn thumbnail(
 
 /// Deletes one of the caller's files (its content goes when no other file
 /// has the same bytes).
-#[utoipa::path(delete, path = "/api/files/{id}", tag = "files",
+#[utoipa::path(delete, path = "/api/files/{id}", operation_id = "delete_file", tag = "files",
     params(("id" = String, Path, description = "File id")),
     responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn remove(

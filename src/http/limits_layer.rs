@@ -243,7 +243,11 @@ pub async fn refuse_oversized_body(
     if req.method() == Method::POST && req.uri().path() == "/api/files" {
         return next.run(req).await;
     }
-    let limit = state.cfg.max_body_bytes;
+    let limit = if req.method() == Method::POST && req.uri().path() == "/api/import" {
+        super::export::import_limit(&state.settings())
+    } else {
+        state.cfg.max_body_bytes
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -17,7 +17,9 @@ use uuid::Uuid;
 
 use super::{CONVERSATION_FORMAT, EXPORT_FORMAT};
 use crate::chat;
-use crate::store::chat::{Conversation, Message, MessageError, MessageRole, MessageStatus, Usage};
+use crate::store::chat::{
+    Attachment, Conversation, Message, MessageError, MessageRole, MessageStatus, Usage,
+};
 
 /// Longest model, provider or finish reason accepted on import.
 const MAX_LABEL: usize = 200;
@@ -57,6 +59,22 @@ pub struct SkippedItem {
 pub struct ImportReport {
     pub imported: Vec<ImportedItem>,
     pub skipped: Vec<SkippedItem>,
+    /// Files of the document stored as the caller's (a full export carries
+    /// its files), and those refused with why.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub files_imported: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files_skipped: Vec<SkippedFile>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SkippedFile {
+    pub name: Option<String>,
+    pub reason: String,
 }
 
 /// What an import will write (in one store transaction) and report.
@@ -67,14 +85,22 @@ pub struct ImportPlan {
 
 /// Checks a document and builds `user_id`'s new conversations. An error is
 /// a document that is not an export at all (the reason, for a 400).
-pub fn plan(checks: &FieldChecks, user_id: Uuid, doc: Value) -> Result<ImportPlan, String> {
+/// `files` maps the document's file ids to the files now stored for the
+/// caller: messages' attachments are pointed at them (an attachment whose
+/// file did not come along keeps its name and type, with a nil id).
+pub fn plan(
+    checks: &FieldChecks,
+    user_id: Uuid,
+    doc: Value,
+    files: &HashMap<Uuid, Attachment>,
+) -> Result<ImportPlan, String> {
     let entries = document_entries(doc)?;
     let mut skipped = Vec::new();
     let mut ready: Vec<(Conversation, Vec<Message>)> = Vec::new();
     let mut sources: Vec<Option<String>> = Vec::new();
     for (conv, messages) in entries {
         let source_id = conv.get("id").and_then(Value::as_str).map(str::to_string);
-        match prepare(checks, user_id, &conv, messages) {
+        match prepare(checks, user_id, &conv, messages, files) {
             Ok(x) => {
                 sources.push(source_id);
                 ready.push(x);
@@ -115,7 +141,12 @@ pub fn plan(checks: &FieldChecks, user_id: Uuid, doc: Value) -> Result<ImportPla
         .collect();
     Ok(ImportPlan {
         ready,
-        report: ImportReport { imported, skipped },
+        report: ImportReport {
+            imported,
+            skipped,
+            files_imported: 0,
+            files_skipped: Vec::new(),
+        },
     })
 }
 
@@ -172,6 +203,8 @@ struct InMessage {
     finish_reason: Option<String>,
     #[serde(default)]
     error: Option<MessageError>,
+    #[serde(default)]
+    attachments: Vec<Attachment>,
 }
 
 /// Splits a document into (conversation fields, messages) pairs.
@@ -265,6 +298,7 @@ fn prepare(
     user_id: Uuid,
     conv: &Value,
     messages: Value,
+    files: &HashMap<Uuid, Attachment>,
 ) -> Result<(Conversation, Vec<Message>), String> {
     if !conv.is_object() {
         return Err("not a conversation object".into());
@@ -390,9 +424,18 @@ fn prepare(
             duration_ms: m.duration_ms,
             finish_reason: label("finish_reason", m.finish_reason).map_err(ctx)?,
             error: m.error,
-            // File ids from another server mean nothing here.
+            // Sources name files of the exporting server; not kept.
             sources: Vec::new(),
-            attachments: Vec::new(),
+            attachments: m
+                .attachments
+                .into_iter()
+                .map(|a| {
+                    files.get(&a.id).cloned().unwrap_or(Attachment {
+                        id: Uuid::nil(),
+                        ..a
+                    })
+                })
+                .collect(),
         });
     }
     out.sort_by_key(|m| m.id);

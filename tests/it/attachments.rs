@@ -18,6 +18,15 @@ use crate::common::{Auth, Session, SseReader, TestServer, chat};
 use crate::common_upstream::{Dialect, FakeUpstream, RecordedRequest};
 use crate::files::{jpeg, png, uploaded};
 
+/// A provider to register: kind, name, base URL, models, client.
+type ProviderSetup = (
+    ProviderKind,
+    &'static str,
+    String,
+    Vec<&'static str>,
+    Arc<dyn Provider>,
+);
+
 struct Env {
     s: TestServer,
     up: FakeUpstream,
@@ -38,7 +47,7 @@ async fn env() -> Env {
     };
     let client = confab::providers::default_client();
     let key = Some("sk-test-key-0000".to_string());
-    let providers: [(ProviderKind, &str, String, Vec<&str>, Arc<dyn Provider>); 3] = [
+    let providers: [ProviderSetup; 3] = [
         (
             ProviderKind::Openai,
             "oa",

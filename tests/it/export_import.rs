@@ -861,9 +861,10 @@ async fn errors_other_users_bad_format_and_bad_bodies() {
         r.assert_error(400, "VALIDATION_FAILED");
     }
 
-    // Larger than max_body_bytes (1 MiB): 413 through the extractor.
+    // Larger than the import's limit (max_body_bytes, 1 MiB, plus twice
+    // [files] max_file_bytes, 25 MiB: room for a full export's files): 413.
     let big = json!({"format": "confab.export.v1", "conversations": [
-        {"title": "Big", "messages": [{"id": "a", "role": "user", "content": "x".repeat(1_100_000)}]}
+        {"title": "Big", "messages": [{"id": "a", "role": "user", "content": "x".repeat(52 * 1024 * 1024)}]}
     ]});
     import(&e.s, &bob, &big)
         .await

@@ -607,3 +607,69 @@ async fn backup_and_restore_keep_files() {
     confab::ops::backup::restore_command(again.path(), &stopped).unwrap();
     assert_eq!(blob_files(again.path()).len(), 2);
 }
+
+/// A full export carries the user's files (base64) and the messages'
+/// references; importing it stores the files as the importer's (through
+/// the upload checks) and points the messages at them.
+#[tokio::test]
+async fn export_and_import_carry_files() {
+    use base64::Engine;
+    let (s, _up, admin) = crate::common::chat_server(&["gpt-4o"], |_| {}).await;
+    let image = png(120, 80);
+    let id = uploaded(&s, &admin, "sketch.png", &image).await;
+    let r = crate::common::chat(
+        &s,
+        &admin,
+        json!({"content": "what is this", "model": "gpt-4o", "attachments": [id]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let export = s.get("/api/export", Auth::Session(&admin)).await;
+    assert_eq!(export.status, 200);
+    let files = export.body["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["id"], id.as_str());
+    assert_eq!(files[0]["name"], "sketch.png");
+    let content = base64::engine::general_purpose::STANDARD
+        .decode(files[0]["content_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(content, image);
+    let msgs = export.body["conversations"][0]["messages"]
+        .as_array()
+        .unwrap();
+    let user = msgs.iter().find(|m| m["role"] == "user").unwrap();
+    assert_eq!(user["attachments"][0]["id"], id.as_str());
+
+    // Bob imports it: his own copy of the file, his messages point at it.
+    let bob = s.user(&admin, "bob").await;
+    let r = s
+        .post("/api/import", Auth::Session(&bob), export.body.clone())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["files_imported"], 1, "{}", r.text);
+    assert_eq!(r.body["imported"].as_array().unwrap().len(), 1);
+    let list = s.get("/api/files", Auth::Session(&bob)).await;
+    let mine = list.body["items"][0]["id"].as_str().unwrap().to_string();
+    assert_ne!(mine, id, "a new file");
+    let d = raw_get(&s, &bob, &format!("/api/files/{mine}/content")).await;
+    assert_eq!(&d.bytes().await.unwrap()[..], &image[..]);
+    let cid = r.body["imported"][0]["id"].as_str().unwrap();
+    let m = s
+        .get(
+            &format!("/api/conversations/{cid}/messages"),
+            Auth::Session(&bob),
+        )
+        .await;
+    let user = m.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "user")
+        .unwrap()
+        .clone();
+    assert_eq!(user["attachments"][0]["id"], mine.as_str());
+    // The admin's file is still not bob's.
+    s.get(&format!("/api/files/{id}"), Auth::Session(&bob))
+        .await
+        .assert_error(404, "NOT_FOUND");
+}

@@ -50,7 +50,7 @@ const STEPS: &[&[&str]] = &[
     &["usage_key_by_day", "usage_key_daily"],
     &["presets", "prompts", "server_settings", "user_settings"],
     &["model_settings"],
-    &["uploads", "uploads_by_user", "upload_blobs", "upload_usage"],
+    &["upload_blobs", "upload_usage", "uploads", "uploads_by_user"],
 ];
 
 /// The schema version of this binary (`confab version --json`).
