@@ -90,7 +90,7 @@ pub struct FullExport {
 
 /// What `POST /api/import` accepts: either export document.
 #[derive(ToSchema)]
-#[allow(dead_code)] // documentation only; the import reads JSON values
+#[allow(dead_code, clippy::large_enum_variant)] // documentation only; the import reads JSON values
 pub enum ImportDocument {
     Full(FullExport),
     Single(ConversationExport),

@@ -139,7 +139,7 @@ pub fn chunk_with(doc: &Extracted, tokens: usize, overlap: usize) -> Vec<Piece> 
             // Carry the tail (at most `keep` characters, whole parts).
             let mut tail = 0;
             let mut from = current.len();
-            while from > 0 && tail + chars(current[from - 1].text) + 1 <= keep {
+            while from > 0 && tail + chars(current[from - 1].text) < keep {
                 from -= 1;
                 tail += chars(current[from].text) + 1;
             }

@@ -46,6 +46,8 @@ pub struct Retrieved {
 
 /// Most passages one answer is given.
 pub const MAX_SOURCES: usize = 24;
+/// A BM25 hit scoring less than this share of the best one is left out.
+pub const MIN_RELATIVE_SCORE: f32 = 0.25;
 /// Longest snippet kept with a source, in characters.
 pub const SNIPPET_CHARS: usize = 700;
 
@@ -324,7 +326,15 @@ impl Knowledge {
             .retrieve(owner, files.clone(), question.to_string(), want)
             .await
             .map_err(AppError::internal)?;
-        let mut ranked: Vec<(Uuid, u32)> = bm25.iter().map(|h| (h.file_id, h.ordinal)).collect();
+        // Chunks that match only the question's commonest words ("the",
+        // "is") score a small fraction of the best: they are noise, not
+        // passages.
+        let best = bm25.first().map(|h| h.score).unwrap_or(0.0);
+        let mut ranked: Vec<(Uuid, u32)> = bm25
+            .iter()
+            .filter(|h| h.score >= best * MIN_RELATIVE_SCORE)
+            .map(|h| (h.file_id, h.ordinal))
+            .collect();
         if let Some(model) = &self.embedding_model {
             match vectors::rank(
                 &self.store,

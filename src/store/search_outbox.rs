@@ -44,7 +44,7 @@ pub enum Resolved {
     MessageGone {
         message_id: Uuid,
     },
-    Title(Conversation),
+    Title(Box<Conversation>),
     TitleGone {
         conversation_id: Uuid,
     },

@@ -368,7 +368,7 @@ fn resolved_message(ops: &[(u64, Resolved)], message_id: Uuid) -> Option<&Messag
 
 fn resolved_title(ops: &[(u64, Resolved)], conversation_id: Uuid) -> Option<&Conversation> {
     ops.iter().find_map(|(_, r)| match r {
-        Resolved::Title(c) if c.id == conversation_id => Some(c),
+        Resolved::Title(c) if c.id == conversation_id => Some(c.as_ref()),
         _ => None,
     })
 }

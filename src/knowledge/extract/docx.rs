@@ -69,7 +69,7 @@ pub fn extract(
     let mut events = 0u64;
     loop {
         events += 1;
-        if events % 4096 == 0 && Instant::now() > deadline {
+        if events.is_multiple_of(4096) && Instant::now() > deadline {
             return Err(ExtractError::TimedOut(limits.max_time.as_secs()));
         }
         let ev = reader.read_event_into(&mut buf).map_err(bad)?;

@@ -70,7 +70,7 @@ impl Db {
                 }
                 OutboxOp::Title { conversation_id } => {
                     match convs.get(conversation_id.as_u128())? {
-                        Some(v) => Resolved::Title(dec(v.value())?),
+                        Some(v) => Resolved::Title(Box::new(dec(v.value())?)),
                         None => Resolved::TitleGone { conversation_id },
                     }
                 }
