@@ -342,8 +342,54 @@ async fn scenario(n: usize, store: Option<&str>, limits_on: bool) -> anyhow::Res
         }
     })
     .await?;
+    if n > 1 {
+        search_lag(&bases, &cookie, &csrf).await?;
+    }
     stop(list).await;
     Ok((list_rps, chat_rps))
+}
+
+/// How long after a message is written through one instance the others'
+/// own indexes find it (written on the first, searched on the others).
+async fn search_lag(bases: &[String], cookie: &str, csrf: &str) -> anyhow::Result<()> {
+    const SAMPLES: usize = 30;
+    let client = reqwest::Client::new();
+    let mut lags = Vec::new();
+    for i in 0..SAMPLES {
+        let word = format!("zq{}x{i}", Uuid::now_v7().simple());
+        let r = client
+            .post(format!("{}/api/chat/message", bases[0]))
+            .header("cookie", cookie)
+            .header("x-csrf-token", csrf)
+            .json(&json!({"content": format!("look for {word}"), "model": "fake-model"}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 200, "chat: {}", r.status());
+        let written = Instant::now();
+        for base in &bases[1..] {
+            loop {
+                let r = client
+                    .get(format!("{base}/api/search?q={word}"))
+                    .header("cookie", cookie)
+                    .send()
+                    .await?;
+                let v: serde_json::Value = r.json().await?;
+                if v["hits"].as_array().is_some_and(|h| !h.is_empty()) {
+                    break;
+                }
+                anyhow::ensure!(written.elapsed() < Duration::from_secs(30), "never found");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        lags.push(written.elapsed());
+    }
+    println!(
+        "  search on the other instances finds a message written on one: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({SAMPLES} samples)",
+        pct(&mut lags, 50.0).as_secs_f64() * 1e3,
+        pct(&mut lags, 99.0).as_secs_f64() * 1e3,
+        pct(&mut lags, 100.0).as_secs_f64() * 1e3
+    );
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {

@@ -688,6 +688,12 @@ fn count(n: usize, what: &str) -> String {
 
 async fn reindex(store: &SharedStore, cfg: &Config) -> anyhow::Result<ExitCode> {
     let search = crate::search::Search::open(&cfg.data_dir)?;
+    if let Some(shared) = store.cluster() {
+        // The queue is shared by the instances on the database: follow it
+        // (the rebuilt index records where it stands) instead of draining
+        // ops the running instances still need. Not an instance itself.
+        search.follow_shared(shared, uuid::Uuid::nil());
+    }
     let total = store.message_count().await?;
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(

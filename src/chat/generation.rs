@@ -504,6 +504,32 @@ async fn await_title(g: &Generation, task: BoxFuture<'static, Option<Title>>) ->
     }
 }
 
+/// Stores the answer's final state. On a database several instances share
+/// a failure is retried for about 20 s (a failover to a replica takes
+/// seconds), so the answer does not stay `streaming` until the reaper ends
+/// it; one process's own file is written once, as always.
+async fn store_final(store: &SharedStore, g: &Generation, m: &Message) {
+    let mut wait = Duration::from_millis(250);
+    let mut tries = 0;
+    loop {
+        match store.finish_message(m).await {
+            Ok(()) => return,
+            Err(e) if tries < 8 && store.cluster().is_some() => {
+                if tries == 0 {
+                    tracing::warn!(generation_id = %g.id, error = %e, "cannot store the finished answer yet; trying again");
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+                tries += 1;
+            }
+            Err(e) => {
+                tracing::error!(generation_id = %g.id, error = %e, "failed to store the finished answer");
+                return;
+            }
+        }
+    }
+}
+
 async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: OnFinish) {
     let started = Instant::now();
     let mut usage: Option<(u64, u64)> = None;
@@ -630,8 +656,8 @@ async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: On
     let m2 = msg.clone();
     if let Some(temp) = &job.temporary {
         temp.finish(&m2);
-    } else if let Err(e) = store.finish_message(&m2).await {
-        tracing::error!(generation_id = %g.id, error = %e, "failed to store the finished answer");
+    } else {
+        store_final(&store, &g, &m2).await;
     }
     // The text is final: the flusher must not write it again.
     g.lock().dirty = false;

@@ -280,8 +280,8 @@ impl Quotas {
     }
 
     /// Settles a reservation in the database: the charge and the end of
-    /// the reservation in one transaction, retried a few times (while it
-    /// is not settled it still counts as running).
+    /// the reservation in one transaction, retried for about 20 s (a
+    /// failover; while it is not settled it still counts as running).
     async fn settle_shared(
         sh: &Shared,
         id: Uuid,
@@ -297,14 +297,14 @@ impl Quotas {
                     sh.running.fetch_sub(1, Ordering::Relaxed);
                     return Ok(());
                 }
-                Err(e) if tries >= 4 => {
+                Err(e) if tries >= 8 => {
                     sh.running.fetch_sub(1, Ordering::Relaxed);
                     return Err(e);
                 }
                 Err(e) => {
                     tracing::warn!(%user, error = %e, "settling a quota reservation failed; trying again");
                     tokio::time::sleep(wait).await;
-                    wait *= 2;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
                     tries += 1;
                 }
             }

@@ -802,6 +802,112 @@ async fn the_shared_failure_budget_counts_reservations_and_failures() {
     );
 }
 
+/// A primary and a streaming replica: the primary stops and the replica is
+/// promoted while answers stream. The instances find the new primary
+/// through the multi-host URL; every acknowledged message is there, the
+/// answers that streamed across it end stored, and new chats work.
+#[tokio::test]
+async fn instances_carry_on_after_a_failover_to_the_promoted_replica() {
+    let pair = pg::Pair::start("confab").await;
+    let url = pair.url("confab");
+    let up = FakeUpstream::start().await;
+    // A lease longer than the failover: no answer is ended for it.
+    let f: fn(&mut Config) = |c| c.cluster_lease_secs = 60;
+    let a = TestServer::start_with(config(&url, f)).await;
+    let b = TestServer::start_in(dir_with_keys_of(&a), config(&url, f)).await;
+    for s in [&a, &b] {
+        up.register_openai(s.state(), &["fake-model", SLOW]);
+    }
+    let admin = a.setup_admin("admin").await;
+    let bob = b.user(&admin, "bob").await;
+    let mut acked = Vec::new();
+    for i in 0..6 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        let r = s
+            .post(
+                "/api/chat/message",
+                Auth::Session(&bob),
+                json!({"content": format!("before the failover {i}"), "model": "fake-model"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let cid = r.body["conversation_id"].as_str().unwrap().to_string();
+        acked.push((cid, r.body["id"].as_str().unwrap().to_string()));
+    }
+    let reply: String = (0..60).map(|i| format!("w{i} ")).collect();
+    up.set_reply_for(SLOW, &reply);
+    let mut streams = Vec::new();
+    for s in [&a, &b] {
+        let mut r = open_stream(s, &bob, json!({"content": "across", "model": SLOW})).await;
+        let meta = r.next().await.unwrap();
+        r.next().await.unwrap();
+        streams.push((
+            meta.data["conversation_id"].as_str().unwrap().to_string(),
+            r,
+        ));
+    }
+
+    pair.stop_primary();
+    pair.promote_replica();
+    let promoted = Instant::now();
+
+    // The answers run on (the provider never saw the database) and end.
+    let mut across = Vec::new();
+    for (cid, mut r) in streams {
+        let mut last = None;
+        while let Some(e) = tokio::time::timeout(Duration::from_secs(60), r.next())
+            .await
+            .expect("the stream ends")
+        {
+            last = Some(e);
+        }
+        assert_eq!(last.unwrap().event, "done");
+        across.push(cid);
+    }
+    // New chats work on both instances once they find the new primary.
+    for s in [&a, &b] {
+        wait_for(Duration::from_secs(60), || async {
+            let r = s
+                .post(
+                    "/api/chat/message",
+                    Auth::Session(&bob),
+                    json!({"content": "after the failover", "model": "fake-model"}),
+                )
+                .await;
+            (r.status == 200).then_some(())
+        })
+        .await;
+    }
+    eprintln!(
+        "new chats answered {:?} after the promotion",
+        promoted.elapsed()
+    );
+    // Every acknowledged message is there, as every instance reads it.
+    for s in [&a, &b] {
+        for (cid, mid) in &acked {
+            let m = message(s, &bob, cid, 1).await;
+            assert_eq!(m["id"], mid.as_str());
+            assert_eq!(m["status"], "complete");
+        }
+        // The answers that streamed across were stored in full.
+        for cid in &across {
+            let m = wait_for(Duration::from_secs(30), || async {
+                let m = message(s, &bob, cid, 1).await;
+                (m["status"] != "streaming").then_some(m)
+            })
+            .await;
+            assert_eq!(m["status"], "complete", "{m}");
+            assert_eq!(m["content"], reply.as_str());
+        }
+    }
+    // Search follows the new primary too.
+    wait_for(Duration::from_secs(10), || async {
+        let r = a.get("/api/search?q=failover", Auth::Session(&bob)).await;
+        (r.status == 200 && r.body["hits"].as_array().unwrap().len() >= 7).then_some(())
+    })
+    .await;
+}
+
 /// Polls `f` until it gives a value, for at most `limit`.
 async fn wait_for<T, F, Fut>(limit: Duration, mut f: F) -> T
 where

@@ -233,6 +233,226 @@ impl Cluster {
     }
 }
 
+/// A primary and a streaming replica of their own (not the shared
+/// cluster), for the failover test: synchronous replication, so every
+/// acknowledged commit is on the replica too.
+pub struct Pair {
+    pub dir: PathBuf,
+    pub primary_port: u16,
+    pub replica_port: u16,
+    bin: PathBuf,
+    user: Option<String>,
+    _watchdog: Child,
+}
+
+impl Pair {
+    /// Starts the primary, creates database `db`, and starts a replica
+    /// streaming from it.
+    pub async fn start(db: &str) -> Pair {
+        let p = Self::start_servers().unwrap_or_else(|e| panic!("test PostgreSQL pair: {e}"));
+        p.sql(p.primary_port, &format!("CREATE DATABASE {db}"))
+            .await;
+        p.start_replica()
+            .unwrap_or_else(|e| panic!("test PostgreSQL replica: {e}"));
+        // Until the replica streams, then commits wait for it.
+        for _ in 0..600 {
+            if p.streaming().await {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(p.streaming().await, "the replica never started streaming");
+        p.sql(
+            p.primary_port,
+            "ALTER SYSTEM SET synchronous_standby_names = '*'",
+        )
+        .await;
+        p.sql(p.primary_port, "SELECT pg_reload_conf()").await;
+        p
+    }
+
+    /// Both hosts, the writable one found by `target_session_attrs`.
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/{db}?target_session_attrs=read-write&sslmode=disable",
+            self.primary_port, self.replica_port
+        )
+    }
+
+    /// Stops the primary at once (no shutdown checkpoint, as in a crash).
+    pub fn stop_primary(&self) {
+        run(self
+            .cmd(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("primary"))
+            .args(["-m", "immediate", "-w", "stop"]))
+        .unwrap();
+    }
+
+    /// Promotes the replica to primary and waits until it accepts writes.
+    pub fn promote_replica(&self) {
+        run(self
+            .cmd(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("replica"))
+            .args(["-w", "promote"]))
+        .unwrap();
+    }
+
+    async fn streaming(&self) -> bool {
+        let (client, conn) =
+            match tokio_postgres::connect(&self.socket(self.primary_port), tokio_postgres::NoTls)
+                .await
+            {
+                Ok(c) => c,
+                Err(_) => return false,
+            };
+        let task = tokio::spawn(conn);
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+                &[],
+            )
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        drop(client);
+        let _ = task.await;
+        n > 0
+    }
+
+    fn socket(&self, port: u16) -> String {
+        format!(
+            "host={} port={port} user=postgres dbname=postgres",
+            self.dir.join("sock").display()
+        )
+    }
+
+    async fn sql(&self, port: u16, sql: &str) {
+        let (client, conn) = tokio_postgres::connect(&self.socket(port), tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test pair");
+        let task = tokio::spawn(conn);
+        client.batch_execute(sql).await.expect(sql);
+        drop(client);
+        let _ = task.await;
+    }
+
+    fn cmd(&self, program: &Path) -> Command {
+        let mut c = match &self.user {
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.arg("-u").arg(u).arg("--").arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        c.current_dir(&self.dir);
+        c
+    }
+
+    fn opts(&self, port: u16) -> String {
+        format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.dir.join("sock").display()
+        )
+    }
+
+    fn start_servers() -> Result<Pair, String> {
+        let bin = bin_dir()?;
+        let user = if running_as_root() {
+            ensure_user()?;
+            Some(TEST_USER.to_string())
+        } else {
+            None
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("confab-pg-pair-")
+            .tempdir()
+            .map_err(|e| e.to_string())?
+            .keep();
+        std::fs::create_dir(dir.join("sock")).map_err(|e| e.to_string())?;
+        let watchdog = watchdog(&dir)?;
+        if let Some(u) = &user {
+            run(Command::new("chown").arg("-R").arg(u).arg(&dir))?;
+        }
+        let p = Pair {
+            dir,
+            primary_port: free_port(),
+            replica_port: free_port(),
+            bin,
+            user,
+            _watchdog: watchdog,
+        };
+        run(p
+            .cmd(&p.bin.join("initdb"))
+            .arg("-D")
+            .arg(p.dir.join("primary"))
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ]))?;
+        run(p
+            .cmd(&p.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(p.dir.join("primary"))
+            .arg("-l")
+            .arg(p.dir.join("primary.log"))
+            .args(["-w", "-t", "60", "-o", &p.opts(p.primary_port), "start"]))?;
+        Ok(p)
+    }
+
+    fn start_replica(&self) -> Result<(), String> {
+        run(self
+            .cmd(&self.bin.join("pg_basebackup"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.primary_port.to_string(),
+                "-U",
+                "postgres",
+                "-X",
+                "stream",
+                "-R",
+                "-D",
+            ])
+            .arg(self.dir.join("replica")))?;
+        run(self
+            .cmd(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("replica"))
+            .arg("-l")
+            .arg(self.dir.join("replica.log"))
+            .args([
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &self.opts(self.replica_port),
+                "start",
+            ]))
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for d in ["primary", "replica"] {
+            let _ = run(self
+                .cmd(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.join(d))
+                .args(["-m", "immediate", "-w", "stop"]));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -313,13 +533,15 @@ fn ensure_user() -> Result<(), String> {
 fn watchdog(dir: &Path) -> Result<Child, String> {
     let script = r#"
 cat >/dev/null
-pid=$(head -n 1 "$1/data/postmaster.pid" 2>/dev/null)
-if [ -n "$pid" ]; then
-  kill -QUIT "$pid" 2>/dev/null
-  i=0
-  while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
-  kill -KILL "$pid" 2>/dev/null
-fi
+for f in "$1"/*/postmaster.pid; do
+  pid=$(head -n 1 "$f" 2>/dev/null)
+  if [ -n "$pid" ]; then
+    kill -QUIT "$pid" 2>/dev/null
+    i=0
+    while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+    kill -KILL "$pid" 2>/dev/null
+  fi
+done
 rm -rf "$1"
 "#;
     Command::new("setsid")
