@@ -132,7 +132,7 @@ pub(super) async fn resolve_after(
                 _ => Resolved::MessageGone { message_id },
             },
             OutboxOp::Title { conversation_id } => match convs.get(&conversation_id) {
-                Some(c) => Resolved::Title(c.clone()),
+                Some(c) => Resolved::Title(Box::new(c.clone())),
                 None => Resolved::TitleGone { conversation_id },
             },
             OutboxOp::DeleteConversation { conversation_id } => {
