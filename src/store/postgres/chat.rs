@@ -201,6 +201,10 @@ impl ChatStore for PgStore {
         if let Some(a) = patch.archived {
             c.archived = a;
         }
+        if let Some(mut cols) = patch.collections {
+            cols.dedup();
+            c.collections = cols;
+        }
         c.params = patch.params.apply(c.params);
         if let Some(l) = patch.current_leaf {
             let msgs = messages_in(&tx, id).await?;
