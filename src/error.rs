@@ -176,9 +176,7 @@ impl AppError {
             }
             UnsupportedFileType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             FileEmpty(_) => StatusCode::BAD_REQUEST,
-            FileUnreadable(_) | VisionUnsupported(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            FileUnreadable(_) | VisionUnsupported(_) => StatusCode::UNPROCESSABLE_ENTITY,
             NotFound(_) | ConversationNotFound | ModelNotFound(_) => StatusCode::NOT_FOUND,
             ProviderUnreachable(_) | ProviderError(_) => StatusCode::BAD_GATEWAY,
             ProviderTimeout(_) => StatusCode::GATEWAY_TIMEOUT,

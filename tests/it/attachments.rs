@@ -374,7 +374,13 @@ async fn other_users_files_are_refused_and_documents_are_read() {
     r.assert_error(404, "NOT_FOUND");
     assert!(e.up.chat_requests().is_empty());
     // A document is read and its text reaches the model.
-    let doc = uploaded(&e.s, &e.admin, "notes.md", b"# Notes\n\nThe quokka count is 417.\n").await;
+    let doc = uploaded(
+        &e.s,
+        &e.admin,
+        "notes.md",
+        b"# Notes\n\nThe quokka count is 417.\n",
+    )
+    .await;
     let r =
         e.s.post(
             "/api/chat/message",
@@ -384,7 +390,10 @@ async fn other_users_files_are_refused_and_documents_are_read() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(
-        answer_request(&e.up).body.to_string().contains("quokka count is 417"),
+        answer_request(&e.up)
+            .body
+            .to_string()
+            .contains("quokka count is 417"),
         "the document's text is in the context"
     );
 }
