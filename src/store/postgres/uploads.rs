@@ -133,12 +133,11 @@ impl UploadStore for PgStore {
 
     async fn upload_usage(&self, owner: Uuid) -> StoreResult<u64> {
         let c = self.client().await?;
-        Ok(c.opt(
-            "SELECT bytes FROM upload_usage WHERE owner = $1",
-            &[&owner],
+        Ok(
+            c.opt("SELECT bytes FROM upload_usage WHERE owner = $1", &[&owner])
+                .await?
+                .map_or(0, |r| unbig(r.get(0))),
         )
-        .await?
-        .map_or(0, |r| unbig(r.get(0))))
     }
 
     async fn set_upload_thumbnail(
