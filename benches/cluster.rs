@@ -22,7 +22,6 @@ mod common_upstream;
 mod pg;
 // The test cluster's TLS certificate comes from this CA.
 #[path = "../tests/it/pebble/mod.rs"]
-#[allow(dead_code)]
 mod pebble;
 
 use std::sync::Arc;
