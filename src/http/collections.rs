@@ -124,7 +124,7 @@ pub struct UpdateCollection {
     pub remove: Vec<String>,
 }
 
-#[utoipa::path(get, path = "/api/collections", tag = "knowledge",
+#[utoipa::path(get, path = "/api/collections", operation_id = "list_collections", tag = "knowledge",
     responses((status = 200, body = CollectionList)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -137,7 +137,7 @@ pub async fn list(
     Ok(Json(CollectionList { items }))
 }
 
-#[utoipa::path(post, path = "/api/collections", tag = "knowledge", request_body = CreateCollection,
+#[utoipa::path(post, path = "/api/collections", operation_id = "create_collection", tag = "knowledge", request_body = CreateCollection,
     responses((status = 201, body = CollectionView), (status = 404, description = "a file is not the caller's", body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -152,7 +152,7 @@ pub async fn create(
     Ok(created(view(&state, &user, c).await?))
 }
 
-#[utoipa::path(get, path = "/api/collections/{id}", tag = "knowledge",
+#[utoipa::path(get, path = "/api/collections/{id}", operation_id = "read_collection", tag = "knowledge",
     responses((status = 200, body = CollectionView), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn read(
     State(state): State<AppState>,
@@ -164,7 +164,7 @@ pub async fn read(
     Ok(Json(view(&state, &user, c).await?))
 }
 
-#[utoipa::path(patch, path = "/api/collections/{id}", tag = "knowledge", request_body = UpdateCollection,
+#[utoipa::path(patch, path = "/api/collections/{id}", operation_id = "update_collection", tag = "knowledge", request_body = UpdateCollection,
     responses((status = 200, body = CollectionView), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
@@ -191,7 +191,7 @@ pub async fn update(
     Ok(Json(view(&state, &user, c).await?))
 }
 
-#[utoipa::path(delete, path = "/api/collections/{id}", tag = "knowledge",
+#[utoipa::path(delete, path = "/api/collections/{id}", operation_id = "delete_collection", tag = "knowledge",
     responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn remove(
     State(state): State<AppState>,
@@ -203,7 +203,7 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/documents/{file_id}", tag = "knowledge",
+#[utoipa::path(get, path = "/api/documents/{file_id}", operation_id = "read_document", tag = "knowledge",
     responses((status = 200, body = DocumentView), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn document(
     State(state): State<AppState>,

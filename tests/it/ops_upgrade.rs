@@ -51,6 +51,14 @@ const STEPS: &[&[&str]] = &[
     &["presets", "prompts", "server_settings", "user_settings"],
     &["model_settings"],
     &["upload_blobs", "upload_usage", "uploads", "uploads_by_user"],
+    &[
+        "collections",
+        "collections_by_user",
+        "doc_chunks",
+        "doc_vectors",
+        "documents",
+        "documents_by_user",
+    ],
 ];
 
 /// The schema version of this binary (`confab version --json`).
