@@ -332,8 +332,10 @@ async fn unknown_user_and_wrong_password_cost_the_same() {
     }
     let ratio = known / unknown;
     // Both verify one argon2id hash; a skipped hash would be ~100x faster.
+    // The band is wide because a loaded 2-core CI machine once measured
+    // 2.3x between two runs of the same work; it still catches a skip.
     assert!(
-        (0.5..2.0).contains(&ratio),
+        (0.25..4.0).contains(&ratio),
         "known {known:.4}s unknown {unknown:.4}s"
     );
 }
