@@ -75,10 +75,16 @@ impl AppState {
             .await
             .map_err(|e| anyhow::anyhow!("cannot read the model settings: {e}"))?;
         let throttle = LoginThrottle::new(&cfg, cluster.as_ref().map(|c| c.store.clone()))?;
-        let blobs = crate::store::blobs::LocalBlobs::open(&cfg.data_dir).map_err(|e| {
-            anyhow::anyhow!("cannot open the file store under the data directory: {e}")
-        })?;
-        let files = Arc::new(crate::files::Files::new(store.clone(), Arc::new(blobs)));
+        // On a database several instances share, so are the files' bytes.
+        let blobs: Arc<dyn crate::store::blobs::BlobStore> = match store.shared_blobs() {
+            Some(b) => b,
+            None => Arc::new(
+                crate::store::blobs::LocalBlobs::open(&cfg.data_dir).map_err(|e| {
+                    anyhow::anyhow!("cannot open the file store under the data directory: {e}")
+                })?,
+            ),
+        };
+        let files = Arc::new(crate::files::Files::new(store.clone(), blobs));
         let knowledge = crate::knowledge::Knowledge::new(
             store.clone(),
             search.clone(),
