@@ -386,7 +386,18 @@ async fn store_copy_moves_files_documents_and_collections() {
         .await;
     assert_eq!(r.body["status"], "ready", "{}", r.text);
 
-    // A question answered from the collection, with page 3 as its source.
+    // A question answered from the collection, with page 3 as its source,
+    // once the new instance has built its indexes from the database.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = s.get("/api/search?q=report", Auth::Session(&admin)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        if r.body["partial"] == false {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never indexed");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
     let r = s
         .post("/api/conversations", Auth::Session(&admin), json!({}))
         .await;
@@ -416,7 +427,9 @@ async fn store_copy_moves_files_documents_and_collections() {
     let events = common::SseReader::new(resp).collect().await;
     let done = events.last().unwrap();
     assert_eq!(done.event, "done", "{:?}", done.data);
-    let sources = done.data["sources"].as_array().expect("sources");
+    let sources = done.data["sources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no sources: {events:?}"));
     assert!(
         sources.iter().any(|src| src["page_start"] == 3
             && src["snippet"].as_str().unwrap_or("").contains("7391")),
