@@ -130,7 +130,10 @@ impl BlobHold {
 
     /// A hold a store keeps under `id`.
     pub fn with_id(sha256: String, id: uuid::Uuid) -> BlobHold {
-        BlobHold { sha256, id: Some(id) }
+        BlobHold {
+            sha256,
+            id: Some(id),
+        }
     }
 
     pub fn id(&self) -> Option<uuid::Uuid> {

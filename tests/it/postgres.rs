@@ -365,7 +365,11 @@ async fn store_copy_moves_files_documents_and_collections() {
 
     // The server on the database, its own blob files set aside: what it
     // serves comes from PostgreSQL.
-    std::fs::rename(dir.path().join("blobs"), dir.path().join("blobs.before-copy")).unwrap();
+    std::fs::rename(
+        dir.path().join("blobs"),
+        dir.path().join("blobs.before-copy"),
+    )
+    .unwrap();
     let s = TestServer::start_in(dir, on(&url)).await;
     up.register_openai(s.state(), &["gpt-test"]);
     let admin = s.login("admin", PASSWORD).await;
@@ -431,8 +435,10 @@ async fn store_copy_moves_files_documents_and_collections() {
         .as_array()
         .unwrap_or_else(|| panic!("no sources: {events:?}"));
     assert!(
-        sources.iter().any(|src| src["page_start"] == 3
-            && src["snippet"].as_str().unwrap_or("").contains("7391")),
+        sources
+            .iter()
+            .any(|src| src["page_start"] == 3
+                && src["snippet"].as_str().unwrap_or("").contains("7391")),
         "{}",
         done.data
     );
@@ -865,7 +871,9 @@ async fn blob_store_throughput_of_a_20_mb_file_local_and_postgres() {
     let dir = tempfile::tempdir().unwrap();
     let local: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(dir.path()).unwrap());
     let (pgs, _db) = pg::fresh().await;
-    let shared = pgs.shared_blobs().expect("PostgreSQL brings a shared blob store");
+    let shared = pgs
+        .shared_blobs()
+        .expect("PostgreSQL brings a shared blob store");
     for (name, b) in [("local disk", local), ("PostgreSQL", shared)] {
         let mut up = Vec::new();
         let mut down = Vec::new();

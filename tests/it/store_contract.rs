@@ -3720,10 +3720,7 @@ pub async fn blobs_stage_commit_read_stream_and_delete(s: &dyn Store) {
     assert!(b.read(&want, all.len() as u64 - 1).await.is_err());
     let (stream, len) = b.open(&want).await.unwrap();
     assert_eq!(len, all.len() as u64);
-    let streamed: Vec<u8> = stream
-        .map(|c| c.unwrap().to_vec())
-        .concat()
-        .await;
+    let streamed: Vec<u8> = stream.map(|c| c.unwrap().to_vec()).concat().await;
     assert!(streamed == all, "the stream differs");
     // The same bytes again are the same one blob.
     let hold = b.put_bytes(bytes::Bytes::from(all.clone())).await.unwrap();
@@ -3745,7 +3742,10 @@ pub async fn blobs_stage_commit_read_stream_and_delete(s: &dyn Store) {
     // Nothing references them: deleting removes them, twice is fine.
     b.delete(&want).await.unwrap();
     b.delete(&want).await.unwrap();
-    assert!(matches!(b.read(&want, u64::MAX).await, Err(BlobError::NotFound)));
+    assert!(matches!(
+        b.read(&want, u64::MAX).await,
+        Err(BlobError::NotFound)
+    ));
     assert!(matches!(b.open(&want).await, Err(BlobError::NotFound)));
     assert_eq!(b.list().await.unwrap(), vec![hello.clone()]);
     assert_eq!(&b.read(&hello, 100).await.unwrap()[..], b"hello world");
@@ -3773,7 +3773,10 @@ pub async fn blobs_a_failing_or_dropped_staging_leaves_nothing(s: &dyn Store) {
     )
     .boxed();
     assert!(matches!(b.stage(failing).await, Err(BlobError::Source(_))));
-    let staged = b.stage(body_of(vec![b"never committed".to_vec()])).await.unwrap();
+    let staged = b
+        .stage(body_of(vec![b"never committed".to_vec()]))
+        .await
+        .unwrap();
     let sha = staged.sha256.clone();
     drop(staged);
     assert!(!b.exists(&sha).await.unwrap());

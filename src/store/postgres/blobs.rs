@@ -94,7 +94,12 @@ pub(super) async fn lock_blob(tx: &impl Sql, sha: &str) -> Result<(), StoreError
 
 /// Writes chunk `n` of `key` (its own statement; staging is not one
 /// transaction, so a long upload holds no transaction open).
-pub(super) async fn put_chunk(c: &impl Sql, key: &str, n: i32, data: &[u8]) -> Result<(), StoreError> {
+pub(super) async fn put_chunk(
+    c: &impl Sql,
+    key: &str,
+    n: i32,
+    data: &[u8],
+) -> Result<(), StoreError> {
     c.exec(
         "INSERT INTO blob_chunks (blob, n, data) VALUES ($1, $2, $3)",
         &[&key, &n, &data],
@@ -227,8 +232,11 @@ impl BlobStore for PgBlobs {
                 tx.exec("DELETE FROM blob_chunks WHERE blob = $1", &[&key])
                     .await?;
             } else {
-                tx.exec("UPDATE blob_chunks SET blob = $2 WHERE blob = $1", &[&key, &sha])
-                    .await?;
+                tx.exec(
+                    "UPDATE blob_chunks SET blob = $2 WHERE blob = $1",
+                    &[&key, &sha],
+                )
+                .await?;
                 put_blob_row(&tx, &sha, staged.size, chunks_of(staged.size)).await?;
             }
             let id = Uuid::now_v7();
@@ -269,7 +277,10 @@ impl BlobStore for PgBlobs {
         }
         let c = self.client().await?;
         let Some(row) = c
-            .opt("SELECT size, chunks FROM blobs WHERE sha256 = $1", &[&sha256])
+            .opt(
+                "SELECT size, chunks FROM blobs WHERE sha256 = $1",
+                &[&sha256],
+            )
             .await
             .map_err(io)?
         else {
@@ -389,8 +400,7 @@ impl BlobStore for PgBlobs {
             return Ok(false);
         }
         let c = self.client().await?;
-        Ok(c
-            .opt("SELECT 1 FROM blobs WHERE sha256 = $1", &[&sha256])
+        Ok(c.opt("SELECT 1 FROM blobs WHERE sha256 = $1", &[&sha256])
             .await
             .map_err(io)?
             .is_some())
@@ -398,8 +408,7 @@ impl BlobStore for PgBlobs {
 
     async fn list(&self) -> Result<Vec<String>, BlobError> {
         let c = self.client().await?;
-        Ok(c
-            .rows("SELECT sha256 FROM blobs ORDER BY sha256", &[])
+        Ok(c.rows("SELECT sha256 FROM blobs ORDER BY sha256", &[])
             .await
             .map_err(io)?
             .iter()

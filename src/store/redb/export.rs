@@ -24,11 +24,11 @@ use super::*;
 use crate::store::acme::{AcmeAccountRecord, AcmeCertRecord};
 use crate::store::chat::{Conversation, Message};
 use crate::store::knowledge::{Chunk, ChunkVectors, Collection, DocumentRecord};
-use crate::store::uploads::Upload;
 use crate::store::model_settings::ModelSetting;
 use crate::store::presets::{Branding, Preset, SavedPrompt, UserSettings};
 use crate::store::provider_records::StoredProvider;
 use crate::store::search_outbox::OutboxOp;
+use crate::store::uploads::Upload;
 use crate::store::usage::UsageCounts;
 
 /// The logical tables exported, in the order they are copied.
@@ -275,9 +275,13 @@ pub fn export(
     walk(&tx, DOCUMENTS, &mut out, "documents", |k: u128, v| {
         rec::<DocumentRecord>("documents", json!(Uuid::from_u128(k)), v)
     })?;
-    walk(&tx, DOC_CHUNKS, &mut out, "doc_chunks", |k: (u128, u32), v| {
-        rec::<Chunk>("doc_chunks", json!([Uuid::from_u128(k.0), k.1]), v)
-    })?;
+    walk(
+        &tx,
+        DOC_CHUNKS,
+        &mut out,
+        "doc_chunks",
+        |k: (u128, u32), v| rec::<Chunk>("doc_chunks", json!([Uuid::from_u128(k.0), k.1]), v),
+    )?;
     walk(&tx, DOC_VECTORS, &mut out, "doc_vectors", |k: u128, v| {
         rec::<ChunkVectors>("doc_vectors", json!(Uuid::from_u128(k)), v)
     })?;
