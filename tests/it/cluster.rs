@@ -910,8 +910,9 @@ async fn instances_carry_on_after_a_failover_to_the_promoted_replica() {
 
 /// Files on a shared database: uploaded on A, downloaded, thumbnailed and
 /// sent to a vision model on B, deleted on B and gone on A. The bytes live
-/// in the database (no instance has a blob on its disk), and a big file
-/// streams through in chunks.
+/// in the database (no instance has a blob on its disk), a larger file
+/// streams through in chunks, and a full export on one instance imports
+/// on another.
 #[tokio::test]
 async fn a_file_uploaded_on_one_instance_is_served_and_deleted_on_another() {
     use crate::files::{png, raw_get, uploaded};
@@ -1015,6 +1016,24 @@ async fn a_file_uploaded_on_one_instance_is_served_and_deleted_on_another() {
         big.len().to_string()
     );
     assert!(d.bytes().await.unwrap()[..] == big[..], "came back changed");
+
+    // A full export on B carries it; imported on A as the admin's own
+    // file, B serves the copy.
+    let export = b.get("/api/export", Auth::Session(&bob)).await;
+    assert_eq!(export.status, 200);
+    let files = export.body["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["id"], big_id.as_str());
+    let r = a
+        .post("/api/import", Auth::Session(&admin), export.body.clone())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["files_imported"], 1, "{}", r.text);
+    let list = b.get("/api/files", Auth::Session(&admin)).await;
+    let copy = list.body["items"][0]["id"].as_str().unwrap().to_string();
+    assert_ne!(copy, big_id);
+    let d = raw_get(b, &admin, &format!("/api/files/{copy}/content")).await;
+    assert!(d.bytes().await.unwrap()[..] == big[..], "the copy differs");
 }
 
 /// Every file under `dir` (none when it does not exist).
