@@ -7,7 +7,7 @@
 //! - `blob_chunks` holds the bytes, under the blob's address once committed
 //!   and under a `staging/<uuid>` key while an upload streams in (a
 //!   staging never committed is removed when dropped, or by the sweep a
-//!   day later after a crash);
+//!   day later after a crash or a request cancelled mid-upload);
 //! - `blob_holds` keeps a just-committed blob from deletion until the
 //!   record that references it is stored (or the hold expires).
 //!
