@@ -337,7 +337,45 @@ async fn store_copy_moves_files_documents_and_collections() {
     let chunks = doc["chunks"].as_u64().unwrap();
     let dir = s.stop().await;
 
+    // A damaged blob file (its bytes no longer its address) stops the copy
+    // and nothing is committed: the same database takes the good copy next.
     let url = pg::fresh_url().await;
+    let damaged = tempfile::tempdir().unwrap();
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(dir.path().join("."))
+        .arg(damaged.path())
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let pdf_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&pdf))
+    };
+    let blob = damaged
+        .path()
+        .join("blobs")
+        .join(&pdf_sha[0..2])
+        .join(&pdf_sha[2..4])
+        .join(&pdf_sha);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&blob, &bytes).unwrap();
+    let out = common::proc::confab()
+        .args(["store", "copy", "--from"])
+        .arg(damaged.path())
+        .args(["--to", &url])
+        .current_dir(damaged.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("does not hold the content its name says")
+            && err.contains("nothing was committed"),
+        "{err}"
+    );
+
     let out = common::proc::confab()
         .args(["store", "copy", "--from"])
         .arg(dir.path())
