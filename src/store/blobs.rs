@@ -179,6 +179,50 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Where [`adopt_local`] moves a data directory's blob files aside once
+/// the shared store holds them all.
+pub const ADOPTED_DIR: &str = "blobs.in-database";
+
+/// Copies the blob files of `data_dir` that `shared` does not hold yet into
+/// it (each streamed, hashed again and verified against its name), then
+/// sets the directory aside as [`ADOPTED_DIR`]: files uploaded while this
+/// instance kept its blobs on its own disk (before the shared store, or
+/// before the move to PostgreSQL) are served by every instance. Returns how
+/// many were copied; nothing happens without a `blobs` directory.
+pub async fn adopt_local(data_dir: &Path, shared: &dyn BlobStore) -> Result<usize, BlobError> {
+    let local = LocalBlobs::at(data_dir);
+    if !local.root().is_dir() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for sha in local.list().await? {
+        if shared.exists(&sha).await? {
+            continue;
+        }
+        let (stream, _) = local.open(&sha).await?;
+        let staged = shared.stage(stream).await?;
+        if staged.sha256 != sha {
+            return Err(BlobError::Io(std::io::Error::other(format!(
+                "the file blobs/{}/{}/{sha} of the data directory does not hold the content its name says (damaged)",
+                &sha[0..2],
+                &sha[2..4]
+            ))));
+        }
+        let hold = shared.commit(staged).await?;
+        shared.release(hold).await?;
+        n += 1;
+    }
+    let aside = data_dir.join(ADOPTED_DIR);
+    if aside.exists() {
+        // Set aside before: keep both, this one under a new name.
+        let name = format!("{ADOPTED_DIR}-{}", uuid::Uuid::now_v7().simple());
+        std::fs::rename(local.root(), data_dir.join(name))?;
+    } else {
+        std::fs::rename(local.root(), aside)?;
+    }
+    Ok(n)
+}
+
 /// True for 64 lowercase hex digits: the only strings that become paths.
 pub fn is_address(s: &str) -> bool {
     s.len() == 64

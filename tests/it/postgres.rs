@@ -956,3 +956,35 @@ async fn blob_store_throughput_of_a_20_mb_file_local_and_postgres() {
         );
     }
 }
+
+/// An instance that kept files on its own disk (on PostgreSQL before the
+/// shared blob store) copies them into the database at start, verified,
+/// and sets its `blobs` directory aside; its files are then served from
+/// the database by any instance.
+#[tokio::test]
+async fn an_instance_brings_the_files_on_its_disk_into_the_database() {
+    use confab::store::blobs::{ADOPTED_DIR, BlobStore, LocalBlobs};
+    let url = pg::fresh_url().await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalBlobs::open(dir.path()).unwrap();
+    let mut shas = Vec::new();
+    for content in [&b"first file"[..], &vec![7u8; 3 * 1024 * 1024][..]] {
+        let hold = local
+            .put_bytes(bytes::Bytes::copy_from_slice(content))
+            .await
+            .unwrap();
+        shas.push((hold.sha256.clone(), content.to_vec()));
+    }
+    let s = TestServer::start_in(dir, on(&url)).await;
+    let shared = s.state().files.blobs().clone();
+    for (sha, content) in &shas {
+        assert!(shared.read(sha, u64::MAX).await.unwrap()[..] == content[..]);
+    }
+    assert!(!s.data_dir().join("blobs").exists());
+    assert!(s.data_dir().join(ADOPTED_DIR).is_dir());
+    // A second start has nothing to bring.
+    let dir = s.stop().await;
+    let s = TestServer::start_in(dir, on(&url)).await;
+    assert_eq!(s.state().files.blobs().list().await.unwrap().len(), 2);
+    assert!(!s.data_dir().join("blobs").exists());
+}
