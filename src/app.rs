@@ -75,10 +75,33 @@ impl AppState {
             .await
             .map_err(|e| anyhow::anyhow!("cannot read the model settings: {e}"))?;
         let throttle = LoginThrottle::new(&cfg, cluster.as_ref().map(|c| c.store.clone()))?;
-        let blobs = crate::store::blobs::LocalBlobs::open(&cfg.data_dir).map_err(|e| {
-            anyhow::anyhow!("cannot open the file store under the data directory: {e}")
-        })?;
-        let files = Arc::new(crate::files::Files::new(store.clone(), Arc::new(blobs)));
+        // On a database several instances share, so are the files' bytes.
+        let blobs: Arc<dyn crate::store::blobs::BlobStore> = match store.shared_blobs() {
+            Some(b) => {
+                // Files this instance kept on its own disk before join the
+                // shared store.
+                match crate::store::blobs::adopt_local(&cfg.data_dir, &*b).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        files = n,
+                        moved_aside = crate::store::blobs::ADOPTED_DIR,
+                        "copied the data directory's files into the database"
+                    ),
+                    Err(e) => {
+                        return Err(anyhow::anyhow!(
+                            "cannot copy the data directory's files into the database: {e}"
+                        ));
+                    }
+                }
+                b
+            }
+            None => Arc::new(
+                crate::store::blobs::LocalBlobs::open(&cfg.data_dir).map_err(|e| {
+                    anyhow::anyhow!("cannot open the file store under the data directory: {e}")
+                })?,
+            ),
+        };
+        let files = Arc::new(crate::files::Files::new(store.clone(), blobs));
         let knowledge = crate::knowledge::Knowledge::new(
             store.clone(),
             search.clone(),

@@ -8,7 +8,11 @@
 //! are serialized by one lock ([`Files::refs`]): an upload makes its blob
 //! visible and inserts its record under it, a delete removes its record
 //! and then the blob under it, so a delete can never remove the blob of an
-//! upload that is being recorded. While a backup copies blobs, deletes
+//! upload that is being recorded. That lock is one process's; with several
+//! instances on one database the shared blob store holds the same rule:
+//! a commit returns a [`BlobHold`] released only once the record exists,
+//! and its delete re-checks references and holds under the database's
+//! per-blob lock (see `store::postgres::blobs`). While a backup copies blobs, deletes
 //! leave blobs behind ([`Files::pause_deletes`]); the garbage collection in
 //! the maintenance task removes them afterwards (and blobs left by a crash).
 //!
@@ -24,7 +28,7 @@ use uuid::Uuid;
 
 use crate::config::FilesConfig;
 pub use crate::store::blobs::BodyStream;
-use crate::store::blobs::{BlobError, BlobStore, ByteStream};
+use crate::store::blobs::{BlobError, BlobHold, BlobStore, ByteStream};
 use crate::store::uploads::{Thumbnail, Upload, UploadCreated};
 use crate::store::{SharedStore, StoreError, User};
 pub use detect::{FileKind, IMAGE_MIMES, is_image_mime, sanitize_name};
@@ -282,8 +286,10 @@ impl Files {
             thumbnail: None,
         };
         let _refs = self.refs.lock().await;
-        self.blobs.commit(staged).await?;
-        match self.store.create_upload(&record, quota).await {
+        let hold = self.blobs.commit(staged).await?;
+        let created = self.store.create_upload(&record, quota).await;
+        self.release(hold).await;
+        match created {
             Ok(UploadCreated::Stored { .. }) => Ok(record),
             Ok(UploadCreated::OverQuota { used }) => {
                 self.drop_if_unreferenced(&record.sha256).await;
@@ -296,6 +302,14 @@ impl Files {
                 self.drop_if_unreferenced(&record.sha256).await;
                 Err(e.into())
             }
+        }
+    }
+
+    /// Ends a blob's hold; one left behind only delays its deletion until
+    /// it expires.
+    async fn release(&self, hold: BlobHold) {
+        if let Err(e) = self.blobs.release(hold).await {
+            tracing::warn!(error = %e, "cannot release a blob's hold");
         }
     }
 
@@ -405,15 +419,17 @@ impl Files {
         .map_err(|e| FilesError::Unreadable(e.to_string()))?;
         let bytes = Bytes::from(made.bytes);
         let _refs = self.refs.lock().await;
-        let sha = self.blobs.put_bytes(bytes.clone()).await?;
+        let hold = self.blobs.put_bytes(bytes.clone()).await?;
         let thumb = Thumbnail {
-            sha256: sha,
+            sha256: hold.sha256.clone(),
             mime: made.mime.to_string(),
             size: bytes.len() as u64,
             width: made.width,
             height: made.height,
         };
-        match self.store.set_upload_thumbnail(owner, id, &thumb).await {
+        let set = self.store.set_upload_thumbnail(owner, id, &thumb).await;
+        self.release(hold).await;
+        match set {
             Ok((_, freed)) => {
                 for sha in freed {
                     self.drop_if_unreferenced(&sha).await;
@@ -466,6 +482,7 @@ impl Files {
         if self.paused.load(Ordering::SeqCst) > 0 {
             return Ok(0);
         }
+        self.blobs.sweep().await?;
         let mut n = 0;
         for sha in self.blobs.list().await? {
             if !self.store.blob_referenced(&sha).await? {

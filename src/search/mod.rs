@@ -707,9 +707,16 @@ impl Search {
                 if self.is_partial() {
                     let started = Instant::now();
                     let n = self.rebuild(&st, |_, _| {}).await?;
+                    // The rebuild skipped the outbox up to its place, the
+                    // documents' ops with the rest (a new instance on a
+                    // database, one whose place was trimmed, a copied data
+                    // directory): the knowledge index is read again from the
+                    // store, after that place, so nothing falls in between.
+                    let k = self.rebuild_knowledge(&st).await?;
                     self.rebuilding.store(false, Ordering::SeqCst);
                     tracing::info!(
                         messages = n,
+                        chunks = k,
                         seconds = started.elapsed().as_secs_f64(),
                         "search index rebuilt"
                     );

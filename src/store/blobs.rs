@@ -1,8 +1,14 @@
 //! Content-addressed blobs: the bytes of uploaded files and their
 //! thumbnails, each stored once under the lowercase hex SHA-256 of its
 //! content. [`BlobStore`] is the interface (the state holds an
-//! `Arc<dyn BlobStore>`; a shared store for several servers can implement
-//! it later); [`LocalBlobs`] keeps them under `<data_dir>/blobs/ab/cd/<sha>`.
+//! `Arc<dyn BlobStore>`); [`LocalBlobs`] keeps them under
+//! `<data_dir>/blobs/ab/cd/<sha>`, and the PostgreSQL store brings its own,
+//! shared by every instance on the database (`store::postgres::blobs`).
+//!
+//! A committed blob comes with a [`BlobHold`]: until it is released (once
+//! the record referencing the blob exists) a shared store does not delete
+//! the blob, so another instance deleting the last file with the same
+//! content cannot remove it between the commit and the record.
 //!
 //! No path is ever built from anything but a validated SHA-256, so a
 //! user's file name cannot reach the file system. Writing is staged: the
@@ -35,13 +41,27 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
 }
 
+/// What undoes a staging that was not committed (given the staging key).
+type Discard = Box<dyn FnOnce(String) + Send + Sync>;
+
 /// Bytes written to the store but not yet visible under their address.
 /// Dropping it without [`BlobStore::commit`] discards them.
-#[derive(Debug)]
 pub struct StagedBlob {
     pub sha256: String,
     pub size: u64,
     temp: Option<PathBuf>,
+    /// Where a store other than the local disk staged the bytes, and how
+    /// it removes them.
+    elsewhere: Option<(String, Discard)>,
+}
+
+impl std::fmt::Debug for StagedBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedBlob")
+            .field("sha256", &self.sha256)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StagedBlob {
@@ -51,12 +71,34 @@ impl StagedBlob {
             sha256,
             size,
             temp: Some(temp),
+            elsewhere: None,
+        }
+    }
+
+    /// A staged blob a store keeps under `key`; `discard(key)` runs when
+    /// it is dropped without a commit.
+    pub fn staged_at(
+        sha256: String,
+        size: u64,
+        key: String,
+        discard: impl FnOnce(String) + Send + Sync + 'static,
+    ) -> StagedBlob {
+        StagedBlob {
+            sha256,
+            size,
+            temp: None,
+            elsewhere: Some((key, Box::new(discard))),
         }
     }
 
     /// Takes the temporary file over (it is no longer removed on drop).
     pub fn take_temp(&mut self) -> Option<PathBuf> {
         self.temp.take()
+    }
+
+    /// Takes the staging key over (it is no longer discarded on drop).
+    pub fn take_key(&mut self) -> Option<String> {
+        self.elsewhere.take().map(|(k, _)| k)
     }
 }
 
@@ -65,6 +107,37 @@ impl Drop for StagedBlob {
         if let Some(p) = self.temp.take() {
             let _ = std::fs::remove_file(p);
         }
+        if let Some((key, discard)) = self.elsewhere.take() {
+            discard(key);
+        }
+    }
+}
+
+/// A committed blob, kept from deletion by a shared store until
+/// [`BlobStore::release`] (or until the hold expires, after a crash).
+#[derive(Debug)]
+#[must_use = "release the hold once the record referencing the blob is stored"]
+pub struct BlobHold {
+    pub sha256: String,
+    id: Option<uuid::Uuid>,
+}
+
+impl BlobHold {
+    /// A hold that holds nothing (a store that needs none).
+    pub fn none(sha256: String) -> BlobHold {
+        BlobHold { sha256, id: None }
+    }
+
+    /// A hold a store keeps under `id`.
+    pub fn with_id(sha256: String, id: uuid::Uuid) -> BlobHold {
+        BlobHold {
+            sha256,
+            id: Some(id),
+        }
+    }
+
+    pub fn id(&self) -> Option<uuid::Uuid> {
+        self.id
     }
 }
 
@@ -74,26 +147,80 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// body leaves nothing behind ([`BlobError::Source`]).
     async fn stage(&self, body: BodyStream<'_>) -> Result<StagedBlob, BlobError>;
     /// Makes a staged blob readable under its address (durably); a blob
-    /// with that address already there is kept (same content).
-    async fn commit(&self, staged: StagedBlob) -> Result<(), BlobError>;
-    /// Stages and commits `bytes` at once; returns the address.
-    async fn put_bytes(&self, bytes: Bytes) -> Result<String, BlobError> {
+    /// with that address already there is kept (same content). The blob
+    /// is held against deletion until the hold is released.
+    async fn commit(&self, staged: StagedBlob) -> Result<BlobHold, BlobError>;
+    /// Ends a hold (the record referencing the blob exists, or will not).
+    async fn release(&self, _hold: BlobHold) -> Result<(), BlobError> {
+        Ok(())
+    }
+    /// Stages and commits `bytes` at once; the hold names the address.
+    async fn put_bytes(&self, bytes: Bytes) -> Result<BlobHold, BlobError> {
         let staged = self
             .stage(futures::stream::once(async move { Ok(bytes) }).boxed())
             .await?;
-        let sha = staged.sha256.clone();
-        self.commit(staged).await?;
-        Ok(sha)
+        self.commit(staged).await
     }
     /// The content as a stream, with its length.
     async fn open(&self, sha256: &str) -> Result<(ByteStream, u64), BlobError>;
     /// The whole content, refused ([`BlobError::Io`]) when larger than `max`.
     async fn read(&self, sha256: &str, max: u64) -> Result<Bytes, BlobError>;
-    /// Removes a blob; a missing one is not an error.
+    /// Removes a blob the caller found unreferenced; a missing one is not
+    /// an error. A store shared by several servers checks again under its
+    /// own lock and keeps a blob that a record or a hold references by then.
     async fn delete(&self, sha256: &str) -> Result<(), BlobError>;
     async fn exists(&self, sha256: &str) -> Result<bool, BlobError>;
     /// Every stored address (backups and garbage collection).
     async fn list(&self) -> Result<Vec<String>, BlobError>;
+    /// Removes what crashed writers left: expired holds, stagings never
+    /// committed (garbage collection).
+    async fn sweep(&self) -> Result<(), BlobError> {
+        Ok(())
+    }
+}
+
+/// Where [`adopt_local`] moves a data directory's blob files aside once
+/// the shared store holds them all.
+pub const ADOPTED_DIR: &str = "blobs.in-database";
+
+/// Copies the blob files of `data_dir` that `shared` does not hold yet into
+/// it (each streamed, hashed again and verified against its name), then
+/// sets the directory aside as [`ADOPTED_DIR`]: files uploaded while this
+/// instance kept its blobs on its own disk (before the shared store, or
+/// before the move to PostgreSQL) are served by every instance. Returns how
+/// many were copied; nothing happens without a `blobs` directory.
+pub async fn adopt_local(data_dir: &Path, shared: &dyn BlobStore) -> Result<usize, BlobError> {
+    let local = LocalBlobs::at(data_dir);
+    if !local.root().is_dir() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for sha in local.list().await? {
+        if shared.exists(&sha).await? {
+            continue;
+        }
+        let (stream, _) = local.open(&sha).await?;
+        let staged = shared.stage(stream).await?;
+        if staged.sha256 != sha {
+            return Err(BlobError::Io(std::io::Error::other(format!(
+                "the file blobs/{}/{}/{sha} of the data directory does not hold the content its name says (damaged)",
+                &sha[0..2],
+                &sha[2..4]
+            ))));
+        }
+        let hold = shared.commit(staged).await?;
+        shared.release(hold).await?;
+        n += 1;
+    }
+    let aside = data_dir.join(ADOPTED_DIR);
+    if aside.exists() {
+        // Set aside before: keep both, this one under a new name.
+        let name = format!("{ADOPTED_DIR}-{}", uuid::Uuid::now_v7().simple());
+        std::fs::rename(local.root(), data_dir.join(name))?;
+    } else {
+        std::fs::rename(local.root(), aside)?;
+    }
+    Ok(n)
 }
 
 /// True for 64 lowercase hex digits: the only strings that become paths.
@@ -223,10 +350,11 @@ impl BlobStore for LocalBlobs {
         Ok(staged)
     }
 
-    async fn commit(&self, mut staged: StagedBlob) -> Result<(), BlobError> {
+    async fn commit(&self, mut staged: StagedBlob) -> Result<BlobHold, BlobError> {
         let dest = self.path_of(&staged.sha256)?;
+        let hold = BlobHold::none(staged.sha256.clone());
         let Some(temp) = staged.take_temp() else {
-            return Ok(());
+            return Ok(hold);
         };
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let dir = dest.parent().expect("blob paths have a parent");
@@ -249,7 +377,7 @@ impl BlobStore for LocalBlobs {
         })
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
-        Ok(())
+        Ok(hold)
     }
 
     async fn open(&self, sha256: &str) -> Result<(ByteStream, u64), BlobError> {
@@ -346,7 +474,7 @@ mod tests {
         );
         assert_eq!(staged.size, 11);
         assert!(!b.exists(&sha).await.unwrap(), "not visible before commit");
-        b.commit(staged).await.unwrap();
+        let _ = b.commit(staged).await.unwrap();
         assert!(b.exists(&sha).await.unwrap());
         assert_eq!(&b.read(&sha, 100).await.unwrap()[..], b"hello world");
         assert!(b.read(&sha, 5).await.is_err());
@@ -355,7 +483,8 @@ mod tests {
         assert_eq!(
             b.put_bytes(Bytes::from_static(b"hello world"))
                 .await
-                .unwrap(),
+                .unwrap()
+                .sha256,
             sha
         );
         b.delete(&sha).await.unwrap();

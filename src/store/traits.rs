@@ -507,4 +507,10 @@ pub trait Store:
     fn cluster(&self) -> Option<std::sync::Arc<dyn ClusterStore>> {
         None
     }
+
+    /// The blob store every instance on this database shares; None for a
+    /// store one process opens, whose blobs stay in its data directory.
+    fn shared_blobs(&self) -> Option<std::sync::Arc<dyn crate::store::blobs::BlobStore>> {
+        None
+    }
 }

@@ -54,7 +54,7 @@ async fn instances(n: usize, f: fn(&mut Config)) -> Trio {
         s.push(TestServer::start_in(dir, config(&url, f)).await);
     }
     for x in &s {
-        up.register_openai(x.state(), &["fake-model", SLOW]);
+        up.register_openai(x.state(), &["fake-model", SLOW, "gpt-4o"]);
     }
     Trio { s, up }
 }
@@ -906,6 +906,151 @@ async fn instances_carry_on_after_a_failover_to_the_promoted_replica() {
         (r.status == 200 && r.body["hits"].as_array().unwrap().len() >= 7).then_some(())
     })
     .await;
+}
+
+/// Files on a shared database: uploaded on A, downloaded, thumbnailed and
+/// sent to a vision model on B, deleted on B and gone on A. The bytes live
+/// in the database (no instance has a blob on its disk), a larger file
+/// streams through in chunks, and a full export on one instance imports
+/// on another.
+#[tokio::test]
+async fn a_file_uploaded_on_one_instance_is_served_and_deleted_on_another() {
+    use crate::files::{png, raw_get, uploaded};
+    use base64::Engine;
+    use sha2::Digest;
+    let t = instances(2, |_| {}).await;
+    let (a, b) = (&t.s[0], &t.s[1]);
+    let admin = a.setup_admin("admin").await;
+    let bob = b.user(&admin, "bob").await;
+    let bytes = png(640, 480);
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    let id = uploaded(a, &bob, "chart.png", &bytes).await;
+
+    // B serves the content and makes the thumbnail; A serves the same one.
+    let d = raw_get(b, &bob, &format!("/api/files/{id}/content")).await;
+    assert_eq!(d.status(), 200);
+    assert_eq!(d.headers()["content-type"], "image/png");
+    assert_eq!(&d.bytes().await.unwrap()[..], &bytes[..]);
+    let thumb = raw_get(b, &bob, &format!("/api/files/{id}/thumbnail")).await;
+    assert_eq!(thumb.status(), 200);
+    let thumb = thumb.bytes().await.unwrap();
+    let img = image::load_from_memory(&thumb).unwrap();
+    assert_eq!((img.width(), img.height()), (256, 192));
+    let again = raw_get(a, &bob, &format!("/api/files/{id}/thumbnail")).await;
+    assert_eq!(again.bytes().await.unwrap(), thumb);
+
+    // B sends the image A stored to a vision model.
+    t.up.clear_requests();
+    let events = open_stream(
+        b,
+        &bob,
+        json!({"content": "What does the chart show?", "model": "gpt-4o", "attachments": [id]}),
+    )
+    .await
+    .collect()
+    .await;
+    assert_eq!(events.last().unwrap().event, "done", "{:?}", events.last());
+    let req = t.up.chat_requests().into_iter().next().unwrap();
+    let url = req.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .unwrap()["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == "image_url")
+        .expect("an image part")["image_url"]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, data) = url.split_once(";base64,").unwrap();
+    let sent = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap();
+    let sent = image::load_from_memory(&sent).unwrap();
+    assert_eq!((sent.width(), sent.height()), (640, 480));
+
+    // Nothing is on either instance's disk: the bytes are in the database.
+    let blobs = a.state().files.blobs().clone();
+    assert!(blobs.exists(&sha).await.unwrap());
+    for s in [a, b] {
+        let dir = s.data_dir().join("blobs");
+        let on_disk = walkdir(&dir);
+        assert!(on_disk.is_empty(), "{on_disk:?}");
+    }
+
+    // Deleted on B: gone on A, bytes and thumbnail too.
+    let thumb_sha = hex::encode(sha2::Sha256::digest(&thumb));
+    let r = b
+        .delete(&format!("/api/files/{id}"), Auth::Session(&bob))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    a.get(&format!("/api/files/{id}"), Auth::Session(&bob))
+        .await
+        .assert_error(404, "NOT_FOUND");
+    let d = raw_get(a, &bob, &format!("/api/files/{id}/content")).await;
+    assert_eq!(d.status(), 404);
+    assert!(!blobs.exists(&sha).await.unwrap());
+    assert!(!blobs.exists(&thumb_sha).await.unwrap());
+    assert!(blobs.list().await.unwrap().is_empty());
+
+    // A larger image (noise, so about 3 MB: several chunks) goes up on A
+    // and comes back from B byte for byte.
+    let noise = image::RgbImage::from_fn(1024, 1024, |x, y| {
+        let v = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)).rotate_left(x % 31);
+        image::Rgb([v as u8, (v >> 8) as u8, (v >> 16) as u8])
+    });
+    let mut big = Vec::new();
+    image::DynamicImage::ImageRgb8(noise)
+        .write_to(&mut std::io::Cursor::new(&mut big), image::ImageFormat::Png)
+        .unwrap();
+    assert!(big.len() > 2 * 1024 * 1024, "{} bytes", big.len());
+    let big_id = uploaded(a, &bob, "noise.png", &big).await;
+    let d = raw_get(b, &bob, &format!("/api/files/{big_id}/content")).await;
+    assert_eq!(d.status(), 200);
+    assert_eq!(
+        d.headers()["content-length"].to_str().unwrap(),
+        big.len().to_string()
+    );
+    assert!(d.bytes().await.unwrap()[..] == big[..], "came back changed");
+
+    // A full export on B carries it; imported on A as the admin's own
+    // file, B serves the copy.
+    let export = b.get("/api/export", Auth::Session(&bob)).await;
+    assert_eq!(export.status, 200);
+    let files = export.body["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["id"], big_id.as_str());
+    let r = a
+        .post("/api/import", Auth::Session(&admin), export.body.clone())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["files_imported"], 1, "{}", r.text);
+    let list = b.get("/api/files", Auth::Session(&admin)).await;
+    let copy = list.body["items"][0]["id"].as_str().unwrap().to_string();
+    assert_ne!(copy, big_id);
+    let d = raw_get(b, &admin, &format!("/api/files/{copy}/content")).await;
+    assert!(d.bytes().await.unwrap()[..] == big[..], "the copy differs");
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walkdir(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// Polls `f` until it gives a value, for at most `limit`.

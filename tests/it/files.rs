@@ -76,7 +76,8 @@ pub async fn uploaded(s: &TestServer, who: &Session, name: &str, bytes: &[u8]) -
     r.body["id"].as_str().unwrap().to_string()
 }
 
-async fn raw_get(s: &TestServer, who: &Session, path: &str) -> reqwest::Response {
+/// A GET with `who`'s session, as the raw response (headers and bytes).
+pub async fn raw_get(s: &TestServer, who: &Session, path: &str) -> reqwest::Response {
     s.http
         .get(s.url(path))
         .header("cookie", format!("confab_session={}", who.cookie))

@@ -321,7 +321,7 @@ async fn hostile_files_fail_clearly_and_memory_stays_bounded() {
 
 /// Waits until the server has read a file (it reads in the background once
 /// the file joins a collection).
-async fn until_read(
+pub async fn until_read(
     s: &TestServer,
     who: &crate::common::Session,
     file_id: &str,

@@ -302,6 +302,186 @@ async fn store_copy_moves_a_data_directory_and_verifies_every_table() {
     assert!(!said.contains("pw-secret-7"), "{said}");
 }
 
+/// `confab store copy` of a data directory a server used for files: an
+/// uploaded image with its thumbnail, a PDF read into chunks and a
+/// knowledge collection go into the database, records and bytes (the
+/// "blobs" line counts the three blob files, each hashed again as the
+/// database holds it). The server on PostgreSQL then serves the image and
+/// its thumbnail from the database, lists the collection and answers a
+/// question from it with the page as its source.
+#[tokio::test]
+async fn store_copy_moves_files_documents_and_collections() {
+    use crate::files::{png, raw_get, uploaded};
+    use crate::knowledge::{forty_pages, until_read};
+    use confab::knowledge::extract::samples;
+    use serde_json::json;
+    let (s, up, admin) = chat_server(&["gpt-test"], |_| {}).await;
+    let image = png(640, 480);
+    let img = uploaded(&s, &admin, "chart.png", &image).await;
+    let thumb = raw_get(&s, &admin, &format!("/api/files/{img}/thumbnail")).await;
+    assert_eq!(thumb.status(), 200);
+    let thumb = thumb.bytes().await.unwrap();
+    let pdf = samples::pdf(&forty_pages());
+    let fid = uploaded(&s, &admin, "annual-report.pdf", &pdf).await;
+    let r = s
+        .post(
+            "/api/collections",
+            Auth::Session(&admin),
+            json!({"name": "Reports", "file_ids": [fid]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let col = r.body["id"].as_str().unwrap().to_string();
+    let doc = until_read(&s, &admin, &fid).await;
+    assert_eq!(doc["status"], "ready", "{doc}");
+    let chunks = doc["chunks"].as_u64().unwrap();
+    let dir = s.stop().await;
+
+    // A damaged blob file (its bytes no longer its address) stops the copy
+    // and nothing is committed: the same database takes the good copy next.
+    let url = pg::fresh_url().await;
+    let damaged = tempfile::tempdir().unwrap();
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(dir.path().join("."))
+        .arg(damaged.path())
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let pdf_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&pdf))
+    };
+    let blob = damaged
+        .path()
+        .join("blobs")
+        .join(&pdf_sha[0..2])
+        .join(&pdf_sha[2..4])
+        .join(&pdf_sha);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&blob, &bytes).unwrap();
+    let out = common::proc::confab()
+        .args(["store", "copy", "--from"])
+        .arg(damaged.path())
+        .args(["--to", &url])
+        .current_dir(damaged.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("does not hold the content its name says")
+            && err.contains("nothing was committed"),
+        "{err}"
+    );
+
+    let out = common::proc::confab()
+        .args(["store", "copy", "--from"])
+        .arg(dir.path())
+        .args(["--to", &url])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let rows = |table: &str| -> Option<u64> {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(table))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+    };
+    assert_eq!(rows("uploads"), Some(2), "{stdout}");
+    assert_eq!(rows("upload_usage"), Some(1), "{stdout}");
+    assert_eq!(rows("documents"), Some(1), "{stdout}");
+    assert_eq!(rows("doc_chunks"), Some(chunks), "{stdout}");
+    assert_eq!(rows("collections"), Some(1), "{stdout}");
+    assert_eq!(rows("blobs"), Some(3), "{stdout}");
+    assert!(stdout.contains("every table verified"), "{stdout}");
+
+    // The server on the database, its own blob files set aside: what it
+    // serves comes from PostgreSQL.
+    std::fs::rename(
+        dir.path().join("blobs"),
+        dir.path().join("blobs.before-copy"),
+    )
+    .unwrap();
+    let s = TestServer::start_in(dir, on(&url)).await;
+    up.register_openai(s.state(), &["gpt-test"]);
+    let admin = s.login("admin", PASSWORD).await;
+    let d = raw_get(&s, &admin, &format!("/api/files/{img}/content")).await;
+    assert_eq!(d.status(), 200);
+    assert!(d.bytes().await.unwrap()[..] == image[..]);
+    let t = raw_get(&s, &admin, &format!("/api/files/{img}/thumbnail")).await;
+    assert_eq!(t.status(), 200);
+    assert_eq!(t.bytes().await.unwrap(), thumb);
+    let r = s
+        .get(&format!("/api/collections/{col}"), Auth::Session(&admin))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["name"], "Reports");
+    assert_eq!(r.body["documents"][0]["file_id"], fid.as_str());
+    let r = s
+        .get(&format!("/api/documents/{fid}"), Auth::Session(&admin))
+        .await;
+    assert_eq!(r.body["status"], "ready", "{}", r.text);
+
+    // A question answered from the collection, with page 3 as its source,
+    // once the new instance has built its indexes from the database.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = s.get("/api/search?q=report", Auth::Session(&admin)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        if r.body["partial"] == false {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never indexed");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let r = s
+        .post("/api/conversations", Auth::Session(&admin), json!({}))
+        .await;
+    let conv = r.body["id"].as_str().unwrap().to_string();
+    let r = s
+        .patch(
+            &format!("/api/conversations/{conv}"),
+            Auth::Session(&admin),
+            json!({"collections": [col]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let resp = s
+        .http
+        .post(s.url("/api/chat/stream"))
+        .header("cookie", format!("confab_session={}", admin.cookie))
+        .header("x-csrf-token", &admin.csrf)
+        .json(&json!({
+            "conversation_id": conv,
+            "content": "What is the launch code of project Bluebird?",
+            "model": "gpt-test"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let events = common::SseReader::new(resp).collect().await;
+    let done = events.last().unwrap();
+    assert_eq!(done.event, "done", "{:?}", done.data);
+    let sources = done.data["sources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no sources: {events:?}"));
+    assert!(
+        sources
+            .iter()
+            .any(|src| src["page_start"] == 3
+                && src["snippet"].as_str().unwrap_or("").contains("7391")),
+        "{}",
+        done.data
+    );
+}
+
 /// Fills `s` with every kind of record; `messages` messages in 30-message
 /// conversations, plus one turn still streaming. Returns the two users.
 async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::store::User> {
@@ -707,4 +887,104 @@ mod erased {
             serde_json::to_value(self).unwrap()
         }
     }
+}
+
+/// Upload and download throughput of a 20 MB file through the blob store
+/// on the local disk and in PostgreSQL (1 MiB chunks), through the
+/// `BlobStore` trait the files service uses: stage (hashing) + commit, then
+/// a streamed read. Prints the figures docs/ARCHITECTURE.md quotes ("Files
+/// on several instances"); asserts the bytes come back unchanged.
+#[tokio::test]
+async fn blob_store_throughput_of_a_20_mb_file_local_and_postgres() {
+    use confab::store::blobs::{BlobStore, LocalBlobs};
+    use futures::StreamExt;
+    use std::sync::Arc;
+    use std::time::Instant;
+    const SIZE: usize = 20 * 1000 * 1000;
+    let content: Arc<Vec<u8>> = Arc::new(
+        (0..SIZE as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let local: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(dir.path()).unwrap());
+    let (pgs, _db) = pg::fresh().await;
+    let shared = pgs
+        .shared_blobs()
+        .expect("PostgreSQL brings a shared blob store");
+    for (name, b) in [("local disk", local), ("PostgreSQL", shared)] {
+        let mut up = Vec::new();
+        let mut down = Vec::new();
+        for round in 0..3u8 {
+            // A different file each round (nothing is deduplicated).
+            let mut bytes = (*content).clone();
+            bytes[0] = round;
+            let body = futures::stream::iter(
+                bytes
+                    .chunks(64 * 1024)
+                    .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                    .collect::<Vec<_>>(),
+            )
+            .boxed();
+            let started = Instant::now();
+            let staged = b.stage(body).await.unwrap();
+            let hold = b.commit(staged).await.unwrap();
+            up.push(started.elapsed());
+            let sha = hold.sha256.clone();
+            b.release(hold).await.unwrap();
+            let started = Instant::now();
+            let (stream, len) = b.open(&sha).await.unwrap();
+            assert_eq!(len, SIZE as u64);
+            let mut got = Vec::with_capacity(SIZE);
+            futures::pin_mut!(stream);
+            while let Some(c) = stream.next().await {
+                got.extend_from_slice(&c.unwrap());
+            }
+            down.push(started.elapsed());
+            assert!(got == bytes, "{name}: the file came back changed");
+            b.delete(&sha).await.unwrap();
+        }
+        up.sort();
+        down.sort();
+        let mbs = |d: std::time::Duration| SIZE as f64 / 1e6 / d.as_secs_f64();
+        eprintln!(
+            "blob store on {name}: 20 MB upload {:.0} MB/s, download {:.0} MB/s (median of 3; {:?} / {:?})",
+            mbs(up[1]),
+            mbs(down[1]),
+            up[1],
+            down[1]
+        );
+    }
+}
+
+/// An instance that kept files on its own disk (on PostgreSQL before the
+/// shared blob store) copies them into the database at start, verified,
+/// and sets its `blobs` directory aside; its files are then served from
+/// the database by any instance.
+#[tokio::test]
+async fn an_instance_brings_the_files_on_its_disk_into_the_database() {
+    use confab::store::blobs::{ADOPTED_DIR, BlobStore, LocalBlobs};
+    let url = pg::fresh_url().await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalBlobs::open(dir.path()).unwrap();
+    let mut shas = Vec::new();
+    for content in [&b"first file"[..], &vec![7u8; 3 * 1024 * 1024][..]] {
+        let hold = local
+            .put_bytes(bytes::Bytes::copy_from_slice(content))
+            .await
+            .unwrap();
+        shas.push((hold.sha256.clone(), content.to_vec()));
+    }
+    let s = TestServer::start_in(dir, on(&url)).await;
+    let shared = s.state().files.blobs().clone();
+    for (sha, content) in &shas {
+        assert!(shared.read(sha, u64::MAX).await.unwrap()[..] == content[..]);
+    }
+    assert!(!s.data_dir().join("blobs").exists());
+    assert!(s.data_dir().join(ADOPTED_DIR).is_dir());
+    // A second start has nothing to bring.
+    let dir = s.stop().await;
+    let s = TestServer::start_in(dir, on(&url)).await;
+    assert_eq!(s.state().files.blobs().list().await.unwrap().len(), 2);
+    assert!(!s.data_dir().join("blobs").exists());
 }

@@ -3658,6 +3658,217 @@ pub async fn uploads_thumbnails_reference_their_blobs(s: &dyn Store) {
     assert_eq!(freed, want);
 }
 
+// ---- blobs --------------------------------------------------------------
+
+/// The store's blob store: the shared one a database brings, else one in a
+/// temporary directory (what a server on a local file uses), with the
+/// directory that must outlive it.
+fn blobs_of(
+    s: &dyn Store,
+) -> (
+    std::sync::Arc<dyn confab::store::blobs::BlobStore>,
+    Option<tempfile::TempDir>,
+) {
+    match s.shared_blobs() {
+        Some(b) => (b, None),
+        None => {
+            let dir = tempfile::tempdir().unwrap();
+            let b = confab::store::blobs::LocalBlobs::open(dir.path()).unwrap();
+            (std::sync::Arc::new(b), Some(dir))
+        }
+    }
+}
+
+fn body_of(parts: Vec<Vec<u8>>) -> confab::store::blobs::BodyStream<'static> {
+    use futures::StreamExt;
+    futures::stream::iter(
+        parts
+            .into_iter()
+            .map(|p| Ok(bytes::Bytes::from(p)))
+            .collect::<Vec<_>>(),
+    )
+    .boxed()
+}
+
+/// 2.5 MiB of varied bytes (several of the database's 1 MiB chunks), in
+/// uneven pieces.
+fn big_content() -> (Vec<u8>, Vec<Vec<u8>>) {
+    let all: Vec<u8> = (0..(5 * 512 * 1024u32))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let parts = all.chunks(300_007).map(|c| c.to_vec()).collect();
+    (all, parts)
+}
+
+pub async fn blobs_stage_commit_read_stream_and_delete(s: &dyn Store) {
+    use confab::store::blobs::BlobError;
+    use futures::StreamExt;
+    use sha2::Digest;
+    let (b, _dir) = blobs_of(s);
+    let (all, parts) = big_content();
+    let want = hex::encode(sha2::Sha256::digest(&all));
+    let staged = b.stage(body_of(parts)).await.unwrap();
+    assert_eq!(staged.sha256, want);
+    assert_eq!(staged.size, all.len() as u64);
+    assert!(!b.exists(&want).await.unwrap(), "not visible before commit");
+    assert!(b.list().await.unwrap().is_empty());
+    let hold = b.commit(staged).await.unwrap();
+    assert_eq!(hold.sha256, want);
+    b.release(hold).await.unwrap();
+    assert!(b.exists(&want).await.unwrap());
+    assert!(b.read(&want, all.len() as u64).await.unwrap()[..] == all[..]);
+    assert!(b.read(&want, all.len() as u64 - 1).await.is_err());
+    let (stream, len) = b.open(&want).await.unwrap();
+    assert_eq!(len, all.len() as u64);
+    let streamed: Vec<u8> = stream.map(|c| c.unwrap().to_vec()).concat().await;
+    assert!(streamed == all, "the stream differs");
+    // The same bytes again are the same one blob.
+    let hold = b.put_bytes(bytes::Bytes::from(all.clone())).await.unwrap();
+    assert_eq!(hold.sha256, want);
+    b.release(hold).await.unwrap();
+    let small = b
+        .put_bytes(bytes::Bytes::from_static(b"hello world"))
+        .await
+        .unwrap();
+    let hello = small.sha256.clone();
+    assert_eq!(
+        hello,
+        "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+    );
+    b.release(small).await.unwrap();
+    let mut both = vec![want.clone(), hello.clone()];
+    both.sort();
+    assert_eq!(b.list().await.unwrap(), both);
+    // Nothing references them: deleting removes them, twice is fine.
+    b.delete(&want).await.unwrap();
+    b.delete(&want).await.unwrap();
+    assert!(matches!(
+        b.read(&want, u64::MAX).await,
+        Err(BlobError::NotFound)
+    ));
+    assert!(matches!(b.open(&want).await, Err(BlobError::NotFound)));
+    assert_eq!(b.list().await.unwrap(), vec![hello.clone()]);
+    assert_eq!(&b.read(&hello, 100).await.unwrap()[..], b"hello world");
+    // Only addresses are addresses.
+    for bad in ["../../etc/passwd", "", "ABCD", &"g".repeat(64)] {
+        assert!(matches!(b.read(bad, 10).await, Err(BlobError::NotFound)));
+        assert!(!b.exists(bad).await.unwrap_or(false));
+    }
+}
+
+pub async fn blobs_a_failing_or_dropped_staging_leaves_nothing(s: &dyn Store) {
+    use confab::store::blobs::BlobError;
+    use futures::StreamExt;
+    let (b, _dir) = blobs_of(s);
+    let (_, mut parts) = big_content();
+    parts.truncate(5);
+    let failing = futures::stream::iter(
+        parts
+            .into_iter()
+            .map(|p| Ok(bytes::Bytes::from(p)))
+            .chain(std::iter::once(Err(std::io::Error::other(
+                "client went away",
+            ))))
+            .collect::<Vec<_>>(),
+    )
+    .boxed();
+    assert!(matches!(b.stage(failing).await, Err(BlobError::Source(_))));
+    let staged = b
+        .stage(body_of(vec![b"never committed".to_vec()]))
+        .await
+        .unwrap();
+    let sha = staged.sha256.clone();
+    drop(staged);
+    assert!(!b.exists(&sha).await.unwrap());
+    b.sweep().await.unwrap();
+    assert!(b.list().await.unwrap().is_empty());
+}
+
+/// A blob store several instances share keeps, when asked to delete, a
+/// blob that a record or a live hold references by then (the instance
+/// that asked saw it unreferenced a moment earlier); a store in one
+/// process's data directory leaves that to the process's own lock, and
+/// only a database brings a shared one.
+pub async fn blobs_a_shared_store_keeps_what_a_record_or_a_hold_references(s: &dyn Store) {
+    let Some(b) = s.shared_blobs() else {
+        assert!(s.file().is_some(), "a store of one process has a file");
+        return;
+    };
+    let ann = add_user(s, "ann", Role::User).await;
+    let hold = b
+        .put_bytes(bytes::Bytes::from_static(b"shared content"))
+        .await
+        .unwrap();
+    let content = hold.sha256.clone();
+    // Held: another instance's delete leaves it.
+    b.delete(&content).await.unwrap();
+    assert!(b.exists(&content).await.unwrap(), "held");
+    // Referenced by a record: released, and still kept.
+    let mut u = upload(&ann, "a.png", 14, 1);
+    u.sha256 = content.clone();
+    s.create_upload(&u, None).await.unwrap();
+    b.release(hold).await.unwrap();
+    b.delete(&content).await.unwrap();
+    assert!(b.exists(&content).await.unwrap(), "referenced");
+    // A thumbnail's reference counts the same.
+    let thumb = b
+        .put_bytes(bytes::Bytes::from_static(b"thumbnail bytes"))
+        .await
+        .unwrap();
+    let t = Thumbnail {
+        sha256: thumb.sha256.clone(),
+        mime: "image/jpeg".into(),
+        size: 15,
+        width: 1,
+        height: 1,
+    };
+    s.set_upload_thumbnail(ann.id, u.id, &t).await.unwrap();
+    b.release(thumb).await.unwrap();
+    b.delete(&t.sha256).await.unwrap();
+    assert!(b.exists(&t.sha256).await.unwrap(), "a thumbnail");
+    // The record gone, both go.
+    let d = s.delete_upload(ann.id, u.id).await.unwrap();
+    for sha in &d.unreferenced {
+        b.delete(sha).await.unwrap();
+    }
+    assert!(!b.exists(&content).await.unwrap());
+    assert!(!b.exists(&t.sha256).await.unwrap());
+    // Concurrent uploads of one content and deletes of it: whatever the
+    // order, a record never outlives its bytes.
+    for round in 0..10u8 {
+        let bytes = bytes::Bytes::from(vec![round; 3000]);
+        let first = b.put_bytes(bytes.clone()).await.unwrap();
+        let mut old = upload(&ann, "old.png", 3000, 1);
+        old.sha256 = first.sha256.clone();
+        s.create_upload(&old, None).await.unwrap();
+        b.release(first).await.unwrap();
+        let deleter = async {
+            let d = s.delete_upload(ann.id, old.id).await.unwrap();
+            for sha in &d.unreferenced {
+                b.delete(sha).await.unwrap();
+            }
+        };
+        let uploader = async {
+            let hold = b.put_bytes(bytes.clone()).await.unwrap();
+            let mut new = upload(&ann, "new.png", 3000, 1);
+            new.sha256 = hold.sha256.clone();
+            s.create_upload(&new, None).await.unwrap();
+            b.release(hold).await.unwrap();
+            new
+        };
+        let ((), new) = futures::join!(deleter, uploader);
+        assert!(
+            b.read(&new.sha256, u64::MAX).await.unwrap()[..] == bytes[..],
+            "round {round}: the new record's bytes are there"
+        );
+        let d = s.delete_upload(ann.id, new.id).await.unwrap();
+        for sha in &d.unreferenced {
+            b.delete(sha).await.unwrap();
+        }
+        assert!(!b.exists(&new.sha256).await.unwrap());
+    }
+}
+
 /// One `#[tokio::test]` per case against the backend `$fresh` opens:
 /// `async fn() -> (SharedStore, guard)`, a new empty store and whatever
 /// must live as long as it (a temporary directory, a database).
@@ -3733,6 +3944,9 @@ macro_rules! contract_tests {
             uploads_another_users_files_are_not_found,
             uploads_delete_frees_blobs_nothing_else_references,
             uploads_thumbnails_reference_their_blobs,
+            blobs_stage_commit_read_stream_and_delete,
+            blobs_a_failing_or_dropped_staging_leaves_nothing,
+            blobs_a_shared_store_keeps_what_a_record_or_a_hold_references,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(

@@ -8,6 +8,13 @@
 //! back inside the same transaction in the same key order, decoded into its
 //! record type and encoded again, and its row count and SHA-256 over those
 //! canonical rows must equal the source's; otherwise nothing is committed.
+//!
+//! Then the uploaded files' bytes: every blob file of the data directory
+//! goes into the database's blob store (`blobs.rs`) in 1 MiB chunks, its
+//! SHA-256 computed as it is read (a file whose content does not match its
+//! name is refused), and is read back from the database and hashed again
+//! before the commit; the "blobs" line of the report counts them and
+//! checksums their (address, size) list.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -132,6 +139,7 @@ pub async fn copy_from_redb(
         }
         tables.push(got);
     }
+    tables.push(copy_blobs(&tx, data_dir, progress).await?);
     commit(tx).await?;
     Ok(CopyReport {
         tables,
@@ -152,6 +160,10 @@ async fn refuse_unless_empty(tx: &impl Sql, what: &str) -> StoreResult<()> {
         if n > 0 {
             holding.push(format!("{table}: {n}"));
         }
+    }
+    let n: i64 = tx.one("SELECT count(*) FROM blobs", &[]).await?.get(0);
+    if n > 0 {
+        holding.push(format!("blobs: {n}"));
     }
     if holding.is_empty() {
         return Ok(());
@@ -280,6 +292,33 @@ fn insert_sql(table: &str) -> StoreResult<(&'static str, &'static str)> {
             "text",
             "INSERT INTO model_settings (model, data) SELECT k, d FROM unnest($1::text[], $2::jsonb[]) u(k, d)",
         ),
+        "uploads" => (
+            "uuid",
+            "INSERT INTO uploads (id, owner, size, sha256, thumb_sha256, data)
+             SELECT k, (d->>'owner')::uuid, (d->>'size')::bigint, d->>'sha256', d->'thumbnail'->>'sha256', d
+             FROM unnest($1::uuid[], $2::jsonb[]) u(k, d)",
+        ),
+        "upload_usage" => (
+            "uuid",
+            "INSERT INTO upload_usage (owner, bytes) SELECT k, (d #>> '{}')::bigint FROM unnest($1::uuid[], $2::jsonb[]) u(k, d)",
+        ),
+        "documents" => (
+            "uuid",
+            "INSERT INTO documents (file_id, owner, data) SELECT k, (d->>'owner')::uuid, d FROM unnest($1::uuid[], $2::jsonb[]) u(k, d)",
+        ),
+        "doc_chunks" => (
+            "conv",
+            "INSERT INTO doc_chunks (file_id, ordinal, data)
+             SELECT k, (d->>'ordinal')::bigint, d FROM unnest($1::uuid[], $2::jsonb[]) u(k, d)",
+        ),
+        "doc_vectors" => (
+            "uuid",
+            "INSERT INTO doc_vectors (file_id, data) SELECT k, d FROM unnest($1::uuid[], $2::jsonb[]) u(k, d)",
+        ),
+        "collections" => (
+            "uuid",
+            "INSERT INTO collections (id, owner, data) SELECT k, (d->>'owner')::uuid, d FROM unnest($1::uuid[], $2::jsonb[]) u(k, d)",
+        ),
         other => return Err(StoreError::Backend(format!("no table {other} to copy into"))),
     })
 }
@@ -355,6 +394,12 @@ fn read_sql(table: &str) -> &'static str {
         "prompts" => "SELECT id, data FROM prompts ORDER BY id",
         "user_settings" => "SELECT user_id, data FROM user_settings ORDER BY user_id",
         "server_settings" => "SELECT key, data FROM server_settings ORDER BY key COLLATE \"C\"",
+        "uploads" => "SELECT id, data FROM uploads ORDER BY id",
+        "upload_usage" => "SELECT owner, bytes FROM upload_usage ORDER BY owner",
+        "documents" => "SELECT file_id, data FROM documents ORDER BY file_id",
+        "doc_chunks" => "SELECT file_id, ordinal, data FROM doc_chunks ORDER BY file_id, ordinal",
+        "doc_vectors" => "SELECT file_id, data FROM doc_vectors ORDER BY file_id",
+        "collections" => "SELECT id, data FROM collections ORDER BY id",
         _ => "SELECT model, data FROM model_settings ORDER BY model COLLATE \"C\"",
     }
 }
@@ -399,12 +444,21 @@ async fn read_back(
                 (serde_json::json!([c, id]), canonical(table, v)?)
             }
             "search_outbox" => (Value::Null, canonical(table, r.get(1))?),
+            "upload_usage" => {
+                let k: Uuid = r.get(0);
+                (serde_json::json!(k), serde_json::json!(unbig(r.get(1))))
+            }
+            "doc_chunks" => {
+                let (f, n): (Uuid, i64) = (r.get(0), r.get(1));
+                let v: Value = r.get(2);
+                (serde_json::json!([f, n]), canonical(table, v)?)
+            }
             "sessions" | "refresh_tokens" | "api_keys" => {
                 let k: Vec<u8> = r.get(0);
                 (Value::String(hex::encode(k)), canonical(table, r.get(1))?)
             }
             "users" | "refresh_families" | "audit" | "conversations" | "presets" | "prompts"
-            | "user_settings" => {
+            | "user_settings" | "uploads" | "documents" | "doc_vectors" | "collections" => {
                 let k: Uuid = r.get(0);
                 (serde_json::json!(k), canonical(table, r.get(1))?)
             }
@@ -416,4 +470,108 @@ async fn read_back(
         d.add(&key, &value)?;
     }
     Ok(d.finish(table))
+}
+
+fn blob_err(e: crate::store::blobs::BlobError) -> StoreError {
+    StoreError::Backend(format!("reading the data directory's files: {e}"))
+}
+
+/// The blob files of `data_dir` into the blob tables, each verified twice:
+/// its bytes against its name as they are read, and again as the database
+/// holds them.
+async fn copy_blobs(
+    tx: &deadpool_postgres::Transaction<'_>,
+    data_dir: &Path,
+    progress: &mut (dyn FnMut(&str, u64) + Send),
+) -> StoreResult<TableCheck> {
+    use super::blobs::{CHUNK, chunks_of, put_blob_row, put_chunk};
+    use crate::store::blobs::{BlobStore, LocalBlobs};
+    use futures::StreamExt;
+    let local = LocalBlobs::at(data_dir);
+    let list = if local.root().is_dir() {
+        local.list().await.map_err(blob_err)?
+    } else {
+        Vec::new()
+    };
+    let mut want = Digest1::default();
+    for (i, sha) in list.iter().enumerate() {
+        let (mut stream, _) = local.open(sha).await.map_err(blob_err)?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut n = 0i32;
+        let mut buf = Vec::with_capacity(CHUNK);
+        while let Some(part) = stream.next().await {
+            let part = part.map_err(|e| blob_err(e.into()))?;
+            hasher.update(&part);
+            size += part.len() as u64;
+            let mut rest = &part[..];
+            while !rest.is_empty() {
+                let take = (CHUNK - buf.len()).min(rest.len());
+                buf.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if buf.len() == CHUNK {
+                    put_chunk(tx, sha, n, &buf).await?;
+                    buf.clear();
+                    n += 1;
+                }
+            }
+        }
+        if !buf.is_empty() {
+            put_chunk(tx, sha, n, &buf).await?;
+        }
+        if hex::encode(hasher.finalize()) != *sha {
+            return Err(StoreError::Backend(format!(
+                "the file blobs/{}/{}/{sha} of the data directory does not hold the content its name says (damaged); nothing was committed",
+                &sha[0..2],
+                &sha[2..4]
+            )));
+        }
+        put_blob_row(tx, sha, size, chunks_of(size)).await?;
+        want.add(&Value::String(sha.clone()), &serde_json::json!(size))?;
+        progress("blobs", i as u64 + 1);
+    }
+    let want = want.finish("blobs");
+
+    // Read back: every blob of the database, hashed from its chunks.
+    let mut got = Digest1::default();
+    let rows = tx
+        .rows(
+            "SELECT sha256, size FROM blobs ORDER BY sha256 COLLATE \"C\"",
+            &[],
+        )
+        .await?;
+    for r in rows {
+        let sha: String = r.get(0);
+        let size = unbig(r.get(1));
+        let stream = tx
+            .query_raw(
+                "SELECT data FROM blob_chunks WHERE blob = $1 ORDER BY n",
+                [&sha as &(dyn ToSql + Sync)],
+            )
+            .await
+            .map_err(pg)?;
+        futures::pin_mut!(stream);
+        let mut hasher = Sha256::new();
+        let mut len = 0u64;
+        use futures::TryStreamExt;
+        while let Some(c) = stream.try_next().await.map_err(pg)? {
+            let data: &[u8] = c.get(0);
+            hasher.update(data);
+            len += data.len() as u64;
+        }
+        if hex::encode(hasher.finalize()) != sha || len != size {
+            return Err(StoreError::Backend(format!(
+                "a file's content read back from PostgreSQL does not match what was copied ({sha}); nothing was committed"
+            )));
+        }
+        got.add(&Value::String(sha), &serde_json::json!(size))?;
+    }
+    let got = got.finish("blobs");
+    if got != want {
+        return Err(StoreError::Backend(format!(
+            "the copy of the files' content does not match its source ({} files, checksum {} in the data directory; {} files, checksum {} in PostgreSQL); nothing was committed",
+            want.rows, want.checksum, got.rows, got.checksum
+        )));
+    }
+    Ok(got)
 }

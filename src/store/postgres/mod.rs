@@ -17,6 +17,7 @@
 //! search outbox, so its sequence follows commit order).
 
 mod acme;
+pub mod blobs;
 mod chat;
 mod cluster;
 mod connect;
@@ -131,6 +132,17 @@ pub(crate) async fn commit(tx: Transaction<'_>) -> StoreResult<()> {
 impl Store for PgStore {
     fn cluster(&self) -> Option<std::sync::Arc<dyn crate::store::cluster::ClusterStore>> {
         Some(self.cluster.clone())
+    }
+
+    fn shared_blobs(&self) -> Option<std::sync::Arc<dyn crate::store::blobs::BlobStore>> {
+        Some(std::sync::Arc::new(self.blobs()))
+    }
+}
+
+impl PgStore {
+    /// The blobs kept in this database (every instance on it shares them).
+    pub fn blobs(&self) -> blobs::PgBlobs {
+        blobs::PgBlobs::new(self.pool.clone(), self.what.clone())
     }
 }
 

@@ -8,7 +8,7 @@ use crate::store::{StoreError, StoreResult};
 
 /// The schema version this binary writes (PostgreSQL's own numbering,
 /// independent of the redb file's).
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// The advisory lock migrations hold (any fixed number: "confab" + 1).
 const MIGRATION_LOCK: i64 = 0x636f_6e66_6162_0001;
@@ -190,6 +190,8 @@ CREATE TABLE collections (
 );
 CREATE INDEX collections_by_owner ON collections (owner, id);
 "#,
+    // 3 → 4: the uploaded files' bytes, shared by every instance.
+    super::blobs::SCHEMA,
 ];
 
 impl PgStore {

@@ -8,7 +8,10 @@
 //! value decoded into its record type and encoded again, so defaults of
 //! older records are filled in the same way the PostgreSQL side reads them.
 //! Index tables (`*_by_user`, `*_by_day`, `users_by_name`,
-//! `streaming_messages`) are not exported: the other side derives them.
+//! `streaming_messages`, and `upload_blobs`, the blob references PostgreSQL
+//! reads from the upload records' columns) are not exported: the other side
+//! derives them. The blobs themselves are files beside the database; the
+//! copy takes them from the data directory (`store::postgres::copy`).
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition, TableError};
 use serde::Serialize;
@@ -20,10 +23,12 @@ use uuid::Uuid;
 use super::*;
 use crate::store::acme::{AcmeAccountRecord, AcmeCertRecord};
 use crate::store::chat::{Conversation, Message};
+use crate::store::knowledge::{Chunk, ChunkVectors, Collection, DocumentRecord};
 use crate::store::model_settings::ModelSetting;
 use crate::store::presets::{Branding, Preset, SavedPrompt, UserSettings};
 use crate::store::provider_records::StoredProvider;
 use crate::store::search_outbox::OutboxOp;
+use crate::store::uploads::Upload;
 use crate::store::usage::UsageCounts;
 
 /// The logical tables exported, in the order they are copied.
@@ -48,6 +53,12 @@ pub const TABLES: &[&str] = &[
     "user_settings",
     "server_settings",
     "model_settings",
+    "uploads",
+    "upload_usage",
+    "documents",
+    "doc_chunks",
+    "doc_vectors",
+    "collections",
 ];
 
 /// A usage row as both sides export it (the key is the row's identity).
@@ -91,6 +102,12 @@ pub fn canonical(table: &str, v: Value) -> StoreResult<Value> {
         "user_settings" => re::<UserSettings>(v),
         "server_settings" => re::<Branding>(v),
         "model_settings" => re::<ModelSetting>(v),
+        "uploads" => re::<Upload>(v),
+        "upload_usage" => re::<u64>(v),
+        "documents" => re::<DocumentRecord>(v),
+        "doc_chunks" => re::<Chunk>(v),
+        "doc_vectors" => re::<ChunkVectors>(v),
+        "collections" => re::<Collection>(v),
         other => Err(StoreError::Backend(format!("no table {other} to copy"))),
     }
 }
@@ -251,7 +268,48 @@ pub fn export(
         "model_settings",
         |k: &str, v| rec::<ModelSetting>("model_settings", json!(k), v),
     )?;
+    walk(&tx, UPLOADS, &mut out, "uploads", |k: u128, v| {
+        rec::<Upload>("uploads", json!(Uuid::from_u128(k)), v)
+    })?;
+    upload_usage(&tx, &mut out)?;
+    walk(&tx, DOCUMENTS, &mut out, "documents", |k: u128, v| {
+        rec::<DocumentRecord>("documents", json!(Uuid::from_u128(k)), v)
+    })?;
+    walk(
+        &tx,
+        DOC_CHUNKS,
+        &mut out,
+        "doc_chunks",
+        |k: (u128, u32), v| rec::<Chunk>("doc_chunks", json!([Uuid::from_u128(k.0), k.1]), v),
+    )?;
+    walk(&tx, DOC_VECTORS, &mut out, "doc_vectors", |k: u128, v| {
+        rec::<ChunkVectors>("doc_vectors", json!(Uuid::from_u128(k)), v)
+    })?;
+    walk(&tx, COLLECTIONS, &mut out, "collections", |k: u128, v| {
+        rec::<Collection>("collections", json!(Uuid::from_u128(k)), v)
+    })?;
     Ok(version)
+}
+
+/// Each owner's bytes of uploads (the one table whose values are numbers).
+fn upload_usage(tx: &ReadTransaction, out: &mut Out<'_>) -> StoreResult<()> {
+    let t = match tx.open_table(UPLOAD_USAGE) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut rows = Vec::with_capacity(out.batch);
+    for r in t.iter()? {
+        let (k, v) = r?;
+        rows.push((json!(Uuid::from_u128(k.value())), json!(v.value())));
+        if rows.len() >= out.batch {
+            (out.sink)("upload_usage", std::mem::take(&mut rows))?;
+        }
+    }
+    if !rows.is_empty() {
+        (out.sink)("upload_usage", rows)?;
+    }
+    Ok(())
 }
 
 /// The key of a usage row: its whole identity, in key order.
