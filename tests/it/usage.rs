@@ -545,9 +545,12 @@ async fn title_requests_are_charged_too() {
     assert_eq!(r.status, 200);
     let answer = r.body["usage"]["input_tokens"].as_u64().unwrap()
         + r.body["usage"]["output_tokens"].as_u64().unwrap();
-    // The title is asked of the same model once the answer is done.
+    // The title is asked of the same model once the answer is done; the
+    // two charges land in either order, so wait for both (the title's
+    // tokens alone can exceed the answer's).
     let u = usage_until(&s, &admin, |u| {
         u["totals"]["tokens"].as_u64().unwrap() > answer
+            && u["totals"]["messages"].as_u64().unwrap() >= 1
     })
     .await;
     assert_eq!(
