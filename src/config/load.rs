@@ -160,6 +160,7 @@ impl Config {
             }
             p.load_key_file(i)?;
         }
+        super::sso::load_sso_secrets(&mut cfg.oidc, cfg.ldap.as_mut())?;
         cfg.validate()?;
         Ok((cfg, warnings))
     }

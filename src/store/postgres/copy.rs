@@ -280,6 +280,11 @@ fn insert_sql(table: &str) -> StoreResult<(&'static str, &'static str)> {
             "text",
             "INSERT INTO model_settings (model, data) SELECT k, d FROM unnest($1::text[], $2::jsonb[]) u(k, d)",
         ),
+        "identities" => (
+            "uuid",
+            "INSERT INTO identities (id, user_id, issuer, subject, data)
+             SELECT k, (d->>'user_id')::uuid, d->>'issuer', d->>'subject', d FROM unnest($1::uuid[], $2::jsonb[]) u(k, d)",
+        ),
         other => return Err(StoreError::Backend(format!("no table {other} to copy into"))),
     })
 }
@@ -355,6 +360,7 @@ fn read_sql(table: &str) -> &'static str {
         "prompts" => "SELECT id, data FROM prompts ORDER BY id",
         "user_settings" => "SELECT user_id, data FROM user_settings ORDER BY user_id",
         "server_settings" => "SELECT key, data FROM server_settings ORDER BY key COLLATE \"C\"",
+        "identities" => "SELECT id, data FROM identities ORDER BY id",
         _ => "SELECT model, data FROM model_settings ORDER BY model COLLATE \"C\"",
     }
 }
@@ -404,7 +410,7 @@ async fn read_back(
                 (Value::String(hex::encode(k)), canonical(table, r.get(1))?)
             }
             "users" | "refresh_families" | "audit" | "conversations" | "presets" | "prompts"
-            | "user_settings" => {
+            | "user_settings" | "identities" => {
                 let k: Uuid = r.get(0);
                 (serde_json::json!(k), canonical(table, r.get(1))?)
             }
