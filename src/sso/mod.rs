@@ -300,7 +300,7 @@ async fn create_linked(
     client: &Actor,
     id: &OutsideIdentity,
     rules: AccountRules<'_>,
-    link: &dyn Fn(Uuid) -> IdentityLink,
+    link: &(dyn Fn(Uuid) -> IdentityLink + Sync),
 ) -> SsoResult<User> {
     let hint = id
         .username_hint
