@@ -452,7 +452,7 @@ mod tests {
     fn pkce_challenge_matches_rfc7636_example() {
         // RFC 7636 appendix B.
         assert_eq!(
-            pkce_challenge("dBjftJeZ4CVP-mA3Mv-t3-pE0xK7r6EdFb3d2A4V3yE"),
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGyhFx2-cM"
         );
     }
