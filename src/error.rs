@@ -106,10 +106,7 @@ pub enum AppError {
     LocalPasswordsDisabled,
     /// A single sign-on refused (code `SSO_*`, see `sso::SsoError`).
     #[error("{message}")]
-    Sso {
-        code: &'static str,
-        message: String,
-    },
+    Sso { code: &'static str, message: String },
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

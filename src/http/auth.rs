@@ -304,7 +304,16 @@ pub async fn register(
     if !state.sso.local_passwords {
         let e = AppError::LocalPasswordsDisabled;
         let name = req.username.as_str();
-        audit(&state, &client, None, Some(name), "register", None, e.code()).await;
+        audit(
+            &state,
+            &client,
+            None,
+            Some(name),
+            "register",
+            None,
+            e.code(),
+        )
+        .await;
         return Err(e);
     }
     let rules = RegistrationRules {

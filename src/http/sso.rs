@@ -147,7 +147,11 @@ pub async fn oidc_callback(
         Err((e, linking)) => {
             let target = Some(name.chars().take(64).collect());
             sso::audit_refusal(&state.store, &who, "sso.login", target, &e).await;
-            let page = if linking { "/settings/account" } else { "/login" };
+            let page = if linking {
+                "/settings/account"
+            } else {
+                "/login"
+            };
             see_other(&format!("{page}?sso_error={}", e.code()))
         }
     };

@@ -38,9 +38,10 @@ impl From<LdapError> for Fail {
             LdapError::LdapResult { result } if result.rc == INVALID_CREDENTIALS => {
                 Fail::WrongPassword
             }
-            LdapError::LdapResult { result } => {
-                Fail::Unavailable(format!("the directory answered with result code {}", result.rc))
-            }
+            LdapError::LdapResult { result } => Fail::Unavailable(format!(
+                "the directory answered with result code {}",
+                result.rc
+            )),
             other => Fail::Unavailable(other.to_string()),
         }
     }
@@ -100,12 +101,15 @@ impl Directory {
                 .as_ref()
                 .map(|s| s.expose())
                 .unwrap_or("");
-            ldap.simple_bind(dn, pw).await?.success().map_err(|e| match Fail::from(e) {
-                Fail::WrongPassword => {
-                    Fail::Unavailable("the directory refused the service account (ldap.bind_dn)".into())
-                }
-                f => f,
-            })?;
+            ldap.simple_bind(dn, pw)
+                .await?
+                .success()
+                .map_err(|e| match Fail::from(e) {
+                    Fail::WrongPassword => Fail::Unavailable(
+                        "the directory refused the service account (ldap.bind_dn)".into(),
+                    ),
+                    f => f,
+                })?;
         }
         Ok(())
     }
@@ -207,8 +211,14 @@ impl PasswordDirectory for Directory {
             Ok(id) => match resolve_account(store, client, &id, self.rules(), None).await {
                 Ok(user) => DirectoryOutcome::Verified(user),
                 Err(e) => {
-                    super::audit_refusal(store, client, "sso.login", Some(super::describe(&id)), &e)
-                        .await;
+                    super::audit_refusal(
+                        store,
+                        client,
+                        "sso.login",
+                        Some(super::describe(&id)),
+                        &e,
+                    )
+                    .await;
                     DirectoryOutcome::Refused {
                         code: e.code(),
                         message: e.to_string(),

@@ -175,10 +175,7 @@ impl Sso {
                 .iter()
                 .map(|e| Arc::new(oidc::OidcClient::new(e.clone(), public_base)))
                 .collect(),
-            ldap: cfg
-                .ldap
-                .clone()
-                .map(|l| Arc::new(ldap::Directory::new(l))),
+            ldap: cfg.ldap.clone().map(|l| Arc::new(ldap::Directory::new(l))),
             local_passwords: cfg.auth.local_passwords,
         }
     }
@@ -404,7 +401,11 @@ pub async fn unlink(
     }
     let password = sso.local_passwords && !user.password_hash.is_empty();
     if !password && links.len() < 2 {
-        audit(store, actor.entry("sso.unlink", Some(id.to_string()), "SSO_LAST_SIGN_IN")).await;
+        audit(
+            store,
+            actor.entry("sso.unlink", Some(id.to_string()), "SSO_LAST_SIGN_IN"),
+        )
+        .await;
         return Err(SsoError::LastSignIn);
     }
     let link = match store.unlink_identity(user.id, id).await {
@@ -412,7 +413,11 @@ pub async fn unlink(
         Err(StoreError::NotFound) => return Err(SsoError::IdentityNotFound),
         Err(e) => return Err(e.into()),
     };
-    let note = format!("{}: {}", link.provider, link.subject.chars().take(200).collect::<String>());
+    let note = format!(
+        "{}: {}",
+        link.provider,
+        link.subject.chars().take(200).collect::<String>()
+    );
     audit(store, actor.entry("sso.unlink", Some(note), "ok")).await;
     Ok(link)
 }
@@ -428,7 +433,10 @@ mod tests {
             ("Alice.Smith@example.com", 0),
             ("é", 0),
             ("x", 3),
-            ("a-very-long-name-that-goes-on-and-on-and-on-and-on-and-on", 19),
+            (
+                "a-very-long-name-that-goes-on-and-on-and-on-and-on-and-on",
+                19,
+            ),
         ] {
             let u = username_from(hint, n);
             assert!(crate::username::normalize(&u).is_some(), "{hint} → {u}");

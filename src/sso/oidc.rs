@@ -159,10 +159,17 @@ impl OidcClient {
         req: reqwest::RequestBuilder,
     ) -> SsoResult<T> {
         let resp = req.send().await.map_err(|e| {
-            unavailable(format!("{} did not answer ({})", self.cfg.name, e.without_url()))
+            unavailable(format!(
+                "{} did not answer ({})",
+                self.cfg.name,
+                e.without_url()
+            ))
         })?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| unavailable(e.without_url()))?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| unavailable(e.without_url()))?;
         if body.len() > MAX_BODY {
             return Err(unavailable("the answer is too large"));
         }
@@ -241,7 +248,12 @@ impl OidcClient {
     /// Finishes a sign-in from the callback: spends the state (once),
     /// exchanges the code with the PKCE verifier, validates the ID token
     /// and reads userinfo.
-    pub async fn finish(&self, store: &SharedStore, state: &str, code: &str) -> SsoResult<Finished> {
+    pub async fn finish(
+        &self,
+        store: &SharedStore,
+        state: &str,
+        code: &str,
+    ) -> SsoResult<Finished> {
         let now = crate::clock::now();
         let pending = store
             .take_sso_state(&hash_token(state), now)

@@ -125,7 +125,11 @@ access to * by users read by * none
             .arg(&ldif)
             .output()
             .expect("slapadd runs");
-        assert!(out.status.success(), "slapadd: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "slapadd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let port = free_port();
         let url = format!("ldap://127.0.0.1:{port}");
         let child = Command::new(slapd)
@@ -204,7 +208,11 @@ async fn directory_users_sign_in_get_accounts_and_roles_from_groups() {
     assert_eq!(r.body["user"]["role"], "user");
     let bob = crate::common::Session::from_resp(&r);
     let ids = s.get("/api/auth/identities", Auth::Session(&bob)).await;
-    assert_eq!(ids.body["identities"][0]["provider"], "ldap", "{}", ids.text);
+    assert_eq!(
+        ids.body["identities"][0]["provider"], "ldap",
+        "{}",
+        ids.text
+    );
 
     // Again: the same account, found by its DN.
     let r = login(&s, "alice", "alice-secret").await;
@@ -229,7 +237,9 @@ async fn directory_users_sign_in_get_accounts_and_roles_from_groups() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 
     // Audited, without passwords.
-    let r = s.get("/api/admin/audit?limit=200", Auth::Session(&root)).await;
+    let r = s
+        .get("/api/admin/audit?limit=200", Auth::Session(&root))
+        .await;
     let text = r.text.clone();
     let entries: Vec<Value> = r.body["items"]
         .as_array()

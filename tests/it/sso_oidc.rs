@@ -77,11 +77,20 @@ async fn sign_in(s: &TestServer, b: &mut Browser, login: &str) -> Outcome {
     let hop = b.get(&start).await;
     assert_eq!(hop.status, 303, "{}", hop.body);
     let to_idp = hop.location.expect("start redirects");
-    let q: Vec<(String, String)> = to_idp.query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
+    let q: Vec<(String, String)> = to_idp
+        .query_pairs()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
     let has = |k: &str, v: &str| q.iter().any(|(a, b)| a == k && (v.is_empty() || b == v));
     assert!(has("code_challenge_method", "S256"), "{to_idp}");
-    assert!(has("code_challenge", "") && has("nonce", "") && has("state", ""), "{to_idp}");
-    assert!(has("response_type", "code") && has("client_id", CLIENT_ID), "{to_idp}");
+    assert!(
+        has("code_challenge", "") && has("nonce", "") && has("state", ""),
+        "{to_idp}"
+    );
+    assert!(
+        has("response_type", "code") && has("client_id", CLIENT_ID),
+        "{to_idp}"
+    );
     let callback = b.follow_until(to_idp, &host_of(s), login).await;
     finish(s, b, callback).await
 }
@@ -90,7 +99,10 @@ async fn finish(_s: &TestServer, b: &mut Browser, callback: Url) -> Outcome {
     let hop = b.get(&callback).await;
     assert_eq!(hop.status, 303, "{}", hop.body);
     Outcome {
-        location: hop.location.map(|l| l.path().to_string() + &l.query().map(|q| format!("?{q}")).unwrap_or_default()).unwrap(),
+        location: hop
+            .location
+            .map(|l| l.path().to_string() + &l.query().map(|q| format!("?{q}")).unwrap_or_default())
+            .unwrap(),
         session: b.cookie(callback.as_str(), "confab_session"),
         callback,
     }
@@ -117,7 +129,9 @@ async fn session_of(s: &TestServer, cookie: &str) -> (Session, Value) {
 }
 
 async fn audit(s: &TestServer, admin: &Session) -> Vec<Value> {
-    let r = s.get("/api/admin/audit?limit=200", Auth::Session(admin)).await;
+    let r = s
+        .get("/api/admin/audit?limit=200", Auth::Session(admin))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     r.body["entries"]
         .as_array()
@@ -144,7 +158,10 @@ async fn code_flow_with_pkce_signs_in_and_links_by_sub() {
     let info = s.get("/api/server", Auth::None).await;
     assert_eq!(info.body["sso"][0]["name"], NAME, "{}", info.text);
     assert_eq!(info.body["sso"][0]["display_name"], "Test Provider");
-    assert_eq!(info.body["sso"][0]["start_url"], "/api/auth/oidc/test/start");
+    assert_eq!(
+        info.body["sso"][0]["start_url"],
+        "/api/auth/oidc/test/start"
+    );
     assert_eq!(info.body["local_passwords"], true);
 
     // First sign-in: an account is made (verified address at an allowed
@@ -157,11 +174,18 @@ async fn code_flow_with_pkce_signs_in_and_links_by_sub() {
     assert_eq!(user["role"], "user");
     assert_eq!(user["email"], "bob@example.com");
     let ids = s.get("/api/auth/identities", Auth::Session(&bob)).await;
-    assert_eq!(ids.body["identities"].as_array().unwrap().len(), 1, "{}", ids.text);
+    assert_eq!(
+        ids.body["identities"].as_array().unwrap().len(),
+        1,
+        "{}",
+        ids.text
+    );
     assert_eq!(ids.body["identities"][0]["provider"], NAME);
     assert_eq!(ids.body["has_password"], false);
     // The CSRF token of the session works for unsafe requests.
-    let r = s.post("/api/auth/logout", Auth::Session(&bob), json!({})).await;
+    let r = s
+        .post("/api/auth/logout", Auth::Session(&bob), json!({}))
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
 
     // Again, in a fresh browser: the same account (linked by sub).
@@ -177,7 +201,12 @@ async fn code_flow_with_pkce_signs_in_and_links_by_sub() {
 
     // Outside the allowed domains, or an unverified address: no account.
     let out = sign_in(&s, &mut Browser::new(), "carol").await;
-    assert_eq!(out.error().as_deref(), Some("SSO_NOT_ALLOWED"), "{}", out.location);
+    assert_eq!(
+        out.error().as_deref(),
+        Some("SSO_NOT_ALLOWED"),
+        "{}",
+        out.location
+    );
     assert!(out.session.is_none());
     assert!(out.location.starts_with("/login?"));
     let out = sign_in(&s, &mut Browser::new(), "dave").await;
@@ -201,7 +230,10 @@ async fn code_flow_with_pkce_signs_in_and_links_by_sub() {
         .find(|(k, _)| k == "code")
         .map(|(_, v)| v.to_string())
         .unwrap();
-    assert!(!text.contains(&code), "the authorization code is in the audit log");
+    assert!(
+        !text.contains(&code),
+        "the authorization code is in the audit log"
+    );
     assert!(!text.contains(CLIENT_SECRET));
 }
 
@@ -216,7 +248,12 @@ async fn refused_tokens_and_states_each_have_their_code() {
     ] {
         p.set_mode(mode).await;
         let out = sign_in(&s, &mut Browser::new(), "bob").await;
-        assert_eq!(out.error().as_deref(), Some(code), "{mode}: {}", out.location);
+        assert_eq!(
+            out.error().as_deref(),
+            Some(code),
+            "{mode}: {}",
+            out.location
+        );
         assert!(out.session.is_none(), "{mode} signed in");
     }
     p.set_mode("normal").await;
@@ -259,14 +296,22 @@ async fn refused_tokens_and_states_each_have_their_code() {
         .find(|(k, _)| k == "state")
         .map(|(_, v)| v.to_string())
         .unwrap();
-    let cancelled = Url::parse(&format!("{}?error=access_denied&state={st}", callback_uri(&s))).unwrap();
+    let cancelled = Url::parse(&format!(
+        "{}?error=access_denied&state={st}",
+        callback_uri(&s)
+    ))
+    .unwrap();
     let out = finish(&s, &mut b, cancelled).await;
     assert_eq!(out.error().as_deref(), Some("SSO_PROVIDER_REFUSED"));
 
     // An unknown provider.
     let r = s.get("/api/auth/oidc/nope/start", Auth::None).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert!(r.header("location").unwrap().contains("SSO_UNKNOWN_PROVIDER"));
+    assert!(
+        r.header("location")
+            .unwrap()
+            .contains("SSO_UNKNOWN_PROVIDER")
+    );
 }
 
 #[tokio::test]
@@ -298,12 +343,21 @@ async fn not_linked_without_auto_create_and_linking_from_settings() {
     let mut b = Browser::new();
     b.set_cookie(&s.base, "confab_session", &carl.cookie);
     let r = s
-        .post(&format!("/api/auth/oidc/{NAME}/link"), Auth::Session(&carl), json!({}))
+        .post(
+            &format!("/api/auth/oidc/{NAME}/link"),
+            Auth::Session(&carl),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let to_idp = Url::parse(r.body["redirect_url"].as_str().unwrap()).unwrap();
     let bound = r.header("set-cookie").unwrap();
-    let st = bound.split(';').next().unwrap().strip_prefix("confab_sso=").unwrap();
+    let st = bound
+        .split(';')
+        .next()
+        .unwrap()
+        .strip_prefix("confab_sso=")
+        .unwrap();
     b.set_cookie(&s.base, "confab_sso", st);
     let callback = b.follow_until(to_idp, &host_of(&s), "bob").await;
     let out = finish(&s, &mut b, callback).await;
@@ -314,39 +368,75 @@ async fn not_linked_without_auto_create_and_linking_from_settings() {
 
     // Linking needs a browser session (CSRF-checked like every change).
     let r = s
-        .post(&format!("/api/auth/oidc/{NAME}/link"), Auth::CookieOnly(&carl), json!({}))
+        .post(
+            &format!("/api/auth/oidc/{NAME}/link"),
+            Auth::CookieOnly(&carl),
+            json!({}),
+        )
         .await;
     r.assert_error(403, "CSRF_INVALID");
 
     // The identity is already carl's: another account cannot link it.
     let dora = s.user(&admin, "dora").await;
     let r = s
-        .post(&format!("/api/auth/oidc/{NAME}/link"), Auth::Session(&dora), json!({}))
+        .post(
+            &format!("/api/auth/oidc/{NAME}/link"),
+            Auth::Session(&dora),
+            json!({}),
+        )
         .await;
     let mut b = Browser::new();
-    let st = r.header("set-cookie").unwrap().split(';').next().unwrap().strip_prefix("confab_sso=").unwrap().to_string();
+    let st = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .strip_prefix("confab_sso=")
+        .unwrap()
+        .to_string();
     b.set_cookie(&s.base, "confab_sso", &st);
     let to_idp = Url::parse(r.body["redirect_url"].as_str().unwrap()).unwrap();
     let callback = b.follow_until(to_idp, &host_of(&s), "bob").await;
     let out = finish(&s, &mut b, callback).await;
-    assert_eq!(out.location, "/settings/account?sso_error=SSO_ALREADY_LINKED");
+    assert_eq!(
+        out.location,
+        "/settings/account?sso_error=SSO_ALREADY_LINKED"
+    );
 
     // Unlink: another user's identity is not found; carl has a password,
     // so his only identity may go.
     let ids = s.get("/api/auth/identities", Auth::Session(&carl)).await;
-    let id = ids.body["identities"][0]["id"].as_str().unwrap().to_string();
+    let id = ids.body["identities"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(ids.body["has_password"], true);
-    let r = s.delete(&format!("/api/auth/identities/{id}"), Auth::Session(&dora)).await;
+    let r = s
+        .delete(&format!("/api/auth/identities/{id}"), Auth::Session(&dora))
+        .await;
     r.assert_error(404, "NOT_FOUND");
-    let r = s.delete(&format!("/api/auth/identities/{id}"), Auth::Session(&carl)).await;
+    let r = s
+        .delete(&format!("/api/auth/identities/{id}"), Auth::Session(&carl))
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
-    let r = s.delete(&format!("/api/auth/identities/{id}"), Auth::Session(&carl)).await;
+    let r = s
+        .delete(&format!("/api/auth/identities/{id}"), Auth::Session(&carl))
+        .await;
     r.assert_error(404, "NOT_FOUND");
     let out = sign_in(&s, &mut Browser::new(), "bob").await;
     assert_eq!(out.error().as_deref(), Some("SSO_NOT_LINKED"));
     let entries = audit(&s, &admin).await;
-    assert!(entries.iter().any(|e| e["action"] == "sso.link" && e["outcome"] == "ok"));
-    assert!(entries.iter().any(|e| e["action"] == "sso.unlink" && e["outcome"] == "ok"));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "sso.link" && e["outcome"] == "ok")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "sso.unlink" && e["outcome"] == "ok")
+    );
 }
 
 #[tokio::test]
@@ -355,12 +445,21 @@ async fn the_last_way_to_sign_in_cannot_be_unlinked() {
     let out = sign_in(&s, &mut Browser::new(), "bob").await;
     let (bob, _) = session_of(&s, out.session.as_deref().unwrap()).await;
     let ids = s.get("/api/auth/identities", Auth::Session(&bob)).await;
-    let id = ids.body["identities"][0]["id"].as_str().unwrap().to_string();
-    let r = s.delete(&format!("/api/auth/identities/{id}"), Auth::Session(&bob)).await;
+    let id = ids.body["identities"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s
+        .delete(&format!("/api/auth/identities/{id}"), Auth::Session(&bob))
+        .await;
     r.assert_error(409, "SSO_LAST_SIGN_IN");
     // An account made by single sign-on has no password to sign in with.
     let r = s
-        .post("/api/auth/login", Auth::None, json!({"username": "bob", "password": PASSWORD}))
+        .post(
+            "/api/auth/login",
+            Auth::None,
+            json!({"username": "bob", "password": PASSWORD}),
+        )
         .await;
     r.assert_error(401, "INVALID_CREDENTIALS");
 }
@@ -372,15 +471,27 @@ async fn local_passwords_off_refuses_the_password_form() {
     let info = s.get("/api/server", Auth::None).await;
     assert_eq!(info.body["local_passwords"], false);
     let r = s
-        .post("/api/auth/login", Auth::None, json!({"username": "root", "password": PASSWORD}))
+        .post(
+            "/api/auth/login",
+            Auth::None,
+            json!({"username": "root", "password": PASSWORD}),
+        )
         .await;
     r.assert_error(403, "LOCAL_PASSWORDS_DISABLED");
     let r = s
-        .post("/api/auth/token", Auth::None, json!({"username": "root", "password": PASSWORD}))
+        .post(
+            "/api/auth/token",
+            Auth::None,
+            json!({"username": "root", "password": PASSWORD}),
+        )
         .await;
     r.assert_error(403, "LOCAL_PASSWORDS_DISABLED");
     let r = s
-        .post("/api/auth/register", Auth::None, json!({"username": "newbie", "password": PASSWORD}))
+        .post(
+            "/api/auth/register",
+            Auth::None,
+            json!({"username": "newbie", "password": PASSWORD}),
+        )
         .await;
     r.assert_error(403, "LOCAL_PASSWORDS_DISABLED");
     // Single sign-on still works.

@@ -3695,13 +3695,28 @@ pub async fn identities_link_find_list_unlink(s: &dyn Store) {
     s.link_identity(&a1, None).await.unwrap();
     s.link_identity(&a2, None).await.unwrap();
     assert_same!(
-        s.find_identity("https://id.example", "sub-a").await.unwrap(),
+        s.find_identity("https://id.example", "sub-a")
+            .await
+            .unwrap(),
         Some(a1.clone())
     );
     // Issuer and subject together are the key.
-    assert!(s.find_identity("https://other", "sub-a").await.unwrap().is_none());
-    assert!(s.find_identity("https://id.example", "sub-b").await.unwrap().is_none());
-    assert_same!(s.list_identities(alice.id).await.unwrap(), vec![a1.clone(), a2.clone()]);
+    assert!(
+        s.find_identity("https://other", "sub-a")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.find_identity("https://id.example", "sub-b")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_same!(
+        s.list_identities(alice.id).await.unwrap(),
+        vec![a1.clone(), a2.clone()]
+    );
     assert!(s.list_identities(bob.id).await.unwrap().is_empty());
     // One identity, one account.
     let again = identity(&bob, "https://id.example", "sub-a");
@@ -3710,15 +3725,26 @@ pub async fn identities_link_find_list_unlink(s: &dyn Store) {
     // Another user's identity is not found; nothing changes.
     assert_not_found!(s.unlink_identity(bob.id, a1.id).await);
     assert_not_found!(s.unlink_identity(alice.id, id()).await);
-    assert_same!(s.unlink_identity(alice.id, a1.id).await.unwrap(), a1.clone());
-    assert!(s.find_identity("https://id.example", "sub-a").await.unwrap().is_none());
+    assert_same!(
+        s.unlink_identity(alice.id, a1.id).await.unwrap(),
+        a1.clone()
+    );
+    assert!(
+        s.find_identity("https://id.example", "sub-a")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_same!(s.list_identities(alice.id).await.unwrap(), vec![a2.clone()]);
     // Once unlinked, the identity may be linked to another account.
     s.link_identity(&again, None).await.unwrap();
     assert_same!(s.list_identities(bob.id).await.unwrap(), vec![again]);
     // A link to an account that does not exist is refused.
     let ghost = user("ghost", Role::User);
-    assert_not_found!(s.link_identity(&identity(&ghost, "https://id.example", "g"), None).await);
+    assert_not_found!(
+        s.link_identity(&identity(&ghost, "https://id.example", "g"), None)
+            .await
+    );
 }
 
 pub async fn identities_link_with_a_new_user_is_one_transaction(s: &dyn Store) {
@@ -3727,20 +3753,33 @@ pub async fn identities_link_with_a_new_user_is_one_transaction(s: &dyn Store) {
     s.link_identity(&existing, None).await.unwrap();
     // The identity is linked already: the new user is not created either.
     let dave = user("dave", Role::User);
-    assert_conflict!(s.link_identity(&identity(&dave, "https://id.example", "sub-c"), Some(&dave)).await);
+    assert_conflict!(
+        s.link_identity(&identity(&dave, "https://id.example", "sub-c"), Some(&dave))
+            .await
+    );
     assert!(s.find_user_by_name("dave").await.unwrap().is_none());
     // The name is taken: the link is not stored either.
     let carol2 = user("Carol", Role::User);
     let l = identity(&carol2, "https://id.example", "sub-new");
     assert_conflict!(s.link_identity(&l, Some(&carol2)).await);
-    assert!(s.find_identity("https://id.example", "sub-new").await.unwrap().is_none());
+    assert!(
+        s.find_identity("https://id.example", "sub-new")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(s.user_count().await.unwrap(), 1);
     // Both new: both stored.
     let erin = user("erin", Role::Admin);
     let l = identity(&erin, "https://id.example", "sub-e");
     s.link_identity(&l, Some(&erin)).await.unwrap();
     assert_same!(s.get_user(erin.id).await.unwrap(), erin);
-    assert_same!(s.find_identity("https://id.example", "sub-e").await.unwrap(), Some(l));
+    assert_same!(
+        s.find_identity("https://id.example", "sub-e")
+            .await
+            .unwrap(),
+        Some(l)
+    );
 }
 
 pub async fn sso_states_are_single_use_and_expire(s: &dyn Store) {
@@ -3748,14 +3787,21 @@ pub async fn sso_states_are_single_use_and_expire(s: &dyn Store) {
     let st = sso_state("corp", NOW, 600);
     s.put_sso_state(&k1, &st).await.unwrap();
     assert!(s.take_sso_state(&hash(), NOW).await.unwrap().is_none());
-    assert_same!(s.take_sso_state(&k1, NOW + 1).await.unwrap(), Some(st.clone()));
+    assert_same!(
+        s.take_sso_state(&k1, NOW + 1).await.unwrap(),
+        Some(st.clone())
+    );
     // A replay finds nothing.
     assert!(s.take_sso_state(&k1, NOW + 1).await.unwrap().is_none());
     // Expired: not returned, and gone.
-    s.put_sso_state(&k2, &sso_state("corp", NOW, 600)).await.unwrap();
+    s.put_sso_state(&k2, &sso_state("corp", NOW, 600))
+        .await
+        .unwrap();
     assert!(s.take_sso_state(&k2, NOW + 600).await.unwrap().is_none());
     // A later put drops the expired ones it finds.
-    s.put_sso_state(&k3, &sso_state("corp", NOW, 60)).await.unwrap();
+    s.put_sso_state(&k3, &sso_state("corp", NOW, 60))
+        .await
+        .unwrap();
     let later = sso_state("corp", NOW + 61, 600);
     s.put_sso_state(&k1, &later).await.unwrap();
     assert!(s.take_sso_state(&k3, NOW).await.unwrap().is_none());
@@ -3768,7 +3814,9 @@ pub async fn sso_states_are_single_use_and_expire(s: &dyn Store) {
 
 pub async fn sso_states_taken_at_once_are_taken_once(s: &dyn Store) {
     let k = hash();
-    s.put_sso_state(&k, &sso_state("corp", NOW, 600)).await.unwrap();
+    s.put_sso_state(&k, &sso_state("corp", NOW, 600))
+        .await
+        .unwrap();
     let got = join_all((0..8).map(|_| s.take_sso_state(&k, NOW))).await;
     let found = got.into_iter().filter(|r| matches!(r, Ok(Some(_)))).count();
     assert_eq!(found, 1);

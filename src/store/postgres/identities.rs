@@ -125,7 +125,10 @@ impl IdentityStore for PgStore {
     async fn take_sso_state(&self, key: &[u8], now: i64) -> StoreResult<Option<SsoState>> {
         let c = self.client().await?;
         let found: Option<SsoState> = c
-            .opt("DELETE FROM sso_states WHERE key = $1 RETURNING data", &[&key])
+            .opt(
+                "DELETE FROM sso_states WHERE key = $1 RETURNING data",
+                &[&key],
+            )
             .await?
             .map(|r| dec(&r, 0))
             .transpose()?;

@@ -4,8 +4,8 @@ use redb::ReadableTable;
 use uuid::Uuid;
 
 use super::{
-    Db, IDENTITIES, IDENTITIES_BY_SUBJECT, IDENTITIES_BY_USER, SSO_STATES, StoreError,
-    StoreResult, USERS, USERS_BY_NAME, dec, enc,
+    Db, IDENTITIES, IDENTITIES_BY_SUBJECT, IDENTITIES_BY_USER, SSO_STATES, StoreError, StoreResult,
+    USERS, USERS_BY_NAME, dec, enc,
 };
 use crate::store::User;
 use crate::store::identities::{IdentityLink, SsoState};

@@ -129,7 +129,11 @@ impl Browser {
     }
 
     fn host(u: &Url) -> String {
-        format!("{}:{}", u.host_str().unwrap_or(""), u.port_or_known_default().unwrap_or(0))
+        format!(
+            "{}:{}",
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(0)
+        )
     }
 
     pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
@@ -153,7 +157,12 @@ impl Browser {
     }
 
     /// One request; remembers the cookies it sets.
-    pub async fn send(&mut self, method: reqwest::Method, url: &Url, form: Option<&[(&str, &str)]>) -> Hop {
+    pub async fn send(
+        &mut self,
+        method: reqwest::Method,
+        url: &Url,
+        form: Option<&[(&str, &str)]>,
+    ) -> Hop {
         let jar = self.jars.entry(Self::host(url)).or_default();
         let cookie = jar
             .iter()
@@ -210,15 +219,18 @@ impl Browser {
                     let post = self
                         .send(reqwest::Method::POST, &hop.url, Some(&[("login", login)]))
                         .await;
-                    let next = post
-                        .location
-                        .unwrap_or_else(|| panic!("the login form answered {}: {}", post.status, post.body));
+                    let next = post.location.unwrap_or_else(|| {
+                        panic!("the login form answered {}: {}", post.status, post.body)
+                    });
                     if Self::host(&next) == stop_host {
                         return next;
                     }
                     url = next;
                 }
-                None => panic!("the provider answered {} at {}: {}", hop.status, hop.url, hop.body),
+                None => panic!(
+                    "the provider answered {} at {}: {}",
+                    hop.status, hop.url, hop.body
+                ),
             }
         }
         panic!("too many redirects at the provider");
