@@ -3659,9 +3659,6 @@ pub async fn uploads_thumbnails_reference_their_blobs(s: &dyn Store) {
     assert_eq!(freed, want);
 }
 
-/// One `#[tokio::test]` per case against the backend `$fresh` opens:
-/// `async fn() -> (SharedStore, guard)`, a new empty store and whatever
-/// must live as long as it (a temporary directory, a database).
 // ---- single sign-on ---------------------------------------------------
 
 fn identity(u: &User, issuer: &str, subject: &str) -> IdentityLink {
@@ -3822,6 +3819,9 @@ pub async fn sso_states_taken_at_once_are_taken_once(s: &dyn Store) {
     assert_eq!(found, 1);
 }
 
+/// One `#[tokio::test]` per case against the backend `$fresh` opens:
+/// `async fn() -> (SharedStore, guard)`, a new empty store and whatever
+/// must live as long as it (a temporary directory, a database).
 macro_rules! contract_tests {
     ($fresh:path) => {
         $crate::store_contract::contract_tests!(@cases $fresh;
