@@ -15,6 +15,8 @@ pub struct Overrides {
     pub log_format: Option<String>,
     pub registration: Option<String>,
     pub metrics_listen: Option<String>,
+    /// `serve --allow-local-passwords` (break glass).
+    pub local_passwords: Option<bool>,
     /// `serve --domain/--tls-cert/...`.
     pub tls: TlsFlags,
 }
@@ -127,6 +129,9 @@ impl Config {
         }
         if let Some(v) = &flags.metrics_listen {
             set_path(&mut table, "metrics_listen", s(v));
+        }
+        if let Some(v) = flags.local_passwords {
+            set_path(&mut table, "auth.local_passwords", toml::Value::Boolean(v));
         }
         flags
             .tls

@@ -224,3 +224,102 @@ pub fn validate_sso(oidc: &[OidcEntry], ldap: Option<&LdapConfig>) -> Result<(),
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, Overrides};
+
+    fn load(file: &str, env: &[(&str, &str)], flags: Overrides) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, file).unwrap();
+        let secret = dir.path().join("oidc.secret");
+        std::fs::write(&secret, "from-a-file\n").unwrap();
+        let file = file.replace("SECRET_FILE", &secret.display().to_string());
+        std::fs::write(&path, file).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        Config::load_from(Some(path.as_path()), &env, &flags)
+            .map(|(c, _)| c)
+            .map_err(|e| e.0)
+    }
+
+    const OIDC: &str = "[[oidc]]\nname = \"corp\"\nissuer = \"https://id.example.com/realms/main\"\nclient_id = \"confab\"\nclient_secret_file = \"SECRET_FILE\"\n";
+
+    #[test]
+    fn providers_and_directory_parse_with_secret_files() {
+        let ldap =
+            "[ldap]\nurl = \"ldap://127.0.0.1:389\"\nuser_dn_template = \"uid={username},dc=x\"\n";
+        let c = load(&format!("{OIDC}\n{ldap}"), &[], Overrides::default()).unwrap();
+        assert_eq!(
+            c.oidc[0].client_secret.as_ref().unwrap().expose(),
+            "from-a-file"
+        );
+        assert_eq!(c.oidc[0].scopes, ["email", "profile"]);
+        assert_eq!(format!("{:?}", c.oidc[0].client_secret), "Some(\"***\")");
+        assert!(c.ldap.unwrap().auto_create);
+        assert!(c.auth.local_passwords);
+    }
+
+    #[test]
+    fn bad_settings_name_the_setting() {
+        let cases = [
+            (OIDC.replace("corp", "Corp!"), "oidc[0].name"),
+            (format!("{OIDC}{OIDC}"), "used twice"),
+            (
+                OIDC.replace("https://id.example.com/realms/main", "id.example.com"),
+                "oidc[0].issuer",
+            ),
+            (
+                OIDC.replace("client_id = \"confab\"", "client_id = \" \""),
+                "client_id",
+            ),
+            (
+                format!("{OIDC}client_secret = \"x\"\n"),
+                "both client_secret and client_secret_file",
+            ),
+            (
+                "[ldap]\nurl = \"http://x\"\nuser_dn_template = \"uid={username}\"\n".into(),
+                "ldap.url",
+            ),
+            ("[ldap]\nurl = \"ldap://x\"\n".into(), "bind_dn"),
+            (
+                "[ldap]\nurl = \"ldap://x\"\nbind_dn = \"cn=a\"\n".into(),
+                "user_base",
+            ),
+            (
+                "[ldap]\nurl = \"ldap://x\"\nuser_dn_template = \"uid=a\"\n".into(),
+                "{username}",
+            ),
+        ];
+        for (file, want) in cases {
+            let e = load(&file, &[], Overrides::default()).unwrap_err();
+            assert!(e.contains(want), "{file}: {e}");
+        }
+    }
+
+    #[test]
+    fn local_passwords_off_and_the_break_glass_overrides() {
+        let file = "[auth]\nlocal_passwords = false\n";
+        assert!(
+            !load(file, &[], Overrides::default())
+                .unwrap()
+                .auth
+                .local_passwords
+        );
+        let env = [("CONFAB_AUTH_LOCAL_PASSWORDS", "true")];
+        assert!(
+            load(file, &env, Overrides::default())
+                .unwrap()
+                .auth
+                .local_passwords
+        );
+        let flag = Overrides {
+            local_passwords: Some(true),
+            ..Overrides::default()
+        };
+        assert!(load(file, &[], flag).unwrap().auth.local_passwords);
+    }
+}

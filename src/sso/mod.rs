@@ -169,6 +169,19 @@ impl Sso {
     /// From the configuration; `public_base` is where browsers reach the
     /// server (the redirect URIs are under it).
     pub fn new(cfg: &Config, public_base: &str) -> Sso {
+        if cfg.auth.local_passwords && (!cfg.oidc.is_empty() || cfg.ldap.is_some()) {
+            tracing::info!(
+                oidc = cfg.oidc.len(),
+                ldap = cfg.ldap.is_some(),
+                "single sign-on configured; confab passwords are accepted too (auth.local_passwords)"
+            );
+        } else if !cfg.auth.local_passwords {
+            tracing::warn!(
+                oidc = cfg.oidc.len(),
+                ldap = cfg.ldap.is_some(),
+                "auth.local_passwords = false: confab passwords are refused at sign-in"
+            );
+        }
         Sso {
             providers: cfg
                 .oidc
