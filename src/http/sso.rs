@@ -115,6 +115,8 @@ pub struct CallbackQuery {
     pub state: Option<String>,
     /// Set by the provider when it refused (e.g. `access_denied`).
     pub error: Option<String>,
+    /// The provider's issuer (RFC 9207), checked when sent.
+    pub iss: Option<String>,
 }
 
 /// Where the provider sends the browser back: checks everything, then
@@ -124,7 +126,8 @@ pub struct CallbackQuery {
 #[utoipa::path(get, path = "/api/auth/oidc/{name}/callback", tag = "sso",
     operation_id = "oidc_callback",
     params(("name" = String, Path, description = "The provider's configured name"),
-        ("code" = Option<String>, Query), ("state" = Option<String>, Query), ("error" = Option<String>, Query)),
+        ("code" = Option<String>, Query), ("state" = Option<String>, Query), ("error" = Option<String>, Query),
+        ("iss" = Option<String>, Query)),
     responses((status = 303, description = "Signed in (sets confab_session) to /, or refused to /login?sso_error=CODE")))]
 pub async fn oidc_callback(
     State(state): State<AppState>,
@@ -189,7 +192,7 @@ async fn callback(
     }
     let code = q.code.as_deref().unwrap_or("");
     let done = provider
-        .finish(&state.store, st, code)
+        .finish(&state.store, st, code, q.iss.as_deref())
         .await
         .map_err(|e| (e, false))?;
     let linking = done.link_user.is_some();

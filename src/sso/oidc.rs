@@ -247,12 +247,15 @@ impl OidcClient {
 
     /// Finishes a sign-in from the callback: spends the state (once),
     /// exchanges the code with the PKCE verifier, validates the ID token
-    /// and reads userinfo.
+    /// and reads userinfo. `iss` is the callback's `iss` parameter (RFC
+    /// 9207), when the provider sends one: it must be this provider's
+    /// issuer (a mix-up with another provider is refused).
     pub async fn finish(
         &self,
         store: &SharedStore,
         state: &str,
         code: &str,
+        iss: Option<&str>,
     ) -> SsoResult<Finished> {
         let now = crate::clock::now();
         let pending = store
@@ -261,6 +264,9 @@ impl OidcClient {
             .filter(|p| p.provider == self.cfg.name)
             .ok_or(SsoError::StateInvalid)?;
         let d = self.discovery().await?;
+        if iss.is_some_and(|i| i.trim_end_matches('/') != d.issuer.trim_end_matches('/')) {
+            return Err(SsoError::TokenIssuer);
+        }
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),

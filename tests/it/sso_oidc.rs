@@ -286,6 +286,30 @@ async fn refused_tokens_and_states_each_have_their_code() {
     let forged = finish(&s, &mut victim, callback).await;
     assert_eq!(forged.error().as_deref(), Some("SSO_STATE_INVALID"));
 
+    // The response names another issuer (RFC 9207 mix-up): refused.
+    let mut b = Browser::new();
+    let to_idp = b.get(&start).await.location.unwrap();
+    let callback = b.follow_until(to_idp, &host_of(&s), "bob").await;
+    assert!(
+        callback.query_pairs().any(|(k, _)| k == "iss"),
+        "{callback}"
+    );
+    let mut mixed = callback.clone();
+    let pairs: Vec<(String, String)> = callback
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "iss" {
+                "https://evil.example".into()
+            } else {
+                v.to_string()
+            };
+            (k.to_string(), v)
+        })
+        .collect();
+    mixed.query_pairs_mut().clear().extend_pairs(pairs);
+    let out = finish(&s, &mut b, mixed).await;
+    assert_eq!(out.error().as_deref(), Some("SSO_TOKEN_ISSUER"));
+
     // The provider refusing (the user cancelled): its own code.
     let mut b = Browser::new();
     let hop = b.get(&start).await;
