@@ -110,6 +110,7 @@ impl AppState {
             cfg.embedding_model.clone(),
         );
         Ok(AppState(Arc::new(AppInner {
+            sso: Arc::new(crate::sso::Sso::new(&cfg, &public_base)),
             files,
             tls,
             models,

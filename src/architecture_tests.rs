@@ -40,6 +40,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "model_settings",
             "knowledge",
             "files",
+            "sso",
         ],
     ),
     ("state", &["state"]),

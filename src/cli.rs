@@ -99,6 +99,11 @@ pub struct ServeArgs {
     /// Also serve /metrics (only) on this address, e.g. 127.0.0.1:9100.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// Break glass: accept confab passwords at sign-in for this run even
+    /// when `auth.local_passwords = false` (the single sign-on provider is
+    /// down). Set a password first with `confab user passwd NAME`.
+    #[arg(long)]
+    pub allow_local_passwords: bool,
     #[command(flatten)]
     pub tls: crate::config::TlsFlags,
 }
@@ -206,6 +211,7 @@ fn overrides(cli: &Cli, serve: Option<&ServeArgs>) -> Overrides {
         log_format: cli.log_format.clone(),
         registration: serve.and_then(|s| s.registration.clone()),
         metrics_listen: serve.and_then(|s| s.metrics_listen.clone()),
+        local_passwords: serve.and_then(|s| s.allow_local_passwords.then_some(true)),
         tls: serve.map(|s| s.tls.clone()).unwrap_or_default(),
     }
 }

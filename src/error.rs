@@ -101,6 +101,12 @@ pub enum AppError {
     Internal(#[source] anyhow::Error),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// `auth.local_passwords = false`.
+    #[error("Sign-in with a confab password is turned off on this server; use single sign-on.")]
+    LocalPasswordsDisabled,
+    /// A single sign-on refused (code `SSO_*`, see `sso::SsoError`).
+    #[error("{message}")]
+    Sso { code: &'static str, message: String },
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -160,6 +166,8 @@ impl AppError {
             MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Internal(_) => "INTERNAL",
             Unavailable(_) => "UNAVAILABLE",
+            LocalPasswordsDisabled => "LOCAL_PASSWORDS_DISABLED",
+            Sso { code, .. } => code,
         }
     }
 
@@ -185,6 +193,13 @@ impl AppError {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            LocalPasswordsDisabled => StatusCode::FORBIDDEN,
+            Sso { code, .. } => match *code {
+                "SSO_UNKNOWN_PROVIDER" => StatusCode::NOT_FOUND,
+                "SSO_PROVIDER_UNAVAILABLE" => StatusCode::BAD_GATEWAY,
+                "SSO_ALREADY_LINKED" | "SSO_LAST_SIGN_IN" => StatusCode::CONFLICT,
+                _ => StatusCode::FORBIDDEN,
+            },
         }
     }
 

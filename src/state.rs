@@ -48,6 +48,8 @@ pub struct AppInner {
     pub models: Arc<crate::model_settings::ModelSettings>,
     /// Uploaded files: records in the store, bytes in the blob store.
     pub files: Arc<crate::files::Files>,
+    /// Single sign-on: OpenID Connect providers and the LDAP directory.
+    pub sso: Arc<crate::sso::Sso>,
 }
 
 #[derive(Clone)]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this and nothing else).
 #
-#   1. install what the tests need if it is missing: pebble + chromium + postgresql (apt-get),
-#      playwright-core (npm ci in tests/e2e), the openai and anthropic Python SDKs
+#   1. install what the tests need if it is missing: pebble + chromium + postgresql + slapd (apt-get),
+#      playwright-core and oidc-provider (npm ci in tests/e2e), the openai and anthropic Python SDKs
 #      (pip, into <target>/sdk/venv; tests/it/v1_sdk.rs); for the distribution tests
 #      (tests/it/ops_static.rs, ops_systemd.rs, ops_packages.rs) file, rpm and
 #      systemd-analyze (apt-get), cargo-deb and cargo-generate-rpm (cargo install)
@@ -107,13 +107,17 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_needed+=(python3-venv
 # The PostgreSQL store's tests start their own throwaway cluster
 # (tests/it/common/pg.rs) with the server binaries of Debian's package.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_needed+=(postgresql)
+# The LDAP sign-in tests start their own slapd (tests/it/sso_ldap.rs).
+[[ -x /usr/sbin/slapd && -x /usr/sbin/slapadd ]] || apt_needed+=(slapd)
+command -v ldapsearch >/dev/null 2>&1 || apt_needed+=(ldap-utils)
 if ((${#apt_needed[@]})); then
   echo "apt-get: installing ${apt_needed[*]}"
   # DPkg::Lock::Timeout waits for another apt/dpkg run instead of failing on its lock.
   as_root apt-get -o DPkg::Lock::Timeout=900 update -q
-  as_root apt-get -o DPkg::Lock::Timeout=900 install -y -q "${apt_needed[@]}"
+  # noninteractive: slapd's package asks for an admin password otherwise.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q "${apt_needed[@]}"
 else
-  echo "apt-get: pebble, chromium, file, rpm, systemd-analyze, python3-venv and postgresql already installed"
+  echo "apt-get: pebble, chromium, file, rpm, systemd-analyze, python3-venv, postgresql and slapd already installed"
 fi
 echo "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo '?')"
 echo "node: $(node --version), npm: $(npm --version 2>/dev/null)"

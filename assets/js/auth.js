@@ -95,11 +95,23 @@ export function SetupScreen() {
   <//>`;
 }
 
+/** One button per single sign-on provider (a plain navigation: the
+ * provider's page, then back to the app signed in). */
+function SsoButtons({ providers, withDivider }) {
+  if (!providers?.length) return null;
+  return html`<div class="stack sso-buttons" data-testid="sso-buttons">
+    ${providers.map((p) => html`<a class="btn wide" key=${p.name} href=${p.start_url} data-sso=${p.name}>Sign in with ${p.display_name}</a>`)}
+    ${withDivider && html`<p class="muted small sso-or" aria-hidden="true">or</p>`}
+  </div>`;
+}
+
 export function LoginScreen() {
   const { route, signedIn, server } = useApp();
   const [v, bind] = useForm({ username: route.query.get('username') || '', password: '' });
   const [busy, setBusy] = useState(false);
-  const [error, setError] = useState(null);
+  const ssoError = route.query.get('sso_error');
+  const [error, setError] = useState(ssoError ? { code: ssoError, message: '', local: true } : null);
+  const passwordForm = server ? (server.local_passwords !== false || server.ldap) : true;
   const [shown, setShown] = useState(false);
   const [kept] = useState(hasDraft);
   const next = route.query.get('next') || '/';
@@ -115,7 +127,7 @@ export function LoginScreen() {
       setBusy(false);
     }
   };
-  const canRegister = server?.registration && server.registration !== 'closed';
+  const canRegister = server?.registration && server.registration !== 'closed' && server.local_passwords !== false;
   const brand = useBranding();
   return html`<${AuthCard} title="Sign in"
       footer=${canRegister && html`<span>No account yet? <a href=${'/register' + (next !== '/' ? '?next=' + encodeURIComponent(next) : '')}>Create one</a></span>`}>
@@ -125,10 +137,12 @@ export function LoginScreen() {
         <div class="banner-text">Your session has ended, so your message was not sent. Sign in again: the message you wrote is kept and comes back in the message box.</div>
       </div>`}
       <${ErrorBanner} error=${error} compact />
+      <${SsoButtons} providers=${server?.sso} withDivider=${passwordForm} />
+      ${passwordForm && html`
       <${Field} label="Username" name="username" autocomplete="username" required ...${bind('username')} />
       <${Field} label="Password" name="password" type=${shown ? 'text' : 'password'} autocomplete="current-password" required ...${bind('password')} />
       <${ShowPasswords} shown=${shown} setShown=${setShown} />
-      <button class="btn primary wide" type="submit" disabled=${busy}>${busy ? html`<${Spinner} />` : 'Sign in'}</button>
+      <button class="btn primary wide" type="submit" disabled=${busy}>${busy ? html`<${Spinner} />` : 'Sign in'}</button>`}
     </form>
   <//>`;
 }

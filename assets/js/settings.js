@@ -200,6 +200,45 @@ function ApiKeysCard() {
   <//>`;
 }
 
+/** Identities from single sign-on linked to this account. */
+function IdentitiesCard() {
+  const { server, route } = useApp();
+  const { data, error, load } = useList('/auth/identities');
+  const [actionError, setActionError] = useState(() => {
+    const code = route?.query?.get('sso_error');
+    return code ? { code, message: '', local: true } : null;
+  });
+  const linked = route?.query?.get('linked');
+  const providers = server.sso || [];
+  const link = async (p) => {
+    setActionError(null);
+    try {
+      const r = await post(`/auth/oidc/${encodeURIComponent(p.name)}/link`, {});
+      location.assign(r.redirect_url);
+    } catch (err) {
+      setActionError(err);
+    }
+  };
+  const unlink = async (i) => {
+    if (!await confirmDialog({ title: `Unlink ${i.provider_display_name}?`, body: 'You will no longer be able to sign in with it.', confirm: 'Unlink', danger: true })) return;
+    setActionError(null);
+    try { await del('/auth/identities/' + i.id); toast('Identity unlinked'); load(); } catch (err) { setActionError(err); }
+  };
+  if (!providers.length && !(data?.identities?.length)) return null;
+  return html`<${Card} id="account" title="Linked sign-ins" description="Identities from single sign-on that sign in to this account.">
+    ${linked && !actionError && html`<div class="banner success" role="status"><div class="banner-text">The identity is linked: you can sign in with it now.</div></div>`}
+    <${ErrorBanner} error=${actionError || error} compact />
+    ${data && (data.identities.length === 0
+      ? html`<p class="muted small">No identity is linked yet.</p>`
+      : html`<ul class="rows" data-testid="identities">${data.identities.map((i) => html`<li class="row" key=${i.id}>
+          <div class="row-main"><strong>${i.provider_display_name}</strong>${i.email ? html` <span class="muted">${i.email}</span>` : ''}
+            <div class="muted small">linked ${timeAgo(i.created_at)}</div></div>
+          <button type="button" class="btn small danger-outline" aria-label=${'Unlink ' + i.provider_display_name} onClick=${() => unlink(i)}>Unlink</button>
+        </li>`)}</ul>`)}
+    ${providers.length > 0 && html`<div class="row-form">${providers.map((p) => html`<button type="button" class="btn" key=${p.name} onClick=${() => link(p)}>Link ${p.display_name}</button>`)}</div>`}
+  <//>`;
+}
+
 function PasswordCard() {
   const [v, setV] = useState({ current: '', next: '', confirm: '' });
   const [error, setError] = useState(null);
@@ -246,6 +285,7 @@ export function SettingsScreen() {
     <a href="#files">Files</a>
     <a href="#sessions">Sessions</a>
     <a href="#api-keys">API keys</a>
+    ${(server.sso || []).length > 0 && html`<a href="#account">Linked sign-ins</a>`}
     <a href="#password">Password</a>
     ${me.role === 'admin' && html`<a href="/admin">Admin →</a>`}`;
   return html`<${PageShell} title="Settings" nav=${nav}>
@@ -260,6 +300,7 @@ export function SettingsScreen() {
     <${FilesCard} />
     <${SessionsCard} />
     <${ApiKeysCard} />
+    <${IdentitiesCard} />
     <${PasswordCard} />
   <//>`;
 }

@@ -63,6 +63,33 @@ export function describeError(e, overrides = {}) {
       return { text: 'Your session has ended. Sign in again to continue.', retry: false };
     case 'USER_INACTIVE':
       return { text: 'This account is disabled. Ask an administrator to enable it again.', retry: false };
+    case 'LOCAL_PASSWORDS_DISABLED':
+      return { text: 'This server does not take confab passwords. Use a single sign-on button instead.', retry: false };
+    case 'SSO_STATE_INVALID':
+      return { text: 'That sign-in link was already used or has expired. Start the sign-in again.', retry: false };
+    case 'SSO_NOT_LINKED':
+      return { text: 'No account here is linked to that identity. Ask an administrator, or sign in another way and link it in Settings.', retry: false };
+    case 'SSO_NOT_ALLOWED':
+      return { text: 'That identity may not sign in to this server. Ask an administrator if you need access.', retry: false };
+    case 'SSO_ALREADY_LINKED':
+      return { text: 'That identity is already linked to another account.', retry: false };
+    case 'SSO_LAST_SIGN_IN':
+      return { text: 'This is your last way to sign in. Link another identity or set a password first.', retry: false };
+    case 'SSO_ACCOUNT_EXISTS':
+      return { text: 'An account with this name exists and is not linked to the directory. Ask an administrator.', retry: false };
+    case 'SSO_PROVIDER_UNAVAILABLE':
+      return { text: 'The sign-in provider could not be reached. Try again in a moment.', retry: true };
+    case 'SSO_PROVIDER_REFUSED':
+      return { text: 'The sign-in provider did not sign you in. Try again.', retry: true };
+    case 'SSO_UNKNOWN_PROVIDER':
+      return { text: 'That sign-in provider is not set up on this server.', retry: false };
+    case 'SSO_TOKEN_AUDIENCE':
+    case 'SSO_TOKEN_EXPIRED':
+    case 'SSO_TOKEN_ISSUER':
+    case 'SSO_TOKEN_SIGNATURE':
+    case 'SSO_TOKEN_INVALID':
+    case 'SSO_NONCE_MISMATCH':
+      return { text: 'The sign-in provider sent an answer confab cannot trust, so you were not signed in. Try again; if it keeps happening, tell an administrator.', retry: true };
     case 'CSRF_INVALID':
       return { text: 'This page is out of date. Reload it and try again.', retry: false };
     case 'FORBIDDEN':

@@ -33,6 +33,10 @@ pub struct AuthConfig {
     /// Overrides the generated JWT signing key (useful when several
     /// instances must accept each other's tokens).
     pub jwt_secret: Option<Secret>,
+    /// Whether accounts may sign in and register with a confab password.
+    /// Off (single sign-on only), the password form is refused except for
+    /// `confab user` commands on the server (the break-glass path).
+    pub local_passwords: bool,
 }
 
 impl Default for AuthConfig {
@@ -50,6 +54,7 @@ impl Default for AuthConfig {
             login_failure_delay_ms: 500,
             device_cookie_days: 365,
             jwt_secret: None,
+            local_passwords: true,
         }
     }
 }

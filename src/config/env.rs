@@ -87,6 +87,12 @@ pub(super) const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
     ("CONFAB_LOGIN_BURST", "auth.login_burst", Kind::Int, false),
     ("CONFAB_JWT_SECRET", "auth.jwt_secret", Kind::Str, true),
     (
+        "CONFAB_AUTH_LOCAL_PASSWORDS",
+        "auth.local_passwords",
+        Kind::Bool,
+        false,
+    ),
+    (
         "CONFAB_TRUSTED_PROXIES",
         "trusted_proxies",
         Kind::List,

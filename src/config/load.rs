@@ -15,6 +15,8 @@ pub struct Overrides {
     pub log_format: Option<String>,
     pub registration: Option<String>,
     pub metrics_listen: Option<String>,
+    /// `serve --allow-local-passwords` (break glass).
+    pub local_passwords: Option<bool>,
     /// `serve --domain/--tls-cert/...`.
     pub tls: TlsFlags,
 }
@@ -128,6 +130,9 @@ impl Config {
         if let Some(v) = &flags.metrics_listen {
             set_path(&mut table, "metrics_listen", s(v));
         }
+        if let Some(v) = flags.local_passwords {
+            set_path(&mut table, "auth.local_passwords", toml::Value::Boolean(v));
+        }
         flags
             .tls
             .apply(&mut |path, v| set_path(&mut table, path, v));
@@ -160,6 +165,7 @@ impl Config {
             }
             p.load_key_file(i)?;
         }
+        super::sso::load_sso_secrets(&mut cfg.oidc, cfg.ldap.as_mut())?;
         cfg.validate()?;
         Ok((cfg, warnings))
     }

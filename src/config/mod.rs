@@ -17,6 +17,7 @@ mod http;
 mod limits;
 mod load;
 mod providers;
+mod sso;
 pub mod store;
 pub mod tls;
 mod validate;
@@ -30,6 +31,7 @@ pub use providers::{
     MAX_PROVIDER_URL_LEN, PRIORITY_RANGE, ProviderEntry, RoutingConfig, validate_model_list,
     validate_provider_name, validate_provider_url,
 };
+pub use sso::{LdapConfig, OidcEntry};
 pub use store::{PgRoots, PgSettings, PgSslMode, StoreChoice, StoreUrl};
 pub use tls::{HttpListen, TlsConfig, TlsFlags, TlsMode};
 
@@ -142,6 +144,10 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[files]`: uploaded files: size limit and storage quota.
     pub files: FilesConfig,
+    /// `[[oidc]]`: OpenID Connect providers people may sign in with.
+    pub oidc: Vec<OidcEntry>,
+    /// `[ldap]`: a directory the sign-in form checks passwords against.
+    pub ldap: Option<LdapConfig>,
 }
 
 #[derive(Debug)]
@@ -190,6 +196,8 @@ impl Default for Config {
             tls: TlsConfig::default(),
             http: HttpConfig::default(),
             files: FilesConfig::default(),
+            oidc: Vec::new(),
+            ldap: None,
         }
     }
 }

@@ -14,6 +14,7 @@ impl Config {
         self.tls.validate()?;
         self.http.validate()?;
         self.files.validate()?;
+        super::sso::validate_sso(&self.oidc, self.ldap.as_ref())?;
         if self.shutdown_grace_secs > 3600 {
             return Err(err(format!(
                 "shutdown_grace_secs must be between 0 and 3600, got {}",

@@ -121,6 +121,11 @@ impl From<UserError> for AppError {
             UserError::InvalidCredentials => AppError::InvalidCredentials,
             UserError::SessionExpired => AppError::SessionExpired,
             UserError::Throttled(secs) => throttled(secs),
+            UserError::LocalPasswordsDisabled => AppError::LocalPasswordsDisabled,
+            UserError::SsoRefused { code, message } => AppError::Sso { code, message },
+            UserError::DirectoryUnavailable => {
+                AppError::Unavailable("the sign-in directory cannot be reached".into())
+            }
             UserError::Store(e) => e.into(),
         }
     }
@@ -133,7 +138,7 @@ fn throttled(secs: u64) -> AppError {
     }
 }
 
-fn session_cookie(state: &AppState, token: &str, max_age_secs: i64) -> HeaderValue {
+pub(crate) fn session_cookie(state: &AppState, token: &str, max_age_secs: i64) -> HeaderValue {
     let c = cookie::Cookie::build((SESSION_COOKIE, token.to_string()))
         .http_only(true)
         .same_site(cookie::SameSite::Lax)
@@ -144,13 +149,12 @@ fn session_cookie(state: &AppState, token: &str, max_age_secs: i64) -> HeaderVal
     HeaderValue::from_str(&c.to_string()).expect("cookie is a valid header")
 }
 
-/// Creates a browser session and answers with the cookie and `{user, csrf_token}`.
-async fn start_session(
+/// Creates a browser session for `user`: its cookie and CSRF token.
+pub(crate) async fn new_session(
     state: &AppState,
     user: &User,
     client: &ClientInfo,
-    status: StatusCode,
-) -> AppResult<Response> {
+) -> AppResult<(HeaderValue, String)> {
     let now = clock::now();
     let token = tokens::random_token();
     let lifetime = state.cfg.auth.session_absolute_hours as i64 * 3600;
@@ -165,18 +169,27 @@ async fn start_session(
         csrf_secret: tokens::random_token(),
     };
     let hash = tokens::hash_token(&token);
-    let s2 = session.clone();
-    state.store.put_session(&hash, &s2).await?;
+    state.store.put_session(&hash, &session).await?;
+    Ok((session_cookie(state, &token, lifetime), session.csrf_secret))
+}
+
+/// Creates a browser session and answers with the cookie and `{user, csrf_token}`.
+async fn start_session(
+    state: &AppState,
+    user: &User,
+    client: &ClientInfo,
+    status: StatusCode,
+) -> AppResult<Response> {
+    let (cookie, csrf) = new_session(state, user, client).await?;
     let mut resp = (
         status,
         axum::Json(LoginResponse {
             user: user.into(),
-            csrf_token: Some(session.csrf_secret),
+            csrf_token: Some(csrf),
         }),
     )
         .into_response();
-    resp.headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(state, &token, lifetime));
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(resp)
 }
 
@@ -231,6 +244,21 @@ pub struct ServerInfo {
     pub setup_required: bool,
     /// Whether users may send their own provider key (`X-Provider-Key`).
     pub allow_user_keys: bool,
+    /// Whether the sign-in form accepts confab passwords (or a directory's,
+    /// see `ldap`).
+    pub local_passwords: bool,
+    /// Whether the sign-in form checks passwords against an LDAP directory.
+    pub ldap: bool,
+    /// The single sign-on providers, one sign-in button each.
+    pub sso: Vec<SsoProviderView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SsoProviderView {
+    pub name: String,
+    pub display_name: String,
+    /// Where the button goes (a browser navigation, not a fetch).
+    pub start_url: String,
 }
 
 #[utoipa::path(get, path = "/api/server", tag = "auth", responses((status = 200, body = ServerInfo)))]
@@ -240,6 +268,18 @@ pub async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
         registration: state.settings().registration,
         setup_required: state.setup.pending(&state.store).await,
         allow_user_keys: state.settings().allow_user_keys,
+        local_passwords: state.sso.local_passwords,
+        ldap: state.sso.ldap.is_some(),
+        sso: state
+            .sso
+            .providers
+            .iter()
+            .map(|p| SsoProviderView {
+                name: p.cfg.name.clone(),
+                display_name: p.display_name(),
+                start_url: format!("/api/auth/oidc/{}/start", p.cfg.name),
+            })
+            .collect(),
     })
 }
 
@@ -261,6 +301,21 @@ pub async fn register(
     client: ClientInfo,
     Json(req): Json<RegisterRequest>,
 ) -> AppResult<Response> {
+    if !state.sso.local_passwords {
+        let e = AppError::LocalPasswordsDisabled;
+        let name = req.username.as_str();
+        audit(
+            &state,
+            &client,
+            None,
+            Some(name),
+            "register",
+            None,
+            e.code(),
+        )
+        .await;
+        return Err(e);
+    }
     let rules = RegistrationRules {
         mode: state.settings().registration,
         setup_pending: state.setup.pending(&state.store).await,
@@ -325,6 +380,12 @@ async fn check_credentials(
         ip: client.ip,
         device: &device,
         note: &note_decision,
+        directory: state
+            .sso
+            .ldap
+            .as_deref()
+            .map(|d| d as &dyn crate::users::login::PasswordDirectory),
+        local_passwords: state.sso.local_passwords,
     };
     let res = users(state)
         .check_credentials(

@@ -23,6 +23,7 @@ pub mod own_keys;
 pub mod presets;
 pub mod providers;
 pub mod search;
+pub mod sso;
 pub mod tls;
 pub mod usage;
 pub mod v1;
@@ -51,6 +52,7 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' '
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(auth::routes())
+        .merge(sso::routes())
         .merge(keys::routes())
         .merge(admin::routes())
         .merge(providers::routes())

@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     admin, auth, branding, chat, collections, conversations, export, files, health, keys, models,
-    own_keys, presets, providers, search, tls, usage, v1,
+    own_keys, presets, providers, search, sso, tls, usage, v1,
 };
 
 #[derive(OpenApi)]
@@ -54,10 +54,12 @@ use super::{
         collections::list, collections::create, collections::read, collections::update,
         collections::remove, collections::document,
         files::list, files::upload, files::read, files::content, files::thumbnail, files::remove,
+        sso::oidc_start, sso::oidc_callback, sso::oidc_link, sso::list_identities, sso::unlink_identity,
     ),
     tags(
         (name = "auth", description = "Setup, registration, sign-in, sessions and tokens"),
         (name = "keys", description = "Personal API keys"),
+        (name = "sso", description = "Single sign-on: OpenID Connect sign-in (a browser goes to `start`, signs in at the provider and comes back to `callback`, which sets the session cookie), linking identities to the signed-in account, and listing or unlinking them. LDAP directories are checked by the ordinary sign-in form (`POST /api/auth/login`)."),
         (name = "admin", description = "Users, invites and audit log (admins only)"),
         (name = "health", description = "Liveness and store checks"),
         (name = "search", description = "Full-text search over the caller's own messages and conversation titles"),

@@ -26,6 +26,7 @@ use super::audit_query::AuditFilter;
 use super::chat::{Conversation, ConversationCursor, ConversationFilter, Message};
 use super::cluster::ClusterStore;
 use super::file::FileStore;
+use super::identities::IdentityStore;
 use super::knowledge::{Chunk, ChunkVectors, Collection, CollectionPatch, DocumentRecord};
 use super::model_settings::ModelSetting;
 use super::presets::{Branding, Preset, SavedPrompt, UserSettings};
@@ -492,6 +493,7 @@ pub trait Store:
     + SettingsStore
     + KnowledgeStore
     + UploadStore
+    + IdentityStore
     + StoreHealth
     + std::fmt::Debug
 {

@@ -1,5 +1,7 @@
 //! Signing in with a username and password, throttled (see
-//! `auth::throttle` for the budgets) and audited.
+//! `auth::throttle` for the budgets) and audited. The password is checked
+//! by a directory first when one is configured (LDAP, see `sso::ldap`),
+//! then against the account's own hash unless local passwords are off.
 
 use std::net::IpAddr;
 
@@ -11,7 +13,37 @@ use crate::auth::throttle::Source;
 use crate::auth::{password, username};
 use crate::limits::failures::FailureLimiter;
 use crate::limits::rate::Decision;
-use crate::store::{User, UserStatus};
+use crate::store::{SharedStore, User, UserStatus};
+
+/// What a directory says of a username and password.
+#[derive(Debug)]
+pub enum DirectoryOutcome {
+    /// The password is right; the account it signs in to (linked or
+    /// created by the directory's rules).
+    Verified(User),
+    /// The directory has no such user: the local password may still apply.
+    NoSuchUser,
+    WrongPassword,
+    /// The password is right but the rules refuse the sign-in.
+    Refused {
+        code: &'static str,
+        message: String,
+    },
+    /// The directory did not answer.
+    Unavailable,
+}
+
+/// A directory that checks passwords (LDAP).
+#[async_trait::async_trait]
+pub trait PasswordDirectory: Send + Sync {
+    async fn check(
+        &self,
+        store: &SharedStore,
+        client: &Actor,
+        name: &str,
+        password: &str,
+    ) -> DirectoryOutcome;
+}
 
 /// How a sign-in attempt is throttled and reported, from the front end.
 pub struct LoginContext<'a> {
@@ -23,6 +55,10 @@ pub struct LoginContext<'a> {
     pub device: &'a (dyn Fn(Uuid) -> Option<DeviceId> + Sync),
     /// Told every throttle decision (a front end may report it).
     pub note: &'a (dyn Fn(Decision) + Sync),
+    /// Asked first, when configured.
+    pub directory: Option<&'a dyn PasswordDirectory>,
+    /// Whether the account's own password may be used.
+    pub local_passwords: bool,
 }
 
 impl Users<'_> {
@@ -40,6 +76,9 @@ impl Users<'_> {
         action: &str,
     ) -> UserResult<(User, Option<DeviceId>)> {
         let throttle = self.throttle.expect("sign-ins are checked with a throttle");
+        if cx.directory.is_none() && !cx.local_passwords {
+            return Err(UserError::LocalPasswordsDisabled);
+        }
         // Oversized inputs cannot match; bound the work before hashing.
         let plausible = name.chars().count() <= username::MAX_LEN
             && secret.chars().count() <= password::MAX_LEN;
@@ -63,14 +102,38 @@ impl Users<'_> {
                 return Err(UserError::Throttled(d.reset_secs));
             }
         };
-        let ok = self
-            .hasher
-            .verify(
-                secret.to_string(),
-                user.as_ref().map(|u| u.password_hash.clone()),
-            )
-            .await;
-        let Some(user) = user.filter(|_| ok) else {
+        let mut verified = None;
+        if let Some(dir) = cx.directory {
+            match dir.check(self.store, client, name, secret).await {
+                DirectoryOutcome::Verified(u) => verified = Some(u),
+                DirectoryOutcome::NoSuchUser | DirectoryOutcome::WrongPassword => {}
+                DirectoryOutcome::Refused { code, message } => {
+                    // The password was right: not a guess to budget.
+                    (cx.note)(gate.succeed());
+                    return Err(UserError::SsoRefused { code, message });
+                }
+                DirectoryOutcome::Unavailable if !cx.local_passwords => {
+                    (cx.note)(gate.succeed());
+                    return Err(UserError::DirectoryUnavailable);
+                }
+                DirectoryOutcome::Unavailable => {}
+            }
+        }
+        let user = match verified {
+            Some(u) => Some(u),
+            None if cx.local_passwords => {
+                let ok = self
+                    .hasher
+                    .verify(
+                        secret.to_string(),
+                        user.as_ref().map(|u| u.password_hash.clone()),
+                    )
+                    .await;
+                user.filter(|_| ok)
+            }
+            None => None,
+        };
+        let Some(user) = user else {
             let failed = gate.fail();
             (cx.note)(failed.decision);
             let who = Actor {

@@ -56,6 +56,14 @@ pub enum UserError {
     /// Too many wrong current passwords; retry after this many seconds.
     #[error("too many attempts")]
     Throttled(u64),
+    /// `auth.local_passwords = false`: only single sign-on.
+    #[error("Sign-in with a confab password is turned off on this server; use single sign-on.")]
+    LocalPasswordsDisabled,
+    /// The directory or provider proved the identity, its rules refused it.
+    #[error("{message}")]
+    SsoRefused { code: &'static str, message: String },
+    #[error("The sign-in directory cannot be reached; try again later.")]
+    DirectoryUnavailable,
     #[error(transparent)]
     Store(StoreError),
 }

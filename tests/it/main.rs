@@ -45,6 +45,8 @@ mod providers_wire;
 mod routing;
 mod search;
 mod search_crash;
+mod sso_ldap;
+mod sso_oidc;
 mod store_contract;
 mod tls_acme;
 mod tls_static;

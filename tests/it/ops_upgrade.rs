@@ -59,6 +59,12 @@ const STEPS: &[&[&str]] = &[
         "documents",
         "documents_by_user",
     ],
+    &[
+        "identities",
+        "identities_by_subject",
+        "identities_by_user",
+        "sso_states",
+    ],
 ];
 
 /// The schema version of this binary (`confab version --json`).

@@ -20,6 +20,7 @@ use confab::store::chat::{
     Conversation, ConversationCursor, ConversationFilter, Message, MessageError, MessageRole,
     MessageStatus, ModelParamsPatch, Usage,
 };
+use confab::store::identities::{IdentityLink, SsoState};
 use confab::store::model_settings::{ModelPrice, ModelSetting};
 use confab::store::presets::{Branding, Logo, Preset, PresetParams, SavedPrompt, UserSettings};
 use confab::store::provider_records::StoredProvider;
@@ -3869,6 +3870,166 @@ pub async fn blobs_a_shared_store_keeps_what_a_record_or_a_hold_references(s: &d
     }
 }
 
+// ---- single sign-on ---------------------------------------------------
+
+fn identity(u: &User, issuer: &str, subject: &str) -> IdentityLink {
+    IdentityLink {
+        id: id(),
+        user_id: u.id,
+        provider: "corp".into(),
+        issuer: issuer.into(),
+        subject: subject.into(),
+        email: u.email.clone(),
+        created_at: NOW,
+    }
+}
+
+fn sso_state(provider: &str, created_at: i64, ttl: i64) -> SsoState {
+    SsoState {
+        provider: provider.into(),
+        nonce: format!("nonce-{}", id()),
+        pkce_verifier: format!("verifier-{}", id()),
+        link_user: None,
+        created_at,
+        expires_at: created_at + ttl,
+    }
+}
+
+pub async fn identities_link_find_list_unlink(s: &dyn Store) {
+    let alice = add_user(s, "alice", Role::User).await;
+    let bob = add_user(s, "bob", Role::User).await;
+    let a1 = identity(&alice, "https://id.example", "sub-a");
+    let a2 = identity(&alice, "ldap:ldap://dir", "uid=alice,dc=example");
+    s.link_identity(&a1, None).await.unwrap();
+    s.link_identity(&a2, None).await.unwrap();
+    assert_same!(
+        s.find_identity("https://id.example", "sub-a")
+            .await
+            .unwrap(),
+        Some(a1.clone())
+    );
+    // Issuer and subject together are the key.
+    assert!(
+        s.find_identity("https://other", "sub-a")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.find_identity("https://id.example", "sub-b")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_same!(
+        s.list_identities(alice.id).await.unwrap(),
+        vec![a1.clone(), a2.clone()]
+    );
+    assert!(s.list_identities(bob.id).await.unwrap().is_empty());
+    // One identity, one account.
+    let again = identity(&bob, "https://id.example", "sub-a");
+    assert_conflict!(s.link_identity(&again, None).await);
+    assert!(s.list_identities(bob.id).await.unwrap().is_empty());
+    // Another user's identity is not found; nothing changes.
+    assert_not_found!(s.unlink_identity(bob.id, a1.id).await);
+    assert_not_found!(s.unlink_identity(alice.id, id()).await);
+    assert_same!(
+        s.unlink_identity(alice.id, a1.id).await.unwrap(),
+        a1.clone()
+    );
+    assert!(
+        s.find_identity("https://id.example", "sub-a")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_same!(s.list_identities(alice.id).await.unwrap(), vec![a2.clone()]);
+    // Once unlinked, the identity may be linked to another account.
+    s.link_identity(&again, None).await.unwrap();
+    assert_same!(s.list_identities(bob.id).await.unwrap(), vec![again]);
+    // A link to an account that does not exist is refused.
+    let ghost = user("ghost", Role::User);
+    assert_not_found!(
+        s.link_identity(&identity(&ghost, "https://id.example", "g"), None)
+            .await
+    );
+}
+
+pub async fn identities_link_with_a_new_user_is_one_transaction(s: &dyn Store) {
+    let taken = add_user(s, "carol", Role::User).await;
+    let existing = identity(&taken, "https://id.example", "sub-c");
+    s.link_identity(&existing, None).await.unwrap();
+    // The identity is linked already: the new user is not created either.
+    let dave = user("dave", Role::User);
+    assert_conflict!(
+        s.link_identity(&identity(&dave, "https://id.example", "sub-c"), Some(&dave))
+            .await
+    );
+    assert!(s.find_user_by_name("dave").await.unwrap().is_none());
+    // The name is taken: the link is not stored either.
+    let carol2 = user("Carol", Role::User);
+    let l = identity(&carol2, "https://id.example", "sub-new");
+    assert_conflict!(s.link_identity(&l, Some(&carol2)).await);
+    assert!(
+        s.find_identity("https://id.example", "sub-new")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.user_count().await.unwrap(), 1);
+    // Both new: both stored.
+    let erin = user("erin", Role::Admin);
+    let l = identity(&erin, "https://id.example", "sub-e");
+    s.link_identity(&l, Some(&erin)).await.unwrap();
+    assert_same!(s.get_user(erin.id).await.unwrap(), erin);
+    assert_same!(
+        s.find_identity("https://id.example", "sub-e")
+            .await
+            .unwrap(),
+        Some(l)
+    );
+}
+
+pub async fn sso_states_are_single_use_and_expire(s: &dyn Store) {
+    let (k1, k2, k3) = (hash(), hash(), hash());
+    let st = sso_state("corp", NOW, 600);
+    s.put_sso_state(&k1, &st).await.unwrap();
+    assert!(s.take_sso_state(&hash(), NOW).await.unwrap().is_none());
+    assert_same!(
+        s.take_sso_state(&k1, NOW + 1).await.unwrap(),
+        Some(st.clone())
+    );
+    // A replay finds nothing.
+    assert!(s.take_sso_state(&k1, NOW + 1).await.unwrap().is_none());
+    // Expired: not returned, and gone.
+    s.put_sso_state(&k2, &sso_state("corp", NOW, 600))
+        .await
+        .unwrap();
+    assert!(s.take_sso_state(&k2, NOW + 600).await.unwrap().is_none());
+    // A later put drops the expired ones it finds.
+    s.put_sso_state(&k3, &sso_state("corp", NOW, 60))
+        .await
+        .unwrap();
+    let later = sso_state("corp", NOW + 61, 600);
+    s.put_sso_state(&k1, &later).await.unwrap();
+    assert!(s.take_sso_state(&k3, NOW).await.unwrap().is_none());
+    let mut linking = sso_state("corp", NOW, 600);
+    linking.link_user = Some(id());
+    s.put_sso_state(&k2, &linking).await.unwrap();
+    assert_same!(s.take_sso_state(&k2, NOW).await.unwrap(), Some(linking));
+    assert_same!(s.take_sso_state(&k1, NOW + 62).await.unwrap(), Some(later));
+}
+
+pub async fn sso_states_taken_at_once_are_taken_once(s: &dyn Store) {
+    let k = hash();
+    s.put_sso_state(&k, &sso_state("corp", NOW, 600))
+        .await
+        .unwrap();
+    let got = join_all((0..8).map(|_| s.take_sso_state(&k, NOW))).await;
+    let found = got.into_iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+    assert_eq!(found, 1);
+}
+
 /// One `#[tokio::test]` per case against the backend `$fresh` opens:
 /// `async fn() -> (SharedStore, guard)`, a new empty store and whatever
 /// must live as long as it (a temporary directory, a database).
@@ -3947,6 +4108,10 @@ macro_rules! contract_tests {
             blobs_stage_commit_read_stream_and_delete,
             blobs_a_failing_or_dropped_staging_leaves_nothing,
             blobs_a_shared_store_keeps_what_a_record_or_a_hold_references,
+            identities_link_find_list_unlink,
+            identities_link_with_a_new_user_is_one_transaction,
+            sso_states_are_single_use_and_expire,
+            sso_states_taken_at_once_are_taken_once,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(

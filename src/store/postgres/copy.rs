@@ -319,6 +319,11 @@ fn insert_sql(table: &str) -> StoreResult<(&'static str, &'static str)> {
             "uuid",
             "INSERT INTO collections (id, owner, data) SELECT k, (d->>'owner')::uuid, d FROM unnest($1::uuid[], $2::jsonb[]) u(k, d)",
         ),
+        "identities" => (
+            "uuid",
+            "INSERT INTO identities (id, user_id, issuer, subject, data)
+             SELECT k, (d->>'user_id')::uuid, d->>'issuer', d->>'subject', d FROM unnest($1::uuid[], $2::jsonb[]) u(k, d)",
+        ),
         other => return Err(StoreError::Backend(format!("no table {other} to copy into"))),
     })
 }
@@ -400,6 +405,7 @@ fn read_sql(table: &str) -> &'static str {
         "doc_chunks" => "SELECT file_id, ordinal, data FROM doc_chunks ORDER BY file_id, ordinal",
         "doc_vectors" => "SELECT file_id, data FROM doc_vectors ORDER BY file_id",
         "collections" => "SELECT id, data FROM collections ORDER BY id",
+        "identities" => "SELECT id, data FROM identities ORDER BY id",
         _ => "SELECT model, data FROM model_settings ORDER BY model COLLATE \"C\"",
     }
 }
@@ -458,7 +464,7 @@ async fn read_back(
                 (Value::String(hex::encode(k)), canonical(table, r.get(1))?)
             }
             "users" | "refresh_families" | "audit" | "conversations" | "presets" | "prompts"
-            | "user_settings" | "uploads" | "documents" | "doc_vectors" | "collections" => {
+            | "user_settings" | "uploads" | "documents" | "doc_vectors" | "collections" | "identities" => {
                 let k: Uuid = r.get(0);
                 (serde_json::json!(k), canonical(table, r.get(1))?)
             }

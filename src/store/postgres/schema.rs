@@ -8,7 +8,7 @@ use crate::store::{StoreError, StoreResult};
 
 /// The schema version this binary writes (PostgreSQL's own numbering,
 /// independent of the redb file's).
-pub const SCHEMA_VERSION: u64 = 4;
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// The advisory lock migrations hold (any fixed number: "confab" + 1).
 const MIGRATION_LOCK: i64 = 0x636f_6e66_6162_0001;
@@ -192,6 +192,24 @@ CREATE INDEX collections_by_owner ON collections (owner, id);
 "#,
     // 3 → 4: the uploaded files' bytes, shared by every instance.
     super::blobs::SCHEMA,
+    // 4 → 5: single sign-on (identities linked to accounts, sign-ins under way).
+    r#"
+CREATE TABLE identities (
+    id uuid PRIMARY KEY,
+    user_id uuid NOT NULL,
+    issuer text NOT NULL,
+    subject text NOT NULL,
+    data jsonb NOT NULL,
+    UNIQUE (issuer, subject)
+);
+CREATE INDEX identities_by_user ON identities (user_id, id);
+CREATE TABLE sso_states (
+    key bytea PRIMARY KEY,
+    expires_at bigint NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE INDEX sso_states_by_expiry ON sso_states (expires_at);
+"#,
 ];
 
 impl PgStore {

@@ -13,14 +13,14 @@ use crate::store::*;
 /// each other at once cannot both see the other still active.
 const USERS_LOCK: i64 = 0x636f_6e66_6162_0002;
 
-fn role(r: Role) -> &'static str {
+pub(super) fn role(r: Role) -> &'static str {
     match r {
         Role::Admin => "admin",
         Role::User => "user",
     }
 }
 
-fn status(s: UserStatus) -> &'static str {
+pub(super) fn status(s: UserStatus) -> &'static str {
     match s {
         UserStatus::Active => "active",
         UserStatus::Disabled => "disabled",

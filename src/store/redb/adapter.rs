@@ -626,3 +626,52 @@ impl UploadStore for RedbStore {
         self.run(move |db| db.all_uploads(after, limit)).await
     }
 }
+
+#[async_trait]
+impl crate::store::identities::IdentityStore for RedbStore {
+    async fn link_identity(
+        &self,
+        link: &crate::store::identities::IdentityLink,
+        new_user: Option<&User>,
+    ) -> StoreResult<()> {
+        let (link, user) = (link.clone(), new_user.cloned());
+        self.run(move |db| db.link_identity(&link, user.as_ref()))
+            .await
+    }
+    async fn find_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> StoreResult<Option<crate::store::identities::IdentityLink>> {
+        self.db.find_identity(issuer, subject)
+    }
+    async fn list_identities(
+        &self,
+        user_id: Uuid,
+    ) -> StoreResult<Vec<crate::store::identities::IdentityLink>> {
+        self.db.list_identities(user_id)
+    }
+    async fn unlink_identity(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<crate::store::identities::IdentityLink> {
+        self.run(move |db| db.unlink_identity(user_id, id)).await
+    }
+    async fn put_sso_state(
+        &self,
+        key: &[u8],
+        s: &crate::store::identities::SsoState,
+    ) -> StoreResult<()> {
+        let (key, s) = (key.to_vec(), s.clone());
+        self.run(move |db| db.put_sso_state(&key, &s)).await
+    }
+    async fn take_sso_state(
+        &self,
+        key: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<crate::store::identities::SsoState>> {
+        let key = key.to_vec();
+        self.run(move |db| db.take_sso_state(&key, now)).await
+    }
+}

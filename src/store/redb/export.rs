@@ -59,6 +59,7 @@ pub const TABLES: &[&str] = &[
     "doc_chunks",
     "doc_vectors",
     "collections",
+    "identities",
 ];
 
 /// A usage row as both sides export it (the key is the row's identity).
@@ -108,6 +109,7 @@ pub fn canonical(table: &str, v: Value) -> StoreResult<Value> {
         "doc_chunks" => re::<Chunk>(v),
         "doc_vectors" => re::<ChunkVectors>(v),
         "collections" => re::<Collection>(v),
+        "identities" => re::<crate::store::identities::IdentityLink>(v),
         other => Err(StoreError::Backend(format!("no table {other} to copy"))),
     }
 }
@@ -287,6 +289,9 @@ pub fn export(
     })?;
     walk(&tx, COLLECTIONS, &mut out, "collections", |k: u128, v| {
         rec::<Collection>("collections", json!(Uuid::from_u128(k)), v)
+    })?;
+    walk(&tx, IDENTITIES, &mut out, "identities", |k: u128, v| {
+        rec::<crate::store::identities::IdentityLink>("identities", json!(Uuid::from_u128(k)), v)
     })?;
     Ok(version)
 }

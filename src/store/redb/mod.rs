@@ -13,6 +13,7 @@ mod audit_query;
 pub mod backup;
 mod chat;
 pub mod export;
+mod identities;
 mod knowledge;
 mod model_settings;
 mod presets;
@@ -41,7 +42,7 @@ use crate::store::{
 
 /// The schema version this binary writes. Migrations in [`migrate`] bring
 /// older files forward; a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 10;
+pub const SCHEMA_VERSION: u64 = 11;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
@@ -124,6 +125,16 @@ const UPLOAD_BLOBS: TableDefinition<(&str, u128), ()> = TableDefinition::new("up
 /// owner → bytes their files take, kept in the same transactions as the
 /// records so the quota check cannot race.
 const UPLOAD_USAGE: TableDefinition<u128, u64> = TableDefinition::new("upload_usage");
+/// Identities linked to accounts (single sign-on): link id → record.
+const IDENTITIES: TableDefinition<u128, &[u8]> = TableDefinition::new("identities");
+/// (issuer, subject) → link id: one account per outside identity.
+const IDENTITIES_BY_SUBJECT: TableDefinition<(&str, &str), u128> =
+    TableDefinition::new("identities_by_subject");
+/// (user_id, link id) → (), a user's identities.
+const IDENTITIES_BY_USER: TableDefinition<(u128, u128), ()> =
+    TableDefinition::new("identities_by_user");
+/// Hash of an OIDC `state` → the sign-in under way (minutes, single use).
+const SSO_STATES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sso_states");
 
 /// Calls `$visit!(TABLE)` for every table above. A new table MUST be added
 /// here: backups copy exactly these (redb cannot copy a table without its
@@ -167,6 +178,10 @@ macro_rules! for_each_table {
         $visit!(UPLOADS_BY_USER);
         $visit!(UPLOAD_BLOBS);
         $visit!(UPLOAD_USAGE);
+        $visit!(IDENTITIES);
+        $visit!(IDENTITIES_BY_SUBJECT);
+        $visit!(IDENTITIES_BY_USER);
+        $visit!(SSO_STATES);
     };
 }
 use for_each_table;
@@ -517,6 +532,13 @@ impl Db {
                         tx.open_table(DOC_VECTORS)?;
                         tx.open_table(COLLECTIONS)?;
                         tx.open_table(COLLECTIONS_BY_USER)?;
+                    }
+                    if step == 10 {
+                        // No account was linked before single sign-on.
+                        tx.open_table(IDENTITIES)?;
+                        tx.open_table(IDENTITIES_BY_SUBJECT)?;
+                        tx.open_table(IDENTITIES_BY_USER)?;
+                        tx.open_table(SSO_STATES)?;
                     }
                     if step == 1 {
                         tx.open_table(PROVIDERS)?;

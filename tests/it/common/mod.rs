@@ -2,6 +2,7 @@
 //! temp dir, and a small HTTP client that keeps cookie and CSRF explicit.
 #![allow(dead_code)]
 
+pub mod oidc;
 pub mod pg;
 pub mod proc;
 
