@@ -354,6 +354,10 @@ async fn maintenance(state: AppState) {
             Ok(n) => state.store.prune_tokens(now).await.map(|m| n + m),
             Err(e) => Err(e),
         };
+        let pruned = match pruned {
+            Ok(n) => state.store.prune_one_time(now).await.map(|m| n + m),
+            Err(e) => Err(e),
+        };
         match pruned {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "pruned expired sessions, tokens and invites"),

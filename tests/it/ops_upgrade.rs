@@ -59,6 +59,7 @@ const STEPS: &[&[&str]] = &[
         "documents",
         "documents_by_user",
     ],
+    &["one_time_tokens", "two_factor"],
 ];
 
 /// The schema version of this binary (`confab version --json`).

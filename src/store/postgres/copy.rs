@@ -280,6 +280,10 @@ fn insert_sql(table: &str) -> StoreResult<(&'static str, &'static str)> {
             "text",
             "INSERT INTO model_settings (model, data) SELECT k, d FROM unnest($1::text[], $2::jsonb[]) u(k, d)",
         ),
+        "two_factor" => (
+            "uuid",
+            "INSERT INTO two_factor (user_id, data) SELECT k, d FROM unnest($1::uuid[], $2::jsonb[]) u(k, d)",
+        ),
         other => return Err(StoreError::Backend(format!("no table {other} to copy into"))),
     })
 }
@@ -330,7 +334,10 @@ async fn insert(tx: &impl Sql, table: &str, rows: &[Row]) -> StoreResult<()> {
 /// The query that reads `table` back in redb's key order, as (key, value).
 fn read_sql(table: &str) -> &'static str {
     match table {
-        "meta" => "SELECT key, value FROM meta WHERE key = 'default_model'",
+        "meta" => {
+            "SELECT key, value FROM meta WHERE key IN ('default_model', 'two_factor_policy')
+             ORDER BY key COLLATE \"C\""
+        }
         "users" => "SELECT id, data FROM users ORDER BY id",
         "sessions" => "SELECT token_hash, data FROM sessions ORDER BY token_hash",
         "refresh_families" => "SELECT id, data FROM refresh_families ORDER BY id",
@@ -355,6 +362,7 @@ fn read_sql(table: &str) -> &'static str {
         "prompts" => "SELECT id, data FROM prompts ORDER BY id",
         "user_settings" => "SELECT user_id, data FROM user_settings ORDER BY user_id",
         "server_settings" => "SELECT key, data FROM server_settings ORDER BY key COLLATE \"C\"",
+        "two_factor" => "SELECT user_id, data FROM two_factor ORDER BY user_id",
         _ => "SELECT model, data FROM model_settings ORDER BY model COLLATE \"C\"",
     }
 }
@@ -404,7 +412,7 @@ async fn read_back(
                 (Value::String(hex::encode(k)), canonical(table, r.get(1))?)
             }
             "users" | "refresh_families" | "audit" | "conversations" | "presets" | "prompts"
-            | "user_settings" => {
+            | "user_settings" | "two_factor" => {
                 let k: Uuid = r.get(0);
                 (serde_json::json!(k), canonical(table, r.get(1))?)
             }

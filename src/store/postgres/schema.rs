@@ -8,7 +8,7 @@ use crate::store::{StoreError, StoreResult};
 
 /// The schema version this binary writes (PostgreSQL's own numbering,
 /// independent of the redb file's).
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// The advisory lock migrations hold (any fixed number: "confab" + 1).
 const MIGRATION_LOCK: i64 = 0x636f_6e66_6162_0001;
@@ -189,6 +189,23 @@ CREATE TABLE collections (
     data jsonb NOT NULL
 );
 CREATE INDEX collections_by_owner ON collections (owner, id);
+"#,
+    // 3 → 4: second factors and one-time tokens (sign-in challenges,
+    // password resets, email verifications).
+    r#"
+CREATE TABLE two_factor (
+    user_id uuid PRIMARY KEY,
+    data jsonb NOT NULL
+);
+CREATE TABLE one_time_tokens (
+    token_hash bytea PRIMARY KEY,
+    kind text NOT NULL,
+    user_id uuid NOT NULL,
+    expires_at bigint NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE INDEX one_time_tokens_by_user ON one_time_tokens (user_id, kind);
+CREATE INDEX one_time_tokens_by_expiry ON one_time_tokens (expires_at);
 "#,
 ];
 

@@ -9,6 +9,8 @@
 //! older records are filled in the same way the PostgreSQL side reads them.
 //! Index tables (`*_by_user`, `*_by_day`, `users_by_name`,
 //! `streaming_messages`) are not exported: the other side derives them.
+//! One-time tokens (sign-in challenges, reset and verification links) live
+//! minutes and are not copied either.
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition, TableError};
 use serde::Serialize;
@@ -48,6 +50,7 @@ pub const TABLES: &[&str] = &[
     "user_settings",
     "server_settings",
     "model_settings",
+    "two_factor",
 ];
 
 /// A usage row as both sides export it (the key is the row's identity).
@@ -91,6 +94,7 @@ pub fn canonical(table: &str, v: Value) -> StoreResult<Value> {
         "user_settings" => re::<UserSettings>(v),
         "server_settings" => re::<Branding>(v),
         "model_settings" => re::<ModelSetting>(v),
+        "two_factor" => re::<crate::store::security::TwoFactor>(v),
         other => Err(StoreError::Backend(format!("no table {other} to copy"))),
     }
 }
@@ -129,7 +133,7 @@ pub fn export(
     let mut out = Out { sink, batch };
     // Of `meta` only what admins set (the rest is the file's own).
     walk(&tx, META, &mut out, "meta", |k: &str, v| {
-        if k != "default_model" {
+        if k != "default_model" && k != crate::store::security::POLICY_KEY {
             return Ok(None);
         }
         Ok(Some((json!(k), serde_json::from_slice(v)?)))
@@ -251,6 +255,9 @@ pub fn export(
         "model_settings",
         |k: &str, v| rec::<ModelSetting>("model_settings", json!(k), v),
     )?;
+    walk(&tx, TWO_FACTOR, &mut out, "two_factor", |k: u128, v| {
+        rec::<crate::store::security::TwoFactor>("two_factor", json!(Uuid::from_u128(k)), v)
+    })?;
     Ok(version)
 }
 

@@ -18,6 +18,7 @@ mod model_settings;
 mod presets;
 mod provider_records;
 mod search_outbox;
+mod security;
 mod uploads;
 mod usage;
 
@@ -41,7 +42,7 @@ use crate::store::{
 
 /// The schema version this binary writes. Migrations in [`migrate`] bring
 /// older files forward; a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 10;
+pub const SCHEMA_VERSION: u64 = 11;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
@@ -124,6 +125,10 @@ const UPLOAD_BLOBS: TableDefinition<(&str, u128), ()> = TableDefinition::new("up
 /// owner → bytes their files take, kept in the same transactions as the
 /// records so the quota check cannot race.
 const UPLOAD_USAGE: TableDefinition<u128, u64> = TableDefinition::new("upload_usage");
+/// user id → TOTP enrolment (`security::TwoFactor`).
+const TWO_FACTOR: TableDefinition<u128, &[u8]> = TableDefinition::new("two_factor");
+/// SHA-256 of a one-time token → `security::OneTimeToken`.
+const ONE_TIME_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("one_time_tokens");
 
 /// Calls `$visit!(TABLE)` for every table above. A new table MUST be added
 /// here: backups copy exactly these (redb cannot copy a table without its
@@ -167,6 +172,8 @@ macro_rules! for_each_table {
         $visit!(UPLOADS_BY_USER);
         $visit!(UPLOAD_BLOBS);
         $visit!(UPLOAD_USAGE);
+        $visit!(TWO_FACTOR);
+        $visit!(ONE_TIME_TOKENS);
     };
 }
 use for_each_table;
@@ -517,6 +524,11 @@ impl Db {
                         tx.open_table(DOC_VECTORS)?;
                         tx.open_table(COLLECTIONS)?;
                         tx.open_table(COLLECTIONS_BY_USER)?;
+                    }
+                    if step == 10 {
+                        // Nobody used a second factor or a reset link before.
+                        tx.open_table(TWO_FACTOR)?;
+                        tx.open_table(ONE_TIME_TOKENS)?;
                     }
                     if step == 1 {
                         tx.open_table(PROVIDERS)?;
