@@ -86,7 +86,15 @@ impl AppState {
             Arc::new(crate::knowledge::uploads::Uploads(files.clone())),
             cfg.embedding_model.clone(),
         );
+        let mailer = match &cfg.smtp {
+            Some(s) => Some(Arc::new(crate::mail::Mailer::new(s).map_err(|e| {
+                anyhow::anyhow!("cannot set up mail from the [smtp] settings: {e}")
+            })?)),
+            None => None,
+        };
         Ok(AppState(Arc::new(AppInner {
+            mailer,
+            two_factor_policy: Default::default(),
             files,
             tls,
             models,

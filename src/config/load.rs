@@ -160,6 +160,9 @@ impl Config {
             }
             p.load_key_file(i)?;
         }
+        if let Some(s) = &mut cfg.smtp {
+            s.load_password_file()?;
+        }
         cfg.validate()?;
         Ok((cfg, warnings))
     }

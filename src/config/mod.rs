@@ -17,6 +17,7 @@ mod http;
 mod limits;
 mod load;
 mod providers;
+pub mod smtp;
 pub mod store;
 pub mod tls;
 mod validate;
@@ -30,6 +31,7 @@ pub use providers::{
     MAX_PROVIDER_URL_LEN, PRIORITY_RANGE, ProviderEntry, RoutingConfig, validate_model_list,
     validate_provider_name, validate_provider_url,
 };
+pub use smtp::{SmtpConfig, SmtpSecurity};
 pub use store::{PgRoots, PgSettings, PgSslMode, StoreChoice, StoreUrl};
 pub use tls::{HttpListen, TlsConfig, TlsFlags, TlsMode};
 
@@ -142,6 +144,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[files]`: uploaded files: size limit and storage quota.
     pub files: FilesConfig,
+    /// `[smtp]`: where password-reset and verification mail is sent from.
+    pub smtp: Option<SmtpConfig>,
 }
 
 #[derive(Debug)]
@@ -190,6 +194,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             http: HttpConfig::default(),
             files: FilesConfig::default(),
+            smtp: None,
         }
     }
 }

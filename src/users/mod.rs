@@ -10,6 +10,8 @@
 pub mod invites;
 pub mod keys;
 pub mod login;
+pub mod reset;
+pub mod twofactor;
 pub mod setup;
 pub mod tokens;
 
@@ -53,6 +55,21 @@ pub enum UserError {
     SessionExpired,
     #[error("The current password is not correct.")]
     WrongPassword,
+    #[error("two-factor code required")]
+    TwoFactorRequired,
+    #[error("invalid two-factor code")]
+    InvalidCode,
+    #[error("sign-in step expired")]
+    ChallengeExpired,
+    /// A reset or verification link that is unknown, used or expired.
+    #[error("{0}")]
+    InvalidLink(String),
+    /// The change conflicts with the account's state (e.g. two-factor
+    /// sign-in is already on).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("mail is not configured")]
+    MailNotConfigured,
     /// Too many wrong current passwords; retry after this many seconds.
     #[error("too many attempts")]
     Throttled(u64),
@@ -206,6 +223,7 @@ impl Users<'_> {
             id: Uuid::now_v7(),
             username,
             email: req.email,
+            email_verified: false,
             password_hash: self.hasher.hash(req.password).await,
             role,
             status: UserStatus::Active,

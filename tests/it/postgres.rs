@@ -314,6 +314,7 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
             id: uuid::Uuid::now_v7(),
             username: name.into(),
             email: Some(format!("{name}@example.test")),
+            email_verified: false,
             password_hash: "$argon2id$fake".into(),
             role,
             status: UserStatus::Active,
