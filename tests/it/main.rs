@@ -45,6 +45,7 @@ mod providers_wire;
 mod routing;
 mod search;
 mod search_crash;
+mod security;
 mod store_contract;
 mod tls_acme;
 mod tls_static;
