@@ -181,7 +181,7 @@ if [[ ! -x "$SEC_VENV/bin/python" || "$(cat "$SEC_VENV/.requirements.sha256" 2>/
   echo "$sec_want" >"$SEC_VENV/.requirements.sha256"
 fi
 export CONFAB_SECURITY_PYTHON="$SEC_VENV/bin/python"
-echo "python test tools: $("$CONFAB_SECURITY_PYTHON" -c 'import pyotp, aiosmtpd; print("pyotp", pyotp.__version__ if hasattr(pyotp, "__version__") else "?", "aiosmtpd", aiosmtpd.__version__)')"
+echo "python test tools: $("$CONFAB_SECURITY_PYTHON" -c 'from importlib.metadata import version as v; print("pyotp", v("pyotp") + ", aiosmtpd", v("aiosmtpd"))')"
 
 # cargo-deb and cargo-generate-rpm at the versions scripts/build-packages.sh pins
 # (cargo install --locked, only when missing: a few minutes on a fresh machine).

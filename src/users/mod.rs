@@ -377,6 +377,7 @@ impl Users<'_> {
             password_hash,
             quota: change.quota,
             updated_at: crate::clock::now(),
+            ..UserPatch::default()
         };
         let res = self.store.update_user(id, patch, sign_out).await;
         let outcome = match &res {

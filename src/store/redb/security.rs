@@ -1,6 +1,6 @@
 //! Second factors, one-time tokens and the two-factor policy in redb.
 
-use redb::ReadableTable;
+use redb::{ReadableTable, ReadableTableMetadata};
 use uuid::Uuid;
 
 use super::{Db, META, ONE_TIME_TOKENS, StoreResult, TWO_FACTOR, dec, enc};
