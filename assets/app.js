@@ -92,7 +92,7 @@ function App() {
     } else if (me && me.two_factor?.enrolment_required && route.name !== 'two-factor' && route.name !== 'verify-email') {
       navigate('/two-factor', { replace: true });
     } else if (me && !me.two_factor?.enrolment_required && route.name === 'two-factor') {
-      navigate('/settings#two-factor', { replace: true });
+      navigate('/', { replace: true });
     } else if (me && SIGNED_OUT_PAGES.includes(route.name)) {
       navigate(safeNext(route.query.get('next')), { replace: true });
     } else if (me && route.name === 'admin' && me.role !== 'admin') {

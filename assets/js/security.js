@@ -90,7 +90,7 @@ function Enrol({ onEnabled }) {
   return html`<form class="stack" onSubmit=${confirm}>
     <p class="small">1. Scan this code with an authenticator app (for example Aegis, Google Authenticator or 1Password), or type the key below into it.</p>
     ${setup.qr_svg && html`<img class="qr" src=${setup.qr_svg} width="200" height="200" alt="QR code to add this account to an authenticator app" />`}
-    <label class="field"><span>Key</span><code class="secret" data-testid="totp-secret">${setup.secret}</code></label>
+    <div class="field"><span>Key</span><code class="secret" data-testid="totp-secret">${setup.secret}</code></div>
     <p class="small">2. Type the 6-digit code the app now shows.</p>
     <${ErrorBanner} error=${error} compact overrides=${CODE_ERRORS} />
     <label class="field"><span>Code</span><input name="code" autocomplete="one-time-code" inputmode="numeric" required maxlength="6"

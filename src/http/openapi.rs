@@ -101,6 +101,10 @@ const PUBLIC: &[(HttpMethod, &str)] = &[
     (HttpMethod::Post, "/api/auth/login"),
     (HttpMethod::Post, "/api/auth/token"),
     (HttpMethod::Post, "/api/auth/refresh"),
+    (HttpMethod::Post, "/api/auth/login/two-factor"),
+    (HttpMethod::Post, "/api/auth/password-reset"),
+    (HttpMethod::Post, "/api/auth/password-reset/request"),
+    (HttpMethod::Post, "/api/auth/email/verify"),
 ];
 
 /// Credential optional: anyone on the loopback interface, admins elsewhere.

@@ -84,7 +84,7 @@ let secret;
 let recovery;
 
 test('set up two-factor sign-in, sign out, sign in with the second step', async () => {
-  const context = await newContext(browser, { viewport: { width: 390, height: 844 }, colorScheme: 'dark' });
+  const context = await newContext(browser, { colorScheme: 'dark' });
   const page = await context.newPage();
   const watch = watchPage(page);
   await signIn(page, app.url, USER);
@@ -96,7 +96,10 @@ test('set up two-factor sign-in, sign out, sign in with the second step', async 
   assert.match(secret, /^[A-Z2-7]{32}$/);
   await card.getByRole('img', { name: /QR code/ }).waitFor();
   assert.deepEqual(await axe(page, '#two-factor'), []);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await card.scrollIntoViewIfNeeded();
   await screenshot(page, 'twofactor-setup-390-dark');
+  await page.setViewportSize({ width: 1280, height: 800 });
 
   // A wrong code first: a sentence, and still off.
   await card.getByLabel('Code').fill('000000');
@@ -120,6 +123,7 @@ test('set up two-factor sign-in, sign out, sign in with the second step', async 
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('heading', { name: 'Two-factor sign-in' }).waitFor();
   assert.deepEqual(await axe(page), []);
+  await page.setViewportSize({ width: 390, height: 844 });
   await screenshot(page, 'twofactor-second-step-390-dark');
   // The code of the next step: the current one was spent on the set-up.
   await page.getByTestId('totp-code').fill(totp(secret, 30));

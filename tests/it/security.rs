@@ -763,3 +763,45 @@ async fn without_smtp_reset_mail_is_refused_plainly() {
     .await
     .assert_error(409, "MAIL_NOT_CONFIGURED");
 }
+
+#[tokio::test]
+async fn the_command_line_makes_a_reset_link_and_turns_two_factor_off() {
+    let s = TestServer::start().await;
+    let admin = s.setup_admin("admin").await;
+    let (_, _) = enrol(&s, &admin).await;
+    let dir = s.stop().await;
+    let run = |args: &[&str]| {
+        let out = common::proc::confab()
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let link = run(&["user", "reset-link", "admin"]);
+    let token = link_token(link.trim(), "/reset-password");
+    let off = run(&["user", "reset-two-factor", "admin"]);
+    assert!(off.contains("two-factor sign-in is now off"), "{off}");
+
+    let s = TestServer::start_in(dir, |_| {}).await;
+    let r = s
+        .post(
+            "/api/auth/password-reset",
+            Auth::None,
+            json!({"token": token, "new_password": "admins-new-password"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Two-factor is off: the password alone signs in.
+    let admin = s.login("admin", "admins-new-password").await;
+    let a = audit(&s, &admin).await;
+    assert!(has(&a, "password.reset_link", "ok"), "{}", a.text);
+    assert!(has(&a, "admin.2fa.reset", "ok"), "{}", a.text);
+}
