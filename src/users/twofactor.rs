@@ -192,11 +192,7 @@ impl Users<'_> {
                     }
                 }),
             )
-            .await;
-        let res = match res {
-            Ok(r) => r,
-            Err(e) => return Err(e.into()),
-        };
+            .await?;
         match res {
             Some((t, true)) => {
                 attempt.succeed();

@@ -3879,6 +3879,10 @@ pub async fn security_policy_defaults_to_optional(s: &dyn Store) {
 }
 
 pub async fn users_email_change_unverifies_and_verify_checks_the_address(s: &dyn Store) {
+    // An active admin, so that changing another account is allowed.
+    s.create_user(&user("root", Role::Admin), false, None, NOW)
+        .await
+        .unwrap();
     let u = user("erin", Role::User);
     s.create_user(&u, false, None, NOW).await.unwrap();
     let patch = |email: Option<Option<String>>, verify: Option<String>| UserPatch {
