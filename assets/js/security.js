@@ -64,7 +64,7 @@ function Enrol({ onEnabled }) {
     setBusy(true);
     setError(null);
     try {
-      const r = await post('/auth/two-factor/confirm', { code: code.trim() });
+      const r = await post('/auth/two-factor/confirm', { code: code.trim() }, { authRedirect: false });
       setCodes(r.recovery_codes);
     } catch (err) {
       setError(err);
