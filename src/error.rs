@@ -211,9 +211,7 @@ impl AppError {
             ProviderTestFailed(_) | DocumentUnreadable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             QuotaExceeded { .. } | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            TwoFactorRequired | InvalidTwoFactorCode | ChallengeExpired => {
-                StatusCode::UNAUTHORIZED
-            }
+            TwoFactorRequired | InvalidTwoFactorCode | ChallengeExpired => StatusCode::UNAUTHORIZED,
             TwoFactorEnrolmentRequired => StatusCode::FORBIDDEN,
             InvalidLink(_) => StatusCode::BAD_REQUEST,
             MailNotConfigured => StatusCode::CONFLICT,

@@ -31,9 +31,8 @@ pub enum MailError {
 impl Mailer {
     pub fn new(cfg: &SmtpConfig) -> Result<Mailer, MailError> {
         let host = cfg.host.trim();
-        let tls = || {
-            TlsParameters::new(host.to_string()).map_err(|e| MailError::Build(e.to_string()))
-        };
+        let tls =
+            || TlsParameters::new(host.to_string()).map_err(|e| MailError::Build(e.to_string()));
         let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(cfg.port())
             .tls(match cfg.security {
@@ -60,9 +59,9 @@ impl Mailer {
 
     /// Sends a plain-text message to `to`.
     pub async fn send(&self, to: &str, subject: &str, body: String) -> Result<(), MailError> {
-        let to: Mailbox = to.parse().map_err(|e: lettre::address::AddressError| {
-            MailError::Build(e.to_string())
-        })?;
+        let to: Mailbox = to
+            .parse()
+            .map_err(|e: lettre::address::AddressError| MailError::Build(e.to_string()))?;
         let msg = Message::builder()
             .from(self.from.clone())
             .to(to)

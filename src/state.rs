@@ -58,12 +58,7 @@ pub struct AppInner {
 /// (another instance may change it; this one sees its own change at once).
 #[derive(Default)]
 pub struct PolicyCache {
-    cached: std::sync::Mutex<
-        Option<(
-            crate::store::security::TwoFactorPolicy,
-            std::time::Instant,
-        )>,
-    >,
+    cached: std::sync::Mutex<Option<(crate::store::security::TwoFactorPolicy, std::time::Instant)>>,
 }
 
 impl PolicyCache {

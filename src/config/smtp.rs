@@ -52,9 +52,7 @@ impl SmtpConfig {
     /// Reads `password_file` into `password`.
     pub(super) fn load_password_file(&mut self) -> Result<(), ConfigError> {
         if self.password.is_some() && self.password_file.is_some() {
-            return Err(err(
-                "smtp sets both password and password_file; keep one",
-            ));
+            return Err(err("smtp sets both password and password_file; keep one"));
         }
         let Some(path) = &self.password_file else {
             return Ok(());

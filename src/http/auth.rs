@@ -397,7 +397,12 @@ pub(crate) async fn check_credentials(
 
 /// Makes (or keeps) this browser a known device of `user`: a fresh cookie,
 /// with the device id it had if it had one.
-pub(crate) fn remember_device(state: &AppState, resp: &mut Response, user: Uuid, device: Option<DeviceId>) {
+pub(crate) fn remember_device(
+    state: &AppState,
+    resp: &mut Response,
+    user: Uuid,
+    device: Option<DeviceId>,
+) {
     let device = device.unwrap_or_else(device::new_device_id);
     let value = state.throttle.devices.issue(user, &device, clock::now());
     let c = cookie::Cookie::build((device::cookie_name(user), value))
@@ -426,7 +431,16 @@ pub async fn login(
     let (user, device) = check_credentials(&state, &client, &headers, &creds, "login").await?;
     if users(&state).two_factor_enabled(user.id).await? {
         let challenge = users(&state).start_challenge(&user, "login").await?;
-        audit(&state, &client, Some(&user), None, "login", None, "TWO_FACTOR_PENDING").await;
+        audit(
+            &state,
+            &client,
+            Some(&user),
+            None,
+            "login",
+            None,
+            "TWO_FACTOR_PENDING",
+        )
+        .await;
         return Ok((
             StatusCode::ACCEPTED,
             axum::Json(ChallengeResponse {
@@ -473,7 +487,10 @@ pub async fn logout(
 }
 
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth", responses((status = 200, body = LoginResponse)))]
-pub async fn me(State(state): State<AppState>, user: CurrentUser) -> AppResult<Json<LoginResponse>> {
+pub async fn me(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> AppResult<Json<LoginResponse>> {
     let csrf_token = match &user.via {
         AuthVia::Session { csrf, .. } => Some(csrf.clone()),
         _ => None,
@@ -678,7 +695,16 @@ pub async fn token(
     let (user, device) = check_credentials(&state, &client, &headers, &creds, "token").await?;
     if users(&state).two_factor_enabled(user.id).await? {
         let Some(code) = creds.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
-            audit(&state, &client, Some(&user), None, "token", None, "TWO_FACTOR_REQUIRED").await;
+            audit(
+                &state,
+                &client,
+                Some(&user),
+                None,
+                "token",
+                None,
+                "TWO_FACTOR_REQUIRED",
+            )
+            .await;
             return Err(AppError::TwoFactorRequired);
         };
         let who = actor(&client, Some(&user));

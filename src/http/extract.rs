@@ -75,8 +75,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<CurrentUser, Ap
 /// What a browser session may reach before the second factor the policy
 /// requires is set up: who am I, signing out, and setting it up.
 fn open_before_enrolment(path: &str) -> bool {
-    matches!(path, "/api/auth/me" | "/api/auth/logout")
-        || path.starts_with("/api/auth/two-factor")
+    matches!(path, "/api/auth/me" | "/api/auth/logout") || path.starts_with("/api/auth/two-factor")
 }
 
 /// Refuses a session whose user must use a second factor (the admins'

@@ -11,9 +11,7 @@ use axum::routing::{delete, get, post, put};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::{
-    UserView, actor, audit, remember_device, start_session, users,
-};
+use super::auth::{UserView, actor, audit, remember_device, start_session, users};
 use super::{Json, parse_id};
 use crate::auth::{Admin, ClientInfo, CurrentUser};
 use crate::clock::rfc3339;
@@ -37,10 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/email/verify", post(verify_email))
         .route("/admin/users/{id}/reset-link", post(create_reset_link))
         .route("/admin/users/{id}/two-factor", delete(reset_two_factor))
-        .route(
-            "/admin/security",
-            get(read_policy).put(update_policy),
-        )
+        .route("/admin/security", get(read_policy).put(update_policy))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -207,7 +202,16 @@ pub async fn login_second_step(
         SecondFactor::Totp => "totp",
         SecondFactor::Recovery { .. } => "recovery code",
     };
-    audit(&state, &client, Some(&user), None, "login", Some(via.into()), "ok").await;
+    audit(
+        &state,
+        &client,
+        Some(&user),
+        None,
+        "login",
+        Some(via.into()),
+        "ok",
+    )
+    .await;
     Ok(resp)
 }
 

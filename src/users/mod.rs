@@ -11,9 +11,9 @@ pub mod invites;
 pub mod keys;
 pub mod login;
 pub mod reset;
-pub mod twofactor;
 pub mod setup;
 pub mod tokens;
+pub mod twofactor;
 
 use uuid::Uuid;
 

@@ -222,7 +222,9 @@ impl Users<'_> {
         mailer: Option<&Mailer>,
         base: &str,
     ) -> UserResult<User> {
-        let email = email.map(|e| e.trim().to_string()).filter(|e| !e.is_empty());
+        let email = email
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty());
         if let Some(e) = &email {
             crate::auth::validate_email(e).map_err(super::validation)?;
         }
@@ -254,12 +256,12 @@ impl Users<'_> {
         base: &str,
     ) -> UserResult<()> {
         let Some(email) = user.email.clone() else {
-            return Err(UserError::Validation(
-                "add an email address first".into(),
-            ));
+            return Err(UserError::Validation("add an email address first".into()));
         };
         if user.email_verified {
-            return Err(UserError::Conflict("this address is already verified".into()));
+            return Err(UserError::Conflict(
+                "this address is already verified".into(),
+            ));
         }
         let throttle = self.throttle.expect("verification mail is throttled");
         let attempt = throttle
@@ -282,7 +284,10 @@ impl Users<'_> {
              If you did not add this address, ignore this message.\n",
             user.username
         );
-        if let Err(e) = mailer.send(&email, "Confirm your email address", body).await {
+        if let Err(e) = mailer
+            .send(&email, "Confirm your email address", body)
+            .await
+        {
             tracing::warn!(user_id = %user.id, error = %e, "verification mail not sent");
             self.audit(actor.entry("email.verification_sent", None, "MAIL_FAILED"))
                 .await;

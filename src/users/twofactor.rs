@@ -28,7 +28,9 @@ pub struct Enrolment {
 pub enum SecondFactor {
     Totp,
     /// A recovery code; this many are left.
-    Recovery { left: usize },
+    Recovery {
+        left: usize,
+    },
 }
 
 /// A second sign-in step that passed: who, and what the first step asked
@@ -311,7 +313,9 @@ impl Users<'_> {
         if !self.two_factor_enabled(user.id).await? {
             return Err(UserError::Conflict("two-factor sign-in is not on".into()));
         }
-        let throttle = self.throttle.expect("passwords are checked with a throttle");
+        let throttle = self
+            .throttle
+            .expect("passwords are checked with a throttle");
         let attempt = throttle
             .begin_password_check(user.id)
             .await

@@ -112,7 +112,10 @@ async fn password_step(s: &TestServer, name: &str, password: &str) -> String {
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.body["two_factor_required"], true);
-    assert!(r.header("set-cookie").is_none_or(|c| !c.contains("confab_session=")));
+    assert!(
+        r.header("set-cookie")
+            .is_none_or(|c| !c.contains("confab_session="))
+    );
     r.body["challenge"].as_str().unwrap().to_string()
 }
 
@@ -149,7 +152,11 @@ async fn totp_enrolment_two_step_sign_in_replay_and_recovery_codes() {
 
     // A wrong code does not turn it on.
     let r = s
-        .post("/api/auth/two-factor/setup", Auth::Session(&alice), json!({}))
+        .post(
+            "/api/auth/two-factor/setup",
+            Auth::Session(&alice),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     s.post(
@@ -165,9 +172,13 @@ async fn totp_enrolment_two_step_sign_in_replay_and_recovery_codes() {
     let st = s.get("/api/auth/two-factor", Auth::Session(&alice)).await;
     assert_eq!(st.body["enabled"], true);
     assert_eq!(st.body["recovery_codes_left"], 10);
-    s.post("/api/auth/two-factor/setup", Auth::Session(&alice), json!({}))
-        .await
-        .assert_error(409, "CONFLICT");
+    s.post(
+        "/api/auth/two-factor/setup",
+        Auth::Session(&alice),
+        json!({}),
+    )
+    .await
+    .assert_error(409, "CONFLICT");
 
     // Two steps now; a made-up challenge is refused.
     let challenge = password_step(&s, "alice", PASSWORD).await;
@@ -244,7 +255,12 @@ async fn totp_enrolment_two_step_sign_in_replay_and_recovery_codes() {
     ] {
         assert!(has(&a, action, outcome), "{action} {outcome}: {}", a.text);
     }
-    for secret_text in [secret.as_str(), code.as_str(), recovery[0].as_str(), &challenge] {
+    for secret_text in [
+        secret.as_str(),
+        code.as_str(),
+        recovery[0].as_str(),
+        &challenge,
+    ] {
         assert!(!a.text.contains(secret_text), "audit leaks {secret_text}");
     }
 }
@@ -367,7 +383,11 @@ async fn the_policy_sends_users_without_a_second_factor_to_enrolment() {
 
     let erin = s.login("erin", PASSWORD).await;
     let me = s.get("/api/auth/me", Auth::Session(&erin)).await;
-    assert_eq!(me.body["two_factor"]["enrolment_required"], true, "{}", me.text);
+    assert_eq!(
+        me.body["two_factor"]["enrolment_required"], true,
+        "{}",
+        me.text
+    );
     s.get("/api/conversations", Auth::Session(&erin))
         .await
         .assert_error(403, "TWO_FACTOR_ENROLMENT_REQUIRED");
@@ -378,7 +398,9 @@ async fn the_policy_sends_users_without_a_second_factor_to_enrolment() {
     );
     enrol(&s, &erin).await;
     assert_eq!(
-        s.get("/api/conversations", Auth::Session(&erin)).await.status,
+        s.get("/api/conversations", Auth::Session(&erin))
+            .await
+            .status,
         200
     );
     let me = s.get("/api/auth/me", Auth::Session(&erin)).await;
@@ -621,7 +643,10 @@ async fn wait_audit(s: &TestServer, admin: &Session, action: &str, outcome: &str
         if has(&audit(s, admin).await, action, outcome) {
             return;
         }
-        assert!(Instant::now() < deadline, "no {action} {outcome} in the audit log");
+        assert!(
+            Instant::now() < deadline,
+            "no {action} {outcome} in the audit log"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -670,16 +695,28 @@ async fn mailed_reset_needs_a_verified_address_and_reveals_no_account() {
     let (r, _) = ask("gina").await;
     assert_eq!(r.status, 202, "{}", r.text);
     wait_audit(&s, &admin, "password.reset_request", "NO_MATCH").await;
-    assert_eq!(smtp.messages().len(), 1, "no reset mail to an unverified address");
+    assert_eq!(
+        smtp.messages().len(),
+        1,
+        "no reset mail to an unverified address"
+    );
 
     let r = s
-        .post("/api/auth/email/verify", Auth::None, json!({"token": verify}))
+        .post(
+            "/api/auth/email/verify",
+            Auth::None,
+            json!({"token": verify}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["email_verified"], true);
-    s.post("/api/auth/email/verify", Auth::None, json!({"token": verify}))
-        .await
-        .assert_error(400, "INVALID_LINK");
+    s.post(
+        "/api/auth/email/verify",
+        Auth::None,
+        json!({"token": verify}),
+    )
+    .await
+    .assert_error(400, "INVALID_LINK");
 
     // The same answer for an account that exists and one that does not.
     let (known, t_known) = ask("gina@example.test").await;

@@ -3868,7 +3868,10 @@ pub async fn security_policy_defaults_to_optional(s: &dyn Store) {
     s.set_two_factor_policy(TwoFactorPolicy::Admins)
         .await
         .unwrap();
-    assert_eq!(s.two_factor_policy().await.unwrap(), TwoFactorPolicy::Admins);
+    assert_eq!(
+        s.two_factor_policy().await.unwrap(),
+        TwoFactorPolicy::Admins
+    );
     s.set_two_factor_policy(TwoFactorPolicy::Everyone)
         .await
         .unwrap();

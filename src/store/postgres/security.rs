@@ -78,13 +78,7 @@ impl SecurityStore for PgStore {
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (token_hash) DO UPDATE SET kind = excluded.kind,
                 user_id = excluded.user_id, expires_at = excluded.expires_at, data = excluded.data",
-            &[
-                &hash,
-                &t.kind.as_str(),
-                &t.user_id,
-                &t.expires_at,
-                &json(t),
-            ],
+            &[&hash, &t.kind.as_str(), &t.user_id, &t.expires_at, &json(t)],
         )
         .await?;
         Ok(())
@@ -137,12 +131,13 @@ impl SecurityStore for PgStore {
 
     async fn two_factor_policy(&self) -> StoreResult<TwoFactorPolicy> {
         let c = self.client().await?;
-        Ok(c
-            .opt("SELECT value FROM meta WHERE key = $1", &[&POLICY_KEY])
-            .await?
-            .map(|r| dec(&r, 0))
-            .transpose()?
-            .unwrap_or_default())
+        Ok(
+            c.opt("SELECT value FROM meta WHERE key = $1", &[&POLICY_KEY])
+                .await?
+                .map(|r| dec(&r, 0))
+                .transpose()?
+                .unwrap_or_default(),
+        )
     }
 
     async fn set_two_factor_policy(&self, p: TwoFactorPolicy) -> StoreResult<()> {

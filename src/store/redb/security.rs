@@ -81,8 +81,7 @@ impl Db {
         let tx = self.write()?;
         let out = {
             let mut t = tx.open_table(ONE_TIME_TOKENS)?;
-            let found: Option<OneTimeToken> =
-                t.get(hash)?.map(|v| dec(v.value())).transpose()?;
+            let found: Option<OneTimeToken> = t.get(hash)?.map(|v| dec(v.value())).transpose()?;
             match found {
                 Some(r) if r.kind == kind => {
                     t.remove(hash)?;
@@ -138,7 +137,8 @@ impl Db {
 
     pub fn set_two_factor_policy(&self, p: TwoFactorPolicy) -> StoreResult<()> {
         let tx = self.write()?;
-        tx.open_table(META)?.insert(POLICY_KEY, enc(&p).as_slice())?;
+        tx.open_table(META)?
+            .insert(POLICY_KEY, enc(&p).as_slice())?;
         tx.commit()?;
         Ok(())
     }
