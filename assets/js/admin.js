@@ -110,7 +110,7 @@ function Users() {
         <td class="actions">
           <button type="button" class="btn small" onClick=${() => resetPassword(u)} aria-label=${'Reset password of ' + u.username}>Reset password</button>
           <button type="button" class="btn small" onClick=${() => resetLink(u)} aria-label=${'Make a reset link for ' + u.username}>Reset link</button>
-          <button type="button" class="btn small" onClick=${() => resetTwoFactor(u)} aria-label=${'Turn off two-factor sign-in of ' + u.username}>Turn off 2FA</button>
+          <button type="button" class="btn small" onClick=${() => resetTwoFactor(u)} aria-label=${'Turn off 2FA for ' + u.username}>Turn off 2FA</button>
           <button type="button" class=${'btn small ' + (u.status === 'active' ? 'danger-outline' : '')} onClick=${() => toggle(u)}
             aria-label=${(u.status === 'active' ? 'Disable ' : 'Enable ') + u.username}>${u.status === 'active' ? 'Disable' : 'Enable'}</button>
         </td></tr>`)}</tbody></table></div>
