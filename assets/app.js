@@ -8,6 +8,7 @@ import { currentRoute, navigate, onRouteChange, safeNext } from './js/router.js'
 import { AppContext, applyTheme, watchSystemTheme, saveDraft, hasDraft, sending } from './js/state.js';
 import { DialogHost, Toasts, Spinner, ErrorBanner, Logo } from './js/ui.js';
 import { SetupScreen, LoginScreen, RegisterScreen } from './js/auth.js';
+import { EnrolScreen, ForgotScreen, ResetScreen, VerifyEmailScreen } from './js/security.js';
 import { ChatScreen } from './js/chat.js';
 import { SettingsScreen } from './js/settings.js';
 import { AdminScreen } from './js/admin.js';
@@ -42,7 +43,7 @@ function App() {
       try {
         const m = await get('/auth/me', null, { authRedirect: false });
         setCsrf(m.csrf_token);
-        setMe(m.user);
+        setMe(withTwoFactor(m));
       } catch (e) {
         if (e instanceof ApiError && e.status === 401) setMe(null);
         else throw e;
@@ -67,14 +68,14 @@ function App() {
       setMe(null);
       setCsrf(null);
       const r = currentRoute();
-      if (['login', 'register', 'setup'].includes(r.name)) return;
+      if (SIGNED_OUT_PAGES.includes(r.name)) return;
       navigate('/login?next=' + encodeURIComponent(location.pathname + location.search), { replace: true });
     });
   }, []);
 
   const signedIn = useCallback((loginAnswer, next) => {
     setCsrf(loginAnswer.csrf_token);
-    setMe(loginAnswer.user);
+    setMe(withTwoFactor(loginAnswer));
     setServer((s) => (s ? { ...s, setup_required: false } : s));
     navigate(safeNext(next), { replace: true });
   }, []);
@@ -82,13 +83,17 @@ function App() {
   // Route guards.
   useEffect(() => {
     if (me === undefined || !server) return;
-    const needsUser = ['chat', 'settings', 'admin', 'notfound'].includes(route.name);
+    const needsUser = ['chat', 'settings', 'admin', 'notfound', 'two-factor'].includes(route.name);
     if (server.setup_required && route.name !== 'setup') {
       navigate('/setup' + (route.name === 'setup' ? location.search : ''), { replace: true });
     } else if (!me && needsUser) {
       const here = location.pathname + location.search;
       navigate(here === '/' ? '/login' : '/login?next=' + encodeURIComponent(here), { replace: true });
-    } else if (me && ['login', 'register', 'setup'].includes(route.name)) {
+    } else if (me && me.two_factor?.enrolment_required && route.name !== 'two-factor' && route.name !== 'verify-email') {
+      navigate('/two-factor', { replace: true });
+    } else if (me && !me.two_factor?.enrolment_required && route.name === 'two-factor') {
+      navigate('/', { replace: true });
+    } else if (me && SIGNED_OUT_PAGES.includes(route.name)) {
       navigate(safeNext(route.query.get('next')), { replace: true });
     } else if (me && route.name === 'admin' && me.role !== 'admin') {
       navigate('/', { replace: true });
@@ -116,6 +121,12 @@ function App() {
   else if (server.setup_required) screen = html`<${SetupScreen} />`;
   else if (route.name === 'login' && !me) screen = html`<${LoginScreen} />`;
   else if (route.name === 'register' && !me) screen = html`<${RegisterScreen} />`;
+  else if (route.name === 'forgot-password' && !me) screen = html`<${ForgotScreen} />`;
+  else if (route.name === 'reset-password' && !me) screen = html`<${ResetScreen} />`;
+  else if (route.name === 'verify-email') screen = html`<${VerifyEmailScreen} />`;
+  else if (me && route.name === 'two-factor') {
+    screen = html`<${EnrolScreen} onEnabled=${() => setMe({ ...me, two_factor: { enabled: true, enrolment_required: false } })} />`;
+  }
   else if (me && route.name === 'chat') screen = html`<${ChatScreen} key="chat" />`;
   else if (me && route.name === 'settings') screen = html`<${SettingsScreen} />`;
   else if (me && route.name === 'admin' && me.role === 'admin') screen = html`<${AdminScreen} />`;
@@ -132,8 +143,20 @@ function App() {
   <//>`;
 }
 
+/** Pages for people who are not signed in (a signed-in visit goes on). */
+const SIGNED_OUT_PAGES = ['login', 'register', 'setup', 'forgot-password', 'reset-password'];
+
+/** The user of a sign-in answer, with its second-factor state. */
+function withTwoFactor(answer) {
+  return { ...answer.user, two_factor: answer.two_factor || null };
+}
+
 function titleFor(route) {
-  const names = { login: 'Sign in', register: 'Create account', setup: 'Set up', settings: 'Settings', admin: 'Admin' };
+  const names = {
+    login: 'Sign in', register: 'Create account', setup: 'Set up', settings: 'Settings', admin: 'Admin',
+    'forgot-password': 'Forgot password', 'reset-password': 'Reset password', 'verify-email': 'Confirm email',
+    'two-factor': 'Two-factor sign-in',
+  };
   return pageTitle(names[route.name]);
 }
 

@@ -109,8 +109,16 @@ impl AppState {
             Arc::new(crate::knowledge::uploads::Uploads(files.clone())),
             cfg.embedding_model.clone(),
         );
+        let mailer = match &cfg.smtp {
+            Some(s) => Some(Arc::new(crate::mail::Mailer::new(s).map_err(|e| {
+                anyhow::anyhow!("cannot set up mail from the [smtp] settings: {e}")
+            })?)),
+            None => None,
+        };
         Ok(AppState(Arc::new(AppInner {
             sso: Arc::new(crate::sso::Sso::new(&cfg, &public_base)),
+            mailer,
+            two_factor_policy: Default::default(),
             files,
             tls,
             models,
@@ -376,6 +384,10 @@ async fn maintenance(state: AppState) {
         let now = crate::clock::now();
         let pruned = match state.store.prune_sessions(now, idle).await {
             Ok(n) => state.store.prune_tokens(now).await.map(|m| n + m),
+            Err(e) => Err(e),
+        };
+        let pruned = match pruned {
+            Ok(n) => state.store.prune_one_time(now).await.map(|m| n + m),
             Err(e) => Err(e),
         };
         match pruned {

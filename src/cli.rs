@@ -156,6 +156,11 @@ pub enum UserCmd {
     Enable { username: String },
     /// Change a user's role.
     SetRole { username: String, role: RoleArg },
+    /// Print a one-time link that sets a new password for the user (valid
+    /// 24 hours; using it signs them out everywhere).
+    ResetLink { username: String },
+    /// Turn a user's two-factor sign-in off (lost phone and recovery codes).
+    ResetTwoFactor { username: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -294,7 +299,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (cfg, _) = load_config(&cli, None)?;
             let rt = runtime()?;
             let store = rt.block_on(open_store(&cfg))?;
-            rt.block_on(user_cmd(&store, cmd))
+            rt.block_on(user_cmd(&store, &cfg, cmd))
         }
         Command::Reindex => {
             let (cfg, _) = load_config(&cli, None)?;
@@ -558,7 +563,7 @@ fn user_err(e: crate::users::UserError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-async fn user_cmd(store: &SharedStore, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
+async fn user_cmd(store: &SharedStore, cfg: &Config, cmd: &UserCmd) -> anyhow::Result<ExitCode> {
     let hasher = crate::auth::password::Hasher::new();
     let users = Users {
         store,
@@ -682,6 +687,31 @@ async fn user_cmd(store: &SharedStore, cmd: &UserCmd) -> anyhow::Result<ExitCode
                 .await
                 .map_err(user_err)?;
             println!("{username} is now {}", format!("{role:?}").to_lowercase());
+        }
+        UserCmd::ResetLink { username } => {
+            let user = find(store, username).await?;
+            let base = cfg.public_base(cfg.listen);
+            let link = users
+                .create_reset_link(&cli, user.id, &base)
+                .await
+                .map_err(user_err)?;
+            println!("{}", link.url);
+            eprintln!(
+                "This link sets a new password for {username} once, until {}.",
+                crate::clock::rfc3339(link.expires_at)
+            );
+        }
+        UserCmd::ResetTwoFactor { username } => {
+            let user = find(store, username).await?;
+            let had = users
+                .reset_two_factor(&cli, user.id)
+                .await
+                .map_err(user_err)?;
+            if had {
+                println!("two-factor sign-in is now off for {username}");
+            } else {
+                println!("{username} did not use two-factor sign-in");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -97,6 +97,28 @@ pub enum AppError {
     DocumentUnreadable(String),
     #[error("this method is not allowed on this path")]
     MethodNotAllowed,
+    /// The account uses two-factor sign-in and no code was sent
+    /// (`/api/auth/token` without `totp_code`).
+    #[error(
+        "this account uses two-factor sign-in; send the 6-digit code from the authenticator app (or a recovery code) as totp_code"
+    )]
+    TwoFactorRequired,
+    /// A wrong, used or malformed TOTP or recovery code.
+    #[error("The code is not correct. Check the authenticator app and try again.")]
+    InvalidTwoFactorCode,
+    /// The second sign-in step's challenge is unknown, used up or expired.
+    #[error("This sign-in step has expired. Sign in again with your password.")]
+    ChallengeExpired,
+    /// The policy requires a second factor the caller has not set up: only
+    /// enrolment (and signing out) is open until they do.
+    #[error("Set up two-factor sign-in before you continue.")]
+    TwoFactorEnrolmentRequired,
+    /// A reset or verification link that is unknown, used or expired.
+    #[error("{0}")]
+    InvalidLink(String),
+    /// Mail is not configured on this server.
+    #[error("this server does not send email (no [smtp] configured); ask an administrator")]
+    MailNotConfigured,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
     #[error("service unavailable: {0}")]
@@ -164,6 +186,12 @@ impl AppError {
             Conflict(_) => "CONFLICT",
             DocumentUnreadable(_) => "DOCUMENT_UNREADABLE",
             MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            TwoFactorRequired => "TWO_FACTOR_REQUIRED",
+            InvalidTwoFactorCode => "INVALID_TWO_FACTOR_CODE",
+            ChallengeExpired => "CHALLENGE_EXPIRED",
+            TwoFactorEnrolmentRequired => "TWO_FACTOR_ENROLMENT_REQUIRED",
+            InvalidLink(_) => "INVALID_LINK",
+            MailNotConfigured => "MAIL_NOT_CONFIGURED",
             Internal(_) => "INTERNAL",
             Unavailable(_) => "UNAVAILABLE",
             LocalPasswordsDisabled => "LOCAL_PASSWORDS_DISABLED",
@@ -191,6 +219,10 @@ impl AppError {
             ProviderTestFailed(_) | DocumentUnreadable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             QuotaExceeded { .. } | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            TwoFactorRequired | InvalidTwoFactorCode | ChallengeExpired => StatusCode::UNAUTHORIZED,
+            TwoFactorEnrolmentRequired => StatusCode::FORBIDDEN,
+            InvalidLink(_) => StatusCode::BAD_REQUEST,
+            MailNotConfigured => StatusCode::CONFLICT,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             LocalPasswordsDisabled => StatusCode::FORBIDDEN,

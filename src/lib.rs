@@ -22,6 +22,7 @@ pub mod keyfile;
 pub mod knowledge;
 pub mod limits;
 pub mod logging;
+pub mod mail;
 pub mod model_settings;
 pub mod ops;
 pub mod presets;

@@ -50,6 +50,39 @@ pub struct AppInner {
     pub files: Arc<crate::files::Files>,
     /// Single sign-on: OpenID Connect providers and the LDAP directory.
     pub sso: Arc<crate::sso::Sso>,
+    /// Sends reset and verification mail; None without `[smtp]`.
+    pub mailer: Option<Arc<crate::mail::Mailer>>,
+    /// Who must use a second factor, as admins set it (cached briefly).
+    pub two_factor_policy: PolicyCache,
+}
+
+/// The two-factor policy, read from the store at most every few seconds
+/// (another instance may change it; this one sees its own change at once).
+#[derive(Default)]
+pub struct PolicyCache {
+    cached: std::sync::Mutex<Option<(crate::store::security::TwoFactorPolicy, std::time::Instant)>>,
+}
+
+impl PolicyCache {
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+    pub async fn get(
+        &self,
+        store: &SharedStore,
+    ) -> Result<crate::store::security::TwoFactorPolicy, crate::store::StoreError> {
+        if let Some((p, at)) = *self.cached.lock().expect("policy cache lock")
+            && at.elapsed() < Self::FRESH
+        {
+            return Ok(p);
+        }
+        let p = store.two_factor_policy().await?;
+        self.set(p);
+        Ok(p)
+    }
+
+    pub fn set(&self, p: crate::store::security::TwoFactorPolicy) {
+        *self.cached.lock().expect("policy cache lock") = Some((p, std::time::Instant::now()));
+    }
 }
 
 #[derive(Clone)]

@@ -3,7 +3,8 @@
 #
 #   1. install what the tests need if it is missing: pebble + chromium + postgresql + slapd (apt-get),
 #      playwright-core and oidc-provider (npm ci in tests/e2e), the openai and anthropic Python SDKs
-#      (pip, into <target>/sdk/venv; tests/it/v1_sdk.rs); for the distribution tests
+#      (pip, into <target>/sdk/venv; tests/it/v1_sdk.rs), pyotp and aiosmtpd (pip, into
+#      <target>/security/venv; tests/it/security.rs); for the distribution tests
 #      (tests/it/ops_static.rs, ops_systemd.rs, ops_packages.rs) file, rpm and
 #      systemd-analyze (apt-get), cargo-deb and cargo-generate-rpm (cargo install)
 #   2. scripts/vendor.sh --check (vendored browser libraries)
@@ -168,6 +169,23 @@ if [[ ! -x "$SDK_VENV/bin/python" || "$(cat "$SDK_VENV/.requirements.sha256" 2>/
 fi
 export CONFAB_SDK_PYTHON="$SDK_VENV/bin/python"
 echo "python SDKs: $("$CONFAB_SDK_PYTHON" -c 'import openai, anthropic; print("openai", openai.__version__ + ", anthropic", anthropic.__version__)')"
+
+# pyotp (TOTP codes computed independently of confab) and aiosmtpd (a real SMTP
+# server the reset-mail tests read) for tests/it/security.rs, pinned in
+# tests/security/requirements.txt, in a venv under the target dir, remade only
+# when the requirements change; found through CONFAB_SECURITY_PYTHON.
+SEC_REQS="$ROOT/tests/security/requirements.txt"
+SEC_VENV="$SDK_TARGET_DIR/security/venv"
+sec_want="$(sha256sum "$SEC_REQS" | cut -d' ' -f1)"
+if [[ ! -x "$SEC_VENV/bin/python" || "$(cat "$SEC_VENV/.requirements.sha256" 2>/dev/null)" != "$sec_want" ]]; then
+  echo "pip: creating $SEC_VENV from tests/security/requirements.txt"
+  rm -rf "$SEC_VENV"
+  python3 -m venv "$SEC_VENV"
+  "$SEC_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$SEC_REQS"
+  echo "$sec_want" >"$SEC_VENV/.requirements.sha256"
+fi
+export CONFAB_SECURITY_PYTHON="$SEC_VENV/bin/python"
+echo "python test tools: $("$CONFAB_SECURITY_PYTHON" -c 'from importlib.metadata import version as v; print("pyotp", v("pyotp") + ", aiosmtpd", v("aiosmtpd"))')"
 
 # cargo-deb and cargo-generate-rpm at the versions scripts/build-packages.sh pins
 # (cargo install --locked, only when missing: a few minutes on a fresh machine).

@@ -2,7 +2,7 @@
 // HTTPS certificate status, branding (admin-branding.js).
 
 import { html, useState, useEffect, useCallback } from './lib.js';
-import { get, post, patch, del } from './api.js';
+import { get, post, patch, put, del } from './api.js';
 import { useApp } from './state.js';
 import { PageShell, Card, useList } from './settings.js';
 import { AdminUsage, QuotaCell, AuditFilters } from './usage.js';
@@ -62,6 +62,17 @@ function Users() {
     const pw = await promptDialog({ title: `New password for ${u.username}`, body: 'They will be signed out everywhere and their API keys deleted.', label: 'New password', type: 'password', required: true, minlength: 8, maxlength: 128, autocomplete: 'new-password', confirm: 'Set password' });
     if (pw) update(u, { password: pw }, 'Password set');
   };
+  const [link, setLink] = useState(null);
+  const resetLink = async (u) => {
+    try {
+      const r = await post(`/admin/users/${u.id}/reset-link`, {});
+      setLink({ user: u.username, ...r });
+    } catch (e) { toast(describeError(e).text, 'error'); }
+  };
+  const resetTwoFactor = async (u) => {
+    if (!await confirmDialog({ title: `Turn off two-factor sign-in for ${u.username}?`, body: 'Do this when they lost their phone and their recovery codes. They sign in with the password alone until they set it up again.', confirm: 'Turn off', danger: true })) return;
+    try { await del(`/admin/users/${u.id}/two-factor`); toast(`Two-factor sign-in is off for ${u.username}`); } catch (e) { toast(describeError(e).text, 'error'); }
+  };
   const toggle = async (u) => {
     const disabling = u.status === 'active';
     if (disabling && !await confirmDialog({ title: `Disable ${u.username}?`, body: 'They are signed out and cannot sign in until enabled again.', confirm: 'Disable', danger: true })) return;
@@ -81,6 +92,11 @@ function Users() {
   };
   return html`<${Card} id="users" title="Users" description="Everyone with an account on this server.">
     <${ErrorBanner} error=${list.error} onRetry=${list.reload} compact />
+    ${link && html`<div class="banner success" role="status" data-testid="reset-link"><div class="banner-text"><strong>Reset link for ${link.user}.</strong>
+        Give it to them: it sets a new password once, until ${dateTime(link.expires_at)}, and signs them out everywhere.
+        <code class="secret">${link.url}</code></div>
+      <div class="banner-actions"><${CopyButton} text=${link.url} label="Copy reset link">Copy link<//>
+        <button type="button" class="icon-btn" aria-label="Hide the reset link" onClick=${() => setLink(null)}><${Icon} name="close" size=${16} /></button></div></div>`}
     ${!list.items && !list.error && html`<${Spinner} />`}
     ${list.items && html`<div class="table-wrap"><table class="table">
       <thead><tr><th scope="col">User</th><th scope="col">Role</th><th scope="col">Status</th><th scope="col">Daily quota</th><th scope="col">Created</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
@@ -93,6 +109,8 @@ function Users() {
         <td class="muted small">${dateTime(u.created_at)}</td>
         <td class="actions">
           <button type="button" class="btn small" onClick=${() => resetPassword(u)} aria-label=${'Reset password of ' + u.username}>Reset password</button>
+          <button type="button" class="btn small" onClick=${() => resetLink(u)} aria-label=${'Make a reset link for ' + u.username}>Reset link</button>
+          <button type="button" class="btn small" onClick=${() => resetTwoFactor(u)} aria-label=${'Turn off 2FA for ' + u.username}>Turn off 2FA</button>
           <button type="button" class=${'btn small ' + (u.status === 'active' ? 'danger-outline' : '')} onClick=${() => toggle(u)}
             aria-label=${(u.status === 'active' ? 'Disable ' : 'Enable ') + u.username}>${u.status === 'active' ? 'Disable' : 'Enable'}</button>
         </td></tr>`)}</tbody></table></div>
@@ -108,6 +126,31 @@ function Users() {
       <button type="submit" class="btn primary">Add user</button>
     </form>
     <${ErrorBanner} error=${formError} compact />
+  <//>`;
+}
+
+function UsersAndPolicy() {
+  return html`<${Users} /><${TwoFactorPolicy} />`;
+}
+
+function TwoFactorPolicy() {
+  const [policy, setPolicy] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => { get('/admin/security').then((r) => setPolicy(r.two_factor), setError); }, []);
+  const choose = async (v) => {
+    try {
+      const r = await put('/admin/security', { two_factor: v });
+      setPolicy(r.two_factor);
+      toast('Saved');
+    } catch (e) { toast(describeError(e).text, 'error'); }
+  };
+  return html`<${Card} id="two-factor-policy" title="Two-factor sign-in"
+      description="Who must sign in with a code from an authenticator app too. Those who must and have not set it up are sent to set it up after signing in, and can do nothing else until done. API keys are not affected.">
+    <${ErrorBanner} error=${error} compact />
+    ${policy && html`<label class="field narrow"><span>Required for</span>
+      <select value=${policy} onChange=${(e) => choose(e.target.value)} data-testid="two-factor-policy">
+        <option value="optional">nobody (optional)</option><option value="admins">administrators</option><option value="everyone">everyone</option>
+      </select></label>`}
   <//>`;
 }
 
@@ -336,7 +379,7 @@ export function AdminScreen() {
   const { route } = useApp();
   const section = SECTIONS.some(([k]) => k === route.params.section) ? route.params.section : 'users';
   const nav = SECTIONS.map(([k, label]) => html`<a href=${'/admin/' + k} aria-current=${k === section ? 'page' : undefined}>${label}</a>`);
-  const body = { users: Users, invites: Invites, providers: Providers, models: AdminModels, usage: AdminUsage, audit: Audit, tls: Tls, branding: AdminBranding }[section];
+  const body = { users: UsersAndPolicy, invites: Invites, providers: Providers, models: AdminModels, usage: AdminUsage, audit: Audit, tls: Tls, branding: AdminBranding }[section];
   return html`<${PageShell} title="Admin" nav=${html`${nav}<a href="/settings">Settings →</a>`}>
     <${body} />
   <//>`;

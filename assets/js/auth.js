@@ -5,8 +5,9 @@ import { post, get, ApiError } from './api.js';
 import { useApp, hasDraft } from './state.js';
 import { ErrorBanner, Logo, Spinner } from './ui.js';
 import { BrandName, useBranding } from './branding.js';
+import { SecondStep } from './security.js';
 
-function AuthCard({ title, subtitle, children, footer }) {
+export function AuthCard({ title, subtitle, children, footer }) {
   const h = useRef(null);
   useEffect(() => {
     const first = h.current?.parentElement?.querySelector('input:not([type=hidden]):not([readonly])');
@@ -23,7 +24,7 @@ function AuthCard({ title, subtitle, children, footer }) {
   </main>`;
 }
 
-function Field({ label, hint, name, ...props }) {
+export function Field({ label, hint, name, ...props }) {
   const id = 'f-' + name;
   return html`<div class="field">
     <label for=${id}>${label}</label>
@@ -33,7 +34,7 @@ function Field({ label, hint, name, ...props }) {
 }
 
 /** One checkbox that shows (or hides again) every password field of its form. */
-function ShowPasswords({ shown, setShown }) {
+export function ShowPasswords({ shown, setShown }) {
   return html`<label class="check show-password">
     <input type="checkbox" checked=${shown} onChange=${(e) => setShown(e.target.checked)} />Show password</label>`;
 }
@@ -114,6 +115,7 @@ export function LoginScreen() {
   const passwordForm = server ? (server.local_passwords !== false || server.ldap) : true;
   const [shown, setShown] = useState(false);
   const [kept] = useState(hasDraft);
+  const [challenge, setChallenge] = useState(null);
   const next = route.query.get('next') || '/';
   const submit = async (e) => {
     e.preventDefault();
@@ -121,6 +123,11 @@ export function LoginScreen() {
     setError(null);
     try {
       const ans = await post('/auth/login', { username: v.username.trim(), password: v.password }, { authRedirect: false });
+      if (ans.two_factor_required) {
+        setChallenge(ans.challenge);
+        setBusy(false);
+        return;
+      }
       signedIn(ans, next);
     } catch (err) {
       setError(err);
@@ -129,6 +136,10 @@ export function LoginScreen() {
   };
   const canRegister = server?.registration && server.registration !== 'closed' && server.local_passwords !== false;
   const brand = useBranding();
+  if (challenge) {
+    return html`<${SecondStep} challenge=${challenge} onDone=${(ans) => signedIn(ans, next)}
+      onRestart=${() => { setChallenge(null); setError(null); }} />`;
+  }
   return html`<${AuthCard} title="Sign in"
       footer=${canRegister && html`<span>No account yet? <a href=${'/register' + (next !== '/' ? '?next=' + encodeURIComponent(next) : '')}>Create one</a></span>`}>
     <form class="stack" onSubmit=${submit}>
@@ -142,7 +153,8 @@ export function LoginScreen() {
       <${Field} label="Username" name="username" autocomplete="username" required ...${bind('username')} />
       <${Field} label="Password" name="password" type=${shown ? 'text' : 'password'} autocomplete="current-password" required ...${bind('password')} />
       <${ShowPasswords} shown=${shown} setShown=${setShown} />
-      <button class="btn primary wide" type="submit" disabled=${busy}>${busy ? html`<${Spinner} />` : 'Sign in'}</button>`}
+      <button class="btn primary wide" type="submit" disabled=${busy}>${busy ? html`<${Spinner} />` : 'Sign in'}</button>
+      ${server?.password_reset_email && html`<a class="small" href="/forgot-password">Forgot your password?</a>`}`}
     </form>
   <//>`;
 }

@@ -13,7 +13,7 @@ export function parse(pathname, search = '') {
   const r = { path: pathname, query: q, name: 'notfound', params: {} };
   if (parts.length === 0) r.name = 'chat';
   else if (parts[0] === 'c' && parts.length === 2) Object.assign(r, { name: 'chat', params: { id: parts[1] } });
-  else if (['login', 'register', 'setup'].includes(parts[0]) && parts.length === 1) r.name = parts[0];
+  else if (['login', 'register', 'setup', 'forgot-password', 'reset-password', 'verify-email', 'two-factor'].includes(parts[0]) && parts.length === 1) r.name = parts[0];
   else if (parts[0] === 'settings' && parts.length <= 2) Object.assign(r, { name: 'settings', params: { section: parts[1] || '' } });
   else if (parts[0] === 'admin' && parts.length <= 2) Object.assign(r, { name: 'admin', params: { section: parts[1] || 'users' } });
   return r;
@@ -57,6 +57,6 @@ document.addEventListener('click', (e) => {
 /** Where to go after signing in: only paths on this site. */
 export function safeNext(next) {
   if (typeof next !== 'string' || !next.startsWith('/') || next.startsWith('//') || next.startsWith('/\\')) return '/';
-  if (/^\/(login|register|setup)\b/.test(next)) return '/';
+  if (/^\/(login|register|setup|forgot-password|reset-password|verify-email|two-factor)\b/.test(next)) return '/';
   return next;
 }

@@ -11,6 +11,7 @@ import { UsageCard } from './usage.js';
 import { FilesCard } from './attachments.js';
 import { CustomInstructionsCard, PresetsCard, PromptsCard } from './settings-library.js';
 import { KnowledgeCard } from './knowledge.js';
+import { TwoFactorCard, EmailCard } from './security.js';
 
 export function PageShell({ title, nav, children, back = '/' }) {
   return html`<div class="page">
@@ -286,7 +287,9 @@ export function SettingsScreen() {
     <a href="#sessions">Sessions</a>
     <a href="#api-keys">API keys</a>
     ${(server.sso || []).length > 0 && html`<a href="#account">Linked sign-ins</a>`}
+    <a href="#email">Email</a>
     <a href="#password">Password</a>
+    <a href="#two-factor">Two-factor sign-in</a>
     ${me.role === 'admin' && html`<a href="/admin">Admin →</a>`}`;
   return html`<${PageShell} title="Settings" nav=${nav}>
     <p class="muted">Signed in as <strong>${me.username}</strong>${me.email ? ` (${me.email})` : ''} · ${me.role}</p>
@@ -301,6 +304,8 @@ export function SettingsScreen() {
     <${SessionsCard} />
     <${ApiKeysCard} />
     <${IdentitiesCard} />
+    <${EmailCard} Card=${Card} />
     <${PasswordCard} />
+    <${TwoFactorCard} Card=${Card} />
   <//>`;
 }

@@ -58,6 +58,16 @@ export function describeError(e, overrides = {}) {
       return { text: 'This was not found: it may have been deleted. Start a new chat or pick one from the list.', retry: false };
     case 'NETWORK_ERROR':
       return { text: 'The server could not be reached. Check your connection and try again.', retry: true };
+    case 'INVALID_TWO_FACTOR_CODE':
+      return { text: 'That code is not right. Type the 6 digits your authenticator app shows now, or a recovery code.', retry: false };
+    case 'CHALLENGE_EXPIRED':
+      return { text: 'This sign-in took too long. Sign in again with your password.', retry: false };
+    case 'TWO_FACTOR_ENROLMENT_REQUIRED':
+      return { text: 'Set up two-factor sign-in before you continue (Settings → Two-factor sign-in).', retry: false };
+    case 'INVALID_LINK':
+      return { text: 'This link does not work any more: it was used, has expired, or a newer one replaced it. Ask for a new one.', retry: false };
+    case 'MAIL_NOT_CONFIGURED':
+      return { text: 'This server does not send email. Ask an administrator for a reset link.', retry: false };
     case 'SESSION_EXPIRED':
     case 'AUTH_REQUIRED':
       return { text: 'Your session has ended. Sign in again to continue.', retry: false };

@@ -7,6 +7,7 @@ pub mod grant;
 pub mod password;
 pub mod throttle;
 pub mod tokens;
+pub mod totp;
 pub mod verify;
 
 /// The username rules live in a leaf module (the store keys its name index

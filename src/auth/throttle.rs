@@ -34,6 +34,8 @@ use crate::store::cluster::ClusterStore;
 
 /// Failures of one (account, address) pair answered without delay.
 const FREE_FAILURES: u32 = 3;
+/// Password-reset mails one account gets per hour at most.
+const RESET_MAILS_PER_HOUR: u32 = 3;
 /// The longest a failure's answer is held back.
 const MAX_DELAY: Duration = Duration::from_secs(30);
 
@@ -42,6 +44,12 @@ pub struct LoginThrottle {
     per_source: FailureLimiter<(String, IpAddr)>,
     per_device: FailureLimiter<DeviceId>,
     password_change: FailureLimiter<Uuid>,
+    /// Wrong second-factor codes per account (the lockout of the second
+    /// sign-in step; its own budget, whatever device or address).
+    pub second_factor: FailureLimiter<Uuid>,
+    /// Password-reset mails per account: asking again and again does not
+    /// flood the owner's mailbox.
+    pub reset_mail: FailureLimiter<Uuid>,
     delay: Duration,
     pub devices: DeviceKeys,
     /// Seconds a device cookie stays valid.
@@ -201,6 +209,13 @@ impl LoginThrottle {
                 &shared,
                 "password",
             ),
+            second_factor: budget(
+                a.two_factor_failures_per_hour,
+                max,
+                &shared,
+                "second_factor",
+            ),
+            reset_mail: budget(RESET_MAILS_PER_HOUR, max, &shared, "reset_mail"),
             delay: Duration::from_millis(a.login_failure_delay_ms),
             devices,
             device_max_age: i64::try_from(a.device_cookie_days.saturating_mul(86_400))
@@ -265,6 +280,8 @@ impl LoginThrottle {
         self.per_source.prune();
         self.per_device.prune();
         self.password_change.prune();
+        self.second_factor.prune();
+        self.reset_mail.prune();
     }
 }
 

@@ -28,6 +28,9 @@ pub struct AuthConfig {
     /// source, once that address has failed 3 times on the account; it
     /// doubles with each further failure (at most 30 s). 0 turns it off.
     pub login_failure_delay_ms: u64,
+    /// Wrong second-factor codes (TOTP or recovery) per account per hour
+    /// before the second sign-in step is locked for the rest of the hour.
+    pub two_factor_failures_per_hour: u32,
     /// How long a device cookie keeps a browser a known device.
     pub device_cookie_days: u64,
     /// Overrides the generated JWT signing key (useful when several
@@ -52,6 +55,7 @@ impl Default for AuthConfig {
             login_failures_per_source_per_hour: 10,
             login_failures_per_device_per_hour: 10,
             login_failure_delay_ms: 500,
+            two_factor_failures_per_hour: 10,
             device_cookie_days: 365,
             jwt_secret: None,
             local_passwords: true,

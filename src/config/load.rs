@@ -166,6 +166,9 @@ impl Config {
             p.load_key_file(i)?;
         }
         super::sso::load_sso_secrets(&mut cfg.oidc, cfg.ldap.as_mut())?;
+        if let Some(s) = &mut cfg.smtp {
+            s.load_password_file()?;
+        }
         cfg.validate()?;
         Ok((cfg, warnings))
     }

@@ -17,6 +17,7 @@ mod http;
 mod limits;
 mod load;
 mod providers;
+pub mod smtp;
 mod sso;
 pub mod store;
 pub mod tls;
@@ -31,6 +32,7 @@ pub use providers::{
     MAX_PROVIDER_URL_LEN, PRIORITY_RANGE, ProviderEntry, RoutingConfig, validate_model_list,
     validate_provider_name, validate_provider_url,
 };
+pub use smtp::{SmtpConfig, SmtpSecurity};
 pub use sso::{LdapConfig, OidcEntry};
 pub use store::{PgRoots, PgSettings, PgSslMode, StoreChoice, StoreUrl};
 pub use tls::{HttpListen, TlsConfig, TlsFlags, TlsMode};
@@ -148,6 +150,8 @@ pub struct Config {
     pub oidc: Vec<OidcEntry>,
     /// `[ldap]`: a directory the sign-in form checks passwords against.
     pub ldap: Option<LdapConfig>,
+    /// `[smtp]`: where password-reset and verification mail is sent from.
+    pub smtp: Option<SmtpConfig>,
 }
 
 #[derive(Debug)]
@@ -198,6 +202,7 @@ impl Default for Config {
             files: FilesConfig::default(),
             oidc: Vec::new(),
             ldap: None,
+            smtp: None,
         }
     }
 }

@@ -15,6 +15,9 @@ impl Config {
         self.http.validate()?;
         self.files.validate()?;
         super::sso::validate_sso(&self.oidc, self.ldap.as_ref())?;
+        if let Some(s) = &self.smtp {
+            s.validate()?;
+        }
         if self.shutdown_grace_secs > 3600 {
             return Err(err(format!(
                 "shutdown_grace_secs must be between 0 and 3600, got {}",
@@ -96,6 +99,10 @@ impl Config {
             (
                 "login_failures_per_device_per_hour",
                 a.login_failures_per_device_per_hour,
+            ),
+            (
+                "two_factor_failures_per_hour",
+                a.two_factor_failures_per_hour,
             ),
         ] {
             if n == 0 {

@@ -44,6 +44,9 @@ pub struct UserView {
     pub id: String,
     pub username: String,
     pub email: Option<String>,
+    /// The owner followed a link mailed to `email`; only a verified
+    /// address receives password-reset mail.
+    pub email_verified: bool,
     pub role: Role,
     pub status: UserStatus,
     pub created_at: String,
@@ -55,6 +58,7 @@ impl From<&User> for UserView {
             id: u.id.to_string(),
             username: u.username.clone(),
             email: u.email.clone(),
+            email_verified: u.email_verified,
             role: u.role,
             status: u.status,
             created_at: rfc3339(u.created_at),
@@ -67,6 +71,29 @@ pub struct LoginResponse {
     pub user: UserView,
     /// Send as `X-CSRF-Token` on every unsafe request made with the cookie.
     pub csrf_token: Option<String>,
+    /// The caller's second factor (on `/api/auth/me` and sign-in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub two_factor: Option<TwoFactorState>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TwoFactorState {
+    pub enabled: bool,
+    /// The admins' policy requires a second factor this user has not set
+    /// up: until they do, a browser session reaches only `/api/auth/me`,
+    /// `/api/auth/logout` and `/api/auth/two-factor/*`
+    /// (`TWO_FACTOR_ENROLMENT_REQUIRED`).
+    pub enrolment_required: bool,
+}
+
+/// The second factor state of `user`, for the sign-in answers.
+pub(crate) async fn two_factor_state(state: &AppState, user: &User) -> AppResult<TwoFactorState> {
+    let enabled = users(state).two_factor_enabled(user.id).await?;
+    let policy = state.two_factor_policy.get(&state.store).await?;
+    Ok(TwoFactorState {
+        enabled,
+        enrolment_required: !enabled && policy.requires(user.role),
+    })
 }
 
 /// Writes an audit entry for an auth event. `actor_name` names an actor
@@ -126,6 +153,12 @@ impl From<UserError> for AppError {
             UserError::DirectoryUnavailable => {
                 AppError::Unavailable("the sign-in directory cannot be reached".into())
             }
+            UserError::TwoFactorRequired => AppError::TwoFactorRequired,
+            UserError::InvalidCode => AppError::InvalidTwoFactorCode,
+            UserError::ChallengeExpired => AppError::ChallengeExpired,
+            UserError::InvalidLink(m) => AppError::InvalidLink(m),
+            UserError::Conflict(m) => AppError::Conflict(m),
+            UserError::MailNotConfigured => AppError::MailNotConfigured,
             UserError::Store(e) => e.into(),
         }
     }
@@ -174,18 +207,20 @@ pub(crate) async fn new_session(
 }
 
 /// Creates a browser session and answers with the cookie and `{user, csrf_token}`.
-async fn start_session(
+pub(crate) async fn start_session(
     state: &AppState,
     user: &User,
     client: &ClientInfo,
     status: StatusCode,
 ) -> AppResult<Response> {
     let (cookie, csrf) = new_session(state, user, client).await?;
+    let two_factor = Some(two_factor_state(state, user).await?);
     let mut resp = (
         status,
         axum::Json(LoginResponse {
             user: user.into(),
             csrf_token: Some(csrf),
+            two_factor,
         }),
     )
         .into_response();
@@ -251,6 +286,9 @@ pub struct ServerInfo {
     pub ldap: bool,
     /// The single sign-on providers, one sign-in button each.
     pub sso: Vec<SsoProviderView>,
+    /// Whether people can ask for a password-reset mail (`[smtp]` is
+    /// configured).
+    pub password_reset_email: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -280,6 +318,7 @@ pub async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
                 start_url: format!("/api/auth/oidc/{}/start", p.cfg.name),
             })
             .collect(),
+        password_reset_email: state.mailer.is_some(),
     })
 }
 
@@ -358,12 +397,27 @@ pub async fn register(
 pub struct Credentials {
     pub username: String,
     pub password: String,
+    /// `/api/auth/token` only: the current code from the authenticator app
+    /// (or a recovery code), required when the account uses two-factor
+    /// sign-in (`TWO_FACTOR_REQUIRED` without it).
+    #[serde(default)]
+    pub totp_code: Option<String>,
+}
+
+/// The password was right and the account uses two-factor sign-in: send
+/// the code with this challenge to `/api/auth/login/two-factor`.
+#[derive(Serialize, ToSchema)]
+pub struct ChallengeResponse {
+    pub two_factor_required: bool,
+    /// Single use; valid for `expires_in` seconds and a few wrong codes.
+    pub challenge: String,
+    pub expires_in: i64,
 }
 
 /// Checks credentials with throttling and audit; the common part of login
 /// and token. Returns the user and, when the request came from a known
 /// device of theirs, that device (see `auth::throttle` for the budgets).
-async fn check_credentials(
+pub(crate) async fn check_credentials(
     state: &AppState,
     client: &ClientInfo,
     headers: &HeaderMap,
@@ -404,7 +458,12 @@ async fn check_credentials(
 
 /// Makes (or keeps) this browser a known device of `user`: a fresh cookie,
 /// with the device id it had if it had one.
-fn remember_device(state: &AppState, resp: &mut Response, user: Uuid, device: Option<DeviceId>) {
+pub(crate) fn remember_device(
+    state: &AppState,
+    resp: &mut Response,
+    user: Uuid,
+    device: Option<DeviceId>,
+) {
     let device = device.unwrap_or_else(device::new_device_id);
     let value = state.throttle.devices.issue(user, &device, clock::now());
     let c = cookie::Cookie::build((device::cookie_name(user), value))
@@ -422,6 +481,7 @@ fn remember_device(state: &AppState, resp: &mut Response, user: Uuid, device: Op
 
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = Credentials,
     responses((status = 200, description = "Sets the confab_session cookie, and the confab_device_<user id> cookie that makes this browser a known device of the account", body = LoginResponse),
+    (status = 202, description = "The password is right and the account uses two-factor sign-in: finish with the challenge at /api/auth/login/two-factor (no session yet)", body = ChallengeResponse),
     (status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
@@ -430,6 +490,28 @@ pub async fn login(
     Json(creds): Json<Credentials>,
 ) -> AppResult<Response> {
     let (user, device) = check_credentials(&state, &client, &headers, &creds, "login").await?;
+    if users(&state).two_factor_enabled(user.id).await? {
+        let challenge = users(&state).start_challenge(&user, "login").await?;
+        audit(
+            &state,
+            &client,
+            Some(&user),
+            None,
+            "login",
+            None,
+            "TWO_FACTOR_PENDING",
+        )
+        .await;
+        return Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(ChallengeResponse {
+                two_factor_required: true,
+                challenge,
+                expires_in: crate::users::twofactor::CHALLENGE_SECS,
+            }),
+        )
+            .into_response());
+    }
     let mut resp = start_session(&state, &user, &client, StatusCode::OK).await?;
     remember_device(&state, &mut resp, user.id, device);
     audit(&state, &client, Some(&user), None, "login", None, "ok").await;
@@ -466,15 +548,19 @@ pub async fn logout(
 }
 
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth", responses((status = 200, body = LoginResponse)))]
-pub async fn me(user: CurrentUser) -> Json<LoginResponse> {
+pub async fn me(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> AppResult<Json<LoginResponse>> {
     let csrf_token = match &user.via {
         AuthVia::Session { csrf, .. } => Some(csrf.clone()),
         _ => None,
     };
-    Json(LoginResponse {
+    Ok(Json(LoginResponse {
         user: (&user.user).into(),
         csrf_token,
-    })
+        two_factor: Some(two_factor_state(&state, &user.user).await?),
+    }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -656,10 +742,11 @@ impl From<TokenPair> for TokenResponse {
     }
 }
 
-/// For programs: a short-lived JWT access token plus a rotating refresh token.
+/// For programs: a short-lived JWT access token plus a rotating refresh
+/// token. An account with two-factor sign-in also sends `totp_code`.
 #[utoipa::path(post, path = "/api/auth/token", tag = "auth", request_body = Credentials,
     responses((status = 200, description = "Also sets the device cookie, as login does", body = TokenResponse),
-    (status = 401, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+    (status = 401, description = "INVALID_CREDENTIALS; TWO_FACTOR_REQUIRED (no totp_code) or INVALID_TWO_FACTOR_CODE", body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn token(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -667,6 +754,25 @@ pub async fn token(
     Json(creds): Json<Credentials>,
 ) -> AppResult<Response> {
     let (user, device) = check_credentials(&state, &client, &headers, &creds, "token").await?;
+    if users(&state).two_factor_enabled(user.id).await? {
+        let Some(code) = creds.totp_code.as_deref().filter(|c| !c.trim().is_empty()) else {
+            audit(
+                &state,
+                &client,
+                Some(&user),
+                None,
+                "token",
+                None,
+                "TWO_FACTOR_REQUIRED",
+            )
+            .await;
+            return Err(AppError::TwoFactorRequired);
+        };
+        let who = actor(&client, Some(&user));
+        users(&state)
+            .check_second_factor(&who, &user, code, "token.2fa")
+            .await?;
+    }
     let t = token_service(&state)
         .issue(user.id, Some(Uuid::now_v7()))
         .await?;

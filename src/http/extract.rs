@@ -66,7 +66,42 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<CurrentUser, Ap
             return Err(AppError::CsrfInvalid);
         }
     }
+    if matches!(user.via, AuthVia::Session { .. }) && !open_before_enrolment(path) {
+        require_enrolment(state, &user).await?;
+    }
     Ok(user)
+}
+
+/// What a browser session may reach before the second factor the policy
+/// requires is set up: who am I, signing out, and setting it up.
+fn open_before_enrolment(path: &str) -> bool {
+    matches!(path, "/api/auth/me" | "/api/auth/logout") || path.starts_with("/api/auth/two-factor")
+}
+
+/// Refuses a session whose user must use a second factor (the admins'
+/// policy) and has none yet. API keys and tokens are not asked.
+async fn require_enrolment(state: &AppState, user: &CurrentUser) -> Result<(), AppError> {
+    if enrolment_required(state, &user.user).await? {
+        return Err(AppError::TwoFactorEnrolmentRequired);
+    }
+    Ok(())
+}
+
+/// Whether the policy requires `user` to set up a second factor they do
+/// not have yet.
+pub async fn enrolment_required(
+    state: &AppState,
+    user: &crate::store::User,
+) -> Result<bool, AppError> {
+    let policy = state.two_factor_policy.get(&state.store).await?;
+    if !policy.requires(user.role) {
+        return Ok(false);
+    }
+    Ok(!state
+        .store
+        .get_two_factor(user.id)
+        .await?
+        .is_some_and(|t| t.enabled))
 }
 
 impl FromRequestParts<AppState> for CurrentUser {

@@ -23,6 +23,7 @@ pub mod own_keys;
 pub mod presets;
 pub mod providers;
 pub mod search;
+pub mod security;
 pub mod sso;
 pub mod tls;
 pub mod usage;
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(presets::routes())
         .merge(branding::routes())
         .merge(files::routes())
+        .merge(security::routes())
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed);

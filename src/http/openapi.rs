@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     admin, auth, branding, chat, collections, conversations, export, files, health, keys, models,
-    own_keys, presets, providers, search, sso, tls, usage, v1,
+    own_keys, presets, providers, search, security, sso, tls, usage, v1,
 };
 
 #[derive(OpenApi)]
@@ -55,11 +55,17 @@ use super::{
         collections::remove, collections::document,
         files::list, files::upload, files::read, files::content, files::thumbnail, files::remove,
         sso::oidc_start, sso::oidc_callback, sso::oidc_link, sso::list_identities, sso::unlink_identity,
+        security::two_factor_status, security::two_factor_setup, security::two_factor_confirm,
+        security::two_factor_disable, security::login_second_step, security::reset_password,
+        security::request_reset, security::set_email, security::send_verification,
+        security::verify_email, security::create_reset_link, security::reset_two_factor,
+        security::read_policy, security::update_policy,
     ),
     tags(
         (name = "auth", description = "Setup, registration, sign-in, sessions and tokens"),
         (name = "keys", description = "Personal API keys"),
         (name = "sso", description = "Single sign-on: OpenID Connect sign-in (a browser goes to `start`, signs in at the provider and comes back to `callback`, which sets the session cookie), linking identities to the signed-in account, and listing or unlinking them. LDAP directories are checked by the ordinary sign-in form (`POST /api/auth/login`)."),
+        (name = "two-factor", description = "Two-factor sign-in with an authenticator app (TOTP, RFC 6238): set-up with a QR code, ten one-time recovery codes, turning it off. With it on, `POST /api/auth/login` answers 202 with a challenge to finish at `POST /api/auth/login/two-factor`, and `POST /api/auth/token` needs `totp_code`. API keys and refresh tokens are not asked for a code."),
         (name = "admin", description = "Users, invites and audit log (admins only)"),
         (name = "health", description = "Liveness and store checks"),
         (name = "search", description = "Full-text search over the caller's own messages and conversation titles"),
@@ -97,6 +103,10 @@ const PUBLIC: &[(HttpMethod, &str)] = &[
     (HttpMethod::Post, "/api/auth/login"),
     (HttpMethod::Post, "/api/auth/token"),
     (HttpMethod::Post, "/api/auth/refresh"),
+    (HttpMethod::Post, "/api/auth/login/two-factor"),
+    (HttpMethod::Post, "/api/auth/password-reset"),
+    (HttpMethod::Post, "/api/auth/password-reset/request"),
+    (HttpMethod::Post, "/api/auth/email/verify"),
 ];
 
 /// Credential optional: anyone on the loopback interface, admins elsewhere.

@@ -334,6 +334,8 @@ async fn create_linked(
             id: Uuid::now_v7(),
             username,
             email: email.clone(),
+            // Kept only when the provider vouches for it (above).
+            email_verified: email.is_some(),
             // No password: this account signs in through its provider.
             password_hash: String::new(),
             role,

@@ -26,6 +26,7 @@ pub mod provider_records;
 pub mod records;
 pub mod redb;
 pub mod search_outbox;
+pub mod security;
 pub mod traits;
 pub mod uploads;
 pub mod usage;
@@ -121,6 +122,11 @@ pub struct UserPatch {
     pub password_hash: Option<String>,
     /// `Some(None)` returns the user to the server's default quota.
     pub quota: Option<Option<QuotaOverride>>,
+    /// A new address (`Some(None)` removes it); a changed address is
+    /// unverified.
+    pub email: Option<Option<String>>,
+    /// Marks the address verified, if it is still this one.
+    pub verify_email: Option<String>,
     pub updated_at: i64,
 }
 
@@ -137,6 +143,17 @@ impl UserPatch {
         }
         if let Some(q) = self.quota {
             u.quota = q;
+        }
+        if let Some(e) = self.email
+            && e != u.email
+        {
+            u.email = e;
+            u.email_verified = false;
+        }
+        if let Some(e) = self.verify_email
+            && u.email.as_deref() == Some(e.as_str())
+        {
+            u.email_verified = true;
         }
         u.updated_at = self.updated_at;
     }

@@ -34,6 +34,10 @@ pub struct User {
     pub username: String,
     #[serde(default)]
     pub email: Option<String>,
+    /// The owner proved `email` is theirs (a link mailed to it was
+    /// followed). Only a verified address receives password resets.
+    #[serde(default)]
+    pub email_verified: bool,
     pub password_hash: String,
     pub role: Role,
     pub status: UserStatus,

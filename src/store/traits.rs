@@ -33,6 +33,7 @@ use super::presets::{Branding, Preset, SavedPrompt, UserSettings};
 use super::provider_records::StoredProvider;
 use super::records::*;
 use super::search_outbox::Resolved;
+use super::security::{OneTimeKind, OneTimeToken, TwoFactor, TwoFactorPolicy, TwoFactorUpdate};
 use super::uploads::{DeletedUpload, Thumbnail, Upload, UploadCreated};
 use super::usage::{Charge, KeyUsageRow, UsageCounts, UsageRow};
 use super::{Revoked, SignOut, UserPatch};
@@ -467,6 +468,45 @@ pub trait UploadStore: Send + Sync {
     async fn all_uploads(&self, after: Option<Uuid>, limit: usize) -> StoreResult<Vec<Upload>>;
 }
 
+/// Second factors, one-time tokens and the two-factor policy (see
+/// `security.rs`).
+#[async_trait]
+pub trait SecurityStore: Send + Sync {
+    async fn get_two_factor(&self, user_id: Uuid) -> StoreResult<Option<TwoFactor>>;
+    /// Inserts or replaces the user's record.
+    async fn put_two_factor(&self, t: &TwoFactor) -> StoreResult<()>;
+    /// False when the user had none.
+    async fn delete_two_factor(&self, user_id: Uuid) -> StoreResult<bool>;
+    /// Reads the user's record, lets `f` change it and writes it when `f`
+    /// says it changed, in one transaction (so a code is accepted once even
+    /// when two instances check it at the same time). Returns the record as
+    /// it is after, and whether `f` changed it; None when there is none.
+    async fn update_two_factor(
+        &self,
+        user_id: Uuid,
+        f: TwoFactorUpdate,
+    ) -> StoreResult<Option<(TwoFactor, bool)>>;
+    /// Stores a token under the hash of its value.
+    async fn put_one_time(&self, hash: &[u8], t: &OneTimeToken) -> StoreResult<()>;
+    /// Removes the token and returns it when it is of `kind` and not expired
+    /// at `now`; None otherwise (an expired one is removed too; one of
+    /// another kind is left alone).
+    async fn take_one_time(
+        &self,
+        kind: OneTimeKind,
+        hash: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<OneTimeToken>>;
+    /// Removes every token of `kind` the user has; returns how many.
+    async fn delete_one_time_of_user(&self, user_id: Uuid, kind: OneTimeKind)
+    -> StoreResult<usize>;
+    /// Removes tokens expired at `now`; returns how many.
+    async fn prune_one_time(&self, now: i64) -> StoreResult<usize>;
+    /// Optional when never set.
+    async fn two_factor_policy(&self) -> StoreResult<TwoFactorPolicy>;
+    async fn set_two_factor_policy(&self, p: TwoFactorPolicy) -> StoreResult<()>;
+}
+
 /// Health of the store itself.
 #[async_trait]
 pub trait StoreHealth: Send + Sync {
@@ -494,6 +534,7 @@ pub trait Store:
     + KnowledgeStore
     + UploadStore
     + IdentityStore
+    + SecurityStore
     + StoreHealth
     + std::fmt::Debug
 {

@@ -10,8 +10,10 @@
 pub mod invites;
 pub mod keys;
 pub mod login;
+pub mod reset;
 pub mod setup;
 pub mod tokens;
+pub mod twofactor;
 
 use uuid::Uuid;
 
@@ -53,6 +55,21 @@ pub enum UserError {
     SessionExpired,
     #[error("The current password is not correct.")]
     WrongPassword,
+    #[error("two-factor code required")]
+    TwoFactorRequired,
+    #[error("invalid two-factor code")]
+    InvalidCode,
+    #[error("sign-in step expired")]
+    ChallengeExpired,
+    /// A reset or verification link that is unknown, used or expired.
+    #[error("{0}")]
+    InvalidLink(String),
+    /// The change conflicts with the account's state (e.g. two-factor
+    /// sign-in is already on).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("mail is not configured")]
+    MailNotConfigured,
     /// Too many wrong current passwords; retry after this many seconds.
     #[error("too many attempts")]
     Throttled(u64),
@@ -214,6 +231,7 @@ impl Users<'_> {
             id: Uuid::now_v7(),
             username,
             email: req.email,
+            email_verified: false,
             password_hash: self.hasher.hash(req.password).await,
             role,
             status: UserStatus::Active,
@@ -367,6 +385,7 @@ impl Users<'_> {
             password_hash,
             quota: change.quota,
             updated_at: crate::clock::now(),
+            ..UserPatch::default()
         };
         let res = self.store.update_user(id, patch, sign_out).await;
         let outcome = match &res {

@@ -785,6 +785,10 @@ async fn openapi_document_is_valid_and_complete() {
         ("post", "/api/auth/login"),
         ("post", "/api/auth/token"),
         ("post", "/api/auth/refresh"),
+        ("post", "/api/auth/login/two-factor"),
+        ("post", "/api/auth/password-reset"),
+        ("post", "/api/auth/password-reset/request"),
+        ("post", "/api/auth/email/verify"),
     ];
     let mut ops = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {

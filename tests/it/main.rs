@@ -45,6 +45,7 @@ mod providers_wire;
 mod routing;
 mod search;
 mod search_crash;
+mod security;
 mod sso_ldap;
 mod sso_oidc;
 mod store_contract;

@@ -65,6 +65,7 @@ const STEPS: &[&[&str]] = &[
         "identities_by_user",
         "sso_states",
     ],
+    &["one_time_tokens", "two_factor"],
 ];
 
 /// The schema version of this binary (`confab version --json`).

@@ -494,6 +494,7 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
             id: uuid::Uuid::now_v7(),
             username: name.into(),
             email: Some(format!("{name}@example.test")),
+            email_verified: false,
             password_hash: "$argon2id$fake".into(),
             role,
             status: UserStatus::Active,
@@ -647,6 +648,24 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
     .await
     .unwrap();
     s.set_default_model(Some("m0")).await.unwrap();
+    // A second factor and the policy travel too (one-time tokens do not).
+    s.put_two_factor(&confab::store::security::TwoFactor {
+        user_id: users[0].id,
+        secret: vec![9; 20],
+        enabled: true,
+        created_at: now,
+        enabled_at: Some(now),
+        last_step: 57_000_000,
+        recovery: vec![confab::store::security::RecoveryCode {
+            hash: "ab".repeat(32),
+            used_at: None,
+        }],
+    })
+    .await
+    .unwrap();
+    s.set_two_factor_policy(confab::store::security::TwoFactorPolicy::Admins)
+        .await
+        .unwrap();
     s.put_acme_account(&confab::store::acme::AcmeAccountRecord {
         directory: "https://acme.test/dir".into(),
         credentials: serde_json::json!({"id": "acct", "key": "k"}),
@@ -785,6 +804,17 @@ async fn same_answers(
     use confab::store::chat::ConversationFilter;
     let j = |v: &dyn erased::Json| v.json();
     assert_eq!(a.user_count().await.unwrap(), b.user_count().await.unwrap());
+    assert_eq!(
+        a.two_factor_policy().await.unwrap(),
+        b.two_factor_policy().await.unwrap()
+    );
+    for u in users {
+        let (x, y) = (
+            a.get_two_factor(u.id).await.unwrap(),
+            b.get_two_factor(u.id).await.unwrap(),
+        );
+        assert_eq!(x, y, "two-factor record of {}", u.username);
+    }
     assert_eq!(
         a.message_count().await.unwrap(),
         b.message_count().await.unwrap()

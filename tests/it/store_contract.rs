@@ -25,6 +25,9 @@ use confab::store::model_settings::{ModelPrice, ModelSetting};
 use confab::store::presets::{Branding, Logo, Preset, PresetParams, SavedPrompt, UserSettings};
 use confab::store::provider_records::StoredProvider;
 use confab::store::search_outbox::Resolved;
+use confab::store::security::{
+    OneTimeKind, OneTimeToken, RecoveryCode, TwoFactor, TwoFactorPolicy,
+};
 use confab::store::uploads::{Thumbnail, Upload, UploadCreated};
 use confab::store::usage::{Charge, MAX_NAME, UsageCounts, UsageRow};
 use confab::store::{
@@ -65,6 +68,7 @@ fn user(name: &str, role: Role) -> User {
         id: id(),
         username: name.into(),
         email: Some(format!("{name}@example.test")),
+        email_verified: false,
         password_hash: format!("$argon2id$fake${name}"),
         role,
         status: UserStatus::Active,
@@ -4030,6 +4034,267 @@ pub async fn sso_states_taken_at_once_are_taken_once(s: &dyn Store) {
     assert_eq!(found, 1);
 }
 
+// ---- security: second factors, one-time tokens, policy -----------------
+
+fn two_factor(user_id: Uuid) -> TwoFactor {
+    TwoFactor {
+        user_id,
+        secret: vec![7; 20],
+        enabled: false,
+        created_at: NOW,
+        enabled_at: None,
+        last_step: 0,
+        recovery: Vec::new(),
+    }
+}
+
+pub async fn security_two_factor_put_get_update_delete(s: &dyn Store) {
+    let (a, b) = (id(), id());
+    assert!(s.get_two_factor(a).await.unwrap().is_none());
+    assert!(
+        s.update_two_factor(a, Box::new(|_| true))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let rec = two_factor(a);
+    s.put_two_factor(&rec).await.unwrap();
+    s.put_two_factor(&two_factor(b)).await.unwrap();
+    assert_same!(s.get_two_factor(a).await.unwrap().unwrap(), rec);
+
+    // A change that says "unchanged" is not written.
+    let (after, changed) = s
+        .update_two_factor(
+            a,
+            Box::new(|t| {
+                t.last_step = 99;
+                false
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!changed);
+    assert_eq!(after.last_step, 99);
+    assert_eq!(s.get_two_factor(a).await.unwrap().unwrap().last_step, 0);
+
+    let (after, changed) = s
+        .update_two_factor(
+            a,
+            Box::new(|t| {
+                t.enabled = true;
+                t.last_step = 5;
+                t.recovery.push(RecoveryCode {
+                    hash: "h".into(),
+                    used_at: None,
+                });
+                true
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(changed);
+    assert_same!(s.get_two_factor(a).await.unwrap().unwrap(), after);
+    // The other user's record is untouched.
+    assert_same!(s.get_two_factor(b).await.unwrap().unwrap(), two_factor(b));
+
+    assert!(s.delete_two_factor(a).await.unwrap());
+    assert!(!s.delete_two_factor(a).await.unwrap());
+    assert!(s.get_two_factor(a).await.unwrap().is_none());
+    assert!(s.get_two_factor(b).await.unwrap().is_some());
+}
+
+pub async fn security_two_factor_concurrent_updates_accept_a_step_once(s: &dyn Store) {
+    let a = id();
+    s.put_two_factor(&two_factor(a)).await.unwrap();
+    // Ten checks of the same code at once: exactly one advances the step.
+    let tries = (0..10).map(|_| {
+        s.update_two_factor(
+            a,
+            Box::new(|t| {
+                if t.last_step >= 7 {
+                    return false;
+                }
+                t.last_step = 7;
+                true
+            }),
+        )
+    });
+    let won = join_all(tries)
+        .await
+        .into_iter()
+        .filter(|r| r.as_ref().unwrap().as_ref().unwrap().1)
+        .count();
+    assert_eq!(won, 1);
+}
+
+fn one_time(kind: OneTimeKind, user_id: Uuid, expires_at: i64) -> OneTimeToken {
+    OneTimeToken {
+        kind,
+        user_id,
+        created_at: NOW,
+        expires_at,
+        email: Some("a@example.test".into()),
+        attempts: 2,
+        purpose: None,
+    }
+}
+
+pub async fn security_one_time_tokens_are_single_use(s: &dyn Store) {
+    let u = id();
+    let (h1, h2, h3) = (hash(), hash(), hash());
+    let t = one_time(OneTimeKind::PasswordReset, u, NOW + 60);
+    s.put_one_time(&h1, &t).await.unwrap();
+    // Another kind does not take it, and leaves it.
+    assert!(
+        s.take_one_time(OneTimeKind::EmailVerification, &h1, NOW)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_same!(
+        s.take_one_time(OneTimeKind::PasswordReset, &h1, NOW)
+            .await
+            .unwrap()
+            .unwrap(),
+        t
+    );
+    assert!(
+        s.take_one_time(OneTimeKind::PasswordReset, &h1, NOW)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Expired: refused, and gone.
+    s.put_one_time(&h2, &t).await.unwrap();
+    assert!(
+        s.take_one_time(OneTimeKind::PasswordReset, &h2, NOW + 60)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.take_one_time(OneTimeKind::PasswordReset, &h2, NOW)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Concurrent takers: one wins.
+    s.put_one_time(&h3, &t).await.unwrap();
+    let got = join_all((0..8).map(|_| s.take_one_time(OneTimeKind::PasswordReset, &h3, NOW)))
+        .await
+        .into_iter()
+        .filter(|r| r.as_ref().unwrap().is_some())
+        .count();
+    assert_eq!(got, 1);
+}
+
+pub async fn security_one_time_tokens_delete_by_user_and_prune(s: &dyn Store) {
+    let (u, v) = (id(), id());
+    let (h1, h2, h3, h4) = (hash(), hash(), hash(), hash());
+    s.put_one_time(&h1, &one_time(OneTimeKind::PasswordReset, u, NOW + 60))
+        .await
+        .unwrap();
+    s.put_one_time(&h2, &one_time(OneTimeKind::PasswordReset, u, NOW + 60))
+        .await
+        .unwrap();
+    s.put_one_time(&h3, &one_time(OneTimeKind::LoginChallenge, u, NOW + 60))
+        .await
+        .unwrap();
+    s.put_one_time(&h4, &one_time(OneTimeKind::PasswordReset, v, NOW + 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.delete_one_time_of_user(u, OneTimeKind::PasswordReset)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(
+        s.take_one_time(OneTimeKind::PasswordReset, &h1, NOW)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.prune_one_time(NOW + 30).await.unwrap(), 1);
+    assert!(
+        s.take_one_time(OneTimeKind::PasswordReset, &h4, NOW)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.take_one_time(OneTimeKind::LoginChallenge, &h3, NOW)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+pub async fn security_policy_defaults_to_optional(s: &dyn Store) {
+    assert_eq!(
+        s.two_factor_policy().await.unwrap(),
+        TwoFactorPolicy::Optional
+    );
+    s.set_two_factor_policy(TwoFactorPolicy::Admins)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.two_factor_policy().await.unwrap(),
+        TwoFactorPolicy::Admins
+    );
+    s.set_two_factor_policy(TwoFactorPolicy::Everyone)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.two_factor_policy().await.unwrap(),
+        TwoFactorPolicy::Everyone
+    );
+}
+
+pub async fn users_email_change_unverifies_and_verify_checks_the_address(s: &dyn Store) {
+    // An active admin, so that changing another account is allowed.
+    s.create_user(&user("root", Role::Admin), false, None, NOW)
+        .await
+        .unwrap();
+    let u = user("erin", Role::User);
+    s.create_user(&u, false, None, NOW).await.unwrap();
+    let patch = |email: Option<Option<String>>, verify: Option<String>| UserPatch {
+        email,
+        verify_email: verify,
+        updated_at: NOW,
+        ..UserPatch::default()
+    };
+    let (back, _) = s
+        .update_user(u.id, patch(None, Some("erin@example.test".into())), None)
+        .await
+        .unwrap();
+    assert!(back.email_verified);
+    // A verification of another address does nothing.
+    let (back, _) = s
+        .update_user(
+            u.id,
+            patch(Some(Some("new@example.test".into())), None),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!back.email_verified);
+    assert_eq!(back.email.as_deref(), Some("new@example.test"));
+    let (back, _) = s
+        .update_user(u.id, patch(None, Some("erin@example.test".into())), None)
+        .await
+        .unwrap();
+    assert!(!back.email_verified);
+    let (back, _) = s
+        .update_user(u.id, patch(None, Some("new@example.test".into())), None)
+        .await
+        .unwrap();
+    assert!(back.email_verified);
+    assert_same!(s.get_user(u.id).await.unwrap(), back);
+}
+
 /// One `#[tokio::test]` per case against the backend `$fresh` opens:
 /// `async fn() -> (SharedStore, guard)`, a new empty store and whatever
 /// must live as long as it (a temporary directory, a database).
@@ -4112,6 +4377,12 @@ macro_rules! contract_tests {
             identities_link_with_a_new_user_is_one_transaction,
             sso_states_are_single_use_and_expire,
             sso_states_taken_at_once_are_taken_once,
+            users_email_change_unverifies_and_verify_checks_the_address,
+            security_two_factor_put_get_update_delete,
+            security_two_factor_concurrent_updates_accept_a_step_once,
+            security_one_time_tokens_are_single_use,
+            security_one_time_tokens_delete_by_user_and_prune,
+            security_policy_defaults_to_optional,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(

@@ -324,6 +324,10 @@ fn insert_sql(table: &str) -> StoreResult<(&'static str, &'static str)> {
             "INSERT INTO identities (id, user_id, issuer, subject, data)
              SELECT k, (d->>'user_id')::uuid, d->>'issuer', d->>'subject', d FROM unnest($1::uuid[], $2::jsonb[]) u(k, d)",
         ),
+        "two_factor" => (
+            "uuid",
+            "INSERT INTO two_factor (user_id, data) SELECT k, d FROM unnest($1::uuid[], $2::jsonb[]) u(k, d)",
+        ),
         other => return Err(StoreError::Backend(format!("no table {other} to copy into"))),
     })
 }
@@ -374,7 +378,10 @@ async fn insert(tx: &impl Sql, table: &str, rows: &[Row]) -> StoreResult<()> {
 /// The query that reads `table` back in redb's key order, as (key, value).
 fn read_sql(table: &str) -> &'static str {
     match table {
-        "meta" => "SELECT key, value FROM meta WHERE key = 'default_model'",
+        "meta" => {
+            "SELECT key, value FROM meta WHERE key IN ('default_model', 'two_factor_policy')
+             ORDER BY key COLLATE \"C\""
+        }
         "users" => "SELECT id, data FROM users ORDER BY id",
         "sessions" => "SELECT token_hash, data FROM sessions ORDER BY token_hash",
         "refresh_families" => "SELECT id, data FROM refresh_families ORDER BY id",
@@ -406,6 +413,7 @@ fn read_sql(table: &str) -> &'static str {
         "doc_vectors" => "SELECT file_id, data FROM doc_vectors ORDER BY file_id",
         "collections" => "SELECT id, data FROM collections ORDER BY id",
         "identities" => "SELECT id, data FROM identities ORDER BY id",
+        "two_factor" => "SELECT user_id, data FROM two_factor ORDER BY user_id",
         _ => "SELECT model, data FROM model_settings ORDER BY model COLLATE \"C\"",
     }
 }
@@ -464,7 +472,8 @@ async fn read_back(
                 (Value::String(hex::encode(k)), canonical(table, r.get(1))?)
             }
             "users" | "refresh_families" | "audit" | "conversations" | "presets" | "prompts"
-            | "user_settings" | "uploads" | "documents" | "doc_vectors" | "collections" | "identities" => {
+            | "user_settings" | "uploads" | "documents" | "doc_vectors" | "collections"
+            | "identities" | "two_factor" => {
                 let k: Uuid = r.get(0);
                 (serde_json::json!(k), canonical(table, r.get(1))?)
             }

@@ -27,6 +27,7 @@ mod knowledge;
 mod misc;
 mod schema;
 mod search_outbox;
+mod security;
 mod uploads;
 mod usage;
 mod users;

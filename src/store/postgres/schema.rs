@@ -8,7 +8,7 @@ use crate::store::{StoreError, StoreResult};
 
 /// The schema version this binary writes (PostgreSQL's own numbering,
 /// independent of the redb file's).
-pub const SCHEMA_VERSION: u64 = 5;
+pub const SCHEMA_VERSION: u64 = 6;
 
 /// The advisory lock migrations hold (any fixed number: "confab" + 1).
 const MIGRATION_LOCK: i64 = 0x636f_6e66_6162_0001;
@@ -209,6 +209,23 @@ CREATE TABLE sso_states (
     data jsonb NOT NULL
 );
 CREATE INDEX sso_states_by_expiry ON sso_states (expires_at);
+"#,
+    // 5 → 6: second factors and one-time tokens (sign-in challenges,
+    // password resets, email verifications).
+    r#"
+CREATE TABLE two_factor (
+    user_id uuid PRIMARY KEY,
+    data jsonb NOT NULL
+);
+CREATE TABLE one_time_tokens (
+    token_hash bytea PRIMARY KEY,
+    kind text NOT NULL,
+    user_id uuid NOT NULL,
+    expires_at bigint NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE INDEX one_time_tokens_by_user ON one_time_tokens (user_id, kind);
+CREATE INDEX one_time_tokens_by_expiry ON one_time_tokens (expires_at);
 "#,
 ];
 

@@ -442,6 +442,57 @@ impl AcmeStore for RedbStore {
 }
 
 #[async_trait]
+impl SecurityStore for RedbStore {
+    async fn get_two_factor(&self, user_id: Uuid) -> StoreResult<Option<security::TwoFactor>> {
+        self.db.get_two_factor(user_id)
+    }
+    async fn put_two_factor(&self, t: &security::TwoFactor) -> StoreResult<()> {
+        let t = t.clone();
+        self.run(move |db| db.put_two_factor(&t)).await
+    }
+    async fn delete_two_factor(&self, user_id: Uuid) -> StoreResult<bool> {
+        self.run(move |db| db.delete_two_factor(user_id)).await
+    }
+    async fn update_two_factor(
+        &self,
+        user_id: Uuid,
+        f: security::TwoFactorUpdate,
+    ) -> StoreResult<Option<(security::TwoFactor, bool)>> {
+        self.run(move |db| db.update_two_factor(user_id, f)).await
+    }
+    async fn put_one_time(&self, hash: &[u8], t: &security::OneTimeToken) -> StoreResult<()> {
+        let (hash, t) = (hash.to_vec(), t.clone());
+        self.run(move |db| db.put_one_time(&hash, &t)).await
+    }
+    async fn take_one_time(
+        &self,
+        kind: security::OneTimeKind,
+        hash: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<security::OneTimeToken>> {
+        let hash = hash.to_vec();
+        self.run(move |db| db.take_one_time(kind, &hash, now)).await
+    }
+    async fn delete_one_time_of_user(
+        &self,
+        user_id: Uuid,
+        kind: security::OneTimeKind,
+    ) -> StoreResult<usize> {
+        self.run(move |db| db.delete_one_time_of_user(user_id, kind))
+            .await
+    }
+    async fn prune_one_time(&self, now: i64) -> StoreResult<usize> {
+        self.run(move |db| db.prune_one_time(now)).await
+    }
+    async fn two_factor_policy(&self) -> StoreResult<security::TwoFactorPolicy> {
+        self.db.two_factor_policy()
+    }
+    async fn set_two_factor_policy(&self, p: security::TwoFactorPolicy) -> StoreResult<()> {
+        self.run(move |db| db.set_two_factor_policy(p)).await
+    }
+}
+
+#[async_trait]
 impl StoreHealth for RedbStore {
     async fn schema_version(&self) -> StoreResult<u64> {
         self.db.schema_version()

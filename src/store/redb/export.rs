@@ -12,6 +12,8 @@
 //! reads from the upload records' columns) are not exported: the other side
 //! derives them. The blobs themselves are files beside the database; the
 //! copy takes them from the data directory (`store::postgres::copy`).
+//! One-time tokens (sign-in challenges, reset and verification links) live
+//! minutes and are not copied either.
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition, TableError};
 use serde::Serialize;
@@ -60,6 +62,7 @@ pub const TABLES: &[&str] = &[
     "doc_vectors",
     "collections",
     "identities",
+    "two_factor",
 ];
 
 /// A usage row as both sides export it (the key is the row's identity).
@@ -110,6 +113,7 @@ pub fn canonical(table: &str, v: Value) -> StoreResult<Value> {
         "doc_vectors" => re::<ChunkVectors>(v),
         "collections" => re::<Collection>(v),
         "identities" => re::<crate::store::identities::IdentityLink>(v),
+        "two_factor" => re::<crate::store::security::TwoFactor>(v),
         other => Err(StoreError::Backend(format!("no table {other} to copy"))),
     }
 }
@@ -148,7 +152,7 @@ pub fn export(
     let mut out = Out { sink, batch };
     // Of `meta` only what admins set (the rest is the file's own).
     walk(&tx, META, &mut out, "meta", |k: &str, v| {
-        if k != "default_model" {
+        if k != "default_model" && k != crate::store::security::POLICY_KEY {
             return Ok(None);
         }
         Ok(Some((json!(k), serde_json::from_slice(v)?)))
@@ -292,6 +296,9 @@ pub fn export(
     })?;
     walk(&tx, IDENTITIES, &mut out, "identities", |k: u128, v| {
         rec::<crate::store::identities::IdentityLink>("identities", json!(Uuid::from_u128(k)), v)
+    })?;
+    walk(&tx, TWO_FACTOR, &mut out, "two_factor", |k: u128, v| {
+        rec::<crate::store::security::TwoFactor>("two_factor", json!(Uuid::from_u128(k)), v)
     })?;
     Ok(version)
 }

@@ -19,6 +19,7 @@ mod model_settings;
 mod presets;
 mod provider_records;
 mod search_outbox;
+mod security;
 mod uploads;
 mod usage;
 
@@ -42,7 +43,7 @@ use crate::store::{
 
 /// The schema version this binary writes. Migrations in [`migrate`] bring
 /// older files forward; a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 11;
+pub const SCHEMA_VERSION: u64 = 12;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
@@ -135,6 +136,10 @@ const IDENTITIES_BY_USER: TableDefinition<(u128, u128), ()> =
     TableDefinition::new("identities_by_user");
 /// Hash of an OIDC `state` → the sign-in under way (minutes, single use).
 const SSO_STATES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sso_states");
+/// user id → TOTP enrolment (`security::TwoFactor`).
+const TWO_FACTOR: TableDefinition<u128, &[u8]> = TableDefinition::new("two_factor");
+/// SHA-256 of a one-time token → `security::OneTimeToken`.
+const ONE_TIME_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("one_time_tokens");
 
 /// Calls `$visit!(TABLE)` for every table above. A new table MUST be added
 /// here: backups copy exactly these (redb cannot copy a table without its
@@ -182,6 +187,8 @@ macro_rules! for_each_table {
         $visit!(IDENTITIES_BY_SUBJECT);
         $visit!(IDENTITIES_BY_USER);
         $visit!(SSO_STATES);
+        $visit!(TWO_FACTOR);
+        $visit!(ONE_TIME_TOKENS);
     };
 }
 use for_each_table;
@@ -539,6 +546,11 @@ impl Db {
                         tx.open_table(IDENTITIES_BY_SUBJECT)?;
                         tx.open_table(IDENTITIES_BY_USER)?;
                         tx.open_table(SSO_STATES)?;
+                    }
+                    if step == 11 {
+                        // Nobody used a second factor or a reset link before.
+                        tx.open_table(TWO_FACTOR)?;
+                        tx.open_table(ONE_TIME_TOKENS)?;
                     }
                     if step == 1 {
                         tx.open_table(PROVIDERS)?;
