@@ -22,7 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("provider clients", &["providers"]),
     ("configuration", &["config", "logging"]),
-    ("infrastructure", &["server", "store", "tls"]),
+    ("infrastructure", &["server", "store", "tls", "mail"]),
     (
         "domain",
         &[
