@@ -88,6 +88,7 @@ impl AppState {
         );
         Ok(AppState(Arc::new(AppInner {
             files,
+            imports: Default::default(),
             tls,
             models,
             limits,

@@ -29,6 +29,7 @@ pub mod provider_admin;
 pub mod providers;
 pub mod search;
 pub mod server;
+pub mod shares;
 pub mod state;
 pub mod store;
 pub mod tls;

@@ -48,6 +48,8 @@ pub struct AppInner {
     pub models: Arc<crate::model_settings::ModelSettings>,
     /// Uploaded files: records in the store, bytes in the blob store.
     pub files: Arc<crate::files::Files>,
+    /// Imports running or recently finished.
+    pub imports: Arc<crate::transfer::jobs::Jobs>,
 }
 
 #[derive(Clone)]

@@ -25,6 +25,7 @@ pub mod provider_records;
 pub mod records;
 pub mod redb;
 pub mod search_outbox;
+pub mod shares;
 pub mod traits;
 pub mod uploads;
 pub mod usage;

@@ -8,7 +8,7 @@ use crate::store::{StoreError, StoreResult};
 
 /// The schema version this binary writes (PostgreSQL's own numbering,
 /// independent of the redb file's).
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// The advisory lock migrations hold (any fixed number: "confab" + 1).
 const MIGRATION_LOCK: i64 = 0x636f_6e66_6162_0001;
@@ -189,6 +189,22 @@ CREATE TABLE collections (
     data jsonb NOT NULL
 );
 CREATE INDEX collections_by_owner ON collections (owner, id);
+"#,
+    // 3 → 4: share links, and what was imported from other apps.
+    r#"
+CREATE TABLE shares (
+    token text PRIMARY KEY,
+    id uuid NOT NULL UNIQUE,
+    user_id uuid NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE INDEX shares_by_user ON shares (user_id, id);
+CREATE TABLE import_sources (
+    user_id uuid NOT NULL,
+    source text NOT NULL,
+    conversation_id uuid NOT NULL,
+    PRIMARY KEY (user_id, source)
+);
 "#,
 ];
 

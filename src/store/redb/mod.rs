@@ -18,6 +18,7 @@ mod model_settings;
 mod presets;
 mod provider_records;
 mod search_outbox;
+mod shares;
 mod uploads;
 mod usage;
 
@@ -41,7 +42,7 @@ use crate::store::{
 
 /// The schema version this binary writes. Migrations in [`migrate`] bring
 /// older files forward; a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 10;
+pub const SCHEMA_VERSION: u64 = 11;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
@@ -124,6 +125,13 @@ const UPLOAD_BLOBS: TableDefinition<(&str, u128), ()> = TableDefinition::new("up
 /// owner → bytes their files take, kept in the same transactions as the
 /// records so the quota check cannot race.
 const UPLOAD_USAGE: TableDefinition<u128, u64> = TableDefinition::new("upload_usage");
+/// Share link token → its record (`store::shares::Share`).
+const SHARES: TableDefinition<&str, &[u8]> = TableDefinition::new("shares");
+/// (user id, share id) → token, for a user's list of links.
+const SHARES_BY_USER: TableDefinition<(u128, u128), &str> = TableDefinition::new("shares_by_user");
+/// (user id, source key such as `chatgpt:<id>`) → the conversation it was
+/// imported into: importing the same file again adds nothing.
+const IMPORT_SOURCES: TableDefinition<(u128, &str), u128> = TableDefinition::new("import_sources");
 
 /// Calls `$visit!(TABLE)` for every table above. A new table MUST be added
 /// here: backups copy exactly these (redb cannot copy a table without its
@@ -167,6 +175,9 @@ macro_rules! for_each_table {
         $visit!(UPLOADS_BY_USER);
         $visit!(UPLOAD_BLOBS);
         $visit!(UPLOAD_USAGE);
+        $visit!(SHARES);
+        $visit!(SHARES_BY_USER);
+        $visit!(IMPORT_SOURCES);
     };
 }
 use for_each_table;
@@ -517,6 +528,13 @@ impl Db {
                         tx.open_table(DOC_VECTORS)?;
                         tx.open_table(COLLECTIONS)?;
                         tx.open_table(COLLECTIONS_BY_USER)?;
+                    }
+                    if step == 10 {
+                        // No link was shared and nothing imported from
+                        // another app before these existed.
+                        tx.open_table(SHARES)?;
+                        tx.open_table(SHARES_BY_USER)?;
+                        tx.open_table(IMPORT_SOURCES)?;
                     }
                     if step == 1 {
                         tx.open_table(PROVIDERS)?;
