@@ -48,7 +48,7 @@ impl FromRequestParts<AppState> for MaybeUser {
     }
 }
 
-#[derive(Deserialize, ToSchema, Default)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewShare {
     /// Only signed-in users of this server may open the link.
     #[serde(default)]
@@ -94,10 +94,9 @@ pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
-    body: Option<Json<NewShare>>,
+    Json(b): Json<NewShare>,
 ) -> AppResult<(StatusCode, Json<ShareView>)> {
     let cid = Uuid::parse_str(&id).map_err(|_| AppError::ConversationNotFound)?;
-    let b = body.map(|Json(b)| b).unwrap_or_default();
     let s = crate::shares::create(&state.store, user.id(), cid, b.signed_in_only).await?;
     Ok((StatusCode::CREATED, Json(view(&state, &s))))
 }

@@ -38,7 +38,10 @@ pub fn container(path: &Path) -> Result<Container, String> {
     if n == 4 && head == *b"PK\x03\x04" {
         let mut z = zip::ZipArchive::new(File::open(path).map_err(|e| e.to_string())?)
             .map_err(|e| format!("the zip file cannot be read: {e}"))?;
-        let names: Vec<String> = z.file_names().map(str::to_string).collect();
+        let names: Vec<String> = z
+            .file_names()
+            .filter_map(|n| n.ok().map(|n| n.into_owned()))
+            .collect();
         let json: Vec<&String> = names.iter().filter(|n| n.ends_with(".json")).collect();
         let pick = json
             .iter()
@@ -109,7 +112,10 @@ pub struct ZipFiles {
 impl ZipFiles {
     pub fn open(path: &Path, max_bytes: u64) -> Option<ZipFiles> {
         let zip = zip::ZipArchive::new(File::open(path).ok()?).ok()?;
-        let names = zip.file_names().map(str::to_string).collect();
+        let names = zip
+            .file_names()
+            .filter_map(|n| n.ok().map(|n| n.into_owned()))
+            .collect();
         Some(ZipFiles {
             zip,
             names,

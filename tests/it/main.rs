@@ -26,6 +26,8 @@ mod export_import;
 mod files;
 mod http_surface;
 mod identity;
+mod imports;
+mod shares;
 mod knowledge;
 mod limits;
 mod metrics;

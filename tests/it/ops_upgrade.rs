@@ -59,6 +59,7 @@ const STEPS: &[&[&str]] = &[
         "documents",
         "documents_by_user",
     ],
+    &["import_sources", "shares", "shares_by_user"],
 ];
 
 /// The schema version of this binary (`confab version --json`).
