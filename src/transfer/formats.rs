@@ -81,6 +81,21 @@ pub fn detect(v: &Value, confab_doc: bool) -> Option<Format> {
     None
 }
 
+/// The conversation's own id in the export of `format`.
+pub fn source_id(format: Format, v: &Value) -> Option<String> {
+    let keys: &[&str] = match format {
+        Format::Chatgpt => &["conversation_id", "id"],
+        Format::Claude => &["uuid"],
+        Format::OpenWebui => &["id"],
+        Format::Librechat => &["conversationId"],
+        Format::Confab => &["id"],
+    };
+    keys.iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
 /// An image a conversation refers to, found in the export: stored as the
 /// importing user's file, and the message's attachment `key` pointed at it.
 pub struct Image {

@@ -38,7 +38,10 @@ pub struct Failed {
 
 /// A conversation read from the file, converted or not.
 struct Item {
+    /// The key idempotency uses: `<app>:<id>`.
     source: Option<String>,
+    /// The id as the file has it (for the report).
+    source_id: Option<String>,
     format: Option<Format>,
     title: Option<String>,
     body: Result<(Value, Value, Vec<Image>), String>,
@@ -60,21 +63,25 @@ fn item(v: Value, confab_doc: bool, files: &mut dyn formats::Files, max_title: u
             Item {
                 title: skip_title(&conv, max_title),
                 source: id.as_ref().map(|i| format!("confab:{i}")),
+                source_id: id,
                 format: Some(Format::Confab),
                 body: Ok((conv, messages, Vec::new())),
             }
         }
         Some(f) => {
             let title = skip_title(&v, max_title);
+            let source_id = formats::source_id(f, &v);
             match formats::convert(f, v, files, max_title) {
                 Ok(c) => Item {
                     source: c.source,
+                    source_id,
                     format: Some(f),
                     title,
                     body: Ok((c.conv, c.messages, c.images)),
                 },
                 Err(reason) => Item {
                     source: None,
+                    source_id,
                     format: Some(f),
                     title,
                     body: Err(reason),
@@ -83,6 +90,7 @@ fn item(v: Value, confab_doc: bool, files: &mut dyn formats::Files, max_title: u
         }
         None => Item {
             source: None,
+            source_id: None,
             format: None,
             title: skip_title(&v, max_title),
             body: Err(
@@ -262,7 +270,7 @@ pub async fn run(
             Ok(x) => x,
             Err(reason) => {
                 report.skipped.push(SkippedItem {
-                    source_id: it.source,
+                    source_id: it.source_id,
                     title: it.title,
                     reason,
                     existing_id: None,
@@ -287,11 +295,11 @@ pub async fn run(
                 for m in &mut msgs {
                     m.conversation_id = c.id;
                 }
-                batch.add(it.source, it.format, c, msgs);
+                batch.add(it.source, it.source_id, it.format, c, msgs);
             }
             Err(reason) => {
                 report.skipped.push(SkippedItem {
-                    source_id: it.source,
+                    source_id: it.source_id,
                     title: it.title,
                     reason,
                     existing_id: None,
@@ -332,15 +340,23 @@ pub async fn run(
 #[derive(Default)]
 struct Batch {
     items: Vec<(Option<String>, Conversation, Vec<Message>)>,
-    formats: Vec<Option<Format>>,
+    /// Per item: its id in the file, and its format.
+    about: Vec<(Option<String>, Option<Format>)>,
     bytes: usize,
 }
 
 impl Batch {
-    fn add(&mut self, source: Option<String>, f: Option<Format>, c: Conversation, m: Vec<Message>) {
+    fn add(
+        &mut self,
+        source: Option<String>,
+        source_id: Option<String>,
+        f: Option<Format>,
+        c: Conversation,
+        m: Vec<Message>,
+    ) {
         self.bytes += m.iter().map(|m| m.content.len() + 256).sum::<usize>();
         self.items.push((source, c, m));
-        self.formats.push(f);
+        self.about.push((source_id, f));
     }
 
     fn full(&self) -> bool {
@@ -358,7 +374,7 @@ impl Batch {
             return Ok(());
         }
         let items = std::mem::take(&mut self.items);
-        let formats = std::mem::take(&mut self.formats);
+        let about = std::mem::take(&mut self.about);
         self.bytes = 0;
         let done = match state.store.import_sourced(user_id, &items).await {
             Ok(d) => d,
@@ -367,8 +383,7 @@ impl Batch {
                 return Err("the import could not be stored".into());
             }
         };
-        for (((source, c, msgs), f), d) in items.into_iter().zip(formats).zip(done) {
-            let source_id = source.map(|s| s.split_once(':').map(|x| x.1.to_string()).unwrap_or(s));
+        for (((_, c, msgs), (source_id, f)), d) in items.into_iter().zip(about).zip(done) {
             match d {
                 Sourced::Imported => {
                     job.imported.fetch_add(1, Ordering::Relaxed);
