@@ -110,8 +110,7 @@ function Report({ job }) {
   const r = job.report;
   if (!r) return job.error ? html`<p class="error-text" role="alert" data-testid="import-error">${job.error}</p>` : null;
   return html`<div class="import-report" data-testid="import-report">
-    <p role="status"><strong>${r.imported.length}</strong> ${r.imported.length === 1 ? 'conversation' : 'conversations'} imported,
-      <strong>${r.skipped.length}</strong> skipped${r.files_imported ? `, ${r.files_imported} files` : ''}.</p>
+    <p role="status"><strong>${r.imported.length}</strong> ${r.imported.length === 1 ? 'conversation' : 'conversations'} imported, <strong>${r.skipped.length}</strong> skipped${r.files_imported ? `, ${r.files_imported} files` : ''}.</p>
     ${job.error && html`<p class="error-text" role="alert" data-testid="import-error">${job.error}</p>`}
     ${(r.imported.length + r.skipped.length) > 0 && html`<button type="button" class="btn small ghost" aria-expanded=${open ? 'true' : 'false'} onClick=${() => setOpen(!open)}>${open ? 'Hide details' : 'Show details'}</button>`}
     ${open && html`<ul class="rows compact">

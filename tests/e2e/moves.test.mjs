@@ -77,8 +77,9 @@ test('share a chat, open the link signed out, continue it as another user, revok
   const aw = await watchPage(ap);
   await ap.goto(url);
   await ap.getByTestId('share-title').waitFor();
-  await ap.getByText('What is a share link?').waitFor();
-  await ap.getByText('Hello from the fake upstream!').waitFor();
+  const thread = ap.locator('.share-thread');
+  await thread.getByText('What is a share link?').waitFor();
+  await thread.getByText('Hello from the fake upstream!').waitFor();
   await ap.getByTestId('continue-sign-in').waitFor();
   t.diagnostic(`screenshot: ${await screenshot(ap, 'shared-page-390')}`);
 
@@ -180,7 +181,13 @@ test('import a ChatGPT export with progress and a report, then delete every chat
 
   // Importing it again adds nothing.
   await card.getByTestId('import-file').setInputFiles(file);
-  await card.getByText(/0\s+conversations imported,\s+400\s+skipped/).waitFor({ timeout: 120_000 });
+  try {
+    await card.getByText(/0\s+conversations imported,\s+400\s+skipped/).waitFor({ timeout: 60_000 });
+  } catch (e) {
+    t.diagnostic(`card: ${await card.textContent()}`);
+    t.diagnostic(`screenshot: ${await screenshot(page, 'import-again-390')}`);
+    throw e;
+  }
 
   // A file of no known format is reported, not imported.
   const bad = path.join(dir, 'notes.json');
