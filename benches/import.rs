@@ -65,10 +65,18 @@ fn write_export(path: &std::path::Path, target: u64) -> anyhow::Result<usize> {
             let id = format!("n{k}");
             let role = if k % 2 == 0 { "user" } else { "assistant" };
             let t = 1_700_000_000.0 + k as f64;
-            nodes.push(node(&id, Some(&parent), msg(role, t, format!("{n} {k} {filler}"))));
+            nodes.push(node(
+                &id,
+                Some(&parent),
+                msg(role, t, format!("{n} {k} {filler}")),
+            ));
             if k % 4 == 3 {
                 let alt = format!("n{k}b");
-                nodes.push(node(&alt, Some(&parent), msg(role, t + 0.5, format!("again {k} {filler}"))));
+                nodes.push(node(
+                    &alt,
+                    Some(&parent),
+                    msg(role, t + 0.5, format!("again {k} {filler}")),
+                ));
             }
             parent = id;
         }
@@ -182,7 +190,11 @@ async fn main() -> anyhow::Result<()> {
         .map(|m| m.len() >> 20)
         .unwrap_or(0);
     println!("the database file is {db} MiB");
-    ensure!(job["status"] == "done", "the import failed: {}", job["error"]);
+    ensure!(
+        job["status"] == "done",
+        "the import failed: {}",
+        job["error"]
+    );
     let imported = job["imported"].as_u64().unwrap_or(0);
     ensure!(imported as usize == n, "imported {imported} of {n}");
     let grew = peak.saturating_sub(before) >> 20;

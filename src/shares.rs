@@ -131,7 +131,11 @@ pub async fn open(store: &SharedStore, token: &str, viewer: Option<Uuid>) -> App
 
 /// Copies the snapshot into `viewer`'s account as a new conversation whose
 /// shown thread is the shared one.
-pub async fn continue_in(store: &SharedStore, token: &str, viewer: Uuid) -> AppResult<Conversation> {
+pub async fn continue_in(
+    store: &SharedStore,
+    token: &str,
+    viewer: Uuid,
+) -> AppResult<Conversation> {
     let s = open(store, token, Some(viewer)).await?;
     let now = crate::clock::now();
     let conv_id = Uuid::now_v7();

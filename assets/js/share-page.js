@@ -73,4 +73,6 @@ function SharePage() {
   </main>`;
 }
 
-render(html`<${SharePage} />`, document.getElementById('app'));
+const root = document.getElementById('app');
+root.textContent = '';
+render(html`<${SharePage} />`, root);

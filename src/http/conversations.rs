@@ -26,10 +26,7 @@ use crate::store::{ConversationPatch, StoreError, TitleChange};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/conversations",
-            get(list).post(create).delete(remove_all),
-        )
+        .route("/conversations", get(list).post(create).delete(remove_all))
         .route(
             "/conversations/{id}",
             get(read).patch(update).delete(remove),

@@ -417,8 +417,14 @@ pub async fn import(
     let limit = state.settings().max_import_bytes;
     let path = spool(&state, req.into_body(), limit).await?;
     let job = std::sync::Arc::new(crate::transfer::jobs::Job::new(user.id(), None));
-    match crate::transfer::run::run(&deps(&state), &FIELD_CHECKS, &user.user, path.to_path_buf(), job)
-        .await
+    match crate::transfer::run::run(
+        &deps(&state),
+        &FIELD_CHECKS,
+        &user.user,
+        path.to_path_buf(),
+        job,
+    )
+    .await
     {
         Ok(report) => Ok(Json(report)),
         Err(f) if f.report.imported.is_empty() && f.report.files_imported == 0 => {
@@ -471,8 +477,9 @@ pub async fn start_import(
     let st = deps(&state);
     let who = user.user.clone();
     tokio::spawn(async move {
-        let r = crate::transfer::run::run(&st, &FIELD_CHECKS, &who, path.to_path_buf(), job.clone())
-            .await;
+        let r =
+            crate::transfer::run::run(&st, &FIELD_CHECKS, &who, path.to_path_buf(), job.clone())
+                .await;
         drop(path);
         match r {
             Ok(report) => job.finish(report, None),
@@ -492,7 +499,12 @@ pub struct JobList {
     responses((status = 200, body = JobList)))]
 pub async fn list_imports(State(state): State<AppState>, user: CurrentUser) -> Json<JobList> {
     Json(JobList {
-        items: state.imports.list(user.id()).iter().map(|j| j.view()).collect(),
+        items: state
+            .imports
+            .list(user.id())
+            .iter()
+            .map(|j| j.view())
+            .collect(),
     })
 }
 

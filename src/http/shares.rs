@@ -124,7 +124,8 @@ pub async fn revoke(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
-    let id = Uuid::parse_str(&id).map_err(|_| AppError::NotFound("no such shared conversation".into()))?;
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| AppError::NotFound("no such shared conversation".into()))?;
     crate::shares::revoke(&state.store, user.id(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -182,8 +183,10 @@ pub async fn shared(
         signed_in: viewer.is_some(),
     };
     let mut resp = Json(body).into_response();
-    resp.headers_mut()
-        .insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     Ok(resp)
 }
 
@@ -212,11 +215,17 @@ pub async fn page(State(state): State<AppState>, req: axum::extract::Request) ->
             let uri: axum::http::Uri = "/share.html".parse().expect("literal uri");
             let (mut parts, body) = req.into_parts();
             parts.uri = uri;
-            super::assets::serve_asset(State(state.clone()), axum::extract::Request::from_parts(parts, body)).await
+            super::assets::serve_asset(
+                State(state.clone()),
+                axum::extract::Request::from_parts(parts, body),
+            )
+            .await
         }
         None => AppError::NotFound("not found".into()).into_response(),
     };
-    resp.headers_mut()
-        .insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     resp
 }

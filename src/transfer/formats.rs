@@ -234,7 +234,9 @@ fn assemble(nodes: Vec<Node>, current: Option<&str>) -> (Vec<Value>, Option<Stri
         }
         None
     };
-    let mut order: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].msg.is_some()).collect();
+    let mut order: Vec<usize> = (0..nodes.len())
+        .filter(|&i| nodes[i].msg.is_some())
+        .collect();
     order.sort_by(|&a, &b| nodes[a].at.total_cmp(&nodes[b].at).then(a.cmp(&b)));
     let mut out = Vec::with_capacity(order.len());
     for i in order {
@@ -497,10 +499,17 @@ fn claude(v: Value) -> Result<Converted, String> {
             let name = s(a, "file_name").unwrap_or("attachment");
             match s(a, "extracted_content").filter(|c| !c.is_empty()) {
                 Some(c) => text.push_str(&format!("\n\n{name}:\n```\n{c}\n```")),
-                None => text.push_str(&format!("\n\n[Attachment not included in the export: {name}]")),
+                None => text.push_str(&format!(
+                    "\n\n[Attachment not included in the export: {name}]"
+                )),
             }
         }
-        for f in m.get("files").and_then(Value::as_array).into_iter().flatten() {
+        for f in m
+            .get("files")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let name = s(f, "file_name").unwrap_or("file");
             text.push_str(&format!("\n\n[File not included in the export: {name}]"));
         }

@@ -160,7 +160,8 @@ pub async fn run(
         }
     };
     let cfg = state.cfg.clone();
-    job.passes.store(if object { 2 } else { 1 }, Ordering::Relaxed);
+    job.passes
+        .store(if object { 2 } else { 1 }, Ordering::Relaxed);
 
     // Pass 1: a confab export's files, stored before the messages that
     // attach them.
@@ -173,7 +174,9 @@ pub async fn run(
             c.read(|r, len| {
                 j.bytes_total.store(len, Ordering::Relaxed);
                 stream::parse(r, Pass::Files, &j.counter, &mut |ev| match ev {
-                    Event::File(v) => tx.blocking_send(Msg::File(v)).map_err(|_| "cancelled".into()),
+                    Event::File(v) => tx
+                        .blocking_send(Msg::File(v))
+                        .map_err(|_| "cancelled".into()),
                     Event::Conversation(_) => Ok(()),
                 })
             })
@@ -227,9 +230,14 @@ pub async fn run(
             return Ok(());
         }
         // One conversation as the whole document.
-        let declared = top.rest.get("format").and_then(Value::as_str).map(str::to_string);
+        let declared = top
+            .rest
+            .get("format")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let mut rest = top.rest;
-        if declared.as_deref() == Some(super::CONVERSATION_FORMAT) || rest.contains_key("conversation")
+        if declared.as_deref() == Some(super::CONVERSATION_FORMAT)
+            || rest.contains_key("conversation")
         {
             let conv = match rest.remove("conversation") {
                 Some(v @ Value::Object(_)) => v,
@@ -462,7 +470,8 @@ async fn import_file(
     let stored = match bytes {
         Err(reason) => Err(reason),
         Ok(bytes) => {
-            let body = futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(bytes)) });
+            let body =
+                futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(bytes)) });
             let nf = crate::files::NewFile {
                 name: name.clone(),
                 declared_size: None,

@@ -26,7 +26,10 @@ pub const MAX_CONVERSATION_BYTES: u64 = 64 * 1024 * 1024;
 pub enum Container {
     Json(PathBuf),
     /// A zip and the name of its conversations entry.
-    Zip { path: PathBuf, entry: String },
+    Zip {
+        path: PathBuf,
+        entry: String,
+    },
 }
 
 /// Looks at the spooled upload: a zip (by its magic bytes) or else JSON.
@@ -212,7 +215,12 @@ pub type Sink<'a> = dyn FnMut(Event) -> Result<(), String> + 'a;
 /// Reads the JSON of `r` in one pass, handing each conversation (or file)
 /// to `sink` as it is read. An error is the reason the document cannot be
 /// read (what was handed to `sink` before stays handed).
-pub fn parse(r: &mut dyn Read, pass: Pass, counter: &Counter, sink: &mut Sink) -> Result<Top, String> {
+pub fn parse(
+    r: &mut dyn Read,
+    pass: Pass,
+    counter: &Counter,
+    sink: &mut Sink,
+) -> Result<Top, String> {
     let item_start = Arc::new(AtomicU64::new(OFF));
     let too_big = Arc::new(AtomicBool::new(false));
     let counting = Counting {

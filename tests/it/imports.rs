@@ -130,7 +130,13 @@ fn zip_of(conversations: &Value, files: &[(&str, Vec<u8>)]) -> Vec<u8> {
     w.finish().unwrap().into_inner()
 }
 
-async fn upload(s: &TestServer, who: &Session, path: &str, ct: &str, body: Vec<u8>) -> common::Resp {
+async fn upload(
+    s: &TestServer,
+    who: &Session,
+    path: &str,
+    ct: &str,
+    body: Vec<u8>,
+) -> common::Resp {
     let r = s
         .http
         .post(s.url(path))
@@ -151,7 +157,9 @@ async fn import_job(s: &TestServer, who: &Session, name: &str, ct: &str, body: V
     let id = r.body["id"].as_str().unwrap().to_string();
     assert_eq!(r.body["file_name"], name);
     for _ in 0..600 {
-        let j = s.get(&format!("/api/imports/{id}"), Auth::Session(who)).await;
+        let j = s
+            .get(&format!("/api/imports/{id}"), Auth::Session(who))
+            .await;
         assert_eq!(j.status, 200, "{}", j.text);
         let p = j.body["progress"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&p), "{}", j.text);
@@ -165,9 +173,16 @@ async fn import_job(s: &TestServer, who: &Session, name: &str, ct: &str, body: V
 }
 
 async fn tree(s: &TestServer, who: &Session, cid: &str) -> (Value, Vec<Value>) {
-    let c = s.get(&format!("/api/conversations/{cid}"), Auth::Session(who)).await;
+    let c = s
+        .get(&format!("/api/conversations/{cid}"), Auth::Session(who))
+        .await;
     assert_eq!(c.status, 200, "{}", c.text);
-    let t = s.get(&format!("/api/conversations/{cid}/tree"), Auth::Session(who)).await;
+    let t = s
+        .get(
+            &format!("/api/conversations/{cid}/tree"),
+            Auth::Session(who),
+        )
+        .await;
     assert_eq!(t.status, 200, "{}", t.text);
     let items = t.body["items"]
         .as_array()
@@ -189,7 +204,9 @@ fn id(v: &Value) -> &str {
 }
 
 async fn count(s: &TestServer, who: &Session) -> usize {
-    let r = s.get("/api/conversations?limit=100", Auth::Session(who)).await;
+    let r = s
+        .get("/api/conversations?limit=100", Auth::Session(who))
+        .await;
     r.body["items"].as_array().unwrap().len()
 }
 
@@ -199,7 +216,10 @@ async fn chatgpt_zip_imports_every_message_and_branch_once() {
     let admin = s.setup_admin("admin").await;
     let zip = zip_of(
         &chatgpt_export(),
-        &[("file-Present123-red.png", png()), ("dalle-generations/other.webp", vec![1, 2, 3])],
+        &[
+            ("file-Present123-red.png", png()),
+            ("dalle-generations/other.webp", vec![1, 2, 3]),
+        ],
     );
     let job = import_job(&s, &admin, "chatgpt.zip", "application/zip", zip.clone()).await;
     assert_eq!(job["status"], "done", "{job:#}");
@@ -245,7 +265,10 @@ async fn chatgpt_zip_imports_every_message_and_branch_once() {
     assert_eq!(a2a["parent_id"], u1e["id"]);
     assert_eq!(a2b["parent_id"], code["id"]);
     // Code blocks intact, models per message, times kept.
-    assert_eq!(a2a["content"], "```rust\nlet mut v = vec![3, 1, 2];\nv.sort();\n```");
+    assert_eq!(
+        a2a["content"],
+        "```rust\nlet mut v = vec![3, 1, 2];\nv.sort();\n```"
+    );
     assert_eq!(a2b["model"], "o1-mini");
     assert_eq!(a1["model"], "gpt-4o");
     assert_eq!(u1["created_at"], "2023-11-14T22:13:30Z");
@@ -263,7 +286,10 @@ async fn chatgpt_zip_imports_every_message_and_branch_once() {
     assert_eq!(items.len(), 2);
     let q = by_content(&items, "What is in these pictures?");
     assert!(
-        q["content"].as_str().unwrap().contains("[Image not included in the export: file-Missing456]"),
+        q["content"]
+            .as_str()
+            .unwrap()
+            .contains("[Image not included in the export: file-Missing456]"),
         "{q:#}"
     );
     let att = q["attachments"].as_array().expect("attachments");
@@ -271,7 +297,10 @@ async fn chatgpt_zip_imports_every_message_and_branch_once() {
     assert_eq!(att[0]["name"], "file-Present123-red.png");
     assert_eq!(att[0]["mime"], "image/png");
     let f = s
-        .get(&format!("/api/files/{}", att[0]["id"].as_str().unwrap()), Auth::Session(&admin))
+        .get(
+            &format!("/api/files/{}", att[0]["id"].as_str().unwrap()),
+            Auth::Session(&admin),
+        )
         .await;
     assert_eq!(f.status, 200, "{}", f.text);
 
@@ -280,7 +309,10 @@ async fn chatgpt_zip_imports_every_message_and_branch_once() {
     let (conv, items) = tree(&s, &admin, id(&pl)).await;
     assert_eq!(conv["title"], "New chat");
     assert_eq!(items.len(), 2);
-    assert_eq!(by_content(&items, "hello")["parent_id"], by_content(&items, "hi")["id"]);
+    assert_eq!(
+        by_content(&items, "hello")["parent_id"],
+        by_content(&items, "hi")["id"]
+    );
 
     // Importing the same file again adds nothing: each is reported as
     // already imported, pointing at its conversation.
@@ -296,14 +328,37 @@ async fn chatgpt_zip_imports_every_message_and_branch_once() {
 
     // The bare conversations.json (the same data, no zip) is recognised
     // too, and is idempotent with the zip.
-    let again = upload(&s, &admin, "/api/import", "application/json", chatgpt_export().to_string().into_bytes()).await;
+    let again = upload(
+        &s,
+        &admin,
+        "/api/import",
+        "application/json",
+        chatgpt_export().to_string().into_bytes(),
+    )
+    .await;
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(again.body["skipped"].as_array().unwrap().len(), 3);
 
     // A deleted conversation comes back when imported again.
-    s.delete(&format!("/api/conversations/{}", id(&pl)), Auth::Session(&admin)).await;
-    let again = upload(&s, &admin, "/api/import", "application/json", chatgpt_export().to_string().into_bytes()).await;
-    assert_eq!(again.body["imported"].as_array().unwrap().len(), 1, "{}", again.text);
+    s.delete(
+        &format!("/api/conversations/{}", id(&pl)),
+        Auth::Session(&admin),
+    )
+    .await;
+    let again = upload(
+        &s,
+        &admin,
+        "/api/import",
+        "application/json",
+        chatgpt_export().to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        again.body["imported"].as_array().unwrap().len(),
+        1,
+        "{}",
+        again.text
+    );
     assert_eq!(again.body["imported"][0]["source_id"], "conv-plain");
 
     // The jobs are listed (the app finds them after a reload); another
@@ -359,30 +414,68 @@ fn claude_export() -> Value {
 async fn claude_open_webui_and_librechat_exports_import() {
     let s = TestServer::start().await;
     let admin = s.setup_admin("admin").await;
-    let r = upload(&s, &admin, "/api/import", "application/json", claude_export().to_string().into_bytes()).await;
+    let r = upload(
+        &s,
+        &admin,
+        "/api/import",
+        "application/json",
+        claude_export().to_string().into_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["imported"].as_array().unwrap().len(), 2, "{}", r.text);
+    assert_eq!(
+        r.body["imported"].as_array().unwrap().len(),
+        2,
+        "{}",
+        r.text
+    );
     // A conversation that cannot be read is reported, not imported.
     let sk = r.body["skipped"].as_array().unwrap();
     assert_eq!(sk.len(), 1);
     assert_eq!(sk[0]["source_id"], "claude-bad");
-    assert!(sk[0]["reason"].as_str().unwrap().contains("unknown sender"), "{}", r.text);
+    assert!(
+        sk[0]["reason"].as_str().unwrap().contains("unknown sender"),
+        "{}",
+        r.text
+    );
 
-    let lin = r.body["imported"].as_array().unwrap().iter().find(|i| i["source_id"] == "claude-linear").unwrap().clone();
+    let lin = r.body["imported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["source_id"] == "claude-linear")
+        .unwrap()
+        .clone();
     assert_eq!(lin["format"], "claude");
     let (conv, items) = tree(&s, &admin, id(&lin)).await;
     assert_eq!(conv["title"], "Poem");
     assert_eq!(items.len(), 2);
     let h = by_content(&items, "Write a haiku");
     assert_eq!(h["role"], "user");
-    assert!(h["content"].as_str().unwrap().contains("notes.txt:\n```\nautumn\n```"));
-    assert!(h["content"].as_str().unwrap().contains("[File not included in the export: photo.jpg]"));
+    assert!(
+        h["content"]
+            .as_str()
+            .unwrap()
+            .contains("notes.txt:\n```\nautumn\n```")
+    );
+    assert!(
+        h["content"]
+            .as_str()
+            .unwrap()
+            .contains("[File not included in the export: photo.jpg]")
+    );
     let a = by_content(&items, "Leaves fall");
     assert_eq!(a["content"], "Leaves fall\n\nsoftly down");
     assert_eq!(a["parent_id"], h["id"]);
     assert_eq!(a["created_at"], "2024-05-01T10:00:05Z");
 
-    let br = r.body["imported"].as_array().unwrap().iter().find(|i| i["source_id"] == "claude-branched").unwrap().clone();
+    let br = r.body["imported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["source_id"] == "claude-branched")
+        .unwrap()
+        .clone();
     let (conv, items) = tree(&s, &admin, id(&br)).await;
     let q = by_content(&items, "Pick a number");
     let r1 = by_content(&items, "7");
@@ -402,7 +495,14 @@ async fn claude_open_webui_and_librechat_exports_import() {
             }},
             "messages": []}
     }]);
-    let r = upload(&s, &admin, "/api/import", "application/json", owui.to_string().into_bytes()).await;
+    let r = upload(
+        &s,
+        &admin,
+        "/api/import",
+        "application/json",
+        owui.to_string().into_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["imported"][0]["format"], "open_webui");
     let (conv, items) = tree(&s, &admin, r.body["imported"][0]["id"].as_str().unwrap()).await;
@@ -411,7 +511,10 @@ async fn claude_open_webui_and_librechat_exports_import() {
     assert_eq!(items.len(), 3);
     assert_eq!(conv["current_leaf"], by_content(&items, "Hey!")["id"]);
     assert_eq!(by_content(&items, "Hey!")["model"], "qwen2");
-    assert_eq!(by_content(&items, "Hello!")["parent_id"], by_content(&items, "Hi there")["id"]);
+    assert_eq!(
+        by_content(&items, "Hello!")["parent_id"],
+        by_content(&items, "Hi there")["id"]
+    );
 
     // LibreChat: one conversation, nested (recursive) messages.
     let libre = json!({
@@ -426,14 +529,24 @@ async fn claude_open_webui_and_librechat_exports_import() {
             }]
         }]
     });
-    let r = upload(&s, &admin, "/api/import", "application/json", libre.to_string().into_bytes()).await;
+    let r = upload(
+        &s,
+        &admin,
+        "/api/import",
+        "application/json",
+        libre.to_string().into_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["imported"][0]["format"], "librechat");
     assert_eq!(r.body["imported"][0]["source_id"], "lc-1");
     let (conv, items) = tree(&s, &admin, r.body["imported"][0]["id"].as_str().unwrap()).await;
     assert_eq!(conv["title"], "Libre");
     assert_eq!(items.len(), 2);
-    assert_eq!(by_content(&items, "4")["parent_id"], by_content(&items, "2+2?")["id"]);
+    assert_eq!(
+        by_content(&items, "4")["parent_id"],
+        by_content(&items, "2+2?")["id"]
+    );
     assert_eq!(by_content(&items, "4")["role"], "assistant");
 }
 
@@ -444,30 +557,53 @@ async fn files_that_match_no_format_import_nothing_and_say_why() {
     let full = chatgpt_export().to_string();
     // Corrupt: cut in the middle of the second conversation. The job says
     // why, and keeps (and lists) only the conversation read completely.
-    let cut = full[..full.len() * 2 / 3].as_bytes().to_vec();
+    let cut = full.as_bytes()[..full.len() * 2 / 3].to_vec();
     let job = import_job(&s, &admin, "cut.json", "application/json", cut.clone()).await;
     assert_eq!(job["status"], "failed", "{job:#}");
-    assert!(job["error"].as_str().unwrap().contains("not valid JSON"), "{job:#}");
+    assert!(
+        job["error"].as_str().unwrap().contains("not valid JSON"),
+        "{job:#}"
+    );
     let imported = job["report"]["imported"].as_array().unwrap().len();
     assert_eq!(count(&s, &admin).await, imported);
 
     let bob = s.user(&admin, "bob").await;
     for (body, why) in [
-        (b"this is not json {".to_vec(), "matches no known export format"),
+        (
+            b"this is not json {".to_vec(),
+            "matches no known export format",
+        ),
         (b"".to_vec(), "empty"),
-        (br#"[{"hello": "world"}, {"a": 1}]"#.to_vec(), "matches no known export format"),
-        (br#"{"data": [1, 2, 3]}"#.to_vec(), "matches no known export format"),
+        (
+            br#"[{"hello": "world"}, {"a": 1}]"#.to_vec(),
+            "matches no known export format",
+        ),
+        (
+            br#"{"data": [1, 2, 3]}"#.to_vec(),
+            "matches no known export format",
+        ),
         (b"PK\x03\x04 not really a zip".to_vec(), "zip"),
         (zip_of(&json!([]), &[]).into_iter().collect(), ""),
     ] {
-        let r = upload(&s, &bob, "/api/import", "application/octet-stream", body.clone()).await;
+        let r = upload(
+            &s,
+            &bob,
+            "/api/import",
+            "application/octet-stream",
+            body.clone(),
+        )
+        .await;
         if why.is_empty() {
             // An empty export is not an error: nothing to import.
             assert_eq!(r.status, 200, "{}", r.text);
             continue;
         }
         r.assert_error(400, "VALIDATION_FAILED");
-        assert!(r.body["message"].as_str().unwrap().contains(why), "{}", r.text);
+        assert!(
+            r.body["message"].as_str().unwrap().contains(why),
+            "{}",
+            r.text
+        );
         let job = import_job(&s, &bob, "bad", "application/octet-stream", body).await;
         assert_eq!(job["status"], "failed");
         assert!(job["error"].as_str().unwrap().contains(why), "{job:#}");
@@ -517,10 +653,30 @@ pub fn write_big_chatgpt(path: &std::path::Path, target: u64) -> usize {
         for k in 0..40 {
             let nid = format!("n{k}");
             let role = if k % 2 == 0 { "user" } else { "assistant" };
-            nodes.push(node(&nid, Some(&parent), &[], msg(role, 1_700_000_000.0 + k as f64, text(&[&format!("{k} {filler}")]), Some("gpt-4o"))));
+            nodes.push(node(
+                &nid,
+                Some(&parent),
+                &[],
+                msg(
+                    role,
+                    1_700_000_000.0 + k as f64,
+                    text(&[&format!("{k} {filler}")]),
+                    Some("gpt-4o"),
+                ),
+            ));
             if k % 4 == 3 {
                 let alt = format!("n{k}b");
-                nodes.push(node(&alt, Some(&parent), &[], msg(role, 1_700_000_000.5 + k as f64, text(&[&format!("again {k} {filler}")]), Some("gpt-4o"))));
+                nodes.push(node(
+                    &alt,
+                    Some(&parent),
+                    &[],
+                    msg(
+                        role,
+                        1_700_000_000.5 + k as f64,
+                        text(&[&format!("again {k} {filler}")]),
+                        Some("gpt-4o"),
+                    ),
+                ));
             }
             parent = nid;
         }
@@ -574,7 +730,9 @@ async fn a_large_export_imports_with_bounded_memory() {
     let jid = r.body["id"].as_str().unwrap().to_string();
     let mut seen_partial = false;
     let job = loop {
-        let j = s.get(&format!("/api/imports/{jid}"), Auth::Session(&admin)).await;
+        let j = s
+            .get(&format!("/api/imports/{jid}"), Auth::Session(&admin))
+            .await;
         if j.body["status"] != "running" {
             break j.body;
         }

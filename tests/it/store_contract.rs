@@ -3669,7 +3669,10 @@ pub async fn import_sourced_skips_what_was_imported_before(s: &dyn Store) {
     let out = s
         .import_sourced(
             ann.id,
-            &[(src.clone(), c1.clone(), vec![q.clone()]), (None, c2.clone(), vec![])],
+            &[
+                (src.clone(), c1.clone(), vec![q.clone()]),
+                (None, c2.clone(), vec![]),
+            ],
         )
         .await
         .unwrap();
@@ -3710,10 +3713,11 @@ pub async fn import_sourced_skips_what_was_imported_before(s: &dyn Store) {
     assert_eq!(out, [Sourced::Existing(again.id)]);
     // A conversation of another user is refused, and nothing is written.
     let wrong = conversation(&bob, "not ann's", 5_000);
-    assert!(s
-        .import_sourced(ann.id, &[(None, wrong.clone(), vec![])])
-        .await
-        .is_err());
+    assert!(
+        s.import_sourced(ann.id, &[(None, wrong.clone(), vec![])])
+            .await
+            .is_err()
+    );
     assert!(s.get_conversation(bob.id, wrong.id).await.is_err());
 }
 
@@ -3745,10 +3749,17 @@ pub async fn shares_create_read_list_and_revoke(s: &dyn Store) {
         s.create_share(x).await.unwrap();
     }
     assert_eq!(s.share_by_token("tok-a").await.unwrap(), a);
-    assert!(matches!(s.share_by_token("nope").await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.share_by_token("nope").await,
+        Err(StoreError::NotFound)
+    ));
     // A taken token conflicts.
     assert!(matches!(
-        s.create_share(&Share { id: id(), ..a.clone() }).await,
+        s.create_share(&Share {
+            id: id(),
+            ..a.clone()
+        })
+        .await,
         Err(StoreError::Conflict(_))
     ));
     // Newest first, without their messages, only the owner's.
@@ -3757,10 +3768,19 @@ pub async fn shares_create_read_list_and_revoke(s: &dyn Store) {
     assert!(list.iter().all(|x| x.messages.is_empty()));
     assert_eq!(s.list_shares(bob.id).await.unwrap().len(), 1);
     // Another user's link is not found; revoking removes it for good.
-    assert!(matches!(s.delete_share(bob.id, a.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.delete_share(bob.id, a.id).await,
+        Err(StoreError::NotFound)
+    ));
     s.delete_share(ann.id, a.id).await.unwrap();
-    assert!(matches!(s.share_by_token("tok-a").await, Err(StoreError::NotFound)));
-    assert!(matches!(s.delete_share(ann.id, a.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.share_by_token("tok-a").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.delete_share(ann.id, a.id).await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(s.list_shares(ann.id).await.unwrap().len(), 1);
 }
 

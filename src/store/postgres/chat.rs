@@ -498,14 +498,15 @@ impl ChatStore for PgStore {
             }
             let prior = match source {
                 None => None,
-                Some(source) => tx
-                .opt(
-                    "SELECT s.conversation_id FROM import_sources s
+                Some(source) => {
+                    tx.opt(
+                        "SELECT s.conversation_id FROM import_sources s
                      JOIN conversations c ON c.id = s.conversation_id
                      WHERE s.user_id = $1 AND s.source = $2",
-                    &[&user_id, source],
-                )
-                .await?,
+                        &[&user_id, source],
+                    )
+                    .await?
+                }
             };
             if let Some(r) = prior {
                 out.push(Sourced::Existing(r.get(0)));

@@ -8,9 +8,9 @@ use super::{
     CONVERSATIONS, CONVERSATIONS_BY_USER, Db, IMPORT_SOURCES, MESSAGES, STREAMING, StoreError,
     StoreResult, dec, enc,
 };
-use crate::store::shares::Sourced;
 use crate::store::chat::*;
 use crate::store::search_outbox::OutboxOp;
+use crate::store::shares::Sourced;
 use crate::store::{ConversationPatch, TitleChange};
 
 type WriteTx = redb::WriteTransaction;
