@@ -280,6 +280,11 @@ fn insert_sql(table: &str) -> StoreResult<(&'static str, &'static str)> {
             "text",
             "INSERT INTO model_settings (model, data) SELECT k, d FROM unnest($1::text[], $2::jsonb[]) u(k, d)",
         ),
+        "shares" => (
+            "text",
+            "INSERT INTO shares (token, id, user_id, data)
+             SELECT k, (d->>'id')::uuid, (d->>'user_id')::uuid, d FROM unnest($1::text[], $2::jsonb[]) u(k, d)",
+        ),
         other => return Err(StoreError::Backend(format!("no table {other} to copy into"))),
     })
 }
@@ -355,6 +360,7 @@ fn read_sql(table: &str) -> &'static str {
         "prompts" => "SELECT id, data FROM prompts ORDER BY id",
         "user_settings" => "SELECT user_id, data FROM user_settings ORDER BY user_id",
         "server_settings" => "SELECT key, data FROM server_settings ORDER BY key COLLATE \"C\"",
+        "shares" => "SELECT token, data FROM shares ORDER BY token COLLATE \"C\"",
         _ => "SELECT model, data FROM model_settings ORDER BY model COLLATE \"C\"",
     }
 }

@@ -48,6 +48,7 @@ pub const TABLES: &[&str] = &[
     "user_settings",
     "server_settings",
     "model_settings",
+    "shares",
 ];
 
 /// A usage row as both sides export it (the key is the row's identity).
@@ -91,6 +92,7 @@ pub fn canonical(table: &str, v: Value) -> StoreResult<Value> {
         "user_settings" => re::<UserSettings>(v),
         "server_settings" => re::<Branding>(v),
         "model_settings" => re::<ModelSetting>(v),
+        "shares" => re::<crate::store::shares::Share>(v),
         other => Err(StoreError::Backend(format!("no table {other} to copy"))),
     }
 }
@@ -251,6 +253,9 @@ pub fn export(
         "model_settings",
         |k: &str, v| rec::<ModelSetting>("model_settings", json!(k), v),
     )?;
+    walk(&tx, SHARES, &mut out, "shares", |k: &str, v| {
+        rec::<crate::store::shares::Share>("shares", json!(k), v)
+    })?;
     Ok(version)
 }
 
