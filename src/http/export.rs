@@ -446,14 +446,14 @@ pub struct StartImportQuery {
 /// Starts an import job (the same import as `POST /api/import`) and answers
 /// 202 with it as soon as the file is uploaded; `GET /api/imports/{id}`
 /// tells its progress and, once finished, its report. At most two imports
-/// of one user run at once (429 RATE_LIMITED).
+/// of one user run at once (409 CONFLICT).
 #[utoipa::path(post, path = "/api/imports", tag = "conversations", params(StartImportQuery),
     request_body(content = String, description = "The export file: JSON, or a zip holding conversations.json", content_type = "application/octet-stream"),
     responses(
         (status = 202, body = crate::transfer::jobs::JobView),
         (status = 400, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody),
         (status = 413, body = crate::error::ErrorBody),
-        (status = 429, body = crate::error::ErrorBody),
     ))]
 pub async fn start_import(
     State(state): State<AppState>,
