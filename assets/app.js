@@ -77,7 +77,10 @@ function App() {
     setCsrf(loginAnswer.csrf_token);
     setMe(withTwoFactor(loginAnswer));
     setServer((s) => (s ? { ...s, setup_required: false } : s));
-    navigate(safeNext(next), { replace: true });
+    const to = safeNext(next);
+    // A shared page is a document of its own, not a route of the app.
+    if (to.startsWith('/s/')) location.replace(to);
+    else navigate(to, { replace: true });
   }, []);
 
   // Route guards.

@@ -120,6 +120,7 @@ impl AppState {
             mailer,
             two_factor_policy: Default::default(),
             files,
+            imports: Default::default(),
             tls,
             models,
             limits,

@@ -35,6 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "search",
             "users",
             "transfer",
+            "shares",
             "provider_admin",
             "presets",
             "model_settings",

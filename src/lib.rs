@@ -30,6 +30,7 @@ pub mod provider_admin;
 pub mod providers;
 pub mod search;
 pub mod server;
+pub mod shares;
 pub mod sso;
 pub mod state;
 pub mod store;

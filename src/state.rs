@@ -54,6 +54,8 @@ pub struct AppInner {
     pub mailer: Option<Arc<crate::mail::Mailer>>,
     /// Who must use a second factor, as admins set it (cached briefly).
     pub two_factor_policy: PolicyCache,
+    /// Imports running or recently finished.
+    pub imports: Arc<crate::transfer::jobs::Jobs>,
 }
 
 /// The two-factor policy, read from the store at most every few seconds

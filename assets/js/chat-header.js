@@ -80,7 +80,7 @@ function HeaderTitle({ conv, fallback, onRename }) {
 }
 
 /** The header of the chat: menu button, title, model picker and tools. */
-export function ChatHeader({ conv, convId, models, down, model, busy, systemSet, paramsSet, onLoadHealth, onOpenDrawer, onRename, onChangeModel, onModelSettings, onSystemPrompt, onNewChat, onKnowledge }) {
+export function ChatHeader({ conv, convId, models, down, model, busy, systemSet, paramsSet, onLoadHealth, onOpenDrawer, onRename, onChangeModel, onModelSettings, onSystemPrompt, onNewChat, onKnowledge, onShare }) {
   const knowledgeOn = (conv?.collections || []).length > 0;
   return html`<header class="chat-header">
         <button type="button" class="icon-btn menu-btn" aria-label="Open sidebar" onClick=${onOpenDrawer}><${Icon} name="menu" /></button>
@@ -94,6 +94,8 @@ export function ChatHeader({ conv, convId, models, down, model, busy, systemSet,
             aria-haspopup="dialog" aria-pressed=${knowledgeOn ? 'true' : 'false'} onClick=${onKnowledge}><${Icon} name="book" /></button>`}
           <button type="button" class=${'icon-btn' + (systemSet ? ' on' : '')} aria-label="System prompt" title="System prompt"
             aria-pressed=${systemSet ? 'true' : 'false'} onClick=${onSystemPrompt}><${Icon} name="sliders" /></button>
+          ${conv && !conv.temporary && html`<button type="button" class="icon-btn" aria-label="Share and export" title="Share and export"
+            aria-haspopup="dialog" onClick=${onShare} data-testid="share-export"><${Icon} name="link" /></button>`}
           <button type="button" class="icon-btn" aria-label="New chat" title="New chat (Ctrl+Shift+O)" onClick=${onNewChat}><${Icon} name="plus" /></button>
         </div>
       </header>`;

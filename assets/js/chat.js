@@ -15,6 +15,7 @@ import { usePendingFiles } from './attachments.js';
 import { closeTemporary, closeOnPageHide, TemporaryToggle, TemporaryNote } from './temporary.js';
 import { Sidebar, useConversations, isPhone } from './sidebar.js';
 import { ChatHeader, useModels, rememberModel } from './chat-header.js';
+import { ShareExportDialog } from './transfer.js';
 import { useGeneration } from './chat-stream.js';
 import { useThread } from './chat-thread.js';
 import { pageTitle } from './branding.js';
@@ -37,6 +38,7 @@ export function ChatScreen() {
   const [draftParams, setDraftParams] = useState(null);
   const [paramsOpen, setParamsOpen] = useState(false);
   const [knowledgeOpen, setKnowledgeOpen] = useState(false);
+  const [shareOpen, setShareOpen] = useState(false);
   const [drawer, setDrawer] = useState(false);
   const [atBottom, setAtBottom] = useState(true);
   const [announce, setAnnounce] = useState('');
@@ -462,7 +464,7 @@ export function ChatScreen() {
         paramsSet=${anyParamSet(params)} onModelSettings=${() => setParamsOpen(true)}
         onLoadHealth=${loadHealth} onOpenDrawer=${() => setDrawer(true)} onRename=${(v) => onConvAction(conv, 'rename', v)}
         onChangeModel=${changeModel} onSystemPrompt=${editSystemPrompt} onNewChat=${newChat}
-        onKnowledge=${() => setKnowledgeOpen(true)} />
+        onKnowledge=${() => setKnowledgeOpen(true)} onShare=${() => setShareOpen(true)} />
       <div class="chat-scroll" ref=${scrollRef} onScroll=${onScroll}>
         ${convError
           ? html`<div class="center-pad"><${ErrorBanner} error=${convError} onRetry=${() => loadConversation(convId)} /></div>`
@@ -504,6 +506,7 @@ export function ChatScreen() {
         <div class="sr-only" role="status" aria-live="polite" data-testid="announcer">${announce}</div>
       </div>
     </main>
+    ${shareOpen && conv && html`<${ShareExportDialog} conv=${conv} onClose=${() => setShareOpen(false)} />`}
     ${knowledgeOpen && conv && html`<${CollectionsDialog} conv=${conv}
       onSaved=${(c) => setConv((old) => (old && old.id === c.id ? { ...old, collections: c.collections } : old))}
       onClose=${() => setKnowledgeOpen(false)} />`}

@@ -12,6 +12,7 @@ import { FilesCard } from './attachments.js';
 import { CustomInstructionsCard, PresetsCard, PromptsCard } from './settings-library.js';
 import { KnowledgeCard } from './knowledge.js';
 import { TwoFactorCard, EmailCard } from './security.js';
+import { DataCard, SharesCard } from './transfer.js';
 
 export function PageShell({ title, nav, children, back = '/' }) {
   return html`<div class="page">
@@ -284,6 +285,8 @@ export function SettingsScreen() {
     ${server.allow_user_keys && html`<a href="#provider-key">Provider keys</a>`}
     <a href="#usage">Usage</a>
     <a href="#files">Files</a>
+    <a href="#data">Your data</a>
+    <a href="#shares">Shared links</a>
     <a href="#sessions">Sessions</a>
     <a href="#api-keys">API keys</a>
     ${(server.sso || []).length > 0 && html`<a href="#account">Linked sign-ins</a>`}
@@ -301,6 +304,8 @@ export function SettingsScreen() {
     ${server.allow_user_keys && html`<${OwnKeysCard} />`}
     <${UsageCard} />
     <${FilesCard} />
+    <${DataCard} Card=${Card} />
+    <${SharesCard} Card=${Card} />
     <${SessionsCard} />
     <${ApiKeysCard} />
     <${IdentitiesCard} />

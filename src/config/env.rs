@@ -27,6 +27,12 @@ pub(super) const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
     ("CONFAB_LOG_FORMAT", "log_format", Kind::Str, false),
     ("CONFAB_LOG_LEVEL", "log_level", Kind::Str, false),
     ("CONFAB_MAX_BODY_BYTES", "max_body_bytes", Kind::Int, false),
+    (
+        "CONFAB_MAX_IMPORT_BYTES",
+        "max_import_bytes",
+        Kind::Int,
+        false,
+    ),
     ("CONFAB_REGISTRATION", "registration", Kind::Str, false),
     ("CONFAB_CORS_ORIGINS", "cors_origins", Kind::List, false),
     (

@@ -95,6 +95,10 @@ pub struct Config {
     pub log_level: String,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// Largest file `POST /api/import` and `/api/imports` accept (it is
+    /// streamed to a temporary file in the data directory, never held in
+    /// memory).
+    pub max_import_bytes: u64,
     pub registration: RegistrationMode,
     /// Origins allowed to call the API from a front end hosted elsewhere.
     pub cors_origins: Vec<String>,
@@ -178,6 +182,7 @@ impl Default for Config {
             log_format: LogFormat::Auto,
             log_level: "info".into(),
             max_body_bytes: 1024 * 1024,
+            max_import_bytes: 2 * 1024 * 1024 * 1024,
             registration: RegistrationMode::Invite,
             cors_origins: Vec::new(),
             allow_user_keys: false,

@@ -36,6 +36,12 @@ impl Config {
                 self.max_body_bytes
             )));
         }
+        if self.max_import_bytes < 1024 {
+            return Err(err(format!(
+                "max_import_bytes must be at least 1024, got {}",
+                self.max_import_bytes
+            )));
+        }
         if let Some(url) = &self.public_url {
             parse_origin(url).ok_or_else(|| {
                 err(format!(

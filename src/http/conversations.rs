@@ -26,7 +26,7 @@ use crate::store::{ConversationPatch, StoreError, TitleChange};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/conversations", get(list).post(create))
+        .route("/conversations", get(list).post(create).delete(remove_all))
         .route(
             "/conversations/{id}",
             get(read).patch(update).delete(remove),
@@ -511,7 +511,53 @@ pub async fn remove(
         .delete_conversation(uid, cid)
         .await
         .map_err(not_found)?;
+    // Its links go with it.
+    crate::shares::revoke_for(&state.store, uid, cid).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct RemoveAllQuery {
+    /// Must be `all`: a guard against a stray request.
+    pub confirm: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RemovedAll {
+    /// How many conversations were deleted.
+    pub deleted: usize,
+}
+
+/// Deletes every conversation of the caller (archived ones too), with
+/// their messages and share links; running answers are stopped. Requires
+/// `?confirm=all`. Files stay (Settings → Files deletes them).
+#[utoipa::path(delete, path = "/api/conversations", tag = "conversations", params(RemoveAllQuery),
+    operation_id = "delete_all_conversations",
+    responses((status = 200, body = RemovedAll), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn remove_all(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<RemoveAllQuery>,
+) -> AppResult<Json<RemovedAll>> {
+    if q.confirm.as_deref() != Some("all") {
+        return Err(AppError::validation(
+            "deleting every conversation needs ?confirm=all",
+        ));
+    }
+    let uid = user.id();
+    let mut deleted = 0;
+    for cid in state.store.conversation_ids(uid).await? {
+        super::chat::service(&state).stop_conversation(cid).await;
+        match state.store.delete_conversation(uid, cid).await {
+            Ok(_) => deleted += 1,
+            Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for s in crate::shares::list(&state.store, uid).await? {
+        crate::shares::revoke(&state.store, uid, s.id).await.ok();
+    }
+    Ok(Json(RemovedAll { deleted }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

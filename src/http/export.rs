@@ -34,7 +34,7 @@ use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::chat::Message;
 use crate::transfer::filename::content_disposition;
-use crate::transfer::import::{FieldChecks, ImportPlan, ImportReport, plan};
+use crate::transfer::import::{FieldChecks, ImportReport};
 use crate::transfer::markdown::markdown;
 use crate::transfer::{CONVERSATION_FORMAT, EXPORT_FORMAT};
 
@@ -49,6 +49,13 @@ pub fn routes() -> Router<AppState> {
             "/import",
             post(import).layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        .route(
+            "/imports",
+            post(start_import)
+                .get(list_imports)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/imports/{id}", get(get_import))
 }
 
 // ---- document shapes ------------------------------------------------------
@@ -374,23 +381,27 @@ pub struct ExportedFile {
 
 // ---- import ---------------------------------------------------------------
 
-/// Imports a full export (`confab.export.v1`) or a single-conversation
-/// export (`confab.conversation.v1`) into the caller's account.
+/// Imports a file into the caller's account and answers when it is done:
+/// confab's own exports (`confab.export.v1`, `confab.conversation.v1`), or
+/// a data export of ChatGPT, Claude, Open WebUI or LibreChat (its
+/// `conversations.json`, or the zip as downloaded), recognised from the
+/// content. `POST /api/imports` does the same as a job with progress.
 ///
 /// Every conversation and message gets a new id (UUIDv7, in the original
 /// order); parent links and `current_leaf` are remapped; nothing existing is
 /// changed. Each conversation is checked on its own — title and system
 /// prompt length, roles, parents that are messages of the same conversation,
-/// no cycles, unique message ids — and skipped with a reason when it fails;
-/// the others are imported together in one store transaction. Messages that
-/// were still `streaming` are imported as `interrupted`.
+/// no cycles, unique message ids — and skipped with a reason when it fails.
+/// A conversation imported before from the same source (its id in the
+/// file) and still present is skipped as `already imported`: importing a
+/// file twice adds nothing. Messages that were still `streaming` are
+/// imported as `interrupted`.
 ///
-/// A full export's `files` are stored as the caller's through the same
-/// checks as an upload (size, quota, type), and the messages' attachments
-/// point at them. The body is limited to `max_body_bytes` plus twice
-/// `[files] max_file_bytes` (51 MiB by default): a larger one is refused
-/// with 413 PAYLOAD_TOO_LARGE. Malformed JSON or a
-/// document that is not an export is 400 VALIDATION_FAILED.
+/// The body is read as a stream into a temporary file (up to
+/// `max_import_bytes`, 2 GiB by default: a larger one is 413
+/// PAYLOAD_TOO_LARGE) and parsed one conversation at a time. A file that is
+/// not JSON or matches no known format is 400 VALIDATION_FAILED and imports
+/// nothing.
 #[utoipa::path(post, path = "/api/import", tag = "conversations", request_body = ImportDocument,
     responses(
         (status = 200, body = ImportReport),
@@ -402,129 +413,180 @@ pub async fn import(
     user: CurrentUser,
     req: axum::extract::Request,
 ) -> AppResult<Json<ImportReport>> {
-    let cfg = state.settings();
-    let limit = import_limit(&cfg);
-    let doc = read_document(req, limit).await?;
-    let (doc, files) = take_files(doc);
-    let (map, files_imported, files_skipped) = import_files(&state, &cfg, &user, files).await;
-    let ImportPlan { ready, mut report } =
-        plan(&FIELD_CHECKS, user.id(), doc, &map).map_err(AppError::Validation)?;
-    if !ready.is_empty() {
-        state.store.import_conversations(&ready).await?;
+    check_type(&req)?;
+    let limit = state.settings().max_import_bytes;
+    let path = spool(&state, req.into_body(), limit).await?;
+    let job = std::sync::Arc::new(crate::transfer::jobs::Job::new(user.id(), None));
+    match crate::transfer::run::run(
+        &deps(&state),
+        &FIELD_CHECKS,
+        &user.user,
+        path.to_path_buf(),
+        job,
+    )
+    .await
+    {
+        Ok(report) => Ok(Json(report)),
+        Err(f) if f.report.imported.is_empty() && f.report.files_imported == 0 => {
+            Err(AppError::Validation(f.reason))
+        }
+        Err(mut f) => {
+            f.report.error = Some(f.reason);
+            Ok(Json(f.report))
+        }
     }
-    report.files_imported = files_imported;
-    report.files_skipped = files_skipped;
-    Ok(Json(report))
 }
 
-/// The largest import body: room for files beside the conversations.
-pub fn import_limit(cfg: &crate::config::Config) -> usize {
-    let files = usize::try_from(cfg.files.max_file_bytes.saturating_mul(2)).unwrap_or(usize::MAX);
-    cfg.max_body_bytes.saturating_add(files)
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct StartImportQuery {
+    /// The file's name, shown with the job.
+    pub name: Option<String>,
 }
 
-/// The body as a JSON object, within `limit` bytes.
-async fn read_document(req: axum::extract::Request, limit: usize) -> AppResult<Value> {
+/// Starts an import job (the same import as `POST /api/import`) and answers
+/// 202 with it as soon as the file is uploaded; `GET /api/imports/{id}`
+/// tells its progress and, once finished, its report. At most two imports
+/// of one user run at once (409 CONFLICT).
+#[utoipa::path(post, path = "/api/imports", tag = "conversations", params(StartImportQuery),
+    request_body(content = String, description = "The export file: JSON, or a zip holding conversations.json", content_type = "application/octet-stream"),
+    responses(
+        (status = 202, body = crate::transfer::jobs::JobView),
+        (status = 400, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody),
+    ))]
+pub async fn start_import(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<StartImportQuery>,
+    req: axum::extract::Request,
+) -> AppResult<Response> {
+    check_type(&req)?;
+    let limit = state.settings().max_import_bytes;
+    let path = spool(&state, req.into_body(), limit).await?;
+    let name = q
+        .name
+        .map(|n| n.chars().take(200).collect::<String>())
+        .filter(|n| !n.trim().is_empty());
+    let Some(job) = state.imports.start(user.id(), name) else {
+        return Err(AppError::Conflict(
+            "two imports are running already; wait for one to finish".into(),
+        ));
+    };
+    let view = job.view();
+    let st = deps(&state);
+    let who = user.user.clone();
+    tokio::spawn(async move {
+        let r =
+            crate::transfer::run::run(&st, &FIELD_CHECKS, &who, path.to_path_buf(), job.clone())
+                .await;
+        drop(path);
+        match r {
+            Ok(report) => job.finish(report, None),
+            Err(f) => job.finish(f.report, Some(f.reason)),
+        }
+    });
+    Ok((axum::http::StatusCode::ACCEPTED, Json(view)).into_response())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JobList {
+    pub items: Vec<crate::transfer::jobs::JobView>,
+}
+
+/// The caller's imports running or finished lately, newest first.
+#[utoipa::path(get, path = "/api/imports", tag = "conversations",
+    responses((status = 200, body = JobList)))]
+pub async fn list_imports(State(state): State<AppState>, user: CurrentUser) -> Json<JobList> {
+    Json(JobList {
+        items: state
+            .imports
+            .list(user.id())
+            .iter()
+            .map(|j| j.view())
+            .collect(),
+    })
+}
+
+/// One import job: progress, and once finished its report.
+#[utoipa::path(get, path = "/api/imports/{id}", tag = "conversations",
+    responses(
+        (status = 200, body = crate::transfer::jobs::JobView),
+        (status = 404, body = crate::error::ErrorBody),
+    ))]
+pub async fn get_import(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> AppResult<Json<crate::transfer::jobs::JobView>> {
+    let missing = || AppError::NotFound("no such import".into());
+    let id = Uuid::parse_str(&id).map_err(|_| missing())?;
+    let job = state.imports.get(user.id(), id).ok_or_else(missing)?;
+    Ok(Json(job.view()))
+}
+
+fn deps(state: &AppState) -> crate::transfer::run::Deps {
+    crate::transfer::run::Deps {
+        store: state.store.clone(),
+        files: state.files.clone(),
+        cfg: state.settings(),
+    }
+}
+
+/// An import body is JSON or a zip (or bytes of either).
+fn check_type(req: &axum::extract::Request) -> AppResult<()> {
     let ct = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ct
+        .unwrap_or("")
         .trim()
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
+        .to_ascii_lowercase();
+    let ok = [
+        "application/json",
+        "application/zip",
+        "application/x-zip-compressed",
+        "application/octet-stream",
+    ]
+    .iter()
+    .any(|t| ct.starts_with(t));
+    if !ok {
         return Err(AppError::validation(
-            "request body must be JSON with Content-Type: application/json",
+            "the import must be sent as application/json, application/zip or application/octet-stream",
         ));
     }
-    let bytes = axum::body::to_bytes(req.into_body(), limit)
+    Ok(())
+}
+
+/// Writes the body to a temporary file in the data directory (deleted when
+/// the path is dropped), refusing more than `limit` bytes.
+async fn spool(state: &AppState, body: Body, limit: u64) -> AppResult<tempfile::TempPath> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let dir = state.cfg.data_dir.join("tmp");
+    tokio::fs::create_dir_all(&dir)
         .await
-        .map_err(|_| AppError::PayloadTooLarge(limit))?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(AppError::validation("request body must be a JSON object")),
-        Err(e) => Err(AppError::Validation(format!(
-            "request body is not valid JSON: {e}"
-        ))),
-    }
-}
-
-/// Takes a full export's `files` out of the document.
-fn take_files(doc: Value) -> (Value, Vec<Value>) {
-    match doc {
-        Value::Object(mut o) => {
-            let files = match o.remove("files") {
-                Some(Value::Array(a)) => a,
-                _ => Vec::new(),
-            };
-            (Value::Object(o), files)
+        .map_err(AppError::internal)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("import-")
+        .tempfile_in(&dir)
+        .map_err(AppError::internal)?;
+    let (file, path) = tmp.into_parts();
+    let mut f = tokio::io::BufWriter::new(tokio::fs::File::from_std(file));
+    let mut stream = body.into_data_stream();
+    let mut n: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| AppError::validation("the upload was cut off"))?;
+        n += chunk.len() as u64;
+        if n > limit {
+            return Err(AppError::PayloadTooLarge(
+                usize::try_from(limit).unwrap_or(usize::MAX),
+            ));
         }
-        other => (other, Vec::new()),
+        f.write_all(&chunk).await.map_err(AppError::internal)?;
     }
-}
-
-/// Stores the document's files as the caller's, through the same checks as
-/// an upload (size, quota, type); maps their old ids to the new files.
-async fn import_files(
-    state: &AppState,
-    cfg: &crate::config::Config,
-    user: &CurrentUser,
-    files: Vec<Value>,
-) -> (
-    std::collections::HashMap<Uuid, crate::store::chat::Attachment>,
-    usize,
-    Vec<crate::transfer::import::SkippedFile>,
-) {
-    use base64::Engine;
-    let mut map = std::collections::HashMap::new();
-    let mut skipped = Vec::new();
-    for f in files {
-        let name = f.get("name").and_then(Value::as_str).map(str::to_string);
-        let old = f
-            .get("id")
-            .and_then(Value::as_str)
-            .and_then(|s| Uuid::parse_str(s).ok());
-        let bytes = f
-            .get("content_base64")
-            .and_then(Value::as_str)
-            .ok_or("no content_base64".to_string())
-            .and_then(|b| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(b)
-                    .map_err(|e| format!("content_base64 is not base64: {e}"))
-            });
-        let stored = match bytes {
-            Err(reason) => Err(reason),
-            Ok(bytes) => {
-                let body =
-                    futures::stream::once(
-                        async move { Ok::<_, std::io::Error>(Bytes::from(bytes)) },
-                    );
-                let nf = crate::files::NewFile {
-                    name: name.clone(),
-                    declared_size: None,
-                    body: futures::StreamExt::boxed(body),
-                };
-                state
-                    .files
-                    .upload(&cfg.files, &user.user, nf)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        };
-        match stored {
-            Ok(u) => {
-                if let Some(old) = old {
-                    map.insert(old, crate::chat::attachments::attachment_of(&u));
-                }
-            }
-            Err(reason) => skipped.push(crate::transfer::import::SkippedFile { name, reason }),
-        }
-    }
-    let n = map.len();
-    (map, n, skipped)
+    f.flush().await.map_err(AppError::internal)?;
+    Ok(path)
 }
 
 /// The import checks a conversation's fields like the conversations API.

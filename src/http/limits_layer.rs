@@ -243,8 +243,10 @@ pub async fn refuse_oversized_body(
     if req.method() == Method::POST && req.uri().path() == "/api/files" {
         return next.run(req).await;
     }
-    let limit = if req.method() == Method::POST && req.uri().path() == "/api/import" {
-        super::export::import_limit(&state.settings())
+    let path = req.uri().path();
+    let limit = if req.method() == Method::POST && (path == "/api/import" || path == "/api/imports")
+    {
+        usize::try_from(state.settings().max_import_bytes).unwrap_or(usize::MAX)
     } else {
         state.cfg.max_body_bytes
     };

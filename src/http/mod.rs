@@ -24,6 +24,7 @@ pub mod presets;
 pub mod providers;
 pub mod search;
 pub mod security;
+pub mod shares;
 pub mod sso;
 pub mod tls;
 pub mod usage;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(branding::routes())
         .merge(files::routes())
         .merge(security::routes())
+        .merge(shares::routes())
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -79,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/{*rest}", axum::routing::any(json_not_found))
         .merge(metrics::routes())
         .merge(v1::routes())
+        .route("/s/{token}", axum::routing::get(shares::page))
         .fallback(assets::serve_asset)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
@@ -218,10 +221,13 @@ async fn security_headers(req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("strict-origin-when-cross-origin"),
-    );
+    // The shared page sets `no-referrer`: its URL is the secret.
+    if !h.contains_key(header::REFERRER_POLICY) {
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        );
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         HeaderName::from_static("cross-origin-opener-policy"),

@@ -18,7 +18,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     admin, auth, branding, chat, collections, conversations, export, files, health, keys, models,
-    own_keys, presets, providers, search, security, sso, tls, usage, v1,
+    own_keys, presets, providers, search, security, shares, sso, tls, usage, v1,
 };
 
 #[derive(OpenApi)]
@@ -45,6 +45,9 @@ use super::{
         search::search,
         usage::own_usage, usage::admin_usage,
         export::export_conversation, export::export_all, export::import,
+        export::start_import, export::list_imports, export::get_import,
+        conversations::remove_all,
+        shares::create, shares::list, shares::revoke, shares::shared, shares::continue_chat,
         v1::models, v1::model, v1::openai::chat_completions, v1::openai::embeddings, v1::anthropic::messages,
         presets::list_presets, presets::create_preset, presets::read_preset, presets::update_preset,
         presets::delete_preset, presets::list_prompts, presets::create_prompt, presets::read_prompt,
@@ -70,6 +73,7 @@ use super::{
         (name = "health", description = "Liveness and store checks"),
         (name = "search", description = "Full-text search over the caller's own messages and conversation titles"),
         (name = "conversations", description = "Conversations and their message trees"),
+        (name = "shares", description = "Share links: a read-only snapshot of the thread a conversation shows, at `/s/{token}` (a 256-bit token); optionally only for signed-in users of the server; revocable. `GET /api/shared/{token}` reads it with or without a credential; `POST /api/shared/{token}/continue` copies it into the caller's account."),
         (name = "chat", description = "Streaming answers. `POST /api/chat/stream` answers `text/event-stream`: `meta` first (conversation_id, user_message_id, assistant_message_id, generation_id, model, provider, parent_id, context_trimmed, trimmed_messages), then `delta {text}` events, then `title {conversation_id, title}` when the answer just named the conversation, then `usage {input_tokens, output_tokens, estimated}`, then `done {finish_reason}` or `error {code, message, request_id}`. Every event has an integer `id:` counting from 1 within the generation; `GET /api/generations/{id}/events` with `Last-Event-ID: n` replays from n+1 and continues live. A `: keep-alive` comment is sent every 15 s."),
         (name = "usage", description = "Usage and cost per day and model, today's remaining quota (`/api/usage`), and reports across users (`/api/admin/usage`, admins only). Both answer CSV for `?format=csv` or `Accept: text/csv`. A chat request over a daily quota answers 429 QUOTA_EXCEEDED with `Retry-After` (seconds to the next UTC midnight); over a rate limit, 429 RATE_LIMITED with `Retry-After` and `RateLimit-Limit/Remaining/Reset`, which every `/api` response carries."),
         (name = "presets", description = "Presets (a model, a system prompt and sampling settings under a name; pass `preset_id` when starting a chat), the prompt library behind the composer's `/` commands, and the caller's custom instructions. Each preset or prompt is the caller's own or shared with everyone by an admin; another user's answers 404. An answer's system prompt is the conversation's (a preset's) followed, after a blank line, by the user's custom instructions."),

@@ -27,6 +27,7 @@ pub mod records;
 pub mod redb;
 pub mod search_outbox;
 pub mod security;
+pub mod shares;
 pub mod traits;
 pub mod uploads;
 pub mod usage;

@@ -274,6 +274,29 @@ pub trait ChatStore: Send + Sync {
     ) -> StoreResult<(Conversation, Vec<Message>)>;
     /// Inserts whole conversations in one transaction (import): all or none.
     async fn import_conversations(&self, list: &[(Conversation, Vec<Message>)]) -> StoreResult<()>;
+    /// Imports conversations from another app, each with its stable source
+    /// key (e.g. `chatgpt:<conversation id>`), in one transaction. One whose
+    /// key `user_id` imported before, into a conversation that still exists,
+    /// is left out (`Existing`); the others are stored and their keys
+    /// recorded. Every conversation must belong to `user_id`.
+    async fn import_sourced(
+        &self,
+        user_id: Uuid,
+        list: &[(Option<String>, Conversation, Vec<Message>)],
+    ) -> StoreResult<Vec<crate::store::shares::Sourced>>;
+}
+
+/// Share links (see `shares.rs`).
+#[async_trait]
+pub trait ShareStore: Send + Sync {
+    /// Conflict when the token or id exists.
+    async fn create_share(&self, s: &crate::store::shares::Share) -> StoreResult<()>;
+    /// NotFound when no link has this token (or it was revoked).
+    async fn share_by_token(&self, token: &str) -> StoreResult<crate::store::shares::Share>;
+    /// The user's links, newest first, without their messages.
+    async fn list_shares(&self, user_id: Uuid) -> StoreResult<Vec<crate::store::shares::Share>>;
+    /// Revokes one of the user's links; NotFound for another user's.
+    async fn delete_share(&self, user_id: Uuid, id: Uuid) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -526,6 +549,7 @@ pub trait Store:
     + ProviderStore
     + ModelSettingsStore
     + ChatStore
+    + ShareStore
     + UsageStore
     + SearchOutboxStore
     + AcmeStore

@@ -36,7 +36,7 @@ pub struct FieldChecks {
     pub max_title: usize,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct ImportedItem {
     /// The conversation's id in the imported document.
     pub source_id: Option<String>,
@@ -45,17 +45,23 @@ pub struct ImportedItem {
     pub title: String,
     /// How many messages it got.
     pub messages: usize,
+    /// Which app's export it came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<super::formats::Format>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct SkippedItem {
     pub source_id: Option<String>,
     pub title: Option<String>,
     /// Why it was not imported.
     pub reason: String,
+    /// When it was imported before: the conversation it is in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub existing_id: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Default, Serialize, ToSchema)]
 pub struct ImportReport {
     pub imported: Vec<ImportedItem>,
     pub skipped: Vec<SkippedItem>,
@@ -65,13 +71,17 @@ pub struct ImportReport {
     pub files_imported: usize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files_skipped: Vec<SkippedFile>,
+    /// Why the import stopped before the end of the file (what is listed
+    /// as imported stays imported).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct SkippedFile {
     pub name: Option<String>,
     pub reason: String,
@@ -112,6 +122,7 @@ pub fn plan(
                     .and_then(Value::as_str)
                     .map(|t| t.chars().take(checks.max_title).collect()),
                 reason,
+                existing_id: None,
             }),
         }
     }
@@ -137,6 +148,7 @@ pub fn plan(
             id: c.id.to_string(),
             title: c.title.clone(),
             messages: msgs.len(),
+            format: Some(super::formats::Format::Confab),
         })
         .collect();
     Ok(ImportPlan {
@@ -146,6 +158,7 @@ pub fn plan(
             skipped,
             files_imported: 0,
             files_skipped: Vec::new(),
+            error: None,
         },
     })
 }
@@ -253,7 +266,7 @@ fn document_entries(doc: Value) -> Result<Vec<(Value, Value)>, String> {
 
 /// A full export's entry is the conversation's fields plus `messages`;
 /// `{conversation, messages}` (the single-conversation shape) is accepted too.
-fn split_entry(v: Value) -> (Value, Value) {
+pub fn split_entry(v: Value) -> (Value, Value) {
     match v {
         Value::Object(mut o) => {
             let messages = o.remove("messages").unwrap_or(Value::Null);
@@ -293,7 +306,7 @@ fn short(id: &str) -> String {
 /// Checks one conversation and builds its records with new message ids (the
 /// conversation id is left nil for the caller to set), or says why it
 /// cannot be imported.
-fn prepare(
+pub fn prepare(
     checks: &FieldChecks,
     user_id: Uuid,
     conv: &Value,

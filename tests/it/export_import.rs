@@ -349,12 +349,14 @@ async fn json_export_imports_as_a_copy_with_the_same_tree() {
     assert_eq!(after, orig_items);
     assert_eq!(after_leaf, orig_leaf);
 
-    // Importing the same file twice makes a second copy, never an overwrite.
+    // Importing the same file twice adds nothing: the conversation is
+    // reported as already imported, with the copy it is in.
     let again = import(&e.s, &e.admin, &doc).await;
     assert_eq!(again.status, 200);
-    let nid2 = id_of(&again.body["imported"][0], "id");
-    assert!(nid2 != nid && nid2 != cid);
-    assert_eq!(all_conversations(&e.s, &e.admin).await.len(), 3);
+    assert_eq!(again.body["imported"], json!([]), "{}", again.text);
+    assert_eq!(again.body["skipped"][0]["reason"], "already imported");
+    assert_eq!(again.body["skipped"][0]["existing_id"], nid.as_str());
+    assert_eq!(all_conversations(&e.s, &e.admin).await.len(), 2);
 }
 
 #[tokio::test]
@@ -861,14 +863,16 @@ async fn errors_other_users_bad_format_and_bad_bodies() {
         r.assert_error(400, "VALIDATION_FAILED");
     }
 
-    // Larger than the import's limit (max_body_bytes, 1 MiB, plus twice
-    // [files] max_file_bytes, 25 MiB: room for a full export's files): 413.
+    // Larger than `max_import_bytes`: 413 (see `too_large_imports` for a
+    // small limit); a 52 MiB body is well within the default 2 GiB.
     let big = json!({"format": "confab.export.v1", "conversations": [
         {"title": "Big", "messages": [{"id": "a", "role": "user", "content": "x".repeat(52 * 1024 * 1024)}]}
     ]});
-    import(&e.s, &bob, &big)
-        .await
-        .assert_error(413, "PAYLOAD_TOO_LARGE");
+    let r = import(&e.s, &bob, &big).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["imported"][0]["messages"], 1);
+    e.s.delete("/api/conversations?confirm=all", Auth::Session(&bob))
+        .await;
 
     // Nothing was created for bob by any of this.
     assert!(all_conversations(&e.s, &bob).await.is_empty());
@@ -891,4 +895,35 @@ async fn errors_other_users_bad_format_and_bad_bodies() {
     ] {
         assert!(doc.body["paths"].get(p).is_some(), "{p}");
     }
+}
+
+#[tokio::test]
+async fn too_large_imports_are_refused() {
+    let s = TestServer::start_with(|c| c.max_import_bytes = 64 * 1024).await;
+    let admin = s.setup_admin("admin").await;
+    let big = json!({"format": "confab.export.v1", "conversations": [
+        {"title": "Big", "messages": [{"id": "a", "role": "user", "content": "x".repeat(100 * 1024)}]}
+    ]});
+    for path in ["/api/import", "/api/imports"] {
+        s.post(path, Auth::Session(&admin), big.clone())
+            .await
+            .assert_error(413, "PAYLOAD_TOO_LARGE");
+        // Without a Content-Length, the limit holds while the body streams.
+        let chunks = vec![Ok::<_, std::io::Error>(big.to_string().into_bytes())];
+        let r = s
+            .http
+            .post(s.url(path))
+            .header("cookie", format!("confab_session={}", admin.cookie))
+            .header("x-csrf-token", &admin.csrf)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+            .send()
+            .await
+            .unwrap();
+        common::Resp::from(r)
+            .await
+            .assert_error(413, "PAYLOAD_TOO_LARGE");
+    }
+    let r = s.get("/api/conversations", Auth::Session(&admin)).await;
+    assert_eq!(r.body["items"], json!([]));
 }

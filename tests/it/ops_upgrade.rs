@@ -66,6 +66,7 @@ const STEPS: &[&[&str]] = &[
         "sso_states",
     ],
     &["one_time_tokens", "two_factor"],
+    &["import_sources", "shares", "shares_by_user"],
 ];
 
 /// The schema version of this binary (`confab version --json`).

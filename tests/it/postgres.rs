@@ -663,6 +663,24 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
     })
     .await
     .unwrap();
+    s.create_share(&confab::store::shares::Share {
+        id: uuid::Uuid::now_v7(),
+        token: "share-copy-token".into(),
+        user_id: root.id,
+        conversation_id: uuid::Uuid::now_v7(),
+        title: "Shared".into(),
+        model: None,
+        signed_in_only: true,
+        created_at: now,
+        messages: vec![confab::store::shares::SharedMessage {
+            role: confab::store::chat::MessageRole::User,
+            content: "copied".into(),
+            model: None,
+            created_at: now,
+        }],
+    })
+    .await
+    .unwrap();
     s.set_two_factor_policy(confab::store::security::TwoFactorPolicy::Admins)
         .await
         .unwrap();
@@ -898,6 +916,10 @@ async fn same_answers(
     assert_eq!(
         j(&a.get_invite("inv-copy").await.unwrap()),
         j(&b.get_invite("inv-copy").await.unwrap())
+    );
+    assert_eq!(
+        j(&a.share_by_token("share-copy-token").await.unwrap()),
+        j(&b.share_by_token("share-copy-token").await.unwrap())
     );
     assert_eq!(
         j(&a.get_session(b"session-hash").await.unwrap()),

@@ -4295,6 +4295,132 @@ pub async fn users_email_change_unverifies_and_verify_checks_the_address(s: &dyn
     assert_same!(s.get_user(u.id).await.unwrap(), back);
 }
 
+pub async fn import_sourced_skips_what_was_imported_before(s: &dyn Store) {
+    use confab::store::shares::Sourced;
+    let ann = add_user(s, "ann", Role::Admin).await;
+    let bob = add_user(s, "bob", Role::User).await;
+    let c1 = conversation(&ann, "from chatgpt", 1_000);
+    let q = ask(&c1, None, "question");
+    let c2 = conversation(&ann, "unsourced", 2_000);
+    let src = Some("chatgpt:abc".to_string());
+    let out = s
+        .import_sourced(
+            ann.id,
+            &[
+                (src.clone(), c1.clone(), vec![q.clone()]),
+                (None, c2.clone(), vec![]),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, [Sourced::Imported, Sourced::Imported]);
+    assert_same!(
+        s.conversation_with_messages(ann.id, c1.id).await.unwrap(),
+        (&c1, &vec![q.clone()])
+    );
+    // The same source again: left out, pointing at the first import.
+    let again = conversation(&ann, "from chatgpt", 3_000);
+    let out = s
+        .import_sourced(ann.id, &[(src.clone(), again.clone(), vec![])])
+        .await
+        .unwrap();
+    assert_eq!(out, [Sourced::Existing(c1.id)]);
+    assert!(matches!(
+        s.get_conversation(ann.id, again.id).await,
+        Err(StoreError::NotFound)
+    ));
+    // Another user's source keys are their own.
+    let theirs = conversation(&bob, "from chatgpt", 3_000);
+    let out = s
+        .import_sourced(bob.id, &[(src.clone(), theirs.clone(), vec![])])
+        .await
+        .unwrap();
+    assert_eq!(out, [Sourced::Imported]);
+    // Once the conversation is deleted, the source imports again.
+    s.delete_conversation(ann.id, c1.id).await.unwrap();
+    let out = s
+        .import_sourced(ann.id, &[(src.clone(), again.clone(), vec![])])
+        .await
+        .unwrap();
+    assert_eq!(out, [Sourced::Imported]);
+    let out = s
+        .import_sourced(ann.id, &[(src, conversation(&ann, "x", 4_000), vec![])])
+        .await
+        .unwrap();
+    assert_eq!(out, [Sourced::Existing(again.id)]);
+    // A conversation of another user is refused, and nothing is written.
+    let wrong = conversation(&bob, "not ann's", 5_000);
+    assert!(
+        s.import_sourced(ann.id, &[(None, wrong.clone(), vec![])])
+            .await
+            .is_err()
+    );
+    assert!(s.get_conversation(bob.id, wrong.id).await.is_err());
+}
+
+pub async fn shares_create_read_list_and_revoke(s: &dyn Store) {
+    use confab::store::shares::{Share, SharedMessage};
+    let ann = add_user(s, "ann", Role::Admin).await;
+    let bob = add_user(s, "bob", Role::User).await;
+    let c = add_conversation(s, &ann, "shared").await;
+    let mk = |token: &str, owner: &User, at: i64| Share {
+        id: id(),
+        token: token.to_string(),
+        user_id: owner.id,
+        conversation_id: c.id,
+        title: "shared".into(),
+        model: Some("m".into()),
+        signed_in_only: at % 2 == 0,
+        created_at: at,
+        messages: vec![SharedMessage {
+            role: MessageRole::User,
+            content: "hello".into(),
+            model: None,
+            created_at: at,
+        }],
+    };
+    let a = mk("tok-a", &ann, 1);
+    let b = mk("tok-b", &ann, 2);
+    let other = mk("tok-c", &bob, 3);
+    for x in [&a, &b, &other] {
+        s.create_share(x).await.unwrap();
+    }
+    assert_eq!(s.share_by_token("tok-a").await.unwrap(), a);
+    assert!(matches!(
+        s.share_by_token("nope").await,
+        Err(StoreError::NotFound)
+    ));
+    // A taken token conflicts.
+    assert!(matches!(
+        s.create_share(&Share {
+            id: id(),
+            ..a.clone()
+        })
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Newest first, without their messages, only the owner's.
+    let list = s.list_shares(ann.id).await.unwrap();
+    assert_eq!(list.iter().map(|x| x.id).collect::<Vec<_>>(), [b.id, a.id]);
+    assert!(list.iter().all(|x| x.messages.is_empty()));
+    assert_eq!(s.list_shares(bob.id).await.unwrap().len(), 1);
+    // Another user's link is not found; revoking removes it for good.
+    assert!(matches!(
+        s.delete_share(bob.id, a.id).await,
+        Err(StoreError::NotFound)
+    ));
+    s.delete_share(ann.id, a.id).await.unwrap();
+    assert!(matches!(
+        s.share_by_token("tok-a").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.delete_share(ann.id, a.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.list_shares(ann.id).await.unwrap().len(), 1);
+}
+
 /// One `#[tokio::test]` per case against the backend `$fresh` opens:
 /// `async fn() -> (SharedStore, guard)`, a new empty store and whatever
 /// must live as long as it (a temporary directory, a database).
@@ -4383,6 +4509,8 @@ macro_rules! contract_tests {
             security_one_time_tokens_are_single_use,
             security_one_time_tokens_delete_by_user_and_prune,
             security_policy_defaults_to_optional,
+            import_sourced_skips_what_was_imported_before,
+            shares_create_read_list_and_revoke,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(

@@ -476,4 +476,66 @@ impl ChatStore for PgStore {
         }
         commit_with_ops(tx, &ops).await
     }
+
+    async fn import_sourced(
+        &self,
+        user_id: Uuid,
+        list: &[(Option<String>, Conversation, Vec<Message>)],
+    ) -> StoreResult<Vec<crate::store::shares::Sourced>> {
+        use crate::store::shares::Sourced;
+        let mut cl = self.client().await?;
+        let tx = begin(&mut cl).await?;
+        // Two imports of one file by the same user run one after the other
+        // here, so a source is never stored twice.
+        let lock = (user_id.as_u128() as u64 as i64) ^ IMPORT_LOCK;
+        tx.exec("SELECT pg_advisory_xact_lock($1)", &[&lock])
+            .await?;
+        let mut ops = Vec::new();
+        let mut out = Vec::with_capacity(list.len());
+        for (source, c, ms) in list {
+            if c.user_id != user_id {
+                return Err(StoreError::NotFound);
+            }
+            let prior = match source {
+                None => None,
+                Some(source) => {
+                    tx.opt(
+                        "SELECT s.conversation_id FROM import_sources s
+                     JOIN conversations c ON c.id = s.conversation_id
+                     WHERE s.user_id = $1 AND s.source = $2",
+                        &[&user_id, source],
+                    )
+                    .await?
+                }
+            };
+            if let Some(r) = prior {
+                out.push(Sourced::Existing(r.get(0)));
+                continue;
+            }
+            insert_conv(&tx, c).await?;
+            ops.push(OutboxOp::Title {
+                conversation_id: c.id,
+            });
+            let refs: Vec<&Message> = ms.iter().collect();
+            put_messages(&tx, c.id, &refs).await?;
+            ops.extend(ms.iter().map(|m| OutboxOp::Message {
+                conversation_id: c.id,
+                message_id: m.id,
+            }));
+            if let Some(source) = source {
+                tx.exec(
+                    "INSERT INTO import_sources (user_id, source, conversation_id) VALUES ($1, $2, $3)
+                     ON CONFLICT (user_id, source) DO UPDATE SET conversation_id = excluded.conversation_id",
+                    &[&user_id, source, &c.id],
+                )
+                .await?;
+            }
+            out.push(Sourced::Imported);
+        }
+        commit_with_ops(tx, &ops).await?;
+        Ok(out)
+    }
 }
+
+/// Mixed into the advisory lock key of a user's imports ("import").
+const IMPORT_LOCK: i64 = 0x0069_6d70_6f72_7400;

@@ -328,6 +328,11 @@ fn insert_sql(table: &str) -> StoreResult<(&'static str, &'static str)> {
             "uuid",
             "INSERT INTO two_factor (user_id, data) SELECT k, d FROM unnest($1::uuid[], $2::jsonb[]) u(k, d)",
         ),
+        "shares" => (
+            "text",
+            "INSERT INTO shares (token, id, user_id, data)
+             SELECT k, (d->>'id')::uuid, (d->>'user_id')::uuid, d FROM unnest($1::text[], $2::jsonb[]) u(k, d)",
+        ),
         other => return Err(StoreError::Backend(format!("no table {other} to copy into"))),
     })
 }
@@ -414,6 +419,7 @@ fn read_sql(table: &str) -> &'static str {
         "collections" => "SELECT id, data FROM collections ORDER BY id",
         "identities" => "SELECT id, data FROM identities ORDER BY id",
         "two_factor" => "SELECT user_id, data FROM two_factor ORDER BY user_id",
+        "shares" => "SELECT token, data FROM shares ORDER BY token COLLATE \"C\"",
         _ => "SELECT model, data FROM model_settings ORDER BY model COLLATE \"C\"",
     }
 }

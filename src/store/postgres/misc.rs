@@ -8,8 +8,10 @@ use super::{PgStore, Sql, dec, json};
 use crate::store::model_settings::ModelSetting;
 use crate::store::presets::*;
 use crate::store::provider_records::StoredProvider;
+use crate::store::shares::Share;
 use crate::store::{
-    ModelSettingsStore, PresetStore, ProviderStore, SettingsStore, StoreError, StoreResult,
+    ModelSettingsStore, PresetStore, ProviderStore, SettingsStore, ShareStore, StoreError,
+    StoreResult,
 };
 
 const BRANDING_KEY: &str = "branding";
@@ -295,6 +297,55 @@ impl SettingsStore for PgStore {
             &[&BRANDING_KEY, &json(b)],
         )
         .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ShareStore for PgStore {
+    async fn create_share(&self, s: &Share) -> StoreResult<()> {
+        let c = self.client().await?;
+        c.exec(
+            "INSERT INTO shares (token, id, user_id, data) VALUES ($1, $2, $3, $4)",
+            &[&s.token, &s.id, &s.user_id, &json(s)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn share_by_token(&self, token: &str) -> StoreResult<Share> {
+        let c = self.client().await?;
+        match c
+            .opt("SELECT data FROM shares WHERE token = $1", &[&token])
+            .await?
+        {
+            Some(r) => dec(&r, 0),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn list_shares(&self, user_id: Uuid) -> StoreResult<Vec<Share>> {
+        let c = self.client().await?;
+        let rows = c
+            .rows(
+                "SELECT data - 'messages' FROM shares WHERE user_id = $1 ORDER BY id DESC",
+                &[&user_id],
+            )
+            .await?;
+        rows.iter().map(|r| dec(r, 0)).collect()
+    }
+
+    async fn delete_share(&self, user_id: Uuid, id: Uuid) -> StoreResult<()> {
+        let c = self.client().await?;
+        if c.exec(
+            "DELETE FROM shares WHERE id = $1 AND user_id = $2",
+            &[&id, &user_id],
+        )
+        .await?
+            == 0
+        {
+            return Err(StoreError::NotFound);
+        }
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use crate::store::{StoreError, StoreResult};
 
 /// The schema version this binary writes (PostgreSQL's own numbering,
 /// independent of the redb file's).
-pub const SCHEMA_VERSION: u64 = 6;
+pub const SCHEMA_VERSION: u64 = 7;
 
 /// The advisory lock migrations hold (any fixed number: "confab" + 1).
 const MIGRATION_LOCK: i64 = 0x636f_6e66_6162_0001;
@@ -226,6 +226,22 @@ CREATE TABLE one_time_tokens (
 );
 CREATE INDEX one_time_tokens_by_user ON one_time_tokens (user_id, kind);
 CREATE INDEX one_time_tokens_by_expiry ON one_time_tokens (expires_at);
+"#,
+    // 6 → 7: share links, and what was imported from other apps.
+    r#"
+CREATE TABLE shares (
+    token text PRIMARY KEY,
+    id uuid NOT NULL UNIQUE,
+    user_id uuid NOT NULL,
+    data jsonb NOT NULL
+);
+CREATE INDEX shares_by_user ON shares (user_id, id);
+CREATE TABLE import_sources (
+    user_id uuid NOT NULL,
+    source text NOT NULL,
+    conversation_id uuid NOT NULL,
+    PRIMARY KEY (user_id, source)
+);
 "#,
 ];
 

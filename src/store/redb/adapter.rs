@@ -361,6 +361,31 @@ impl ChatStore for RedbStore {
         let list = list.to_vec();
         self.run(move |db| db.import_conversations(&list)).await
     }
+    async fn import_sourced(
+        &self,
+        user_id: Uuid,
+        list: &[(Option<String>, Conversation, Vec<Message>)],
+    ) -> StoreResult<Vec<crate::store::shares::Sourced>> {
+        let list = list.to_vec();
+        self.run(move |db| db.import_sourced(user_id, &list)).await
+    }
+}
+
+#[async_trait]
+impl ShareStore for RedbStore {
+    async fn create_share(&self, s: &crate::store::shares::Share) -> StoreResult<()> {
+        let s = s.clone();
+        self.run(move |db| db.create_share(&s)).await
+    }
+    async fn share_by_token(&self, token: &str) -> StoreResult<crate::store::shares::Share> {
+        self.db.share_by_token(token)
+    }
+    async fn list_shares(&self, user_id: Uuid) -> StoreResult<Vec<crate::store::shares::Share>> {
+        self.run(move |db| db.list_shares(user_id)).await
+    }
+    async fn delete_share(&self, user_id: Uuid, id: Uuid) -> StoreResult<()> {
+        self.run(move |db| db.delete_share(user_id, id)).await
+    }
 }
 
 #[async_trait]

@@ -5,11 +5,12 @@ use uuid::Uuid;
 
 use super::search_outbox::push as outbox;
 use super::{
-    CONVERSATIONS, CONVERSATIONS_BY_USER, Db, MESSAGES, STREAMING, StoreError, StoreResult, dec,
-    enc,
+    CONVERSATIONS, CONVERSATIONS_BY_USER, Db, IMPORT_SOURCES, MESSAGES, STREAMING, StoreError,
+    StoreResult, dec, enc,
 };
 use crate::store::chat::*;
 use crate::store::search_outbox::OutboxOp;
+use crate::store::shares::Sourced;
 use crate::store::{ConversationPatch, TitleChange};
 
 type WriteTx = redb::WriteTransaction;
@@ -475,6 +476,59 @@ impl Db {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    pub fn import_sourced(
+        &self,
+        user_id: Uuid,
+        list: &[(Option<String>, Conversation, Vec<Message>)],
+    ) -> StoreResult<Vec<Sourced>> {
+        let tx = self.write()?;
+        let mut out = Vec::with_capacity(list.len());
+        {
+            let mut ops = Vec::new();
+            for (source, c, ms) in list {
+                if c.user_id != user_id {
+                    return Err(StoreError::NotFound);
+                }
+                let u = user_id.as_u128();
+                let prior = match source {
+                    Some(source) => tx
+                        .open_table(IMPORT_SOURCES)?
+                        .get((u, source.as_str()))?
+                        .map(|v| v.value()),
+                    None => None,
+                };
+                if let Some(prior) = prior {
+                    let exists = tx.open_table(CONVERSATIONS)?.get(prior)?.is_some();
+                    if exists {
+                        out.push(Sourced::Existing(Uuid::from_u128(prior)));
+                        continue;
+                    }
+                }
+                save_conv(&tx, None, c)?;
+                ops.push(OutboxOp::Title {
+                    conversation_id: c.id,
+                });
+                let mut msgs = tx.open_table(MESSAGES)?;
+                for m in ms {
+                    msgs.insert((c.id.as_u128(), m.id.as_u128()), enc(m).as_slice())?;
+                    ops.push(OutboxOp::Message {
+                        conversation_id: c.id,
+                        message_id: m.id,
+                    });
+                }
+                drop(msgs);
+                if let Some(source) = source {
+                    tx.open_table(IMPORT_SOURCES)?
+                        .insert((u, source.as_str()), c.id.as_u128())?;
+                }
+                out.push(Sourced::Imported);
+            }
+            outbox(&tx, &ops)?;
+        }
+        tx.commit()?;
+        Ok(out)
     }
 }
 

@@ -63,6 +63,7 @@ pub const TABLES: &[&str] = &[
     "collections",
     "identities",
     "two_factor",
+    "shares",
 ];
 
 /// A usage row as both sides export it (the key is the row's identity).
@@ -114,6 +115,7 @@ pub fn canonical(table: &str, v: Value) -> StoreResult<Value> {
         "collections" => re::<Collection>(v),
         "identities" => re::<crate::store::identities::IdentityLink>(v),
         "two_factor" => re::<crate::store::security::TwoFactor>(v),
+        "shares" => re::<crate::store::shares::Share>(v),
         other => Err(StoreError::Backend(format!("no table {other} to copy"))),
     }
 }
@@ -299,6 +301,9 @@ pub fn export(
     })?;
     walk(&tx, TWO_FACTOR, &mut out, "two_factor", |k: u128, v| {
         rec::<crate::store::security::TwoFactor>("two_factor", json!(Uuid::from_u128(k)), v)
+    })?;
+    walk(&tx, SHARES, &mut out, "shares", |k: &str, v| {
+        rec::<crate::store::shares::Share>("shares", json!(k), v)
     })?;
     Ok(version)
 }

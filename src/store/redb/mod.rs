@@ -20,6 +20,7 @@ mod presets;
 mod provider_records;
 mod search_outbox;
 mod security;
+mod shares;
 mod uploads;
 mod usage;
 
@@ -43,7 +44,7 @@ use crate::store::{
 
 /// The schema version this binary writes. Migrations in [`migrate`] bring
 /// older files forward; a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 12;
+pub const SCHEMA_VERSION: u64 = 13;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
@@ -140,6 +141,13 @@ const SSO_STATES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sso_stat
 const TWO_FACTOR: TableDefinition<u128, &[u8]> = TableDefinition::new("two_factor");
 /// SHA-256 of a one-time token → `security::OneTimeToken`.
 const ONE_TIME_TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("one_time_tokens");
+/// Share link token → its record (`store::shares::Share`).
+const SHARES: TableDefinition<&str, &[u8]> = TableDefinition::new("shares");
+/// (user id, share id) → token, for a user's list of links.
+const SHARES_BY_USER: TableDefinition<(u128, u128), &str> = TableDefinition::new("shares_by_user");
+/// (user id, source key such as `chatgpt:<id>`) → the conversation it was
+/// imported into: importing the same file again adds nothing.
+const IMPORT_SOURCES: TableDefinition<(u128, &str), u128> = TableDefinition::new("import_sources");
 
 /// Calls `$visit!(TABLE)` for every table above. A new table MUST be added
 /// here: backups copy exactly these (redb cannot copy a table without its
@@ -189,6 +197,9 @@ macro_rules! for_each_table {
         $visit!(SSO_STATES);
         $visit!(TWO_FACTOR);
         $visit!(ONE_TIME_TOKENS);
+        $visit!(SHARES);
+        $visit!(SHARES_BY_USER);
+        $visit!(IMPORT_SOURCES);
     };
 }
 use for_each_table;
@@ -551,6 +562,13 @@ impl Db {
                         // Nobody used a second factor or a reset link before.
                         tx.open_table(TWO_FACTOR)?;
                         tx.open_table(ONE_TIME_TOKENS)?;
+                    }
+                    if step == 12 {
+                        // No link was shared and nothing imported from
+                        // another app before these existed.
+                        tx.open_table(SHARES)?;
+                        tx.open_table(SHARES_BY_USER)?;
+                        tx.open_table(IMPORT_SOURCES)?;
                     }
                     if step == 1 {
                         tx.open_table(PROVIDERS)?;
