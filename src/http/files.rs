@@ -281,7 +281,7 @@ pub struct ContentQuery {
 /// images may be asked for `inline` (`?inline=1`).
 #[utoipa::path(get, path = "/api/files/{id}/content", operation_id = "file_content", tag = "files",
     params(("id" = String, Path, description = "File id"), ContentQuery),
-    responses((status = 200, description = "The file's bytes", content_type = "application/octet-stream", body = String),
+    responses((status = 200, description = "The file's bytes, with the type detected from its content at upload (an image type, `application/pdf`, the DOCX type, or a `text/…` type)", content((String = "*/*"))),
     (status = 404, body = crate::error::ErrorBody)))]
 pub async fn content(
     State(state): State<AppState>,
@@ -303,7 +303,7 @@ pub async fn content(
 /// made at the first request and kept. 404 for files that are not images.
 #[utoipa::path(get, path = "/api/files/{id}/thumbnail", operation_id = "file_thumbnail", tag = "files",
     params(("id" = String, Path, description = "File id")),
-    responses((status = 200, description = "The thumbnail", content_type = "image/jpeg", body = String),
+    responses((status = 200, description = "The thumbnail: PNG for images with transparency, JPEG otherwise", content((String = "image/png"), (String = "image/jpeg"))),
     (status = 404, body = crate::error::ErrorBody),
     (status = 422, description = "`FILE_UNREADABLE`: the image cannot be decoded", body = crate::error::ErrorBody)))]
 pub async fn thumbnail(

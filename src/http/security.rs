@@ -136,7 +136,8 @@ pub struct DisableRequest {
 #[utoipa::path(post, path = "/api/auth/two-factor/disable", tag = "two-factor", operation_id = "two_factor_disable",
     request_body = DisableRequest,
     responses((status = 204), (status = 401, description = "INVALID_TWO_FACTOR_CODE", body = crate::error::ErrorBody),
-    (status = 403, description = "WRONG_PASSWORD", body = crate::error::ErrorBody)))]
+    (status = 403, description = "WRONG_PASSWORD", body = crate::error::ErrorBody),
+    (status = 409, description = "CONFLICT: two-factor sign-in is not on", body = crate::error::ErrorBody)))]
 pub async fn two_factor_disable(
     State(state): State<AppState>,
     client: ClientInfo,
