@@ -5,7 +5,7 @@
 
 import { html, useState, useEffect, useRef, useCallback } from './lib.js';
 import { get, post, patch, del } from './api.js';
-import { describeError, ErrorBanner, Spinner, confirmDialog, toast, Icon } from './ui.js';
+import { describeError, ErrorBanner, Spinner, confirmDialog, toast, Icon, useModal } from './ui.js';
 
 /** "page 3", "pages 3–4", "lines 10–42", "paragraph 2". */
 export function locationOf(s) {
@@ -17,25 +17,6 @@ export function locationOf(s) {
   ].filter(Boolean);
   if (s.whole) parts.push('whole document');
   return parts.join(', ');
-}
-
-/** A native <dialog> that opens when mounted and gives focus back when it closes. */
-function useModal(onClose) {
-  const ref = useRef(null);
-  const back = useRef(null);
-  useEffect(() => {
-    back.current = document.activeElement;
-    const el = ref.current;
-    if (el && !el.open) el.showModal();
-    requestAnimationFrame(() => el?.querySelector('[data-autofocus]')?.focus());
-  }, []);
-  const close = () => {
-    if (ref.current?.open) ref.current.close();
-    onClose();
-    const b = back.current;
-    requestAnimationFrame(() => b?.focus?.());
-  };
-  return [ref, close];
 }
 
 function SourceDialog({ source, n, onClose }) {

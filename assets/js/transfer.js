@@ -6,26 +6,7 @@
 
 import { html, useState, useEffect, useRef, useCallback } from './lib.js';
 import { get, post, del, apiHeaders, errorFrom } from './api.js';
-import { describeError, ErrorBanner, Spinner, confirmDialog, toast, timeAgo, CopyButton } from './ui.js';
-
-/** A native <dialog> that opens when mounted and gives focus back when it closes. */
-function useModal(onClose) {
-  const ref = useRef(null);
-  const back = useRef(null);
-  useEffect(() => {
-    back.current = document.activeElement;
-    const el = ref.current;
-    if (el && !el.open) el.showModal();
-    requestAnimationFrame(() => el?.querySelector('[data-autofocus]')?.focus());
-  }, []);
-  const close = () => {
-    if (ref.current?.open) ref.current.close();
-    onClose();
-    const b = back.current;
-    requestAnimationFrame(() => b?.focus?.());
-  };
-  return [ref, close];
-}
+import { describeError, ErrorBanner, Spinner, confirmDialog, toast, timeAgo, CopyButton, useModal } from './ui.js';
 
 /** Export and share one conversation. */
 export function ShareExportDialog({ conv, onClose }) {

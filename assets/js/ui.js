@@ -270,3 +270,22 @@ export function CopyButton({ text, label = 'Copy', class: cls = 'btn small', chi
     <${Icon} name=${done ? 'check' : 'copy'} size=${16} />${children}
   </button>`;
 }
+
+/** A native <dialog> that opens when mounted and gives focus back when it closes. */
+export function useModal(onClose) {
+  const ref = useRef(null);
+  const back = useRef(null);
+  useEffect(() => {
+    back.current = document.activeElement;
+    const el = ref.current;
+    if (el && !el.open) el.showModal();
+    requestAnimationFrame(() => el?.querySelector('[data-autofocus]')?.focus());
+  }, []);
+  const close = () => {
+    if (ref.current?.open) ref.current.close();
+    onClose();
+    const b = back.current;
+    requestAnimationFrame(() => b?.focus?.());
+  };
+  return [ref, close];
+}
