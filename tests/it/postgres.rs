@@ -1027,6 +1027,30 @@ async fn an_instance_brings_the_files_on_its_disk_into_the_database() {
             .unwrap();
         shas.push((hold.sha256.clone(), content.to_vec()));
     }
+    // The files those blobs belong to: without records, the start-up
+    // garbage collection would rightly remove the adopted blobs.
+    {
+        use confab::store::UploadStore;
+        let store = confab::store::postgres::PgStore::open(&pg::settings(&url))
+            .await
+            .unwrap();
+        let owner = uuid::Uuid::now_v7();
+        for (sha, content) in &shas {
+            let u = confab::store::uploads::Upload {
+                id: uuid::Uuid::now_v7(),
+                owner,
+                name: "kept.bin".into(),
+                mime: "application/octet-stream".into(),
+                size: content.len() as u64,
+                sha256: sha.clone(),
+                created_at: 1_700_000_000,
+                width: None,
+                height: None,
+                thumbnail: None,
+            };
+            store.create_upload(&u, None).await.unwrap();
+        }
+    }
     let s = TestServer::start_in(dir, on(&url)).await;
     let shared = s.state().files.blobs().clone();
     for (sha, content) in &shas {
