@@ -4,7 +4,7 @@
 // Escape closes. The message box stays focused (aria-activedescendant
 // points into the listbox).
 
-import { html, useState, useEffect, useRef } from './lib.js';
+import { html, useState, useEffect, useLayoutEffect, useRef } from './lib.js';
 import { get } from './api.js';
 
 const TOKEN = /(^|\s)\/([a-z0-9_-]*)$/i;
@@ -25,6 +25,18 @@ export function useSlashMenu({ text, setText, inputRef }) {
   const [sel, setSel] = useState({ q: null, i: 0 });
   const [closedAt, setClosedAt] = useState(null); // the text Escape closed the menu on
   const loadedAt = useRef(0);
+  // Where the caret goes once the inserted prompt is rendered: placed in the
+  // same commit as the new text, so there is no frame (and no window for a
+  // keystroke) with the caret elsewhere.
+  const caretTo = useRef(null);
+  useLayoutEffect(() => {
+    const ta = inputRef.current;
+    if (caretTo.current === null || !ta || ta.value !== text) return;
+    const pos = caretTo.current;
+    caretTo.current = null;
+    ta.focus();
+    ta.setSelectionRange(pos, pos);
+  });
   const caret = inputRef.current ? inputRef.current.selectionStart ?? text.length : text.length;
   const cmd = closedAt === text ? null : commandAt(text, caret);
 
@@ -52,13 +64,8 @@ export function useSlashMenu({ text, setText, inputRef }) {
     const at = commandAt(text, ta ? ta.selectionStart ?? text.length : text.length);
     if (!at) return;
     const next = text.slice(0, at.start) + p.text + text.slice(at.end);
+    caretTo.current = at.start + p.text.length;
     setText(next);
-    const pos = at.start + p.text.length;
-    requestAnimationFrame(() => {
-      if (!ta) return;
-      ta.focus();
-      ta.setSelectionRange(pos, pos);
-    });
   };
 
   /** Handles the menu's keys; true when the event was for the menu. */

@@ -182,6 +182,7 @@ test('typing / in the composer offers saved prompts by keyboard and mouse', T, a
     assert.match(await page.locator('#' + active).textContent(), /\/fr/);
     await composer.press('Enter');
     assert.equal(await composer.inputValue(), 'Translate to French:', 'Enter inserts the prompt instead of sending');
+    assert.equal(await composer.evaluate((el) => el.selectionStart), 'Translate to French:'.length, 'the caret is after the inserted text in the same render');
     await list.waitFor({ state: 'detached' });
     // Escape closes without stopping or sending anything.
     await composer.fill('');
