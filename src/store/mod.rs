@@ -16,6 +16,7 @@ pub mod blobs;
 pub mod chat;
 pub mod cluster;
 pub mod file;
+pub mod groups;
 pub mod identities;
 pub mod knowledge;
 pub mod metrics;

@@ -26,6 +26,7 @@ use super::audit_query::AuditFilter;
 use super::chat::{Conversation, ConversationCursor, ConversationFilter, Message};
 use super::cluster::ClusterStore;
 use super::file::FileStore;
+use super::groups::GroupStore;
 use super::identities::IdentityStore;
 use super::knowledge::{Chunk, ChunkVectors, Collection, CollectionPatch, DocumentRecord};
 use super::model_settings::ModelSetting;
@@ -558,6 +559,7 @@ pub trait Store:
     + KnowledgeStore
     + UploadStore
     + IdentityStore
+    + GroupStore
     + SecurityStore
     + StoreHealth
     + std::fmt::Debug

@@ -333,6 +333,16 @@ fn insert_sql(table: &str) -> StoreResult<(&'static str, &'static str)> {
             "INSERT INTO shares (token, id, user_id, data)
              SELECT k, (d->>'id')::uuid, (d->>'user_id')::uuid, d FROM unnest($1::text[], $2::jsonb[]) u(k, d)",
         ),
+        "groups" => (
+            "group_key",
+            "INSERT INTO groups (id, name_key, data)
+             SELECT (d->>'id')::uuid, k, d FROM unnest($1::text[], $2::jsonb[]) u(k, d)",
+        ),
+        "group_members" => (
+            "none",
+            "INSERT INTO group_members (group_id, user_id)
+             SELECT (d->>'group_id')::uuid, (d->>'user_id')::uuid FROM unnest($1::jsonb[]) u(d)",
+        ),
         other => return Err(StoreError::Backend(format!("no table {other} to copy into"))),
     })
 }
@@ -357,6 +367,16 @@ async fn insert(tx: &impl Sql, table: &str, rows: &[Row]) -> StoreResult<()> {
                         .and_then(Value::as_str)
                         .map(crate::username::key)
                         .ok_or_else(|| StoreError::Backend("a user without a name".into()))
+                })
+                .collect::<StoreResult<Vec<String>>>()?,
+        ),
+        "group_key" => Box::new(
+            rows.iter()
+                .map(|(_, v)| {
+                    v.get("name")
+                        .and_then(Value::as_str)
+                        .map(crate::store::groups::name_key)
+                        .ok_or_else(|| StoreError::Backend("a group without a name".into()))
                 })
                 .collect::<StoreResult<Vec<String>>>()?,
         ),
@@ -420,6 +440,10 @@ fn read_sql(table: &str) -> &'static str {
         "identities" => "SELECT id, data FROM identities ORDER BY id",
         "two_factor" => "SELECT user_id, data FROM two_factor ORDER BY user_id",
         "shares" => "SELECT token, data FROM shares ORDER BY token COLLATE \"C\"",
+        "groups" => "SELECT id, data FROM groups ORDER BY id",
+        "group_members" => {
+            "SELECT group_id, user_id FROM group_members ORDER BY group_id, user_id"
+        }
         _ => "SELECT model, data FROM model_settings ORDER BY model COLLATE \"C\"",
     }
 }
@@ -464,6 +488,16 @@ async fn read_back(
                 (serde_json::json!([c, id]), canonical(table, v)?)
             }
             "search_outbox" => (Value::Null, canonical(table, r.get(1))?),
+            "group_members" => {
+                let m = crate::store::groups::GroupMember {
+                    group_id: r.get(0),
+                    user_id: r.get(1),
+                };
+                (
+                    serde_json::json!([m.group_id, m.user_id]),
+                    serde_json::to_value(&m)?,
+                )
+            }
             "upload_usage" => {
                 let k: Uuid = r.get(0);
                 (serde_json::json!(k), serde_json::json!(unbig(r.get(1))))
@@ -479,7 +513,7 @@ async fn read_back(
             }
             "users" | "refresh_families" | "audit" | "conversations" | "presets" | "prompts"
             | "user_settings" | "uploads" | "documents" | "doc_vectors" | "collections"
-            | "identities" | "two_factor" => {
+            | "identities" | "two_factor" | "groups" => {
                 let k: Uuid = r.get(0);
                 (serde_json::json!(k), canonical(table, r.get(1))?)
             }

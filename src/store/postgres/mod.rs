@@ -22,6 +22,7 @@ mod chat;
 mod cluster;
 mod connect;
 mod copy;
+mod groups;
 mod identities;
 mod knowledge;
 mod misc;

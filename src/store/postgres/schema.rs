@@ -8,7 +8,7 @@ use crate::store::{StoreError, StoreResult};
 
 /// The schema version this binary writes (PostgreSQL's own numbering,
 /// independent of the redb file's).
-pub const SCHEMA_VERSION: u64 = 7;
+pub const SCHEMA_VERSION: u64 = 8;
 
 /// The advisory lock migrations hold (any fixed number: "confab" + 1).
 const MIGRATION_LOCK: i64 = 0x636f_6e66_6162_0001;
@@ -242,6 +242,21 @@ CREATE TABLE import_sources (
     conversation_id uuid NOT NULL,
     PRIMARY KEY (user_id, source)
 );
+"#,
+    // 7 → 8: groups, their members, the models they allow and their quota
+    // defaults.
+    r#"
+CREATE TABLE groups (
+    id uuid PRIMARY KEY,
+    name_key text NOT NULL UNIQUE,
+    data jsonb NOT NULL
+);
+CREATE TABLE group_members (
+    group_id uuid NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+    user_id uuid NOT NULL,
+    PRIMARY KEY (group_id, user_id)
+);
+CREATE INDEX group_members_by_user ON group_members (user_id, group_id);
 "#,
 ];
 

@@ -751,3 +751,37 @@ impl crate::store::identities::IdentityStore for RedbStore {
         self.run(move |db| db.take_sso_state(&key, now)).await
     }
 }
+
+#[async_trait]
+impl crate::store::groups::GroupStore for RedbStore {
+    async fn create_group(&self, group: &crate::store::groups::Group) -> StoreResult<()> {
+        let group = group.clone();
+        self.run(move |db| db.create_group(&group)).await
+    }
+    async fn update_group(&self, group: &crate::store::groups::Group) -> StoreResult<()> {
+        let group = group.clone();
+        self.run(move |db| db.update_group(&group)).await
+    }
+    async fn delete_group(&self, id: Uuid) -> StoreResult<crate::store::groups::Group> {
+        self.run(move |db| db.delete_group(id)).await
+    }
+    async fn get_group(&self, id: Uuid) -> StoreResult<crate::store::groups::Group> {
+        self.db.get_group(id)
+    }
+    async fn list_groups(&self) -> StoreResult<Vec<crate::store::groups::Group>> {
+        self.db.list_groups()
+    }
+    async fn add_group_member(&self, group: Uuid, user: Uuid) -> StoreResult<bool> {
+        self.run(move |db| db.add_group_member(group, user)).await
+    }
+    async fn remove_group_member(&self, group: Uuid, user: Uuid) -> StoreResult<bool> {
+        self.run(move |db| db.remove_group_member(group, user))
+            .await
+    }
+    async fn group_members(&self, group: Uuid) -> StoreResult<Vec<Uuid>> {
+        self.db.group_members(group)
+    }
+    async fn user_groups(&self, user: Uuid) -> StoreResult<Vec<crate::store::groups::Group>> {
+        self.db.user_groups(user)
+    }
+}

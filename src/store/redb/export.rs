@@ -12,7 +12,8 @@
 //! reads from the upload records' columns) are not exported: the other side
 //! derives them. The blobs themselves are files beside the database; the
 //! copy takes them from the data directory (`store::postgres::copy`).
-//! One-time tokens (sign-in challenges, reset and verification links) live
+//! Group memberships come as `[group, user]` keys with a `{group_id,
+//! user_id}` value. One-time tokens (sign-in challenges, reset and verification links) live
 //! minutes and are not copied either.
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition, TableError};
@@ -64,6 +65,8 @@ pub const TABLES: &[&str] = &[
     "identities",
     "two_factor",
     "shares",
+    "groups",
+    "group_members",
 ];
 
 /// A usage row as both sides export it (the key is the row's identity).
@@ -116,6 +119,8 @@ pub fn canonical(table: &str, v: Value) -> StoreResult<Value> {
         "identities" => re::<crate::store::identities::IdentityLink>(v),
         "two_factor" => re::<crate::store::security::TwoFactor>(v),
         "shares" => re::<crate::store::shares::Share>(v),
+        "groups" => re::<crate::store::groups::Group>(v),
+        "group_members" => re::<crate::store::groups::GroupMember>(v),
         other => Err(StoreError::Backend(format!("no table {other} to copy"))),
     }
 }
@@ -305,7 +310,37 @@ pub fn export(
     walk(&tx, SHARES, &mut out, "shares", |k: &str, v| {
         rec::<crate::store::shares::Share>("shares", json!(k), v)
     })?;
+    walk(&tx, GROUPS, &mut out, "groups", |k: u128, v| {
+        rec::<crate::store::groups::Group>("groups", json!(Uuid::from_u128(k)), v)
+    })?;
+    group_members(&tx, &mut out)?;
     Ok(version)
+}
+
+/// Every membership, in (group, user) order (a table without values).
+fn group_members(tx: &ReadTransaction, out: &mut Out<'_>) -> StoreResult<()> {
+    let t = match tx.open_table(GROUP_MEMBERS) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut rows = Vec::with_capacity(out.batch);
+    for r in t.iter()? {
+        let (k, _) = r?;
+        let (g, u) = k.value();
+        let m = crate::store::groups::GroupMember {
+            group_id: Uuid::from_u128(g),
+            user_id: Uuid::from_u128(u),
+        };
+        rows.push((json!([m.group_id, m.user_id]), serde_json::to_value(&m)?));
+        if rows.len() >= out.batch {
+            (out.sink)("group_members", std::mem::take(&mut rows))?;
+        }
+    }
+    if !rows.is_empty() {
+        (out.sink)("group_members", rows)?;
+    }
+    Ok(())
 }
 
 /// Each owner's bytes of uploads (the one table whose values are numbers).

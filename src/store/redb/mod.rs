@@ -13,6 +13,7 @@ mod audit_query;
 pub mod backup;
 mod chat;
 pub mod export;
+mod groups;
 mod identities;
 mod knowledge;
 mod model_settings;
@@ -44,7 +45,7 @@ use crate::store::{
 
 /// The schema version this binary writes. Migrations in [`migrate`] bring
 /// older files forward; a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 13;
+pub const SCHEMA_VERSION: u64 = 14;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
@@ -148,6 +149,14 @@ const SHARES_BY_USER: TableDefinition<(u128, u128), &str> = TableDefinition::new
 /// (user id, source key such as `chatgpt:<id>`) → the conversation it was
 /// imported into: importing the same file again adds nothing.
 const IMPORT_SOURCES: TableDefinition<(u128, &str), u128> = TableDefinition::new("import_sources");
+/// group id → Group (JSON).
+const GROUPS: TableDefinition<u128, &[u8]> = TableDefinition::new("groups");
+/// `groups::name_key(name)` → group id.
+const GROUPS_BY_NAME: TableDefinition<&str, u128> = TableDefinition::new("groups_by_name");
+/// (group id, user id): the group's members.
+const GROUP_MEMBERS: TableDefinition<(u128, u128), ()> = TableDefinition::new("group_members");
+/// (user id, group id): the user's groups.
+const USER_GROUPS: TableDefinition<(u128, u128), ()> = TableDefinition::new("user_groups");
 
 /// Calls `$visit!(TABLE)` for every table above. A new table MUST be added
 /// here: backups copy exactly these (redb cannot copy a table without its
@@ -200,6 +209,10 @@ macro_rules! for_each_table {
         $visit!(SHARES);
         $visit!(SHARES_BY_USER);
         $visit!(IMPORT_SOURCES);
+        $visit!(GROUPS);
+        $visit!(GROUPS_BY_NAME);
+        $visit!(GROUP_MEMBERS);
+        $visit!(USER_GROUPS);
     };
 }
 use for_each_table;
@@ -569,6 +582,13 @@ impl Db {
                         tx.open_table(SHARES)?;
                         tx.open_table(SHARES_BY_USER)?;
                         tx.open_table(IMPORT_SOURCES)?;
+                    }
+                    if step == 13 {
+                        // No group existed: everyone keeps every model.
+                        tx.open_table(GROUPS)?;
+                        tx.open_table(GROUPS_BY_NAME)?;
+                        tx.open_table(GROUP_MEMBERS)?;
+                        tx.open_table(USER_GROUPS)?;
                     }
                     if step == 1 {
                         tx.open_table(PROVIDERS)?;
