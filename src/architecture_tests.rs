@@ -42,6 +42,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "knowledge",
             "files",
             "sso",
+            "groups",
         ],
     ),
     ("state", &["state"]),

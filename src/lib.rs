@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod files;
+pub mod groups;
 pub mod http;
 pub mod imaging;
 pub mod keyfile;

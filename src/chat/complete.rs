@@ -8,6 +8,7 @@
 //! entry: no conversation, no message. Plain inputs and outputs: no HTTP
 //! types.
 
+use crate::groups::ModelAccess;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::sync::Arc;
@@ -270,29 +271,38 @@ impl Drop for Running {
 }
 
 impl ChatService {
-    /// The first provider routing would try for `model`, or 404
-    /// MODEL_NOT_FOUND.
-    fn first_candidate(&self, model: &str) -> AppResult<crate::providers::routing::Candidate> {
+    /// The first provider routing would try for `model` among those the
+    /// caller's groups allow (see `crate::groups`), and the name to route
+    /// by (pinned to that provider when the groups leave some out); 404
+    /// MODEL_NOT_FOUND when there is none.
+    fn first_candidate(
+        &self,
+        access: &ModelAccess,
+        model: &str,
+    ) -> AppResult<(crate::providers::routing::Candidate, String)> {
         super::validate_model(model)?;
-        self.providers
-            .candidates(model, false)
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                AppError::ModelNotFound(format!(
-                    "The model `{model}` does not exist or you do not have access to it."
-                ))
-            })
-    }
-
-    /// The provider serving `model`, or 404 MODEL_NOT_FOUND.
-    fn provider_of(&self, model: &str) -> AppResult<(String, Arc<dyn Provider>)> {
-        super::validate_model(model)?;
-        self.providers.resolve_model(model).ok_or_else(|| {
+        let (allowed, pin) = access.keep(self.providers.candidates(model, false));
+        let first = allowed.into_iter().next().ok_or_else(|| {
             AppError::ModelNotFound(format!(
                 "The model `{model}` does not exist or you do not have access to it."
             ))
-        })
+        })?;
+        let route = if pin {
+            format!("{}/{}", first.provider_name, first.model)
+        } else {
+            model.to_string()
+        };
+        Ok((first, route))
+    }
+
+    /// The provider serving `model` for the caller, or 404 MODEL_NOT_FOUND.
+    fn provider_of(
+        &self,
+        access: &ModelAccess,
+        model: &str,
+    ) -> AppResult<(String, Arc<dyn Provider>)> {
+        self.first_candidate(access, model)
+            .map(|(c, _)| (c.provider_name, c.provider))
     }
 
     /// Admits a stateless call and starts its answer. Refusals (rate,
@@ -309,9 +319,10 @@ impl ChatService {
         }
         // A call runs on the server's provider credentials only.
         req.api_key_override = None;
-        let first = self
-            .first_candidate(&req.model)
-            .and_then(|first| {
+        let access = ModelAccess::load(&self.store, &user.user).await?;
+        let (first, route) = self
+            .first_candidate(&access, &req.model)
+            .and_then(|(first, route)| {
                 let embedding = self.providers.models().iter().any(|m| {
                     m.id == first.model
                         && m.provider == first.provider_name
@@ -344,7 +355,7 @@ impl ChatService {
                         &first.provider_name,
                     );
                 super::attachments::check_vision(&images, &req.model, vision)?;
-                Ok(first)
+                Ok((first, route))
             })
             .inspect_err(|e| refused(&self.store, &caller, "v1.chat", &req.model, e))?;
         let estimate = input_estimate(&req);
@@ -364,9 +375,10 @@ impl ChatService {
             caller,
         };
         let model = req.model.clone();
-        // Routed over every provider of the model: failover before the
-        // first token, and the one that answered is charged.
-        let (provider_name, inner) = match self.providers.open_stream(&model, req).await {
+        // Routed over every provider of the model (the caller may use):
+        // failover before the first token, and the one that answered is
+        // charged.
+        let (provider_name, inner) = match self.providers.open_stream(&route, req).await {
             Ok(routed) => {
                 accounting.provider = routed.provider_name.clone();
                 (routed.provider_name, routed.stream)
@@ -415,8 +427,9 @@ impl ChatService {
             return Err(AppError::validation("input must not be empty"));
         }
         req.api_key_override = None;
+        let access = ModelAccess::load(&self.store, &user.user).await?;
         let (provider_name, provider) = self
-            .provider_of(&req.model)
+            .provider_of(&access, &req.model)
             .inspect_err(|e| refused(&self.store, &caller, "v1.embeddings", &req.model, e))?;
         let estimate: u64 = req.input.iter().map(|t| estimate_tokens(t)).sum();
         let reservation = self

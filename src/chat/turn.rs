@@ -123,6 +123,9 @@ pub struct TurnRequest {
 /// limit (when known).
 struct Chosen {
     model: String,
+    /// What the request routes by: `model`, or `<provider>/<model>` when
+    /// the user's groups allow only some of the providers serving it.
+    route: String,
     provider_name: String,
     window: u32,
     max_output: Option<u32>,
@@ -275,10 +278,11 @@ impl ChatService {
         base.top_p = base.top_p.or(turn.params.top_p);
         let Chosen {
             model,
+            route,
             provider_name,
             window,
             max_output,
-        } = self.choose_model(&req, &placed.conv)?;
+        } = self.choose_model(user, &req, &placed.conv).await?;
         let params = req.params.apply(placed.conv.params);
         if let (Some(want), Some(limit)) = (params.max_tokens, max_output)
             && want > limit
@@ -370,7 +374,7 @@ impl ChatService {
             user_message_id: placed.user_msg.as_ref().map(|m| m.id),
         };
         let request = ChatRequest {
-            model,
+            model: route,
             system: ctx.system,
             messages: ctx.messages,
             max_tokens: params.max_tokens,
@@ -520,15 +524,35 @@ impl ChatService {
         })
     }
 
-    /// The model: asked for, else the conversation's, else the default;
-    /// with the provider to try first, its context window and output limit (when known).
-    fn choose_model(&self, req: &TurnRequest, conv: &Conversation) -> AppResult<Chosen> {
+    /// The model: asked for, else the conversation's, else the default
+    /// (else the first the user's groups allow); with the provider to try
+    /// first, its context window and output limit (when known). A model the
+    /// user's groups do not allow is not found (see `crate::groups`).
+    async fn choose_model(
+        &self,
+        user: &CurrentUser,
+        req: &TurnRequest,
+        conv: &Conversation,
+    ) -> AppResult<Chosen> {
+        let access = crate::groups::ModelAccess::load(&self.store, &user.user).await?;
+        let fallback = || {
+            self.settings
+                .default_model
+                .clone()
+                .filter(|m| access.is_all() || self.providers.candidates(m, false).iter().any(|c| access.allows(&c.model, &c.provider_name)))
+                .or_else(|| {
+                    self.providers
+                        .models()
+                        .into_iter()
+                        .find(|m| access.allows(&m.id, &m.provider))
+                        .map(|m| m.id)
+                })
+        };
         let model = req
             .model
             .clone()
             .or_else(|| conv.model.clone())
-            .or_else(|| self.settings.default_model.clone())
-            .or_else(|| self.providers.models().first().map(|m| m.id.clone()))
+            .or_else(fallback)
             .ok_or_else(|| {
                 AppError::ModelNotFound(
                     "no model is available: an administrator needs to add a provider".into(),
@@ -537,9 +561,8 @@ impl ChatService {
         let key = req.provider_key.is_some().then_some(KeyScope {
             kind: req.provider_key_kind,
         });
-        let first = self
-            .providers
-            .candidates_for(&model, key)
+        let (allowed, pin) = access.keep(self.providers.candidates_for(&model, key));
+        let first = allowed
             .into_iter()
             .next()
             .ok_or_else(|| match req.provider_key_kind.filter(|_| key.is_some()) {
@@ -560,7 +583,13 @@ impl ChatService {
             .and_then(|m| m.context_window)
             .unwrap_or(DEFAULT_CONTEXT_WINDOW);
         let max_output = info.and_then(|m| m.max_output_tokens);
+        let route = if pin {
+            format!("{}/{}", first.provider_name, first.model)
+        } else {
+            model.clone()
+        };
         Ok(Chosen {
+            route,
             model,
             provider_name: first.provider_name,
             window,

@@ -203,6 +203,7 @@ impl Files {
 
     /// Bytes used and the quota of `user`.
     pub async fn storage(&self, cfg: &FilesConfig, user: &User) -> Result<Storage> {
+        let user = &crate::groups::with_group_quotas(&self.store, user).await?;
         Ok(Storage {
             used: self.store.upload_usage(user.id).await?,
             quota: storage_quota(cfg, user),
@@ -217,6 +218,7 @@ impl Files {
         if f.declared_size.is_some_and(|n| n > limit) {
             return Err(FilesError::TooLarge(limit));
         }
+        let user = &crate::groups::with_group_quotas(&self.store, user).await?;
         let quota = storage_quota(cfg, user);
         if let Some(q) = quota {
             let used = self.store.upload_usage(user.id).await?;

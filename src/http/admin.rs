@@ -68,11 +68,10 @@ pub async fn list_users(
     let n = limit(&page)?;
     let users = state.store.list_users(cursor(&page)?, n + 1).await?;
     let more = users.len() > n;
-    let items: Vec<_> = users
-        .iter()
-        .take(n)
-        .map(|u| super::usage::admin_user_view(&state, u))
-        .collect();
+    let mut items = Vec::with_capacity(n);
+    for u in users.iter().take(n) {
+        items.push(super::usage::admin_user_view(&state, u).await?);
+    }
     let next_cursor = more
         .then(|| items.last().map(|u| u.user.id.clone()))
         .flatten();
@@ -124,6 +123,11 @@ pub struct UpdateUser {
     #[serde(default, deserialize_with = "super::usage::present_quota")]
     #[schema(value_type = Option<super::usage::QuotaInput>)]
     pub quota: Option<Option<super::usage::QuotaInput>>,
+    /// Refused (400): which models a user may use is set through groups
+    /// (`/api/admin/groups`), never per user.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_models: Option<serde_json::Value>,
 }
 
 /// The user after an update, and what the update signed out.
@@ -146,6 +150,11 @@ pub async fn update_user(
     Json(req): Json<UpdateUser>,
 ) -> AppResult<Json<UpdatedUser>> {
     let uid = parse_id(&id, "user")?;
+    if req.allowed_models.is_some() {
+        return Err(AppError::validation(
+            "allowed_models is not set per user: put the user in a group that allows those models (Admin → Groups, or /api/admin/groups).",
+        ));
+    }
     let change = UserChange {
         role: req.role,
         status: req.status,
@@ -156,7 +165,7 @@ pub async fn update_user(
         .update_user(&actor(&client, Some(&admin.user)), uid, change)
         .await?;
     Ok(Json(UpdatedUser {
-        user: super::usage::admin_user_view(&state, &u),
+        user: super::usage::admin_user_view(&state, &u).await?,
         revoked,
     }))
 }

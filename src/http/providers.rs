@@ -120,8 +120,11 @@ pub async fn list_models(
         }
     };
     let admin = user.is_admin();
-    let items: Vec<ModelView> = super::models::service(&state)
-        .catalog(picker)
+    let mut catalog = super::models::service(&state).catalog(picker);
+    crate::groups::ModelAccess::load(&state.store, &user.user)
+        .await?
+        .retain(&mut catalog, |(c, _, _)| (&c.model.id, &c.model.provider));
+    let items: Vec<ModelView> = catalog
         .into_iter()
         .filter(|(_, _, s)| admin || !s.as_ref().is_some_and(|s| s.hidden))
         .map(|(c, caps, setting)| {

@@ -101,7 +101,8 @@ pub async fn own_usage(
     let keys = usage::by_key(&key_rows, |k| names.get(&k).cloned(), |_| Some(me.clone()));
     let limits = &state.limits;
     let today = limits.quotas.today(&state.store, uid).await?;
-    let quota = QuotaStatus::new(limits.quota_of(&user.user), today);
+    let merged = crate::groups::with_group_quotas(&state.store, &user.user).await?;
+    let quota = QuotaStatus::new(limits.quota_of(&merged), today);
     let report = usage::user_report(&rows, keys, from, to, quota);
     if csv {
         let name = format!("confab-usage-{}-{}.csv", report.from, report.to);
@@ -176,8 +177,11 @@ pub struct AdminUserView {
     pub user: super::auth::UserView,
     /// The per-user override; null = the server default (`[quota]`) applies.
     pub quota: Option<crate::store::QuotaOverride>,
-    /// The limits in force (null = unlimited).
+    /// The limits in force (null = unlimited): the override, else the
+    /// most generous of the user's groups', else the server default.
     pub effective_quota: EffectiveQuota,
+    /// The groups the user is in, by name.
+    pub groups: Vec<GroupRef>,
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -188,17 +192,35 @@ pub struct EffectiveQuota {
     pub storage_bytes: Option<u64>,
 }
 
-pub fn admin_user_view(state: &AppState, u: &crate::store::User) -> AdminUserView {
-    let q = state.limits.quota_of(u);
-    AdminUserView {
+/// `u` as admins see it, its limits with its groups' quota defaults.
+pub async fn admin_user_view(state: &AppState, u: &crate::store::User) -> AppResult<AdminUserView> {
+    let groups = state.store.user_groups(u.id).await?;
+    let mut merged = u.clone();
+    merged.quota = crate::groups::effective_override(u.quota.as_ref(), &groups);
+    let q = state.limits.quota_of(&merged);
+    Ok(AdminUserView {
         user: u.into(),
         quota: u.quota.clone(),
         effective_quota: EffectiveQuota {
             messages_per_day: q.messages_per_day,
             tokens_per_day: q.tokens_per_day,
-            storage_bytes: crate::files::storage_quota(&state.settings().files, u),
+            storage_bytes: crate::files::storage_quota(&state.settings().files, &merged),
         },
-    }
+        groups: groups
+            .iter()
+            .map(|g| GroupRef {
+                id: g.id.to_string(),
+                name: g.name.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// A group a user is in.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct GroupRef {
+    pub id: String,
+    pub name: String,
 }
 
 /// `"quota"` in `PATCH /api/admin/users/{id}`: each limit a whole number,

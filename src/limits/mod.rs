@@ -109,7 +109,9 @@ impl Limits {
                 });
             }
         }
-        let quota = self.quota_of(&user.user);
+        // Group quota defaults sit beneath the user's own override.
+        let merged = crate::groups::with_group_quotas(store, &user.user).await?;
+        let quota = self.quota_of(&merged);
         let outcome = self
             .quotas
             .reserve(store, user.id(), quota, self.max_running, estimate)

@@ -204,16 +204,17 @@ pub async fn models(
     client: ClientInfo,
 ) -> Response {
     let api = Api::of("/v1/models", &headers);
-    if let Err(e) = authenticate(&state, api, &headers, &client, "read").await {
-        return e.into_response();
+    let caller = match authenticate(&state, api, &headers, &client, "read").await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let mut models = state.providers.models();
+    match crate::groups::ModelAccess::load(&state.store, &caller.user.user).await {
+        Ok(access) => access.retain(&mut models, |m| (&m.id, &m.provider)),
+        Err(e) => return V1Error::from_app(api, e.into()).into_response(),
     }
     let mut seen = std::collections::HashSet::new();
-    let models: Vec<_> = state
-        .providers
-        .models()
-        .into_iter()
-        .filter(|m| seen.insert(m.id.clone()))
-        .collect();
+    models.retain(|m| seen.insert(m.id.clone()));
     match api {
         Api::OpenAi => openai::model_list(&models).into_response(),
         Api::Anthropic => anthropic::model_list(&models).into_response(),
@@ -238,10 +239,16 @@ pub async fn model(
     client: ClientInfo,
 ) -> Response {
     let api = Api::of("/v1/models", &headers);
-    if let Err(e) = authenticate(&state, api, &headers, &client, "read").await {
-        return e.into_response();
+    let caller = match authenticate(&state, api, &headers, &client, "read").await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let mut models = state.providers.models();
+    match crate::groups::ModelAccess::load(&state.store, &caller.user.user).await {
+        Ok(access) => access.retain(&mut models, |m| (&m.id, &m.provider)),
+        Err(e) => return V1Error::from_app(api, e.into()).into_response(),
     }
-    let Some(m) = state.providers.models().into_iter().find(|m| m.id == id) else {
+    let Some(m) = models.into_iter().find(|m| m.id == id) else {
         return V1Error::from_app(
             api,
             crate::error::AppError::ModelNotFound(format!(
