@@ -13,6 +13,7 @@ pub mod conversations;
 pub mod export;
 pub mod extract;
 pub mod files;
+pub mod groups;
 pub mod health;
 pub mod keys;
 pub mod limits_layer;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sso::routes())
         .merge(keys::routes())
         .merge(admin::routes())
+        .merge(groups::routes())
         .merge(providers::routes())
         .merge(models::routes())
         .merge(conversations::routes())

@@ -17,7 +17,7 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, auth, branding, chat, collections, conversations, export, files, health, keys, models,
+    admin, auth, branding, chat, collections, conversations, export, files, groups, health, keys, models,
     own_keys, presets, providers, search, security, shares, sso, tls, usage, v1,
 };
 
@@ -34,6 +34,8 @@ use super::{
         admin::list_users, admin::create_user, admin::update_user,
         admin::create_invite, admin::list_invites, admin::revoke_invite, admin::list_audit,
         admin::backup,
+        groups::list, groups::create, groups::read, groups::update, groups::remove,
+        groups::add_member, groups::remove_member,
         tls::status,
         providers::list_models, providers::list_providers,
         providers::admin_list, providers::admin_create, providers::admin_update, providers::admin_delete,
@@ -69,7 +71,7 @@ use super::{
         (name = "keys", description = "Personal API keys"),
         (name = "sso", description = "Single sign-on: OpenID Connect sign-in (a browser goes to `start`, signs in at the provider and comes back to `callback`, which sets the session cookie), linking identities to the signed-in account, and listing or unlinking them. LDAP directories are checked by the ordinary sign-in form (`POST /api/auth/login`)."),
         (name = "two-factor", description = "Two-factor sign-in with an authenticator app (TOTP, RFC 6238): set-up with a QR code, ten one-time recovery codes, turning it off. With it on, `POST /api/auth/login` answers 202 with a challenge to finish at `POST /api/auth/login/two-factor`, and `POST /api/auth/token` needs `totp_code`. API keys and refresh tokens are not asked for a code."),
-        (name = "admin", description = "Users, invites and audit log (admins only)"),
+        (name = "admin", description = "Users, invites, groups and audit log (admins only). A group allows models (by name) and providers to its members and carries quota defaults: a user in no group that lists models or providers may use every model; otherwise the union of what their groups allow (admins always every model); a model not allowed answers 404 `MODEL_NOT_FOUND` as a missing one does. A user's quota is their own override, else the most generous of their groups', else the server default."),
         (name = "health", description = "Liveness and store checks"),
         (name = "search", description = "Full-text search over the caller's own messages and conversation titles"),
         (name = "conversations", description = "Conversations and their message trees"),
