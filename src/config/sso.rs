@@ -1,6 +1,7 @@
 //! `[[oidc]]` providers and `[ldap]`: single sign-on (see `crate::sso`).
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{ConfigError, Secret, err};
@@ -33,6 +34,10 @@ pub struct OidcEntry {
     /// Members of one of these groups are administrators (checked at every
     /// sign-in: leaving the group demotes, unless they are the last admin).
     pub admin_groups: Vec<String>,
+    /// Provider group (a value of `groups_claim`) → confab group name: at
+    /// every sign-in the user is put in the confab groups their provider
+    /// groups map to and taken out of the other mapped ones.
+    pub group_map: BTreeMap<String, String>,
     /// The claim a new account's username comes from.
     pub username_claim: String,
 }
@@ -52,6 +57,7 @@ impl Default for OidcEntry {
             groups_claim: "groups".into(),
             required_groups: Vec::new(),
             admin_groups: Vec::new(),
+            group_map: BTreeMap::new(),
             username_claim: "preferred_username".into(),
         }
     }
@@ -85,6 +91,9 @@ pub struct LdapConfig {
     pub email_attribute: String,
     pub required_groups: Vec<String>,
     pub admin_groups: Vec<String>,
+    /// Directory group (its DN or `group_name_attribute`) → confab group
+    /// name, refreshed at every sign-in as for `[[oidc]] group_map`.
+    pub group_map: BTreeMap<String, String>,
     /// Create an account on a directory user's first sign-in.
     pub auto_create: bool,
     pub timeout_secs: u64,
@@ -107,6 +116,7 @@ impl Default for LdapConfig {
             email_attribute: "mail".into(),
             required_groups: Vec::new(),
             admin_groups: Vec::new(),
+            group_map: BTreeMap::new(),
             auto_create: true,
             timeout_secs: 10,
         }
@@ -190,6 +200,20 @@ pub fn validate_sso(oidc: &[OidcEntry], ldap: Option<&LdapConfig>) -> Result<(),
                 "oidc[{i}].groups_claim and username_claim (provider {:?}) must not be empty",
                 o.name
             )));
+        }
+    }
+    let maps = oidc
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (format!("oidc[{i}].group_map"), &o.group_map))
+        .chain(ldap.map(|l| ("ldap.group_map".to_string(), &l.group_map)));
+    for (what, map) in maps {
+        for (from, to) in map {
+            if from.trim().is_empty() || to.trim().is_empty() {
+                return Err(err(format!(
+                    "{what} maps {from:?} to {to:?}: neither side may be empty (the right side is a confab group name)"
+                )));
+            }
         }
     }
     if let Some(l) = ldap {

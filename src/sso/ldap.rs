@@ -78,6 +78,7 @@ impl Directory {
             allowed_domains: &[],
             required_groups: &self.cfg.required_groups,
             admin_groups: &self.cfg.admin_groups,
+            group_map: &self.cfg.group_map,
             keep_username: true,
         }
     }

@@ -115,6 +115,8 @@ pub struct AccountRules<'a> {
     pub allowed_domains: &'a [String],
     pub required_groups: &'a [String],
     pub admin_groups: &'a [String],
+    /// Provider group → confab group (`group_map`).
+    pub group_map: &'a std::collections::BTreeMap<String, String>,
     /// Directory users keep their name: a taken name is refused, not
     /// changed (they type it at every sign-in).
     pub keep_username: bool,
@@ -302,7 +304,39 @@ pub async fn resolve_account(
     if user.status != UserStatus::Active {
         return Err(SsoError::Inactive);
     }
-    sync_admin(store, client, user, id, rules).await
+    let user = sync_admin(store, client, user, id, rules).await?;
+    sync_groups(store, client, &user, id, rules).await?;
+    Ok(user)
+}
+
+/// Puts the user in the confab groups their provider groups map to, and
+/// takes them out of the other mapped ones; groups no mapping names are
+/// left as admins set them. Audited per change (`sso.group.add`/`remove`).
+async fn sync_groups(
+    store: &SharedStore,
+    client: &Actor,
+    user: &User,
+    id: &OutsideIdentity,
+    rules: AccountRules<'_>,
+) -> SsoResult<()> {
+    if rules.group_map.is_empty() {
+        return Ok(());
+    }
+    let mapped = rules.group_map.values().cloned().collect();
+    let granted = rules
+        .group_map
+        .iter()
+        .filter(|(from, _)| id.groups.iter().any(|g| g.eq_ignore_ascii_case(from)))
+        .map(|(_, to)| to.clone())
+        .collect();
+    let who = Actor::of(user, client);
+    crate::groups::Groups { store }
+        .sync_sso(&who, user.id, &mapped, &granted)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "single sign-on could not update the user's groups");
+            SsoError::Store(StoreError::Backend("updating groups failed".into()))
+        })
 }
 
 async fn create_linked(

@@ -150,6 +150,7 @@ impl OidcClient {
             allowed_domains: &self.cfg.allowed_domains,
             required_groups: &self.cfg.required_groups,
             admin_groups: &self.cfg.admin_groups,
+            group_map: &self.cfg.group_map,
             keep_username: false,
         }
     }
