@@ -20,6 +20,7 @@ use confab::store::chat::{
     Conversation, ConversationCursor, ConversationFilter, Message, MessageError, MessageRole,
     MessageStatus, ModelParamsPatch, Usage,
 };
+use confab::store::groups::Group;
 use confab::store::identities::{IdentityLink, SsoState};
 use confab::store::model_settings::{ModelPrice, ModelSetting};
 use confab::store::presets::{Branding, Logo, Preset, PresetParams, SavedPrompt, UserSettings};
@@ -3994,6 +3995,96 @@ pub async fn identities_link_with_a_new_user_is_one_transaction(s: &dyn Store) {
     );
 }
 
+fn group(name: &str, models: &[&str]) -> Group {
+    Group {
+        id: id(),
+        name: name.into(),
+        models: models.iter().map(|m| m.to_string()).collect(),
+        providers: Vec::new(),
+        quota: None,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+pub async fn groups_create_rename_list_and_delete(s: &dyn Store) {
+    let staff = group("Staff", &["llama3.2"]);
+    let mut guests = group("guests", &[]);
+    guests.quota = Some(QuotaOverride {
+        messages_per_day: Some(5),
+        tokens_per_day: None,
+        storage_bytes: None,
+    });
+    s.create_group(&staff).await.unwrap();
+    s.create_group(&guests).await.unwrap();
+    // Names are unique once folded: "staff" is "Staff".
+    assert_conflict!(s.create_group(&group("staff", &[])).await);
+    assert_same!(s.get_group(staff.id).await.unwrap(), staff);
+    assert_not_found!(s.get_group(id()).await);
+    // By name (folded), whatever the order of creation.
+    assert_same!(s.list_groups().await.unwrap(), vec![guests.clone(), staff.clone()]);
+    // A rename to another group's name is refused and changes nothing.
+    let mut clash = staff.clone();
+    clash.name = "Guests".into();
+    assert_conflict!(s.update_group(&clash).await);
+    assert_same!(s.get_group(staff.id).await.unwrap(), staff);
+    // A rename frees the old name.
+    let mut renamed = staff.clone();
+    renamed.name = "Team".into();
+    renamed.providers = vec!["local".into()];
+    renamed.updated_at = NOW + 1;
+    s.update_group(&renamed).await.unwrap();
+    assert_same!(s.get_group(staff.id).await.unwrap(), renamed);
+    s.create_group(&group("staff", &[])).await.unwrap();
+    assert_not_found!(s.update_group(&group("nobody", &[])).await);
+    // Deleting returns the group and frees its name.
+    assert_same!(s.delete_group(guests.id).await.unwrap(), guests);
+    assert_not_found!(s.delete_group(guests.id).await);
+    assert_not_found!(s.get_group(guests.id).await);
+    s.create_group(&group("Guests", &[])).await.unwrap();
+    assert_eq!(s.list_groups().await.unwrap().len(), 3);
+}
+
+pub async fn groups_members_both_ways(s: &dyn Store) {
+    let (alice, bob) = (
+        add_user(s, "alice", Role::User).await,
+        add_user(s, "bob", Role::User).await,
+    );
+    let (a, b) = (group("b-team", &["m1"]), group("a-team", &["m2"]));
+    s.create_group(&a).await.unwrap();
+    s.create_group(&b).await.unwrap();
+    assert!(s.add_group_member(a.id, alice.id).await.unwrap());
+    assert!(!s.add_group_member(a.id, alice.id).await.unwrap(), "added once");
+    assert!(s.add_group_member(a.id, bob.id).await.unwrap());
+    assert!(s.add_group_member(b.id, alice.id).await.unwrap());
+    // No such group or user.
+    assert_not_found!(s.add_group_member(id(), alice.id).await);
+    assert_not_found!(s.add_group_member(a.id, id()).await);
+    assert_not_found!(s.remove_group_member(id(), alice.id).await);
+    assert_not_found!(s.group_members(id()).await);
+    assert_eq!(
+        s.group_members(a.id).await.unwrap(),
+        sorted(vec![alice.id, bob.id])
+    );
+    // A user's groups, by name.
+    assert_same!(s.user_groups(alice.id).await.unwrap(), vec![b.clone(), a.clone()]);
+    assert_same!(s.user_groups(bob.id).await.unwrap(), vec![a.clone()]);
+    assert!(s.user_groups(id()).await.unwrap().is_empty());
+    assert!(s.remove_group_member(a.id, bob.id).await.unwrap());
+    assert!(!s.remove_group_member(a.id, bob.id).await.unwrap(), "removed once");
+    assert!(s.user_groups(bob.id).await.unwrap().is_empty());
+    // A renamed group is seen renamed through its members.
+    let mut renamed = a.clone();
+    renamed.name = "z-team".into();
+    s.update_group(&renamed).await.unwrap();
+    assert_same!(s.user_groups(alice.id).await.unwrap(), vec![b.clone(), renamed]);
+    // Deleting a group ends its memberships, both ways.
+    s.delete_group(b.id).await.unwrap();
+    assert_eq!(s.user_groups(alice.id).await.unwrap().len(), 1);
+    s.delete_group(a.id).await.unwrap();
+    assert!(s.user_groups(alice.id).await.unwrap().is_empty());
+}
+
 pub async fn sso_states_are_single_use_and_expire(s: &dyn Store) {
     let (k1, k2, k3) = (hash(), hash(), hash());
     let st = sso_state("corp", NOW, 600);
@@ -4511,6 +4602,8 @@ macro_rules! contract_tests {
             security_policy_defaults_to_optional,
             import_sourced_skips_what_was_imported_before,
             shares_create_read_list_and_revoke,
+            groups_create_rename_list_and_delete,
+            groups_members_both_ways,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(
