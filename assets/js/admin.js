@@ -1,4 +1,4 @@
-// Admin: users, invites, providers, usage (charts in usage.js), audit log,
+// Admin: users, groups (admin-groups.js), invites, providers, usage (charts in usage.js), audit log,
 // HTTPS certificate status, branding (admin-branding.js).
 
 import { html, useState, useEffect, useCallback } from './lib.js';
@@ -8,10 +8,12 @@ import { PageShell, Card, useList } from './settings.js';
 import { AdminUsage, QuotaCell, AuditFilters } from './usage.js';
 import { AdminBranding } from './admin-branding.js';
 import { AdminModels, ProviderTest } from './admin-models.js';
+import { AdminGroups } from './admin-groups.js';
 import { describeError, ErrorBanner, Spinner, confirmDialog, promptDialog, toast, timeAgo, dateTime, CopyButton, Icon } from './ui.js';
 
 const SECTIONS = [
   ['users', 'Users'],
+  ['groups', 'Groups'],
   ['invites', 'Invites'],
   ['providers', 'Providers'],
   ['models', 'Models'],
@@ -101,7 +103,8 @@ function Users() {
     ${list.items && html`<div class="table-wrap"><table class="table">
       <thead><tr><th scope="col">User</th><th scope="col">Role</th><th scope="col">Status</th><th scope="col">Daily quota</th><th scope="col">Created</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${list.items.map((u) => html`<tr key=${u.id}>
-        <td><strong>${u.username}</strong>${u.id === me.id && html` <span class="badge">you</span>`}<div class="muted small">${u.email || ''}</div></td>
+        <td><strong>${u.username}</strong>${u.id === me.id && html` <span class="badge">you</span>`}<div class="muted small">${u.email || ''}</div>
+          ${u.groups?.length > 0 && html`<div class="small" data-testid="user-groups">Groups: ${u.groups.map((g) => g.name).join(', ')}</div>`}</td>
         <td><select aria-label=${'Role of ' + u.username} value=${u.role} onChange=${(e) => update(u, { role: e.target.value }, 'Role changed')}>
           <option value="user">user</option><option value="admin">admin</option></select></td>
         <td><span class=${'badge ' + (u.status === 'active' ? 'ok' : 'bad')}>${u.status}</span></td>
@@ -379,7 +382,7 @@ export function AdminScreen() {
   const { route } = useApp();
   const section = SECTIONS.some(([k]) => k === route.params.section) ? route.params.section : 'users';
   const nav = SECTIONS.map(([k, label]) => html`<a href=${'/admin/' + k} aria-current=${k === section ? 'page' : undefined}>${label}</a>`);
-  const body = { users: UsersAndPolicy, invites: Invites, providers: Providers, models: AdminModels, usage: AdminUsage, audit: Audit, tls: Tls, branding: AdminBranding }[section];
+  const body = { users: UsersAndPolicy, groups: AdminGroups, invites: Invites, providers: Providers, models: AdminModels, usage: AdminUsage, audit: Audit, tls: Tls, branding: AdminBranding }[section];
   return html`<${PageShell} title="Admin" nav=${html`${nav}<a href="/settings">Settings →</a>`}>
     <${body} />
   <//>`;

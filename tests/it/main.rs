@@ -24,6 +24,7 @@ mod chat_params;
 mod cluster;
 mod export_import;
 mod files;
+mod groups;
 mod http_surface;
 mod identity;
 mod imports;

@@ -28,7 +28,7 @@ fn entry(issuer: &str, f: impl FnOnce(&mut OidcEntry)) -> OidcEntry {
 }
 
 /// confab with the provider configured, and the provider running.
-async fn setup(
+pub(crate) async fn setup(
     f: impl FnOnce(&mut OidcEntry),
     g: impl FnOnce(&mut Config),
 ) -> (TestServer, Provider) {
@@ -55,9 +55,9 @@ fn host_of(s: &TestServer) -> String {
 
 /// What the callback did: where it sent the browser, and the session
 /// cookie it set (if any).
-struct Outcome {
-    location: String,
-    session: Option<String>,
+pub(crate) struct Outcome {
+    pub(crate) location: String,
+    pub(crate) session: Option<String>,
     callback: Url,
 }
 
@@ -72,7 +72,7 @@ impl Outcome {
 
 /// Signs in as `login` at the provider through confab's start and
 /// callback, as a browser does.
-async fn sign_in(s: &TestServer, b: &mut Browser, login: &str) -> Outcome {
+pub(crate) async fn sign_in(s: &TestServer, b: &mut Browser, login: &str) -> Outcome {
     let start = Url::parse(&s.url(&format!("/api/auth/oidc/{NAME}/start"))).unwrap();
     let hop = b.get(&start).await;
     assert_eq!(hop.status, 303, "{}", hop.body);
@@ -109,7 +109,7 @@ async fn finish(_s: &TestServer, b: &mut Browser, callback: Url) -> Outcome {
 }
 
 /// The signed-in session of a cookie: `/api/auth/me` gives the CSRF token.
-async fn session_of(s: &TestServer, cookie: &str) -> (Session, Value) {
+pub(crate) async fn session_of(s: &TestServer, cookie: &str) -> (Session, Value) {
     let r = s
         .http
         .get(s.url("/api/auth/me"))
