@@ -121,12 +121,6 @@ impl ModelAccess {
         let dropped = kept.len() != before;
         (kept, dropped)
     }
-
-    /// The refusal for a model this user may not use: the same as for a
-    /// model nobody serves.
-    pub fn not_found(model: &str) -> AppError {
-        AppError::ModelNotFound(format!("model {model:?} is not offered by any provider"))
-    }
 }
 
 /// The quota override that applies to a user: theirs field by field, else
