@@ -56,8 +56,7 @@ pub enum ModelAccess {
 impl ModelAccess {
     /// The access `groups` (the user's) give `user`.
     pub fn of(user: &User, groups: &[Group]) -> ModelAccess {
-        if user.role == Role::Admin || groups.is_empty() || groups.iter().any(|g| !g.restricts())
-        {
+        if user.role == Role::Admin || groups.is_empty() || groups.iter().any(|g| !g.restricts()) {
             return ModelAccess::All;
         }
         let mut models: Vec<String> = groups.iter().flat_map(|g| g.models.clone()).collect();
@@ -303,17 +302,32 @@ impl Groups<'_> {
         };
         let res = self.store.create_group(&g).await;
         let outcome = outcome(&res);
-        self.audit(actor, "admin.group.create", format!("{} {:?}", g.id, g.name), outcome)
-            .await;
+        self.audit(
+            actor,
+            "admin.group.create",
+            format!("{} {:?}", g.id, g.name),
+            outcome,
+        )
+        .await;
         res.map_err(store_err)?;
         if g.restricts() {
-            self.audit(actor, "admin.group.access", format!("{}: {}", g.id, describe_access(&g)), "ok")
-                .await;
+            self.audit(
+                actor,
+                "admin.group.access",
+                format!("{}: {}", g.id, describe_access(&g)),
+                "ok",
+            )
+            .await;
         }
         if g.quota.is_some() {
             let note = crate::users::describe_quota(g.quota.as_ref());
-            self.audit(actor, "admin.group.quota", format!("{}: {note}", g.id), "ok")
-                .await;
+            self.audit(
+                actor,
+                "admin.group.quota",
+                format!("{}: {note}", g.id),
+                "ok",
+            )
+            .await;
         }
         Ok(g)
     }
@@ -370,8 +384,13 @@ impl Groups<'_> {
     pub async fn add_member(&self, actor: &Actor, group: Uuid, user: Uuid) -> AppResult<()> {
         let res = self.store.add_group_member(group, user).await;
         if !matches!(res, Ok(false)) {
-            self.audit(actor, "admin.group.member.add", format!("{group}: {user}"), outcome(&res))
-                .await;
+            self.audit(
+                actor,
+                "admin.group.member.add",
+                format!("{group}: {user}"),
+                outcome(&res),
+            )
+            .await;
         }
         match res {
             Ok(_) => Ok(()),
@@ -384,8 +403,13 @@ impl Groups<'_> {
     pub async fn remove_member(&self, actor: &Actor, group: Uuid, user: Uuid) -> AppResult<()> {
         let res = self.store.remove_group_member(group, user).await;
         if !matches!(res, Ok(false)) {
-            self.audit(actor, "admin.group.member.remove", format!("{group}: {user}"), outcome(&res))
-                .await;
+            self.audit(
+                actor,
+                "admin.group.member.remove",
+                format!("{group}: {user}"),
+                outcome(&res),
+            )
+            .await;
         }
         res.map(|_| ()).map_err(store_err)
     }
@@ -414,12 +438,19 @@ impl Groups<'_> {
                 continue;
             };
             let (changed, action) = if granted_keys.contains(&key(name)) {
-                (self.store.add_group_member(g.id, user).await?, "sso.group.add")
+                (
+                    self.store.add_group_member(g.id, user).await?,
+                    "sso.group.add",
+                )
             } else {
-                (self.store.remove_group_member(g.id, user).await?, "sso.group.remove")
+                (
+                    self.store.remove_group_member(g.id, user).await?,
+                    "sso.group.remove",
+                )
             };
             if changed {
-                self.audit(actor, action, format!("{}: {user}", g.id), "ok").await;
+                self.audit(actor, action, format!("{}: {user}", g.id), "ok")
+                    .await;
             }
         }
         Ok(())
@@ -472,7 +503,13 @@ mod tests {
         let u = user(Role::User);
         assert!(ModelAccess::of(&u, &[]).is_all());
         assert!(ModelAccess::of(&u, &[group(&[], &[], None)]).is_all());
-        let only = ModelAccess::of(&u, &[group(&["llama3.2"], &[], None), group(&[], &["cloud"], None)]);
+        let only = ModelAccess::of(
+            &u,
+            &[
+                group(&["llama3.2"], &[], None),
+                group(&[], &["cloud"], None),
+            ],
+        );
         assert!(only.allows("llama3.2", "local"));
         assert!(only.allows("llama3.2:latest", "local"));
         assert!(only.allows("gpt-4o", "cloud"));
@@ -500,7 +537,11 @@ mod tests {
         ];
         let e = effective_override(None, &groups).unwrap();
         assert_eq!(e.messages_per_day, Some(50));
-        assert_eq!(e.storage_bytes, Some(0), "0 (no limit) is the most generous");
+        assert_eq!(
+            e.storage_bytes,
+            Some(0),
+            "0 (no limit) is the most generous"
+        );
         assert_eq!(e.tokens_per_day, None);
         let own = q(Some(3), None);
         let e = effective_override(Some(&own), &groups).unwrap();

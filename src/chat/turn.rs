@@ -539,12 +539,23 @@ impl ChatService {
             self.settings
                 .default_model
                 .clone()
-                .filter(|m| access.is_all() || self.providers.candidates(m, false).iter().any(|c| access.allows(&c.model, &c.provider_name)))
+                .filter(|m| {
+                    access.is_all()
+                        || self
+                            .providers
+                            .candidates(m, false)
+                            .iter()
+                            .any(|c| access.allows(&c.model, &c.provider_name))
+                })
                 .or_else(|| {
                     self.providers
                         .models()
                         .into_iter()
-                        .find(|m| access.allows(&m.id, &m.provider))
+                        .find(|m| {
+                            access.allows(&m.id, &m.provider)
+                                && (access.is_all()
+                                    || m.kind != crate::providers::ModelKind::Embedding)
+                        })
                         .map(|m| m.id)
                 })
         };

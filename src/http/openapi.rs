@@ -17,8 +17,8 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, auth, branding, chat, collections, conversations, export, files, groups, health, keys, models,
-    own_keys, presets, providers, search, security, shares, sso, tls, usage, v1,
+    admin, auth, branding, chat, collections, conversations, export, files, groups, health, keys,
+    models, own_keys, presets, providers, search, security, shares, sso, tls, usage, v1,
 };
 
 #[derive(OpenApi)]

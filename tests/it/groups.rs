@@ -65,7 +65,9 @@ fn rows(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 }
 
 async fn create_group(s: &TestServer, admin: &Session, body: Value) -> String {
-    let r = s.post("/api/admin/groups", Auth::Session(admin), body).await;
+    let r = s
+        .post("/api/admin/groups", Auth::Session(admin), body)
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     r.body["id"].as_str().unwrap().to_string()
 }
@@ -147,7 +149,12 @@ async fn a_group_limits_the_model_list_chat_and_v1() {
         json!({"name": "Limited", "models": ["m-open"], "providers": ["ob"]}),
     )
     .await;
-    let r = put(&s, &format!("/api/admin/groups/{g}/members/{}", ann.user_id), &admin).await;
+    let r = put(
+        &s,
+        &format!("/api/admin/groups/{g}/members/{}", ann.user_id),
+        &admin,
+    )
+    .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let allowed = rows(&[("m-open", "oa"), ("ob-only", "ob"), ("shared", "ob")]);
     assert_eq!(model_rows(&s, &ann).await, allowed);
@@ -171,8 +178,14 @@ async fn a_group_limits_the_model_list_chat_and_v1() {
     let missing = chat(&s, &ann, json!({"content": "hi", "model": "no-such"})).await;
     missing.assert_error(404, "MODEL_NOT_FOUND");
     assert_eq!(
-        hidden.body["message"].as_str().unwrap().replace("m-secret", "X"),
-        missing.body["message"].as_str().unwrap().replace("no-such", "X"),
+        hidden.body["message"]
+            .as_str()
+            .unwrap()
+            .replace("m-secret", "X"),
+        missing.body["message"]
+            .as_str()
+            .unwrap()
+            .replace("no-such", "X"),
     );
     let r = chat(&s, &ann, json!({"content": "hi", "model": "m-open"})).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -211,7 +224,15 @@ async fn a_group_limits_the_model_list_chat_and_v1() {
     assert_eq!(e["error"]["code"], "model_not_found");
     let body = |m: &str| json!({"model": m, "messages": [{"role": "user", "content": "hi"}]});
     for model in ["m-secret", "no-such"] {
-        let (st, e) = v1(&s, Method::POST, "/v1/chat/completions", &key, false, Some(body(model))).await;
+        let (st, e) = v1(
+            &s,
+            Method::POST,
+            "/v1/chat/completions",
+            &key,
+            false,
+            Some(body(model)),
+        )
+        .await;
         assert_eq!(st, 404, "{e}");
         assert_eq!(e["error"]["type"], "invalid_request_error", "{e}");
         assert_eq!(e["error"]["code"], "model_not_found", "{e}");
@@ -233,12 +254,25 @@ async fn a_group_limits_the_model_list_chat_and_v1() {
     .await;
     assert_eq!(st, 404, "{e}");
     assert_eq!(e["error"]["code"], "model_not_found", "{e}");
-    let (st, e) = v1(&s, Method::POST, "/v1/chat/completions", &key, false, Some(body("m-open"))).await;
+    let (st, e) = v1(
+        &s,
+        Method::POST,
+        "/v1/chat/completions",
+        &key,
+        false,
+        Some(body("m-open")),
+    )
+    .await;
     assert_eq!(st, 200, "{e}");
 
     // A quota-only group beside it gives every model back.
     let open = create_group(&s, &admin, json!({"name": "Quota only"})).await;
-    put(&s, &format!("/api/admin/groups/{open}/members/{}", ann.user_id), &admin).await;
+    put(
+        &s,
+        &format!("/api/admin/groups/{open}/members/{}", ann.user_id),
+        &admin,
+    )
+    .await;
     assert_eq!(model_rows(&s, &ann).await, everything);
     s.delete(&format!("/api/admin/groups/{open}"), Auth::Session(&admin))
         .await;
@@ -293,10 +327,25 @@ async fn a_group_limits_the_model_list_chat_and_v1() {
 async fn group_quotas_sit_beneath_the_user_override() {
     let (s, _up, admin) = chat_server(&["m"], |c| c.quota.messages_per_day = Some(100)).await;
     let ann = s.user(&admin, "ann").await;
-    let small = create_group(&s, &admin, json!({"name": "Small", "quota": {"messages_per_day": 2}})).await;
-    let big = create_group(&s, &admin, json!({"name": "Big", "quota": {"messages_per_day": 5}})).await;
+    let small = create_group(
+        &s,
+        &admin,
+        json!({"name": "Small", "quota": {"messages_per_day": 2}}),
+    )
+    .await;
+    let big = create_group(
+        &s,
+        &admin,
+        json!({"name": "Big", "quota": {"messages_per_day": 5}}),
+    )
+    .await;
     for g in [&small, &big] {
-        put(&s, &format!("/api/admin/groups/{g}/members/{}", ann.user_id), &admin).await;
+        put(
+            &s,
+            &format!("/api/admin/groups/{g}/members/{}", ann.user_id),
+            &admin,
+        )
+        .await;
     }
     let own_limit = |r: &Resp| r.body["quota"]["messages_per_day"].clone();
     // The most generous of the groups'.
@@ -324,7 +373,11 @@ async fn group_quotas_sit_beneath_the_user_override() {
 
     // The user's own override wins, lower or higher, and is enforced.
     let r = s
-        .patch(&format!("/api/admin/users/{}", ann.user_id), Auth::Session(&admin), json!({"quota": {"messages_per_day": 1}}))
+        .patch(
+            &format!("/api/admin/users/{}", ann.user_id),
+            Auth::Session(&admin),
+            json!({"quota": {"messages_per_day": 1}}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["effective_quota"]["messages_per_day"], 1);
@@ -335,9 +388,17 @@ async fn group_quotas_sit_beneath_the_user_override() {
         .assert_error(429, "QUOTA_EXCEEDED");
     // Back to the groups' value: 5, of which 1 is used.
     let r = s
-        .patch(&format!("/api/admin/users/{}", ann.user_id), Auth::Session(&admin), json!({"quota": null}))
+        .patch(
+            &format!("/api/admin/users/{}", ann.user_id),
+            Auth::Session(&admin),
+            json!({"quota": null}),
+        )
         .await;
-    assert_eq!(r.body["effective_quota"]["messages_per_day"], 5, "{}", r.text);
+    assert_eq!(
+        r.body["effective_quota"]["messages_per_day"], 5,
+        "{}",
+        r.text
+    );
     let r = chat(&s, &ann, json!({"content": "hi", "model": "m"})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     // Leaving the generous group: the other group's 2, used up now.
@@ -353,14 +414,21 @@ async fn group_quotas_sit_beneath_the_user_override() {
         .assert_error(429, "QUOTA_EXCEEDED");
     // A group's quota removed: the server default.
     let r = s
-        .patch(&format!("/api/admin/groups/{small}"), Auth::Session(&admin), json!({"quota": null}))
+        .patch(
+            &format!("/api/admin/groups/{small}"),
+            Auth::Session(&admin),
+            json!({"quota": null}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["quota"], Value::Null);
     let r = s.get("/api/usage", Auth::Session(&ann)).await;
     assert_eq!(own_limit(&r), 100, "{}", r.text);
     let actions = audit_actions(&s, &admin).await;
-    assert!(actions.iter().any(|(a, _)| a == "admin.group.quota"), "{actions:?}");
+    assert!(
+        actions.iter().any(|(a, _)| a == "admin.group.quota"),
+        "{actions:?}"
+    );
 }
 
 #[tokio::test]
@@ -373,16 +441,26 @@ async fn group_admin_is_for_admins_and_allowed_models_is_refused() {
     // A user gets 403 on every group endpoint, whatever the id.
     for r in [
         s.get("/api/admin/groups", Auth::Session(&ann)).await,
-        s.post("/api/admin/groups", Auth::Session(&ann), json!({"name": "Mine"}))
+        s.post(
+            "/api/admin/groups",
+            Auth::Session(&ann),
+            json!({"name": "Mine"}),
+        )
+        .await,
+        s.get(&format!("/api/admin/groups/{g}"), Auth::Session(&ann))
             .await,
-        s.get(&format!("/api/admin/groups/{g}"), Auth::Session(&ann)).await,
-        s.patch(&format!("/api/admin/groups/{g}"), Auth::Session(&ann), json!({"name": "x"}))
+        s.patch(
+            &format!("/api/admin/groups/{g}"),
+            Auth::Session(&ann),
+            json!({"name": "x"}),
+        )
+        .await,
+        s.delete(&format!("/api/admin/groups/{g}"), Auth::Session(&ann))
             .await,
-        s.delete(&format!("/api/admin/groups/{g}"), Auth::Session(&ann)).await,
         put(&s, &member, &ann).await,
         s.delete(&member, Auth::Session(&ann)).await,
     ] {
-        r.assert_error(403, "FORBIDDEN");
+        r.assert_error(403, "ADMIN_REQUIRED");
     }
     // Without a credential: 401.
     s.get("/api/admin/groups", Auth::None)
@@ -396,31 +474,56 @@ async fn group_admin_is_for_admins_and_allowed_models_is_refused() {
     assert_eq!(r.body["items"][0]["restricts_models"], false);
 
     // Names: unique (case-insensitively), not empty.
-    s.post("/api/admin/groups", Auth::Session(&admin), json!({"name": "staff"}))
-        .await
-        .assert_error(409, "CONFLICT");
-    s.post("/api/admin/groups", Auth::Session(&admin), json!({"name": "  "}))
-        .await
-        .assert_error(400, "VALIDATION_FAILED");
-    s.post("/api/admin/groups", Auth::Session(&admin), json!({"name": "x", "models": ["a b"]}))
-        .await
-        .assert_error(400, "VALIDATION_FAILED");
+    s.post(
+        "/api/admin/groups",
+        Auth::Session(&admin),
+        json!({"name": "staff"}),
+    )
+    .await
+    .assert_error(409, "CONFLICT");
+    s.post(
+        "/api/admin/groups",
+        Auth::Session(&admin),
+        json!({"name": "  "}),
+    )
+    .await
+    .assert_error(400, "VALIDATION_FAILED");
+    s.post(
+        "/api/admin/groups",
+        Auth::Session(&admin),
+        json!({"name": "x", "models": ["a b"]}),
+    )
+    .await
+    .assert_error(400, "VALIDATION_FAILED");
     // Unknown ids: 404.
     let nobody = uuid::Uuid::now_v7();
-    s.get(&format!("/api/admin/groups/{nobody}"), Auth::Session(&admin))
-        .await
-        .assert_error(404, "NOT_FOUND");
-    put(&s, &format!("/api/admin/groups/{g}/members/{nobody}"), &admin)
-        .await
-        .assert_error(404, "NOT_FOUND");
-    put(&s, &format!("/api/admin/groups/{nobody}/members/{}", ann.user_id), &admin)
-        .await
-        .assert_error(404, "NOT_FOUND");
+    s.get(
+        &format!("/api/admin/groups/{nobody}"),
+        Auth::Session(&admin),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    put(
+        &s,
+        &format!("/api/admin/groups/{g}/members/{nobody}"),
+        &admin,
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    put(
+        &s,
+        &format!("/api/admin/groups/{nobody}/members/{}", ann.user_id),
+        &admin,
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
     // Adding twice is one membership.
     for _ in 0..2 {
         assert_eq!(put(&s, &member, &admin).await.status, 204);
     }
-    let r = s.get(&format!("/api/admin/groups/{g}"), Auth::Session(&admin)).await;
+    let r = s
+        .get(&format!("/api/admin/groups/{g}"), Auth::Session(&admin))
+        .await;
     assert_eq!(r.body["member_count"], 1, "{}", r.text);
 
     // allowed_models on a user was silently ignored: now a clear 400.
@@ -432,7 +535,11 @@ async fn group_admin_is_for_admins_and_allowed_models_is_refused() {
         )
         .await;
     r.assert_error(400, "VALIDATION_FAILED");
-    assert!(r.body["message"].as_str().unwrap().contains("group"), "{}", r.text);
+    assert!(
+        r.body["message"].as_str().unwrap().contains("group"),
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]
@@ -461,7 +568,9 @@ async fn an_oidc_group_claim_maps_to_groups_at_every_sign_in() {
     let members = |g: &str| {
         let (s, admin, g) = (&s, &admin, g.to_string());
         async move {
-            let r = s.get(&format!("/api/admin/groups/{g}"), Auth::Session(admin)).await;
+            let r = s
+                .get(&format!("/api/admin/groups/{g}"), Auth::Session(admin))
+                .await;
             r.body["members"]
                 .as_array()
                 .unwrap()
@@ -476,7 +585,12 @@ async fn an_oidc_group_claim_maps_to_groups_at_every_sign_in() {
     // An admin puts Bob in a mapped group he is not in at the provider, and
     // in an unmapped one: the next sign-in takes him out of the first only.
     for g in [&admins, &other] {
-        put(&s, &format!("/api/admin/groups/{g}/members/{}", bob.user_id), &admin).await;
+        put(
+            &s,
+            &format!("/api/admin/groups/{g}/members/{}", bob.user_id),
+            &admin,
+        )
+        .await;
     }
     let out = crate::sso_oidc::sign_in(&s, &mut Browser::new(), "bob").await;
     assert!(out.session.is_some(), "{}", out.location);
@@ -485,6 +599,12 @@ async fn an_oidc_group_claim_maps_to_groups_at_every_sign_in() {
     assert_eq!(members(&other).await, ["bob"]);
 
     let actions = audit_actions(&s, &admin).await;
-    assert!(actions.contains(&("sso.group.add".into(), "ok".into())), "{actions:?}");
-    assert!(actions.contains(&("sso.group.remove".into(), "ok".into())), "{actions:?}");
+    assert!(
+        actions.contains(&("sso.group.add".into(), "ok".into())),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("sso.group.remove".into(), "ok".into())),
+        "{actions:?}"
+    );
 }

@@ -684,6 +684,26 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
     s.set_two_factor_policy(confab::store::security::TwoFactorPolicy::Admins)
         .await
         .unwrap();
+    // Two groups, one with a member, models and a quota default.
+    for (name, models) in [("Staff", vec!["gpt-4o".to_string()]), ("empty", vec![])] {
+        let g = confab::store::groups::Group {
+            id: uuid::Uuid::now_v7(),
+            name: name.into(),
+            models,
+            providers: vec!["local".into()],
+            quota: Some(QuotaOverride {
+                messages_per_day: Some(7),
+                tokens_per_day: None,
+                storage_bytes: Some(0),
+            }),
+            created_at: now,
+            updated_at: now,
+        };
+        s.create_group(&g).await.unwrap();
+        if name == "Staff" {
+            s.add_group_member(g.id, root.id).await.unwrap();
+        }
+    }
     s.put_acme_account(&confab::store::acme::AcmeAccountRecord {
         directory: "https://acme.test/dir".into(),
         credentials: serde_json::json!({"id": "acct", "key": "k"}),
@@ -826,6 +846,18 @@ async fn same_answers(
         a.two_factor_policy().await.unwrap(),
         b.two_factor_policy().await.unwrap()
     );
+    assert_eq!(
+        a.list_groups().await.unwrap(),
+        b.list_groups().await.unwrap()
+    );
+    for u in users {
+        assert_eq!(
+            a.user_groups(u.id).await.unwrap(),
+            b.user_groups(u.id).await.unwrap(),
+            "groups of {}",
+            u.username
+        );
+    }
     for u in users {
         let (x, y) = (
             a.get_two_factor(u.id).await.unwrap(),

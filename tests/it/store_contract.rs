@@ -4022,7 +4022,10 @@ pub async fn groups_create_rename_list_and_delete(s: &dyn Store) {
     assert_same!(s.get_group(staff.id).await.unwrap(), staff);
     assert_not_found!(s.get_group(id()).await);
     // By name (folded), whatever the order of creation.
-    assert_same!(s.list_groups().await.unwrap(), vec![guests.clone(), staff.clone()]);
+    assert_same!(
+        s.list_groups().await.unwrap(),
+        vec![guests.clone(), staff.clone()]
+    );
     // A rename to another group's name is refused and changes nothing.
     let mut clash = staff.clone();
     clash.name = "Guests".into();
@@ -4054,7 +4057,10 @@ pub async fn groups_members_both_ways(s: &dyn Store) {
     s.create_group(&a).await.unwrap();
     s.create_group(&b).await.unwrap();
     assert!(s.add_group_member(a.id, alice.id).await.unwrap());
-    assert!(!s.add_group_member(a.id, alice.id).await.unwrap(), "added once");
+    assert!(
+        !s.add_group_member(a.id, alice.id).await.unwrap(),
+        "added once"
+    );
     assert!(s.add_group_member(a.id, bob.id).await.unwrap());
     assert!(s.add_group_member(b.id, alice.id).await.unwrap());
     // No such group or user.
@@ -4067,17 +4073,26 @@ pub async fn groups_members_both_ways(s: &dyn Store) {
         sorted(vec![alice.id, bob.id])
     );
     // A user's groups, by name.
-    assert_same!(s.user_groups(alice.id).await.unwrap(), vec![b.clone(), a.clone()]);
+    assert_same!(
+        s.user_groups(alice.id).await.unwrap(),
+        vec![b.clone(), a.clone()]
+    );
     assert_same!(s.user_groups(bob.id).await.unwrap(), vec![a.clone()]);
     assert!(s.user_groups(id()).await.unwrap().is_empty());
     assert!(s.remove_group_member(a.id, bob.id).await.unwrap());
-    assert!(!s.remove_group_member(a.id, bob.id).await.unwrap(), "removed once");
+    assert!(
+        !s.remove_group_member(a.id, bob.id).await.unwrap(),
+        "removed once"
+    );
     assert!(s.user_groups(bob.id).await.unwrap().is_empty());
     // A renamed group is seen renamed through its members.
     let mut renamed = a.clone();
     renamed.name = "z-team".into();
     s.update_group(&renamed).await.unwrap();
-    assert_same!(s.user_groups(alice.id).await.unwrap(), vec![b.clone(), renamed]);
+    assert_same!(
+        s.user_groups(alice.id).await.unwrap(),
+        vec![b.clone(), renamed]
+    );
     // Deleting a group ends its memberships, both ways.
     s.delete_group(b.id).await.unwrap();
     assert_eq!(s.user_groups(alice.id).await.unwrap().len(), 1);

@@ -11,7 +11,9 @@ use crate::store::{StoreError, StoreResult};
 
 fn taken(e: StoreError) -> StoreError {
     match e {
-        StoreError::Conflict(_) => StoreError::Conflict("a group with this name exists already".into()),
+        StoreError::Conflict(_) => {
+            StoreError::Conflict("a group with this name exists already".into())
+        }
         e => e,
     }
 }
@@ -57,7 +59,10 @@ impl GroupStore for PgStore {
 
     async fn get_group(&self, id: Uuid) -> StoreResult<Group> {
         let c = self.client().await?;
-        match c.opt("SELECT data FROM groups WHERE id = $1", &[&id]).await? {
+        match c
+            .opt("SELECT data FROM groups WHERE id = $1", &[&id])
+            .await?
+        {
             Some(r) => dec(&r, 0),
             None => Err(StoreError::NotFound),
         }
@@ -116,8 +121,7 @@ impl GroupStore for PgStore {
 
     async fn group_members(&self, group: Uuid) -> StoreResult<Vec<Uuid>> {
         let c = self.client().await?;
-        if c
-            .opt("SELECT 1 FROM groups WHERE id = $1", &[&group])
+        if c.opt("SELECT 1 FROM groups WHERE id = $1", &[&group])
             .await?
             .is_none()
         {
