@@ -8,13 +8,13 @@
 //! value decoded into its record type and encoded again, so defaults of
 //! older records are filled in the same way the PostgreSQL side reads them.
 //! Index tables (`*_by_user`, `*_by_day`, `users_by_name`,
-//! `streaming_messages`, and `upload_blobs`, the blob references PostgreSQL
+//! `groups_by_name`, `user_groups`, `streaming_messages`, and `upload_blobs`, the blob references PostgreSQL
 //! reads from the upload records' columns) are not exported: the other side
 //! derives them. The blobs themselves are files beside the database; the
 //! copy takes them from the data directory (`store::postgres::copy`).
 //! Group memberships come as `[group, user]` keys with a `{group_id,
-//! user_id}` value. One-time tokens (sign-in challenges, reset and verification links) live
-//! minutes and are not copied either.
+//! user_id}` value. One-time tokens (sign-in challenges, reset and
+//! verification links) live minutes and are not copied either.
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition, TableError};
 use serde::Serialize;
