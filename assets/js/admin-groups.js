@@ -84,6 +84,7 @@ function GroupEditor({ id, onChanged, onClose }) {
   const add = async (u) => {
     try {
       await api('PUT', `/admin/groups/${enc(id)}/members/${enc(u.id)}`);
+      setSearch('');
       await load();
       onChanged();
       toast(`${u.username} added`);
@@ -98,7 +99,8 @@ function GroupEditor({ id, onChanged, onClose }) {
     } catch (err) { toast(describeError(err).text, 'error'); }
   };
   const q = search.trim().toLowerCase();
-  const found = q && users ? users.filter((u) => !memberIds.has(u.id) && u.username.toLowerCase().includes(q)).slice(0, 8) : [];
+  const matching = q && users ? users.filter((u) => u.username.toLowerCase().includes(q)) : [];
+  const found = matching.filter((u) => !memberIds.has(u.id)).slice(0, 8);
   return html`<${Card} id="group-edit" title=${'Group: ' + g.name}
       actions=${html`<button type="button" class="btn small" onClick=${onClose}>Close</button>`}>
     <${ErrorBanner} error=${error} compact />
@@ -143,7 +145,9 @@ function GroupEditor({ id, onChanged, onClose }) {
     </ul>
     <label class="field"><span>Add a member</span><input type="search" placeholder="Search users by name" value=${search} autocomplete="off"
       data-testid="member-search" onInput=${(e) => setSearch(e.target.value)} /></label>
-    ${q && users && found.length === 0 && html`<p class="muted small">No user matches “${search.trim()}”.</p>`}
+    ${q && users && found.length === 0 && html`<p class="muted small" role="status">${matching.length
+      ? `Everyone matching “${search.trim()}” is in this group already.`
+      : `No user matches “${search.trim()}”.`}</p>`}
     <ul class="group-members">
       ${found.map((u) => html`<li key=${u.id}><span>${u.username}</span>
         <button type="button" class="btn small primary" aria-label=${`Add ${u.username} to ${g.name}`} onClick=${() => add(u)}>Add</button></li>`)}
