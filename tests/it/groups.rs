@@ -608,3 +608,46 @@ async fn an_oidc_group_claim_maps_to_groups_at_every_sign_in() {
         "{actions:?}"
     );
 }
+
+#[tokio::test]
+async fn ldap_groups_map_to_groups_by_dn_or_name() {
+    let d = crate::sso_ldap::Slapd::start();
+    let s = TestServer::start_with(|c| {
+        let mut l = d.config();
+        l.group_map = [
+            ("confab-admins".to_string(), "Leads".to_string()),
+            (
+                "CN=confab-users,ou=groups,dc=example,dc=org".to_string(),
+                "Staff".to_string(),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        c.ldap = Some(l);
+    })
+    .await;
+    let admin = s.setup_admin("root").await;
+    let leads = create_group(&s, &admin, json!({"name": "leads"})).await;
+    let staff = create_group(&s, &admin, json!({"name": "Staff"})).await;
+    for (name, pw) in [("alice", "alice-secret"), ("bob", "bob-secret")] {
+        let r = crate::sso_ldap::login(&s, name, pw).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let members = |g: String| {
+        let (s, admin) = (&s, &admin);
+        async move {
+            let r = s
+                .get(&format!("/api/admin/groups/{g}"), Auth::Session(admin))
+                .await;
+            r.body["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["username"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    // By the group's name (cn) and by its DN, both case-insensitively.
+    assert_eq!(members(leads.clone()).await, ["alice"]);
+    assert_eq!(members(staff.clone()).await, ["alice", "bob"]);
+}

@@ -77,14 +77,14 @@ member: uid=alice,ou=people,dc=example,dc=org
 ";
 
 /// slapd serving the directory above; stopped when dropped.
-struct Slapd {
+pub(crate) struct Slapd {
     child: Child,
     url: String,
     _dir: tempfile::TempDir,
 }
 
 impl Slapd {
-    fn start() -> Slapd {
+    pub(crate) fn start() -> Slapd {
         let slapd = ["/usr/sbin/slapd", "/usr/libexec/slapd"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -158,7 +158,7 @@ access to * by users read by * none
         s
     }
 
-    fn config(&self) -> LdapConfig {
+    pub(crate) fn config(&self) -> LdapConfig {
         LdapConfig {
             url: self.url.clone(),
             bind_dn: Some(SERVICE_DN.into()),
@@ -179,7 +179,7 @@ impl Drop for Slapd {
     }
 }
 
-async fn login(s: &TestServer, name: &str, pw: &str) -> crate::common::Resp {
+pub(crate) async fn login(s: &TestServer, name: &str, pw: &str) -> crate::common::Resp {
     s.post(
         "/api/auth/login",
         Auth::None,
