@@ -1068,3 +1068,65 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Groups are read from the database at each request: a change an admin
+/// makes on one instance limits (and frees) a user's models on the others
+/// at their next request.
+#[tokio::test]
+async fn group_changes_apply_on_every_instance_at_once() {
+    let t = instances(2, |_| {}).await;
+    let (a, b) = (&t.s[0], &t.s[1]);
+    let admin = a.setup_admin("admin").await;
+    let bob = a.user(&admin, "bob").await;
+    let ids = |s: &TestServer| {
+        let (s, bob) = (s, &bob);
+        async move {
+            let r = s.get("/api/models", Auth::Session(bob)).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            let mut v: Vec<String> = r.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_string())
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    assert_eq!(ids(b).await.len(), 3);
+    let r = a
+        .post(
+            "/api/admin/groups",
+            Auth::Session(&admin),
+            json!({"name": "Only gpt", "models": ["gpt-4o"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let g = r.body["id"].as_str().unwrap().to_string();
+    let r = a
+        .req(
+            reqwest::Method::PUT,
+            &format!("/api/admin/groups/{g}/members/{}", bob.user_id),
+            Auth::Session(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    // The other instance applies it at once.
+    assert_eq!(ids(b).await, ["gpt-4o"]);
+    common::chat(b, &bob, json!({"content": "hi", "model": "fake-model"}))
+        .await
+        .assert_error(404, "MODEL_NOT_FOUND");
+    // Changed on b, seen on a.
+    let r = b
+        .patch(
+            &format!("/api/admin/groups/{g}"),
+            Auth::Session(&admin),
+            json!({"models": ["gpt-4o", "fake-model"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(ids(a).await, ["fake-model", "gpt-4o"]);
+    let r = common::chat(a, &bob, json!({"content": "hi", "model": "fake-model"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
