@@ -1069,6 +1069,20 @@ where
     }
 }
 
+/// The model ids `who` sees in `GET /api/models` on `s`, sorted.
+async fn model_ids(s: &TestServer, who: &Session) -> Vec<String> {
+    let r = s.get("/api/models", Auth::Session(who)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut v: Vec<String> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
 /// Groups are read from the database at each request: a change an admin
 /// makes on one instance limits (and frees) a user's models on the others
 /// at their next request.
@@ -1078,22 +1092,7 @@ async fn group_changes_apply_on_every_instance_at_once() {
     let (a, b) = (&t.s[0], &t.s[1]);
     let admin = a.setup_admin("admin").await;
     let bob = a.user(&admin, "bob").await;
-    let ids = |s: &TestServer| {
-        let (s, bob) = (s, &bob);
-        async move {
-            let r = s.get("/api/models", Auth::Session(bob)).await;
-            assert_eq!(r.status, 200, "{}", r.text);
-            let mut v: Vec<String> = r.body["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["id"].as_str().unwrap().to_string())
-                .collect();
-            v.sort();
-            v
-        }
-    };
-    assert_eq!(ids(b).await.len(), 3);
+    assert_eq!(model_ids(b, &bob).await.len(), 3);
     let r = a
         .post(
             "/api/admin/groups",
@@ -1113,7 +1112,7 @@ async fn group_changes_apply_on_every_instance_at_once() {
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     // The other instance applies it at once.
-    assert_eq!(ids(b).await, ["gpt-4o"]);
+    assert_eq!(model_ids(b, &bob).await, ["gpt-4o"]);
     common::chat(b, &bob, json!({"content": "hi", "model": "fake-model"}))
         .await
         .assert_error(404, "MODEL_NOT_FOUND");
@@ -1126,7 +1125,7 @@ async fn group_changes_apply_on_every_instance_at_once() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(ids(a).await, ["fake-model", "gpt-4o"]);
+    assert_eq!(model_ids(a, &bob).await, ["fake-model", "gpt-4o"]);
     let r = common::chat(a, &bob, json!({"content": "hi", "model": "fake-model"})).await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
