@@ -41,6 +41,29 @@ fn peak_rss() -> u64 {
         * 1024
 }
 
+/// A figure of /proc/self/status, in bytes.
+fn status(key: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Resident memory now: heap and other anonymous memory, and file pages
+/// mapped (the search index's segments).
+fn rss() -> String {
+    format!(
+        "RSS {} MiB (anonymous {} MiB, files {} MiB)",
+        status("VmRSS:") >> 20,
+        status("RssAnon:") >> 20,
+        status("RssFile:") >> 20
+    )
+}
+
 fn node(id: &str, parent: Option<&str>, message: Value) -> (String, Value) {
     (
         id.to_string(),
@@ -121,7 +144,14 @@ async fn main() -> anyhow::Result<()> {
     cfg.detect_local_providers = false;
     cfg.limits.api_per_minute = 1_000_000;
     cfg.limits.api_burst = 1_000_000;
-    let store = confab::store::redb::RedbStore::open_shared(&data)?;
+    if let Some(mib) = std::env::var("CONFAB_BENCH_CACHE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.store_cache_mib = mib;
+    }
+    println!("redb page cache: {} MiB", cfg.store_cache_mib);
+    let store = confab::store::open(&cfg).await?;
     let listener = confab::server::listen("127.0.0.1:0".parse()?)?;
     let addr = listener.local_addr()?;
     let state = confab::state::AppState::new(cfg, store, addr).await?;
@@ -169,6 +199,8 @@ async fn main() -> anyhow::Result<()> {
     let job: Value = r.json().await?;
     let id = job["id"].as_str().unwrap_or("").to_string();
     let uploaded = t.elapsed();
+    println!("uploaded: {}", rss());
+    let mut shown = Instant::now();
     let job = loop {
         let j: Value = http
             .get(format!("{base}/api/imports/{id}"))
@@ -179,6 +211,16 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         if j["status"] != "running" {
             break j;
+        }
+        // RSS at steps: what grows with the part of the file imported.
+        if shown.elapsed() >= Duration::from_secs(5) {
+            shown = Instant::now();
+            println!(
+                "  {} conversations imported: {}, peak {} MiB",
+                j["imported"],
+                rss(),
+                peak_rss() >> 20
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
