@@ -678,6 +678,7 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
             content: "copied".into(),
             model: None,
             created_at: now,
+            attachments: Vec::new(),
         }],
     })
     .await

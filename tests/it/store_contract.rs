@@ -4475,6 +4475,14 @@ pub async fn shares_create_read_list_and_revoke(s: &dyn Store) {
             content: "hello".into(),
             model: None,
             created_at: at,
+            attachments: vec![confab::store::chat::Attachment {
+                id: id(),
+                name: "cat.png".into(),
+                mime: "image/png".into(),
+                size: 42,
+                width: Some(4),
+                height: Some(3),
+            }],
         }],
     };
     let a = mk("tok-a", &ann, 1);
