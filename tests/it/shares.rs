@@ -302,7 +302,10 @@ async fn shared_files_are_served_through_the_token_and_copied_on_continue() {
     assert_eq!(files.len(), 2, "{}", r.text);
     assert_eq!(files[0]["name"], "cat.png");
     assert_eq!(files[0]["mime"], "image/png");
-    assert_eq!((files[0]["width"].as_u64(), files[0]["height"].as_u64()), (Some(40), Some(30)));
+    assert_eq!(
+        (files[0]["width"].as_u64(), files[0]["height"].as_u64()),
+        (Some(40), Some(30))
+    );
     assert_eq!(files[1]["name"], "notes.md");
     for id in [&a, &d, &private] {
         assert!(!r.text.contains(id.as_str()), "{}", r.text);
@@ -323,15 +326,30 @@ async fn shared_files_are_served_through_the_token_and_copied_on_continue() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "image/png");
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
-    assert!(r.headers()["content-disposition"].to_str().unwrap().starts_with("inline"));
-    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("sandbox"));
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("inline")
+    );
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
     assert_eq!(r.headers()["referrer-policy"], "no-referrer");
     assert_eq!(r.bytes().await.unwrap().as_ref(), image.as_slice());
     // Anything but an image is a download, even when asked inline.
     let r = get(format!("{doc_url}?inline=1")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
-    assert!(r.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
     assert_eq!(r.bytes().await.unwrap().as_ref(), notes.as_slice());
 
     // IDOR: past the snapshot's files, ids of the owner's files, another
@@ -346,7 +364,11 @@ async fn shared_files_are_served_through_the_token_and_copied_on_continue() {
         format!("/api/files/{a}/content"),
     ] {
         let r = get(path.clone()).await;
-        assert!(r.status() == 404 || r.status() == 401, "{path}: {}", r.status());
+        assert!(
+            r.status() == 404 || r.status() == 401,
+            "{path}: {}",
+            r.status()
+        );
         let body = r.text().await.unwrap();
         assert!(!body.contains("Not shared"), "{path}: {body}");
     }
@@ -362,11 +384,20 @@ async fn shared_files_are_served_through_the_token_and_copied_on_continue() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = s
-        .post(&format!("/api/shared/{token}/continue"), Auth::Session(&bob), json!({}))
+        .post(
+            &format!("/api/shared/{token}/continue"),
+            Auth::Session(&bob),
+            json!({}),
+        )
         .await;
     r.assert_error(413, "STORAGE_QUOTA_EXCEEDED");
     let mine = s.get("/api/files", Auth::Session(&bob)).await;
-    assert_eq!(mine.body["items"].as_array().unwrap().len(), 0, "{}", mine.text);
+    assert_eq!(
+        mine.body["items"].as_array().unwrap().len(),
+        0,
+        "{}",
+        mine.text
+    );
     let convs = s.get("/api/conversations", Auth::Session(&bob)).await;
     assert!(convs.body["items"].as_array().unwrap().is_empty());
 
@@ -380,12 +411,19 @@ async fn shared_files_are_served_through_the_token_and_copied_on_continue() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = s
-        .post(&format!("/api/shared/{token}/continue"), Auth::Session(&bob), json!({}))
+        .post(
+            &format!("/api/shared/{token}/continue"),
+            Auth::Session(&bob),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let bcid = r.body["id"].as_str().unwrap().to_string();
     let msgs = s
-        .get(&format!("/api/conversations/{bcid}/messages"), Auth::Session(&bob))
+        .get(
+            &format!("/api/conversations/{bcid}/messages"),
+            Auth::Session(&bob),
+        )
         .await;
     let first = &msgs.body["messages"][0];
     let att = first["attachments"].as_array().unwrap();
@@ -396,14 +434,15 @@ async fn shared_files_are_served_through_the_token_and_copied_on_continue() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), image.as_slice());
     let mine = s.get("/api/files", Auth::Session(&bob)).await;
-    assert_eq!(mine.body["items"].as_array().unwrap().len(), 2, "{}", mine.text);
+    assert_eq!(
+        mine.body["items"].as_array().unwrap().len(),
+        2,
+        "{}",
+        mine.text
+    );
     // The owner's files are still theirs alone.
-    crate::files::raw_get(&s, &bob, &format!("/api/files/{a}/content"))
-        .await
-        .status()
-        .eq(&404)
-        .then_some(())
-        .expect("the owner's file is not the viewer's");
+    let r = crate::files::raw_get(&s, &bob, &format!("/api/files/{a}/content")).await;
+    assert_eq!(r.status(), 404, "the owner's file is not the viewer's");
 
     // Revoked: the files go with the link.
     let r = s
