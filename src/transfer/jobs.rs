@@ -323,23 +323,20 @@ impl Jobs {
         let j = job.clone();
         let task = tokio::spawn(async move {
             // About once a second: the bytes read (the counts are stored
-            // with each batch).
-            let ticker = {
-                let j = j.clone();
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            // with each batch). In the same task as the import, so that
+            // aborting it stops both.
+            let ticker = async {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                tick.tick().await;
+                loop {
                     tick.tick().await;
-                    loop {
-                        tick.tick().await;
-                        if !j.running() {
-                            break;
-                        }
-                        j.save().await;
-                    }
-                })
+                    j.save().await;
+                }
             };
-            fut.await;
-            ticker.abort();
+            tokio::select! {
+                () = fut => {}
+                () = ticker => {}
+            }
             me.running.lock().expect("jobs lock").remove(&j.id);
         });
         let mut tasks = self.tasks.lock().expect("jobs lock");
