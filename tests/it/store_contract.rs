@@ -4413,7 +4413,10 @@ pub async fn import_jobs_put_read_list_delete_and_interrupt(s: &dyn Store) {
         list.iter().map(|j| j.id).collect::<Vec<_>>(),
         [done.id, b.id, a.id]
     );
-    assert_eq!(s.list_import_jobs(bob.id).await.unwrap(), [theirs.clone()]);
+    assert_eq!(
+        s.list_import_jobs(bob.id).await.unwrap(),
+        vec![theirs.clone()]
+    );
     // Running jobs of runners not alive are interrupted, with what they
     // had counted; the others are left as they are.
     let n = s
