@@ -29,7 +29,7 @@ pub const KEEP_PER_USER: usize = 10;
 /// Imports one user may run at once.
 pub const RUNNING_PER_USER: usize = 2;
 /// What an interrupted job says.
-pub const INTERRUPTED: &str = "the server stopped before this import finished; what is listed as imported is kept, and importing the same file again adds the rest without duplicating anything";
+pub const INTERRUPTED: &str = "The server stopped before this import finished. The conversations imported so far are kept; importing the same file again adds the rest without duplicating anything.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

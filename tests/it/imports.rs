@@ -802,7 +802,10 @@ async fn an_import_cut_off_by_a_restart_is_interrupted_and_running_it_again_fini
     let first = j.body["imported"].as_u64().unwrap();
     assert!(first > 0 && (first as usize) < n, "{}", j.text);
     let why = j.body["error"].as_str().unwrap();
-    assert!(why.contains("importing the same file again"), "{why}");
+    assert!(
+        why.contains("importing the same file again adds the rest"),
+        "{why}"
+    );
     assert!(!why.contains("panic") && !why.contains("abort"), "{why}");
     let list = s.get("/api/imports", Auth::Session(&admin)).await;
     assert_eq!(list.body["items"][0]["id"], jid.as_str());
