@@ -13,8 +13,8 @@
 //!    peak RSS before and during the import; fails when the peak grew by
 //!    more than `BOUND_MIB`. `CONFAB_BENCH_CACHE_MIB` sets `store_cache_mib`.
 //!
-//! Run with `cargo bench --profile dev --bench import` (or
-//! `CONFAB_BENCH_IMPORT_MB=50` for a quick try).
+//! Run with `MALLOC_ARENA_MAX=2 cargo bench --profile dev --bench import`
+//! (or `CONFAB_BENCH_IMPORT_MB=50` for a quick try).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -27,10 +27,11 @@ use tokio::sync::oneshot;
 /// import itself holds a few conversations and one batch (≤ 8 MiB of text)
 /// at a time; redb's page cache is bounded by `store_cache_mib` (64 MiB);
 /// the rest is the search indexer's writer and glibc's arenas keeping freed
-/// memory. Measured (dev profile): +180 MiB for 200 MiB (3,350
-/// conversations, 147,000 messages), +103 MiB for 30 MiB; with redb's
-/// default 1 GiB cache it was +440 MiB for 200 MiB
-/// (`CONFAB_BENCH_CACHE_MIB=1024` shows it again).
+/// memory. Measured (dev profile), with `MALLOC_ARENA_MAX=2` as the
+/// systemd unit sets it: +131 and +141 MiB for 200 MiB (3,350
+/// conversations, 147,000 messages), +112 MiB for 50 MiB; without it,
+/// +100 to +210 MiB whatever the size; with redb's default 1 GiB cache it
+/// was +440 MiB for 200 MiB (`CONFAB_BENCH_CACHE_MIB=1024` shows it again).
 const BOUND_MIB: u64 = 256;
 
 fn peak_rss() -> u64 {
