@@ -120,7 +120,11 @@ impl AppState {
             mailer,
             two_factor_policy: Default::default(),
             files,
-            imports: Default::default(),
+            imports: Arc::new(
+                crate::transfer::jobs::Jobs::open(store.clone(), cluster.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot read the import jobs: {e}"))?,
+            ),
             tls,
             models,
             limits,
@@ -298,6 +302,7 @@ async fn serve_on<A: crate::server::Accept>(
         cluster_tasks.extend(shared.spawn(&state.generations));
     }
     let cluster = state.cluster.clone();
+    let imports = state.imports.clone();
     let gens_after = state.generations.clone();
     // Model lists and reachability at once, then every minute (and local
     // Ollama / LM Studio found when detection is on).
@@ -352,6 +357,7 @@ async fn serve_on<A: crate::server::Accept>(
         let _ = task.await;
     }
     maintenance.abort();
+    imports.stop();
     if let Some(c) = cluster {
         // The last events of answers that ended during the drain.
         gens_after.publish(None).await;

@@ -6,11 +6,12 @@
 
 use base64::Engine;
 use rand::RngCore;
+use std::collections::HashMap;
 use uuid::Uuid;
 
 use crate::chat;
 use crate::error::{AppError, AppResult};
-use crate::store::chat::{Conversation, Message, MessageStatus};
+use crate::store::chat::{Attachment, Conversation, Message, MessageStatus};
 use crate::store::shares::{Share, SharedMessage};
 use crate::store::{SharedStore, StoreError};
 
@@ -58,6 +59,7 @@ pub async fn create(
             content: m.content,
             model: m.model,
             created_at: m.created_at,
+            attachments: m.attachments,
         })
         .collect();
     if messages.is_empty() {
@@ -129,14 +131,46 @@ pub async fn open(store: &SharedStore, token: &str, viewer: Option<Uuid>) -> App
     Ok(s)
 }
 
+/// The `n`th file of the snapshot behind `token` (in the order of its
+/// messages), for `viewer`. A link reaches only the files its snapshot
+/// lists, through their owner; a file its owner deleted since is gone.
+pub async fn file(
+    store: &SharedStore,
+    files: &crate::files::Files,
+    token: &str,
+    viewer: Option<Uuid>,
+    n: usize,
+) -> AppResult<(
+    crate::store::uploads::Upload,
+    crate::store::blobs::ByteStream,
+    u64,
+)> {
+    let s = open(store, token, viewer).await?;
+    let no_file = || AppError::NotFound("no such file".into());
+    let a = s.files().nth(n).ok_or_else(no_file)?;
+    if a.id.is_nil() {
+        return Err(no_file());
+    }
+    files.content(s.user_id, a.id).await.map_err(|e| match e {
+        crate::files::FilesError::NotFound => no_file(),
+        other => other.into(),
+    })
+}
+
 /// Copies the snapshot into `viewer`'s account as a new conversation whose
-/// shown thread is the shared one.
+/// shown thread is the shared one. Its files are copied as the viewer's
+/// own (once each), through the same checks as an upload: when they do not
+/// fit the viewer's storage quota nothing is copied and the answer says so.
+/// A file its owner deleted since stays a named attachment without content.
 pub async fn continue_in(
     store: &SharedStore,
+    files: &crate::files::Files,
+    cfg: &crate::config::FilesConfig,
     token: &str,
-    viewer: Uuid,
+    viewer: &crate::store::User,
 ) -> AppResult<Conversation> {
-    let s = open(store, token, Some(viewer)).await?;
+    let s = open(store, token, Some(viewer.id)).await?;
+    let copied = copy_files(files, cfg, &s, viewer).await?;
     let now = crate::clock::now();
     let conv_id = Uuid::now_v7();
     let mut parent = None;
@@ -158,13 +192,23 @@ pub async fn continue_in(
             finish_reason: None,
             error: None,
             sources: Vec::new(),
-            attachments: Vec::new(),
+            attachments: m
+                .attachments
+                .iter()
+                .map(|a| match copied.get(&a.id) {
+                    Some(c) => c.clone(),
+                    None => Attachment {
+                        id: Uuid::nil(),
+                        ..a.clone()
+                    },
+                })
+                .collect(),
         });
         parent = Some(id);
     }
     let c = Conversation {
         id: conv_id,
-        user_id: viewer,
+        user_id: viewer.id,
         title: s.title.clone(),
         title_auto: false,
         model: s.model.clone(),
@@ -179,6 +223,59 @@ pub async fn continue_in(
         params: Default::default(),
         collections: Vec::new(),
     };
-    store.import_conversations(&[(c.clone(), msgs)]).await?;
+    if let Err(e) = store.import_conversations(&[(c.clone(), msgs)]).await {
+        undo(files, viewer.id, &copied).await;
+        return Err(e.into());
+    }
     Ok(c)
+}
+
+/// The snapshot's files copied into `viewer`'s account: the owner's file
+/// id → the viewer's attachment. All or nothing.
+async fn copy_files(
+    files: &crate::files::Files,
+    cfg: &crate::config::FilesConfig,
+    s: &Share,
+    viewer: &crate::store::User,
+) -> AppResult<HashMap<Uuid, Attachment>> {
+    let mut copied: HashMap<Uuid, Attachment> = HashMap::new();
+    for a in s.files() {
+        if a.id.is_nil() || copied.contains_key(&a.id) {
+            continue;
+        }
+        let bytes = match files.bytes(s.user_id, a.id).await {
+            Ok((_, b)) => b,
+            Err(crate::files::FilesError::NotFound) => continue,
+            Err(e) => {
+                undo(files, viewer.id, &copied).await;
+                return Err(e.into());
+            }
+        };
+        let nf = crate::files::NewFile {
+            name: Some(a.name.clone()),
+            declared_size: Some(bytes.len() as u64),
+            body: futures::StreamExt::boxed(futures::stream::once(async move {
+                Ok::<_, std::io::Error>(bytes)
+            })),
+        };
+        match files.upload(cfg, viewer, nf).await {
+            Ok(u) => {
+                copied.insert(a.id, crate::chat::attachments::attachment_of(&u));
+            }
+            Err(e) => {
+                undo(files, viewer.id, &copied).await;
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(copied)
+}
+
+/// Deletes the copies made for a continue that did not happen.
+async fn undo(files: &crate::files::Files, viewer: Uuid, copied: &HashMap<Uuid, Attachment>) {
+    for a in copied.values() {
+        if let Err(e) = files.delete(viewer, a.id).await {
+            tracing::warn!(error = %e, "cannot delete a file copied for a shared chat");
+        }
+    }
 }

@@ -7,6 +7,33 @@ import { html, render, useState, useEffect } from './lib.js';
 import { get, post, setCsrf } from './api.js';
 import { renderMarkdown, decorateCodeBlocks } from './markdown.js';
 
+const IMAGES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
+
+function size(n) {
+  if (n < 1024) return n + ' B';
+  if (n < 1024 * 1024) return (n / 1024).toFixed(1) + ' KB';
+  return (n / 1024 / 1024).toFixed(1) + ' MB';
+}
+
+/** A shared message's files, reached through the link only: images shown
+ *  (a click opens the full image), other files as downloads. */
+function SharedFiles({ files }) {
+  if (!files?.length) return null;
+  return html`<div class="msg-files share-files">
+    ${files.map((a, i) => !a.url
+      ? html`<span key=${i} class="msg-file muted">${a.name} (not available)</span>`
+      : IMAGES.includes(a.mime)
+      ? html`<a key=${i} class="msg-thumb" href=${a.url + '?inline=1'} target="_blank" rel="noopener noreferrer"
+            aria-label=${'Open image ' + a.name}>
+          <img src=${a.url + '?inline=1'} alt=${a.name} loading="lazy" data-testid="shared-image"
+            width=${Math.min(160, a.width || 160)} height=${a.width ? Math.round(Math.min(160, a.width) * (a.height || 120) / a.width) : 120} />
+        </a>`
+      : html`<a key=${i} class="msg-file" href=${a.url} download=${a.name} data-testid="shared-file">
+          <span>${a.name}</span><span class="muted small">${size(a.size)}</span>
+        </a>`)}
+  </div>`;
+}
+
 const token = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] || '');
 
 function describe(e) {
@@ -20,6 +47,7 @@ function Message({ m }) {
   const who = m.role === 'user' ? 'You' : m.role === 'assistant' ? (m.model || 'Assistant') : 'System';
   return html`<article class=${'msg ' + m.role} aria-label=${who}>
     <div class="msg-meta muted small">${m.role === 'user' ? 'User' : who}</div>
+    <${SharedFiles} files=${m.attachments} />
     <div class="md" ref=${ref} dangerouslySetInnerHTML=${{ __html: renderMarkdown(m.content) }}></div>
   </article>`;
 }
@@ -44,7 +72,9 @@ function SharePage() {
       const c = await post('/shared/' + encodeURIComponent(token) + '/continue', {}, { authRedirect: false });
       location.href = '/c/' + c.id;
     } catch (e) {
-      setContError(e?.status === 401 ? 'Sign in to continue this chat.' : (e?.message || 'The chat could not be copied.'));
+      setContError(e?.status === 401 ? 'Sign in to continue this chat.'
+        : e?.code === 'STORAGE_QUOTA_EXCEEDED' ? 'The shared files do not fit in your storage. Delete some of your files (Settings → Files) and try again.'
+        : (e?.message || 'The chat could not be copied.'));
       setBusy(false);
     }
   };

@@ -89,6 +89,12 @@ function upload(file, onProgress) {
 function Report({ job }) {
   const [open, setOpen] = useState(false);
   const r = job.report;
+  if (!r && job.status === 'interrupted') {
+    return html`<div class="import-report" data-testid="import-report">
+      <p role="status">Interrupted: <strong>${job.imported}</strong> ${job.imported === 1 ? 'conversation' : 'conversations'} imported, <strong>${job.skipped}</strong> skipped.</p>
+      <p class="error-text" role="alert" data-testid="import-error">${job.error}</p>
+    </div>`;
+  }
   if (!r) return job.error ? html`<p class="error-text" role="alert" data-testid="import-error">${job.error}</p>` : null;
   return html`<div class="import-report" data-testid="import-report">
     <p role="status"><strong>${r.imported.length}</strong> ${r.imported.length === 1 ? 'conversation' : 'conversations'} imported, <strong>${r.skipped.length}</strong> skipped${r.files_imported ? `, ${r.files_imported} files` : ''}.</p>

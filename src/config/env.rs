@@ -22,6 +22,12 @@ pub(super) const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
         Kind::Int,
         false,
     ),
+    (
+        "CONFAB_STORE_CACHE_MIB",
+        "store_cache_mib",
+        Kind::Int,
+        false,
+    ),
     ("CONFAB_LISTEN", "listen", Kind::Str, false),
     ("CONFAB_PUBLIC_URL", "public_url", Kind::Str, false),
     ("CONFAB_LOG_FORMAT", "log_format", Kind::Str, false),

@@ -86,6 +86,9 @@ pub struct Config {
     pub store: Option<StoreUrl>,
     /// Connections to PostgreSQL this process keeps at most.
     pub store_pool_size: usize,
+    /// MiB of memory the redb store keeps as its page cache (read cache and
+    /// write buffer together; unused with PostgreSQL).
+    pub store_cache_mib: usize,
     /// HTTP listen address.
     pub listen: SocketAddr,
     /// The URL users reach the server at; drives cookie `Secure`, the
@@ -177,6 +180,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./confab-data"),
             store: None,
             store_pool_size: store::DEFAULT_POOL_SIZE,
+            store_cache_mib: store::DEFAULT_CACHE_MIB,
             listen: "127.0.0.1:8080".parse().expect("literal address"),
             public_url: None,
             log_format: LogFormat::Auto,

@@ -32,6 +32,13 @@ pub const MAX_POOL_SIZE: usize = 1000;
 /// Connections per confab process when `store_pool_size` is not set.
 pub const DEFAULT_POOL_SIZE: usize = 16;
 
+/// The redb store's page cache when `store_cache_mib` is not set (see
+/// `store::redb::DEFAULT_CACHE_BYTES`, the same figure).
+pub const DEFAULT_CACHE_MIB: usize = 64;
+/// Bounds of `store_cache_mib`.
+pub const MIN_CACHE_MIB: usize = 4;
+pub const MAX_CACHE_MIB: usize = 65536;
+
 /// Which store a configuration chose.
 #[derive(Debug, Clone)]
 pub enum StoreChoice {

@@ -395,3 +395,30 @@ fn store_url_from_a_file_never_prints_its_password() {
         "{e}"
     );
 }
+
+#[test]
+fn store_cache_mib_defaults_to_64_and_is_bounded() {
+    let d = load(None, &[], Overrides::default()).unwrap();
+    assert_eq!(d.store_cache_mib, 64);
+    let c = load(
+        None,
+        &[("CONFAB_STORE_CACHE_MIB", "256")],
+        Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.store_cache_mib, 256);
+    let c = load(Some("store_cache_mib = 16\n"), &[], Overrides::default()).unwrap();
+    assert_eq!(c.store_cache_mib, 16);
+    for bad in ["0", "3", "65537"] {
+        let e = load(
+            None,
+            &[("CONFAB_STORE_CACHE_MIB", bad)],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("store_cache_mib must be between 4 and 65536"),
+            "{bad}: {e}"
+        );
+    }
+}

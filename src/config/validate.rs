@@ -11,6 +11,16 @@ impl Config {
     /// what is allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.store_choice()?;
+        if !(super::store::MIN_CACHE_MIB..=super::store::MAX_CACHE_MIB)
+            .contains(&self.store_cache_mib)
+        {
+            return Err(super::err(format!(
+                "store_cache_mib must be between {} and {} (MiB), got {}",
+                super::store::MIN_CACHE_MIB,
+                super::store::MAX_CACHE_MIB,
+                self.store_cache_mib
+            )));
+        }
         self.tls.validate()?;
         self.http.validate()?;
         self.files.validate()?;

@@ -468,7 +468,7 @@ pub async fn start_import(
         .name
         .map(|n| n.chars().take(200).collect::<String>())
         .filter(|n| !n.trim().is_empty());
-    let Some(job) = state.imports.start(user.id(), name) else {
+    let Some(job) = state.imports.start(user.id(), name).await? else {
         return Err(AppError::Conflict(
             "two imports are running already; wait for one to finish".into(),
         ));
@@ -476,14 +476,14 @@ pub async fn start_import(
     let view = job.view();
     let st = deps(&state);
     let who = user.user.clone();
-    tokio::spawn(async move {
-        let r =
-            crate::transfer::run::run(&st, &FIELD_CHECKS, &who, path.to_path_buf(), job.clone())
-                .await;
+    let j = job.clone();
+    state.imports.spawn(job, async move {
+        let r = crate::transfer::run::run(&st, &FIELD_CHECKS, &who, path.to_path_buf(), j.clone())
+            .await;
         drop(path);
         match r {
-            Ok(report) => job.finish(report, None),
-            Err(f) => job.finish(f.report, Some(f.reason)),
+            Ok(report) => j.finish(report, None).await,
+            Err(f) => j.finish(f.report, Some(f.reason)).await,
         }
     });
     Ok((axum::http::StatusCode::ACCEPTED, Json(view)).into_response())
@@ -497,15 +497,13 @@ pub struct JobList {
 /// The caller's imports running or finished lately, newest first.
 #[utoipa::path(get, path = "/api/imports", tag = "conversations",
     responses((status = 200, body = JobList)))]
-pub async fn list_imports(State(state): State<AppState>, user: CurrentUser) -> Json<JobList> {
-    Json(JobList {
-        items: state
-            .imports
-            .list(user.id())
-            .iter()
-            .map(|j| j.view())
-            .collect(),
-    })
+pub async fn list_imports(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> AppResult<Json<JobList>> {
+    Ok(Json(JobList {
+        items: state.imports.list(user.id()).await?,
+    }))
 }
 
 /// One import job: progress, and once finished its report.
@@ -521,8 +519,12 @@ pub async fn get_import(
 ) -> AppResult<Json<crate::transfer::jobs::JobView>> {
     let missing = || AppError::NotFound("no such import".into());
     let id = Uuid::parse_str(&id).map_err(|_| missing())?;
-    let job = state.imports.get(user.id(), id).ok_or_else(missing)?;
-    Ok(Json(job.view()))
+    let job = state
+        .imports
+        .get(user.id(), id)
+        .await?
+        .ok_or_else(missing)?;
+    Ok(Json(job))
 }
 
 fn deps(state: &AppState) -> crate::transfer::run::Deps {

@@ -345,7 +345,7 @@ pub async fn remove(
 }
 
 /// Type, disposition, caching and the sandboxing policy of a file answer.
-fn file_headers(h: &mut HeaderMap, mime: &str, name: Option<&str>, inline: bool) {
+pub(super) fn file_headers(h: &mut HeaderMap, mime: &str, name: Option<&str>, inline: bool) {
     let ct = if mime.starts_with("text/") {
         format!("{mime}; charset=utf-8")
     } else {

@@ -50,6 +50,7 @@ use super::{
         export::start_import, export::list_imports, export::get_import,
         conversations::remove_all,
         shares::create, shares::list, shares::revoke, shares::shared, shares::continue_chat,
+        shares::shared_file,
         v1::models, v1::model, v1::openai::chat_completions, v1::openai::embeddings, v1::anthropic::messages,
         presets::list_presets, presets::create_preset, presets::read_preset, presets::update_preset,
         presets::delete_preset, presets::list_prompts, presets::create_prompt, presets::read_prompt,

@@ -4,6 +4,7 @@
 //! - `GET /api/shares`, `DELETE /api/shares/{id}`: the caller's links; revoke.
 //! - `GET /api/shared/{token}`: the snapshot, for anyone with the token (or
 //!   any signed-in user of the server, for a link limited to them).
+//! - `GET /api/shared/{token}/files/{n}`: a file of the snapshot.
 //! - `POST /api/shared/{token}/continue`: copy it into the caller's account.
 //! - `GET /s/{token}`: the shared page, a small page of its own that loads
 //!   nothing of the app's private data.
@@ -34,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/shares/{id}", delete(revoke))
         .route("/shared/{token}", get(shared))
         .route("/shared/{token}/continue", post(continue_chat))
+        .route("/shared/{token}/files/{n}", get(shared_file))
 }
 
 /// The signed-in user, if any (a bad or expired session counts as none).
@@ -136,6 +138,25 @@ pub struct SharedMessageView {
     pub content: String,
     pub model: Option<String>,
     pub created_at: String,
+    /// The message's files (images and documents), reached through the
+    /// link only.
+    pub attachments: Vec<SharedFileView>,
+}
+
+/// A file of a shared message: no id of the owner's file, only its place
+/// in the snapshot.
+#[derive(Serialize, ToSchema)]
+pub struct SharedFileView {
+    pub name: String,
+    pub mime: String,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// `/api/shared/{token}/files/{n}` (add `?inline=1` to show an image);
+    /// None when the file did not come along (an import's placeholder).
+    pub url: Option<String>,
 }
 
 /// What a viewer of a link sees: no ids of the owner's conversation or
@@ -170,16 +191,35 @@ pub async fn shared(
         model: s.model,
         signed_in_only: s.signed_in_only,
         created_at: rfc3339(s.created_at),
-        messages: s
-            .messages
-            .into_iter()
-            .map(|m| SharedMessageView {
-                role: m.role,
-                content: m.content,
-                model: m.model,
-                created_at: rfc3339(m.created_at),
-            })
-            .collect(),
+        messages: {
+            let mut n = 0usize;
+            s.messages
+                .into_iter()
+                .map(|m| SharedMessageView {
+                    role: m.role,
+                    content: m.content,
+                    model: m.model,
+                    created_at: rfc3339(m.created_at),
+                    attachments: m
+                        .attachments
+                        .into_iter()
+                        .map(|a| {
+                            let url = (!a.id.is_nil())
+                                .then(|| format!("/api/shared/{}/files/{n}", s.token));
+                            n += 1;
+                            SharedFileView {
+                                name: a.name,
+                                mime: a.mime,
+                                size: a.size,
+                                width: a.width,
+                                height: a.height,
+                                url,
+                            }
+                        })
+                        .collect(),
+                })
+                .collect()
+        },
         signed_in: viewer.is_some(),
     };
     let mut resp = Json(body).into_response();
@@ -203,8 +243,53 @@ pub async fn continue_chat(
     user: CurrentUser,
     Path(token): Path<String>,
 ) -> AppResult<(StatusCode, Json<ConversationView>)> {
-    let c = crate::shares::continue_in(&state.store, &token, user.id()).await?;
+    let cfg = state.settings();
+    let c = crate::shares::continue_in(&state.store, &state.files, &cfg.files, &token, &user.user)
+        .await?;
     Ok((StatusCode::CREATED, Json((&c).into())))
+}
+
+/// A file of a shared conversation: the `n`th of its snapshot (in the
+/// order of the messages), with the same headers as `/api/files/{id}/content`
+/// (`nosniff`, a download unless an image is asked for `?inline=1`, a
+/// sandboxing CSP). 404 NOT_FOUND for a number past the snapshot's files,
+/// an unknown or revoked token, or a file its owner deleted since.
+#[utoipa::path(get, path = "/api/shared/{token}/files/{n}", tag = "shares", operation_id = "get_shared_file",
+    params(("token" = String, Path, description = "The link's token"),
+        ("n" = usize, Path, description = "The file's place in the snapshot, from 0"),
+        super::files::ContentQuery),
+    responses(
+        (status = 200, description = "The file's bytes", content((String = "*/*"))),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody),
+    ))]
+pub async fn shared_file(
+    State(state): State<AppState>,
+    MaybeUser(viewer): MaybeUser,
+    Path((token, n)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<super::files::ContentQuery>,
+) -> AppResult<Response> {
+    let n: usize = n
+        .parse()
+        .map_err(|_| AppError::NotFound("no such file".into()))?;
+    let (u, stream, len) = crate::shares::file(
+        &state.store,
+        &state.files,
+        &token,
+        viewer.as_ref().map(|v| v.id()),
+        n,
+    )
+    .await?;
+    let inline = q.inline == Some(1) && crate::files::is_image_mime(&u.mime);
+    let mut resp = axum::body::Body::from_stream(stream).into_response();
+    super::files::file_headers(resp.headers_mut(), &u.mime, Some(&u.name), inline);
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    Ok(resp)
 }
 
 /// The shared page: its own small HTML document (`share.html`), never the

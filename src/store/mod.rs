@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod file;
 pub mod groups;
 pub mod identities;
+pub mod import_jobs;
 pub mod knowledge;
 pub mod metrics;
 pub mod model_settings;
@@ -95,7 +96,10 @@ pub async fn open(cfg: &crate::config::Config) -> StoreResult<SharedStore> {
         .store_choice()
         .map_err(|e| StoreError::Backend(e.to_string()))?
     {
-        crate::config::StoreChoice::Redb => redb::RedbStore::open_shared(&cfg.data_dir),
+        crate::config::StoreChoice::Redb => redb::RedbStore::open_shared_with_cache(
+            &cfg.data_dir,
+            cfg.store_cache_mib.saturating_mul(1024 * 1024),
+        ),
         crate::config::StoreChoice::Postgres(p) => {
             ensure_data_dir(&cfg.data_dir)?;
             postgres::PgStore::open_shared(&p).await

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::chat::MessageRole;
+use super::chat::{Attachment, MessageRole};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Share {
@@ -36,6 +36,18 @@ pub struct SharedMessage {
     #[serde(default)]
     pub model: Option<String>,
     pub created_at: i64,
+    /// The message's files as they were when the link was made: the
+    /// owner's file ids, reached through the link only by their place in
+    /// the snapshot (never shown to a viewer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+impl Share {
+    /// The snapshot's files in order (the `n` of `/api/shared/{token}/files/{n}`).
+    pub fn files(&self) -> impl Iterator<Item = &Attachment> {
+        self.messages.iter().flat_map(|m| m.attachments.iter())
+    }
 }
 
 /// What [`crate::store::ChatStore::import_sourced`] did with one conversation.

@@ -539,6 +539,38 @@ pub trait StoreHealth: Send + Sync {
     async fn probe(&self, now: i64) -> StoreResult<()>;
 }
 
+/// Import jobs (see `import_jobs.rs`).
+#[async_trait]
+pub trait ImportJobStore: Send + Sync {
+    /// Creates the job or replaces it (the id is the key; the owner never
+    /// changes).
+    async fn put_import_job(
+        &self,
+        j: &crate::store::import_jobs::ImportJobRecord,
+    ) -> StoreResult<()>;
+    /// NotFound for a missing job or another user's.
+    async fn import_job(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<crate::store::import_jobs::ImportJobRecord>;
+    /// The user's jobs, newest first.
+    async fn list_import_jobs(
+        &self,
+        user_id: Uuid,
+    ) -> StoreResult<Vec<crate::store::import_jobs::ImportJobRecord>>;
+    /// NotFound for a missing job or another user's.
+    async fn delete_import_job(&self, user_id: Uuid, id: Uuid) -> StoreResult<()>;
+    /// Every job still `running` whose runner is not in `alive` becomes
+    /// `interrupted` with `error` (at `now`); returns how many.
+    async fn interrupt_import_jobs(
+        &self,
+        alive: &[Uuid],
+        error: &str,
+        now: i64,
+    ) -> StoreResult<u64>;
+}
+
 /// Everything confab stores. The state holds it as `Arc<dyn Store>`; code
 /// that needs one aggregate can take `&dyn UserStore` and so on.
 pub trait Store:
@@ -551,6 +583,7 @@ pub trait Store:
     + ModelSettingsStore
     + ChatStore
     + ShareStore
+    + ImportJobStore
     + UsageStore
     + SearchOutboxStore
     + AcmeStore

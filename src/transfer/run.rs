@@ -414,6 +414,8 @@ impl Batch {
                 }
             }
         }
+        // What is stored is recorded: after a stop, the job says so.
+        job.save().await;
         Ok(())
     }
 }

@@ -111,6 +111,51 @@ test('share a chat, open the link signed out, continue it as another user, revok
   assert.deepEqual(unexpectedProblems(bw), []);
 });
 
+test('a shared chat shows its image through the link, and continuing copies it', { timeout: 120_000 }, async (t) => {
+  // An 8×6 PNG attached to a turn of a model that reads images.
+  const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAgAAAAGCAIAAABxZ0isAAAAEUlEQVR4nGM4YWODFTEMpAQAr9U8AVonTcEAAAAASUVORK5CYII=', 'base64');
+  await app.api('PATCH', '/admin/models/fake-model', { vision: true });
+  const form = new FormData();
+  form.append('file', new Blob([png], { type: 'image/png' }), 'red.png');
+  const res = await fetch(app.url + '/api/files', { method: 'POST', body: form, headers: { Cookie: app.cookie, 'X-CSRF-Token': app.csrf } });
+  assert.equal(res.status, 201, await res.clone().text());
+  const file = await res.json();
+  const turn = await app.api('POST', '/chat/message', { content: 'Look at this red picture', model: 'fake-model', attachments: [file.id] });
+  const share = await app.api('POST', `/conversations/${turn.conversation_id}/shares`, { signed_in_only: false });
+
+  // Signed out, at 390 px: the image, loaded through the link only.
+  const anon = await newContext(browser, { viewport: { width: 390, height: 800 } });
+  t.after(() => anon.close());
+  const ap = await anon.newPage();
+  const aw = await watchPage(ap);
+  await ap.goto(share.url);
+  const img = ap.getByTestId('shared-image');
+  await img.waitFor();
+  await ap.waitForFunction(() => document.querySelector('[data-testid="shared-image"]')?.naturalWidth === 8);
+  const src = await img.getAttribute('src');
+  assert.match(src, /^\/api\/shared\/[A-Za-z0-9_-]{43}\/files\/0\?inline=1$/);
+  assert.ok(!(await ap.content()).includes(file.id), 'the owner\'s file id is not on the page');
+  t.diagnostic(`screenshot: ${await screenshot(ap, 'shared-image-390')}`);
+
+  // Bob continues it: his copy of the chat shows the image from his own files.
+  const bctx = await newContext(browser, { viewport: { width: 1280, height: 900 } });
+  t.after(() => bctx.close());
+  const bp = await bctx.newPage();
+  const bw = await watchPage(bp);
+  await signIn(bp, app.url, BOB);
+  await bp.goto(share.url);
+  await bp.getByTestId('continue-chat').click();
+  await bp.waitForURL(/\/c\/[0-9a-f-]{36}$/);
+  const thumb = bp.getByRole('button', { name: 'Open image red.png' });
+  await thumb.waitFor();
+  const bsrc = await thumb.locator('img').getAttribute('src');
+  assert.match(bsrc, /^\/api\/files\/[0-9a-f-]{36}\/thumbnail$/);
+  assert.ok(!bsrc.includes(file.id), 'a copy, not the owner\'s file');
+  await app.api('DELETE', `/shares/${share.id}`);
+  assert.deepEqual(unexpectedProblems(aw), []);
+  assert.deepEqual(unexpectedProblems(bw), []);
+});
+
 test('export one chat (Markdown, JSON) and everything', { timeout: 60_000 }, async (t) => {
   const conv = await firstConversation();
   const ctx = await newContext(browser, { viewport: { width: 1280, height: 900 }, acceptDownloads: true });

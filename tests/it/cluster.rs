@@ -1129,3 +1129,49 @@ async fn group_changes_apply_on_every_instance_at_once() {
     let r = common::chat(a, &bob, json!({"content": "hi", "model": "fake-model"})).await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+/// An import started on one instance is followed to its end from another
+/// (the job is kept in the database), and another user's poll is a 404
+/// there too.
+#[tokio::test]
+async fn an_import_job_is_answered_by_every_instance() {
+    let t = instances(2, |_| {}).await;
+    let (a, b) = (&t.s[0], &t.s[1]);
+    let admin = a.setup_admin("admin").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("conversations.json");
+    let n = crate::imports::write_big_chatgpt(&path, 2 * 1024 * 1024);
+    let r = a
+        .http
+        .post(a.url("/api/imports?name=c.json"))
+        .header("cookie", format!("confab_session={}", admin.cookie))
+        .header("x-csrf-token", &admin.csrf)
+        .header("content-type", "application/json")
+        .body(std::fs::read(&path).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let r = common::Resp::from(r).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let job = wait_for(Duration::from_secs(120), || {
+        let (b, admin, id) = (b, &admin, id.clone());
+        async move {
+            let j = b
+                .get(&format!("/api/imports/{id}"), Auth::Session(admin))
+                .await;
+            assert_eq!(j.status, 200, "{}", j.text);
+            (j.body["status"] != "running").then_some(j.body)
+        }
+    })
+    .await;
+    assert_eq!(job["status"], "done", "{}", job["error"]);
+    assert_eq!(job["imported"].as_u64().unwrap() as usize, n);
+    assert_eq!(job["report"]["imported"].as_array().unwrap().len(), n);
+    let listed = b.get("/api/imports", Auth::Session(&admin)).await;
+    assert_eq!(listed.body["items"][0]["id"], id.as_str());
+    let bob = b.user(&admin, "bob").await;
+    b.get(&format!("/api/imports/{id}"), Auth::Session(&bob))
+        .await
+        .assert_error(404, "NOT_FOUND");
+}

@@ -68,6 +68,7 @@ const STEPS: &[&[&str]] = &[
     &["one_time_tokens", "two_factor"],
     &["import_sources", "shares", "shares_by_user"],
     &["group_members", "groups", "groups_by_name", "user_groups"],
+    &["import_jobs", "import_jobs_by_user"],
 ];
 
 /// The schema version of this binary (`confab version --json`).

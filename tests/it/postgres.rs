@@ -258,6 +258,7 @@ async fn store_copy_moves_a_data_directory_and_verifies_every_table() {
     let pgs = pg::open(&url).await;
     let src = confab::store::redb::RedbStore::open_shared(dir.path()).unwrap();
     same_answers(&*src, &*pgs, &people).await;
+    same_imports(&*src, &*pgs, &people[1]).await;
 
     // Into a database that holds data: refused, in a sentence.
     let again = common::proc::confab()
@@ -677,6 +678,7 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
             content: "copied".into(),
             model: None,
             created_at: now,
+            attachments: Vec::new(),
         }],
     })
     .await
@@ -830,7 +832,85 @@ async fn fill(s: &dyn confab::store::Store, messages: usize) -> Vec<confab::stor
     s.flush_partials(&[(c.id, a.id, "half an ans".into())])
         .await
         .unwrap();
+    // A conversation imported from another app's export (its source key
+    // travels: importing the file again after the move adds nothing), and
+    // the import job that did it.
+    let from_chatgpt = Conversation {
+        id: uuid::Uuid::now_v7(),
+        user_id: bob.id,
+        title: "From ChatGPT".into(),
+        ..c.clone()
+    };
+    s.import_sourced(
+        bob.id,
+        &[(Some("chatgpt:copy-1".into()), from_chatgpt, Vec::new())],
+    )
+    .await
+    .unwrap();
+    s.put_import_job(&confab::store::import_jobs::ImportJobRecord {
+        id: uuid::Uuid::now_v7(),
+        user_id: bob.id,
+        status: confab::store::import_jobs::ImportJobStatus::Done,
+        runner: Some(uuid::Uuid::now_v7()),
+        file_name: Some("conversations.json".into()),
+        created_at: now,
+        updated_at: now + 3,
+        progress: 1.0,
+        bytes_total: 1234,
+        imported: 1,
+        skipped: 0,
+        error: None,
+        report: Some(serde_json::json!({"imported": [{"source_id": "copy-1", "title": "From ChatGPT"}], "skipped": []})),
+    })
+    .await
+    .unwrap();
     users
+}
+
+/// What was imported from other apps, and the import jobs, came along:
+/// the same source is `Existing` in the same conversation on both stores.
+async fn same_imports(
+    a: &dyn confab::store::Store,
+    b: &dyn confab::store::Store,
+    bob: &confab::store::User,
+) {
+    use confab::store::shares::Sourced;
+    let jobs = a.list_import_jobs(bob.id).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs, b.list_import_jobs(bob.id).await.unwrap());
+    let probe = |s: &'static str| confab::store::chat::Conversation {
+        id: uuid::Uuid::now_v7(),
+        user_id: bob.id,
+        title: s.into(),
+        title_auto: false,
+        model: None,
+        provider: None,
+        system_prompt: None,
+        created_at: 1_750_000_000,
+        updated_at_ms: 1,
+        pinned: false,
+        archived: false,
+        current_leaf: None,
+        preset_id: None,
+        params: Default::default(),
+        collections: Vec::new(),
+    };
+    let x = a
+        .import_sourced(
+            bob.id,
+            &[(Some("chatgpt:copy-1".into()), probe("again"), Vec::new())],
+        )
+        .await
+        .unwrap();
+    let y = b
+        .import_sourced(
+            bob.id,
+            &[(Some("chatgpt:copy-1".into()), probe("again"), Vec::new())],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(x[..], [Sourced::Existing(_)]), "{x:?}");
+    assert_eq!(x, y);
 }
 
 /// The same reads give the same answers on both stores.

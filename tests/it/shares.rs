@@ -268,3 +268,189 @@ async fn signed_in_only_links_and_deleting_every_chat() {
         assert!(doc.body["paths"].get(p).is_some(), "{p}");
     }
 }
+
+/// A shared conversation's files: listed on the snapshot without the
+/// owner's file ids, served through the token only (by their place in the
+/// snapshot, with the headers of `/api/files`), never another file of the
+/// owner's; "continue this chat" copies them into the viewer's own files,
+/// or copies nothing when they do not fit the viewer's quota.
+#[tokio::test]
+async fn shared_files_are_served_through_the_token_and_copied_on_continue() {
+    use crate::files::{png, uploaded};
+    let (s, _up, admin) =
+        common::chat_server(&["gpt-4o"], |c| c.files.quota_bytes_per_user = 1_000_000).await;
+    let image = png(40, 30);
+    let a = uploaded(&s, &admin, "cat.png", &image).await;
+    let notes = b"# Notes\n\nThe quokka count is 417.\n".to_vec();
+    let d = uploaded(&s, &admin, "notes.md", &notes).await;
+    let private = uploaded(&s, &admin, "private.md", b"# Not shared\n").await;
+    let r = common::chat(
+        &s,
+        &admin,
+        json!({"content": "look at these", "model": "gpt-4o", "attachments": [a, d]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let convs = s.get("/api/conversations", Auth::Session(&admin)).await;
+    let cid = convs.body["items"][0]["id"].as_str().unwrap().to_string();
+    let sh = share(&s, &admin, &cid, false).await;
+    let token = sh["token"].as_str().unwrap().to_string();
+
+    let r = s.get(&format!("/api/shared/{token}"), Auth::None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let files = r.body["messages"][0]["attachments"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{}", r.text);
+    assert_eq!(files[0]["name"], "cat.png");
+    assert_eq!(files[0]["mime"], "image/png");
+    assert_eq!(
+        (files[0]["width"].as_u64(), files[0]["height"].as_u64()),
+        (Some(40), Some(30))
+    );
+    assert_eq!(files[1]["name"], "notes.md");
+    for id in [&a, &d, &private] {
+        assert!(!r.text.contains(id.as_str()), "{}", r.text);
+    }
+    let (img_url, doc_url) = (
+        files[0]["url"].as_str().unwrap().to_string(),
+        files[1]["url"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(img_url, format!("/api/shared/{token}/files/0"));
+
+    // Anonymous, through the token: the bytes with the safe headers.
+    let get = |path: String| {
+        let http = s.http.clone();
+        let url = s.url(&path);
+        async move { http.get(url).send().await.unwrap() }
+    };
+    let r = get(format!("{img_url}?inline=1")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("inline")
+    );
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
+    assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), image.as_slice());
+    // Anything but an image is a download, even when asked inline.
+    let r = get(format!("{doc_url}?inline=1")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), notes.as_slice());
+
+    // IDOR: past the snapshot's files, ids of the owner's files, another
+    // token, or nonsense: all 404, and nothing of the private file.
+    for path in [
+        format!("/api/shared/{token}/files/2"),
+        format!("/api/shared/{token}/files/{private}"),
+        format!("/api/shared/{token}/files/{a}"),
+        format!("/api/shared/{token}/files/-1"),
+        format!("/api/shared/{}/files/0", "A".repeat(43)),
+        format!("/api/files/{private}/content"),
+        format!("/api/files/{a}/content"),
+    ] {
+        let r = get(path.clone()).await;
+        assert!(
+            r.status() == 404 || r.status() == 401,
+            "{path}: {}",
+            r.status()
+        );
+        let body = r.text().await.unwrap();
+        assert!(!body.contains("Not shared"), "{path}: {body}");
+    }
+
+    // A viewer whose storage is nearly full copies nothing, and is told.
+    let bob = s.user(&admin, "bob").await;
+    let r = s
+        .patch(
+            &format!("/api/admin/users/{}", bob.user_id),
+            Auth::Session(&admin),
+            json!({"quota": {"storage_bytes": 100}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = s
+        .post(
+            &format!("/api/shared/{token}/continue"),
+            Auth::Session(&bob),
+            json!({}),
+        )
+        .await;
+    r.assert_error(413, "STORAGE_QUOTA_EXCEEDED");
+    let mine = s.get("/api/files", Auth::Session(&bob)).await;
+    assert_eq!(
+        mine.body["items"].as_array().unwrap().len(),
+        0,
+        "{}",
+        mine.text
+    );
+    let convs = s.get("/api/conversations", Auth::Session(&bob)).await;
+    assert!(convs.body["items"].as_array().unwrap().is_empty());
+
+    // With room: the chat and its files become the viewer's own.
+    let r = s
+        .patch(
+            &format!("/api/admin/users/{}", bob.user_id),
+            Auth::Session(&admin),
+            json!({"quota": {"storage_bytes": 1_000_000}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = s
+        .post(
+            &format!("/api/shared/{token}/continue"),
+            Auth::Session(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let bcid = r.body["id"].as_str().unwrap().to_string();
+    let msgs = s
+        .get(
+            &format!("/api/conversations/{bcid}/messages"),
+            Auth::Session(&bob),
+        )
+        .await;
+    let first = &msgs.body["messages"][0];
+    let att = first["attachments"].as_array().unwrap();
+    assert_eq!(att.len(), 2, "{}", msgs.text);
+    let copy = att[0]["id"].as_str().unwrap();
+    assert_ne!(copy, a.as_str());
+    let r = crate::files::raw_get(&s, &bob, &format!("/api/files/{copy}/content")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), image.as_slice());
+    let mine = s.get("/api/files", Auth::Session(&bob)).await;
+    assert_eq!(
+        mine.body["items"].as_array().unwrap().len(),
+        2,
+        "{}",
+        mine.text
+    );
+    // The owner's files are still theirs alone.
+    let r = crate::files::raw_get(&s, &bob, &format!("/api/files/{a}/content")).await;
+    assert_eq!(r.status(), 404, "the owner's file is not the viewer's");
+
+    // Revoked: the files go with the link.
+    let r = s
+        .delete(
+            &format!("/api/shares/{}", sh["id"].as_str().unwrap()),
+            Auth::Session(&admin),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(get(img_url).await.status(), 404);
+}

@@ -4464,6 +4464,107 @@ pub async fn import_sourced_skips_what_was_imported_before(s: &dyn Store) {
     assert!(s.get_conversation(bob.id, wrong.id).await.is_err());
 }
 
+pub async fn import_jobs_put_read_list_delete_and_interrupt(s: &dyn Store) {
+    use confab::store::import_jobs::{ImportJobRecord, ImportJobStatus};
+    let ann = add_user(s, "ann", Role::Admin).await;
+    let bob = add_user(s, "bob", Role::User).await;
+    let (here, gone) = (id(), id());
+    let mk = |owner: &User, runner: Uuid, status: ImportJobStatus| ImportJobRecord {
+        id: id(),
+        user_id: owner.id,
+        status,
+        runner: Some(runner),
+        file_name: Some("conversations.json".into()),
+        created_at: NOW,
+        updated_at: NOW,
+        progress: 0.25,
+        bytes_total: 1000,
+        imported: 3,
+        skipped: 1,
+        error: None,
+        report: None,
+    };
+    let a = mk(&ann, here, ImportJobStatus::Running);
+    let b = mk(&ann, gone, ImportJobStatus::Running);
+    let mut done = mk(&ann, gone, ImportJobStatus::Done);
+    done.report = Some(serde_json::json!({"imported": [{"id": "x", "title": "t"}], "skipped": []}));
+    let theirs = mk(&bob, gone, ImportJobStatus::Running);
+    for j in [&a, &b, &done, &theirs] {
+        s.put_import_job(j).await.unwrap();
+    }
+    assert_eq!(s.import_job(ann.id, a.id).await.unwrap(), a);
+    assert_eq!(s.import_job(ann.id, done.id).await.unwrap(), done);
+    // Another user's job is not found, and cannot be taken over.
+    assert_not_found!(s.import_job(bob.id, a.id).await);
+    assert_conflict!(
+        s.put_import_job(&ImportJobRecord {
+            user_id: bob.id,
+            ..a.clone()
+        })
+        .await
+    );
+    assert_eq!(s.import_job(ann.id, a.id).await.unwrap(), a);
+    // Progress replaces the record.
+    let a2 = ImportJobRecord {
+        progress: 0.5,
+        imported: 7,
+        updated_at: NOW + 1,
+        ..a.clone()
+    };
+    s.put_import_job(&a2).await.unwrap();
+    assert_eq!(s.import_job(ann.id, a.id).await.unwrap(), a2);
+    // Newest first, only the owner's.
+    let list = s.list_import_jobs(ann.id).await.unwrap();
+    assert_eq!(
+        list.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [done.id, b.id, a.id]
+    );
+    assert_eq!(
+        s.list_import_jobs(bob.id).await.unwrap(),
+        vec![theirs.clone()]
+    );
+    // Running jobs of runners not alive are interrupted, with what they
+    // had counted; the others are left as they are.
+    let n = s
+        .interrupt_import_jobs(&[here], "stopped", NOW + 5)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let b2 = s.import_job(ann.id, b.id).await.unwrap();
+    assert_eq!(b2.status, ImportJobStatus::Interrupted);
+    assert_eq!(b2.error.as_deref(), Some("stopped"));
+    assert_eq!((b2.imported, b2.skipped, b2.updated_at), (3, 1, NOW + 5));
+    assert_eq!(
+        s.import_job(bob.id, theirs.id).await.unwrap().status,
+        ImportJobStatus::Interrupted
+    );
+    assert_eq!(s.import_job(ann.id, a.id).await.unwrap(), a2);
+    assert_eq!(s.import_job(ann.id, done.id).await.unwrap(), done);
+    // No runner alive: every running job.
+    assert_eq!(
+        s.interrupt_import_jobs(&[], "stopped", NOW + 6)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.import_job(ann.id, a.id).await.unwrap().status,
+        ImportJobStatus::Interrupted
+    );
+    assert_eq!(
+        s.interrupt_import_jobs(&[], "stopped", NOW + 7)
+            .await
+            .unwrap(),
+        0
+    );
+    // Deleting: only the owner, once.
+    assert_not_found!(s.delete_import_job(bob.id, a.id).await);
+    s.delete_import_job(ann.id, a.id).await.unwrap();
+    assert_not_found!(s.import_job(ann.id, a.id).await);
+    assert_not_found!(s.delete_import_job(ann.id, a.id).await);
+    assert_eq!(s.list_import_jobs(ann.id).await.unwrap().len(), 2);
+}
+
 pub async fn shares_create_read_list_and_revoke(s: &dyn Store) {
     use confab::store::shares::{Share, SharedMessage};
     let ann = add_user(s, "ann", Role::Admin).await;
@@ -4483,6 +4584,14 @@ pub async fn shares_create_read_list_and_revoke(s: &dyn Store) {
             content: "hello".into(),
             model: None,
             created_at: at,
+            attachments: vec![confab::store::chat::Attachment {
+                id: id(),
+                name: "cat.png".into(),
+                mime: "image/png".into(),
+                size: 42,
+                width: Some(4),
+                height: Some(3),
+            }],
         }],
     };
     let a = mk("tok-a", &ann, 1);
@@ -4619,6 +4728,7 @@ macro_rules! contract_tests {
             shares_create_read_list_and_revoke,
             groups_create_rename_list_and_delete,
             groups_members_both_ways,
+            import_jobs_put_read_list_delete_and_interrupt,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {$(

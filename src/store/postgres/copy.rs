@@ -343,6 +343,18 @@ fn insert_sql(table: &str) -> StoreResult<(&'static str, &'static str)> {
             "INSERT INTO group_members (group_id, user_id)
              SELECT (d->>'group_id')::uuid, (d->>'user_id')::uuid FROM unnest($1::jsonb[]) u(d)",
         ),
+        "import_sources" => (
+            "none",
+            "INSERT INTO import_sources (user_id, source, conversation_id)
+             SELECT (d->>'user_id')::uuid, d->>'source', (d->>'conversation_id')::uuid
+             FROM unnest($1::jsonb[]) u(d)",
+        ),
+        "import_jobs" => (
+            "uuid",
+            "INSERT INTO import_jobs (id, user_id, status, runner, data)
+             SELECT k, (d->>'user_id')::uuid, d->>'status', (d->>'runner')::uuid, d
+             FROM unnest($1::uuid[], $2::jsonb[]) u(k, d)",
+        ),
         other => return Err(StoreError::Backend(format!("no table {other} to copy into"))),
     })
 }
@@ -444,6 +456,11 @@ fn read_sql(table: &str) -> &'static str {
         "group_members" => {
             "SELECT group_id, user_id FROM group_members ORDER BY group_id, user_id"
         }
+        "import_sources" => {
+            "SELECT user_id, source, conversation_id FROM import_sources
+             ORDER BY user_id, source COLLATE \"C\""
+        }
+        "import_jobs" => "SELECT id, data FROM import_jobs ORDER BY id",
         _ => "SELECT model, data FROM model_settings ORDER BY model COLLATE \"C\"",
     }
 }
@@ -498,6 +515,17 @@ async fn read_back(
                     serde_json::to_value(&m)?,
                 )
             }
+            "import_sources" => {
+                let rec = export::ImportSourceRecord {
+                    user_id: r.get(0),
+                    source: r.get(1),
+                    conversation_id: r.get(2),
+                };
+                (
+                    serde_json::json!([rec.user_id, rec.source]),
+                    serde_json::to_value(&rec)?,
+                )
+            }
             "upload_usage" => {
                 let k: Uuid = r.get(0);
                 (serde_json::json!(k), serde_json::json!(unbig(r.get(1))))
@@ -513,7 +541,7 @@ async fn read_back(
             }
             "users" | "refresh_families" | "audit" | "conversations" | "presets" | "prompts"
             | "user_settings" | "uploads" | "documents" | "doc_vectors" | "collections"
-            | "identities" | "two_factor" | "groups" => {
+            | "identities" | "two_factor" | "groups" | "import_jobs" => {
                 let k: Uuid = r.get(0);
                 (serde_json::json!(k), canonical(table, r.get(1))?)
             }

@@ -5,13 +5,14 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{PgStore, Sql, dec, json};
+use crate::store::import_jobs::{ImportJobRecord, ImportJobStatus};
 use crate::store::model_settings::ModelSetting;
 use crate::store::presets::*;
 use crate::store::provider_records::StoredProvider;
 use crate::store::shares::Share;
 use crate::store::{
-    ModelSettingsStore, PresetStore, ProviderStore, SettingsStore, ShareStore, StoreError,
-    StoreResult,
+    ImportJobStore, ModelSettingsStore, PresetStore, ProviderStore, SettingsStore, ShareStore,
+    StoreError, StoreResult,
 };
 
 const BRANDING_KEY: &str = "branding";
@@ -347,5 +348,93 @@ impl ShareStore for PgStore {
             return Err(StoreError::NotFound);
         }
         Ok(())
+    }
+}
+
+fn status_str(s: ImportJobStatus) -> &'static str {
+    match s {
+        ImportJobStatus::Running => "running",
+        ImportJobStatus::Done => "done",
+        ImportJobStatus::Failed => "failed",
+        ImportJobStatus::Interrupted => "interrupted",
+    }
+}
+
+#[async_trait]
+impl ImportJobStore for PgStore {
+    async fn put_import_job(&self, j: &ImportJobRecord) -> StoreResult<()> {
+        let c = self.client().await?;
+        let n = c
+            .exec(
+                "INSERT INTO import_jobs (id, user_id, status, runner, data) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, runner = EXCLUDED.runner,
+                     data = EXCLUDED.data
+                 WHERE import_jobs.user_id = EXCLUDED.user_id",
+                &[&j.id, &j.user_id, &status_str(j.status), &j.runner, &json(j)],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::Conflict("the import job id exists".into()));
+        }
+        Ok(())
+    }
+
+    async fn import_job(&self, user_id: Uuid, id: Uuid) -> StoreResult<ImportJobRecord> {
+        let c = self.client().await?;
+        match c
+            .opt(
+                "SELECT data FROM import_jobs WHERE id = $1 AND user_id = $2",
+                &[&id, &user_id],
+            )
+            .await?
+        {
+            Some(r) => dec(&r, 0),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn list_import_jobs(&self, user_id: Uuid) -> StoreResult<Vec<ImportJobRecord>> {
+        let c = self.client().await?;
+        let rows = c
+            .rows(
+                "SELECT data FROM import_jobs WHERE user_id = $1 ORDER BY id DESC",
+                &[&user_id],
+            )
+            .await?;
+        rows.iter().map(|r| dec(r, 0)).collect()
+    }
+
+    async fn delete_import_job(&self, user_id: Uuid, id: Uuid) -> StoreResult<()> {
+        let c = self.client().await?;
+        if c.exec(
+            "DELETE FROM import_jobs WHERE id = $1 AND user_id = $2",
+            &[&id, &user_id],
+        )
+        .await?
+            == 0
+        {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn interrupt_import_jobs(
+        &self,
+        alive: &[Uuid],
+        error: &str,
+        now: i64,
+    ) -> StoreResult<u64> {
+        let c = self.client().await?;
+        let alive = alive.to_vec();
+        let n = c
+            .exec(
+                "UPDATE import_jobs SET status = 'interrupted',
+                     data = data || jsonb_build_object('status', 'interrupted', 'error', $2::text,
+                                                       'updated_at', $3::bigint)
+                 WHERE status = 'running' AND (runner IS NULL OR NOT (runner = ANY($1)))",
+                &[&alive, &error, &now],
+            )
+            .await?;
+        Ok(n)
     }
 }

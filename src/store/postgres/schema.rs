@@ -8,7 +8,7 @@ use crate::store::{StoreError, StoreResult};
 
 /// The schema version this binary writes (PostgreSQL's own numbering,
 /// independent of the redb file's).
-pub const SCHEMA_VERSION: u64 = 8;
+pub const SCHEMA_VERSION: u64 = 9;
 
 /// The advisory lock migrations hold (any fixed number: "confab" + 1).
 const MIGRATION_LOCK: i64 = 0x636f_6e66_6162_0001;
@@ -257,6 +257,18 @@ CREATE TABLE group_members (
     PRIMARY KEY (group_id, user_id)
 );
 CREATE INDEX group_members_by_user ON group_members (user_id, group_id);
+"#,
+    // 8 → 9: import jobs, kept in memory only before.
+    r#"
+CREATE TABLE import_jobs (
+    id uuid PRIMARY KEY,
+    user_id uuid NOT NULL,
+    status text NOT NULL,
+    runner uuid,
+    data jsonb NOT NULL
+);
+CREATE INDEX import_jobs_by_user ON import_jobs (user_id, id);
+CREATE INDEX import_jobs_running ON import_jobs (id) WHERE status = 'running';
 "#,
 ];
 

@@ -50,6 +50,14 @@ impl RedbStore {
         Ok(std::sync::Arc::new(Self::open(data_dir)?))
     }
 
+    /// [`RedbStore::open_shared`] with a page cache of `cache_bytes`
+    /// (`store_cache_mib`).
+    pub fn open_shared_with_cache(data_dir: &Path, cache_bytes: usize) -> StoreResult<SharedStore> {
+        Ok(std::sync::Arc::new(RedbStore {
+            db: Db::open_with_cache(data_dir, cache_bytes)?,
+        }))
+    }
+
     /// Runs `f` on the blocking pool.
     async fn run<T, F>(&self, f: F) -> StoreResult<T>
     where
@@ -385,6 +393,43 @@ impl ShareStore for RedbStore {
     }
     async fn delete_share(&self, user_id: Uuid, id: Uuid) -> StoreResult<()> {
         self.run(move |db| db.delete_share(user_id, id)).await
+    }
+}
+
+#[async_trait]
+impl ImportJobStore for RedbStore {
+    async fn put_import_job(
+        &self,
+        j: &crate::store::import_jobs::ImportJobRecord,
+    ) -> StoreResult<()> {
+        let j = j.clone();
+        self.run(move |db| db.put_import_job(&j)).await
+    }
+    async fn import_job(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<crate::store::import_jobs::ImportJobRecord> {
+        self.db.import_job(user_id, id)
+    }
+    async fn list_import_jobs(
+        &self,
+        user_id: Uuid,
+    ) -> StoreResult<Vec<crate::store::import_jobs::ImportJobRecord>> {
+        self.run(move |db| db.list_import_jobs(user_id)).await
+    }
+    async fn delete_import_job(&self, user_id: Uuid, id: Uuid) -> StoreResult<()> {
+        self.run(move |db| db.delete_import_job(user_id, id)).await
+    }
+    async fn interrupt_import_jobs(
+        &self,
+        alive: &[Uuid],
+        error: &str,
+        now: i64,
+    ) -> StoreResult<u64> {
+        let (alive, error) = (alive.to_vec(), error.to_string());
+        self.run(move |db| db.interrupt_import_jobs(&alive, &error, now))
+            .await
     }
 }
 

@@ -67,7 +67,18 @@ pub const TABLES: &[&str] = &[
     "shares",
     "groups",
     "group_members",
+    "import_sources",
+    "import_jobs",
 ];
+
+/// A row of `import_sources`: which conversation a source key of another
+/// app's export was imported into.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ImportSourceRecord {
+    pub user_id: Uuid,
+    pub source: String,
+    pub conversation_id: Uuid,
+}
 
 /// A usage row as both sides export it (the key is the row's identity).
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -121,6 +132,8 @@ pub fn canonical(table: &str, v: Value) -> StoreResult<Value> {
         "shares" => re::<crate::store::shares::Share>(v),
         "groups" => re::<crate::store::groups::Group>(v),
         "group_members" => re::<crate::store::groups::GroupMember>(v),
+        "import_sources" => re::<ImportSourceRecord>(v),
+        "import_jobs" => re::<crate::store::import_jobs::ImportJobRecord>(v),
         other => Err(StoreError::Backend(format!("no table {other} to copy"))),
     }
 }
@@ -314,6 +327,14 @@ pub fn export(
         rec::<crate::store::groups::Group>("groups", json!(Uuid::from_u128(k)), v)
     })?;
     group_members(&tx, &mut out)?;
+    import_sources(&tx, &mut out)?;
+    walk(&tx, IMPORT_JOBS, &mut out, "import_jobs", |k: u128, v| {
+        rec::<crate::store::import_jobs::ImportJobRecord>(
+            "import_jobs",
+            json!(Uuid::from_u128(k)),
+            v,
+        )
+    })?;
     Ok(version)
 }
 
@@ -360,6 +381,37 @@ fn upload_usage(tx: &ReadTransaction, out: &mut Out<'_>) -> StoreResult<()> {
     }
     if !rows.is_empty() {
         (out.sink)("upload_usage", rows)?;
+    }
+    Ok(())
+}
+
+/// What was imported from other apps' exports (keys of two parts, values
+/// conversation ids): keyed `[user_id, source]`.
+fn import_sources(tx: &ReadTransaction, out: &mut Out<'_>) -> StoreResult<()> {
+    let t = match tx.open_table(IMPORT_SOURCES) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut rows = Vec::with_capacity(out.batch);
+    for r in t.iter()? {
+        let (k, v) = r?;
+        let (user, source) = k.value();
+        let rec = ImportSourceRecord {
+            user_id: Uuid::from_u128(user),
+            source: source.to_string(),
+            conversation_id: Uuid::from_u128(v.value()),
+        };
+        rows.push((
+            json!([rec.user_id, rec.source]),
+            serde_json::to_value(&rec)?,
+        ));
+        if rows.len() >= out.batch {
+            (out.sink)("import_sources", std::mem::take(&mut rows))?;
+        }
+    }
+    if !rows.is_empty() {
+        (out.sink)("import_sources", rows)?;
     }
     Ok(())
 }

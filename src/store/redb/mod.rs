@@ -15,6 +15,7 @@ mod chat;
 pub mod export;
 mod groups;
 mod identities;
+mod import_jobs;
 mod knowledge;
 mod model_settings;
 mod presets;
@@ -45,7 +46,14 @@ use crate::store::{
 
 /// The schema version this binary writes. Migrations in [`migrate`] bring
 /// older files forward; a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 14;
+pub const SCHEMA_VERSION: u64 = 15;
+
+/// redb's page cache (read cache and write buffer together) unless
+/// `store_cache_mib` says otherwise. redb's own default is 1 GiB, which a
+/// large import fills: the process grew by 440 MiB importing 200 MiB (see
+/// docs/ARCHITECTURE.md, "Memory of the redb store"). Reads that miss it
+/// are served by the kernel's page cache of the file.
+pub const DEFAULT_CACHE_BYTES: usize = crate::config::store::DEFAULT_CACHE_MIB * 1024 * 1024;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<u128, &[u8]> = TableDefinition::new("users");
@@ -157,6 +165,11 @@ const GROUPS_BY_NAME: TableDefinition<&str, u128> = TableDefinition::new("groups
 const GROUP_MEMBERS: TableDefinition<(u128, u128), ()> = TableDefinition::new("group_members");
 /// (user id, group id): the user's groups.
 const USER_GROUPS: TableDefinition<(u128, u128), ()> = TableDefinition::new("user_groups");
+/// Import job id → its record (`store::import_jobs::ImportJobRecord`).
+const IMPORT_JOBS: TableDefinition<u128, &[u8]> = TableDefinition::new("import_jobs");
+/// (user id, job id) → (), for a user's list of imports.
+const IMPORT_JOBS_BY_USER: TableDefinition<(u128, u128), ()> =
+    TableDefinition::new("import_jobs_by_user");
 
 /// Calls `$visit!(TABLE)` for every table above. A new table MUST be added
 /// here: backups copy exactly these (redb cannot copy a table without its
@@ -213,6 +226,8 @@ macro_rules! for_each_table {
         $visit!(GROUPS_BY_NAME);
         $visit!(GROUP_MEMBERS);
         $visit!(USER_GROUPS);
+        $visit!(IMPORT_JOBS);
+        $visit!(IMPORT_JOBS_BY_USER);
     };
 }
 use for_each_table;
@@ -442,11 +457,21 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    /// Opens (or creates) `<data_dir>/confab.redb` and runs migrations.
+    /// Opens (or creates) `<data_dir>/confab.redb` and runs migrations,
+    /// with the default page cache ([`DEFAULT_CACHE_BYTES`]).
     pub fn open(data_dir: &Path) -> StoreResult<Db> {
+        Self::open_with_cache(data_dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Db::open`] with a page cache of `cache_bytes` (redb's read cache
+    /// and write buffer together).
+    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> StoreResult<Db> {
         ensure_data_dir(data_dir)?;
         let path = data_dir.join("confab.redb");
-        let db = match Database::create(&path) {
+        let db = match Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+        {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(StoreError::Locked(data_dir.to_path_buf()));
@@ -589,6 +614,11 @@ impl Db {
                         tx.open_table(GROUPS_BY_NAME)?;
                         tx.open_table(GROUP_MEMBERS)?;
                         tx.open_table(USER_GROUPS)?;
+                    }
+                    if step == 14 {
+                        // Import jobs were kept in memory only before.
+                        tx.open_table(IMPORT_JOBS)?;
+                        tx.open_table(IMPORT_JOBS_BY_USER)?;
                     }
                     if step == 1 {
                         tx.open_table(PROVIDERS)?;
