@@ -10,9 +10,11 @@ it in turn, in one run. Per product:
 - install size: du of what was installed (a venv; confab: the binary);
 - cold start: spawn -> health endpoint answers 200 (fresh data dir);
 - idle RSS: after start, no load (the process and all its children);
-- RSS per open stream: N slow streams held open through the product (each
-  has received its first token): (RSS with N open - RSS just before) / N;
-- added TTFT: time to first token through the product minus time to first
+- RSS per open stream: after three warm-up answers, N slow streams held open
+  through the product (each has received its first token):
+  (RSS with N open - RSS just before) / N;
+- added TTFT (after a restart on the same data dir, so no held stream
+  lingers): time to first token through the product minus time to first
   token sent straight to the fake, same client, same run, alternating rounds,
   at 1 and 50 concurrent streams (median and p99, nearest rank).
 
@@ -45,10 +47,13 @@ MODEL = "fake-model"
 SLOW_MODEL = "fake-model+slow"
 UPSTREAM_KEY = "sk-bench-0000000000"
 PASSWORD = "bench-password-1234"
+# LiteLLM refuses to start without a master key (its documented setup).
+LITELLM_MASTER_KEY = "sk-" + os.urandom(24).hex()
 PROMPT = "Say something short."
 TOKEN_DELAY_MS = 2
 LEVELS = [(1, 30), (50, 2)]  # (concurrent streams, streams per client per round)
 ROUNDS = 3
+WARMUP_STREAMS = 3
 STREAM_TIMEOUT = 60.0
 START_TIMEOUT = 300.0
 HOLD_TIMEOUT = 300.0
@@ -375,7 +380,7 @@ async def hold(target, n, pid):
 # Products
 
 
-def setup_confab(binary, upstream, tmp):
+def setup_confab(binary, upstream, tmp, first=True):
     port = free_port()
     cfg = tmp / "confab.toml"
     cfg.write_text(
@@ -389,7 +394,7 @@ def setup_confab(binary, upstream, tmp):
         f'api_key = "{UPSTREAM_KEY}"\nmodels = ["{MODEL}", "{SLOW_MODEL}"]\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONFAB_")}
-    errlog = open(tmp / "stderr.log", "w")
+    errlog = open(tmp / "stderr.log", "a")
     t0 = time.monotonic()
     p = spawn(
         [
@@ -412,6 +417,8 @@ def setup_confab(binary, upstream, tmp):
     )
     base = f"http://127.0.0.1:{port}"
     cold = wait_healthy(p, f"{base}/health", t0)
+    if not first:
+        return p, base, cold, None
     token = None
     deadline = time.monotonic() + 30
     while token is None and time.monotonic() < deadline:
@@ -460,7 +467,10 @@ def setup_litellm(venv, upstream, tmp):
         f"      api_base: \"{upstream}\"\n      api_key: \"{UPSTREAM_KEY}\"\n"
         for m in (MODEL, SLOW_MODEL)
     )
-    cfg.write_text(f"model_list:\n{models}litellm_settings:\n  telemetry: false\n")
+    cfg.write_text(
+        f"model_list:\n{models}litellm_settings:\n  telemetry: false\n"
+        f"general_settings:\n  master_key: \"{LITELLM_MASTER_KEY}\"\n"
+    )
     env = dict(os.environ)
     env.update(
         {
@@ -471,7 +481,7 @@ def setup_litellm(venv, upstream, tmp):
             "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
-    errlog = open(tmp / "stderr.log", "w")
+    errlog = open(tmp / "stderr.log", "a")
     t0 = time.monotonic()
     p = spawn(
         [
@@ -497,7 +507,7 @@ def setup_litellm(venv, upstream, tmp):
 
 
 def ready_litellm(base, _):
-    return Target(f"{base}/chat/completions", "sk-none")
+    return Target(f"{base}/chat/completions", LITELLM_MASTER_KEY)
 
 
 def setup_openwebui(venv, upstream, tmp):
@@ -521,7 +531,7 @@ def setup_openwebui(venv, upstream, tmp):
         }
     )
     (tmp / "data").mkdir(exist_ok=True)
-    errlog = open(tmp / "stderr.log", "w")
+    errlog = open(tmp / "stderr.log", "a")
     t0 = time.monotonic()
     p = spawn(
         [str(venv / "bin" / "open-webui"), "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -701,7 +711,9 @@ def main():
     ap.add_argument(
         "--products", default="confab,litellm,openwebui", help="comma-separated subset"
     )
-    ap.add_argument("--skip-build", action="store_true", help="use the last build")
+    ap.add_argument("--skip-build", action="store_true", help="use the last release build")
+    ap.add_argument("--confab", type=Path, help="this confab binary (implies no build)")
+    ap.add_argument("--upstream", type=Path, help="this peers_upstream bench binary")
     args = ap.parse_args()
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -732,7 +744,9 @@ def main():
             p["error"] = f"install failed: {e}"
             log(f"{p['label']}: {p['error']}")
 
-    if args.skip_build:
+    if args.confab and args.upstream:
+        binary, exe = args.confab.resolve(), args.upstream.resolve()
+    elif args.skip_build:
         target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
         binary = target_dir / "release" / "confab"
         exe = sorted((target_dir / "release" / "deps").glob("peers_upstream-*"), key=os.path.getmtime)
@@ -754,22 +768,29 @@ def main():
         try:
             if key == "confab":
                 prod["install_bytes"] = binary.stat().st_size
-                proc, base, cold, token = setup_confab(binary, upstream, tmp)
-                target = ready_confab(base, token)
-            elif key == "litellm":
-                prod["install_bytes"] = du_bytes(venvs["litellm"])
-                proc, base, cold, token = setup_litellm(venvs["litellm"], upstream, tmp)
-                target = ready_litellm(base, token)
             else:
-                prod["install_bytes"] = du_bytes(venvs["openwebui"])
-                proc, base, cold, token = setup_openwebui(venvs["openwebui"], upstream, tmp)
-                target = ready_openwebui(base, token)
+                prod["install_bytes"] = du_bytes(venvs[key])
+
+            def start(first):
+                if key == "confab":
+                    proc, base, cold, token = setup_confab(binary, upstream, tmp, first)
+                    return proc, cold, (ready_confab(base, token) if first else None)
+                if key == "litellm":
+                    proc, base, cold, _ = setup_litellm(venvs[key], upstream, tmp)
+                    return proc, cold, ready_litellm(base, None)
+                proc, base, cold, _ = setup_openwebui(venvs[key], upstream, tmp)
+                return proc, cold, ready_openwebui(base, None)
+
+            # 1. Cold start on a fresh data dir, idle RSS, RSS per open stream.
+            proc, cold, target = start(True)
             prod["cold_start_s"] = cold
             log(f"    healthy after {cold:.2f} s")
             time.sleep(2.0)  # start-up work that runs after the first 200
             prod["idle_rss_mb"], prod["idle_procs"] = rss_tree_mb(proc.pid)
             log(f"    idle RSS {prod['idle_rss_mb']:.1f} MB ({prod['idle_procs']} processes)")
-            prod["ttft"] = asyncio.run(ttft_levels(direct, target))
+            # A few answers first: lazy set-up on the first request is not per stream.
+            for _ in range(WARMUP_STREAMS):
+                asyncio.run(one(target))
             before, during, procs = asyncio.run(hold(target, args.streams, proc.pid))
             prod["hold_before_mb"], prod["hold_during_mb"] = before, during
             prod["per_stream_kb"] = (during - before) * 1e6 / args.streams / 1e3
@@ -777,12 +798,18 @@ def main():
                 f"    {args.streams} open streams: RSS {before:.1f} -> {during:.1f} MB "
                 f"({prod['per_stream_kb']:.1f} KB per stream, {procs} processes)"
             )
+            # 2. Restarted (same data dir), so no held stream lingers: latency.
+            stop(proc)
+            proc, _, again = start(False)
+            target = again or target
+            prod["ttft"] = asyncio.run(ttft_levels(direct, target))
         except Exception as e:  # noqa: BLE001 - reported per product, the run goes on
             prod["error"] = f"{type(e).__name__}: {e}"
             log(f"    FAILED: {prod['error']} (log: {tmp.relative_to(ROOT)}/stderr.log)")
             errlog = tmp / "stderr.log"
             if errlog.exists():
-                log("    last lines of its log:\n      " + "\n      ".join(errlog.read_text(errors="replace").splitlines()[-15:]))
+                lines = errlog.read_text(errors="replace").splitlines()[-15:]
+                log("    last lines of its log:\n      " + "\n      ".join(lines))
         finally:
             if proc is not None:
                 stop(proc)
