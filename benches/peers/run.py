@@ -754,6 +754,14 @@ def main():
     else:
         binary, exe = build()
 
+    # What an install holds: the binary, stripped (a no-op for the release
+    # profile, which strips already).
+    shipped = WORK / "confab"
+    shutil.copy2(binary, shipped)
+    if shutil.which("strip"):
+        subprocess.run(["strip", str(shipped)], check=True)
+    binary = shipped
+
     upstream_proc, upstream = start_upstream(exe)
     log(f"fake upstream: {upstream} ({TOKEN_DELAY_MS} ms per token)")
     direct = Target(f"{upstream}/chat/completions", UPSTREAM_KEY)
