@@ -57,6 +57,7 @@ WARMUP_STREAMS = 3
 STREAM_TIMEOUT = 60.0
 START_TIMEOUT = 300.0
 HOLD_TIMEOUT = 300.0
+STALL = 30.0
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "target" / "peers"
@@ -345,26 +346,31 @@ async def ttft_levels(direct, product):
 
 
 async def hold(target, n, pid):
-    """Opens n slow streams, waits (bounded) until each has its first token,
-    reads the RSS, closes them. Returns (before, during) in MB."""
+    """Opens n slow streams, waits (bounded) until each has its first token
+    (or until none has arrived for STALL seconds), reads the RSS, closes them.
+    Returns (before MB, during MB, processes, streams answered)."""
     before, _ = rss_tree_mb(pid)
     streams = [Stream(target, SLOW_MODEL) for _ in range(n)]
-    tasks = []
-    sem = asyncio.Semaphore(32)  # opening, not holding: at most 32 handshakes at once
-
-    async def opener(s):
-        async with sem:
-            t = asyncio.ensure_future(s.run())
-            tasks.append(t)
-            await asyncio.wait({t, s.first}, return_when=asyncio.FIRST_COMPLETED)
-            if t.done() and t.exception() is not None:
-                raise t.exception()
-
+    tasks = [asyncio.ensure_future(s.run()) for s in streams]
     try:
-        await asyncio.wait_for(asyncio.gather(*(opener(s) for s in streams)), HOLD_TIMEOUT)
-        open_now = sum(1 for t in tasks if not t.done())
-        if open_now != n:
-            raise RuntimeError(f"only {open_now} of {n} streams stayed open")
+        deadline = time.monotonic() + HOLD_TIMEOUT
+        last, last_change = -1, time.monotonic()
+        while True:
+            failed = [t for t in tasks if t.done() and t.exception() is not None]
+            if failed:
+                raise RuntimeError(f"{len(failed)} held streams failed: {failed[0].exception()}")
+            answered = sum(1 for s in streams if s.first.done())
+            if answered != last:
+                last, last_change = answered, time.monotonic()
+            if answered == n:
+                break
+            now = time.monotonic()
+            if now > deadline or now - last_change > STALL:
+                log(f"    only {answered} of {n} streams got a first token (waited {now - last_change:.0f} s without progress)")
+                break
+            await asyncio.sleep(0.05)
+        if last == 0:
+            raise RuntimeError("no held stream got a first token")
         await asyncio.sleep(1.0)  # let the allocator settle after the last open
         during, procs = rss_tree_mb(pid)
     finally:
@@ -373,7 +379,7 @@ async def hold(target, n, pid):
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return before, during, procs
+    return before, during, procs, last
 
 
 # --------------------------------------------------------------------------
@@ -692,7 +698,10 @@ def table(results, n):
     row("Idle RSS", ok(lambda r: f"{r['idle_rss_mb']:.0f} MB"))
     row(
         f"RSS per open stream (N = {n})",
-        ok(lambda r: f"{r['per_stream_kb']:.0f} KB"),
+        ok(
+            lambda r: f"{r['per_stream_kb']:.0f} KB"
+            + ("" if r["held"] == n else f" ({r['held']} of {n} answered)")
+        ),
     )
     for level, _ in LEVELS:
         row(
@@ -799,11 +808,12 @@ def main():
             # A few answers first: lazy set-up on the first request is not per stream.
             for _ in range(WARMUP_STREAMS):
                 asyncio.run(one(target))
-            before, during, procs = asyncio.run(hold(target, args.streams, proc.pid))
+            before, during, procs, held = asyncio.run(hold(target, args.streams, proc.pid))
             prod["hold_before_mb"], prod["hold_during_mb"] = before, during
-            prod["per_stream_kb"] = (during - before) * 1e6 / args.streams / 1e3
+            prod["held"] = held
+            prod["per_stream_kb"] = (during - before) * 1e6 / held / 1e3
             log(
-                f"    {args.streams} open streams: RSS {before:.1f} -> {during:.1f} MB "
+                f"    {held} open streams: RSS {before:.1f} -> {during:.1f} MB "
                 f"({prod['per_stream_kb']:.1f} KB per stream, {procs} processes)"
             )
             # 2. Restarted (same data dir), so no held stream lingers: latency.
