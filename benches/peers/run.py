@@ -788,10 +788,14 @@ def main():
             else:
                 prod["install_bytes"] = du_bytes(venvs[key])
 
+            keys = {}
+
             def start(first):
                 if key == "confab":
                     proc, base, cold, token = setup_confab(binary, upstream, tmp, first)
-                    return proc, cold, (ready_confab(base, token) if first else None)
+                    if first:
+                        keys["confab"] = ready_confab(base, token).token
+                    return proc, cold, Target(f"{base}/v1/chat/completions", keys["confab"])
                 if key == "litellm":
                     proc, base, cold, _ = setup_litellm(venvs[key], upstream, tmp)
                     return proc, cold, ready_litellm(base, None)
@@ -818,8 +822,7 @@ def main():
             )
             # 2. Restarted (same data dir), so no held stream lingers: latency.
             stop(proc)
-            proc, _, again = start(False)
-            target = again or target
+            proc, _, target = start(False)
             prod["ttft"] = asyncio.run(ttft_levels(direct, target))
         except Exception as e:  # noqa: BLE001 - reported per product, the run goes on
             prod["error"] = f"{type(e).__name__}: {e}"
