@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -587,7 +588,7 @@ def pip_version(venv, pkg):
 
 def install(name, spec, pkg, version):
     venv = WORK / f"{name}-venv"
-    if pip_version(venv, pkg) == version if (venv / "bin" / "pip").exists() else False:
+    if (venv / "bin" / "pip").exists() and pip_version(venv, pkg) == version:
         log(f"{pkg} {version} already in {venv.relative_to(ROOT)}")
         return venv
     log(f"installing {spec} into {venv.relative_to(ROOT)} (from PyPI)…")
@@ -639,8 +640,6 @@ def start_upstream(exe):
     env = dict(os.environ)
     env.update({"PEERS_UPSTREAM_SERVE": "1", "PEERS_UPSTREAM_TOKEN_DELAY_MS": str(TOKEN_DELAY_MS)})
     p = spawn([str(exe)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    import selectors
-
     sel = selectors.DefaultSelector()
     sel.register(p.stdout, selectors.EVENT_READ)
     if not sel.select(timeout=30):
