@@ -358,6 +358,11 @@ async fn serve_on<A: crate::server::Accept>(
     }
     maintenance.abort();
     imports.stop();
+    // Usage, audit entries and last-used times written after their request.
+    let left = crate::store::background::drain(grace).await;
+    if left > 0 {
+        tracing::warn!(left, "stopped before every background store write finished");
+    }
     if let Some(c) = cluster {
         // The last events of answers that ended during the drain.
         gens_after.publish(None).await;

@@ -57,7 +57,9 @@ impl Verifier<'_> {
                 if key.last_used_at.is_none_or(|t| now - t >= 60) {
                     let store = self.store.clone();
                     let hash = hash.clone();
-                    tokio::spawn(async move { store.touch_api_key(&hash, now).await });
+                    crate::store::background::spawn(async move {
+                        let _ = store.touch_api_key(&hash, now).await;
+                    });
                 }
                 Ok(CurrentUser {
                     user,
@@ -105,7 +107,9 @@ impl Verifier<'_> {
                 if now - session.last_seen >= 60 {
                     let store = self.store.clone();
                     let hash = hash.clone();
-                    tokio::spawn(async move { store.touch_session(&hash, now).await });
+                    crate::store::background::spawn(async move {
+                        let _ = store.touch_session(&hash, now).await;
+                    });
                 }
                 Ok(CurrentUser {
                     user,

@@ -151,7 +151,7 @@ fn audit(
     };
     let entry = caller.actor.entry(action, Some(target), outcome);
     let store = store.clone();
-    tokio::spawn(async move {
+    crate::store::background::spawn(async move {
         if let Err(e) = store.append_audit(&entry).await {
             tracing::error!(action = %entry.action, error = %e, "failed to write audit entry");
         }

@@ -207,7 +207,7 @@ impl Limits {
         }
         let store = store.clone();
         let user = reservation.user();
-        tokio::spawn(async move {
+        crate::store::background::spawn(async move {
             if let Err(e) = reservation.settle(&store, charge).await {
                 tracing::error!(%user, error = %e, "failed to record usage");
             }

@@ -12,6 +12,7 @@
 
 pub mod acme;
 pub mod audit_query;
+pub mod background;
 pub mod blobs;
 pub mod chat;
 pub mod cluster;
