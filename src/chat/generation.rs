@@ -64,7 +64,8 @@ impl GenState {
     /// Adds the next event to the log; returns its id.
     fn append(&mut self, event: GenEvent) -> u64 {
         let id = self.events.len() as u64 + 1;
-        self.events.push(Slot::Event(Arc::new(Logged { id, event })));
+        self.events
+            .push(Slot::Event(Arc::new(Logged { id, event })));
         id
     }
 
