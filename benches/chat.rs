@@ -1189,6 +1189,11 @@ fn spawn_server(dir: &Path, upstream_base: &str) -> anyhow::Result<(KillOnDrop, 
              enabled = false\n\
              max_concurrent_generations = {UNCAPPED}\n\
              \n\
+             # Thousands of streams from one loopback address.\n\
+             [http]\n\
+             max_connections = 1000000\n\
+             max_connections_per_ip = 1000000\n\
+             \n\
              [[providers]]\n\
              kind = \"openai\"\n\
              name = \"fake\"\n\
