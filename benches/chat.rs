@@ -1529,7 +1529,7 @@ fn memory(client_rt: &tokio::runtime::Runtime, nofile: u64) -> anyhow::Result<()
             .filter(|v: &Vec<usize>| !v.is_empty())
             .unwrap_or_else(|| HOLD_STEPS.to_vec());
         let mut steps: Vec<usize> = wanted.iter().copied().filter(|&s| s <= fit).collect();
-        let largest = HOLD_STEPS.iter().copied().max().unwrap_or(0);
+        let largest = wanted.iter().copied().max().unwrap_or(0);
         if fit < largest && steps.last().is_none_or(|&l| l < fit) {
             steps.push(fit);
         }
