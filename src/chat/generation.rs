@@ -735,3 +735,49 @@ async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: On
     }
     on_finish(msg, outcome);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A delta kept as a range of the text reads back as the piece it
+    /// added, with its id, between events kept whole.
+    #[test]
+    fn deltas_read_back_from_the_text_they_added() {
+        let mut st = GenState {
+            events: Vec::new(),
+            content: String::new(),
+            text_event: 0,
+            dirty: false,
+            finished: None,
+            published: 0,
+        };
+        st.append(GenEvent::Usage(UsageEvent {
+            estimated: false,
+            input_tokens: 1,
+            output_tokens: 2,
+        }));
+        assert_eq!(st.append_delta("h\u{e9}"), 2);
+        assert_eq!(st.append_delta("llo"), 3);
+        assert_eq!(st.content, "h\u{e9}llo");
+        let read: Vec<(u64, String)> = (0..3)
+            .map(|i| {
+                let l = st.get(i).expect("logged");
+                let text = match &l.event {
+                    GenEvent::Delta { text } => text.clone(),
+                    e => e.name().to_string(),
+                };
+                (l.id, text)
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [
+                (1, "usage".to_string()),
+                (2, "h\u{e9}".to_string()),
+                (3, "llo".to_string())
+            ]
+        );
+        assert!(st.get(3).is_none());
+    }
+}
