@@ -1189,6 +1189,11 @@ fn spawn_server(dir: &Path, upstream_base: &str) -> anyhow::Result<(KillOnDrop, 
              enabled = false\n\
              max_concurrent_generations = {UNCAPPED}\n\
              \n\
+             # Thousands of streams from one loopback address.\n\
+             [http]\n\
+             max_connections = 1000000\n\
+             max_connections_per_ip = 1000000\n\
+             \n\
              [[providers]]\n\
              kind = \"openai\"\n\
              name = \"fake\"\n\
@@ -1197,7 +1202,18 @@ fn spawn_server(dir: &Path, upstream_base: &str) -> anyhow::Result<(KillOnDrop, 
              models = [\"{MODEL}\"]\n"
         ),
     )?;
-    let mut cmd = Command::new(exe);
+    // `CONFAB_BENCH_SERVER_WRAPPER="heaptrack -o /tmp/x"` (say) runs the
+    // server under a profiler; memory figures then include the profiler's.
+    let wrapper = std::env::var("CONFAB_BENCH_SERVER_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(prog) => {
+            let mut c = Command::new(prog);
+            c.args(words).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
         if k.starts_with("CONFAB_") || k == "OPENAI_API_KEY" || k == "ANTHROPIC_API_KEY" {
@@ -1245,6 +1261,36 @@ fn spawn_server(dir: &Path, upstream_base: &str) -> anyhow::Result<(KillOnDrop, 
         base.unwrap_or_default(),
         setup_url.unwrap_or_default(),
     ))
+}
+
+/// The pid of the confab process: `spawned` itself, or under
+/// `CONFAB_BENCH_SERVER_WRAPPER` the descendant running the binary.
+fn server_pid(spawned: u32) -> u32 {
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_confab")).ok();
+    let mut todo = vec![spawned];
+    while let Some(pid) = todo.pop() {
+        if std::fs::read_link(format!("/proc/{pid}/exe")).ok() == exe {
+            return pid;
+        }
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            break;
+        };
+        for e in dir.flatten() {
+            let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: the comm may hold spaces.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(pid) {
+                todo.push(child);
+            }
+        }
+    }
+    spawned
 }
 
 /// Failures of streams that never reached `meta`.
@@ -1459,7 +1505,7 @@ fn memory(client_rt: &tokio::runtime::Runtime, nofile: u64) -> anyhow::Result<()
     let (upstream, upstream_base) = spawn_upstream()?;
     let tmp = tempfile::tempdir()?;
     let (child, base, setup_url) = spawn_server(tmp.path(), &upstream_base)?;
-    let pid = child.0.id();
+    let pid = server_pid(child.0.id());
     let token = setup_token(&setup_url)?;
     let server_limit = fd_limit(pid).unwrap_or(nofile);
 
@@ -1476,8 +1522,14 @@ fn memory(client_rt: &tokio::runtime::Runtime, nofile: u64) -> anyhow::Result<()
         let server_fit = (server_limit as usize).saturating_sub(base_fds + 100) / 2;
         let client_fit = (nofile as usize).saturating_sub(500);
         let fit = server_fit.min(client_fit) / 100 * 100;
-        let mut steps: Vec<usize> = HOLD_STEPS.iter().copied().filter(|&s| s <= fit).collect();
-        let largest = HOLD_STEPS.iter().copied().max().unwrap_or(0);
+        // `CONFAB_BENCH_HOLD=1000` (say) holds only that many streams (profiling runs).
+        let wanted: Vec<usize> = std::env::var("CONFAB_BENCH_HOLD")
+            .ok()
+            .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+            .filter(|v: &Vec<usize>| !v.is_empty())
+            .unwrap_or_else(|| HOLD_STEPS.to_vec());
+        let mut steps: Vec<usize> = wanted.iter().copied().filter(|&s| s <= fit).collect();
+        let largest = wanted.iter().copied().max().unwrap_or(0);
         if fit < largest && steps.last().is_none_or(|&l| l < fit) {
             steps.push(fit);
         }

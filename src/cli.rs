@@ -458,6 +458,7 @@ async fn serve_main(
     let data_dir = cfg.data_dir.clone();
     let state = crate::app::AppState::new(cfg, store, bound).await?;
     tracing::info!(url = %url, data_dir = %data_dir.display(), store = %store_what, version = crate::VERSION, "listening");
+    crate::server::warn_low_open_files(state.cfg.http.max_connections);
     if let Some(url) = state.setup_url() {
         tracing::info!(%url, "first-run setup");
         tracing::info!(

@@ -239,6 +239,39 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     sock.listen(LISTEN_BACKLOG)
 }
 
+/// The soft open-files limit of this process (Linux; None elsewhere).
+/// `main` raises it to the hard limit before anything runs.
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    match line.split_whitespace().nth(3)? {
+        "unlimited" => Some(u64::MAX),
+        n => n.parse().ok(),
+    }
+}
+
+/// Descriptors an open answer stream holds: the client's connection and,
+/// over HTTP/1, its own upstream connection.
+pub const FDS_PER_STREAM: u64 = 2;
+
+/// Warns at start-up when the open-files limit cannot hold
+/// `max_connections` streams (each with its upstream connection), which
+/// would show up later as refused connections and failed answers.
+pub fn warn_low_open_files(max_connections: usize) {
+    let Some(limit) = open_files_limit() else {
+        return;
+    };
+    let wanted = max_connections as u64 * FDS_PER_STREAM + 256;
+    if limit < wanted {
+        tracing::warn!(
+            limit,
+            wanted,
+            streams = limit.saturating_sub(256) / FDS_PER_STREAM,
+            "the open-files limit is too low for http.max_connections open answer streams; raise LimitNOFILE (systemd) or ulimit -n"
+        );
+    }
+}
+
 /// IPv4 clients of a dual-stack socket show up as ::ffff:a.b.c.d; the rest
 /// of confab expects a.b.c.d.
 pub fn canonical(peer: SocketAddr) -> SocketAddr {

@@ -39,8 +39,17 @@ pub enum Outcome {
     Failed,
 }
 
+/// One event of the log. A delta is kept as the range of `content` it
+/// added, so an answer's text is held once however many events carry it
+/// (16 bytes a delta instead of an allocation each); followers get it as a
+/// [`GenEvent::Delta`] when they read it.
+enum Slot {
+    Delta { start: u32, end: u32 },
+    Event(Arc<Logged>),
+}
+
 struct GenState {
-    events: Vec<Arc<Logged>>,
+    events: Vec<Slot>,
     content: String,
     /// Id of the last `delta` event folded into `content` (0: none yet).
     text_event: u64,
@@ -55,8 +64,42 @@ impl GenState {
     /// Adds the next event to the log; returns its id.
     fn append(&mut self, event: GenEvent) -> u64 {
         let id = self.events.len() as u64 + 1;
-        self.events.push(Arc::new(Logged { id, event }));
+        self.events
+            .push(Slot::Event(Arc::new(Logged { id, event })));
         id
+    }
+
+    /// Adds `text` to the answer and its delta to the log; returns its id.
+    fn append_delta(&mut self, text: &str) -> u64 {
+        let start = self.content.len();
+        self.content.push_str(text);
+        match (u32::try_from(start), u32::try_from(self.content.len())) {
+            (Ok(start), Ok(end)) => {
+                self.events.push(Slot::Delta { start, end });
+                self.events.len() as u64
+            }
+            // Past 4 GiB of text: keep the piece as it is.
+            _ => self.append(GenEvent::Delta {
+                text: text.to_string(),
+            }),
+        }
+    }
+
+    /// The event at `index` (its id is `index + 1`).
+    fn get(&self, index: usize) -> Option<Arc<Logged>> {
+        Some(match self.events.get(index)? {
+            Slot::Event(e) => e.clone(),
+            Slot::Delta { start, end } => Arc::new(Logged {
+                id: index as u64 + 1,
+                event: GenEvent::Delta {
+                    text: self
+                        .content
+                        .get(*start as usize..*end as usize)
+                        .unwrap_or_default()
+                        .to_string(),
+                },
+            }),
+        })
     }
 }
 
@@ -86,11 +129,8 @@ impl Generation {
     /// [`snapshot`](Self::snapshot) never sees one without the other.
     fn push_delta(&self, text: &str) {
         let mut st = self.lock();
-        st.content.push_str(text);
         st.dirty = true;
-        let id = st.append(GenEvent::Delta {
-            text: text.to_string(),
-        });
+        let id = st.append_delta(text);
         st.text_event = id;
         drop(st);
         self.notify.send_replace(id);
@@ -127,8 +167,7 @@ impl Generation {
             loop {
                 {
                     let st = g.lock();
-                    if let Some(e) = st.events.get(next as usize) {
-                        let e = e.clone();
+                    if let Some(e) = st.get(next as usize) {
                         drop(st);
                         return Some((e, (g, next + 1, rx)));
                     }
@@ -170,7 +209,12 @@ pub struct Job {
     pub titler: Option<Titler>,
     /// Set for a temporary chat: the answer is kept there, never stored.
     pub temporary: Option<Arc<TempChats>>,
+    /// Called with the answering provider's name at the first delta.
+    pub on_first_token: Option<FirstToken>,
 }
+
+/// Told the name of the provider that answered, at the answer's first text.
+pub type FirstToken = Box<dyn FnOnce(&str) + Send>;
 
 /// Makes (and stores) a title for the finished answer; `Some` when the
 /// conversation was named.
@@ -406,8 +450,8 @@ impl Manager {
             if st.published >= st.events.len() {
                 continue;
             }
-            let events = st.events[st.published..]
-                .iter()
+            let events = (st.published..st.events.len())
+                .filter_map(|i| st.get(i))
                 .map(|l| {
                     let (name, data) = l.event.to_parts();
                     crate::store::cluster::StoredEvent {
@@ -547,10 +591,13 @@ async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: On
             .unwrap_or(0);
 
     let model = job.request.model.clone();
+    // The request goes to the provider as it is: nothing below reads it, so
+    // an open stream holds one copy of the context, not two.
+    let request = std::mem::take(&mut job.request);
     let end = tokio::select! {
         biased;
         _ = g.cancel.cancelled() => End::Stopped,
-        r = job.providers.open_stream(&model, job.request.clone()) => match r {
+        r = job.providers.open_stream(&model, request) => match r {
             Err(e) => End::Failed(e),
             Ok(routed) => {
                 if routed.provider_name != job.provider_name {
@@ -569,6 +616,9 @@ async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: On
                             Some(Ok(ChatEvent::Delta(text))) => {
                                 if text.is_empty() { continue; }
                                 g.push_delta(&text);
+                                if let Some(first) = job.on_first_token.take() {
+                                    first(&job.provider_name);
+                                }
                             }
                             Some(Ok(ChatEvent::Usage { input_tokens, output_tokens })) => {
                                 usage = Some((input_tokens, output_tokens));
@@ -677,8 +727,57 @@ async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: On
         let mut st = g.lock();
         let id = st.append(last);
         st.finished = Some((outcome, Instant::now()));
+        // Kept for replays for a while: no spare capacity meanwhile.
+        st.content.shrink_to_fit();
+        st.events.shrink_to_fit();
         drop(st);
         g.notify.send_replace(id);
     }
     on_finish(msg, outcome);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A delta kept as a range of the text reads back as the piece it
+    /// added, with its id, between events kept whole.
+    #[test]
+    fn deltas_read_back_from_the_text_they_added() {
+        let mut st = GenState {
+            events: Vec::new(),
+            content: String::new(),
+            text_event: 0,
+            dirty: false,
+            finished: None,
+            published: 0,
+        };
+        st.append(GenEvent::Usage(UsageEvent {
+            estimated: false,
+            input_tokens: 1,
+            output_tokens: 2,
+        }));
+        assert_eq!(st.append_delta("h\u{e9}"), 2);
+        assert_eq!(st.append_delta("llo"), 3);
+        assert_eq!(st.content, "h\u{e9}llo");
+        let read: Vec<(u64, String)> = (0..3)
+            .map(|i| {
+                let l = st.get(i).expect("logged");
+                let text = match &l.event {
+                    GenEvent::Delta { text } => text.clone(),
+                    e => e.name().to_string(),
+                };
+                (l.id, text)
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [
+                (1, "usage".to_string()),
+                (2, "h\u{e9}".to_string()),
+                (3, "llo".to_string())
+            ]
+        );
+        assert!(st.get(3).is_none());
+    }
 }

@@ -399,6 +399,7 @@ impl ChatService {
             request_id: req.request_id,
             titler,
             temporary,
+            on_first_token: Some(self.limits.first_token_observer(started)),
         };
         let (limits, store) = (self.limits.clone(), self.store.clone());
         let g = self.generations.start(
@@ -406,7 +407,6 @@ impl ChatService {
             job,
             Box::new(move |msg, outcome| limits.finish(&store, reservation, &msg, outcome)),
         );
-        self.limits.watch_first_token(&g, started);
         // Announced before the stream is handed out, so the client can
         // follow it from any instance at once.
         self.generations.publish(Some(vec![g.clone()])).await;

@@ -177,9 +177,23 @@ fn user_key(headers: &HeaderMap) -> AppResult<OwnKey> {
     )
 }
 
-/// The JSON of an event's payload: the `data` of its SSE or WebSocket frame.
-fn event_data(e: &GenEvent) -> serde_json::Value {
-    serde_json::to_value(e).unwrap_or(serde_json::Value::Null)
+/// The JSON of an event's payload: the `data` of its SSE frame. The wire
+/// has always had sorted keys: the payload structs declare their fields in
+/// that order, so they are written directly (one pass, no map in between);
+/// only document `sources` (whose fields are not declared sorted) go
+/// through a sorted map.
+fn event_data(e: &GenEvent) -> String {
+    let unsorted = match e {
+        GenEvent::Meta(m) => !m.sources.is_empty(),
+        GenEvent::Done { sources, .. } => !sources.is_empty(),
+        _ => false,
+    };
+    let json = if unsorted {
+        serde_json::to_value(e).map(|v| v.to_string())
+    } else {
+        serde_json::to_string(e)
+    };
+    json.unwrap_or_else(|_| "null".into())
 }
 
 fn sse_response(g: &Followed, after: u64) -> Response {
@@ -188,7 +202,7 @@ fn sse_response(g: &Followed, after: u64) -> Response {
             Event::default()
                 .id(e.id.to_string())
                 .event(e.event.name())
-                .data(event_data(&e.event).to_string()),
+                .data(event_data(&e.event)),
         )
     });
     let mut resp = Sse::new(stream)
@@ -596,5 +610,72 @@ mod tests {
         );
         let t = turn_of(json!({"type": "chat", "content": "hi"}));
         assert!(t.params.is_empty());
+    }
+
+    /// The payloads written directly are byte for byte those of the sorted
+    /// maps the wire was always built from.
+    #[test]
+    fn event_data_keeps_the_sorted_wire_format() {
+        use crate::chat::events::{ErrorEvent, Meta, Title, UsageEvent};
+        use crate::store::chat::Source;
+        let source = Source {
+            file_id: uuid::Uuid::now_v7(),
+            name: "n.pdf".into(),
+            chunk: Some(2),
+            span: crate::store::knowledge::ChunkSpan {
+                page_start: Some(1),
+                ..Default::default()
+            },
+            snippet: "s".into(),
+            whole: false,
+        };
+        let meta = |sources: Vec<Source>| {
+            GenEvent::Meta(Meta {
+                assistant_message_id: uuid::Uuid::now_v7(),
+                context_trimmed: false,
+                conversation_id: uuid::Uuid::now_v7(),
+                generation_id: uuid::Uuid::now_v7(),
+                model: "m".into(),
+                parent_id: None,
+                provider: "p".into(),
+                sources,
+                trimmed_messages: 0,
+                user_message_id: Some(uuid::Uuid::now_v7()),
+            })
+        };
+        let events = [
+            meta(Vec::new()),
+            meta(vec![source.clone()]),
+            GenEvent::Delta {
+                text: "h\u{e9}llo \"x\"\n".into(),
+            },
+            GenEvent::Title(Title {
+                conversation_id: uuid::Uuid::now_v7(),
+                title: "T".into(),
+            }),
+            GenEvent::Usage(UsageEvent {
+                estimated: true,
+                input_tokens: 1,
+                output_tokens: 2,
+            }),
+            GenEvent::Done {
+                finish_reason: "stop".into(),
+                sources: vec![source],
+            },
+            GenEvent::Done {
+                finish_reason: "stop".into(),
+                sources: Vec::new(),
+            },
+            GenEvent::Error(ErrorEvent {
+                code: "C".into(),
+                message: "m".into(),
+                request_id: "r".into(),
+                retry_after: Some(3),
+            }),
+        ];
+        for e in events {
+            let sorted = serde_json::to_value(&e).unwrap().to_string();
+            assert_eq!(event_data(&e), sorted, "{}", e.name());
+        }
     }
 }

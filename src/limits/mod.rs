@@ -21,8 +21,7 @@ use std::time::Instant;
 use uuid::Uuid;
 
 use crate::auth::CurrentUser;
-use crate::chat::events::GenEvent;
-use crate::chat::generation::{Generation, Outcome};
+use crate::chat::generation::{FirstToken, Outcome};
 use crate::config::Config;
 use crate::error::AppError;
 use crate::store::SharedStore;
@@ -293,29 +292,20 @@ impl Limits {
         }
     }
 
-    /// Records the time to the first streamed text of `g`, measured from
-    /// `started` (when the request arrived).
-    pub fn watch_first_token(self: &Arc<Self>, g: &Arc<Generation>, started: Instant) {
-        use futures::StreamExt;
+    /// Records the time to the first streamed text of an answer, measured
+    /// from `started` (when the request arrived), under the provider that
+    /// answered. The generation calls it at its first delta (no task of its
+    /// own per answer).
+    pub fn first_token_observer(self: &Arc<Self>, started: Instant) -> FirstToken {
         let me = self.clone();
-        let events = g.events(0);
-        tokio::spawn(async move {
-            let mut events = Box::pin(events);
-            let mut provider = String::new();
-            while let Some(e) = events.next().await {
-                match &e.event {
-                    GenEvent::Meta(meta) => provider = meta.provider.clone(),
-                    GenEvent::Delta { .. } => {
-                        me.metrics
-                            .first_token
-                            .get_or_create(&metrics::ProviderLabels { provider })
-                            .observe(started.elapsed().as_secs_f64());
-                        return;
-                    }
-                    _ => {}
-                }
-            }
-        });
+        Box::new(move |provider: &str| {
+            me.metrics
+                .first_token
+                .get_or_create(&metrics::ProviderLabels {
+                    provider: provider.to_string(),
+                })
+                .observe(started.elapsed().as_secs_f64());
+        })
     }
 
     /// Drops limiter keys and quota slots nobody uses any more.

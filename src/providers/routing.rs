@@ -329,8 +329,15 @@ impl Registry {
         let candidates = self.candidates_for(model, key);
         let mut last =
             ProviderError::ModelNotFound(format!("model {model:?} is not offered by any provider"));
-        for c in candidates {
-            match self.try_one(&c, &req).await {
+        let mut req = Some(req);
+        let n = candidates.len();
+        for (i, c) in candidates.into_iter().enumerate() {
+            // The last candidate takes the request itself: an answer that
+            // waits for its first token holds no spare copy of the context.
+            let Some(r) = (if i + 1 == n { req.take() } else { req.clone() }) else {
+                break;
+            };
+            match self.try_one(&c, r).await {
                 Ok(routed) => return Ok(routed),
                 Err(e) => {
                     let next = fails_over(&e);
@@ -356,11 +363,10 @@ impl Registry {
     async fn try_one(
         self: &Arc<Self>,
         c: &Candidate,
-        req: &ChatRequest,
+        mut r: ChatRequest,
     ) -> Result<Routed, ProviderError> {
-        let own_key = req.api_key_override.is_some();
+        let own_key = r.api_key_override.is_some();
         let guard = InFlight::new(c.in_flight.clone());
-        let mut r = req.clone();
         r.model = c.model.clone();
         let mut stream = match c.provider.stream(r).await {
             Ok(s) => s,
