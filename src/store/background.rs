@@ -35,8 +35,8 @@ pub async fn drain(limit: Duration) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     #[tokio::test]
     async fn drain_waits_for_a_running_write() {
@@ -50,6 +50,9 @@ mod tests {
         let drained = tokio::spawn(drain(Duration::from_secs(30)));
         tx.send(()).unwrap();
         assert_eq!(drained.await.unwrap(), 0);
-        assert!(wrote.load(Ordering::SeqCst), "drain returned before the write ended");
+        assert!(
+            wrote.load(Ordering::SeqCst),
+            "drain returned before the write ended"
+        );
     }
 }
