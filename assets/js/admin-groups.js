@@ -24,7 +24,14 @@ function quotaText(q) {
   const parts = [];
   if (q.messages_per_day != null) parts.push(`${q.messages_per_day} messages`);
   if (q.tokens_per_day != null) parts.push(`${q.tokens_per_day} tokens`);
-  return parts.length ? parts.join(', ') + ' a day' : 'None';
+  const daily = parts.length ? parts.join(', ') + ' a day' : '';
+  const storage = q.storage_bytes == null ? '' : q.storage_bytes === 0 ? 'unlimited storage' : `${mib(q.storage_bytes)} MiB of files`;
+  return [daily, storage].filter(Boolean).join('; ') || 'None';
+}
+
+/** Bytes as MiB, to two decimals at most. */
+function mib(bytes) {
+  return Math.round((bytes / 1048576) * 100) / 100;
 }
 
 /** One group opened for editing: name, access, quota, members. */
@@ -45,6 +52,7 @@ function GroupEditor({ id, onChanged, onClose }) {
         providers: new Set(d.providers),
         m: d.quota?.messages_per_day ?? '',
         t: d.quota?.tokens_per_day ?? '',
+        s: d.quota?.storage_bytes == null ? '' : mib(d.quota.storage_bytes),
       });
     } catch (e) { setError(e); }
   };
@@ -68,12 +76,14 @@ function GroupEditor({ id, onChanged, onClose }) {
     setError(null);
     const m = num(form.m);
     const t = num(form.t);
+    const sMib = num(form.s);
+    const st = sMib == null ? null : Math.round(sMib * 1048576);
     try {
       const d = await patch('/admin/groups/' + enc(id), {
         name: form.name.trim(),
         models: [...form.models].sort(),
         providers: [...form.providers].sort(),
-        quota: m == null && t == null ? null : { messages_per_day: m, tokens_per_day: t },
+        quota: m == null && t == null && st == null ? null : { messages_per_day: m, tokens_per_day: t, storage_bytes: st },
       });
       setG(d);
       onChanged();
@@ -133,6 +143,8 @@ function GroupEditor({ id, onChanged, onClose }) {
             onInput=${(e) => setForm((f) => ({ ...f, m: e.target.value }))} /></label>
           <label class="field"><span>Tokens / day</span><input type="number" min="0" step="1" placeholder="server default" value=${form.t}
             onInput=${(e) => setForm((f) => ({ ...f, t: e.target.value }))} /></label>
+          <label class="field"><span>Files (MiB, 0 = no limit)</span><input type="number" min="0" step="any" placeholder="server default" value=${form.s}
+            data-testid="group-storage" onInput=${(e) => setForm((f) => ({ ...f, s: e.target.value }))} /></label>
         </div>
       </fieldset>
       <button type="submit" class="btn primary">Save group</button>
@@ -186,11 +198,12 @@ export function AdminGroups() {
     ${!data && !error && html`<${Spinner} />`}
     ${items && items.length === 0 && html`<p class="muted">No groups yet.</p>`}
     ${items && items.length > 0 && html`<div class="table-wrap"><table class="table">
-      <thead><tr><th scope="col">Group</th><th scope="col">Models</th><th scope="col">Quota defaults</th><th scope="col">Members</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
+      <thead><tr><th scope="col">Group</th><th scope="col" class="wide-only">Models</th><th scope="col" class="wide-only">Quota defaults</th><th scope="col">Members</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${items.map((g) => html`<tr key=${g.id}>
-        <td><strong>${g.name}</strong></td>
-        <td class="small">${accessText(g)}</td>
-        <td class="small">${quotaText(g.quota)}</td>
+        <td><strong>${g.name}</strong>
+          <div class="narrow-only small muted">${accessText(g)} · ${quotaText(g.quota)}</div></td>
+        <td class="small wide-only">${accessText(g)}</td>
+        <td class="small wide-only">${quotaText(g.quota)}</td>
         <td>${g.member_count}</td>
         <td class="actions">
           <button type="button" class="btn small" aria-label=${'Edit group ' + g.name} onClick=${() => setOpen(g.id)}>Edit</button>

@@ -75,6 +75,7 @@ test('a group allowing one model limits its member\'s picker', { timeout: 150_00
   // Allow one model.
   await editor.getByTestId('allow-model-fake-model-2').check();
   await editor.getByLabel('Messages / day').fill('40');
+  await editor.getByTestId('group-storage').fill('5');
   await editor.getByRole('button', { name: 'Save group' }).click();
   await page.getByText('Group saved').waitFor();
   // Add the member through the search.
@@ -82,8 +83,11 @@ test('a group allowing one model limits its member\'s picker', { timeout: 150_00
   await editor.getByRole('button', { name: 'Add gina to Interns' }).click();
   await editor.getByTestId('group-members').getByText('gina').waitFor();
   const row = page.locator('#groups tbody tr', { hasText: 'Interns' });
-  await row.getByText('fake-model-2').waitFor();
-  await row.getByText('40 messages a day').waitFor();
+  await row.getByRole('cell', { name: 'fake-model-2', exact: true }).waitFor();
+  await row.getByRole('cell', { name: '40 messages a day; 5 MiB of files', exact: true }).waitFor();
+  const saved = (await app.api('GET', '/admin/groups')).items.find((g) => g.name === 'Interns');
+  assert.equal(saved.quota.messages_per_day, 40);
+  assert.equal(saved.quota.storage_bytes, 5 * 1048576, 'the storage default is saved in bytes');
   t.diagnostic(`screenshot: ${await screenshot(page, 'groups-admin-desktop-light')}`);
   const v = await axe(page);
   assert.deepEqual(v, [], 'no serious or critical axe violations (1280, light)');
@@ -115,6 +119,12 @@ test('the group editor at 390 px in dark mode: no overflow, axe clean', { timeou
   await page.locator('#group-edit').getByTestId('group-members').getByText('gina').waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `no horizontal overflow at 390 px (${overflow} px)`);
+  // On a phone the table folds models and quotas under the name, so the
+  // whole row fits without scrolling the table sideways.
+  const row = page.locator('#groups tbody tr', { hasText: 'Interns' });
+  await row.getByText('fake-model-2 · 40 messages a day; 5 MiB of files').waitFor();
+  const wrap = await page.locator('#groups .table-wrap').evaluate((el) => el.scrollWidth - el.clientWidth);
+  assert.ok(wrap <= 0, `the groups table fits at 390 px (${wrap} px wider)`);
   t.diagnostic(`screenshot: ${await screenshot(page, 'groups-editor-390-dark')}`);
   const v = await axe(page);
   assert.deepEqual(v, [], 'no serious or critical axe violations (390, dark)');
