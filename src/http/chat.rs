@@ -532,45 +532,47 @@ async fn ws_frame(
             return false;
         }
     };
-    let chat = service(state);
-    let started = match parsed {
-        Err(e) => Err(AppError::Validation(format!("invalid frame: {e}"))),
-        Ok(WsIn::Chat(b)) => {
-            match own_key(b.provider_key.as_deref(), b.provider_key_kind.as_deref()) {
-                Err(e) => Err(e),
-                Ok(key) => match b.body.into_turn(key, out.request_id.clone()) {
-                    Err(e) => Err(e),
-                    Ok(turn) => {
-                        let start = chat.start_turn(&user, turn);
-                        let g = crate::error::REQUEST_ID.scope(out.request_id.clone(), start);
-                        g.await.map(|g| out.forward(Followed::Local(g), 0))
-                    }
-                },
-            }
-        }
-        Ok(WsIn::Stop { generation_id }) => {
-            match chat.generation(user.id(), &generation_id).await {
-                // The stop itself goes on in the background (on another
-                // instance it waits for the answer's end), like a local stop.
-                Ok(g) => {
-                    tokio::spawn(async move { g.stop().await });
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            }
-        }
-        Ok(WsIn::Resume {
-            generation_id,
-            last_event_id,
-        }) => chat
-            .generation(user.id(), &generation_id)
-            .await
-            .map(|g| out.forward(g, last_event_id)),
-    };
+    let started = act(state, &user, out, parsed).await;
     if let Err(e) = started {
         out.error(&e).await;
     }
     true
+}
+
+/// What one admitted frame asks for: start an answer, stop one, or follow
+/// one from an event id.
+async fn act(
+    state: &AppState,
+    user: &CurrentUser,
+    out: &WsOut,
+    parsed: Result<WsIn, serde_json::Error>,
+) -> AppResult<()> {
+    let chat = service(state);
+    match parsed.map_err(|e| AppError::Validation(format!("invalid frame: {e}")))? {
+        WsIn::Chat(b) => {
+            let key = own_key(b.provider_key.as_deref(), b.provider_key_kind.as_deref())?;
+            let turn = b.body.into_turn(key, out.request_id.clone())?;
+            let start = chat.start_turn(user, turn);
+            let g = crate::error::REQUEST_ID
+                .scope(out.request_id.clone(), start)
+                .await?;
+            out.forward(Followed::Local(g), 0);
+        }
+        WsIn::Stop { generation_id } => {
+            let g = chat.generation(user.id(), &generation_id).await?;
+            // The stop itself goes on in the background (on another
+            // instance it waits for the answer's end), like a local stop.
+            tokio::spawn(async move { g.stop().await });
+        }
+        WsIn::Resume {
+            generation_id,
+            last_event_id,
+        } => {
+            let g = chat.generation(user.id(), &generation_id).await?;
+            out.forward(g, last_event_id);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

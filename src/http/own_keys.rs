@@ -65,23 +65,7 @@ pub async fn validate_key(
     user: CurrentUser,
     Json(body): Json<ValidateKey>,
 ) -> AppResult<Json<KeyCheck>> {
-    if !state.settings().allow_user_keys {
-        return Err(AppError::Forbidden(
-            "this server does not accept users' own provider keys".into(),
-        ));
-    }
-    let kind: ProviderKind = body.kind.parse().map_err(AppError::Validation)?;
-    if kind == ProviderKind::Ollama {
-        return Err(AppError::validation(
-            "own keys are for openai or anthropic providers",
-        ));
-    }
-    let key = body.key.trim();
-    if key.is_empty() || key.len() > 500 || key.chars().any(char::is_control) {
-        return Err(AppError::validation(
-            "key must be 1 to 500 characters without control characters",
-        ));
-    }
+    let (kind, key) = well_formed(&state, &body)?;
     let d = VALIDATIONS.check_local(&user.id());
     if !d.allowed {
         return Err(AppError::RateLimited {
@@ -89,13 +73,7 @@ pub async fn validate_key(
             retry_after: d.reset_secs.max(1),
         });
     }
-    let target = state
-        .providers
-        .list()
-        .into_iter()
-        .find(|p| p.kind == kind && p.enabled && p.allow_user_keys)
-        .and_then(|p| state.providers.get(&p.name).map(|prov| (p.name, prov)));
-    let Some((name, provider)) = target else {
+    let Some((name, provider)) = provider_for(&state, kind) else {
         return Err(AppError::not_found(&format!(
             "{kind} provider that accepts users' keys"
         )));
@@ -119,6 +97,42 @@ pub async fn validate_key(
         })),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The kind and the trimmed key of a check request, refused when this
+/// server takes no own keys or the key cannot be one.
+fn well_formed<'a>(state: &AppState, body: &'a ValidateKey) -> AppResult<(ProviderKind, &'a str)> {
+    if !state.settings().allow_user_keys {
+        return Err(AppError::Forbidden(
+            "this server does not accept users' own provider keys".into(),
+        ));
+    }
+    let kind: ProviderKind = body.kind.parse().map_err(AppError::Validation)?;
+    if kind == ProviderKind::Ollama {
+        return Err(AppError::validation(
+            "own keys are for openai or anthropic providers",
+        ));
+    }
+    let key = body.key.trim();
+    if key.is_empty() || key.len() > 500 || key.chars().any(char::is_control) {
+        return Err(AppError::validation(
+            "key must be 1 to 500 characters without control characters",
+        ));
+    }
+    Ok((kind, key))
+}
+
+/// The first enabled provider of `kind` that accepts users' keys.
+fn provider_for(
+    state: &AppState,
+    kind: ProviderKind,
+) -> Option<(String, std::sync::Arc<dyn crate::providers::Provider>)> {
+    state
+        .providers
+        .list()
+        .into_iter()
+        .find(|p| p.kind == kind && p.enabled && p.allow_user_keys)
+        .and_then(|p| state.providers.get(&p.name).map(|prov| (p.name, prov)))
 }
 
 /// Closes a temporary chat: its messages are forgotten at once, and an

@@ -127,58 +127,74 @@ pub async fn list_models(
     let items: Vec<ModelView> = catalog
         .into_iter()
         .filter(|(_, _, s)| admin || !s.as_ref().is_some_and(|s| s.hidden))
-        .map(|(c, caps, setting)| {
-            let m = c.model;
-            let setting = setting.unwrap_or_else(|| crate::store::model_settings::ModelSetting {
-                model: m.id.clone(),
-                hidden: false,
-                display_name: None,
-                description: None,
-                price: None,
-                vision: None,
-                updated_at: 0,
-            });
-            let display_name = setting.display_name.unwrap_or(m.display_name);
-            let label = if c.duplicate {
-                format!("{display_name} ({})", m.provider)
-            } else {
-                display_name.clone()
-            };
-            ModelView {
-                id: m.id,
-                provider: m.provider,
-                display_name,
-                description: setting.description,
-                context_window: caps.context_window,
-                max_output_tokens: caps.max_output_tokens,
-                kind: m.kind,
-                vision: caps.vision,
-                tools: caps.tools,
-                model_use: caps.model_use,
-                hidden: setting.hidden,
-                providers: c.providers,
-                label,
-                reachable: c.reachable,
-                cooling_down: c.cooling_down,
-            }
-        })
+        .map(|(c, caps, setting)| ModelView::new(c, caps, setting))
         .collect();
-    // Else the first chat model that can answer now.
-    let default_model = state.settings().default_model.clone().or_else(|| {
-        let chat = |m: &&ModelView| m.model_use == ModelUse::Chat;
-        items
-            .iter()
-            .find(|m| chat(m) && m.reachable)
-            .or_else(|| items.iter().find(chat))
-            .or(items.first())
-            .map(|m| m.id.clone())
-    });
+    let default_model = state
+        .settings()
+        .default_model
+        .clone()
+        .or_else(|| first_answering_chat_model(&items));
     Ok(Json(ModelList {
         items,
         default_model,
         allow_user_keys: state.settings().allow_user_keys,
         next_cursor: None,
     }))
+}
+
+impl ModelView {
+    /// A catalogue entry with its capabilities and the admin's settings.
+    fn new(
+        c: crate::providers::routing::CatalogModel,
+        caps: crate::providers::capabilities::Capabilities,
+        setting: Option<crate::store::model_settings::ModelSetting>,
+    ) -> ModelView {
+        let m = c.model;
+        let setting = setting.unwrap_or_else(|| crate::store::model_settings::ModelSetting {
+            model: m.id.clone(),
+            hidden: false,
+            display_name: None,
+            description: None,
+            price: None,
+            vision: None,
+            updated_at: 0,
+        });
+        let display_name = setting.display_name.unwrap_or(m.display_name);
+        let label = if c.duplicate {
+            format!("{display_name} ({})", m.provider)
+        } else {
+            display_name.clone()
+        };
+        ModelView {
+            id: m.id,
+            provider: m.provider,
+            display_name,
+            description: setting.description,
+            context_window: caps.context_window,
+            max_output_tokens: caps.max_output_tokens,
+            kind: m.kind,
+            vision: caps.vision,
+            tools: caps.tools,
+            model_use: caps.model_use,
+            hidden: setting.hidden,
+            providers: c.providers,
+            label,
+            reachable: c.reachable,
+            cooling_down: c.cooling_down,
+        }
+    }
+}
+
+/// With no default set: the first chat model that can answer now, else the
+/// first chat model, else the first model.
+fn first_answering_chat_model(items: &[ModelView]) -> Option<String> {
+    let chat = |m: &&ModelView| m.model_use == ModelUse::Chat;
+    items
+        .iter()
+        .find(|m| chat(m) && m.reachable)
+        .or_else(|| items.iter().find(chat))
+        .or(items.first())
+        .map(|m| m.id.clone())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -449,43 +465,25 @@ pub async fn admin_create(
         req.name.chars().take(64).collect::<String>(),
         req.kind
     );
-    if req.test == Some(true) {
-        let probe = crate::providers::registry::ProviderConfig {
-            kind: req.kind,
-            name: req.name.clone(),
-            base_url: req.base_url.trim().trim_end_matches('/').to_string(),
-            api_key: req
-                .api_key
-                .as_deref()
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(str::to_string),
-            models: None,
-            enabled: true,
-            priority: 0,
-            allow_user_keys: req.allow_user_keys.unwrap_or(true),
-        };
-        // Only a well-formed provider is worth a request: the same checks
-        // as saving, so a bad URL is a 400 and never a network call.
-        crate::config::validate_provider_url(&req.base_url).map_err(AppError::Validation)?;
-        probe
-            .validate()
-            .map_err(|e| AppError::Validation(e.to_string()))?;
-        let r = super::models::service(&state).test_unsaved(&probe).await;
-        if !r.ok {
-            let e = AppError::ProviderTestFailed(r.message);
-            audit(
-                &state,
-                &client,
-                Some(&admin.user),
-                None,
-                "admin.provider.create",
-                Some(target),
-                e.code(),
-            )
-            .await;
+    // A refused test is audited; a malformed request (400) is not, as
+    // with every validation error.
+    if req.test == Some(true)
+        && let Err(e) = test_unsaved(&state, &req).await
+    {
+        if !matches!(e, AppError::ProviderTestFailed(_)) {
             return Err(e);
         }
+        audit(
+            &state,
+            &client,
+            Some(&admin.user),
+            None,
+            "admin.provider.create",
+            Some(target),
+            e.code(),
+        )
+        .await;
+        return Err(e);
     }
     let new = NewProvider {
         kind: req.kind,
@@ -513,6 +511,37 @@ pub async fn admin_create(
     )
     .await;
     res.map(created)
+}
+
+/// "Test before saving": the provider as it would be saved answers a tiny
+/// real request. A malformed one is a 400 and never a network call (the
+/// same checks as saving).
+async fn test_unsaved(state: &AppState, req: &CreateProvider) -> AppResult<()> {
+    let probe = crate::providers::registry::ProviderConfig {
+        kind: req.kind,
+        name: req.name.clone(),
+        base_url: req.base_url.trim().trim_end_matches('/').to_string(),
+        api_key: req
+            .api_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_string),
+        models: None,
+        enabled: true,
+        priority: 0,
+        allow_user_keys: req.allow_user_keys.unwrap_or(true),
+    };
+    crate::config::validate_provider_url(&req.base_url).map_err(AppError::Validation)?;
+    probe
+        .validate()
+        .map_err(|e| AppError::Validation(e.to_string()))?;
+    let r = super::models::service(state).test_unsaved(&probe).await;
+    if r.ok {
+        Ok(())
+    } else {
+        Err(AppError::ProviderTestFailed(r.message))
+    }
 }
 
 /// Changes a provider (admins only). Admin-added providers accept every

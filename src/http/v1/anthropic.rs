@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 use super::errors::{Api, V1Error};
 use super::{authenticate, field, json_body, new_id, ranged, service, sse, unknown_fields};
 use crate::auth::ClientInfo;
-use crate::chat::complete::CallEvent;
+use crate::chat::complete::{CallEvent, Completion};
 use crate::providers::registry::RegistryModel;
 use crate::providers::{ChatMessage, ChatRequest, Role, Tool, ToolCall, ToolChoice};
 use crate::state::AppState;
@@ -626,27 +626,37 @@ async fn run(
         .map_err(|e| V1Error::from_app(API, e))?;
     let id = new_id("msg_");
     if stream {
-        let start = event(
-            "message_start",
-            json!({"type": "message_start", "message": {
-                "id": id, "type": "message", "role": "assistant", "content": [],
-                "model": call.model, "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": call.input_estimate, "output_tokens": 0},
-            }}),
-        );
-        let mut enc = Events {
-            open: None,
-            next_index: 0,
-            pinged: false,
-        };
-        let rest = call
-            .events
-            .flat_map(move |e| futures::stream::iter(enc.encode(e)));
-        let events = futures::stream::once(async move { start })
-            .chain(rest)
-            .map(Ok::<_, Infallible>);
-        return Ok(sse(events));
+        return Ok(streamed(id, call));
     }
+    whole(id, call).await
+}
+
+/// The answer as Anthropic's event stream.
+fn streamed(id: String, call: Completion) -> Response {
+    let start = event(
+        "message_start",
+        json!({"type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "content": [],
+            "model": call.model, "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": call.input_estimate, "output_tokens": 0},
+        }}),
+    );
+    let mut enc = Events {
+        open: None,
+        next_index: 0,
+        pinged: false,
+    };
+    let rest = call
+        .events
+        .flat_map(move |e| futures::stream::iter(enc.encode(e)));
+    let events = futures::stream::once(async move { start })
+        .chain(rest)
+        .map(Ok::<_, Infallible>);
+    sse(events)
+}
+
+/// The answer as one Anthropic message, once the call has ended.
+async fn whole(id: String, call: Completion) -> Result<Response, V1Error> {
     let mut text = String::new();
     let mut calls: BTreeMap<u32, (String, String, String)> = BTreeMap::new();
     let mut events = call.events;

@@ -802,8 +802,15 @@ async fn run_chat(
             .map(Ok::<_, Infallible>);
         return Ok(sse(events));
     }
+    whole(chunks, call.events).await
+}
+
+/// The answer as one chat completion, once the call has ended.
+async fn whole(
+    mut chunks: Chunks,
+    mut events: futures::stream::BoxStream<'static, CallEvent>,
+) -> Result<Response, V1Error> {
     let mut text = String::new();
-    let mut events = call.events;
     while let Some(e) = events.next().await {
         match e {
             CallEvent::Text(t) => text.push_str(&t),
