@@ -260,6 +260,7 @@ pub async fn continue_chat(
         super::files::ContentQuery),
     responses(
         (status = 200, description = "The file's bytes", content((String = "*/*"))),
+        (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody),
     ))]
@@ -267,7 +268,7 @@ pub async fn shared_file(
     State(state): State<AppState>,
     MaybeUser(viewer): MaybeUser,
     Path((token, n)): Path<(String, String)>,
-    axum::extract::Query(q): axum::extract::Query<super::files::ContentQuery>,
+    super::Query(q): super::Query<super::files::ContentQuery>,
 ) -> AppResult<Response> {
     let n: usize = n
         .parse()
