@@ -248,15 +248,7 @@ impl ModelAdmin<'_> {
         self.catalog(false)
             .into_iter()
             .map(|(c, caps, s)| {
-                let s = s.unwrap_or_else(|| ModelSetting {
-                    model: c.model.id.clone(),
-                    hidden: false,
-                    display_name: None,
-                    description: None,
-                    price: None,
-                    vision: None,
-                    updated_at: 0,
-                });
+                let s = s.unwrap_or_else(|| ModelSetting::unset(&c.model.id));
                 let price = self
                     .prices
                     .effective(&c.model.provider, &c.model.id)
@@ -300,15 +292,10 @@ impl ModelAdmin<'_> {
     /// Changes one model's settings; the model must be offered now.
     pub async fn update(&self, model: &str, change: SettingChange) -> Result<ModelSetting> {
         self.known(model)?;
-        let mut s = self.settings.get(model).unwrap_or(ModelSetting {
-            model: model.to_string(),
-            hidden: false,
-            display_name: None,
-            description: None,
-            price: None,
-            vision: None,
-            updated_at: 0,
-        });
+        let mut s = self
+            .settings
+            .get(model)
+            .unwrap_or_else(|| ModelSetting::unset(model));
         if let Some(h) = change.hidden {
             s.hidden = h;
         }

@@ -150,15 +150,8 @@ impl ModelView {
         setting: Option<crate::store::model_settings::ModelSetting>,
     ) -> ModelView {
         let m = c.model;
-        let setting = setting.unwrap_or_else(|| crate::store::model_settings::ModelSetting {
-            model: m.id.clone(),
-            hidden: false,
-            display_name: None,
-            description: None,
-            price: None,
-            vision: None,
-            updated_at: 0,
-        });
+        let setting =
+            setting.unwrap_or_else(|| crate::store::model_settings::ModelSetting::unset(&m.id));
         let display_name = setting.display_name.unwrap_or(m.display_name);
         let label = if c.duplicate {
             format!("{display_name} ({})", m.provider)

@@ -29,6 +29,21 @@ pub struct ModelSetting {
     pub updated_at: i64,
 }
 
+impl ModelSetting {
+    /// The settings of a model no admin has changed.
+    pub fn unset(model: &str) -> ModelSetting {
+        ModelSetting {
+            model: model.to_string(),
+            hidden: false,
+            display_name: None,
+            description: None,
+            price: None,
+            vision: None,
+            updated_at: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ModelPrice {
     pub input_per_million: f64,
