@@ -172,6 +172,55 @@ async fn garbage_on_the_socket_does_not_take_the_server_down() {
     assert_eq!(s.get("/health", Auth::None).await.status, 200);
 }
 
+/// The server tells HTTP/1 from HTTP/2 by a peek at the first bytes (no
+/// HTTP/1 method starts with `PRI`), and leaves it to hyper-util's
+/// detection when only the ambiguous `P` has arrived.
+#[tokio::test]
+async fn http1_and_http2_are_told_apart_however_the_first_bytes_arrive() {
+    let s = TestServer::start().await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2.get(format!("{}/health", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let h1 = reqwest::Client::builder().http1_only().build().unwrap();
+    let r = h1.get(format!("{}/health", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), reqwest::Version::HTTP_11);
+
+    // "P" alone could start POST, PUT, PATCH or the HTTP/2 preface. The
+    // pause lets the server peek at it before the rest arrives; the answer
+    // must be right whichever way it was decided.
+    let mut sock = TcpStream::connect(&addr).await.unwrap();
+    sock.write_all(b"P").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sock.write_all(b"UT /api/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (got, closed) = read_until_closed(&mut sock, Duration::from_secs(10)).await;
+    assert!(closed.is_some(), "the server kept the connection open");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+
+    let mut sock = TcpStream::connect(&addr).await.unwrap();
+    sock.write_all(b"P").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The rest of the preface, then an empty SETTINGS frame.
+    sock.write_all(b"RI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut head = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(10), sock.read_exact(&mut head))
+        .await
+        .expect("the server answers the preface")
+        .unwrap();
+    assert_eq!(head[3], 0x04, "the server's first frame is SETTINGS: {head:?}");
+}
+
 #[tokio::test]
 async fn security_headers_on_every_response() {
     let s = TestServer::start().await;
