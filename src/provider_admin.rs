@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use crate::config::{Config, validate_model_list, validate_provider_name, validate_provider_url};
 use crate::providers::registry::{ProviderSummary, Registry, RegistryError, from_env};
 use crate::providers::secrets::SecretBox;
-use crate::providers::{ProviderConfig, ProviderKind, ProviderOptions, default_client};
+use crate::providers::{ProviderConfig, ProviderKind, ProviderOptions};
 use crate::store::provider_records::StoredProvider;
 use crate::store::{SharedStore, StoreError};
 
@@ -55,7 +55,8 @@ pub async fn build_registry(cfg: &Config, store: &SharedStore) -> anyhow::Result
         cross_origin_redirects: cfg.provider_cross_origin_redirects,
         ..Default::default()
     };
-    let registry = Arc::new(Registry::new(default_client(), options));
+    let client = crate::providers::client_trusting(cfg.provider_ca_file.as_deref())?;
+    let registry = Arc::new(Registry::new(client, options));
     registry.set_strategy(cfg.routing.strategy);
 
     let mut configured = Vec::with_capacity(cfg.providers.len());

@@ -67,6 +67,12 @@ pub(super) const ENV_VARS: &[(&str, &str, Kind, bool)] = &[
         false,
     ),
     (
+        "CONFAB_PROVIDER_CA_FILE",
+        "provider_ca_file",
+        Kind::Str,
+        false,
+    ),
+    (
         "CONFAB_SHUTDOWN_GRACE_SECS",
         "shutdown_grace_secs",
         Kind::Int,

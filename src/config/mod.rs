@@ -123,6 +123,9 @@ pub struct Config {
     /// Follow a provider's redirect to another host (never with the API
     /// key). Off: such a redirect fails the request.
     pub provider_cross_origin_redirects: bool,
+    /// A PEM file of CA certificates trusted for provider calls besides the
+    /// built-in web roots: a model server behind an internal CA.
+    pub provider_ca_file: Option<PathBuf>,
     /// On SIGTERM, how long running answers may finish before they are
     /// stopped and stored as interrupted.
     pub shutdown_grace_secs: u64,
@@ -195,6 +198,7 @@ impl Default for Config {
             provider_idle_timeout_secs: 60,
             detect_local_providers: true,
             provider_cross_origin_redirects: false,
+            provider_ca_file: None,
             shutdown_grace_secs: 20,
             cluster_lease_secs: 10,
             auth: AuthConfig::default(),

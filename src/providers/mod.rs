@@ -54,14 +54,42 @@ pub const ENDED_EARLY: &str = "stream ended before the answer was complete";
 /// origin comes back to `transport::send`, which refuses it or, when an
 /// admin allows it, follows it without any credential.
 pub fn default_client() -> reqwest::Client {
+    client_builder()
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(same_origin_redirects())
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))
         .user_agent(concat!("confab/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// [`default_client`], also trusting the CA certificates in the PEM file
+/// `ca_file` (`provider_ca_file`). Fails with a sentence naming the file
+/// when it cannot be read or holds no certificate.
+pub fn client_trusting(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
+    let Some(path) = ca_file else {
+        return Ok(default_client());
+    };
+    let pem = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("cannot read provider_ca_file {}: {e}", path.display()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| anyhow::anyhow!("provider_ca_file {} is not PEM: {e}", path.display()))?;
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "provider_ca_file {} holds no certificate",
+        path.display()
+    );
+    let mut b = client_builder();
+    for r in roots {
+        b = b.add_root_certificate(r);
+    }
+    b.build()
+        .map_err(|e| anyhow::anyhow!("cannot build the provider HTTP client: {e}"))
 }
 
 /// Longest chain of redirects one provider request follows.

@@ -256,6 +256,10 @@ fn connect_reason(e: &reqwest::Error) -> &'static str {
         if text.contains("dns") || text.contains("lookup") || text.contains("resolve") {
             return "host name not found";
         }
+        if text.contains("unknownissuer") || text.contains("unknown issuer") {
+            // A private CA: admins name it in `provider_ca_file`.
+            return "its TLS certificate is not signed by a trusted authority";
+        }
         if text.contains("certificate") || text.contains("tls") {
             return "TLS handshake failed";
         }

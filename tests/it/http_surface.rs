@@ -218,7 +218,10 @@ async fn http1_and_http2_are_told_apart_however_the_first_bytes_arrive() {
         .await
         .expect("the server answers the preface")
         .unwrap();
-    assert_eq!(head[3], 0x04, "the server's first frame is SETTINGS: {head:?}");
+    assert_eq!(
+        head[3], 0x04,
+        "the server's first frame is SETTINGS: {head:?}"
+    );
 }
 
 #[tokio::test]

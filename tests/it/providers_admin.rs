@@ -875,3 +875,60 @@ async fn provider_base_url_is_validated_for_length_credentials_and_fragments() {
         e.0
     );
 }
+
+/// A provider on HTTPS behind a CA that is not a public one: refused with a
+/// clear error until `provider_ca_file` names the CA, then reached over
+/// HTTP/2 (ALPN), as the cloud providers are.
+#[tokio::test]
+async fn an_https_provider_behind_an_internal_ca_is_reached_over_http2() {
+    let fake = FakeUpstream::start_tls().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("internal-ca.pem");
+    std::fs::write(&ca, fake.cert_pem.as_deref().unwrap()).unwrap();
+    let entry = || {
+        let mut p = ProviderEntry::new(ProviderKind::Openai, "internal", fake.openai_base());
+        p.api_key = Some(confab::config::Secret("sk-internal-0000".into()));
+        p.models = Some(vec!["fake-model".into()]);
+        p
+    };
+
+    // Without the CA the certificate is refused and the answer says so.
+    let s = TestServer::start_with(|cfg| cfg.providers.push(entry())).await;
+    let (_admin, user) = admin_and_user(&s).await;
+    let r = common::chat(&s, &user, json!({"content": "hi", "model": "fake-model"})).await;
+    assert_ne!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("not signed by a trusted authority"), "{}", r.text);
+    assert!(fake.requests().is_empty(), "no request got through TLS");
+    s.stop().await;
+
+    let s = TestServer::start_with(|cfg| {
+        cfg.providers.push(entry());
+        cfg.provider_ca_file = Some(ca.clone());
+    })
+    .await;
+    let (_admin, user) = admin_and_user(&s).await;
+    let r = common::chat(&s, &user, json!({"content": "hi", "model": "fake-model"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.text.contains(common_upstream::DEFAULT_REPLY),
+        "{}",
+        r.text
+    );
+    let chats: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|q| q.path.ends_with("/chat/completions"))
+        .collect();
+    assert!(!chats.is_empty());
+    assert!(
+        chats.iter().all(|q| q.version == "HTTP/2.0"),
+        "{:?}",
+        chats.iter().map(|q| &q.version).collect::<Vec<_>>()
+    );
+
+    // A file that holds no certificate stops the start with its name.
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let err = confab::providers::client_trusting(Some(&junk)).expect_err("refused");
+    assert!(format!("{err:#}").contains("junk.pem"), "{err:#}");
+}

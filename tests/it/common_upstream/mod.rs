@@ -131,6 +131,8 @@ pub enum Dialect {
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
     pub dialect: Option<Dialect>,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
     pub method: String,
     pub path: String,
     pub query: Option<String>,
@@ -185,6 +187,9 @@ struct Shared {
 
 pub struct FakeUpstream {
     pub addr: SocketAddr,
+    /// With [`FakeUpstream::start_tls`]: the self-signed certificate (PEM)
+    /// a client must trust.
+    pub cert_pem: Option<String>,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -198,6 +203,31 @@ impl Drop for FakeUpstream {
 impl FakeUpstream {
     /// Binds `127.0.0.1:0` and serves on the current runtime.
     pub async fn start() -> FakeUpstream {
+        FakeUpstream::start_on(None).await
+    }
+
+    /// Like [`FakeUpstream::start`], over HTTPS with a fresh self-signed
+    /// certificate for 127.0.0.1 ([`FakeUpstream::cert_pem`]), offering
+    /// HTTP/2 and HTTP/1.1 by ALPN as the cloud providers do.
+    pub async fn start_tls() -> FakeUpstream {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .expect("a self-signed certificate");
+        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .expect("a server certificate");
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut up = FakeUpstream::start_on(Some(Arc::new(cfg))).await;
+        up.cert_pem = Some(cert.cert.pem());
+        up
+    }
+
+    async fn start_on(tls: Option<Arc<rustls::ServerConfig>>) -> FakeUpstream {
         let shared = Arc::new(Shared {
             reply: Mutex::new(DEFAULT_REPLY.to_string()),
             replies_by_model: Mutex::new(HashMap::new()),
@@ -214,6 +244,15 @@ impl FakeUpstream {
             .expect("bind fake upstream");
         let addr = listener.local_addr().expect("fake upstream address");
         let app = Router::new().fallback(handle).with_state(shared.clone());
+        if let Some(tls) = tls {
+            let task = tokio::spawn(serve_tls(listener, tls, app));
+            return FakeUpstream {
+                addr,
+                cert_pem: None,
+                shared,
+                task,
+            };
+        }
         let task = tokio::spawn(async move {
             // Like real providers: small SSE writes go out at once.
             let listener =
@@ -222,15 +261,28 @@ impl FakeUpstream {
                 });
             let _ = axum::serve(listener, app).await;
         });
-        FakeUpstream { addr, shared, task }
+        FakeUpstream {
+            addr,
+            cert_pem: None,
+            shared,
+            task,
+        }
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.cert_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme(), self.addr)
     }
     /// OpenAI-compatible base URL, including `/v1`.
     pub fn openai_base(&self) -> String {
-        format!("http://{}/openai/v1", self.addr)
+        format!("{}://{}/openai/v1", self.scheme(), self.addr)
     }
     /// Registers this upstream with a running server as the OpenAI-compatible
     /// provider `oa` offering `models`: a 5 s idle timeout and no retries, so
@@ -259,11 +311,11 @@ impl FakeUpstream {
     }
     /// Anthropic base URL, without `/v1`.
     pub fn anthropic_base(&self) -> String {
-        format!("http://{}/anthropic", self.addr)
+        format!("{}://{}/anthropic", self.scheme(), self.addr)
     }
     /// Ollama server root.
     pub fn ollama_base(&self) -> String {
-        format!("http://{}/ollama", self.addr)
+        format!("{}://{}/ollama", self.scheme(), self.addr)
     }
     pub fn base_for(&self, dialect: Dialect) -> String {
         match dialect {
@@ -418,6 +470,7 @@ fn input_words(body: &Value) -> u64 {
 async fn handle(
     State(shared): State<Arc<Shared>>,
     method: Method,
+    version: axum::http::Version,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -435,6 +488,7 @@ async fn handle(
     let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     shared.requests.lock().unwrap().push(RecordedRequest {
         dialect,
+        version: format!("{version:?}"),
         method: method.to_string(),
         path: path.clone(),
         query: uri.query().map(str::to_string),
@@ -1524,4 +1578,29 @@ fn show(shared: &Shared, body: &Value) -> Response {
             "model_info": info, "capabilities": capabilities,
             "modified_at": "2024-11-01T10:00:00.000000+01:00"}),
     )
+}
+
+/// Serves `app` over TLS: HTTP/2 or HTTP/1.1 as ALPN agreed, with no cap on
+/// concurrent HTTP/2 streams (benches hold thousands on one connection).
+async fn serve_tls(listener: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, app: Router) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let mut b =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            b.http2().max_concurrent_streams(u32::MAX);
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = b
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
