@@ -1172,7 +1172,14 @@ fn long_reply(n: usize) -> String {
 
 /// The real binary with a config file pointing at the fake upstream;
 /// returns the child, its base URL and its setup URL.
-fn spawn_server(dir: &Path, upstream_base: &str) -> anyhow::Result<(KillOnDrop, String, String)> {
+fn spawn_server(
+    dir: &Path,
+    upstream_base: &str,
+    ca_file: Option<&str>,
+) -> anyhow::Result<(KillOnDrop, String, String)> {
+    let ca_line = ca_file
+        .map(|f| format!("provider_ca_file = \"{f}\"\n"))
+        .unwrap_or_default();
     let exe = env!("CARGO_BIN_EXE_confab");
     let cfg_path = dir.join("confab.toml");
     std::fs::write(
@@ -1180,6 +1187,7 @@ fn spawn_server(dir: &Path, upstream_base: &str) -> anyhow::Result<(KillOnDrop, 
         format!(
             "detect_local_providers = false\n\
              provider_idle_timeout_secs = 600\n\
+             {ca_line}\
              \n\
              [auth]\n\
              login_per_ip_per_minute = 1000000\n\
@@ -1363,13 +1371,13 @@ struct Held {
 }
 
 /// Opens streams up to each step, reading the server's memory at each.
-/// `base_fds` is what the server has open with no stream.
-async fn hold_streams(
+/// `upstream_chats` counts the requests the upstream got.
+async fn hold_streams<F: Future<Output = usize>>(
     base: &str,
     key: &str,
     pid: u32,
-    base_fds: usize,
     steps: &[usize],
+    upstream_chats: impl Fn() -> F,
 ) -> anyhow::Result<Vec<Held>> {
     let addr: SocketAddr = base
         .trim_start_matches("http://")
@@ -1429,9 +1437,9 @@ async fn hold_streams(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // meta is sent before the upstream is asked: wait (bounded) until
-        // the server also holds an upstream connection per stream.
+        // the upstream has every stream's request.
         let waited = Instant::now();
-        while open_fds(pid) < base_fds + 2 * step && waited.elapsed() < Duration::from_secs(120) {
+        while upstream_chats().await < step && waited.elapsed() < Duration::from_secs(120) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let took = t0.elapsed();
@@ -1459,10 +1467,31 @@ fn upstream_child() -> anyhow::Result<()> {
         .enable_all()
         .thread_name("fake-upstream")
         .build()?;
-    let up = rt.block_on(async { FakeUpstream::start().await });
+    let https = std::env::var(UPSTREAM_ROLE_ENV).is_ok_and(|v| v == "https");
+    let up = rt.block_on(async {
+        if https {
+            FakeUpstream::start_tls().await
+        } else {
+            FakeUpstream::start().await
+        }
+    });
     up.set_reply(&long_reply(HOLD_REPLY_WORDS));
     up.set_token_delay(HOLD_TOKEN_DELAY);
-    println!("{}", up.openai_base());
+    // The certificate to trust goes in a file that lives as long as this process.
+    let dir = tempfile::tempdir()?;
+    let pem = dir.path().join("fake-upstream.pem");
+    if let Some(cert) = &up.cert_pem {
+        std::fs::write(&pem, cert)?;
+    }
+    println!(
+        "{}\t{}",
+        up.openai_base(),
+        if https {
+            pem.display().to_string()
+        } else {
+            String::new()
+        }
+    );
     std::io::stdout().flush()?;
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
@@ -1471,12 +1500,13 @@ fn upstream_child() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts [`upstream_child`]; returns it and its OpenAI base URL.
-fn spawn_upstream() -> anyhow::Result<(KillOnDrop, String)> {
+/// Starts [`upstream_child`] (over HTTPS with HTTP/2 by ALPN when `https`);
+/// returns it, its OpenAI base URL and the certificate file to trust.
+fn spawn_upstream(https: bool) -> anyhow::Result<(KillOnDrop, String, Option<String>)> {
     let exe = std::env::current_exe()?;
     let mut child = KillOnDrop(
         Command::new(&exe)
-            .env(UPSTREAM_ROLE_ENV, "1")
+            .env(UPSTREAM_ROLE_ENV, if https { "https" } else { "http" })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -1493,18 +1523,59 @@ fn spawn_upstream() -> anyhow::Result<(KillOnDrop, String)> {
     let line = rx
         .recv_timeout(Duration::from_secs(30))
         .context("the fake upstream process did not start within 30 s")?;
-    let base = line.trim().to_string();
+    let (base, pem) = line
+        .trim_end()
+        .split_once('\t')
+        .unwrap_or((line.trim(), ""));
     ensure!(
-        base.starts_with("http://"),
+        base.starts_with("http://") || base.starts_with("https://"),
         "the fake upstream process printed {line:?}"
     );
-    Ok((child, base))
+    Ok((
+        child,
+        base.to_string(),
+        (!pem.is_empty()).then(|| pem.to_string()),
+    ))
 }
 
+/// (b) against each kind of upstream `CONFAB_BENCH_UPSTREAM` names
+/// (`http1,h2` by default): plain HTTP/1.1 (a local model server: one
+/// upstream connection per stream) and HTTPS with HTTP/2 agreed by ALPN (a
+/// cloud provider: all streams share connections).
 fn memory(client_rt: &tokio::runtime::Runtime, nofile: u64) -> anyhow::Result<()> {
-    let (upstream, upstream_base) = spawn_upstream()?;
+    let kinds = std::env::var("CONFAB_BENCH_UPSTREAM").unwrap_or_else(|_| "http1,h2".into());
+    for kind in kinds.split(',').map(str::trim) {
+        match kind {
+            "http1" => memory_with(client_rt, nofile, false)?,
+            "h2" => memory_with(client_rt, nofile, true)?,
+            other => bail!("CONFAB_BENCH_UPSTREAM: unknown upstream kind {other:?} (http1, h2)"),
+        }
+        println!();
+    }
+    Ok(())
+}
+
+/// How many answers the fake upstream (in its own process) was asked for.
+async fn upstream_chats(c: &reqwest::Client, upstream_base: &str) -> usize {
+    let root = upstream_base.trim_end_matches("/openai/v1");
+    let Ok(r) = c.get(format!("{root}/_fake/chats")).send().await else {
+        return 0;
+    };
+    let v: Value = r.json().await.unwrap_or_default();
+    v["count"].as_u64().unwrap_or(0) as usize
+}
+
+fn memory_with(
+    client_rt: &tokio::runtime::Runtime,
+    nofile: u64,
+    https: bool,
+) -> anyhow::Result<()> {
+    let (upstream, upstream_base, pem) = spawn_upstream(https)?;
     let tmp = tempfile::tempdir()?;
-    let (child, base, setup_url) = spawn_server(tmp.path(), &upstream_base)?;
+    let (child, base, setup_url) = spawn_server(tmp.path(), &upstream_base, pem.as_deref())?;
+    // Server descriptors per stream: the client's connection, and over
+    // HTTP/1 one upstream connection each.
+    let fds_per_stream = if https { 1 } else { 2 };
     let pid = server_pid(child.0.id());
     let token = setup_token(&setup_url)?;
     let server_limit = fd_limit(pid).unwrap_or(nofile);
@@ -1517,9 +1588,8 @@ fn memory(client_rt: &tokio::runtime::Runtime, nofile: u64) -> anyhow::Result<()
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle = mem(pid)?;
         let base_fds = open_fds(pid);
-        // Two descriptors per stream in the server (client side, upstream
-        // side) and one here; keep some slack.
-        let server_fit = (server_limit as usize).saturating_sub(base_fds + 100) / 2;
+        // Descriptors per stream in the server, one here; keep some slack.
+        let server_fit = (server_limit as usize).saturating_sub(base_fds + 100) / fds_per_stream;
         let client_fit = (nofile as usize).saturating_sub(500);
         let fit = server_fit.min(client_fit) / 100 * 100;
         // `CONFAB_BENCH_HOLD=1000` (say) holds only that many streams (profiling runs).
@@ -1533,7 +1603,16 @@ fn memory(client_rt: &tokio::runtime::Runtime, nofile: u64) -> anyhow::Result<()
         if fit < largest && steps.last().is_none_or(|&l| l < fit) {
             steps.push(fit);
         }
-        let held = hold_streams(&base, &key, pid, base_fds, &steps).await;
+        let mut up_client = reqwest::Client::builder();
+        if let Some(pem) = &pem {
+            up_client = up_client
+                .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(pem)?)?);
+        }
+        let up_client = up_client.build()?;
+        let held = hold_streams(&base, &key, pid, &steps, || {
+            upstream_chats(&up_client, &upstream_base)
+        })
+        .await;
         anyhow::Ok((idle, base_fds, fit, held))
     });
     drop(child);
@@ -1553,17 +1632,25 @@ fn memory(client_rt: &tokio::runtime::Runtime, nofile: u64) -> anyhow::Result<()
         }
     );
     println!(
+        "    upstream: {}",
+        if https {
+            "HTTPS, HTTP/2 agreed by ALPN (as OpenAI and Anthropic): streams share upstream connections"
+        } else {
+            "plain HTTP/1.1 (as Ollama or vLLM on localhost): one upstream connection per stream"
+        }
+    );
+    println!(
         "    each stream: POST /api/chat/stream (API key) starting a new conversation, on its own HTTP/1.1 connection,"
     );
     println!(
-        "    counted once its meta event arrived and the server holds its upstream connection; the upstream pauses {} s",
+        "    counted once its meta event arrived and the upstream got its request; the upstream pauses {} s",
         HOLD_TOKEN_DELAY.as_secs()
     );
     println!(
         "    before each token, so no stream ends. Clients (this process) and the fake upstream (a child process) not counted."
     );
     println!(
-        "    server open-files limit {server_limit} ({base_fds} in use when idle, 2 per stream): at most {fit} streams fit"
+        "    server open-files limit {server_limit} ({base_fds} in use when idle, {fds_per_stream} per stream): at most {fit} streams fit"
     );
     println!(
         "    {:<22} {:>8} {:>7} {:>6} {:>8} {:>8} {:>8}",

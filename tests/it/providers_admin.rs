@@ -897,7 +897,11 @@ async fn an_https_provider_behind_an_internal_ca_is_reached_over_http2() {
     let (_admin, user) = admin_and_user(&s).await;
     let r = common::chat(&s, &user, json!({"content": "hi", "model": "fake-model"})).await;
     assert_ne!(r.status, 200, "{}", r.text);
-    assert!(r.text.contains("not signed by a trusted authority"), "{}", r.text);
+    assert!(
+        r.text.contains("not signed by a trusted authority"),
+        "{}",
+        r.text
+    );
     assert!(fake.requests().is_empty(), "no request got through TLS");
     s.stop().await;
 

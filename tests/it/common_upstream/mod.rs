@@ -506,6 +506,17 @@ async fn handle(
 
     let key = presented_key(&headers);
     match (method.as_str(), path.as_str()) {
+        // For benches in another process: how many answers were asked for.
+        ("GET", "/_fake/chats") => {
+            let n = shared
+                .requests
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.method == "POST" && r.path.ends_with("/chat/completions"))
+                .count();
+            json_response(200, &json!({ "count": n }))
+        }
         ("GET", "/openai/v1/models") => {
             if key.as_deref() == Some(REJECTED_KEY) {
                 return error_response(Dialect::OpenAi, 401, &key, "");
