@@ -441,11 +441,6 @@ async fn serve_connection<I>(
             let mut b = hyper::server::conn::http1::Builder::new();
             // Deadlines are kept by the loop below, the same for HTTP/1 and 2.
             b.header_read_timeout(None);
-            // Not reading while a response streams: hyper's read for an
-            // early EOF allocates an 8 KiB buffer per open answer (measured
-            // in benches/chat.rs). A client that leaves is noticed at the
-            // next write instead: a token, or the 15 s keep-alive comment.
-            b.half_close(true);
             serve_until_closed!(close, b.serve_connection(io, service).with_upgrades())
         }
         Proto::Http2 => {
@@ -455,7 +450,7 @@ async fn serve_connection<I>(
         }
         Proto::Unknown => {
             let mut b = Builder::new(TokioExecutor::new());
-            b.http1().header_read_timeout(None).half_close(true);
+            b.http1().header_read_timeout(None);
             b.http2().enable_connect_protocol();
             serve_until_closed!(close, b.serve_connection_with_upgrades(io, service))
         }
