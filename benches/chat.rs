@@ -70,6 +70,9 @@ const FSYNC_PROBES: usize = 50;
 
 /// (b): open streams at which memory is read.
 const HOLD_STEPS: &[usize] = &[1_000, 5_000, 10_000];
+/// (b): the model streams are held on: its first token comes at once, then
+/// the upstream pauses before each next one, so every stream is mid-answer.
+const HOLD_MODEL: &str = "fake-model+first-now";
 /// (b): the fake upstream's pause before each token: streams stay open.
 const HOLD_TOKEN_DELAY: Duration = Duration::from_secs(20);
 const HOLD_REPLY_WORDS: usize = 40;
@@ -248,6 +251,10 @@ async fn setup_and_key(c: &reqwest::Client, base: &str, token: &str) -> anyhow::
 
 /// Waits (bounded) until `/api/models` offers [`MODEL`].
 async fn wait_for_model(c: &reqwest::Client, base: &str, key: &str) -> anyhow::Result<()> {
+    wait_for(c, base, key, MODEL).await
+}
+
+async fn wait_for(c: &reqwest::Client, base: &str, key: &str, model: &str) -> anyhow::Result<()> {
     for _ in 0..100 {
         let r = c
             .get(format!("{base}/api/models"))
@@ -257,13 +264,13 @@ async fn wait_for_model(c: &reqwest::Client, base: &str, key: &str) -> anyhow::R
         let body: Value = r.json().await?;
         let offered = body["items"]
             .as_array()
-            .is_some_and(|a| a.iter().any(|m| m["id"] == MODEL));
+            .is_some_and(|a| a.iter().any(|m| m["id"] == model));
         if offered {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("{MODEL} was not offered by /api/models within 10 s")
+    bail!("{model} was not offered by /api/models within 10 s")
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -1207,7 +1214,7 @@ fn spawn_server(
              name = \"fake\"\n\
              base_url = \"{upstream_base}\"\n\
              api_key = \"{UPSTREAM_KEY}\"\n\
-             models = [\"{MODEL}\"]\n"
+             models = [\"{HOLD_MODEL}\"]\n"
         ),
     )?;
     // `CONFAB_BENCH_SERVER_WRAPPER="heaptrack -o /tmp/x"` (say) runs the
@@ -1325,17 +1332,18 @@ async fn hold_stream(
         let n = s.read(&mut scratch).await?;
         ensure!(
             n > 0,
-            "closed before meta: {}",
+            "closed before the first delta: {}",
             String::from_utf8_lossy(&buf)
         );
         buf.extend_from_slice(&scratch[..n]);
         if find(&buf, b"\r\n\r\n").is_some() && !buf.starts_with(b"HTTP/1.1 200") {
             bail!("answered {}", String::from_utf8_lossy(&buf));
         }
-        if find(&buf, b"event: meta").is_some() {
+        // Mid-answer: the first text has arrived, the rest is slow.
+        if find(&buf, b"event: delta").is_some() {
             break;
         }
-        ensure!(buf.len() < 64 * 1024, "no meta event in the first 64 KiB");
+        ensure!(buf.len() < 64 * 1024, "no delta event in the first 64 KiB");
     }
     opened.fetch_add(1, Ordering::SeqCst);
     drop(permit);
@@ -1583,7 +1591,7 @@ fn memory_with(
     let result = client_rt.block_on(async {
         let c = client()?;
         let key = setup_and_key(&c, &base, &token).await?;
-        wait_for_model(&c, &base, &key).await?;
+        wait_for(&c, &base, &key, HOLD_MODEL).await?;
         drop(c);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle = mem(pid)?;
@@ -1643,11 +1651,11 @@ fn memory_with(
         "    each stream: POST /api/chat/stream (API key) starting a new conversation, on its own HTTP/1.1 connection,"
     );
     println!(
-        "    counted once its meta event arrived and the upstream got its request; the upstream pauses {} s",
+        "    counted once its first delta arrived (mid-answer; the upstream got its request); the upstream pauses {} s",
         HOLD_TOKEN_DELAY.as_secs()
     );
     println!(
-        "    before each token, so no stream ends. Clients (this process) and the fake upstream (a child process) not counted."
+        "    before each later token, so no stream ends. Clients (this process) and the fake upstream (a child process) not counted."
     );
     println!(
         "    server open-files limit {server_limit} ({base_fds} in use when idle, {fds_per_stream} per stream): at most {fit} streams fit"

@@ -11,6 +11,7 @@
 //! | `split-bytes` | every byte of the body is its own chunk, flushed separately |
 //! | `utf8-split` | replies [`UTF8_REPLY`] and cuts every multi-byte character across two chunks |
 //! | `slow` | waits [`SLOW_DELAY`] (or the configured delay, if longer) before each token |
+//! | `first-now` | no wait before the first token (the configured delay still before each later one) |
 //! | `crlf` | CRLF line endings |
 //! | `comments` | an SSE comment (`: ping`) before every event; blank lines in NDJSON |
 //! | `echo` | replies the last user message instead of the configured text |
@@ -917,8 +918,9 @@ async fn chat(
         _ => PARTIAL_TOKENS.min(toks.len()),
     };
     wire.open(&mut script, input);
-    for t in &toks[..sent_tokens] {
-        if !delay.is_zero() {
+    let first_now = f.contains(&"first-now");
+    for (i, t) in toks[..sent_tokens].iter().enumerate() {
+        if !delay.is_zero() && !(first_now && i == 0) {
             script.steps.push_back(Step::Pause(delay));
         }
         wire.token(&mut script, t);
