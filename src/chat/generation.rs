@@ -196,9 +196,8 @@ pub struct Job {
     /// The provider announced in `meta`: the first candidate. When another
     /// one answers (failover), a second `meta` names it.
     pub provider_name: String,
-    /// Routes `request.model` (see [`Registry::open_stream`]).
+    /// Routes the request's model (see [`Registry::open_stream`]).
     pub providers: Arc<Registry>,
-    pub request: ChatRequest,
     /// The assistant message as inserted (status streaming, empty).
     pub message: Message,
     /// The `meta` event; the manager fills in `generation_id`.
@@ -387,6 +386,7 @@ impl Manager {
     pub fn start(
         self: &Arc<Self>,
         store: &SharedStore,
+        request: ChatRequest,
         mut job: Job,
         on_finish: OnFinish,
     ) -> Arc<Generation> {
@@ -418,7 +418,25 @@ impl Manager {
             .unwrap_or_else(|e| e.into_inner())
             .insert(job.message.id, id);
         let store = store.clone();
-        tokio::spawn(run(g.clone(), store, job, on_finish));
+        let input_estimate = request
+            .messages
+            .iter()
+            .map(|m| super::estimate_tokens(&m.content) + 4)
+            .sum::<u64>()
+            + request
+                .system
+                .as_deref()
+                .map(super::estimate_tokens)
+                .unwrap_or(0);
+        // The request goes to the provider as it is, moved into this boxed
+        // future: the task that runs the answer never holds it, so an open
+        // stream holds one copy of the context, and only while it opens.
+        let providers = job.providers.clone();
+        let open: Opening = Box::pin(async move {
+            let model = request.model.clone();
+            providers.open_stream(&model, request).await
+        });
+        tokio::spawn(run(g.clone(), store, job, open, input_estimate, on_finish));
         g
     }
 
@@ -574,31 +592,24 @@ async fn store_final(store: &SharedStore, g: &Generation, m: &Message) {
     }
 }
 
-async fn run(g: Arc<Generation>, store: SharedStore, mut job: Job, on_finish: OnFinish) {
+/// Opens the answer's stream: routing and the provider's request.
+type Opening = BoxFuture<'static, Result<crate::providers::Routed, ProviderError>>;
+
+/// Runs one answer. The task's future is as large as its largest state, and
+/// it is held for as long as the answer streams: opening the stream
+/// (`open`, built by [`Generations::start`]) and finishing ([`finish`]:
+/// storing, the title) are boxed, so their states take memory only while
+/// they run (measured in benches/chat.rs).
+async fn run(
+    g: Arc<Generation>,
+    store: SharedStore,
+    mut job: Job,
+    open: Opening,
+    input_estimate: u64,
+    on_finish: OnFinish,
+) {
     let started = Instant::now();
     let mut usage: Option<(u64, u64)> = None;
-    let input_estimate: u64 = job
-        .request
-        .messages
-        .iter()
-        .map(|m| super::estimate_tokens(&m.content) + 4)
-        .sum::<u64>()
-        + job
-            .request
-            .system
-            .as_deref()
-            .map(super::estimate_tokens)
-            .unwrap_or(0);
-
-    let model = job.request.model.clone();
-    // The request goes to the provider as it is: nothing below reads it, so
-    // an open stream holds one copy of the context, not two.
-    let request = std::mem::take(&mut job.request);
-    // The task's future is as large as its largest state, and it is held
-    // for as long as the answer streams. Opening the stream (routing, the
-    // HTTP request) and finishing (storing, the title) are boxed, so their
-    // states take memory only while they run (measured in benches/chat.rs).
-    let open = Box::pin(job.providers.open_stream(&model, request));
     let end = tokio::select! {
         biased;
         _ = g.cancel.cancelled() => End::Stopped,

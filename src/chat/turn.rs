@@ -393,7 +393,6 @@ impl ChatService {
             user_id: uid,
             provider_name,
             providers: self.providers.clone(),
-            request,
             message: assistant,
             meta,
             request_id: req.request_id,
@@ -404,6 +403,7 @@ impl ChatService {
         let (limits, store) = (self.limits.clone(), self.store.clone());
         let g = self.generations.start(
             &self.store,
+            request,
             job,
             Box::new(move |msg, outcome| limits.finish(&store, reservation, &msg, outcome)),
         );
