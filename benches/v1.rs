@@ -119,17 +119,29 @@ fn main() -> anyhow::Result<()> {
         client_rt.block_on(batch(&direct, level, 1))?;
         client_rt.block_on(batch(&confab, level, 1))?;
         let (mut d, mut c) = (Vec::new(), Vec::new());
+        let (mut d_cpu, mut c_cpu) = (Duration::ZERO, Duration::ZERO);
         for _ in 0..ROUNDS {
+            let t = cpu_time();
             d.extend(client_rt.block_on(batch(&direct, level, per_client))?);
+            let t2 = cpu_time();
             c.extend(client_rt.block_on(batch(&confab, level, per_client))?);
+            d_cpu += t2 - t;
+            c_cpu += cpu_time() - t2;
         }
-        rows.push((level, stats(d), stats(c)));
+        let streams = (ROUNDS * level * per_client) as f64;
+        let cpu = (
+            d_cpu.as_secs_f64() * 1e3 / streams,
+            c_cpu.as_secs_f64() * 1e3 / streams,
+        );
+        rows.push((level, stats(d), stats(c), cpu));
     }
 
     println!();
-    println!("TTFT in ms (streamed /v1/chat/completions; nearest-rank percentiles)");
     println!(
-        "{:>7} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>10} {:>10}",
+        "TTFT in ms (streamed /v1/chat/completions; nearest-rank percentiles); cpu = ms of CPU (user + system, whole process) per stream"
+    );
+    println!(
+        "{:>7} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>10} {:>10} | {:>10} {:>10}",
         "streams",
         "samples",
         "direct50",
@@ -137,13 +149,15 @@ fn main() -> anyhow::Result<()> {
         "confab50",
         "confab99",
         "added p50",
-        "added p99"
+        "added p99",
+        "cpu direct",
+        "cpu confab"
     );
     let mut goal = None;
-    for (level, d, c) in &rows {
+    for (level, d, c, (d_cpu, c_cpu)) in &rows {
         let (a50, a99) = (c.p50 - d.p50, c.p99 - d.p99);
         println!(
-            "{level:>7} {:>8} | {:>8.3} {:>8.3} | {:>8.3} {:>8.3} | {a50:>10.3} {a99:>10.3}",
+            "{level:>7} {:>8} | {:>8.3} {:>8.3} | {:>8.3} {:>8.3} | {a50:>10.3} {a99:>10.3} | {d_cpu:>10.3} {c_cpu:>10.3}",
             c.n, d.p50, d.p99, c.p50, c.p99
         );
         if *level == GOAL_LEVEL {
@@ -166,6 +180,17 @@ fn main() -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(10), serve).await;
     });
     Ok(())
+}
+
+/// CPU time (user + system) this process has used: client, confab and the
+/// fake upstream all run in it, so the difference between a confab batch
+/// and a direct one is what confab's hop costs per stream.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 /// TTFT percentiles of one path, in ms.
