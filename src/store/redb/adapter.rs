@@ -26,6 +26,8 @@ use crate::store::*;
 #[derive(Clone)]
 pub struct RedbStore {
     db: Db,
+    /// Usage charges and audit entries, many to a transaction.
+    small: std::sync::Arc<super::batch::Batcher>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -42,6 +44,7 @@ impl RedbStore {
     pub fn open(data_dir: &Path) -> StoreResult<RedbStore> {
         Ok(RedbStore {
             db: Db::open(data_dir)?,
+            small: Default::default(),
         })
     }
 
@@ -55,7 +58,13 @@ impl RedbStore {
     pub fn open_shared_with_cache(data_dir: &Path, cache_bytes: usize) -> StoreResult<SharedStore> {
         Ok(std::sync::Arc::new(RedbStore {
             db: Db::open_with_cache(data_dir, cache_bytes)?,
+            small: Default::default(),
         }))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Runs `f` on the blocking pool.
@@ -223,8 +232,8 @@ impl InviteStore for RedbStore {
 #[async_trait]
 impl AuditStore for RedbStore {
     async fn append_audit(&self, e: &AuditEntry) -> StoreResult<()> {
-        let e = e.clone();
-        self.run(move |db| db.append_audit(&e)).await
+        let op = super::batch::Small::Audit(e.clone());
+        self.small.submit(&self.db, op).await
     }
     async fn list_audit(&self, before: Option<Uuid>, limit: usize) -> StoreResult<Vec<AuditEntry>> {
         self.db.list_audit(before, limit)
@@ -436,8 +445,12 @@ impl ImportJobStore for RedbStore {
 #[async_trait]
 impl UsageStore for RedbStore {
     async fn charge_usage(&self, user_id: Uuid, day: u32, c: &Charge) -> StoreResult<()> {
-        let c = c.clone();
-        self.run(move |db| db.charge_usage(user_id, day, &c)).await
+        let op = super::batch::Small::Charge {
+            user_id,
+            day,
+            charge: c.clone(),
+        };
+        self.small.submit(&self.db, op).await
     }
     async fn usage_by_key(
         &self,

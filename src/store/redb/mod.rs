@@ -11,6 +11,7 @@ mod acme;
 mod adapter;
 mod audit_query;
 pub mod backup;
+mod batch;
 mod chat;
 pub mod export;
 mod groups;
@@ -1105,12 +1106,23 @@ impl Db {
 
     // ---- audit -----------------------------------------------------------
 
-    pub fn append_audit(&self, e: &AuditEntry) -> StoreResult<()> {
+    /// Applies `ops` in one write transaction (see [`batch`]).
+    fn apply_small(&self, ops: &[&batch::Small]) -> StoreResult<()> {
         let tx = self.write()?;
-        tx.open_table(AUDIT)?
-            .insert(e.id.as_u128(), enc(e).as_slice())?;
-        tx.commit()?;
-        Ok(())
+        for op in ops {
+            match op {
+                batch::Small::Charge {
+                    user_id,
+                    day,
+                    charge,
+                } => usage::charge_usage_in(&tx, *user_id, *day, charge)?,
+                batch::Small::Audit(e) => {
+                    tx.open_table(AUDIT)?
+                        .insert(e.id.as_u128(), enc(e).as_slice())?;
+                }
+            }
+        }
+        tx.commit()
     }
 
     /// Newest first, strictly older than `before`.

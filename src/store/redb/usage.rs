@@ -15,45 +15,61 @@ fn clip(s: &str) -> &str {
     }
 }
 
+#[cfg(test)]
 impl Db {
-    /// Adds one charge to both usage tables in one transaction, and to both
-    /// per-key tables when it was made with an API key.
-    pub fn charge_usage(&self, user_id: Uuid, day: u32, c: &Charge) -> StoreResult<()> {
-        let (provider, model) = (clip(&c.provider), clip(&c.model));
-        let delta = c.counts();
-        let u = user_id.as_u128();
-        let tx = self.write()?;
-        {
-            let mut daily = tx.open_table(USAGE_DAILY)?;
-            let mut counts: UsageCounts = daily
-                .get((u, day, provider, model))?
+    fn charge_usage(&self, user_id: Uuid, day: u32, c: &Charge) -> StoreResult<()> {
+        let charge = c.clone();
+        self.apply_small(&[&super::batch::Small::Charge {
+            user_id,
+            day,
+            charge,
+        }])
+    }
+}
+
+/// Adds one charge to both usage tables, and to both per-key tables when it
+/// was made with an API key, within `tx` (one of a batch: see
+/// [`super::batch`]).
+pub(super) fn charge_usage_in(
+    tx: &redb::WriteTransaction,
+    user_id: Uuid,
+    day: u32,
+    c: &Charge,
+) -> StoreResult<()> {
+    let (provider, model) = (clip(&c.provider), clip(&c.model));
+    let delta = c.counts();
+    let u = user_id.as_u128();
+    {
+        let mut daily = tx.open_table(USAGE_DAILY)?;
+        let mut counts: UsageCounts = daily
+            .get((u, day, provider, model))?
+            .map(|v| dec(v.value()))
+            .transpose()?
+            .unwrap_or_default();
+        counts.add(&delta);
+        let bytes = enc(&counts);
+        daily.insert((u, day, provider, model), bytes.as_slice())?;
+        tx.open_table(USAGE_BY_DAY)?
+            .insert((day, u, provider, model), bytes.as_slice())?;
+        if let Some(key) = c.api_key {
+            let k = key.as_u128();
+            let mut by_key = tx.open_table(USAGE_KEY_DAILY)?;
+            let mut counts: UsageCounts = by_key
+                .get((u, day, k, provider, model))?
                 .map(|v| dec(v.value()))
                 .transpose()?
                 .unwrap_or_default();
             counts.add(&delta);
             let bytes = enc(&counts);
-            daily.insert((u, day, provider, model), bytes.as_slice())?;
-            tx.open_table(USAGE_BY_DAY)?
-                .insert((day, u, provider, model), bytes.as_slice())?;
-            if let Some(key) = c.api_key {
-                let k = key.as_u128();
-                let mut by_key = tx.open_table(USAGE_KEY_DAILY)?;
-                let mut counts: UsageCounts = by_key
-                    .get((u, day, k, provider, model))?
-                    .map(|v| dec(v.value()))
-                    .transpose()?
-                    .unwrap_or_default();
-                counts.add(&delta);
-                let bytes = enc(&counts);
-                by_key.insert((u, day, k, provider, model), bytes.as_slice())?;
-                tx.open_table(USAGE_KEY_BY_DAY)?
-                    .insert((day, u, k, provider, model), bytes.as_slice())?;
-            }
+            by_key.insert((u, day, k, provider, model), bytes.as_slice())?;
+            tx.open_table(USAGE_KEY_BY_DAY)?
+                .insert((day, u, k, provider, model), bytes.as_slice())?;
         }
-        tx.commit()?;
-        Ok(())
     }
+    Ok(())
+}
 
+impl Db {
     /// One user's rows for days `from..=to`.
     pub fn usage_of_user(&self, user_id: Uuid, from: u32, to: u32) -> StoreResult<Vec<UsageRow>> {
         let tx = self.db.begin_read()?;
