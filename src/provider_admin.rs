@@ -50,12 +50,17 @@ pub enum AdminError {
 /// that cannot be decrypted is logged and the provider is added without it,
 /// so one damaged record does not keep the server down.
 pub async fn build_registry(cfg: &Config, store: &SharedStore) -> anyhow::Result<Arc<Registry>> {
+    let make = crate::providers::client_factory(cfg.provider_ca_file.as_deref())?;
+    let client = make();
     let options = ProviderOptions {
         idle_timeout: Duration::from_secs(cfg.provider_idle_timeout_secs),
         cross_origin_redirects: cfg.provider_cross_origin_redirects,
+        shards: Some(crate::providers::shards::Shards::new(
+            crate::providers::shards::DEFAULT_PER_CONNECTION,
+            make,
+        )),
         ..Default::default()
     };
-    let client = crate::providers::client_trusting(cfg.provider_ca_file.as_deref())?;
     let registry = Arc::new(Registry::new(client, options));
     registry.set_strategy(cfg.routing.strategy);
 

@@ -22,6 +22,7 @@ pub mod openai;
 pub mod registry;
 pub mod routing;
 pub mod secrets;
+pub mod shards;
 mod sse;
 mod transport;
 
@@ -72,9 +73,34 @@ fn client_builder() -> reqwest::ClientBuilder {
 /// `ca_file` (`provider_ca_file`). Fails with a sentence naming the file
 /// when it cannot be read or holds no certificate.
 pub fn client_trusting(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
-    let Some(path) = ca_file else {
-        return Ok(default_client());
+    Ok(client_factory(ca_file)?())
+}
+
+/// Makes clients like [`client_trusting`]'s, the file read once.
+pub fn client_factory(
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<impl Fn() -> reqwest::Client + Send + Sync + 'static> {
+    let roots = match ca_file {
+        Some(path) => ca_roots(path)?,
+        None => Vec::new(),
     };
+    // Checked once here, so the clients made later build as this one did.
+    let mut b = client_builder();
+    for r in &roots {
+        b = b.add_root_certificate(r.clone());
+    }
+    b.build()
+        .map_err(|e| anyhow::anyhow!("cannot build the provider HTTP client: {e}"))?;
+    Ok(move || {
+        let mut b = client_builder();
+        for r in &roots {
+            b = b.add_root_certificate(r.clone());
+        }
+        b.build().unwrap_or_else(|_| default_client())
+    })
+}
+
+fn ca_roots(path: &std::path::Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
     let pem = std::fs::read(path)
         .map_err(|e| anyhow::anyhow!("cannot read provider_ca_file {}: {e}", path.display()))?;
     let roots = reqwest::Certificate::from_pem_bundle(&pem)
@@ -84,12 +110,7 @@ pub fn client_trusting(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqw
         "provider_ca_file {} holds no certificate",
         path.display()
     );
-    let mut b = client_builder();
-    for r in roots {
-        b = b.add_root_certificate(r);
-    }
-    b.build()
-        .map_err(|e| anyhow::anyhow!("cannot build the provider HTTP client: {e}"))
+    Ok(roots)
 }
 
 /// Longest chain of redirects one provider request follows.
@@ -579,6 +600,10 @@ pub struct ProviderOptions {
     /// the API key or any other credential. Off: such a redirect fails the
     /// request. Redirects within the origin are always followed.
     pub cross_origin_redirects: bool,
+    /// Clients HTTPS requests are spread over, so no HTTP/2 connection
+    /// carries more answers than servers allow (see [`shards`]). None: the
+    /// client the request was built with.
+    pub shards: Option<shards::Shards>,
 }
 
 impl Default for ProviderOptions {
@@ -587,6 +612,7 @@ impl Default for ProviderOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             retry: RetryPolicy::default(),
             cross_origin_redirects: false,
+            shards: None,
         }
     }
 }

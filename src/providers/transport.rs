@@ -12,6 +12,7 @@ use futures::stream::BoxStream;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+use super::shards::InFlight;
 use super::{ChatStream, ENDED_EARLY, EventQueue, ProviderError, ProviderOptions, StreamDecoder};
 
 /// Error bodies larger than this are cut; the message is all we want from them.
@@ -312,7 +313,8 @@ fn retryable_status(status: u16) -> bool {
 
 /// Reads a (small) error body; silence or a broken connection just leaves
 /// the message empty, the status still says enough.
-async fn read_error_body(resp: reqwest::Response, idle: Duration) -> Vec<u8> {
+async fn read_error_body(mut resp: reqwest::Response, idle: Duration) -> Vec<u8> {
+    let _place = place_of(&mut resp);
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
     while body.len() < MAX_ERROR_BODY {
@@ -332,6 +334,33 @@ async fn read_error_body(resp: reqwest::Response, idle: Duration) -> Vec<u8> {
 /// 429 is returned at once as `RateLimited` unless its Retry-After is at most
 /// one second, in which case it is waited out and retried once: sleeping for
 /// longer would hold the user's request hostage to someone else's quota.
+/// Sends `rb`. Over HTTPS with `options.shards`, on a client with room for
+/// one more request in flight, whose place the response carries in its
+/// extensions until its body is read (see [`super::shards`]).
+async fn dispatch(
+    options: &ProviderOptions,
+    rb: reqwest::RequestBuilder,
+) -> reqwest::Result<reqwest::Response> {
+    let Some(shards) = &options.shards else {
+        return rb.send().await;
+    };
+    let (client, req) = rb.build_split();
+    let req = req?;
+    if req.url().scheme() != "https" {
+        return client.execute(req).await;
+    }
+    let (client, place) = shards.pick();
+    let mut resp = client.execute(req).await?;
+    resp.extensions_mut().insert(place);
+    Ok(resp)
+}
+
+/// The place a response holds on its client (see [`dispatch`]), to keep
+/// while its body is read.
+fn place_of(resp: &mut reqwest::Response) -> Option<InFlight> {
+    resp.extensions_mut().remove::<InFlight>()
+}
+
 pub(crate) async fn send(
     origin: &Origin,
     options: &ProviderOptions,
@@ -341,7 +370,8 @@ pub(crate) async fn send(
     let mut attempt = 1;
     let mut waited_out_429 = false;
     loop {
-        let err = match tokio::time::timeout(options.idle_timeout, build().send()).await {
+        let err = match tokio::time::timeout(options.idle_timeout, dispatch(options, build())).await
+        {
             Err(_) => return Err(origin.timeout(options.idle_timeout)),
             Ok(Err(e)) if e.is_builder() => {
                 return Err(ProviderError::Protocol(format!(
@@ -480,9 +510,10 @@ async fn cross_origin(
 /// Reads a whole (JSON) success body, bounded by the idle timeout per chunk.
 pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     origin: &Origin,
-    resp: reqwest::Response,
+    mut resp: reqwest::Response,
     idle: Duration,
 ) -> Result<T, ProviderError> {
+    let _place = place_of(&mut resp);
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
     loop {
@@ -505,7 +536,7 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
 /// on every chunk, feeds the decoder, stops at the terminal event or at the
 /// first error (which is always the stream's last item).
 pub(crate) fn drive<D: StreamDecoder>(
-    resp: reqwest::Response,
+    mut resp: reqwest::Response,
     decoder: D,
     origin: Origin,
     idle: Duration,
@@ -517,8 +548,11 @@ pub(crate) fn drive<D: StreamDecoder>(
         reading: bool,
         origin: Origin,
         idle: Duration,
+        /// Held until the answer's stream is dropped.
+        _place: Option<InFlight>,
     }
     let state = State {
+        _place: place_of(&mut resp),
         body: resp.bytes_stream().boxed(),
         decoder,
         queue: EventQueue::new(),

@@ -1735,3 +1735,80 @@ async fn non_streaming_answers_in_each_dialect() {
     assert_eq!(floats, common_upstream::fake_embedding("hi", 8));
     assert_eq!(r["usage"]["prompt_tokens"], 1);
 }
+
+/// Opens `n` answers at once from `p` and returns how many had their first
+/// token by `within`. The answers stay open meanwhile (each lasts far
+/// longer than `within`).
+async fn first_tokens_within(p: Arc<dyn Provider>, n: usize, within: Duration) -> usize {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let (p, tx) = (p.clone(), tx.clone());
+        held.push(tokio::spawn(async move {
+            let mut s = p.stream(request("fake-model+first-now")).await.unwrap();
+            while let Some(e) = s.next().await {
+                if let Ok(ChatEvent::Delta(_)) = e {
+                    let _ = tx.send(());
+                    break;
+                }
+            }
+            // Kept open: the connection's stream stays in use.
+            std::future::pending::<()>().await;
+        }));
+    }
+    let deadline = tokio::time::Instant::now() + within;
+    let mut got = 0;
+    while got < n {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(())) => got += 1,
+            _ => break,
+        }
+    }
+    for h in held {
+        h.abort();
+    }
+    got
+}
+
+/// A server that allows 3 streams at once per HTTP/2 connection: hyper's
+/// client alone makes the 4th answer wait until one of the first three
+/// ends; spread over clients ([`confab::providers::shards`]) all six start.
+#[tokio::test]
+async fn answers_past_a_servers_stream_limit_start_at_once() {
+    let fake = FakeUpstream::start_tls_limited(3).await;
+    // Each answer: the first word at once, then one word a second.
+    fake.set_reply(
+        &(0..30)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    fake.set_token_delay(Duration::from_secs(1));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, fake.cert_pem.as_deref().unwrap()).unwrap();
+    let make = Arc::new(confab::providers::client_factory(Some(&ca)).unwrap());
+    let build = |shards| -> Arc<dyn Provider> {
+        Arc::new(
+            OpenAiProvider::new("tls", &fake.openai_base(), Some(KEY.to_string()), make())
+                .with_options(ProviderOptions {
+                    shards,
+                    ..options()
+                }),
+        )
+    };
+
+    let alone = first_tokens_within(build(None), 6, Duration::from_secs(5)).await;
+    assert_eq!(
+        alone, 3,
+        "one connection: the server's limit holds the rest back"
+    );
+
+    let shards = confab::providers::shards::Shards::new(3, {
+        let make = make.clone();
+        move || make()
+    });
+    let spread = first_tokens_within(build(Some(shards.clone())), 6, Duration::from_secs(10)).await;
+    assert_eq!(spread, 6, "every answer started");
+    assert_eq!(shards.len(), 2, "two clients, three answers each");
+}

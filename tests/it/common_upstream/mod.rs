@@ -211,6 +211,13 @@ impl FakeUpstream {
     /// certificate for 127.0.0.1 ([`FakeUpstream::cert_pem`]), offering
     /// HTTP/2 and HTTP/1.1 by ALPN as the cloud providers do.
     pub async fn start_tls() -> FakeUpstream {
+        FakeUpstream::start_tls_limited(u32::MAX).await
+    }
+
+    /// [`FakeUpstream::start_tls`] allowing at most `max_streams` HTTP/2
+    /// streams open at once on a connection, as real servers do (100 to a
+    /// few hundred).
+    pub async fn start_tls_limited(max_streams: u32) -> FakeUpstream {
         let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
             .expect("a self-signed certificate");
         let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
@@ -223,12 +230,12 @@ impl FakeUpstream {
         .with_single_cert(vec![cert.cert.der().clone()], key)
         .expect("a server certificate");
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let mut up = FakeUpstream::start_on(Some(Arc::new(cfg))).await;
+        let mut up = FakeUpstream::start_on(Some((Arc::new(cfg), max_streams))).await;
         up.cert_pem = Some(cert.cert.pem());
         up
     }
 
-    async fn start_on(tls: Option<Arc<rustls::ServerConfig>>) -> FakeUpstream {
+    async fn start_on(tls: Option<(Arc<rustls::ServerConfig>, u32)>) -> FakeUpstream {
         let shared = Arc::new(Shared {
             reply: Mutex::new(DEFAULT_REPLY.to_string()),
             replies_by_model: Mutex::new(HashMap::new()),
@@ -245,8 +252,8 @@ impl FakeUpstream {
             .expect("bind fake upstream");
         let addr = listener.local_addr().expect("fake upstream address");
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        if let Some(tls) = tls {
-            let task = tokio::spawn(serve_tls(listener, tls, app));
+        if let Some((tls, max_streams)) = tls {
+            let task = tokio::spawn(serve_tls(listener, tls, max_streams, app));
             return FakeUpstream {
                 addr,
                 cert_pem: None,
@@ -920,7 +927,8 @@ async fn chat(
     wire.open(&mut script, input);
     let first_now = f.contains(&"first-now");
     for (i, t) in toks[..sent_tokens].iter().enumerate() {
-        if !delay.is_zero() && !(first_now && i == 0) {
+        let pause = !delay.is_zero() && (i > 0 || !first_now);
+        if pause {
             script.steps.push_back(Step::Pause(delay));
         }
         wire.token(&mut script, t);
@@ -1593,9 +1601,14 @@ fn show(shared: &Shared, body: &Value) -> Response {
     )
 }
 
-/// Serves `app` over TLS: HTTP/2 or HTTP/1.1 as ALPN agreed, with no cap on
-/// concurrent HTTP/2 streams (benches hold thousands on one connection).
-async fn serve_tls(listener: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, app: Router) {
+/// Serves `app` over TLS: HTTP/2 or HTTP/1.1 as ALPN agreed, at most
+/// `max_streams` HTTP/2 streams open at once on a connection.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    max_streams: u32,
+    app: Router,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -1609,7 +1622,7 @@ async fn serve_tls(listener: tokio::net::TcpListener, tls: Arc<rustls::ServerCon
             };
             let mut b =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            b.http2().max_concurrent_streams(u32::MAX);
+            b.http2().max_concurrent_streams(max_streams);
             let service = hyper_util::service::TowerToHyperService::new(app);
             let _ = b
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
