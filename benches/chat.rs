@@ -59,7 +59,7 @@ const WARMUP_SECS: f64 = 1.0;
 const SEQUENTIAL: usize = 300;
 /// Open-loop rates, new streams per second, lowest first so a backlog
 /// never spills into a lighter run.
-const RATES: &[f64] = &[50.0, 200.0, 1000.0];
+const RATES: &[f64] = &[50.0, 200.0, 500.0, 1000.0];
 const LOAD_SECS: f64 = 5.0;
 /// A stream that has not ended by then counts as an error.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(180);
