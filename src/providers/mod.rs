@@ -69,14 +69,10 @@ fn client_builder() -> reqwest::ClientBuilder {
         .user_agent(concat!("confab/", env!("CARGO_PKG_VERSION")))
 }
 
-/// [`default_client`], also trusting the CA certificates in the PEM file
-/// `ca_file` (`provider_ca_file`). Fails with a sentence naming the file
-/// when it cannot be read or holds no certificate.
-pub fn client_trusting(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
-    Ok(client_factory(ca_file)?())
-}
-
-/// Makes clients like [`client_trusting`]'s, the file read once.
+/// Makes clients like [`default_client`], also trusting the CA
+/// certificates in the PEM file `ca_file` (`provider_ca_file`), read once.
+/// Fails with a sentence naming the file when it cannot be read or holds no
+/// certificate.
 pub fn client_factory(
     ca_file: Option<&std::path::Path>,
 ) -> anyhow::Result<impl Fn() -> reqwest::Client + Send + Sync + 'static> {

@@ -933,6 +933,8 @@ async fn an_https_provider_behind_an_internal_ca_is_reached_over_http2() {
     // A file that holds no certificate stops the start with its name.
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "not a certificate\n").unwrap();
-    let err = confab::providers::client_trusting(Some(&junk)).expect_err("refused");
+    let err = confab::providers::client_factory(Some(&junk))
+        .err()
+        .expect("refused");
     assert!(format!("{err:#}").contains("junk.pem"), "{err:#}");
 }

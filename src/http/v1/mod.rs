@@ -204,15 +204,10 @@ pub async fn models(
     client: ClientInfo,
 ) -> Response {
     let api = Api::of("/v1/models", &headers);
-    let caller = match authenticate(&state, api, &headers, &client, "read").await {
-        Ok(c) => c,
+    let mut models = match visible_models(&state, api, &headers, &client).await {
+        Ok(m) => m,
         Err(e) => return e.into_response(),
     };
-    let mut models = state.providers.models();
-    match crate::groups::ModelAccess::load(&state.store, &caller.user.user).await {
-        Ok(access) => access.retain(&mut models, |m| (&m.id, &m.provider)),
-        Err(e) => return V1Error::from_app(api, e.into()).into_response(),
-    }
     let mut seen = std::collections::HashSet::new();
     models.retain(|m| seen.insert(m.id.clone()));
     match api {
@@ -239,15 +234,10 @@ pub async fn model(
     client: ClientInfo,
 ) -> Response {
     let api = Api::of("/v1/models", &headers);
-    let caller = match authenticate(&state, api, &headers, &client, "read").await {
-        Ok(c) => c,
+    let models = match visible_models(&state, api, &headers, &client).await {
+        Ok(m) => m,
         Err(e) => return e.into_response(),
     };
-    let mut models = state.providers.models();
-    match crate::groups::ModelAccess::load(&state.store, &caller.user.user).await {
-        Ok(access) => access.retain(&mut models, |m| (&m.id, &m.provider)),
-        Err(e) => return V1Error::from_app(api, e.into()).into_response(),
-    }
     let Some(m) = models.into_iter().find(|m| m.id == id) else {
         return V1Error::from_app(
             api,
@@ -261,6 +251,23 @@ pub async fn model(
         Api::OpenAi => axum::Json(openai::model_of(&m)).into_response(),
         Api::Anthropic => axum::Json(anthropic::model_of(&m)).into_response(),
     }
+}
+
+/// The models the caller of `/v1/models` (and `/v1/models/{id}`) may use:
+/// authenticated with the `read` scope, narrowed by their groups.
+async fn visible_models(
+    state: &AppState,
+    api: Api,
+    headers: &HeaderMap,
+    client: &ClientInfo,
+) -> Result<Vec<crate::providers::registry::RegistryModel>, V1Error> {
+    let caller = authenticate(state, api, headers, client, "read").await?;
+    let mut models = state.providers.models();
+    let access = crate::groups::ModelAccess::load(&state.store, &caller.user.user)
+        .await
+        .map_err(|e| V1Error::from_app(api, e.into()))?;
+    access.retain(&mut models, |m| (&m.id, &m.provider));
+    Ok(models)
 }
 
 /// The schema of `GET /v1/models/{id}`'s answer (for the OpenAPI document).
