@@ -418,7 +418,16 @@ impl Manager {
             .unwrap_or_else(|e| e.into_inner())
             .insert(job.message.id, id);
         let store = store.clone();
-        let input_estimate = super::complete::input_estimate(&request);
+        let input_estimate = request
+            .messages
+            .iter()
+            .map(|m| super::estimate_tokens(&m.content) + 4)
+            .sum::<u64>()
+            + request
+                .system
+                .as_deref()
+                .map(super::estimate_tokens)
+                .unwrap_or(0);
         // The request goes to the provider as it is, moved into this boxed
         // future: the task that runs the answer never holds it, so an open
         // stream holds one copy of the context, and only while it opens.
@@ -588,7 +597,7 @@ type Opening = BoxFuture<'static, Result<crate::providers::Routed, ProviderError
 
 /// Runs one answer. The task's future is as large as its largest state, and
 /// it is held for as long as the answer streams: opening the stream
-/// (`open`, built by [`Manager::start`]) and finishing ([`finish`]:
+/// (`open`, built by [`Generations::start`]) and finishing ([`finish`]:
 /// storing, the title) are boxed, so their states take memory only while
 /// they run (measured in benches/chat.rs).
 async fn run(
