@@ -299,7 +299,8 @@ impl Tx {
 /// covers it. One waiter at a time makes that durable commit: an empty
 /// `Durability::Immediate` transaction, which flushes every commit before
 /// it with one fsync. Before it begins, it lets the write transactions
-/// already under way commit (for at most [`GATHER_MAX`]), so that one fsync
+/// already under way when it started gathering commit (for at most
+/// [`GATHER_MAX`]; later ones wait for the next durable commit), so that one fsync
 /// covers them too: redb has one writer at a time, and a writer queued
 /// behind the durable commit could not commit during its fsync. So a lone
 /// write still costs one fsync, and a hundred concurrent writes cost a few,
@@ -320,17 +321,23 @@ struct GroupCommit {
 const GATHER_MAX: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A write transaction under way (from before `begin_write` until it
-/// commits or is dropped), counted in [`GroupState::pending`].
+/// commits or is dropped), listed in [`GroupState::under_way`].
 struct Writer {
     group: Arc<GroupCommit>,
+    ticket: u64,
     done: bool,
 }
 
 impl Writer {
     fn start(group: &Arc<GroupCommit>) -> Writer {
-        group.lock().pending += 1;
+        let mut st = group.lock();
+        st.started += 1;
+        let ticket = st.started;
+        st.under_way.insert(ticket);
+        drop(st);
         Writer {
             group: group.clone(),
+            ticket,
             done: false,
         }
     }
@@ -340,7 +347,7 @@ impl Writer {
     fn committed(mut self) -> u64 {
         let mut st = self.group.lock();
         st.committed += 1;
-        st.pending -= 1;
+        st.under_way.remove(&self.ticket);
         self.done = true;
         let seq = st.committed;
         drop(st);
@@ -352,7 +359,7 @@ impl Writer {
 impl Drop for Writer {
     fn drop(&mut self) {
         if !self.done {
-            self.group.lock().pending -= 1;
+            self.group.lock().under_way.remove(&self.ticket);
             self.group.progress.notify_all();
         }
     }
@@ -362,8 +369,10 @@ impl Drop for Writer {
 struct GroupState {
     /// Commits finished (non-durably) so far.
     committed: u64,
-    /// Write transactions under way (see [`Writer`]).
-    pending: usize,
+    /// Writers started so far: the last ticket handed out.
+    started: u64,
+    /// Tickets of the write transactions under way (see [`Writer`]).
+    under_way: std::collections::BTreeSet<u64>,
     /// Every commit up to this number is durable.
     durable: u64,
     /// A waiter is making a durable commit now.
@@ -390,8 +399,13 @@ impl GroupCommit {
                 continue;
             }
             st.syncing = true;
+            // Only the writers already under way are waited for: under a
+            // steady stream of writes there is always a newer one, and
+            // waiting for those too held every durable commit (and every
+            // waiter) for the whole GATHER_MAX.
+            let cut = st.started;
             let deadline = std::time::Instant::now() + GATHER_MAX;
-            while st.pending > 0 {
+            while st.under_way.first().is_some_and(|&t| t <= cut) {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 if left.is_zero() {
                     break;
