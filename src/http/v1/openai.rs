@@ -688,34 +688,74 @@ struct Chunks {
     model: String,
     include_usage: bool,
     calls: Calls,
+    /// Every chunk's fields before `choices`, serialized once: a streamed
+    /// answer repeats them in each of its deltas.
+    head: String,
+}
+
+/// `s` as a JSON string literal.
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 impl Chunks {
-    fn chunk(&self, choices: Value, usage: Option<Value>) -> Event {
-        let mut c = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": null,
-            "choices": choices,
-        });
-        if self.include_usage {
-            c["usage"] = usage.unwrap_or(Value::Null);
+    fn new(id: String, created: i64, model: String, include_usage: bool) -> Chunks {
+        let head = format!(
+            r#"{{"id":{},"object":"chat.completion.chunk","created":{created},"model":{},"system_fingerprint":null,"choices":"#,
+            json_str(&id),
+            json_str(&model)
+        );
+        Chunks {
+            id,
+            created,
+            model,
+            include_usage,
+            calls: Calls::default(),
+            head,
         }
-        Event::default().data(c.to_string())
+    }
+
+    /// A chunk with `choices` (JSON text) and, when usage was asked for,
+    /// `usage` (JSON text; `null` on all but the last chunk).
+    fn chunk(&self, choices: &str, usage: Option<&str>) -> Event {
+        Event::default().data(self.body(choices, usage))
+    }
+
+    fn body(&self, choices: &str, usage: Option<&str>) -> String {
+        let mut c = String::with_capacity(self.head.len() + choices.len() + 16);
+        c.push_str(&self.head);
+        c.push_str(choices);
+        if self.include_usage {
+            c.push_str(r#","usage":"#);
+            c.push_str(usage.unwrap_or("null"));
+        }
+        c.push('}');
+        c
     }
 
     fn delta(&self, delta: Value, finish: Option<&str>) -> Event {
-        self.chunk(
-            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]),
-            None,
-        )
+        let choices =
+            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
+        self.chunk(&choices.to_string(), None)
+    }
+
+    /// The delta of a piece of text, the bulk of a stream: written without
+    /// building a JSON tree.
+    fn text(&self, t: &str) -> Event {
+        Event::default().data(self.text_body(t))
+    }
+
+    fn text_body(&self, t: &str) -> String {
+        let choices = format!(
+            r#"[{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":null}}]"#,
+            json_str(t)
+        );
+        self.body(&choices, None)
     }
 
     fn encode(&mut self, e: CallEvent) -> Vec<Event> {
         match e {
-            CallEvent::Text(t) => vec![self.delta(json!({"content": t}), None)],
+            CallEvent::Text(t) => vec![self.text(&t)],
             CallEvent::ToolCall(d) => {
                 let call = match self.calls.add(&d) {
                     Some(id) => json!({
@@ -732,8 +772,9 @@ impl Chunks {
             } => {
                 let mut out = vec![self.delta(json!({}), Some(&finish_reason))];
                 if self.include_usage {
-                    let u = serde_json::to_value(CompletionUsage::from(usage)).unwrap_or_default();
-                    out.push(self.chunk(json!([]), Some(u)));
+                    let u = serde_json::to_string(&CompletionUsage::from(usage))
+                        .unwrap_or_else(|_| "null".into());
+                    out.push(self.chunk("[]", Some(&u)));
                 }
                 out.push(Event::default().data("[DONE]"));
                 out
@@ -785,13 +826,12 @@ async fn run_chat(
         .complete(&who.user, who.caller, req)
         .await
         .map_err(|e| V1Error::from_app(API, e))?;
-    let mut chunks = Chunks {
-        id: new_id("chatcmpl-"),
-        created: now(),
-        model: call.model.clone(),
-        include_usage: opts.include_usage,
-        calls: Calls::default(),
-    };
+    let mut chunks = Chunks::new(
+        new_id("chatcmpl-"),
+        now(),
+        call.model.clone(),
+        opts.include_usage,
+    );
     if opts.stream {
         let first = chunks.delta(json!({"role": "assistant", "content": ""}), None);
         let rest = call
@@ -1005,6 +1045,28 @@ mod tests {
         assert_eq!(r.tool_choice, Some(ToolChoice::Required));
         assert_eq!(r.response_format, Some(ResponseFormat::JsonObject));
         assert_eq!(r.user.as_deref(), Some("u1"));
+    }
+
+    #[test]
+    fn chunks_written_directly_are_the_json_they_stand_for() {
+        let c = Chunks::new("chatcmpl-1".into(), 7, "m \"q\"".into(), true);
+        let text: Value = serde_json::from_str(&c.text_body("a \"b\"\n\u{1F600}")).unwrap();
+        assert_eq!(
+            text,
+            json!({
+                "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7,
+                "model": "m \"q\"", "system_fingerprint": null, "usage": null,
+                "choices": [{"index": 0, "delta": {"content": "a \"b\"\n\u{1F600}"},
+                    "logprobs": null, "finish_reason": null}],
+            })
+        );
+        let last: Value =
+            serde_json::from_str(&c.body("[]", Some(r#"{"total_tokens":3}"#))).unwrap();
+        assert_eq!(last["choices"], json!([]));
+        assert_eq!(last["usage"]["total_tokens"], 3);
+        let plain = Chunks::new("x".into(), 1, "m".into(), false);
+        let v: Value = serde_json::from_str(&plain.text_body("hi")).unwrap();
+        assert!(v.get("usage").is_none(), "{v}");
     }
 
     #[test]
