@@ -59,7 +59,7 @@ const WARMUP_SECS: f64 = 1.0;
 const SEQUENTIAL: usize = 300;
 /// Open-loop rates, new streams per second, lowest first so a backlog
 /// never spills into a lighter run.
-const RATES: &[f64] = &[50.0, 200.0, 500.0, 1000.0];
+const RATES: &[f64] = &[50.0, 200.0, 500.0, 750.0, 1000.0];
 const LOAD_SECS: f64 = 5.0;
 /// A stream that has not ended by then counts as an error.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(180);
@@ -484,6 +484,11 @@ struct Run {
     /// Starts skipped because too many streams were in flight.
     shed: usize,
     start_lag: Option<Stats>,
+    /// TTFTs of the streams started in the schedule's first second and in
+    /// its last: a path that falls behind builds a queue, and the later
+    /// streams wait longer than the first ones.
+    first_second: Vec<Duration>,
+    last_second: Vec<Duration>,
 }
 
 impl Run {
@@ -507,6 +512,17 @@ impl Run {
     fn done_rate(&self) -> f64 {
         self.samples.len() as f64 / self.wall.as_secs_f64()
     }
+    /// Median TTFT of the schedule's first second and of its last.
+    fn drift(&self) -> Option<(Duration, Duration)> {
+        let p50 = |v: &[Duration]| Stats::of(v.to_vec()).map(|s| s.p50);
+        Some((p50(&self.first_second)?, p50(&self.last_second)?))
+    }
+    /// A queue grew during the run: the last second's median TTFT is more
+    /// than twice the first second's (and 1 ms more).
+    fn falling_behind(&self) -> bool {
+        self.drift()
+            .is_some_and(|(first, last)| last > first * 2 + Duration::from_millis(1))
+    }
     /// Whether the path kept up with the schedule.
     fn kept_up(&self) -> bool {
         match self.target_rate {
@@ -516,6 +532,7 @@ impl Run {
                     && self.shed == 0
                     && self.started_rate() >= 0.95 * r
                     && self.done_rate() >= 0.9 * r
+                    && !self.falling_behind()
             }
         }
     }
@@ -536,6 +553,8 @@ async fn sequential(t: &Target, n: usize) -> Run {
         max_in_flight: 1,
         shed: 0,
         start_lag: None,
+        first_second: Vec::new(),
+        last_second: Vec::new(),
     };
     for _ in 0..n {
         match tokio::time::timeout(STREAM_TIMEOUT, t.stream()).await {
@@ -586,11 +605,12 @@ async fn open_loop(t: &Target, rate: f64, secs: f64, cap: usize) -> Run {
         max_in_flight = max_in_flight.max(now_in_flight);
         let fut = t.stream();
         let in_flight = in_flight.clone();
+        let at = due.duration_since(t0);
         set.spawn(async move {
             let r = tokio::time::timeout(STREAM_TIMEOUT, fut).await;
             in_flight.fetch_sub(1, Ordering::Relaxed);
             let r = r.unwrap_or_else(|_| Err(anyhow!("no end within {STREAM_TIMEOUT:?}")));
-            (r, Instant::now())
+            (r, Instant::now(), at)
         });
     }
     let mut run = Run {
@@ -605,14 +625,25 @@ async fn open_loop(t: &Target, rate: f64, secs: f64, cap: usize) -> Run {
         max_in_flight,
         shed,
         start_lag: Stats::of(lags),
+        first_second: Vec::new(),
+        last_second: Vec::new(),
     };
+    let schedule = Duration::from_secs_f64(secs);
+    let second = Duration::from_secs(1);
     let mut last_end = t0;
     while let Some(joined) = set.join_next().await {
         match joined {
-            Ok((r, ended)) => {
+            Ok((r, ended, at)) => {
                 last_end = last_end.max(ended);
                 match r {
-                    Ok(s) => run.samples.push(s),
+                    Ok(s) => {
+                        if at < second {
+                            run.first_second.push(s.ttft);
+                        } else if at + second >= schedule {
+                            run.last_second.push(s.ttft);
+                        }
+                        run.samples.push(s)
+                    }
                     Err(e) => {
                         run.errors += 1;
                         run.first_error.get_or_insert_with(|| format!("{e:#}"));
@@ -1062,6 +1093,15 @@ fn report(title: &str, runs: &[Run], goal: bool) {
             println!(
                 "      ({} starts skipped: {} streams were already in flight, the most the open-files limit allows)",
                 r.shed, r.max_in_flight
+            );
+        }
+        if r.falling_behind()
+            && let Some((first, last)) = r.drift()
+        {
+            println!(
+                "      (falling behind: TTFT p50 {:.3} ms in the first second, {:.3} ms in the last)",
+                ms(first),
+                ms(last)
             );
         }
         if let Some(l) = r.start_lag

@@ -12,6 +12,10 @@
 //! for thousands of answers a second and saturate the 2 cores (client,
 //! confab and upstream included): a throughput test, not a latency one.
 //!
+//! The clients of a level start spread over one answer's length, so the
+//! streams in flight are staggered as real users' are, not a burst of N
+//! starting in the same millisecond (see [`batch`]).
+//!
 //! Run with `cargo bench --bench v1` (`CONFAB_BENCH_DATA_DIR=/dev/shm` puts
 //! the data directory on tmpfs instead, to tell fsync from CPU). Closed loop: at level N, N clients each
 //! run streams back to back; the direct and the confab batches alternate
@@ -137,18 +141,20 @@ fn main() -> anyhow::Result<()> {
 
     for pace in PACES {
         up.set_token_delay(pace.token_delay);
+        // How long an answer takes upstream: its tokens, each after the pause.
+        let spread = pace.token_delay * (REPLY.split(' ').count() as u32 + 1);
         let mut rows = Vec::new();
         for &(level, per_client) in pace.levels {
             // Warm-up: connections in both pools, caches, the first allocations.
-            client_rt.block_on(batch(&direct, level, 1))?;
-            client_rt.block_on(batch(&confab, level, 1))?;
+            client_rt.block_on(batch(&direct, level, 1, spread))?;
+            client_rt.block_on(batch(&confab, level, 1, spread))?;
             let (mut d, mut c) = (Vec::new(), Vec::new());
             let (mut d_cpu, mut c_cpu) = (Duration::ZERO, Duration::ZERO);
             for _ in 0..ROUNDS {
                 let t = cpu_time();
-                d.extend(client_rt.block_on(batch(&direct, level, per_client))?);
+                d.extend(client_rt.block_on(batch(&direct, level, per_client, spread))?);
                 let t2 = cpu_time();
-                c.extend(client_rt.block_on(batch(&confab, level, per_client))?);
+                c.extend(client_rt.block_on(batch(&confab, level, per_client, spread))?);
                 d_cpu += t2 - t;
                 c_cpu += cpu_time() - t2;
             }
@@ -256,13 +262,24 @@ struct Target {
 }
 
 /// `level` clients, each running `per_client` streams back to back; the
-/// TTFT of every stream. Any failed stream fails the bench: a figure over
+/// TTFT of every stream. Client `i` starts `i/level` of `spread` after the
+/// first, so that the streams in flight are spread over an answer's length
+/// rather than all starting in the same millisecond (a thundering herd of
+/// 50 that the clients' loop would repeat each round, and which measures the
+/// burst, not the hop). Any failed stream fails the bench: a figure over
 /// errors would mislead.
-async fn batch(t: &Target, level: usize, per_client: usize) -> anyhow::Result<Vec<Duration>> {
+async fn batch(
+    t: &Target,
+    level: usize,
+    per_client: usize,
+    spread: Duration,
+) -> anyhow::Result<Vec<Duration>> {
     let mut set = JoinSet::new();
-    for _ in 0..level {
+    for i in 0..level {
         let t = t.clone();
+        let offset = spread.mul_f64(i as f64 / level as f64);
         set.spawn(async move {
+            tokio::time::sleep(offset).await;
             let mut out = Vec::with_capacity(per_client);
             for _ in 0..per_client {
                 let s = tokio::time::timeout(STREAM_TIMEOUT, one_stream(&t))
