@@ -357,8 +357,8 @@ impl ChatStore for RedbStore {
         self.run(move |db| db.flush_partials(&parts)).await
     }
     async fn finish_message(&self, m: &Message) -> StoreResult<()> {
-        let m = m.clone();
-        self.run(move |db| db.finish_message(&m)).await
+        let op = super::batch::Small::Finish(Box::new(m.clone()));
+        self.small.submit(&self.db, op).await
     }
     async fn recover_streaming(&self) -> StoreResult<usize> {
         self.run(|db| db.recover_streaming()).await

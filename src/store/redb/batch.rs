@@ -1,5 +1,6 @@
-//! Small writes of many callers in one transaction. Every answer and every
-//! `/v1` call ends with a usage charge and an audit entry; each in a write
+//! Small writes of many callers in one transaction. Every answer ends with
+//! its final message and a usage charge, every `/v1` call with a usage
+//! charge and an audit entry; each in a write
 //! transaction of its own, those two commits were a third of the server's
 //! CPU at 50 concurrent `/v1` streams (benches/v1.rs under perf). Queued
 //! here, they are applied by one blocking task, as many as are waiting in
@@ -24,6 +25,8 @@ pub(crate) enum Small {
         charge: Charge,
     },
     Audit(AuditEntry),
+    /// An answer's final message (see `chat::finish_message_in`).
+    Finish(Box<crate::store::chat::Message>),
 }
 
 type Waiting = (Small, oneshot::Sender<StoreResult<()>>);
@@ -175,5 +178,76 @@ mod tests {
             commits < 600,
             "{commits} commits for 600 writes: none were batched"
         );
+    }
+
+    /// Answers' final messages share transactions with charges; the one
+    /// whose conversation was deleted meanwhile writes nothing and fails
+    /// no one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn finished_messages_land_in_batches() {
+        use crate::store::ChatStore;
+        use crate::store::chat::{Message, MessageRole, MessageStatus};
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(RedbStore::open(dir.path()).unwrap());
+        let user = Uuid::now_v7();
+        let answer = |conv: Uuid| Message {
+            id: Uuid::now_v7(),
+            conversation_id: conv,
+            parent_id: None,
+            role: MessageRole::Assistant,
+            content: String::new(),
+            model: Some("m".into()),
+            provider: Some("oa".into()),
+            status: MessageStatus::Streaming,
+            usage: None,
+            created_at: 0,
+            duration_ms: None,
+            finish_reason: None,
+            error: None,
+            sources: Vec::new(),
+            attachments: Vec::new(),
+        };
+        let mut answers = Vec::new();
+        for _ in 0..40 {
+            let conv = crate::chat::new_conversation(user, None, None, None);
+            let a = answer(conv.id);
+            store
+                .start_turn(user, Some(&conv), None, Default::default(), None, &a)
+                .await
+                .unwrap();
+            answers.push(a);
+        }
+        let gone = answers[0].conversation_id;
+        store.delete_conversation(user, gone).await.unwrap();
+        let mut tasks = Vec::new();
+        for (i, mut a) in answers.clone().into_iter().enumerate() {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                a.content = format!("answer {i}");
+                a.status = MessageStatus::Complete;
+                s.finish_message(&a).await.unwrap();
+                let c = Charge {
+                    provider: "oa".into(),
+                    model: "m".into(),
+                    messages: 1,
+                    ..Default::default()
+                };
+                s.charge_usage(user, 20260101, &c).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for (i, a) in answers.iter().enumerate().skip(1) {
+            let m = store
+                .get_message(user, a.conversation_id, a.id)
+                .await
+                .unwrap();
+            assert_eq!(m.content, format!("answer {i}"));
+            assert_eq!(m.status, MessageStatus::Complete);
+        }
+        assert!(store.get_conversation(user, gone).await.is_err());
+        let day = store.usage_user_day(user, 20260101).await.unwrap();
+        assert_eq!(day.messages, 40);
     }
 }

@@ -48,6 +48,40 @@ fn save_conv(tx: &WriteTx, old_updated: Option<u64>, c: &Conversation) -> StoreR
     Ok(())
 }
 
+/// Stores an answer's final message within `tx` (one of a batch: see
+/// [`super::batch`]): the message, out of the streaming set, queued for the
+/// search index, and the conversation's `updated_at`. Nothing when the
+/// conversation was deleted while the answer streamed.
+pub(super) fn finish_message_in(tx: &WriteTx, m: &Message) -> StoreResult<()> {
+    let key = (m.conversation_id.as_u128(), m.id.as_u128());
+    let mut msgs = tx.open_table(MESSAGES)?;
+    if msgs.get(key)?.is_none() {
+        return Ok(());
+    }
+    msgs.insert(key, enc(m).as_slice())?;
+    drop(msgs);
+    tx.open_table(STREAMING)?.remove(key)?;
+    outbox(
+        tx,
+        &[OutboxOp::Message {
+            conversation_id: m.conversation_id,
+            message_id: m.id,
+        }],
+    )?;
+    let convs = tx.open_table(CONVERSATIONS)?;
+    let c: Option<Conversation> = convs
+        .get(m.conversation_id.as_u128())?
+        .map(|v| dec(v.value()))
+        .transpose()?;
+    drop(convs);
+    if let Some(mut c) = c {
+        let old = c.updated_at_ms;
+        c.updated_at_ms = crate::clock::now_ms().max(old + 1);
+        save_conv(tx, Some(old), &c)?;
+    }
+    Ok(())
+}
+
 impl Db {
     pub fn create_conversation(&self, c: &Conversation) -> StoreResult<()> {
         let tx = self.write()?;
@@ -344,40 +378,6 @@ impl Db {
     }
 
     /// Stores the final state of a streamed message and bumps the conversation.
-    pub fn finish_message(&self, m: &Message) -> StoreResult<()> {
-        let tx = self.write()?;
-        {
-            let key = (m.conversation_id.as_u128(), m.id.as_u128());
-            let mut msgs = tx.open_table(MESSAGES)?;
-            if msgs.get(key)?.is_none() {
-                // The conversation was deleted while the answer streamed.
-                return Ok(());
-            }
-            msgs.insert(key, enc(m).as_slice())?;
-            tx.open_table(STREAMING)?.remove(key)?;
-            outbox(
-                &tx,
-                &[OutboxOp::Message {
-                    conversation_id: m.conversation_id,
-                    message_id: m.id,
-                }],
-            )?;
-            let convs = tx.open_table(CONVERSATIONS)?;
-            let c: Option<Conversation> = convs
-                .get(m.conversation_id.as_u128())?
-                .map(|v| dec(v.value()))
-                .transpose()?;
-            drop(convs);
-            if let Some(mut c) = c {
-                let old = c.updated_at_ms;
-                c.updated_at_ms = crate::clock::now_ms().max(old + 1);
-                save_conv(&tx, Some(old), &c)?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
     /// Marks every message left `streaming` by a crash as `interrupted`,
     /// keeping the text that was flushed. Returns how many.
     pub fn recover_streaming(&self) -> StoreResult<usize> {

@@ -1134,6 +1134,7 @@ impl Db {
                     tx.open_table(AUDIT)?
                         .insert(e.id.as_u128(), enc(e).as_slice())?;
                 }
+                batch::Small::Finish(m) => chat::finish_message_in(&tx, m)?,
             }
         }
         tx.commit()
