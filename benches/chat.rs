@@ -896,8 +896,10 @@ fn latency(
             }
             report(
                 &format!(
-                    "open loop: a new stream every {:.0} ms ({rate:.0}/s) for {LOAD_SECS:.0} s",
-                    1e3 / rate
+                    "open loop: a new stream every {} ms ({rate:.0}/s) for {LOAD_SECS:.0} s",
+                    format!("{:.2}", 1e3 / rate)
+                        .trim_end_matches('0')
+                        .trim_end_matches('.')
                 ),
                 &runs,
                 true,
