@@ -377,7 +377,6 @@ impl Db {
         Ok(())
     }
 
-    /// Stores the final state of a streamed message and bumps the conversation.
     /// Marks every message left `streaming` by a crash as `interrupted`,
     /// keeping the text that was flushed. Returns how many.
     pub fn recover_streaming(&self) -> StoreResult<usize> {
