@@ -186,7 +186,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn finished_messages_land_in_batches() {
         use crate::store::ChatStore;
-        use crate::store::chat::{Message, MessageRole, MessageStatus};
+        use crate::store::chat::{Conversation, Message, MessageRole, MessageStatus};
         let dir = tempfile::tempdir().unwrap();
         let store = std::sync::Arc::new(RedbStore::open(dir.path()).unwrap());
         let user = Uuid::now_v7();
@@ -209,7 +209,23 @@ mod tests {
         };
         let mut answers = Vec::new();
         for _ in 0..40 {
-            let conv = crate::chat::new_conversation(user, None, None, None);
+            let conv = Conversation {
+                id: Uuid::now_v7(),
+                user_id: user,
+                title_auto: true,
+                title: "New chat".into(),
+                model: None,
+                provider: None,
+                system_prompt: None,
+                created_at: 0,
+                updated_at_ms: 0,
+                pinned: false,
+                archived: false,
+                current_leaf: None,
+                preset_id: None,
+                params: Default::default(),
+                collections: Vec::new(),
+            };
             let a = answer(conv.id);
             store
                 .start_turn(user, Some(&conv), None, Default::default(), None, &a)
