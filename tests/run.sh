@@ -86,6 +86,11 @@ on_exit() {
   exit "$rc"
 }
 trap on_exit EXIT
+# Stopped by a signal (a CI timeout, ^C), the suite has not passed: without
+# these, bash ran the EXIT trap with the status of the last command that
+# ended, and a nextest run cancelled half-way printed "all stages passed".
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 as_root() {
   if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo -n "$@"; fi
