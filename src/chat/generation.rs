@@ -597,7 +597,7 @@ type Opening = BoxFuture<'static, Result<crate::providers::Routed, ProviderError
 
 /// Runs one answer. The task's future is as large as its largest state, and
 /// it is held for as long as the answer streams: opening the stream
-/// (`open`, built by [`Generations::start`]) and finishing ([`finish`]:
+/// (`open`, built by [`Manager::start`]) and finishing ([`finish`]:
 /// storing, the title) are boxed, so their states take memory only while
 /// they run (measured in benches/chat.rs).
 async fn run(

@@ -327,13 +327,6 @@ async fn read_error_body(mut resp: reqwest::Response, idle: Duration) -> Vec<u8>
     body
 }
 
-/// Sends a request built by `build` (called again for every attempt) and
-/// returns the response once it has a success status.
-///
-/// Retried with backoff: connect failures, 408 and 5xx (except 501/505). A
-/// 429 is returned at once as `RateLimited` unless its Retry-After is at most
-/// one second, in which case it is waited out and retried once: sleeping for
-/// longer would hold the user's request hostage to someone else's quota.
 /// Sends `rb`. Over HTTPS with `options.shards`, on a client with room for
 /// one more request in flight, whose place the response carries in its
 /// extensions until its body is read (see [`super::shards`]).
@@ -361,6 +354,13 @@ fn place_of(resp: &mut reqwest::Response) -> Option<InFlight> {
     resp.extensions_mut().remove::<InFlight>()
 }
 
+/// Sends a request built by `build` (called again for every attempt) and
+/// returns the response once it has a success status.
+///
+/// Retried with backoff: connect failures, 408 and 5xx (except 501/505). A
+/// 429 is returned at once as `RateLimited` unless its Retry-After is at most
+/// one second, in which case it is waited out and retried once: sleeping for
+/// longer would hold the user's request hostage to someone else's quota.
 pub(crate) async fn send(
     origin: &Origin,
     options: &ProviderOptions,
