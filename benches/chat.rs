@@ -11,7 +11,9 @@
 //!     streams against an upstream that answers very slowly.
 //!
 //! Run with `cargo bench --bench chat` (`CONFAB_BENCH_PARTS=transport,latency,memory`
-//! picks parts; all by default). On small (2-core) machines lone
+//! picks parts; all by default; for a profile of one load,
+//! `CONFAB_BENCH_RATES=750` runs only those open-loop rates and
+//! `CONFAB_BENCH_TMPFS=0` leaves out the tmpfs server). On small (2-core) machines lone
 //! absolute times are noise, so every figure is a percentile and every
 //! confab figure is set against the direct path measured in the same process.
 //! Client, server and fake upstream each get their own tokio runtime but
@@ -791,7 +793,7 @@ fn latency(
 
     let disk = tempfile::tempdir()?;
     let shm = Path::new("/dev/shm");
-    let tmpfs = if shm.is_dir() {
+    let tmpfs = if shm.is_dir() && std::env::var("CONFAB_BENCH_TMPFS").as_deref() != Ok("0") {
         Some(tempfile::tempdir_in(shm)?)
     } else {
         None
@@ -888,7 +890,15 @@ fn latency(
             &runs,
             true,
         );
-        for &rate in RATES {
+        let rates: Vec<f64> = match std::env::var("CONFAB_BENCH_RATES") {
+            Ok(v) => v
+                .split(',')
+                .map(|r| r.trim().parse())
+                .collect::<Result<_, _>>()
+                .context("CONFAB_BENCH_RATES: a comma-separated list of streams per second")?,
+            Err(_) => RATES.to_vec(),
+        };
+        for rate in rates {
             let mut runs = Vec::new();
             for t in &targets {
                 runs.push(open_loop(t, rate, LOAD_SECS, cap).await);

@@ -386,7 +386,7 @@ impl Manager {
     pub fn start(
         self: &Arc<Self>,
         store: &SharedStore,
-        request: ChatRequest,
+        open: Opening,
         mut job: Job,
         on_finish: OnFinish,
     ) -> Arc<Generation> {
@@ -418,25 +418,7 @@ impl Manager {
             .unwrap_or_else(|e| e.into_inner())
             .insert(job.message.id, id);
         let store = store.clone();
-        let input_estimate = request
-            .messages
-            .iter()
-            .map(|m| super::estimate_tokens(&m.content) + 4)
-            .sum::<u64>()
-            + request
-                .system
-                .as_deref()
-                .map(super::estimate_tokens)
-                .unwrap_or(0);
-        // The request goes to the provider as it is, moved into this boxed
-        // future: the task that runs the answer never holds it, so an open
-        // stream holds one copy of the context, and only while it opens.
-        let providers = job.providers.clone();
-        let open: Opening = Box::pin(async move {
-            let model = request.model.clone();
-            providers.open_stream(&model, request).await
-        });
-        tokio::spawn(run(g.clone(), store, job, open, input_estimate, on_finish));
+        tokio::spawn(run(g.clone(), store, job, open, on_finish));
         g
     }
 
@@ -592,8 +574,63 @@ async fn store_final(store: &SharedStore, g: &Generation, m: &Message) {
     }
 }
 
-/// Opens the answer's stream: routing and the provider's request.
-type Opening = BoxFuture<'static, Result<crate::providers::Routed, ProviderError>>;
+/// Opens the answer's stream: routing and the provider's request, up to
+/// the first event of the answer. Built by [`opening`]; it may already be
+/// under way (or done) when [`Manager::start`] gets it.
+pub struct Opening {
+    open: BoxFuture<'static, Result<crate::providers::Routed, ProviderError>>,
+    /// Tokens the request's messages are estimated at, for an answer whose
+    /// provider sends no usage.
+    input_estimate: u64,
+}
+
+/// The future that opens `request`'s stream. The request goes to the
+/// provider as it is, moved into this boxed future: the task that runs the
+/// answer never holds it, so an open stream holds one copy of the context,
+/// and only while it opens.
+pub fn opening(providers: Arc<Registry>, request: ChatRequest) -> Opening {
+    let input_estimate = request
+        .messages
+        .iter()
+        .map(|m| super::estimate_tokens(&m.content) + 4)
+        .sum::<u64>()
+        + request
+            .system
+            .as_deref()
+            .map(super::estimate_tokens)
+            .unwrap_or(0);
+    Opening {
+        open: Box::pin(async move {
+            let model = request.model.clone();
+            providers.open_stream(&model, request).await
+        }),
+        input_estimate,
+    }
+}
+
+impl Opening {
+    /// Runs `work` while the stream opens, and gives back its result with
+    /// what is left of the opening (the outcome itself when the first
+    /// event came first). Storing a turn takes a durable commit; the
+    /// provider needs longer for its first token, so the commit no longer
+    /// adds to the time to the first token (measured in benches/chat.rs).
+    /// Dropping the returned opening cancels the provider's request.
+    pub async fn alongside<T>(mut self, work: impl Future<Output = T>) -> (T, Opening) {
+        let mut work = std::pin::pin!(work);
+        let mut opened = None;
+        let out = loop {
+            tokio::select! {
+                biased;
+                out = &mut work => break out,
+                r = &mut self.open, if opened.is_none() => opened = Some(r),
+            }
+        };
+        if let Some(r) = opened {
+            self.open = Box::pin(std::future::ready(r));
+        }
+        (out, self)
+    }
+}
 
 /// Runs one answer. The task's future is as large as its largest state, and
 /// it is held for as long as the answer streams: opening the stream
@@ -605,10 +642,13 @@ async fn run(
     store: SharedStore,
     mut job: Job,
     open: Opening,
-    input_estimate: u64,
     on_finish: OnFinish,
 ) {
     let started = Instant::now();
+    let Opening {
+        open,
+        input_estimate,
+    } = open;
     let mut usage: Option<(u64, u64)> = None;
     let end = tokio::select! {
         biased;
@@ -827,5 +867,79 @@ mod tests {
             ]
         );
         assert!(st.get(3).is_none());
+    }
+
+    /// An opening whose future reports when it is first polled and ends
+    /// with what the returned sender sends.
+    fn probe() -> (
+        Opening,
+        Arc<std::sync::atomic::AtomicBool>,
+        tokio::sync::oneshot::Sender<ProviderError>,
+    ) {
+        let polled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let seen = polled.clone();
+        let open = Opening {
+            open: Box::pin(async move {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                Err(rx
+                    .await
+                    .unwrap_or_else(|_| ProviderError::Protocol("sender dropped".into())))
+            }),
+            input_estimate: 7,
+        };
+        (open, polled, tx)
+    }
+
+    /// The provider is asked while the work (storing the turn) runs: the
+    /// opening has begun when the work ends, goes on afterwards, and
+    /// dropping what is left of it cancels the request.
+    #[tokio::test]
+    async fn the_opening_runs_alongside_the_work_and_goes_on_after_it() {
+        let (open, polled, tx) = probe();
+        let (out, rest) = open
+            .alongside(async {
+                tokio::task::yield_now().await;
+                41 + 1
+            })
+            .await;
+        assert_eq!(out, 42);
+        assert!(polled.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(rest.input_estimate, 7);
+        tx.send(ProviderError::Timeout("late".into()))
+            .expect("the opening still waits");
+        match rest.open.await {
+            Err(ProviderError::Timeout(m)) => assert_eq!(m, "late"),
+            other => panic!("unexpected {:?}", other.err()),
+        }
+
+        let (open, _, tx) = probe();
+        let (_, rest) = open.alongside(tokio::task::yield_now()).await;
+        drop(rest);
+        assert!(tx.is_closed(), "dropping the opening cancels it");
+    }
+
+    /// An opening that ends before the work keeps its outcome.
+    #[tokio::test]
+    async fn an_opening_that_ends_first_keeps_its_outcome() {
+        let (open, _, tx) = probe();
+        tx.send(ProviderError::KeyRejected("no".into())).unwrap();
+        let (gate_tx, gate_rx) = tokio::sync::oneshot::channel::<()>();
+        let work = async move {
+            gate_rx.await.ok();
+            "stored"
+        };
+        let (out, rest) = tokio::join!(open.alongside(work), async move {
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
+            gate_tx.send(()).ok();
+        })
+        .0;
+        assert_eq!(out, "stored");
+        assert!(matches!(
+            rest.open.await,
+            Err(ProviderError::KeyRejected(_))
+        ));
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::events::Meta;
-use super::generation::{Generation, Job, Manager, Titler};
+use super::generation::{Generation, Job, Manager, Titler, opening};
 use super::shared::Followed;
 use super::title::{TitleCredential, Titles};
 use super::{DEFAULT_CONTEXT_WINDOW, new_conversation, validate_model};
@@ -334,33 +334,6 @@ impl ChatService {
         assistant.provider = Some(provider_name.clone());
         assistant.status = MessageStatus::Streaming;
         assistant.sources = retrieved.sources;
-        let new_conv = placed.is_new.then_some(&placed.conv);
-        // Sending with a model (or sampling settings) makes it the
-        // conversation's.
-        let remember_model = req.model.clone();
-        if placed.temporary {
-            self.generations.temporary.start_turn(
-                uid,
-                new_conv,
-                remember_model,
-                req.params,
-                placed.user_msg.as_ref(),
-                &assistant,
-            )?;
-        } else {
-            self.store
-                .start_turn(
-                    uid,
-                    new_conv,
-                    remember_model,
-                    req.params,
-                    placed.user_msg.as_ref(),
-                    &assistant,
-                )
-                .await
-                .map_err(conversation_missing)?;
-        }
-
         let meta = Meta {
             assistant_message_id: assistant.id,
             context_trimmed: ctx.trimmed > 0,
@@ -384,6 +357,38 @@ impl ChatService {
             api_key_kind: req.provider_key_kind,
             ..Default::default()
         };
+        let new_conv = placed.is_new.then_some(&placed.conv);
+        // Sending with a model (or sampling settings) makes it the
+        // conversation's.
+        let remember_model = req.model.clone();
+        let open = if placed.temporary {
+            self.generations.temporary.start_turn(
+                uid,
+                new_conv,
+                remember_model,
+                req.params,
+                placed.user_msg.as_ref(),
+                &assistant,
+            )?;
+            opening(self.providers.clone(), request)
+        } else {
+            // The provider is asked while the turn is stored; the answer
+            // is handed out only once the turn is durable, and a turn that
+            // cannot be stored cancels the request.
+            let (stored, open) = opening(self.providers.clone(), request)
+                .alongside(self.store.start_turn(
+                    uid,
+                    new_conv,
+                    remember_model,
+                    req.params,
+                    placed.user_msg.as_ref(),
+                    &assistant,
+                ))
+                .await;
+            stored.map_err(conversation_missing)?;
+            open
+        };
+
         // A temporary chat keeps the default title: naming it would send
         // its words once more for nothing to keep.
         let titler =
@@ -403,7 +408,7 @@ impl ChatService {
         let (limits, store) = (self.limits.clone(), self.store.clone());
         let g = self.generations.start(
             &self.store,
-            request,
+            open,
             job,
             Box::new(move |msg, outcome| limits.finish(&store, reservation, &msg, outcome)),
         );
