@@ -316,8 +316,12 @@ impl ChatStore for RedbStore {
         id: Uuid,
         patch: ConversationPatch,
     ) -> StoreResult<Conversation> {
-        self.run(move |db| db.update_conversation(user_id, id, patch))
-            .await
+        let op = super::batch::Small::Patch {
+            user_id,
+            id,
+            patch: Box::new(patch),
+        };
+        self.small.submit_conversation(&self.db, op).await
     }
     async fn delete_conversation(&self, user_id: Uuid, id: Uuid) -> StoreResult<usize> {
         self.run(move |db| db.delete_conversation(user_id, id))
@@ -332,9 +336,15 @@ impl ChatStore for RedbStore {
         user_msg: Option<&Message>,
         assistant: &Message,
     ) -> StoreResult<Conversation> {
-        let (nc, um, am) = (new_conv.cloned(), user_msg.cloned(), assistant.clone());
-        self.run(move |db| db.start_turn(user_id, nc.as_ref(), model, params, um.as_ref(), &am))
-            .await
+        let op = super::batch::Small::StartTurn(Box::new(super::batch::Turn {
+            user_id,
+            new_conv: new_conv.cloned(),
+            model,
+            params,
+            user_msg: user_msg.cloned(),
+            assistant: assistant.clone(),
+        }));
+        self.small.submit_conversation(&self.db, op).await
     }
     async fn insert_messages(
         &self,

@@ -82,6 +82,128 @@ pub(super) fn finish_message_in(tx: &WriteTx, m: &Message) -> StoreResult<()> {
     Ok(())
 }
 
+/// A conversation's patch within `tx` (alone, or one of a batch: see
+/// [`super::batch`]).
+pub(super) fn update_conversation_in(
+    tx: &WriteTx,
+    user_id: Uuid,
+    id: Uuid,
+    patch: ConversationPatch,
+) -> StoreResult<Conversation> {
+    let mut c = load_conv(tx, user_id, id)?;
+    let old = c.updated_at_ms;
+    let old_title = c.title.clone();
+    match patch.title {
+        Some(TitleChange::Set(t)) => {
+            c.title = t;
+            c.title_auto = false;
+        }
+        Some(TitleChange::Auto {
+            title,
+            last,
+            default,
+        }) if c.title_auto && (last || c.title == default) => {
+            c.title = title;
+            c.title_auto = !last;
+        }
+        Some(TitleChange::Auto { .. }) => {}
+        None => {}
+    }
+    if let Some(m) = patch.model {
+        c.model = m;
+    }
+    if let Some(p) = patch.system_prompt {
+        c.system_prompt = p.filter(|s| !s.trim().is_empty());
+    }
+    if let Some(p) = patch.pinned {
+        c.pinned = p;
+    }
+    if let Some(a) = patch.archived {
+        c.archived = a;
+    }
+    if let Some(mut cols) = patch.collections {
+        cols.dedup();
+        c.collections = cols;
+    }
+    c.params = patch.params.apply(c.params);
+    if let Some(l) = patch.current_leaf {
+        let msgs = messages_in(&tx.open_table(MESSAGES)?, id)?;
+        if !msgs.iter().any(|m| m.id == l) {
+            return Err(StoreError::Conflict(
+                "current_leaf is not a message of this conversation".into(),
+            ));
+        }
+        c.current_leaf = Some(deepest_leaf(&msgs, l));
+    }
+    if c.title != old_title {
+        outbox(
+            tx,
+            &[OutboxOp::Title {
+                conversation_id: id,
+            }],
+        )?;
+    }
+    if patch.touch {
+        c.updated_at_ms = crate::clock::now_ms().max(old + 1);
+    }
+    save_conv(tx, Some(old), &c)?;
+    Ok(c)
+}
+
+/// One turn within `tx` (alone, or one of a batch: see [`super::batch`]):
+/// the new conversation, the user's message, the answer being streamed.
+pub(super) fn start_turn_in(
+    tx: &WriteTx,
+    user_id: Uuid,
+    new_conv: Option<&Conversation>,
+    model: Option<String>,
+    params: ModelParamsPatch,
+    user_msg: Option<&Message>,
+    assistant: &Message,
+) -> StoreResult<Conversation> {
+    let conv_id = assistant.conversation_id;
+    if let Some(nc) = new_conv {
+        save_conv(tx, None, nc)?;
+        outbox(
+            tx,
+            &[OutboxOp::Title {
+                conversation_id: nc.id,
+            }],
+        )?;
+    }
+    let mut c = load_conv(tx, user_id, conv_id)?;
+    if let Some(m) = model {
+        c.model = Some(m);
+    }
+    c.params = params.apply(c.params);
+    let mut msgs = tx.open_table(MESSAGES)?;
+    for m in user_msg.iter().copied().chain(std::iter::once(assistant)) {
+        if let Some(p) = m.parent_id
+            && msgs.get((conv_id.as_u128(), p.as_u128()))?.is_none()
+            && user_msg.is_none_or(|u| u.id != p)
+        {
+            return Err(StoreError::NotFound);
+        }
+        msgs.insert((conv_id.as_u128(), m.id.as_u128()), enc(m).as_slice())?;
+    }
+    tx.open_table(STREAMING)?
+        .insert((conv_id.as_u128(), assistant.id.as_u128()), ())?;
+    if let Some(u) = user_msg {
+        outbox(
+            tx,
+            &[OutboxOp::Message {
+                conversation_id: conv_id,
+                message_id: u.id,
+            }],
+        )?;
+    }
+    let old = c.updated_at_ms;
+    c.current_leaf = Some(assistant.id);
+    c.updated_at_ms = crate::clock::now_ms().max(old + 1);
+    save_conv(tx, Some(old), &c)?;
+    Ok(c)
+}
+
 impl Db {
     pub fn create_conversation(&self, c: &Conversation) -> StoreResult<()> {
         let tx = self.write()?;
@@ -146,78 +268,6 @@ impl Db {
         Ok(out)
     }
 
-    /// Applies `patch` (see [`ConversationPatch`]).
-    pub fn update_conversation(
-        &self,
-        user_id: Uuid,
-        id: Uuid,
-        patch: ConversationPatch,
-    ) -> StoreResult<Conversation> {
-        let tx = self.write()?;
-        let c = {
-            let mut c = load_conv(&tx, user_id, id)?;
-            let old = c.updated_at_ms;
-            let old_title = c.title.clone();
-            match patch.title {
-                Some(TitleChange::Set(t)) => {
-                    c.title = t;
-                    c.title_auto = false;
-                }
-                Some(TitleChange::Auto {
-                    title,
-                    last,
-                    default,
-                }) if c.title_auto && (last || c.title == default) => {
-                    c.title = title;
-                    c.title_auto = !last;
-                }
-                Some(TitleChange::Auto { .. }) => {}
-                None => {}
-            }
-            if let Some(m) = patch.model {
-                c.model = m;
-            }
-            if let Some(p) = patch.system_prompt {
-                c.system_prompt = p.filter(|s| !s.trim().is_empty());
-            }
-            if let Some(p) = patch.pinned {
-                c.pinned = p;
-            }
-            if let Some(a) = patch.archived {
-                c.archived = a;
-            }
-            if let Some(mut cols) = patch.collections {
-                cols.dedup();
-                c.collections = cols;
-            }
-            c.params = patch.params.apply(c.params);
-            if let Some(l) = patch.current_leaf {
-                let msgs = messages_in(&tx.open_table(MESSAGES)?, id)?;
-                if !msgs.iter().any(|m| m.id == l) {
-                    return Err(StoreError::Conflict(
-                        "current_leaf is not a message of this conversation".into(),
-                    ));
-                }
-                c.current_leaf = Some(deepest_leaf(&msgs, l));
-            }
-            if c.title != old_title {
-                outbox(
-                    &tx,
-                    &[OutboxOp::Title {
-                        conversation_id: id,
-                    }],
-                )?;
-            }
-            if patch.touch {
-                c.updated_at_ms = crate::clock::now_ms().max(old + 1);
-            }
-            save_conv(&tx, Some(old), &c)?;
-            c
-        };
-        tx.commit()?;
-        Ok(c)
-    }
-
     /// Deletes a conversation and all of its messages.
     pub fn delete_conversation(&self, user_id: Uuid, id: Uuid) -> StoreResult<usize> {
         let tx = self.write()?;
@@ -246,65 +296,6 @@ impl Db {
         };
         tx.commit()?;
         Ok(n)
-    }
-
-    /// One turn in ONE transaction (see the trait): one fsync before the
-    /// first byte of an answer instead of three.
-    pub fn start_turn(
-        &self,
-        user_id: Uuid,
-        new_conv: Option<&Conversation>,
-        model: Option<String>,
-        params: ModelParamsPatch,
-        user_msg: Option<&Message>,
-        assistant: &Message,
-    ) -> StoreResult<Conversation> {
-        let conv_id = assistant.conversation_id;
-        let tx = self.write()?;
-        let c = {
-            if let Some(nc) = new_conv {
-                save_conv(&tx, None, nc)?;
-                outbox(
-                    &tx,
-                    &[OutboxOp::Title {
-                        conversation_id: nc.id,
-                    }],
-                )?;
-            }
-            let mut c = load_conv(&tx, user_id, conv_id)?;
-            if let Some(m) = model {
-                c.model = Some(m);
-            }
-            c.params = params.apply(c.params);
-            let mut msgs = tx.open_table(MESSAGES)?;
-            for m in user_msg.iter().copied().chain(std::iter::once(assistant)) {
-                if let Some(p) = m.parent_id
-                    && msgs.get((conv_id.as_u128(), p.as_u128()))?.is_none()
-                    && user_msg.is_none_or(|u| u.id != p)
-                {
-                    return Err(StoreError::NotFound);
-                }
-                msgs.insert((conv_id.as_u128(), m.id.as_u128()), enc(m).as_slice())?;
-            }
-            tx.open_table(STREAMING)?
-                .insert((conv_id.as_u128(), assistant.id.as_u128()), ())?;
-            if let Some(u) = user_msg {
-                outbox(
-                    &tx,
-                    &[OutboxOp::Message {
-                        conversation_id: conv_id,
-                        message_id: u.id,
-                    }],
-                )?;
-            }
-            let old = c.updated_at_ms;
-            c.current_leaf = Some(assistant.id);
-            c.updated_at_ms = crate::clock::now_ms().max(old + 1);
-            save_conv(&tx, Some(old), &c)?;
-            c
-        };
-        tx.commit()?;
-        Ok(c)
     }
 
     /// Inserts complete messages as they are (import). Ownership checked.

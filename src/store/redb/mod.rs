@@ -1121,23 +1121,47 @@ impl Db {
     // ---- audit -----------------------------------------------------------
 
     /// Applies `ops` in one write transaction (see [`batch`]).
-    fn apply_small(&self, ops: &[&batch::Small]) -> StoreResult<()> {
+    /// Applies `ops` in one transaction, in order; their results in the
+    /// same order. Any error drops the transaction whole.
+    fn apply_small(&self, ops: &[&batch::Small]) -> StoreResult<Vec<batch::Done>> {
+        use batch::{Done, Small};
         let tx = self.write()?;
+        let mut out = Vec::with_capacity(ops.len());
         for op in ops {
-            match op {
-                batch::Small::Charge {
+            out.push(match op {
+                Small::Charge {
                     user_id,
                     day,
                     charge,
-                } => usage::charge_usage_in(&tx, *user_id, *day, charge)?,
-                batch::Small::Audit(e) => {
+                } => {
+                    usage::charge_usage_in(&tx, *user_id, *day, charge)?;
+                    Done::Unit
+                }
+                Small::Audit(e) => {
                     tx.open_table(AUDIT)?
                         .insert(e.id.as_u128(), enc(e).as_slice())?;
+                    Done::Unit
                 }
-                batch::Small::Finish(m) => chat::finish_message_in(&tx, m)?,
-            }
+                Small::Finish(m) => {
+                    chat::finish_message_in(&tx, m)?;
+                    Done::Unit
+                }
+                Small::StartTurn(t) => Done::Conversation(Box::new(chat::start_turn_in(
+                    &tx,
+                    t.user_id,
+                    t.new_conv.as_ref(),
+                    t.model.clone(),
+                    t.params,
+                    t.user_msg.as_ref(),
+                    &t.assistant,
+                )?)),
+                Small::Patch { user_id, id, patch } => Done::Conversation(Box::new(
+                    chat::update_conversation_in(&tx, *user_id, *id, (**patch).clone())?,
+                )),
+            });
         }
-        tx.commit()
+        tx.commit()?;
+        Ok(out)
     }
 
     /// Newest first, strictly older than `before`.

@@ -24,6 +24,7 @@ impl Db {
             day,
             charge,
         }])
+        .map(|_| ())
     }
 }
 
