@@ -185,6 +185,48 @@ pub struct ConversationPatch {
     pub collections: Option<Vec<Uuid>>,
 }
 
+impl ConversationPatch {
+    /// Applies the fields that need nothing but the conversation: title,
+    /// model, system prompt, pinned, archived, collections and sampling
+    /// settings. `current_leaf` and `touch` are the store's (the first
+    /// reads the messages); they are returned.
+    pub fn apply_fields(self, c: &mut crate::store::chat::Conversation) -> (Option<Uuid>, bool) {
+        match self.title {
+            Some(TitleChange::Set(t)) => {
+                c.title = t;
+                c.title_auto = false;
+            }
+            Some(TitleChange::Auto {
+                title,
+                last,
+                default,
+            }) if c.title_auto && (last || c.title == default) => {
+                c.title = title;
+                c.title_auto = !last;
+            }
+            Some(TitleChange::Auto { .. }) | None => {}
+        }
+        if let Some(m) = self.model {
+            c.model = m;
+        }
+        if let Some(p) = self.system_prompt {
+            c.system_prompt = p.filter(|s| !s.trim().is_empty());
+        }
+        if let Some(p) = self.pinned {
+            c.pinned = p;
+        }
+        if let Some(a) = self.archived {
+            c.archived = a;
+        }
+        if let Some(mut cols) = self.collections {
+            cols.dedup();
+            c.collections = cols;
+        }
+        c.params = self.params.apply(c.params);
+        (self.current_leaf, self.touch)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum TitleChange {
     /// A person named it: automatic naming stops.

@@ -9,7 +9,7 @@ use super::search_outbox::commit_with_ops;
 use super::{PgStore, Sql, begin, begin_snapshot, big, commit, dec, json};
 use crate::store::chat::*;
 use crate::store::search_outbox::OutboxOp;
-use crate::store::{ChatStore, ConversationPatch, StoreError, StoreResult, TitleChange};
+use crate::store::{ChatStore, ConversationPatch, StoreError, StoreResult};
 
 fn status(s: MessageStatus) -> &'static str {
     match s {
@@ -174,39 +174,8 @@ impl ChatStore for PgStore {
         let tx = begin(&mut cl).await?;
         let mut c = load_conv(&tx, user_id, id).await?;
         let old_title = c.title.clone();
-        match patch.title {
-            Some(TitleChange::Set(t)) => {
-                c.title = t;
-                c.title_auto = false;
-            }
-            Some(TitleChange::Auto {
-                title,
-                last,
-                default,
-            }) if c.title_auto && (last || c.title == default) => {
-                c.title = title;
-                c.title_auto = !last;
-            }
-            Some(TitleChange::Auto { .. }) | None => {}
-        }
-        if let Some(m) = patch.model {
-            c.model = m;
-        }
-        if let Some(p) = patch.system_prompt {
-            c.system_prompt = p.filter(|s| !s.trim().is_empty());
-        }
-        if let Some(p) = patch.pinned {
-            c.pinned = p;
-        }
-        if let Some(a) = patch.archived {
-            c.archived = a;
-        }
-        if let Some(mut cols) = patch.collections {
-            cols.dedup();
-            c.collections = cols;
-        }
-        c.params = patch.params.apply(c.params);
-        if let Some(l) = patch.current_leaf {
+        let (current_leaf, move_up) = patch.apply_fields(&mut c);
+        if let Some(l) = current_leaf {
             let msgs = messages_in(&tx, id).await?;
             if !msgs.iter().any(|m| m.id == l) {
                 return Err(StoreError::Conflict(
@@ -221,7 +190,7 @@ impl ChatStore for PgStore {
                 conversation_id: id,
             });
         }
-        if patch.touch {
+        if move_up {
             touch(&mut c);
         }
         save_conv(&tx, &c).await?;

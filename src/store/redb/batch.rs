@@ -91,7 +91,7 @@ const MAX_BATCH: usize = 256;
 /// (unless a full batch waits). A batch costs one transaction and one
 /// durable commit, about as much as a few of its writes; at 1,000 new
 /// answers a second, batches taken back to back carried about two writes
-/// each, and eight or nine with this (benches/chat.rs). A lone write, or a
+/// each, and about six with this (benches/chat.rs). A lone write, or a
 /// caller writing one thing after another, never waits for it.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
@@ -136,10 +136,10 @@ impl Batcher {
         let _reset = Reset(self);
         // When the last batch was not alone, more writes are coming: wait
         // for them a little, so the next batch carries more of them.
-        let mut linger_until = None;
+        let mut linger_until: Option<std::time::Instant> = None;
         loop {
             if let Some(until) = linger_until.take() {
-                let left = until - std::time::Instant::now().min(until);
+                let left = until.saturating_duration_since(std::time::Instant::now());
                 if !left.is_zero() && self.lock().queue.len() < MAX_BATCH {
                     std::thread::sleep(left);
                 }

@@ -8,10 +8,10 @@ use super::{
     CONVERSATIONS, CONVERSATIONS_BY_USER, Db, IMPORT_SOURCES, MESSAGES, STREAMING, StoreError,
     StoreResult, dec, enc,
 };
+use crate::store::ConversationPatch;
 use crate::store::chat::*;
 use crate::store::search_outbox::OutboxOp;
 use crate::store::shares::Sourced;
-use crate::store::{ConversationPatch, TitleChange};
 
 type WriteTx = redb::WriteTransaction;
 
@@ -93,40 +93,8 @@ pub(super) fn update_conversation_in(
     let mut c = load_conv(tx, user_id, id)?;
     let old = c.updated_at_ms;
     let old_title = c.title.clone();
-    match patch.title {
-        Some(TitleChange::Set(t)) => {
-            c.title = t;
-            c.title_auto = false;
-        }
-        Some(TitleChange::Auto {
-            title,
-            last,
-            default,
-        }) if c.title_auto && (last || c.title == default) => {
-            c.title = title;
-            c.title_auto = !last;
-        }
-        Some(TitleChange::Auto { .. }) => {}
-        None => {}
-    }
-    if let Some(m) = patch.model {
-        c.model = m;
-    }
-    if let Some(p) = patch.system_prompt {
-        c.system_prompt = p.filter(|s| !s.trim().is_empty());
-    }
-    if let Some(p) = patch.pinned {
-        c.pinned = p;
-    }
-    if let Some(a) = patch.archived {
-        c.archived = a;
-    }
-    if let Some(mut cols) = patch.collections {
-        cols.dedup();
-        c.collections = cols;
-    }
-    c.params = patch.params.apply(c.params);
-    if let Some(l) = patch.current_leaf {
+    let (current_leaf, touch) = patch.apply_fields(&mut c);
+    if let Some(l) = current_leaf {
         let msgs = messages_in(&tx.open_table(MESSAGES)?, id)?;
         if !msgs.iter().any(|m| m.id == l) {
             return Err(StoreError::Conflict(
@@ -143,7 +111,7 @@ pub(super) fn update_conversation_in(
             }],
         )?;
     }
-    if patch.touch {
+    if touch {
         c.updated_at_ms = crate::clock::now_ms().max(old + 1);
     }
     save_conv(tx, Some(old), &c)?;
