@@ -206,6 +206,9 @@ test('a 401 anywhere leads to sign-in and back; unsafe calls carry the CSRF toke
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.waitForURL(/\/settings$/);
   await page.getByRole('heading', { name: 'Active sessions' }).waitFor();
+  // The page's own loads finish first: one still in flight when the
+  // session ends would answer 401 and leave the page before the click below.
+  await page.waitForLoadState('networkidle');
 
   // The session ends behind the page's back; the next call answers 401.
   await context.clearCookies();
