@@ -65,7 +65,8 @@ export function ModelPicker({ models, model, down, disabled, onOpen, onChange })
     if (!open) return;
     const i = items.findIndex((m) => m.id === model);
     setActive(i >= 0 && !unavailable(items[i], down) ? i : items.findIndex((m) => !unavailable(m, down)));
-    requestAnimationFrame(() => inputRef.current?.focus());
+    // At once: a frame later it could take keys already typed elsewhere.
+    inputRef.current?.focus();
   }, [open]); // eslint-disable-line
   // Typing: the first pickable match becomes active (at once, so a key
   // pressed right after typing acts on the new list).

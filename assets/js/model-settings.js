@@ -4,7 +4,7 @@
 // A native <dialog>, so focus stays inside and Escape closes it.
 
 import { html, useState, useEffect, useRef } from './lib.js';
-import { describeError } from './ui.js';
+import { describeError, openModal } from './ui.js';
 
 /** The three settings: field name on the API, label, hint, parser. */
 const FIELDS = [
@@ -56,9 +56,7 @@ export function ModelSettingsDialog({ value, onSave, onClose }) {
   const [saving, setSaving] = useState(false);
 
   useEffect(() => {
-    const el = ref.current;
-    if (el && !el.open) el.showModal();
-    requestAnimationFrame(() => firstRef.current?.focus());
+    if (ref.current) openModal(ref.current, firstRef.current);
   }, []);
 
   const close = () => {

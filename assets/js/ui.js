@@ -120,6 +120,22 @@ export function Toasts() {
 let openDialog = null;
 
 /**
+ * Opens a native <dialog> as a modal and focuses `target` (else its
+ * [data-autofocus] element) at once, in the same task. Focus moved a frame
+ * later would be taken from a field the person had already clicked into and
+ * started typing in: their first keys would land in the wrong field.
+ */
+export function openModal(el, target) {
+  if (!el.open) el.showModal();
+  (target || el.querySelector('[data-autofocus]'))?.focus();
+}
+
+/** Focus back to `el` (the opener) when a dialog closes, if it is still there. */
+function focusBack(el) {
+  if (el && el.isConnected) el.focus?.();
+}
+
+/**
  * Shows a modal and resolves with the result:
  *   confirmDialog({title, body, confirm: 'Delete', danger: true}) → true | false
  *   promptDialog({title, label, value, multiline}) → string | null
@@ -150,22 +166,18 @@ export function DialogHost() {
   useEffect(() => {
     const el = ref.current;
     if (!d || !el) return;
-    if (!el.open) el.showModal();
-    requestAnimationFrame(() => {
-      if (inputRef.current) {
-        inputRef.current.focus();
-        inputRef.current.select?.();
-      } else el.querySelector('[data-autofocus]')?.focus();
-    });
+    openModal(el, inputRef.current);
+    inputRef.current?.select?.();
   }, [d]);
 
   const finish = (result) => {
     const cur = d;
     ref.current?.open && ref.current.close();
     setD(null);
+    // Before the caller hears the result: what it does next (open another
+    // dialog, focus a field) then has the last word on the focus.
+    focusBack(returnFocus.current);
     cur?.resolve(result);
-    const back = returnFocus.current;
-    if (back && back.isConnected) requestAnimationFrame(() => back.focus());
   };
 
   if (!d) return html`<dialog ref=${ref} class="dialog" aria-label="Dialog"></dialog>`;
@@ -277,15 +289,12 @@ export function useModal(onClose) {
   const back = useRef(null);
   useEffect(() => {
     back.current = document.activeElement;
-    const el = ref.current;
-    if (el && !el.open) el.showModal();
-    requestAnimationFrame(() => el?.querySelector('[data-autofocus]')?.focus());
+    if (ref.current) openModal(ref.current);
   }, []);
   const close = () => {
     if (ref.current?.open) ref.current.close();
+    focusBack(back.current);
     onClose();
-    const b = back.current;
-    requestAnimationFrame(() => b?.focus?.());
   };
   return [ref, close];
 }
