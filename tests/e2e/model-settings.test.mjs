@@ -154,6 +154,26 @@ test('a new chat takes its settings with the first message', { timeout: 60_000 }
   assert.deepEqual(unexpectedProblems(watch), []);
 });
 
+test('keys typed into a field right after the dialog opens stay in that field', { timeout: 60_000 }, async (t) => {
+  const { page, watch } = await openChat(t);
+  // Frames held back, as on a busy machine: focus moved a frame after the
+  // dialog opened would land between these keys.
+  await page.evaluate(() => {
+    const raf = window.requestAnimationFrame.bind(window);
+    window.requestAnimationFrame = (cb) => setTimeout(() => raf(cb), 250);
+  });
+  await settingsButton(page).click();
+  const maxTokens = page.getByLabel('Max tokens');
+  await maxTokens.click();
+  await page.keyboard.type('123', { delay: 150 });
+  const values = await page.evaluate(() => [...document.querySelectorAll('.model-settings input')].map((i) => [i.name, i.value]));
+  assert.deepEqual(values, [['temperature', ''], ['max_tokens', '123'], ['top_p', '']]);
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'ms-max_tokens');
+  await page.keyboard.press('Escape');
+  await dialog(page).waitFor({ state: 'detached' });
+  assert.deepEqual(unexpectedProblems(watch), []);
+});
+
 test('screenshots at desktop and 390 px, light and dark; axe on the open dialog', { timeout: 120_000 }, async (t) => {
   const problems = [];
   for (const colorScheme of ['light', 'dark']) {
