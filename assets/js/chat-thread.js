@@ -36,6 +36,10 @@ export function useThread(s) {
   const olderBusy = useRef(false);
   const anchorRef = useRef(null);
   const revealSeq = useRef(0);
+  // Bumped when the person goes to another conversation or a new chat: a
+  // load answered after that is dropped (it would show, and send into, the
+  // conversation they left).
+  const routeSeq = useRef(0);
 
   // ---- loading a conversation ----
   /**
@@ -44,9 +48,12 @@ export function useThread(s) {
    * the older messages already loaded when the new window continues them.
    */
   const loadConversation = useCallback(async (id, { quiet = false } = {}) => {
+    const seq = routeSeq.current;
+    const current = () => routeSeq.current === seq;
     if (!quiet) setLoadingConv(true);
     try {
       const c = await get('/conversations/' + encodeURIComponent(id), { limit: THREAD_PAGE });
+      if (!current()) return null;
       if (convRef.current && convRef.current.id !== id && quiet) return null;
       const { messages: fetched, has_more: more, ...meta } = c;
       setConv(meta);
@@ -69,7 +76,7 @@ export function useThread(s) {
       setConvError(null);
       return c;
     } catch (e) {
-      if (!quiet) {
+      if (!quiet && current()) {
         setConv(null);
         setMessages([]);
         setHasMore(false);
@@ -77,7 +84,7 @@ export function useThread(s) {
       }
       return null;
     } finally {
-      if (!quiet) setLoadingConv(false);
+      if (!quiet && current()) setLoadingConv(false);
     }
   }, []);
 
@@ -253,6 +260,12 @@ export function useThread(s) {
     }, 2600);
   };
 
+  /** The person left the shown conversation: loads still on their way are dropped. */
+  const leave = () => {
+    routeSeq.current++;
+    setLoadingConv(false);
+  };
+
   /** Forgets the paging of the conversation left (another one opens). */
   const resetPaging = () => {
     revealSeq.current++;
@@ -262,6 +275,6 @@ export function useThread(s) {
 
   return {
     conv, setConv, convRef, messages, setMessages, messagesRef, hasMore, setHasMore, olderState, loadingConv,
-    convError, setConvError, loadConversation, loadOlder, revealMessage, resetPaging,
+    convError, setConvError, loadConversation, loadOlder, revealMessage, resetPaging, leave,
   };
 }

@@ -57,7 +57,7 @@ export function ChatScreen() {
 
   const {
     conv, setConv, convRef, messages, setMessages, messagesRef, hasMore, setHasMore, olderState, loadingConv,
-    convError, setConvError, loadConversation, loadOlder, revealMessage, resetPaging,
+    convError, setConvError, loadConversation, loadOlder, revealMessage, resetPaging, leave,
   } = useThread({ scrollRef, stick, setError, isStreaming: () => !!genRef.current });
   const { models, down, loadHealth, model } = useModels(conv, draftModel);
 
@@ -86,6 +86,7 @@ export function ChatScreen() {
       return;
     }
     closeStream();
+    leave();
     stick.current = true;
     if (!convId) {
       setConv(null);

@@ -262,6 +262,50 @@ test('keyboard: Ctrl+K focuses search, Ctrl+Shift+O starts a new chat', T, async
   await page.getByRole('heading', { name: 'How can I help you today?' }).waitFor();
 });
 
+test('a conversation that loads after the person left it stays left: the new chat sends into a new conversation', T, async (t) => {
+  const context = await newContext(browser);
+  t.after(() => context.close());
+  const page = await context.newPage();
+  const watch = await watchPage(page);
+  await page.goto(app.url + '/login');
+  await page.getByLabel('Username').fill(ADMIN.username);
+  await page.getByLabel('Password', { exact: true }).fill(ADMIN.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  const composer = page.getByRole('textbox', { name: 'Message' });
+  await composer.waitFor();
+  await composer.fill('the conversation left behind');
+  await composer.press('Enter');
+  await waitComplete(page);
+  await page.waitForURL(/\/c\//);
+  const left = new URL(page.url()).pathname.split('/').pop();
+
+  // Open it again with its load held back; leave for a new chat; then let
+  // the load answer.
+  let release;
+  const held = new Promise((r) => { release = r; });
+  await page.route((u) => u.pathname === `/api/conversations/${left}`, async (route) => {
+    await held;
+    await route.continue();
+  });
+  await page.goto(`${app.url}/c/${left}`);
+  await page.getByRole('button', { name: 'New chat' }).first().click();
+  await page.waitForURL((u) => u.pathname === '/');
+  const answered = page.waitForResponse((r) => new URL(r.url()).pathname === `/api/conversations/${left}`);
+  release();
+  await answered;
+  await page.unroute((u) => u.pathname === `/api/conversations/${left}`);
+
+  await page.getByRole('heading', { name: 'How can I help you today?' }).waitFor();
+  await composer.fill('a new conversation');
+  await composer.press('Enter');
+  await waitComplete(page);
+  await page.waitForURL((u) => /^\/c\//.test(u.pathname) && !u.pathname.endsWith(left));
+  assert.equal(await page.locator('.msg.user').count(), 1, 'only the new message shows');
+  const before = await fetchAsPage(page, `/api/conversations/${left}`);
+  assert.deepEqual(before.messages.map((m) => m.role), ['user', 'assistant'], 'nothing was sent into the conversation left');
+  assert.deepEqual(unexpectedProblems(watch), []);
+});
+
 async function assertFocused(page, locator, what) {
   await page.waitForFunction((el) => document.activeElement === el, await locator.elementHandle(), { timeout: 5000 })
     .catch(() => assert.fail(what));
