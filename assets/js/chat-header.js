@@ -3,7 +3,7 @@
 // settings, system prompt and new-chat buttons. The models and providers' health are
 // loaded here (useModels).
 
-import { html, useState, useEffect, useRef, useCallback } from './lib.js';
+import { html, useState, useEffect, useLayoutEffect, useRef, useCallback } from './lib.js';
 import { get } from './api.js';
 import { Icon, plainTitle } from './ui.js';
 import { ModelPicker } from './model-picker.js';
@@ -51,10 +51,16 @@ function HeaderTitle({ conv, fallback, onRename }) {
   const [editing, setEditing] = useState(false);
   const inputRef = useRef(null);
   const btnRef = useRef(null);
-  useEffect(() => {
+  const focusBack = useRef(false);
+  // In the render that swaps the button and the field, not a frame later:
+  // keys typed in between would go to the wrong one.
+  useLayoutEffect(() => {
     if (editing) {
       inputRef.current?.focus();
       inputRef.current?.select();
+    } else if (focusBack.current) {
+      focusBack.current = false;
+      btnRef.current?.focus();
     }
   }, [editing]);
   useEffect(() => { setEditing(false); }, [conv?.id]);
@@ -62,8 +68,8 @@ function HeaderTitle({ conv, fallback, onRename }) {
   if (!conv) return html`<h1 class="chat-title">${fallback}</h1>`;
   const finish = async (save) => {
     const v = inputRef.current?.value.trim();
+    focusBack.current = true;
     setEditing(false);
-    requestAnimationFrame(() => btnRef.current?.focus());
     if (save && v && v !== conv.title) await onRename(v);
   };
   return html`<h1 class="chat-title">
