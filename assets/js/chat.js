@@ -514,8 +514,8 @@ export function ChatScreen() {
     ${paramsOpen && html`<${ModelSettingsDialog} key=${conv?.id || 'new'} value=${params}
       onSave=${saveParams} onClose=${() => {
         setParamsOpen(false);
-        // Back to the button that opened it (now: a frame later it could
-        // take the focus from the message box the person went on to).
+        // Back to the button that opened it, at once: a frame later it could
+        // take the focus from the message box the person went on to.
         document.querySelector('.chat-header [aria-label="Model settings"]')?.focus();
       }} />`}
   </div>`;
