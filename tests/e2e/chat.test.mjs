@@ -234,20 +234,27 @@ test('a 401 anywhere leads to sign-in and back; unsafe calls carry the CSRF toke
   assert.deepEqual(unexpectedProblems(watch), []);
 });
 
-test('keyboard: Ctrl+K focuses search, Ctrl+Shift+O starts a new chat', T, async (t) => {
+/** A new page signed in through the form, with `text` sent and answered in a new conversation. */
+async function signInAndAsk(t, text) {
   const context = await newContext(browser);
   t.after(() => context.close());
   const page = await context.newPage();
+  const watch = await watchPage(page);
   await page.goto(app.url + '/login');
   await page.getByLabel('Username').fill(ADMIN.username);
   await page.getByLabel('Password', { exact: true }).fill(ADMIN.password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   const composer = page.getByRole('textbox', { name: 'Message' });
   await composer.waitFor();
-  await composer.fill('quick question');
+  await composer.fill(text);
   await composer.press('Enter');
   await waitComplete(page);
   await page.waitForURL(/\/c\//);
+  return { page, watch, composer };
+}
+
+test('keyboard: Ctrl+K focuses search, Ctrl+Shift+O starts a new chat', T, async (t) => {
+  const { page, composer } = await signInAndAsk(t, 'quick question');
 
   await page.keyboard.press('Control+k');
   await assertFocused(page, page.getByRole('combobox', { name: 'Search conversations' }), 'Ctrl+K focuses search');
@@ -263,20 +270,7 @@ test('keyboard: Ctrl+K focuses search, Ctrl+Shift+O starts a new chat', T, async
 });
 
 test('a conversation that loads after the person left it stays left: the new chat sends into a new conversation', T, async (t) => {
-  const context = await newContext(browser);
-  t.after(() => context.close());
-  const page = await context.newPage();
-  const watch = await watchPage(page);
-  await page.goto(app.url + '/login');
-  await page.getByLabel('Username').fill(ADMIN.username);
-  await page.getByLabel('Password', { exact: true }).fill(ADMIN.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  const composer = page.getByRole('textbox', { name: 'Message' });
-  await composer.waitFor();
-  await composer.fill('the conversation left behind');
-  await composer.press('Enter');
-  await waitComplete(page);
-  await page.waitForURL(/\/c\//);
+  const { page, watch, composer } = await signInAndAsk(t, 'the conversation left behind');
   const left = new URL(page.url()).pathname.split('/').pop();
 
   // Open it again with its load held back; leave for a new chat; then let
