@@ -3,9 +3,9 @@
 // settings, system prompt and new-chat buttons. The models and providers' health are
 // loaded here (useModels).
 
-import { html, useState, useEffect, useLayoutEffect, useRef, useCallback } from './lib.js';
+import { html, useState, useEffect, useRef, useCallback } from './lib.js';
 import { get } from './api.js';
-import { Icon, plainTitle } from './ui.js';
+import { Icon, plainTitle, useRenameFocus } from './ui.js';
 import { ModelPicker } from './model-picker.js';
 
 const MODEL_KEY = 'confab.model';
@@ -51,24 +51,13 @@ function HeaderTitle({ conv, fallback, onRename }) {
   const [editing, setEditing] = useState(false);
   const inputRef = useRef(null);
   const btnRef = useRef(null);
-  const focusBack = useRef(false);
-  // In the render that swaps the button and the field, not a frame later:
-  // keys typed in between would go to the wrong one.
-  useLayoutEffect(() => {
-    if (editing) {
-      inputRef.current?.focus();
-      inputRef.current?.select();
-    } else if (focusBack.current) {
-      focusBack.current = false;
-      btnRef.current?.focus();
-    }
-  }, [editing]);
+  const focusBack = useRenameFocus(editing, inputRef, btnRef);
   useEffect(() => { setEditing(false); }, [conv?.id]);
   const title = conv ? plainTitle(conv.title) : fallback;
   if (!conv) return html`<h1 class="chat-title">${fallback}</h1>`;
   const finish = async (save) => {
     const v = inputRef.current?.value.trim();
-    focusBack.current = true;
+    focusBack();
     setEditing(false);
     if (save && v && v !== conv.title) await onRename(v);
   };

@@ -2,11 +2,11 @@
 // scroll, grouped by date), search with full-text results, and each
 // conversation's menu (rename / pin / archive / delete).
 
-import { html, useState, useEffect, useLayoutEffect, useRef, useCallback, useMemo } from './lib.js';
+import { html, useState, useEffect, useRef, useCallback, useMemo } from './lib.js';
 import { get, setCsrf } from './api.js';
 import { navigate } from './router.js';
 import { useApp } from './state.js';
-import { Icon, Logo, ErrorBanner, Spinner, plainTitle } from './ui.js';
+import { Icon, Logo, ErrorBanner, Spinner, plainTitle, useRenameFocus } from './ui.js';
 import { BrandName, brandName } from './branding.js';
 import { groupByDate } from './words.js';
 import { SearchResults, useMessageSearch, searchOptions, optionId } from './search.js';
@@ -161,21 +161,10 @@ function ConversationItem({ conv, active, onAction }) {
   const [renaming, setRenaming] = useState(false);
   const btnRef = useRef(null);
   const inputRef = useRef(null);
-  const focusBack = useRef(false);
-  // In the render that swaps the title and the field, not a frame later:
-  // keys typed in between would go to the wrong one.
-  useLayoutEffect(() => {
-    if (renaming) {
-      inputRef.current?.focus();
-      inputRef.current?.select();
-    } else if (focusBack.current) {
-      focusBack.current = false;
-      btnRef.current?.focus();
-    }
-  }, [renaming]);
+  const focusBack = useRenameFocus(renaming, inputRef, btnRef);
   const finishRename = async (save) => {
     const v = inputRef.current?.value.trim();
-    focusBack.current = true;
+    focusBack();
     setRenaming(false);
     if (save && v && v !== conv.title) await onAction(conv, 'rename', v);
   };

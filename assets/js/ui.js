@@ -1,7 +1,7 @@
 // Shared pieces: icons, dialogs (native <dialog>, so focus is trapped and
 // restored), toasts, the error banner, copy to clipboard, formatting.
 
-import { html, useState, useEffect, useRef } from './lib.js';
+import { html, useState, useEffect, useLayoutEffect, useRef } from './lib.js';
 import { describeError } from './words.js';
 import { useBranding } from './branding.js';
 
@@ -297,4 +297,24 @@ export function useModal(onClose) {
     onClose();
   };
   return [ref, close];
+}
+
+/**
+ * A button that turns into a rename field while `editing`: the field takes
+ * the focus, with its text selected, and the button gets it back when the
+ * returned `done()` ended the editing. Both in the render that swaps them,
+ * not a frame later: keys typed in between would go to the wrong one.
+ */
+export function useRenameFocus(editing, inputRef, btnRef) {
+  const back = useRef(false);
+  useLayoutEffect(() => {
+    if (editing) {
+      inputRef.current?.focus();
+      inputRef.current?.select();
+    } else if (back.current) {
+      back.current = false;
+      btnRef.current?.focus();
+    }
+  }, [editing]); // eslint-disable-line
+  return () => { back.current = true; };
 }
